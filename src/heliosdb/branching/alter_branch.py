@@ -1,0 +1,239 @@
+"""ALTER TABLE and CREATE INDEX on a branch that inherited the table (not its root).
+
+The change goes into the branch's schema version; physical relations only
+gain columns. Constraints are enforced by the branch's write trigger, and
+existing rows are checked before a new constraint is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from heliosdb import errors
+from heliosdb.branching import layout
+from heliosdb.catalog.model import Constraint, TableInfo, TableVersion, chain, save_version
+from heliosdb.sql.names import Name, is_word, read_name, skip_words
+
+if TYPE_CHECKING:
+    from heliosdb.session import Session
+
+I = sql.Identifier  # noqa: E741
+
+
+def _unsupported(what: str) -> errors.Error:
+    return errors.NotSupportedError(
+        f"ALTER TABLE ... {what} is not supported on a branch that inherited the table",
+        hint="Supported there: ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, ADD CONSTRAINT "
+        "(PRIMARY KEY, UNIQUE, CHECK), DROP CONSTRAINT.",
+    )
+
+
+def _clause_end(toks: list[Any], i: int) -> int:
+    depth = 0
+    while i < len(toks):
+        depth += toks[i].text == "("
+        depth -= toks[i].text == ")"
+        if depth == 0 and toks[i].text == ",":
+            return i
+        i += 1
+    return i
+
+
+def alter_inherited(
+    session: Session, version: TableVersion, info: TableInfo, text: str, toks: list[Any], i: int, lsn: int
+) -> None:
+    conn, branch = session.conn, session.branch
+    version.branch_id = branch.id
+    renames: list[tuple[str, str]] = []
+    while i < len(toks):
+        end = _clause_end(toks, i)
+        clause = toks[i:end]
+        raw = text[clause[0].start : clause[-1].end + 1] if clause else ""
+        word = clause[0].text.upper() if clause else ""
+        if word == "ADD" and not (len(clause) > 1 and clause[1].text.upper() in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK")):
+            _, k = skip_words(clause, 1, "COLUMN")
+            if_not_exists, k = skip_words(clause, k, "IF", "NOT", "EXISTS")
+            coldef = text[clause[k].start : clause[-1].end + 1]
+            _add_column(session, version, info, coldef, if_not_exists)
+        elif word == "ADD":
+            _add_constraint(session, version, raw[3:].strip())
+        elif word == "DROP" and len(clause) > 1 and clause[1].text.upper() == "CONSTRAINT":
+            if_exists, k = skip_words(clause, 2, "IF", "EXISTS")
+            cname, _ = read_name(clause, k)
+            if not any(c.name == cname.name for c in version.constraints):
+                if not if_exists:
+                    raise errors.UndefinedObject(
+                        f'constraint "{cname.name}" of relation "{version.name}" does not exist'
+                    )
+            version.constraints = [c for c in version.constraints if c.name != cname.name]
+        elif word == "DROP":
+            _, k = skip_words(clause, 1, "COLUMN")
+            if_exists, k = skip_words(clause, k, "IF", "EXISTS")
+            col, _ = read_name(clause, k)
+            if version.column(col.name) is None:
+                if if_exists:
+                    i = end + 1
+                    continue
+                raise errors.UndefinedColumn(f'column "{col.name}" of relation "{version.name}" does not exist')
+            version.columns = [c for c in version.columns if c.name != col.name]
+            version.constraints = [c for c in version.constraints if col.name not in c.cols and not (
+                c.expr and re.search(r"\b" + re.escape(col.name) + r"\b", c.expr))]
+        elif word == "RENAME":
+            _, k = skip_words(clause, 1, "COLUMN")
+            old, k = read_name(clause, k)
+            _, k = skip_words(clause, k, "TO")
+            new, _ = read_name(clause, k)
+            col = version.column(old.name)
+            if col is None:
+                raise errors.UndefinedColumn(f'column "{old.name}" does not exist')
+            if version.column(new.name) is not None:
+                raise errors.lookup("42701")(
+                    f'column "{new.name}" of relation "{version.name}" already exists', sqlstate="42701"
+                )
+            col.name = new.name
+            for c in version.constraints:
+                c.cols = [new.name if x == old.name else x for x in c.cols]
+                if c.expr:
+                    c.expr = re.sub(r"\b" + re.escape(old.name) + r"\b", new.name, c.expr)
+            renames.append((old.name, new.name))
+        else:
+            raise _unsupported(raw.split("(")[0][:40])
+        i = end + 1
+    for old, new in renames:
+        for schema in (branch.user_schema, branch.phys_schema):
+            conn.execute(sql.SQL("ALTER VIEW {} RENAME COLUMN {} TO {}").format(
+                I(schema, version.name), I(old), I(new)))
+    save_version(conn, version, lsn)
+    layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+
+
+def _add_column(session: Session, version: TableVersion, info: TableInfo, coldef: str, if_not_exists: bool) -> None:
+    from heliosdb.branching.tables import _register_column, column_from_probe
+
+    conn, branch = session.conn, session.branch
+    col, cons = column_from_probe(conn, coldef)
+    if version.column(col.name) is not None:
+        if if_not_exists:
+            return
+        raise errors.lookup("42701")(
+            f'column "{col.name}" of relation "{version.name}" already exists', sqlstate="42701"
+        )
+    taken = set(layout.user_columns(conn, info.br)) | set(layout.user_columns(conn, info.hist))
+    taken |= set(layout.user_columns(conn, info.cur))
+    phys = col.name
+    n = 1
+    while phys in taken:
+        n += 1
+        phys = f"{col.name}_{n}"
+    col.col = _register_column(conn, info.id, phys, col.type)
+    for rel in (info.br, info.hist):
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(I(*rel), I(phys), sql.SQL(col.type)))
+    if col.missing is not None:
+        conn.execute(
+            sql.SQL("UPDATE {} SET {} = {} WHERE _hdb_branch = %s AND NOT _hdb_del").format(
+                I(*info.br), I(phys), sql.SQL(col.missing)),
+            (branch.id,),
+        )
+    if col.notnull and col.missing is None:
+        row = conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 1").format(I(branch.user_schema, version.name))).fetchone()
+        if row is not None:
+            raise errors.NotNullViolation(f'column "{col.name}" of relation "{version.name}" contains null values')
+    version.columns.append(col)
+    for c in cons:
+        c.name = c.name.replace("_hdb_probe", version.name)
+        version.constraints.append(c)
+
+
+def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
+    conn, branch = session.conn, session.branch
+    m = re.match(r"(?is)^(?:CONSTRAINT\s+(\"[^\"]+\"|\w+)\s+)?(PRIMARY\s+KEY|UNIQUE|CHECK)\s*\((.*)\)\s*$", spec)
+    if not m:
+        raise _unsupported("ADD " + spec[:40])
+    cname = m.group(1)
+    kind_word = m.group(2).upper().split()[0]
+    body = m.group(3)
+    view = I(branch.user_schema, version.name)
+    if kind_word == "CHECK":
+        name = (cname or f"{version.name}_check").strip('"')
+        row = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(body))).fetchone()
+        if row is not None:
+            raise errors.CheckViolation(f'check constraint "{name}" of relation "{version.name}" is violated by some row')
+        version.constraints.append(Constraint(name, "c", [], body))
+        return
+    cols = [c.strip().strip('"') if c.strip().startswith('"') else c.strip().lower() for c in body.split(",")]
+    for c in cols:
+        if version.column(c) is None:
+            raise errors.UndefinedColumn(f'column "{c}" named in key does not exist')
+    kind = "p" if kind_word == "PRIMARY" else "u"
+    if kind == "p" and any(c.kind == "p" for c in version.constraints):
+        raise errors.lookup("42P16")(f'multiple primary keys for table "{version.name}" are not allowed',
+                                     sqlstate="42P16")
+    name = (cname or f"{version.name}_{'pkey' if kind == 'p' else '_'.join(cols) + '_key'}").strip('"')
+    _check_unique(conn, view, cols, name, version.name)
+    if kind == "p":
+        for c in version.columns:
+            if c.name in cols:
+                c.notnull = True
+        nulls = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE {} LIMIT 1").format(
+            view, sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(I(c)) for c in cols))).fetchone()
+        if nulls is not None:
+            raise errors.NotNullViolation(f'column "{cols[0]}" of relation "{version.name}" contains null values')
+    version.constraints.append(Constraint(name, kind, cols, None))
+
+
+def _check_unique(conn: psycopg.Connection[Any], view: sql.Identifier, cols: list[str], name: str, table: str) -> None:
+    key = sql.SQL(", ").join(I(c) for c in cols)
+    dup = conn.execute(sql.SQL("SELECT {k} FROM {v} WHERE {nn} GROUP BY {k} HAVING count(*) > 1 LIMIT 1").format(
+        k=key, v=view, nn=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(I(c)) for c in cols))).fetchone()
+    if dup is not None:
+        raise errors.UniqueViolation(
+            f'could not create unique index "{name}"',
+            detail=f"Key ({', '.join(cols)})=({', '.join(str(v) for v in dup)}) is duplicated.",
+        )
+
+
+def index_on_branch(
+    session: Session, version: TableVersion, info: TableInfo, toks: list[Any], text: str, name: Name,
+    unique: bool, lsn: int,
+) -> None:
+    """CREATE INDEX on an inherited table: an index over the branch rows; UNIQUE becomes a constraint."""
+    conn, branch = session.conn, session.branch
+    j = next(k for k, t in enumerate(toks) if is_word(t, "ON"))
+    _, k = skip_words(toks, 2 if unique else 1, "INDEX")
+    _, k = skip_words(toks, k, "CONCURRENTLY")
+    _, k = skip_words(toks, k, "IF", "NOT", "EXISTS")
+    idx_name = read_name(toks, k)[0].name if k < j else f"{version.name}_idx"
+    paren = next((p for p in range(j, len(toks)) if toks[p].text == "("), None)
+    if paren is None:
+        raise errors.SyntaxError("syntax error: expected a column list")
+    depth, e = 0, paren
+    while e < len(toks):
+        depth += toks[e].text == "("
+        depth -= toks[e].text == ")"
+        if depth == 0:
+            break
+        e += 1
+    body = text[toks[paren].start + 1 : toks[e].start]
+    if unique:
+        cols = [c.strip().strip('"') if c.strip().startswith('"') else c.strip().lower() for c in body.split(",")]
+        if any(version.column(c) is None for c in cols):
+            raise errors.NotSupportedError("UNIQUE indexes on expressions are not supported on inherited tables")
+        _check_unique(conn, I(branch.user_schema, version.name), cols, idx_name, version.name)
+        version.constraints.append(Constraint(idx_name, "u", cols, None))
+        version.branch_id = branch.id
+        save_version(conn, version, lsn)
+        layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+        return
+    # A plain index only speeds things up: index the branch relation on the same columns.
+    names = {c.name: c.col for c in version.columns}
+    phys = layout.phys_names(conn, info.id)
+    try:
+        cols_sql = sql.SQL(", ").join(I(phys[names[c.strip().strip('"').lower()]]) for c in body.split(","))
+    except KeyError:
+        return  # expression index: nothing to mirror
+    conn.execute(sql.SQL("CREATE INDEX {} ON {} (_hdb_branch, {})").format(
+        I(f"{idx_name}__b{branch.id}"), I(*info.br), cols_sql))

@@ -1,0 +1,386 @@
+"""Branch lifecycle: CREATE / USE / ALTER / DROP DATABASE BRANCH and SHOW BRANCHES."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from heliosdb import errors
+from heliosdb.branching import layout
+from heliosdb.catalog.model import Branch, chain, get_branch, table_info, visible_tables
+from heliosdb.sql import statements as st
+from heliosdb.sql.lsn import parse_lsn
+
+if TYPE_CHECKING:
+    from heliosdb.session import Result, Session
+
+_OPTION_NAMES = ("read_only", "retention_period", "gc_policy")
+_GC_POLICIES = ("aggressive", "balanced", "conservative")
+_BRANCH_LOCK_CLASS = 0x4844
+_MAX_NAME = 60
+
+
+def execute(session: Session, text: str) -> Result:
+    stmt = st.parse_branch_statement(text)
+    if isinstance(stmt, st.ShowBranches):
+        return _show(session)
+    if isinstance(stmt, st.UseBranch):
+        return _use(session, stmt, text)
+    return _audited(session, text, stmt)
+
+
+def _result(status: str, cursor: psycopg.Cursor[Any] | None = None) -> Result:
+    from heliosdb.session import Result
+
+    return Result(status=status, cursor=cursor)
+
+
+def audit(conn: psycopg.Connection[Any], branch: str, text: str, lsn: int | None, outcome: str) -> None:
+    conn.execute(
+        "INSERT INTO heliosdb._audit (branch, statement, lsn, outcome) VALUES (%s, %s, %s, %s)",
+        (branch, text.strip(), lsn, outcome),
+    )
+
+
+def _audit_failure(session: Session, branch: str, text: str, exc: Exception) -> None:
+    """Failed branch statements are logged too, after their rollback (if we can write)."""
+    if session.in_transaction:
+        return
+    code = getattr(exc, "sqlstate", None) or "XX000"
+    try:
+        audit(session.conn, branch, text, None, f"error {code}: {exc}")
+    except psycopg.Error:
+        pass
+
+
+def _audited(session: Session, text: str, stmt: st.BranchStatement) -> Result:
+    name = getattr(stmt, "name", "")
+    try:
+        with session.conn.transaction():
+            if isinstance(stmt, st.CreateBranch):
+                status, lsn = _create(session, stmt)
+            elif isinstance(stmt, st.AlterBranch):
+                status, lsn = _alter(session, stmt)
+            else:
+                assert isinstance(stmt, st.DropBranch)
+                status, lsn = _drop(session, stmt)
+            audit(session.conn, name, text, lsn, "ok")
+    except (errors.Error, psycopg.Error) as exc:
+        _audit_failure(session, name, text, exc)
+        raise
+    if isinstance(stmt, st.AlterBranch):
+        session.refresh_branch()
+    return _result(status)
+
+
+# -- SHOW / USE --------------------------------------------------------------------
+def _show(session: Session) -> Result:
+    cur = session.conn.cursor()
+    cur.execute(
+        """SELECT name, parent, fork_lsn, head_lsn, state, storage_node, compute_endpoint,
+                  created_at, created_by
+           FROM heliosdb.branches ORDER BY id"""
+    )
+    return _result(f"SELECT {cur.rowcount}", cur)
+
+
+def _use(session: Session, stmt: st.UseBranch, text: str) -> Result:
+    try:
+        target = session.use_branch(stmt.name, for_transaction=stmt.scope == "TRANSACTION")
+        audit(session.conn, target.name, text, target.head_lsn, "ok")
+    except (errors.Error, psycopg.Error) as exc:
+        _audit_failure(session, stmt.name, text, exc)
+        raise
+    return _result("USE BRANCH")
+
+
+# -- CREATE --------------------------------------------------------------------------
+def _validate_options(conn: psycopg.Connection[Any], opts: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in opts.items():
+        if key not in _OPTION_NAMES:
+            raise errors.InvalidBranchOption(
+                f'unknown branch option "{key}"', hint="Valid options: " + ", ".join(_OPTION_NAMES) + "."
+            )
+        if key == "read_only":
+            if value.lower() not in ("true", "false", "on", "off", "1", "0"):
+                raise errors.InvalidBranchOption(
+                    f'invalid value for read_only: "{value}"', hint="Use true or false."
+                )
+            out[key] = value.lower() in ("true", "on", "1")
+        elif key == "retention_period":
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT %s::interval", (value,))
+            except psycopg.Error:
+                raise errors.InvalidBranchOption(
+                    f'invalid value for retention_period: "{value}"', hint="Use an interval such as '7 days'."
+                ) from None
+            out[key] = value
+        else:
+            if value.lower() not in _GC_POLICIES:
+                raise errors.InvalidBranchOption(
+                    f'invalid value for gc_policy: "{value}"', hint="Valid values: " + ", ".join(_GC_POLICIES) + "."
+                )
+            out[key] = value.lower()
+    return out
+
+
+def _history_filter(levels: list[Any]) -> tuple[sql.Composable, list[Any]]:
+    """A WHERE clause selecting the commits in a branch's history (ancestors up to fork points)."""
+    parts, params = [], []
+    for lv in levels:
+        parts.append(sql.SQL("(branch_id = %s AND lsn <= %s)"))
+        params += [lv.branch_id, lv.upto]
+    return sql.SQL("(") + sql.SQL(" OR ").join(parts) + sql.SQL(")"), params
+
+
+def resolve_point(conn: psycopg.Connection[Any], parent: Branch, point: st.Point) -> int:
+    """The LSN on `parent` that `point` names (resolved in its own history)."""
+    head = conn.execute(
+        "SELECT coalesce(heliosdb.held_lsn(%s), head_lsn) FROM heliosdb._branches WHERE id = %s",
+        (parent.id, parent.id),
+    ).fetchone()[0]  # type: ignore[index]
+    if point.kind == "NOW":
+        return int(head)
+    levels = chain(conn, parent.id, head)
+    where, params = _history_filter(levels)
+    oldest = parent.fork_lsn or 0
+    value = point.value or ""
+    if point.kind == "LSN":
+        lsn = parse_lsn(value.strip().strip("'"))
+        if lsn > head:
+            raise errors.InvalidTemporalPoint(
+                f'LSN {value} is after the head of branch "{parent.name}"',
+                hint=f"The head of {parent.name} is {_fmt(head)}.",
+            )
+        return lsn
+    if point.kind == "TIMESTAMP":
+        ts = _eval_timestamp(conn, value)
+        row = conn.execute(
+            sql.SQL("SELECT max(lsn) FROM heliosdb._commits WHERE {} AND committed_at <= %s").format(where),
+            [*params, ts],
+        ).fetchone()
+        if row and row[0] is not None:
+            return int(row[0])
+        created = conn.execute("SELECT created_at FROM heliosdb._branches WHERE id = %s", (parent.id,)).fetchone()
+        if created and ts >= created[0]:
+            return oldest
+        raise errors.InvalidTemporalPoint(
+            f'timestamp {ts} is before the history of branch "{parent.name}"',
+            hint=f"The oldest point of {parent.name} is {created[0] if created else 'its creation'}.",
+        )
+    if point.kind == "SCN":
+        try:
+            scn = int(value.strip().strip("'"))
+        except ValueError:
+            raise errors.InvalidTemporalPoint(f'invalid SCN "{value}"', hint="An SCN is an integer.") from None
+        row = conn.execute(
+            sql.SQL("SELECT max(lsn) FROM heliosdb._commits WHERE {} AND scn <= %s").format(where), [*params, scn]
+        ).fetchone()
+        if row and row[0] is not None:
+            return int(row[0])
+        return oldest
+    # TRANSACTION
+    try:
+        txid = int(value.strip().strip("'"))
+    except ValueError:
+        raise errors.InvalidTemporalPoint(f'invalid transaction id "{value}"') from None
+    row = conn.execute(
+        sql.SQL("SELECT max(lsn) FROM heliosdb._commits WHERE {} AND txid = %s::text::xid8").format(where),
+        [*params, txid],
+    ).fetchone()
+    if row and row[0] is not None:
+        return int(row[0])
+    status = None
+    try:
+        with conn.transaction():
+            status = conn.execute("SELECT pg_xact_status(%s::text::xid8)", (txid,)).fetchone()[0]  # type: ignore[index]
+    except psycopg.Error:
+        status = None
+    why = {
+        "in progress": "is still running",
+        "aborted": "was rolled back",
+        "committed": f'committed no change on branch "{parent.name}"',
+    }.get(status or "", "is unknown")
+    raise errors.InvalidTemporalPoint(f"transaction {txid} {why}")
+
+
+def _fmt(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:08X}"
+
+
+def _eval_timestamp(conn: psycopg.Connection[Any], expr: str) -> Any:
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        node = sqlglot.parse_one(expr, read="postgres")
+    except sqlglot.errors.ParseError:
+        node = None
+    if node is None or not isinstance(node, exp.Expression) or isinstance(node, exp.Query | exp.Command):
+        raise errors.InvalidTemporalPoint(f'invalid timestamp "{expr}"')
+    text = node.sql(dialect="postgres")
+    try:
+        with conn.transaction():
+            row = conn.execute(sql.SQL("SELECT ({})::timestamptz").format(sql.SQL(text))).fetchone()  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        raise errors.InvalidTemporalPoint(
+            f'invalid timestamp "{expr}": {errors.from_psycopg(exc).message}'
+        ) from None
+    return row[0]  # type: ignore[index]
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name.encode()) > _MAX_NAME:
+        raise errors.InvalidName(
+            f'invalid branch name "{name}"', hint=f"A branch name has 1 to {_MAX_NAME} bytes.", sqlstate="42602"
+        )
+
+
+def _create(session: Session, stmt: st.CreateBranch) -> tuple[str, int | None]:
+    conn = session.conn
+    _check_name(stmt.name)
+    if get_branch(conn, stmt.name, missing_ok=True) is not None:
+        if stmt.if_not_exists:
+            conn.execute("SELECT 1")  # keep the transaction shape
+            session.notices.append(f'NOTICE:  branch "{stmt.name}" already exists, skipping')
+            return "CREATE DATABASE BRANCH", None
+        raise errors.DuplicateBranch(f'branch "{stmt.name}" already exists')
+    parent = get_branch(conn, stmt.parent) if stmt.parent else session.branch
+    assert parent is not None
+    node = stmt.storage_node or parent.storage_node
+    if conn.execute("SELECT 1 FROM heliosdb._nodes WHERE id = %s", (node,)).fetchone() is None:
+        known = ", ".join(r[0] for r in conn.execute("SELECT id FROM heliosdb._nodes ORDER BY id"))
+        raise errors.UndefinedStorageNode(f'storage node "{node}" does not exist', hint=f"Known nodes: {known}.")
+    endpoint = stmt.compute_endpoint or "endpoint-1"
+    if conn.execute("SELECT 1 FROM heliosdb._endpoints WHERE id = %s", (endpoint,)).fetchone() is None:
+        known = ", ".join(r[0] for r in conn.execute("SELECT id FROM heliosdb._endpoints ORDER BY id"))
+        raise errors.UndefinedEndpoint(
+            f'compute endpoint "{endpoint}" does not exist', hint=f"Known endpoints: {known}."
+        )
+    options = {"read_only": False, "retention_period": "7 days", "gc_policy": "balanced"}
+    options.update(_validate_options(conn, stmt.options))
+    fork = resolve_point(conn, parent, stmt.point)
+    schema = "br_" + stmt.name
+    row = conn.execute(
+        """INSERT INTO heliosdb._branches
+               (name, parent_id, fork_lsn, head_lsn, read_only, options, storage_node, compute_endpoint, user_schema)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (stmt.name, parent.id, fork, fork, options["read_only"], json.dumps(options), node, endpoint, schema),
+    ).fetchone()
+    assert row is not None
+    branch = get_branch(conn, stmt.name)
+    assert branch is not None
+    build_schema(conn, branch)
+    return "CREATE DATABASE BRANCH", fork
+
+
+def build_schema(conn: psycopg.Connection[Any], branch: Branch) -> None:
+    """The branch's schemas and a view per table it sees (metadata only: no row is copied)."""
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.user_schema)))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.phys_schema)))
+    levels = chain(conn, branch.id)
+    for tid, version in visible_tables(conn, levels).items():
+        layout.build_views(conn, branch, levels, table_info(conn, tid), version)
+
+
+# -- ALTER -----------------------------------------------------------------------------
+def _alter(session: Session, stmt: st.AlterBranch) -> tuple[str, int | None]:
+    conn = session.conn
+    branch = get_branch(conn, stmt.name)
+    assert branch is not None
+    if stmt.read_only is not None:
+        conn.execute(
+            """UPDATE heliosdb._branches SET read_only = %s,
+                   options = options || jsonb_build_object('read_only', %s::boolean) WHERE id = %s""",
+            (stmt.read_only, stmt.read_only, branch.id),
+        )
+    if stmt.options is not None:
+        opts = _validate_options(conn, stmt.options)
+        conn.execute(
+            "UPDATE heliosdb._branches SET options = options || %s::jsonb WHERE id = %s",
+            (json.dumps(opts), branch.id),
+        )
+        if "read_only" in opts:
+            conn.execute(
+                "UPDATE heliosdb._branches SET read_only = %s WHERE id = %s", (opts["read_only"], branch.id)
+            )
+    return "ALTER DATABASE BRANCH", branch.head_lsn
+
+
+# -- DROP ------------------------------------------------------------------------------
+def _drop(session: Session, stmt: st.DropBranch) -> tuple[str, int | None]:
+    conn = session.conn
+    branch = get_branch(conn, stmt.name, missing_ok=stmt.if_exists)
+    if branch is None:
+        session.notices.append(f'NOTICE:  branch "{stmt.name}" does not exist, skipping')
+        return "DROP DATABASE BRANCH", None
+    if branch.parent_id is None:
+        raise errors.MainBranchProtected(
+            f'cannot drop branch "{branch.name}"', detail="It is the root of the branch tree."
+        )
+    subtree = [
+        (bid, name)
+        for bid, name in conn.execute(
+            """WITH RECURSIVE d AS (
+                   SELECT id, name, 0 AS depth FROM heliosdb._branches WHERE id = %s
+                   UNION ALL
+                   SELECT b.id, b.name, d.depth + 1 FROM heliosdb._branches b JOIN d ON b.parent_id = d.id
+                   WHERE b.state <> 'dropped')
+               SELECT id, name FROM d ORDER BY depth DESC""",
+            (branch.id,),
+        ).fetchall()
+    ]
+    children = [name for bid, name in subtree if bid != branch.id]
+    if children and not stmt.cascade:
+        raise errors.BranchHasChildren(
+            f'cannot drop branch "{branch.name}" because other branches depend on it',
+            detail="Child branches: " + ", ".join(sorted(children)) + ".",
+            hint="Use DROP DATABASE BRANCH ... CASCADE to drop them too.",
+        )
+    current = session.branch.id
+    for bid, name in subtree:
+        if bid == current or bid == session._session_branch.id:
+            raise errors.BranchInUse(
+                f'cannot drop branch "{name}": it is the current branch of this session',
+                hint="USE BRANCH another branch first.",
+            )
+        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (_BRANCH_LOCK_CLASS, bid)).fetchone()
+        if not (got and got[0]):
+            raise errors.BranchInUse(
+                f'branch "{name}" is being used by another session',
+                hint="Drop it once the other sessions have moved to another branch or disconnected.",
+            )
+    for bid, _name in subtree:
+        _drop_one(conn, bid)
+    return "DROP DATABASE BRANCH", branch.head_lsn
+
+
+def _drop_one(conn: psycopg.Connection[Any], bid: int) -> None:
+    """Drop a branch's schemas and reclaim every row it stored."""
+    row = conn.execute(
+        "UPDATE heliosdb._branches SET state = 'dropped', dropped_at = clock_timestamp() WHERE id = %s "
+        "RETURNING user_schema",
+        (bid,),
+    ).fetchone()
+    assert row is not None
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(row[0])))
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"hdb_b{bid}")))
+    for tid, schema, name, root in conn.execute(
+        "SELECT id, phys_schema, phys_name, root_branch FROM heliosdb._tables"
+    ).fetchall():
+        if root == bid:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            conn.execute("DELETE FROM heliosdb._tables WHERE id = %s", (tid,))
+            conn.execute("DELETE FROM heliosdb._columns WHERE table_id = %s", (tid,))
+            continue
+        for suffix in ("__br", "__hist"):
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE _hdb_branch = %s").format(sql.Identifier(schema, name + suffix)),
+                (bid,),
+            )
+    conn.execute("DELETE FROM heliosdb._table_versions WHERE branch_id = %s", (bid,))

@@ -1,0 +1,452 @@
+"""Physical layout of a versioned table and the views each branch reads it through.
+
+For a table (id N) created on branch R, schema hdb_tN holds:
+    "<name>"        R's current rows: the user's columns with their native
+                    constraints, plus _hdb_rowid (row identity, stable across
+                    branches) and _hdb_lsn (LSN of the version).
+    "<name>__br"    current rows and tombstones of every other branch that wrote.
+    "<name>__hist"  closed versions of every branch, valid in [_hdb_begin, _hdb_end).
+
+On R, the user's object is a simple (auto-updatable) view over "<name>", so
+reads and writes run at native speed. On any other branch B, schema hdb_bB
+holds an internal view with the rows B sees (its own, then each ancestor's as
+of the fork point, minus rows written below) and the user's view over it, with
+an INSTEAD OF trigger that writes versions into "<name>__br" and "<name>__hist".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from heliosdb.catalog.model import (
+    Branch,
+    Column,
+    Level,
+    TableInfo,
+    TableVersion,
+    phys_names,
+    visible_tables,
+)
+from heliosdb.sql.lsn import MAX_LSN
+
+I = sql.Identifier  # noqa: E741 - short alias used throughout SQL building
+L = sql.Literal
+
+# Types without a usable equality operator: not used to find a row by value.
+_NO_EQUALITY = {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
+
+
+def q(*parts: str) -> sql.Identifier:
+    return sql.Identifier(*parts)
+
+
+# -- introspection of the root relation -----------------------------------------
+def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, int]) -> tuple[
+    list[Column], list[dict[str, Any]]
+]:
+    """Columns and constraints of the root relation, from PostgreSQL's catalogs."""
+    rel = f"{_quote(info.phys_schema)}.{_quote(info.phys_name)}"
+    cols: list[Column] = []
+    rows = conn.execute(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                  pg_get_expr(d.adbin, d.adrelid), a.attidentity,
+                  pg_get_serial_sequence(%s, a.attname)
+           FROM pg_attribute a
+           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+           ORDER BY a.attnum""",
+        (rel, rel),
+    ).fetchall()
+    for name, typ, notnull, default, identity, seq in rows:
+        if name.startswith("_hdb_"):
+            continue
+        if identity and seq:
+            default = f"nextval({_literal(seq)}::regclass)"
+        cols.append(Column(name=name, col=names.get(name, 0), type=typ, notnull=notnull, default=default))
+    cons = []
+    for name, kind, keys, expr in conn.execute(
+        """SELECT c.conname, c.contype,
+                  ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+                        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+                  pg_get_expr(c.conbin, c.conrelid)
+           FROM pg_constraint c WHERE c.conrelid = %s::regclass AND c.contype IN ('p', 'u', 'c')
+           ORDER BY c.oid""",
+        (rel,),
+    ).fetchall():
+        cons.append({"name": name, "kind": kind, "cols": list(keys), "expr": expr})
+    for name, keys in conn.execute(
+        """SELECT ic.relname,
+                  ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+                        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
+           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+           WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+             AND NOT (SELECT bool_or(a.attname LIKE '\\_hdb\\_%%') FROM pg_attribute a
+                      WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[]))""",
+        (rel,),
+    ).fetchall():
+        cons.append({"name": name, "kind": "u", "cols": list(keys), "expr": None})
+    return cols, cons
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def user_columns(conn: psycopg.Connection[Any], rel: tuple[str, str]) -> list[str]:
+    """Physical user columns of a relation (no _hdb_ bookkeeping columns), in order."""
+    return [
+        r[0]
+        for r in conn.execute(
+            """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
+               AND NOT attisdropped AND attname NOT LIKE '\\_hdb\\_%%' ORDER BY attnum""",
+            (f"{_quote(rel[0])}.{_quote(rel[1])}",),
+        ).fetchall()
+    ]
+
+
+# -- physical relations -----------------------------------------------------------
+def create_side_relations(conn: psycopg.Connection[Any], info: TableInfo, cols: list[Column]) -> None:
+    """The __br and __hist relations beside a freshly created root relation."""
+    col_defs = [sql.SQL("{} {}").format(I(c.name), sql.SQL(c.type)) for c in cols]
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {br} (_hdb_branch integer NOT NULL, {cols}{sep} _hdb_rowid bigint NOT NULL, "
+            "_hdb_lsn bigint NOT NULL, _hdb_del boolean NOT NULL DEFAULT false, "
+            "PRIMARY KEY (_hdb_branch, _hdb_rowid))"
+        ).format(br=q(*info.br), cols=sql.SQL(", ").join(col_defs), sep=sql.SQL("," if col_defs else ""))
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {h} (_hdb_branch integer NOT NULL, {cols}{sep} _hdb_rowid bigint NOT NULL, "
+            "_hdb_begin bigint NOT NULL, _hdb_end bigint NOT NULL, _hdb_del boolean NOT NULL DEFAULT false)"
+        ).format(h=q(*info.hist), cols=sql.SQL(", ").join(col_defs), sep=sql.SQL("," if col_defs else ""))
+    )
+    conn.execute(
+        sql.SQL("CREATE INDEX ON {h} (_hdb_branch, _hdb_rowid, _hdb_end)").format(h=q(*info.hist))
+    )
+    conn.execute(sql.SQL("CREATE INDEX ON {h} (_hdb_branch, _hdb_end)").format(h=q(*info.hist)))
+
+
+def install_root_triggers(conn: psycopg.Connection[Any], info: TableInfo) -> None:
+    """(Re)create the triggers that version the root relation's rows."""
+    rel = q(*info.cur)
+    schema = info.phys_schema
+    phys = [
+        r[0]
+        for r in conn.execute(
+            """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
+               AND NOT attisdropped AND attname NOT IN ('_hdb_rowid', '_hdb_lsn') ORDER BY attnum""",
+            (f"{_quote(info.phys_schema)}.{_quote(info.phys_name)}",),
+        ).fetchall()
+    ]
+    cols = sql.SQL("").join(sql.SQL("{}, ").format(I(c)) for c in phys)
+    old_cols = sql.SQL("").join(sql.SQL("o.{}, ").format(I(c)) for c in phys)
+    b = L(info.root_branch)
+    hist = q(*info.hist)
+    stamp = q(schema, "_hdb_stamp")
+    archive = q(schema, "_hdb_archive")
+    truncate = q(schema, "_hdb_truncate")
+    conn.execute(
+        sql.SQL(
+            """CREATE OR REPLACE FUNCTION {stamp}() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    NEW._hdb_lsn := heliosdb.txn_lsn({b});
+    RETURN NEW;
+END $f$"""
+        ).format(stamp=stamp, b=b)
+    )
+    conn.execute(
+        sql.SQL(
+            """CREATE OR REPLACE FUNCTION {archive}() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE l bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM _hdb_old) THEN RETURN NULL; END IF;
+    l := heliosdb.txn_lsn({b});
+    INSERT INTO {hist} (_hdb_branch, {cols}_hdb_rowid, _hdb_begin, _hdb_end)
+    SELECT {b}, {old_cols}o._hdb_rowid, o._hdb_lsn, l FROM _hdb_old o WHERE o._hdb_lsn <> l;
+    RETURN NULL;
+END $f$"""
+        ).format(archive=archive, b=b, hist=hist, cols=cols, old_cols=old_cols)
+    )
+    conn.execute(
+        sql.SQL(
+            """CREATE OR REPLACE FUNCTION {truncate}() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE l bigint := heliosdb.txn_lsn({b});
+BEGIN
+    INSERT INTO {hist} (_hdb_branch, {cols}_hdb_rowid, _hdb_begin, _hdb_end)
+    SELECT {b}, {old_cols}o._hdb_rowid, o._hdb_lsn, l FROM {rel} o WHERE o._hdb_lsn <> l;
+    RETURN NULL;
+END $f$"""
+        ).format(truncate=truncate, b=b, hist=hist, cols=cols, old_cols=old_cols, rel=rel)
+    )
+    exists = conn.execute(
+        "SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = '_hdb_stamp'",
+        (f"{_quote(info.phys_schema)}.{_quote(info.phys_name)}",),
+    ).fetchone()
+    if exists:
+        return
+    conn.execute(
+        sql.SQL(
+            "CREATE TRIGGER _hdb_stamp BEFORE INSERT OR UPDATE ON {rel} FOR EACH ROW EXECUTE FUNCTION {f}()"
+        ).format(rel=rel, f=stamp)
+    )
+    for event in ("UPDATE", "DELETE"):
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {name} AFTER {event} ON {rel} REFERENCING OLD TABLE AS _hdb_old "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {f}()"
+            ).format(name=I(f"_hdb_archive_{event.lower()}"), event=sql.SQL(event), rel=rel, f=archive)
+        )
+    conn.execute(
+        sql.SQL("CREATE TRIGGER _hdb_truncate BEFORE TRUNCATE ON {rel} FOR EACH STATEMENT EXECUTE FUNCTION {f}()")
+        .format(rel=rel, f=truncate)
+    )
+
+
+# -- views ----------------------------------------------------------------------
+def _levels_to_root(levels: list[Level], info: TableInfo) -> list[Level]:
+    out = []
+    for lv in levels:
+        out.append(lv)
+        if lv.branch_id == info.root_branch:
+            return out
+    raise AssertionError(f"table {info.id} root branch {info.root_branch} is not an ancestor")
+
+
+def _select_list(
+    version: TableVersion, present: set[int], names: dict[int, str], alias: str
+) -> sql.Composable:
+    items: list[sql.Composable] = [sql.SQL("{}._hdb_rowid").format(I(alias))]
+    for c in version.columns:
+        if c.col in present:
+            items.append(sql.SQL("{}.{} AS {}").format(I(alias), I(names[c.col]), I(c.name)))
+        else:
+            value = sql.SQL(c.missing) if c.missing is not None else sql.SQL("NULL")
+            items.append(sql.SQL("CAST({} AS {}) AS {}").format(value, sql.SQL(c.type), I(c.name)))
+    return sql.SQL(", ").join(items)
+
+
+def state_sql(
+    conn: psycopg.Connection[Any], levels: list[Level], info: TableInfo, version: TableVersion
+) -> sql.Composable:
+    """SELECT of the rows the first level sees, with _hdb_rowid (not for the root at head)."""
+    names = phys_names(conn, info.id)
+    levels = _levels_to_root(levels, info)
+    presence: list[set[int]] = []
+    for i in range(len(levels)):
+        v = visible_tables(conn, levels[i:]).get(info.id)
+        presence.append({c.col for c in v.columns} if v else set())
+    presence[0] = {c.col for c in version.columns}
+    return _state(levels, 0, info, version, presence, names)
+
+
+def _state(
+    levels: list[Level], i: int, info: TableInfo, version: TableVersion, presence: list[set[int]],
+    names: dict[int, str],
+) -> sql.Composable:
+    lv = levels[i]
+    b, upto = L(lv.branch_id), L(lv.upto)
+    cols = _select_list(version, presence[i], names, "r")
+    hist = sql.SQL(
+        "SELECT {cols} FROM {h} r WHERE r._hdb_branch = {b} AND r._hdb_begin <= {u} AND r._hdb_end > {u} "
+        "AND NOT r._hdb_del"
+    ).format(cols=cols, h=q(*info.hist), b=b, u=upto)
+    if lv.branch_id == info.root_branch:
+        if lv.upto == MAX_LSN:
+            return sql.SQL("SELECT {cols} FROM {t} r").format(cols=cols, t=q(*info.cur))
+        return sql.SQL("SELECT {cols} FROM {t} r WHERE r._hdb_lsn <= {u} UNION ALL {hist}").format(
+            cols=cols, t=q(*info.cur), u=upto, hist=hist
+        )
+    if lv.upto == MAX_LSN:
+        own = sql.SQL("SELECT {cols} FROM {br} r WHERE r._hdb_branch = {b} AND NOT r._hdb_del").format(
+            cols=cols, br=q(*info.br), b=b
+        )
+        written = sql.SQL("SELECT 1 FROM {br} w WHERE w._hdb_branch = {b} AND w._hdb_rowid = s._hdb_rowid").format(
+            br=q(*info.br), b=b
+        )
+        exclude = sql.SQL("NOT EXISTS ({})").format(written)
+    else:
+        own = sql.SQL(
+            "SELECT {cols} FROM {br} r WHERE r._hdb_branch = {b} AND r._hdb_lsn <= {u} AND NOT r._hdb_del "
+            "UNION ALL {hist}"
+        ).format(cols=cols, br=q(*info.br), b=b, u=upto, hist=hist)
+        exclude = sql.SQL(
+            "NOT EXISTS (SELECT 1 FROM {br} w WHERE w._hdb_branch = {b} AND w._hdb_rowid = s._hdb_rowid "
+            "AND w._hdb_lsn <= {u}) AND NOT EXISTS (SELECT 1 FROM {h} w WHERE w._hdb_branch = {b} "
+            "AND w._hdb_rowid = s._hdb_rowid AND w._hdb_begin <= {u} AND w._hdb_end > {u})"
+        ).format(br=q(*info.br), h=q(*info.hist), b=b, u=upto)
+    outer_cols = sql.SQL(", ").join([sql.SQL("s._hdb_rowid"), *(sql.SQL("s.{}").format(I(c.name)) for c in version.columns)])
+    below = _state(levels, i + 1, info, version, presence, names)
+    return sql.SQL("{own} UNION ALL SELECT {oc} FROM ({below}) s WHERE {exclude}").format(
+        own=own, oc=outer_cols, below=below, exclude=exclude
+    )
+
+
+def build_views(
+    conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], info: TableInfo, version: TableVersion,
+    *, replace: bool = False,
+) -> None:
+    """Create the branch's user view (and, off the root, internal view and trigger).
+
+    With replace, views are replaced in place when PostgreSQL allows it (so the
+    user's own views over them survive); otherwise they are dropped (RESTRICT)
+    and created again.
+    """
+    if replace:
+        try:
+            with conn.transaction():
+                _create_views(conn, branch, levels, info, version, or_replace=True)
+            return
+        except psycopg.Error:
+            pass
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(q(branch.user_schema, version.name)))
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, version.name)))
+    _create_views(conn, branch, levels, info, version, or_replace=False)
+
+
+def _create_views(
+    conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], info: TableInfo, version: TableVersion,
+    *, or_replace: bool,
+) -> None:
+    create = sql.SQL("CREATE OR REPLACE VIEW" if or_replace else "CREATE VIEW")
+    user_view = q(branch.user_schema, version.name)
+    cols = sql.SQL(", ").join(I(c.name) for c in version.columns)
+    names = phys_names(conn, info.id)
+    if branch.id == info.root_branch:
+        select = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(I(names[c.col]), I(c.name)) for c in version.columns
+        )
+        conn.execute(sql.SQL("{c} {v} AS SELECT {s} FROM {t}").format(c=create, v=user_view, s=select, t=q(*info.cur)))
+        return
+    internal = q(branch.phys_schema, version.name)
+    state = state_sql(conn, levels, info, version)
+    conn.execute(sql.SQL("{c} {v} AS {s}").format(c=create, v=internal, s=state))
+    conn.execute(sql.SQL("{c} {v} AS SELECT {cols} FROM {i}").format(c=create, v=user_view, cols=cols, i=internal))
+    for c in version.columns:
+        default = sql.SQL("SET DEFAULT {}").format(sql.SQL(c.default)) if c.default else sql.SQL("DROP DEFAULT")
+        conn.execute(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} {d}").format(v=user_view, c=I(c.name), d=default))
+    fn = q(branch.phys_schema, version.name + "__w")
+    br_columns = user_columns(conn, info.br)
+    conn.execute(write_function_sql(fn, branch, info, version, internal, names, br_columns))
+    conn.execute(sql.SQL("DROP TRIGGER IF EXISTS _hdb_write ON {}").format(user_view))
+    conn.execute(
+        sql.SQL(
+            "CREATE TRIGGER _hdb_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {v} "
+            "FOR EACH ROW EXECUTE FUNCTION {f}()"
+        ).format(v=user_view, f=fn)
+    )
+
+
+def drop_views(conn: psycopg.Connection[Any], branch: Branch, name: str, cascade: bool = False) -> None:
+    mode = sql.SQL(" CASCADE" if cascade else "")
+    conn.execute(sql.SQL("DROP VIEW IF EXISTS {}{}").format(q(branch.user_schema, name), mode))
+    conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, name)))
+    conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(q(branch.phys_schema, name + "__w")))
+
+
+def _new_row(version: TableVersion) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("NEW.{} AS {}").format(I(c.name), I(c.name)) for c in version.columns)
+
+
+def write_function_sql(
+    fn: sql.Identifier, branch: Branch, info: TableInfo, version: TableVersion, internal: sql.Identifier,
+    names: dict[int, str], br_columns: list[str],
+) -> sql.Composable:
+    """The INSTEAD OF trigger function of a branch view: PostgreSQL's checks, then versioned writes."""
+    b = L(branch.id)
+    table = version.name
+    checks: list[sql.Composable] = []
+    for c in version.columns:
+        if c.notnull:
+            checks.append(
+                sql.SQL(
+                    "IF NEW.{c} IS NULL THEN RAISE EXCEPTION USING ERRCODE = '23502', MESSAGE = {m}, "
+                    "DETAIL = 'Failing row contains ' || NEW::text || '.'; END IF;"
+                ).format(c=I(c.name), m=L(f'null value in column "{c.name}" of relation "{table}" violates not-null constraint'))
+            )
+    for con in version.constraints:
+        if con.kind == "c" and con.expr:
+            checks.append(
+                sql.SQL(
+                    "IF (SELECT ({e}) FROM (SELECT {row}) _r) IS FALSE THEN RAISE EXCEPTION USING "
+                    "ERRCODE = '23514', MESSAGE = {m}, DETAIL = 'Failing row contains ' || NEW::text || '.'; END IF;"
+                ).format(
+                    e=sql.SQL(con.expr), row=_new_row(version),
+                    m=L(f'new row for relation "{table}" violates check constraint "{con.name}"'),
+                )
+            )
+    uniques: list[sql.Composable] = []
+    for con in version.constraints:
+        if con.kind in ("p", "u") and con.cols:
+            match = sql.SQL(" AND ").join(sql.SQL("s.{c} = NEW.{c}").format(c=I(c)) for c in con.cols)
+            notnull = sql.SQL(" AND ").join(sql.SQL("NEW.{} IS NOT NULL").format(I(c)) for c in con.cols)
+            key_text = sql.SQL(" || ', ' || ").join(sql.SQL("coalesce(NEW.{}::text, 'null')").format(I(c)) for c in con.cols)
+            uniques.append(
+                sql.SQL(
+                    "IF {nn} AND EXISTS (SELECT 1 FROM {iv} s WHERE {m} AND (rid IS NULL OR s._hdb_rowid <> rid)) "
+                    "THEN RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
+                    "DETAIL = 'Key (' || {cols} || ')=(' || {kt} || ') already exists.', "
+                    "CONSTRAINT = {cn}; END IF;"
+                ).format(
+                    nn=notnull, iv=internal, m=match,
+                    msg=L(f'duplicate key value violates unique constraint "{con.name}"'),
+                    cols=L(", ".join(con.cols)), kt=key_text, cn=L(con.name),
+                )
+            )
+    pk = version.key_columns
+    if pk:
+        find = sql.SQL(" AND ").join(sql.SQL("s.{c} = OLD.{c}").format(c=I(c)) for c in pk)
+    else:
+        usable = [c for c in version.columns if c.type.split("(")[0].split("[")[0] not in _NO_EQUALITY]
+        find = sql.SQL(" AND ").join(
+            [sql.SQL("s.{c} IS NOT DISTINCT FROM OLD.{c}").format(c=I(c.name)) for c in usable] or [sql.SQL("true")]
+        )
+    all_cols = [c for c in version.columns]
+    phys_cols = sql.SQL("").join(sql.SQL("{}, ").format(I(names[c.col])) for c in all_cols)
+    new_vals = sql.SQL("").join(sql.SQL("NEW.{}, ").format(I(c.name)) for c in all_cols)
+    set_cols = sql.SQL("").join(sql.SQL("{c} = EXCLUDED.{c}, ").format(c=I(names[c.col])) for c in all_cols)
+    return sql.SQL(
+        """CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE
+    l bigint := heliosdb.txn_lsn({b});
+    rid bigint;
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        SELECT s._hdb_rowid INTO rid FROM {iv} s WHERE {find} LIMIT 1;
+        IF rid IS NULL THEN RETURN NULL; END IF;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        {checks}
+        {uniques}
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        rid := nextval('heliosdb.rowid_seq');
+    END IF;
+    INSERT INTO {hist} (_hdb_branch, {arch_cols}_hdb_rowid, _hdb_begin, _hdb_end, _hdb_del)
+    SELECT _hdb_branch, {arch_cols}_hdb_rowid, _hdb_lsn, l, _hdb_del FROM {br}
+    WHERE _hdb_branch = {b} AND _hdb_rowid = rid AND _hdb_lsn <> l;
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO {br} (_hdb_branch, _hdb_rowid, _hdb_lsn, _hdb_del) VALUES ({b}, rid, l, true)
+        ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET _hdb_lsn = l, _hdb_del = true;
+        RETURN OLD;
+    END IF;
+    INSERT INTO {br} (_hdb_branch, {phys_cols}_hdb_rowid, _hdb_lsn, _hdb_del)
+    VALUES ({b}, {new_vals}rid, l, false)
+    ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET {set_cols}_hdb_lsn = l, _hdb_del = false;
+    RETURN NEW;
+END $f$"""
+    ).format(
+        fn=fn, b=b, iv=internal, find=find,
+        checks=sql.SQL("\n        ").join(checks), uniques=sql.SQL("\n        ").join(uniques),
+        br=q(*info.br), hist=q(*info.hist),
+        arch_cols=sql.SQL("").join(sql.SQL("{}, ").format(I(c)) for c in br_columns),
+        phys_cols=phys_cols, new_vals=new_vals, set_cols=set_cols,
+    )

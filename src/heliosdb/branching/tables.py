@@ -1,0 +1,515 @@
+"""Table DDL and bulk statements on a branch: CREATE/DROP/ALTER TABLE, indexes, TRUNCATE, COPY, VACUUM.
+
+On the branch that created a table (its root) the user's statement runs
+natively against the root relation, with only the table name swapped; the
+catalog is then re-read from PostgreSQL. On other branches the statement is
+applied to the branch's schema version and its views are rebuilt.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from heliosdb import errors
+from heliosdb.branching import layout
+from heliosdb.catalog.model import (
+    Column,
+    Constraint,
+    TableInfo,
+    TableVersion,
+    chain,
+    find_table,
+    save_version,
+    table_info,
+    visible_tables,
+)
+from heliosdb.sql.classify import Kind
+from heliosdb.sql.names import Name, is_word, quote_ident, read_name, replace, skip_words, tokenize
+
+if TYPE_CHECKING:
+    from heliosdb.session import Result, Session
+
+I = sql.Identifier  # noqa: E741
+
+
+def execute(session: Session, kind: Kind, text: str) -> Result:
+    handler = _HANDLERS[kind]
+    return handler(session, text)
+
+
+def _result(status: str, cursor: Any = None, rowcount: int = -1) -> Result:
+    from heliosdb.session import Result
+
+    return Result(status=status, cursor=cursor, rowcount=rowcount)
+
+
+def _passthrough(session: Session, text: str) -> Result:
+    cur = session.conn.cursor()
+    cur.execute(text)  # type: ignore[arg-type]
+    return _result(cur.statusmessage or "", cur if cur.description else None, cur.rowcount)
+
+
+def _own(session: Session, name: Name) -> bool:
+    """Whether a (possibly qualified) name refers to the current branch's tables."""
+    return name.schema is None or name.schema == session.branch.user_schema
+
+
+def _lsn(conn: psycopg.Connection[Any], branch_id: int) -> int:
+    row = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _find(session: Session, name: str) -> tuple[TableVersion, TableInfo] | None:
+    levels = chain(session.conn, session.branch.id)
+    v = find_table(session.conn, levels, name)
+    if v is None:
+        return None
+    return v, table_info(session.conn, v.table_id)
+
+
+def _undefined(name: str) -> errors.Error:
+    return errors.UndefinedTable(f'relation "{name}" does not exist')
+
+
+# -- CREATE TABLE -----------------------------------------------------------------------
+def _create_table(session: Session, text: str) -> Result:
+    toks = tokenize(text)
+    i = 1
+    _, i = skip_words(toks, i, "UNLOGGED")
+    i += 1  # TABLE
+    if_not_exists, i = skip_words(toks, i, "IF", "NOT", "EXISTS")
+    name, _ = read_name(toks, i)
+    if not _own(session, name):
+        return _passthrough(session, text)
+    conn, branch = session.conn, session.branch
+    with conn.transaction():
+        levels = chain(conn, branch.id)
+        if find_table(conn, levels, name.name) is not None:
+            if if_not_exists:
+                session.notices.append(f'NOTICE:  relation "{name.name}" already exists, skipping')
+                return _result("CREATE TABLE")
+            raise errors.DuplicateTable(f'relation "{name.name}" already exists')
+        lsn = _lsn(conn, branch.id)
+        tid = int(conn.execute("SELECT nextval('heliosdb.table_id_seq')").fetchone()[0])  # type: ignore[index]
+        info = TableInfo(tid, branch.id, f"hdb_t{tid}", name.name)
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(I(info.phys_schema)))
+        target = quote_ident(info.phys_schema) + "." + quote_ident(name.name)
+        cur = conn.execute(replace(text, name, target))  # type: ignore[arg-type]
+        rowcount = cur.rowcount
+        status = cur.statusmessage or "CREATE TABLE"
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {t} ADD COLUMN _hdb_rowid bigint NOT NULL DEFAULT nextval('heliosdb.rowid_seq'), "
+                "ADD COLUMN _hdb_lsn bigint NOT NULL DEFAULT {l}"
+            ).format(t=I(*info.cur), l=sql.Literal(lsn))
+        )
+        conn.execute(sql.SQL("ALTER TABLE {t} ALTER COLUMN _hdb_lsn DROP DEFAULT").format(t=I(*info.cur)))
+        conn.execute(
+            "INSERT INTO heliosdb._tables VALUES (%s, %s, %s, %s, %s)",
+            (tid, branch.id, info.phys_schema, info.phys_name, lsn),
+        )
+        cols, cons = layout.introspect(conn, info, {})
+        for c in cols:
+            c.col = _register_column(conn, tid, c.name, c.type)
+        layout.create_side_relations(conn, info, cols)
+        layout.install_root_triggers(conn, info)
+        version = TableVersion(branch.id, tid, name.name, lsn, cols, [Constraint(**x) for x in cons])
+        save_version(conn, version, lsn)
+        layout.build_views(conn, branch, levels, info, version)
+    if status.startswith("SELECT"):
+        return _result(status, rowcount=rowcount)
+    return _result("CREATE TABLE")
+
+
+def _register_column(conn: psycopg.Connection[Any], tid: int, phys: str, typ: str) -> int:
+    row = conn.execute(
+        "INSERT INTO heliosdb._columns VALUES (%s, nextval('heliosdb.col_id_seq'), %s, %s) RETURNING col_id",
+        (tid, phys, typ),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# -- DROP TABLE ----------------------------------------------------------------------------
+def _drop_table(session: Session, text: str) -> Result:
+    toks = tokenize(text)
+    if_exists, i = skip_words(toks, 2, "IF", "EXISTS")
+    names: list[Name] = []
+    while i < len(toks):
+        name, i = read_name(toks, i)
+        names.append(name)
+        if i < len(toks) and toks[i].text == ",":
+            i += 1
+            continue
+        break
+    cascade = is_word(toks[i] if i < len(toks) else None, "CASCADE")
+    if not all(_own(session, n) for n in names):
+        return _passthrough(session, text)
+    conn, branch = session.conn, session.branch
+    with conn.transaction():
+        found = []
+        for n in names:
+            hit = _find(session, n.name)
+            if hit is None:
+                if if_exists:
+                    session.notices.append(f'NOTICE:  table "{n.name}" does not exist, skipping')
+                    continue
+                raise errors.UndefinedTable(f'table "{n.name}" does not exist')
+            found.append(hit)
+        if not found:
+            return _result("DROP TABLE")
+        lsn = _lsn(conn, branch.id)
+        for version, _info in found:
+            layout.drop_views(conn, branch, version.name, cascade)
+            version.branch_id = branch.id
+            version.dropped = True
+            save_version(conn, version, lsn)
+    return _result("DROP TABLE")
+
+
+# -- ALTER TABLE ------------------------------------------------------------------------------
+def _alter_table(session: Session, text: str) -> Result:
+    toks = tokenize(text)
+    if_exists, i = skip_words(toks, 2, "IF", "EXISTS")
+    _, i = skip_words(toks, i, "ONLY")
+    name, i = read_name(toks, i)
+    if not _own(session, name):
+        return _passthrough(session, text)
+    conn, branch = session.conn, session.branch
+    with conn.transaction():
+        hit = _find(session, name.name)
+        if hit is None:
+            if if_exists:
+                session.notices.append(f'NOTICE:  relation "{name.name}" does not exist, skipping')
+                return _result("ALTER TABLE")
+            raise _undefined(name.name)
+        version, info = hit
+        rest = text[toks[i].start :] if i < len(toks) else ""
+        lsn = _lsn(conn, branch.id)
+        sub = [t.text.upper() for t in toks[i : i + 3]]
+        if sub[:2] == ["RENAME", "TO"]:
+            new_name, _ = read_name(toks, i + 2)
+            if find_table(conn, chain(conn, branch.id), new_name.name) is not None:
+                raise errors.DuplicateTable(f'relation "{new_name.name}" already exists')
+            conn.execute(
+                sql.SQL("ALTER VIEW {} RENAME TO {}").format(I(branch.user_schema, version.name), I(new_name.name))
+            )
+            if branch.id != info.root_branch:
+                conn.execute(
+                    sql.SQL("ALTER VIEW {} RENAME TO {}").format(
+                        I(branch.phys_schema, version.name), I(new_name.name)
+                    )
+                )
+                conn.execute(
+                    sql.SQL("ALTER FUNCTION {}() RENAME TO {}").format(
+                        I(branch.phys_schema, version.name + "__w"), I(new_name.name + "__w")
+                    )
+                )
+            version.branch_id = branch.id
+            version.name = new_name.name
+            save_version(conn, version, lsn)
+            return _result("ALTER TABLE")
+        if branch.id == info.root_branch:
+            _alter_root(session, version, info, rest, toks, i, lsn)
+        else:
+            from heliosdb.branching.alter_branch import alter_inherited
+
+            alter_inherited(session, version, info, text, toks, i, lsn)
+    return _result("ALTER TABLE")
+
+
+def _attnums(conn: psycopg.Connection[Any], info: TableInfo) -> dict[int, str]:
+    rel = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
+    return dict(
+        conn.execute(
+            "SELECT attnum, attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped",
+            (rel,),
+        ).fetchall()
+    )
+
+
+def _alter_root(
+    session: Session, version: TableVersion, info: TableInfo, rest: str, toks: list[Any], i: int, lsn: int
+) -> None:
+    """ALTER TABLE on the table's root branch: natively on the root relation, then resync."""
+    conn, branch = session.conn, session.branch
+    words = [t.text.upper() for t in toks[i : i + 4]]
+    if words and words[0] == "DROP" and (len(words) < 2 or words[1] not in ("CONSTRAINT",)):
+        j = i + 1
+        _, j = skip_words(toks, j, "COLUMN")
+        col_if_exists, j = skip_words(toks, j, "IF", "EXISTS")
+        col, j = read_name(toks, j)
+        cascade = is_word(toks[j] if j < len(toks) else None, "CASCADE")
+        if j < len(toks) and toks[j].text == ",":
+            raise errors.NotSupportedError("ALTER TABLE with DROP COLUMN and other actions is not supported",
+                                           hint="Run each action as its own ALTER TABLE.")
+        _hide_root_column(session, version, info, col.name, col_if_exists, cascade, lsn)
+        return
+    before = _attnums(conn, info)
+    by_phys = {p: c for c, p in conn.execute(
+        "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
+    col_of_attnum = {n: by_phys[name] for n, name in before.items() if name in by_phys}
+    target = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
+    conn.execute(("ALTER TABLE " + target + " " + rest))  # type: ignore[arg-type]
+    after = _attnums(conn, info)
+    for attnum, phys in after.items():
+        if phys.startswith("_hdb_"):
+            continue
+        col = col_of_attnum.get(attnum)
+        typ = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum = %s",
+            (target, attnum),
+        ).fetchone()[0]  # type: ignore[index]
+        if col is None:
+            col = _register_column(conn, info.id, phys, typ)
+            for rel in (info.br, info.hist):
+                conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(I(*rel), I(phys), sql.SQL(typ)))
+        elif before[attnum] != phys:
+            for rel in (info.br, info.hist):
+                conn.execute(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(I(*rel), I(before[attnum]), I(phys)))
+            conn.execute("UPDATE heliosdb._columns SET phys_name = %s WHERE table_id = %s AND col_id = %s",
+                         (phys, info.id, col))
+    _resync_root(session, version, info, lsn)
+
+
+def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int) -> None:
+    conn, branch = session.conn, session.branch
+    names = {p: c for c, p in conn.execute(
+        "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
+    cols, cons = layout.introspect(conn, info, names)
+    version = TableVersion(branch.id, info.id, old.name, lsn, cols, [Constraint(**x) for x in cons])
+    old_names = {c.col: c.name for c in old.columns}
+    for c in cols:
+        if c.col in old_names and old_names[c.col] != c.name:
+            conn.execute(sql.SQL("ALTER VIEW {} RENAME COLUMN {} TO {}").format(
+                I(branch.user_schema, old.name), I(old_names[c.col]), I(c.name)))
+    layout.install_root_triggers(conn, info)
+    save_version(conn, version, lsn)
+    layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+
+
+def _hide_root_column(
+    session: Session, version: TableVersion, info: TableInfo, col: str, if_exists: bool, cascade: bool, lsn: int
+) -> None:
+    """DROP COLUMN on the root keeps the data (history and other branches need it) but hides it."""
+    conn = session.conn
+    column = version.column(col)
+    if column is None:
+        if if_exists:
+            session.notices.append(f'NOTICE:  column "{col}" of relation "{version.name}" does not exist, skipping')
+            return
+        raise errors.UndefinedColumn(f'column "{col}" of relation "{version.name}" does not exist')
+    if len(version.columns) == 1:
+        pass  # PostgreSQL allows zero-column tables; so do we
+    conn.execute(sql.SQL("DROP VIEW {}{}").format(
+        I(session.branch.user_schema, version.name), sql.SQL(" CASCADE" if cascade else "")))
+    target = (info.phys_schema, info.phys_name)
+    rel = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
+    for (conname,) in conn.execute(
+        """SELECT conname FROM pg_constraint c JOIN pg_attribute a
+               ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
+           WHERE c.conrelid = %s::regclass AND a.attname = %s""", (rel, col)).fetchall():
+        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(I(*target), I(conname)))
+    for (idx,) in conn.execute(
+        """SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[])
+           WHERE i.indrelid = %s::regclass AND a.attname = %s""", (rel, col)).fetchall():
+        conn.execute(sql.SQL("DROP INDEX {}").format(I(info.phys_schema, idx)))
+    hidden = f"_hdb_dropped_{column.col}"
+    conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL, ALTER COLUMN {} DROP DEFAULT").format(
+        I(*target), I(col), I(col)))
+    for rel_name in (info.cur, info.br, info.hist):
+        conn.execute(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(I(*rel_name), I(col), I(hidden)))
+    conn.execute("UPDATE heliosdb._columns SET phys_name = %s WHERE table_id = %s AND col_id = %s",
+                 (hidden, info.id, column.col))
+    _resync_root(session, version, info, lsn)
+
+
+# -- indexes ---------------------------------------------------------------------------------------
+def _create_index(session: Session, text: str) -> Result:
+    toks = tokenize(text)
+    j = next((k for k, t in enumerate(toks) if is_word(t, "ON")), None)
+    if j is None:
+        return _passthrough(session, text)
+    _, k = skip_words(toks, j + 1, "ONLY")
+    name, _ = read_name(toks, k)
+    if not _own(session, name):
+        return _passthrough(session, text)
+    conn, branch = session.conn, session.branch
+    unique = is_word(toks[1], "UNIQUE")
+    with conn.transaction():
+        hit = _find(session, name.name)
+        if hit is None:
+            raise _undefined(name.name)
+        version, info = hit
+        lsn = _lsn(conn, branch.id)
+        if branch.id == info.root_branch:
+            conn.execute(replace(text, name, quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)))  # type: ignore[arg-type]
+            if unique:
+                _resync_root(session, version, info, lsn)
+            return _result("CREATE INDEX")
+        from heliosdb.branching.alter_branch import index_on_branch
+
+        index_on_branch(session, version, info, toks, text, name, unique, lsn)
+    return _result("CREATE INDEX")
+
+
+def _drop_index(session: Session, text: str) -> Result:
+    toks = tokenize(text)
+    _, i = skip_words(toks, 2, "CONCURRENTLY")
+    if_exists, i = skip_words(toks, i, "IF", "EXISTS")
+    name, i = read_name(toks, i)
+    if name.schema is not None:
+        return _passthrough(session, text)
+    conn, branch = session.conn, session.branch
+    with conn.transaction():
+        tables = visible_tables(conn, chain(conn, branch.id))
+        schemas = {table_info(conn, tid).phys_schema: (v, table_info(conn, tid)) for tid, v in tables.items()}
+        row = conn.execute(
+            "SELECT schemaname, indexname FROM pg_indexes WHERE indexname = ANY(%s) AND schemaname = ANY(%s)",
+            ([name.name, f"{name.name}__b{branch.id}"], list(schemas)),
+        ).fetchone()
+        if row is None:
+            if if_exists:
+                session.notices.append(f'NOTICE:  index "{name.name}" does not exist, skipping')
+                return _result("DROP INDEX")
+            raise errors.UndefinedObject(f'index "{name.name}" does not exist')
+        version, info = schemas[row[0]]
+        lsn = _lsn(conn, branch.id)
+        conn.execute(sql.SQL("DROP INDEX {}").format(I(row[0], row[1])))
+        if branch.id == info.root_branch:
+            _resync_root(session, version, info, lsn)
+        elif any(c.name == name.name for c in version.constraints):
+            version.constraints = [c for c in version.constraints if c.name != name.name]
+            version.branch_id = branch.id
+            save_version(conn, version, lsn)
+            layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+    return _result("DROP INDEX")
+
+
+# -- TRUNCATE, COPY, VACUUM/ANALYZE -----------------------------------------------------------------
+def _truncate(session: Session, text: str) -> Result:
+    toks = tokenize(text)
+    _, i = skip_words(toks, 1, "TABLE")
+    _, i = skip_words(toks, i, "ONLY")
+    names: list[Name] = []
+    while i < len(toks):
+        n, i = read_name(toks, i)
+        names.append(n)
+        if i < len(toks) and toks[i].text == ",":
+            i += 1
+            continue
+        break
+    tail = text[toks[i].start :] if i < len(toks) else ""
+    if not all(_own(session, n) for n in names):
+        return _passthrough(session, text)
+    conn, branch = session.conn, session.branch
+    with conn.transaction():
+        for n in names:
+            hit = _find(session, n.name)
+            if hit is None:
+                raise _undefined(n.name)
+            version, info = hit
+            if branch.id == info.root_branch:
+                conn.execute(sql.SQL("TRUNCATE {} ").format(I(*info.cur)) + sql.SQL(tail))  # type: ignore[operator]
+            else:
+                conn.execute(sql.SQL("DELETE FROM {}").format(I(branch.user_schema, version.name)))
+    return _result("TRUNCATE TABLE")
+
+
+def copy_statement(session: Session, text: str) -> str:
+    """COPY naming a branch table, rewritten to what PostgreSQL accepts on our layout."""
+    toks = tokenize(text)
+    if len(toks) < 2 or toks[1].text == "(":
+        return text
+    name, i = read_name(toks, 1)
+    if not _own(session, name):
+        return text
+    hit = _find(session, name.name)
+    if hit is None:
+        raise _undefined(name.name)
+    version, info = hit
+    cols = ""
+    if i < len(toks) and toks[i].text == "(":
+        depth, j = 0, i
+        while j < len(toks):
+            depth += toks[j].text == "("
+            depth -= toks[j].text == ")"
+            if depth == 0:
+                break
+            j += 1
+        cols = text[toks[i].start : toks[j].end + 1]
+        i = j + 1
+    direction = toks[i].text.upper() if i < len(toks) else ""
+    tail = text[toks[i].start :] if i < len(toks) else ""
+    view = quote_ident(session.branch.user_schema) + "." + quote_ident(version.name)
+    if direction == "TO":
+        select = cols[1:-1] if cols else "*"
+        return f"COPY (SELECT {select} FROM {view}) {tail}"
+    if session.branch.id == info.root_branch:
+        col_list = cols or "(" + ", ".join(quote_ident(c.name) for c in version.columns) + ")"
+        return f"COPY {quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)} {col_list} {tail}"
+    return text
+
+
+def _copy(session: Session, text: str) -> Result:
+    return _passthrough(session, copy_statement(session, text))
+
+
+def _maintenance(session: Session, text: str) -> Result:
+    """VACUUM / ANALYZE t: run on the relations that hold the branch's rows."""
+    toks = tokenize(text)
+    conn, branch = session.conn, session.branch
+    tables = {v.name: (v, tid) for tid, v in visible_tables(conn, chain(conn, branch.id)).items()}
+    out, pos, depth = [], 0, 0
+    for k, t in enumerate(toks):
+        depth += t.text == "("
+        depth -= t.text == ")"
+        nxt = toks[k + 1] if k + 1 < len(toks) else None
+        prev = toks[k - 1] if k > 0 else None
+        if depth or t.token_type.name not in ("VAR", "IDENTIFIER") or (nxt is not None and nxt.text == "."):
+            continue
+        if prev is not None and prev.text == ".":
+            continue
+        name = t.text if t.token_type.name == "IDENTIFIER" else t.text.lower()
+        if name in tables:
+            info = table_info(conn, tables[name][1])
+            rel = info.cur if info.root_branch == branch.id else info.br
+            out.append(text[pos : t.start] + quote_ident(rel[0]) + "." + quote_ident(rel[1]))
+            pos = t.end + 1
+    out.append(text[pos:])
+    return _passthrough(session, "".join(out))
+
+
+def column_from_probe(conn: psycopg.Connection[Any], coldef: str) -> tuple[Column, list[Constraint]]:
+    """Let PostgreSQL parse a column definition: create it in a scratch table and read it back."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("CREATE TEMP TABLE _hdb_probe (" + coldef + ")")  # type: ignore[arg-type]
+        info = TableInfo(0, 0, "pg_temp", "_hdb_probe")
+        cols, cons = layout.introspect(conn, info, {})
+        missing = None
+        if cols and cols[0].default is not None:
+            row = conn.execute(
+                sql.SQL("SELECT quote_nullable(({})::{})").format(sql.SQL(cols[0].default), sql.SQL(cols[0].type))
+            ).fetchone()
+            missing = row[0] if row else None
+    col = cols[0]
+    col.missing = None if missing in (None, "NULL") else missing
+    return col, [Constraint(**c) for c in cons]
+
+
+_HANDLERS = {
+    Kind.CREATE_TABLE: _create_table,
+    Kind.DROP_TABLE: _drop_table,
+    Kind.ALTER_TABLE: _alter_table,
+    Kind.CREATE_INDEX: _create_index,
+    Kind.DROP_INDEX: _drop_index,
+    Kind.TRUNCATE: _truncate,
+    Kind.COPY: _copy,
+    Kind.MAINTENANCE: _maintenance,
+}

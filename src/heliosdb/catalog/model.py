@@ -1,0 +1,224 @@
+"""Catalog records: branches and table schema versions, and how to read them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+from heliosdb.errors import UndefinedBranch
+from heliosdb.sql.lsn import MAX_LSN
+
+
+@dataclass(frozen=True)
+class Branch:
+    id: int
+    name: str
+    parent_id: int | None
+    fork_lsn: int | None
+    head_lsn: int
+    read_only: bool
+    user_schema: str
+    options: dict[str, Any]
+    storage_node: str
+    compute_endpoint: str
+
+    @property
+    def phys_schema(self) -> str:
+        """Where this branch's internal views and write functions live."""
+        return f"hdb_b{self.id}"
+
+
+_BRANCH_COLS = (
+    "id, name, parent_id, fork_lsn, head_lsn, read_only, user_schema, options, storage_node, compute_endpoint"
+)
+
+
+def get_branch(conn: psycopg.Connection[Any], name: str, *, missing_ok: bool = False) -> Branch | None:
+    row = conn.execute(
+        f"SELECT {_BRANCH_COLS} FROM heliosdb._branches WHERE name = %s AND state <> 'dropped'", (name,)
+    ).fetchone()
+    if row is None:
+        if missing_ok:
+            return None
+        raise UndefinedBranch(
+            f'branch "{name}" does not exist', hint="SHOW BRANCHES lists the branches of this database."
+        )
+    return Branch(*row)
+
+
+def get_branch_by_id(conn: psycopg.Connection[Any], bid: int) -> Branch:
+    row = conn.execute(f"SELECT {_BRANCH_COLS} FROM heliosdb._branches WHERE id = %s", (bid,)).fetchone()
+    if row is None:
+        raise UndefinedBranch(f"branch {bid} does not exist")
+    return Branch(*row)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One step of a branch's ancestry: rows of `branch` as of `upto`."""
+
+    branch_id: int
+    upto: int
+
+
+def chain(conn: psycopg.Connection[Any], branch_id: int, upto: int = MAX_LSN) -> list[Level]:
+    """The branch and its ancestors, each with the LSN it is seen at."""
+    rows = conn.execute(
+        """WITH RECURSIVE up AS (
+               SELECT id, parent_id, fork_lsn, 0 AS n FROM heliosdb._branches WHERE id = %s
+               UNION ALL
+               SELECT b.id, b.parent_id, b.fork_lsn, up.n + 1
+               FROM heliosdb._branches b JOIN up ON b.id = up.parent_id)
+           SELECT id, fork_lsn FROM up ORDER BY n""",
+        (branch_id,),
+    ).fetchall()
+    levels: list[Level] = []
+    for bid, fork in rows:
+        levels.append(Level(bid, upto))
+        if fork is not None:
+            upto = min(upto, fork)
+    return levels
+
+
+@dataclass
+class Column:
+    name: str
+    col: int  # stable column id within the table
+    type: str
+    notnull: bool = False
+    default: str | None = None
+    missing: str | None = None  # value for rows written before the column existed (SQL literal)
+
+
+@dataclass
+class Constraint:
+    name: str
+    kind: str  # 'p' primary key, 'u' unique, 'c' check
+    cols: list[str] = field(default_factory=list)
+    expr: str | None = None
+
+
+@dataclass
+class TableVersion:
+    branch_id: int
+    table_id: int
+    name: str
+    valid_from: int
+    columns: list[Column]
+    constraints: list[Constraint]
+    dropped: bool = False
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def columns_json(self) -> str:
+        return json.dumps([asdict(c) for c in self.columns])
+
+    def constraints_json(self) -> str:
+        return json.dumps([asdict(c) for c in self.constraints])
+
+    @property
+    def key_columns(self) -> list[str]:
+        pk = next((c for c in self.constraints if c.kind == "p"), None)
+        return list(pk.cols) if pk else []
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    id: int
+    root_branch: int
+    phys_schema: str
+    phys_name: str
+
+    @property
+    def cur(self) -> tuple[str, str]:
+        return (self.phys_schema, self.phys_name)
+
+    @property
+    def br(self) -> tuple[str, str]:
+        return (self.phys_schema, self.phys_name + "__br")
+
+    @property
+    def hist(self) -> tuple[str, str]:
+        return (self.phys_schema, self.phys_name + "__hist")
+
+
+def _version(row: tuple[Any, ...]) -> TableVersion:
+    bid, tid, name, valid_from, dropped, cols, cons = row
+    return TableVersion(
+        bid,
+        tid,
+        name,
+        valid_from,
+        [Column(**c) for c in cols],
+        [Constraint(**c) for c in cons],
+        dropped,
+    )
+
+
+def visible_tables(conn: psycopg.Connection[Any], levels: list[Level]) -> dict[int, TableVersion]:
+    """Tables (by id) as the first level sees them: own versions override ancestors'."""
+    if not levels:
+        return {}
+    ids = [lv.branch_id for lv in levels]
+    rows = conn.execute(
+        """SELECT branch_id, table_id, name, valid_from, dropped, columns, constraints, valid_to
+           FROM heliosdb._table_versions WHERE branch_id = ANY(%s)""",
+        (ids,),
+    ).fetchall()
+    by_branch: dict[int, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        by_branch.setdefault(r[0], []).append(r)
+    seen: set[int] = set()
+    result: dict[int, TableVersion] = {}
+    for lv in levels:
+        for r in by_branch.get(lv.branch_id, []):
+            valid_from, valid_to = r[3], r[7]
+            if valid_from <= lv.upto and (lv.upto < valid_to or valid_to == MAX_LSN) and r[1] not in seen:
+                seen.add(r[1])
+                v = _version(r[:7])
+                if not v.dropped:
+                    result[r[1]] = v
+    return result
+
+
+def find_table(conn: psycopg.Connection[Any], levels: list[Level], name: str) -> TableVersion | None:
+    for v in visible_tables(conn, levels).values():
+        if v.name == name:
+            return v
+    return None
+
+
+def table_info(conn: psycopg.Connection[Any], table_id: int) -> TableInfo:
+    row = conn.execute(
+        "SELECT id, root_branch, phys_schema, phys_name FROM heliosdb._tables WHERE id = %s", (table_id,)
+    ).fetchone()
+    assert row is not None, f"table {table_id} missing from catalog"
+    return TableInfo(*row)
+
+
+def phys_names(conn: psycopg.Connection[Any], table_id: int) -> dict[int, str]:
+    return dict(
+        conn.execute("SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (table_id,)).fetchall()
+    )
+
+
+def save_version(conn: psycopg.Connection[Any], v: TableVersion, lsn: int) -> None:
+    """Close the branch's current version of the table and open `v` at `lsn`."""
+    conn.execute(
+        """UPDATE heliosdb._table_versions SET valid_to = %s
+           WHERE branch_id = %s AND table_id = %s AND valid_to = %s""",
+        (lsn, v.branch_id, v.table_id, MAX_LSN),
+    )
+    conn.execute(
+        """INSERT INTO heliosdb._table_versions
+               (branch_id, table_id, name, valid_from, dropped, columns, constraints)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (branch_id, table_id, valid_from) DO UPDATE
+           SET name = EXCLUDED.name, dropped = EXCLUDED.dropped, columns = EXCLUDED.columns,
+               constraints = EXCLUDED.constraints, valid_to = %s""",
+        (v.branch_id, v.table_id, v.name, lsn, v.dropped, v.columns_json(), v.constraints_json(), MAX_LSN),
+    )

@@ -1,0 +1,185 @@
+"""PEP 249 interface: heliosdb.connect() returns a Connection bound to a branch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from heliosdb import errors
+from heliosdb.session import Result, Session
+from heliosdb.storage.instance import DEFAULT_DATABASE
+
+
+def connect(
+    data_dir: str | os.PathLike[str] | None = None,
+    storage: str | None = None,
+    database: str = DEFAULT_DATABASE,
+    branch: str = "main",
+) -> Connection:
+    """Open a session on `database` (managed data directory, or `storage` URL) at `branch`."""
+    return Connection(Session(data_dir=data_dir, storage=storage, database=database, branch=branch))
+
+
+class Connection:
+    """A PEP 249 connection. Not autocommit by default: the first statement opens a transaction."""
+
+    Error = errors.Error
+    Warning = errors.Warning
+    InterfaceError = errors.InterfaceError
+    DatabaseError = errors.DatabaseError
+    DataError = errors.DataError
+    OperationalError = errors.OperationalError
+    IntegrityError = errors.IntegrityError
+    InternalError = errors.InternalError
+    ProgrammingError = errors.ProgrammingError
+    NotSupportedError = errors.NotSupportedError
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.autocommit = False
+        self._closed = False
+
+    @property
+    def branch(self) -> str:
+        return self.session.branch.name
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check(self) -> None:
+        if self._closed:
+            raise errors.InterfaceError("the connection is closed")
+
+    def cursor(self) -> Cursor:
+        self._check()
+        return Cursor(self)
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Cursor:
+        cur = self.cursor()
+        cur.execute(sql, params)
+        return cur
+
+    def _begin_if_needed(self) -> None:
+        if not self.autocommit and not self.session.in_transaction:
+            self.session.conn.execute("BEGIN")
+
+    def commit(self) -> None:
+        self._check()
+        if self.session.in_transaction:
+            self.session.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self._check()
+        if self.session.in_transaction:
+            self.session.execute("ROLLBACK")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.session.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if not self._closed:
+                if exc_type is None:
+                    self.commit()
+                else:
+                    self.rollback()
+        finally:
+            self.close()
+
+
+class Cursor:
+    arraysize = 1
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._result: Result | None = None
+        self._rows: list[tuple[Any, ...]] | None = None
+        self._pos = 0
+        self.closed = False
+
+    @property
+    def description(self) -> Any:
+        return self._result.description if self._result else None
+
+    @property
+    def rowcount(self) -> int:
+        return self._result.rowcount if self._result else -1
+
+    @property
+    def statusmessage(self) -> str | None:
+        return self._result.status if self._result else None
+
+    @property
+    def notices(self) -> list[str]:
+        return self._result.notices if self._result else []
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Cursor:
+        if self.closed:
+            raise errors.InterfaceError("the cursor is closed")
+        conn = self.connection
+        conn._check()
+        conn._begin_if_needed()
+        results = list(conn.session.run(sql, params))
+        self._result = results[-1] if results else None
+        self._rows = self._result.fetchall() if self._result and self._result.description else None
+        self._pos = 0
+        return self
+
+    def executemany(self, sql: str, seq_of_params: Sequence[Sequence[Any] | dict[str, Any]]) -> None:
+        total = 0
+        for params in seq_of_params:
+            self.execute(sql, params)
+            total += max(self.rowcount, 0)
+        if self._result is not None:
+            self._result.rowcount = total
+
+    def _need_rows(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            raise errors.ProgrammingError("the last statement returned no rows", sqlstate="42000")
+        return self._rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        rows = self._need_rows()
+        if self._pos >= len(rows):
+            return None
+        self._pos += 1
+        return rows[self._pos - 1]
+
+    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
+        rows = self._need_rows()
+        n = size or self.arraysize
+        out = rows[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows = self._need_rows()
+        out = rows[self._pos :]
+        self._pos = len(rows)
+        return out
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def setinputsizes(self, sizes: Any) -> None:
+        pass
+
+    def setoutputsize(self, size: Any, column: Any = None) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

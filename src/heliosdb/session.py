@@ -1,0 +1,196 @@
+"""One HeliosDB session: a storage connection, its branch and its transaction.
+
+Statements that carry no HeliosDB syntax go to PostgreSQL as they are (the
+branch is selected through search_path); branch statements and table DDL are
+handled here, each atomically (a transaction, or a savepoint inside the
+user's transaction).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import pq, sql
+
+from heliosdb import errors
+from heliosdb.catalog.bootstrap import ensure_catalog
+from heliosdb.catalog.model import Branch, get_branch, get_branch_by_id
+from heliosdb.sql.classify import Kind, classify
+from heliosdb.sql.split import split_statements
+from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
+
+_BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on their branch
+
+
+@dataclass
+class Result:
+    """What one statement returned: rows (through a cursor) and/or a command tag."""
+
+    status: str
+    cursor: psycopg.Cursor[Any] | None = None
+    rowcount: int = -1
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def description(self) -> Any:
+        return self.cursor.description if self.cursor is not None else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        if self.cursor is None or self.cursor.description is None:
+            return []
+        return self.cursor.fetchall()
+
+
+class Session:
+    """A connection to one HeliosDB database, bound to a branch."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        storage: str | None = None,
+        database: str = DEFAULT_DATABASE,
+        branch: str = "main",
+    ) -> None:
+        self.instance: Instance | None = None
+        self.database = database
+        try:
+            if storage:
+                self.conn = psycopg.connect(storage, dbname=database, autocommit=True)
+            else:
+                self.instance = Instance(data_dir)
+                self.instance.acquire()
+                self.conn = psycopg.connect(**self.instance.conninfo(database), autocommit=True)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise errors.from_psycopg(exc) from None
+        self.notices: list[str] = []
+        self.conn.add_notice_handler(self._on_notice)
+        ensure_catalog(self.conn)
+        self._session_branch: Branch = get_branch(self.conn, "main")  # type: ignore[assignment]
+        self._tx_branch: Branch | None = None
+        self._locked_branch: int | None = None
+        self._bind(self._session_branch, local=False)
+        if branch != "main":
+            self.use_branch(branch)
+
+    # -- state ----------------------------------------------------------------
+    @property
+    def branch(self) -> Branch:
+        if self._tx_branch is not None and self.in_transaction:
+            return self._tx_branch
+        return self._session_branch
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != pq.TransactionStatus.IDLE
+
+    @property
+    def transaction_failed(self) -> bool:
+        return self.conn.info.transaction_status == pq.TransactionStatus.INERROR
+
+    def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        self.notices.append(f"{diag.severity}:  {diag.message_primary}")
+
+    def refresh_branch(self) -> None:
+        """Re-read the session's branch row (options, read-only flag) from the catalog."""
+        self._session_branch = get_branch_by_id(self.conn, self._session_branch.id)
+
+    def _bind(self, branch: Branch, *, local: bool) -> None:
+        """Point search_path (and heliosdb.branch) at the branch."""
+        path = sql.Identifier(branch.user_schema).as_string(self.conn)
+        self.conn.execute(
+            "SELECT set_config('search_path', %s, %s), set_config('heliosdb.branch', %s, %s)",
+            (path, local, branch.name, local),
+        )
+        if not local and self._locked_branch != branch.id:
+            if self._locked_branch is not None:
+                self.conn.execute(
+                    "SELECT pg_advisory_unlock_shared(%s, %s)", (_BRANCH_LOCK_CLASS, self._locked_branch)
+                )
+            self.conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (_BRANCH_LOCK_CLASS, branch.id))
+            self._locked_branch = branch.id
+
+    def use_branch(self, name: str, *, for_transaction: bool = False) -> Branch:
+        target = get_branch(self.conn, name)
+        assert target is not None
+        if for_transaction:
+            if not self.in_transaction:
+                raise errors.lookup("25P01")(
+                    "USE BRANCH ... FOR TRANSACTION can only be used in transaction blocks",
+                    sqlstate="25P01",
+                )
+            self._tx_branch = target
+            self._bind(target, local=True)
+        else:
+            self._session_branch = target
+            self._tx_branch = None
+            self._bind(target, local=False)
+        return target
+
+    # -- execution --------------------------------------------------------------
+    def run(self, text: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Iterator[Result]:
+        """Execute every statement in `text`, yielding one Result each."""
+        stmts = split_statements(text)
+        if params is not None and len(stmts) == 1:
+            yield self.execute(stmts[0], params)
+            return
+        for stmt in stmts:
+            yield self.execute(stmt, params)
+
+    def execute(self, stmt: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Result:
+        self.notices = []
+        kind = classify(stmt)
+        try:
+            if kind is Kind.PASSTHROUGH or kind is Kind.TRANSACTION:
+                result = self._passthrough(stmt, params)
+            else:
+                if params:
+                    stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
+                result = self._helios(kind, stmt)
+        except psycopg.Error as exc:
+            raise errors.from_psycopg(exc) from None
+        finally:
+            if self._tx_branch is not None and not self.in_transaction:
+                self._tx_branch = None
+        result.notices = list(self.notices)
+        return result
+
+    def _passthrough(self, stmt: str, params: Any) -> Result:
+        cur = self.conn.cursor()
+        cur.execute(stmt, params)
+        return Result(status=cur.statusmessage or "", cursor=cur, rowcount=cur.rowcount)
+
+    def _helios(self, kind: Kind, stmt: str) -> Result:
+        from heliosdb.branching import branches, tables
+
+        if kind is Kind.BRANCH:
+            return branches.execute(self, stmt)
+        return tables.execute(self, kind, stmt)
+
+    def query(self, text: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Rows of an internal query (catalog reads by the shell and tools)."""
+        try:
+            return self.conn.execute(text, params).fetchall()  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise errors.from_psycopg(exc) from None
+
+    def cancel(self) -> None:
+        self.conn.cancel_safe()
+
+    def close(self) -> None:
+        try:
+            if not self.conn.closed:
+                self.conn.close()
+        finally:
+            if self.instance is not None:
+                self.instance.release()
+                self.instance = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,65 @@
+"""Cheap statement classification: which statements need HeliosDB's attention.
+
+Only the first few words are looked at (no parse on the hot path). Everything
+not listed goes to PostgreSQL unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from heliosdb.sql.split import strip_comments
+
+
+class Kind(enum.Enum):
+    PASSTHROUGH = "passthrough"
+    BRANCH = "branch"  # CREATE/ALTER/DROP DATABASE BRANCH, USE BRANCH, SHOW BRANCHES
+    CREATE_TABLE = "create_table"
+    DROP_TABLE = "drop_table"
+    ALTER_TABLE = "alter_table"
+    CREATE_INDEX = "create_index"
+    DROP_INDEX = "drop_index"
+    TRUNCATE = "truncate"
+    COPY = "copy"
+    MAINTENANCE = "maintenance"  # VACUUM / ANALYZE naming tables
+    TRANSACTION = "transaction"  # BEGIN / COMMIT / ROLLBACK / ...
+
+
+_RULES: list[tuple[re.Pattern[str], Kind]] = [
+    (re.compile(r"^(CREATE|ALTER|DROP)\s+DATABASE\s+BRANCH\b"), Kind.BRANCH),
+    (re.compile(r"^USE\s+BRANCH\b"), Kind.BRANCH),
+    (re.compile(r"^SHOW\s+BRANCHES\b"), Kind.BRANCH),
+    (re.compile(r"^CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(TEMP|TEMPORARY)\s"), Kind.PASSTHROUGH),
+    (re.compile(r"^CREATE\s+(UNLOGGED\s+)?TABLE\b"), Kind.CREATE_TABLE),
+    (re.compile(r"^DROP\s+TABLE\b"), Kind.DROP_TABLE),
+    (re.compile(r"^ALTER\s+TABLE\b"), Kind.ALTER_TABLE),
+    (re.compile(r"^CREATE\s+(UNIQUE\s+)?INDEX\b"), Kind.CREATE_INDEX),
+    (re.compile(r"^DROP\s+INDEX\b"), Kind.DROP_INDEX),
+    (re.compile(r"^TRUNCATE\b"), Kind.TRUNCATE),
+    (re.compile(r"^COPY\b"), Kind.COPY),
+    (re.compile(r"^(VACUUM|ANALYZE|ANALYSE)\b"), Kind.MAINTENANCE),
+    (re.compile(r"^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b"),
+     Kind.TRANSACTION),
+]
+
+_FIRST_WORDS = re.compile(r"[A-Za-z_]+(?:\s+[A-Za-z_]+){0,4}")
+
+
+def head(sql: str) -> str:
+    """The first words of a statement, upper-cased, comments skipped."""
+    m = _FIRST_WORDS.match(strip_comments(sql))
+    return m.group(0).upper() if m else ""
+
+
+def classify(sql: str) -> Kind:
+    words = head(sql)
+    if not words:
+        return Kind.PASSTHROUGH
+    c = words[0]
+    if c not in "CUSADTVBERPJ":  # fast exit for SELECT/INSERT/UPDATE/WITH ... (S, U handled below)
+        return Kind.PASSTHROUGH
+    for pattern, kind in _RULES:
+        if pattern.match(words):
+            return kind
+    return Kind.PASSTHROUGH

@@ -1,0 +1,69 @@
+"""Find and replace object names in statement text, token by token.
+
+DDL is rewritten by swapping only the name tokens, so the rest of the user's
+statement reaches PostgreSQL exactly as written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.errors import TokenError
+from sqlglot.tokens import Token, TokenType
+
+from heliosdb.errors import SyntaxError as HeliosSyntaxError
+
+_TOKENIZER = Postgres().tokenizer_class()
+
+
+@dataclass(frozen=True)
+class Name:
+    schema: str | None
+    name: str
+    start: int  # offset of the first character in the statement
+    end: int  # offset just past the last character
+
+
+def tokenize(text: str) -> list[Token]:
+    try:
+        return [t for t in _TOKENIZER.tokenize(text) if t.token_type != TokenType.SEMICOLON]
+    except TokenError as exc:
+        raise HeliosSyntaxError(f"syntax error: {exc}") from None
+
+
+def _ident(tok: Token) -> str:
+    return tok.text if tok.token_type == TokenType.IDENTIFIER else tok.text.lower()
+
+
+def is_word(tok: Token | None, *words: str) -> bool:
+    return tok is not None and tok.token_type not in (TokenType.IDENTIFIER, TokenType.STRING) and (
+        tok.text.upper() in words
+    )
+
+
+def read_name(tokens: list[Token], i: int) -> tuple[Name, int]:
+    """A possibly schema-qualified name starting at token i; returns it and the next index."""
+    if i >= len(tokens) or tokens[i].token_type in (TokenType.STRING, TokenType.L_PAREN, TokenType.NUMBER):
+        raise HeliosSyntaxError("syntax error: expected a name")
+    first = tokens[i]
+    if i + 2 < len(tokens) and tokens[i + 1].token_type == TokenType.DOT:
+        second = tokens[i + 2]
+        return Name(_ident(first), _ident(second), first.start, second.end + 1), i + 3
+    return Name(None, _ident(first), first.start, first.end + 1), i + 1
+
+
+def skip_words(tokens: list[Token], i: int, *words: str) -> tuple[bool, int]:
+    """Advance past `words` if they come next."""
+    for k, w in enumerate(words):
+        if not is_word(tokens[i + k] if i + k < len(tokens) else None, w):
+            return False, i
+    return True, i + len(words)
+
+
+def replace(text: str, name: Name, new: str) -> str:
+    return text[: name.start] + new + text[name.end :]
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,259 @@
+"""HeliosDB statements: small dataclasses and a token parser for them.
+
+HeliosDB words are matched by text, so none of them is reserved: a column
+named `branch` or `lsn` keeps working in ordinary SQL. A malformed HeliosDB
+statement raises SyntaxError with its position (1-based character offset, as
+PostgreSQL reports it) and line/column in the message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.errors import TokenError
+from sqlglot.tokens import Token, TokenType
+
+from heliosdb.errors import SyntaxError as HeliosSyntaxError
+
+_TOKENIZER = Postgres().tokenizer_class()
+
+
+@dataclass(frozen=True)
+class Point:
+    """A temporal point as written: kind is NOW, LSN, TIMESTAMP, SCN or TRANSACTION."""
+
+    kind: str
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class CreateBranch:
+    name: str
+    if_not_exists: bool = False
+    parent: str | None = None
+    point: Point = Point("NOW")
+    storage_node: str | None = None
+    compute_endpoint: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UseBranch:
+    name: str
+    scope: str = "SESSION"
+
+
+@dataclass(frozen=True)
+class AlterBranch:
+    name: str
+    read_only: bool | None = None
+    options: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class DropBranch:
+    name: str
+    if_exists: bool = False
+    cascade: bool = False
+
+
+@dataclass(frozen=True)
+class ShowBranches:
+    pass
+
+
+BranchStatement = CreateBranch | UseBranch | AlterBranch | DropBranch | ShowBranches
+
+_NAME_TYPES = {TokenType.VAR, TokenType.IDENTIFIER}
+_STOP_WORDS = {"ON", "WITH", "OPTIONS", "FROM", "AS"}
+
+
+class _Parser:
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        try:
+            self.tokens: list[Token] = [t for t in _TOKENIZER.tokenize(sql) if t.token_type != TokenType.SEMICOLON]
+        except TokenError as exc:
+            raise HeliosSyntaxError(f"syntax error: {exc}") from None
+        self.i = 0
+
+    # -- token helpers ------------------------------------------------------
+    def peek(self, ahead: int = 0) -> Token | None:
+        j = self.i + ahead
+        return self.tokens[j] if j < len(self.tokens) else None
+
+    def word(self, ahead: int = 0) -> str:
+        tok = self.peek(ahead)
+        if tok is None or tok.token_type in (TokenType.STRING, TokenType.IDENTIFIER):
+            return ""
+        return tok.text.upper()
+
+    def accept(self, *words: str) -> bool:
+        for k, w in enumerate(words):
+            if self.word(k) != w:
+                return False
+        self.i += len(words)
+        return True
+
+    def expect(self, *words: str) -> None:
+        if not self.accept(*words):
+            self.error(f"expected {' '.join(words)}")
+
+    def error(self, what: str) -> None:
+        tok = self.peek()
+        if tok is None:
+            pos = len(self.sql)
+            near = "end of input"
+        else:
+            pos = tok.start
+            near = f'"{tok.text}"'
+        line = self.sql.count("\n", 0, pos) + 1
+        col = pos - (self.sql.rfind("\n", 0, pos) + 1) + 1
+        raise HeliosSyntaxError(
+            f"syntax error at or near {near}: {what} (line {line}, column {col})", position=pos + 1
+        )
+
+    def name(self, what: str = "a name") -> str:
+        tok = self.peek()
+        if tok is None:
+            self.error(f"expected {what}")
+        assert tok is not None
+        if tok.token_type == TokenType.IDENTIFIER:
+            self.i += 1
+            return tok.text
+        if tok.token_type == TokenType.STRING:
+            self.i += 1
+            return tok.text
+        if tok.token_type in _NAME_TYPES or tok.text.replace("_", "").isalnum() and not tok.text[0].isdigit():
+            self.i += 1
+            return tok.text.lower()
+        self.error(f"expected {what}")
+        return ""
+
+    def raw_until(self, stops: set[str]) -> str:
+        """The source text of the following tokens up to a stop word (for values)."""
+        start_tok = self.peek()
+        if start_tok is None:
+            self.error("expected a value")
+        assert start_tok is not None
+        depth = 0
+        end = start_tok.start
+        while (tok := self.peek()) is not None:
+            if depth == 0 and self.word() in stops:
+                break
+            if tok.token_type == TokenType.L_PAREN:
+                depth += 1
+            elif tok.token_type == TokenType.R_PAREN:
+                depth -= 1
+            end = tok.end
+            self.i += 1
+        text = self.sql[start_tok.start : end + 1].strip()
+        if tok is not None and tok.token_type == TokenType.STRING:
+            pass
+        return text
+
+    def done(self) -> None:
+        if self.peek() is not None:
+            self.error("unexpected text after the statement")
+
+    # -- grammar ------------------------------------------------------------
+    def point(self) -> Point:
+        if self.accept("NOW"):
+            return Point("NOW")
+        for kind in ("LSN", "TIMESTAMP", "SCN", "TRANSACTION"):
+            if self.accept(kind):
+                return Point(kind, self.raw_until({"ON", "WITH", "OPTIONS", "FOR"}))
+        self.error("expected NOW, LSN, TIMESTAMP, SCN or TRANSACTION")
+        raise AssertionError
+
+    def options(self) -> dict[str, str]:
+        self.expect("(")
+        opts: dict[str, str] = {}
+        while True:
+            key = self.name("an option name")
+            self.expect("=")
+            tok = self.peek()
+            if tok is None:
+                self.error("expected an option value")
+            assert tok is not None
+            self.i += 1
+            opts[key] = tok.text if tok.token_type == TokenType.STRING else tok.text.lower()
+            if self.accept(")"):
+                return opts
+            self.expect(",")
+
+    def create_branch(self) -> CreateBranch:
+        if_not_exists = self.accept("IF", "NOT", "EXISTS")
+        name = self.name("a branch name")
+        parent = None
+        point = Point("NOW")
+        node = endpoint = None
+        options: dict[str, str] = {}
+        while self.peek() is not None:
+            if self.accept("FROM"):
+                parent = self.name("a parent branch name")
+            elif self.accept("AS", "OF"):
+                point = self.point()
+            elif self.accept("ON", "STORAGE", "NODE"):
+                node = self.name("a storage node id")
+            elif self.accept("WITH", "COMPUTE", "ENDPOINT"):
+                endpoint = self.name("a compute endpoint id")
+            elif self.accept("OPTIONS"):
+                options = self.options()
+            else:
+                self.error("expected FROM, AS OF, ON STORAGE NODE, WITH COMPUTE ENDPOINT or OPTIONS")
+        return CreateBranch(name, if_not_exists, parent, point, node, endpoint, options)
+
+    def parse(self) -> BranchStatement:
+        stmt: BranchStatement
+        if self.accept("CREATE", "DATABASE", "BRANCH"):
+            stmt = self.create_branch()
+        elif self.accept("USE", "BRANCH"):
+            name = self.name("a branch name")
+            scope = "SESSION"
+            if self.accept("FOR", "SESSION"):
+                scope = "SESSION"
+            elif self.accept("FOR", "TRANSACTION"):
+                scope = "TRANSACTION"
+            self.done()
+            stmt = UseBranch(name, scope)
+        elif self.accept("ALTER", "DATABASE", "BRANCH"):
+            name = self.name("a branch name")
+            self.expect("SET")
+            if self.accept("READ_ONLY") or self.accept("READ", "ONLY"):
+                stmt = AlterBranch(name, read_only=True)
+            elif self.accept("WRITABLE") or self.accept("READ", "WRITE"):
+                stmt = AlterBranch(name, read_only=False)
+            elif self.accept("OPTIONS"):
+                stmt = AlterBranch(name, options=self.options())
+            else:
+                self.error("expected READ_ONLY, WRITABLE or OPTIONS (...)")
+                raise AssertionError
+            self.done()
+        elif self.accept("DROP", "DATABASE", "BRANCH"):
+            if_exists = self.accept("IF", "EXISTS")
+            name = self.name("a branch name")
+            cascade = self.accept("CASCADE")
+            if not cascade:
+                self.accept("RESTRICT")
+            self.done()
+            stmt = DropBranch(name, if_exists, cascade)
+        elif self.accept("SHOW", "BRANCHES"):
+            self.done()
+            stmt = ShowBranches()
+        else:
+            self.error("not a HeliosDB branch statement")
+            raise AssertionError
+        return stmt
+
+
+_SHOW_BRANCHES = re.compile(r"^\s*SHOW\s+BRANCHES\s*;?\s*$", re.IGNORECASE)
+
+
+def parse_branch_statement(sql: str) -> BranchStatement:
+    # sqlglot's tokenizer folds SHOW's arguments into one string token.
+    if _SHOW_BRANCHES.match(sql):
+        return ShowBranches()
+    return _Parser(sql).parse()
