@@ -71,6 +71,19 @@ class Client:
                 return n / (now - t0)
 
 
+CHECK = """SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(tbalance) FROM pgbench_tellers),
+                  (SELECT sum(bbalance) FROM pgbench_branches), (SELECT sum(delta) FROM pgbench_history)"""
+
+
+def _consistent(conn: Any) -> bool:
+    """Every transaction added the same delta to an account, a teller, a branch and the history."""
+    cur = conn.cursor()
+    cur.execute(CHECK)
+    row = cur.fetchone()
+    conn.commit()
+    return row is not None and len(set(row)) == 1
+
+
 def run(env: Env, *, scale: int, duration: float, rounds: int, helios_db: str, plain_db: str) -> list[Result]:
     clients = {
         "helios": Client(env.helios(helios_db, autocommit=False), scale, seed=1),
@@ -85,6 +98,7 @@ def run(env: Env, *, scale: int, duration: float, rounds: int, helios_db: str, p
     for i in range(rounds):
         for name in names if i % 2 == 0 else names[::-1]:
             tps[name].append(clients[name].round(per_round))
+    consistent = {name: _consistent(c.conn) for name, c in clients.items()}
     for c in clients.values():
         env.close(c.conn)
     h, p = median(tps["helios"]), median(tps["plain"])
@@ -93,5 +107,6 @@ def run(env: Env, *, scale: int, duration: float, rounds: int, helios_db: str, p
         bench="3", name=f"TPC-B transaction, scale {scale}, 1 client, {duration:g} s per side", kind="rate",
         helios=h, peer=p, peer_label="psycopg, plain tables",
         target=f">= {TARGET:g}x", ok=h / p >= TARGET,
-        note=f"{clients['helios'].done} vs {clients['plain'].done} transactions in total",
+        note=f"{clients['helios'].done} vs {clients['plain'].done} transactions in total"
+        + "".join(f"; {name}: balances INCONSISTENT" for name, ok in consistent.items() if not ok),
     )]

@@ -8,6 +8,7 @@ user's transaction).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class Session:
         except psycopg.Error as exc:
             raise errors.from_psycopg(exc) from None
         self.notices: list[str] = []
+        self.last_status = ""
+        self._internal = False
         self.conn.add_notice_handler(self._on_notice)
         ensure_catalog(self.conn)
         self._session_branch: Branch = get_branch(self.conn, "main")  # type: ignore[assignment]
@@ -92,6 +95,8 @@ class Session:
         return self.conn.info.transaction_status == pq.TransactionStatus.INERROR
 
     def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        if self._internal:
+            return  # notices of HeliosDB's own catalog work are not the user's business
         self.notices.append(f"{diag.severity}:  {diag.message_primary}")
 
     def refresh_branch(self) -> None:
@@ -166,9 +171,29 @@ class Session:
     def _helios(self, kind: Kind, stmt: str) -> Result:
         from heliosdb.branching import branches, tables
 
-        if kind is Kind.BRANCH:
-            return branches.execute(self, stmt)
-        return tables.execute(self, kind, stmt)
+        self._internal = kind is not Kind.MAINTENANCE
+        try:
+            if kind is Kind.BRANCH:
+                return branches.execute(self, stmt)
+            return tables.execute(self, kind, stmt)
+        finally:
+            self._internal = False
+
+    @contextlib.contextmanager
+    def copy(self, stmt: str) -> Iterator[tuple[psycopg.Copy, str]]:
+        """COPY ... FROM STDIN / TO STDOUT: yields (psycopg Copy, "in" | "out")."""
+        from heliosdb.branching.tables import copy_statement
+
+        direction = "out" if "STDOUT" in stmt.upper().split() else "in"
+        try:
+            with self.conn.transaction() if direction == "in" else contextlib.nullcontext():
+                rewritten = copy_statement(self, stmt)
+                cur = self.conn.cursor()
+                with cur.copy(rewritten) as cp:  # type: ignore[arg-type]
+                    yield cp, direction
+                self.last_status = cur.statusmessage or ""
+        except psycopg.Error as exc:
+            raise errors.from_psycopg(exc) from None
 
     def query(self, text: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Rows of an internal query (catalog reads by the shell and tools)."""

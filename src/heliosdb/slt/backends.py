@@ -229,7 +229,9 @@ class GenerationsBackend(HeliosBackend):
             _run(self._conn(), f"USE BRANCH {name}")
             self.branch = name
         except Exception as exc:
-            raise RuntimeError(f"statement ok, but then branching to {name} failed: {error_text(exc)}") from exc
+            raise RuntimeError(
+                f"statement ok, but then branching to {name} failed: {error_text(exc)}"
+            ) from exc
 
 
 def make_backend(mode: int, cluster: Cluster, database: str) -> Backend:

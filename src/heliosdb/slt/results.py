@@ -145,7 +145,9 @@ def hash_result(values: Sequence[str]) -> HashedResult:
     return HashedResult(len(values), md5_values(values))
 
 
-def describe(values: Sequence[str] | HashedResult, threshold: int = 0, limit: int = 12, hashed: bool = False) -> str:
+def describe(
+    values: Sequence[str] | HashedResult, threshold: int = 0, limit: int = 12, hashed: bool = False
+) -> str:
     """A short, one-line rendering of a result for reports (with its hash past `threshold`)."""
     if isinstance(values, HashedResult):
         return str(values)

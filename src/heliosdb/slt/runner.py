@@ -163,7 +163,11 @@ Progress = Callable[[str], None]
 
 
 def run_file(
-    path: Path, modes: Sequence[int], cluster: Cluster, name: str | None = None, progress: Progress | None = None
+    path: Path,
+    modes: Sequence[int],
+    cluster: Cluster,
+    name: str | None = None,
+    progress: Progress | None = None,
 ) -> FileResult:
     name = name or str(path)
     try:
@@ -219,6 +223,10 @@ def run_files(
         finally:
             cluster.close()
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(str(data_dir), timeout)) as pool:
-        futures = [pool.submit(_run_in_worker, str(path), name, modes, progress is not None) for path, name in files]
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_init_worker, initargs=(str(data_dir), timeout)
+    ) as pool:
+        futures = [
+            pool.submit(_run_in_worker, str(path), name, modes, progress is not None) for path, name in files
+        ]
         return [f.result() for f in futures]

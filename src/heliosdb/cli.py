@@ -1,0 +1,184 @@
+"""The `heliosdb` command: run SQL with -c / -f, or open the shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from heliosdb import errors
+from heliosdb.session import Result, Session
+from heliosdb.shell import output
+from heliosdb.sql.classify import Kind, classify
+from heliosdb.sql.split import Scanner, strip_comments
+from heliosdb.storage.instance import DEFAULT_DATABASE
+
+EXIT_OK, EXIT_FAILED, EXIT_SCRIPT_STOPPED = 0, 1, 3
+
+
+class _Action(argparse.Action):
+    """Keep -c and -f in command-line order, as psql does."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        kind = "c" if option_string in ("-c", "--command") else "f"
+        namespace.actions = [*(namespace.actions or []), (kind, values)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="heliosdb", description="HeliosDB: a branchable, time-travelling SQL database.")
+    p.add_argument("-D", "--data-dir", help="data directory (default: $HELIOSDB_DATA or a per-user directory)")
+    p.add_argument("--storage", help="use an existing PostgreSQL server (postgresql://...) instead of a managed one")
+    p.add_argument("-d", "--dbname", default=DEFAULT_DATABASE, help="database (default: heliosdb)")
+    p.add_argument("-b", "--branch", default="main", help="branch to start on (default: main)")
+    p.add_argument("-c", "--command", action=_Action, dest="actions", help="run SQL (repeatable)")
+    p.add_argument("-f", "--file", action=_Action, dest="actions", help="run a script file (- reads stdin)")
+    p.add_argument("--csv", action="store_true", help="CSV output with a header row")
+    p.add_argument("-A", "--no-align", action="store_true", help="unaligned output")
+    p.add_argument("-t", "--tuples-only", action="store_true", help="print rows only")
+    p.add_argument("-v", "--set", action="append", default=[], metavar="NAME=VALUE", help="set a variable")
+    p.add_argument("-q", "--quiet", action="store_true", help="no command tags")
+    return p
+
+
+class Runner:
+    """Runs statements on a session and prints results the way psql does."""
+
+    def __init__(self, session: Session, args: argparse.Namespace, out: IO[str] = sys.stdout,
+                 err: IO[str] = sys.stderr) -> None:
+        self.session = session
+        self.args = args
+        self.out = out
+        self.err = err
+        self.variables = dict(v.split("=", 1) if "=" in v else (v, "") for v in args.set)
+
+    @property
+    def on_error_stop(self) -> bool:
+        return self.variables.get("ON_ERROR_STOP", "").lower() in ("1", "on", "true")
+
+    def print_result(self, result: Result) -> None:
+        for notice in result.notices:
+            self.err.write(notice + "\n")
+        if result.description is not None:
+            table = output.table_from(result.description, result.fetchall())
+            if self.args.csv:
+                text = output.as_csv(table, self.args.tuples_only)
+            elif self.args.no_align:
+                text = output.unaligned(table, self.args.tuples_only)
+            else:
+                text = output.aligned(table, self.args.tuples_only)
+                if not self.args.tuples_only:
+                    text += "\n"
+            self.out.write(text)
+        elif result.status and not self.args.quiet and not self.args.tuples_only:
+            self.out.write(result.status + "\n")
+        self.out.flush()
+
+    def print_error(self, exc: errors.Error) -> None:
+        code = f"{exc.sqlstate}: " if exc.sqlstate else ""
+        self.err.write(f"ERROR:  {code}{exc.message}\n")
+        if exc.detail:
+            self.err.write(f"DETAIL:  {exc.detail}\n")
+        if exc.hint:
+            self.err.write(f"HINT:  {exc.hint}\n")
+        self.err.flush()
+
+    def run_statement(self, stmt: str, data: Iterator[str] | None) -> bool:
+        """Run one statement; False when it failed."""
+        try:
+            if classify(stmt) is Kind.COPY and _is_stdio_copy(stmt):
+                self._copy(stmt, data)
+            else:
+                self.print_result(self.session.execute(stmt))
+            return True
+        except errors.Error as exc:
+            self.print_error(exc)
+            return False
+
+    def _copy(self, stmt: str, data: Iterator[str] | None) -> None:
+        with self.session.copy(stmt) as (copy, direction):
+            if direction == "out":
+                for chunk in copy:
+                    self.out.write(bytes(chunk).decode())
+            else:
+                for line in data or iter(sys.stdin.readline, ""):
+                    if line.rstrip("\r\n") == "\\.":
+                        break
+                    copy.write(line)
+        if not self.args.quiet and direction == "in":
+            self.out.write(self.session.last_status + "\n")
+
+    def run_text(self, text: str) -> int:
+        """A -c argument: its statements in one go; 1 if any failed."""
+        failed = False
+        lines = iter(text.splitlines(keepends=True))
+        for stmt in _statements(lines):
+            if not self.run_statement(stmt, lines):
+                failed = True
+                if self.on_error_stop:
+                    return EXIT_FAILED
+        return EXIT_FAILED if failed else EXIT_OK
+
+    def run_file(self, path: str) -> int:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        try:
+            lines = iter(stream.readline, "")
+            for stmt in _statements(lines):
+                if not self.run_statement(stmt, lines) and self.on_error_stop:
+                    return EXIT_SCRIPT_STOPPED
+        finally:
+            if stream is not sys.stdin:
+                stream.close()
+        return EXIT_OK
+
+
+def _is_stdio_copy(stmt: str) -> bool:
+    words = strip_comments(stmt).upper().split()
+    return "STDIN" in words or "STDOUT" in words
+
+
+def _statements(lines: Iterable[str]) -> Iterator[str]:
+    """Statements from a stream of lines; COPY data lines are left for the caller to read."""
+    buf = ""
+    for line in lines:
+        if not buf and line.lstrip().startswith("\\"):
+            continue  # meta commands belong to the interactive shell
+        buf += line
+        stmts, rest, _pending = Scanner.scan(buf)
+        buf = rest
+        yield from stmts
+    if strip_comments(buf).strip():
+        yield buf.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        session = Session(data_dir=args.data_dir, storage=args.storage, database=args.dbname, branch=args.branch)
+    except errors.Error as exc:
+        sys.stderr.write(f"heliosdb: error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"HINT:  {exc.hint}\n")
+        return 2
+    try:
+        runner = Runner(session, args)
+        if not args.actions:
+            from heliosdb.shell.repl import repl
+
+            return repl(runner)
+        status = EXIT_OK
+        for kind, value in args.actions:
+            code = runner.run_text(value) if kind == "c" else runner.run_file(value)
+            if code != EXIT_OK:
+                status = code
+                if runner.on_error_stop:
+                    break
+        return status
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        session.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

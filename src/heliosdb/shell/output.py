@@ -1,0 +1,133 @@
+"""Result formatting for non-interactive output, byte-compatible with psql's defaults.
+
+aligned (psql's default), unaligned (-A), csv (--csv); tuples_only (-t) drops
+headers and footers.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import decimal
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_NUMERIC_OIDS = {20, 21, 23, 26, 700, 701, 1700, 790}
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[tuple[Any, ...]]
+    numeric: list[bool]
+
+
+def cell(value: Any) -> str:
+    """A value as psql prints it (text output of PostgreSQL's types)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime.datetime):
+        text = value.isoformat(sep=" ")
+        if value.tzinfo is not None:
+            off = value.strftime("%z")
+            text = value.replace(tzinfo=None).isoformat(sep=" ") + off[:3] + (":" + off[3:] if off[3:] != "00" else "")
+        return text
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return _interval(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bytes | memoryview):
+        return "\\x" + bytes(value).hex()
+    return str(value)
+
+
+def _interval(td: datetime.timedelta) -> str:
+    days, secs = td.days, td.seconds
+    parts = []
+    if days:
+        parts.append(f"{days} day{'s' if abs(days) != 1 else ''}")
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    if secs or td.microseconds or not parts:
+        frac = f".{td.microseconds:06d}" if td.microseconds else ""
+        parts.append(f"{h:02d}:{m:02d}:{s:02d}{frac}")
+    return " ".join(parts)
+
+
+def table_from(description: Sequence[Any], rows: list[tuple[Any, ...]]) -> Table:
+    headers = [d[0] for d in description]
+    numeric = [getattr(d, "type_code", None) in _NUMERIC_OIDS for d in description]
+    return Table(headers, rows, numeric)
+
+
+def _width(s: str) -> int:
+    return len(s)
+
+
+def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
+    cells = [[cell(v) if v is not None else null for v in row] for row in t.rows]
+    ncol = len(t.headers)
+    widths = [_width(h) for h in t.headers] if not tuples_only else [0] * ncol
+    for row in cells:
+        for i, v in enumerate(row):
+            for line in v.split("\n"):
+                widths[i] = max(widths[i], _width(line))
+    out = io.StringIO()
+    if not tuples_only:
+        heads = []
+        for i, h in enumerate(t.headers):
+            pad = widths[i] - _width(h)
+            left = pad // 2
+            heads.append(" " * left + h + " " * (pad - left))
+        out.write(" " + " | ".join(heads) + " \n")
+        out.write("-" + "-+-".join("-" * w for w in widths) + "-\n")
+    for row in cells:
+        parts = []
+        for i, v in enumerate(row):
+            v = v.replace("\n", "\\n")
+            if t.numeric[i]:
+                parts.append(v.rjust(widths[i]))
+            elif i == ncol - 1:
+                parts.append(v)
+            else:
+                parts.append(v.ljust(widths[i]))
+        out.write(" " + " | ".join(parts) + "\n")
+    if not tuples_only:
+        n = len(t.rows)
+        out.write(f"({n} row{'s' if n != 1 else ''})\n")
+    return out.getvalue()
+
+
+def unaligned(t: Table, tuples_only: bool = False, sep: str = "|") -> str:
+    out = io.StringIO()
+    if not tuples_only:
+        out.write(sep.join(t.headers) + "\n")
+    for row in t.rows:
+        out.write(sep.join(cell(v) for v in row) + "\n")
+    if not tuples_only:
+        n = len(t.rows)
+        out.write(f"({n} row{'s' if n != 1 else ''})\n")
+    return out.getvalue()
+
+
+def as_csv(t: Table, tuples_only: bool = False) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    if not tuples_only:
+        w.writerow(t.headers)
+    for row in t.rows:
+        w.writerow(["" if v is None else cell(v) for v in row])
+    return out.getvalue()
