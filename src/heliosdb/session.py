@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from psycopg import pq, sql
 from heliosdb import errors
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.model import Branch, get_branch, get_branch_by_id
-from heliosdb.sql.classify import Kind, classify
+from heliosdb.sql.classify import Kind, classify, head
 from heliosdb.sql.split import split_statements
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 
@@ -44,6 +45,18 @@ class Result:
         if self.cursor is None or self.cursor.description is None:
             return []
         return self.cursor.fetchall()
+
+
+_WRITE_HEADS = ("INSERT", "UPDATE", "DELETE", "MERGE")
+_WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+
+
+def is_write(stmt: str) -> bool:
+    """Whether a plain statement may write rows (cheap: first word, or a CTE's verbs)."""
+    words = head(stmt)
+    if words.startswith(_WRITE_HEADS):
+        return True
+    return words.startswith("WITH") and bool(_WRITE_IN_CTE.search(stmt))
 
 
 class Session:
@@ -165,7 +178,17 @@ class Session:
 
     def _passthrough(self, stmt: str, params: Any) -> Result:
         cur = self.conn.cursor()
-        cur.execute(stmt, params)
+        if self.branch.parent_id is not None and is_write(stmt):
+            # Views of inherited tables have no EvalPlanQual: take the branch's write
+            # lock before the statement takes its snapshot, so concurrent writers on
+            # the branch serialize instead of overwriting each other's updates.
+            if params is not None:
+                stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
+            lock = sql.SQL("SELECT heliosdb.txn_lsn({});\n").format(sql.Literal(self.branch.id))
+            cur.execute(lock + sql.SQL(stmt))  # type: ignore[arg-type]
+            cur.nextset()
+        else:
+            cur.execute(stmt, params)
         return Result(status=cur.statusmessage or "", cursor=cur, rowcount=cur.rowcount)
 
     def _helios(self, kind: Kind, stmt: str) -> Result:

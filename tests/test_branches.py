@@ -1,0 +1,384 @@
+"""Branch lifecycle and isolation through the DB-API, against the managed PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import heliosdb
+from heliosdb import errors
+
+
+def rows(conn: heliosdb.Connection, sql: str, params: object = None) -> list[tuple]:
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    return cur.fetchall()
+
+
+def run(conn: heliosdb.Connection, *stmts: str) -> None:
+    cur = conn.cursor()
+    for s in stmts:
+        cur.execute(s)
+
+
+def sqlstate(conn: heliosdb.Connection, sql: str) -> str | None:
+    try:
+        conn.cursor().execute(sql)
+    except heliosdb.Error as exc:
+        return exc.sqlstate
+    return None
+
+
+@pytest.fixture
+def seeded(conn: heliosdb.Connection) -> heliosdb.Connection:
+    run(
+        conn,
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, qty int CHECK (qty >= 0), code text UNIQUE)",
+        "INSERT INTO items VALUES (1, 'one', 10, 'a'), (2, 'two', 20, 'b'), (3, 'three', 30, 'c')",
+    )
+    return conn
+
+
+def test_child_sees_parent_at_fork_and_writes_stay_isolated(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    run(seeded, "UPDATE items SET qty = 11 WHERE id = 1", "INSERT INTO items VALUES (4, 'four', 40, 'd')")
+    dev = connect("dev")
+    assert rows(dev, "SELECT id, name, qty FROM items ORDER BY id") == [
+        (1, "one", 10), (2, "two", 20), (3, "three", 30)
+    ]
+    run(dev, "UPDATE items SET name = 'TWO' WHERE id = 2", "DELETE FROM items WHERE id = 3",
+        "INSERT INTO items VALUES (5, 'five', 50, 'e')")
+    assert rows(dev, "SELECT id, name, qty FROM items ORDER BY id") == [
+        (1, "one", 10), (2, "TWO", 20), (5, "five", 50)
+    ]
+    assert rows(seeded, "SELECT id, name, qty FROM items ORDER BY id") == [
+        (1, "one", 11), (2, "two", 20), (3, "three", 30), (4, "four", 40)
+    ]
+
+
+def test_grandchild_isolation_in_both_directions(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH child")
+    child = connect("child")
+    run(child, "UPDATE items SET qty = 0 WHERE id = 1", "CREATE DATABASE BRANCH grandchild")
+    run(child, "DELETE FROM items WHERE id = 2")
+    grand = connect("grandchild")
+    assert rows(grand, "SELECT id, qty FROM items ORDER BY id") == [(1, 0), (2, 20), (3, 30)]
+    run(grand, "UPDATE items SET qty = 99 WHERE id = 3", "INSERT INTO items VALUES (7, 'seven', 7, 'g')")
+    assert rows(child, "SELECT id, qty FROM items ORDER BY id") == [(1, 0), (3, 30)]
+    assert rows(seeded, "SELECT id, qty FROM items ORDER BY id") == [(1, 10), (2, 20), (3, 30)]
+    assert rows(grand, "SELECT id, qty FROM items ORDER BY id") == [(1, 0), (2, 20), (3, 99), (7, 7)]
+
+
+def test_ddl_is_branch_local(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "ALTER TABLE items ADD COLUMN color text DEFAULT 'red'",
+        "ALTER TABLE items RENAME COLUMN name TO label", "ALTER TABLE items DROP COLUMN code",
+        "CREATE TABLE extra (k int PRIMARY KEY)", "INSERT INTO extra VALUES (1)")
+    assert rows(dev, "SELECT * FROM items WHERE id = 1") == [(1, "one", 10, "red")]
+    run(dev, "INSERT INTO items (id, label, qty) VALUES (9, 'nine', 9)")
+    assert rows(dev, "SELECT label, color FROM items WHERE id = 9") == [("nine", "red")]
+    assert rows(seeded, "SELECT * FROM items WHERE id = 1") == [(1, "one", 10, "a")]
+    assert sqlstate(seeded, "SELECT * FROM extra") == "42P01"
+    run(seeded, "DROP TABLE items")
+    assert sqlstate(seeded, "SELECT * FROM items") == "42P01"
+    assert rows(dev, "SELECT count(*) FROM items") == [(4,)]
+    cols = rows(dev, "SELECT column_name FROM information_schema.columns WHERE table_name = 'items' "
+                     "AND table_schema = current_schema() ORDER BY ordinal_position")
+    assert [c[0] for c in cols] == ["id", "label", "qty", "color"]
+
+
+def test_main_ddl_after_fork_does_not_reach_child(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev", "ALTER TABLE items ADD COLUMN extra int DEFAULT 1",
+        "ALTER TABLE items DROP COLUMN code", "ALTER TABLE items RENAME COLUMN qty TO amount")
+    assert rows(seeded, "SELECT * FROM items WHERE id = 1") == [(1, "one", 10, 1)]
+    dev = connect("dev")
+    assert rows(dev, "SELECT * FROM items WHERE id = 1") == [(1, "one", 10, "a")]
+    run(seeded, "UPDATE items SET amount = 5 WHERE id = 1")
+    assert rows(dev, "SELECT qty FROM items WHERE id = 1") == [(10,)]
+
+
+def test_constraints_hold_over_inherited_rows(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    assert sqlstate(dev, "INSERT INTO items VALUES (1, 'dup', 1, 'z')") == "23505"
+    assert sqlstate(dev, "INSERT INTO items VALUES (8, 'dup', 1, 'a')") == "23505"
+    assert sqlstate(dev, "INSERT INTO items VALUES (8, NULL, 1, 'y')") == "23502"
+    assert sqlstate(dev, "INSERT INTO items VALUES (8, 'neg', -1, 'y')") == "23514"
+    assert sqlstate(dev, "UPDATE items SET code = 'b' WHERE id = 1") == "23505"
+    # Deleting a row frees its key on that branch only.
+    run(dev, "DELETE FROM items WHERE id = 1", "INSERT INTO items VALUES (1, 'new', 1, 'a')")
+    assert rows(dev, "SELECT name FROM items WHERE id = 1") == [("new",)]
+    assert rows(seeded, "SELECT name FROM items WHERE id = 1") == [("one",)]
+    assert sqlstate(seeded, "INSERT INTO items VALUES (1, 'x', 1, 'q')") == "23505"
+
+
+def test_failed_statement_leaves_nothing(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    assert sqlstate(dev, "INSERT INTO items VALUES (10, 'ok', 1, 'k'), (1, 'dup', 1, 'l')") == "23505"
+    assert rows(dev, "SELECT count(*) FROM items WHERE id = 10") == [(0,)]
+    assert sqlstate(dev, "ALTER TABLE items ADD COLUMN bad int NOT NULL") == "23502"
+    assert [r[0] for r in rows(dev, "SELECT column_name FROM information_schema.columns "
+                                    "WHERE table_name = 'items' AND table_schema = current_schema()")].count("bad") == 0
+
+
+def test_tables_without_primary_key_keep_duplicates(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (a int, b text)", "INSERT INTO t VALUES (1, 'x'), (1, 'x'), (2, 'y')",
+        "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE t SET a = a + 10 WHERE a = 1")
+    assert rows(dev, "SELECT a, b FROM t ORDER BY a") == [(2, "y"), (11, "x"), (11, "x")]
+    run(dev, "DELETE FROM t WHERE a = 11")
+    assert rows(dev, "SELECT a, b FROM t ORDER BY a") == [(2, "y")]
+    assert rows(conn, "SELECT a, b FROM t ORDER BY a") == [(1, "x"), (1, "x"), (2, "y")]
+
+
+def test_truncate_and_copy_on_branches(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "TRUNCATE items")
+    assert rows(dev, "SELECT count(*) FROM items") == [(0,)]
+    assert rows(seeded, "SELECT count(*) FROM items") == [(3,)]
+    with dev.session.copy("COPY items (id, name, qty, code) FROM STDIN") as (cp, _):
+        cp.write("5\tfive\t5\te\n6\tsix\t6\tf\n")
+    assert rows(dev, "SELECT id FROM items ORDER BY id") == [(5,), (6,)]
+    run(seeded, "TRUNCATE items")
+    with seeded.session.copy("COPY items FROM STDIN") as (cp, _):
+        cp.write("7\tseven\t7\tg\n")
+    assert rows(seeded, "SELECT id FROM items") == [(7,)]
+    assert rows(dev, "SELECT id FROM items ORDER BY id") == [(5,), (6,)]
+
+
+def test_branch_as_of_every_point_kind(seeded: heliosdb.Connection, connect) -> None:
+    lsn0 = rows(seeded, "SELECT heliosdb.current_lsn()::text")[0][0]
+    scn0 = rows(seeded, "SELECT heliosdb.current_scn()")[0][0]
+    txid0 = rows(seeded, "SELECT txid FROM heliosdb._commits ORDER BY lsn DESC LIMIT 1")[0][0]
+    time.sleep(0.05)
+    ts0 = rows(seeded, "SELECT clock_timestamp()::text")[0][0]
+    time.sleep(0.05)
+    run(seeded, "UPDATE items SET qty = 0", "DELETE FROM items WHERE id = 3", "INSERT INTO items VALUES (4, 'f', 4, 'd')")
+    for i, point in enumerate([f"LSN {lsn0}", f"SCN {scn0}", f"TIMESTAMP '{ts0}'", f"TRANSACTION {txid0}",
+                               f"LSN {int(lsn0.split('/')[1], 16)}"]):
+        run(seeded, f"CREATE DATABASE BRANCH past{i} AS OF {point}")
+        past = connect(f"past{i}")
+        assert rows(past, "SELECT id, qty FROM items ORDER BY id") == [(1, 10), (2, 20), (3, 30)], point
+    run(seeded, "CREATE DATABASE BRANCH nowb AS OF NOW")
+    assert rows(connect("nowb"), "SELECT id, qty FROM items ORDER BY id") == [(1, 0), (2, 0), (4, 4)]
+
+
+def test_branch_as_of_errors(seeded: heliosdb.Connection) -> None:
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF LSN FFFF/0") == "HD007"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF LSN nonsense") == "HD007"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF TIMESTAMP '1999-01-01'") == "HD007"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF TIMESTAMP 'not a time'") == "HD007"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF TRANSACTION 999999") == "HD007"
+    assert sqlstate(seeded, "SELECT 1 FROM heliosdb.branches WHERE name = 'b1'") is None
+    assert rows(seeded, "SELECT count(*) FROM heliosdb.branches WHERE name = 'b1'") == [(0,)]
+
+
+def test_branch_statement_errors(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, 'CREATE DATABASE BRANCH "feature-auth"')
+    assert sqlstate(seeded, 'CREATE DATABASE BRANCH "feature-auth"') == "HD002"
+    run(seeded, 'CREATE DATABASE BRANCH IF NOT EXISTS "feature-auth"')
+    assert sqlstate(seeded, "USE BRANCH nope") == "HD001"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH x FROM nope") == "HD001"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH x ON STORAGE NODE \"node-9\"") == "HD005"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH x WITH COMPUTE ENDPOINT \"endpoint-9\"") == "HD009"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH x OPTIONS (colour = 'red')") == "HD006"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH x OPTIONS (gc_policy = sometimes)") == "HD006"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH x OPTIONS (retention_period = 'forever-ish')") == "HD006"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH") == "42601"
+    assert sqlstate(seeded, "DROP DATABASE BRANCH main") == "HD008"
+    assert rows(seeded, "SELECT count(*) FROM heliosdb.branches WHERE name = 'x'") == [(0,)]
+    fa = connect("feature-auth")
+    assert rows(fa, "SELECT heliosdb.current_branch()") == [("feature-auth",)]
+
+
+def test_options_and_catalog_views(seeded: heliosdb.Connection) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev ON STORAGE NODE \"node-1\" WITH COMPUTE ENDPOINT \"endpoint-1\" "
+                "OPTIONS (retention_period = '3 days', gc_policy = aggressive)")
+    info = rows(seeded, "SELECT name, parent, state, read_only, depth, storage_node, compute_endpoint, "
+                        "options->>'retention_period', options->>'gc_policy' FROM heliosdb.branches ORDER BY id")
+    assert info == [
+        ("main", None, "active", False, 0, "node-1", "endpoint-1", "7 days", "balanced"),
+        ("dev", "main", "active", False, 1, "node-1", "endpoint-1", "3 days", "aggressive"),
+    ]
+    run(seeded, "ALTER DATABASE BRANCH dev SET OPTIONS (gc_policy = conservative)")
+    assert rows(seeded, "SELECT options->>'gc_policy' FROM heliosdb.branches WHERE name = 'dev'") == [
+        ("conservative",)
+    ]
+    cur = seeded.cursor()
+    cur.execute("SHOW BRANCHES")
+    assert [r[0] for r in cur.fetchall()] == ["main", "dev"]
+    audit = rows(seeded, "SELECT statement, outcome, branch FROM heliosdb.audit_log ORDER BY time")
+    assert audit[0][0].startswith("CREATE DATABASE BRANCH dev") and audit[0][1] == "ok"
+    assert audit[-1][0].startswith("ALTER DATABASE BRANCH dev")
+
+
+def test_commit_log_records_every_transaction(seeded: heliosdb.Connection, connect) -> None:
+    before = rows(seeded, "SELECT count(*) FROM heliosdb.commits")[0][0]
+    w = connect(autocommit=False)
+    run(w, "INSERT INTO items VALUES (20, 'x', 1, 'x')", "UPDATE items SET qty = 2 WHERE id = 20")
+    w.commit()
+    run(w, "INSERT INTO items VALUES (21, 'y', 1, 'y')")
+    w.rollback()
+    log = rows(seeded, "SELECT lsn, scn, txid, committed_at, branch, \"user\" FROM heliosdb.commits ORDER BY lsn")
+    assert len(log) == before + 1
+    lsn, scn, txid, at, branch, user = log[-1]
+    assert branch == "main" and user == "postgres" and at is not None and int(txid) > 0
+    assert rows(seeded, "SELECT heliosdb.current_lsn() = %s::pg_lsn", (str(lsn),)) == [(True,)]
+
+
+def test_read_only_branch_refuses_writes(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH ro OPTIONS (read_only = true)")
+    ro = connect("ro")
+    for stmt in ["INSERT INTO items VALUES (9, 'n', 1, 'n')", "UPDATE items SET qty = 1",
+                 "DELETE FROM items", "CREATE TABLE z (a int)", "ALTER TABLE items ADD COLUMN q int",
+                 "TRUNCATE items"]:
+        try:
+            ro.cursor().execute(stmt)
+        except errors.ReadOnlySqlTransaction as exc:
+            assert '"ro"' in exc.message
+        else:
+            raise AssertionError(f"{stmt} was allowed on a read-only branch")
+    run(seeded, "ALTER DATABASE BRANCH ro SET WRITABLE")
+    run(ro, "UPDATE items SET qty = 1 WHERE id = 1")
+    run(seeded, "ALTER DATABASE BRANCH main SET READ_ONLY")
+    assert sqlstate(seeded, "INSERT INTO items VALUES (9, 'n', 1, 'n')") == "25006"
+    run(seeded, "ALTER DATABASE BRANCH main SET WRITABLE")
+
+
+def test_drop_rules(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH a", "USE BRANCH a", "CREATE DATABASE BRANCH b",
+        "INSERT INTO items VALUES (30, 'a-only', 1, 'z')", "USE BRANCH main")
+    assert sqlstate(seeded, "DROP DATABASE BRANCH a") == "HD004"
+    other = connect("b")
+    assert sqlstate(seeded, "DROP DATABASE BRANCH a CASCADE") == "HD003"
+    other.close()
+    run(seeded, "DROP DATABASE BRANCH a CASCADE")
+    assert rows(seeded, "SELECT name FROM heliosdb.branches ORDER BY id") == [("main",)]
+    assert sqlstate(seeded, "USE BRANCH b") == "HD001"
+    run(seeded, "DROP DATABASE BRANCH IF EXISTS a")
+    # the dropped branches' rows are reclaimed
+    left = rows(seeded, "SELECT count(*) FROM heliosdb._branches b JOIN heliosdb._commits c ON c.branch_id = b.id "
+                        "WHERE b.state = 'dropped'")
+    assert left[0][0] >= 1
+    phys = rows(seeded, "SELECT phys_schema, phys_name FROM heliosdb._tables")[0]
+    assert rows(seeded, f'SELECT count(*) FROM "{phys[0]}"."{phys[1]}__br"') == [(0,)]
+    # a session cannot drop the branch it is on
+    run(seeded, "CREATE DATABASE BRANCH c", "USE BRANCH c")
+    assert sqlstate(seeded, "DROP DATABASE BRANCH c") == "HD003"
+
+
+def test_use_branch_for_transaction(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE items SET qty = 77 WHERE id = 1")
+    w = connect(autocommit=True)
+    run(w, "BEGIN", "USE BRANCH dev FOR TRANSACTION")
+    assert rows(w, "SELECT qty FROM items WHERE id = 1") == [(77,)]
+    run(w, "COMMIT")
+    assert rows(w, "SELECT qty FROM items WHERE id = 1") == [(10,)]
+    assert w.branch == "main"
+    assert sqlstate(w, "USE BRANCH dev FOR TRANSACTION") == "25P01"
+
+
+def test_concurrent_writers_lose_no_update(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE TABLE counter (id int PRIMARY KEY, n int)", "INSERT INTO counter VALUES (1, 0)",
+        "CREATE DATABASE BRANCH dev")
+    conns = [connect(autocommit=False) for _ in range(3)] + [connect("dev", autocommit=False) for _ in range(3)]
+    failures: list[BaseException] = []
+
+    def work(c: heliosdb.Connection) -> None:
+        try:
+            for _ in range(20):
+                c.cursor().execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+                c.commit()
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in conns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert rows(seeded, "SELECT n FROM counter") == [(60,)]
+    assert rows(connect("dev"), "SELECT n FROM counter") == [(60,)]
+    # LSN order is commit order on each branch: commit times never go backwards as LSNs grow.
+    for branch in ("main", "dev"):
+        log = rows(seeded, "SELECT committed_at FROM heliosdb.commits WHERE branch = %s ORDER BY lsn", (branch,))
+        assert [r[0] for r in log] == sorted(r[0] for r in log)
+
+
+def test_writers_on_different_branches_do_not_block(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    a = connect(autocommit=False)
+    b = connect("dev", autocommit=False)
+    run(a, "UPDATE items SET qty = 1 WHERE id = 1")  # holds main's write lock until commit
+    done = threading.Event()
+
+    def other() -> None:
+        run(b, "UPDATE items SET qty = 2 WHERE id = 1")
+        b.commit()
+        done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert done.wait(10), "a writer on another branch was blocked"
+    a.commit()
+    t.join()
+
+
+def test_branch_creation_copies_no_rows(conn: heliosdb.Connection) -> None:
+    run(conn, "CREATE TABLE big (id int PRIMARY KEY, v int)",
+        "INSERT INTO big SELECT g, g FROM generate_series(1, 50000) g")
+    size = rows(conn, "SELECT pg_database_size(current_database())")[0][0]
+    run(conn, "CREATE DATABASE BRANCH b1")
+    grown = rows(conn, "SELECT pg_database_size(current_database())")[0][0] - size
+    assert grown < 1_000_000, grown
+    phys = rows(conn, "SELECT phys_schema, phys_name FROM heliosdb._tables")[0]
+    assert rows(conn, f'SELECT count(*) FROM "{phys[0]}"."{phys[1]}__br"') == [(0,)]
+
+
+def test_system_functions(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    assert rows(dev, "SELECT heliosdb.current_branch()") == [("dev",)]
+    main_lsn = rows(seeded, "SELECT heliosdb.current_lsn()")[0][0]
+    assert rows(dev, "SELECT heliosdb.current_lsn()")[0][0] == main_lsn
+    run(dev, "INSERT INTO items VALUES (50, 'x', 1, 'x')")
+    assert rows(dev, "SELECT heliosdb.current_lsn() > %s::pg_lsn", (str(main_lsn),)) == [(True,)]
+    assert rows(dev, "SELECT heliosdb.current_scn() > 0") == [(True,)]
+
+
+def test_killed_client_mid_transaction_leaves_nothing(seeded: heliosdb.Connection, helios_data_dir, dbname) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    before = rows(seeded, "SELECT count(*) FROM heliosdb.commits")[0][0]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", dbname, "-f", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write("BEGIN;\nINSERT INTO items VALUES (60, 'ghost', 1, 'ghost');\nSELECT pg_sleep(0);\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = rows(seeded, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                               "WHERE c.relname = '_branches' AND l.mode = 'RowShareLock' AND l.pid <> pg_backend_pid()")
+        if waiting[0][0]:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)
+    assert rows(seeded, "SELECT count(*) FROM items WHERE id = 60") == [(0,)]
+    assert rows(seeded, "SELECT count(*) FROM heliosdb.commits")[0][0] == before
+    run(seeded, "INSERT INTO items VALUES (61, 'after', 1, 'after')")  # the branch lock is free again
+    assert rows(seeded, "SELECT count(*) FROM items WHERE id = 61") == [(1,)]
