@@ -382,3 +382,24 @@ def test_killed_client_mid_transaction_leaves_nothing(seeded: heliosdb.Connectio
     assert rows(seeded, "SELECT count(*) FROM heliosdb.commits")[0][0] == before
     run(seeded, "INSERT INTO items VALUES (61, 'after', 1, 'after')")  # the branch lock is free again
     assert rows(seeded, "SELECT count(*) FROM items WHERE id = 61") == [(1,)]
+
+
+def test_insert_on_conflict_on_a_branch(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    cur = dev.cursor()
+    cur.execute("INSERT INTO items VALUES (1, 'x', 1, 'x'), (9, 'nine', 9, 'n') ON CONFLICT DO NOTHING")
+    assert cur.rowcount == 1
+    cur.execute("INSERT INTO items AS i VALUES (2, 'two!', 5, 'zz') ON CONFLICT (id) "
+                "DO UPDATE SET qty = i.qty + excluded.qty, name = excluded.name RETURNING id, name, qty")
+    assert cur.fetchall() == [(2, "two!", 25)]
+    cur.execute("INSERT INTO items VALUES (3, 'no', 1, 'c') ON CONFLICT (id) DO UPDATE SET qty = 0 "
+                "WHERE items.qty > 100")
+    assert cur.rowcount == 0
+    assert sqlstate(dev, "INSERT INTO items VALUES (10, 'dup', 1, 'a') ON CONFLICT (id) DO NOTHING") == "23505"
+    assert rows(dev, "SELECT id, name, qty FROM items ORDER BY id") == [
+        (1, "one", 10), (2, "two!", 25), (3, "three", 30), (9, "nine", 9)
+    ]
+    assert rows(seeded, "SELECT id, name, qty FROM items ORDER BY id") == [(1, "one", 10), (2, "two", 20), (3, "three", 30)]
+    run(seeded, "INSERT INTO items VALUES (1, 'x', 1, 'x') ON CONFLICT (id) DO UPDATE SET qty = 11")
+    assert rows(seeded, "SELECT qty FROM items WHERE id = 1") == [(11,)]

@@ -28,6 +28,18 @@ from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on their branch
 
 
+class _Rows:
+    """Rows already fetched, shaped like the part of a cursor Result uses."""
+
+    def __init__(self, description: Any, rows: list[tuple[Any, ...]]) -> None:
+        self.description = description
+        self._rows = rows
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows, []
+        return rows
+
+
 @dataclass
 class Result:
     """What one statement returned: rows (through a cursor) and/or a command tag."""
@@ -184,9 +196,24 @@ class Session:
             # the branch serialize instead of overwriting each other's updates.
             if params is not None:
                 stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
+            from heliosdb.branching.upsert import split_upsert
+
             lock = sql.SQL("SELECT heliosdb.txn_lsn({});\n").format(sql.Literal(self.branch.id))
-            cur.execute(lock + sql.SQL(stmt))  # type: ignore[arg-type]
-            cur.nextset()
+            upsert = split_upsert(self, stmt)
+            if upsert is None:
+                cur.execute(lock + sql.SQL(stmt))  # type: ignore[arg-type]
+                cur.nextset()
+            else:
+                on = sql.SQL("SELECT set_config('heliosdb.on_conflict', {}, true);\n").format(sql.Literal(upsert[1]))
+                off = sql.SQL(";\nSELECT set_config('heliosdb.on_conflict', '', true)")
+                cur.execute(lock + on + sql.SQL(upsert[0]) + off)  # type: ignore[arg-type]
+                cur.nextset()
+                cur.nextset()
+                status, rowcount, desc = cur.statusmessage, cur.rowcount, cur.description
+                rows = cur.fetchall() if desc else None
+                cur.nextset()
+                held = _Rows(desc, rows) if rows is not None else None
+                return Result(status=status or "", cursor=held, rowcount=rowcount)  # type: ignore[arg-type]
         else:
             cur.execute(stmt, params)
         return Result(status=cur.statusmessage or "", cursor=cur, rowcount=cur.rowcount)

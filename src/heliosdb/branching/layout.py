@@ -16,6 +16,7 @@ an INSTEAD OF trigger that writes versions into "<name>__br" and "<name>__hist".
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -389,16 +390,34 @@ def write_function_sql(
             match = sql.SQL(" AND ").join(sql.SQL("s.{c} = NEW.{c}").format(c=I(c)) for c in con.cols)
             notnull = sql.SQL(" AND ").join(sql.SQL("NEW.{} IS NOT NULL").format(I(c)) for c in con.cols)
             key_text = sql.SQL(" || ', ' || ").join(sql.SQL("coalesce(NEW.{}::text, 'null')").format(I(c)) for c in con.cols)
+            match_text = " || ' AND ' || ".join(
+                f"quote_ident(oc->>'alias') || '.' || {_literal(_quote(c))} || ' = excluded.' || {_literal(_quote(c))}"
+                for c in con.cols
+            )
             uniques.append(
                 sql.SQL(
                     "IF {nn} AND EXISTS (SELECT 1 FROM {iv} s WHERE {m} AND (rid IS NULL OR s._hdb_rowid <> rid)) "
-                    "THEN RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
+                    "THEN\n"
+                    "  oc := nullif(current_setting('heliosdb.on_conflict', true), '')::jsonb;\n"
+                    "  IF TG_OP = 'INSERT' AND oc IS NOT NULL AND (oc->'keys' IS NULL OR oc->'keys' = {keys}::jsonb "
+                    "OR oc->>'constraint' = {cn}) THEN\n"
+                    "    IF oc->>'action' = 'nothing' THEN RETURN NULL; END IF;\n"
+                    "    EXECUTE format('UPDATE %s AS %I SET %s FROM (SELECT ($1).*) AS excluded WHERE %s AND (%s) "
+                    "RETURNING %I.*', {uv}, oc->>'alias', oc->>'set', {mt}, coalesce(oc->>'where', 'true'), "
+                    "oc->>'alias') INTO NEW USING NEW;\n"
+                    "    GET DIAGNOSTICS n = ROW_COUNT;\n"
+                    "    IF n = 0 THEN RETURN NULL; END IF;\n"
+                    "    RETURN NEW;\n"
+                    "  END IF;\n"
+                    "  RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
                     "DETAIL = 'Key (' || {cols} || ')=(' || {kt} || ') already exists.', "
                     "CONSTRAINT = {cn}; END IF;"
                 ).format(
                     nn=notnull, iv=internal, m=match,
                     msg=L(f'duplicate key value violates unique constraint "{con.name}"'),
                     cols=L(", ".join(con.cols)), kt=key_text, cn=L(con.name),
+                    keys=L(json.dumps(con.cols)), uv=L(f"{_quote(branch.user_schema)}.{_quote(version.name)}"),
+                    mt=sql.SQL(match_text),
                 )
             )
     pk = version.key_columns
@@ -418,6 +437,8 @@ def write_function_sql(
 DECLARE
     l bigint := heliosdb.txn_lsn({b});
     rid bigint;
+    oc jsonb;
+    n bigint;
 BEGIN
     IF TG_OP <> 'INSERT' THEN
         SELECT s._hdb_rowid INTO rid FROM {iv} s WHERE {find} LIMIT 1;
