@@ -237,7 +237,7 @@ def _alter_root(
     session: Session, version: TableVersion, info: TableInfo, rest: str, toks: list[Any], i: int, lsn: int
 ) -> None:
     """ALTER TABLE on the table's root branch: natively on the root relation, then resync."""
-    conn, branch = session.conn, session.branch
+    conn = session.conn
     words = [t.text.upper() for t in toks[i : i + 4]]
     if words and words[0] == "DROP" and (len(words) < 2 or words[1] not in ("CONSTRAINT",)):
         j = i + 1
@@ -255,7 +255,7 @@ def _alter_root(
         "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
     col_of_attnum = {n: by_phys[name] for n, name in before.items() if name in by_phys}
     target = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
-    conn.execute(("ALTER TABLE " + target + " " + rest))  # type: ignore[arg-type]
+    conn.execute("ALTER TABLE " + target + " " + rest)  # type: ignore[arg-type]
     after = _attnums(conn, info)
     for attnum, phys in after.items():
         if phys.startswith("_hdb_"):

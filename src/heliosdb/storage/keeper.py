@@ -10,10 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from heliosdb.storage.instance import PORT, SUPERUSER, Instance, _Flock, _service_user, is_locked
 from heliosdb.storage.binaries import binary
+from heliosdb.storage.instance import PORT, SUPERUSER, Instance, _Flock, _service_user, is_locked
 
 _CHECK_EVERY = 0.5
 
