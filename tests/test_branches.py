@@ -403,3 +403,18 @@ def test_insert_on_conflict_on_a_branch(seeded: heliosdb.Connection, connect) ->
     assert rows(seeded, "SELECT id, name, qty FROM items ORDER BY id") == [(1, "one", 10), (2, "two", 20), (3, "three", 30)]
     run(seeded, "INSERT INTO items VALUES (1, 'x', 1, 'x') ON CONFLICT (id) DO UPDATE SET qty = 11")
     assert rows(seeded, "SELECT qty FROM items WHERE id = 1") == [(11,)]
+
+
+def test_user_views_and_foreign_keys(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE c (id int PRIMARY KEY, name text)",
+        "CREATE TABLE o (id int PRIMARY KEY, cid int REFERENCES c(id) ON DELETE CASCADE)",
+        "INSERT INTO c VALUES (1, 'a'), (2, 'b')", "INSERT INTO o VALUES (10, 1), (20, 2)",
+        "CREATE VIEW named_orders AS SELECT o.id, c.name FROM o JOIN c ON c.id = o.cid")
+    assert sqlstate(conn, "INSERT INTO o VALUES (30, 3)") == "23503"
+    run(conn, "CREATE DATABASE BRANCH dev", "DELETE FROM c WHERE id = 1")
+    assert rows(conn, "SELECT id FROM o ORDER BY id") == [(20,)]
+    dev = connect("dev")
+    assert rows(dev, "SELECT * FROM named_orders ORDER BY id") == [(10, "a"), (20, "b")]
+    run(dev, "UPDATE c SET name = 'B' WHERE id = 2")
+    assert rows(dev, "SELECT name FROM named_orders WHERE id = 20") == [("B",)]
+    assert rows(conn, "SELECT name FROM named_orders ORDER BY id") == [("b",)]

@@ -10,7 +10,7 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.branching import layout
-from heliosdb.catalog.model import Branch, chain, get_branch, table_info, visible_tables
+from heliosdb.catalog.model import Branch, chain, get_branch, get_branch_by_id, table_info, visible_tables
 from heliosdb.sql import statements as st
 from heliosdb.sql.lsn import parse_lsn
 
@@ -284,8 +284,30 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch) -> None:
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.user_schema)))
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.phys_schema)))
     levels = chain(conn, branch.id)
-    for tid, version in visible_tables(conn, levels).items():
+    tables = visible_tables(conn, levels)
+    for tid, version in tables.items():
         layout.build_views(conn, branch, levels, table_info(conn, tid), version)
+    if branch.parent_id is not None:
+        _copy_user_views(conn, get_branch_by_id(conn, branch.parent_id), branch, {v.name for v in tables.values()})
+
+
+def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, table_names: set[str]) -> None:
+    """Plain views the user created on the parent exist on the child too, over the child's tables."""
+    saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
+    try:
+        conn.execute("SELECT set_config('search_path', %s, true)", (sql.Identifier(parent.user_schema).as_string(conn),))
+        views = conn.execute(
+            """SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c
+               WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind = 'v' ORDER BY c.oid""",
+            (sql.Identifier(parent.user_schema).as_string(conn),),
+        ).fetchall()
+        conn.execute("SELECT set_config('search_path', %s, true)", (sql.Identifier(branch.user_schema).as_string(conn),))
+        for name, definition in views:
+            if name in table_names:
+                continue
+            conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(sql.Identifier(branch.user_schema, name), sql.SQL(definition)))
+    finally:
+        conn.execute("SELECT set_config('search_path', %s, true)", (saved,))
 
 
 # -- ALTER -----------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def _create_table(session: Session, text: str) -> Result:
         info = TableInfo(tid, branch.id, f"hdb_t{tid}", name.name)
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(I(info.phys_schema)))
         target = quote_ident(info.phys_schema) + "." + quote_ident(name.name)
-        cur = conn.execute(replace(text, name, target))  # type: ignore[arg-type]
+        cur = conn.execute(rewrite_references(session, replace(text, name, target)))  # type: ignore[arg-type]
         rowcount = cur.rowcount
         status = cur.statusmessage or "CREATE TABLE"
         conn.execute(
@@ -123,6 +123,32 @@ def _create_table(session: Session, text: str) -> Result:
     if status.startswith("SELECT"):
         return _result(status, rowcount=rowcount)
     return _result("CREATE TABLE")
+
+
+def rewrite_references(session: Session, text: str) -> str:
+    """REFERENCES t -> the root relation of t, when t is rooted on this branch too."""
+    toks = tokenize(text)
+    out, pos = [], 0
+    for k, t in enumerate(toks):
+        if not is_word(t, "REFERENCES"):
+            continue
+        name, _ = read_name(toks, k + 1)
+        if not _own(session, name):
+            continue
+        hit = _find(session, name.name)
+        if hit is None:
+            raise _undefined(name.name)
+        info = hit[1]
+        if info.root_branch != session.branch.id:
+            raise errors.NotSupportedError(
+                f'a foreign key to "{name.name}" is not supported on this branch',
+                detail=f'"{name.name}" was created on another branch and inherited by this one.',
+                hint="Create the foreign key on the branch that created the referenced table.",
+            )
+        out.append(text[pos : name.start] + quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name))
+        pos = name.end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _register_column(conn: psycopg.Connection[Any], tid: int, phys: str, typ: str) -> int:
@@ -255,7 +281,7 @@ def _alter_root(
         "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
     col_of_attnum = {n: by_phys[name] for n, name in before.items() if name in by_phys}
     target = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
-    conn.execute("ALTER TABLE " + target + " " + rest)  # type: ignore[arg-type]
+    conn.execute(rewrite_references(session, "ALTER TABLE " + target + " " + rest))  # type: ignore[arg-type]
     after = _attnums(conn, info)
     for attnum, phys in after.items():
         if phys.startswith("_hdb_"):
