@@ -43,7 +43,7 @@ def query_sample(conn: Any, query: str, params: list[tuple[Any, ...]] | None = N
     return run
 
 
-def setup_branch(env: Env, helios_db: str, plain_large: str, plain_branch: str, branch: str) -> None:
+def setup_branch(env: Env, helios_db: str, plain_large: str, plain_branch: str, branch: str) -> Result:
     """A HeliosDB branch with 1% of t's rows updated, and a plain copy with the same update."""
     env.log(f"creating branch {branch} in {helios_db} and updating 1% of t on it")
     conn = env.helios(helios_db)
@@ -53,17 +53,23 @@ def setup_branch(env: Env, helios_db: str, plain_large: str, plain_branch: str, 
     conn = env.helios(helios_db, branch=branch)
     t0 = time.perf_counter()
     conn.cursor().execute(T_CHANGE_1PCT)
-    env.log(f"  HeliosDB branch update took {time.perf_counter() - t0:.1f} s")
+    helios_s = time.perf_counter() - t0
+    env.log(f"  HeliosDB branch update took {helios_s:.1f} s")
     env.close(conn)
     env.log(f"copying {plain_large} to {plain_branch} and applying the same update")
     env.create_database(plain_branch, template=plain_large)
     conn = env.pg(plain_branch)
     t0 = time.perf_counter()
     conn.execute(T_CHANGE_1PCT)
-    env.log(f"  plain update took {time.perf_counter() - t0:.1f} s")
+    plain_s = time.perf_counter() - t0
+    env.log(f"  plain update took {plain_s:.1f} s")
     env.close(conn)
     env.vacuum_analyze(helios_db)
     env.vacuum_analyze(plain_branch)
+    return Result(
+        bench="2", name=f"setup: {T_CHANGE_1PCT} on branch {branch} (one run)", kind="time",
+        helios=helios_s, peer=plain_s, peer_label="psycopg, plain table", target="info", ok=None,
+    )
 
 
 def _compare(sides: dict[str, Any], query: str, params: list[tuple[Any, ...]]) -> list[str]:
@@ -113,10 +119,9 @@ def _measure(env: Env, label: str, where: str, target: float, sides: dict[str, A
 
 def run(env: Env, *, rows: int, helios_db: str, plain_db: str, plain_branch_db: str, branch: str,
         point_reps: int, agg_reps: int, want_plans: bool) -> tuple[list[Result], str]:
-    setup_branch(env, helios_db, plain_db, plain_branch_db, branch)
+    results = [setup_branch(env, helios_db, plain_db, plain_branch_db, branch)]
     rng = random.Random(42)
     keys = [(rng.randint(1, rows),) for _ in range(max(point_reps, 100))]
-    results: list[Result] = []
     plans: list[str] = []
     for where, br, plain, target in (
         ("main head", "main", plain_db, MAIN_TARGET),

@@ -205,7 +205,7 @@ class Env:
             raise RuntimeError(f"branch {branch} not found in {database}")
         return str(row[0])
 
-    def direct(self, database: str, branch: str) -> psycopg.Connection[Any]:
+    def direct(self, database: str, branch: str, autocommit: bool = True) -> psycopg.Connection[Any]:
         """psycopg straight to a HeliosDB database, search_path set to the branch's schema.
 
         Reads through it skip HeliosDB's Python front end but not its storage
@@ -214,6 +214,7 @@ class Env:
         schema = self.branch_schema(database, branch)
         conn = self.pg(database)
         conn.execute(f'SET search_path TO "{schema}"')
+        conn.autocommit = autocommit
         return conn
 
     def close(self, conn: Any) -> None:

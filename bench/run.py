@@ -42,12 +42,13 @@ class Config:
     tpcb_scale: int
     tpcb_seconds: float
     tpcb_rounds: int
+    tpcb_warmup: float
 
 
-FULL = Config(small_rows=1_000, large_rows=1_000_000, branch_reps=21, point_reps=2_000, agg_reps=21,
-              tpcb_scale=1, tpcb_seconds=10.0, tpcb_rounds=5)
-QUICK = Config(small_rows=1_000, large_rows=100_000, branch_reps=11, point_reps=400, agg_reps=11,
-               tpcb_scale=1, tpcb_seconds=3.0, tpcb_rounds=3)
+FULL = Config(small_rows=1_000, large_rows=1_000_000, branch_reps=21, point_reps=5_000, agg_reps=61,
+              tpcb_scale=1, tpcb_seconds=10.0, tpcb_rounds=10, tpcb_warmup=3.0)
+QUICK = Config(small_rows=1_000, large_rows=100_000, branch_reps=11, point_reps=1_000, agg_reps=21,
+               tpcb_scale=1, tpcb_seconds=3.0, tpcb_rounds=3, tpcb_warmup=1.0)
 
 BENCHES = ("branch", "reads", "tpcb")
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if "tpcb" in only:
             data.setup_tpcb(env, "helios_tpcb", "plain_tpcb", cfg.tpcb_scale)
             results += bench_tpcb.run(
-                env, scale=cfg.tpcb_scale, duration=cfg.tpcb_seconds, rounds=cfg.tpcb_rounds,
+                env, scale=cfg.tpcb_scale, duration=cfg.tpcb_seconds, rounds=cfg.tpcb_rounds, warmup=cfg.tpcb_warmup,
                 helios_db="helios_tpcb", plain_db="plain_tpcb",
             )
     finally:

@@ -418,3 +418,13 @@ def test_user_views_and_foreign_keys(conn: heliosdb.Connection, connect) -> None
     run(dev, "UPDATE c SET name = 'B' WHERE id = 2")
     assert rows(dev, "SELECT name FROM named_orders WHERE id = 20") == [("B",)]
     assert rows(conn, "SELECT name FROM named_orders ORDER BY id") == [("b",)]
+
+
+def test_columns_named_like_trigger_variables(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE v (l int, rid int, oc int, n int, s int)", "INSERT INTO v VALUES (1, 2, 3, 4, 5)",
+        "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE v SET n = n + 1, l = l + 1", "INSERT INTO v VALUES (9, 9, 9, 9, 9)")
+    run(conn, "UPDATE v SET n = n + 10")
+    assert rows(dev, "SELECT * FROM v ORDER BY l") == [(2, 2, 3, 5, 5), (9, 9, 9, 9, 9)]
+    assert rows(conn, "SELECT * FROM v") == [(1, 2, 3, 14, 5)]

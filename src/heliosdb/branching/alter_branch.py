@@ -15,7 +15,7 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.branching import layout
-from heliosdb.catalog.model import Constraint, TableInfo, TableVersion, chain, save_version
+from heliosdb.catalog.model import Constraint, TableInfo, TableVersion, chain, phys_names, save_version
 from heliosdb.sql.names import Name, is_word, read_name, skip_words
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ def index_on_branch(
         return
     # A plain index only speeds things up: index the branch relation on the same columns.
     names = {c.name: c.col for c in version.columns}
-    phys = layout.phys_names(conn, info.id)
+    phys = phys_names(conn, info.id)
     try:
         cols_sql = sql.SQL(", ").join(I(phys[names[c.strip().strip('"').lower()]]) for c in body.split(","))
     except KeyError:

@@ -10,7 +10,7 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.branching import layout
-from heliosdb.catalog.model import Branch, chain, get_branch, get_branch_by_id, table_info, visible_tables
+from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch
 from heliosdb.sql import statements as st
 from heliosdb.sql.lsn import parse_lsn
 
@@ -253,14 +253,20 @@ def _create(session: Session, stmt: st.CreateBranch) -> tuple[str, int | None]:
     parent = get_branch(conn, stmt.parent) if stmt.parent else session.branch
     assert parent is not None
     node = stmt.storage_node or parent.storage_node
-    if conn.execute("SELECT 1 FROM heliosdb._nodes WHERE id = %s", (node,)).fetchone() is None:
-        known = ", ".join(r[0] for r in conn.execute("SELECT id FROM heliosdb._nodes ORDER BY id"))
-        raise errors.UndefinedStorageNode(f'storage node "{node}" does not exist', hint=f"Known nodes: {known}.")
     endpoint = stmt.compute_endpoint or "endpoint-1"
-    if conn.execute("SELECT 1 FROM heliosdb._endpoints WHERE id = %s", (endpoint,)).fetchone() is None:
-        known = ", ".join(r[0] for r in conn.execute("SELECT id FROM heliosdb._endpoints ORDER BY id"))
+    known = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM heliosdb._nodes WHERE id = %s),
+                  EXISTS (SELECT 1 FROM heliosdb._endpoints WHERE id = %s)""",
+        (node, endpoint),
+    ).fetchone()
+    assert known is not None
+    if not known[0]:
+        names = ", ".join(r[0] for r in conn.execute("SELECT id FROM heliosdb._nodes ORDER BY id"))
+        raise errors.UndefinedStorageNode(f'storage node "{node}" does not exist', hint=f"Known nodes: {names}.")
+    if not known[1]:
+        names = ", ".join(r[0] for r in conn.execute("SELECT id FROM heliosdb._endpoints ORDER BY id"))
         raise errors.UndefinedEndpoint(
-            f'compute endpoint "{endpoint}" does not exist', hint=f"Known endpoints: {known}."
+            f'compute endpoint "{endpoint}" does not exist', hint=f"Known endpoints: {names}."
         )
     options = {"read_only": False, "retention_period": "7 days", "gc_policy": "balanced"}
     options.update(_validate_options(conn, stmt.options))
@@ -273,26 +279,35 @@ def _create(session: Session, stmt: st.CreateBranch) -> tuple[str, int | None]:
         (stmt.name, parent.id, fork, fork, options["read_only"], json.dumps(options), node, endpoint, schema),
     ).fetchone()
     assert row is not None
-    branch = get_branch(conn, stmt.name)
-    assert branch is not None
-    build_schema(conn, branch)
+    branch = Branch(row[0], stmt.name, parent.id, fork, fork, bool(options["read_only"]), schema, options, node,
+                    endpoint)
+    build_schema(conn, branch, parent)
     return "CREATE DATABASE BRANCH", fork
 
 
-def build_schema(conn: psycopg.Connection[Any], branch: Branch) -> None:
+def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch | None) -> None:
     """The branch's schemas and a view per table it sees (metadata only: no row is copied)."""
-    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.user_schema)))
-    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.phys_schema)))
     levels = chain(conn, branch.id)
-    tables = visible_tables(conn, levels)
-    for tid, version in tables.items():
-        layout.build_views(conn, branch, levels, table_info(conn, tid), version)
-    if branch.parent_id is not None:
-        _copy_user_views(conn, get_branch_by_id(conn, branch.parent_id), branch, {v.name for v in tables.values()})
+    snap = Snapshot(conn, levels)
+    stmts: list[sql.Composable] = [
+        sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.user_schema)),
+        sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.phys_schema)),
+    ]
+    for tid, version in snap.tables.items():
+        stmts += layout.view_statements(snap, branch, levels, snap.info[tid], version, or_replace=False)
+    conn.execute(sql.SQL(";\n").join(stmts))
+    if parent is not None:
+        _copy_user_views(conn, parent, branch, {v.name for v in snap.tables.values()})
 
 
 def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, table_names: set[str]) -> None:
     """Plain views the user created on the parent exist on the child too, over the child's tables."""
+    has_views = conn.execute(
+        "SELECT array_agg(relname::text) FROM pg_class WHERE relnamespace = to_regnamespace(%s) AND relkind = 'v'",
+        (sql.Identifier(parent.user_schema).as_string(conn),),
+    ).fetchone()
+    if not has_views or not set(has_views[0] or []) - table_names:
+        return
     saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
     try:
         conn.execute("SELECT set_config('search_path', %s, true)", (sql.Identifier(parent.user_schema).as_string(conn),))

@@ -26,10 +26,9 @@ from heliosdb.catalog.model import (
     Branch,
     Column,
     Level,
+    Snapshot,
     TableInfo,
     TableVersion,
-    phys_names,
-    visible_tables,
 )
 from heliosdb.sql.lsn import MAX_LSN
 
@@ -167,12 +166,12 @@ END $f$"""
     conn.execute(
         sql.SQL(
             """CREATE OR REPLACE FUNCTION {archive}() RETURNS trigger LANGUAGE plpgsql AS $f$
-DECLARE l bigint;
+DECLARE _hdb_l bigint;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM _hdb_old) THEN RETURN NULL; END IF;
-    l := heliosdb.txn_lsn({b});
+    _hdb_l := heliosdb.txn_lsn({b});
     INSERT INTO {hist} (_hdb_branch, {cols}_hdb_rowid, _hdb_begin, _hdb_end)
-    SELECT {b}, {old_cols}o._hdb_rowid, o._hdb_lsn, l FROM _hdb_old o WHERE o._hdb_lsn <> l;
+    SELECT {b}, {old_cols}o._hdb_rowid, o._hdb_lsn, _hdb_l FROM _hdb_old o WHERE o._hdb_lsn <> _hdb_l;
     RETURN NULL;
 END $f$"""
         ).format(archive=archive, b=b, hist=hist, cols=cols, old_cols=old_cols)
@@ -180,10 +179,10 @@ END $f$"""
     conn.execute(
         sql.SQL(
             """CREATE OR REPLACE FUNCTION {truncate}() RETURNS trigger LANGUAGE plpgsql AS $f$
-DECLARE l bigint := heliosdb.txn_lsn({b});
+DECLARE _hdb_l bigint := heliosdb.txn_lsn({b});
 BEGIN
     INSERT INTO {hist} (_hdb_branch, {cols}_hdb_rowid, _hdb_begin, _hdb_end)
-    SELECT {b}, {old_cols}o._hdb_rowid, o._hdb_lsn, l FROM {rel} o WHERE o._hdb_lsn <> l;
+    SELECT {b}, {old_cols}o._hdb_rowid, o._hdb_lsn, _hdb_l FROM {rel} o WHERE o._hdb_lsn <> _hdb_l;
     RETURN NULL;
 END $f$"""
         ).format(truncate=truncate, b=b, hist=hist, cols=cols, old_cols=old_cols, rel=rel)
@@ -235,15 +234,13 @@ def _select_list(
     return sql.SQL(", ").join(items)
 
 
-def state_sql(
-    conn: psycopg.Connection[Any], levels: list[Level], info: TableInfo, version: TableVersion
-) -> sql.Composable:
-    """SELECT of the rows the first level sees, with _hdb_rowid (not for the root at head)."""
-    names = phys_names(conn, info.id)
+def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: TableVersion) -> sql.Composable:
+    """SELECT of the rows the first level sees, with _hdb_rowid first."""
+    names = snap.names[info.id]
     levels = _levels_to_root(levels, info)
     presence: list[set[int]] = []
     for i in range(len(levels)):
-        v = visible_tables(conn, levels[i:]).get(info.id)
+        v = snap.visible(levels[i:]).get(info.id)
         presence.append({c.col for c in v.columns} if v else set())
     presence[0] = {c.col for c in version.columns}
     return _state(levels, 0, info, version, presence, names)
@@ -293,7 +290,7 @@ def _state(
 
 def build_views(
     conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], info: TableInfo, version: TableVersion,
-    *, replace: bool = False,
+    *, replace: bool = False, snap: Snapshot | None = None,
 ) -> None:
     """Create the branch's user view (and, off the root, internal view and trigger).
 
@@ -301,49 +298,58 @@ def build_views(
     user's own views over them survive); otherwise they are dropped (RESTRICT)
     and created again.
     """
+    snap = snap or Snapshot(conn, levels)
     if replace:
         try:
             with conn.transaction():
-                _create_views(conn, branch, levels, info, version, or_replace=True)
+                conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=True)))
             return
         except psycopg.Error:
             pass
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(q(branch.user_schema, version.name)))
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, version.name)))
-    _create_views(conn, branch, levels, info, version, or_replace=False)
+    conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
 
 
-def _create_views(
-    conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], info: TableInfo, version: TableVersion,
+def _batch(stmts: list[sql.Composable]) -> sql.Composable:
+    """Several statements in one round trip (simple query protocol: no parameters)."""
+    return sql.SQL(";\n").join(stmts)
+
+
+def view_statements(
+    snap: Snapshot, branch: Branch, levels: list[Level], info: TableInfo, version: TableVersion,
     *, or_replace: bool,
-) -> None:
+) -> list[sql.Composable]:
+    """The statements that create a branch's views of one table."""
     create = sql.SQL("CREATE OR REPLACE VIEW" if or_replace else "CREATE VIEW")
     user_view = q(branch.user_schema, version.name)
     cols = sql.SQL(", ").join(I(c.name) for c in version.columns)
-    names = phys_names(conn, info.id)
+    names = snap.names[info.id]
     if branch.id == info.root_branch:
         select = sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(I(names[c.col]), I(c.name)) for c in version.columns
         )
-        conn.execute(sql.SQL("{c} {v} AS SELECT {s} FROM {t}").format(c=create, v=user_view, s=select, t=q(*info.cur)))
-        return
+        return [sql.SQL("{c} {v} AS SELECT {s} FROM {t}").format(c=create, v=user_view, s=select, t=q(*info.cur))]
     internal = q(branch.phys_schema, version.name)
-    state = state_sql(conn, levels, info, version)
-    conn.execute(sql.SQL("{c} {v} AS {s}").format(c=create, v=internal, s=state))
-    conn.execute(sql.SQL("{c} {v} AS SELECT {cols} FROM {i}").format(c=create, v=user_view, cols=cols, i=internal))
+    out: list[sql.Composable] = [
+        sql.SQL("{c} {v} AS {s}").format(c=create, v=internal, s=state_sql(snap, levels, info, version)),
+        sql.SQL("{c} {v} AS SELECT {cols} FROM {i}").format(c=create, v=user_view, cols=cols, i=internal),
+    ]
     for c in version.columns:
-        default = sql.SQL("SET DEFAULT {}").format(sql.SQL(c.default)) if c.default else sql.SQL("DROP DEFAULT")
-        conn.execute(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} {d}").format(v=user_view, c=I(c.name), d=default))
+        if c.default or or_replace:
+            default = sql.SQL("SET DEFAULT {}").format(sql.SQL(c.default)) if c.default else sql.SQL("DROP DEFAULT")
+            out.append(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} {d}").format(v=user_view, c=I(c.name), d=default))
     fn = q(branch.phys_schema, version.name + "__w")
-    br_columns = user_columns(conn, info.br)
-    conn.execute(write_function_sql(fn, branch, info, version, internal, names, br_columns))
-    conn.execute(sql.SQL("DROP TRIGGER IF EXISTS _hdb_write ON {}").format(user_view))
-    conn.execute(
+    out.append(write_function_sql(fn, branch, info, version, internal, names, snap.br_columns[info.id]))
+    if or_replace:
+        out.append(sql.SQL("DROP TRIGGER IF EXISTS _hdb_write ON {}").format(user_view))
+    out.append(
         sql.SQL(
             "CREATE TRIGGER _hdb_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {v} "
             "FOR EACH ROW EXECUTE FUNCTION {f}()"
         ).format(v=user_view, f=fn)
     )
+    return out
 
 
 def drop_views(conn: psycopg.Connection[Any], branch: Branch, name: str, cascade: bool = False) -> None:
@@ -391,22 +397,22 @@ def write_function_sql(
             notnull = sql.SQL(" AND ").join(sql.SQL("NEW.{} IS NOT NULL").format(I(c)) for c in con.cols)
             key_text = sql.SQL(" || ', ' || ").join(sql.SQL("coalesce(NEW.{}::text, 'null')").format(I(c)) for c in con.cols)
             match_text = " || ' AND ' || ".join(
-                f"quote_ident(oc->>'alias') || '.' || {_literal(_quote(c))} || ' = excluded.' || {_literal(_quote(c))}"
+                f"quote_ident(_hdb_oc->>'alias') || '.' || {_literal(_quote(c))} || ' = excluded.' || {_literal(_quote(c))}"
                 for c in con.cols
             )
             uniques.append(
                 sql.SQL(
-                    "IF {nn} AND EXISTS (SELECT 1 FROM {iv} s WHERE {m} AND (rid IS NULL OR s._hdb_rowid <> rid)) "
+                    "IF {nn} AND EXISTS (SELECT 1 FROM {iv} s WHERE {m} AND (_hdb_rid IS NULL OR s._hdb_rowid <> _hdb_rid)) "
                     "THEN\n"
-                    "  oc := nullif(current_setting('heliosdb.on_conflict', true), '')::jsonb;\n"
-                    "  IF TG_OP = 'INSERT' AND oc IS NOT NULL AND (oc->'keys' IS NULL OR oc->'keys' = {keys}::jsonb "
-                    "OR oc->>'constraint' = {cn}) THEN\n"
-                    "    IF oc->>'action' = 'nothing' THEN RETURN NULL; END IF;\n"
+                    "  _hdb_oc := nullif(current_setting('heliosdb.on_conflict', true), '')::jsonb;\n"
+                    "  IF TG_OP = 'INSERT' AND _hdb_oc IS NOT NULL AND (_hdb_oc->'keys' IS NULL OR _hdb_oc->'keys' = {keys}::jsonb "
+                    "OR _hdb_oc->>'constraint' = {cn}) THEN\n"
+                    "    IF _hdb_oc->>'action' = 'nothing' THEN RETURN NULL; END IF;\n"
                     "    EXECUTE format('UPDATE %s AS %I SET %s FROM (SELECT ($1).*) AS excluded WHERE %s AND (%s) "
-                    "RETURNING %I.*', {uv}, oc->>'alias', oc->>'set', {mt}, coalesce(oc->>'where', 'true'), "
-                    "oc->>'alias') INTO NEW USING NEW;\n"
-                    "    GET DIAGNOSTICS n = ROW_COUNT;\n"
-                    "    IF n = 0 THEN RETURN NULL; END IF;\n"
+                    "RETURNING %I.*', {uv}, _hdb_oc->>'alias', _hdb_oc->>'set', {mt}, coalesce(_hdb_oc->>'where', 'true'), "
+                    "_hdb_oc->>'alias') INTO NEW USING NEW;\n"
+                    "    GET DIAGNOSTICS _hdb_n = ROW_COUNT;\n"
+                    "    IF _hdb_n = 0 THEN RETURN NULL; END IF;\n"
                     "    RETURN NEW;\n"
                     "  END IF;\n"
                     "  RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
@@ -435,33 +441,33 @@ def write_function_sql(
     return sql.SQL(
         """CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $f$
 DECLARE
-    l bigint := heliosdb.txn_lsn({b});
-    rid bigint;
-    oc jsonb;
-    n bigint;
+    _hdb_l bigint := heliosdb.txn_lsn({b});
+    _hdb_rid bigint;
+    _hdb_oc jsonb;
+    _hdb_n bigint;
 BEGIN
     IF TG_OP <> 'INSERT' THEN
-        SELECT s._hdb_rowid INTO rid FROM {iv} s WHERE {find} LIMIT 1;
-        IF rid IS NULL THEN RETURN NULL; END IF;
+        SELECT s._hdb_rowid INTO _hdb_rid FROM {iv} s WHERE {find} LIMIT 1;
+        IF _hdb_rid IS NULL THEN RETURN NULL; END IF;
     END IF;
     IF TG_OP <> 'DELETE' THEN
         {checks}
         {uniques}
     END IF;
     IF TG_OP = 'INSERT' THEN
-        rid := nextval('heliosdb.rowid_seq');
+        _hdb_rid := nextval('heliosdb.rowid_seq');
     END IF;
     INSERT INTO {hist} (_hdb_branch, {arch_cols}_hdb_rowid, _hdb_begin, _hdb_end, _hdb_del)
-    SELECT _hdb_branch, {arch_cols}_hdb_rowid, _hdb_lsn, l, _hdb_del FROM {br}
-    WHERE _hdb_branch = {b} AND _hdb_rowid = rid AND _hdb_lsn <> l;
+    SELECT _hdb_branch, {arch_cols}_hdb_rowid, _hdb_lsn, _hdb_l, _hdb_del FROM {br}
+    WHERE _hdb_branch = {b} AND _hdb_rowid = _hdb_rid AND _hdb_lsn <> _hdb_l;
     IF TG_OP = 'DELETE' THEN
-        INSERT INTO {br} (_hdb_branch, _hdb_rowid, _hdb_lsn, _hdb_del) VALUES ({b}, rid, l, true)
-        ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET _hdb_lsn = l, _hdb_del = true;
+        INSERT INTO {br} (_hdb_branch, _hdb_rowid, _hdb_lsn, _hdb_del) VALUES ({b}, _hdb_rid, _hdb_l, true)
+        ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET _hdb_lsn = _hdb_l, _hdb_del = true;
         RETURN OLD;
     END IF;
     INSERT INTO {br} (_hdb_branch, {phys_cols}_hdb_rowid, _hdb_lsn, _hdb_del)
-    VALUES ({b}, {new_vals}rid, l, false)
-    ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET {set_cols}_hdb_lsn = l, _hdb_del = false;
+    VALUES ({b}, {new_vals}_hdb_rid, _hdb_l, false)
+    ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET {set_cols}_hdb_lsn = _hdb_l, _hdb_del = false;
     RETURN NEW;
 END $f$"""
     ).format(

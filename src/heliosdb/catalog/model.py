@@ -159,19 +159,19 @@ def _version(row: tuple[Any, ...]) -> TableVersion:
     )
 
 
-def visible_tables(conn: psycopg.Connection[Any], levels: list[Level]) -> dict[int, TableVersion]:
-    """Tables (by id) as the first level sees them: own versions override ancestors'."""
-    if not levels:
-        return {}
-    ids = [lv.branch_id for lv in levels]
+def _load_versions(conn: psycopg.Connection[Any], branch_ids: list[int]) -> dict[int, list[tuple[Any, ...]]]:
     rows = conn.execute(
         """SELECT branch_id, table_id, name, valid_from, dropped, columns, constraints, valid_to
            FROM heliosdb._table_versions WHERE branch_id = ANY(%s)""",
-        (ids,),
+        (branch_ids,),
     ).fetchall()
     by_branch: dict[int, list[tuple[Any, ...]]] = {}
     for r in rows:
         by_branch.setdefault(r[0], []).append(r)
+    return by_branch
+
+
+def _resolve(by_branch: dict[int, list[tuple[Any, ...]]], levels: list[Level]) -> dict[int, TableVersion]:
     seen: set[int] = set()
     result: dict[int, TableVersion] = {}
     for lv in levels:
@@ -183,6 +183,48 @@ def visible_tables(conn: psycopg.Connection[Any], levels: list[Level]) -> dict[i
                 if not v.dropped:
                     result[r[1]] = v
     return result
+
+
+def visible_tables(conn: psycopg.Connection[Any], levels: list[Level]) -> dict[int, TableVersion]:
+    """Tables (by id) as the first level sees them: own versions override ancestors'."""
+    if not levels:
+        return {}
+    return _resolve(_load_versions(conn, [lv.branch_id for lv in levels]), levels)
+
+
+class Snapshot:
+    """The catalog rows that generating a branch's views needs, read in four queries."""
+
+    def __init__(self, conn: psycopg.Connection[Any], levels: list[Level]) -> None:
+        self.levels = levels
+        self._by_branch = _load_versions(conn, [lv.branch_id for lv in levels])
+        self.tables = self.visible(levels)
+        ids = list(self.tables)
+        self.info: dict[int, TableInfo] = {
+            r[0]: TableInfo(*r)
+            for r in conn.execute(
+                "SELECT id, root_branch, phys_schema, phys_name FROM heliosdb._tables WHERE id = ANY(%s)", (ids,)
+            ).fetchall()
+        }
+        self.names: dict[int, dict[int, str]] = {tid: {} for tid in ids}
+        for tid, col, phys in conn.execute(
+            "SELECT table_id, col_id, phys_name FROM heliosdb._columns WHERE table_id = ANY(%s)", (ids,)
+        ).fetchall():
+            self.names[tid][col] = phys
+        self.br_columns: dict[int, list[str]] = {tid: [] for tid in ids}
+        rels = [f'"{i.phys_schema}"."{i.phys_name}__br"' for i in self.info.values()]
+        by_rel = {f'"{i.phys_schema}"."{i.phys_name}__br"': tid for tid, i in self.info.items()}
+        for rel, att in conn.execute(
+            """SELECT r.rel, a.attname FROM unnest(%s::text[]) AS r(rel)
+               JOIN pg_attribute a ON a.attrelid = r.rel::regclass
+               WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT LIKE '\\_hdb\\_%%'
+               ORDER BY r.rel, a.attnum""",
+            (rels,),
+        ).fetchall():
+            self.br_columns[by_rel[rel]].append(att)
+
+    def visible(self, levels: list[Level]) -> dict[int, TableVersion]:
+        return _resolve(self._by_branch, levels)
 
 
 def find_table(conn: psycopg.Connection[Any], levels: list[Level], name: str) -> TableVersion | None:
