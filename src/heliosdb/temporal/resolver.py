@@ -1,0 +1,119 @@
+"""One resolver for every temporal point: NOW, LSN, TIMESTAMP, SCN, TRANSACTION -> an LSN.
+
+A point is resolved in a branch's history: its own commits and its ancestors'
+up to their fork points. The result is the canonical (branch, LSN).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from heliosdb import errors
+from heliosdb.catalog.model import Branch, chain
+from heliosdb.sql.lsn import format_lsn, parse_lsn
+
+
+def _history_filter(levels: list[Any]) -> tuple[sql.Composable, list[Any]]:
+    """A WHERE clause selecting the commits in a branch's history (ancestors up to fork points)."""
+    parts, params = [], []
+    for lv in levels:
+        parts.append(sql.SQL("(branch_id = %s AND lsn <= %s)"))
+        params += [lv.branch_id, lv.upto]
+    return sql.SQL("(") + sql.SQL(" OR ").join(parts) + sql.SQL(")"), params
+
+
+def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, value: str | None) -> int:
+    """The LSN on `parent` that the point (kind, value as written) names."""
+    head = conn.execute(
+        "SELECT coalesce(heliosdb.held_lsn(%s), head_lsn) FROM heliosdb._branches WHERE id = %s",
+        (parent.id, parent.id),
+    ).fetchone()[0]  # type: ignore[index]
+    if kind == "NOW":
+        return int(head)
+    levels = chain(conn, parent.id, head)
+    where, params = _history_filter(levels)
+    oldest = parent.fork_lsn or 0
+    value = value or ""
+    if kind == "LSN":
+        lsn = parse_lsn(value.strip().strip("'"))
+        if lsn > head:
+            raise errors.InvalidTemporalPoint(
+                f'LSN {value} is after the head of branch "{parent.name}"',
+                hint=f"The head of {parent.name} is {format_lsn(head)}.",
+            )
+        return lsn
+    if kind == "TIMESTAMP":
+        ts = eval_timestamp(conn, value)
+        row = conn.execute(
+            sql.SQL("SELECT max(lsn) FROM heliosdb._commits WHERE {} AND committed_at <= %s").format(where),
+            [*params, ts],
+        ).fetchone()
+        if row and row[0] is not None:
+            return int(row[0])
+        created = conn.execute("SELECT created_at FROM heliosdb._branches WHERE id = %s", (parent.id,)).fetchone()
+        if created and ts >= created[0]:
+            return oldest
+        raise errors.InvalidTemporalPoint(
+            f'timestamp {ts} is before the history of branch "{parent.name}"',
+            hint=f"The oldest point of {parent.name} is {created[0] if created else 'its creation'}.",
+        )
+    if kind == "SCN":
+        try:
+            scn = int(value.strip().strip("'"))
+        except ValueError:
+            raise errors.InvalidTemporalPoint(f'invalid SCN "{value}"', hint="An SCN is an integer.") from None
+        row = conn.execute(
+            sql.SQL("SELECT max(lsn) FROM heliosdb._commits WHERE {} AND scn <= %s").format(where), [*params, scn]
+        ).fetchone()
+        if row and row[0] is not None:
+            return int(row[0])
+        return oldest
+    # TRANSACTION
+    try:
+        txid = int(value.strip().strip("'"))
+    except ValueError:
+        raise errors.InvalidTemporalPoint(f'invalid transaction id "{value}"') from None
+    row = conn.execute(
+        sql.SQL("SELECT max(lsn) FROM heliosdb._commits WHERE {} AND txid = %s::text::xid8").format(where),
+        [*params, txid],
+    ).fetchone()
+    if row and row[0] is not None:
+        return int(row[0])
+    status = None
+    try:
+        with conn.transaction():
+            status = conn.execute("SELECT pg_xact_status(%s::text::xid8)", (txid,)).fetchone()[0]  # type: ignore[index]
+    except psycopg.Error:
+        status = None
+    why = {
+        "in progress": "is still running",
+        "aborted": "was rolled back",
+        "committed": f'committed no change on branch "{parent.name}"',
+    }.get(status or "", "is unknown")
+    raise errors.InvalidTemporalPoint(f"transaction {txid} {why}")
+
+
+def eval_timestamp(conn: psycopg.Connection[Any], expr: str) -> Any:
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        node = sqlglot.parse_one(expr, read="postgres")
+    except sqlglot.errors.ParseError:
+        node = None
+    if node is None or not isinstance(node, exp.Expression) or isinstance(node, exp.Query | exp.Command):
+        raise errors.InvalidTemporalPoint(f'invalid timestamp "{expr}"')
+    text = node.sql(dialect="postgres")
+    try:
+        with conn.transaction():
+            row = conn.execute(sql.SQL("SELECT ({})::timestamptz").format(sql.SQL(text))).fetchone()  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        raise errors.InvalidTemporalPoint(
+            f'invalid timestamp "{expr}": {errors.from_psycopg(exc).message}'
+        ) from None
+    return row[0]  # type: ignore[index]
+
+
