@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.mkdtemp(prefix="hdb-bench-")
         data_dir = Path(tmp)
     mode = "quick" if args.quick else "full"
-    log(f"{mode} run, data directory {data_dir}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    load_before = os.getloadavg()
+    log(f"{mode} run, data directory {data_dir}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"load average {load_before[0]:.2f}")
     env = Env(data_dir, log)
     results: list[Result] = []
     plans = ""
@@ -122,10 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         env.shutdown()
         if tmp and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    load_after = os.getloadavg()
     log("done")
 
     print()
-    print(f"HeliosDB core-engine benchmarks ({mode} run, {os.cpu_count()} CPUs)")
+    print(f"HeliosDB core-engine benchmarks ({mode} run, {os.cpu_count()} CPUs, "
+          f"1-min load average {load_before[0]:.2f} before, {load_after[0]:.2f} after)")
+    if max(load_before[0], load_after[0]) > (os.cpu_count() or 1) * 0.75:
+        print("WARNING: the machine was busy with other work; absolute numbers are noisy (ratios less so).")
     print(text_table(results))
     notes = [f"  [{r.bench}] {r.name}: {r.note}" for r in results if r.note]
     if notes:

@@ -175,6 +175,10 @@ class QueryCanceled(OperationalError, code="57014"):
     pass
 
 
+class SnapshotTooOld(DatabaseError, code="72000"):
+    """A read older than the retained history (PostgreSQL's snapshot_too_old)."""
+
+
 class UniqueViolation(IntegrityError, code="23505"):
     pass
 

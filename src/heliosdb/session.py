@@ -23,6 +23,7 @@ from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.model import Branch, get_branch, get_branch_by_id
 from heliosdb.sql.classify import Kind, classify, head
 from heliosdb.sql.split import split_statements
+from heliosdb.sql.temporal import has_temporal
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 
 _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on their branch
@@ -174,6 +175,13 @@ class Session:
         self.notices = []
         kind = classify(stmt)
         try:
+            if kind in (Kind.PASSTHROUGH, Kind.CREATE_TABLE) and has_temporal(stmt):
+                from heliosdb.temporal.rewrite import rewrite
+
+                if params:
+                    stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
+                    params = None
+                stmt = rewrite(self, stmt)
             if kind is Kind.PASSTHROUGH or kind is Kind.TRANSACTION:
                 result = self._passthrough(stmt, params)
             else:

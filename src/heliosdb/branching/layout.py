@@ -212,7 +212,7 @@ END $f$"""
 
 
 # -- views ----------------------------------------------------------------------
-def _levels_to_root(levels: list[Level], info: TableInfo) -> list[Level]:
+def levels_to_root(levels: list[Level], info: TableInfo) -> list[Level]:
     out = []
     for lv in levels:
         out.append(lv)
@@ -221,7 +221,7 @@ def _levels_to_root(levels: list[Level], info: TableInfo) -> list[Level]:
     raise AssertionError(f"table {info.id} root branch {info.root_branch} is not an ancestor")
 
 
-def _select_list(
+def select_list(
     version: TableVersion, present: set[int], names: dict[int, str], alias: str
 ) -> sql.Composable:
     items: list[sql.Composable] = [sql.SQL("{}._hdb_rowid").format(I(alias))]
@@ -237,7 +237,7 @@ def _select_list(
 def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: TableVersion) -> sql.Composable:
     """SELECT of the rows the first level sees, with _hdb_rowid first."""
     names = snap.names[info.id]
-    levels = _levels_to_root(levels, info)
+    levels = levels_to_root(levels, info)
     presence: list[set[int]] = []
     for i in range(len(levels)):
         v = snap.visible(levels[i:]).get(info.id)
@@ -252,7 +252,7 @@ def _state(
 ) -> sql.Composable:
     lv = levels[i]
     b, upto = L(lv.branch_id), L(lv.upto)
-    cols = _select_list(version, presence[i], names, "r")
+    cols = select_list(version, presence[i], names, "r")
     hist = sql.SQL(
         "SELECT {cols} FROM {h} r WHERE r._hdb_branch = {b} AND r._hdb_begin <= {u} AND r._hdb_end > {u} "
         "AND NOT r._hdb_del"

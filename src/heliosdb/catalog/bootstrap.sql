@@ -30,6 +30,7 @@ CREATE TABLE heliosdb._branches (
     parent_id integer REFERENCES heliosdb._branches(id),
     fork_lsn bigint,
     head_lsn bigint NOT NULL DEFAULT 0,
+    gc_lsn bigint NOT NULL DEFAULT 0,  -- history before this LSN was pruned
     state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'dropped')),
     read_only boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT clock_timestamp(),

@@ -25,12 +25,31 @@ def _history_filter(levels: list[Any]) -> tuple[sql.Composable, list[Any]]:
     return sql.SQL("(") + sql.SQL(" OR ").join(parts) + sql.SQL(")"), params
 
 
+def head_lsn(conn: psycopg.Connection[Any], branch: Branch) -> int:
+    """The branch's head: its last commit, or this transaction's LSN once it wrote there."""
+    row = conn.execute(
+        "SELECT coalesce(heliosdb.held_lsn(%s), head_lsn) FROM heliosdb._branches WHERE id = %s",
+        (branch.id, branch.id),
+    ).fetchone()
+    if row is None:
+        raise errors.UndefinedBranch(f'branch "{branch.name}" does not exist')
+    return int(row[0])
+
+
+def check_retained(conn: psycopg.Connection[Any], branch: Branch, lsn: int) -> None:
+    """Refuse points older than the history the garbage collector kept ("snapshot too old")."""
+    row = conn.execute("SELECT gc_lsn FROM heliosdb._branches WHERE id = %s", (branch.id,)).fetchone()
+    oldest = int(row[0]) if row else 0
+    if lsn < oldest:
+        raise errors.SnapshotTooOld(
+            f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
+            hint=f"The oldest available point is LSN {format_lsn(oldest)}.",
+        )
+
+
 def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, value: str | None) -> int:
     """The LSN on `parent` that the point (kind, value as written) names."""
-    head = conn.execute(
-        "SELECT coalesce(heliosdb.held_lsn(%s), head_lsn) FROM heliosdb._branches WHERE id = %s",
-        (parent.id, parent.id),
-    ).fetchone()[0]  # type: ignore[index]
+    head = head_lsn(conn, parent)
     if kind == "NOW":
         return int(head)
     levels = chain(conn, parent.id, head)

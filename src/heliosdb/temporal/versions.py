@@ -1,0 +1,153 @@
+"""VERSIONS BETWEEN (Oracle) and FOR SYSTEM_TIME ranges (SQL:2011): every row version in a range.
+
+One row per version of a row that was visible on the branch at some point of
+the range, plus one 'D' row per delete inside it (showing the row as it was
+before). Pseudo-columns follow Oracle: VERSIONS_START* is NULL when the
+version began before the range, VERSIONS_END* is NULL while it is current.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from heliosdb import errors
+from heliosdb.branching.layout import levels_to_root, select_list
+from heliosdb.catalog.model import Branch, Snapshot, chain
+from heliosdb.sql.lsn import MAX_LSN, parse_lsn
+from heliosdb.sql.temporal import Range
+from heliosdb.temporal import resolver
+
+I = sql.Identifier  # noqa: E741
+L = sql.Literal
+
+_PSEUDO = (
+    "versions_startscn", "versions_endscn", "versions_starttime", "versions_endtime",
+    "versions_startlsn", "versions_endlsn", "versions_xid", "versions_operation",
+)
+
+
+def _bound(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str | None, *, low: bool,
+           shift: str = "") -> int:
+    if value is None:
+        return -1 if low else MAX_LSN
+    if kind == "LSN":
+        return parse_lsn(value)
+    if shift:
+        value = f"({value})::timestamptz {shift}"
+    try:
+        return resolver.resolve_point(conn, branch, kind, value)
+    except errors.InvalidTemporalPoint:
+        if low:
+            return -1  # the range starts before the branch's history: everything counts
+        raise
+
+
+def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, rng: Range, *,
+                      pseudo: bool) -> sql.Composable:
+    head = resolver.head_lsn(conn, branch)
+    contained = rng.mode == "CONTAINED"
+    if rng.mode == "ALL":
+        low, high = -1, head
+    else:
+        low = _bound(conn, branch, rng.kind, rng.low, low=True,
+                     shift="- interval '1 microsecond'" if contained else "")
+        high = _bound(conn, branch, rng.kind, rng.high, low=False,
+                      shift="- interval '1 microsecond'" if rng.mode == "FROM" else "")
+        high = min(high, head)
+    resolver.check_retained(conn, branch, max(low, 0))
+    levels = chain(conn, branch.id, head)
+    snap = Snapshot(conn, levels)
+    version = next((v for v in snap.tables.values() if v.name == name), None)
+    if version is None:
+        raise errors.UndefinedTable(f'relation "{name}" does not exist')
+    info = snap.info[version.table_id]
+    names = snap.names[info.id]
+    levels = levels_to_root(levels, info)
+    parts: list[sql.Composable] = []
+    for i, lv in enumerate(levels):
+        v = snap.visible(levels[i:]).get(info.id)
+        present = {c.col for c in v.columns} if v else set()
+        if i == 0:
+            present = {c.col for c in version.columns}
+        cols = select_list(version, present, names, "r")
+        b = L(lv.branch_id)
+        if lv.branch_id == info.root_branch:
+            own = sql.SQL(
+                "SELECT {c}, r._hdb_lsn AS _b, {m}::bigint AS _e, false AS _d FROM {t} r "
+                "UNION ALL SELECT {c}, r._hdb_begin, r._hdb_end, r._hdb_del FROM {h} r WHERE r._hdb_branch = {b}"
+            ).format(c=cols, m=L(MAX_LSN), t=I(*info.cur), h=I(*info.hist), b=b)
+        else:
+            own = sql.SQL(
+                "SELECT {c}, r._hdb_lsn AS _b, {m}::bigint AS _e, r._hdb_del AS _d FROM {br} r WHERE r._hdb_branch = {b} "
+                "UNION ALL SELECT {c}, r._hdb_begin, r._hdb_end, r._hdb_del FROM {h} r WHERE r._hdb_branch = {b}"
+            ).format(c=cols, m=L(MAX_LSN), br=I(*info.br), h=I(*info.hist), b=b)
+        parts.append(sql.SQL("SELECT {lvl} AS _lvl, o.* FROM ({own}) o WHERE o._b <= {u}").format(
+            lvl=L(i), own=own, u=L(lv.upto)))
+    user_cols = [I(c.name) for c in version.columns]
+    ucols = sql.SQL(", ").join(user_cols)
+    vcols = sql.SQL(", ").join(sql.SQL("v.{}").format(c) for c in user_cols)
+    uptos = sql.SQL(", ").join(sql.SQL("({}, {})").format(L(i), L(lv.upto)) for i, lv in enumerate(levels))
+    query = sql.SQL(
+        """WITH raw AS ({parts}),
+uptos(_lvl, _upto) AS (VALUES {uptos}),
+firsts AS (SELECT a._lvl, a._hdb_rowid, (SELECT min(x._b) FROM raw x WHERE x._hdb_rowid = a._hdb_rowid
+                                           AND x._lvl < a._lvl) AS _fw
+           FROM (SELECT DISTINCT _lvl, _hdb_rowid FROM raw WHERE _lvl > 0) a),
+vers AS (
+    SELECT r._hdb_rowid, {rcols}, r._b,
+           CASE WHEN r._lvl = 0 OR r._e <= u._upto THEN r._e ELSE coalesce(f._fw, {m}) END AS _e, r._d
+    FROM raw r JOIN uptos u ON u._lvl = r._lvl
+    LEFT JOIN firsts f ON f._lvl = r._lvl AND f._hdb_rowid = r._hdb_rowid
+    WHERE r._lvl = 0 OR f._fw IS NULL OR r._b < f._fw),
+rows AS (
+    SELECT {vcols}, v._b, v._e,
+           CASE WHEN EXISTS (SELECT 1 FROM vers p WHERE p._hdb_rowid = v._hdb_rowid AND p._e = v._b AND NOT p._d)
+                THEN 'U' ELSE 'I' END AS _op
+    FROM vers v WHERE NOT v._d
+    UNION ALL
+    SELECT {vcols}, v._e, {m}, 'D'
+    FROM vers v WHERE NOT v._d AND v._e < {m}
+      AND NOT EXISTS (SELECT 1 FROM vers n WHERE n._hdb_rowid = v._hdb_rowid AND n._b = v._e AND NOT n._d))
+SELECT {ucols}{pseudo} FROM rows x
+LEFT JOIN heliosdb._commits cs ON cs.lsn = x._b
+LEFT JOIN heliosdb._commits ce ON ce.lsn = x._e
+WHERE {filter}"""
+    ).format(
+        parts=sql.SQL(" UNION ALL ").join(parts), uptos=uptos, m=L(MAX_LSN),
+        rcols=sql.SQL(", ").join(sql.SQL("r.{}").format(c) for c in user_cols), vcols=vcols,
+        ucols=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for c in user_cols),
+        pseudo=_pseudo(low) if pseudo else sql.SQL(""),
+        filter=_filter(low, high, contained),
+    )
+    del ucols
+    return sql.SQL("({})").format(query)
+
+
+def _pseudo(low: int) -> sql.Composable:
+    lo, m = L(low), L(MAX_LSN)
+    return sql.SQL(
+        """,
+    CASE WHEN x._b <= {lo} THEN NULL ELSE cs.scn END AS versions_startscn,
+    CASE WHEN x._e = {m} THEN NULL ELSE ce.scn END AS versions_endscn,
+    CASE WHEN x._b <= {lo} THEN NULL ELSE cs.committed_at END AS versions_starttime,
+    CASE WHEN x._e = {m} THEN NULL ELSE ce.committed_at END AS versions_endtime,
+    CASE WHEN x._b <= {lo} THEN NULL ELSE heliosdb.format_lsn(x._b) END AS versions_startlsn,
+    CASE WHEN x._e = {m} THEN NULL ELSE heliosdb.format_lsn(x._e) END AS versions_endlsn,
+    cs.txid AS versions_xid,
+    x._op AS versions_operation"""
+    ).format(lo=lo, m=m)
+
+
+def _filter(low: int, high: int, contained: bool) -> sql.Composable:
+    lo, hi, m = L(low), L(high), L(MAX_LSN)
+    if contained:
+        return sql.SQL("x._op <> 'D' AND x._b > {lo} AND x._e <= {hi}").format(lo=lo, hi=hi)
+    return sql.SQL(
+        "x._b <= {hi} AND (CASE WHEN x._op = 'D' THEN x._b > {lo} ELSE x._e > {lo} OR x._e = {m} END)"
+    ).format(lo=lo, hi=hi, m=m)
+
+
+__all__ = ["versions_subquery", "_PSEUDO"]
