@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from collections.abc import Callable
+import itertools
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,6 +26,49 @@ except ImportError:  # pragma: no cover - optional test dependency
     dbapi20 = None
 
 Connect = Callable[..., heliosdb.Connection]
+_names = itertools.count()
+
+
+# One database for the module (CREATE DATABASE costs ~1 s a test); tests use table names of their own.
+@pytest.fixture(scope="module")
+def dbname(helios_instance: object) -> Iterator[str]:
+    name = f"dbapi_{os.getpid()}"
+    with psycopg.connect(**helios_instance.conninfo("postgres"), autocommit=True) as admin:  # type: ignore[attr-defined]
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield name
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def connect(helios_data_dir: Path, dbname: str) -> Iterator[Connect]:
+    opened: list[heliosdb.Connection] = []
+
+    def make(branch: str = "main", autocommit: bool = True) -> heliosdb.Connection:
+        c = heliosdb.connect(data_dir=helios_data_dir, database=dbname, branch=branch)
+        c.autocommit = autocommit
+        opened.append(c)
+        return c
+
+    yield make
+    for c in opened:
+        if not c.closed:
+            c.close()
+
+
+@pytest.fixture
+def conn(connect: Connect) -> heliosdb.Connection:
+    return connect()
+
+
+Names = Callable[[str], str]
+
+
+@pytest.fixture
+def name() -> Names:
+    """name("t") -> a table name no other test of this module uses."""
+    n = next(_names)
+    return lambda base: f"{base}_{n}"
 
 
 # --- module --------------------------------------------------------------------------
@@ -106,12 +151,13 @@ def test_percent_signs(conn: heliosdb.Connection) -> None:
     assert cur.fetchone() == ("100%", "x")
 
 
-def test_parameters_are_not_interpolated_as_sql(conn: heliosdb.Connection) -> None:
+def test_parameters_are_not_interpolated_as_sql(conn: heliosdb.Connection, name: Names) -> None:
+    p = name("p")
     cur = conn.cursor()
-    cur.execute("CREATE TABLE p (v text)")
-    evil = "x'); DROP TABLE p; --"
-    cur.execute("INSERT INTO p VALUES (%s)", (evil,))
-    cur.execute("SELECT v FROM p")
+    cur.execute(f"CREATE TABLE {p} (v text)")
+    evil = f"x'); DROP TABLE {p}; --"
+    cur.execute(f"INSERT INTO {p} VALUES (%s)", (evil,))
+    cur.execute(f"SELECT v FROM {p}")
     assert cur.fetchall() == [(evil,)]
 
 
@@ -121,12 +167,25 @@ def test_connection_execute_shortcut(conn: heliosdb.Connection) -> None:
     assert cur.fetchone() == (42,)
 
 
+SAMPLES = ["Carlton Cold", "Carlton Draft", "Mountain Goat", "Redback", "Victoria Bitter", "XXXX"]
+
+
+def _fill(c: heliosdb.Connection, table: str) -> None:
+    cur = c.cursor()
+    cur.execute(f"CREATE TABLE {table} (name varchar(20))")
+    cur.executemany(f"INSERT INTO {table} VALUES (%s)", [(s,) for s in SAMPLES])
+
+
+@pytest.fixture(scope="module")
+def _booze_table(helios_data_dir: Path, dbname: str) -> Iterator[None]:
+    """A read-only table `booze` with the six SAMPLES."""
+    with heliosdb.connect(data_dir=helios_data_dir, database=dbname) as c:
+        _fill(c, "booze")
+    yield
+
+
 @pytest.fixture
-def booze(conn: heliosdb.Connection) -> heliosdb.Connection:
-    cur = conn.cursor()
-    cur.execute("CREATE TABLE booze (name varchar(20))")
-    for name in ["Carlton Cold", "Carlton Draft", "Mountain Goat", "Redback", "Victoria Bitter", "XXXX"]:
-        cur.execute("INSERT INTO booze VALUES (%s)", (name,))
+def booze(conn: heliosdb.Connection, _booze_table: None) -> heliosdb.Connection:
     return conn
 
 
@@ -168,56 +227,61 @@ def test_fetchall_and_mixed_fetches(booze: heliosdb.Connection) -> None:
                                    "XXXX"]
 
 
-def test_fetch_without_a_result_set_is_an_error(conn: heliosdb.Connection) -> None:
+def test_fetch_without_a_result_set_is_an_error(conn: heliosdb.Connection, name: Names) -> None:
+    nr = name("nr")
     cur = conn.cursor()
     for fetch in (cur.fetchone, cur.fetchall, lambda: cur.fetchmany(2)):
         with pytest.raises(heliosdb.Error):
             fetch()
-    cur.execute("CREATE TABLE nr (a int)")
+    cur.execute(f"CREATE TABLE {nr} (a int)")
     with pytest.raises(heliosdb.ProgrammingError):
         cur.fetchone()
-    cur.execute("INSERT INTO nr VALUES (1)")
+    cur.execute(f"INSERT INTO {nr} VALUES (1)")
     with pytest.raises(heliosdb.ProgrammingError):
         cur.fetchall()
 
 
-def test_description(conn: heliosdb.Connection) -> None:
+def test_description(conn: heliosdb.Connection, name: Names) -> None:
+    d = name("d")
     cur = conn.cursor()
-    cur.execute("CREATE TABLE d (name varchar(20), n int, x numeric(5,2))")
+    cur.execute(f"CREATE TABLE {d} (name varchar(20), n int, x numeric(5,2))")
     assert cur.description is None
-    cur.execute("SELECT name, n, x AS total FROM d")
+    cur.execute(f"SELECT name, n, x AS total FROM {d}")
     desc = cur.description
     assert desc is not None
     assert [col[0] for col in desc] == ["name", "n", "total"]
     assert all(len(col) == 7 for col in desc)
     # type_code identifies the type (PostgreSQL type OIDs): varchar, int4, numeric
     assert [col[1] for col in desc] == [1043, 23, 1700]
-    cur.execute("INSERT INTO d VALUES ('a', 1, 2.5)")
+    cur.execute(f"INSERT INTO {d} VALUES ('a', 1, 2.5)")
     assert cur.description is None
 
 
-def test_rowcount(booze: heliosdb.Connection) -> None:
-    cur = booze.cursor()
+def test_rowcount(conn: heliosdb.Connection, name: Names) -> None:
+    b = name("b")
+    _fill(conn, b)
+    cur = conn.cursor()
     assert cur.rowcount == -1
-    cur.execute("SELECT name FROM booze")
+    cur.execute(f"SELECT name FROM {b}")
     assert cur.rowcount == 6
-    cur.execute("UPDATE booze SET name = upper(name) WHERE name LIKE 'Carlton%%'")
+    cur.execute(f"UPDATE {b} SET name = upper(name) WHERE name LIKE 'Carlton%%'")
     assert cur.rowcount == 2
-    cur.execute("DELETE FROM booze WHERE name = 'nothing'")
+    cur.execute(f"DELETE FROM {b} WHERE name = 'nothing'")
     assert cur.rowcount == 0
-    cur.execute("INSERT INTO booze SELECT name FROM booze")
+    cur.execute(f"INSERT INTO {b} SELECT name FROM {b}")
     assert cur.rowcount == 6
     assert cur.statusmessage == "INSERT 0 6"
 
 
-def test_executemany(conn: heliosdb.Connection) -> None:
+def test_executemany(conn: heliosdb.Connection, name: Names) -> None:
+    m = name("m")
     cur = conn.cursor()
-    cur.execute("CREATE TABLE m (id int, name text)")
-    cur.executemany("INSERT INTO m VALUES (%s, %s)", [(1, "Cooper's"), (2, "Boag's"), (3, None)])
+    cur.execute(f"CREATE TABLE {m} (id int, name text)")
+    cur.executemany(f"INSERT INTO {m} VALUES (%s, %s)", [(1, "Cooper's"), (2, "Boag's"), (3, None)])
     assert cur.rowcount == 3
-    cur.executemany("INSERT INTO m VALUES (%(id)s, %(name)s)", [{"id": 4, "name": "x"}, {"id": 5, "name": "y"}])
+    cur.executemany(f"INSERT INTO {m} VALUES (%(id)s, %(name)s)", [{"id": 4, "name": "x"}, {"id": 5, "name": "y"}])
     assert cur.rowcount == 2
-    cur.execute("SELECT id, name FROM m ORDER BY id")
+    cur.execute(f"SELECT id, name FROM {m} ORDER BY id")
     assert cur.fetchall() == [(1, "Cooper's"), (2, "Boag's"), (3, None), (4, "x"), (5, "y")]
 
 
@@ -236,13 +300,14 @@ def test_setinputsizes_and_setoutputsize_are_accepted(conn: heliosdb.Connection)
     assert cur.fetchone() == ("still works",)
 
 
-def test_cursors_of_one_connection_share_its_transaction(connect: Connect) -> None:
+def test_cursors_of_one_connection_share_its_transaction(connect: Connect, name: Names) -> None:
+    iso = name("iso")
     setup = connect()
-    setup.cursor().execute("CREATE TABLE iso (v text)")
+    setup.cursor().execute(f"CREATE TABLE {iso} (v text)")
     c = connect(autocommit=False)
     cur1, cur2 = c.cursor(), c.cursor()
-    cur1.execute("INSERT INTO iso VALUES ('Victoria Bitter')")
-    cur2.execute("SELECT v FROM iso")
+    cur1.execute(f"INSERT INTO {iso} VALUES ('Victoria Bitter')")
+    cur2.execute(f"SELECT v FROM {iso}")
     assert cur2.fetchall() == [("Victoria Bitter",)]
     c.rollback()
 
@@ -250,55 +315,67 @@ def test_cursors_of_one_connection_share_its_transaction(connect: Connect) -> No
 # --- transactions ------------------------------------------------------------------------
 
 
+class Observed:
+    """A committed table (id int primary key, v text) and an autocommit connection that watches it."""
+
+    def __init__(self, observer: heliosdb.Connection, t: str) -> None:
+        self.observer = observer
+        self.t = t
+
+    def count(self, c: heliosdb.Connection | None = None) -> int:
+        return _count(c or self.observer, self.t)
+
+
 @pytest.fixture
-def table_t(connect: Connect) -> heliosdb.Connection:
-    """A committed table t(id int primary key, v text); returns an autocommit observer connection."""
+def table_t(connect: Connect, name: Names) -> Observed:
     observer = connect()
-    observer.cursor().execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
-    return observer
+    t = name("t")
+    observer.cursor().execute(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
+    return Observed(observer, t)
 
 
-def _count(c: heliosdb.Connection, sql: str = "SELECT count(*) FROM t") -> int:
+def _count(c: heliosdb.Connection, table: str) -> int:
     cur = c.cursor()
-    cur.execute(sql)
+    cur.execute(f"SELECT count(*) FROM {table}")
     row = cur.fetchone()
     assert row is not None
     return int(row[0])
 
 
-def test_uncommitted_rows_are_invisible_to_others_and_rollback_discards(
-    connect: Connect, table_t: heliosdb.Connection
-) -> None:
+def test_uncommitted_rows_are_invisible_to_others_and_rollback_discards(connect: Connect, table_t: Observed) -> None:
+    t = table_t.t
     writer = connect(autocommit=False)
     cur = writer.cursor()
-    cur.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
-    assert _count(writer) == 2  # the writer sees its own rows
-    assert _count(table_t) == 0  # nobody else does
+    cur.execute(f"INSERT INTO {t} VALUES (1, 'a'), (2, 'b')")
+    assert table_t.count(writer) == 2  # the writer sees its own rows
+    assert table_t.count() == 0  # nobody else does
     writer.rollback()
-    assert _count(writer) == 0
-    assert _count(table_t) == 0
+    assert table_t.count(writer) == 0
+    assert table_t.count() == 0
 
 
-def test_commit_makes_rows_visible(connect: Connect, table_t: heliosdb.Connection) -> None:
+def test_commit_makes_rows_visible(connect: Connect, table_t: Observed) -> None:
+    t = table_t.t
     writer = connect(autocommit=False)
-    writer.cursor().execute("INSERT INTO t VALUES (1, 'a')")
-    assert _count(table_t) == 0
+    writer.cursor().execute(f"INSERT INTO {t} VALUES (1, 'a')")
+    assert table_t.count() == 0
     writer.commit()
-    assert _count(table_t) == 1
+    assert table_t.count() == 1
     # After commit a new transaction starts with the next statement; rolling it back keeps the commit.
-    writer.cursor().execute("INSERT INTO t VALUES (2, 'b')")
+    writer.cursor().execute(f"INSERT INTO {t} VALUES (2, 'b')")
     writer.rollback()
-    assert _count(table_t) == 1
+    assert table_t.count() == 1
 
 
-def test_rollback_discards_ddl(connect: Connect) -> None:
+def test_rollback_discards_ddl(connect: Connect, name: Names) -> None:
+    gone = name("gone")
     c = connect(autocommit=False)
     cur = c.cursor()
-    cur.execute("CREATE TABLE gone (a int)")
-    cur.execute("INSERT INTO gone VALUES (1)")
+    cur.execute(f"CREATE TABLE {gone} (a int)")
+    cur.execute(f"INSERT INTO {gone} VALUES (1)")
     c.rollback()
     with pytest.raises(heliosdb.ProgrammingError) as info:
-        cur.execute("SELECT * FROM gone")
+        cur.execute(f"SELECT * FROM {gone}")
     assert info.value.sqlstate == "42P01"
     c.rollback()
 
@@ -312,51 +389,49 @@ def test_commit_and_rollback_without_a_transaction(connect: Connect) -> None:
     a.rollback()
 
 
-def test_autocommit_statements_are_visible_at_once(connect: Connect, table_t: heliosdb.Connection) -> None:
+def test_autocommit_statements_are_visible_at_once(connect: Connect, table_t: Observed) -> None:
     a = connect(autocommit=True)
-    a.cursor().execute("INSERT INTO t VALUES (1, 'a')")
-    assert _count(table_t) == 1
+    a.cursor().execute(f"INSERT INTO {table_t.t} VALUES (1, 'a')")
+    assert table_t.count() == 1
     a.rollback()  # nothing to roll back
-    assert _count(table_t) == 1
+    assert table_t.count() == 1
 
 
-def test_failed_statement_aborts_the_transaction_until_rollback(
-    connect: Connect, table_t: heliosdb.Connection
-) -> None:
+def test_failed_statement_aborts_the_transaction_until_rollback(connect: Connect, table_t: Observed) -> None:
+    t = table_t.t
     c = connect(autocommit=False)
     cur = c.cursor()
-    cur.execute("INSERT INTO t VALUES (1, 'a')")
+    cur.execute(f"INSERT INTO {t} VALUES (1, 'a')")
     with pytest.raises(heliosdb.IntegrityError):
-        cur.execute("INSERT INTO t VALUES (1, 'again')")
+        cur.execute(f"INSERT INTO {t} VALUES (1, 'again')")
     with pytest.raises(heliosdb.Error) as info:
         cur.execute("SELECT 1")
     assert info.value.sqlstate == "25P02"
     c.rollback()
-    cur.execute("SELECT count(*) FROM t")
-    assert cur.fetchone() == (0,)
+    assert table_t.count(c) == 0
 
 
 # --- context managers ---------------------------------------------------------------------
 
 
 def test_connection_context_manager_commits_and_closes(
-    helios_data_dir: Path, dbname: str, table_t: heliosdb.Connection
+    helios_data_dir: Path, dbname: str, table_t: Observed
 ) -> None:
     with heliosdb.connect(data_dir=helios_data_dir, database=dbname) as c:
-        c.cursor().execute("INSERT INTO t VALUES (1, 'a')")
-        assert _count(table_t) == 0
+        c.cursor().execute(f"INSERT INTO {table_t.t} VALUES (1, 'a')")
+        assert table_t.count() == 0
     assert c.closed
-    assert _count(table_t) == 1
+    assert table_t.count() == 1
 
 
 def test_connection_context_manager_rolls_back_on_error(
-    helios_data_dir: Path, dbname: str, table_t: heliosdb.Connection
+    helios_data_dir: Path, dbname: str, table_t: Observed
 ) -> None:
     with pytest.raises(RuntimeError), heliosdb.connect(data_dir=helios_data_dir, database=dbname) as c:
-        c.cursor().execute("INSERT INTO t VALUES (1, 'a')")
+        c.cursor().execute(f"INSERT INTO {table_t.t} VALUES (1, 'a')")
         raise RuntimeError("boom")
     assert c.closed
-    assert _count(table_t) == 0
+    assert table_t.count() == 0
 
 
 def test_cursor_context_manager_closes_cursor(conn: heliosdb.Connection) -> None:
@@ -373,12 +448,13 @@ def test_cursor_context_manager_closes_cursor(conn: heliosdb.Connection) -> None
 # --- errors ------------------------------------------------------------------------------------
 
 
-def test_unique_violation_is_integrity_error(conn: heliosdb.Connection) -> None:
+def test_unique_violation_is_integrity_error(conn: heliosdb.Connection, name: Names) -> None:
+    u = name("u")
     cur = conn.cursor()
-    cur.execute("CREATE TABLE u (id int PRIMARY KEY)")
-    cur.execute("INSERT INTO u VALUES (1)")
+    cur.execute(f"CREATE TABLE {u} (id int PRIMARY KEY)")
+    cur.execute(f"INSERT INTO {u} VALUES (1)")
     with pytest.raises(heliosdb.IntegrityError) as info:
-        cur.execute("INSERT INTO u VALUES (%s)", (1,))
+        cur.execute(f"INSERT INTO {u} VALUES (%s)", (1,))
     exc = info.value
     assert isinstance(exc, heliosdb.DatabaseError)
     assert isinstance(exc, errors.UniqueViolation)
@@ -402,6 +478,7 @@ def test_undefined_table_is_programming_error(conn: heliosdb.Connection) -> None
         ("SELECT 'x'::int", heliosdb.DataError, "22P02"),
         ("SELEC 1", heliosdb.ProgrammingError, "42601"),
         ("SELECT nope FROM (SELECT 1) s", heliosdb.ProgrammingError, "42703"),
+        ("SELECT * FROM (VALUES (1)) v CROSS JOIN LATERAL (SELECT 1/0) z", heliosdb.DataError, "22012"),
         ("CREATE TEMP TABLE nn (a int NOT NULL); INSERT INTO nn VALUES (NULL)", heliosdb.IntegrityError, "23502"),
     ],
 )
@@ -471,11 +548,11 @@ def test_closed_connection_raises_interface_error(helios_data_dir: Path, dbname:
     c.close()  # closing twice is harmless
 
 
-def test_close_discards_uncommitted_work(helios_data_dir: Path, dbname: str, table_t: heliosdb.Connection) -> None:
+def test_close_discards_uncommitted_work(helios_data_dir: Path, dbname: str, table_t: Observed) -> None:
     c = heliosdb.connect(data_dir=helios_data_dir, database=dbname)
-    c.cursor().execute("INSERT INTO t VALUES (1, 'a')")
+    c.cursor().execute(f"INSERT INTO {table_t.t} VALUES (1, 'a')")
     c.close()  # PEP 249: closing without commit rolls back
-    assert _count(table_t) == 0
+    assert table_t.count() == 0
 
 
 def test_closed_cursor_raises_interface_error(conn: heliosdb.Connection) -> None:

@@ -96,6 +96,8 @@ class Session:
         self.notices: list[str] = []
         self.last_status = ""
         self._internal = False
+        self.as_of: Any = None  # temporal context (heliosdb.temporal.rewrite.Resolved) or None
+        self.as_of_views: list[str] = []
         self.conn.add_notice_handler(self._on_notice)
         ensure_catalog(self.conn)
         self._session_branch: Branch = get_branch(self.conn, "main")  # type: ignore[assignment]
@@ -175,6 +177,11 @@ class Session:
         self.notices = []
         kind = classify(stmt)
         try:
+            if self.as_of is not None and kind not in (Kind.BRANCH, Kind.TEMPORAL, Kind.TRANSACTION) and (
+                    kind is not Kind.PASSTHROUGH or is_write(stmt)):
+                from heliosdb.temporal.context import refuse_write
+
+                refuse_write(self)
             if kind in (Kind.PASSTHROUGH, Kind.CREATE_TABLE) and has_temporal(stmt):
                 from heliosdb.temporal.rewrite import rewrite
 
@@ -233,6 +240,10 @@ class Session:
         try:
             if kind is Kind.BRANCH:
                 return branches.execute(self, stmt)
+            if kind is Kind.TEMPORAL:
+                from heliosdb.temporal import context
+
+                return context.execute(self, stmt)
             return tables.execute(self, kind, stmt)
         finally:
             self._internal = False

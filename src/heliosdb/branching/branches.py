@@ -87,9 +87,20 @@ def _show(session: Session) -> Result:
     return _result(f"SELECT {cur.rowcount}", cur)
 
 
+def st_point(p: st.Point) -> Any:
+    from heliosdb.sql.temporal import Point
+
+    return Point(p.kind, p.value)
+
+
 def _use(session: Session, stmt: st.UseBranch, text: str) -> Result:
     try:
+        from heliosdb.temporal.context import clear_context, set_context
+
+        clear_context(session)
         target = session.use_branch(stmt.name, for_transaction=stmt.scope == "TRANSACTION")
+        if stmt.point is not None:
+            set_context(session, target, st_point(stmt.point))
         audit(session.conn, target.name, text, target.head_lsn, "ok")
     except (errors.Error, psycopg.Error) as exc:
         _audit_failure(session, stmt.name, text, exc)

@@ -192,3 +192,84 @@ SELECT a.at AS "time", a.usr AS "user", a.branch, a.statement, heliosdb.format_l
 FROM heliosdb._audit a;
 
 CREATE VIEW heliosdb.nodes AS SELECT id, kind, is_local FROM heliosdb._nodes;
+
+CREATE INDEX ON heliosdb._commits (branch_id, scn);
+
+-- The last commit at or before `ts` in branch b's history (its own commits,
+-- then its ancestors' up to the fork points). On a branch, commit time, SCN
+-- and LSN grow together, so each level costs two index probes: O(log n).
+CREATE FUNCTION heliosdb._lsn_at(b integer, ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    cur integer := b;
+    upto bigint;
+    r bigint;
+    par integer;
+    fork bigint;
+BEGIN
+    SELECT coalesce(heliosdb.held_lsn(id), head_lsn) INTO upto FROM heliosdb._branches WHERE id = b;
+    LOOP
+        SELECT lsn INTO r FROM heliosdb._commits
+        WHERE branch_id = cur AND committed_at <= ts ORDER BY committed_at DESC LIMIT 1;
+        IF r IS NOT NULL AND r > upto THEN
+            SELECT lsn INTO r FROM heliosdb._commits WHERE branch_id = cur AND lsn <= upto ORDER BY lsn DESC LIMIT 1;
+        END IF;
+        IF r IS NOT NULL THEN
+            RETURN r;
+        END IF;
+        SELECT parent_id, fork_lsn INTO par, fork FROM heliosdb._branches WHERE id = cur;
+        EXIT WHEN par IS NULL;
+        upto := least(upto, fork);
+        cur := par;
+    END LOOP;
+    RETURN NULL;
+END $$;
+
+-- The same for an SCN: the commit with that SCN, else the last one before it.
+CREATE FUNCTION heliosdb._lsn_at_scn(b integer, s bigint) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    cur integer := b;
+    upto bigint;
+    r bigint;
+    par integer;
+    fork bigint;
+BEGIN
+    SELECT coalesce(heliosdb.held_lsn(id), head_lsn) INTO upto FROM heliosdb._branches WHERE id = b;
+    LOOP
+        SELECT lsn INTO r FROM heliosdb._commits
+        WHERE branch_id = cur AND scn <= s ORDER BY scn DESC LIMIT 1;
+        IF r IS NOT NULL AND r > upto THEN
+            SELECT lsn INTO r FROM heliosdb._commits WHERE branch_id = cur AND lsn <= upto ORDER BY lsn DESC LIMIT 1;
+        END IF;
+        IF r IS NOT NULL THEN
+            RETURN r;
+        END IF;
+        SELECT parent_id, fork_lsn INTO par, fork FROM heliosdb._branches WHERE id = cur;
+        EXIT WHEN par IS NULL;
+        upto := least(upto, fork);
+        cur := par;
+    END LOOP;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION heliosdb._current_branch_id() RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT id FROM heliosdb._branches WHERE name = heliosdb.current_branch() AND state <> 'dropped'
+$$;
+
+CREATE FUNCTION heliosdb.lsn_at(ts timestamptz) RETURNS pg_lsn
+LANGUAGE sql STABLE AS $$ SELECT heliosdb.format_lsn(heliosdb._lsn_at(heliosdb._current_branch_id(), ts)) $$;
+
+CREATE FUNCTION heliosdb.timestamp_to_scn(ts timestamptz) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT scn FROM heliosdb._commits WHERE lsn = heliosdb._lsn_at(heliosdb._current_branch_id(), ts)
+$$;
+
+CREATE FUNCTION heliosdb.scn_to_timestamp(s bigint) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$ SELECT committed_at FROM heliosdb._commits WHERE scn = s $$;
+
+CREATE FUNCTION heliosdb.lsn_to_scn(l pg_lsn) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT scn FROM heliosdb._commits WHERE lsn <= (l - '0/0'::pg_lsn)::bigint ORDER BY lsn DESC LIMIT 1
+$$;

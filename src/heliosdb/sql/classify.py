@@ -24,12 +24,15 @@ class Kind(enum.Enum):
     COPY = "copy"
     MAINTENANCE = "maintenance"  # VACUUM / ANALYZE naming tables
     TRANSACTION = "transaction"  # BEGIN / COMMIT / ROLLBACK / ...
+    TEMPORAL = "temporal"  # SET AS OF / SHOW AS OF / FLASHBACK TABLE
 
 
 _RULES: list[tuple[re.Pattern[str], Kind]] = [
     (re.compile(r"^(CREATE|ALTER|DROP)\s+DATABASE\s+BRANCH\b"), Kind.BRANCH),
     (re.compile(r"^USE\s+BRANCH\b"), Kind.BRANCH),
     (re.compile(r"^SHOW\s+BRANCHES\b"), Kind.BRANCH),
+    (re.compile(r"^(SET|SHOW)\s+AS\s+OF\b"), Kind.TEMPORAL),
+    (re.compile(r"^FLASHBACK\s+TABLE\b"), Kind.TEMPORAL),
     (re.compile(r"^CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(TEMP|TEMPORARY)\s"), Kind.PASSTHROUGH),
     (re.compile(r"^CREATE\s+(UNLOGGED\s+)?TABLE\b"), Kind.CREATE_TABLE),
     (re.compile(r"^DROP\s+TABLE\b"), Kind.DROP_TABLE),
@@ -57,7 +60,7 @@ def classify(sql: str) -> Kind:
     if not words:
         return Kind.PASSTHROUGH
     c = words[0]
-    if c not in "CUSADTVBERPJ":  # fast exit for SELECT/INSERT/UPDATE/WITH ... (S, U handled below)
+    if c not in "CUSADTVBERPF":  # fast exit for SELECT/INSERT/UPDATE/WITH ... (S, U handled below)
         return Kind.PASSTHROUGH
     for pattern, kind in _RULES:
         if pattern.match(words):

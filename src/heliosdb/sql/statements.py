@@ -43,6 +43,7 @@ class CreateBranch:
 class UseBranch:
     name: str
     scope: str = "SESSION"
+    point: Point | None = None  # USE BRANCH b AS OF <point>
 
 
 @dataclass(frozen=True)
@@ -213,12 +214,15 @@ class _Parser:
         elif self.accept("USE", "BRANCH"):
             name = self.name("a branch name")
             scope = "SESSION"
+            point = None
+            if self.accept("AS", "OF"):
+                point = self.point()
             if self.accept("FOR", "SESSION"):
                 scope = "SESSION"
             elif self.accept("FOR", "TRANSACTION"):
                 scope = "TRANSACTION"
             self.done()
-            stmt = UseBranch(name, scope)
+            stmt = UseBranch(name, scope, point)
         elif self.accept("ALTER", "DATABASE", "BRANCH"):
             name = self.name("a branch name")
             self.expect("SET")

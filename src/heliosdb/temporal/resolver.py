@@ -66,27 +66,25 @@ def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, valu
         return lsn
     if kind == "TIMESTAMP":
         ts = eval_timestamp(conn, value)
-        row = conn.execute(
-            sql.SQL("SELECT max(lsn) FROM heliosdb._commits WHERE {} AND committed_at <= %s").format(where),
-            [*params, ts],
-        ).fetchone()
+        row = conn.execute("SELECT heliosdb._lsn_at(%s, %s)", (parent.id, ts)).fetchone()
         if row and row[0] is not None:
             return int(row[0])
         created = conn.execute("SELECT created_at FROM heliosdb._branches WHERE id = %s", (parent.id,)).fetchone()
         if created and ts >= created[0]:
             return oldest
+        first = conn.execute(
+            sql.SQL("SELECT min(committed_at) FROM heliosdb._commits WHERE {}").format(where), params
+        ).fetchone()
         raise errors.InvalidTemporalPoint(
             f'timestamp {ts} is before the history of branch "{parent.name}"',
-            hint=f"The oldest point of {parent.name} is {created[0] if created else 'its creation'}.",
+            hint=f"The oldest point of {parent.name} is {first[0] if first and first[0] else created[0] if created else 'its creation'}.",
         )
     if kind == "SCN":
         try:
             scn = int(value.strip().strip("'"))
         except ValueError:
             raise errors.InvalidTemporalPoint(f'invalid SCN "{value}"', hint="An SCN is an integer.") from None
-        row = conn.execute(
-            sql.SQL("SELECT max(lsn) FROM heliosdb._commits WHERE {} AND scn <= %s").format(where), [*params, scn]
-        ).fetchone()
+        row = conn.execute("SELECT heliosdb._lsn_at_scn(%s, %s)", (parent.id, scn)).fetchone()
         if row and row[0] is not None:
             return int(row[0])
         return oldest
