@@ -273,3 +273,88 @@ CREATE FUNCTION heliosdb.lsn_to_scn(l pg_lsn) RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT scn FROM heliosdb._commits WHERE lsn <= (l - '0/0'::pg_lsn)::bigint ORDER BY lsn DESC LIMIT 1
 $$;
+
+-- Commit points, with the tables each commit touched and how many rows it
+-- changed (a version beginning or ending at that LSN). Diagnostic: it reads
+-- the version relations, so its cost grows with their size.
+CREATE FUNCTION heliosdb.snapshots(table_name text DEFAULT NULL)
+RETURNS TABLE (lsn pg_lsn, scn bigint, txid xid8, committed_at timestamptz, branch text,
+               tables_touched text[], rows_changed bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    t record;
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS _hdb_snap (lsn bigint, tname text, n bigint) ON COMMIT DROP;
+    TRUNCATE _hdb_snap;
+    FOR t IN SELECT DISTINCT tb.id, tb.phys_schema, tb.phys_name, v.name
+             FROM heliosdb._tables tb JOIN heliosdb._table_versions v ON v.table_id = tb.id
+             WHERE table_name IS NULL OR v.name = table_name LOOP
+        EXECUTE format(
+            'INSERT INTO _hdb_snap SELECT l, %L, count(DISTINCT r) FROM (
+                 SELECT _hdb_lsn AS l, _hdb_rowid AS r FROM %I.%I
+                 UNION ALL SELECT _hdb_lsn, _hdb_rowid FROM %I.%I
+                 UNION ALL SELECT _hdb_begin, _hdb_rowid FROM %I.%I
+                 UNION ALL SELECT _hdb_end, _hdb_rowid FROM %I.%I) x GROUP BY l',
+            t.name, t.phys_schema, t.phys_name, t.phys_schema, t.phys_name || '__br',
+            t.phys_schema, t.phys_name || '__hist', t.phys_schema, t.phys_name || '__hist');
+    END LOOP;
+    RETURN QUERY
+        SELECT heliosdb.format_lsn(c.lsn), c.scn, c.txid, c.committed_at, b.name,
+               array_agg(DISTINCT s.tname ORDER BY s.tname) FILTER (WHERE s.tname IS NOT NULL),
+               coalesce(sum(s.n), 0)::bigint
+        FROM heliosdb._commits c
+        JOIN heliosdb._branches b ON b.id = c.branch_id
+        LEFT JOIN _hdb_snap s ON s.lsn = c.lsn
+        GROUP BY c.lsn, c.scn, c.txid, c.committed_at, b.name
+        HAVING table_name IS NULL OR count(s.tname) > 0
+        ORDER BY c.lsn;
+END $$;
+
+CREATE VIEW heliosdb.snapshots AS SELECT * FROM heliosdb.snapshots(NULL);
+
+CREATE VIEW heliosdb.retention AS
+SELECT b.name AS branch, (b.options->>'retention_period')::interval AS retention_period,
+       b.options->>'gc_policy' AS gc_policy,
+       heliosdb.format_lsn(b.gc_lsn) AS oldest_lsn,
+       (SELECT c.committed_at FROM heliosdb._commits c WHERE c.lsn = b.gc_lsn) AS oldest_time
+FROM heliosdb._branches b WHERE b.state <> 'dropped';
+
+-- Prune history older than each branch's retention (scaled by its gc_policy),
+-- keeping every version that a descendant's fork point still reads.
+CREATE FUNCTION heliosdb.gc() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    br record;
+    t record;
+    horizon bigint;
+    pruned bigint := 0;
+    n bigint;
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS _hdb_needed (branch_id integer, upto bigint) ON COMMIT DROP;
+    TRUNCATE _hdb_needed;
+    -- (ancestor, LSN) pairs that live branches read their ancestors at
+    INSERT INTO _hdb_needed
+    WITH RECURSIVE up AS (
+        SELECT b.id AS leaf, b.parent_id AS anc, b.fork_lsn AS upto
+        FROM heliosdb._branches b WHERE b.state <> 'dropped' AND b.parent_id IS NOT NULL
+        UNION ALL
+        SELECT up.leaf, p.parent_id, least(up.upto, p.fork_lsn)
+        FROM up JOIN heliosdb._branches p ON p.id = up.anc WHERE p.parent_id IS NOT NULL)
+    SELECT DISTINCT anc, upto FROM up;
+    FOR br IN SELECT id, options FROM heliosdb._branches WHERE state <> 'dropped' LOOP
+        horizon := heliosdb._lsn_at(br.id, clock_timestamp() - (br.options->>'retention_period')::interval *
+            CASE br.options->>'gc_policy' WHEN 'aggressive' THEN 1 WHEN 'conservative' THEN 2 ELSE 1.25 END);
+        CONTINUE WHEN horizon IS NULL;
+        FOR t IN SELECT phys_schema, phys_name FROM heliosdb._tables LOOP
+            EXECUTE format(
+                'DELETE FROM %I.%I h WHERE h._hdb_branch = $1 AND h._hdb_end <= $2
+                 AND NOT EXISTS (SELECT 1 FROM _hdb_needed k WHERE k.branch_id = $1
+                                 AND h._hdb_begin <= k.upto AND h._hdb_end > k.upto)',
+                t.phys_schema, t.phys_name || '__hist') USING br.id, horizon;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            pruned := pruned + n;
+        END LOOP;
+        UPDATE heliosdb._branches SET gc_lsn = greatest(gc_lsn, horizon) WHERE id = br.id;
+    END LOOP;
+    RETURN pruned;
+END $$;

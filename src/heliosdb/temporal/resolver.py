@@ -37,14 +37,24 @@ def head_lsn(conn: psycopg.Connection[Any], branch: Branch) -> int:
 
 
 def check_retained(conn: psycopg.Connection[Any], branch: Branch, lsn: int) -> None:
-    """Refuse points older than the history the garbage collector kept ("snapshot too old")."""
-    row = conn.execute("SELECT gc_lsn FROM heliosdb._branches WHERE id = %s", (branch.id,)).fetchone()
-    oldest = int(row[0]) if row else 0
-    if lsn < oldest:
-        raise errors.SnapshotTooOld(
-            f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
-            hint=f"The oldest available point is LSN {format_lsn(oldest)}.",
-        )
+    """Refuse points older than the history the garbage collector kept ("snapshot too old").
+
+    Ancestors are read at fork points, which the collector keeps; they only
+    matter where the requested point itself reaches them.
+    """
+    levels = chain(conn, branch.id, lsn)
+    rows = dict(conn.execute(
+        "SELECT id, gc_lsn FROM heliosdb._branches WHERE id = ANY(%s)", ([lv.branch_id for lv in levels],)
+    ).fetchall())
+    for lv in levels:
+        if lv.upto != lsn:
+            break  # bounded by a fork point from here up
+        oldest = int(rows.get(lv.branch_id, 0))
+        if lsn < oldest:
+            raise errors.SnapshotTooOld(
+                f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
+                hint=f"The oldest available point is LSN {format_lsn(oldest)}.",
+            )
 
 
 def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, value: str | None) -> int:
@@ -62,6 +72,12 @@ def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, valu
             raise errors.InvalidTemporalPoint(
                 f'LSN {value} is after the head of branch "{parent.name}"',
                 hint=f"The head of {parent.name} is {format_lsn(head)}.",
+            )
+        first = conn.execute(sql.SQL("SELECT min(lsn) FROM heliosdb._commits WHERE {}").format(where), params).fetchone()
+        if first and first[0] is not None and lsn < first[0]:
+            raise errors.InvalidTemporalPoint(
+                f'LSN {value} is before the first commit of branch "{parent.name}"',
+                hint=f"The oldest point of {parent.name} is LSN {format_lsn(int(first[0]))}.",
             )
         return lsn
     if kind == "TIMESTAMP":

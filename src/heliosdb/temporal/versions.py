@@ -119,22 +119,23 @@ WHERE {filter}"""
         parts=sql.SQL(" UNION ALL ").join(parts), uptos=uptos, m=L(MAX_LSN),
         rcols=sql.SQL(", ").join(sql.SQL("r.{}").format(c) for c in user_cols), vcols=vcols,
         ucols=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for c in user_cols),
-        pseudo=_pseudo(low) if pseudo else sql.SQL(""),
+        pseudo=_pseudo(low if rng.kind == "LSN" else low + 1) if pseudo else sql.SQL(""),
         filter=_filter(low, high, contained),
     )
     del ucols
     return sql.SQL("({})").format(query)
 
 
-def _pseudo(low: int) -> sql.Composable:
-    lo, m = L(low), L(MAX_LSN)
+def _pseudo(first: int) -> sql.Composable:
+    """first: the first LSN inside the range; versions that began earlier show NULL starts."""
+    lo, m = L(first), L(MAX_LSN)
     return sql.SQL(
         """,
-    CASE WHEN x._b <= {lo} THEN NULL ELSE cs.scn END AS versions_startscn,
+    CASE WHEN x._b < {lo} THEN NULL ELSE cs.scn END AS versions_startscn,
     CASE WHEN x._e = {m} THEN NULL ELSE ce.scn END AS versions_endscn,
-    CASE WHEN x._b <= {lo} THEN NULL ELSE cs.committed_at END AS versions_starttime,
+    CASE WHEN x._b < {lo} THEN NULL ELSE cs.committed_at END AS versions_starttime,
     CASE WHEN x._e = {m} THEN NULL ELSE ce.committed_at END AS versions_endtime,
-    CASE WHEN x._b <= {lo} THEN NULL ELSE heliosdb.format_lsn(x._b) END AS versions_startlsn,
+    CASE WHEN x._b < {lo} THEN NULL ELSE heliosdb.format_lsn(x._b) END AS versions_startlsn,
     CASE WHEN x._e = {m} THEN NULL ELSE heliosdb.format_lsn(x._e) END AS versions_endlsn,
     cs.txid AS versions_xid,
     x._op AS versions_operation"""

@@ -1,0 +1,360 @@
+"""The `heliosdb` command, run as a subprocess: -c/-f, output formats, exit codes, errors, COPY, psql parity."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import heliosdb
+from heliosdb.storage.instance import Instance
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def cli_db(helios_instance: Instance) -> Iterator[str]:
+    """One database for the module's commands (tests use table and branch names of their own)."""
+    name = f"cli_{os.getpid()}"
+    with psycopg.connect(**helios_instance.conninfo("postgres"), autocommit=True) as admin:  # type: ignore[arg-type]
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield name
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def helios(helios_data_dir: Path, cli_db: str) -> Run:
+    """Run `heliosdb -D <session data dir> -d <module db> ARGS...` and return the finished process."""
+
+    def run(*args: str, stdin: str | None = None, db: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", db or cli_db, *args]
+        return subprocess.run(cmd, input=stdin if stdin is not None else "", capture_output=True, text=True,
+                              timeout=120)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def psql(helios_instance: Instance, cli_db: str) -> Run:
+    exe = shutil.which("psql")
+    if exe is None:
+        pytest.skip("psql is not installed")
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [exe, "-X", "-h", str(helios_instance.socket_dir), "-p", "5432", "-U", "postgres", "-d", cli_db, *args]
+        return subprocess.run(cmd, input=stdin or "", capture_output=True, text=True, timeout=60)
+
+    return run
+
+
+@pytest.fixture
+def name() -> Callable[[str], str]:
+    n = next(_names)
+    return lambda base: f"{base}_{n}"
+
+
+@pytest.fixture
+def db(helios_data_dir: Path, cli_db: str) -> Iterator[heliosdb.Connection]:
+    """An in-process connection to the module database, to set up and to check what commands did."""
+    c = heliosdb.connect(data_dir=helios_data_dir, database=cli_db)
+    c.autocommit = True
+    yield c
+    c.close()
+
+
+def scalar(c: heliosdb.Connection, sql: str) -> object:
+    row = c.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
+
+
+# --- sessions, -c and -f -----------------------------------------------------------------------
+
+
+def test_several_c_options_share_one_session(helios: Run, name: Callable[[str], str]) -> None:
+    t, b = name("t"), name("b")
+    r = helios(
+        "-c", f"CREATE TABLE {t} (id int)",
+        "-c", f"CREATE DATABASE BRANCH {b}",
+        "-c", f"USE BRANCH {b}",
+        "-c", f"INSERT INTO {t} VALUES (1), (2)",
+        "-c", "SET application_name = 'cli-test'",
+        "-c", f"SELECT current_setting('heliosdb.branch') AS current_branch_name, "
+              f"current_setting('application_name') AS app, "
+              f"(SELECT count(*) FROM {t}) AS n",
+        "-c", "USE BRANCH main",
+        "-c", f"SELECT count(*) AS main_rows FROM {t}",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout == (
+        "CREATE TABLE\n"
+        "CREATE DATABASE BRANCH\n"
+        "USE BRANCH\n"
+        "INSERT 0 2\n"
+        "SET\n"
+        " current_branch_name |   app    | n \n"
+        "---------------------+----------+---\n"
+        f" {b:<19} | cli-test | 2\n"
+        "(1 row)\n"
+        "\n"
+        "USE BRANCH\n"
+        " main_rows \n"
+        "-----------\n"
+        "         0\n"
+        "(1 row)\n"
+        "\n"
+    )
+
+
+def test_branch_option_and_a_new_session_starts_on_main(helios: Run, db: heliosdb.Connection,
+                                                        name: Callable[[str], str]) -> None:
+    b = name("b")
+    db.execute(f"CREATE DATABASE BRANCH {b}")
+    r = helios("-b", b, "-A", "-t", "-c", "SELECT current_setting('heliosdb.branch')")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"{b}\n", "")
+    r = helios("-A", "-t", "-c", "SELECT current_setting('heliosdb.branch')")
+    assert (r.returncode, r.stdout) == (0, "main\n")
+
+
+def test_file_and_stdin_scripts_in_command_line_order(helios: Run, tmp_path: Path, name: Callable[[str], str]) -> None:
+    t = name("t")
+    script = tmp_path / "script.sql"
+    script.write_text(
+        f"-- a comment line\n"
+        f"CREATE TABLE {t} (id int, body text);\n"
+        f"INSERT INTO {t} VALUES\n  (1, 'semi;colon'),\n  (2, $$dollar ' quote;$$);\n"
+        f"/* block\n   comment; */\n"
+        f"DO $body$\nBEGIN\n  INSERT INTO {t} VALUES (3, 'from do');\nEND\n$body$;\n"
+        f"SELECT count(*) AS n FROM {t}"  # the last statement has no semicolon
+    )
+    r = helios("-q", "-c", "SELECT 'first' AS step", "-f", str(script), "-f", "-", "-c", "SELECT 'last' AS step",
+               stdin=f"SELECT body FROM {t} WHERE id = 2;\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (
+        " step  \n-------\n first\n(1 row)\n\n"
+        " n \n---\n 3\n(1 row)\n\n"
+        "       body        \n-------------------\n dollar ' quote;\n(1 row)\n\n"
+        " step \n------\n last\n(1 row)\n\n"
+    )
+
+
+def test_csv_output(helios: Run) -> None:
+    r = helios("--csv", "-c", "SELECT 1 AS id, 'a,b' AS \"x y\", NULL::text AS n, 'say \"hi\"' AS q "
+                              "UNION ALL SELECT 2, 'plain', 'v', ''")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == 'id,x y,n,q\n1,"a,b",,"say ""hi"""\n2,plain,v,""\n'
+
+
+def test_csv_tuples_only_has_no_header(helios: Run) -> None:
+    r = helios("--csv", "-t", "-c", "SELECT 1 AS a, 2 AS b")
+    assert (r.returncode, r.stdout) == (0, "1,2\n")
+
+
+def test_tuples_only_has_no_header_or_footer(helios: Run) -> None:
+    r = helios("-t", "-c", "SELECT g AS num, 'row' || g AS label FROM generate_series(1, 2) g",
+               "-c", "CREATE TEMP TABLE quiet_tag (a int)")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["   1 | row1", "   2 | row2"]
+    assert "num" not in r.stdout and "label" not in r.stdout
+    assert "row)" not in r.stdout and "rows)" not in r.stdout and "---" not in r.stdout
+    assert "CREATE TABLE" not in r.stdout  # -t prints no command tags either
+
+
+def test_unaligned_output(helios: Run) -> None:
+    r = helios("-A", "-c", "SELECT 1 AS a, 'x' AS b, NULL AS c")
+    assert (r.returncode, r.stdout) == (0, "a|b|c\n1|x|\n(1 row)\n")
+
+
+# --- exit codes and errors -----------------------------------------------------------------------
+
+
+def test_failing_c_exits_1_and_the_other_c_still_run(helios: Run) -> None:
+    r = helios("-c", "SELECT 'before' AS s", "-c", "SELECT * FROM no_such_table_cli", "-c", "SELECT 'after' AS s")
+    assert r.returncode == 1
+    assert "before" in r.stdout and "after" in r.stdout
+    assert r.stderr.startswith("ERROR:  ")
+    assert r.stderr == 'ERROR:  42P01: relation "no_such_table_cli" does not exist\n'
+
+
+def test_on_error_stop_stops_the_c_list(helios: Run) -> None:
+    r = helios("-v", "ON_ERROR_STOP=1", "-c", "SELECT 1/0", "-c", "SELECT 'after' AS s")
+    assert r.returncode == 1
+    assert "after" not in r.stdout
+    assert r.stderr == "ERROR:  22012: division by zero\n"
+
+
+def test_error_detail_and_hint_lines(helios: Run, name: Callable[[str], str]) -> None:
+    t = name("t")
+    r = helios("-c", f"CREATE TABLE {t} (id int PRIMARY KEY)", "-c", f"INSERT INTO {t} VALUES (1)",
+               "-c", f"INSERT INTO {t} VALUES (1)", "-c", "USE BRANCH no_such_branch_cli")
+    assert r.returncode == 1
+    err = r.stderr.splitlines()
+    assert err[0].startswith("ERROR:  23505: duplicate key value violates unique constraint")
+    assert err[1] == "DETAIL:  Key (id)=(1) already exists."
+    assert err[2] == 'ERROR:  HD001: branch "no_such_branch_cli" does not exist'
+    assert err[3].startswith("HINT:  ")
+    assert all(line.split(":")[0] in ("ERROR", "DETAIL", "HINT") for line in err)
+
+
+def test_script_with_on_error_stop_exits_3_and_runs_nothing_after(
+    helios: Run, db: heliosdb.Connection, tmp_path: Path, name: Callable[[str], str]
+) -> None:
+    t = name("t")
+    script = tmp_path / "stop.sql"
+    script.write_text(
+        f"CREATE TABLE {t} (id int);\n"
+        f"INSERT INTO {t} VALUES (1);\n"
+        f"INSERT INTO {t} VALUES ('not a number');\n"
+        f"INSERT INTO {t} VALUES (3);\n"
+        f"SELECT 'unreachable' AS s;\n"
+    )
+    r = helios("-v", "ON_ERROR_STOP=1", "-f", str(script), "-c", "SELECT 'after script' AS s")
+    assert r.returncode == 3
+    assert r.stdout == "CREATE TABLE\nINSERT 0 1\n"
+    assert r.stderr.startswith("ERROR:  22P02: invalid input syntax for type integer")
+    assert db.execute(f"SELECT id FROM {t} ORDER BY id").fetchall() == [(1,)]
+
+
+def test_script_without_on_error_stop_goes_on_and_exits_0(
+    helios: Run, db: heliosdb.Connection, name: Callable[[str], str]
+) -> None:
+    t = name("t")
+    script = f"CREATE TABLE {t} (id int);\nINSERT INTO {t} VALUES ('x');\nINSERT INTO {t} VALUES (2);\n"
+    r = helios("-f", "-", stdin=script)
+    assert r.returncode == 0  # as psql: a script's errors alone do not fail it
+    assert r.stderr.startswith("ERROR:  22P02: ")
+    assert db.execute(f"SELECT id FROM {t}").fetchall() == [(2,)]
+
+
+def test_cannot_connect_exits_2(helios: Run) -> None:
+    r = helios("-c", "SELECT 1", db="no_such_database_cli")
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.startswith("heliosdb: error: ")
+    assert 'database "no_such_database_cli" does not exist' in r.stderr
+
+
+def test_missing_script_file(helios: Run, tmp_path: Path) -> None:
+    r = helios("-f", str(tmp_path / "absent.sql"))
+    assert r.returncode != 0
+    assert "absent.sql" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# --- COPY ------------------------------------------------------------------------------------------------
+
+
+def test_copy_from_stdin_in_a_script_and_copy_to_stdout(
+    helios: Run, db: heliosdb.Connection, tmp_path: Path, name: Callable[[str], str]
+) -> None:
+    t = name("t")
+    script = tmp_path / "copy.sql"
+    script.write_text(
+        f"CREATE TABLE {t} (id int, name text);\n"
+        f"COPY {t} FROM STDIN;\n"
+        "1\tone\n"
+        "2\tSELECT 'not a statement';\n"
+        "3\t\\N\n"
+        "\\.\n"
+        f"COPY {t} (id, name) FROM STDIN WITH (FORMAT csv);\n"
+        "4,\"four, with comma\"\n"
+        "\\.\n"
+        f"SELECT count(*) AS n FROM {t};\n"
+        f"COPY (SELECT id, name FROM {t} ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER);\n"
+        f"COPY {t} TO STDOUT;\n"
+    )
+    r = helios("-f", str(script))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    rows = "1\tone\n2\tSELECT 'not a statement';\n3\t\\N\n4\tfour, with comma\n"
+    assert r.stdout == (
+        "CREATE TABLE\nCOPY 3\nCOPY 1\n"
+        " n \n---\n 4\n(1 row)\n\n"
+        'id,name\n1,one\n2,SELECT \'not a statement\';\n3,\n4,"four, with comma"\n'
+        + rows
+    )
+    assert db.execute(f"SELECT id, name FROM {t} ORDER BY id").fetchall() == [
+        (1, "one"), (2, "SELECT 'not a statement';"), (3, None), (4, "four, with comma")
+    ]
+
+
+def test_copy_from_stdin_through_stdin_script(helios: Run, db: heliosdb.Connection, name: Callable[[str], str]) -> None:
+    t = name("t")
+    db.execute(f"CREATE TABLE {t} (id int)")
+    r = helios("-f", "-", stdin=f"COPY {t} FROM STDIN;\n10\n20\n\\.\nSELECT sum(id) AS s FROM {t};\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "COPY 2\n s  \n----\n 30\n(1 row)\n\n"
+
+
+def test_copy_bad_data_is_an_error_and_loads_nothing(
+    helios: Run, db: heliosdb.Connection, name: Callable[[str], str]
+) -> None:
+    t = name("t")
+    db.execute(f"CREATE TABLE {t} (id int)")
+    r = helios("-f", "-", stdin=f"COPY {t} FROM STDIN;\n1\nnope\n\\.\nSELECT 'next' AS s;\n")
+    assert r.stderr.startswith("ERROR:  22P02: ")
+    assert "next" in r.stdout  # the script goes on after the data
+    assert scalar(db, f"SELECT count(*) FROM {t}") == 0
+
+
+# --- byte parity with psql ---------------------------------------------------------------------------------
+
+SAME_QUERIES = [
+    "SELECT 1 AS a, 'x' AS b",
+    "SELECT * FROM (VALUES (1, 'a'), (22, NULL), (-3, 'longer text')) v(id, name)",
+    "SELECT 1 AS one WHERE false",
+    "SELECT NULL::int AS n, 3.50::numeric AS x, true AS b, false AS f, 1.5::float8 AS d, 0.1::float4 AS r, "
+    "100000000000::bigint AS big, -1::smallint AS s",
+    "SELECT '2020-01-02'::date AS d, '2020-01-02 03:04:05+00'::timestamptz AS ts, "
+    "'2020-01-02 03:04:05'::timestamp AS t, '13:45:30'::time AS tm, interval '1 day 2 hours' AS iv",
+    "SELECT '{\"a\": 1}'::jsonb AS j, 'é ü'::text AS u, '\\x0102'::bytea AS by, "
+    "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS uu, '192.168.0.1/24'::inet AS ip, 'a'::char(3) AS c",
+    'SELECT 1 AS "Mixed Case", 2 AS "x"',
+    "CREATE TEMP TABLE parity (a int); INSERT INTO parity VALUES (1), (2); UPDATE parity SET a = a + 1; "
+    "DELETE FROM parity WHERE a = 3; SELECT * FROM parity; DROP TABLE parity",
+]
+
+
+@pytest.mark.parametrize("flags", [[], ["-A"], ["--csv"], ["-A", "-t"]], ids=["aligned", "unaligned", "csv", "At"])
+def test_output_matches_psql(helios: Run, psql: Run, flags: list[str]) -> None:
+    args = [*flags, *itertools.chain.from_iterable(("-c", q) for q in SAME_QUERIES)]
+    mine, theirs = helios(*args), psql(*args)
+    assert theirs.returncode == 0, theirs.stderr
+    assert mine.returncode == 0, mine.stderr
+    assert mine.stdout == theirs.stdout
+
+
+PSQL_DIFFERENCES = [
+    pytest.param([], "SELECT '{1,2}'::int[] AS arr, ARRAY['a b', 'c'] AS txt", id="arrays-as-python-lists"),
+    pytest.param(["--csv"], "SELECT '{1,2}'::int[] AS arr", id="csv-arrays-as-python-lists"),
+    pytest.param([], "SELECT ROW(1, 'a') AS r", id="records-as-python-tuples"),
+    pytest.param([], "SELECT interval '1 month' AS m, interval '-1 day -02:00' AS neg", id="intervals"),
+    pytest.param([], "SELECT 'NaN'::float8 AS a, 'Infinity'::float8 AS b, '-Infinity'::float4 AS c",
+                 id="float-nan-infinity"),
+    pytest.param([], "SELECT '2020-01-02 03:04:05.12+00'::timestamptz AS ts, '12:00:00+02'::timetz AS tt",
+                 id="fractional-seconds-and-timetz"),
+    pytest.param([], "SELECT 'a' || chr(10) || 'bc' AS multi, 1 AS k", id="multi-line-values"),
+    pytest.param(["-t"], "SELECT 1 AS a, 'x' AS b", id="tuples-only-trailing-blank-line"),
+    pytest.param(["-t"], "SELECT NULL::int AS nnnn, 'x' AS yyyyyy", id="tuples-only-column-widths"),
+    pytest.param([], "SELECT 'infinity'::date AS d, '-infinity'::timestamp AS t", id="infinite-dates-crash"),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: output differs from psql (values are printed from Python objects, "
+                   "not PostgreSQL's text form; -t layout)")
+@pytest.mark.parametrize(("flags", "query"), PSQL_DIFFERENCES)
+def test_output_differs_from_psql(helios: Run, psql: Run, flags: list[str], query: str) -> None:
+    mine, theirs = helios(*flags, "-c", query), psql(*flags, "-c", query)
+    assert theirs.returncode == 0, theirs.stderr
+    assert (mine.returncode, mine.stdout, mine.stderr) == (0, theirs.stdout, "")

@@ -1,0 +1,227 @@
+"""Time travel: every AS OF form, VERSIONS BETWEEN, temporal context, flashback, retention."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import heliosdb
+from tests.test_branches import rows, run, sqlstate
+
+
+def lsn(conn: heliosdb.Connection) -> str:
+    return rows(conn, "SELECT heliosdb.current_lsn()::text")[0][0]
+
+
+@pytest.fixture
+def history(conn: heliosdb.Connection) -> dict[str, object]:
+    """A table with a known history: insert, update, delete, re-insert of a key, DDL in between."""
+    marks: dict[str, object] = {}
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    run(conn, "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+    marks["insert"] = lsn(conn)
+    marks["insert_scn"] = rows(conn, "SELECT heliosdb.current_scn()")[0][0]
+    marks["insert_txid"] = rows(conn, "SELECT txid::text FROM heliosdb._commits ORDER BY lsn DESC LIMIT 1")[0][0]
+    time.sleep(0.02)
+    marks["insert_ts"] = rows(conn, "SELECT clock_timestamp()::text")[0][0]
+    time.sleep(0.02)
+    run(conn, "UPDATE t SET v = 'a2' WHERE id = 1")
+    marks["update"] = lsn(conn)
+    run(conn, "DELETE FROM t WHERE id = 2")
+    marks["delete"] = lsn(conn)
+    run(conn, "ALTER TABLE t ADD COLUMN w int DEFAULT 7")
+    marks["ddl"] = lsn(conn)
+    run(conn, "INSERT INTO t VALUES (2, 'b2', 8)")
+    marks["reinsert"] = lsn(conn)
+    return marks
+
+
+def test_every_point_form(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    at_insert = [(1, "a"), (2, "b")]
+    h = history
+    for q in [
+        f"SELECT * FROM t AS OF LSN {h['insert']} ORDER BY id",
+        f"SELECT * FROM t AS OF LSN {int(str(h['insert']).split('/')[1], 16)} ORDER BY id",
+        f"SELECT * FROM t AS OF SCN {h['insert_scn']} ORDER BY id",
+        f"SELECT * FROM t AS OF TRANSACTION {h['insert_txid']} ORDER BY id",
+        f"SELECT * FROM t AS OF TIMESTAMP '{h['insert_ts']}' ORDER BY id",
+        f"SELECT * FROM t AS OF SYSTEM_TIME '{h['insert_ts']}' ORDER BY id",
+        f"SELECT * FROM t FOR SYSTEM_TIME AS OF '{h['insert_ts']}' ORDER BY id",
+        f"SELECT * FROM t AT (TIMESTAMP => '{h['insert_ts']}'::timestamptz) ORDER BY id",
+        f"SELECT * FROM t AT (LSN => {h['insert']}) ORDER BY id",
+        f"SELECT * FROM t BEFORE (LSN => {h['update']}) ORDER BY id",
+        f"SELECT * FROM t VERSION AS OF {h['insert']} ORDER BY id",
+        f"SELECT * FROM t TIMESTAMP AS OF '{h['insert_ts']}' ORDER BY id",
+    ]:
+        assert rows(conn, q) == at_insert, q
+    assert rows(conn, f"SELECT * FROM t AS OF LSN {h['update']} ORDER BY id") == [(1, "a2"), (2, "b")]
+    assert rows(conn, f"SELECT * FROM t AS OF LSN {h['delete']}") == [(1, "a2")]
+    # schema follows time: the column added later is not there before the DDL
+    assert rows(conn, f"SELECT * FROM t AS OF LSN {h['ddl']}") == [(1, "a2", 7)]
+    assert rows(conn, f"SELECT * FROM t AS OF LSN {h['reinsert']} ORDER BY id") == [(1, "a2", 7), (2, "b2", 8)]
+    assert rows(conn, "SELECT * FROM t AS OF NOW ORDER BY id") == [(1, "a2", 7), (2, "b2", 8)]
+    assert rows(conn, "SELECT count(*) FROM t AT (OFFSET => -0.001)") == [(2,)]
+
+
+def test_expressions_parameters_and_aliases(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    cur = conn.cursor()
+    cur.execute("SELECT x.v FROM t AS OF TIMESTAMP %s x WHERE x.id = %s", (history["insert_ts"], 1))
+    assert cur.fetchall() == [("a",)]
+    assert rows(conn, "SELECT count(*) FROM t AS OF TIMESTAMP now() - interval '1 microsecond' AS y") == [(2,)]
+    assert rows(conn, "SELECT count(*) FROM t AS OF TIMESTAMP now() + interval '1 day'") == [(2,)]
+
+
+def test_joins_subqueries_ctes_and_writes_from_the_past(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    h = history
+    q = (f"WITH old AS (SELECT * FROM t AS OF LSN {h['insert']}) "
+         f"SELECT o.id, o.v, n.v FROM old o LEFT JOIN t n ON n.id = o.id ORDER BY o.id")
+    assert rows(conn, q) == [(1, "a", "a2"), (2, "b", "b2")]
+    assert rows(conn, f"SELECT id FROM t WHERE v IN (SELECT v FROM t AS OF LSN {h['update']}) ORDER BY id") == [(1,)]
+    run(conn, f"CREATE TABLE t_old AS SELECT * FROM t AS OF LSN {h['insert']}")
+    assert rows(conn, "SELECT * FROM t_old ORDER BY id") == [(1, "a"), (2, "b")]
+    run(conn, "DELETE FROM t WHERE id = 1", f"INSERT INTO t (id, v) SELECT id, v FROM t AS OF LSN {h['insert']} WHERE id = 1")
+    assert rows(conn, "SELECT v, w FROM t WHERE id = 1") == [("a", 7)]
+    run(conn, f"CREATE VIEW t_then AS SELECT * FROM t AS OF LSN {h['insert']}")
+    assert rows(conn, "SELECT count(*) FROM t_then") == [(2,)]
+
+
+def test_as_of_reads_stay_identical_while_commits_land(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    point = history["reinsert"]
+    before = rows(conn, f"SELECT * FROM t AS OF LSN {point} ORDER BY id")
+    run(conn, "UPDATE t SET v = 'zz'", "DELETE FROM t WHERE id = 1", "INSERT INTO t VALUES (5, 'e', 1)",
+        "ALTER TABLE t DROP COLUMN w", "TRUNCATE t")
+    assert rows(conn, f"SELECT * FROM t AS OF LSN {point} ORDER BY id") == before
+
+
+def test_on_branches_and_grandchildren(conn: heliosdb.Connection, history: dict[str, object], connect) -> None:
+    run(conn, "CREATE DATABASE BRANCH child")
+    child = connect("child")
+    run(child, "UPDATE t SET v = 'c1' WHERE id = 1")
+    c1 = lsn(child)
+    run(child, "CREATE DATABASE BRANCH grand")
+    run(child, "UPDATE t SET v = 'c2' WHERE id = 1")
+    grand = connect("grand")
+    run(grand, "DELETE FROM t WHERE id = 2")
+    g1 = lsn(grand)
+    run(grand, "INSERT INTO t VALUES (3, 'g', 0)")
+    assert rows(grand, f"SELECT id, v FROM t AS OF LSN {g1} ORDER BY id") == [(1, "c1")]
+    assert rows(grand, f"SELECT id, v FROM t AS OF LSN {c1} ORDER BY id") == [(1, "c1"), (2, "b2")]
+    # a point from main's history before the child's fork
+    assert rows(grand, f"SELECT id, v FROM t AS OF LSN {history['update']} ORDER BY id") == [(1, "a2"), (2, "b")]
+    assert rows(child, f"SELECT v FROM t AS OF LSN {c1} WHERE id = 1") == [("c1",)]
+    # cross-branch: one query, several branches and points
+    q = (f"SELECT a.v, b.v, c.v FROM t AS OF BRANCH main a JOIN t AS OF BRANCH child AT LSN {c1} b ON a.id = b.id "
+         f"JOIN t AS OF BRANCH grand c ON c.id = a.id")
+    assert rows(conn, q) == [("a2", "c1", "c1")]  # grand forked before child wrote c2
+
+
+def test_versions_between(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    h = history
+    got = rows(conn, "SELECT id, v, versions_operation, versions_startlsn::text, versions_endlsn::text "
+                     "FROM t VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE ORDER BY id, versions_startlsn")
+    assert got == [
+        (1, "a", "I", h["insert"], h["update"]),
+        (1, "a2", "U", h["update"], None),
+        (2, "b", "I", h["insert"], h["delete"]),
+        (2, "b", "D", h["delete"], None),
+        (2, "b2", "I", h["reinsert"], None),
+    ]
+    inside = rows(conn, f"SELECT id, v, versions_operation, versions_startlsn IS NULL FROM t "
+                        f"VERSIONS BETWEEN LSN {h['update']} AND {h['update']} ORDER BY id, v")
+    assert inside == [(1, "a2", "U", False), (2, "b", "I", True)]
+    by_scn = rows(conn, "SELECT count(*) FROM t VERSIONS BETWEEN SCN MINVALUE AND MAXVALUE")
+    assert by_scn == [(5,)]
+    assert rows(conn, "SELECT count(*) FROM t VERSIONS BETWEEN TIMESTAMP MINVALUE AND now()") == [(5,)]
+    meta = rows(conn, "SELECT versions_xid IS NOT NULL, versions_startscn IS NOT NULL, versions_starttime IS NOT NULL "
+                      "FROM t VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE WHERE v = 'a2'")
+    assert meta == [(True, True, True)]
+    assert rows(conn, "SELECT count(*) FROM t FOR SYSTEM_TIME ALL") == [(5,)]
+    assert rows(conn, f"SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '{h['insert_ts']}' AND now()") == [(5,)]
+
+
+def test_temporal_context(conn: heliosdb.Connection, history: dict[str, object], connect) -> None:
+    h = history
+    run(conn, f"SET AS OF LSN {h['insert']}")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "b")]
+    show = rows(conn, "SHOW AS OF")
+    assert show[0][0] == "main" and show[0][2] == h["insert"]
+    assert sqlstate(conn, "INSERT INTO t VALUES (9, 'x')") == "25006"
+    assert sqlstate(conn, "CREATE TABLE z (a int)") == "25006"
+    run(conn, "SET AS OF NOW")
+    assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
+    run(conn, "INSERT INTO t VALUES (9, 'x', 0)")
+    run(conn, "CREATE DATABASE BRANCH dev")
+    run(conn, f"USE BRANCH dev AS OF LSN {h['update']}")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a2"), (2, "b")]
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("dev",)]
+    run(conn, "USE BRANCH main")
+    assert rows(conn, "SELECT count(*) FROM t") == [(3,)]
+
+
+def test_flashback_is_a_new_commit(conn: heliosdb.Connection, history: dict[str, object], connect) -> None:
+    h = history
+    run(conn, f"FLASHBACK TABLE t TO LSN {h['update']}")
+    assert rows(conn, "SELECT id, v FROM t ORDER BY id") == [(1, "a2"), (2, "b")]
+    undo_point = h["reinsert"]
+    run(conn, f"FLASHBACK TABLE t TO LSN {undo_point}")
+    assert rows(conn, "SELECT id, v, w FROM t ORDER BY id") == [(1, "a2", 7), (2, "b2", 8)]
+    run(conn, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE t SET v = 'dev'", "INSERT INTO t VALUES (4, 'd', 0)")
+    run(dev, f"FLASHBACK TABLE t TO LSN {h['insert']}")
+    assert rows(dev, "SELECT id, v FROM t ORDER BY id") == [(1, "a"), (2, "b")]
+    assert rows(conn, "SELECT id, v FROM t ORDER BY id") == [(1, "a2"), (2, "b2")]
+
+
+def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    assert sqlstate(conn, "SELECT * FROM t AS OF LSN FFFF/FFFF") == "HD007"
+    assert sqlstate(conn, "SELECT * FROM t AS OF LSN 0") == "HD007"  # before the first commit
+    run(conn, "CREATE TABLE later (a int)")
+    assert sqlstate(conn, f"SELECT * FROM later AS OF LSN {history['insert']}") == "42P01"  # did not exist yet
+    assert sqlstate(conn, "SELECT * FROM t AS OF TIMESTAMP '1990-01-01'") == "HD007"
+    assert sqlstate(conn, "SELECT * FROM t AS OF TIMESTAMP 'yesterday-ish'") == "HD007"
+    assert sqlstate(conn, "SELECT * FROM t AS OF TRANSACTION 123456789") == "HD007"
+    assert sqlstate(conn, "SELECT * FROM t AS OF BRANCH nope") == "HD001"
+    assert sqlstate(conn, "SELECT * FROM t AS OF SOMETHING 5") == "42601"
+    assert sqlstate(conn, "SELECT * FROM t VERSIONS BETWEEN XYZ 1 AND 2") == "42601"
+    assert sqlstate(conn, "SET AS OF LSN 99999") == "HD007"
+    assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
+
+
+def test_resolution_functions(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    h = history
+    assert rows(conn, f"SELECT heliosdb.lsn_at('{h['insert_ts']}')::text") == [(h["insert"],)]
+    assert rows(conn, f"SELECT heliosdb.timestamp_to_scn('{h['insert_ts']}')") == [(h["insert_scn"],)]
+    assert rows(conn, f"SELECT heliosdb.lsn_to_scn('{h['insert']}')") == [(h["insert_scn"],)]
+    assert rows(conn, f"SELECT heliosdb.scn_to_timestamp({h['insert_scn']}) < '{h['insert_ts']}'") == [(True,)]
+
+
+def test_snapshots_and_retention_views(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    snaps = rows(conn, "SELECT lsn::text, tables_touched, rows_changed FROM heliosdb.snapshots('t') ORDER BY lsn")
+    by_lsn = {s[0]: s for s in snaps}
+    assert by_lsn[history["insert"]][1:] == (["t"], 2)
+    assert by_lsn[history["update"]][1:] == (["t"], 1)
+    assert rows(conn, "SELECT count(*) > 0 FROM heliosdb.snapshots") == [(True,)]
+    ret = rows(conn, "SELECT branch, retention_period::text, gc_policy FROM heliosdb.retention")
+    assert ret == [("main", "7 days", "balanced")]
+
+
+def test_gc_keeps_answers_inside_retention(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE g (id int PRIMARY KEY, v int)", "INSERT INTO g VALUES (1, 0), (2, 0)")
+    run(conn, "UPDATE g SET v = 1 WHERE id = 1")
+    old = lsn(conn)
+    run(conn, "CREATE DATABASE BRANCH keep AS OF LSN " + old)
+    run(conn, "UPDATE g SET v = 2 WHERE id = 1")
+    run(conn, "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1 second', gc_policy = aggressive)")
+    time.sleep(1.2)
+    run(conn, "UPDATE g SET v = 3 WHERE id = 1")
+    recent = lsn(conn)
+    before_recent = rows(conn, f"SELECT * FROM g AS OF LSN {recent} ORDER BY id")
+    keep_rows = rows(connect("keep"), "SELECT * FROM g ORDER BY id")
+    pruned = rows(conn, "SELECT heliosdb.gc()")[0][0]
+    assert pruned >= 1
+    assert rows(conn, f"SELECT * FROM g AS OF LSN {recent} ORDER BY id") == before_recent
+    assert rows(connect("keep"), "SELECT * FROM g ORDER BY id") == keep_rows == [(1, 1), (2, 0)]
+    assert sqlstate(conn, f"SELECT * FROM g AS OF LSN {old}") == "72000"
+    assert rows(conn, "SELECT oldest_lsn IS NOT NULL FROM heliosdb.retention WHERE branch = 'main'") == [(True,)]
