@@ -143,7 +143,7 @@ def test_file_and_stdin_scripts_in_command_line_order(helios: Run, tmp_path: Pat
     assert r.stdout == (
         " step  \n-------\n first\n(1 row)\n\n"
         " n \n---\n 3\n(1 row)\n\n"
-        "       body        \n-------------------\n dollar ' quote;\n(1 row)\n\n"
+        "      body       \n-----------------\n dollar ' quote;\n(1 row)\n\n"
         " step \n------\n last\n(1 row)\n\n"
     )
 
@@ -152,7 +152,7 @@ def test_csv_output(helios: Run) -> None:
     r = helios("--csv", "-c", "SELECT 1 AS id, 'a,b' AS \"x y\", NULL::text AS n, 'say \"hi\"' AS q "
                               "UNION ALL SELECT 2, 'plain', 'v', ''")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == 'id,x y,n,q\n1,"a,b",,"say ""hi"""\n2,plain,v,""\n'
+    assert r.stdout == 'id,x y,n,q\n1,"a,b",,"say ""hi"""\n2,plain,v,\n'  # as psql: '' and NULL alike
 
 
 def test_csv_tuples_only_has_no_header(helios: Run) -> None:
@@ -161,14 +161,13 @@ def test_csv_tuples_only_has_no_header(helios: Run) -> None:
 
 
 def test_tuples_only_has_no_header_or_footer(helios: Run) -> None:
-    r = helios("-t", "-c", "SELECT g AS num, 'row' || g AS label FROM generate_series(1, 2) g",
+    r = helios("-t", "-c", "SELECT g AS n, 'row' || g AS l FROM generate_series(9, 10) g",
                "-c", "CREATE TEMP TABLE quiet_tag (a int)")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[:2] == ["   1 | row1", "   2 | row2"]
-    assert "num" not in r.stdout and "label" not in r.stdout
+    assert lines[:2] == ["  9 | row9", " 10 | row10"]
+    assert " n " not in r.stdout and " l" not in r.stdout
     assert "row)" not in r.stdout and "rows)" not in r.stdout and "---" not in r.stdout
-    assert "CREATE TABLE" not in r.stdout  # -t prints no command tags either
 
 
 def test_unaligned_output(helios: Run) -> None:
@@ -245,11 +244,22 @@ def test_cannot_connect_exits_2(helios: Run) -> None:
     assert 'database "no_such_database_cli" does not exist' in r.stderr
 
 
+@pytest.mark.xfail(strict=True, reason="bug: a missing -f file ends the command with a Python traceback "
+                   "(FileNotFoundError); psql says 'psql: error: FILE: No such file or directory' and exits 1")
 def test_missing_script_file(helios: Run, tmp_path: Path) -> None:
     r = helios("-f", str(tmp_path / "absent.sql"))
-    assert r.returncode != 0
-    assert "absent.sql" in r.stderr
+    assert r.returncode == 1
     assert "Traceback" not in r.stderr
+    assert r.stderr == f"heliosdb: error: {tmp_path / 'absent.sql'}: No such file or directory\n"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: DROP TABLE of a temporary table fails with 42P01 (DROP TABLE is "
+                   "always taken as a versioned-table drop)")
+def test_temporary_table_can_be_dropped(helios: Run) -> None:
+    r = helios("-c", "CREATE TEMP TABLE tmp_cli (a int)", "-c", "INSERT INTO tmp_cli VALUES (1)",
+               "-c", "DROP TABLE tmp_cli")
+    assert r.stderr == ""
+    assert (r.returncode, r.stdout) == (0, "CREATE TABLE\nINSERT 0 1\nDROP TABLE\n")
 
 
 # --- COPY ------------------------------------------------------------------------------------------------
@@ -322,11 +332,11 @@ SAME_QUERIES = [
     "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS uu, '192.168.0.1/24'::inet AS ip, 'a'::char(3) AS c",
     'SELECT 1 AS "Mixed Case", 2 AS "x"',
     "CREATE TEMP TABLE parity (a int); INSERT INTO parity VALUES (1), (2); UPDATE parity SET a = a + 1; "
-    "DELETE FROM parity WHERE a = 3; SELECT * FROM parity; DROP TABLE parity",
+    "DELETE FROM parity WHERE a = 3; SELECT * FROM parity",
 ]
 
 
-@pytest.mark.parametrize("flags", [[], ["-A"], ["--csv"], ["-A", "-t"]], ids=["aligned", "unaligned", "csv", "At"])
+@pytest.mark.parametrize("flags", [[], ["-A"], ["--csv"], ["-q", "-A", "-t"]], ids=["aligned", "unaligned", "csv", "qAt"])
 def test_output_matches_psql(helios: Run, psql: Run, flags: list[str]) -> None:
     args = [*flags, *itertools.chain.from_iterable(("-c", q) for q in SAME_QUERIES)]
     mine, theirs = helios(*args), psql(*args)
@@ -347,6 +357,7 @@ PSQL_DIFFERENCES = [
     pytest.param([], "SELECT 'a' || chr(10) || 'bc' AS multi, 1 AS k", id="multi-line-values"),
     pytest.param(["-t"], "SELECT 1 AS a, 'x' AS b", id="tuples-only-trailing-blank-line"),
     pytest.param(["-t"], "SELECT NULL::int AS nnnn, 'x' AS yyyyyy", id="tuples-only-column-widths"),
+    pytest.param(["-t"], "CREATE TEMP TABLE tags_cli (a int)", id="tuples-only-drops-command-tags"),
     pytest.param([], "SELECT 'infinity'::date AS d, '-infinity'::timestamp AS t", id="infinite-dates-crash"),
 ]
 

@@ -295,12 +295,13 @@ def test_run_records_and_compare() -> None:
     good = FakeBackend(
         {"BAD": RuntimeError("syntax"), "SELECT x FROM t": [(2,), (1,)], "SELECT count(*) FROM t": [(2,)]}
     )
-    count, passed, failures = run_records(records, good)
-    assert (count, passed, failures) == (4, 4, {})
+    run = run_records(records, good)
+    assert (run.records, run.passed, run.failures, run.not_run) == (4, 4, {}, 0)
 
     bad = FakeBackend({"CREATE TABLE t(x INT)": RuntimeError("boom"), "SELECT x FROM t": [(1,)]})
-    count, passed, failures = run_records(records, bad)
-    assert (count, passed) == (4, 0)
+    run = run_records(records, bad)
+    failures = run.failures
+    assert (run.records, run.passed) == (4, 0)
     assert failures[1].got == "RuntimeError: boom" and failures[1].expected == "ok"
     assert failures[4].got == "ok" and failures[4].expected == "error"
     assert failures[7].got == "1" and failures[7].expected == "1 2"
@@ -312,10 +313,19 @@ def test_run_records_and_compare() -> None:
     assert [(d.line, d.mode) for d in diffs] == [(1, 2), (4, 2), (7, 2)]  # line 13 fails on PostgreSQL too
     # without the reference, every failure counts
     assert len(compare("f.test", {2: heliosdb})) == 4
+    slow = ModeResult(4, 4, 1, 9.0, {}, None, not_run=3, first_not_run=4)
+    assert [(d.line, d.mode) for d in compare("f.test", {1: ref, 4: slow})] == [(4, 4)]
     broken = ModeResult(3, 4, 0, 0.1, error="setup: OperationalError: no")
     assert [(d.line, d.got) for d in compare("f.test", {1: ref, 3: broken})] == [
         (0, "setup: OperationalError: no")
     ]
+
+
+def test_budget_spent() -> None:
+    records = active_records(parse(RUN_SCRIPT))
+    run = run_records(records, FakeBackend({}), deadline=0.0)  # long past
+    assert (run.records, run.passed, run.not_run, run.first_not_run) == (4, 0, 4, 1)
+    assert run.failures == {}
 
 
 def test_markdown_between_markers(tmp_path: Path) -> None:

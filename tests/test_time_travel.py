@@ -225,3 +225,23 @@ def test_gc_keeps_answers_inside_retention(conn: heliosdb.Connection, connect) -
     assert rows(connect("keep"), "SELECT * FROM g ORDER BY id") == keep_rows == [(1, 1), (2, 0)]
     assert sqlstate(conn, f"SELECT * FROM g AS OF LSN {old}") == "72000"
     assert rows(conn, "SELECT oldest_lsn IS NOT NULL FROM heliosdb.retention WHERE branch = 'main'") == [(True,)]
+
+
+def test_background_collector_runs(conn: heliosdb.Connection) -> None:
+    from heliosdb.temporal.gc import Collector
+
+    run(conn, "CREATE TABLE g (id int PRIMARY KEY, v int)", "INSERT INTO g VALUES (1, 0)",
+        "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1 millisecond', gc_policy = aggressive)")
+    run(conn, "UPDATE g SET v = 1")
+    first = lsn(conn)
+    time.sleep(0.05)
+    run(conn, "UPDATE g SET v = 2")
+    collector = Collector(conn.session.new_connection, interval=0.05)
+    collector.start()
+    deadline = time.monotonic() + 10
+    while collector.pruned == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    collector.stop()
+    assert collector.pruned >= 1
+    assert sqlstate(conn, f"SELECT * FROM g AS OF LSN {first}") == "72000"
+    assert rows(conn, "SELECT v FROM g") == [(2,)]

@@ -16,9 +16,15 @@ def connect(
     storage: str | None = None,
     database: str = DEFAULT_DATABASE,
     branch: str = "main",
+    background: bool = False,
 ) -> Connection:
-    """Open a session on `database` (managed data directory, or `storage` URL) at `branch`."""
-    return Connection(Session(data_dir=data_dir, storage=storage, database=database, branch=branch))
+    """Open a session on `database` (managed data directory, or `storage` URL) at `branch`.
+
+    background=True runs the history garbage collector in a thread while the connection is open.
+    """
+    return Connection(
+        Session(data_dir=data_dir, storage=storage, database=database, branch=branch, background=background)
+    )
 
 
 class Connection:

@@ -81,16 +81,19 @@ class Session:
         storage: str | None = None,
         database: str = DEFAULT_DATABASE,
         branch: str = "main",
+        background: bool = False,
     ) -> None:
         self.instance: Instance | None = None
         self.database = database
+        self.collector: Any = None
         try:
             if storage:
-                self.conn = psycopg.connect(storage, dbname=database, autocommit=True)
+                self._connect_args: dict[str, Any] = {"conninfo": storage, "dbname": database}
             else:
                 self.instance = Instance(data_dir)
                 self.instance.acquire()
-                self.conn = psycopg.connect(**self.instance.conninfo(database), autocommit=True)  # type: ignore[arg-type]
+                self._connect_args = dict(self.instance.conninfo(database))
+            self.conn = self.new_connection()
         except psycopg.Error as exc:
             raise errors.from_psycopg(exc) from None
         self.notices: list[str] = []
@@ -106,6 +109,15 @@ class Session:
         self._bind(self._session_branch, local=False)
         if branch != "main":
             self.use_branch(branch)
+        if background:
+            from heliosdb.temporal.gc import Collector
+
+            self.collector = Collector(self.new_connection)
+            self.collector.start()
+
+    def new_connection(self) -> psycopg.Connection[Any]:
+        """Another autocommit connection to this session's storage database."""
+        return psycopg.connect(**self._connect_args, autocommit=True)
 
     # -- state ----------------------------------------------------------------
     @property
@@ -275,6 +287,9 @@ class Session:
         self.conn.cancel_safe()
 
     def close(self) -> None:
+        if self.collector is not None:
+            self.collector.stop()
+            self.collector = None
         try:
             if not self.conn.closed:
                 self.conn.close()

@@ -72,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--jobs", "-j", type=int, default=1, help="files run in parallel processes")
     ap.add_argument("--timeout", type=float, default=300, help="statement timeout in seconds (0: none)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=0,
+        help="seconds per file and mode; records left when it is spent are not run (0: no limit)",
+    )
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
 
@@ -96,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs=args.jobs,
         timeout=args.timeout,
         progress=None if args.quiet else progress,
+        budget=args.budget,
     )
     text = render(results, args.modes)
     print(text)

@@ -36,7 +36,7 @@ def pass_table(results: Sequence[FileResult], modes: Sequence[int]) -> str:
             elif mres.error:
                 cells.append("setup failed")
             else:
-                cells.append(str(mres.passed))
+                cells.append(f"{mres.passed} ({mres.not_run} not run)" if mres.not_run else str(mres.passed))
                 totals[i + 1] += mres.passed
         cells.append(str(len(res.differences)))
         totals[-1] += len(res.differences)

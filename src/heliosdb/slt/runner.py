@@ -52,6 +52,8 @@ class ModeResult:
     seconds: float
     failures: dict[int, Failure] = field(default_factory=dict)
     error: str | None = None  # the mode could not run at all (setup failed)
+    not_run: int = 0  # records skipped because the time budget was spent
+    first_not_run: int = 0
 
 
 @dataclass
@@ -84,19 +86,31 @@ def _expected_text(rec: Statement | Query) -> str:
     return describe(expected if isinstance(expected, HashedResult) else list(expected))
 
 
-def run_records(records: Iterable[object], backend: Backend) -> tuple[int, int, dict[int, Failure]]:
-    """Run the active records of a script; returns (records, passed, failures by line)."""
+@dataclass
+class RunOutcome:
+    records: int
+    passed: int
+    failures: dict[int, Failure]
+    not_run: int = 0  # records left when the time budget ran out
+    first_not_run: int = 0  # line of the first of them
+
+
+def run_records(records: Iterable[object], backend: Backend, deadline: float | None = None) -> RunOutcome:
+    """Run the active records of a script in order; stop once time.monotonic() passes `deadline`."""
     threshold = 0
     labels: dict[str, HashedResult] = {}
-    count = passed = 0
-    failures: dict[int, Failure] = {}
+    out = RunOutcome(0, 0, {})
     for rec in records:
         if isinstance(rec, HashThreshold):
             threshold = rec.value
             continue
         if not isinstance(rec, Statement | Query):
             continue
-        count += 1
+        out.records += 1
+        if deadline is not None and (out.not_run or time.monotonic() > deadline):
+            out.not_run += 1
+            out.first_not_run = out.first_not_run or rec.line
+            continue
         got: str | None
         if isinstance(rec, Statement):
             try:
@@ -112,14 +126,17 @@ def run_records(records: Iterable[object], backend: Backend) -> tuple[int, int, 
             else:
                 got = check_query(rec, columns, rows, threshold, labels)
         if got is None:
-            passed += 1
+            out.passed += 1
         else:
-            failures[rec.line] = Failure(rec.line, rec.sql, _expected_text(rec), got)
-    return count, passed, failures
+            out.failures[rec.line] = Failure(rec.line, rec.sql, _expected_text(rec), got)
+    return out
 
 
-def run_mode(script: Script, mode: int, cluster: Cluster) -> ModeResult:
-    """Run one script in one mode, in a fresh database that is dropped afterwards."""
+def run_mode(script: Script, mode: int, cluster: Cluster, budget: float = 0) -> ModeResult:
+    """Run one script in one mode, in a fresh database that is dropped afterwards.
+
+    With a budget (seconds), records still left when it is spent are not run (counted in not_run).
+    """
     records = active_records(script)
     total = sum(isinstance(r, Statement | Query) for r in records)
     start = time.monotonic()
@@ -130,8 +147,17 @@ def run_mode(script: Script, mode: int, cluster: Cluster) -> ModeResult:
             backend = make_backend(mode, cluster, database)
         except Exception as exc:  # noqa: BLE001
             return ModeResult(mode, total, 0, time.monotonic() - start, error=f"setup: {error_text(exc)}")
-        count, passed, failures = run_records(records, backend)
-        return ModeResult(mode, count, passed, time.monotonic() - start, failures)
+        run = run_records(records, backend, start + budget if budget > 0 else None)
+        return ModeResult(
+            mode,
+            run.records,
+            run.passed,
+            time.monotonic() - start,
+            run.failures,
+            None,
+            run.not_run,
+            run.first_not_run,
+        )
     finally:
         if backend is not None:
             try:
@@ -151,6 +177,9 @@ def compare(file: str, modes: dict[int, ModeResult]) -> list[Difference]:
         if res.error:
             out.append(Difference(file, 0, mode, "", "the mode runs", res.error))
             continue
+        if res.not_run:
+            got = f"time budget spent: this and the {res.not_run - 1} records after it were not run"
+            out.append(Difference(file, res.first_not_run, mode, "", "the record runs", got))
         for line, fail in sorted(res.failures.items()):
             if reference is not None and (reference.error or line in reference.failures):
                 continue
@@ -168,7 +197,9 @@ def run_file(
     cluster: Cluster,
     name: str | None = None,
     progress: Progress | None = None,
+    budget: float = 0,
 ) -> FileResult:
+    """Run one file in each mode (each in a fresh database) and compare the modes."""
     name = name or str(path)
     try:
         script = parse_file(path)
@@ -176,10 +207,11 @@ def run_file(
         return FileResult(name, 0, {}, [], error=str(exc))
     results: dict[int, ModeResult] = {}
     for mode in modes:
-        res = run_mode(script, mode, cluster)
+        res = run_mode(script, mode, cluster, budget)
         results[mode] = res
         if progress:
             note = f" ({res.error})" if res.error else ""
+            note += f" ({res.not_run} not run: time budget spent)" if res.not_run else ""
             progress(f"{name} mode {mode}: {res.passed}/{res.records} passed in {res.seconds:.1f}s{note}")
     records = max((r.records for r in results.values()), default=0)
     return FileResult(name, records, results, compare(name, results))
@@ -194,9 +226,9 @@ def _init_worker(data_dir: str, timeout: float) -> None:
     _worker_cluster = Cluster(data_dir, timeout)
 
 
-def _run_in_worker(path: str, name: str, modes: tuple[int, ...], verbose: bool) -> FileResult:
+def _run_in_worker(path: str, name: str, modes: tuple[int, ...], verbose: bool, budget: float) -> FileResult:
     assert _worker_cluster is not None
-    return run_file(Path(path), modes, _worker_cluster, name, progress=_stderr if verbose else None)
+    return run_file(Path(path), modes, _worker_cluster, name, _stderr if verbose else None, budget)
 
 
 def _stderr(msg: str) -> None:
@@ -210,16 +242,18 @@ def run_files(
     jobs: int = 1,
     timeout: float = 0,
     progress: Progress | None = None,
+    budget: float = 0,
 ) -> list[FileResult]:
     """Run (path, display name) pairs in `modes`; with jobs > 1, files run in parallel processes.
 
+    `timeout` bounds each statement, `budget` each file in each mode (seconds, 0: none).
     In worker processes, progress (when asked for) goes to stderr.
     """
     modes = tuple(modes)
     if jobs <= 1 or len(files) <= 1:
         cluster = Cluster(data_dir, timeout)
         try:
-            return [run_file(path, modes, cluster, name, progress) for path, name in files]
+            return [run_file(path, modes, cluster, name, progress, budget) for path, name in files]
         finally:
             cluster.close()
     ctx = multiprocessing.get_context("spawn")
@@ -227,6 +261,7 @@ def run_files(
         jobs, mp_context=ctx, initializer=_init_worker, initargs=(str(data_dir), timeout)
     ) as pool:
         futures = [
-            pool.submit(_run_in_worker, str(path), name, modes, progress is not None) for path, name in files
+            pool.submit(_run_in_worker, str(path), name, modes, progress is not None, budget)
+            for path, name in files
         ]
         return [f.result() for f in futures]
