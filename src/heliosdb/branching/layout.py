@@ -132,6 +132,8 @@ def create_side_relations(conn: psycopg.Connection[Any], info: TableInfo, cols: 
     conn.execute(
         sql.SQL("CREATE INDEX ON {h} (_hdb_branch, _hdb_rowid, _hdb_end)").format(h=q(*info.hist))
     )
+    # merges and incremental views find a branch's changes since an LSN through these
+    conn.execute(sql.SQL("CREATE INDEX ON {br} (_hdb_branch, _hdb_lsn)").format(br=q(*info.br)))
     conn.execute(sql.SQL("CREATE INDEX ON {h} (_hdb_branch, _hdb_end)").format(h=q(*info.hist)))
 
 
@@ -154,6 +156,7 @@ def install_root_triggers(conn: psycopg.Connection[Any], info: TableInfo) -> Non
     stamp = q(schema, "_hdb_stamp")
     archive = q(schema, "_hdb_archive")
     truncate = q(schema, "_hdb_truncate")
+    mark = q(schema, "_hdb_mark")
     conn.execute(
         sql.SQL(
             """CREATE OR REPLACE FUNCTION {stamp}() RETURNS trigger LANGUAGE plpgsql AS $f$
@@ -187,6 +190,20 @@ BEGIN
 END $f$"""
         ).format(truncate=truncate, b=b, hist=hist, cols=cols, old_cols=old_cols, rel=rel)
     )
+    # An insert leaves a zero-length marker version [l, l) in history, so that every
+    # change of the root relation since an LSN is found through __hist's _hdb_end index.
+    conn.execute(
+        sql.SQL(
+            """CREATE OR REPLACE FUNCTION {mark}() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE _hdb_l bigint := heliosdb.held_lsn({b});
+BEGIN
+    IF _hdb_l IS NULL THEN RETURN NULL; END IF;
+    INSERT INTO {hist} (_hdb_branch, _hdb_rowid, _hdb_begin, _hdb_end, _hdb_del)
+    SELECT {b}, n._hdb_rowid, _hdb_l, _hdb_l, true FROM _hdb_new n;
+    RETURN NULL;
+END $f$"""
+        ).format(mark=mark, b=b, hist=hist)
+    )
     exists = conn.execute(
         "SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = '_hdb_stamp'",
         (f"{_quote(info.phys_schema)}.{_quote(info.phys_name)}",),
@@ -208,6 +225,10 @@ END $f$"""
     conn.execute(
         sql.SQL("CREATE TRIGGER _hdb_truncate BEFORE TRUNCATE ON {rel} FOR EACH STATEMENT EXECUTE FUNCTION {f}()")
         .format(rel=rel, f=truncate)
+    )
+    conn.execute(
+        sql.SQL("CREATE TRIGGER _hdb_mark AFTER INSERT ON {rel} REFERENCING NEW TABLE AS _hdb_new "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {f}()").format(rel=rel, f=mark)
     )
 
 

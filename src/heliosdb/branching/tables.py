@@ -108,6 +108,7 @@ def _create_table(session: Session, text: str) -> Result:
             ).format(t=I(*info.cur), l=sql.Literal(lsn))
         )
         conn.execute(sql.SQL("ALTER TABLE {t} ALTER COLUMN _hdb_lsn DROP DEFAULT").format(t=I(*info.cur)))
+        conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {t} (_hdb_rowid)").format(t=I(*info.cur)))
         conn.execute(
             "INSERT INTO heliosdb._tables VALUES (%s, %s, %s, %s, %s)",
             (tid, branch.id, info.phys_schema, info.phys_name, lsn),
