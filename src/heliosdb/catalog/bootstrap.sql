@@ -358,3 +358,52 @@ BEGIN
     END LOOP;
     RETURN pruned;
 END $$;
+
+-- Merges: every MERGE DATABASE BRANCH, pending (MANUAL), completed or aborted.
+CREATE SEQUENCE heliosdb.merge_id_seq;
+CREATE TABLE heliosdb._merges (
+    id bigint PRIMARY KEY,
+    source_id integer NOT NULL,
+    target_id integer NOT NULL,
+    base_source_lsn bigint NOT NULL,
+    base_target_lsn bigint NOT NULL,
+    source_lsn bigint NOT NULL,         -- the source head that was merged
+    target_lsn bigint NOT NULL,         -- the target head the plan was made against
+    result_lsn bigint,                  -- the target commit of the merge
+    strategy text NOT NULL,
+    rule_set text,
+    usr text NOT NULL DEFAULT current_user,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    counts jsonb NOT NULL DEFAULT '{}',
+    state text NOT NULL CHECK (state IN ('pending', 'completed', 'aborted')),
+    message text
+);
+CREATE INDEX ON heliosdb._merges (source_id, target_id);
+
+-- The changes a pending (MANUAL) merge will apply, conflicts included.
+CREATE TABLE heliosdb._merge_plan (
+    merge_id bigint NOT NULL,
+    table_name text NOT NULL,
+    rowid bigint NOT NULL,
+    action text NOT NULL,              -- upsert | delete
+    row_value jsonb,
+    conflict_id integer
+);
+CREATE INDEX ON heliosdb._merge_plan (merge_id);
+
+CREATE TABLE heliosdb._rule_sets (
+    name text PRIMARY KEY,
+    rules jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE VIEW heliosdb.merges AS
+SELECT m.id, s.name AS source, t.name AS target,
+       heliosdb.format_lsn(m.base_target_lsn) AS base_lsn, heliosdb.format_lsn(m.source_lsn) AS source_lsn,
+       heliosdb.format_lsn(m.result_lsn) AS result_lsn, m.strategy, m.rule_set, m.usr AS "user", m.at AS "time",
+       m.counts, m.state, m.message
+FROM heliosdb._merges m
+JOIN heliosdb._branches s ON s.id = m.source_id
+JOIN heliosdb._branches t ON t.id = m.target_id;
+
+CREATE VIEW heliosdb.conflict_resolutions AS SELECT name, rules, created_at FROM heliosdb._rule_sets;

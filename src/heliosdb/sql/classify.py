@@ -24,6 +24,7 @@ class Kind(enum.Enum):
     COPY = "copy"
     MAINTENANCE = "maintenance"  # VACUUM / ANALYZE naming tables
     TRANSACTION = "transaction"  # BEGIN / COMMIT / ROLLBACK / ...
+    MERGE = "merge"  # MERGE DATABASE BRANCH, conflict rule sets, COMPLETE / ABORT MERGE
     TEMPORAL = "temporal"  # SET AS OF / SHOW AS OF / FLASHBACK TABLE
 
 
@@ -31,6 +32,9 @@ _RULES: list[tuple[re.Pattern[str], Kind]] = [
     (re.compile(r"^(CREATE|ALTER|DROP)\s+DATABASE\s+BRANCH\b"), Kind.BRANCH),
     (re.compile(r"^USE\s+BRANCH\b"), Kind.BRANCH),
     (re.compile(r"^SHOW\s+BRANCHES\b"), Kind.BRANCH),
+    (re.compile(r"^MERGE\s+DATABASE\s+BRANCH\b"), Kind.MERGE),
+    (re.compile(r"^(CREATE|DROP)\s+CONFLICT\s+RESOLUTION\b"), Kind.MERGE),
+    (re.compile(r"^(COMPLETE|ABORT)\s+MERGE\b"), Kind.MERGE),
     (re.compile(r"^(SET|SHOW)\s+AS\s+OF\b"), Kind.TEMPORAL),
     (re.compile(r"^FLASHBACK\s+TABLE\b"), Kind.TEMPORAL),
     (re.compile(r"^CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(TEMP|TEMPORARY)\s"), Kind.PASSTHROUGH),
@@ -60,7 +64,7 @@ def classify(sql: str) -> Kind:
     if not words:
         return Kind.PASSTHROUGH
     c = words[0]
-    if c not in "CUSADTVBERPF":  # fast exit for SELECT/INSERT/UPDATE/WITH ... (S, U handled below)
+    if c not in "CUSADTVBERPFM":  # fast exit for SELECT/INSERT/UPDATE/WITH ... (S, U handled below)
         return Kind.PASSTHROUGH
     for pattern, kind in _RULES:
         if pattern.match(words):

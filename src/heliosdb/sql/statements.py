@@ -65,7 +65,47 @@ class ShowBranches:
     pass
 
 
-BranchStatement = CreateBranch | UseBranch | AlterBranch | DropBranch | ShowBranches
+@dataclass(frozen=True)
+class MergeBranch:
+    source: str
+    target: str
+    strategy: str = "ABORT"  # ABORT OURS THEIRS MANUAL RULE_BASED LAST_WRITE_WINS CUSTOM
+    function: str | None = None  # CUSTOM <function>
+    rule_set: str | None = None
+    dry_run: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    table: str  # regular expression
+    column: str  # regular expression
+    action: str  # PREFER_SOURCE PREFER_TARGET PREFER_NEWER PREFER_OLDER CONCATENATE SUM MAX MIN
+
+
+@dataclass(frozen=True)
+class CreateRuleSet:
+    name: str
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class DropRuleSet:
+    name: str
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class FinishMerge:
+    merge_id: int
+    complete: bool  # COMPLETE MERGE (True) or ABORT MERGE (False)
+
+
+BranchStatement = (CreateBranch | UseBranch | AlterBranch | DropBranch | ShowBranches | MergeBranch
+                   | CreateRuleSet | DropRuleSet | FinishMerge)
+
+_STRATEGIES = ("ABORT", "OURS", "THEIRS", "MANUAL", "RULE_BASED", "LAST_WRITE_WINS", "CUSTOM")
+_ACTIONS = ("CONCATENATE", "SUM", "MAX", "MIN")
 
 _NAME_TYPES = {TokenType.VAR, TokenType.IDENTIFIER}
 _STOP_WORDS = {"ON", "WITH", "OPTIONS", "FROM", "AS"}
@@ -207,6 +247,77 @@ class _Parser:
                 self.error("expected FROM, AS OF, ON STORAGE NODE, WITH COMPUTE ENDPOINT or OPTIONS")
         return CreateBranch(name, if_not_exists, parent, point, node, endpoint, options)
 
+    def merge(self) -> MergeBranch:
+        source = self.name("a source branch")
+        self.expect("INTO")
+        target = self.name("a target branch")
+        strategy, function, rule_set, dry_run = "ABORT", None, None, False
+        options: dict[str, str] = {}
+        while self.peek() is not None:
+            if self.accept("USING", "STRATEGY"):
+                word = self.word()
+                if word not in _STRATEGIES:
+                    self.error("expected " + ", ".join(_STRATEGIES))
+                self.i += 1
+                strategy = word
+                if word == "CUSTOM":
+                    function = self.raw_until({"WITH", "DRY", "OPTIONS"})
+            elif self.accept("WITH", "CONFLICT", "RESOLUTION"):
+                rule_set = self.name("a rule set name")
+            elif self.accept("DRY", "RUN"):
+                dry_run = True
+            elif self.accept("OPTIONS"):
+                options = self.options()
+            else:
+                self.error("expected USING STRATEGY, WITH CONFLICT RESOLUTION, DRY RUN or OPTIONS")
+        if strategy == "RULE_BASED" and rule_set is None:
+            self.error("RULE_BASED needs WITH CONFLICT RESOLUTION <rule_set>")
+        return MergeBranch(source, target, strategy, function, rule_set, dry_run, options)
+
+    def rule_set(self) -> CreateRuleSet:
+        name = self.name("a rule set name")
+        self.expect("(")
+        rules: list[Rule] = []
+        while True:
+            self.expect("ON")
+            table = self.pattern()
+            self.expect(".")
+            column = self.pattern()
+            if self.accept("PREFER"):
+                which = self.word()
+                if which not in ("SOURCE", "TARGET", "NEWER", "OLDER"):
+                    self.error("expected SOURCE, TARGET, NEWER or OLDER")
+                self.i += 1
+                action = "PREFER_" + which
+            elif self.word() in _ACTIONS:
+                action = self.word()
+                self.i += 1
+            else:
+                self.error("expected PREFER SOURCE|TARGET|NEWER|OLDER, CONCATENATE, SUM, MAX or MIN")
+                raise AssertionError
+            rules.append(Rule(table, column, action))
+            if self.accept(")"):
+                break
+            self.expect(",")
+        self.done()
+        return CreateRuleSet(name, tuple(rules))
+
+    def pattern(self) -> str:
+        tok = self.peek()
+        if tok is None or tok.token_type not in (TokenType.STRING, TokenType.IDENTIFIER, TokenType.VAR, TokenType.STAR):
+            self.error("expected a quoted regular expression")
+        assert tok is not None
+        self.i += 1
+        if tok.token_type == TokenType.STAR:
+            return ".*"
+        text = tok.text
+        try:
+            re.compile(text)
+        except re.error as exc:
+            self.i -= 1
+            self.error(f"invalid regular expression: {exc}")
+        return text
+
     def parse(self) -> BranchStatement:
         stmt: BranchStatement
         if self.accept("CREATE", "DATABASE", "BRANCH"):
@@ -244,6 +355,24 @@ class _Parser:
                 self.accept("RESTRICT")
             self.done()
             stmt = DropBranch(name, if_exists, cascade)
+        elif self.accept("MERGE", "DATABASE", "BRANCH"):
+            stmt = self.merge()
+        elif self.accept("CREATE", "CONFLICT", "RESOLUTION"):
+            stmt = self.rule_set()
+        elif self.accept("DROP", "CONFLICT", "RESOLUTION"):
+            if_exists = self.accept("IF", "EXISTS")
+            stmt = DropRuleSet(self.name("a rule set name"), if_exists)
+            self.done()
+        elif self.word() in ("COMPLETE", "ABORT") and self.word(1) == "MERGE":
+            complete = self.word() == "COMPLETE"
+            self.i += 2
+            tok = self.peek()
+            if tok is None or not tok.text.isdigit():
+                self.error("expected a merge id")
+            assert tok is not None
+            self.i += 1
+            self.done()
+            stmt = FinishMerge(int(tok.text), complete)
         elif self.accept("SHOW", "BRANCHES"):
             self.done()
             stmt = ShowBranches()

@@ -14,7 +14,8 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.branching import layout
-from heliosdb.catalog.model import Snapshot, chain
+from heliosdb.branching.writes import apply_plan
+from heliosdb.catalog.model import Snapshot, TableVersion, chain
 from heliosdb.sql.names import read_name, tokenize
 from heliosdb.temporal.context import parse_point
 from heliosdb.temporal.rewrite import _table_at, resolve
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from heliosdb.session import Session
 
 I = sql.Identifier  # noqa: E741
-L = sql.Literal
 _TO = re.compile(r"\s+TO\s+", re.IGNORECASE)
 
 
@@ -50,56 +50,29 @@ def flashback(session: Session, text: str) -> str:
             )
         then_names = {c.col: c.name for c in then.columns}
         cols = [c for c in now.columns if c.col in then_names]
-        phys = snap_now.names[info.id]
         state = layout.state_sql(snap, levels, info, then)
-        l = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch.id,)).fetchone()[0])  # type: ignore[index]  # noqa: E741
+        current = I(*info.cur) if branch.id == info.root_branch else I(branch.phys_schema, now.name)
+        phys = snap_now.names[info.id]
+        now_col = (lambda c: I(phys[c.col])) if branch.id == info.root_branch else (lambda c: I(c.name))
         differs = sql.SQL("({}) IS DISTINCT FROM ({})").format(
-            sql.SQL(", ").join(sql.SQL("n.{}").format(I(phys[c.col])) for c in cols) or sql.SQL("NULL"),
+            sql.SQL(", ").join(sql.SQL("n.{}").format(now_col(c)) for c in cols) or sql.SQL("NULL"),
             sql.SQL(", ").join(sql.SQL("s.{}").format(I(then_names[c.col])) for c in cols) or sql.SQL("NULL"),
         )
-        if branch.id == info.root_branch:
-            t = I(*info.cur)
-            conn.execute(sql.SQL("DELETE FROM {t} n WHERE NOT EXISTS (SELECT 1 FROM ({s}) s "
-                                 "WHERE s._hdb_rowid = n._hdb_rowid)").format(t=t, s=state))
-            if cols:
-                conn.execute(sql.SQL("UPDATE {t} n SET {sets} FROM ({s}) s WHERE n._hdb_rowid = s._hdb_rowid AND {d}")
-                             .format(t=t, s=state, d=differs, sets=sql.SQL(", ").join(
-                                 sql.SQL("{} = s.{}").format(I(phys[c.col]), I(then_names[c.col])) for c in cols)))
-            conn.execute(sql.SQL("INSERT INTO {t} (_hdb_rowid{cl}) SELECT s._hdb_rowid{sl} FROM ({s}) s "
-                                 "WHERE NOT EXISTS (SELECT 1 FROM {t} n WHERE n._hdb_rowid = s._hdb_rowid)").format(
-                t=t, s=state,
-                cl=sql.SQL("").join(sql.SQL(", {}").format(I(phys[c.col])) for c in cols),
-                sl=sql.SQL("").join(sql.SQL(", s.{}").format(I(then_names[c.col])) for c in cols)))
-            return "FLASHBACK"
-        internal = I(branch.phys_schema, now.name)
-        br, hist, b = I(*info.br), I(*info.hist), L(branch.id)
-        arch = sql.SQL("").join(sql.SQL("{}, ").format(I(c)) for c in snap_now.br_columns[info.id])
-        changed = sql.SQL(
-            "SELECT n._hdb_rowid FROM {iv} n WHERE NOT EXISTS (SELECT 1 FROM ({s}) s WHERE s._hdb_rowid = n._hdb_rowid) "
-            "UNION SELECT s._hdb_rowid FROM ({s}) s WHERE NOT EXISTS (SELECT 1 FROM {iv} n "
-            "WHERE n._hdb_rowid = s._hdb_rowid AND NOT {d})"
-        ).format(iv=internal, s=state, d=differs)
-        conn.execute(sql.SQL("CREATE TEMP TABLE _hdb_changed ON COMMIT DROP AS {}").format(changed))
-        conn.execute(sql.SQL(
-            "INSERT INTO {h} (_hdb_branch, {a}_hdb_rowid, _hdb_begin, _hdb_end, _hdb_del) "
-            "SELECT _hdb_branch, {a}_hdb_rowid, _hdb_lsn, {l}, _hdb_del FROM {br} "
-            "WHERE _hdb_branch = {b} AND _hdb_lsn <> {l} AND _hdb_rowid IN (SELECT _hdb_rowid FROM _hdb_changed)"
-        ).format(h=hist, a=arch, l=L(l), br=br, b=b))
-        conn.execute(sql.SQL(
-            "INSERT INTO {br} (_hdb_branch, _hdb_rowid, _hdb_lsn, _hdb_del) "
-            "SELECT {b}, c._hdb_rowid, {l}, true FROM _hdb_changed c "
-            "WHERE NOT EXISTS (SELECT 1 FROM ({s}) s WHERE s._hdb_rowid = c._hdb_rowid) "
-            "ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET _hdb_lsn = {l}, _hdb_del = true"
-        ).format(br=br, b=b, l=L(l), s=state))
-        conn.execute(sql.SQL(
-            "INSERT INTO {br} (_hdb_branch, {pc}_hdb_rowid, _hdb_lsn, _hdb_del) "
-            "SELECT {b}, {sc}s._hdb_rowid, {l}, false FROM ({s}) s JOIN _hdb_changed c ON c._hdb_rowid = s._hdb_rowid "
-            "ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET {up}_hdb_lsn = {l}, _hdb_del = false"
+        # rows as they were (where they differ now), and deletes for rows that did not exist then
+        plan = sql.SQL(
+            "CREATE TEMP TABLE _hdb_plan ON COMMIT DROP AS "
+            "SELECT s._hdb_rowid, 'upsert'::text AS _hdb_action{sc} FROM ({s}) s "
+            "WHERE NOT EXISTS (SELECT 1 FROM {cur} n WHERE n._hdb_rowid = s._hdb_rowid AND NOT {d}) "
+            "UNION ALL SELECT n._hdb_rowid, 'delete'{nulls} FROM {cur} n "
+            "WHERE NOT EXISTS (SELECT 1 FROM ({s}) s WHERE s._hdb_rowid = n._hdb_rowid)"
         ).format(
-            br=br, b=b, l=L(l), s=state,
-            pc=sql.SQL("").join(sql.SQL("{}, ").format(I(phys[c.col])) for c in cols),
-            sc=sql.SQL("").join(sql.SQL("s.{}, ").format(I(then_names[c.col])) for c in cols),
-            up=sql.SQL("").join(sql.SQL("{c} = EXCLUDED.{c}, ").format(c=I(phys[c.col])) for c in cols),
-        ))
-        conn.execute("DROP TABLE _hdb_changed")
+            s=state, cur=current, d=differs,
+            sc=sql.SQL("").join(sql.SQL(", s.{} AS {}").format(I(then_names[c.col]), I(c.name)) for c in cols),
+            nulls=sql.SQL("").join(sql.SQL(", NULL") for _ in cols),
+        )
+        lsn_now = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch.id,)).fetchone()[0])  # type: ignore[index]
+        conn.execute(plan)
+        target = TableVersion(now.branch_id, now.table_id, now.name, now.valid_from, cols, now.constraints)
+        apply_plan(conn, branch, info, target, phys, snap_now.br_columns[info.id], "_hdb_plan", lsn_now)
+        conn.execute("DROP TABLE _hdb_plan")
     return "FLASHBACK"

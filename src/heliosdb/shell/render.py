@@ -1,0 +1,303 @@
+"""The interactive shell's result formatter: box-drawn tables, expanded records, csv/json/unaligned.
+
+Pure: values in, text out. Non-interactive output (-c, -f, piped input) keeps
+using heliosdb.shell.output, which is byte-compatible with psql.
+"""
+
+from __future__ import annotations
+
+import decimal
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from heliosdb.shell import output
+
+_NUMERIC_OIDS = output._NUMERIC_OIDS  # noqa: SLF001 - the one list of numeric type OIDs
+_JSON_OIDS = {114, 3802}
+BOLD, DIM, RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
+
+
+@dataclass
+class RenderOptions:
+    format: str = "aligned"  # aligned (box-drawn), csv, json, unaligned
+    expanded: str = "off"  # on, off, auto
+    null: str = "<null>"
+    tuples_only: bool = False
+    colour: bool = False
+    width: int | None = None  # terminal width: wide tables wrap (or expand with \x auto)
+
+
+# -- cell text -------------------------------------------------------------------------------------
+def _array_item(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, list):
+        return array_literal(v)
+    s = output.cell(v)
+    if s == "" or s.upper() == "NULL" or any(c in s for c in ',{}"\\ \t\n'):
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return s
+
+
+def array_literal(values: list[Any]) -> str:
+    """A Python list as PostgreSQL prints an array: {a,b,"c d"}."""
+    return "{" + ",".join(_array_item(v) for v in values) + "}"
+
+
+def cell_text(value: Any, json_type: bool = False) -> str:
+    if isinstance(value, list) and not json_type:
+        return array_literal(value)
+    return output.cell(value)
+
+
+def _width(s: str) -> int:
+    if s.isascii():
+        return len(s)
+    from wcwidth import wcswidth
+
+    w = wcswidth(s)
+    return w if w >= 0 else len(s)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | decimal.Decimal) and not isinstance(v, bool)
+
+
+def numeric_flags(rows: Sequence[Sequence[Any]], ncol: int) -> list[bool]:
+    """Right-align a column when every value in it is a number."""
+    flags = []
+    for i in range(ncol):
+        vals = [r[i] for r in rows if r[i] is not None]
+        flags.append(bool(vals) and all(_is_number(v) for v in vals))
+    return flags
+
+
+def types_of(description: Sequence[Any]) -> list[int | None]:
+    return [getattr(d, "type_code", None) for d in description]
+
+
+# -- entry point -----------------------------------------------------------------------------------
+def render(headers: list[str], rows: Sequence[Sequence[Any]], opts: RenderOptions, *,
+           numeric: list[bool] | None = None, types: list[int | None] | None = None,
+           title: str | None = None, footer: Sequence[str] = (), count: bool = True) -> str:
+    ncol = len(headers)
+    if types is not None:
+        numeric = [t in _NUMERIC_OIDS for t in types]
+        json_cols = [t in _JSON_OIDS for t in types]
+    else:
+        json_cols = [False] * ncol
+        if numeric is None:
+            numeric = numeric_flags(rows, ncol)
+    if opts.format == "csv":
+        return output.as_csv(_table(headers, rows, numeric, json_cols), opts.tuples_only)
+    if opts.format == "unaligned":
+        return output.unaligned(_table(headers, rows, numeric, json_cols), opts.tuples_only)
+    if opts.format == "json":
+        return as_json(headers, rows, json_cols)
+    null = f"{DIM}{opts.null}{RESET}" if opts.colour else opts.null
+    cells = [[None if v is None else cell_text(v, json_cols[i]) for i, v in enumerate(r)] for r in rows]
+    out = io.StringIO()
+    if title and not opts.tuples_only:
+        out.write(title + "\n")
+    text = None
+    if opts.expanded == "on":
+        text = expanded(headers, cells, opts, null)
+    else:
+        text = box(headers, cells, numeric, opts, null)
+        if opts.expanded == "auto" and opts.width and _longest(text) > opts.width and rows:
+            text = expanded(headers, cells, opts, null)
+    out.write(text)
+    if not opts.tuples_only:
+        for line in footer:
+            out.write(line + "\n")
+        if count:
+            n = len(rows)
+            out.write(f"({n} row{'s' if n != 1 else ''})\n")
+    return out.getvalue()
+
+
+def _longest(text: str) -> int:
+    return max((_width(line) for line in text.split("\n", 3)[:3]), default=0)
+
+
+def _table(headers: list[str], rows: Sequence[Sequence[Any]], numeric: list[bool],
+           json_cols: list[bool]) -> output.Table:
+    fixed = [tuple(v if v is None or not isinstance(v, list) or json_cols[i] else array_literal(v)
+                   for i, v in enumerate(r)) for r in rows]
+    return output.Table(list(headers), fixed, numeric)
+
+
+def _json_value(v: Any, json_col: bool) -> Any:
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, decimal.Decimal):
+        return _Raw(str(v)) if v.is_finite() else str(v)
+    if isinstance(v, dict) or (isinstance(v, list) and json_col):
+        return v
+    if isinstance(v, list):
+        return [_json_value(x, False) for x in v]
+    return output.cell(v)
+
+
+class _Raw(float):
+    """A decimal written into JSON as its exact text."""
+
+    def __new__(cls, text: str) -> _Raw:
+        obj = super().__new__(cls, float(text))
+        obj.text = text  # type: ignore[attr-defined]
+        return obj
+
+    def __repr__(self) -> str:
+        return self.text  # type: ignore[attr-defined, no-any-return]
+
+
+def as_json(headers: list[str], rows: Sequence[Sequence[Any]], json_cols: list[bool]) -> str:
+    objs = [{h: _json_value(v, json_cols[i]) for i, (h, v) in enumerate(zip(headers, r, strict=False))}
+            for r in rows]
+    return json.dumps(objs, indent=2, ensure_ascii=False) + "\n"
+
+
+# -- box-drawn table -------------------------------------------------------------------------------
+def _fit(widths: list[int], numeric: list[bool], headers: list[str], limit: int) -> list[int]:
+    """Narrow the widest text columns until the table fits `limit` columns (never below 8)."""
+    widths = list(widths)
+    budget = limit - (3 * len(widths) + 1)
+    while sum(widths) > budget:
+        cands = [i for i in range(len(widths)) if not numeric[i] and widths[i] > max(8, _width(headers[i]) // 2)]
+        if not cands:
+            break
+        i = max(cands, key=lambda k: widths[k])
+        widths[i] -= max(1, min(widths[i] - 8, sum(widths) - budget))
+    return widths
+
+
+def _chunks(line: str, width: int) -> list[str]:
+    if _width(line) <= width:
+        return [line]
+    out, cur, w = [], "", 0
+    for ch in line:
+        cw = _width(ch)
+        if w + cw > width and cur:
+            out.append(cur)
+            cur, w = "", 0
+        cur += ch
+        w += cw
+    out.append(cur)
+    return out
+
+
+def _pad(s: str, width: int, right: bool) -> str:
+    gap = width - _width(s)
+    if gap <= 0:
+        return s
+    return " " * gap + s if right else s + " " * gap
+
+
+def box(headers: list[str], cells: list[list[str | None]], numeric: list[bool], opts: RenderOptions,
+        null: str) -> str:
+    ncol = len(headers)
+    if ncol == 0:
+        return "" if opts.tuples_only else "┌┐\n└┘\n"
+    widths = [0 if opts.tuples_only else _width(h) for h in headers]
+    multiline = False
+    for row in cells:
+        for i, v in enumerate(row):
+            if v is None:
+                w = _width(opts.null)
+            elif "\n" in v:
+                multiline = True
+                w = max(_width(x) for x in v.split("\n"))
+            else:
+                w = _width(v)
+            if w > widths[i]:
+                widths[i] = w
+    if opts.width and sum(widths) + 3 * ncol + 1 > opts.width and opts.expanded != "auto":
+        fitted = _fit(widths, numeric, headers, opts.width)
+        if fitted != widths:
+            widths, multiline = fitted, True
+    bar = lambda left, mid, right: left + mid.join("─" * (w + 2) for w in widths) + right + "\n"  # noqa: E731
+    out = io.StringIO()
+    out.write(bar("┌", "┬", "┐"))
+    if not opts.tuples_only:
+        heads = []
+        for i, h in enumerate(headers):
+            pad = widths[i] - _width(h)
+            left = pad // 2
+            text = " " * left + h + " " * (pad - left)
+            heads.append(f"{BOLD}{text}{RESET}" if opts.colour else text)
+        out.write("│ " + " │ ".join(heads) + " │\n")
+        out.write(bar("├", "┼", "┤"))
+    write = out.write
+    if not multiline:
+        nullpads = [(" " * (w - _width(opts.null)) + null) if numeric[i] else (null + " " * (w - _width(opts.null)))
+                    for i, w in enumerate(widths)]
+        for row in cells:
+            parts = []
+            for i, v in enumerate(row):
+                if v is None:
+                    parts.append(nullpads[i])
+                elif numeric[i]:
+                    parts.append(v.rjust(widths[i]) if v.isascii() else _pad(v, widths[i], True))
+                else:
+                    parts.append(v.ljust(widths[i]) if v.isascii() else _pad(v, widths[i], False))
+            write("│ " + " │ ".join(parts) + " │\n")
+    else:
+        for row in cells:
+            lines: list[list[str | None]] = []
+            for i, v in enumerate(row):
+                if v is None:
+                    lines.append([None])
+                else:
+                    lines.append([c for part in v.split("\n") for c in _chunks(part, widths[i])])
+            height = max(len(x) for x in lines)
+            for k in range(height):
+                parts = []
+                for i in range(ncol):
+                    col = lines[i]
+                    if k >= len(col):
+                        parts.append(" " * widths[i])
+                    elif col[k] is None:
+                        parts.append(_pad(opts.null, widths[i], numeric[i]).replace(opts.null, null))
+                    else:
+                        parts.append(_pad(col[k] or "", widths[i], numeric[i]))
+                write("│ " + " │ ".join(parts) + " │\n")
+    out.write(bar("└", "┴", "┘"))
+    return out.getvalue()
+
+
+def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOptions, null: str) -> str:
+    """One block per record, as psql's \\x with unicode borders."""
+    if not cells:
+        return ""
+    hw = max([_width(h) for h in headers] + [_width(f"─[ RECORD {len(cells)} ]") - 1])
+    vw = 0
+    for row in cells:
+        for v in row:
+            text = opts.null if v is None else v
+            vw = max(vw, *(_width(x) for x in text.split("\n")))
+    if opts.width:
+        vw = max(8, min(vw, opts.width - hw - 7))
+    out = io.StringIO()
+    for n, row in enumerate(cells, 1):
+        label = f"─[ RECORD {n} ]"
+        left = "┌" if n == 1 else "├"
+        mid = "┬" if n == 1 else "┼"
+        right = "┐" if n == 1 else "┤"
+        first = label + "─" * (hw + 2 - _width(label))
+        out.write(left + first + mid + "─" * (vw + 2) + right + "\n")
+        for h, v in zip(headers, row, strict=False):
+            if v is None:
+                vals = [None]
+            else:
+                vals = [c for part in v.split("\n") for c in _chunks(part, vw)]
+            for k, val in enumerate(vals):
+                head = _pad(h if k == 0 else "", hw, False)
+                if opts.colour and k == 0:
+                    head = f"{BOLD}{head}{RESET}"
+                body = _pad(opts.null, vw, False).replace(opts.null, null) if val is None else _pad(val, vw, False)
+                out.write(f"│ {head} │ {body} │\n")
+    out.write("└" + "─" * (hw + 2) + "┴" + "─" * (vw + 2) + "┘\n")
+    return out.getvalue()
