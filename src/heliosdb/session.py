@@ -158,6 +158,20 @@ class Session:
             self.conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (_BRANCH_LOCK_CLASS, branch.id))
             self._locked_branch = branch.id
 
+    @contextlib.contextmanager
+    def acting_on(self, branch: Branch) -> Iterator[None]:
+        """Inside a transaction: run HeliosDB's own statements as if on `branch`, then come back."""
+        saved_tx, saved_path = self._tx_branch, self.conn.execute("SELECT current_setting('search_path')").fetchone()
+        self._tx_branch = branch
+        path = sql.Identifier(branch.user_schema).as_string(self.conn)
+        self.conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+        try:
+            yield
+        finally:
+            self._tx_branch = saved_tx
+            if not self.transaction_failed:
+                self.conn.execute("SELECT set_config('search_path', %s, true)", (saved_path[0],))  # type: ignore[index]
+
     def use_branch(self, name: str, *, for_transaction: bool = False) -> Branch:
         target = get_branch(self.conn, name)
         assert target is not None
@@ -256,6 +270,10 @@ class Session:
                 from heliosdb.temporal import context
 
                 return context.execute(self, stmt)
+            if kind is Kind.MERGE:
+                from heliosdb.merge import engine
+
+                return engine.execute(self, stmt)
             return tables.execute(self, kind, stmt)
         finally:
             self._internal = False

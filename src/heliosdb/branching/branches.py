@@ -255,6 +255,11 @@ def _alter(session: Session, stmt: st.AlterBranch) -> tuple[str, int | None]:
     return "ALTER DATABASE BRANCH", branch.head_lsn
 
 
+def drop_branch(session: Session, name: str, *, cascade: bool) -> None:
+    """Drop a branch inside the caller's transaction (as DROP DATABASE BRANCH does)."""
+    _drop(session, st.DropBranch(name, False, cascade))
+
+
 # -- DROP ------------------------------------------------------------------------------
 def _drop(session: Session, stmt: st.DropBranch) -> tuple[str, int | None]:
     conn = session.conn

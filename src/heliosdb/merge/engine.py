@@ -1,0 +1,547 @@
+"""MERGE DATABASE BRANCH: three-way, cell-level merges with strategies, rules and manual resolution.
+
+For each table: the rows either side changed since the merge base (O(changes),
+from the version relations) are read as jsonb in four states: source and
+target, each at its base point and at its head. Rows only the source changed
+are applied; rows both changed merge cell by cell; what is left are
+conflicts, resolved by the strategy (or kept for COMPLETE MERGE). The result
+is applied as one commit on the target, with row identities preserved so the
+next merge recognises the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from heliosdb import errors
+from heliosdb.branching.writes import apply_plan
+from heliosdb.catalog.model import Branch, Snapshot, TableInfo, TableVersion, chain, get_branch
+from heliosdb.merge.diff import Side, build_diff
+from heliosdb.merge.schema import plan_schema
+from heliosdb.sql import statements as st
+from heliosdb.sql.lsn import MAX_LSN, format_lsn
+from heliosdb.temporal.resolver import head_lsn
+
+if TYPE_CHECKING:
+    from heliosdb.session import Result, Session
+
+I = sql.Identifier  # noqa: E741
+L = sql.Literal
+
+
+class MergeConflict(errors.HeliosError, code="HD010"):
+    """The merge has conflicts its strategy does not resolve; nothing was changed."""
+
+
+class MergeStateError(errors.HeliosError, code="HD012"):
+    """COMPLETE / ABORT MERGE on a merge that is not pending, or whose target moved."""
+
+
+@dataclass
+class Conflict:
+    table: str
+    rowid: int
+    kind: str
+    key: Any
+    source: Any
+    target: Any
+    base: Any
+    columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TablePlan:
+    table: str
+    applied: int = 0
+    auto: int = 0
+    resolved: int = 0
+
+
+# -- merge base --------------------------------------------------------------------------
+def merge_base(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> tuple[int, int]:
+    """(source point, target point) of the common state: the last merge between them, else the fork."""
+    row = conn.execute(
+        """SELECT source_id, source_lsn, result_lsn FROM heliosdb._merges
+           WHERE state = 'completed' AND ((source_id = %s AND target_id = %s) OR (source_id = %s AND target_id = %s))
+           ORDER BY id DESC LIMIT 1""",
+        (source.id, target.id, target.id, source.id),
+    ).fetchone()
+    if row is not None:
+        if row[0] == source.id:  # same direction: both sides hold the state that was merged
+            return int(row[1]), int(row[2])
+        # the target was merged into the source: the target's merged head is its base; the source's own
+        # changes since its base of that merge still have to go to the target
+        back = conn.execute("SELECT base_target_lsn FROM heliosdb._merges WHERE source_id = %s AND target_id = %s "
+                            "AND state = 'completed' ORDER BY id DESC LIMIT 1", (target.id, source.id)).fetchone()
+        assert back is not None
+        return int(back[0]), int(row[1])
+    s_levels = chain(conn, source.id)
+    t_up = {lv.branch_id: lv.upto for lv in chain(conn, target.id)}
+    for lv in s_levels:
+        if lv.branch_id in t_up:
+            base = min(lv.upto, t_up[lv.branch_id])
+            return base, base
+    raise errors.HeliosError("the branches share no history", sqlstate="HD000")
+
+
+def side_tables(conn: psycopg.Connection[Any], branch: Branch) -> dict[str, tuple[TableVersion, TableInfo]]:
+    snap = Snapshot(conn, chain(conn, branch.id))
+    return {v.name: (v, snap.info[tid]) for tid, v in snap.tables.items()}
+
+
+# -- statements ----------------------------------------------------------------------------
+def execute(session: Session, text: str) -> Result:
+    from heliosdb.branching.branches import audit
+    from heliosdb.session import Result
+
+    stmt = st.parse_branch_statement(text)
+    conn = session.conn
+    if isinstance(stmt, st.CreateRuleSet):
+        with conn.transaction():
+            if conn.execute("SELECT 1 FROM heliosdb._rule_sets WHERE name = %s", (stmt.name,)).fetchone():
+                raise errors.DuplicateObject(f'conflict resolution "{stmt.name}" already exists')
+            rules = [{"table": r.table, "column": r.column, "action": r.action} for r in stmt.rules]
+            conn.execute("INSERT INTO heliosdb._rule_sets (name, rules) VALUES (%s, %s)", (stmt.name, json.dumps(rules)))
+        return Result(status="CREATE CONFLICT RESOLUTION")
+    if isinstance(stmt, st.DropRuleSet):
+        cur = conn.execute("DELETE FROM heliosdb._rule_sets WHERE name = %s", (stmt.name,))
+        if cur.rowcount == 0 and not stmt.if_exists:
+            raise errors.UndefinedObject(f'conflict resolution "{stmt.name}" does not exist')
+        return Result(status="DROP CONFLICT RESOLUTION")
+    if isinstance(stmt, st.FinishMerge):
+        from heliosdb.merge.manual import abort_merge, complete_merge
+
+        return complete_merge(session, stmt.merge_id) if stmt.complete else abort_merge(session, stmt.merge_id)
+    assert isinstance(stmt, st.MergeBranch)
+    try:
+        return merge(session, stmt, text)
+    except (errors.Error, psycopg.Error) as exc:
+        if not session.in_transaction:
+            try:
+                audit(conn, stmt.target, text, None, f"error {getattr(exc, 'sqlstate', 'XX000')}: {exc}")
+            except psycopg.Error:
+                pass
+        raise
+
+
+def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
+    from heliosdb.branching.branches import audit
+
+    conn = session.conn
+    started = time.perf_counter()
+    source = get_branch(conn, stmt.source)
+    target = get_branch(conn, stmt.target)
+    assert source is not None and target is not None
+    if source.id == target.id:
+        raise errors.InvalidParameterValue("cannot merge a branch into itself")
+    rules = _rules(conn, stmt)
+    opts = _options(stmt.options)
+    if opts["delete_source"] and session.branch.id == source.id:
+        raise errors.BranchInUse(f'cannot delete branch "{source.name}": it is the current branch of this session',
+                                 hint="USE BRANCH another branch first, or leave out delete_source.")
+    with conn.transaction(force_rollback=stmt.dry_run):
+        if not stmt.dry_run:
+            conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,))  # waits for the target's writers
+        base_s, base_t = merge_base(conn, source, target)
+        src = Side(source, base_s, head_lsn(conn, source))
+        tgt = Side(target, base_t, head_lsn(conn, target))
+        schema = plan_schema(conn, source, target, base_s, base_t)
+        with session.acting_on(target):
+            from heliosdb.branching import tables
+            from heliosdb.sql.classify import classify
+
+            for ddl in schema.statements:
+                tables.execute(session, classify(ddl), ddl)
+        s_tables = side_tables(conn, source)
+        t_tables = side_tables(conn, target)
+        conflicts: list[Conflict] = []
+        plans: list[TablePlan] = []
+        conn.execute("CREATE TEMP TABLE _hdb_mplan (table_name text, rowid bigint, action text, row_value jsonb, "
+                     "conflict_id integer) ON COMMIT DROP")
+        for name, (sv, si) in sorted(s_tables.items()):
+            if name not in t_tables:
+                continue
+            tv, ti = t_tables[name]
+            plan = _plan_table(conn, src, tgt, name, (sv, si), (tv, ti), stmt, rules, conflicts)
+            plans.append(plan)
+        _constraint_conflicts(conn, target, t_tables, stmt.strategy, conflicts)
+        unresolved = [c for c in conflicts if c.kind.endswith("!")]
+        merge_id = int(conn.execute("SELECT nextval('heliosdb.merge_id_seq')").fetchone()[0])  # type: ignore[index]
+        if stmt.dry_run:
+            return _preview(session, src, tgt, schema.tables, plans, conflicts, started)
+        if stmt.strategy == "MANUAL" and conflicts:
+            from heliosdb.merge.manual import save_pending
+
+            return save_pending(session, merge_id, stmt, src, tgt, plans, conflicts, text)
+        if conflicts and (stmt.strategy == "ABORT" or unresolved):
+            bad = unresolved or conflicts
+            listed = "; ".join(f"{c.table} {json.dumps(c.key)}: {c.kind.rstrip('!')}" for c in bad[:5])
+            raise MergeConflict(
+                f'merge of "{source.name}" into "{target.name}" has {len(bad)} unresolved conflict(s)',
+                detail=listed + ("; ..." if len(bad) > 5 else ""),
+                hint="MERGE ... DRY RUN lists them; choose a strategy (OURS, THEIRS, LAST_WRITE_WINS, "
+                     "RULE_BASED, CUSTOM) or MANUAL to resolve them by hand.",
+            )
+        result_lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
+        apply_all(conn, target, plans)
+        counts = {p.table: {"applied": p.applied, "auto_merged": p.auto, "conflicts_resolved": p.resolved}
+                  for p in plans}
+        conn.execute(
+            """INSERT INTO heliosdb._merges (id, source_id, target_id, base_source_lsn, base_target_lsn, source_lsn,
+                   target_lsn, result_lsn, strategy, rule_set, counts, state, message)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'completed', %s)""",
+            (merge_id, source.id, target.id, base_s, base_t, src.head, tgt.head, result_lsn, stmt.strategy,
+             stmt.rule_set, json.dumps(counts), opts["message"]),
+        )
+        audit(conn, target.name, text, result_lsn, "ok")
+        if opts["delete_source"]:
+            from heliosdb.branching.branches import drop_branch
+
+            drop_branch(session, source.name, cascade=False)
+    return _result(session, merge_id, stmt.strategy, plans, result_lsn)
+
+
+def _options(opts: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"delete_source": False, "message": None}
+    for key, value in opts.items():
+        if key == "delete_source":
+            if value.lower() not in ("true", "false"):
+                raise errors.InvalidBranchOption(f'invalid value for delete_source: "{value}"', hint="Use true or false.")
+            out[key] = value.lower() == "true"
+        elif key == "message":
+            out[key] = value
+        else:
+            raise errors.InvalidBranchOption(f'unknown merge option "{key}"', hint="Valid options: delete_source, message.")
+    return out
+
+
+def _rules(conn: psycopg.Connection[Any], stmt: st.MergeBranch) -> list[dict[str, str]]:
+    if stmt.rule_set is None:
+        return []
+    row = conn.execute("SELECT rules FROM heliosdb._rule_sets WHERE name = %s", (stmt.rule_set,)).fetchone()
+    if row is None:
+        raise errors.UndefinedObject(f'conflict resolution "{stmt.rule_set}" does not exist')
+    return list(row[0])
+
+
+# -- planning one table --------------------------------------------------------------------------
+def _rule_value(action: str) -> str:
+    """SQL (over s, t, b: jsonb cell values; ns: source is newer) for a rule's resolved cell."""
+    return {
+        "PREFER_SOURCE": "s",
+        "PREFER_TARGET": "t",
+        "PREFER_NEWER": "CASE WHEN ns THEN s ELSE t END",
+        "PREFER_OLDER": "CASE WHEN ns THEN t ELSE s END",
+        "CONCATENATE": "CASE WHEN jsonb_typeof(t) = 'array' AND jsonb_typeof(s) = 'array' THEN t || s "
+                       "ELSE to_jsonb(coalesce(t #>> '{}', '') || coalesce(s #>> '{}', '')) END",
+        "SUM": "to_jsonb((s #>> '{}')::numeric + (t #>> '{}')::numeric - coalesce((b #>> '{}')::numeric, 0))",
+        "MAX": "CASE WHEN s > t THEN s ELSE t END",
+        "MIN": "CASE WHEN s < t THEN s ELSE t END",
+    }[action]
+
+
+def _cell_resolution(table: str, version: TableVersion, strategy: str, rules: list[dict[str, str]]) -> str:
+    """SQL CASE over column name k: the resolved jsonb value of a conflicting cell (NULL: unresolved)."""
+    if strategy == "OURS":
+        return "t"
+    if strategy == "THEIRS":
+        return "s"
+    if strategy == "LAST_WRITE_WINS":
+        return "CASE WHEN ns THEN s ELSE t END"
+    if strategy != "RULE_BASED":
+        return "NULL::jsonb"
+    whens = []
+    for c in version.columns:
+        for r in rules:
+            if re.fullmatch(r["table"], table) and re.fullmatch(r["column"], c.name):
+                whens.append(f"WHEN {_lit(c.name)} THEN {_rule_value(r['action'])}")
+                break
+    if not whens:
+        return "NULL::jsonb"
+    return f"CASE k {' '.join(whens)} ELSE NULL::jsonb END"
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# A side changed a cell when its head differs from both base values: a value that came from the
+# other side in an earlier merge is not a change of this side.
+_S_CHANGED = "((d.head_s -> k) IS DISTINCT FROM (d.base_s -> k) AND (d.head_s -> k) IS DISTINCT FROM (d.base_t -> k))"
+_T_CHANGED = "((d.head_t -> k) IS DISTINCT FROM (d.base_t -> k) AND (d.head_t -> k) IS DISTINCT FROM (d.base_s -> k))"
+
+
+def _plan_table(
+    conn: psycopg.Connection[Any], src: Side, tgt: Side, name: str, s_table: tuple[TableVersion, TableInfo],
+    t_table: tuple[TableVersion, TableInfo], stmt: st.MergeBranch, rules: list[dict[str, str]],
+    conflicts: list[Conflict],
+) -> TablePlan:
+    plan = TablePlan(name)
+    if build_diff(conn, src, tgt, s_table, t_table) == 0:
+        return plan
+    tv = t_table[0]
+    cell = _cell_resolution(name, tv, stmt.strategy, rules)
+    key_cols = tv.key_columns
+    key = ("jsonb_build_object(" + ", ".join(f"{_lit(k)}, coalesce(d.head_t, d.head_s, d.base_t)->{_lit(k)}"
+                                             for k in key_cols) + ")") if key_cols else "to_jsonb(d.rowid)"
+    # classify: only rows the source changed matter; identical outcomes are not conflicts
+    conn.execute(sql.SQL(
+        """CREATE TEMP TABLE _hdb_cls ON COMMIT DROP AS
+SELECT d.*, {key} AS row_key,
+       coalesce(d.time_s > d.time_t, d.time_s IS NOT NULL) AS ns,
+       CASE
+         WHEN d.base_t IS NOT DISTINCT FROM d.head_t THEN 'apply'
+         WHEN d.head_s IS NOT DISTINCT FROM d.head_t THEN 'same'
+         WHEN d.head_s IS NULL THEN 'delete_update'
+         WHEN d.head_t IS NULL THEN 'update_delete'
+         ELSE 'cells'
+       END AS how,
+       CASE WHEN d.head_s IS NOT NULL AND d.head_t IS NOT NULL THEN
+         ARRAY(SELECT k FROM jsonb_object_keys(d.head_s) k
+               WHERE {s_changed} AND {t_changed} AND (d.head_s -> k) IS DISTINCT FROM (d.head_t -> k)) END AS clash,
+       CASE WHEN d.head_s IS NOT NULL AND d.head_t IS NOT NULL THEN
+         d.head_t || coalesce((SELECT jsonb_object_agg(k, d.head_s -> k) FROM jsonb_object_keys(d.head_s) k
+               WHERE {s_changed} AND (NOT {t_changed} OR (d.head_s -> k) IS NOT DISTINCT FROM (d.head_t -> k))),
+               '{{}}') END AS merged
+FROM _hdb_diff d WHERE d.s_touched AND d.head_s IS DISTINCT FROM d.base_s AND d.head_s IS DISTINCT FROM d.base_t"""
+    ).format(key=sql.SQL(key), s_changed=sql.SQL(_S_CHANGED), t_changed=sql.SQL(_T_CHANGED)))
+    # resolve conflicting cells (strategy / rules), set-based
+    conn.execute(sql.SQL(
+        """ALTER TABLE _hdb_cls ADD COLUMN resolved jsonb, ADD COLUMN unresolved text[];
+UPDATE _hdb_cls c SET
+  resolved = c.merged || coalesce((SELECT jsonb_object_agg(k, v) FROM (
+      SELECT k, ({cell}) AS v FROM unnest(c.clash) k,
+             LATERAL (SELECT c.head_s -> k AS s, c.head_t -> k AS t, c.base_t -> k AS b, c.ns AS ns) x) r
+      WHERE v IS NOT NULL), '{{}}'),
+  unresolved = ARRAY(SELECT k FROM unnest(c.clash) k,
+             LATERAL (SELECT c.head_s -> k AS s, c.head_t -> k AS t, c.base_t -> k AS b, c.ns AS ns) x
+             WHERE ({cell}) IS NULL)
+WHERE c.how = 'cells'"""
+    ).format(cell=sql.SQL(cell)))
+    n = L(name)
+    # 1. rows only the source changed, and cell merges without a clash
+    cur = conn.execute(sql.SQL(
+        """INSERT INTO _hdb_mplan (table_name, rowid, action, row_value)
+SELECT {n}, rowid, CASE WHEN head_s IS NULL THEN 'delete' ELSE 'upsert' END,
+       CASE WHEN head_s IS NULL THEN NULL ELSE coalesce(head_t, '{{}}') || head_s END
+FROM _hdb_cls WHERE how = 'apply' AND NOT (head_s IS NULL AND head_t IS NULL)"""
+    ).format(n=n))
+    plan.applied += cur.rowcount
+    cur = conn.execute(sql.SQL(
+        """INSERT INTO _hdb_mplan (table_name, rowid, action, row_value)
+SELECT {n}, rowid, 'upsert', merged FROM _hdb_cls
+WHERE how = 'cells' AND cardinality(clash) = 0 AND merged IS DISTINCT FROM head_t"""
+    ).format(n=n))
+    plan.applied += cur.rowcount
+    plan.auto += cur.rowcount
+    # 2. conflicts
+    rows = conn.execute(
+        """SELECT rowid, how, row_key, head_s, head_t, base_t, clash, resolved, unresolved, ns FROM _hdb_cls
+           WHERE how IN ('delete_update', 'update_delete') OR (how = 'cells' AND cardinality(clash) > 0)
+           ORDER BY rowid"""
+    ).fetchall()
+    for rowid, how, row_key, head_s, head_t, base_t, clash, resolved, unresolved, ns in rows:
+        kind = "concurrent_update" if how == "cells" else how
+        conflict = Conflict(name, rowid, kind, row_key, head_s, head_t, base_t, list(clash or []))
+        outcome: Any = _NO
+        if stmt.strategy == "MANUAL":
+            conflict.kind = kind
+        elif how == "cells":
+            if unresolved:
+                conflict.kind = kind + "!"
+            else:
+                outcome = resolved
+        elif stmt.strategy == "OURS" or (stmt.strategy == "LAST_WRITE_WINS" and not ns):
+            outcome = head_t
+        elif stmt.strategy == "THEIRS" or (stmt.strategy == "LAST_WRITE_WINS" and ns):
+            outcome = head_s
+        elif stmt.strategy == "CUSTOM":
+            pass
+        else:
+            conflict.kind = kind + "!"  # ABORT, or a rule set (rules are per column)
+        if stmt.strategy == "CUSTOM":
+            outcome = _custom(conn, stmt.function or "", name, base_t, head_t, head_s)
+        conflicts.append(conflict)
+        if outcome is _NO or conflict.kind.endswith("!") or stmt.strategy in ("ABORT", "MANUAL"):
+            continue
+        plan.resolved += 1
+        if outcome != head_t:
+            conn.execute(
+                "INSERT INTO _hdb_mplan (table_name, rowid, action, row_value) VALUES (%s, %s, %s, %s)",
+                (name, rowid, "delete" if outcome is None else "upsert",
+                 None if outcome is None else json.dumps(outcome)),
+            )
+            plan.applied += 1
+    conn.execute("DROP TABLE _hdb_cls")
+    return plan
+
+
+_NO = object()
+
+
+def _custom(conn: psycopg.Connection[Any], function: str, table: str, base: Any, ours: Any, theirs: Any) -> Any:
+    import sqlglot
+
+    try:
+        fn = sqlglot.parse_one(function + "(1)", read="postgres")
+    except sqlglot.errors.ParseError:
+        fn = None
+    if fn is None:
+        raise errors.SyntaxError(f'invalid function name "{function}"')
+    parts = [p.strip().strip('"') for p in function.split(".")]
+    try:
+        with conn.transaction():
+            row = conn.execute(sql.SQL("SELECT {}(%s::text, %s::jsonb, %s::jsonb, %s::jsonb)").format(I(*parts)),
+                               (table, json.dumps(base), json.dumps(ours), json.dumps(theirs))).fetchone()
+    except psycopg.Error as exc:
+        raise errors.from_psycopg(exc) from None
+    return row[0] if row else None
+
+
+# -- constraints ------------------------------------------------------------------------------------
+def _typed(version_view: sql.Composable) -> sql.Composable:
+    return sql.SQL("jsonb_populate_record(NULL::{}, p.row_value)").format(version_view)
+
+
+def _constraint_conflicts(
+    conn: psycopg.Connection[Any], target: Branch, t_tables: dict[str, tuple[TableVersion, TableInfo]],
+    strategy: str, conflicts: list[Conflict],
+) -> None:
+    """PRIMARY KEY / UNIQUE collisions and NOT NULL / CHECK failures the plan would create on the target."""
+    names = [r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan WHERE action = 'upsert'")]
+    for name in names:
+        version, info = t_tables[name]
+        view = I(target.user_schema, name)
+        current = I(*info.cur) if target.id == info.root_branch else I(target.phys_schema, name)
+        for con in version.constraints:
+            if con.kind not in ("p", "u"):
+                continue
+            match = sql.SQL(" AND ").join(sql.SQL("o.{c} = r.{c}").format(c=I(c)) for c in con.cols)
+            clash = conn.execute(sql.SQL(
+                """SELECT p.rowid, o._hdb_rowid, to_jsonb(o) - '_hdb_rowid' = p.row_value AS same, p.row_value,
+                          to_jsonb(o) - '_hdb_rowid' AS other
+                   FROM _hdb_mplan p, {typed} r, {cur} o
+                   WHERE p.table_name = {n} AND p.action = 'upsert' AND {m} AND o._hdb_rowid <> p.rowid
+                     AND NOT EXISTS (SELECT 1 FROM _hdb_mplan q WHERE q.table_name = {n} AND q.rowid = o._hdb_rowid)"""
+            ).format(typed=_typed(view), cur=_projected(current, version, info, target), n=L(name), m=match)).fetchall()
+            for rowid, other, same, row_value, other_value in clash:
+                if same:  # the same row on both sides: nothing to merge
+                    conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s", (name, rowid))
+                    continue
+                key = {c: row_value.get(c) for c in con.cols}
+                kind = "insert_insert" if con.kind == "p" else "constraint"
+                c = Conflict(name, rowid, kind, key, row_value, other_value, None, list(con.cols))
+                if strategy in ("OURS",):
+                    conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s", (name, rowid))
+                elif strategy in ("THEIRS", "LAST_WRITE_WINS"):
+                    conn.execute("INSERT INTO _hdb_mplan (table_name, rowid, action) VALUES (%s, %s, 'delete')",
+                                 (name, other))
+                elif strategy != "MANUAL":
+                    c.kind += "!"
+                conflicts.append(c)
+        for col in version.columns:
+            if col.notnull:
+                bad = conn.execute(sql.SQL(
+                    "SELECT p.rowid, p.row_value FROM _hdb_mplan p WHERE p.table_name = {n} AND p.action = 'upsert' "
+                    "AND coalesce(p.row_value -> {c}, 'null'::jsonb) = 'null'::jsonb").format(n=L(name), c=L(col.name))
+                ).fetchall()
+                for rowid, value in bad:
+                    conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
+                                              {"not_null": col.name}, value, None, None, [col.name]))
+        for con in version.constraints:
+            if con.kind == "c" and con.expr:
+                bad = conn.execute(sql.SQL(
+                    "SELECT p.rowid, p.row_value FROM _hdb_mplan p, LATERAL (SELECT ({e}) AS ok FROM {typed} r_) x "
+                    "WHERE p.table_name = {n} AND p.action = 'upsert' AND x.ok IS FALSE"
+                ).format(e=sql.SQL(con.expr), typed=_typed(view), n=L(name))).fetchall()
+                for rowid, value in bad:
+                    conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
+                                              {"check": con.name}, value, None, None, []))
+
+
+def _projected(current: sql.Composable, version: TableVersion, info: TableInfo, target: Branch) -> sql.Composable:
+    """The target's current rows with _hdb_rowid and logical column names (root: they are the physical ones)."""
+    if target.id != info.root_branch:
+        return sql.SQL("(SELECT * FROM {})").format(current)
+    cols = sql.SQL(", ").join(I(c.name) for c in version.columns)
+    return sql.SQL("(SELECT _hdb_rowid, {} FROM {})").format(cols, current)
+
+
+# -- applying ------------------------------------------------------------------------------------------
+def apply_all(conn: psycopg.Connection[Any], target: Branch, plans: list[TablePlan], source: str = "_hdb_mplan") -> None:
+    lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
+    snap = Snapshot(conn, chain(conn, target.id))
+    by_name = {v.name: (v, tid) for tid, v in snap.tables.items()}
+    for p in plans:
+        if p.table not in by_name:
+            continue
+        version, tid = by_name[p.table]
+        info = snap.info[tid]
+        view = I(target.user_schema, p.table)
+        conn.execute("DROP TABLE IF EXISTS _hdb_plan")
+        conn.execute(sql.SQL(
+            "CREATE TEMP TABLE _hdb_plan ON COMMIT DROP AS SELECT DISTINCT ON (p.rowid) p.rowid AS _hdb_rowid, "
+            "p.action AS _hdb_action, r.* FROM {src} p, jsonb_populate_record(NULL::{v}, p.row_value) r "
+            "WHERE p.table_name = {n} ORDER BY p.rowid, (p.action = 'delete') DESC"
+        ).format(src=I(source), v=view, n=L(p.table)))
+        apply_plan(conn, target, info, version, snap.names[tid], snap.br_columns[tid], "_hdb_plan", lsn)
+
+
+# -- results ------------------------------------------------------------------------------------------------
+def _result(session: Session, merge_id: int, strategy: str, plans: list[TablePlan], lsn: int) -> Result:
+    from heliosdb.session import Result
+
+    cur = session.conn.cursor()
+    data = [(merge_id, strategy, p.table, p.applied, p.resolved, format_lsn(lsn)) for p in plans if p.applied]
+    if not data:
+        data = [(merge_id, strategy, None, 0, 0, format_lsn(lsn))]
+    cur.execute(
+        "SELECT * FROM (VALUES " + ", ".join(["(%s::bigint, %s::text, %s::text, %s::int, %s::int, %s::pg_lsn)"] * len(data))
+        + ") AS m(merge_id, strategy, table_name, rows_applied, conflicts_resolved, target_lsn)",
+        [v for row in data for v in row],
+    )
+    return Result(status="MERGE", cursor=cur, rowcount=len(data))
+
+
+def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], plans: list[TablePlan],
+             conflicts: list[Conflict], started: float) -> Result:
+    from heliosdb.session import Result
+
+    rows_to_merge = sum(p.applied for p in plans)
+    auto = sum(p.auto for p in plans)
+    tables = sorted({p.table for p in plans if p.applied} | set(schema_tables))
+    items: list[tuple[str, str | None, str]] = [
+        ("source", src.branch.name, f"head {format_lsn(src.head)}"),
+        ("target", tgt.branch.name, f"head {format_lsn(tgt.head)}"),
+        ("common ancestor", None, f"LSN {format_lsn(min(src.base, tgt.base))}"),
+        ("tables modified", None, ", ".join(tables) or "none"),
+        ("rows to merge", None, str(rows_to_merge)),
+        ("auto-resolvable", None, str(auto)),
+        ("conflicts", None, str(len(conflicts))),
+    ]
+    for c in conflicts[:20]:
+        detail = c.kind.rstrip("!").replace("_", " ")
+        if c.columns:
+            detail += f" ({', '.join(c.columns)})"
+        items.append(("conflict", c.table, f"key {json.dumps(c.key)}: {detail}"))
+    elapsed = (time.perf_counter() - started) * 1000
+    items.append(("estimated time", None, f"{max(1.0, elapsed * 1.5):.0f} ms"))
+    items.append(("storage impact", None, f"~{rows_to_merge * 2} row versions"))
+    cur = session.conn.cursor()
+    cur.execute(
+        "SELECT * FROM (VALUES " + ", ".join(["(%s::text, %s::text, %s::text)"] * len(items))
+        + ") AS p(item, table_name, detail)",
+        [v for row in items for v in row],
+    )
+    return Result(status="MERGE DRY RUN", cursor=cur, rowcount=len(items))
+
+
+__all__ = ["MAX_LSN", "Conflict", "MergeConflict", "MergeStateError", "TablePlan", "apply_all", "execute",
+           "merge", "merge_base", "side_tables"]

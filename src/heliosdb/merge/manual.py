@@ -1,0 +1,158 @@
+"""MANUAL merges: conflicts in _merge_conflicts_<id>, then COMPLETE MERGE or ABORT MERGE.
+
+The plan (every non-conflicting change) and the conflicts are stored in the
+catalog, so a pending merge survives restarts. Users resolve conflicts with
+UPDATE (resolution 'source' | 'target' | 'base' | 'custom' with
+resolved_value); COMPLETE MERGE applies plan and resolutions as one commit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from heliosdb import errors
+from heliosdb.catalog.model import get_branch_by_id
+from heliosdb.merge.engine import Conflict, MergeStateError, TablePlan, apply_all
+from heliosdb.sql.lsn import format_lsn
+from heliosdb.temporal.resolver import head_lsn
+
+if TYPE_CHECKING:
+    from heliosdb.merge.diff import Side
+    from heliosdb.session import Result, Session
+    from heliosdb.sql.statements import MergeBranch
+
+I = sql.Identifier  # noqa: E741
+
+_RESOLUTIONS = ("source", "target", "base", "custom")
+
+
+def conflicts_table(merge_id: int) -> str:
+    return f"_merge_conflicts_{merge_id}"
+
+
+def save_pending(session: Session, merge_id: int, stmt: MergeBranch, src: Side, tgt: Side,
+                 plans: list[TablePlan], conflicts: list[Conflict], text: str) -> Result:
+    from heliosdb.branching.branches import audit
+    from heliosdb.session import Result
+
+    conn = session.conn
+    table = I(tgt.branch.user_schema, conflicts_table(merge_id))
+    conn.execute(sql.SQL(
+        """CREATE TABLE {t} (
+    conflict_id integer PRIMARY KEY, table_name text NOT NULL, page_id bigint, row_key jsonb,
+    source_value jsonb, target_value jsonb, base_value jsonb, conflict_kind text NOT NULL,
+    resolution text CHECK (resolution IN ('source', 'target', 'base', 'custom')),
+    resolved_value jsonb, resolved_by text, resolved_at timestamptz)"""
+    ).format(t=table))
+    for n, c in enumerate(conflicts, start=1):
+        conn.execute(sql.SQL(
+            "INSERT INTO {t} (conflict_id, table_name, page_id, row_key, source_value, target_value, base_value, "
+            "conflict_kind) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(t=table),
+            (n, c.table, c.rowid, json.dumps(c.key), json.dumps(c.source), json.dumps(c.target),
+             json.dumps(c.base), c.kind.rstrip("!")))
+        conn.execute("INSERT INTO _hdb_mplan (table_name, rowid, action, row_value, conflict_id) "
+                     "VALUES (%s, %s, 'conflict', NULL, %s)", (c.table, c.rowid, n))
+    conn.execute("INSERT INTO heliosdb._merge_plan SELECT %s, table_name, rowid, action, row_value, conflict_id "
+                 "FROM _hdb_mplan", (merge_id,))
+    counts = {p.table: {"applied": p.applied, "auto_merged": p.auto} for p in plans}
+    conn.execute(
+        """INSERT INTO heliosdb._merges (id, source_id, target_id, base_source_lsn, base_target_lsn, source_lsn,
+               target_lsn, strategy, counts, state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'MANUAL', %s, 'pending')""",
+        (merge_id, src.branch.id, tgt.branch.id, src.base, tgt.base, src.head, tgt.head, json.dumps(counts)),
+    )
+    audit(conn, tgt.branch.name, text, None, f"pending: {len(conflicts)} conflict(s)")
+    cur = conn.cursor()
+    cur.execute("SELECT %s::bigint AS merge_id, 'MANUAL'::text AS strategy, %s::int AS conflicts, "
+                "%s::text AS conflicts_table", (merge_id, len(conflicts), conflicts_table(merge_id)))
+    session.notices.append(
+        f"NOTICE:  merge {merge_id} has {len(conflicts)} conflict(s): resolve them in {conflicts_table(merge_id)}, "
+        f"then COMPLETE MERGE {merge_id}")
+    return Result(status="MERGE", cursor=cur, rowcount=1)
+
+
+def _pending(session: Session, merge_id: int) -> tuple[Any, ...]:
+    row = session.conn.execute(
+        "SELECT id, source_id, target_id, target_lsn, state, source_lsn, base_source_lsn, base_target_lsn "
+        "FROM heliosdb._merges WHERE id = %s FOR UPDATE", (merge_id,)).fetchone()
+    if row is None:
+        raise errors.UndefinedObject(f"merge {merge_id} does not exist")
+    if row[4] != "pending":
+        raise MergeStateError(f"merge {merge_id} is {row[4]}, not pending")
+    return row
+
+
+def complete_merge(session: Session, merge_id: int) -> Result:
+    from heliosdb.branching.branches import audit
+    from heliosdb.merge.engine import _result
+
+    conn = session.conn
+    with conn.transaction():
+        _, source_id, target_id, planned_head, _, source_lsn, base_s, base_t = _pending(session, merge_id)
+        target = get_branch_by_id(conn, target_id)
+        conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,))
+        if head_lsn(conn, target) != planned_head and conn.execute(
+                "SELECT heliosdb.held_lsn(%s) IS NULL", (target.id,)).fetchone()[0]:  # type: ignore[index]
+            raise MergeStateError(
+                f'branch "{target.name}" changed since merge {merge_id} was prepared',
+                hint=f"ABORT MERGE {merge_id} and merge again.")
+        table = I(target.user_schema, conflicts_table(merge_id))
+        open_ = conn.execute(sql.SQL("SELECT conflict_id FROM {} WHERE resolution IS NULL ORDER BY 1").format(table)
+                             ).fetchall()
+        if open_:
+            ids = ", ".join(str(r[0]) for r in open_[:20])
+            raise MergeStateError(
+                f"merge {merge_id} still has {len(open_)} unresolved conflict(s): {ids}",
+                hint=f"UPDATE {conflicts_table(merge_id)} SET resolution = 'source' | 'target' | 'base' | 'custom' "
+                     "(with resolved_value) WHERE conflict_id = ...")
+        bad = conn.execute(sql.SQL("SELECT conflict_id FROM {} WHERE resolution = 'custom' AND resolved_value IS NULL "
+                                   "AND conflict_kind <> 'update_delete'").format(table)).fetchall()
+        if bad:
+            raise MergeStateError(f"conflict {bad[0][0]} is resolved as custom but has no resolved_value")
+        conn.execute("CREATE TEMP TABLE _hdb_mplan ON COMMIT DROP AS SELECT table_name, rowid, action, row_value, "
+                     "conflict_id FROM heliosdb._merge_plan WHERE merge_id = %s AND action <> 'conflict'", (merge_id,))
+        conn.execute(sql.SQL(
+            """INSERT INTO _hdb_mplan (table_name, rowid, action, row_value)
+SELECT c.table_name, p.rowid,
+       CASE WHEN v IS NULL OR v = 'null'::jsonb THEN 'delete' ELSE 'upsert' END, v
+FROM {t} c JOIN heliosdb._merge_plan p ON p.merge_id = %s AND p.conflict_id = c.conflict_id,
+LATERAL (SELECT CASE c.resolution WHEN 'source' THEN c.source_value WHEN 'base' THEN c.base_value
+                                  WHEN 'custom' THEN c.resolved_value END AS v) x
+WHERE c.resolution <> 'target'""").format(t=table), (merge_id,))
+        tables = [r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan")]
+        plans = [TablePlan(t) for t in tables]
+        for p in plans:
+            p.applied = int(conn.execute("SELECT count(*) FROM _hdb_mplan WHERE table_name = %s", (p.table,)
+                                         ).fetchone()[0])  # type: ignore[index]
+        result_lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
+        apply_all(conn, target, plans)
+        resolved = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]  # type: ignore[index]
+        for p in plans:
+            p.resolved = int(resolved) if p is plans[0] else 0
+        conn.execute("UPDATE heliosdb._merges SET state = 'completed', result_lsn = %s, target_lsn = %s "
+                     "WHERE id = %s", (result_lsn, planned_head, merge_id))
+        conn.execute("DELETE FROM heliosdb._merge_plan WHERE merge_id = %s", (merge_id,))
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
+        audit(conn, target.name, f"COMPLETE MERGE {merge_id}", result_lsn, "ok")
+        del source_id, source_lsn, base_s, base_t
+    return _result(session, merge_id, "MANUAL", plans, result_lsn)
+
+
+def abort_merge(session: Session, merge_id: int) -> Result:
+    from heliosdb.branching.branches import audit
+    from heliosdb.session import Result
+
+    conn = session.conn
+    with conn.transaction():
+        _, _, target_id, *_ = _pending(session, merge_id)
+        target = get_branch_by_id(conn, target_id)
+        conn.execute("UPDATE heliosdb._merges SET state = 'aborted' WHERE id = %s", (merge_id,))
+        conn.execute("DELETE FROM heliosdb._merge_plan WHERE merge_id = %s", (merge_id,))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(I(target.user_schema, conflicts_table(merge_id))))
+        audit(conn, target.name, f"ABORT MERGE {merge_id}", None, "ok")
+    return Result(status="ABORT MERGE")
+
+
+__all__ = ["abort_merge", "complete_merge", "conflicts_table", "format_lsn", "save_pending", "_RESOLUTIONS"]

@@ -1,0 +1,159 @@
+"""Schema side of a merge: what the source changed since the base, carried to the target.
+
+Tables and columns are matched by identity on the source's timeline (table and
+column ids) and by name on the target. Changes are replayed on the target as
+the DDL a user would have written (so every DDL rule applies), inside the
+merge's transaction. Both sides changing the same object incompatibly is a
+schema conflict that stops the merge with an explanation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from heliosdb import errors
+from heliosdb.catalog.model import Column, Constraint, Level, TableVersion, chain, visible_tables
+from heliosdb.sql.names import quote_ident
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from heliosdb.catalog.model import Branch
+
+
+class SchemaConflict(errors.HeliosError, code="HD011"):
+    """Both branches changed the same table or column in incompatible ways."""
+
+
+@dataclass
+class SchemaPlan:
+    statements: list[str] = field(default_factory=list)  # DDL to run on the target
+    tables: list[str] = field(default_factory=list)  # tables the statements touch (for the preview)
+
+
+def _tables(conn: psycopg.Connection, levels: list[Level]) -> dict[int, TableVersion]:
+    return visible_tables(conn, levels)
+
+
+def _coldef(c: Column) -> str:
+    text = f"{quote_ident(c.name)} {c.type}"
+    if c.default:
+        text += f" DEFAULT {c.default}"
+    if c.notnull:
+        text += " NOT NULL"
+    return text
+
+
+def create_table_sql(v: TableVersion) -> str:
+    parts = [_coldef(c) for c in v.columns]
+    for con in v.constraints:
+        if con.kind == "p":
+            parts.append(f"PRIMARY KEY ({', '.join(quote_ident(c) for c in con.cols)})")
+        elif con.kind == "u":
+            parts.append(f"UNIQUE ({', '.join(quote_ident(c) for c in con.cols)})")
+        elif con.kind == "c" and con.expr:
+            parts.append(f"CONSTRAINT {quote_ident(con.name)} CHECK ({con.expr})")
+    return f"CREATE TABLE {quote_ident(v.name)} ({', '.join(parts)})"
+
+
+def _by_name(tables: dict[int, TableVersion]) -> dict[str, TableVersion]:
+    return {v.name: v for v in tables.values()}
+
+
+def plan_schema(
+    conn: psycopg.Connection, source: Branch, target: Branch, base_s: int, base_t: int
+) -> SchemaPlan:
+    s_now = _tables(conn, chain(conn, source.id))
+    s_base = _tables(conn, chain(conn, source.id, base_s))
+    t_now = _tables(conn, chain(conn, target.id))
+    t_base = _tables(conn, chain(conn, target.id, base_t))
+    t_now_names = _by_name(t_now)
+    t_base_names = _by_name(t_base)
+    plan = SchemaPlan()
+    for tid, sv in s_now.items():
+        before = s_base.get(tid)
+        if before is None:  # created on the source since the base
+            tv = t_now_names.get(sv.name)
+            if tv is None:
+                plan.statements.append(create_table_sql(sv))
+                plan.tables.append(sv.name)
+            elif [(c.name, c.type) for c in tv.columns] != [(c.name, c.type) for c in sv.columns]:
+                raise SchemaConflict(
+                    f'table "{sv.name}" was created on both branches with different columns',
+                    hint="Rename or align one of them, then merge again.",
+                )
+            continue
+        tv = t_now_names.get(before.name) or t_now_names.get(sv.name)
+        if tv is None:
+            if before.name in t_base_names:
+                raise SchemaConflict(
+                    f'table "{sv.name}" was changed on "{source.name}" but dropped on "{target.name}"'
+                )
+            continue
+        if sv.name != before.name and tv.name == before.name:
+            plan.statements.append(f"ALTER TABLE {quote_ident(tv.name)} RENAME TO {quote_ident(sv.name)}")
+        _plan_columns(plan, sv, before, tv, t_base_names.get(before.name), source, target)
+    for tid, before in s_base.items():
+        if tid in s_now:
+            continue
+        tv = t_now_names.get(before.name)
+        if tv is None:
+            continue
+        tb = t_base_names.get(before.name)
+        if tb is not None and (tb.columns != tv.columns):
+            raise SchemaConflict(
+                f'table "{before.name}" was dropped on "{source.name}" but changed on "{target.name}"'
+            )
+        plan.statements.append(f"DROP TABLE {quote_ident(tv.name)}")
+        plan.tables.append(before.name)
+    return plan
+
+
+def _plan_columns(
+    plan: SchemaPlan, sv: TableVersion, before: TableVersion, tv: TableVersion, tb: TableVersion | None,
+    source: Branch, target: Branch,
+) -> None:
+    table = quote_ident(sv.name)
+    old = {c.col: c for c in before.columns}
+    now = {c.col: c for c in sv.columns}
+    t_cols = {c.name: c for c in tv.columns}
+    t_base_cols = {c.name for c in tb.columns} if tb else set()
+    touched = False
+    for col, c in now.items():
+        if col not in old:  # added on the source
+            have = t_cols.get(c.name)
+            if have is None:
+                plan.statements.append(f"ALTER TABLE {table} ADD COLUMN {_coldef(_nullable(c))}")
+                touched = True
+            elif have.type != c.type:
+                raise SchemaConflict(
+                    f'column "{c.name}" of "{sv.name}" was added on both branches with different types '
+                    f"({c.type} on {source.name}, {have.type} on {target.name})"
+                )
+        elif old[col].name != c.name:  # renamed on the source
+            was = old[col].name
+            if was in t_cols and c.name not in t_cols:
+                plan.statements.append(f"ALTER TABLE {table} RENAME COLUMN {quote_ident(was)} TO {quote_ident(c.name)}")
+                touched = True
+            elif c.name not in t_cols:
+                raise SchemaConflict(
+                    f'column "{was}" of "{sv.name}" was renamed to "{c.name}" on "{source.name}" '
+                    f'but renamed or dropped on "{target.name}"'
+                )
+    for col, c in old.items():
+        if col not in now and c.name in t_cols:  # dropped on the source
+            if c.name not in t_base_cols:
+                continue  # the target's column of that name is its own
+            plan.statements.append(f"ALTER TABLE {table} DROP COLUMN {quote_ident(c.name)}")
+            touched = True
+    if touched:
+        plan.tables.append(sv.name)
+
+
+def _nullable(c: Column) -> Column:
+    """A column carried by a merge: NOT NULL only holds if existing target rows get a default."""
+    return Column(c.name, c.col, c.type, c.notnull and c.default is not None, c.default, c.missing)
+
+
+__all__ = ["Constraint", "SchemaConflict", "SchemaPlan", "create_table_sql", "plan_schema"]

@@ -1,0 +1,247 @@
+"""\\d and friends, branch-aware: HeliosDB tables are what the catalog says the current branch sees
+(their views live in the branch's schema: public for main, br_<name> otherwise); the internal
+hdb_* schemas are never listed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from heliosdb.shell.commands import Arg, ArgKind, Failure, Outcome, Rows, command
+from heliosdb.shell.context import ShellContext, object_name, pattern_regex
+
+G = "Informational"
+MAX_LSN = 9223372036854775807
+
+# Tables the branch sees at its head: its own table versions, then each ancestor's as of the fork point.
+VISIBLE_TABLES = """
+WITH RECURSIVE up AS (
+    SELECT id, parent_id, fork_lsn, 0 AS n, 9223372036854775807::bigint AS upto
+    FROM heliosdb._branches WHERE id = %(branch)s
+    UNION ALL
+    SELECT p.id, p.parent_id, p.fork_lsn, up.n + 1, least(up.upto, up.fork_lsn)
+    FROM heliosdb._branches p JOIN up ON p.id = up.parent_id
+), v AS (
+    SELECT DISTINCT ON (tv.table_id) tv.table_id, tv.name, tv.dropped, tv.columns, tv.constraints
+    FROM up JOIN heliosdb._table_versions tv ON tv.branch_id = up.id
+     AND tv.valid_from <= up.upto AND (up.upto < tv.valid_to OR tv.valid_to = 9223372036854775807)
+    ORDER BY tv.table_id, up.n
+)
+SELECT v.table_id, v.name, v.columns, v.constraints, t.root_branch, rb.name, t.phys_schema, t.phys_name
+FROM v JOIN heliosdb._tables t ON t.id = v.table_id LEFT JOIN heliosdb._branches rb ON rb.id = t.root_branch
+WHERE NOT v.dropped
+ORDER BY v.name
+"""
+
+# Ancestry of a branch (itself first), for the indexes its reads use.
+_CHAIN = """
+WITH RECURSIVE up AS (
+    SELECT id, parent_id, name FROM heliosdb._branches WHERE id = %s
+    UNION ALL SELECT p.id, p.parent_id, p.name FROM heliosdb._branches p JOIN up ON p.id = up.parent_id)
+SELECT id, name FROM up
+"""
+
+_INDEXES = """
+SELECT ic.relname, c.relname, i.indisunique, i.indisprimary, pg_get_indexdef(i.indexrelid)
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = ANY(%s)
+ORDER BY ic.relname
+"""
+
+_RELATIONS = """
+SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')
+ORDER BY c.relname
+"""
+
+_KINDS = {"r": "plain table", "v": "view", "m": "materialized view", "S": "sequence", "f": "foreign table",
+          "p": "partitioned table"}
+
+
+def visible_tables(ctx: ShellContext) -> list[tuple[Any, ...]]:
+    """(table_id, name, columns, constraints, root_branch_id, root_branch_name, phys_schema, phys_name)."""
+    return ctx.query(VISIBLE_TABLES, {"branch": ctx.session.branch.id})
+
+
+def _match(regex: str | None, name: str) -> bool:
+    return regex is None or re.match(regex, name) is not None
+
+
+def _schema(ctx: ShellContext) -> str:
+    return ctx.session.branch.user_schema
+
+
+def _title(ctx: ShellContext, what: str) -> str:
+    b = ctx.session.branch
+    return f'{what} on branch "{b.name}" (schema {b.user_schema})'
+
+
+# -- listings --------------------------------------------------------------------------------------
+def _listing(ctx: ShellContext, pattern: str | None, kinds: set[str], what: str) -> Outcome:
+    regex = pattern_regex(pattern)
+    tables = visible_tables(ctx)
+    names = {t[1] for t in tables}
+    rows: list[tuple[Any, ...]] = []
+    if "table" in kinds:
+        rows += [(t[1], "table", t[5]) for t in tables if _match(regex, t[1])]
+    for name, kind, _owner in ctx.query(_RELATIONS, (_schema(ctx),)):
+        label = _KINDS.get(kind, kind)
+        if name in names or not _match(regex, name) or label not in kinds:
+            continue
+        rows.append((name, label, None))
+    if not rows:
+        return Failure(f"Did not find any {what}" + (f' named "{pattern}"' if pattern else "") + ".")
+    rows.sort()
+    return Rows(["Name", "Type", "Created on branch"], rows, title=_title(ctx, f"List of {what}"))
+
+
+_P = [Arg("pattern", ArgKind.PATTERN, optional=True)]
+
+
+@command("\\dt", "list tables of the current branch", group=G, args=_P)
+def list_tables(ctx: ShellContext, args: dict[str, str]) -> Outcome:
+    return _listing(ctx, args.get("pattern"), {"table"}, "tables")
+
+
+@command("\\dv", "list views of the current branch", group=G, args=_P)
+def list_views(ctx: ShellContext, args: dict[str, str]) -> Outcome:
+    return _listing(ctx, args.get("pattern"), {"view"}, "views")
+
+
+@command("\\dm", "list (PostgreSQL) materialized views of the current branch", group=G, args=_P)
+def list_matviews(ctx: ShellContext, args: dict[str, str]) -> Outcome:
+    return _listing(ctx, args.get("pattern"), {"materialized view"}, "materialized views")
+
+
+def _index_rows(ctx: ShellContext, table: tuple[Any, ...]) -> list[tuple[str, str, bool, bool, str, str]]:
+    """(index, table, unique, primary, definition, created on) of one HeliosDB table on this branch."""
+    tid, name, _cols, _cons, root_id, root_name, phys_schema, phys_name = table
+    chain = ctx.query(_CHAIN, (ctx.session.branch.id,))
+    on_chain = {bid: bname for bid, bname in chain}
+    out = []
+    for idx, rel, unique, primary, definition in ctx.query(_INDEXES, (phys_schema, [phys_name, phys_name + "__br"])):
+        using = definition[definition.find(" USING ") + 1:] if " USING " in definition else definition
+        if rel == phys_name:
+            if "_hdb_" in using or root_id not in on_chain:
+                continue
+            out.append((idx, name, unique, primary, using, root_name))
+            continue
+        m = re.fullmatch(r"(.+)__b(\d+)", idx)
+        if m is None or int(m.group(2)) not in on_chain:
+            continue
+        using = using.replace("(_hdb_branch, ", "(")
+        out.append((m.group(1), name, unique, primary, using, on_chain[int(m.group(2))]))
+    return out
+
+
+@command("\\di", "list indexes of the current branch's tables", group=G, args=_P)
+def list_indexes(ctx: ShellContext, args: dict[str, str]) -> Outcome:
+    regex = pattern_regex(args.get("pattern"))
+    rows = []
+    for t in visible_tables(ctx):
+        for idx, table, unique, primary, using, origin in _index_rows(ctx, t):
+            if _match(regex, idx):
+                kind = "primary key" if primary else "unique" if unique else ""
+                rows.append((idx, table, kind, using, origin))
+    if not rows:
+        return Failure("Did not find any indexes" + (f' named "{args["pattern"]}"' if args.get("pattern") else "") + ".")
+    return Rows(["Name", "Table", "Kind", "Definition", "Created on branch"], sorted(rows),
+                title=_title(ctx, "List of indexes"))
+
+
+@command("\\dn", "list schemas (with the branch each belongs to)", group=G, args=_P)
+def list_schemas(ctx: ShellContext, args: dict[str, str]) -> Outcome:
+    regex = pattern_regex(args.get("pattern"))
+    rows = ctx.query(
+        """SELECT n.nspname, pg_get_userbyid(n.nspowner),
+                  CASE WHEN n.nspname = 'heliosdb' THEN 'HeliosDB catalog'
+                       WHEN b.name IS NOT NULL THEN 'branch ' || b.name END
+           FROM pg_namespace n
+           LEFT JOIN heliosdb._branches b ON b.user_schema = n.nspname AND b.state <> 'dropped'
+           WHERE n.nspname !~ '^(pg_|hdb_)' AND n.nspname <> 'information_schema'
+             AND (n.nspname !~ '^br_' OR b.name IS NOT NULL)
+           ORDER BY 1""")
+    rows = [r for r in rows if _match(regex, r[0])]
+    return Rows(["Name", "Owner", "Holds"], rows, title="List of schemas")
+
+
+@command("\\du", "list roles", group=G, args=_P)
+def list_roles(ctx: ShellContext, args: dict[str, str]) -> Outcome:
+    regex = pattern_regex(args.get("pattern"))
+    rows = ctx.query(
+        """SELECT rolname, array_to_string(array_remove(ARRAY[
+                  CASE WHEN rolsuper THEN 'Superuser' END, CASE WHEN rolcreaterole THEN 'Create role' END,
+                  CASE WHEN rolcreatedb THEN 'Create DB' END, CASE WHEN NOT rolcanlogin THEN 'Cannot login' END,
+                  CASE WHEN rolreplication THEN 'Replication' END, CASE WHEN rolbypassrls THEN 'Bypass RLS' END],
+                  NULL), ', ')
+           FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1""")
+    rows = [r for r in rows if _match(regex, r[0])]
+    return Rows(["Role name", "Attributes"], rows, title="List of roles")
+
+
+# -- \d --------------------------------------------------------------------------------------------
+def _describe_table(ctx: ShellContext, t: tuple[Any, ...]) -> Rows:
+    tid, name, cols, cons, _root_id, root_name, phys_schema, phys_name = t
+    rows = [(c["name"], c["type"], "not null" if c.get("notnull") else "", c.get("default") or "") for c in cols]
+    footer: list[str] = []
+    idx = _index_rows(ctx, t)
+    constraint_names = {c["name"] for c in cons}
+    lines = []
+    for c in cons:
+        if c["kind"] in ("p", "u"):
+            kind = "PRIMARY KEY" if c["kind"] == "p" else "UNIQUE CONSTRAINT"
+            lines.append(f'    "{c["name"]}" {kind} ({", ".join(c["cols"])})')
+    for i, _table, unique, _primary, using, origin in idx:
+        if i in constraint_names:
+            continue
+        note = f" (created on branch {origin})" if origin != ctx.session.branch.name else ""
+        lines.append(f'    "{i}"{" UNIQUE," if unique else ""} {using}{note}')
+    if lines:
+        footer += ["Indexes:", *lines]
+    checks = [c for c in cons if c["kind"] == "c"]
+    if checks:
+        footer.append("Check constraints:")
+        footer += [f'    "{c["name"]}" CHECK {c["expr"]}' for c in checks]
+    footer.append(f"HeliosDB table {tid}, created on branch {root_name}; storage {phys_schema}.{phys_name}")
+    return Rows(["Column", "Type", "Nullable", "Default"], rows,
+                title=f'Table "{name}" on branch "{ctx.session.branch.name}"', footer=footer, count=False)
+
+
+def _describe_relation(ctx: ShellContext, name: str) -> Outcome:
+    schema, _, rel = name.rpartition(".")
+    target = f"{ctx.ident(object_name(schema))}.{ctx.ident(object_name(rel))}" if schema else \
+        f"{ctx.ident(_schema(ctx))}.{ctx.ident(object_name(rel))}"
+    oid = ctx.scalar("SELECT to_regclass(%s)::oid", (target,))
+    if oid is None and not schema:
+        oid = ctx.scalar("SELECT to_regclass(%s)::oid", (ctx.ident(object_name(rel)),))
+    if oid is None:
+        return Failure(f'Did not find any relation named "{name}".')
+    kind, shown = ctx.query("SELECT relkind, %s::oid::regclass::text FROM pg_class WHERE oid = %s", (oid, oid))[0]
+    rows = ctx.query(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+                  CASE WHEN a.attnotnull THEN 'not null' ELSE '' END, coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+           FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""", (oid,))
+    footer = []
+    if kind in ("v", "m"):
+        footer = ["View definition:", *("  " + ln for ln in (ctx.scalar("SELECT pg_get_viewdef(%s::oid, true)", (oid,))
+                                                           or "").rstrip().splitlines())]
+    label = _KINDS.get(kind, "relation").capitalize().replace("Plain table", "Table")
+    return Rows(["Column", "Type", "Nullable", "Default"], rows, title=f'{label} "{shown}"', footer=footer, count=False)
+
+
+@command("\\d", "describe a table, view or other relation; without a name, list relations", group=G,
+         args=[Arg("name", ArgKind.RELATION, optional=True)])
+def describe(ctx: ShellContext, args: dict[str, str]) -> Outcome:
+    name = args.get("name")
+    if name is None or "*" in name or "?" in name:
+        return _listing(ctx, name, {"table", "view", "materialized view", "sequence", "plain table",
+                                    "foreign table", "partitioned table"}, "relations")
+    if "." not in name.strip('"'):
+        wanted = object_name(name)
+        for t in visible_tables(ctx):
+            if t[1] == wanted:
+                return _describe_table(ctx, t)
+    return _describe_relation(ctx, name)
