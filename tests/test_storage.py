@@ -184,14 +184,20 @@ def test_concurrent_commands_share_one_instance(data_dir: Path) -> None:
             + "".join(row % i + f"SELECT pg_sleep({pause});\n" for i in range(1, n))
         )
 
-    cmd_a = [*HELIOSDB, "-D", str(data_dir), "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
-    a = subprocess.Popen(cmd_a, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    b = subprocess.Popen(cmd_a, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [*HELIOSDB, "-D", str(data_dir), "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
+    procs = {}
     # B keeps working well after A has exited: A's exit must not stop the server under B.
-    _, err_a = a.communicate(script("A", "B", 30, 0), timeout=180)
-    _, err_b = b.communicate(script("B", "A", 30, 0.03), timeout=180)
-    assert (a.returncode, err_a) == (0, "")
-    assert (b.returncode, err_b) == (0, "")
+    for me, other, pause in (("A", "B", 0), ("B", "A", 0.03)):
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert p.stdin is not None
+        p.stdin.write(script(me, other, 30, pause))  # small: fits the pipe
+        p.stdin.close()
+        procs[me] = p
+    for p in procs.values():
+        p.wait(timeout=180)
+    for me, p in procs.items():
+        assert p.stderr is not None
+        assert (me, p.returncode, p.stderr.read()) == (me, 0, "")
     wait_gone(data_dir)
 
     r = heliosdb(data_dir, "-A", "-t", "-c", "SELECT count(*), count(DISTINCT who), count(DISTINCT server_started), "

@@ -293,15 +293,36 @@ def _alter_root(
             (target, attnum),
         ).fetchone()[0]  # type: ignore[index]
         if col is None:
-            col = _register_column(conn, info.id, phys, typ)
-            for rel in (info.br, info.hist):
-                conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(I(*rel), I(phys), sql.SQL(typ)))
+            col = _adopt_or_add(conn, info, phys, typ)
         elif before[attnum] != phys:
             for rel in (info.br, info.hist):
                 conn.execute(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(I(*rel), I(before[attnum]), I(phys)))
             conn.execute("UPDATE heliosdb._columns SET phys_name = %s WHERE table_id = %s AND col_id = %s",
                          (phys, info.id, col))
     _resync_root(session, version, info, lsn)
+
+
+def _adopt_or_add(conn: psycopg.Connection[Any], info: TableInfo, phys: str, typ: str) -> int:
+    """A column new on the root relation: the same column another branch added (name and type), or a new one.
+
+    __br and __hist are shared by every branch; a different column that another branch added under the
+    same name is renamed there first (views refer to columns by position, so they are unaffected).
+    """
+    row = conn.execute(
+        "SELECT col_id, type FROM heliosdb._columns WHERE table_id = %s AND phys_name = %s", (info.id, phys)
+    ).fetchone()
+    if row is not None and row[1] == typ:
+        return int(row[0])
+    if row is not None:
+        moved = f"{phys}__c{row[0]}"
+        for rel in (info.br, info.hist):
+            conn.execute(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(I(*rel), I(phys), I(moved)))
+        conn.execute("UPDATE heliosdb._columns SET phys_name = %s WHERE table_id = %s AND col_id = %s",
+                     (moved, info.id, row[0]))
+    col = _register_column(conn, info.id, phys, typ)
+    for rel in (info.br, info.hist):
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(I(*rel), I(phys), sql.SQL(typ)))
+    return col
 
 
 def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int) -> None:

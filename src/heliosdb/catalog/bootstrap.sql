@@ -376,7 +376,8 @@ CREATE TABLE heliosdb._merges (
     at timestamptz NOT NULL DEFAULT clock_timestamp(),
     counts jsonb NOT NULL DEFAULT '{}',
     state text NOT NULL CHECK (state IN ('pending', 'completed', 'aborted')),
-    message text
+    message text,
+    schema_ddl jsonb                    -- DDL a pending merge replays on the target at COMPLETE MERGE
 );
 CREATE INDEX ON heliosdb._merges (source_id, target_id);
 

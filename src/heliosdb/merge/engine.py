@@ -146,40 +146,34 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
     if opts["delete_source"] and session.branch.id == source.id:
         raise errors.BranchInUse(f'cannot delete branch "{source.name}": it is the current branch of this session',
                                  hint="USE BRANCH another branch first, or leave out delete_source.")
+    manual = stmt.strategy == "MANUAL"
     with conn.transaction(force_rollback=stmt.dry_run):
         if not stmt.dry_run:
             conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,))  # waits for the target's writers
         base_s, base_t = merge_base(conn, source, target)
         src = Side(source, base_s, head_lsn(conn, source))
         tgt = Side(target, base_t, head_lsn(conn, target))
-        schema = plan_schema(conn, source, target, base_s, base_t)
-        with session.acting_on(target):
-            from heliosdb.branching import tables
-            from heliosdb.sql.classify import classify
-
-            for ddl in schema.statements:
-                tables.execute(session, classify(ddl), ddl)
-        s_tables = side_tables(conn, source)
-        t_tables = side_tables(conn, target)
         conflicts: list[Conflict] = []
         plans: list[TablePlan] = []
         conn.execute("CREATE TEMP TABLE _hdb_mplan (table_name text, rowid bigint, action text, row_value jsonb, "
                      "conflict_id integer) ON COMMIT DROP")
-        for name, (sv, si) in sorted(s_tables.items()):
-            if name not in t_tables:
-                continue
-            tv, ti = t_tables[name]
-            plan = _plan_table(conn, src, tgt, name, (sv, si), (tv, ti), stmt, rules, conflicts)
-            plans.append(plan)
-        _constraint_conflicts(conn, target, t_tables, stmt.strategy, conflicts)
+        # A MANUAL merge with conflicts changes nothing until COMPLETE MERGE: plan it in a savepoint
+        # that is rolled back (schema changes included), keeping only the plan.
+        with conn.transaction(force_rollback=manual):
+            schema = _plan(session, stmt, rules, src, tgt, conflicts, plans)
+            planned = conn.execute("SELECT table_name, rowid, action, row_value FROM _hdb_mplan").fetchall()
+        if manual and conflicts and not stmt.dry_run:
+            from heliosdb.merge.manual import save_pending
+
+            merge_id = int(conn.execute("SELECT nextval('heliosdb.merge_id_seq')").fetchone()[0])  # type: ignore[index]
+            return save_pending(session, merge_id, stmt, src, tgt, plans, conflicts, planned, schema.statements, text)
+        if manual:
+            conflicts, plans = [], []
+            schema = _plan(session, stmt, rules, src, tgt, conflicts, plans)
         unresolved = [c for c in conflicts if c.kind.endswith("!")]
         merge_id = int(conn.execute("SELECT nextval('heliosdb.merge_id_seq')").fetchone()[0])  # type: ignore[index]
         if stmt.dry_run:
             return _preview(session, src, tgt, schema.tables, plans, conflicts, started)
-        if stmt.strategy == "MANUAL" and conflicts:
-            from heliosdb.merge.manual import save_pending
-
-            return save_pending(session, merge_id, stmt, src, tgt, plans, conflicts, text)
         if conflicts and (stmt.strategy == "ABORT" or unresolved):
             bad = unresolved or conflicts
             listed = "; ".join(f"{c.table} {json.dumps(c.key)}: {c.kind.rstrip('!')}" for c in bad[:5])
@@ -206,6 +200,26 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
 
             drop_branch(session, source.name, cascade=False)
     return _result(session, merge_id, stmt.strategy, plans, result_lsn)
+
+
+def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], src: Side, tgt: Side,
+          conflicts: list[Conflict], plans: list[TablePlan]) -> Any:
+    """Carry the source's schema changes to the target, then plan every table into _hdb_mplan."""
+    from heliosdb.branching import tables
+    from heliosdb.sql.classify import classify
+
+    conn = session.conn
+    schema = plan_schema(conn, src.branch, tgt.branch, src.base, tgt.base)
+    with session.acting_on(tgt.branch):
+        for ddl in schema.statements:
+            tables.execute(session, classify(ddl), ddl)
+    s_tables = side_tables(conn, src.branch)
+    t_tables = side_tables(conn, tgt.branch)
+    for name, (sv, si) in sorted(s_tables.items()):
+        if name in t_tables:
+            plans.append(_plan_table(conn, src, tgt, name, (sv, si), t_tables[name], stmt, rules, conflicts))
+    _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts)
+    return schema
 
 
 def _options(opts: dict[str, str]) -> dict[str, Any]:
@@ -488,7 +502,8 @@ def apply_all(conn: psycopg.Connection[Any], target: Branch, plans: list[TablePl
         conn.execute("DROP TABLE IF EXISTS _hdb_plan")
         conn.execute(sql.SQL(
             "CREATE TEMP TABLE _hdb_plan ON COMMIT DROP AS SELECT DISTINCT ON (p.rowid) p.rowid AS _hdb_rowid, "
-            "p.action AS _hdb_action, r.* FROM {src} p, jsonb_populate_record(NULL::{v}, p.row_value) r "
+            "p.action AS _hdb_action, r.* FROM {src} p, "
+            "jsonb_populate_record(NULL::{v}, CASE WHEN p.action = 'delete' THEN NULL ELSE p.row_value END) r "
             "WHERE p.table_name = {n} ORDER BY p.rowid, (p.action = 'delete') DESC"
         ).format(src=I(source), v=view, n=L(p.table)))
         apply_plan(conn, target, info, version, snap.names[tid], snap.br_columns[tid], "_hdb_plan", lsn)

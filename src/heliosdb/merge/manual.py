@@ -33,8 +33,13 @@ def conflicts_table(merge_id: int) -> str:
     return f"_merge_conflicts_{merge_id}"
 
 
+def _j(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
 def save_pending(session: Session, merge_id: int, stmt: MergeBranch, src: Side, tgt: Side,
-                 plans: list[TablePlan], conflicts: list[Conflict], text: str) -> Result:
+                 plans: list[TablePlan], conflicts: list[Conflict], planned: list[tuple[Any, ...]],
+                 schema_ddl: list[str], text: str) -> Result:
     from heliosdb.branching.branches import audit
     from heliosdb.session import Result
 
@@ -51,17 +56,19 @@ def save_pending(session: Session, merge_id: int, stmt: MergeBranch, src: Side, 
         conn.execute(sql.SQL(
             "INSERT INTO {t} (conflict_id, table_name, page_id, row_key, source_value, target_value, base_value, "
             "conflict_kind) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(t=table),
-            (n, c.table, c.rowid, json.dumps(c.key), json.dumps(c.source), json.dumps(c.target),
-             json.dumps(c.base), c.kind.rstrip("!")))
-        conn.execute("INSERT INTO _hdb_mplan (table_name, rowid, action, row_value, conflict_id) "
-                     "VALUES (%s, %s, 'conflict', NULL, %s)", (c.table, c.rowid, n))
-    conn.execute("INSERT INTO heliosdb._merge_plan SELECT %s, table_name, rowid, action, row_value, conflict_id "
-                 "FROM _hdb_mplan", (merge_id,))
+            (n, c.table, c.rowid, _j(c.key), _j(c.source), _j(c.target), _j(c.base), c.kind.rstrip("!")))
+        conn.execute("INSERT INTO heliosdb._merge_plan VALUES (%s, %s, %s, 'conflict', NULL, %s)",
+                     (merge_id, c.table, c.rowid, n))
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO heliosdb._merge_plan VALUES (%s, %s, %s, %s, %s, NULL)",
+                        [(merge_id, t, r, a, _j(v)) for t, r, a, v in planned])
     counts = {p.table: {"applied": p.applied, "auto_merged": p.auto} for p in plans}
     conn.execute(
         """INSERT INTO heliosdb._merges (id, source_id, target_id, base_source_lsn, base_target_lsn, source_lsn,
-               target_lsn, strategy, counts, state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'MANUAL', %s, 'pending')""",
-        (merge_id, src.branch.id, tgt.branch.id, src.base, tgt.base, src.head, tgt.head, json.dumps(counts)),
+               target_lsn, strategy, counts, state, schema_ddl)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, 'MANUAL', %s, 'pending', %s)""",
+        (merge_id, src.branch.id, tgt.branch.id, src.base, tgt.base, src.head, tgt.head, json.dumps(counts),
+         json.dumps(schema_ddl)),
     )
     audit(conn, tgt.branch.name, text, None, f"pending: {len(conflicts)} conflict(s)")
     cur = conn.cursor()
@@ -75,7 +82,7 @@ def save_pending(session: Session, merge_id: int, stmt: MergeBranch, src: Side, 
 
 def _pending(session: Session, merge_id: int) -> tuple[Any, ...]:
     row = session.conn.execute(
-        "SELECT id, source_id, target_id, target_lsn, state, source_lsn, base_source_lsn, base_target_lsn "
+        "SELECT id, source_id, target_id, target_lsn, state, source_lsn, base_source_lsn, schema_ddl "
         "FROM heliosdb._merges WHERE id = %s FOR UPDATE", (merge_id,)).fetchone()
     if row is None:
         raise errors.UndefinedObject(f"merge {merge_id} does not exist")
@@ -90,14 +97,13 @@ def complete_merge(session: Session, merge_id: int) -> Result:
 
     conn = session.conn
     with conn.transaction():
-        _, source_id, target_id, planned_head, _, source_lsn, base_s, base_t = _pending(session, merge_id)
+        _, source_id, target_id, planned_head, _, source_lsn, base_s, schema_ddl = _pending(session, merge_id)
         target = get_branch_by_id(conn, target_id)
-        conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,))
-        if head_lsn(conn, target) != planned_head and conn.execute(
-                "SELECT heliosdb.held_lsn(%s) IS NULL", (target.id,)).fetchone()[0]:  # type: ignore[index]
+        if head_lsn(conn, target) != planned_head:
             raise MergeStateError(
                 f'branch "{target.name}" changed since merge {merge_id} was prepared',
                 hint=f"ABORT MERGE {merge_id} and merge again.")
+        conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,))
         table = I(target.user_schema, conflicts_table(merge_id))
         open_ = conn.execute(sql.SQL("SELECT conflict_id FROM {} WHERE resolution IS NULL ORDER BY 1").format(table)
                              ).fetchall()
@@ -111,6 +117,12 @@ def complete_merge(session: Session, merge_id: int) -> Result:
                                    "AND conflict_kind <> 'update_delete'").format(table)).fetchall()
         if bad:
             raise MergeStateError(f"conflict {bad[0][0]} is resolved as custom but has no resolved_value")
+        from heliosdb.branching import tables as ddl_tables
+        from heliosdb.sql.classify import classify
+
+        with session.acting_on(target):
+            for ddl in schema_ddl or []:
+                ddl_tables.execute(session, classify(ddl), ddl)
         conn.execute("CREATE TEMP TABLE _hdb_mplan ON COMMIT DROP AS SELECT table_name, rowid, action, row_value, "
                      "conflict_id FROM heliosdb._merge_plan WHERE merge_id = %s AND action <> 'conflict'", (merge_id,))
         conn.execute(sql.SQL(
@@ -128,15 +140,15 @@ WHERE c.resolution <> 'target'""").format(t=table), (merge_id,))
                                          ).fetchone()[0])  # type: ignore[index]
         result_lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
         apply_all(conn, target, plans)
-        resolved = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]  # type: ignore[index]
+        per_table = dict(conn.execute(sql.SQL("SELECT table_name, count(*) FROM {} GROUP BY 1").format(table)).fetchall())
         for p in plans:
-            p.resolved = int(resolved) if p is plans[0] else 0
+            p.resolved = int(per_table.get(p.table, 0))
         conn.execute("UPDATE heliosdb._merges SET state = 'completed', result_lsn = %s, target_lsn = %s "
                      "WHERE id = %s", (result_lsn, planned_head, merge_id))
         conn.execute("DELETE FROM heliosdb._merge_plan WHERE merge_id = %s", (merge_id,))
         conn.execute(sql.SQL("DROP TABLE {}").format(table))
         audit(conn, target.name, f"COMPLETE MERGE {merge_id}", result_lsn, "ok")
-        del source_id, source_lsn, base_s, base_t
+        del source_id, source_lsn, base_s
     return _result(session, merge_id, "MANUAL", plans, result_lsn)
 
 

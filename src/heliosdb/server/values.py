@@ -201,7 +201,8 @@ def from_python(description: Any, rows: list[tuple[Any, ...]], formats: Sequence
 
 def describe_fields(pgr: pq.abc.PGresult, formats: Sequence[int] = ()) -> list[codec.Field]:
     """RowDescription fields of a described statement or portal."""
-    fmts = result_formats(formats, pgr.nfields) if formats else [0] * pgr.nfields
+    n = pgr.nfields
+    fmts = result_formats(formats, n) if formats else [pgr.fformat(c) for c in range(n)]
     return [
         codec.Field(pgr.fname(c) or b"?column?", pgr.ftable(c), pgr.ftablecol(c), pgr.ftype(c), pgr.fsize(c),
                     pgr.fmod(c), fmts[c])

@@ -1,0 +1,537 @@
+"""The query part of the protocol for one HeliosDB session: simple and extended query, COPY.
+
+`Protocol` is transport-agnostic: a subclass provides send(), flush(),
+next_message() and peek_kinds() (see heliosdb.server.connection). Statements
+run through Session.execute, so branches, time travel and HeliosDB statements
+behave exactly as in the shell.
+
+Transactions: like PostgreSQL, the statements of one multi-statement Query, or
+of one extended-protocol batch up to Sync, run in one implicit transaction
+(when they are statements that may run inside one).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from heliosdb import errors
+from heliosdb.server import codec
+from heliosdb.server.params import Raw, param_count, placeholders, substitute, to_psycopg
+from heliosdb.server.values import Encoder, Rows, describe_fields, from_pgresult, from_python
+from heliosdb.session import Result, Session, is_write
+from heliosdb.sql.classify import Kind, classify, head
+from heliosdb.sql.split import split_statements, strip_comments
+from heliosdb.sql.temporal import has_temporal
+
+log = logging.getLogger("heliosdb.server")
+
+REPORTED_PARAMETERS = (
+    "application_name", "client_encoding", "DateStyle", "default_transaction_read_only", "in_hot_standby",
+    "integer_datetimes", "IntervalStyle", "is_superuser", "server_encoding", "server_version",
+    "session_authorization", "standard_conforming_strings", "TimeZone",
+)
+_IMPLICIT_HEADS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE", "MERGE")
+_IMPLICIT_KINDS = (Kind.CREATE_TABLE, Kind.DROP_TABLE, Kind.ALTER_TABLE, Kind.CREATE_INDEX, Kind.DROP_INDEX,
+                   Kind.TRUNCATE)
+_TX_STATUS = {pq.TransactionStatus.INERROR: b"E", pq.TransactionStatus.INTRANS: b"T",
+              pq.TransactionStatus.ACTIVE: b"T"}
+
+
+class ClientGone(Exception):
+    """The client closed the connection (or the server is shutting it down)."""
+
+
+class Fatal(Exception):
+    """An error after which the connection is closed (FATAL ErrorResponse)."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+
+
+def error(sqlstate: str, message: str, **kw: Any) -> errors.Error:
+    return errors.lookup(sqlstate)(message, sqlstate=sqlstate, **kw)
+
+
+def pgresult_error(res: pq.abc.PGresult) -> errors.Error:
+    def f(code: pq.DiagnosticField) -> str | None:
+        v = res.error_field(code)
+        return v.decode("utf-8", "replace") if v is not None else None
+
+    pos = f(pq.DiagnosticField.STATEMENT_POSITION)
+    return error(f(pq.DiagnosticField.SQLSTATE) or "XX000",
+                 f(pq.DiagnosticField.MESSAGE_PRIMARY) or res.get_error_message(),
+                 detail=f(pq.DiagnosticField.MESSAGE_DETAIL), hint=f(pq.DiagnosticField.MESSAGE_HINT),
+                 position=int(pos) if pos and pos.isdigit() else None)
+
+
+def is_stdio_copy(stmt: str) -> bool:
+    if classify(stmt) is not Kind.COPY:
+        return False
+    words = strip_comments(stmt).upper().replace(";", " ").split()
+    return "STDIN" in words or "STDOUT" in words
+
+
+def split_with_offsets(text: str) -> list[tuple[str, int]]:
+    """Statements of a Query and the character offset of each in the text."""
+    out: list[tuple[str, int]] = []
+    pos = 0
+    for stmt in split_statements(text):
+        at = text.find(stmt, pos)
+        at = pos if at < 0 else at
+        out.append((stmt, at))
+        pos = at + len(stmt)
+    return out
+
+
+def may_run_in_transaction(stmt: str) -> bool:
+    """Statements an implicit transaction may wrap (never VACUUM, CREATE DATABASE, branch statements...)."""
+    kind = classify(stmt)
+    if kind is Kind.PASSTHROUGH:
+        return head(stmt).startswith(_IMPLICIT_HEADS)
+    return kind in _IMPLICIT_KINDS and "CONCURRENTLY" not in head(stmt)
+
+
+@dataclass
+class Prepared:
+    query: str
+    param_types: list[int]
+    spans: list[tuple[int, int, int]]
+    nparams: int
+    described: tuple[list[int], list[codec.Field] | None] | None = None
+
+
+@dataclass
+class Portal:
+    prep: Prepared
+    values: list[Raw]
+    formats: list[int]
+    copy: bool = False
+    executed: bool = False
+    suspended: bool = False
+    rows: Rows | None = None
+    tag: str = ""
+    fields: list[codec.Field] | None = field(default=None)
+
+
+class Protocol:
+    """Statement handling for one client connection bound to one Session."""
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.statements: dict[str, Prepared] = {}
+        self.portals: dict[str, Portal] = {}
+        self.implicit = False
+        self.skipping = False  # after an error in an extended batch: discard until Sync
+        self.batch_failed = False
+        self.busy = False
+        self.statements_run = 0
+        self.type_names: dict[int, str] = {}
+        self.reported: dict[str, str] = {}
+        self._notices: list[psycopg.errors.Diagnostic] = []
+        self._notifies: list[psycopg.Notify] = []
+        self._quiet = False
+        self.encoder: Encoder | None = None
+
+    # -- transport (provided by the connection) -------------------------------------------
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def next_message(self) -> tuple[bytes, bytes] | None:
+        raise NotImplementedError
+
+    def peek_kinds(self) -> list[bytes]:
+        raise NotImplementedError
+
+    # -- session ------------------------------------------------------------------------------
+    def attach(self, session: Session) -> None:
+        self.session = session
+        self.encoder = Encoder(session.conn, self.type_names)
+        session.conn.add_notice_handler(self._on_notice)
+        session.conn.add_notify_handler(self._notifies.append)
+
+    def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        if not self._quiet and not getattr(self.session, "_internal", False):
+            self._notices.append(diag)
+
+    @property
+    def s(self) -> Session:
+        assert self.session is not None
+        return self.session
+
+    def tx_status(self) -> bytes:
+        if self.session is None or self.session.conn.closed:
+            return b"I"
+        return _TX_STATUS.get(self.session.conn.info.transaction_status, b"I")
+
+    def emit_notices(self) -> None:
+        for d in self._notices:
+            self.send(codec.error_fields(b"N", {
+                "severity": d.severity, "severity_nonlocalized": d.severity_nonlocalized or d.severity,
+                "sqlstate": d.sqlstate, "message": d.message_primary, "detail": d.message_detail,
+                "hint": d.message_hint, "position": d.statement_position, "where": d.context,
+            }))
+        self._notices.clear()
+
+    def emit_parameter_status(self) -> None:
+        pg = self.s.conn.pgconn
+        for name in REPORTED_PARAMETERS:
+            raw = pg.parameter_status(name.encode())
+            if raw is None:
+                continue
+            value = raw.decode("utf-8", "replace")
+            if self.reported.get(name) != value:
+                self.reported[name] = value
+                self.send(codec.parameter_status(name, value))
+        branch = self.s.branch.name
+        if self.reported.get("heliosdb.branch") != branch:
+            self.reported["heliosdb.branch"] = branch
+            self.send(codec.parameter_status("heliosdb.branch", branch))
+
+    def ready(self) -> None:
+        for n in self._notifies:
+            self.send(codec.notification(n.pid, n.channel, n.payload))
+        self._notifies.clear()
+        self.send(codec.ready_for_query(self.tx_status()))
+
+    def send_error(self, exc: errors.Error, offset: int = 0) -> None:
+        self.emit_notices()
+        pos = exc.position + offset if exc.position else None
+        self.send(codec.error_response("ERROR", exc.sqlstate or "XX000", exc.message or "error",
+                                       detail=exc.detail, hint=exc.hint, position=pos))
+
+    def execute(self, stmt: str, params: Any = None) -> Result:
+        self.busy = True
+        try:
+            return self.s.execute(stmt, params)
+        except errors.Error:
+            raise
+        except psycopg.Error as exc:
+            raise errors.from_psycopg(exc) from None
+        except (ClientGone, Fatal):
+            raise
+        except Exception as exc:  # an engine bug: report it, keep the connection if the storage one lives
+            log.exception("internal error running %r", stmt[:200])
+            raise error("XX000", f"internal error: {type(exc).__name__}: {exc}") from None
+        finally:
+            self.busy = False
+            self.statements_run += 1
+            if self.s.conn.broken or self.s.conn.closed:
+                raise Fatal("08006", "the connection to the storage server was lost")
+
+    def result_rows(self, result: Result, formats: list[int]) -> Rows | None:
+        cur = result.cursor
+        if cur is None:
+            return None
+        assert self.encoder is not None
+        if isinstance(cur, psycopg.Cursor):
+            pgr = cur.pgresult
+            if pgr is not None and pgr.status == pq.ExecStatus.TUPLES_OK:
+                return from_pgresult(pgr, formats, self.encoder)
+            if cur.description is None:
+                return None
+        if result.description is None:
+            return None
+        return from_python(result.description, result.fetchall(), formats, self.encoder)
+
+    # -- implicit transactions -------------------------------------------------------------------
+    def begin_implicit(self, stmt: str, more: bool) -> bool:
+        """Open (or leave) the implicit transaction around `stmt`; True when `stmt` was a BEGIN absorbed."""
+        s = self.s
+        if self.implicit:
+            if not s.in_transaction:
+                self.implicit = False
+            elif classify(stmt) is Kind.TRANSACTION:
+                self.implicit = False  # the user's BEGIN adopts it; COMMIT/ROLLBACK end it
+                return head(stmt).startswith(("BEGIN", "START"))
+            elif not may_run_in_transaction(stmt):
+                self.end_implicit(True)
+            return False
+        if more and not s.in_transaction and may_run_in_transaction(stmt):
+            self.execute("BEGIN")
+            self.implicit = True
+        return False
+
+    def end_implicit(self, ok: bool) -> None:
+        if not self.implicit:
+            return
+        self.implicit = False
+        if not self.s.in_transaction:
+            return
+        try:
+            self.execute("COMMIT" if ok and not self.s.transaction_failed else "ROLLBACK")
+        except errors.Error as exc:
+            self.send_error(exc)
+
+    # -- simple query -------------------------------------------------------------------------------
+    def simple_query(self, text: str) -> None:
+        self.portals.pop("", None)
+        stmts = split_with_offsets(text)
+        if not stmts:
+            self.send(codec.EMPTY_QUERY)
+        ok = True
+        for i, (stmt, offset) in enumerate(stmts):
+            try:
+                if self.begin_implicit(stmt, more=i < len(stmts) - 1):
+                    self.send(codec.command_complete("BEGIN"))
+                    continue
+                if is_stdio_copy(stmt):
+                    self.copy(stmt)
+                    continue
+                result = self.execute(stmt)
+                self.emit_notices()
+                rows = self.result_rows(result, [])
+                if rows is not None:
+                    self.send(codec.row_description(rows.fields))
+                    rows.encode(0, self.send)
+                self.send(codec.command_complete(result.status or _default_tag(rows)))
+                self.emit_parameter_status()
+            except errors.Error as exc:
+                self.send_error(exc, offset)
+                ok = False
+                break
+        self.end_implicit(ok)
+        self.emit_parameter_status()
+        self.ready()
+
+    # -- COPY ----------------------------------------------------------------------------------------------
+    def copy(self, stmt: str) -> None:
+        self.busy = True
+        try:
+            with self.s.copy(stmt) as (cp, direction):
+                pgr = cp.cursor.pgresult
+                assert pgr is not None
+                formats = [pgr.fformat(i) for i in range(pgr.nfields)]
+                overall = 1 if pgr.binary_tuples else 0
+                if direction == "in":
+                    self.send(codec.copy_response(b"G", overall, formats))
+                    self._copy_in(cp)
+                else:
+                    self.send(codec.copy_response(b"H", overall, formats))
+                    for chunk in cp:
+                        self.send(codec.copy_data(bytes(chunk)))
+                    self.send(codec.COPY_DONE)
+        finally:
+            self.busy = False
+            self.statements_run += 1
+        self.emit_notices()
+        self.send(codec.command_complete(self.s.last_status or "COPY"))
+
+    def _copy_in(self, cp: psycopg.Copy) -> None:
+        self.busy = False  # waiting for the client's data
+        try:
+            while True:
+                msg = self.next_message()
+                if msg is None:
+                    raise ClientGone("client closed the connection during COPY")
+                kind, payload = msg
+                if kind == b"d":
+                    cp.write(payload)
+                elif kind == b"c":
+                    return
+                elif kind == b"f":
+                    raise error("57014", "COPY from stdin failed: " + codec.decode_string(payload))
+                elif kind in (b"H", b"S"):
+                    continue
+                else:
+                    raise error("08P01", f"unexpected message type 0x{kind[0]:02X} during COPY from stdin")
+        finally:
+            self.busy = True
+
+    # -- extended query ------------------------------------------------------------------------------------
+    def parse(self, payload: bytes) -> None:
+        msg = codec.decode_parse(payload)
+        if msg.name and msg.name in self.statements:
+            raise error("42P05", f'prepared statement "{msg.name}" already exists')
+        stmts = split_statements(msg.query)
+        if len(stmts) > 1:
+            raise error("42601", "cannot insert multiple commands into a prepared statement")
+        query = stmts[0] if stmts else ""
+        spans = placeholders(query)
+        nparams = max(len(msg.param_types), param_count(spans))
+        self.statements[msg.name] = Prepared(query, msg.param_types, spans, nparams)
+        self.send(codec.PARSE_COMPLETE)
+
+    def bind(self, payload: bytes) -> None:
+        msg = codec.decode_bind(payload)
+        prep = self.statements.get(msg.statement)
+        if prep is None:
+            raise error("26000", f'prepared statement "{msg.statement}" does not exist')
+        n = len(msg.params)
+        if n != prep.nparams:
+            raise error("08P01", f'bind message supplies {n} parameters, but prepared statement '
+                                 f'"{msg.statement}" requires {prep.nparams}')
+        fmts = msg.param_formats * n if len(msg.param_formats) == 1 else (msg.param_formats or [0] * n)
+        types = prep.param_types + [0] * (n - len(prep.param_types))
+        if any(f == 1 and types[i] in (0, 705) and msg.params[i] is not None for i, f in enumerate(fmts)):
+            inferred = self.describe_statement(prep)[0]
+            types = [t if t not in (0, 705) else inferred[i] for i, t in enumerate(types)]
+        if msg.portal and msg.portal in self.portals:
+            raise error("42P03", f'portal "{msg.portal}" already exists')
+        values = [Raw(v, types[i], fmts[i]) for i, v in enumerate(msg.params)]
+        self.portals[msg.portal] = Portal(prep, values, msg.result_formats, copy=is_stdio_copy(prep.query))
+        self.send(codec.BIND_COMPLETE)
+
+    def describe(self, payload: bytes) -> None:
+        kind, name = codec.decode_target(payload)
+        if kind == "S":
+            prep = self.statements.get(name)
+            if prep is None:
+                raise error("26000", f'prepared statement "{name}" does not exist')
+            oids, fields = self.describe_statement(prep)
+            self.send(codec.parameter_description(oids))
+            self.send(codec.row_description(fields) if fields is not None else codec.NO_DATA)
+            return
+        portal = self.portals.get(name)
+        if portal is None:
+            self._describe_sql_cursor(name)
+            return
+        self._run_portal(portal, at_describe=True)
+        self.send(codec.row_description(portal.rows.fields) if portal.rows is not None else codec.NO_DATA)
+
+    def execute_portal(self, payload: bytes) -> None:
+        name, max_rows = codec.decode_execute(payload)
+        portal = self.portals.get(name)
+        if portal is None:
+            raise error("34000", f'portal "{name}" does not exist')
+        if not portal.prep.query:
+            self.send(codec.EMPTY_QUERY)
+            return
+        if portal.copy:
+            if not portal.executed:
+                portal.executed = True
+                self.copy(portal.prep.query)
+            return
+        self._run_portal(portal, at_describe=False)
+        rows, tag = portal.rows, portal.tag
+        if rows is not None:
+            sent = rows.encode(max_rows, self.send)
+            if not rows.done:
+                portal.suspended = True
+                self.send(codec.PORTAL_SUSPENDED)
+                return
+            if portal.suspended and tag.startswith("SELECT"):
+                tag = f"SELECT {sent}"
+        self.send(codec.command_complete(tag))
+
+    def close(self, payload: bytes) -> None:
+        kind, name = codec.decode_target(payload)
+        if kind == "S":
+            self.statements.pop(name, None)
+        else:
+            self.portals.pop(name, None)
+        self.send(codec.CLOSE_COMPLETE)
+
+    def sync(self) -> None:
+        self.skipping = False
+        self.end_implicit(not self.batch_failed)
+        self.batch_failed = False
+        if self.session is not None and not self.s.in_transaction:
+            self.portals.clear()
+        self.emit_parameter_status()
+        self.ready()
+
+    def _more_before_sync(self, at_describe: bool) -> bool:
+        """Whether another statement may follow before the next Sync (so: an implicit transaction)."""
+        kinds = self.peek_kinds()
+        if at_describe and b"E" in kinds:
+            kinds = kinds[kinds.index(b"E") + 1 :]
+        for k in kinds:
+            if k == b"S":
+                return False
+            if k == b"E":
+                return True
+        return True
+
+    def _run_portal(self, portal: Portal, at_describe: bool) -> None:
+        if portal.executed or portal.copy or not portal.prep.query:
+            return
+        portal.executed = True
+        query = portal.prep.query
+        if self.begin_implicit(query, self._more_before_sync(at_describe)):
+            portal.tag = "BEGIN"
+            return
+        stmt, params = self._bound_text(portal.prep, portal.values)
+        result = self.execute(stmt, params)
+        self.emit_notices()
+        portal.rows = self.result_rows(result, portal.formats)
+        portal.tag = result.status or _default_tag(portal.rows)
+        self.emit_parameter_status()
+
+    def _bound_text(self, prep: Prepared, values: list[Raw]) -> tuple[str, Any]:
+        if not prep.spans:
+            return prep.query, None
+        q, s = prep.query, self.s
+        kind = classify(q)
+        literal = (kind not in (Kind.PASSTHROUGH, Kind.TRANSACTION) or has_temporal(q)
+                   or (s.branch.parent_id is not None and is_write(q)))
+        if literal:
+            self._quiet = True
+            try:
+                return substitute(s.conn, q, prep.spans, values, self.type_names), None
+            except psycopg.Error as exc:
+                raise errors.from_psycopg(exc) from None
+            finally:
+                self._quiet = False
+        return to_psycopg(q, prep.spans, values)
+
+    def describe_statement(self, prep: Prepared) -> tuple[list[int], list[codec.Field] | None]:
+        if prep.described is None:
+            prep.described = self._describe_uncached(prep)
+        return prep.described
+
+    def _describe_uncached(self, prep: Prepared) -> tuple[list[int], list[codec.Field] | None]:
+        declared = prep.param_types + [0] * (prep.nparams - len(prep.param_types))
+        fallback = [t if t not in (0, 705) else 25 for t in declared]
+        q = prep.query
+        if not q:
+            return fallback, None
+        kind = classify(q)
+        if kind in (Kind.PASSTHROUGH, Kind.TRANSACTION):
+            text = q
+            if has_temporal(q):
+                from heliosdb.temporal.rewrite import rewrite
+
+                try:
+                    text = rewrite(self.s, q)
+                except (errors.Error, psycopg.Error):
+                    return fallback, None
+            return self._prepare_on_storage(text, declared)
+        if head(q).startswith("SHOW") and not prep.spans:
+            rows = self.result_rows(self.execute(q), [])
+            return fallback, rows.fields if rows is not None else None
+        return fallback, None
+
+    def _prepare_on_storage(self, text: str, types: list[int]) -> tuple[list[int], list[codec.Field] | None]:
+        pg = self.s.conn.pgconn
+        self._quiet = True
+        try:
+            res = pg.prepare(b"", text.encode("utf-8"), types or None)
+            if res.status != pq.ExecStatus.COMMAND_OK:
+                raise pgresult_error(res)
+            d = pg.describe_prepared(b"")
+            if d.status != pq.ExecStatus.COMMAND_OK:
+                raise pgresult_error(d)
+        finally:
+            self._quiet = False
+        oids = [d.param_type(i) for i in range(d.nparams)]
+        return oids, describe_fields(d) if d.nfields else None
+
+    def _describe_sql_cursor(self, name: str) -> None:
+        """Describe of a portal we did not bind: a cursor DECLAREd in SQL (psycopg's server-side cursors)."""
+        res = self.s.conn.pgconn.describe_portal(name.encode("utf-8"))
+        if res.status != pq.ExecStatus.COMMAND_OK:
+            raise pgresult_error(res)
+        self.send(codec.row_description(describe_fields(res)) if res.nfields else codec.NO_DATA)
+
+
+def _default_tag(rows: Rows | None) -> str:
+    return f"SELECT {rows.ntuples}" if rows is not None else "OK"
+
+
