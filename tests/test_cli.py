@@ -37,8 +37,9 @@ def helios(helios_data_dir: Path, cli_db: str) -> Run:
 
     def run(*args: str, stdin: str | None = None, db: str | None = None) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", db or cli_db, *args]
-        return subprocess.run(cmd, input=stdin if stdin is not None else "", capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(
+            cmd, input=stdin if stdin is not None else "", capture_output=True, text=True, timeout=120
+        )
 
     return run
 
@@ -50,7 +51,19 @@ def psql(helios_instance: Instance, cli_db: str) -> Run:
         pytest.skip("psql is not installed")
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [exe, "-X", "-h", str(helios_instance.socket_dir), "-p", "5432", "-U", "postgres", "-d", cli_db, *args]
+        cmd = [
+            exe,
+            "-X",
+            "-h",
+            str(helios_instance.socket_dir),
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            cli_db,
+            *args,
+        ]
         return subprocess.run(cmd, input=stdin or "", capture_output=True, text=True, timeout=60)
 
     return run
@@ -116,8 +129,9 @@ def test_several_c_options_share_one_session(helios: Run, name: Callable[[str], 
     )
 
 
-def test_branch_option_and_a_new_session_starts_on_main(helios: Run, db: heliosdb.Connection,
-                                                        name: Callable[[str], str]) -> None:
+def test_branch_option_and_a_new_session_starts_on_main(
+    helios: Run, db: heliosdb.Connection, name: Callable[[str], str]
+) -> None:
     b = name("b")
     db.execute(f"CREATE DATABASE BRANCH {b}")
     r = helios("-b", b, "-A", "-t", "-c", "SELECT current_setting('heliosdb.branch')")
@@ -126,7 +140,9 @@ def test_branch_option_and_a_new_session_starts_on_main(helios: Run, db: heliosd
     assert (r.returncode, r.stdout) == (0, "main\n")
 
 
-def test_file_and_stdin_scripts_in_command_line_order(helios: Run, tmp_path: Path, name: Callable[[str], str]) -> None:
+def test_file_and_stdin_scripts_in_command_line_order(
+    helios: Run, tmp_path: Path, name: Callable[[str], str]
+) -> None:
     t = name("t")
     script = tmp_path / "script.sql"
     script.write_text(
@@ -137,8 +153,18 @@ def test_file_and_stdin_scripts_in_command_line_order(helios: Run, tmp_path: Pat
         f"DO $body$\nBEGIN\n  INSERT INTO {t} VALUES (3, 'from do');\nEND\n$body$;\n"
         f"SELECT count(*) AS n FROM {t}"  # the last statement has no semicolon
     )
-    r = helios("-q", "-c", "SELECT 'first' AS step", "-f", str(script), "-f", "-", "-c", "SELECT 'last' AS step",
-               stdin=f"SELECT body FROM {t} WHERE id = 2;\n")
+    r = helios(
+        "-q",
+        "-c",
+        "SELECT 'first' AS step",
+        "-f",
+        str(script),
+        "-f",
+        "-",
+        "-c",
+        "SELECT 'last' AS step",
+        stdin=f"SELECT body FROM {t} WHERE id = 2;\n",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == (
         " step  \n-------\n first\n(1 row)\n\n"
@@ -149,8 +175,12 @@ def test_file_and_stdin_scripts_in_command_line_order(helios: Run, tmp_path: Pat
 
 
 def test_csv_output(helios: Run) -> None:
-    r = helios("--csv", "-c", "SELECT 1 AS id, 'a,b' AS \"x y\", NULL::text AS n, 'say \"hi\"' AS q "
-                              "UNION ALL SELECT 2, 'plain', 'v', ''")
+    r = helios(
+        "--csv",
+        "-c",
+        "SELECT 1 AS id, 'a,b' AS \"x y\", NULL::text AS n, 'say \"hi\"' AS q "
+        "UNION ALL SELECT 2, 'plain', 'v', ''",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == 'id,x y,n,q\n1,"a,b",,"say ""hi"""\n2,plain,v,\n'  # as psql: '' and NULL alike
 
@@ -161,8 +191,13 @@ def test_csv_tuples_only_has_no_header(helios: Run) -> None:
 
 
 def test_tuples_only_has_no_header_or_footer(helios: Run) -> None:
-    r = helios("-t", "-c", "SELECT g AS n, 'row' || g AS l FROM generate_series(9, 10) g",
-               "-c", "CREATE TEMP TABLE quiet_tag (a int)")
+    r = helios(
+        "-t",
+        "-c",
+        "SELECT g AS n, 'row' || g AS l FROM generate_series(9, 10) g",
+        "-c",
+        "CREATE TEMP TABLE quiet_tag (a int)",
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[:2] == ["  9 | row9", " 10 | row10"]
@@ -179,7 +214,9 @@ def test_unaligned_output(helios: Run) -> None:
 
 
 def test_failing_c_exits_1_and_the_other_c_still_run(helios: Run) -> None:
-    r = helios("-c", "SELECT 'before' AS s", "-c", "SELECT * FROM no_such_table_cli", "-c", "SELECT 'after' AS s")
+    r = helios(
+        "-c", "SELECT 'before' AS s", "-c", "SELECT * FROM no_such_table_cli", "-c", "SELECT 'after' AS s"
+    )
     assert r.returncode == 1
     assert "before" in r.stdout and "after" in r.stdout
     assert r.stderr.startswith("ERROR:  ")
@@ -195,8 +232,16 @@ def test_on_error_stop_stops_the_c_list(helios: Run) -> None:
 
 def test_error_detail_and_hint_lines(helios: Run, name: Callable[[str], str]) -> None:
     t = name("t")
-    r = helios("-c", f"CREATE TABLE {t} (id int PRIMARY KEY)", "-c", f"INSERT INTO {t} VALUES (1)",
-               "-c", f"INSERT INTO {t} VALUES (1)", "-c", "USE BRANCH no_such_branch_cli")
+    r = helios(
+        "-c",
+        f"CREATE TABLE {t} (id int PRIMARY KEY)",
+        "-c",
+        f"INSERT INTO {t} VALUES (1)",
+        "-c",
+        f"INSERT INTO {t} VALUES (1)",
+        "-c",
+        "USE BRANCH no_such_branch_cli",
+    )
     assert r.returncode == 1
     err = r.stderr.splitlines()
     assert err[0].startswith("ERROR:  23505: duplicate key value violates unique constraint")
@@ -244,8 +289,11 @@ def test_cannot_connect_exits_2(helios: Run) -> None:
     assert 'database "no_such_database_cli" does not exist' in r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a missing -f file ends the command with a Python traceback "
-                   "(FileNotFoundError); psql says 'psql: error: FILE: No such file or directory' and exits 1")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a missing -f file ends the command with a Python traceback "
+    "(FileNotFoundError); psql says 'psql: error: FILE: No such file or directory' and exits 1",
+)
 def test_missing_script_file(helios: Run, tmp_path: Path) -> None:
     r = helios("-f", str(tmp_path / "absent.sql"))
     assert r.returncode == 1
@@ -253,11 +301,20 @@ def test_missing_script_file(helios: Run, tmp_path: Path) -> None:
     assert r.stderr == f"heliosdb: error: {tmp_path / 'absent.sql'}: No such file or directory\n"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: DROP TABLE of a temporary table fails with 42P01 (DROP TABLE is "
-                   "always taken as a versioned-table drop)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: DROP TABLE of a temporary table fails with 42P01 (DROP TABLE is "
+    "always taken as a versioned-table drop)",
+)
 def test_temporary_table_can_be_dropped(helios: Run) -> None:
-    r = helios("-c", "CREATE TEMP TABLE tmp_cli (a int)", "-c", "INSERT INTO tmp_cli VALUES (1)",
-               "-c", "DROP TABLE tmp_cli")
+    r = helios(
+        "-c",
+        "CREATE TEMP TABLE tmp_cli (a int)",
+        "-c",
+        "INSERT INTO tmp_cli VALUES (1)",
+        "-c",
+        "DROP TABLE tmp_cli",
+    )
     assert r.stderr == ""
     assert (r.returncode, r.stdout) == (0, "CREATE TABLE\nINSERT 0 1\nDROP TABLE\n")
 
@@ -278,7 +335,7 @@ def test_copy_from_stdin_in_a_script_and_copy_to_stdout(
         "3\t\\N\n"
         "\\.\n"
         f"COPY {t} (id, name) FROM STDIN WITH (FORMAT csv);\n"
-        "4,\"four, with comma\"\n"
+        '4,"four, with comma"\n'
         "\\.\n"
         f"SELECT count(*) AS n FROM {t};\n"
         f"COPY (SELECT id, name FROM {t} ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER);\n"
@@ -291,15 +348,19 @@ def test_copy_from_stdin_in_a_script_and_copy_to_stdout(
     assert r.stdout == (
         "CREATE TABLE\nCOPY 3\nCOPY 1\n"
         " n \n---\n 4\n(1 row)\n\n"
-        'id,name\n1,one\n2,SELECT \'not a statement\';\n3,\n4,"four, with comma"\n'
-        + rows
+        "id,name\n1,one\n2,SELECT 'not a statement';\n3,\n4,\"four, with comma\"\n" + rows
     )
     assert db.execute(f"SELECT id, name FROM {t} ORDER BY id").fetchall() == [
-        (1, "one"), (2, "SELECT 'not a statement';"), (3, None), (4, "four, with comma")
+        (1, "one"),
+        (2, "SELECT 'not a statement';"),
+        (3, None),
+        (4, "four, with comma"),
     ]
 
 
-def test_copy_from_stdin_through_stdin_script(helios: Run, db: heliosdb.Connection, name: Callable[[str], str]) -> None:
+def test_copy_from_stdin_through_stdin_script(
+    helios: Run, db: heliosdb.Connection, name: Callable[[str], str]
+) -> None:
     t = name("t")
     db.execute(f"CREATE TABLE {t} (id int)")
     r = helios("-f", "-", stdin=f"COPY {t} FROM STDIN;\n10\n20\n\\.\nSELECT sum(id) AS s FROM {t};\n")
@@ -342,9 +403,13 @@ PSQL_DIFFERENCES = {
     "csv-arrays-as-python-lists": (["--csv"], "SELECT '{1,2}'::int[] AS arr"),
     "records-as-python-tuples": ([], "SELECT ROW(1, 'a') AS r"),
     "intervals": ([], "SELECT interval '1 month' AS m, interval '-1 day -02:00' AS neg"),
-    "float-nan-infinity": ([], "SELECT 'NaN'::float8 AS a, 'Infinity'::float8 AS b, '-Infinity'::float4 AS c"),
+    "float-nan-infinity": (
+        [],
+        "SELECT 'NaN'::float8 AS a, 'Infinity'::float8 AS b, '-Infinity'::float4 AS c",
+    ),
     "fractional-seconds-and-timetz": (
-        [], "SELECT '2020-01-02 03:04:05.12+00'::timestamptz AS ts, '12:00:00+02'::timetz AS tt"
+        [],
+        "SELECT '2020-01-02 03:04:05.12+00'::timestamptz AS ts, '12:00:00+02'::timetz AS tt",
     ),
     "multi-line-values": ([], "SELECT 'a' || chr(10) || 'bc' AS multi, 1 AS k"),
     "tuples-only-trailing-blank-line": (["-t"], "SELECT 1 AS a, 'x' AS b"),
@@ -368,10 +433,22 @@ def parity(helios_instance: Instance, helios_data_dir: Path, cli_db: str) -> Out
     }
     cases.update({key: [*flags, "-c", query] for key, (flags, query) in PSQL_DIFFERENCES.items()})
     helios_cmd = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", cli_db]
-    psql_cmd = [exe, "-X", "-h", str(helios_instance.socket_dir), "-p", "5432", "-U", "postgres", "-d", cli_db]
+    psql_cmd = [
+        exe,
+        "-X",
+        "-h",
+        str(helios_instance.socket_dir),
+        "-p",
+        "5432",
+        "-U",
+        "postgres",
+        "-d",
+        cli_db,
+    ]
     procs = {
-        (key, who): subprocess.Popen([*cmd, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        (key, who): subprocess.Popen(
+            [*cmd, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for key, args in cases.items()
         for who, cmd in (("helios", helios_cmd), ("psql", psql_cmd))
     }
@@ -390,8 +467,11 @@ def test_output_matches_psql(parity: Outputs, key: str) -> None:
     assert mine.stdout == theirs.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="bug: output differs from psql (values are printed from Python objects, "
-                   "not PostgreSQL's text form; -t layout and tags)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: output differs from psql (values are printed from Python objects, "
+    "not PostgreSQL's text form; -t layout and tags)",
+)
 @pytest.mark.parametrize("key", list(PSQL_DIFFERENCES))
 def test_output_differs_from_psql(parity: Outputs, key: str) -> None:
     mine, theirs = parity[key]

@@ -83,8 +83,18 @@ def test_module_globals() -> None:
 
 
 def test_exceptions_on_module_and_connection(conn: heliosdb.Connection) -> None:
-    names = ["Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
-             "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError"]
+    names = [
+        "Warning",
+        "Error",
+        "InterfaceError",
+        "DatabaseError",
+        "DataError",
+        "OperationalError",
+        "IntegrityError",
+        "InternalError",
+        "ProgrammingError",
+        "NotSupportedError",
+    ]
     for name in names:
         assert getattr(conn, name) is getattr(heliosdb, name), name
     assert issubclass(heliosdb.Warning, Exception)
@@ -96,11 +106,22 @@ def test_exceptions_on_module_and_connection(conn: heliosdb.Connection) -> None:
 
 
 _TYPE_OBJECTS = ["STRING", "BINARY", "NUMBER", "DATETIME", "ROWID"]
-_CONSTRUCTORS = ["Date", "Time", "Timestamp", "DateFromTicks", "TimeFromTicks", "TimestampFromTicks", "Binary"]
+_CONSTRUCTORS = [
+    "Date",
+    "Time",
+    "Timestamp",
+    "DateFromTicks",
+    "TimeFromTicks",
+    "TimestampFromTicks",
+    "Binary",
+]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: PEP 249 type objects and constructors (STRING, NUMBER, Date, "
-                   "Binary, ...) are missing from the heliosdb module")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: PEP 249 type objects and constructors (STRING, NUMBER, Date, "
+    "Binary, ...) are missing from the heliosdb module",
+)
 def test_type_objects_and_constructors() -> None:
     missing = [n for n in _TYPE_OBJECTS + _CONSTRUCTORS if not hasattr(heliosdb, n)]
     assert not missing, missing
@@ -131,10 +152,16 @@ def test_pyformat_positional_parameters(conn: heliosdb.Connection) -> None:
     cur = conn.cursor()
     cur.execute(
         "SELECT %s::int, %s::text, %s::text IS NULL, %s::numeric, %s::date, %s::bool",
-        (42, "it's; a \"test\" %s", None, decimal.Decimal("1.50"), datetime.date(2024, 2, 29), True),
+        (42, 'it\'s; a "test" %s', None, decimal.Decimal("1.50"), datetime.date(2024, 2, 29), True),
     )
-    assert cur.fetchone() == (42, "it's; a \"test\" %s", True, decimal.Decimal("1.50"), datetime.date(2024, 2, 29),
-                              True)
+    assert cur.fetchone() == (
+        42,
+        'it\'s; a "test" %s',
+        True,
+        decimal.Decimal("1.50"),
+        datetime.date(2024, 2, 29),
+        True,
+    )
 
 
 def test_pyformat_named_parameters(conn: heliosdb.Connection) -> None:
@@ -223,8 +250,14 @@ def test_fetchall_and_mixed_fetches(booze: heliosdb.Connection) -> None:
     assert first is not None and len(two) == 2 and len(rest) == 3
     assert cur.fetchall() == []
     cur.execute("SELECT name FROM booze ORDER BY name")
-    assert [r[0] for r in cur] == ["Carlton Cold", "Carlton Draft", "Mountain Goat", "Redback", "Victoria Bitter",
-                                   "XXXX"]
+    assert [r[0] for r in cur] == [
+        "Carlton Cold",
+        "Carlton Draft",
+        "Mountain Goat",
+        "Redback",
+        "Victoria Bitter",
+        "XXXX",
+    ]
 
 
 def test_fetch_without_a_result_set_is_an_error(conn: heliosdb.Connection, name: Names) -> None:
@@ -279,7 +312,9 @@ def test_executemany(conn: heliosdb.Connection, name: Names) -> None:
     cur.execute(f"CREATE TABLE {m} (id int, name text)")
     cur.executemany(f"INSERT INTO {m} VALUES (%s, %s)", [(1, "Cooper's"), (2, "Boag's"), (3, None)])
     assert cur.rowcount == 3
-    cur.executemany(f"INSERT INTO {m} VALUES (%(id)s, %(name)s)", [{"id": 4, "name": "x"}, {"id": 5, "name": "y"}])
+    cur.executemany(
+        f"INSERT INTO {m} VALUES (%(id)s, %(name)s)", [{"id": 4, "name": "x"}, {"id": 5, "name": "y"}]
+    )
     assert cur.rowcount == 2
     cur.execute(f"SELECT id, name FROM {m} ORDER BY id")
     assert cur.fetchall() == [(1, "Cooper's"), (2, "Boag's"), (3, None), (4, "x"), (5, "y")]
@@ -342,7 +377,9 @@ def _count(c: heliosdb.Connection, table: str) -> int:
     return int(row[0])
 
 
-def test_uncommitted_rows_are_invisible_to_others_and_rollback_discards(connect: Connect, table_t: Observed) -> None:
+def test_uncommitted_rows_are_invisible_to_others_and_rollback_discards(
+    connect: Connect, table_t: Observed
+) -> None:
     t = table_t.t
     writer = connect(autocommit=False)
     cur = writer.cursor()
@@ -479,17 +516,26 @@ def test_undefined_table_is_programming_error(conn: heliosdb.Connection) -> None
         ("SELEC 1", heliosdb.ProgrammingError, "42601"),
         ("SELECT nope FROM (SELECT 1) s", heliosdb.ProgrammingError, "42703"),
         ("SELECT * FROM (VALUES (1)) v CROSS JOIN LATERAL (SELECT 1/0) z", heliosdb.DataError, "22012"),
-        ("CREATE TEMP TABLE nn (a int NOT NULL); INSERT INTO nn VALUES (NULL)", heliosdb.IntegrityError, "23502"),
+        (
+            "CREATE TEMP TABLE nn (a int NOT NULL); INSERT INTO nn VALUES (NULL)",
+            heliosdb.IntegrityError,
+            "23502",
+        ),
     ],
 )
-def test_server_errors_map_to_pep249_classes(conn: heliosdb.Connection, sql: str, cls: type, code: str) -> None:
+def test_server_errors_map_to_pep249_classes(
+    conn: heliosdb.Connection, sql: str, cls: type, code: str
+) -> None:
     with pytest.raises(cls) as info:
         conn.cursor().execute(sql)
     assert info.value.sqlstate == code
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a wrong number of query parameters raises InternalError (XX000), "
-                   "PEP 249 says ProgrammingError")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a wrong number of query parameters raises InternalError (XX000), "
+    "PEP 249 says ProgrammingError",
+)
 def test_wrong_parameter_count_is_programming_error(conn: heliosdb.Connection) -> None:
     with pytest.raises(heliosdb.ProgrammingError):
         conn.cursor().execute("SELECT %s, %s", (1,))
@@ -502,15 +548,20 @@ def test_wrong_parameter_count_is_a_heliosdb_error(conn: heliosdb.Connection) ->
         conn.cursor().execute("SELECT %(a)s", {})
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a value psycopg cannot load (date 'infinity') raises psycopg.DataError "
-                   "from Cursor.execute instead of a heliosdb.Error")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a value psycopg cannot load (date 'infinity') raises psycopg.DataError "
+    "from Cursor.execute instead of a heliosdb.Error",
+)
 def test_unloadable_value_raises_heliosdb_error(conn: heliosdb.Connection) -> None:
     with pytest.raises(heliosdb.Error):
         conn.cursor().execute("SELECT 'infinity'::date")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: connecting to a missing database raises InternalError XX000, "
-                   "PEP 249 says OperationalError")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: connecting to a missing database raises InternalError XX000, PEP 249 says OperationalError",
+)
 def test_connect_to_missing_database_is_operational_error(helios_data_dir: Path) -> None:
     with pytest.raises(heliosdb.OperationalError):
         heliosdb.connect(data_dir=helios_data_dir, database="no_such_database_xyz")

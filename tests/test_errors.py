@@ -32,8 +32,18 @@ def test_hierarchy_is_pep249() -> None:
     for cls in PEP249:
         assert issubclass(cls, errors.DatabaseError)
     # The package re-exports the same classes.
-    for name in ("Error", "Warning", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
-                 "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError"):
+    for name in (
+        "Error",
+        "Warning",
+        "InterfaceError",
+        "DatabaseError",
+        "DataError",
+        "OperationalError",
+        "IntegrityError",
+        "InternalError",
+        "ProgrammingError",
+        "NotSupportedError",
+    ):
         assert getattr(heliosdb, name) is getattr(errors, name)
 
 
@@ -103,14 +113,40 @@ _CODES = (
 ).split()
 # heliosdb.errors gives these a plain DatabaseError: its class fallback does not know their SQLSTATE class.
 _MISSING_CLASSES = {
-    "20", "21", "24", "26", "27", "2B", "2D", "2F", "34", "38", "39", "3B", "3D", "3F", "44", "53", "54", "57",
-    "58", "F0", "HV", "P0",
+    "20",
+    "21",
+    "24",
+    "26",
+    "27",
+    "2B",
+    "2D",
+    "2F",
+    "34",
+    "38",
+    "39",
+    "3B",
+    "3D",
+    "3F",
+    "44",
+    "53",
+    "54",
+    "57",
+    "58",
+    "F0",
+    "HV",
+    "P0",
 }
 
 
 def _category(cls: type[BaseException], module: object) -> str:
-    for name in ("IntegrityError", "DataError", "OperationalError", "InternalError", "ProgrammingError",
-                 "NotSupportedError"):
+    for name in (
+        "IntegrityError",
+        "DataError",
+        "OperationalError",
+        "InternalError",
+        "ProgrammingError",
+        "NotSupportedError",
+    ):
         if issubclass(cls, getattr(module, name)):
             return name
     return "DatabaseError"
@@ -142,7 +178,11 @@ def test_dependent_objects_still_exist_is_a_programming_error() -> None:
 def test_error_fields() -> None:
     exc = errors.UniqueViolation("dup", detail="Key (id)=(1) already exists.", hint="h", position=7)
     assert (exc.message, exc.detail, exc.hint, exc.position, exc.sqlstate) == (
-        "dup", "Key (id)=(1) already exists.", "h", 7, "23505"
+        "dup",
+        "Key (id)=(1) already exists.",
+        "h",
+        7,
+        "23505",
     )
     assert str(exc) == "dup"
     assert exc.args == ("dup",)
@@ -159,7 +199,7 @@ def test_error_fields() -> None:
         errors.UniqueViolation("dup", detail="d", hint="h", position=3),
         errors.IntegrityError("fallback", sqlstate="23999"),
         errors.UndefinedBranch('branch "x" does not exist', hint="SHOW BRANCHES lists the branches."),
-        errors.SyntaxError("syntax error at or near \"x\"", position=12),
+        errors.SyntaxError('syntax error at or near "x"', position=12),
         errors.InterfaceError("the connection is closed"),
         errors.Error(""),
         errors.DatabaseError("plain", sqlstate="ZZ123"),
@@ -170,7 +210,11 @@ def test_pickle_keeps_class_and_fields(exc: errors.Error) -> None:
         back = pickle.loads(pickle.dumps(exc, protocol=proto))
         assert type(back) is type(exc)
         assert (back.message, back.detail, back.hint, back.position, back.sqlstate) == (
-            exc.message, exc.detail, exc.hint, exc.position, exc.sqlstate
+            exc.message,
+            exc.detail,
+            exc.hint,
+            exc.position,
+            exc.sqlstate,
         )
         assert str(back) == str(exc)
     dup = copy.deepcopy(exc)
@@ -207,8 +251,11 @@ def test_from_psycopg_keeps_server_fields(admin: psycopg.Connection) -> None:
     assert type(exc) is errors.DataError and exc.sqlstate == "22012"
     assert exc.message == "division by zero"
 
-    exc = errors.from_psycopg(_pg_error(admin, "DO $$ BEGIN RAISE EXCEPTION 'custom' USING ERRCODE = '23P99', "
-                                               "HINT = 'try again'; END $$"))
+    exc = errors.from_psycopg(
+        _pg_error(
+            admin, "DO $$ BEGIN RAISE EXCEPTION 'custom' USING ERRCODE = '23P99', HINT = 'try again'; END $$"
+        )
+    )
     assert type(exc) is errors.IntegrityError
     assert (exc.sqlstate, exc.message, exc.hint) == ("23P99", "custom", "try again")
 
@@ -219,8 +266,11 @@ def test_from_psycopg_client_side_interface_error() -> None:
     assert exc.message == "the connection is closed"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a psycopg OperationalError without SQLSTATE (e.g. connection "
-                   "failure) becomes InternalError XX000")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a psycopg OperationalError without SQLSTATE (e.g. connection "
+    "failure) becomes InternalError XX000",
+)
 def test_from_psycopg_connection_failure_is_operational() -> None:
     with pytest.raises(psycopg.OperationalError) as info:
         psycopg.connect(host="/nonexistent-heliosdb-socket-dir", dbname="x", connect_timeout=2)
@@ -228,8 +278,13 @@ def test_from_psycopg_connection_failure_is_operational() -> None:
     assert isinstance(exc, errors.OperationalError)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a psycopg ProgrammingError without SQLSTATE (wrong number of query "
-                   "parameters) becomes InternalError XX000")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a psycopg ProgrammingError without SQLSTATE (wrong number of query "
+    "parameters) becomes InternalError XX000",
+)
 def test_from_psycopg_client_side_programming_error() -> None:
-    exc = errors.from_psycopg(psycopg.ProgrammingError("the query has 2 placeholders but 1 parameters were passed"))
+    exc = errors.from_psycopg(
+        psycopg.ProgrammingError("the query has 2 placeholders but 1 parameters were passed")
+    )
     assert isinstance(exc, errors.ProgrammingError)

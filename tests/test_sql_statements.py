@@ -37,7 +37,10 @@ from heliosdb.sql.statements import (
             "CREATE DATABASE BRANCH dev AS OF LSN '0/16B3740'",
             CreateBranch("dev", point=Point("LSN", "'0/16B3740'")),
         ),
-        ("CREATE DATABASE BRANCH dev AS OF LSN 0/16B3740", CreateBranch("dev", point=Point("LSN", "0/16B3740"))),
+        (
+            "CREATE DATABASE BRANCH dev AS OF LSN 0/16B3740",
+            CreateBranch("dev", point=Point("LSN", "0/16B3740")),
+        ),
         (
             "CREATE DATABASE BRANCH dev AS OF TIMESTAMP '2024-01-01 00:00:00+00'",
             CreateBranch("dev", point=Point("TIMESTAMP", "'2024-01-01 00:00:00+00'")),
@@ -54,30 +57,47 @@ from heliosdb.sql.statements import (
             ),
         ),
         ("CREATE DATABASE BRANCH dev AS OF SCN 42", CreateBranch("dev", point=Point("SCN", "42"))),
-        ("CREATE DATABASE BRANCH dev AS OF TRANSACTION 1234", CreateBranch("dev", point=Point("TRANSACTION", "1234"))),
+        (
+            "CREATE DATABASE BRANCH dev AS OF TRANSACTION 1234",
+            CreateBranch("dev", point=Point("TRANSACTION", "1234")),
+        ),
         ("CREATE DATABASE BRANCH dev ON STORAGE NODE node2", CreateBranch("dev", storage_node="node2")),
         ('CREATE DATABASE BRANCH dev ON STORAGE NODE "Node-2"', CreateBranch("dev", storage_node="Node-2")),
         ("CREATE DATABASE BRANCH dev WITH COMPUTE ENDPOINT ep1", CreateBranch("dev", compute_endpoint="ep1")),
         (
             "CREATE DATABASE BRANCH dev OPTIONS (retention_period = '7 days', gc_policy = aggressive, read_only = TRUE)",
-            CreateBranch("dev", options={"retention_period": "7 days", "gc_policy": "aggressive", "read_only": "true"}),
+            CreateBranch(
+                "dev", options={"retention_period": "7 days", "gc_policy": "aggressive", "read_only": "true"}
+            ),
         ),
-        ("CREATE DATABASE BRANCH dev OPTIONS (gc_policy = 'it''s')", CreateBranch("dev", options={"gc_policy": "it's"})),
-        ('CREATE DATABASE BRANCH dev OPTIONS ("Read_Only" = TRUE)', CreateBranch("dev", options={"Read_Only": "true"})),
+        (
+            "CREATE DATABASE BRANCH dev OPTIONS (gc_policy = 'it''s')",
+            CreateBranch("dev", options={"gc_policy": "it's"}),
+        ),
+        (
+            'CREATE DATABASE BRANCH dev OPTIONS ("Read_Only" = TRUE)',
+            CreateBranch("dev", options={"Read_Only": "true"}),
+        ),
         (
             "CREATE DATABASE BRANCH IF NOT EXISTS \"feature-auth\" FROM main AS OF LSN '0/1' "
             "ON STORAGE NODE n1 WITH COMPUTE ENDPOINT e1 OPTIONS (gc_policy = balanced)",
-            CreateBranch("feature-auth", True, "main", Point("LSN", "'0/1'"), "n1", "e1", {"gc_policy": "balanced"}),
+            CreateBranch(
+                "feature-auth", True, "main", Point("LSN", "'0/1'"), "n1", "e1", {"gc_policy": "balanced"}
+            ),
         ),
         (
             "create   database\nbranch\tdev\n  from main\n  as of scn 7",
             CreateBranch("dev", parent="main", point=Point("SCN", "7")),
         ),
         # Clauses after the name may come in any order.
-        ("CREATE DATABASE BRANCH dev OPTIONS (read_only = true) FROM main",
-         CreateBranch("dev", parent="main", options={"read_only": "true"})),
-        ("CREATE DATABASE BRANCH dev WITH COMPUTE ENDPOINT e ON STORAGE NODE n",
-         CreateBranch("dev", storage_node="n", compute_endpoint="e")),
+        (
+            "CREATE DATABASE BRANCH dev OPTIONS (read_only = true) FROM main",
+            CreateBranch("dev", parent="main", options={"read_only": "true"}),
+        ),
+        (
+            "CREATE DATABASE BRANCH dev WITH COMPUTE ENDPOINT e ON STORAGE NODE n",
+            CreateBranch("dev", storage_node="n", compute_endpoint="e"),
+        ),
         # HeliosDB words are not reserved: they can name branches.
         ("CREATE DATABASE BRANCH branch FROM lsn", CreateBranch("branch", parent="lsn")),
         ("-- comment\nCREATE DATABASE BRANCH dev", CreateBranch("dev")),
@@ -90,12 +110,19 @@ def test_create_branch(sql: str, expected: CreateBranch) -> None:
 def test_create_branch_defaults() -> None:
     stmt = parse_branch_statement("CREATE DATABASE BRANCH dev")
     assert isinstance(stmt, CreateBranch)
-    assert (stmt.if_not_exists, stmt.parent, stmt.point, stmt.storage_node, stmt.compute_endpoint, stmt.options) == (
-        False, None, Point("NOW", None), None, None, {}
-    )
+    assert (
+        stmt.if_not_exists,
+        stmt.parent,
+        stmt.point,
+        stmt.storage_node,
+        stmt.compute_endpoint,
+        stmt.options,
+    ) == (False, None, Point("NOW", None), None, None, {})
 
 
-@pytest.mark.xfail(strict=True, reason="bug: FROM after AS OF TIMESTAMP is swallowed into the timestamp expression")
+@pytest.mark.xfail(
+    strict=True, reason="bug: FROM after AS OF TIMESTAMP is swallowed into the timestamp expression"
+)
 def test_as_of_does_not_swallow_a_following_from_clause() -> None:
     sql = "CREATE DATABASE BRANCH dev AS OF TIMESTAMP '2024-01-01' FROM main"
     try:
@@ -105,8 +132,11 @@ def test_as_of_does_not_swallow_a_following_from_clause() -> None:
     assert stmt == CreateBranch("dev", parent="main", point=Point("TIMESTAMP", "'2024-01-01'"))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: repeated clauses are accepted (the last FROM wins, a second AS OF is "
-                   "swallowed into the first point's value)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: repeated clauses are accepted (the last FROM wins, a second AS OF is "
+    "swallowed into the first point's value)",
+)
 @pytest.mark.parametrize(
     "sql",
     [
@@ -120,8 +150,11 @@ def test_repeated_create_clause_is_a_syntax_error(sql: str) -> None:
         parse_branch_statement(sql)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: text after an LSN/SCN/TRANSACTION value is swallowed into the value "
-                   "instead of being a syntax error")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: text after an LSN/SCN/TRANSACTION value is swallowed into the value "
+    "instead of being a syntax error",
+)
 @pytest.mark.parametrize(
     "sql",
     [
@@ -172,12 +205,19 @@ def test_other_branch_statements(sql: str, expected: object) -> None:
 
 def test_alter_branch_leaves_the_other_setting_unset() -> None:
     assert parse_branch_statement("ALTER DATABASE BRANCH dev SET READ_ONLY") == AlterBranch("dev", True, None)
-    assert parse_branch_statement("ALTER DATABASE BRANCH dev SET OPTIONS (a = 1)") == AlterBranch("dev", None, {"a": "1"})
+    assert parse_branch_statement("ALTER DATABASE BRANCH dev SET OPTIONS (a = 1)") == AlterBranch(
+        "dev", None, {"a": "1"}
+    )
 
 
-@pytest.mark.xfail(strict=True, reason="bug: SHOW BRANCHES after a comment (or followed by one) is a syntax error; "
-                   "classify() sends it here as a branch statement")
-@pytest.mark.parametrize("sql", ["/* list them */ SHOW BRANCHES", "-- all\nSHOW BRANCHES", "SHOW BRANCHES -- all"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: SHOW BRANCHES after a comment (or followed by one) is a syntax error; "
+    "classify() sends it here as a branch statement",
+)
+@pytest.mark.parametrize(
+    "sql", ["/* list them */ SHOW BRANCHES", "-- all\nSHOW BRANCHES", "SHOW BRANCHES -- all"]
+)
 def test_show_branches_with_comments(sql: str) -> None:
     assert classify(sql) is Kind.BRANCH
     assert parse_branch_statement(sql) == ShowBranches()
@@ -223,7 +263,9 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("sql", "position", "near"), MALFORMED)
-def test_malformed_statement_is_a_syntax_error_with_position(sql: str, position: int, near: str | None) -> None:
+def test_malformed_statement_is_a_syntax_error_with_position(
+    sql: str, position: int, near: str | None
+) -> None:
     with pytest.raises(errors.SyntaxError) as info:
         parse_branch_statement(sql)
     exc = info.value
@@ -247,8 +289,10 @@ def test_syntax_error_reports_line_and_column() -> None:
     assert "(line 3, column 3)" in info.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a tokenizer error (unterminated quoted name) has no position and "
-                   "leaks sqlglot's message")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a tokenizer error (unterminated quoted name) has no position and leaks sqlglot's message",
+)
 def test_unterminated_quoted_name_has_a_position() -> None:
     with pytest.raises(errors.SyntaxError) as info:
         parse_branch_statement('USE BRANCH "feature-auth')
@@ -336,8 +380,11 @@ def test_classify(sql: str, kind: Kind) -> None:
     assert classify(sql) is kind
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a nested block comment before CREATE TABLE hides it from classify() "
-                   "(the table is created unversioned)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a nested block comment before CREATE TABLE hides it from classify() "
+    "(the table is created unversioned)",
+)
 def test_classify_after_nested_block_comment() -> None:
     assert classify("/* a /* b */ c */ CREATE TABLE t (a int)") is Kind.CREATE_TABLE
 
@@ -407,8 +454,10 @@ def test_lsn_out_of_range(value: str | int) -> None:
     assert "out of range" in info.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="bug: non-ASCII digits pass str.isdigit(): '²' raises a bare ValueError, "
-                   "'１２３' is accepted")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: non-ASCII digits pass str.isdigit(): '²' raises a bare ValueError, '１２３' is accepted",
+)
 @pytest.mark.parametrize("text", ["²", "１２３"])
 def test_lsn_rejects_non_ascii_digits(text: str) -> None:
     with pytest.raises(errors.InvalidTemporalPoint):

@@ -24,8 +24,13 @@ import pytest
 HELIOSDB = [sys.executable, "-m", "heliosdb.cli"]
 
 
-def heliosdb(data_dir: Path | None, *args: str, stdin: str = "", env: dict[str, str] | None = None,
-             timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def heliosdb(
+    data_dir: Path | None,
+    *args: str,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
+) -> subprocess.CompletedProcess[str]:
     cmd = [*HELIOSDB, *(["-D", str(data_dir)] if data_dir else []), *args]
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -73,8 +78,13 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Fresh:
     """A data directory under pytest's 0700 temp root, brought to life by one `heliosdb -c` command."""
     data_dir = tmp_path_factory.mktemp("storage") / "data"
     before = (data_dir / "pgdata" / "PG_VERSION").exists()
-    first = heliosdb(data_dir, "-A", "-t", "-c",
-                     "SELECT current_database(), current_user, current_setting('data_directory')")
+    first = heliosdb(
+        data_dir,
+        "-A",
+        "-t",
+        "-c",
+        "SELECT current_database(), current_user, current_setting('data_directory')",
+    )
     return Fresh(data_dir, before, first)
 
 
@@ -106,8 +116,9 @@ def start_holder(data_dir: Path, holders: list[subprocess.Popen[str]]) -> subpro
         "print('ready', flush=True)\n"
         "time.sleep(120)\n"
     )
-    p = subprocess.Popen([sys.executable, "-c", code, str(data_dir)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     holders.append(p)
     assert p.stdout is not None
     line = p.stdout.readline()
@@ -134,11 +145,20 @@ def test_first_use_runs_initdb_and_creates_database_heliosdb(fresh: Fresh) -> No
 
 def test_data_survives_restarts_and_initdb_runs_once(data_dir: Path) -> None:
     version = (data_dir / "pgdata" / "PG_VERSION").stat()
-    r = heliosdb(data_dir, "-c", "CREATE TABLE survives (v text)", "-c", "INSERT INTO survives VALUES ('kept')")
+    r = heliosdb(
+        data_dir, "-c", "CREATE TABLE survives (v text)", "-c", "INSERT INTO survives VALUES ('kept')"
+    )
     assert r.returncode == 0, r.stderr
     wait_gone(data_dir)
-    r = heliosdb(data_dir, "-A", "-t", "-c", "SELECT v FROM survives",
-                 "-c", "SELECT count(*) FROM pg_database WHERE datname = 'heliosdb'")
+    r = heliosdb(
+        data_dir,
+        "-A",
+        "-t",
+        "-c",
+        "SELECT v FROM survives",
+        "-c",
+        "SELECT count(*) FROM pg_database WHERE datname = 'heliosdb'",
+    )
     assert (r.returncode, r.stdout, r.stderr) == (0, "kept\n1\n", "")
     assert (data_dir / "pgdata" / "PG_VERSION").stat().st_mtime_ns == version.st_mtime_ns
 
@@ -177,18 +197,18 @@ def test_concurrent_commands_share_one_instance(data_dir: Path) -> None:
         row = f"INSERT INTO conc VALUES ('{me}', %d, pg_postmaster_start_time());\n"
         # Insert one row, wait until the other command has inserted one too (so the two surely overlap), go on.
         return (
-            row % 0
-            + "DO $$ BEGIN FOR k IN 1..1200 LOOP "
+            row % 0 + "DO $$ BEGIN FOR k IN 1..1200 LOOP "
             f"EXIT WHEN EXISTS (SELECT 1 FROM conc WHERE who = '{other}'); PERFORM pg_sleep(0.05); "
-            "END LOOP; END $$;\n"
-            + "".join(row % i + f"SELECT pg_sleep({pause});\n" for i in range(1, n))
+            "END LOOP; END $$;\n" + "".join(row % i + f"SELECT pg_sleep({pause});\n" for i in range(1, n))
         )
 
     cmd = [*HELIOSDB, "-D", str(data_dir), "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"]
     procs = {}
     # B keeps working well after A has exited: A's exit must not stop the server under B.
     for me, other, pause in (("A", "B", 0), ("B", "A", 0.03)):
-        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         assert p.stdin is not None
         p.stdin.write(script(me, other, 30, pause))  # small: fits the pipe
         p.stdin.close()
@@ -200,12 +220,20 @@ def test_concurrent_commands_share_one_instance(data_dir: Path) -> None:
         assert (me, p.returncode, p.stderr.read()) == (me, 0, "")
     wait_gone(data_dir)
 
-    r = heliosdb(data_dir, "-A", "-t", "-c", "SELECT count(*), count(DISTINCT who), count(DISTINCT server_started), "
-                                             "count(DISTINCT (who, i)) FROM conc")
+    r = heliosdb(
+        data_dir,
+        "-A",
+        "-t",
+        "-c",
+        "SELECT count(*), count(DISTINCT who), count(DISTINCT server_started), "
+        "count(DISTINCT (who, i)) FROM conc",
+    )
     assert (r.returncode, r.stdout) == (0, "60|2|1|60\n"), r.stderr  # one server served both commands
 
 
-def test_killed_user_lets_the_keeper_stop_postgres(data_dir: Path, holders: list[subprocess.Popen[str]]) -> None:
+def test_killed_user_lets_the_keeper_stop_postgres(
+    data_dir: Path, holders: list[subprocess.Popen[str]]
+) -> None:
     holder = start_holder(data_dir, holders)
     pm = postmaster_pid(data_dir)
     keeper = int((data_dir / "keeper.pid").read_text())
@@ -237,7 +265,9 @@ def test_stale_postmaster_pid_file_is_recovered(data_dir: Path, holders: list[su
     wait_gone(data_dir)
 
 
-def test_orphaned_postmaster_is_stopped_and_replaced(data_dir: Path, holders: list[subprocess.Popen[str]]) -> None:
+def test_orphaned_postmaster_is_stopped_and_replaced(
+    data_dir: Path, holders: list[subprocess.Popen[str]]
+) -> None:
     holder = start_holder(data_dir, holders)
     pm = postmaster_pid(data_dir)
     keeper = int((data_dir / "keeper.pid").read_text())
@@ -252,15 +282,20 @@ def test_orphaned_postmaster_is_stopped_and_replaced(data_dir: Path, holders: li
     wait_gone(data_dir, [pm])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: stale-instance recovery SIGQUITs whatever process now has the pid "
-                   "written in a stale postmaster.pid (Instance._recover_stale)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: stale-instance recovery SIGQUITs whatever process now has the pid "
+    "written in a stale postmaster.pid (Instance._recover_stale)",
+)
 def test_stale_pid_file_naming_an_unrelated_process_does_not_kill_it(data_dir: Path) -> None:
     bystander = subprocess.Popen(["sleep", "60"])
     try:
         pidfile = data_dir / "pgdata" / "postmaster.pid"
         # What a crash leaves behind, after the pid was reused by an unrelated process (e.g. after a reboot).
-        pidfile.write_text(f"{bystander.pid}\n{data_dir / 'pgdata'}\n1700000000\n5432\n{data_dir / 'run'}\n\n"
-                           "  5432001    131072\nready   \n")
+        pidfile.write_text(
+            f"{bystander.pid}\n{data_dir / 'pgdata'}\n1700000000\n5432\n{data_dir / 'run'}\n\n"
+            "  5432001    131072\nready   \n"
+        )
         r = heliosdb(data_dir, "-A", "-t", "-c", "SELECT 1")
         assert r.returncode == 0, r.stderr
         time.sleep(0.2)

@@ -152,6 +152,11 @@ def _statements(lines: Iterable[str]) -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from heliosdb.server import main as serve
+
+        return serve(argv[1:])
     args = _parser().parse_args(argv)
     try:
         session = Session(data_dir=args.data_dir, storage=args.storage, database=args.dbname, branch=args.branch)

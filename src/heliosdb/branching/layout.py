@@ -134,6 +134,15 @@ def create_side_relations(conn: psycopg.Connection[Any], info: TableInfo, cols: 
     )
     # merges and incremental views find a branch's changes since an LSN through these
     conn.execute(sql.SQL("CREATE INDEX ON {br} (_hdb_branch, _hdb_lsn)").format(br=q(*info.br)))
+
+
+def mirror_index(conn: psycopg.Connection[Any], info: TableInfo, cols: list[str]) -> None:
+    """Index the branch rows and history on columns the root relation indexes (key lookups on branches)."""
+    if not cols:
+        return
+    keys = sql.SQL(", ").join(I(c) for c in cols)
+    for rel in (info.br, info.hist):
+        conn.execute(sql.SQL("CREATE INDEX ON {} (_hdb_branch, {})").format(q(*rel), keys))
     conn.execute(sql.SQL("CREATE INDEX ON {h} (_hdb_branch, _hdb_end)").format(h=q(*info.hist)))
 
 

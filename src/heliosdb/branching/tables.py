@@ -117,6 +117,9 @@ def _create_table(session: Session, text: str) -> Result:
         for c in cols:
             c.col = _register_column(conn, tid, c.name, c.type)
         layout.create_side_relations(conn, info, cols)
+        for con in cons:
+            if con["kind"] in ("p", "u"):
+                layout.mirror_index(conn, info, con["cols"])
         layout.install_root_triggers(conn, info)
         version = TableVersion(branch.id, tid, name.name, lsn, cols, [Constraint(**x) for x in cons])
         save_version(conn, version, lsn)
@@ -331,6 +334,10 @@ def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int)
         "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
     cols, cons = layout.introspect(conn, info, names)
     version = TableVersion(branch.id, info.id, old.name, lsn, cols, [Constraint(**x) for x in cons])
+    had = {(c.kind, tuple(c.cols)) for c in old.constraints}
+    for con in version.constraints:
+        if con.kind in ("p", "u") and (con.kind, tuple(con.cols)) not in had and all(c in names for c in con.cols):
+            layout.mirror_index(conn, info, [names_phys for names_phys in con.cols])
     old_names = {c.col: c.name for c in old.columns}
     for c in cols:
         if c.col in old_names and old_names[c.col] != c.name:

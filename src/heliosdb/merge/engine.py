@@ -366,7 +366,9 @@ WHERE how = 'cells' AND cardinality(clash) = 0 AND merged IS DISTINCT FROM head_
         conflict = Conflict(name, rowid, kind, row_key, head_s, head_t, base_t, list(clash or []))
         outcome: Any = _NO
         if stmt.strategy == "MANUAL":
-            conflict.kind = kind
+            pass
+        elif stmt.strategy == "CUSTOM":
+            outcome = _custom(conn, stmt.function or "", name, base_t, head_t, head_s)
         elif how == "cells":
             if unresolved:
                 conflict.kind = kind + "!"
@@ -376,12 +378,8 @@ WHERE how = 'cells' AND cardinality(clash) = 0 AND merged IS DISTINCT FROM head_
             outcome = head_t
         elif stmt.strategy == "THEIRS" or (stmt.strategy == "LAST_WRITE_WINS" and ns):
             outcome = head_s
-        elif stmt.strategy == "CUSTOM":
-            pass
         else:
             conflict.kind = kind + "!"  # ABORT, or a rule set (rules are per column)
-        if stmt.strategy == "CUSTOM":
-            outcome = _custom(conn, stmt.function or "", name, base_t, head_t, head_s)
         conflicts.append(conflict)
         if outcome is _NO or conflict.kind.endswith("!") or stmt.strategy in ("ABORT", "MANUAL"):
             continue

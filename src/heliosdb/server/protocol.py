@@ -134,7 +134,7 @@ class Protocol:
         self.statements_run = 0
         self.type_names: dict[int, str] = {}
         self.reported: dict[str, str] = {}
-        self._notices: list[psycopg.errors.Diagnostic] = []
+        self._notices: list[dict[str, Any]] = []
         self._notifies: list[psycopg.Notify] = []
         self._quiet = False
         self.encoder: Encoder | None = None
@@ -158,7 +158,12 @@ class Protocol:
 
     def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
         if not self._quiet and not getattr(self.session, "_internal", False):
-            self._notices.append(diag)
+            # read the fields now: the Diagnostic is only valid during the callback
+            self._notices.append({
+                "severity": diag.severity, "severity_nonlocalized": diag.severity_nonlocalized or diag.severity,
+                "sqlstate": diag.sqlstate, "message": diag.message_primary, "detail": diag.message_detail,
+                "hint": diag.message_hint, "position": diag.statement_position, "where": diag.context,
+            })
 
     @property
     def s(self) -> Session:
@@ -171,12 +176,8 @@ class Protocol:
         return _TX_STATUS.get(self.session.conn.info.transaction_status, b"I")
 
     def emit_notices(self) -> None:
-        for d in self._notices:
-            self.send(codec.error_fields(b"N", {
-                "severity": d.severity, "severity_nonlocalized": d.severity_nonlocalized or d.severity,
-                "sqlstate": d.sqlstate, "message": d.message_primary, "detail": d.message_detail,
-                "hint": d.message_hint, "position": d.statement_position, "where": d.context,
-            }))
+        for fields in self._notices:
+            self.send(codec.error_fields(b"N", fields))
         self._notices.clear()
 
     def emit_parameter_status(self) -> None:

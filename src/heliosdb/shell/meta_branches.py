@@ -10,11 +10,12 @@ from psycopg import sql
 
 from heliosdb.shell.commands import Arg, ArgKind, Failure, Outcome, Rows, Text, command
 from heliosdb.shell.context import ShellContext, human_size, object_name, pattern_regex
+from heliosdb.shell.render import cell_text
 
 G = "Branches"
 
 _BRANCHES = """
-SELECT name, coalesce(parent, ''), state, head_lsn, fork_lsn, storage_node, created_at
+SELECT name, coalesce(parent, ''), state, head_lsn, fork_lsn, storage_node, date_trunc('second', created_at)
 FROM heliosdb.branches ORDER BY id
 """
 
@@ -57,20 +58,20 @@ SELECT (SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {br} x WHERE x._hdb_br
        (SELECT count(*) FROM {br} x WHERE x._hdb_branch = %(b)s),
        (SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {hist} x WHERE x._hdb_branch = %(b)s),
        (SELECT count(*) FROM {hist} x WHERE x._hdb_branch = %(b)s),
-       CASE WHEN %(root)s THEN pg_total_relation_size({cur_text}::regclass) ELSE 0 END,
+       CASE WHEN %(root)s THEN (SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {cur} x) ELSE 0 END,
        CASE WHEN %(root)s THEN (SELECT count(*) FROM {cur}) ELSE 0 END
 """)
 
 
 def own_data(ctx: ShellContext, branch_id: int) -> tuple[int, int, int, int]:
     """(current bytes, current rows, history bytes, history versions) stored by the branch itself:
-    its rows in every table's __br and __hist relations, plus the current relation of tables it created."""
+    its rows in every table's __br and __hist relations, plus the current relation of tables it created.
+    Bytes are stored row sizes (pg_column_size: after TOAST compression), as \\compression counts them."""
     cur_b = cur_n = hist_b = hist_n = 0
     for _tid, root, schema, name in ctx.query("SELECT id, root_branch, phys_schema, phys_name FROM heliosdb._tables"):
         q = _OWN_DATA.format(
             br=sql.Identifier(schema, name + "__br"), hist=sql.Identifier(schema, name + "__hist"),
-            cur=sql.Identifier(schema, name),
-            cur_text=sql.Literal(sql.Identifier(schema, name).as_string(ctx.session.conn)))
+            cur=sql.Identifier(schema, name))
         br_b, br_n, h_b, h_n, root_b, root_n = ctx.query(q, {"b": branch_id, "root": root == branch_id})[0]
         cur_b += int(br_b) + int(root_b)
         cur_n += int(br_n) + int(root_n)
@@ -93,9 +94,9 @@ def branch_info(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     pairs: list[tuple[str, Any]] = [
         ("Name", bname), ("Id", bid), ("Parent", parent or "(none)"), ("Fork LSN", fork or ""), ("Head LSN", head),
         ("State", state), ("Storage node", node), ("Compute endpoint", endpoint),
-        ("Created", f"{created:%Y-%m-%d %H:%M:%S%z} by {by}"),
-        ("Options", ", ".join(f"{k}={v}" for k, v in sorted(opts.items()))),
-        ("Retention", f"{retention} (history kept from LSN {oldest})"),
+        ("Created", f"{cell_text(created.replace(microsecond=0))} by {by}"),
+        ("Options", ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(opts.items()))),
+        ("Retention", f"{cell_text(retention)} (history kept from LSN {oldest})"),
         ("Children", children), ("Commits", commits),
         ("Own data", f"{human_size(cur_b)} in {cur_n} current row(s), "
                      f"{human_size(hist_b)} in {hist_n} history version(s)"),

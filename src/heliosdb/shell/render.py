@@ -301,3 +301,32 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
                 out.write(f"│ {head} │ {body} │\n")
     out.write("└" + "─" * (hw + 2) + "┴" + "─" * (vw + 2) + "┘\n")
     return out.getvalue()
+
+
+# -- errors ----------------------------------------------------------------------------------------
+def error_text(exc: Any, statement: str | None = None, colour: bool = False) -> str:
+    """ERROR:  <SQLSTATE>: <message>, the statement line with a caret under the error position,
+    then DETAIL and HINT, as psql prints them."""
+    code = f"{exc.sqlstate}: " if getattr(exc, "sqlstate", None) else ""
+    label = "\x1b[1;31mERROR:\x1b[0m" if colour else "ERROR:"
+    lines = [f"{label}  {code}{exc.message}"]
+    pos = getattr(exc, "position", None)
+    if statement and pos and 0 < pos <= len(statement) + 1:
+        before = statement[: pos - 1]
+        lineno = before.count("\n") + 1
+        start = before.rfind("\n") + 1
+        end = statement.find("\n", start)
+        text = statement[start:] if end < 0 else statement[start:end]
+        col = _width(before[start:])
+        if len(text) > 100:  # long lines: a window around the position, as psql does
+            lo = max(0, col - 50)
+            text = ("..." if lo else "") + text[lo:lo + 100] + ("..." if lo + 100 < len(text) else "")
+            col = col - lo + (3 if lo else 0)
+        prefix = f"LINE {lineno}: "
+        lines.append(prefix + text)
+        lines.append(" " * (len(prefix) + col) + "^")
+    if getattr(exc, "detail", None):
+        lines.append(f"DETAIL:  {exc.detail}")
+    if getattr(exc, "hint", None):
+        lines.append(f"HINT:  {exc.hint}")
+    return "\n".join(lines) + "\n"

@@ -1,43 +1,159 @@
-"""The interactive loop: read statements line by line, run them, print results."""
+"""The interactive heliosdb shell (prompt_toolkit) and the plain loop for piped input.
+
+`repl(runner)` is what `heliosdb` runs without -c/-f:
+- standard input and output are terminals: the full shell (state-aware prompt,
+  multi-line editing, history, highlighting, completion, Ctrl-C cancels the
+  running statement, box-drawn output);
+- otherwise: statements and meta commands are read line by line and printed
+  in psql's format, byte for byte what `heliosdb -f -` prints.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from heliosdb.sql.split import Scanner
+from heliosdb.shell import prompt as prompt_state
+from heliosdb.shell.executor import Shell
+from heliosdb.sql.split import Scanner, strip_comments
 
 if TYPE_CHECKING:
     from heliosdb.cli import Runner
 
+EXIT_OK, EXIT_SCRIPT_STOPPED = 0, 3
 
-def prompt(runner: Runner, continuation: bool) -> str:
-    s = runner.session
-    state = "!" if s.transaction_failed else "*" if s.in_transaction else ""
-    mark = "-" if continuation else "="
-    return f"{s.database}[{s.branch.name}]{state}{mark}> "
+
+def history_path() -> Path:
+    env = os.environ.get("HELIOSDB_HISTORY")
+    return Path(env) if env else Path.home() / ".heliosdb_history"
+
+
+def use_colour() -> bool:
+    return "NO_COLOR" not in os.environ and os.environ.get("TERM", "") != "dumb"
+
+
+def buffer_complete(text: str) -> bool:
+    """Whether Enter should run the buffer: a meta command, quit/exit, or statements ending at ';'
+    (outside quotes, comments, dollar quotes and parentheses)."""
+    s = text.strip()
+    if not s or s.startswith("\\") or s.lower() in ("quit", "exit", "help"):
+        return True
+    stmts, rest, _ = Scanner.scan(text)
+    return bool(stmts) and not strip_comments(rest).strip()
 
 
 def repl(runner: Runner) -> int:
-    """A plain line-reading shell (\\q quits)."""
-    buf = ""
-    interactive = sys.stdin.isatty()
-    while True:
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return Interactive(runner).run()
+    shell = Shell(runner, boxed=False)
+    lines = iter(sys.stdin.readline, "")
+    ok = shell.run_lines(lines)
+    return EXIT_OK if ok else EXIT_SCRIPT_STOPPED
+
+
+class Interactive:
+    """The prompt_toolkit front end around a Shell."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.colour = use_colour()
+        self.shell = Shell(runner, boxed=True, colour=self.colour, threaded=True)
+        self.session = runner.session
+        self.nodes = 1
+
+    def _start_background(self) -> None:
+        from heliosdb.shell.completer import HeliosCompleter, Metadata, Refresher
+
+        s = self.session
+        self.completer = HeliosCompleter(variables=self.shell.ctx.variables)
+
+        def done(md: Metadata) -> None:
+            self.nodes = md.nodes
+
+        self.refresher = Refresher(self.completer, s.new_connection,
+                                   lambda: (s.branch.id, s.branch.user_schema), done)
+        self.shell.ctx.refresh = self.refresher.refresh
+        self.refresher.refresh()
+        if getattr(s, "collector", None) is None and hasattr(s, "new_connection"):
+            from heliosdb.temporal.gc import Collector
+
+            s.collector = Collector(s.new_connection)  # type: ignore[attr-defined]
+            s.collector.start()  # type: ignore[attr-defined]
+
+    def _state(self) -> prompt_state.PromptState:
+        return prompt_state.state_of(self.session, self.nodes > 1)
+
+    def _prompt_session(self) -> Any:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.filters import completion_is_selected
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.key_binding import KeyBindings
+        from prompt_toolkit.lexers import PygmentsLexer
+        from prompt_toolkit.output import ColorDepth
+        from prompt_toolkit.styles import Style
+
+        kb = KeyBindings()
+
+        @kb.add("enter", filter=completion_is_selected)
+        def _close_menu(event: Any) -> None:
+            event.current_buffer.complete_state = None
+
+        @kb.add("enter", filter=~completion_is_selected)
+        def _enter(event: Any) -> None:
+            buf = event.current_buffer
+            if buffer_complete(buf.text) and buf.document.is_cursor_at_the_end:
+                buf.validate_and_handle()
+            else:
+                buf.insert_text("\n")
+
+        history: Any
         try:
-            line = input(prompt(runner, bool(buf.strip()))) if interactive else sys.stdin.readline()
-        except EOFError:
-            break
-        except KeyboardInterrupt:
-            buf = ""
-            print()
-            continue
-        if not interactive and line == "":
-            break
-        if not buf.strip() and line.strip() in ("\\q", "quit", "exit"):
-            break
-        buf += line + ("\n" if interactive else "")
-        stmts, rest, _ = Scanner.scan(buf)
-        buf = rest
-        for stmt in stmts:
-            runner.run_statement(stmt, None)
-    return 0
+            path = history_path()
+            path.touch(exist_ok=True)
+            history = FileHistory(str(path))
+        except OSError:
+            history = InMemoryHistory()
+        kwargs: dict[str, Any] = {}
+        if self.colour:
+            from heliosdb.shell.highlight import STYLE, HeliosLexer
+
+            kwargs["lexer"] = PygmentsLexer(HeliosLexer)
+            kwargs["style"] = Style.from_dict({**{k: v for k, v in prompt_state.STYLE.items() if v}, **STYLE})
+        else:
+            kwargs["color_depth"] = ColorDepth.MONOCHROME
+        return PromptSession(
+            history=history, completer=self.completer, complete_in_thread=True, complete_while_typing=True,
+            multiline=True, key_bindings=kb, enable_open_in_editor=True, include_default_pygments_style=False,
+            prompt_continuation=lambda width, line, wrap: prompt_state.fragments(self._state(), True),
+            **kwargs,
+        )
+
+    def _message(self) -> Any:
+        frags = prompt_state.fragments(self._state())
+        return frags if self.colour else "".join(t for _, t in frags)
+
+    def run(self) -> int:
+        self._start_background()
+        ps = self._prompt_session()
+        shell = self.shell
+        try:
+            while not shell.quit:
+                try:
+                    text = ps.prompt(self._message, default=shell.prefill)
+                except KeyboardInterrupt:
+                    shell.prefill = ""
+                    continue
+                except EOFError:
+                    shell.request_quit()
+                    continue
+                shell.prefill = ""
+                try:
+                    shell.run_lines(text.splitlines(keepends=True), copy_data=False)
+                except KeyboardInterrupt:
+                    shell.write_err("Cancelled.\n")
+        finally:
+            self.refresher.close()
+            if shell.ctx.output is not None:
+                shell.ctx.output.close()
+        return EXIT_OK

@@ -77,6 +77,10 @@ class Scanner:
 
 def split_statements(text: str) -> list[str]:
     """Every statement in `text`; a trailing one without ';' counts too."""
+    if ";" not in text.rstrip().rstrip(";"):
+        # the hot path: one statement, with or without a final ';'
+        one = text.strip().rstrip(";").rstrip()
+        return [one] if strip_comments(one).strip() else []
     stmts, rest, _ = Scanner.scan(text)
     if strip_comments(rest).strip():
         stmts.append(rest.strip())

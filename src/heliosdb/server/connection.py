@@ -1,0 +1,370 @@
+"""One client connection: startup, authentication, then the message loop, in its own thread.
+
+The socket is used in blocking mode by this thread only, so a slow client (or
+a slow statement) holds up nobody else. Output is buffered and flushed before
+every read that could block.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from heliosdb import errors
+from heliosdb.server import auth, codec
+from heliosdb.server.protocol import ClientGone, Fatal, Protocol, error
+from heliosdb.session import Session
+from heliosdb.storage.instance import DEFAULT_DATABASE
+
+if TYPE_CHECKING:
+    from heliosdb.server.main import Server
+
+log = logging.getLogger("heliosdb.server")
+
+_EXTENDED = (b"P", b"B", b"D", b"E", b"C", b"H")
+_NOT_SETTINGS = {"user", "database", "options", "replication", "heliosdb.branch", "client_encoding",
+                 "search_path"}
+_UTF8_NAMES = {"UTF8", "UNICODE", "SQLASCII"}
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """The `options` startup parameter: -c name=value / --name=value (backslash escapes a space)."""
+    words: list[str] = []
+    cur, esc, started = [], False, False
+    for ch in text:
+        if esc:
+            cur.append(ch)
+            esc = False
+        elif ch == "\\":
+            esc, started = True, True
+        elif ch.isspace():
+            if started:
+                words.append("".join(cur))
+                cur, started = [], False
+        else:
+            cur.append(ch)
+            started = True
+    if started:
+        words.append("".join(cur))
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w == "-c" and i + 1 < len(words):
+            setting, i = words[i + 1], i + 2
+        elif w.startswith("-c") and len(w) > 2:
+            setting, i = w[2:], i + 1
+        elif w.startswith("--") and "=" in w:
+            setting, i = w[2:], i + 1
+        else:
+            raise Fatal("42601", f"invalid command-line argument for server process: {w}")
+        name, eq, value = setting.partition("=")
+        if not eq or not name:
+            raise Fatal("42601", f"invalid command-line argument for server process: {setting}")
+        out[name.replace("-", "_")] = value
+    return out
+
+
+class ClientConnection(Protocol):
+    def __init__(self, server: Server, sock: socket.socket, addr: object) -> None:
+        super().__init__()
+        self.server = server
+        self.sock = sock
+        self.addr = addr
+        self.framer = codec.Framer(server.max_message)
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self.pid = server.new_pid()
+        self.secret = secrets.randbits(31)
+        self.waiting = False
+        self.at_rfq = True
+        self.user = ""
+        self.database = ""
+        self.started = time.monotonic()
+        self.outcome = "closed"
+
+    # -- transport -------------------------------------------------------------------------------------
+    @property
+    def peer(self) -> str:
+        if isinstance(self.addr, tuple) and len(self.addr) >= 2:
+            return f"{self.addr[0]}:{self.addr[1]}"
+        return str(self.addr or "local")
+
+    @property
+    def loopback(self) -> bool:
+        if not isinstance(self.addr, tuple):
+            return True  # a Unix socket
+        try:
+            ip = ipaddress.ip_address(str(self.addr[0]).split("%")[0])
+        except ValueError:
+            return False
+        mapped = getattr(ip, "ipv4_mapped", None)
+        return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+    def send(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= 65536:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise ClientGone(f"send failed: {exc}") from None
+
+    def _recv(self) -> bytes:
+        self.flush()
+        self.waiting = True
+        try:
+            if self.server.stopping and not self.busy and self.at_rfq:
+                return b""
+            return self.sock.recv(65536)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise ClientGone(f"receive failed: {exc}") from None
+        finally:
+            self.waiting = False
+
+    def next_message(self) -> tuple[bytes, bytes] | None:
+        while True:
+            m = self.framer.next()
+            if m is not None:
+                return m
+            data = self._recv()
+            if not data:
+                return None
+            self.framer.feed(data)
+
+    def peek_kinds(self) -> list[bytes]:
+        return self.framer.peek_kinds()
+
+    def wake(self) -> None:
+        """Interrupt a blocking read (shutdown): the thread sees end of input."""
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _fatal(self, sqlstate: str, message: str) -> None:
+        try:
+            self.send(codec.error_response("FATAL", sqlstate, message))
+            self.flush()
+        except ClientGone:
+            pass
+
+    # -- lifetime ---------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        registered = False
+        try:
+            self.sock.settimeout(self.server.auth_timeout)
+            if not self._startup():
+                return
+            registered = True
+            self.sock.settimeout(None)
+            self._loop()
+        except ClientGone as exc:
+            self.outcome = f"client disconnected ({exc})" if str(exc) else "client disconnected"
+        except Fatal as exc:
+            self.outcome = f"FATAL {exc.sqlstate}: {exc.message}"
+            self._fatal(exc.sqlstate, exc.message)
+        except codec.ProtocolError as exc:
+            self.outcome = f"protocol error {exc.sqlstate}: {exc.message}"
+            self._fatal(exc.sqlstate, exc.message)
+        except TimeoutError:
+            self.outcome = "timeout during startup"
+            self._fatal("08006", "timeout expired during startup")
+        except Exception as exc:
+            log.exception("connection %s: unexpected error", self.peer)
+            self.outcome = f"internal error: {exc}"
+            self._fatal("XX000", f"internal error: {exc}")
+        finally:
+            self._cleanup(registered)
+
+    def _cleanup(self, registered: bool) -> None:
+        if self.session is not None:
+            try:
+                self.session.close()  # an open transaction is rolled back with the storage connection
+            except Exception:
+                log.exception("connection %s: closing its session", self.peer)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.server.unregister(self)
+        if registered or self.user:
+            branch = self.reported.get("heliosdb.branch", "-")
+            log.info("connection %s pid=%d user=%s database=%s branch=%s: %d statements in %.1fs; %s",
+                     self.peer, self.pid, self.user or "-", self.database or "-", branch, self.statements_run,
+                     time.monotonic() - self.started, self.outcome)
+
+    def _loop(self) -> None:
+        while True:
+            if self.server.stopping and self.at_rfq:
+                raise Fatal("57P01", "terminating connection due to administrator command")
+            msg = self.next_message()
+            if msg is None:
+                if self.server.stopping:
+                    raise Fatal("57P01", "terminating connection due to administrator command")
+                self.outcome = "client disconnected"
+                return
+            kind, payload = msg
+            if kind == b"X":
+                self.outcome = "terminated by client"
+                return
+            self.at_rfq = False
+            self._dispatch(kind, payload)
+
+    def _dispatch(self, kind: bytes, payload: bytes) -> None:
+        if self.skipping and kind != b"S":
+            return
+        try:
+            if kind == b"Q":
+                self.simple_query(codec.decode_query(payload))
+                self.at_rfq = True
+            elif kind == b"P":
+                self.parse(payload)
+            elif kind == b"B":
+                self.bind(payload)
+            elif kind == b"D":
+                self.describe(payload)
+            elif kind == b"E":
+                self.execute_portal(payload)
+            elif kind == b"C":
+                self.close(payload)
+            elif kind == b"S":
+                self.sync()
+                self.at_rfq = True
+            elif kind == b"H":
+                self.flush()
+            elif kind in (b"d", b"c", b"f"):
+                pass  # the rest of a COPY that failed: ignored, as PostgreSQL does
+            elif kind == b"F":
+                raise error("0A000", "the function call protocol message is not supported",
+                            hint="Call the function with SELECT.")
+            else:
+                raise Fatal("08P01", f"invalid frontend message type {kind[0]}")
+        except errors.Error as exc:
+            self.send_error(exc)
+            if kind in _EXTENDED:
+                self.skipping = True
+                self.batch_failed = True
+            else:
+                self.ready()
+                self.at_rfq = True
+
+    # -- startup and authentication ---------------------------------------------------------------------------
+    def _read_startup(self) -> bytes:
+        buf = self.framer.buf
+        while True:
+            n = codec.startup_length(bytes(buf[:4]))
+            if n is not None and len(buf) >= n:
+                packet = bytes(buf[:n])
+                del buf[:n]
+                return packet
+            data = self._recv()
+            if not data:
+                raise ClientGone("during startup")
+            buf += data
+
+    def _startup(self) -> bool:
+        """Startup packet, authentication, the session; False for a cancel request."""
+        st = codec.parse_startup(self._read_startup())
+        for _ in range(2):
+            if st.code not in (codec.SSL_REQUEST, codec.GSSENC_REQUEST):
+                break
+            self.sock.sendall(b"N")  # no TLS, no GSSAPI encryption: the client goes on in the clear
+            st = codec.parse_startup(self._read_startup())
+        if st.code == codec.CANCEL_REQUEST:
+            self.server.cancel(st.pid, st.secret)
+            return False
+        if st.code in (codec.SSL_REQUEST, codec.GSSENC_REQUEST):
+            raise codec.ProtocolError("too many encryption requests")
+        params = st.params
+        unknown = [k for k in params if k.startswith("_pq_.")]
+        if st.code & 0xFFFF or unknown:
+            self.send(codec.negotiate_protocol_version(0, unknown))
+        self.user = params.get("user", "")
+        if not self.user:
+            raise Fatal("28000", "no PostgreSQL user name specified in startup packet")
+        self.database = params.get("database") or DEFAULT_DATABASE
+        settings = parse_options(params.get("options", ""))
+        settings.update({k: v for k, v in params.items() if k not in _NOT_SETTINGS and not k.startswith("_pq_.")})
+        if params.get("replication", "false").lower() not in ("false", "off", "0", "no"):
+            raise Fatal("0A000", "replication connections are not supported")
+        encoding = params.get("client_encoding", "UTF8").upper().replace("-", "").replace("_", "")
+        if encoding not in _UTF8_NAMES:
+            raise Fatal("0A000", f'client_encoding "{params["client_encoding"]}" is not supported: use UTF8')
+        if not self.server.register(self):
+            raise Fatal("53300", "sorry, too many clients already")
+        self._authenticate()
+        branch = params.get("heliosdb.branch") or settings.pop("heliosdb.branch", None) or "main"
+        settings.pop("heliosdb.branch", None)
+        self.server.check_database(self.database)
+        try:
+            session = Session(storage=self.server.storage, database=self.database, branch=branch)
+        except errors.Error as exc:
+            raise Fatal(exc.sqlstate or "XX000", exc.message) from None
+        self.attach(session)
+        self.send(codec.auth_ok())
+        for name, value in settings.items():
+            try:
+                session.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            except Exception as exc:
+                err = errors.from_psycopg(exc)
+                raise Fatal(err.sqlstate or "22023", err.message) from None
+        self.emit_parameter_status()
+        self.send(codec.backend_key_data(self.pid, self.secret))
+        self.ready()
+        return True
+
+    def _authenticate(self) -> None:
+        role = self.server.lookup_role(self.user)
+        if self.server.auth == "trust" and self.loopback:
+            if role is None:
+                raise Fatal("28000", f'role "{self.user}" does not exist')
+        else:
+            self._scram(role.verifier if role is not None and not role.expired else None)
+        assert role is not None
+        if not role.can_login:
+            raise Fatal("28000", f'role "{self.user}" is not permitted to log in')
+
+    def _auth_message(self) -> bytes:
+        msg = self.next_message()
+        if msg is None:
+            raise ClientGone("during authentication")
+        kind, payload = msg
+        if kind != b"p":
+            raise Fatal("08P01", f"expected SASL response, got message type {kind[0]}")
+        return payload
+
+    def _scram(self, verifier_text: str | None) -> None:
+        self.send(codec.auth_sasl([auth.MECHANISM]))
+        mech, data = codec.decode_sasl_initial(self._auth_message())
+        if mech != auth.MECHANISM:
+            raise Fatal("08P01", "client selected an invalid SASL authentication mechanism")
+        exchange = auth.ScramExchange(self.user, auth.parse_verifier(verifier_text))
+        try:
+            self.send(codec.auth_sasl_continue(exchange.first(data)))
+            final = exchange.final(self._auth_message())
+        except auth.AuthFailed as exc:
+            if exc.protocol:
+                raise Fatal("08P01", str(exc)) from None
+            raise Fatal("28P01", f'password authentication failed for user "{self.user}"') from None
+        self.send(codec.auth_sasl_final(final))

@@ -1,0 +1,368 @@
+"""Running what the user typed: SQL statements and meta commands, and showing what they return.
+
+`Shell` is the same for the interactive prompt, piped input and `\\i` scripts.
+Interactive statements run on a worker thread so that Ctrl-C can cancel them
+(PostgreSQL cancel) while the shell stays up. Output is box-drawn when the
+shell is interactive (`boxed`) and psql-compatible otherwise, so scripts that
+pipe into `heliosdb` keep their byte-stable output.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+from heliosdb import errors
+from heliosdb.shell import (  # noqa: F401 - importing a meta module registers its commands
+    meta_basics,
+    meta_branches,
+    meta_cluster,
+    meta_describe,
+    meta_storage,
+    meta_time,
+    meta_views,
+    output,
+    render,
+)
+from heliosdb.shell.commands import Failure, Prefill, Quit, Rows, RunScript, Text, UsageError, parse
+from heliosdb.shell.context import Settings, ShellContext
+from heliosdb.sql.classify import Kind, classify, head
+from heliosdb.sql.split import Scanner, strip_comments
+
+if TYPE_CHECKING:
+    from heliosdb.cli import Runner
+    from heliosdb.session import Result
+
+_REFRESH_AFTER = ("CREATE", "ALTER", "DROP", "COMMIT", "END", "ROLLBACK", "ABORT", "USE", "MERGE", "COMPLETE",
+                  "IMPORT", "INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "FLASHBACK", "REFRESH")
+_VARIABLE = re.compile(r"""::|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|:(['"]?)([A-Za-z_]\w*)\1""", re.DOTALL)
+_MAX_INCLUDE_DEPTH = 16
+
+
+def settings_from(args: Any) -> Settings:
+    fmt = "csv" if getattr(args, "csv", False) else "unaligned" if getattr(args, "no_align", False) else "aligned"
+    return Settings(format=fmt, tuples_only=bool(getattr(args, "tuples_only", False)),
+                    quiet=bool(getattr(args, "quiet", False)))
+
+
+class Shell:
+    def __init__(self, runner: Runner, *, boxed: bool, colour: bool = False, threaded: bool = False,
+                 out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+        self.runner = runner
+        self.session = runner.session
+        self.boxed = boxed
+        self.colour = colour
+        self.threaded = threaded
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.ctx = ShellContext(self.session, settings_from(runner.args), runner.variables, interactive=boxed)
+        self.quit = False
+        self.failed = False
+        self.prefill = ""
+        self.warned_open_tx = False
+        self.width: int | None = None  # terminal width for tables (None: ask the terminal)
+        self._depth = 0
+
+    # -- where text goes ----------------------------------------------------------------------------
+    @property
+    def stdout(self) -> IO[str]:
+        return self.ctx.output or self.out
+
+    def write(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def write_err(self, text: str) -> None:
+        self.err.write(text)
+        self.err.flush()
+
+    def _opts(self) -> render.RenderOptions:
+        st = self.ctx.settings
+        width = self.width
+        if width is None and self.ctx.output is None:
+            width = shutil.get_terminal_size((0, 0)).columns or None
+        return render.RenderOptions(st.format, st.expanded, st.null, st.tuples_only,
+                                    self.colour and self.ctx.output is None, width)
+
+    # -- input --------------------------------------------------------------------------------------
+    def run_lines(self, lines: Iterable[str], copy_data: bool = True) -> bool:
+        """Run lines as psql reads a script: meta commands on lines of their own, statements up to ';'.
+        COPY ... FROM STDIN reads the lines that follow (copy_data) or the terminal.
+        False when ON_ERROR_STOP stopped it."""
+        it: Iterator[str] = iter(lines)
+        data = it if copy_data else None
+        buf = ""
+        for line in it:
+            if self.quit:
+                return True
+            if not strip_comments(buf).strip() and line.lstrip().startswith("\\"):
+                buf = ""
+                self.run_meta(line.strip())
+                if self.failed and self.on_error_stop:
+                    return False
+                continue
+            if not buf.strip() and line.strip().lower() in ("quit", "exit", "quit;", "exit;"):
+                self.request_quit()
+                continue
+            buf += line if line.endswith("\n") else line + "\n"
+            stmts, buf, _ = Scanner.scan(buf)
+            for stmt in stmts:
+                if not self.run_sql(stmt, data) and self.on_error_stop:
+                    return False
+        if strip_comments(buf).strip() and not self.quit:
+            if not self.run_sql(buf.strip(), data) and self.on_error_stop:
+                return False
+        return True
+
+    @property
+    def on_error_stop(self) -> bool:
+        return self.ctx.variables.get("ON_ERROR_STOP", "").lower() in ("1", "on", "true")
+
+    def request_quit(self) -> None:
+        """\\q, quit, Ctrl-D: inside an open transaction the first request only warns."""
+        if self.boxed and self.session.in_transaction and not self.warned_open_tx:
+            self.warned_open_tx = True
+            self.write_err("WARNING:  a transaction is open; quitting rolls it back. "
+                           "Quit again (\\q or Ctrl-D) to roll back and leave, or COMMIT first.\n")
+            return
+        self.quit = True
+
+    # -- meta commands ------------------------------------------------------------------------------
+    def run_meta(self, line: str) -> None:
+        try:
+            parsed = parse(line)
+        except UsageError as exc:
+            self.failed = True
+            self._show_failure(str(exc))
+            return
+        try:
+            outcome = parsed.command.handler(self.ctx, parsed.args)
+        except errors.Error as exc:
+            self.failed = True
+            self.write_err(render.error_text(exc, None, self.colour))
+            return
+        except KeyboardInterrupt:
+            self.write_err("Cancelled.\n")
+            return
+        except Exception as exc:  # noqa: BLE001 - a broken meta command must not end the shell
+            self.failed = True
+            self._show_failure(f"{parsed.command.name}: internal error: {type(exc).__name__}: {exc}")
+            return
+        self.show(outcome)
+
+    def show(self, outcome: Any) -> None:
+        if outcome is None:
+            return
+        if isinstance(outcome, list):
+            for i, o in enumerate(outcome):
+                if i and isinstance(o, Rows) and self.boxed:
+                    self.write("\n")
+                self.show(o)
+            return
+        if isinstance(outcome, Rows):
+            self.write(self._rows_text(outcome))
+        elif isinstance(outcome, Text):
+            if outcome.error:
+                self.write_err(outcome.text + "\n")
+            elif outcome.text:
+                self.write(outcome.text + "\n")
+        elif isinstance(outcome, Failure):
+            self.failed = True
+            self._show_failure(outcome.message)
+        elif isinstance(outcome, Quit):
+            self.request_quit()
+        elif isinstance(outcome, RunScript):
+            self._include(outcome)
+        elif isinstance(outcome, Prefill):
+            self.prefill = outcome.text
+
+    def _show_failure(self, message: str) -> None:
+        self.write_err((f"\x1b[31m{message}\x1b[0m" if self.colour else message) + "\n")
+
+    def _rows_text(self, r: Rows) -> str:
+        if self.boxed:
+            return render.render(r.headers, r.rows, self._opts(), numeric=r.numeric, title=r.title, footer=r.footer,
+                                 count=r.count)
+        numeric = r.numeric or render.numeric_flags(r.rows, len(r.headers))
+        cells = [tuple(render.cell_text(v) if isinstance(v, list) else v for v in row) for row in r.rows]
+        text = output.aligned(output.Table(r.headers, cells, numeric), self.ctx.settings.tuples_only)
+        if not r.count and text.endswith(")\n"):
+            text = text[: text.rstrip("\n").rfind("\n") + 1]
+        title = f"{r.title}\n" if r.title and not self.ctx.settings.tuples_only else ""
+        extra = "".join(f"{ln}\n" for ln in r.footer) if not self.ctx.settings.tuples_only else ""
+        return title + text + extra + "\n"
+
+    def _include(self, script: RunScript) -> None:
+        if self._depth >= _MAX_INCLUDE_DEPTH:
+            self._show_failure(f"{script.source}: \\i nested too deeply")
+            return
+        self._depth += 1
+        try:
+            self.run_lines(script.text.splitlines(keepends=True))
+        finally:
+            self._depth -= 1
+        self.ctx.refresh()
+
+    # -- SQL ----------------------------------------------------------------------------------------
+    def interpolate(self, stmt: str) -> str:
+        """psql variables: :name, :'name' (a literal), :"name" (an identifier); unknown names stay."""
+        variables = self.ctx.variables
+        if ":" not in stmt or not variables:
+            return stmt
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(2)
+            if name is None or name not in variables:
+                return m.group(0)
+            value, q = variables[name], m.group(1)
+            if q == "'":
+                return "'" + value.replace("'", "''") + "'"
+            if q == '"':
+                return '"' + value.replace('"', '""') + '"'
+            return value
+
+        return _VARIABLE.sub(sub, stmt)
+
+    def run_sql(self, stmt: str, data: Iterator[str] | None = None) -> bool:
+        """Run one statement and show its result; False when it failed."""
+        stmt = self.interpolate(stmt)
+        self.ctx.last_query = stmt
+        self.warned_open_tx = False
+        s = self.session
+        branch_before = s.branch.id
+        lsn_before = self._lsn() if self.ctx.settings.lsn_echo else None
+        started = time.perf_counter()
+        try:
+            if classify(stmt) is Kind.COPY and _is_stdio_copy(stmt):
+                self._copy(stmt, data)
+                result, rows = None, None
+            else:
+                result, rows = self._execute(stmt)
+        except errors.Error as exc:
+            self.failed = True
+            self._after(stmt, started, branch_before, None)
+            if self.boxed:
+                self.write_err(render.error_text(exc, stmt, self.colour))
+            else:
+                self.runner.print_error(exc)
+            return False
+        if result is not None:
+            self._print_result(result, rows)
+        self._after(stmt, started, branch_before, lsn_before)
+        return True
+
+    def _after(self, stmt: str, started: float, branch_before: int, lsn_before: str | None) -> None:
+        if self.ctx.settings.timing:
+            self.write(f"Time: {(time.perf_counter() - started) * 1000:.3f} ms\n")
+        if lsn_before is not None and not self.session.transaction_failed:
+            now = self._lsn()
+            if now is not None:
+                note = ""
+                if now != lsn_before:
+                    note = " (this transaction)" if self.session.in_transaction else " (committed)"
+                self.write(f"LSN: {now}{note}\n")
+        words = head(stmt).split()
+        if (words and words[0] in _REFRESH_AFTER) or self.session.branch.id != branch_before:
+            self.ctx.refresh()
+
+    def _lsn(self) -> str | None:
+        if self.session.transaction_failed:
+            return None
+        try:
+            value = self.ctx.scalar("SELECT heliosdb.current_lsn()::text")
+        except errors.Error:
+            return None
+        return None if value is None else str(value)
+
+    def _execute(self, stmt: str) -> tuple[Result, list[tuple[Any, ...]] | None]:
+        def work() -> tuple[Result, list[tuple[Any, ...]] | None]:
+            r = self.session.execute(stmt)
+            return r, (r.fetchall() if r.description is not None else None)
+
+        if not self.threaded:
+            return work()
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["ok"] = work()
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                box["error"] = exc
+
+        t = threading.Thread(target=target, name="heliosdb-statement", daemon=True)
+        t.start()
+        while t.is_alive():
+            try:
+                t.join(0.05)
+            except KeyboardInterrupt:
+                self.session.cancel()
+                self.write_err("Cancel request sent\n")
+        if "error" in box:
+            raise box["error"]
+        return box["ok"]  # type: ignore[no-any-return]
+
+    def _print_result(self, result: Result, rows: list[tuple[Any, ...]] | None) -> None:
+        st = self.ctx.settings
+        for notice in result.notices:
+            self.write_err(notice + "\n")
+        if result.description is not None:
+            assert rows is not None
+            headers = [d[0] for d in result.description]
+            types = render.types_of(result.description)
+            if self.boxed:
+                self.write(render.render(headers, rows, self._opts(), types=types))
+            else:
+                self.write(self._plain(headers, rows, types))
+        elif result.status and not st.quiet and not st.tuples_only:
+            self.write(result.status + "\n")
+
+    def _plain(self, headers: list[str], rows: list[tuple[Any, ...]], types: list[int | None]) -> str:
+        """Exactly what `heliosdb -c` prints (heliosdb.cli.Runner.print_result) in the same format."""
+        st = self.ctx.settings
+        table = output.Table(headers, rows, [t in output._NUMERIC_OIDS for t in types])  # noqa: SLF001
+        if st.format == "csv":
+            return output.as_csv(table, st.tuples_only)
+        if st.format == "unaligned":
+            return output.unaligned(table, st.tuples_only)
+        if st.format == "json":
+            return render.as_json(headers, rows, [t in (114, 3802) for t in types])
+        text = output.aligned(table, st.tuples_only)
+        return text if st.tuples_only else text + "\n"
+
+    def _copy(self, stmt: str, data: Iterator[str] | None) -> None:
+        with self.session.copy(stmt) as (copy, direction):
+            if direction == "out":
+                for chunk in copy:
+                    self.stdout.write(bytes(chunk).decode())
+            else:
+                if self.boxed and data is None:
+                    self.write_err("Enter data to be copied followed by a newline.\n"
+                                   "End with a backslash and a period on a line by itself, or an EOF signal.\n")
+                for line in data if data is not None else _stdin_lines(self.boxed):
+                    if line.rstrip("\r\n") == "\\.":
+                        break
+                    copy.write(line if line.endswith("\n") else line + "\n")
+        if not self.ctx.settings.quiet and direction == "in":
+            self.write(self.session.last_status + "\n")
+        self.stdout.flush()
+
+
+def _stdin_lines(prompted: bool) -> Iterator[str]:
+    while True:
+        try:
+            line = input(">> ") if prompted else sys.stdin.readline()
+        except EOFError:
+            return
+        if not prompted and line == "":
+            return
+        yield line
+
+
+def _is_stdio_copy(stmt: str) -> bool:
+    words = strip_comments(stmt).upper().split()
+    return "STDIN" in words or "STDOUT" in words

@@ -1,0 +1,324 @@
+"""Branch merges: three-way cell-level merge, every conflict kind and strategy, MANUAL, DRY RUN, schema."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import heliosdb
+from tests.test_branches import rows, run, sqlstate
+
+
+@pytest.fixture
+def pair(conn: heliosdb.Connection, connect) -> tuple[heliosdb.Connection, heliosdb.Connection]:
+    """main and a child 'dev' that share three accounts."""
+    run(conn, "CREATE TABLE acc (id int PRIMARY KEY, owner text NOT NULL, bal int CHECK (bal >= 0), "
+              "email text UNIQUE, hits int DEFAULT 0)",
+        "INSERT INTO acc VALUES (1, 'ann', 10, 'a@x', 0), (2, 'bob', 20, 'b@x', 0), (3, 'cat', 30, 'c@x', 0)",
+        "CREATE DATABASE BRANCH dev")
+    return conn, connect("dev")
+
+
+def acc(conn: heliosdb.Connection) -> list[tuple]:
+    return rows(conn, "SELECT id, owner, bal, email, hits FROM acc ORDER BY id")
+
+
+def test_non_conflicting_changes_and_cell_level_auto_merge(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 11 WHERE id = 1", "DELETE FROM acc WHERE id = 3",
+        "INSERT INTO acc VALUES (4, 'dan', 40, 'd@x', 0)")
+    run(main, "UPDATE acc SET owner = 'ANN' WHERE id = 1", "UPDATE acc SET hits = 9 WHERE id = 2")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main")
+    result = cur.fetchall()
+    assert result[0][1:5] == ("ABORT", "acc", 3, 0)
+    assert acc(main) == [(1, "ANN", 11, "a@x", 0), (2, "bob", 20, "b@x", 9), (4, "dan", 40, "d@x", 0)]
+    # the source is unchanged by a merge into its parent
+    assert acc(dev) == [(1, "ann", 11, "a@x", 0), (2, "bob", 20, "b@x", 0), (4, "dan", 40, "d@x", 0)]
+    log = rows(main, "SELECT source, target, strategy, state, result_lsn = heliosdb.current_lsn() FROM heliosdb.merges")
+    assert log == [("dev", "main", "ABORT", "completed", True)]
+    assert rows(main, "SELECT count(*) FROM heliosdb.audit_log WHERE statement LIKE 'MERGE%'") == [(1,)]
+
+
+def test_identical_changes_are_not_conflicts(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 5 WHERE id = 1", "DELETE FROM acc WHERE id = 2")
+    run(main, "UPDATE acc SET bal = 5 WHERE id = 1", "DELETE FROM acc WHERE id = 2")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")
+    assert acc(main) == [(1, "ann", 5, "a@x", 0), (3, "cat", 30, "c@x", 0)]
+
+
+def _conflicted(main: heliosdb.Connection, dev: heliosdb.Connection) -> None:
+    run(dev, "UPDATE acc SET bal = 100 WHERE id = 1",      # concurrent update (bal)
+        "UPDATE acc SET bal = 200 WHERE id = 2",          # update vs delete
+        "DELETE FROM acc WHERE id = 3")                   # delete vs update
+    run(main, "UPDATE acc SET bal = 111 WHERE id = 1", "DELETE FROM acc WHERE id = 2",
+        "UPDATE acc SET owner = 'CAT' WHERE id = 3")
+
+
+def test_abort_is_the_default_and_changes_nothing(pair) -> None:
+    main, dev = pair
+    _conflicted(main, dev)
+    before = acc(main)
+    try:
+        main.cursor().execute("MERGE DATABASE BRANCH dev INTO main")
+    except heliosdb.Error as exc:
+        assert exc.sqlstate == "HD010"
+        assert "3 unresolved conflict" in exc.message
+        assert "concurrent_update" in (exc.detail or "") and "update_delete" in (exc.detail or "")
+    else:
+        raise AssertionError("conflicting merge succeeded")
+    assert acc(main) == before
+    assert rows(main, "SELECT count(*) FROM heliosdb.merges WHERE state = 'completed'") == [(0,)]
+
+
+def test_ours_theirs_and_last_write_wins(pair, connect) -> None:
+    main, dev = pair
+    _conflicted(main, dev)
+    run(main, "CREATE DATABASE BRANCH t_ours", "CREATE DATABASE BRANCH t_theirs")
+    run(main, "MERGE DATABASE BRANCH dev INTO t_ours USING STRATEGY OURS")
+    assert acc(connect("t_ours")) == [(1, "ann", 111, "a@x", 0), (3, "CAT", 30, "c@x", 0)]
+    run(main, "MERGE DATABASE BRANCH dev INTO t_theirs USING STRATEGY THEIRS")
+    assert acc(connect("t_theirs")) == [(1, "ann", 100, "a@x", 0), (2, "bob", 200, "b@x", 0)]
+    # main wrote last in every conflicting row: it wins everywhere
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY LAST_WRITE_WINS")
+    assert acc(main) == [(1, "ann", 111, "a@x", 0), (3, "CAT", 30, "c@x", 0)]
+
+
+def test_rule_based_with_overlapping_patterns(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET hits = 5, bal = 15, owner = 'ann-dev' WHERE id = 1")
+    run(main, "UPDATE acc SET hits = 3, bal = 12, owner = 'ann-main' WHERE id = 1")
+    run(main, "CREATE CONFLICT RESOLUTION rs (ON 'acc'.'hits' SUM, ON 'ac.*'.'bal' MAX, "
+              "ON '.*'.'.*' PREFER TARGET, ON 'acc'.'owner' PREFER SOURCE)")
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY RULE_BASED WITH CONFLICT RESOLUTION rs")
+    # SUM: base 0 + 5 + 3; MAX of 15 and 12; the catch-all comes before the owner rule, so TARGET
+    assert rows(main, "SELECT hits, bal, owner FROM acc WHERE id = 1") == [(8, 15, "ann-main")]
+    assert sqlstate(main, "CREATE CONFLICT RESOLUTION rs (ON 'a'.'b' MIN)") == "42710"
+    run(main, "DROP CONFLICT RESOLUTION rs", "DROP CONFLICT RESOLUTION IF EXISTS rs")
+    assert sqlstate(main, "DROP CONFLICT RESOLUTION rs") == "42704"
+
+
+def test_rule_based_unmatched_conflicts_abort(pair) -> None:
+    main, dev = pair
+    _conflicted(main, dev)
+    run(main, "CREATE CONFLICT RESOLUTION only_bal (ON 'acc'.'bal' PREFER SOURCE, ON 'x'.'y' CONCATENATE)")
+    assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY RULE_BASED "
+                          "WITH CONFLICT RESOLUTION only_bal") == "HD010"
+
+
+def test_concatenate_min_and_newer(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET owner = '+dev', bal = 1, email = 'new@dev' WHERE id = 2")
+    run(main, "UPDATE acc SET owner = '+main', bal = 9, email = 'new@main' WHERE id = 2")
+    run(main, "CREATE CONFLICT RESOLUTION r2 (ON 'acc'.'owner' CONCATENATE, ON 'acc'.'bal' MIN, "
+              "ON 'acc'.'email' PREFER NEWER)")
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY RULE_BASED WITH CONFLICT RESOLUTION r2")
+    assert rows(main, "SELECT owner, bal, email FROM acc WHERE id = 2") == [("+main+dev", 1, "new@main")]
+
+
+def test_custom_resolver_function(pair) -> None:
+    main, dev = pair
+    run(main, """CREATE FUNCTION pick(t text, base jsonb, ours jsonb, theirs jsonb) RETURNS jsonb
+                 LANGUAGE sql AS $$ SELECT ours || jsonb_build_object('bal', (ours->>'bal')::int + (theirs->>'bal')::int) $$""")
+    run(dev, "UPDATE acc SET bal = 1 WHERE id = 1")
+    run(main, "UPDATE acc SET bal = 2 WHERE id = 1")
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY CUSTOM public.pick")
+    assert rows(main, "SELECT bal FROM acc WHERE id = 1") == [(3,)]
+
+
+def test_constraint_and_insert_insert_conflicts(pair) -> None:
+    main, dev = pair
+    run(dev, "INSERT INTO acc VALUES (7, 'dev7', 1, 'seven@x', 0)", "UPDATE acc SET email = 'shared@x' WHERE id = 1",
+        "INSERT INTO acc VALUES (8, 'same', 8, 'eight@x', 0)")
+    run(main, "INSERT INTO acc VALUES (7, 'main7', 2, 'main7@x', 0)", "UPDATE acc SET email = 'shared@x' WHERE id = 2",
+        "INSERT INTO acc VALUES (8, 'same', 8, 'eight@x', 0)")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main DRY RUN")
+    preview = cur.fetchall()
+    kinds = " ".join(r[2] for r in preview if r[0] == "conflict")
+    assert "insert insert" in kinds and "constraint" in kinds
+    assert ("conflicts", None, "2") in preview  # the identical row 8 is not a conflict
+    assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD010"
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY THEIRS")
+    assert rows(main, "SELECT id, owner, email FROM acc WHERE id IN (1, 2, 7, 8) ORDER BY id") == [
+        (1, "ann", "shared@x"), (7, "dev7", "seven@x"), (8, "same", "eight@x")
+    ]
+
+
+def test_check_constraint_conflict_from_cell_merge(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE r (id int PRIMARY KEY, lo int, hi int, CHECK (lo < hi))", "INSERT INTO r VALUES (1, 0, 10)",
+        "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE r SET lo = 8 WHERE id = 1")
+    run(conn, "UPDATE r SET hi = 5 WHERE id = 1")
+    assert sqlstate(conn, "MERGE DATABASE BRANCH dev INTO main") == "HD010"
+    assert rows(conn, "SELECT lo, hi FROM r") == [(0, 5)]
+
+
+def test_manual_then_complete_and_abort(pair, connect, helios_data_dir, dbname) -> None:
+    main, dev = pair
+    _conflicted(main, dev)
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY MANUAL")
+    merge_id, strategy, n, table = cur.fetchall()[0]
+    assert (strategy, n, table) == ("MANUAL", 3, f"_merge_conflicts_{merge_id}")
+    assert acc(main)[0][2] == 111  # nothing applied yet
+    kinds = rows(main, f"SELECT conflict_kind FROM _merge_conflicts_{merge_id} ORDER BY conflict_id")
+    assert sorted(k[0] for k in kinds) == ["concurrent_update", "delete_update", "update_delete"]
+    assert sqlstate(main, f"COMPLETE MERGE {merge_id}") == "HD012"
+    # a pending merge survives a new session
+    other = heliosdb.connect(data_dir=helios_data_dir, database=dbname)
+    other.autocommit = True
+    run(other, f"UPDATE _merge_conflicts_{merge_id} SET resolution = 'source' WHERE conflict_kind = 'concurrent_update'",
+        f"UPDATE _merge_conflicts_{merge_id} SET resolution = 'target' WHERE conflict_kind = 'update_delete'",
+        f"UPDATE _merge_conflicts_{merge_id} SET resolution = 'custom', resolved_value = "
+        f"'{{\"id\": 3, \"owner\": \"custom\", \"bal\": 1, \"email\": \"c@x\", \"hits\": 0}}' "
+        f"WHERE conflict_kind = 'delete_update'")
+    run(other, f"COMPLETE MERGE {merge_id}")
+    other.close()
+    assert acc(main) == [(1, "ann", 100, "a@x", 0), (3, "custom", 1, "c@x", 0)]
+    assert rows(main, f"SELECT state FROM heliosdb.merges WHERE id = {merge_id}") == [("completed",)]
+    assert sqlstate(main, f"COMPLETE MERGE {merge_id}") == "HD012"
+    # ABORT MERGE discards a pending merge
+    run(dev, "UPDATE acc SET bal = 5 WHERE id = 1")
+    run(main, "UPDATE acc SET bal = 6 WHERE id = 1")
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY MANUAL")
+    second = cur.fetchall()[0][0]
+    run(main, f"ABORT MERGE {second}")
+    assert rows(main, f"SELECT state FROM heliosdb.merges WHERE id = {second}") == [("aborted",)]
+    assert sqlstate(main, f"SELECT * FROM _merge_conflicts_{second}") == "42P01"
+    assert rows(main, "SELECT bal FROM acc WHERE id = 1") == [(6,)]
+
+
+def test_dry_run_changes_nothing(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 1", "ALTER TABLE acc ADD COLUMN note text", "CREATE TABLE extra (a int)")
+    before = rows(main, "SELECT heliosdb.current_lsn()")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main DRY RUN")
+    preview = {r[0]: r[2] for r in cur.fetchall()}
+    assert preview["rows to merge"] == "3" and "acc" in preview["tables modified"]
+    assert preview["source"].startswith("head ") and preview["common ancestor"].startswith("LSN ")
+    assert rows(main, "SELECT heliosdb.current_lsn()") == before
+    assert acc(main)[0][2] == 10
+    assert sqlstate(main, "SELECT * FROM extra") == "42P01"
+    assert rows(main, "SELECT count(*) FROM heliosdb.merges") == [(0,)]
+
+
+def test_schema_changes_carry_over(pair) -> None:
+    main, dev = pair
+    run(dev, "ALTER TABLE acc ADD COLUMN color text DEFAULT 'red'", "ALTER TABLE acc RENAME COLUMN owner TO holder",
+        "ALTER TABLE acc DROP COLUMN hits", "UPDATE acc SET color = 'blue' WHERE id = 1",
+        "CREATE TABLE extra (k int PRIMARY KEY, v text)", "INSERT INTO extra VALUES (1, 'one')")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")
+    assert rows(main, "SELECT * FROM acc ORDER BY id") == [
+        (1, "ann", 10, "a@x", "blue"), (2, "bob", 20, "b@x", "red"), (3, "cat", 30, "c@x", "red")
+    ]
+    assert rows(main, "SELECT * FROM extra") == [(1, "one")]
+    # a later merge recognises the rows it brought over
+    run(dev, "UPDATE extra SET v = 'uno'")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")
+    assert rows(main, "SELECT * FROM extra") == [(1, "uno")]
+
+
+def test_incompatible_schema_changes_stop_the_merge(pair) -> None:
+    main, dev = pair
+    run(dev, "ALTER TABLE acc ADD COLUMN extra int")
+    run(main, "ALTER TABLE acc ADD COLUMN extra text")
+    assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD011"
+
+
+def test_repeated_merges_both_directions(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 11 WHERE id = 1")
+    run(main, "UPDATE acc SET owner = 'BOB' WHERE id = 2")
+    run(main, "MERGE DATABASE BRANCH dev INTO main", "MERGE DATABASE BRANCH main INTO dev")
+    assert acc(dev) == acc(main)
+    run(dev, "UPDATE acc SET bal = 12 WHERE id = 1")
+    run(main, "UPDATE acc SET hits = 1 WHERE id = 1")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")  # merged changes never conflict again
+    run(main, "MERGE DATABASE BRANCH main INTO dev")
+    assert acc(dev) == acc(main) == [(1, "ann", 12, "a@x", 1), (2, "BOB", 20, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+
+
+def test_siblings_parent_into_child_read_only_and_delete_source(pair, connect) -> None:
+    main, dev = pair
+    run(main, "CREATE DATABASE BRANCH sib")
+    sib = connect("sib")
+    run(dev, "UPDATE acc SET bal = 1 WHERE id = 1")
+    run(sib, "UPDATE acc SET bal = 2 WHERE id = 2")
+    run(main, "MERGE DATABASE BRANCH dev INTO sib")
+    assert rows(sib, "SELECT bal FROM acc ORDER BY id") == [(1,), (2,), (30,)]
+    run(main, "UPDATE acc SET bal = 3 WHERE id = 3", "MERGE DATABASE BRANCH main INTO dev")
+    assert rows(dev, "SELECT bal FROM acc ORDER BY id") == [(1,), (20,), (3,)]
+    run(main, "ALTER DATABASE BRANCH sib SET READ_ONLY")
+    assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO sib") == "25006"
+    run(main, "ALTER DATABASE BRANCH sib SET WRITABLE")
+    sib.close()
+    run(main, "MERGE DATABASE BRANCH sib INTO main OPTIONS (delete_source = true, message = 'ship it')")
+    assert rows(main, "SELECT count(*) FROM heliosdb.branches WHERE name = 'sib'") == [(0,)]
+    assert rows(main, "SELECT message FROM heliosdb.merges ORDER BY id DESC LIMIT 1") == [("ship it",)]
+    assert sqlstate(main, "MERGE DATABASE BRANCH nope INTO main") == "HD001"
+    assert sqlstate(main, "MERGE DATABASE BRANCH main INTO main") == "22023"
+    assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main OPTIONS (colour = 1)") == "HD006"
+
+
+# -- randomized: merges of random histories against a reference three-way merge ---------------------------
+def _reference(base: dict, ours: dict, theirs: dict, prefer: str) -> dict:
+    out = {}
+    for k in set(base) | set(ours) | set(theirs):
+        b, o, t = base.get(k), ours.get(k), theirs.get(k)
+        if t == b:
+            val = o
+        elif o == b:
+            val = t
+        elif o == t:
+            val = o
+        elif o is None or t is None:
+            val = t if prefer == "THEIRS" else o
+        else:
+            val = tuple((tv if prefer == "THEIRS" else ov) if (ov != bv and tv != bv and ov != tv)
+                        else (tv if tv != bv else ov) for bv, ov, tv in zip(b, o, t, strict=True))
+        if val is not None:
+            out[k] = val
+    return out
+
+
+def _edit(conn: heliosdb.Connection, rnd: random.Random, next_id: list[int]) -> None:
+    cur = conn.cursor()
+    for _ in range(rnd.randint(1, 6)):
+        op = rnd.random()
+        ids = [r[0] for r in rows(conn, "SELECT id FROM r")]
+        if op < 0.3 or not ids:
+            next_id[0] += 1
+            cur.execute("INSERT INTO r VALUES (%s, %s, %s)", (next_id[0], rnd.randint(0, 3), rnd.randint(0, 3)))
+        elif op < 0.8:
+            col = rnd.choice(["a", "b"])
+            cur.execute(f"UPDATE r SET {col} = %s WHERE id = %s", (rnd.randint(0, 3), rnd.choice(ids)))
+        else:
+            cur.execute("DELETE FROM r WHERE id = %s", (rnd.choice(ids),))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_histories_match_a_reference_merge(conn: heliosdb.Connection, connect, seed: int) -> None:
+    rnd = random.Random(seed)
+    run(conn, "CREATE TABLE r (id int PRIMARY KEY, a int, b int)",
+        "INSERT INTO r SELECT g, g % 3, g % 2 FROM generate_series(1, 8) g")
+    next_id = [1000 * (seed + 1)]
+    strategy = "THEIRS" if seed % 2 else "OURS"
+    for rnd_round in range(3):
+        name = f"b{rnd_round}"
+        run(conn, f"CREATE DATABASE BRANCH {name}")
+        child = connect(name)
+        base = {r[0]: r[1:] for r in rows(conn, "SELECT * FROM r")}
+        _edit(child, rnd, [next_id[0] + 100])
+        next_id[0] += 200
+        _edit(conn, rnd, next_id)
+        ours = {r[0]: r[1:] for r in rows(conn, "SELECT * FROM r")}
+        theirs = {r[0]: r[1:] for r in rows(child, "SELECT * FROM r")}
+        run(conn, f"MERGE DATABASE BRANCH {name} INTO main USING STRATEGY {strategy}")
+        got = {r[0]: r[1:] for r in rows(conn, "SELECT * FROM r")}
+        assert got == _reference(base, ours, theirs, strategy), (seed, rnd_round)
+        child.close()
