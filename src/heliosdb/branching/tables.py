@@ -337,7 +337,7 @@ def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int)
     had = {(c.kind, tuple(c.cols)) for c in old.constraints}
     for con in version.constraints:
         if con.kind in ("p", "u") and (con.kind, tuple(con.cols)) not in had and all(c in names for c in con.cols):
-            layout.mirror_index(conn, info, [names_phys for names_phys in con.cols])
+            layout.mirror_index(conn, info, con.cols)
     old_names = {c.col: c.name for c in old.columns}
     for c in cols:
         if c.col in old_names and old_names[c.col] != c.name:
