@@ -44,31 +44,6 @@ def helios(helios_data_dir: Path, cli_db: str) -> Run:
     return run
 
 
-@pytest.fixture(scope="module")
-def psql(helios_instance: Instance, cli_db: str) -> Run:
-    exe = shutil.which("psql")
-    if exe is None:
-        pytest.skip("psql is not installed")
-
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [
-            exe,
-            "-X",
-            "-h",
-            str(helios_instance.socket_dir),
-            "-p",
-            "5432",
-            "-U",
-            "postgres",
-            "-d",
-            cli_db,
-            *args,
-        ]
-        return subprocess.run(cmd, input=stdin or "", capture_output=True, text=True, timeout=60)
-
-    return run
-
-
 @pytest.fixture
 def name() -> Callable[[str], str]:
     n = next(_names)

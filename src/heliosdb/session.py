@@ -50,12 +50,16 @@ class Result:
     rowcount: int = -1
     notices: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # psycopg builds description objects on every access: take them once
+        self._description = self.cursor.description if self.cursor is not None else None
+
     @property
     def description(self) -> Any:
-        return self.cursor.description if self.cursor is not None else None
+        return self._description
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        if self.cursor is None or self.cursor.description is None:
+        if self.cursor is None or self._description is None:
             return []
         return self.cursor.fetchall()
 
@@ -161,6 +165,9 @@ class Session:
     @contextlib.contextmanager
     def acting_on(self, branch: Branch) -> Iterator[None]:
         """Inside a transaction: run HeliosDB's own statements as if on `branch`, then come back."""
+        from heliosdb.branching.branches import ensure_built
+
+        branch = ensure_built(self.conn, branch)
         saved_tx, saved_path = self._tx_branch, self.conn.execute("SELECT current_setting('search_path')").fetchone()
         self._tx_branch = branch
         path = sql.Identifier(branch.user_schema).as_string(self.conn)
@@ -173,8 +180,11 @@ class Session:
                 self.conn.execute("SELECT set_config('search_path', %s, true)", (saved_path[0],))  # type: ignore[index]
 
     def use_branch(self, name: str, *, for_transaction: bool = False) -> Branch:
+        from heliosdb.branching.branches import ensure_built
+
         target = get_branch(self.conn, name)
         assert target is not None
+        target = ensure_built(self.conn, target)
         if for_transaction:
             if not self.in_transaction:
                 raise errors.lookup("25P01")(

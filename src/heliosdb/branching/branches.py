@@ -10,7 +10,7 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.branching import layout
-from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch
+from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch, get_branch_by_id
 from heliosdb.sql import statements as st
 from heliosdb.temporal.resolver import resolve_point
 
@@ -185,10 +185,25 @@ def _create(session: Session, stmt: st.CreateBranch) -> tuple[str, int | None]:
         (stmt.name, parent.id, fork, fork, options["read_only"], json.dumps(options), node, endpoint, schema),
     ).fetchone()
     assert row is not None
-    branch = Branch(row[0], stmt.name, parent.id, fork, fork, bool(options["read_only"]), schema, options, node,
-                    endpoint)
-    build_schema(conn, branch, parent)
+    # Metadata only: the branch's schemas and views are built when it is first used.
     return "CREATE DATABASE BRANCH", fork
+
+
+_BUILD_LOCK_CLASS = 0x4845
+
+
+def ensure_built(conn: psycopg.Connection[Any], branch: Branch) -> Branch:
+    """Build the branch's schemas and views if this is its first use (once, under a lock)."""
+    if branch.built:
+        return branch
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_BUILD_LOCK_CLASS, branch.id))
+        row = conn.execute("SELECT built FROM heliosdb._branches WHERE id = %s", (branch.id,)).fetchone()
+        if row is not None and not row[0]:
+            parent = get_branch_by_id(conn, branch.parent_id) if branch.parent_id is not None else None
+            build_schema(conn, branch, parent)
+            conn.execute("UPDATE heliosdb._branches SET built = true WHERE id = %s", (branch.id,))
+    return get_branch_by_id(conn, branch.id)
 
 
 def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch | None) -> None:
@@ -208,6 +223,8 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
 
 def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, table_names: set[str]) -> None:
     """Plain views the user created on the parent exist on the child too, over the child's tables."""
+    while not parent.built and parent.parent_id is not None:  # an unused parent has no views of its own
+        parent = get_branch_by_id(conn, parent.parent_id)
     has_views = conn.execute(
         "SELECT array_agg(relname::text) FROM pg_class WHERE relnamespace = to_regnamespace(%s) AND relkind = 'v'",
         (sql.Identifier(parent.user_schema).as_string(conn),),

@@ -39,11 +39,12 @@ CREATE TABLE heliosdb._branches (
     storage_node text NOT NULL DEFAULT 'node-1' REFERENCES heliosdb._nodes(id),
     compute_endpoint text NOT NULL DEFAULT 'endpoint-1',
     user_schema text NOT NULL,
+    built boolean NOT NULL DEFAULT false,  -- schemas and views are built on first use
     dropped_at timestamptz
 );
 CREATE UNIQUE INDEX ON heliosdb._branches (name) WHERE state <> 'dropped';
-INSERT INTO heliosdb._branches (id, name, parent_id, fork_lsn, user_schema, options)
-VALUES (nextval('heliosdb.branch_id_seq'), 'main', NULL, NULL, 'public',
+INSERT INTO heliosdb._branches (id, name, parent_id, fork_lsn, user_schema, built, options)
+VALUES (nextval('heliosdb.branch_id_seq'), 'main', NULL, NULL, 'public', true,
         '{"read_only": false, "retention_period": "7 days", "gc_policy": "balanced"}');
 
 -- One row per committed transaction that wrote (rolled-back ones vanish with it).

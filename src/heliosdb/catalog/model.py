@@ -24,6 +24,7 @@ class Branch:
     options: dict[str, Any]
     storage_node: str
     compute_endpoint: str
+    built: bool = True  # whether its schemas and views exist yet (built on first use)
 
     @property
     def phys_schema(self) -> str:
@@ -32,7 +33,7 @@ class Branch:
 
 
 _BRANCH_COLS = (
-    "id, name, parent_id, fork_lsn, head_lsn, read_only, user_schema, options, storage_node, compute_endpoint"
+    "id, name, parent_id, fork_lsn, head_lsn, read_only, user_schema, options, storage_node, compute_endpoint, built"
 )
 
 

@@ -141,6 +141,9 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
     assert source is not None and target is not None
     if source.id == target.id:
         raise errors.InvalidParameterValue("cannot merge a branch into itself")
+    from heliosdb.branching.branches import ensure_built
+
+    target = ensure_built(conn, target)
     rules = _rules(conn, stmt)
     opts = _options(stmt.options)
     if opts["delete_source"] and session.branch.id == source.id:

@@ -169,8 +169,9 @@ class Shell:
         elif isinstance(outcome, Text):
             if outcome.error:
                 self.write_err(outcome.text + "\n")
-            elif outcome.text:
-                self.write(outcome.text + "\n")
+            elif outcome.text:  # messages go to the terminal; \o redirects results only (as psql)
+                self.out.write(outcome.text + "\n")
+                self.out.flush()
         elif isinstance(outcome, Failure):
             self.failed = True
             self._show_failure(outcome.message)

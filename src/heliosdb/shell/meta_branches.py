@@ -15,7 +15,7 @@ from heliosdb.shell.render import cell_text
 G = "Branches"
 
 _BRANCHES = """
-SELECT name, coalesce(parent, ''), state, head_lsn, fork_lsn, storage_node, date_trunc('second', created_at)
+SELECT name, coalesce(parent, ''), state, head_lsn::text, coalesce(fork_lsn::text, ''), storage_node, date_trunc('second', created_at)
 FROM heliosdb.branches ORDER BY id
 """
 
@@ -53,30 +53,16 @@ LEFT JOIN heliosdb.retention r ON r.branch = b.name
 WHERE b.name = %s
 """
 
-_OWN_DATA = sql.SQL("""
-SELECT (SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {br} x WHERE x._hdb_branch = %(b)s),
-       (SELECT count(*) FROM {br} x WHERE x._hdb_branch = %(b)s),
-       (SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {hist} x WHERE x._hdb_branch = %(b)s),
-       (SELECT count(*) FROM {hist} x WHERE x._hdb_branch = %(b)s),
-       CASE WHEN %(root)s THEN (SELECT coalesce(sum(pg_column_size(x.*)), 0) FROM {cur} x) ELSE 0 END,
-       CASE WHEN %(root)s THEN (SELECT count(*) FROM {cur}) ELSE 0 END
-""")
-
-
 def own_data(ctx: ShellContext, branch_id: int) -> tuple[int, int, int, int]:
     """(current bytes, current rows, history bytes, history versions) stored by the branch itself:
     its rows in every table's __br and __hist relations, plus the current relation of tables it created.
-    Bytes are stored row sizes (pg_column_size: after TOAST compression), as \\compression counts them."""
+    Bytes are stored row sizes (after TOAST compression), counted as \\compression counts them."""
+    from heliosdb.shell.meta_storage import branch_sizes
+
     cur_b = cur_n = hist_b = hist_n = 0
     for _tid, root, schema, name in ctx.query("SELECT id, root_branch, phys_schema, phys_name FROM heliosdb._tables"):
-        q = _OWN_DATA.format(
-            br=sql.Identifier(schema, name + "__br"), hist=sql.Identifier(schema, name + "__hist"),
-            cur=sql.Identifier(schema, name))
-        br_b, br_n, h_b, h_n, root_b, root_n = ctx.query(q, {"b": branch_id, "root": root == branch_id})[0]
-        cur_b += int(br_b) + int(root_b)
-        cur_n += int(br_n) + int(root_n)
-        hist_b += int(h_b)
-        hist_n += int(h_n)
+        cn, cb, hn, hb = branch_sizes(ctx, root, schema, name).get(branch_id, (0, 0, 0, 0))
+        cur_b, cur_n, hist_b, hist_n = cur_b + cb, cur_n + cn, hist_b + hb, hist_n + hn
     return cur_b, cur_n, hist_b, hist_n
 
 

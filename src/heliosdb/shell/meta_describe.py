@@ -90,7 +90,7 @@ def _listing(ctx: ShellContext, pattern: str | None, kinds: set[str], what: str)
         label = _KINDS.get(kind, kind)
         if name in names or not _match(regex, name) or label not in kinds:
             continue
-        rows.append((name, label, None))
+        rows.append((name, label, ""))
     if not rows:
         return Failure(f"Did not find any {what}" + (f' named "{pattern}"' if pattern else "") + ".")
     rows.sort()

@@ -47,6 +47,13 @@ def _ratio(ctx: ShellContext, rel: sql.Composable, rel_text: str) -> tuple[str, 
     return ", ".join(methods), (f"{float(r) / float(s):.2f}x" if s else "n/a (empty)")
 
 
+def branch_sizes(ctx: ShellContext, root: int, schema: str, phys: str) -> dict[int, tuple[int, int, int, int]]:
+    """branch id -> (current rows, current bytes, history versions, history bytes) of one table's relations."""
+    q = _PER_BRANCH.format(br=sql.Identifier(schema, phys + "__br"), hist=sql.Identifier(schema, phys + "__hist"),
+                           cur=sql.Identifier(schema, phys))
+    return {b: (int(cn or 0), int(cb or 0), int(hn or 0), int(hb or 0)) for b, cn, cb, hn, hb in ctx.query(q, (root,))}
+
+
 def _pct(hist: int, cur: int) -> str:
     if not hist:
         return "0%"
@@ -67,12 +74,9 @@ def compression(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     disk: list[tuple[Any, ...]] = []
     for _tid, name, _c, _k, root, _rname, schema, phys in tables:
         rels = {"current": (schema, phys), "branches": (schema, phys + "__br"), "history": (schema, phys + "__hist")}
-        q = _PER_BRANCH.format(br=sql.Identifier(*rels["branches"]), hist=sql.Identifier(*rels["history"]),
-                               cur=sql.Identifier(*rels["current"]))
-        for b, cur_n, cur_b, hist_n, hist_b in sorted(ctx.query(q, (root,))):
-            cur_b, hist_b = int(cur_b or 0), int(hist_b or 0)
-            sizes.append((name, names.get(b, f"#{b} (dropped)"), int(cur_n or 0), human_size(cur_b),
-                          int(hist_n or 0), human_size(hist_b), _pct(hist_b, cur_b)))
+        for b, (cur_n, cur_b, hist_n, hist_b) in sorted(branch_sizes(ctx, root, schema, phys).items()):
+            sizes.append((name, names.get(b, f"#{b} (dropped)"), cur_n, human_size(cur_b), hist_n,
+                          human_size(hist_b), _pct(hist_b, cur_b)))
         for label, (s, r) in rels.items():
             text = sql.Identifier(s, r).as_string(ctx.session.conn)
             total, toast = ctx.query("""SELECT pg_total_relation_size(c.oid),

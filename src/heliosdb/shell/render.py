@@ -9,6 +9,7 @@ from __future__ import annotations
 import decimal
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -130,34 +131,29 @@ def _table(headers: list[str], rows: Sequence[Sequence[Any]], numeric: list[bool
     return output.Table(list(headers), fixed, numeric)
 
 
-def _json_value(v: Any, json_col: bool) -> Any:
+def _json_value(v: Any, json_col: bool, exact: list[str]) -> Any:
     if v is None or isinstance(v, bool | int | float | str):
         return v
     if isinstance(v, decimal.Decimal):
-        return _Raw(str(v)) if v.is_finite() else str(v)
+        if not v.is_finite():
+            return str(v)
+        exact.append(str(v))  # written as its exact digits, not through float
+        return f"\x00{len(exact) - 1}\x00"
     if isinstance(v, dict) or (isinstance(v, list) and json_col):
         return v
     if isinstance(v, list):
-        return [_json_value(x, False) for x in v]
+        return [_json_value(x, False, exact) for x in v]
     return output.cell(v)
 
 
-class _Raw(float):
-    """A decimal written into JSON as its exact text."""
-
-    def __new__(cls, text: str) -> _Raw:
-        obj = super().__new__(cls, float(text))
-        obj.text = text  # type: ignore[attr-defined]
-        return obj
-
-    def __repr__(self) -> str:
-        return self.text  # type: ignore[attr-defined, no-any-return]
-
-
 def as_json(headers: list[str], rows: Sequence[Sequence[Any]], json_cols: list[bool]) -> str:
-    objs = [{h: _json_value(v, json_cols[i]) for i, (h, v) in enumerate(zip(headers, r, strict=False))}
+    exact: list[str] = []
+    objs = [{h: _json_value(v, json_cols[i], exact) for i, (h, v) in enumerate(zip(headers, r, strict=False))}
             for r in rows]
-    return json.dumps(objs, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(objs, indent=2, ensure_ascii=False)
+    if exact:
+        text = re.sub(r'"\\u0000(\d+)\\u0000"', lambda m: exact[int(m.group(1))], text)
+    return text + "\n"
 
 
 # -- box-drawn table -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,17 @@ MODES: dict[int, str] = {
 GENERATION_EVERY = 5
 
 _names = itertools.count(1)
+_STALE = re.compile(r"^slt_(\d+)_\d+$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Backend(Protocol):
@@ -75,6 +87,16 @@ class Cluster:
         self.instance = Instance(self.data_dir)
         self.instance.acquire()
         self.admin = psycopg.connect(**self.instance.conninfo("postgres"), autocommit=True)  # type: ignore[arg-type]
+        self.drop_stale_databases()
+
+    def drop_stale_databases(self) -> None:
+        """Drop databases left by runs that were killed (slt_<pid>_<n> whose process is gone)."""
+        for (name,) in self.admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'slt\\_%'"
+        ).fetchall():
+            m = _STALE.match(name)
+            if m and not _alive(int(m.group(1))):
+                self.drop_database(name)
 
     def create_database(self) -> str:
         name = f"slt_{os.getpid()}_{next(_names)}"

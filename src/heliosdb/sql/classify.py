@@ -59,12 +59,18 @@ def head(sql: str) -> str:
     return m.group(0).upper() if m else ""
 
 
+# First words that never start a statement HeliosDB handles: the hot path returns at once.
+_PLAIN = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "EXPLAIN", "TABLE", "PREPARE", "EXECUTE",
+          "DEALLOCATE", "FETCH", "CLOSE", "DECLARE", "LOCK", "NOTIFY", "LISTEN", "CALL", "DO", "GRANT", "REVOKE"}
+_LEADING = re.compile(r"\s*([A-Za-z_]+)")
+
+
 def classify(sql: str) -> Kind:
+    m = _LEADING.match(sql)
+    if m and m.group(1).upper() in _PLAIN:
+        return Kind.PASSTHROUGH
     words = head(sql)
     if not words:
-        return Kind.PASSTHROUGH
-    c = words[0]
-    if c not in "CUSADTVBERPFM":  # fast exit for SELECT/INSERT/UPDATE/WITH ... (S, U handled below)
         return Kind.PASSTHROUGH
     for pattern, kind in _RULES:
         if pattern.match(words):

@@ -1,0 +1,263 @@
+"""Meta commands against a real database, rendered as the interactive shell shows them (golden files).
+
+Volatile values (times, transaction ids, LSNs, paths) are normalised before
+rendering, so the files show the real layout. Regenerate with
+HELIOSDB_UPDATE_GOLDEN=1 after an intended change, and read the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from heliosdb.session import Session
+from heliosdb.shell.executor import Shell
+from heliosdb.storage.instance import Instance
+from tests.shell_support import check_golden, make_shell, normalise_text, take
+
+SETUP = """
+CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL, balance int CHECK (balance >= 0));
+INSERT INTO accounts (owner, balance) VALUES ('ann', 100), ('bob', 50), ('cy', NULL);
+CREATE INDEX acc_owner ON accounts (owner);
+CREATE VIEW rich AS SELECT * FROM accounts WHERE balance > 60;
+CREATE DATABASE BRANCH fix;
+USE BRANCH fix;
+UPDATE accounts SET balance = balance + 10 WHERE owner = 'ann';
+CREATE TABLE notes (id int PRIMARY KEY, body text);
+INSERT INTO notes VALUES (1, 'hello'), (2, repeat('long text ', 500));
+CREATE INDEX acc_bal ON accounts (balance);
+CREATE DATABASE BRANCH "feature-x" OPTIONS (read_only = true);
+USE BRANCH main;
+"""
+
+
+@pytest.fixture(scope="module")
+def meta_db(helios_instance: Instance) -> Iterator[str]:
+    name = f"shell_meta_{os.getpid()}"
+    with psycopg.connect(**helios_instance.conninfo("postgres"), autocommit=True) as admin:  # type: ignore[arg-type]
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        s = Session(data_dir=helios_instance.data_dir, database=name)
+        try:
+            for _ in s.run(SETUP):
+                pass
+        finally:
+            s.close()
+        yield name
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def shell(helios_instance: Instance, meta_db: str) -> Iterator[tuple[Shell, object, object]]:
+    s = Session(data_dir=helios_instance.data_dir, database=meta_db)
+    try:
+        yield make_shell(s)
+    finally:
+        s.close()
+
+
+GOLDEN_COMMANDS = {
+    "help": "\\?",
+    "help_sql_list": "\\h",
+    "help_use_branch": "\\h use branch",
+    "help_create_branch": "\\h CREATE DATABASE BRANCH",
+    "d": "\\d",
+    "dt": "\\dt",
+    "dv": "\\dv",
+    "dm": "\\dm",
+    "di": "\\di",
+    "dn": "\\dn",
+    "du": "\\du postgres",
+    "d_accounts": "\\d accounts",
+    "d_view": "\\d rich",
+    "d_catalog_view": "\\d heliosdb.nodes",
+    "d_missing": "\\d nope",
+    "branches": "\\branches",
+    "branches_pattern": "\\branches f*",
+    "branch_info": "\\branch info fix",
+    "branch_info_current": "\\branch info",
+    "branch_tree": "\\branch tree",
+    "timeline": "\\timeline",
+    "timeline_2": "\\timeline 2",
+    "snapshots": "\\snapshots",
+    "snapshots_notes": "\\snapshots notes",
+    "retention": "\\retention",
+    "lsn": "\\lsn",
+    "scn": "\\scn",
+    "nodes": "\\nodes",
+    "shards": "\\shards accounts",
+    "shards_missing": "\\shards nope",
+    "replication": "\\replication",
+    "compression": "\\compression",
+    "compression_table": "\\compression accounts",
+    "pset": "\\pset",
+    "echo": "\\echo hello   'big world'",
+    "err_unknown": "\\foo",
+    "err_subcommand": "\\branch",
+    "err_extra_arg": "\\branch info fix main",
+    "err_choice": "\\x maybe",
+    "err_number": "\\timeline many",
+    "err_missing_arg": "\\use",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_COMMANDS))
+def test_meta_golden(shell: tuple[Shell, object, object], name: str) -> None:
+    sh, out, err = shell
+    sh.run_meta(GOLDEN_COMMANDS[name])
+    text = take(out) + "".join(f"[stderr] {line}\n" for line in take(err).splitlines())
+    check_golden(name, normalise_text(text))
+
+
+def test_meta_on_a_child_branch(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\use fix")
+    assert take(out) == 'You are now on branch "fix".\n'
+    parts = []
+    for cmd in ("\\dt", "\\di", "\\d accounts", "\\d notes", "\\branches", "\\lsn", "\\compression notes"):
+        sh.run_meta(cmd)
+        parts.append(f"{cmd}\n{take(out)}{take(err)}")
+    check_golden("on_branch_fix", normalise_text("\n".join(parts)))
+
+
+def test_use_unknown_branch_is_an_error(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\use nowhere")
+    assert take(err).startswith('ERROR:  HD001: branch "nowhere" does not exist\nHINT:')
+    assert sh.session.branch.name == "main"
+
+
+def test_not_built_yet_say_so(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    try:
+        from heliosdb.merge import diff  # type: ignore[attr-defined]
+
+        have_diff = hasattr(diff, "summarize") and hasattr(diff, "diff_rows")
+    except ImportError:
+        have_diff = False
+    sh.run_meta("\\branch diff main fix")
+    if have_diff:
+        assert "Differences from main to fix" in take(out)
+    else:
+        assert take(err) == "branch diff is not available yet\n"
+    for cmd in ("\\dmv", "\\dmv staleness", "\\dmv refresh v", "\\dmv deps v", "\\dmv v"):
+        sh.run_meta(cmd)
+        assert take(err) == "materialized views are not available yet\n", cmd
+
+
+def test_settings_commands(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    st = sh.ctx.settings
+    sh.run_meta("\\x")
+    assert st.expanded == "on" and take(out) == "Expanded display is on.\n"
+    sh.run_meta("\\x auto")
+    assert st.expanded == "auto"
+    sh.run_meta("\\x off")
+    sh.run_meta("\\timing on")
+    assert st.timing
+    sh.run_meta("\\pset format csv")
+    assert st.format == "csv"
+    take(out)
+    sh.run_sql("SELECT 1 AS a, 'x' AS b")
+    text = take(out)
+    assert text.startswith("a,b\n1,x\nTime: ") and text.endswith(" ms\n")
+    sh.run_meta("\\pset format json")
+    sh.run_meta("\\timing off")
+    take(out)
+    sh.run_sql("SELECT 1.50::numeric AS n, NULL::int AS z, ARRAY[1,2] AS arr, '{\"k\": 1}'::jsonb AS j")
+    assert take(out) == '[\n  {\n    "n": 1.50,\n    "z": null,\n    "arr": [\n      1,\n      2\n    ],\n' \
+                        '    "j": {\n      "k": 1\n    }\n  }\n]\n'
+    sh.run_meta("\\pset format unaligned")
+    take(out)
+    sh.run_sql("SELECT 1 AS a, 2 AS b")
+    assert take(out) == "a|b\n1|2\n(1 row)\n"
+    sh.run_meta("\\pset format wrapped")
+    assert "allowed formats are aligned, csv, json, unaligned" in take(err)
+    sh.run_meta("\\pset null (nil)")
+    sh.run_meta("\\pset format aligned")
+    take(out)
+    sh.run_sql("SELECT NULL AS x")
+    assert "│ (nil) │" in take(out)
+
+
+def test_variables_and_echo(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\set who ann")
+    sh.run_meta("\\set col owner")
+    sh.run_meta("\\pset format unaligned")
+    take(out)
+    sh.run_sql("SELECT :\"col\", ':who' AS literal FROM accounts WHERE owner = :'who'")
+    assert take(out) == "owner|literal\nann|:who\n(1 row)\n"
+    sh.run_meta("\\set")
+    assert "who = 'ann'" in take(out)
+    sh.run_meta("\\unset who")
+    assert "who" not in sh.ctx.variables
+    sh.run_sql("SELECT 1::int AS one")  # casts are not variables
+    assert take(out) == "one\n1\n(1 row)\n"
+
+
+def test_output_redirect_and_include(shell: tuple[Shell, object, object], tmp_path: object) -> None:
+    sh, out, err = shell
+    target = os.path.join(str(tmp_path), "out.txt")
+    script = os.path.join(str(tmp_path), "script.sql")
+    with open(script, "w") as f:
+        f.write("\\pset format unaligned\nSELECT 41 + 1 AS answer;\n\\echo done\n")
+    sh.run_meta(f"\\o {target}")
+    sh.run_meta(f"\\i {script}")
+    sh.run_meta("\\o")
+    assert take(out) == "Output format is unaligned.\ndone\n"  # messages stay on the terminal
+    with open(target) as f:
+        assert f.read() == "answer\n42\n(1 row)\n"
+    sh.run_meta("\\i /nonexistent/file.sql")
+    assert take(err) == "/nonexistent/file.sql: No such file or directory\n"
+
+
+def test_edit_runs_a_complete_statement(shell: tuple[Shell, object, object], tmp_path: object,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    sh, out, err = shell
+    editor = os.path.join(str(tmp_path), "ed.sh")
+    with open(editor, "w") as f:
+        f.write('#!/bin/sh\nprintf "SELECT 7 AS seven;\\n" > "$1"\n')
+    os.chmod(editor, 0o755)
+    monkeypatch.setenv("EDITOR", editor)
+    monkeypatch.delenv("VISUAL", raising=False)
+    sh.run_meta("\\pset format unaligned")
+    take(out)
+    sh.run_meta("\\e")
+    assert take(out) == "seven\n7\n(1 row)\n"
+    with open(editor, "w") as f:
+        f.write('#!/bin/sh\nprintf "SELECT 8\\n" > "$1"\n')
+    sh.run_meta("\\e")
+    assert sh.prefill == "SELECT 8"
+
+
+def test_lsn_echo(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\use fix")
+    sh.run_meta("\\lsn on")
+    take(out)
+    sh.run_sql("SELECT 1")
+    text = take(out)
+    assert text.splitlines()[-1].startswith("LSN: ") and "(committed)" not in text
+    sh.run_sql("INSERT INTO notes VALUES (3, 'x')")
+    lines = take(out).splitlines()
+    assert lines[0] == "INSERT 0 1" and lines[1].startswith("LSN: ") and lines[1].endswith("(committed)")
+    sh.run_sql("DELETE FROM notes WHERE id = 3")
+    sh.run_meta("\\lsn off")
+    take(out)
+    sh.run_sql("SELECT 1")
+    assert "LSN" not in take(out)
+
+
+def test_errors_show_sqlstate_hint_and_caret(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    assert not sh.run_sql("SELECT *\nFROM accounts\nWHERE nope = 1")
+    assert take(err) == ('ERROR:  42703: column "nope" does not exist\n'
+                         "LINE 3: WHERE nope = 1\n"
+                         "              ^\n")
+    assert not sh.run_sql("USE BRANCH nowhere")
+    assert take(err) == ('ERROR:  HD001: branch "nowhere" does not exist\n'
+                         "HINT:  SHOW BRANCHES lists the branches of this database.\n")
