@@ -205,6 +205,36 @@ def test_on_error_stop_stops_the_c_list(helios: Run) -> None:
     assert r.stderr == "ERROR:  22012: division by zero\n"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a -c string runs statement by statement in autocommit; psql sends it as one implicit transaction "
+    "(nothing after the error runs, the statements before it are rolled back)",
+)
+def test_c_string_is_one_implicit_transaction(
+    helios: Run, db: heliosdb.Connection, name: Callable[[str], str]
+) -> None:
+    t = name("t")
+    r = helios(
+        "-c", f"CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1); SELECT 1/0; SELECT 'after' AS s"
+    )
+    assert r.returncode == 1
+    assert r.stderr == "ERROR:  22012: division by zero\n"
+    assert "after" not in r.stdout
+    with pytest.raises(heliosdb.ProgrammingError):
+        db.execute(f"SELECT * FROM {t}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: backslash meta-commands in -f scripts are skipped silently: '\\set ON_ERROR_STOP on' has no "
+    "effect, the script goes on after an error and exits 0 (psql: stops, exit 3)",
+)
+def test_set_on_error_stop_inside_a_script(helios: Run) -> None:
+    r = helios("-f", "-", stdin="\\set ON_ERROR_STOP on\nSELECT 1/0;\nSELECT 'after' AS s;\n")
+    assert r.returncode == 3
+    assert "after" not in r.stdout
+
+
 def test_error_detail_and_hint_lines(helios: Run, name: Callable[[str], str]) -> None:
     t = name("t")
     r = helios(

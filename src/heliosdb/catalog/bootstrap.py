@@ -7,12 +7,16 @@ from typing import Any
 
 import psycopg
 
+from heliosdb import errors
+
 _LOCK_KEY = 0x48444231  # 'HDB1': serializes concurrent first opens
+CATALOG_VERSION = "1"  # bump with every change to bootstrap.sql (and add a migration)
 
 
 def ensure_catalog(conn: psycopg.Connection[Any]) -> None:
     """Bootstrap the catalog once; concurrent sessions wait for the first."""
     if _installed(conn):
+        _check_version(conn)
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -25,3 +29,14 @@ def ensure_catalog(conn: psycopg.Connection[Any]) -> None:
 def _installed(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT to_regclass('heliosdb._meta') IS NOT NULL").fetchone()
     return bool(row and row[0])
+
+
+def _check_version(conn: psycopg.Connection[Any]) -> None:
+    row = conn.execute("SELECT value FROM heliosdb._meta WHERE key = 'catalog_version'").fetchone()
+    if row is None or row[0] != CATALOG_VERSION:
+        raise errors.OperationalError(
+            f"this database has HeliosDB catalog version {row[0] if row else 'unknown'}, "
+            f"this HeliosDB needs version {CATALOG_VERSION}",
+            hint="Use the HeliosDB release that created it, or a new data directory.",
+            sqlstate="58000",
+        )

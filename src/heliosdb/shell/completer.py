@@ -162,11 +162,11 @@ class HeliosCompleter(Completer):
         if k is Kind.TABLE:
             if s.schema is not None:
                 rels = md.qualified.get(s.schema, {})
-                return match(word, sorted(rels), "relation")
+                return match(word, sorted(rels, key=str.lower), "relation")
             return [Candidate(c.text, md.kinds.get(c.text.strip('"'), "table"))
-                    for c in match(word, sorted(md.relations), "table")]
+                    for c in match(word, sorted(md.relations, key=str.lower), "table")]
         if k in (Kind.VIEW, Kind.MVIEW):
-            names = sorted(n for n, kind in md.kinds.items() if kind == k.value)
+            names = sorted((n for n, kind in md.kinds.items() if kind == k.value), key=str.lower)
             return match(word, names, k.value)
         if k is Kind.COLUMN:
             cols: list[str] = []
