@@ -134,7 +134,7 @@ class Cursor:
         conn._begin_if_needed()
         results = list(conn.session.run(sql, params))
         self._result = results[-1] if results else None
-        self._rows = self._result.fetchall() if self._result and self._result.description else None
+        self._rows = self._result.fetchall() if self._result and self._result.has_rows else None
         self._pos = 0
         return self
 

@@ -50,18 +50,29 @@ class Result:
     rowcount: int = -1
     notices: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        # psycopg builds description objects on every access: take them once
-        self._description = self.cursor.description if self.cursor is not None else None
+    _description: Any = field(default=False, repr=False)
 
     @property
     def description(self) -> Any:
+        # psycopg builds description objects on every access: take them once, when asked
+        if self._description is False:
+            self._description = self.cursor.description if self.cursor is not None else None
         return self._description
 
+    @property
+    def has_rows(self) -> bool:
+        """Whether the statement returned a result set (cheaper than building its description)."""
+        if self.cursor is None:
+            return False
+        pgresult = getattr(self.cursor, "pgresult", None)
+        if pgresult is None:
+            return self.description is not None
+        return pgresult.status == pq.ExecStatus.TUPLES_OK
+
     def fetchall(self) -> list[tuple[Any, ...]]:
-        if self.cursor is None or self._description is None:
+        if not self.has_rows:
             return []
-        return self.cursor.fetchall()
+        return self.cursor.fetchall()  # type: ignore[union-attr]
 
 
 _WRITE_HEADS = ("INSERT", "UPDATE", "DELETE", "MERGE")

@@ -25,7 +25,14 @@ from heliosdb.shell.completion import HELIOS_WORDS, Context, Kind, Suggestion, s
 
 ALL_KEYWORDS = tuple(sorted(set(KEYWORDS) | set(HELIOS_WORDS) | set(DATATYPES)))
 _PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
-_RESERVED = {k.lower() for k in KEYWORDS}
+# PostgreSQL's reserved words (and those reserved for type/function names): these need quotes as names.
+_RESERVED = set("""all analyse analyze and any array as asc asymmetric both case cast check collate column constraint
+create current_catalog current_date current_role current_time current_timestamp current_user default deferrable desc
+distinct do else end except false fetch for foreign from grant group having in initially intersect into lateral leading
+limit localtime localtimestamp not null offset on only or order placing primary references returning select
+session_user some symmetric table then to trailing true union unique user using variadic when where window with
+authorization binary collation concurrently cross current_schema freeze full ilike inner is isnull join left like
+natural notnull outer overlaps right similar tablesample verbose""".split())
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,9 @@ def _key(word: str) -> str:
     return word[1:].replace('""', '"').lower() if word.startswith('"') else word.lower()
 
 
-def match(word: str, names: Iterable[str], meta: str, *, transform: Callable[[str], str] = quote) -> list[Candidate]:
-    """Names starting with the word (case-insensitive), then names containing it."""
+def match(word: str, names: Iterable[str], meta: str, *, transform: Callable[[str], str] = quote,
+          contains: bool = True) -> list[Candidate]:
+    """Names starting with the word (case-insensitive), then (contains) names containing it."""
     w = _key(word)
     if not w:
         return [Candidate(transform(n), meta) for n in names]
@@ -119,7 +127,7 @@ def match(word: str, names: Iterable[str], meta: str, *, transform: Callable[[st
         low = n.lower()
         if low.startswith(w):
             first.append(Candidate(transform(n), meta))
-        elif w in low:
+        elif contains and w in low:
             second.append(Candidate(transform(n), meta))
     return first + second
 
@@ -158,7 +166,7 @@ class HeliosCompleter(Completer):
         k = s.kind
         if k is Kind.KEYWORD:
             words = s.words or ALL_KEYWORDS
-            return match(word, words, "keyword", transform=str.lower if word[:1].islower() else str)
+            return match(word, words, "keyword", transform=str.lower if word[:1].islower() else str, contains=False)
         if k is Kind.TABLE:
             if s.schema is not None:
                 rels = md.qualified.get(s.schema, {})
@@ -188,10 +196,10 @@ class HeliosCompleter(Completer):
             w = word.upper()
             return [Candidate(lsn, meta) for lsn, meta in md.lsns if lsn.startswith(w)]
         if k is Kind.META:
-            return [Candidate(n, self.registry.commands[n].description) for n in sorted(self.registry.commands)
-                    if n.startswith(word) and " " not in n] + \
-                [Candidate(n, "") for n in self.registry.first_words() if n.startswith(word)
-                 and n not in self.registry.commands]
+            reg = self.registry
+            return [Candidate(n, reg.commands[n].description if n in reg.commands
+                              else f"{n} {'|'.join(reg.subcommands(n))}")
+                    for n in reg.first_words() if n.startswith(word)]
         if k is Kind.HELP:
             return match(word, sqlhelp.topic_names(), "help", transform=str)
         if k is Kind.VARIABLE:
