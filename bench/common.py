@@ -8,6 +8,7 @@ the same shared_buffers and the same disk.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -148,6 +149,59 @@ class Log:
     def __call__(self, msg: str) -> None:
         if self.verbose:
             print(f"[{time.perf_counter() - self.t0:7.1f}s] {msg}", flush=True)
+
+
+# -- tracing the statements HeliosDB sends -------------------------------------------------------
+_LABEL = re.compile(r"^\s*(CREATE TEMP TABLE \w+|ALTER TABLE \w+|INSERT INTO [\w.\"]+|UPDATE [\w.\"]+|"
+                    r"DELETE FROM [\w.\"]+|SELECT heliosdb\.\w+)", re.IGNORECASE)
+
+
+def _label(text: str) -> str:
+    m = _LABEL.match(text)
+    if m:
+        return re.sub(r"\s+", " ", m.group(1))
+    return re.sub(r"\s+", " ", text.strip())[:40]
+
+
+@dataclass
+class Trace:
+    """Times every statement a HeliosDB connection's engine sends through its psycopg connection's execute().
+
+    Wraps the session's psycopg connection (instance attribute, nothing global);
+    `steps` collects (label, seconds) until reset by the caller.
+    """
+
+    conn: Any
+    steps: list[tuple[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        pg = self.conn.session.conn
+        orig = pg.execute
+
+        def traced(query: Any, *args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return orig(query, *args, **kwargs)
+            finally:
+                if isinstance(query, str):
+                    text = query
+                elif isinstance(query, bytes):
+                    text = query.decode(errors="replace")
+                else:
+                    text = query.as_string(pg)
+                self.steps.append((_label(text), time.perf_counter() - t0))
+
+        pg.execute = traced
+
+
+def top_steps(steps: list[tuple[str, float]], total: float, n: int = 3) -> str:
+    """'<k> statements; slowest: <label> <time> (<share of total>), ...' (same labels summed)."""
+    agg: dict[str, float] = {}
+    for label, t in steps:
+        agg[label] = agg.get(label, 0.0) + t
+    top = sorted(agg.items(), key=lambda kv: -kv[1])[:n]
+    slowest = ", ".join(f"{label} {fmt_value('time', t)} ({t / total:.0%})" for label, t in top)
+    return f"{len(steps)} statements, {fmt_value('time', sum(t for _, t in steps))} in them; slowest: {slowest}"
 
 
 # -- the environment --------------------------------------------------------------------

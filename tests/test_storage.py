@@ -1,20 +1,29 @@
 """The managed PostgreSQL instance of a data directory: first use, lifetime, sharing, stale state.
 
-These tests use a data directory of their own under pytest's tmp_path (not the
-session's instance): one initdb for the module, then every command starts and
-stops PostgreSQL on it. They only look at what a user can see: command exit
-codes and output, files, and processes.
+These tests use a data directory of their own (not the session's instance):
+one initdb for the module, then every command starts and stops PostgreSQL on
+it. They only look at what a user can see: command exit codes and output,
+files, and processes.
+
+The directory is made with tempfile.mkdtemp (mode 0700, like pytest's
+/tmp/pytest-of-<user>) rather than under tmp_path: every pytest session that
+starts resets /tmp/pytest-of-<user> to 0700, which takes back the o+x the
+instance manager grants on the parents of the data directory, so a concurrent
+pytest run would make PostgreSQL fail to start ("could not access directory
+... Permission denied") at random.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +83,11 @@ class Fresh:
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> Fresh:
-    """A data directory under pytest's 0700 temp root, brought to life by one `heliosdb -c` command."""
-    data_dir = tmp_path_factory.mktemp("storage") / "data"
+def fresh() -> Iterator[Fresh]:
+    """A data directory under a private (0700, root's) parent, brought to life by one `heliosdb -c` command."""
+    base = Path(tempfile.mkdtemp(prefix="helios-storage-"))
+    assert stat.S_IMODE(base.stat().st_mode) == 0o700
+    data_dir = base / "data"
     before = (data_dir / "pgdata" / "PG_VERSION").exists()
     first = heliosdb(
         data_dir,
@@ -85,7 +96,9 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Fresh:
         "-c",
         "SELECT current_database(), current_user, current_setting('data_directory')",
     )
-    return Fresh(data_dir, before, first)
+    yield Fresh(data_dir, before, first)
+    wait_gone(data_dir, timeout=30)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -138,7 +151,8 @@ def test_first_use_runs_initdb_and_creates_database_heliosdb(fresh: Fresh) -> No
         # PostgreSQL refuses to run as root: the cluster belongs to the service user ...
         assert psutil.Process().username() == "root"
         assert (fresh.data_dir / "pgdata").owner() != "root"
-        # ... who was let through pytest's private (0700) temp root.
+        # ... who was let through the private (0700) parent directory.
+        assert fresh.data_dir.parent.stat().st_mode & stat.S_IXOTH
         for parent in fresh.data_dir.parents:
             assert parent.stat().st_mode & stat.S_IXOTH or parent.owner() != "root", parent
 

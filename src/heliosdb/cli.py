@@ -66,9 +66,7 @@ class Runner:
             elif self.args.no_align:
                 text = output.unaligned(table, self.args.tuples_only)
             else:
-                text = output.aligned(table, self.args.tuples_only)
-                if not self.args.tuples_only:
-                    text += "\n"
+                text = output.aligned(table, self.args.tuples_only) + "\n"
             self.out.write(text)
         elif result.status and not self.args.quiet and not self.args.tuples_only:
             self.out.write(result.status + "\n")
@@ -85,6 +83,8 @@ class Runner:
 
     def run_statement(self, stmt: str, data: Iterator[str] | None) -> bool:
         """Run one statement; False when it failed."""
+        if stmt is _META_FAILED:
+            return False
         try:
             if classify(stmt) is Kind.COPY and _is_stdio_copy(stmt):
                 self._copy(stmt, data)
@@ -109,23 +109,55 @@ class Runner:
             self.out.write(self.session.last_status + "\n")
 
     def run_text(self, text: str) -> int:
-        """A -c argument: its statements in one go; 1 if any failed."""
-        failed = False
+        """A -c argument: like psql, several statements in one -c run as one implicit transaction."""
+        if text.lstrip().startswith("\\"):
+            return EXIT_OK if self.meta(text.strip()) else EXIT_FAILED
         lines = iter(text.splitlines(keepends=True))
-        for stmt in _statements(lines):
+        stmts = list(_statements(lines))
+        wrap = len(stmts) > 1 and not self.session.in_transaction and not any(
+            classify(s) is Kind.TRANSACTION for s in stmts)
+        if wrap:
+            self.session.execute("BEGIN")
+        for stmt in stmts:
             if not self.run_statement(stmt, lines):
-                failed = True
-                if self.on_error_stop:
-                    return EXIT_FAILED
-        return EXIT_FAILED if failed else EXIT_OK
+                if wrap:
+                    self.session.execute("ROLLBACK")
+                return EXIT_FAILED
+        if wrap:
+            self.session.execute("COMMIT")
+        return EXIT_OK
+
+    def meta(self, line: str) -> bool:
+        """The meta commands a script may use (the interactive shell has many more)."""
+        parts = line[1:].split(None, 2)
+        cmd = parts[0] if parts else ""
+        if cmd == "set" and len(parts) >= 2:
+            self.variables[parts[1]] = parts[2] if len(parts) > 2 else ""
+        elif cmd == "unset" and len(parts) == 2:
+            self.variables.pop(parts[1], None)
+        elif cmd == "echo":
+            self.out.write(line[1:].partition(" ")[2] + "\n")
+        elif cmd == "q":
+            raise _Quit
+        else:
+            self.err.write(f"invalid command \\{cmd}\n")
+            return False
+        return True
 
     def run_file(self, path: str) -> int:
-        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        try:
+            stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        except OSError as exc:
+            self.err.write(f"heliosdb: error: {path}: {exc.strerror}\n")
+            return EXIT_FAILED
         try:
             lines = iter(stream.readline, "")
-            for stmt in _statements(lines):
-                if not self.run_statement(stmt, lines) and self.on_error_stop:
-                    return EXIT_SCRIPT_STOPPED
+            for stmt in _statements(lines, self.meta):
+                if stmt is _META_FAILED or not self.run_statement(stmt, lines):
+                    if self.on_error_stop:
+                        return EXIT_SCRIPT_STOPPED
+        except _Quit:
+            return EXIT_OK
         finally:
             if stream is not sys.stdin:
                 stream.close()
@@ -137,12 +169,22 @@ def _is_stdio_copy(stmt: str) -> bool:
     return "STDIN" in words or "STDOUT" in words
 
 
-def _statements(lines: Iterable[str]) -> Iterator[str]:
+class _Quit(Exception):
+    """\\q in a script."""
+
+
+_META_FAILED = "\x00meta-failed"
+
+
+def _statements(lines: Iterable[str], meta: Any = None) -> Iterator[str]:
     """Statements from a stream of lines; COPY data lines are left for the caller to read."""
     buf = ""
     for line in lines:
-        if not buf and line.lstrip().startswith("\\"):
-            continue  # meta commands belong to the interactive shell
+        if not buf.strip() and line.lstrip().startswith("\\"):
+            if meta is not None and not meta(line.strip()):
+                yield _META_FAILED
+            buf = ""
+            continue
         buf += line
         stmts, rest, _pending = Scanner.scan(buf)
         buf = rest
@@ -166,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"HINT:  {exc.hint}\n")
         return 2
     try:
+        session.text_results = True  # print values exactly as PostgreSQL writes them
         runner = Runner(session, args)
         if not args.actions:
             from heliosdb.shell.repl import repl
@@ -173,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             return repl(runner)
         status = EXIT_OK
         for kind, value in args.actions:
-            code = runner.run_text(value) if kind == "c" else runner.run_file(value)
+            try:
+                code = runner.run_text(value) if kind == "c" else runner.run_file(value)
+            except _Quit:
+                break
             if code != EXIT_OK:
                 status = code
                 if runner.on_error_stop:

@@ -2,13 +2,62 @@
 
 from __future__ import annotations
 
+import datetime
 import os
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+import psycopg
 
 from heliosdb import errors
 from heliosdb.session import Result, Session
 from heliosdb.storage.instance import DEFAULT_DATABASE
+
+
+# -- PEP 249 type objects and constructors ---------------------------------------------
+class _TypeObject:
+    """Compares equal to the PostgreSQL type OIDs of one PEP 249 category (description type_code)."""
+
+    def __init__(self, name: str, *oids: int) -> None:
+        self.name = name
+        self.oids = frozenset(oids)
+
+    def __eq__(self, other: object) -> bool:
+        return other in self.oids if isinstance(other, int) else other is self
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+STRING = _TypeObject("STRING", 25, 1042, 1043, 19, 18)
+BINARY = _TypeObject("BINARY", 17)
+NUMBER = _TypeObject("NUMBER", 20, 21, 23, 26, 700, 701, 1700, 790)
+DATETIME = _TypeObject("DATETIME", 1082, 1083, 1114, 1184, 1186, 1266)
+ROWID = _TypeObject("ROWID", 26)
+
+Date = datetime.date
+Time = datetime.time
+Timestamp = datetime.datetime
+
+
+def DateFromTicks(ticks: float) -> datetime.date:  # noqa: N802 - PEP 249 name
+    return Date(*time.localtime(ticks)[:3])
+
+
+def TimeFromTicks(ticks: float) -> datetime.time:  # noqa: N802 - PEP 249 name
+    return Time(*time.localtime(ticks)[3:6])
+
+
+def TimestampFromTicks(ticks: float) -> datetime.datetime:  # noqa: N802 - PEP 249 name
+    return Timestamp(*time.localtime(ticks)[:6])
+
+
+def Binary(data: bytes | bytearray | memoryview) -> bytes:  # noqa: N802 - PEP 249 name
+    return bytes(data)
 
 
 def connect(
@@ -134,7 +183,10 @@ class Cursor:
         conn._begin_if_needed()
         results = list(conn.session.run(sql, params))
         self._result = results[-1] if results else None
-        self._rows = self._result.fetchall() if self._result and self._result.has_rows else None
+        try:
+            self._rows = self._result.fetchall() if self._result and self._result.has_rows else None
+        except psycopg.Error as exc:
+            raise errors.from_psycopg(exc) from None
         self._pos = 0
         return self
 

@@ -232,6 +232,20 @@ class MainBranchProtected(HeliosError, code="HD008"):
     """The main branch cannot be dropped."""
 
 
+# SQLSTATE classes without a class of their own above, mapped to PEP 249 categories as psycopg does.
+for _cls, _base in {
+    "01": Warning, "02": DatabaseError, "09": DatabaseError, "0B": DatabaseError, "0F": DatabaseError,
+    "0L": DatabaseError, "0P": DatabaseError, "0Z": DatabaseError, "20": ProgrammingError,
+    "21": ProgrammingError, "24": InternalError, "26": InternalError, "27": OperationalError,
+    "2D": InternalError, "2F": InternalError, "34": OperationalError, "38": InternalError,
+    "39": InternalError, "3B": InternalError, "3D": ProgrammingError, "3F": ProgrammingError,
+    "44": ProgrammingError, "53": OperationalError, "54": OperationalError, "58": OperationalError,
+    "F0": InternalError, "HV": OperationalError, "P0": InternalError,
+}.items():
+    if _cls + "000" not in _by_code and issubclass(_base, Error):
+        _by_code[_cls + "000"] = type(f"Class{_cls}", (_base,), {"sqlstate": _cls + "000"})
+
+
 def lookup(code: str) -> type[Error]:
     """The class for a SQLSTATE, else for its class, else DatabaseError."""
     if code in _by_code:
@@ -242,7 +256,7 @@ def lookup(code: str) -> type[Error]:
 def from_psycopg(exc: Exception) -> Error:
     """Translate a psycopg error into the HeliosDB class with the same fields."""
     diag = getattr(exc, "diag", None)
-    code = getattr(exc, "sqlstate", None) or (diag.sqlstate if diag else None) or "XX000"
+    code = getattr(exc, "sqlstate", None) or (diag.sqlstate if diag else None) or _code_of_class(exc)
     message = (diag.message_primary if diag else None) or str(exc).strip().splitlines()[0]
     position = None
     if diag is not None and diag.statement_position:
@@ -260,6 +274,18 @@ def from_psycopg(exc: Exception) -> Error:
         position=position,
         sqlstate=code,
     )
+
+
+def _code_of_class(exc: Exception) -> str:
+    """A SQLSTATE for a psycopg error that came without one (client-side errors)."""
+    import psycopg
+
+    for cls, code in ((psycopg.ProgrammingError, "42000"), (psycopg.DataError, "22000"),
+                      (psycopg.OperationalError, "08000"), (psycopg.IntegrityError, "23000"),
+                      (psycopg.NotSupportedError, "0A000")):
+        if isinstance(exc, cls):
+            return code
+    return "XX000"
 
 
 def _psycopg_interface_errors() -> tuple[type[Exception], ...]:

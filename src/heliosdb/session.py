@@ -110,9 +110,22 @@ class Session:
                 self._connect_args = dict(self.instance.conninfo(database))
             self.conn = self.new_connection()
         except psycopg.Error as exc:
+            if self.instance is not None:
+                self.instance.release()
             raise errors.from_psycopg(exc) from None
+        try:
+            self._open(branch, background)
+        except psycopg.Error as exc:
+            self.close()
+            raise errors.from_psycopg(exc) from None
+        except errors.Error:
+            self.close()
+            raise
+
+    def _open(self, branch: str, background: bool) -> None:
         self.notices: list[str] = []
         self.last_status = ""
+        self.text_results = False
         self._internal = False
         self.as_of: Any = None  # temporal context (heliosdb.temporal.rewrite.Resolved) or None
         self.as_of_views: list[str] = []
@@ -250,8 +263,21 @@ class Session:
         result.notices = list(self.notices)
         return result
 
-    def _passthrough(self, stmt: str, params: Any) -> Result:
+    def result_cursor(self) -> psycopg.Cursor[Any]:
+        """A cursor for a user statement; with text_results, values come as PostgreSQL's text output."""
         cur = self.conn.cursor()
+        if self.text_results:
+            from psycopg.types.string import TextLoader
+
+            adapters = cur.adapters
+            for t in psycopg.postgres.types:
+                adapters.register_loader(t.oid, TextLoader)
+                if t.array_oid:
+                    adapters.register_loader(t.array_oid, TextLoader)
+        return cur
+
+    def _passthrough(self, stmt: str, params: Any) -> Result:
+        cur = self.result_cursor()
         if self.branch.parent_id is not None and is_write(stmt):
             # Views of inherited tables have no EvalPlanQual: take the branch's write
             # lock before the statement takes its snapshot, so concurrent writers on

@@ -47,7 +47,7 @@ def _result(status: str, cursor: Any = None, rowcount: int = -1) -> Result:
 
 
 def _passthrough(session: Session, text: str) -> Result:
-    cur = session.conn.cursor()
+    cur = session.result_cursor()
     cur.execute(text)  # type: ignore[arg-type]
     return _result(cur.statusmessage or "", cur if cur.description else None, cur.rowcount)
 

@@ -14,6 +14,8 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from heliosdb import errors
 from heliosdb.server import auth, codec
 from heliosdb.server.protocol import ClientGone, Fatal, Protocol, error
@@ -321,6 +323,9 @@ class ClientConnection(Protocol):
             session = Session(storage=self.server.storage, database=self.database, branch=branch)
         except errors.Error as exc:
             raise Fatal(exc.sqlstate or "XX000", exc.message) from None
+        except psycopg.Error as exc:
+            err = errors.from_psycopg(exc)
+            raise Fatal(err.sqlstate or "XX000", err.message) from None
         self.attach(session)
         self.send(codec.auth_ok())
         for name, value in settings.items():

@@ -35,6 +35,8 @@ REPORTED_PARAMETERS = (
     "integer_datetimes", "IntervalStyle", "is_superuser", "server_encoding", "server_version",
     "session_authorization", "standard_conforming_strings", "TimeZone",
 )
+_REPORTED_KEYS = [(n, n.encode()) for n in REPORTED_PARAMETERS]
+_READ_HEADS = ("SELECT", "VALUES", "TABLE", "SHOW")
 _IMPLICIT_HEADS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE", "MERGE")
 _IMPLICIT_KINDS = (Kind.CREATE_TABLE, Kind.DROP_TABLE, Kind.ALTER_TABLE, Kind.CREATE_INDEX, Kind.DROP_INDEX,
                    Kind.TRUNCATE)
@@ -72,6 +74,9 @@ def pgresult_error(res: pq.abc.PGresult) -> errors.Error:
 
 
 def is_stdio_copy(stmt: str) -> bool:
+    start = stmt.lstrip()
+    if start[:4].upper() != "COPY" and not start.startswith(("--", "/*")):
+        return False
     if classify(stmt) is not Kind.COPY:
         return False
     words = strip_comments(stmt).upper().replace(";", " ").split()
@@ -80,6 +85,13 @@ def is_stdio_copy(stmt: str) -> bool:
 
 def split_with_offsets(text: str) -> list[tuple[str, int]]:
     """Statements of a Query and the character offset of each in the text."""
+    semi = text.find(";")
+    if semi < 0 or (semi == len(text.rstrip()) - 1 and "--" not in text and "/*" not in text):
+        # one statement (a ';' inside a quote would leave the quote open): no scan needed
+        stmt = text.rstrip().rstrip(";").strip()
+        if stmt and strip_comments(stmt):
+            return [(stmt, text.find(stmt))]
+        return []
     out: list[tuple[str, int]] = []
     pos = 0
     for stmt in split_statements(text):
@@ -134,6 +146,7 @@ class Protocol:
         self.statements_run = 0
         self.type_names: dict[int, str] = {}
         self.reported: dict[str, str] = {}
+        self._raw_status: dict[bytes, bytes] = {}
         self._notices: list[dict[str, Any]] = []
         self._notifies: list[psycopg.Notify] = []
         self._quiet = False
@@ -181,15 +194,17 @@ class Protocol:
         self._notices.clear()
 
     def emit_parameter_status(self) -> None:
-        pg = self.s.conn.pgconn
-        for name in REPORTED_PARAMETERS:
-            raw = pg.parameter_status(name.encode())
-            if raw is None:
+        """ParameterStatus for every reported setting that changed since it was last sent."""
+        status = self.s.conn.pgconn.parameter_status
+        seen = self._raw_status
+        for name, key in _REPORTED_KEYS:
+            raw = status(key)
+            if raw is None or seen.get(key) == raw:
                 continue
+            seen[key] = raw
             value = raw.decode("utf-8", "replace")
-            if self.reported.get(name) != value:
-                self.reported[name] = value
-                self.send(codec.parameter_status(name, value))
+            self.reported[name] = value
+            self.send(codec.parameter_status(name, value))
         branch = self.s.branch.name
         if self.reported.get("heliosdb.branch") != branch:
             self.reported["heliosdb.branch"] = branch
@@ -285,14 +300,11 @@ class Protocol:
                 if is_stdio_copy(stmt):
                     self.copy(stmt)
                     continue
-                result = self.execute(stmt)
-                self.emit_notices()
-                rows = self.result_rows(result, [])
+                rows, tag = self.run_statement(stmt, None, [])
                 if rows is not None:
                     self.send(codec.row_description(rows.fields))
                     rows.encode(0, self.send)
-                self.send(codec.command_complete(result.status or _default_tag(rows)))
-                self.emit_parameter_status()
+                self.send(codec.command_complete(tag))
             except errors.Error as exc:
                 self.send_error(exc, offset)
                 ok = False
@@ -458,12 +470,52 @@ class Protocol:
         if self.begin_implicit(query, self._more_before_sync(at_describe)):
             portal.tag = "BEGIN"
             return
-        stmt, params = self._bound_text(portal.prep, portal.values)
-        result = self.execute(stmt, params)
+        portal.rows, portal.tag = self.run_statement(query, portal, portal.formats)
+
+    def run_statement(self, stmt: str, portal: Portal | None, formats: list[int]) -> tuple[Rows | None, str]:
+        """Run one statement (with the portal's parameters); its rows and command tag."""
+        if self.is_plain_read(stmt):
+            rows, tag = self._plain_read(stmt, portal, formats)
+        else:
+            text, params = (stmt, None) if portal is None else self._bound_text(portal.prep, portal.values)
+            result = self.execute(text, params)
+            rows = self.result_rows(result, formats)
+            tag = result.status or _default_tag(rows)
         self.emit_notices()
-        portal.rows = self.result_rows(result, portal.formats)
-        portal.tag = result.status or _default_tag(portal.rows)
-        self.emit_parameter_status()
+        return rows, tag
+
+    def is_plain_read(self, stmt: str) -> bool:
+        """A read that Session.execute would hand to PostgreSQL unchanged (no HeliosDB syntax, no context)."""
+        return (head(stmt).startswith(_READ_HEADS) and self.s.as_of is None
+                and classify(stmt) is Kind.PASSTHROUGH and not is_write(stmt) and not has_temporal(stmt))
+
+    def _plain_read(self, stmt: str, portal: Portal | None, formats: list[int]) -> tuple[Rows | None, str]:
+        """Run a plain read on the session's storage connection directly (no cursor object needed)."""
+        pg = self.s.conn.pgconn
+        self.busy = True
+        try:
+            if portal is None or not portal.values:
+                res = pg.exec_(stmt.encode("utf-8"))
+            else:
+                fmt = formats[0] if formats and all(f == formats[0] for f in formats) else 0
+                vals = portal.values
+                res = pg.exec_params(stmt.encode("utf-8"), [v.data for v in vals], [v.oid for v in vals],
+                                     [v.fmt for v in vals], fmt)
+        finally:
+            self.busy = False
+            self.statements_run += 1
+        status = res.status
+        if status == pq.ExecStatus.TUPLES_OK:
+            assert self.encoder is not None
+            rows = from_pgresult(res, formats, self.encoder)
+            return rows, (res.command_status or b"").decode() or _default_tag(rows)
+        if status == pq.ExecStatus.COMMAND_OK:
+            return None, (res.command_status or b"").decode()
+        if status == pq.ExecStatus.EMPTY_QUERY:
+            return None, "OK"
+        if self.s.conn.broken or pg.status != pq.ConnStatus.OK:
+            raise Fatal("08006", "the connection to the storage server was lost")
+        raise pgresult_error(res)
 
     def _bound_text(self, prep: Prepared, values: list[Raw]) -> tuple[str, Any]:
         if not prep.spans:

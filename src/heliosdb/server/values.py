@@ -173,7 +173,10 @@ def from_pgresult(pgr: pq.abc.PGresult, formats: Sequence[int], encoder: Encoder
                     pgr.fmod(c), fmts[c])
         for c in range(nf)
     ]
-    convs: list[Converter | None] = [encoder.converter(f.type_oid) if f.format == 1 else None for f in fields]
+    convs: list[Converter | None] = [
+        encoder.converter(f.type_oid) if f.format == 1 and pgr.fformat(c) == 0 else None
+        for c, f in enumerate(fields)
+    ]
     get = pgr.get_value
     cols = range(nf)
     if nf == 1:

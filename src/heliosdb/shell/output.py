@@ -78,12 +78,13 @@ def _width(s: str) -> int:
 
 
 def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
-    cells = [[cell(v) if v is not None else null for v in row] for row in t.rows]
+    """psql's aligned format, byte for byte (multi-line values continue with '+')."""
+    cells = [[(cell(v) if v is not None else null).split("\n") for v in row] for row in t.rows]
     ncol = len(t.headers)
     widths = [_width(h) for h in t.headers] if not tuples_only else [0] * ncol
     for row in cells:
-        for i, v in enumerate(row):
-            for line in v.split("\n"):
+        for i, lines in enumerate(row):
+            for line in lines:
                 widths[i] = max(widths[i], _width(line))
     out = io.StringIO()
     if not tuples_only:
@@ -95,16 +96,19 @@ def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
         out.write(" " + " | ".join(heads) + " \n")
         out.write("-" + "-+-".join("-" * w for w in widths) + "-\n")
     for row in cells:
-        parts = []
-        for i, v in enumerate(row):
-            v = v.replace("\n", "\\n")
-            if t.numeric[i]:
-                parts.append(v.rjust(widths[i]))
-            elif i == ncol - 1:
-                parts.append(v)
-            else:
-                parts.append(v.ljust(widths[i]))
-        out.write(" " + " | ".join(parts) + "\n")
+        height = max((len(lines) for lines in row), default=1)
+        for k in range(height):
+            parts = []
+            for i, lines in enumerate(row):
+                text = lines[k] if k < len(lines) else ""
+                more = k < len(lines) - 1
+                last = i == ncol - 1
+                if t.numeric[i] and text:
+                    text = text.rjust(widths[i])
+                elif not last:
+                    text = text.ljust(widths[i])
+                parts.append(" " + text + ("+" if more else ("" if last else " ")))
+            out.write("|".join(parts) + "\n")
     if not tuples_only:
         n = len(t.rows)
         out.write(f"({n} row{'s' if n != 1 else ''})\n")

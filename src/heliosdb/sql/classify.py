@@ -60,7 +60,7 @@ def head(sql: str) -> str:
 
 
 # First words that never start a statement HeliosDB handles: the hot path returns at once.
-_PLAIN = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "EXPLAIN", "TABLE", "PREPARE", "EXECUTE",
+_PLAIN = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "EXPLAIN", "TABLE", "EXECUTE",
           "DEALLOCATE", "FETCH", "CLOSE", "DECLARE", "LOCK", "NOTIFY", "LISTEN", "CALL", "DO", "GRANT", "REVOKE"}
 _LEADING = re.compile(r"\s*([A-Za-z_]+)")
 

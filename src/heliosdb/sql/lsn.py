@@ -21,7 +21,7 @@ def parse_lsn(text: str | int) -> int:
         m = _LSN.match(text)
         if m:
             value = (int(m.group(1), 16) << 32) | int(m.group(2), 16)
-        elif text.strip().isdigit():
+        elif text.strip().isascii() and text.strip().isdigit():
             value = int(text.strip())
         else:
             raise InvalidTemporalPoint(

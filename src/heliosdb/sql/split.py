@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 _DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
+_ATOMIC = re.compile(r"BEGIN\s+ATOMIC\b", re.IGNORECASE)
+_END = re.compile(r"END\b", re.IGNORECASE)
 
 
 class Scanner:
@@ -18,12 +20,15 @@ class Scanner:
         """(complete statements, remaining text, inside-something?)."""
         out: list[str] = []
         i, start, depth, n = 0, 0, 0, len(text)
-        state = ""  # '', "'", '"', '--', '/*', or a dollar tag
+        state = ""  # '', "'", "E'", '"', '--', '/*', or a dollar tag
         comment_depth = 0
+        atomic = 0
         while i < n:
             c = text[i]
             if state == "":
-                if c == "'" or c == '"':
+                if c == "'" and i > 0 and text[i - 1] in "eE" and (i < 2 or not (text[i - 2].isalnum() or text[i - 2] == "_")):
+                    state = "E'"  # backslash escapes apply inside E'...'
+                elif c == "'" or c == '"':
                     state = c
                 elif c == "-" and text.startswith("--", i):
                     state = "--"
@@ -37,6 +42,16 @@ class Scanner:
                         state = m.group(0)
                         i = m.end()
                         continue
+                elif c in "bB" and _ATOMIC.match(text, i) and (i == 0 or not text[i - 1].isalnum()):
+                    depth += 1  # BEGIN ATOMIC ... END (a SQL function body) is one statement
+                    atomic += 1
+                    i = _ATOMIC.match(text, i).end()  # type: ignore[union-attr]
+                    continue
+                elif atomic and c in "eE" and _END.match(text, i) and (i == 0 or not text[i - 1].isalnum()):
+                    depth -= 1
+                    atomic -= 1
+                    i += 3
+                    continue
                 elif c == "(":
                     depth += 1
                 elif c == ")":
@@ -46,6 +61,14 @@ class Scanner:
                     if stmt:
                         out.append(stmt)
                     start = i + 1
+            elif state == "E'":
+                if c == "\\":
+                    i += 1
+                elif c == "'":
+                    if i + 1 < n and text[i + 1] == "'":
+                        i += 1
+                    else:
+                        state = ""
             elif state in ("'", '"'):
                 if c == state:
                     if i + 1 < n and text[i + 1] == state:
@@ -95,7 +118,18 @@ def strip_comments(text: str) -> str:
             nl = s.find("\n")
             s = "" if nl < 0 else s[nl + 1 :].lstrip()
         elif s.startswith("/*"):
-            end = s.find("*/")
-            s = "" if end < 0 else s[end + 2 :].lstrip()
+            depth, i = 0, 0
+            while i < len(s):
+                if s.startswith("/*", i):
+                    depth += 1
+                    i += 2
+                elif s.startswith("*/", i):
+                    depth -= 1
+                    i += 2
+                    if depth == 0:
+                        break
+                else:
+                    i += 1
+            s = s[i:].lstrip() if depth == 0 else ""
         else:
             return s

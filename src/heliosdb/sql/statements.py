@@ -116,8 +116,9 @@ class _Parser:
         self.sql = sql
         try:
             self.tokens: list[Token] = [t for t in _TOKENIZER.tokenize(sql) if t.token_type != TokenType.SEMICOLON]
-        except TokenError as exc:
-            raise HeliosSyntaxError(f"syntax error: {exc}") from None
+        except TokenError:
+            quote = min((p for p in (sql.find('"'), sql.find("'")) if p >= 0), default=0)
+            raise HeliosSyntaxError("syntax error: unterminated quoted string or name", position=quote + 1) from None
         self.i = 0
 
     # -- token helpers ------------------------------------------------------
@@ -162,6 +163,8 @@ class _Parser:
             self.error(f"expected {what}")
         assert tok is not None
         if tok.token_type == TokenType.IDENTIFIER:
+            if not tok.text:
+                self.error("zero-length delimited identifier")
             self.i += 1
             return tok.text
         if tok.token_type == TokenType.STRING:
@@ -203,11 +206,34 @@ class _Parser:
     def point(self) -> Point:
         if self.accept("NOW"):
             return Point("NOW")
-        for kind in ("LSN", "TIMESTAMP", "SCN", "TRANSACTION"):
+        if self.accept("LSN"):
+            return Point("LSN", self.lsn_text())
+        for kind in ("SCN", "TRANSACTION"):
             if self.accept(kind):
-                return Point(kind, self.raw_until({"ON", "WITH", "OPTIONS", "FOR"}))
+                tok = self.peek()
+                if tok is None or tok.token_type not in (TokenType.NUMBER, TokenType.STRING):
+                    self.error(f"expected a {kind} number")
+                assert tok is not None
+                self.i += 1
+                return Point(kind, tok.text)
+        if self.accept("TIMESTAMP"):
+            return Point("TIMESTAMP", self.raw_until({"ON", "WITH", "OPTIONS", "FOR", "FROM", "AS"}))
         self.error("expected NOW, LSN, TIMESTAMP, SCN or TRANSACTION")
         raise AssertionError
+
+    def lsn_text(self) -> str:
+        """X/XXXXXXXX (several tokens to sqlglot), an integer, or a quoted LSN."""
+        tok = self.peek()
+        if tok is None:
+            self.error("expected an LSN")
+        assert tok is not None
+        m = _LSN_TEXT.match(self.sql, tok.start)
+        if not m:
+            self.error("expected an LSN (X/XXXXXXXX or an integer)")
+        assert m is not None
+        while self.i < len(self.tokens) and self.tokens[self.i].start < m.end():
+            self.i += 1
+        return m.group(0).strip()
 
     def options(self) -> dict[str, str]:
         self.expect("(")
@@ -232,7 +258,12 @@ class _Parser:
         point = Point("NOW")
         node = endpoint = None
         options: dict[str, str] = {}
+        seen: set[str] = set()
         while self.peek() is not None:
+            clause = self.word()
+            if clause in seen and clause in ("FROM", "AS", "ON", "WITH", "OPTIONS"):
+                self.error(f"{clause} given twice")
+            seen.add(clause)
             if self.accept("FROM"):
                 parent = self.name("a parent branch name")
             elif self.accept("AS", "OF"):
@@ -383,10 +414,14 @@ class _Parser:
 
 
 _SHOW_BRANCHES = re.compile(r"^\s*SHOW\s+BRANCHES\s*;?\s*$", re.IGNORECASE)
+_LSN_TEXT = re.compile(r"\s*('?)([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}|[0-9]+)\1")
 
 
 def parse_branch_statement(sql: str) -> BranchStatement:
+    from heliosdb.sql.split import strip_comments
+
     # sqlglot's tokenizer folds SHOW's arguments into one string token.
-    if _SHOW_BRANCHES.match(sql):
+    bare = strip_comments(sql)
+    if _SHOW_BRANCHES.match(re.sub(r"--[^\n]*$", "", bare)):
         return ShowBranches()
     return _Parser(sql).parse()

@@ -246,7 +246,7 @@ class Instance:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             pid = 0
-        if pid and _alive(pid):
+        if pid and _alive(pid) and _is_postmaster_of(pid, self.pgdata):
             # An orphaned postmaster (its keeper was killed): stop it cleanly.
             out = self._run_as_service(
                 [binary("pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60"], timeout=90
@@ -307,6 +307,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
+    """Whether `pid` is a postgres server of this data directory (pids get reused after a crash)."""
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        cmd = proc.cmdline()
+    except Exception:  # noqa: BLE001 - gone, or not ours to inspect: not our postmaster
+        return False
+    return bool(cmd) and os.path.basename(cmd[0]).startswith("postgres") and str(pgdata) in " ".join(cmd)
 
 
 def _tail(path: Path, n: int = 20) -> str:
