@@ -85,7 +85,7 @@ class Changes:
 
 UPDATE = "UPDATE t SET v = v + 1, pad = md5(pad) WHERE id = ANY(%s)"
 DELETE = "DELETE FROM t WHERE id = ANY(%s)"
-INSERT = "INSERT INTO t SELECT g, g %% 100, (g::bigint * 7919) % 1000003, md5(g::text) FROM unnest(%s::int[]) g"
+INSERT = "INSERT INTO t SELECT g, mod(g, 100), mod(g::bigint * 7919, 1000003), md5(g::text) FROM unnest(%s::int[]) g"
 CHECKSUM = "SELECT count(*), sum(v), sum(grp), sum(hashtext(pad)::bigint) FROM t"
 
 
@@ -147,7 +147,7 @@ class PlainSide:
                       "pad text)")
             c.execute("INSERT INTO changes SELECT 'U', id, grp, v + 1, md5(pad) FROM t WHERE id = ANY(%s)", (upd,))
             c.execute("INSERT INTO changes SELECT 'D', id FROM unnest(%s::int[]) id", (dels,))
-            c.execute("INSERT INTO changes SELECT 'I', g, g %% 100, (g::bigint * 7919) % 1000003, md5(g::text) "
+            c.execute("INSERT INTO changes SELECT 'I', g, mod(g, 100), mod(g::bigint * 7919, 1000003), md5(g::text) "
                       "FROM unnest(%s::int[]) g", (ins,))
             c.execute("ANALYZE changes")
             t0 = time.perf_counter()
@@ -166,23 +166,15 @@ class PlainSide:
 # -- setup -------------------------------------------------------------------------------------------
 def setup(env: Env, *, small: int, large: int, helios_s: str, helios_l: str, plain_s: str) -> list[Result]:
     helios_t(env, helios_s, small)
-    env.log(f"loading {large:,} rows into HeliosDB database {helios_l}")
-    from data import create_helios_db
-
-    t0 = time.perf_counter()
-    create_helios_db(env, helios_l)
-    conn = env.helios(helios_l)
-    load_t(conn, large)
-    env.close(conn)
-    load_l = time.perf_counter() - t0
-    env.log(f"  loaded in {load_l:.1f} s")
+    load_l = helios_t(env, helios_l, large)
     env.log(f"loading {small:,} rows into plain database {plain_s}")
     env.create_database(plain_s)
     conn = env.pg(plain_s)
     load_t(conn, small)
     env.close(conn)
-    env.vacuum_analyze(helios_l)
     env.vacuum_analyze(plain_s)
+    if load_l is None:
+        return []
     return [Result(bench="5", name=f"setup: load {large:,} rows through heliosdb.connect (one run)", kind="time",
                    helios=load_l, peer=None, peer_label="", target="info", ok=None)]
 

@@ -69,26 +69,32 @@ def setup_t(env: Env, helios_db: str, plain_db: str, rows: int) -> None:
     env.vacuum_analyze(plain_db)
 
 
-def helios_t(env: Env, name: str, rows: int) -> None:
+def helios_t(env: Env, name: str, rows: int) -> float | None:
     """A HeliosDB database `name` with table t of `rows` rows, vacuumed and analyzed.
 
     The first call for a row count loads a template database; later calls copy
     it with CREATE DATABASE ... TEMPLATE (a HeliosDB database is a plain
     PostgreSQL database, catalog included), which takes seconds instead of a
-    minute per 1,000,000 rows.
+    minute per 1,000,000 rows. Returns the load time when it loaded the template
+    (with --data-dir, templates left by an earlier run are reused).
     """
     tpl = f"helios_t_{rows}_tpl"
     exists = env.admin().execute("SELECT 1 FROM pg_database WHERE datname = %s", (tpl,)).fetchone()
+    loaded = None
     if not exists:
         env.log(f"loading {rows:,} rows into HeliosDB template database {tpl}")
         t0 = time.perf_counter()
-        create_helios_db(env, tpl)
-        conn = env.helios(tpl)
+        partial = tpl + "_loading"  # renamed when complete: an interrupted load is never reused
+        create_helios_db(env, partial)
+        conn = env.helios(partial)
         load_t(conn, rows)
         env.close(conn)
-        env.vacuum_analyze(tpl)
-        env.log(f"  loaded in {time.perf_counter() - t0:.1f} s")
+        env.vacuum_analyze(partial)
+        env.admin().execute(f'ALTER DATABASE "{partial}" RENAME TO "{tpl}"')
+        loaded = time.perf_counter() - t0
+        env.log(f"  loaded in {loaded:.1f} s")
     env.create_database(name, template=tpl)
+    return loaded
 
 
 def setup_tpcb(env: Env, helios_db: str, plain_db: str, scale: int) -> None:

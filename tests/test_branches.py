@@ -171,7 +171,7 @@ def test_branch_as_of_every_point_kind(seeded: heliosdb.Connection, connect) -> 
 
 def test_branch_as_of_errors(seeded: heliosdb.Connection) -> None:
     assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF LSN FFFF/0") == "HD007"
-    assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF LSN nonsense") == "HD007"
+    assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF LSN nonsense") == "42601"
     assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF TIMESTAMP '1999-01-01'") == "HD007"
     assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF TIMESTAMP 'not a time'") == "HD007"
     assert sqlstate(seeded, "CREATE DATABASE BRANCH b1 AS OF TRANSACTION 999999") == "HD007"

@@ -41,7 +41,13 @@ if TYPE_CHECKING:
 _REFRESH_AFTER = ("CREATE", "ALTER", "DROP", "COMMIT", "END", "ROLLBACK", "ABORT", "USE", "MERGE", "COMPLETE",
                   "IMPORT", "INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "FLASHBACK", "REFRESH")
 _VARIABLE = re.compile(r"""::|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|:(['"]?)([A-Za-z_]\w*)\1""", re.DOTALL)
+HELP = """You are using heliosdb, the HeliosDB shell.
+Type:  \\? for help with meta commands (branches: \\branches, \\use, \\branch tree; time travel: \\timeline)
+       \\h for help with SQL commands (\\h create database branch)
+       \\q or Ctrl-D to quit; end statements with ;"""
 _MAX_INCLUDE_DEPTH = 16
+PROGRESS_AFTER = 1.0  # seconds before a running statement shows its progress line
+_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
 def settings_from(args: Any) -> Settings:
@@ -109,11 +115,17 @@ class Shell:
             if not buf.strip() and line.strip().lower() in ("quit", "exit", "quit;", "exit;"):
                 self.request_quit()
                 continue
+            if not buf.strip() and line.strip().lower() == "help" and self.boxed:
+                self.show(Text(HELP))
+                continue
             buf += line if line.endswith("\n") else line + "\n"
             stmts, buf, _ = Scanner.scan(buf)
             for stmt in stmts:
                 if not self.run_sql(stmt, data) and self.on_error_stop:
                     return False
+            if buf.strip().startswith("\\"):  # "SELECT 1; \x": a meta command after the statement
+                meta, buf = buf.strip(), ""
+                self.run_meta(meta)
         if strip_comments(buf).strip() and not self.quit:
             if not self.run_sql(buf.strip(), data) and self.on_error_stop:
                 return False
@@ -296,13 +308,23 @@ class Shell:
                 box["error"] = exc
 
         t = threading.Thread(target=target, name="heliosdb-statement", daemon=True)
+        started = time.monotonic()
         t.start()
+        shown = False
         while t.is_alive():
             try:
-                t.join(0.05)
+                t.join(0.1)
+                elapsed = time.monotonic() - started
+                if elapsed >= PROGRESS_AFTER and t.is_alive() and self.err.isatty():
+                    self.write_err(f"\r{_SPINNER[int(elapsed * 10) % len(_SPINNER)]} running {elapsed:.1f} s "
+                                   "(Ctrl-C cancels)\x1b[K")
+                    shown = True
             except KeyboardInterrupt:
                 self.session.cancel()
-                self.write_err("Cancel request sent\n")
+                self.write_err("\r\x1b[KCancel request sent\n")
+                shown = False
+        if shown:
+            self.write_err("\r\x1b[K")
         if "error" in box:
             raise box["error"]
         return box["ok"]  # type: ignore[no-any-return]

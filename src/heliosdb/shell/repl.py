@@ -41,7 +41,8 @@ def buffer_complete(text: str) -> bool:
     if not s or s.startswith("\\") or s.lower() in ("quit", "exit", "help"):
         return True
     stmts, rest, _ = Scanner.scan(text)
-    return bool(stmts) and not strip_comments(rest).strip()
+    rest = strip_comments(rest).strip()
+    return bool(stmts) and (not rest or (rest.startswith("\\") and "\n" not in rest))
 
 
 def repl(runner: Runner) -> int:

@@ -1,0 +1,389 @@
+"""`heliosdb serve` at the protocol level: startup, messages, errors, auth, cancel, fuzzing, shutdown."""
+
+from __future__ import annotations
+
+import random
+import signal
+import struct
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from heliosdb.server import auth, codec
+from heliosdb.server.params import placeholders, quote_literal
+from tests.test_server_support import (  # noqa: F401 - fixtures
+    RawClient,
+    ServerProcess,
+    cstr,
+    data_rows,
+    errors_in,
+    fields,
+    scram_login,
+    scram_server,
+    server,
+)
+
+
+# -- I/O-free pieces ------------------------------------------------------------------------------------------
+def test_codec_round_trip() -> None:
+    f = codec.Framer(max_message=100)
+    f.feed(codec.message(b"Q", b"SELECT 1\0") + b"P\0\0")
+    assert f.next() == (b"Q", b"SELECT 1\0")
+    assert f.next() is None
+    assert f.peek_kinds() == []
+    f.feed(b"\0\x08ab\0\0")
+    assert f.next() == (b"P", b"ab\0\0")
+    f.feed(b"Q" + struct.pack("!i", 1_000))
+    with pytest.raises(codec.ProtocolError):
+        f.next()
+    bind = codec.decode_bind(b"p\0s\0" + struct.pack("!hh", 1, 1) + struct.pack("!hi", 2, 1) + b"7"
+                             + struct.pack("!i", -1) + struct.pack("!hh", 1, 0))
+    assert (bind.portal, bind.statement, bind.params, bind.result_formats) == ("p", "s", [b"7", None], [0])
+    with pytest.raises(codec.ProtocolError):
+        codec.decode_bind(b"p\0s\0" + struct.pack("!hh", 1, 7) + struct.pack("!h", 0) + struct.pack("!h", 0))
+    row = codec.data_row([b"1", None])
+    assert row == b"D" + struct.pack("!ihi", 4 + 2 + 4 + 1 + 4, 2, 1) + b"1" + b"\xff\xff\xff\xff"
+
+
+def test_placeholders_skip_quotes_comments_and_dollar_quotes() -> None:
+    q = "SELECT $1, '$2', \"$3\", $$ $4 $$, E'\\' $5', a$6, -- $7\n /* $8 /* $9 */ */ $10::int"
+    assert [n for _s, _e, n in placeholders(q)] == [1, 10]
+    assert quote_literal("it's") == "'it''s'"
+    assert quote_literal("a\\b") == "E'a\\\\b'"
+
+
+def test_scram_exchange_against_a_postgres_verifier() -> None:
+    verifier = auth.parse_verifier(auth.make_verifier("pw", salt=b"0123456789abcdef"))
+    assert verifier is not None and verifier.iterations == 4096
+    for password, ok in (("pw", True), ("nope", False)):
+        ex = auth.ScramExchange("u", verifier)
+        server_first = ex.first(b"n,,n=,r=abc").decode()
+        attrs = dict(a.split("=", 1) for a in server_first.split(","))
+        import base64
+        import hashlib
+        import hmac
+
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]), 4096)
+        ck = hmac.new(salted, b"Client Key", "sha256").digest()
+        final = f"c=biws,r={attrs['r']}"
+        sig = hmac.new(hashlib.sha256(ck).digest(), f"n=,r=abc,{server_first},{final}".encode(), "sha256").digest()
+        proof = base64.b64encode(bytes(a ^ b for a, b in zip(ck, sig, strict=True))).decode()
+        if ok:
+            assert ex.final(f"{final},p={proof}".encode()).startswith(b"v=")
+        else:
+            with pytest.raises(auth.AuthFailed):
+                ex.final(f"{final},p={proof}".encode())
+    assert auth.parse_verifier("md5abcdef") is None
+
+
+# -- startup ---------------------------------------------------------------------------------------------------
+def test_ssl_and_gssenc_requests_are_declined(server: ServerProcess, dbname: str) -> None:
+    c = RawClient(server.port)
+    c.send_raw(struct.pack("!ii", 8, codec.SSL_REQUEST))
+    assert c.sock.recv(1) == b"N"
+    c.send_raw(struct.pack("!ii", 8, codec.GSSENC_REQUEST))
+    assert c.sock.recv(1) == b"N"
+    msgs = c.startup(database=dbname, application_name="raw")
+    kinds = [k for k, _ in msgs]
+    assert kinds[0] == b"R" and b"K" in kinds and msgs[-1] == (b"Z", b"I")
+    status = dict(tuple(p.rstrip(b"\0").decode().split("\0", 1)) for k, p in msgs if k == b"S")
+    for name in ("server_version", "client_encoding", "DateStyle", "integer_datetimes",
+                 "standard_conforming_strings", "TimeZone", "application_name"):
+        assert name in status
+    assert status["application_name"] == "raw" and status["heliosdb.branch"] == "main"
+    c.close()
+
+
+def test_startup_errors_are_fatal(server: ServerProcess, dbname: str) -> None:
+    cases = [
+        ({"database": "no_such_db"}, "3D000"),
+        ({"database": dbname, "user": "no_such_role"}, "28000"),
+        ({"database": dbname, "options": "-c heliosdb.branch=nope"}, "HD001"),
+        ({"database": dbname, "options": "-c no_such_setting=1"}, "42704"),
+        ({"database": dbname, "options": "-x"}, "42601"),
+    ]
+    for params, code in cases:
+        c = RawClient(server.port)
+        msgs = c.startup(**params)
+        err = errors_in(msgs)
+        assert err and err[0]["C"] == code and err[0]["S"] == "FATAL", (params, msgs)
+        assert c.read() is None
+        c.close()
+
+
+# -- simple and extended query -------------------------------------------------------------------------------
+def test_simple_query_statuses_and_implicit_transaction(server: ServerProcess, dbname: str) -> None:
+    c = RawClient(server.port)
+    c.startup(database=dbname)
+    msgs = c.query("CREATE TABLE t (id int PRIMARY KEY); SELECT 1 AS a; SELECT 2 AS b")
+    assert [k for k, _ in msgs] == [b"C", b"T", b"D", b"C", b"T", b"D", b"C", b"Z"]
+    assert msgs[-1] == (b"Z", b"I")
+    # one Query is one transaction: the failing statement takes the insert with it
+    msgs = c.query("INSERT INTO t VALUES (1); SELECT 1/0; INSERT INTO t VALUES (2)")
+    assert errors_in(msgs)[0]["C"] == "22012" and msgs[-1] == (b"Z", b"I")
+    assert data_rows(c.query("SELECT count(*) FROM t")) == [["0"]]
+    assert c.query("BEGIN")[-1] == (b"Z", b"T")
+    assert c.query("INSERT INTO t VALUES (1)")[-1] == (b"Z", b"T")
+    msgs = c.query("INSERT INTO t VALUES (1)")
+    err = errors_in(msgs)[0]
+    assert (err["C"], err["S"], err["V"]) == ("23505", "ERROR", "ERROR") and "already exists" in err["D"]
+    assert msgs[-1] == (b"Z", b"E")
+    assert errors_in(c.query("SELECT 1"))[0]["C"] == "25P02"
+    assert c.query("ROLLBACK")[-1] == (b"Z", b"I")
+    assert [k for k, _ in c.query("")] == [b"I", b"Z"]
+    assert [k for k, _ in c.query(" -- only a comment")] == [b"I", b"Z"]
+    # error position counts from the start of the Query text
+    err = errors_in(c.query("SELECT 1; SELECT nope FROM t"))[0]
+    assert err["C"] == "42703" and err["P"] == "18"
+    c.close()
+
+
+def test_notice_and_heliosdb_errors(server: ServerProcess, dbname: str) -> None:
+    c = RawClient(server.port)
+    c.startup(database=dbname)
+    msgs = c.query("DO $$BEGIN RAISE NOTICE 'hello' USING DETAIL = 'dd', HINT = 'hh'; END$$")
+    notice = [fields(p) for k, p in msgs if k == b"N"][0]
+    assert (notice["S"], notice["C"], notice["M"], notice["D"], notice["H"]) == ("NOTICE", "00000", "hello", "dd", "hh")
+    err = errors_in(c.query("USE BRANCH nope"))[0]
+    assert err["C"] == "HD001"
+    msgs = c.query("CREATE DATABASE BRANCH dev; USE BRANCH dev; SHOW BRANCHES")
+    assert [p.rstrip(b"\0") for k, p in msgs if k == b"C"] == [b"CREATE DATABASE BRANCH", b"USE BRANCH", b"SELECT 2"]
+    assert [r[0] for r in data_rows(msgs)] == ["main", "dev"]
+    status = [p for k, p in msgs if k == b"S"]
+    assert b"heliosdb.branch\0dev\0" in status
+    c.close()
+
+
+def _parse(c: RawClient, name: str, sql: str, types: list[int] = ()) -> None:  # type: ignore[assignment]
+    c.send(b"P", cstr(name) + cstr(sql) + struct.pack("!h", len(types)) + b"".join(struct.pack("!I", t) for t in types))
+
+
+def _bind(c: RawClient, portal: str, stmt: str, params: list[bytes | None], rformats: list[int] = ()) -> None:  # type: ignore[assignment]
+    body = cstr(portal) + cstr(stmt) + struct.pack("!h", 0) + struct.pack("!h", len(params))
+    for p in params:
+        body += struct.pack("!i", -1) if p is None else struct.pack("!i", len(p)) + p
+    body += struct.pack("!h", len(rformats)) + b"".join(struct.pack("!h", f) for f in rformats)
+    c.send(b"B", body)
+
+
+def test_extended_protocol(server: ServerProcess, dbname: str) -> None:
+    c = RawClient(server.port)
+    c.startup(database=dbname)
+    _parse(c, "s1", "SELECT g, $1::text AS label FROM generate_series(1, $2) g")
+    c.send(b"D", b"S" + cstr("s1"))
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert [k for k, _ in msgs] == [b"1", b"t", b"T", b"Z"]
+    ptypes = struct.unpack("!hII", msgs[1][1])
+    assert ptypes == (2, 25, 23)
+    _bind(c, "p1", "s1", [b"x", b"5"])
+    c.send(b"E", cstr("p1") + struct.pack("!i", 2))
+    c.send(b"E", cstr("p1") + struct.pack("!i", 2))
+    c.send(b"E", cstr("p1") + struct.pack("!i", 2))
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert [k for k, _ in msgs] == [b"2", b"D", b"D", b"s", b"D", b"D", b"s", b"D", b"C", b"Z"]
+    assert data_rows(msgs)[0] == ["1", "x"] and msgs[-2][1] == b"SELECT 1\0"
+    # binary results, a NULL parameter, Close, a statement that no longer exists
+    _bind(c, "", "s1", [None, b"1"], [1])
+    c.send(b"D", b"P\0")
+    c.send(b"E", b"\0" + struct.pack("!i", 0))
+    c.send(b"C", b"S" + cstr("s1"))
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert [k for k, _ in msgs] == [b"2", b"T", b"D", b"C", b"3", b"Z"]
+    row = msgs[2][1]
+    assert row == struct.pack("!hi", 2, 4) + struct.pack("!i", 1) + struct.pack("!i", -1)
+    _bind(c, "", "s1", [b"a", b"1"])
+    c.send(b"E", b"\0\0\0\0\0")
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert errors_in(msgs)[0]["C"] == "26000" and msgs[-1] == (b"Z", b"I")
+    # an error skips everything up to Sync; wrong parameter count
+    _parse(c, "", "SELECT $1::int")
+    _bind(c, "", "", [])
+    c.send(b"E", b"\0\0\0\0\0")
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert [k for k, _ in msgs] == [b"1", b"E", b"Z"] and errors_in(msgs)[0]["C"] == "08P01"
+    # several statements before one Sync share one transaction
+    c.query("CREATE TABLE t (id int PRIMARY KEY)")
+    _parse(c, "ins", "INSERT INTO t VALUES ($1)")
+    for v in (b"1", b"2", b"1"):
+        _bind(c, "", "ins", [v])
+        c.send(b"E", b"\0\0\0\0\0")
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert errors_in(msgs)[0]["C"] == "23505" and msgs[-1] == (b"Z", b"I")
+    assert data_rows(c.query("SELECT count(*) FROM t")) == [["0"]]
+    c.close()
+
+
+# -- malformed input -------------------------------------------------------------------------------------------
+def _fatal_and_closed(c: RawClient) -> dict[str, str]:
+    err: dict[str, str] = {}
+    while (m := c.read()) is not None:
+        if m[0] == b"E":
+            err = fields(m[1])
+    c.close()
+    return err
+
+
+def test_malformed_messages_get_an_error_and_a_closed_connection(server: ServerProcess, dbname: str) -> None:
+    bad_startups = [
+        struct.pack("!i", 0x7FFFFFFF),                       # absurd startup length
+        struct.pack("!ii", 8, 0x00020000),                   # protocol 2
+        struct.pack("!ii", 12, 196608) + b"user",            # no terminator
+        struct.pack("!ii", 16, codec.CANCEL_REQUEST) + b"\0" * 4,  # short cancel request
+    ]
+    for data in bad_startups:
+        c = RawClient(server.port)
+        c.send_raw(data)
+        c.sock.shutdown(1) if data.startswith(struct.pack("!ii", 16, codec.CANCEL_REQUEST)) else None
+        _fatal_and_closed(c)
+    bad_messages = [
+        b"Q" + struct.pack("!i", 0x7FFFFFF0),                # oversized
+        b"Q" + struct.pack("!i", 2),                         # length below 4
+        b"Z" + struct.pack("!i", 4),                         # not a frontend message
+        b"B" + struct.pack("!i", 8) + b"\0\0\xff\xff",       # truncated Bind
+        b"P" + struct.pack("!i", 9) + b"\0x\0\xff\xff",      # negative parameter type count
+        b"D" + struct.pack("!i", 7) + b"X\0\0",              # bad Describe target
+        b"p" + struct.pack("!i", 5) + b"x",                  # password message after startup
+        b"Q" + struct.pack("!i", 7) + b"\xff\xfe\0",         # invalid UTF-8
+    ]
+    for data in bad_messages:
+        c = RawClient(server.port)
+        c.startup(database=dbname)
+        c.send_raw(data)
+        err = _fatal_and_closed(c)
+        assert err.get("S") == "FATAL", data
+    # a message cut short by the client going away
+    c = RawClient(server.port)
+    c.startup(database=dbname)
+    c.send_raw(b"Q" + struct.pack("!i", 100) + b"SELECT")
+    c.close()
+    with server.connect(dbname) as conn:
+        assert conn.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_fuzz_random_and_truncated_messages(server: ServerProcess, dbname: str) -> None:
+    rng = random.Random(1234)
+    kinds = b"QPBDECSHXdcfFpZ?\0"
+    for i in range(120):
+        c = RawClient(server.port, timeout=10)
+        if i % 4 == 0:
+            c.send_raw(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))))
+        else:
+            c.startup(database=dbname)
+            for _ in range(rng.randint(1, 4)):
+                payload = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40)))
+                n = len(payload) + 4 if rng.random() < 0.8 else rng.randint(-5, 1 << 31 - 1)
+                msg = bytes([kinds[rng.randrange(len(kinds))]]) + struct.pack("!i", n) + payload
+                c.send_raw(msg[: rng.randint(1, len(msg))] if rng.random() < 0.3 else msg)
+        try:
+            c.sock.shutdown(1)
+            while c.read() is not None:
+                pass
+        except OSError:
+            pass
+        c.close()
+    assert server.alive()
+    with server.connect(dbname) as conn:
+        assert conn.execute("SELECT 'still here'").fetchone() == ("still here",)
+
+
+# -- authentication, cancel, vanished clients ------------------------------------------------------------------
+def test_scram_authentication(scram_server: ServerProcess, dbname: str, admin: psycopg.Connection) -> None:
+    admin.execute("DROP ROLE IF EXISTS helios_alice")
+    admin.execute("CREATE ROLE helios_alice LOGIN PASSWORD 'correct horse'")
+    try:
+        with scram_server.connect(dbname, user="helios_alice", password="correct horse") as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        for user, password in (("helios_alice", "wrong"), ("no_such_user", "x")):
+            c = RawClient(scram_server.port)
+            msgs = scram_login(c, user, password, dbname)
+            err = errors_in(msgs)
+            assert err and err[0]["C"] == "28P01" and err[0]["S"] == "FATAL"
+            c.close()
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            scram_server.connect(dbname, user="helios_alice", password="wrong")
+        # nothing is reachable before authentication
+        c = RawClient(scram_server.port)
+        c.send_raw(c.startup_packet(user="helios_alice", database=dbname))
+        assert c.read() is not None  # AuthenticationSASL
+        c.send(b"Q", b"SELECT 1\0")
+        assert _fatal_and_closed(c).get("C") == "08P01"
+    finally:
+        admin.execute("DROP ROLE helios_alice")
+
+
+def test_cancel_only_cancels_that_session(server: ServerProcess, dbname: str) -> None:
+    with server.connect(dbname, autocommit=True) as a, server.connect(dbname, autocommit=True) as b:
+        done: list[float] = []
+
+        def other() -> None:
+            t = time.monotonic()
+            b.execute("SELECT pg_sleep(1.0)")
+            done.append(time.monotonic() - t)
+
+        th = threading.Thread(target=other)
+        th.start()
+        threading.Timer(0.3, a.cancel_safe).start()
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            a.execute("SELECT pg_sleep(20)")
+        assert time.monotonic() - t0 < 10
+        th.join()
+        assert done and done[0] >= 0.9
+        assert a.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_client_that_vanishes_mid_transaction_is_rolled_back(server: ServerProcess, dbname: str,
+                                                              admin: psycopg.Connection) -> None:
+    with server.connect(dbname, autocommit=True) as conn:
+        conn.execute("CREATE TABLE v (id int)")
+    c = RawClient(server.port)
+    c.startup(database=dbname, application_name="vanisher")
+    c.query("BEGIN")
+    c.query("INSERT INTO v VALUES (1)")
+    c.sock.close()
+    deadline = time.monotonic() + 10
+    while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state LIKE 'idle in%%'",
+                        (dbname,)).fetchone() != (0,):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with server.connect(dbname) as conn:
+        assert conn.execute("SELECT count(*) FROM v").fetchone() == (0,)
+
+
+# -- shutdown -----------------------------------------------------------------------------------------------------
+def test_sigterm_with_clients_connected(helios_data_dir: Path, dbname: str) -> None:
+    srv = ServerProcess(helios_data_dir, "--shutdown-timeout", "5")
+    try:
+        idle = srv.connect(dbname, autocommit=True)
+        in_tx = srv.connect(dbname)
+        in_tx.execute("SELECT 1")
+        busy = srv.connect(dbname, autocommit=True)
+        result: list[object] = []
+
+        def run() -> None:
+            result.append(busy.execute("SELECT pg_sleep(1.0), 'finished'").fetchone())
+
+        th = threading.Thread(target=run)
+        th.start()
+        time.sleep(0.3)
+        srv.proc.send_signal(signal.SIGTERM)
+        th.join(15)
+        assert result and result[0][1] == "finished"  # type: ignore[index]
+        assert srv.proc.wait(30) == 0
+        for conn in (idle, in_tx, busy):
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+            conn.close()
+        log = srv.log_text()
+        assert log.count(" connection 127.0.0.1:") == 3 and "stopped" in log
+    finally:
+        srv.stop()
