@@ -314,8 +314,7 @@ def _drop(session: Session, stmt: st.DropBranch) -> tuple[str, int | None]:
                 f'cannot drop branch "{name}": it is the current branch of this session',
                 hint="USE BRANCH another branch first.",
             )
-        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (_BRANCH_LOCK_CLASS, bid)).fetchone()
-        if not (got and got[0]):
+        if not _lock_branch_exclusively(conn, bid):
             raise errors.BranchInUse(
                 f'branch "{name}" is being used by another session',
                 hint="Drop it once the other sessions have moved to another branch or disconnected.",
@@ -323,6 +322,19 @@ def _drop(session: Session, stmt: st.DropBranch) -> tuple[str, int | None]:
     for bid, _name in subtree:
         _drop_one(conn, bid)
     return "DROP DATABASE BRANCH", branch.head_lsn
+
+
+def _lock_branch_exclusively(conn: psycopg.Connection[Any], bid: int) -> bool:
+    """Wait briefly for sessions on the branch to go (a closing session's backend exits asynchronously)."""
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '1s'")
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_BRANCH_LOCK_CLASS, bid))
+            conn.execute("SET LOCAL lock_timeout = DEFAULT")
+    except psycopg.errors.LockNotAvailable:
+        return False
+    # the savepoint released nothing: transaction-level advisory locks live until the transaction ends
+    return True
 
 
 def _drop_one(conn: psycopg.Connection[Any], bid: int) -> None:
