@@ -71,6 +71,13 @@ def _find(session: Session, name: str) -> tuple[TableVersion, TableInfo] | None:
     return v, table_info(session.conn, v.table_id)
 
 
+def _other_relation(session: Session, name: Name) -> bool:
+    """A relation the name resolves to that is not a HeliosDB table (a temporary table, say)."""
+    text = (quote_ident(name.schema) + "." if name.schema else "") + quote_ident(name.name)
+    row = session.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (text,)).fetchone()
+    return bool(row and row[0])
+
+
 def _undefined(name: str) -> errors.Error:
     return errors.UndefinedTable(f'relation "{name}" does not exist')
 
@@ -177,7 +184,8 @@ def _drop_table(session: Session, text: str) -> Result:
             continue
         break
     cascade = is_word(toks[i] if i < len(toks) else None, "CASCADE")
-    if not all(_own(session, n) for n in names):
+    if not all(_own(session, n) for n in names) or all(
+            _find(session, n.name) is None and _other_relation(session, n) for n in names):
         return _passthrough(session, text)
     conn, branch = session.conn, session.branch
     with conn.transaction():
@@ -213,6 +221,8 @@ def _alter_table(session: Session, text: str) -> Result:
     with conn.transaction():
         hit = _find(session, name.name)
         if hit is None:
+            if _other_relation(session, name):
+                return _passthrough(session, text)
             if if_exists:
                 session.notices.append(f'NOTICE:  relation "{name.name}" does not exist, skipping')
                 return _result("ALTER TABLE")
@@ -400,6 +410,8 @@ def _create_index(session: Session, text: str) -> Result:
     with conn.transaction():
         hit = _find(session, name.name)
         if hit is None:
+            if _other_relation(session, name):
+                return _passthrough(session, text)
             raise _undefined(name.name)
         version, info = hit
         lsn = _lsn(conn, branch.id)
@@ -464,6 +476,8 @@ def _truncate(session: Session, text: str) -> Result:
     if not all(_own(session, n) for n in names):
         return _passthrough(session, text)
     conn, branch = session.conn, session.branch
+    if all(_find(session, n.name) is None and _other_relation(session, n) for n in names):
+        return _passthrough(session, text)
     with conn.transaction():
         for n in names:
             hit = _find(session, n.name)
@@ -487,6 +501,8 @@ def copy_statement(session: Session, text: str) -> str:
         return text
     hit = _find(session, name.name)
     if hit is None:
+        if _other_relation(session, name):
+            return text
         raise _undefined(name.name)
     version, info = hit
     cols = ""
