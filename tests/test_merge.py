@@ -322,3 +322,26 @@ def test_random_histories_match_a_reference_merge(conn: heliosdb.Connection, con
         got = {r[0]: r[1:] for r in rows(conn, "SELECT * FROM r")}
         assert got == _reference(base, ours, theirs, strategy), (seed, rnd_round)
         child.close()
+
+
+def test_foreign_key_conflicts(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE cust (id int PRIMARY KEY, name text)",
+        "CREATE TABLE orders (id int PRIMARY KEY, cust int REFERENCES cust(id))",
+        "INSERT INTO cust VALUES (1, 'a'), (2, 'b')", "INSERT INTO orders VALUES (10, 1)",
+        "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "DELETE FROM orders WHERE cust = 2", "DELETE FROM cust WHERE id = 2")  # dev removes customer 2
+    run(conn, "INSERT INTO orders VALUES (20, 2)")  # main gives customer 2 an order
+    assert sqlstate(conn, "MERGE DATABASE BRANCH dev INTO main") == "HD010"
+    cur = conn.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main DRY RUN")
+    assert any(r[0] == "conflict" and "foreign_key" in r[2] for r in cur.fetchall())
+    run(conn, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY OURS")
+    assert rows(conn, "SELECT id FROM cust ORDER BY id") == [(1,), (2,)]
+    # an order inserted on a branch for a customer the target deleted
+    run(conn, "CREATE DATABASE BRANCH dev2")
+    dev2 = connect("dev2")
+    run(dev2, "INSERT INTO orders VALUES (30, 1)")
+    run(conn, "DELETE FROM orders WHERE cust = 1", "DELETE FROM cust WHERE id = 1")
+    assert sqlstate(conn, "MERGE DATABASE BRANCH dev2 INTO main USING STRATEGY THEIRS") == "HD010"
+    assert rows(conn, "SELECT count(*) FROM orders WHERE id = 30") == [(0,)]

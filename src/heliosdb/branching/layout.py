@@ -77,6 +77,23 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
         (rel,),
     ).fetchall():
         cons.append({"name": name, "kind": kind, "cols": list(keys), "expr": expr})
+    # foreign keys: expr holds the referenced table's name (as HeliosDB knows it) and columns
+    for name, keys, ref_name, ref_keys, on_delete in conn.execute(
+        """SELECT c.conname,
+                  ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+                        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+                  t.phys_name,
+                  ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
+                        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
+                  c.confdeltype
+           FROM pg_constraint c
+           JOIN pg_class r ON r.oid = c.confrelid
+           JOIN heliosdb._tables t ON t.phys_schema = r.relnamespace::regnamespace::text AND t.phys_name = r.relname
+           WHERE c.conrelid = %s::regclass AND c.contype = 'f' ORDER BY c.oid""",
+        (rel,),
+    ).fetchall():
+        cons.append({"name": name, "kind": "f", "cols": list(keys),
+                     "expr": json.dumps({"table": ref_name, "cols": list(ref_keys), "on_delete": on_delete})})
     for name, keys in conn.execute(
         """SELECT ic.relname,
                   ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)

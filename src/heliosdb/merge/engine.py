@@ -430,6 +430,7 @@ def _constraint_conflicts(
     strategy: str, conflicts: list[Conflict],
 ) -> None:
     """PRIMARY KEY / UNIQUE collisions and NOT NULL / CHECK failures the plan would create on the target."""
+    _referenced_deletes(conn, target, t_tables, strategy, conflicts)
     names = [r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan WHERE action = 'upsert'")]
     for name in names:
         version, info = t_tables[name]
@@ -470,6 +471,7 @@ def _constraint_conflicts(
                 for rowid, value in bad:
                     conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
                                               {"not_null": col.name}, value, None, None, [col.name]))
+        _foreign_key_conflicts(conn, target, name, version, t_tables, strategy, conflicts)
         for con in version.constraints:
             if con.kind == "c" and con.expr:
                 bad = conn.execute(sql.SQL(
@@ -479,6 +481,81 @@ def _constraint_conflicts(
                 for rowid, value in bad:
                     conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
                                               {"check": con.name}, value, None, None, []))
+
+
+def _foreign_key_conflicts(
+    conn: psycopg.Connection[Any], target: Branch, name: str, version: TableVersion,
+    t_tables: dict[str, tuple[TableVersion, TableInfo]], strategy: str, conflicts: list[Conflict],
+) -> None:
+    """Rows the plan writes into `name` whose foreign key finds no row after the merge."""
+    for con in version.constraints:
+        if con.kind != "f" or not con.expr:
+            continue
+        ref = json.loads(con.expr)
+        if ref["table"] not in t_tables:
+            continue
+        ref_version, ref_info = t_tables[ref["table"]]
+        ref_rows = _projected(I(*ref_info.cur) if target.id == ref_info.root_branch
+                              else I(target.phys_schema, ref["table"]), ref_version, ref_info, target)
+        view = I(target.user_schema, name)
+        ref_view = I(target.user_schema, ref["table"])
+        fk = sql.SQL(" AND ").join(sql.SQL("r.{} IS NOT NULL").format(I(c)) for c in con.cols)
+        match_current = sql.SQL(" AND ").join(
+            sql.SQL("o.{} = r.{}").format(I(rc), I(c)) for c, rc in zip(con.cols, ref["cols"], strict=True))
+        match_planned = sql.SQL(" AND ").join(
+            sql.SQL("q_.{} = r.{}").format(I(rc), I(c)) for c, rc in zip(con.cols, ref["cols"], strict=True))
+        bad = conn.execute(sql.SQL(
+            """SELECT p.rowid, p.row_value FROM _hdb_mplan p, {typed} r
+               WHERE p.table_name = {n} AND p.action = 'upsert' AND {fk}
+                 AND NOT EXISTS (SELECT 1 FROM {ref} o WHERE {mc} AND NOT EXISTS (
+                       SELECT 1 FROM _hdb_mplan d WHERE d.table_name = {rn} AND d.rowid = o._hdb_rowid))
+                 AND NOT EXISTS (SELECT 1 FROM _hdb_mplan q, jsonb_populate_record(NULL::{rv}, q.row_value) q_
+                       WHERE q.table_name = {rn} AND q.action = 'upsert' AND {mp})"""
+        ).format(typed=_typed(view), n=L(name), fk=fk, ref=ref_rows, mc=match_current, rn=L(ref["table"]),
+                 rv=ref_view, mp=match_planned)).fetchall()
+        for rowid, value in bad:
+            c = Conflict(name, rowid, "constraint", {"foreign_key": con.name}, value, None, None, list(con.cols))
+            if strategy == "OURS":
+                conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s", (name, rowid))
+            elif strategy != "MANUAL":
+                c.kind += "!"
+            conflicts.append(c)
+
+
+def _referenced_deletes(
+    conn: psycopg.Connection[Any], target: Branch, t_tables: dict[str, tuple[TableVersion, TableInfo]],
+    strategy: str, conflicts: list[Conflict],
+) -> None:
+    """Rows the plan deletes that rows of the target still reference (NO ACTION / RESTRICT keys)."""
+    deleted = {r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan WHERE action = 'delete'")}
+    for name, (version, info) in t_tables.items():
+        for con in version.constraints:
+            if con.kind != "f" or not con.expr:
+                continue
+            ref = json.loads(con.expr)
+            if ref["table"] not in deleted or ref.get("on_delete") not in ("a", "r"):
+                continue
+            ref_version, ref_info = t_tables[ref["table"]]
+            rows_a = _projected(I(*info.cur) if target.id == info.root_branch else I(target.phys_schema, name),
+                                version, info, target)
+            match = sql.SQL(" AND ").join(
+                sql.SQL("a.{} = x.{}").format(I(c), I(rc)) for c, rc in zip(con.cols, ref["cols"], strict=True))
+            ref_rows = _projected(I(*ref_info.cur) if target.id == ref_info.root_branch
+                                  else I(target.phys_schema, ref["table"]), ref_version, ref_info, target)
+            bad = conn.execute(sql.SQL(
+                """SELECT p.rowid, to_jsonb(x) - '_hdb_rowid' FROM _hdb_mplan p
+                   JOIN {refrows} x ON x._hdb_rowid = p.rowid
+                   WHERE p.table_name = {rn} AND p.action = 'delete'
+                     AND EXISTS (SELECT 1 FROM {arows} a WHERE {m} AND NOT EXISTS (
+                           SELECT 1 FROM _hdb_mplan d WHERE d.table_name = {an} AND d.rowid = a._hdb_rowid))"""
+            ).format(refrows=ref_rows, rn=L(ref["table"]), arows=rows_a, m=match, an=L(name))).fetchall()
+            for rowid, value in bad:
+                c = Conflict(ref["table"], rowid, "constraint", {"foreign_key": con.name}, None, value, None, [])
+                if strategy == "OURS":
+                    conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s", (ref["table"], rowid))
+                elif strategy != "MANUAL":
+                    c.kind += "!"
+                conflicts.append(c)
 
 
 def _projected(current: sql.Composable, version: TableVersion, info: TableInfo, target: Branch) -> sql.Composable:

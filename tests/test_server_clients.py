@@ -1,0 +1,228 @@
+"""`heliosdb serve` with real clients: psql, psycopg 3, SQLAlchemy 2, pgbench."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.test_server_support import ServerProcess, server  # noqa: F401 - fixture
+
+PSQL = shutil.which("psql") or "/usr/bin/psql"
+PGBENCH = next((p for p in ("/usr/lib/postgresql/15/bin/pgbench", shutil.which("pgbench")) if p and Path(p).exists()),
+               None)
+
+
+def psql(server: ServerProcess, dbname: str, *args: str, branch: str | None = None) -> str:
+    env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(server.port), PGUSER="postgres", PGDATABASE=dbname,
+               PSQLRC="/dev/null")
+    if branch:
+        env["PGOPTIONS"] = f"-c heliosdb.branch={branch}"
+    out = subprocess.run([PSQL, "-X", "-v", "ON_ERROR_STOP=1", *args], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+# -- psql --------------------------------------------------------------------------------------------------------
+def test_psql_heliosdb_statements_and_describe_on_a_branch(server: ServerProcess, dbname: str) -> None:
+    out = psql(server, dbname, "-c", "CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance int)",
+               "-c", "INSERT INTO accounts VALUES (1, 'ann', 100), (2, 'bob', 50)",
+               "-c", "CREATE DATABASE BRANCH dev",
+               "-c", "SHOW BRANCHES")
+    assert "CREATE DATABASE BRANCH" in out and re.search(r"^ dev\s+\| main", out, re.M)
+    out = psql(server, dbname, "-c", "ALTER TABLE accounts ADD COLUMN note text",
+               "-c", "UPDATE accounts SET balance = balance + 10",
+               "-c", "SELECT heliosdb.current_branch(), sum(balance) FROM accounts", branch="dev")
+    assert "UPDATE 2" in out and re.search(r"dev\s+\|\s+170", out)
+    assert "150" in psql(server, dbname, "-At", "-c", "SELECT sum(balance) FROM accounts")
+    # \d lists the branch's tables (views over the shared storage) and its columns
+    out = psql(server, dbname, "-c", r"\d", branch="dev")
+    assert re.search(r"br_dev\s+\|\s+accounts", out)
+    out = psql(server, dbname, "-c", r"\d accounts", branch="dev")
+    assert all(c in out for c in ("id", "owner", "balance", "note"))
+    assert "note" not in psql(server, dbname, "-c", r"\d accounts")
+    out = psql(server, dbname, "-c", r"\dv", branch="dev")
+    assert "accounts" in out
+    # psql sends a multi-statement -c as one Query
+    out = psql(server, dbname, "-c", "BEGIN; INSERT INTO accounts VALUES (3, 'cy', 1); COMMIT",
+               "-c", "SELECT count(*) FROM accounts")
+    assert "COMMIT" in out and " 3\n" in out
+
+
+@pytest.mark.xfail(reason="HeliosDB exposes branch tables as views, so psql's \\dt (relkind r/p) lists none",
+                   strict=False)
+def test_psql_dt_on_a_branch(server: ServerProcess, dbname: str) -> None:
+    psql(server, dbname, "-c", "CREATE TABLE t (id int)", "-c", "CREATE DATABASE BRANCH dev")
+    assert re.search(r"\|\s+t\s+\|", psql(server, dbname, "-c", r"\dt", branch="dev"))
+
+
+def test_psql_copy_and_errors(server: ServerProcess, dbname: str, tmp_path: Path) -> None:
+    psql(server, dbname, "-c", "CREATE TABLE c (id int PRIMARY KEY, v text)")
+    data = tmp_path / "rows.tsv"
+    data.write_text("".join(f"{i}\tv{i}\n" for i in range(1, 101)))
+    out = psql(server, dbname, "-c", rf"\copy c FROM '{data}'", "-c", "SELECT count(*), max(v) FROM c")
+    assert "COPY 100" in out and "100 | v99" in out
+    out = psql(server, dbname, "-c", r"\copy (SELECT * FROM c WHERE id <= 3 ORDER BY id) TO STDOUT")
+    assert out.splitlines() == ["1\tv1", "2\tv2", "3\tv3"]
+    env = dict(os.environ, PSQLRC="/dev/null")
+    bad = subprocess.run([PSQL, "-X", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-d", dbname,
+                          "-v", "VERBOSITY=verbose", "-c", "INSERT INTO c VALUES (1, 'dup')"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "23505" in bad.stderr and "Key (id)=(1) already exists" in bad.stderr
+
+
+# -- psycopg 3 ---------------------------------------------------------------------------------------------------
+def test_psycopg_parameters_results_and_errors(server: ServerProcess, dbname: str) -> None:
+    with server.connect(dbname, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id serial PRIMARY KEY, name text UNIQUE, price numeric, tags text[])")
+        assert conn.execute("SELECT %s::int + 1, %s, %s", (41, "text", None)).fetchone() == (42, "text", None)
+        assert conn.execute("SELECT %b::int + 1, %b, %b", (41, "bin", b"\x00\xff")).fetchone() == (42, "bin",
+                                                                                                  b"\x00\xff")
+        conn.execute("INSERT INTO items (name, price, tags) VALUES (%s, %s, %s), (%b, %b, %b)",
+                     ("a", Decimal("1.50"), ["x", "y"], "b", Decimal("2"), ["z"]))
+        rows = conn.execute("SELECT name, price, tags FROM items ORDER BY id").fetchall()
+        assert rows == [("a", Decimal("1.50"), ["x", "y"]), ("b", Decimal("2"), ["z"])]
+        cur = conn.cursor(binary=True)
+        row = cur.execute("SELECT 1::int2, 2::int8, 1.5::float8, true, 'x'::text, '2020-01-02'::date, "
+                          "'{1,2}'::int[], '{\"a\": 1}'::jsonb, NULL::int, price FROM items WHERE name = %s",
+                          ("a",)).fetchone()
+        assert row is not None and row[:7] == (1, 2, 1.5, True, "x", __import__("datetime").date(2020, 1, 2), [1, 2])
+        assert row[7:] == ({"a": 1}, None, Decimal("1.50"))
+        for i in range(8):  # psycopg prepares the statement after a few executions
+            assert conn.execute("SELECT %s::int * 2", (i,)).fetchone() == (i * 2,)
+        with pytest.raises(psycopg.errors.UniqueViolation) as exc:
+            conn.execute("INSERT INTO items (name) VALUES (%s)", ("a",))
+        assert exc.value.sqlstate == "23505" and "already exists" in (exc.value.diag.message_detail or "")
+        with pytest.raises(psycopg.errors.UndefinedTable) as exc2:
+            conn.execute("SELECT * FROM nope")
+        assert exc2.value.diag.statement_position == "15"
+        with pytest.raises(psycopg.errors.lookup("HD001")):
+            conn.execute("USE BRANCH nope")
+
+
+def test_psycopg_transactions_cursors_copy_and_branches(server: ServerProcess, dbname: str) -> None:
+    with server.connect(dbname) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        conn.commit()
+        conn.execute("INSERT INTO t VALUES (1, 'one')")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        conn.rollback()
+        with conn.transaction():
+            conn.execute("INSERT INTO t VALUES (1, 'one')")
+        with conn.cursor() as cur:
+            with cur.copy("COPY t (id, v) FROM STDIN") as cp:
+                for i in range(2, 1002):
+                    cp.write_row((i, f"v{i}"))
+            assert cur.rowcount == 1000
+            with cur.copy("COPY (SELECT id, v FROM t ORDER BY id) TO STDOUT") as cp:
+                assert sum(1 for _ in cp.rows()) == 1001
+        conn.commit()
+        with conn.cursor(name="big") as sc:  # a server-side cursor (DECLARE / FETCH)
+            sc.itersize = 100
+            sc.execute("SELECT id FROM t ORDER BY id")
+            assert sc.fetchmany(5) == [(1,), (2,), (3,), (4,), (5,)]
+            assert len(sc.fetchall()) == 996
+        conn.commit()
+        cur = conn.cursor()
+        cur.executemany("INSERT INTO t VALUES (%s, %s)", [(i, "many") for i in range(2000, 2050)])
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("CREATE DATABASE BRANCH feature")
+        conn.execute("USE BRANCH feature")
+        assert conn.info.parameter_status("heliosdb.branch") == "feature"
+        conn.execute("DELETE FROM t WHERE v = %s", ("many",))
+        lsn = conn.execute("SELECT heliosdb.current_lsn()").fetchone()
+        assert lsn is not None
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1001,)
+        conn.execute("USE BRANCH main")
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1051,)
+        rows = conn.execute("SELECT count(*) FROM t AS OF BRANCH feature").fetchone()
+        assert rows == (1001,)
+        names = [r[0] for r in conn.execute("SHOW BRANCHES").fetchall()]
+        assert names == ["main", "feature"]
+    with server.connect(dbname, options="-c heliosdb.branch=feature") as conn:
+        assert conn.execute("SELECT heliosdb.current_branch()").fetchone() == ("feature",)
+
+
+# -- SQLAlchemy 2 -------------------------------------------------------------------------------------------------
+def test_sqlalchemy_reflection_and_orm_on_a_branch(server: ServerProcess, dbname: str) -> None:
+    sa = pytest.importorskip("sqlalchemy")
+    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{server.port}/{dbname}"
+    main = sa.create_engine(url)
+    with main.begin() as c:
+        c.exec_driver_sql("CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, qty int)")
+        c.exec_driver_sql("INSERT INTO items (name, qty) VALUES ('a', 1)")
+        c.exec_driver_sql("CREATE DATABASE BRANCH orm")
+    dev = sa.create_engine(url, connect_args={"options": "-c heliosdb.branch=orm"})
+    table = sa.Table("items", sa.MetaData(), autoload_with=dev)
+    assert [c.name for c in table.columns] == ["id", "name", "qty"]
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        qty: Mapped[int | None]
+
+    with Session(dev) as s:
+        s.add_all([Item(name="b", qty=2), Item(name="c", qty=3)])
+        s.commit()
+        item = s.scalars(sa.select(Item).where(Item.name == "a")).one()
+        item.qty = 42
+        s.commit()
+        assert [(i.name, i.qty) for i in s.scalars(sa.select(Item).order_by(Item.name))] == [
+            ("a", 42), ("b", 2), ("c", 3)]
+    with main.connect() as c:
+        assert c.execute(sa.text("SELECT name, qty FROM items")).fetchall() == [("a", 1)]
+    main.dispose()
+    dev.dispose()
+
+
+# -- pgbench ---------------------------------------------------------------------------------------------------------
+def pgbench(server: ServerProcess, dbname: str, *args: str, branch: str | None = None) -> str:
+    assert PGBENCH is not None
+    env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(server.port), PGUSER="postgres")
+    if branch:
+        env["PGOPTIONS"] = f"-c heliosdb.branch={branch}"
+    out = subprocess.run([PGBENCH, *args, dbname], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout + out.stderr
+
+
+@pytest.mark.skipif(PGBENCH is None, reason="pgbench is not installed")
+def test_pgbench_on_main_and_on_a_branch(server: ServerProcess, dbname: str) -> None:
+    # server-side data generation: the default client-side COPY ... FREEZE hits an engine issue (see below)
+    out = pgbench(server, dbname, "-i", "-I", "dtGvp", "-s", "1")
+    assert "done in" in out and "error" not in out.lower()
+    for mode in ("simple", "extended", "prepared"):
+        out = pgbench(server, dbname, "-c", "4", "-j", "2", "-t", "25", "-M", mode)
+        assert "number of failed transactions: 0" in out and "number of transactions actually processed: 100/100" in out
+    out = pgbench(server, dbname, "-S", "-c", "4", "-j", "2", "-t", "100")
+    assert "number of transactions actually processed: 400/400" in out
+    with server.connect(dbname, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE BRANCH bench")
+    out = pgbench(server, dbname, "-c", "4", "-j", "2", "-t", "15", branch="bench")
+    assert "number of failed transactions: 0" in out and "processed: 60/60" in out
+    with server.connect(dbname, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pgbench_history").fetchone() == (300,)
+        conn.execute("USE BRANCH bench")
+        assert conn.execute("SELECT count(*) FROM pgbench_history").fetchone() == (360,)
+
+
+@pytest.mark.skipif(PGBENCH is None, reason="pgbench is not installed")
+@pytest.mark.xfail(reason="engine: Session.copy wraps COPY FROM STDIN in a savepoint inside a transaction, so "
+                          "pgbench's COPY ... WITH (FREEZE ON) after TRUNCATE fails with 55000", strict=False)
+def test_pgbench_default_initialization(server: ServerProcess, dbname: str) -> None:
+    out = pgbench(server, dbname, "-i", "-s", "1")
+    assert "done in" in out and "WARNING" not in out
