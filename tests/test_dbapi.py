@@ -117,14 +117,40 @@ _CONSTRUCTORS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: PEP 249 type objects and constructors (STRING, NUMBER, Date, "
-    "Binary, ...) are missing from the heliosdb module",
-)
-def test_type_objects_and_constructors() -> None:
+def test_type_objects_and_constructors(conn: heliosdb.Connection) -> None:
     missing = [n for n in _TYPE_OBJECTS + _CONSTRUCTORS if not hasattr(heliosdb, n)]
     assert not missing, missing
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT 'a'::text, 'b'::varchar(3), 1::int, 2.5::numeric, now(), '2020-01-01'::date, "
+        "'\\x01'::bytea, 1::oid"
+    )
+    text, varchar, int4, numeric, ts, date, bytea, oid = (d[1] for d in cur.description)
+    assert text == heliosdb.STRING and varchar == heliosdb.STRING
+    assert int4 == heliosdb.NUMBER and numeric == heliosdb.NUMBER
+    assert ts == heliosdb.DATETIME and date == heliosdb.DATETIME
+    assert bytea == heliosdb.BINARY
+    assert oid == heliosdb.ROWID
+    assert text != heliosdb.NUMBER and int4 != heliosdb.STRING and bytea != heliosdb.STRING
+    cur.execute(
+        "SELECT %s, %s, %s, %s",
+        (
+            heliosdb.Date(2002, 12, 25),
+            heliosdb.Time(13, 45, 30),
+            heliosdb.Timestamp(2002, 12, 25, 13, 45, 30),
+            heliosdb.Binary(b"\x00\xffabc"),
+        ),
+    )
+    assert cur.fetchone() == (
+        datetime.date(2002, 12, 25),
+        datetime.time(13, 45, 30),
+        datetime.datetime(2002, 12, 25, 13, 45, 30),
+        b"\x00\xffabc",
+    )
+    ticks = 1_000_000_000.0
+    assert heliosdb.DateFromTicks(ticks) == datetime.date.fromtimestamp(ticks)
+    assert heliosdb.TimestampFromTicks(ticks) == datetime.datetime.fromtimestamp(ticks)
+    assert heliosdb.TimeFromTicks(ticks) == datetime.datetime.fromtimestamp(ticks).time()
 
 
 # --- connect / cursor / execute -------------------------------------------------------------
@@ -531,11 +557,6 @@ def test_server_errors_map_to_pep249_classes(
     assert info.value.sqlstate == code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a wrong number of query parameters raises InternalError (XX000), "
-    "PEP 249 says ProgrammingError",
-)
 def test_wrong_parameter_count_is_programming_error(conn: heliosdb.Connection) -> None:
     with pytest.raises(heliosdb.ProgrammingError):
         conn.cursor().execute("SELECT %s, %s", (1,))
@@ -548,20 +569,11 @@ def test_wrong_parameter_count_is_a_heliosdb_error(conn: heliosdb.Connection) ->
         conn.cursor().execute("SELECT %(a)s", {})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a value psycopg cannot load (date 'infinity') raises psycopg.DataError "
-    "from Cursor.execute instead of a heliosdb.Error",
-)
 def test_unloadable_value_raises_heliosdb_error(conn: heliosdb.Connection) -> None:
     with pytest.raises(heliosdb.Error):
         conn.cursor().execute("SELECT 'infinity'::date")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: connecting to a missing database raises InternalError XX000, PEP 249 says OperationalError",
-)
 def test_connect_to_missing_database_is_operational_error(helios_data_dir: Path) -> None:
     with pytest.raises(heliosdb.OperationalError):
         heliosdb.connect(data_dir=helios_data_dir, database="no_such_database_xyz")
@@ -635,18 +647,6 @@ if dbapi20 is not None:
 
         def test_non_idempotent_close(self) -> None:
             pytest.skip("closing twice is harmless here, like psycopg (the suite itself says persons differ)")
-
-        _missing = pytest.mark.xfail(strict=True, reason="bug: PEP 249 type objects/constructors are missing")
-        test_description = _missing(dbapi20.DatabaseAPI20Test.test_description)
-        test_Date = _missing(dbapi20.DatabaseAPI20Test.test_Date)
-        test_Time = _missing(dbapi20.DatabaseAPI20Test.test_Time)
-        test_Timestamp = _missing(dbapi20.DatabaseAPI20Test.test_Timestamp)
-        test_Binary = _missing(dbapi20.DatabaseAPI20Test.test_Binary)
-        test_STRING = _missing(dbapi20.DatabaseAPI20Test.test_STRING)
-        test_BINARY = _missing(dbapi20.DatabaseAPI20Test.test_BINARY)
-        test_NUMBER = _missing(dbapi20.DatabaseAPI20Test.test_NUMBER)
-        test_DATETIME = _missing(dbapi20.DatabaseAPI20Test.test_DATETIME)
-        test_ROWID = _missing(dbapi20.DatabaseAPI20Test.test_ROWID)
 
 else:
 

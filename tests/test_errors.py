@@ -109,33 +109,11 @@ def test_lookup_falls_back_to_the_sqlstate_class(code: str, cls: type[errors.Err
 _CODES = (
     "03000 08000 08003 08006 0A000 20000 21000 22000 22012 22P02 23000 23503 23505 24000 25000 25P02 26000 "
     "27000 28000 28P01 2B000 2D000 2F000 34000 38000 39000 3B000 3D000 3F000 40000 40001 40P01 42000 42601 "
-    "42P01 42883 44000 53000 53300 54000 55000 55P03 57000 57014 57P01 58000 F0000 HV000 P0000 P0001 XX000 XX001"
+    "42P01 42883 44000 53000 53300 54000 55000 55P03 57000 57014 57P01 57P03 58000 F0000 HV000 P0000 P0001 XX000 "
+    "XX001"
 ).split()
-# heliosdb.errors gives these a plain DatabaseError: its class fallback does not know their SQLSTATE class.
-_MISSING_CLASSES = {
-    "20",
-    "21",
-    "24",
-    "26",
-    "27",
-    "2B",
-    "2D",
-    "2F",
-    "34",
-    "38",
-    "39",
-    "3B",
-    "3D",
-    "3F",
-    "44",
-    "53",
-    "54",
-    "57",
-    "58",
-    "F0",
-    "HV",
-    "P0",
-}
+# SQLSTATE classes whose fallback category differs from psycopg's (errors.py says it maps them "as psycopg does").
+_DIFFERENT_CLASSES = {"26", "2B", "2F", "34", "38", "39", "3B", "57", "F0", "P0"}
 
 
 def _category(cls: type[BaseException], module: object) -> str:
@@ -158,10 +136,11 @@ def _category(cls: type[BaseException], module: object) -> str:
         pytest.param(
             c,
             marks=pytest.mark.xfail(
-                strict=True, reason=f"bug: no class fallback for SQLSTATE class {c[:2]} (gives DatabaseError)"
+                strict=True,
+                reason=f"bug: SQLSTATE class {c[:2]} falls back to a different PEP 249 category than psycopg's",
             ),
         )
-        if c[:2] in _MISSING_CLASSES and c not in ("57014",)
+        if c[:2] in _DIFFERENT_CLASSES and c not in ("57014",)
         else c
         for c in _CODES
     ],
@@ -266,11 +245,6 @@ def test_from_psycopg_client_side_interface_error() -> None:
     assert exc.message == "the connection is closed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a psycopg OperationalError without SQLSTATE (e.g. connection "
-    "failure) becomes InternalError XX000",
-)
 def test_from_psycopg_connection_failure_is_operational() -> None:
     with pytest.raises(psycopg.OperationalError) as info:
         psycopg.connect(host="/nonexistent-heliosdb-socket-dir", dbname="x", connect_timeout=2)
@@ -278,11 +252,6 @@ def test_from_psycopg_connection_failure_is_operational() -> None:
     assert isinstance(exc, errors.OperationalError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a psycopg ProgrammingError without SQLSTATE (wrong number of query "
-    "parameters) becomes InternalError XX000",
-)
 def test_from_psycopg_client_side_programming_error() -> None:
     exc = errors.from_psycopg(
         psycopg.ProgrammingError("the query has 2 placeholders but 1 parameters were passed")

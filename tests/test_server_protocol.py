@@ -15,7 +15,8 @@ import pytest
 
 from heliosdb.server import auth, codec
 from heliosdb.server.params import placeholders, quote_literal
-from tests.test_server_support import (  # noqa: F401 - fixtures
+from tests import test_server_support as support
+from tests.test_server_support import (
     RawClient,
     ServerProcess,
     cstr,
@@ -23,9 +24,10 @@ from tests.test_server_support import (  # noqa: F401 - fixtures
     errors_in,
     fields,
     scram_login,
-    scram_server,
-    server,
 )
+
+server = support.server
+scram_server = support.scram_server
 
 
 # -- I/O-free pieces ------------------------------------------------------------------------------------------

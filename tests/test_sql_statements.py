@@ -120,9 +120,6 @@ def test_create_branch_defaults() -> None:
     ) == (False, None, Point("NOW", None), None, None, {})
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: FROM after AS OF TIMESTAMP is swallowed into the timestamp expression"
-)
 def test_as_of_does_not_swallow_a_following_from_clause() -> None:
     sql = "CREATE DATABASE BRANCH dev AS OF TIMESTAMP '2024-01-01' FROM main"
     try:
@@ -132,11 +129,6 @@ def test_as_of_does_not_swallow_a_following_from_clause() -> None:
     assert stmt == CreateBranch("dev", parent="main", point=Point("TIMESTAMP", "'2024-01-01'"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: repeated clauses are accepted (the last FROM wins, a second AS OF is "
-    "swallowed into the first point's value)",
-)
 @pytest.mark.parametrize(
     "sql",
     [
@@ -150,11 +142,6 @@ def test_repeated_create_clause_is_a_syntax_error(sql: str) -> None:
         parse_branch_statement(sql)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: text after an LSN/SCN/TRANSACTION value is swallowed into the value "
-    "instead of being a syntax error",
-)
 @pytest.mark.parametrize(
     "sql",
     [
@@ -210,11 +197,6 @@ def test_alter_branch_leaves_the_other_setting_unset() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SHOW BRANCHES after a comment (or followed by one) is a syntax error; "
-    "classify() sends it here as a branch statement",
-)
 @pytest.mark.parametrize(
     "sql", ["/* list them */ SHOW BRANCHES", "-- all\nSHOW BRANCHES", "SHOW BRANCHES -- all"]
 )
@@ -289,10 +271,6 @@ def test_syntax_error_reports_line_and_column() -> None:
     assert "(line 3, column 3)" in info.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a tokenizer error (unterminated quoted name) has no position and leaks sqlglot's message",
-)
 def test_unterminated_quoted_name_has_a_position() -> None:
     with pytest.raises(errors.SyntaxError) as info:
         parse_branch_statement('USE BRANCH "feature-auth')
@@ -307,7 +285,6 @@ def test_unterminated_quoted_name_is_still_a_syntax_error() -> None:
     assert info.value.sqlstate == "42601"
 
 
-@pytest.mark.xfail(strict=True, reason='bug: a zero-length quoted name "" is accepted (PostgreSQL: 42601)')
 def test_zero_length_quoted_name_is_a_syntax_error() -> None:
     with pytest.raises(errors.SyntaxError):
         parse_branch_statement('USE BRANCH ""')
@@ -369,15 +346,7 @@ def test_zero_length_quoted_name_is_a_syntax_error() -> None:
         ("SAVEPOINT s", Kind.TRANSACTION),
         ("RELEASE SAVEPOINT s", Kind.TRANSACTION),
         ("ROLLBACK TO SAVEPOINT s", Kind.TRANSACTION),
-        pytest.param(
-            "PREPARE TRANSACTION 'x'",
-            Kind.TRANSACTION,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: classify()'s first-word fast path (PREPARE) returns PASSTHROUGH before the "
-                "PREPARE TRANSACTION rule is reached",
-            ),
-        ),
+        ("PREPARE TRANSACTION 'x'", Kind.TRANSACTION),
         ("PREPARE q AS SELECT 1", Kind.PASSTHROUGH),
         ("-- comment\nCREATE TABLE t (a int)", Kind.CREATE_TABLE),
         ("/* c */ DROP TABLE t", Kind.DROP_TABLE),
@@ -388,11 +357,6 @@ def test_classify(sql: str, kind: Kind) -> None:
     assert classify(sql) is kind
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a nested block comment before CREATE TABLE hides it from classify() "
-    "(the table is created unversioned)",
-)
 def test_classify_after_nested_block_comment() -> None:
     assert classify("/* a /* b */ c */ CREATE TABLE t (a int)") is Kind.CREATE_TABLE
 
@@ -462,10 +426,6 @@ def test_lsn_out_of_range(value: str | int) -> None:
     assert "out of range" in info.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: non-ASCII digits pass str.isdigit(): '²' raises a bare ValueError, '１２３' is accepted",
-)
 @pytest.mark.parametrize("text", ["²", "１２３"])
 def test_lsn_rejects_non_ascii_digits(text: str) -> None:
     with pytest.raises(errors.InvalidTemporalPoint):

@@ -297,11 +297,6 @@ def test_orphaned_postmaster_is_stopped_and_replaced(
     wait_gone(data_dir, [pm])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: stale-instance recovery SIGQUITs whatever process now has the pid "
-    "written in a stale postmaster.pid (Instance._recover_stale)",
-)
 def test_stale_pid_file_naming_an_unrelated_process_does_not_kill_it(data_dir: Path) -> None:
     bystander = subprocess.Popen(["sleep", "60"])
     try:

@@ -147,6 +147,7 @@ class Protocol:
         self.type_names: dict[int, str] = {}
         self.reported: dict[str, str] = {}
         self._raw_status: dict[bytes, bytes] = {}
+        self._status_dirty = True  # a statement may have changed a reported setting or the branch
         self._notices: list[dict[str, Any]] = []
         self._notifies: list[psycopg.Notify] = []
         self._quiet = False
@@ -184,9 +185,9 @@ class Protocol:
         return self.session
 
     def tx_status(self) -> bytes:
-        if self.session is None or self.session.conn.closed:
+        if self.session is None:
             return b"I"
-        return _TX_STATUS.get(self.session.conn.info.transaction_status, b"I")
+        return _TX_STATUS.get(self.session.conn.pgconn.transaction_status, b"I")
 
     def emit_notices(self) -> None:
         for fields in self._notices:
@@ -195,6 +196,9 @@ class Protocol:
 
     def emit_parameter_status(self) -> None:
         """ParameterStatus for every reported setting that changed since it was last sent."""
+        if not self._status_dirty:
+            return
+        self._status_dirty = False
         status = self.s.conn.pgconn.parameter_status
         seen = self._raw_status
         for name, key in _REPORTED_KEYS:
@@ -224,6 +228,7 @@ class Protocol:
 
     def execute(self, stmt: str, params: Any = None) -> Result:
         self.busy = True
+        self._status_dirty = True
         try:
             return self.s.execute(stmt, params)
         except errors.Error:
@@ -302,7 +307,7 @@ class Protocol:
                     continue
                 rows, tag = self.run_statement(stmt, None, [])
                 if rows is not None:
-                    self.send(codec.row_description(rows.fields))
+                    self.send(rows.description)
                     rows.encode(0, self.send)
                 self.send(codec.command_complete(tag))
             except errors.Error as exc:
@@ -406,7 +411,7 @@ class Protocol:
             self._describe_sql_cursor(name)
             return
         self._run_portal(portal, at_describe=True)
-        self.send(codec.row_description(portal.rows.fields) if portal.rows is not None else codec.NO_DATA)
+        self.send(portal.rows.description if portal.rows is not None else codec.NO_DATA)
 
     def execute_portal(self, payload: bytes) -> None:
         name, max_rows = codec.decode_execute(payload)
@@ -487,12 +492,14 @@ class Protocol:
     def is_plain_read(self, stmt: str) -> bool:
         """A read that Session.execute would hand to PostgreSQL unchanged (no HeliosDB syntax, no context)."""
         return (head(stmt).startswith(_READ_HEADS) and self.s.as_of is None
-                and classify(stmt) is Kind.PASSTHROUGH and not is_write(stmt) and not has_temporal(stmt))
+                and classify(stmt) is Kind.PASSTHROUGH and not has_temporal(stmt))
 
     def _plain_read(self, stmt: str, portal: Portal | None, formats: list[int]) -> tuple[Rows | None, str]:
         """Run a plain read on the session's storage connection directly (no cursor object needed)."""
         pg = self.s.conn.pgconn
         self.busy = True
+        if "set_config" in stmt.lower():
+            self._status_dirty = True
         try:
             if portal is None or not portal.values:
                 res = pg.exec_(stmt.encode("utf-8"))

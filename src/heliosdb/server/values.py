@@ -139,9 +139,12 @@ def result_formats(requested: Sequence[int], ncols: int) -> list[int]:
 class Rows:
     """A statement's result set, sent in one go (simple query) or in portions (Execute with a limit)."""
 
+    __slots__ = ("fields", "description", "_fetch", "ntuples", "pos", "converters")
+
     def __init__(self, fields: list[codec.Field], fetch: Callable[[int], Any], ntuples: int,
-                 converters: list[Converter | None]) -> None:
+                 converters: list[Converter | None], description: bytes | None = None) -> None:
         self.fields = fields
+        self.description = description if description is not None else codec.row_description(fields)
         self._fetch = fetch  # row index -> sequence of bytes | None
         self.ntuples = ntuples
         self.pos = 0
@@ -161,7 +164,7 @@ class Rows:
             if convs is not None:
                 values = [v if v is None or c is None else c(v) for v, c in zip(values, convs, strict=True)]
             out(data_row(values))
-            self.pos = r + 1
+        self.pos = end
         return end - start
 
 

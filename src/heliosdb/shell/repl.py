@@ -45,6 +45,17 @@ def buffer_complete(text: str) -> bool:
     return bool(stmts) and (not rest or (rest.startswith("\\") and "\n" not in rest))
 
 
+def preload() -> None:
+    """Import what the interactive shell needs (prompt_toolkit, pygments, the completer).
+
+    Safe to call from a thread while something else is waiting, e.g. while the
+    managed PostgreSQL starts: the imports then cost nothing at the first prompt."""
+    import prompt_toolkit.shortcuts  # noqa: F401
+    from prompt_toolkit.lexers import PygmentsLexer  # noqa: F401
+
+    from heliosdb.shell import completer, executor, highlight  # noqa: F401
+
+
 def repl(runner: Runner) -> int:
     if sys.stdin.isatty() and sys.stdout.isatty():
         return Interactive(runner).run()
