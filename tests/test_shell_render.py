@@ -92,10 +92,9 @@ def test_error_text_with_caret_detail_and_hint() -> None:
         "              ^\n"
         "DETAIL:  More.\n"
         "HINT:  Perhaps you meant id.\n")
-    assert error_text(errors.DivisionByZero("division by zero") if hasattr(errors, "DivisionByZero")
-                      else errors.DataError("division by zero", sqlstate="22012"), "SELECT 1/0") \
+    assert error_text(errors.DataError("division by zero", sqlstate="22012"), "SELECT 1/0") \
         == "ERROR:  22012: division by zero\n"
-    assert error_text(exc, "x" * 5) .count("^") == 0  # a position past the text shows no caret
+    assert error_text(exc, "x" * 5).count("^") == 0  # a position past the text shows no caret
 
 
 # -- prompt ------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from heliosdb import errors
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.model import Branch, get_branch, get_branch_by_id
 from heliosdb.sql.classify import Kind, classify, head
-from heliosdb.sql.split import split_statements
+from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.sql.temporal import has_temporal
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 
@@ -254,9 +254,13 @@ class Session:
             else:
                 if params:
                     stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
-                result = self._helios(kind, stmt)
+                result = self._helios(kind, strip_comments(stmt))
         except psycopg.Error as exc:
             raise errors.from_psycopg(exc) from None
+        except errors.Error:
+            raise
+        except Exception as exc:  # a bug of ours: still an error with a SQLSTATE, never a traceback
+            raise errors.InternalError(f"internal error: {type(exc).__name__}: {exc}", sqlstate="XX000") from exc
         finally:
             if self._tx_branch is not None and not self.in_transaction:
                 self._tx_branch = None

@@ -13,7 +13,7 @@ of one extended-protocol batch up to Sync, run in one implicit transaction
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -40,8 +40,10 @@ _READ_HEADS = ("SELECT", "VALUES", "TABLE", "SHOW")
 _IMPLICIT_HEADS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE", "MERGE")
 _IMPLICIT_KINDS = (Kind.CREATE_TABLE, Kind.DROP_TABLE, Kind.ALTER_TABLE, Kind.CREATE_INDEX, Kind.DROP_INDEX,
                    Kind.TRUNCATE)
-_TX_STATUS = {pq.TransactionStatus.INERROR: b"E", pq.TransactionStatus.INTRANS: b"T",
-              pq.TransactionStatus.ACTIVE: b"T"}
+_RFQ_IDLE = codec.ready_for_query(b"I")
+_RFQ = {pq.TransactionStatus.INERROR: codec.ready_for_query(b"E"),
+        pq.TransactionStatus.INTRANS: codec.ready_for_query(b"T"),
+        pq.TransactionStatus.ACTIVE: codec.ready_for_query(b"T")}
 
 
 class ClientGone(Exception):
@@ -116,7 +118,7 @@ class Prepared:
     param_types: list[int]
     spans: list[tuple[int, int, int]]
     nparams: int
-    described: tuple[list[int], list[codec.Field] | None] | None = None
+    described: tuple[list[int], bytes | None] | None = None  # parameter types, RowDescription
 
 
 @dataclass
@@ -129,7 +131,6 @@ class Portal:
     suspended: bool = False
     rows: Rows | None = None
     tag: str = ""
-    fields: list[codec.Field] | None = field(default=None)
 
 
 class Protocol:
@@ -184,12 +185,14 @@ class Protocol:
         assert self.session is not None
         return self.session
 
-    def tx_status(self) -> bytes:
+    def ready_message(self) -> bytes:
         if self.session is None:
-            return b"I"
-        return _TX_STATUS.get(self.session.conn.pgconn.transaction_status, b"I")
+            return _RFQ_IDLE
+        return _RFQ.get(self.session.conn.pgconn.transaction_status, _RFQ_IDLE)
 
     def emit_notices(self) -> None:
+        if not self._notices:
+            return
         for fields in self._notices:
             self.send(codec.error_fields(b"N", fields))
         self._notices.clear()
@@ -215,10 +218,11 @@ class Protocol:
             self.send(codec.parameter_status("heliosdb.branch", branch))
 
     def ready(self) -> None:
-        for n in self._notifies:
-            self.send(codec.notification(n.pid, n.channel, n.payload))
-        self._notifies.clear()
-        self.send(codec.ready_for_query(self.tx_status()))
+        if self._notifies:
+            for n in self._notifies:
+                self.send(codec.notification(n.pid, n.channel, n.payload))
+            self._notifies.clear()
+        self.send(self.ready_message())
 
     def send_error(self, exc: errors.Error, offset: int = 0) -> None:
         self.emit_notices()
@@ -402,9 +406,9 @@ class Protocol:
             prep = self.statements.get(name)
             if prep is None:
                 raise error("26000", f'prepared statement "{name}" does not exist')
-            oids, fields = self.describe_statement(prep)
+            oids, description = self.describe_statement(prep)
             self.send(codec.parameter_description(oids))
-            self.send(codec.row_description(fields) if fields is not None else codec.NO_DATA)
+            self.send(description if description is not None else codec.NO_DATA)
             return
         portal = self.portals.get(name)
         if portal is None:
@@ -541,12 +545,12 @@ class Protocol:
                 self._quiet = False
         return to_psycopg(q, prep.spans, values)
 
-    def describe_statement(self, prep: Prepared) -> tuple[list[int], list[codec.Field] | None]:
+    def describe_statement(self, prep: Prepared) -> tuple[list[int], bytes | None]:
         if prep.described is None:
             prep.described = self._describe_uncached(prep)
         return prep.described
 
-    def _describe_uncached(self, prep: Prepared) -> tuple[list[int], list[codec.Field] | None]:
+    def _describe_uncached(self, prep: Prepared) -> tuple[list[int], bytes | None]:
         declared = prep.param_types + [0] * (prep.nparams - len(prep.param_types))
         fallback = [t if t not in (0, 705) else 25 for t in declared]
         q = prep.query
@@ -565,10 +569,10 @@ class Protocol:
             return self._prepare_on_storage(text, declared)
         if head(q).startswith("SHOW") and not prep.spans:
             rows = self.result_rows(self.execute(q), [])
-            return fallback, rows.fields if rows is not None else None
+            return fallback, rows.description if rows is not None else None
         return fallback, None
 
-    def _prepare_on_storage(self, text: str, types: list[int]) -> tuple[list[int], list[codec.Field] | None]:
+    def _prepare_on_storage(self, text: str, types: list[int]) -> tuple[list[int], bytes | None]:
         pg = self.s.conn.pgconn
         self._quiet = True
         try:
@@ -581,7 +585,7 @@ class Protocol:
         finally:
             self._quiet = False
         oids = [d.param_type(i) for i in range(d.nparams)]
-        return oids, describe_fields(d) if d.nfields else None
+        return oids, codec.row_description(describe_fields(d)) if d.nfields else None
 
     def _describe_sql_cursor(self, name: str) -> None:
         """Describe of a portal we did not bind: a cursor DECLAREd in SQL (psycopg's server-side cursors)."""

@@ -139,16 +139,15 @@ def result_formats(requested: Sequence[int], ncols: int) -> list[int]:
 class Rows:
     """A statement's result set, sent in one go (simple query) or in portions (Execute with a limit)."""
 
-    __slots__ = ("fields", "description", "_fetch", "ntuples", "pos", "converters")
+    __slots__ = ("description", "_fetch", "ntuples", "pos", "converters")
 
-    def __init__(self, fields: list[codec.Field], fetch: Callable[[int], Any], ntuples: int,
-                 converters: list[Converter | None], description: bytes | None = None) -> None:
-        self.fields = fields
-        self.description = description if description is not None else codec.row_description(fields)
+    def __init__(self, description: bytes, fetch: Callable[[int], Any], ntuples: int,
+                 converters: list[Converter | None] | None) -> None:
+        self.description = description  # the RowDescription message
         self._fetch = fetch  # row index -> sequence of bytes | None
         self.ntuples = ntuples
         self.pos = 0
-        self.converters = converters if any(c is not None for c in converters) else None
+        self.converters = converters if converters and any(c is not None for c in converters) else None
 
     @property
     def done(self) -> bool:
@@ -171,15 +170,16 @@ class Rows:
 def from_pgresult(pgr: pq.abc.PGresult, formats: Sequence[int], encoder: Encoder) -> Rows:
     nf = pgr.nfields
     fmts = result_formats(formats, nf)
-    fields = [
-        codec.Field(pgr.fname(c) or b"?column?", pgr.ftable(c), pgr.ftablecol(c), pgr.ftype(c), pgr.fsize(c),
-                    pgr.fmod(c), fmts[c])
-        for c in range(nf)
-    ]
-    convs: list[Converter | None] = [
-        encoder.converter(f.type_oid) if f.format == 1 and pgr.fformat(c) == 0 else None
-        for c, f in enumerate(fields)
-    ]
+    parts = [struct.pack("!h", nf)]
+    convs: list[Converter | None] | None = None
+    for c in range(nf):
+        oid = pgr.ftype(c)
+        parts.append((pgr.fname(c) or b"?column?") + b"\0")
+        parts.append(_FIELD.pack(pgr.ftable(c), pgr.ftablecol(c), oid, pgr.fsize(c), pgr.fmod(c), fmts[c]))
+        if fmts[c] == 1 and pgr.fformat(c) == 0:
+            convs = convs or [None] * nf
+            convs[c] = encoder.converter(oid)
+    description = codec.message(b"T", b"".join(parts))
     get = pgr.get_value
     cols = range(nf)
     if nf == 1:
@@ -188,7 +188,10 @@ def from_pgresult(pgr: pq.abc.PGresult, formats: Sequence[int], encoder: Encoder
     else:
         def fetch(r: int) -> Any:
             return [get(r, c) for c in cols]
-    return Rows(fields, fetch, pgr.ntuples, convs)
+    return Rows(description, fetch, pgr.ntuples, convs)
+
+
+_FIELD = struct.Struct("!IhIhih")
 
 
 def from_python(description: Any, rows: list[tuple[Any, ...]], formats: Sequence[int], encoder: Encoder) -> Rows:
@@ -202,7 +205,7 @@ def from_python(description: Any, rows: list[tuple[Any, ...]], formats: Sequence
     oids = [f.type_oid for f in fields]
     text_rows = [[encoder.python_text(v, oids[i]) for i, v in enumerate(row)] for row in rows]
     convs: list[Converter | None] = [encoder.converter(f.type_oid) if f.format == 1 else None for f in fields]
-    return Rows(fields, text_rows.__getitem__, len(text_rows), convs)
+    return Rows(codec.row_description(fields), text_rows.__getitem__, len(text_rows), convs)
 
 
 def describe_fields(pgr: pq.abc.PGresult, formats: Sequence[int] = ()) -> list[codec.Field]:

@@ -275,7 +275,7 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
             text = opts.null if v is None else v
             vw = max(vw, *(_width(x) for x in text.split("\n")))
     if opts.width:
-        vw = max(8, min(vw, opts.width - hw - 7))
+        vw = min(vw, max(8, opts.width - hw - 7))
     out = io.StringIO()
     for n, row in enumerate(cells, 1):
         label = f"─[ RECORD {n} ]"

@@ -131,9 +131,12 @@ class _Scan:
                     self.i += 2 if self.i + 1 < len(self.t) and self.t[self.i + 1].token_type == TokenType.NUMBER else 1
                 else:
                     self.i += 1
-                    if self.i < len(self.t) and self.t[self.i].token_type == TokenType.L_PAREN and tt in (
-                        TokenType.VAR, TokenType.IDENTIFIER) or (up in ("NOW", "CAST") and self.i < len(self.t)
-                                                                 and self.t[self.i].token_type == TokenType.L_PAREN):
+                    # schema-qualified names: heliosdb.scn_to_timestamp(...)
+                    while (tt in (TokenType.VAR, TokenType.IDENTIFIER) and self.i + 1 < len(self.t)
+                           and self.t[self.i].token_type == TokenType.DOT):
+                        self.i += 2
+                    if self.i < len(self.t) and self.t[self.i].token_type == TokenType.L_PAREN and (
+                            tt in (TokenType.VAR, TokenType.IDENTIFIER) or up in ("NOW", "CAST")):
                         self._skip_parens()
                 end = self.t[self.i - 1].end + 1
                 expect_operand = False
