@@ -1,7 +1,7 @@
 """Benchmark 5: MERGE DATABASE BRANCH (issue 4): wall time, and how it scales with main's size.
 
 Every repetition creates a fresh branch of main, applies a change set on it
-through `heliosdb.connect` (untimed), then times only
+through `heliosdb.connect` (untimed; statements of at most 1,000 rows), then times only
 `MERGE DATABASE BRANCH <b> INTO main` (autocommit, through `heliosdb.connect`
 on main, result fetched), and drops the branch (untimed). The change sets:
   1,000 changes: 990 updates (`v = v + 1, pad = md5(pad)`, spread evenly over
@@ -21,8 +21,9 @@ Sides (interleaved, ABBA):
                   INSERT INTO t SELECT ... FROM changes WHERE op = 'I';
                   DELETE FROM t USING changes WHERE op = 'D' AND t.id = changes.id;
                   COMMIT
-A second, informational pass runs the S-row merge with `SET jit = off` on the
-HeliosDB session, against the peer again. At the end HeliosDB's main (S rows)
+A second, informational pass runs the same merges with `SET jit = off` in the
+HeliosDB sessions (PostgreSQL's JIT compilation of the engine's diff query
+costs seconds, see docs/benchmarks.md), against the peer again. At the end HeliosDB's main (S rows)
 and the peer table must hold the same rows (checksums compared).
 
 The statements the merge engine sends are timed (the session's psycopg
@@ -86,6 +87,10 @@ class Changes:
 UPDATE = "UPDATE t SET v = v + 1, pad = md5(pad) WHERE id = ANY(%s)"
 DELETE = "DELETE FROM t WHERE id = ANY(%s)"
 INSERT = "INSERT INTO t SELECT g, mod(g, 100), mod(g::bigint * 7919, 1000003), md5(g::text) FROM unnest(%s::int[]) g"
+# Rows per write statement on the branch. One UPDATE of k rows on a branch costs O(k^2) (every row's
+# INSTEAD OF trigger rescans all rows the branch wrote, see docs/benchmarks.md); statements of 1,000
+# rows keep the untimed setup of the big diff in minutes.
+WRITE_BATCH = 1_000
 CHECKSUM = "SELECT count(*), sum(v), sum(grp), sum(hashtext(pad)::bigint) FROM t"
 
 
@@ -108,9 +113,9 @@ class HeliosSide:
             t0 = time.perf_counter()
             execute(self.main, f"CREATE DATABASE BRANCH {name}")
             b = self.env.helios(self.db, branch=name)
-            execute(b, UPDATE, (upd,))
-            execute(b, DELETE, (dels,))
-            execute(b, INSERT, (ins,))
+            for stmt, ids in ((UPDATE, upd), (DELETE, dels), (INSERT, ins)):
+                for k in range(0, len(ids), WRITE_BATCH):
+                    execute(b, stmt, (ids[k:k + WRITE_BATCH],))
             self.env.close(b)
             self.setup.append(time.perf_counter() - t0)
             self.trace.steps = []
@@ -219,17 +224,26 @@ def run(env: Env, *, small: int, large: int, reps: int, jit_reps: int, big_diff:
         helios=scale, peer=None, peer_label="", target=f"<= {TARGET_SCALE:g}x", ok=scale <= TARGET_SCALE,
     ))
 
-    # 2. the same with JIT compilation off in the merging session (informational)
+    # 2. the same with JIT compilation off in the merging sessions (informational)
     if jit_reps:
         hn = HeliosSide(env, helios_s, small, ch_s, jit=False)
-        t = _measure(env, {"s": hn.sample(), "peer": peer.sample()}, jit_reps, 1, "of 1,000 rows, SET jit = off")
+        hln = HeliosSide(env, helios_l, large, ch_l, jit=False)
+        t = _measure(env, {"s": hn.sample(), "l": hln.sample(), "peer": peer.sample()}, jit_reps, 1,
+                     "of 1,000 rows, SET jit = off")
+        med = {k: median(v) for k, v in t.items()}
+        for key, side, rows in (("s", hn, small), ("l", hln, large)):
+            results.append(Result(
+                bench="5", name=f"merge 1,000 changed rows into main of {rows:,} rows, SET jit = off (median)",
+                kind="time", helios=med[key], peer=med["peer"] if key == "s" else None,
+                peer_label="UPDATE ... FROM changes + INSERT + DELETE" if key == "s" else "", target="info", ok=None,
+                note=f"median run: {side.breakdown(t[key])}",
+            ))
         results.append(Result(
-            bench="5", name=f"merge 1,000 changed rows into main of {small:,} rows, SET jit = off (median)",
-            kind="time", helios=median(t["s"]), peer=median(t["peer"]),
-            peer_label="UPDATE ... FROM changes + INSERT + DELETE", target="info", ok=None,
-            note=f"median run: {hn.breakdown(t['s'])}",
+            bench="5", name=f"merge 1,000 rows, SET jit = off: main of {large:,} vs {small:,} rows (median ratio)",
+            kind="scale", helios=med["l"] / med["s"], peer=None, peer_label="", target="info", ok=None,
         ))
         env.close(hn.main)
+        env.close(hln.main)
 
     # 3. a big diff into S rows
     if big_reps:

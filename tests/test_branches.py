@@ -428,3 +428,21 @@ def test_columns_named_like_trigger_variables(conn: heliosdb.Connection, connect
     run(conn, "UPDATE v SET n = n + 10")
     assert rows(dev, "SELECT * FROM v ORDER BY l") == [(2, 2, 3, 5, 5), (9, 9, 9, 9, 9)]
     assert rows(conn, "SELECT * FROM v") == [(1, 2, 3, 14, 5)]
+
+
+def test_pgbench_style_initialisation_and_maintenance(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "DROP TABLE IF EXISTS acc_a, acc_b",
+        "CREATE TABLE acc_a (aid int NOT NULL, abalance int, filler char(84)) WITH (fillfactor = 100)",
+        "CREATE TABLE acc_b (bid int NOT NULL, bbalance int)",
+        "INSERT INTO acc_a SELECT g, 0, '' FROM generate_series(1, 1000) g", "INSERT INTO acc_b VALUES (1, 0)")
+    cur = conn.cursor()
+    cur.execute("VACUUM ANALYZE acc_a, acc_b")
+    assert cur.notices == []  # no "skipping ... cannot vacuum non-tables" warnings
+    run(conn, "ALTER TABLE acc_a ADD PRIMARY KEY (aid)", "ALTER TABLE acc_b ADD PRIMARY KEY (bid)")
+    assert sqlstate(conn, "INSERT INTO acc_a VALUES (1, 0, '')") == "23505"
+    run(conn, "CREATE DATABASE BRANCH pb")
+    pb = connect("pb")
+    run(pb, "UPDATE acc_a SET abalance = abalance + 5 WHERE aid = 7", "VACUUM acc_a", "ANALYZE acc_a (aid)")
+    assert sqlstate(pb, "INSERT INTO acc_a VALUES (7, 0, '')") == "23505"
+    assert rows(pb, "SELECT abalance FROM acc_a WHERE aid = 7") == [(5,)]
+    assert rows(conn, "SELECT abalance FROM acc_a WHERE aid = 7") == [(0,)]

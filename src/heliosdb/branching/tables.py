@@ -534,7 +534,10 @@ def _copy(session: Session, text: str) -> Result:
 
 def _maintenance(session: Session, text: str) -> Result:
     """VACUUM / ANALYZE t: run on the relations that hold the branch's rows."""
-    toks = tokenize(text)
+    first = len(text) - len(text.lstrip())
+    word = text[first:].split(None, 1)[0]
+    # sqlglot reads VACUUM's arguments as one string: tokenize them as if after a SELECT of the same length
+    toks = tokenize(text[:first] + "SELECT".ljust(len(word)) + text[first + len(word):])[1:]
     conn, branch = session.conn, session.branch
     tables = {v.name: (v, tid) for tid, v in visible_tables(conn, chain(conn, branch.id)).items()}
     out, pos, depth = [], 0, 0

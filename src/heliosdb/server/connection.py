@@ -18,7 +18,8 @@ import psycopg
 
 from heliosdb import errors
 from heliosdb.server import auth, codec
-from heliosdb.server.protocol import ClientGone, Fatal, Protocol, error
+from heliosdb.server.extended import ExtendedProtocol
+from heliosdb.server.protocol import ClientGone, Fatal, error
 from heliosdb.session import Session
 from heliosdb.storage.instance import DEFAULT_DATABASE
 
@@ -71,7 +72,7 @@ def parse_options(text: str) -> dict[str, str]:
     return out
 
 
-class ClientConnection(Protocol):
+class ClientConnection(ExtendedProtocol):
     def __init__(self, server: Server, sock: socket.socket, addr: object) -> None:
         super().__init__()
         self.server = server

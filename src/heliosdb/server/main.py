@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -184,18 +185,41 @@ def _listen(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), backlog=512)
 
 
-async def _serve(server: Server, host: str, port: int, shutdown_timeout: float) -> None:
+def _listen_unix(directory: str, port: int) -> socket.socket:
+    path = os.path.join(directory, f".s.PGSQL.{port}")
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(path)
+            probe.close()
+            raise OSError(f"another server is listening on {path}")
+        except ConnectionRefusedError:
+            os.unlink(path)  # a stale socket file
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(path)
+    os.chmod(path, 0o777)
+    sock.listen(512)
+    return sock
+
+
+async def _serve(server: Server, host: str, port: int, shutdown_timeout: float, socket_dir: str | None) -> None:
     loop = asyncio.get_running_loop()
-    lsock = _listen(host, port)
-    lsock.setblocking(False)
+    listeners = [_listen(host, port)]
+    if socket_dir:
+        listeners.append(_listen_unix(socket_dir, port))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    name = lsock.getsockname()
-    log.info("listening on %s:%d (auth: %s)", name[0], name[1],
-             "trust on loopback, scram-sha-256 otherwise" if server.auth == "trust" else "scram-sha-256")
+    mode = "trust on loopback, scram-sha-256 otherwise" if server.auth == "trust" else "scram-sha-256"
+    for lsock in listeners:
+        lsock.setblocking(False)
+        name = lsock.getsockname()
+        where = f"{name[0]}:{name[1]}" if isinstance(name, tuple) else name
+        log.info("listening on %s (auth: %s)", where, mode)
 
-    async def accept() -> None:
+    async def accept(lsock: socket.socket) -> None:
         while True:
             try:
                 sock, addr = await loop.sock_accept(lsock)
@@ -204,13 +228,20 @@ async def _serve(server: Server, host: str, port: int, shutdown_timeout: float) 
                 await asyncio.sleep(0.1)
                 continue
             sock.setblocking(True)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             server.start(sock, addr)
 
-    task = asyncio.create_task(accept())
+    tasks = [asyncio.create_task(accept(lsock)) for lsock in listeners]
     await stop.wait()
-    task.cancel()
-    lsock.close()
+    for task in tasks:
+        task.cancel()
+    for lsock in listeners:
+        name = lsock.getsockname()
+        lsock.close()
+        if isinstance(name, str) and name:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
     with server._lock:
         n = len(server.connections)
     log.info("shutting down: %d connection(s)", n)
@@ -224,6 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="use an existing PostgreSQL server (postgresql://...) instead of a managed one")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; * for all)")
     p.add_argument("--port", type=int, default=5433, help="TCP port (default 5433)")
+    p.add_argument("-k", "--socket-dir", help="also listen on a Unix socket in this directory (psql -h DIR)")
     p.add_argument("--auth", choices=("trust", "scram-sha-256"), default="trust",
                    help="trust: loopback clients need no password (others always use SCRAM-SHA-256)")
     p.add_argument("--max-connections", type=int, default=200, help="client connections at most (default 200)")
@@ -244,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             instance.acquire()
             storage = make_conninfo(**instance.conninfo("postgres"))  # type: ignore[arg-type]
         server = Server(storage, auth=args.auth, max_connections=args.max_connections)
-        asyncio.run(_serve(server, args.host, args.port, args.shutdown_timeout))
+        asyncio.run(_serve(server, args.host, args.port, args.shutdown_timeout, args.socket_dir))
     except errors.Error as exc:
         sys.stderr.write(f"heliosdb serve: error: {exc.message}\n")
         return 2

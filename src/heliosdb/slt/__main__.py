@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from heliosdb.slt import corpus_dir
@@ -70,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PATH",
         help="also write the report there (between the slt-results markers if the file has them)",
     )
+    ap.add_argument("--json", metavar="PATH", help="also write every result, failure and difference as JSON")
     ap.add_argument("--jobs", "-j", type=int, default=1, help="files run in parallel processes")
     ap.add_argument("--timeout", type=float, default=300, help="statement timeout in seconds (0: none)")
     ap.add_argument(
@@ -108,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if args.markdown:
         write_markdown(args.markdown, text)
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=1), encoding="utf-8")
     failed = any(r.differences or r.error for r in results)
     return 1 if failed else 0
 

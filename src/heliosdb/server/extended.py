@@ -1,0 +1,218 @@
+"""The extended query protocol: Parse, Bind, Describe, Execute (row limits, suspension), Close, Sync.
+
+Statements are kept as text with their placeholders; a Bind keeps the client's
+values as they came (bytes, format, type). Executing a portal runs the whole
+statement once and keeps its rows, so Describe of a portal (which needs the
+result's columns) runs it, and Execute hands out the rows in portions.
+Describe of a statement asks PostgreSQL (an unnamed prepare on the session's
+storage connection) for parameter and column types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import pq
+
+from heliosdb import errors
+from heliosdb.server import codec
+from heliosdb.server.params import Raw, param_count, placeholders
+from heliosdb.server.protocol import Bound, Protocol, error, is_stdio_copy, pgresult_error
+from heliosdb.server.values import Rows, describe_fields
+from heliosdb.sql.classify import Kind, classify, head
+from heliosdb.sql.split import split_statements
+from heliosdb.sql.temporal import has_temporal
+
+
+@dataclass
+class Prepared:
+    query: str
+    param_types: list[int]
+    spans: list[tuple[int, int, int]]
+    nparams: int
+    described: tuple[list[int], bytes | None] | None = None  # parameter types, RowDescription
+
+
+@dataclass
+class Portal:
+    prep: Prepared
+    values: list[Raw]
+    formats: list[int]
+    copy: bool = False
+    executed: bool = False
+    suspended: bool = False
+    rows: Rows | None = None
+    tag: str = ""
+
+
+class ExtendedProtocol(Protocol):
+    """Protocol plus the extended query messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statements: dict[str, Prepared] = {}
+        self.portals: dict[str, Portal] = {}
+
+    def parse(self, payload: bytes) -> None:
+        msg = codec.decode_parse(payload)
+        if msg.name and msg.name in self.statements:
+            raise error("42P05", f'prepared statement "{msg.name}" already exists')
+        stmts = split_statements(msg.query)
+        if len(stmts) > 1:
+            raise error("42601", "cannot insert multiple commands into a prepared statement")
+        query = stmts[0] if stmts else ""
+        spans = placeholders(query)
+        nparams = max(len(msg.param_types), param_count(spans))
+        self.statements[msg.name] = Prepared(query, msg.param_types, spans, nparams)
+        self.send(codec.PARSE_COMPLETE)
+
+    def bind(self, payload: bytes) -> None:
+        msg = codec.decode_bind(payload)
+        prep = self.statements.get(msg.statement)
+        if prep is None:
+            raise error("26000", f'prepared statement "{msg.statement}" does not exist')
+        n = len(msg.params)
+        if n != prep.nparams:
+            raise error("08P01", f'bind message supplies {n} parameters, but prepared statement '
+                                 f'"{msg.statement}" requires {prep.nparams}')
+        fmts = msg.param_formats * n if len(msg.param_formats) == 1 else (msg.param_formats or [0] * n)
+        types = prep.param_types + [0] * (n - len(prep.param_types))
+        if any(f == 1 and types[i] in (0, 705) and msg.params[i] is not None for i, f in enumerate(fmts)):
+            inferred = self.describe_statement(prep)[0]
+            types = [t if t not in (0, 705) else inferred[i] for i, t in enumerate(types)]
+        if msg.portal and msg.portal in self.portals:
+            raise error("42P03", f'portal "{msg.portal}" already exists')
+        values = [Raw(v, types[i], fmts[i]) for i, v in enumerate(msg.params)]
+        self.portals[msg.portal] = Portal(prep, values, msg.result_formats, copy=is_stdio_copy(prep.query))
+        self.send(codec.BIND_COMPLETE)
+
+    def describe(self, payload: bytes) -> None:
+        kind, name = codec.decode_target(payload)
+        if kind == "S":
+            prep = self.statements.get(name)
+            if prep is None:
+                raise error("26000", f'prepared statement "{name}" does not exist')
+            oids, description = self.describe_statement(prep)
+            self.send(codec.parameter_description(oids))
+            self.send(description if description is not None else codec.NO_DATA)
+            return
+        portal = self.portals.get(name)
+        if portal is None:
+            self._describe_sql_cursor(name)
+            return
+        self._run_portal(portal, at_describe=True)
+        self.send(portal.rows.description if portal.rows is not None else codec.NO_DATA)
+
+    def execute_portal(self, payload: bytes) -> None:
+        name, max_rows = codec.decode_execute(payload)
+        portal = self.portals.get(name)
+        if portal is None:
+            raise error("34000", f'portal "{name}" does not exist')
+        if not portal.prep.query:
+            self.send(codec.EMPTY_QUERY)
+            return
+        if portal.copy:
+            if not portal.executed:
+                portal.executed = True
+                self.copy(portal.prep.query)
+            return
+        self._run_portal(portal, at_describe=False)
+        rows, tag = portal.rows, portal.tag
+        if rows is not None:
+            sent = rows.encode(max_rows, self.send)
+            if not rows.done:
+                portal.suspended = True
+                self.send(codec.PORTAL_SUSPENDED)
+                return
+            if portal.suspended and tag.startswith("SELECT"):
+                tag = f"SELECT {sent}"
+        self.send(codec.command_complete(tag))
+
+    def close(self, payload: bytes) -> None:
+        kind, name = codec.decode_target(payload)
+        if kind == "S":
+            self.statements.pop(name, None)
+        else:
+            self.portals.pop(name, None)
+        self.send(codec.CLOSE_COMPLETE)
+
+    def sync(self) -> None:
+        self.skipping = False
+        self.end_implicit(not self.batch_failed)
+        self.batch_failed = False
+        if self.session is not None and not self.s.in_transaction:
+            self.portals.clear()
+        self.emit_parameter_status()
+        self.ready()
+
+    def _more_before_sync(self, at_describe: bool) -> bool:
+        """Whether another statement may follow before the next Sync (so: an implicit transaction)."""
+        kinds = self.peek_kinds()
+        if at_describe and b"E" in kinds:
+            kinds = kinds[kinds.index(b"E") + 1 :]
+        for k in kinds:
+            if k == b"S":
+                return False
+            if k == b"E":
+                return True
+        return True
+
+    def _run_portal(self, portal: Portal, at_describe: bool) -> None:
+        if portal.executed or portal.copy or not portal.prep.query:
+            return
+        portal.executed = True
+        query = portal.prep.query
+        if self.begin_implicit(query, self._more_before_sync(at_describe)):
+            portal.tag = "BEGIN"
+            return
+        portal.rows, portal.tag = self.run_statement(query, Bound(portal.values, portal.prep.spans), portal.formats)
+
+    def describe_statement(self, prep: Prepared) -> tuple[list[int], bytes | None]:
+        if prep.described is None:
+            prep.described = self._describe_uncached(prep)
+        return prep.described
+
+    def _describe_uncached(self, prep: Prepared) -> tuple[list[int], bytes | None]:
+        declared = prep.param_types + [0] * (prep.nparams - len(prep.param_types))
+        fallback = [t if t not in (0, 705) else 25 for t in declared]
+        q = prep.query
+        if not q:
+            return fallback, None
+        kind = classify(q)
+        if kind in (Kind.PASSTHROUGH, Kind.TRANSACTION):
+            text = q
+            if has_temporal(q):
+                from heliosdb.temporal.rewrite import rewrite
+
+                try:
+                    text = rewrite(self.s, q)
+                except (errors.Error, psycopg.Error):
+                    return fallback, None
+            return self._prepare_on_storage(text, declared)
+        if head(q).startswith("SHOW") and not prep.spans:
+            rows = self.result_rows(self.execute(q), [])
+            return fallback, rows.description if rows is not None else None
+        return fallback, None
+
+    def _prepare_on_storage(self, text: str, types: list[int]) -> tuple[list[int], bytes | None]:
+        pg = self.s.conn.pgconn
+        self._quiet = True
+        try:
+            res = pg.prepare(b"", text.encode("utf-8"), types or None)
+            if res.status != pq.ExecStatus.COMMAND_OK:
+                raise pgresult_error(res)
+            d = pg.describe_prepared(b"")
+            if d.status != pq.ExecStatus.COMMAND_OK:
+                raise pgresult_error(d)
+        finally:
+            self._quiet = False
+        oids = [d.param_type(i) for i in range(d.nparams)]
+        return oids, codec.row_description(describe_fields(d)) if d.nfields else None
+
+    def _describe_sql_cursor(self, name: str) -> None:
+        """Describe of a portal we did not bind: a cursor DECLAREd in SQL (psycopg's server-side cursors)."""
+        res = self.s.conn.pgconn.describe_portal(name.encode("utf-8"))
+        if res.status != pq.ExecStatus.COMMAND_OK:
+            raise pgresult_error(res)
+        self.send(codec.row_description(describe_fields(res)) if res.nfields else codec.NO_DATA)

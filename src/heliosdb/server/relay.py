@@ -1,0 +1,86 @@
+"""Relay one simple Query straight to PostgreSQL on the session's storage socket.
+
+For a plain read outside a transaction (a statement Session.execute would hand
+to PostgreSQL unchanged, see Protocol.is_plain_read) the client's Query
+message goes to PostgreSQL as it is and PostgreSQL's answer, through
+ReadyForQuery, goes back to the client as it is: no PGresult is built and no
+message re-encoded, which is most of the cost of a short query in Python.
+
+libpq is idle between commands and reads its socket only when asked to, so a
+whole request/response cycle done beside it leaves it exactly as it was. The
+connection does not relay once the session may receive asynchronous messages
+between commands (LISTEN), and never over TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+from collections.abc import Callable
+
+_LEN = struct.Struct("!i")
+_READY = 0x5A  # 'Z'
+
+
+class RelayError(Exception):
+    """The storage connection broke or sent something unexpected."""
+
+
+def _wait(fd: int, events: int) -> None:
+    poller = select.poll()
+    poller.register(fd, events)
+    poller.poll()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            _wait(fd, select.POLLOUT)
+            continue
+        except OSError as exc:
+            raise RelayError(str(exc)) from None
+        view = view[n:]
+
+
+def relay_query(fd: int, payload: bytes, send: Callable[[bytes], None]) -> int:
+    """Send Query(payload) on `fd`, pass every answer message to `send`; the ReadyForQuery status byte."""
+    _write_all(fd, b"Q" + _LEN.pack(len(payload) + 4) + payload)
+    buf = b""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            _wait(fd, select.POLLIN)
+            continue
+        except OSError as exc:
+            raise RelayError(str(exc)) from None
+        if not data:
+            if buf:
+                send(buf) if _complete(buf) else None
+            raise RelayError("the storage server closed the connection")
+        buf = buf + data if buf else data
+        pos, n = 0, len(buf)
+        while n - pos >= 5:
+            end = pos + 1 + _LEN.unpack_from(buf, pos + 1)[0]
+            if end > n:
+                break
+            if buf[pos] == _READY:
+                if end != n:
+                    raise RelayError("unexpected data after ReadyForQuery")
+                send(buf)
+                return buf[pos + 5]
+            pos = end
+        if pos:
+            send(buf[:pos])
+            buf = buf[pos:]
+
+
+def _complete(buf: bytes) -> bool:
+    pos = 0
+    while len(buf) - pos >= 5:
+        pos += 1 + _LEN.unpack_from(buf, pos + 1)[0]
+    return pos == len(buf)
