@@ -408,13 +408,7 @@ SINGLE_CASES = {
     "unaligned-control-characters": (["-A"], "SELECT E'a\\tb' AS t, E'x\\x01y' AS ctl, '日本' AS cjk"),
 }
 # Byte differences from psql 15 (bugs), kept visible with a strict xfail.
-KNOWN_DIFFERENCES = {
-    "tuples-only-column-widths": "bug: with -t, column widths ignore the header widths (psql counts them)",
-    "tuples-only-command-tags": "bug: -t drops command tags (psql prints them; only -q drops them)",
-    "tabs": "bug: aligned output prints a tab as is; psql expands it to spaces (to the next multiple of 8)",
-    "control-characters": "bug: aligned output prints control characters raw; psql shows \\r, \\x01, ...",
-    "wide-characters": "bug: column widths count characters, psql counts display columns (CJK and emoji: 2)",
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 Outputs = dict[str, tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]]
 

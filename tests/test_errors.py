@@ -112,8 +112,8 @@ _CODES = (
     "42P01 42883 44000 53000 53300 54000 55000 55P03 57000 57014 57P01 57P03 58000 F0000 HV000 P0000 P0001 XX000 "
     "XX001"
 ).split()
-# SQLSTATE classes whose fallback category differs from psycopg's (errors.py says it maps them "as psycopg does").
-_DIFFERENT_CLASSES = {"26", "2B", "2F", "34", "38", "39", "3B", "57", "F0", "P0"}
+# SQLSTATE classes whose fallback category differs from psycopg's (none left).
+_DIFFERENT_CLASSES: set[str] = set()
 
 
 def _category(cls: type[BaseException], module: object) -> str:

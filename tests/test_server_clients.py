@@ -55,6 +55,13 @@ def test_psql_heliosdb_statements_and_describe_on_a_branch(server: ServerProcess
     assert "note" not in psql(server, dbname, "-c", r"\d accounts")
     out = psql(server, dbname, "-c", r"\dv", branch="dev")
     assert "accounts" in out
+    # over the Unix socket too (-k)
+    assert server.socket_dir is not None
+    env = dict(os.environ, PSQLRC="/dev/null")
+    out = subprocess.run([PSQL, "-X", "-At", "-h", server.socket_dir, "-p", str(server.port), "-U", "postgres",
+                          "-d", dbname, "-c", "SELECT count(*) FROM accounts"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "2", out.stderr
     # psql sends a multi-statement -c as one Query
     out = psql(server, dbname, "-c", "BEGIN; INSERT INTO accounts VALUES (3, 'cy', 1); COMMIT",
                "-c", "SELECT count(*) FROM accounts")

@@ -363,6 +363,36 @@ def test_client_that_vanishes_mid_transaction_is_rolled_back(server: ServerProce
         assert conn.execute("SELECT count(*) FROM v").fetchone() == (0,)
 
 
+def test_listen_notify_backend_pid_and_relayed_errors(server: ServerProcess, dbname: str) -> None:
+    with server.connect(dbname, autocommit=True) as a, server.connect(dbname, autocommit=True) as b:
+        assert a.execute("SELECT pg_backend_pid()").fetchone() == (a.info.backend_pid,)
+        a.execute("LISTEN chan")
+        threading.Timer(0.2, lambda: b.execute("NOTIFY chan, 'idle'")).start()
+        got = next(a.notifies(timeout=10))
+        assert (got.channel, got.payload, got.pid) == ("chan", "idle", b.info.backend_pid)
+        b.execute("NOTIFY chan, 'queued'")
+        assert a.execute("SELECT 1").fetchone() == (1,)
+        assert next(a.notifies(timeout=5)).payload == "queued"
+        with pytest.raises(psycopg.errors.DivisionByZero) as exc:
+            b.execute("SELECT 1/0")  # a plain read: relayed to PostgreSQL as it is
+        assert exc.value.diag.message_primary == "division by zero"
+        assert b.execute("SELECT count(*) FROM generate_series(1, 50000)").fetchone() == (50000,)
+        assert len(b.execute("SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g").fetchall()) == 20000
+
+
+def test_a_client_that_does_not_read_blocks_nobody(server: ServerProcess, dbname: str) -> None:
+    slow = RawClient(server.port)
+    slow.startup(database=dbname)
+    slow.send(b"Q", b"SELECT repeat('x', 1000) FROM generate_series(1, 200000)\0")  # ~200 MB, never read
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    with server.connect(dbname) as conn:
+        for _ in range(20):
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert time.monotonic() - t0 < 10
+    slow.close()
+
+
 # -- shutdown -----------------------------------------------------------------------------------------------------
 def test_sigterm_with_clients_connected(helios_data_dir: Path, dbname: str) -> None:
     srv = ServerProcess(helios_data_dir, "--shutdown-timeout", "5")

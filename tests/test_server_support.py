@@ -32,6 +32,7 @@ class ServerProcess:
 
     def __init__(self, data_dir: Path, *args: str) -> None:
         self.port = free_port()
+        self.socket_dir = args[args.index("-k") + 1] if "-k" in args else None
         self.log_path = Path(data_dir) / f"serve-{self.port}.log"
         env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.log = open(self.log_path, "w")
@@ -73,7 +74,7 @@ class ServerProcess:
 @pytest.fixture(scope="session")
 def server(helios_data_dir: Path) -> Iterator[ServerProcess]:
     """One endpoint (trust on loopback) for the whole test session."""
-    srv = ServerProcess(helios_data_dir)
+    srv = ServerProcess(helios_data_dir, "-k", str(helios_data_dir))
     yield srv
     srv.stop()
 

@@ -113,10 +113,6 @@ def test_begin_atomic_body_is_one_statement() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the END of a CASE inside a BEGIN ATOMIC body is taken as the body's END (psql counts CASE too)",
-)
 def test_begin_atomic_body_with_case_is_one_statement() -> None:
     text = (
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; END; "

@@ -68,7 +68,7 @@ class Runner:
             else:
                 text = output.aligned(table, self.args.tuples_only) + "\n"
             self.out.write(text)
-        elif result.status and not self.args.quiet and not self.args.tuples_only:
+        elif result.status and not self.args.quiet:
             self.out.write(result.status + "\n")
         self.out.flush()
 

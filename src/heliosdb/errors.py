@@ -232,25 +232,37 @@ class MainBranchProtected(HeliosError, code="HD008"):
     """The main branch cannot be dropped."""
 
 
-# SQLSTATE classes without a class of their own above, mapped to PEP 249 categories as psycopg does.
-for _cls, _base in {
-    "01": Warning, "02": DatabaseError, "09": DatabaseError, "0B": DatabaseError, "0F": DatabaseError,
-    "0L": DatabaseError, "0P": DatabaseError, "0Z": DatabaseError, "20": ProgrammingError,
-    "21": ProgrammingError, "24": InternalError, "26": InternalError, "27": OperationalError,
-    "2D": InternalError, "2F": InternalError, "34": OperationalError, "38": InternalError,
-    "39": InternalError, "3B": InternalError, "3D": ProgrammingError, "3F": ProgrammingError,
-    "44": ProgrammingError, "53": OperationalError, "54": OperationalError, "58": OperationalError,
-    "F0": InternalError, "HV": OperationalError, "P0": InternalError,
-}.items():
-    if _cls + "000" not in _by_code and issubclass(_base, Error):
-        _by_code[_cls + "000"] = type(f"Class{_cls}", (_base,), {"sqlstate": _cls + "000"})
+_CATEGORIES = ("InterfaceError", "DataError", "OperationalError", "IntegrityError", "InternalError",
+               "ProgrammingError", "NotSupportedError")
 
 
 def lookup(code: str) -> type[Error]:
-    """The class for a SQLSTATE, else for its class, else DatabaseError."""
+    """The class for a SQLSTATE: our own, else one in psycopg's PEP 249 category, else by SQLSTATE class."""
     if code in _by_code:
         return _by_code[code]
-    return _by_code.get(code[:2] + "000", DatabaseError)
+    klass = code[:2] + "000"
+    if klass in _by_code:
+        return _by_code[klass]
+    category = _psycopg_category(code) or _psycopg_category(klass)
+    if category is None:
+        return DatabaseError
+    # a class for the whole SQLSTATE class, in the category psycopg gives it
+    cls = type(f"Class{code[:2]}", (category,), {"sqlstate": klass})
+    _by_code[klass] = cls
+    return cls
+
+
+def _psycopg_category(code: str) -> type[Error] | None:
+    import psycopg
+
+    try:
+        pe = psycopg.errors.lookup(code)
+    except KeyError:
+        return None
+    for name in _CATEGORIES:
+        if issubclass(pe, getattr(psycopg, name)):
+            return globals()[name]  # type: ignore[no-any-return]
+    return DatabaseError
 
 
 def from_psycopg(exc: Exception) -> Error:

@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 
 from heliosdb.errors import UndefinedBranch
-from heliosdb.sql.lsn import MAX_LSN
+
+MAX_LSN = 2**63 - 1  # "no end": the valid_to of a current schema version, the upto of a branch's head
 
 
 @dataclass(frozen=True)

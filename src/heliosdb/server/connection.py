@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import select
 import socket
 import time
 from typing import TYPE_CHECKING
@@ -81,7 +82,8 @@ class ClientConnection(ExtendedProtocol):
         self.framer = codec.Framer(server.max_message)
         self._out: list[bytes] = []
         self._out_size = 0
-        self.pid = server.new_pid()
+        self.conn_id = server.new_id()
+        self.pid = 0  # BackendKeyData: the pid of the session's storage backend (pg_backend_pid())
         self.secret = secrets.randbits(31)
         self.waiting = False
         self.at_rfq = True
@@ -131,6 +133,8 @@ class ClientConnection(ExtendedProtocol):
         try:
             if self.server.stopping and not self.busy and self.at_rfq:
                 return b""
+            if self.listening and self.session is not None:
+                self._wait_listening()
             return self.sock.recv(65536)
         except TimeoutError:
             raise
@@ -138,6 +142,22 @@ class ClientConnection(ExtendedProtocol):
             raise ClientGone(f"receive failed: {exc}") from None
         finally:
             self.waiting = False
+
+    def _wait_listening(self) -> None:
+        """Idle after LISTEN: pass notifications on as they come, until the client sends something."""
+        assert self.session is not None
+        pg = self.session.conn.pgconn
+        me = self.sock.fileno()
+        poller = select.poll()
+        poller.register(me, select.POLLIN)
+        poller.register(pg.socket, select.POLLIN)
+        while not any(fd == me for fd, _ in poller.poll()):
+            try:
+                pg.consume_input()
+            except psycopg.OperationalError:
+                raise Fatal("08006", "the connection to the storage server was lost") from None
+            self.drain_notifies()
+            self.flush()
 
     def next_message(self) -> tuple[bytes, bytes] | None:
         while True:
@@ -239,7 +259,9 @@ class ClientConnection(ExtendedProtocol):
             return
         try:
             if kind == b"Q":
-                self.simple_query(codec.decode_query(payload))
+                text = codec.decode_query(payload)
+                if not self.relay_simple(text, payload):
+                    self.simple_query(text)
                 self.at_rfq = True
             elif kind == b"P":
                 self.parse(payload)
@@ -336,6 +358,8 @@ class ClientConnection(ExtendedProtocol):
                 err = errors.from_psycopg(exc)
                 raise Fatal(err.sqlstate or "22023", err.message) from None
         self.emit_parameter_status()
+        self.pid = session.conn.pgconn.backend_pid
+        self.server.set_key(self)
         self.send(codec.backend_key_data(self.pid, self.secret))
         self.ready()
         return True

@@ -51,33 +51,41 @@ class Server:
         self.max_message = max_message
         self.auth_timeout = auth_timeout
         self.stopping = False
-        self.connections: dict[int, ClientConnection] = {}
+        self.connections: dict[int, ClientConnection] = {}  # by connection number
+        self.by_pid: dict[int, ClientConnection] = {}  # by BackendKeyData pid
         self.threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._admin_lock = threading.Lock()
         self._admin: psycopg.Connection[Any] | None = None
-        self._pids = itertools.count(secrets.randbelow(1 << 20) + 1000)
+        self._ids = itertools.count(1)
 
     # -- connections --------------------------------------------------------------------------------
-    def new_pid(self) -> int:
-        return next(self._pids) & 0x7FFFFFFF
+    def new_id(self) -> int:
+        return next(self._ids)
 
     def register(self, conn: ClientConnection) -> bool:
         with self._lock:
             if len(self.connections) >= self.max_connections:
                 return False
-            self.connections[conn.pid] = conn
+            self.connections[conn.conn_id] = conn
             return True
+
+    def set_key(self, conn: ClientConnection) -> None:
+        """The connection's BackendKeyData pid (its storage backend's pid) for CancelRequests."""
+        with self._lock:
+            self.by_pid[conn.pid] = conn
 
     def unregister(self, conn: ClientConnection) -> None:
         with self._lock:
-            if self.connections.get(conn.pid) is conn:
-                del self.connections[conn.pid]
+            if self.connections.get(conn.conn_id) is conn:
+                del self.connections[conn.conn_id]
+            if self.by_pid.get(conn.pid) is conn:
+                del self.by_pid[conn.pid]
 
     def cancel(self, pid: int, secret: int) -> None:
         """A CancelRequest: cancel what that connection's session is running (nothing else)."""
         with self._lock:
-            conn = self.connections.get(pid)
+            conn = self.by_pid.get(pid)
         if conn is None or not secrets.compare_digest(conn.secret.to_bytes(4, "big"),
                                                       (secret & 0xFFFFFFFF).to_bytes(4, "big")):
             log.info("cancel request for unknown pid %d ignored", pid)
@@ -92,7 +100,7 @@ class Server:
 
     def start(self, sock: socket.socket, addr: Any) -> None:
         conn = ClientConnection(self, sock, addr)
-        t = threading.Thread(target=self._run, args=(conn,), name=f"heliosdb-conn-{conn.pid}", daemon=True)
+        t = threading.Thread(target=self._run, args=(conn,), name=f"heliosdb-conn-{conn.conn_id}", daemon=True)
         with self._lock:
             self.threads.add(t)
         t.start()

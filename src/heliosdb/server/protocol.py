@@ -22,6 +22,7 @@ from psycopg import pq
 from heliosdb import errors
 from heliosdb.server import codec
 from heliosdb.server.params import Raw, substitute, to_psycopg
+from heliosdb.server.relay import RelayError, relay_query
 from heliosdb.server.values import Encoder, Rows, from_pgresult, from_python
 from heliosdb.session import Result, Session, is_write
 from heliosdb.sql.classify import Kind, classify, head
@@ -135,6 +136,8 @@ class Protocol:
         self.reported: dict[str, str] = {}
         self._raw_status: dict[bytes, bytes] = {}
         self._status_dirty = True  # a statement may have changed a reported setting or the branch
+        self._no_relay = False
+        self.listening = False  # after LISTEN: notifications may arrive between commands
         self._notices: list[dict[str, Any]] = []
         self._notifies: list[psycopg.Notify] = []
         self._quiet = False
@@ -203,11 +206,20 @@ class Protocol:
             self.reported["heliosdb.branch"] = branch
             self.send(codec.parameter_status("heliosdb.branch", branch))
 
-    def ready(self) -> None:
+    def drain_notifies(self) -> None:
+        """Forward the notifications libpq has queued (and those psycopg handed us)."""
         if self._notifies:
             for n in self._notifies:
                 self.send(codec.notification(n.pid, n.channel, n.payload))
             self._notifies.clear()
+        if self.listening and self.session is not None:
+            pg = self.session.conn.pgconn
+            while (note := pg.notifies()) is not None:
+                self.send(codec.notification(note.be_pid, note.relname.decode("utf-8", "replace"),
+                                             note.extra.decode("utf-8", "replace")))
+
+    def ready(self) -> None:
+        self.drain_notifies()
         self.send(self.ready_message())
 
     def send_error(self, exc: errors.Error, offset: int = 0) -> None:
@@ -219,6 +231,8 @@ class Protocol:
     def execute(self, stmt: str, params: Any = None) -> Result:
         self.busy = True
         self._status_dirty = True
+        if not self.listening and head(stmt).startswith("LISTEN"):
+            self.listening = True
         try:
             return self.s.execute(stmt, params)
         except errors.Error:
@@ -281,6 +295,32 @@ class Protocol:
             self.send_error(exc)
 
     # -- simple query -------------------------------------------------------------------------------
+    def relay_simple(self, text: str, payload: bytes) -> bool:
+        """A one-statement plain read outside a transaction: relayed to PostgreSQL as it is (see relay.py)."""
+        if self._no_relay or self.listening or self.implicit or self.session is None:
+            return False
+        pg = self.s.conn.pgconn
+        if pg.transaction_status != pq.TransactionStatus.IDLE:
+            return False
+        stmts = split_with_offsets(text)
+        if len(stmts) != 1 or not self.is_plain_read(stmts[0][0]) or "set_config" in text.lower():
+            return False
+        if pg.ssl_in_use:
+            self._no_relay = True
+            return False
+        self.portals.pop("", None)
+        self.busy = True
+        try:
+            status = relay_query(pg.socket, payload, self.send)
+        except RelayError as exc:
+            raise Fatal("08006", f"the connection to the storage server was lost: {exc}") from None
+        finally:
+            self.busy = False
+            self.statements_run += 1
+        if status != 0x49:  # 'I': a plain read cannot have opened a transaction
+            raise Fatal("XX000", "the storage connection left its idle state during a relayed read")
+        return True
+
     def simple_query(self, text: str) -> None:
         self.portals.pop("", None)
         stmts = split_with_offsets(text)

@@ -11,6 +11,7 @@ import datetime
 import decimal
 import io
 import json
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,14 +75,33 @@ def table_from(description: Sequence[Any], rows: list[tuple[Any, ...]]) -> Table
 
 
 def _width(s: str) -> int:
-    return len(s)
+    """Display columns, as psql counts them (East Asian wide characters take two)."""
+    if s.isascii():
+        return len(s)
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+def _display(line: str) -> str:
+    """Tabs expanded to 8 columns and control characters escaped, as psql shows them."""
+    if "\t" in line:
+        line = line.expandtabs(8)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in line):
+        line = "".join(("\\r" if ch == "\r" else f"\\x{ord(ch):02x}") if ord(ch) < 32 or ord(ch) == 127 else ch
+                       for ch in line)
+    return line
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - _width(text))
+    return fill + text if right else text + fill
 
 
 def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
     """psql's aligned format, byte for byte (multi-line values continue with '+')."""
-    cells = [[(cell(v) if v is not None else null).split("\n") for v in row] for row in t.rows]
+    cells = [[[_display(x) for x in (cell(v) if v is not None else null).split("\n")] for v in row]
+             for row in t.rows]
     ncol = len(t.headers)
-    widths = [_width(h) for h in t.headers] if not tuples_only else [0] * ncol
+    widths = [_width(h) for h in t.headers]
     for row in cells:
         for i, lines in enumerate(row):
             for line in lines:
@@ -104,9 +124,9 @@ def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
                 more = k < len(lines) - 1
                 last = i == ncol - 1
                 if t.numeric[i] and text:
-                    text = text.rjust(widths[i])
+                    text = _pad(text, widths[i], True)
                 elif not last:
-                    text = text.ljust(widths[i])
+                    text = _pad(text, widths[i], False)
                 parts.append(" " + text + ("+" if more else ("" if last else " ")))
             out.write("|".join(parts) + "\n")
     if not tuples_only:

@@ -7,7 +7,7 @@ import re
 from heliosdb.errors import InvalidTemporalPoint
 
 _LSN = re.compile(r"^\s*([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})\s*$")
-MAX_LSN = 2**63 - 1
+from heliosdb.catalog.model import MAX_LSN  # noqa: E402,F401 - re-exported
 
 
 def format_lsn(value: int) -> str:

@@ -7,6 +7,7 @@ import re
 _DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
 _ATOMIC = re.compile(r"BEGIN\s+ATOMIC\b", re.IGNORECASE)
 _END = re.compile(r"END\b", re.IGNORECASE)
+_CASE = re.compile(r"CASE\b", re.IGNORECASE)
 
 
 class Scanner:
@@ -23,6 +24,7 @@ class Scanner:
         state = ""  # '', "'", "E'", '"', '--', '/*', or a dollar tag
         comment_depth = 0
         atomic = 0
+        cases = 0
         while i < n:
             c = text[i]
             if state == "":
@@ -47,9 +49,16 @@ class Scanner:
                     atomic += 1
                     i = _ATOMIC.match(text, i).end()  # type: ignore[union-attr]
                     continue
+                elif atomic and c in "cC" and _CASE.match(text, i) and (i == 0 or not text[i - 1].isalnum()):
+                    cases += 1
+                    i += 4
+                    continue
                 elif atomic and c in "eE" and _END.match(text, i) and (i == 0 or not text[i - 1].isalnum()):
-                    depth -= 1
-                    atomic -= 1
+                    if cases:
+                        cases -= 1  # the END of a CASE inside the body
+                    else:
+                        depth -= 1
+                        atomic -= 1
                     i += 3
                     continue
                 elif c == "(":
