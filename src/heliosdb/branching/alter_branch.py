@@ -16,7 +16,7 @@ from psycopg import sql
 from heliosdb import errors
 from heliosdb.branching import layout
 from heliosdb.catalog.model import Constraint, TableInfo, TableVersion, chain, phys_names, save_version
-from heliosdb.sql.names import Name, is_word, read_name, skip_words
+from heliosdb.sql.names import Name, is_word, matching_paren, read_name, skip_words
 
 if TYPE_CHECKING:
     from heliosdb.session import Session
@@ -210,13 +210,7 @@ def index_on_branch(
     paren = next((p for p in range(j, len(toks)) if toks[p].text == "("), None)
     if paren is None:
         raise errors.SyntaxError("syntax error: expected a column list")
-    depth, e = 0, paren
-    while e < len(toks):
-        depth += toks[e].text == "("
-        depth -= toks[e].text == ")"
-        if depth == 0:
-            break
-        e += 1
+    e = matching_paren(toks, paren)
     body = text[toks[paren].start + 1 : toks[e].start]
     if unique:
         cols = [c.strip().strip('"') if c.strip().startswith('"') else c.strip().lower() for c in body.split(",")]

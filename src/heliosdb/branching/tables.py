@@ -27,7 +27,17 @@ from heliosdb.catalog.model import (
     visible_tables,
 )
 from heliosdb.sql.classify import Kind
-from heliosdb.sql.names import Name, is_word, quote_ident, read_name, replace, skip_words, tokenize
+from heliosdb.sql.names import (
+    Name,
+    is_word,
+    matching_paren,
+    quote_ident,
+    read_name,
+    read_names,
+    replace,
+    skip_words,
+    tokenize,
+)
 
 if TYPE_CHECKING:
     from heliosdb.session import Result, Session
@@ -175,14 +185,7 @@ def _register_column(conn: psycopg.Connection[Any], tid: int, phys: str, typ: st
 def _drop_table(session: Session, text: str) -> Result:
     toks = tokenize(text)
     if_exists, i = skip_words(toks, 2, "IF", "EXISTS")
-    names: list[Name] = []
-    while i < len(toks):
-        name, i = read_name(toks, i)
-        names.append(name)
-        if i < len(toks) and toks[i].text == ",":
-            i += 1
-            continue
-        break
+    names, i = read_names(toks, i)
     cascade = is_word(toks[i] if i < len(toks) else None, "CASCADE")
     if not all(_own(session, n) for n in names) or all(
             _find(session, n.name) is None and _other_relation(session, n) for n in names):
@@ -464,14 +467,7 @@ def _truncate(session: Session, text: str) -> Result:
     toks = tokenize(text)
     _, i = skip_words(toks, 1, "TABLE")
     _, i = skip_words(toks, i, "ONLY")
-    names: list[Name] = []
-    while i < len(toks):
-        n, i = read_name(toks, i)
-        names.append(n)
-        if i < len(toks) and toks[i].text == ",":
-            i += 1
-            continue
-        break
+    names, i = read_names(toks, i)
     tail = text[toks[i].start :] if i < len(toks) else ""
     if not all(_own(session, n) for n in names):
         return _passthrough(session, text)
@@ -507,13 +503,7 @@ def copy_statement(session: Session, text: str) -> str:
     version, info = hit
     cols = ""
     if i < len(toks) and toks[i].text == "(":
-        depth, j = 0, i
-        while j < len(toks):
-            depth += toks[j].text == "("
-            depth -= toks[j].text == ")"
-            if depth == 0:
-                break
-            j += 1
+        j = matching_paren(toks, i)
         cols = text[toks[i].start : toks[j].end + 1]
         i = j + 1
     direction = toks[i].text.upper() if i < len(toks) else ""

@@ -196,10 +196,10 @@ CREATE VIEW heliosdb.nodes AS SELECT id, kind, is_local FROM heliosdb._nodes;
 
 CREATE INDEX ON heliosdb._commits (branch_id, scn);
 
--- The last commit at or before `ts` in branch b's history (its own commits,
--- then its ancestors' up to the fork points). On a branch, commit time, SCN
--- and LSN grow together, so each level costs two index probes: O(log n).
-CREATE FUNCTION heliosdb._lsn_at(b integer, ts timestamptz) RETURNS bigint
+-- The last commit at or before `ts` (or, with ts NULL, at or before SCN `s`) in branch b's
+-- history: its own commits, then its ancestors' up to the fork points. On a branch, commit
+-- time, SCN and LSN grow together, so each level costs two index probes: O(log n).
+CREATE FUNCTION heliosdb._resolve_at(b integer, ts timestamptz, s bigint) RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     cur integer := b;
@@ -210,8 +210,13 @@ DECLARE
 BEGIN
     SELECT coalesce(heliosdb.held_lsn(id), head_lsn) INTO upto FROM heliosdb._branches WHERE id = b;
     LOOP
-        SELECT lsn INTO r FROM heliosdb._commits
-        WHERE branch_id = cur AND committed_at <= ts ORDER BY committed_at DESC LIMIT 1;
+        IF ts IS NOT NULL THEN
+            SELECT lsn INTO r FROM heliosdb._commits
+            WHERE branch_id = cur AND committed_at <= ts ORDER BY committed_at DESC LIMIT 1;
+        ELSE
+            SELECT lsn INTO r FROM heliosdb._commits
+            WHERE branch_id = cur AND scn <= s ORDER BY scn DESC LIMIT 1;
+        END IF;
         IF r IS NOT NULL AND r > upto THEN
             SELECT lsn INTO r FROM heliosdb._commits WHERE branch_id = cur AND lsn <= upto ORDER BY lsn DESC LIMIT 1;
         END IF;
@@ -226,33 +231,11 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- The same for an SCN: the commit with that SCN, else the last one before it.
+CREATE FUNCTION heliosdb._lsn_at(b integer, ts timestamptz) RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT heliosdb._resolve_at(b, ts, NULL) $$;
+
 CREATE FUNCTION heliosdb._lsn_at_scn(b integer, s bigint) RETURNS bigint
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    cur integer := b;
-    upto bigint;
-    r bigint;
-    par integer;
-    fork bigint;
-BEGIN
-    SELECT coalesce(heliosdb.held_lsn(id), head_lsn) INTO upto FROM heliosdb._branches WHERE id = b;
-    LOOP
-        SELECT lsn INTO r FROM heliosdb._commits
-        WHERE branch_id = cur AND scn <= s ORDER BY scn DESC LIMIT 1;
-        IF r IS NOT NULL AND r > upto THEN
-            SELECT lsn INTO r FROM heliosdb._commits WHERE branch_id = cur AND lsn <= upto ORDER BY lsn DESC LIMIT 1;
-        END IF;
-        IF r IS NOT NULL THEN
-            RETURN r;
-        END IF;
-        SELECT parent_id, fork_lsn INTO par, fork FROM heliosdb._branches WHERE id = cur;
-        EXIT WHEN par IS NULL;
-        upto := least(upto, fork);
-        cur := par;
-    END LOOP;
-    RETURN NULL;
-END $$;
+LANGUAGE sql STABLE AS $$ SELECT heliosdb._resolve_at(b, NULL, s) $$;
 
 CREATE FUNCTION heliosdb._current_branch_id() RETURNS integer
 LANGUAGE sql STABLE AS $$

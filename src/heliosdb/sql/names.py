@@ -53,6 +53,31 @@ def read_name(tokens: list[Token], i: int) -> tuple[Name, int]:
     return Name(None, _ident(first), first.start, first.end + 1), i + 1
 
 
+def read_names(tokens: list[Token], i: int) -> tuple[list[Name], int]:
+    """A comma-separated list of names starting at token i."""
+    names: list[Name] = []
+    while i < len(tokens):
+        name, i = read_name(tokens, i)
+        names.append(name)
+        if i < len(tokens) and tokens[i].text == ",":
+            i += 1
+            continue
+        break
+    return names, i
+
+
+def matching_paren(tokens: list[Token], i: int) -> int:
+    """The index of the ')' that closes the '(' at token i (or the last token)."""
+    depth = 0
+    while i < len(tokens):
+        depth += tokens[i].text == "("
+        depth -= tokens[i].text == ")"
+        if depth == 0:
+            return i
+        i += 1
+    return len(tokens) - 1
+
+
 def skip_words(tokens: list[Token], i: int, *words: str) -> tuple[bool, int]:
     """Advance past `words` if they come next."""
     for k, w in enumerate(words):
