@@ -446,3 +446,17 @@ def test_pgbench_style_initialisation_and_maintenance(conn: heliosdb.Connection,
     assert sqlstate(pb, "INSERT INTO acc_a VALUES (7, 0, '')") == "23505"
     assert rows(pb, "SELECT abalance FROM acc_a WHERE aid = 7") == [(5,)]
     assert rows(conn, "SELECT abalance FROM acc_a WHERE aid = 7") == [(0,)]
+
+
+def test_copy_freeze_in_a_transaction_and_discard_all_keeps_the_branch(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE f1 (id int, v text)", "BEGIN", "TRUNCATE f1")
+    with conn.session.copy("COPY f1 FROM STDIN WITH (FREEZE ON)") as (cp, _):
+        cp.write("1\tx\n")
+    run(conn, "COMMIT")
+    assert rows(conn, "SELECT * FROM f1") == [(1, "x")]
+    run(conn, "CREATE DATABASE BRANCH keep", "USE BRANCH keep", "DISCARD ALL")
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("keep",)]
+    run(conn, "INSERT INTO f1 VALUES (2, 'branch only')")
+    other = connect()
+    assert rows(other, "SELECT count(*) FROM f1") == [(1,)]
+    assert sqlstate(other, "DROP DATABASE BRANCH keep") == "HD003"  # still in use after DISCARD ALL

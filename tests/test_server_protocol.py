@@ -222,6 +222,9 @@ def test_extended_protocol(server: ServerProcess, dbname: str) -> None:
     msgs = c.until_ready()
     assert errors_in(msgs)[0]["C"] == "23505" and msgs[-1] == (b"Z", b"I")
     assert data_rows(c.query("SELECT count(*) FROM t")) == [["0"]]
+    # SQL DEALLOCATE reaches protocol-level statements (older libpq clients close them that way)
+    assert c.query("DEALLOCATE ins")[0] == (b"C", b"DEALLOCATE\0")
+    assert errors_in(c.query("DEALLOCATE ins"))[0]["C"] == "26000"
     c.close()
 
 

@@ -261,3 +261,24 @@ def test_errors_show_sqlstate_hint_and_caret(shell: tuple[Shell, object, object]
     assert not sh.run_sql("USE BRANCH nowhere")
     assert take(err) == ('ERROR:  HD001: branch "nowhere" does not exist\n'
                          "HINT:  SHOW BRANCHES lists the branches of this database.\n")
+
+
+def test_prompt_follows_the_session(shell: tuple[Shell, object, object]) -> None:
+    from heliosdb.shell.prompt import state_of, text
+
+    sh, out, err = shell
+    s = sh.session
+    db = s.database
+    assert text(state_of(s)) == f"{db}[main]=> "
+    assert text(state_of(s), continuation=True) == f"{db}[main]-> "
+    assert text(state_of(s, multi_node=True)) == f"{db}[main]@node-1=> "
+    sh.run_sql("BEGIN")
+    assert text(state_of(s)) == f"{db}[main]*=> "
+    sh.run_sql("SELECT 1/0")
+    assert text(state_of(s)) == f"{db}[main]!=> "
+    sh.run_sql("ROLLBACK")
+    sh.run_sql("SET AS OF LSN 0/2")
+    assert text(state_of(s)) == f"{db}[main@LSN:0/2]=> "
+    sh.run_sql("SET AS OF NOW")
+    sh.run_meta("\\use fix")
+    assert text(state_of(s)) == f"{db}[fix]=> "

@@ -76,6 +76,7 @@ class Result:
 
 
 _WRITE_HEADS = ("INSERT", "UPDATE", "DELETE", "MERGE")
+_RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path|heliosdb\.branch))\b", re.IGNORECASE)
 _WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
 
@@ -281,6 +282,14 @@ class Session:
         return cur
 
     def _passthrough(self, stmt: str, params: Any) -> Result:
+        result = self._run_passthrough(stmt, params)
+        if _RESETS.match(stmt):
+            # DISCARD ALL / RESET ALL drop search_path and advisory locks: put the branch back
+            self._locked_branch = None
+            self._bind(self._session_branch, local=False)
+        return result
+
+    def _run_passthrough(self, stmt: str, params: Any) -> Result:
         cur = self.result_cursor()
         if self.branch.parent_id is not None and is_write(stmt):
             # Views of inherited tables have no EvalPlanQual: take the branch's write
@@ -336,7 +345,10 @@ class Session:
 
         direction = "out" if "STDOUT" in stmt.upper().split() else "in"
         try:
-            with self.conn.transaction() if direction == "in" else contextlib.nullcontext():
+            # a savepoint only when we own the transaction: COPY FREEZE needs the table truncated or
+            # created in the current subtransaction, and a failed COPY must fail the user's transaction
+            atomic = direction == "in" and not self.in_transaction
+            with self.conn.transaction() if atomic else contextlib.nullcontext():
                 rewritten = copy_statement(self, stmt)
                 cur = self.conn.cursor()
                 with cur.copy(rewritten) as cp:  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ storage connection) for parameter and column types.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import psycopg
@@ -23,6 +24,8 @@ from heliosdb.server.values import Rows, describe_fields
 from heliosdb.sql.classify import Kind, classify, head
 from heliosdb.sql.split import split_statements
 from heliosdb.sql.temporal import has_temporal
+
+_DEALLOCATE = re.compile(r'\s*DEALLOCATE\s+(?:PREPARE\s+)?(?:"((?:[^"]|"")+)"|(\w+))\s*;?\s*$', re.IGNORECASE)
 
 
 @dataclass
@@ -53,6 +56,23 @@ class ExtendedProtocol(Protocol):
         super().__init__()
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
+
+    def local_command(self, stmt: str) -> str | None:
+        """SQL DEALLOCATE of a protocol-level statement; DISCARD ALL also drops ours (and goes on)."""
+        h = head(stmt)
+        if h.startswith("DEALLOCATE"):
+            m = _DEALLOCATE.match(stmt)
+            if m:
+                name = m.group(1) or m.group(2).lower()
+                if m.group(2) and m.group(2).upper() == "ALL":
+                    self.statements.clear()
+                elif name in self.statements:
+                    del self.statements[name]
+                    return "DEALLOCATE"
+        elif h.startswith("DISCARD ALL"):
+            self.statements.clear()
+            self.portals.clear()
+        return None
 
     def parse(self, payload: bytes) -> None:
         msg = codec.decode_parse(payload)

@@ -393,6 +393,9 @@ class Protocol:
             self.busy = True
     def run_statement(self, stmt: str, bound: Bound | None, formats: list[int]) -> tuple[Rows | None, str]:
         """Run one statement (with bound parameters); its rows and command tag."""
+        tag = self.local_command(stmt)
+        if tag is not None:
+            return None, tag
         if self.is_plain_read(stmt):
             rows, tag = self._plain_read(stmt, bound, formats)
         else:
@@ -402,6 +405,10 @@ class Protocol:
             tag = result.status or _default_tag(rows)
         self.emit_notices()
         return rows, tag
+
+    def local_command(self, stmt: str) -> str | None:
+        """A statement about the protocol's own objects, answered here (its command tag), else None."""
+        return None
 
     def is_plain_read(self, stmt: str) -> bool:
         """A read that Session.execute would hand to PostgreSQL unchanged (no HeliosDB syntax, no context)."""

@@ -295,7 +295,8 @@ class Shell:
     def _execute(self, stmt: str) -> tuple[Result, list[tuple[Any, ...]] | None]:
         def work() -> tuple[Result, list[tuple[Any, ...]] | None]:
             r = self.session.execute(stmt)
-            return r, (r.fetchall() if r.description is not None else None)
+            fetch = r.description is not None and (self.boxed or not self._as_cli())
+            return r, (r.fetchall() if fetch else None)
 
         if not self.threaded:
             return work()
@@ -329,8 +330,21 @@ class Shell:
             raise box["error"]
         return box["ok"]  # type: ignore[no-any-return]
 
+    def _as_cli(self) -> bool:
+        """Whether results print exactly as `heliosdb -c` prints them (non-interactive, no \\pset changes)."""
+        st, initial = self.ctx.settings, settings_from(self.runner.args)
+        return not self.boxed and (st.format, st.tuples_only, st.quiet) == (
+            initial.format, initial.tuples_only, initial.quiet)
+
     def _print_result(self, result: Result, rows: list[tuple[Any, ...]] | None) -> None:
         st = self.ctx.settings
+        if self._as_cli():  # the very code -c and -f print with: byte-identical by construction
+            saved, self.runner.out = self.runner.out, self.stdout
+            try:
+                self.runner.print_result(result)
+            finally:
+                self.runner.out = saved
+            return
         for notice in result.notices:
             self.write_err(notice + "\n")
         if result.description is not None:
@@ -341,7 +355,7 @@ class Shell:
                 self.write(render.render(headers, rows, self._opts(), types=types))
             else:
                 self.write(self._plain(headers, rows, types))
-        elif result.status and not st.quiet and not st.tuples_only:
+        elif result.status and not st.quiet:
             self.write(result.status + "\n")
 
     def _plain(self, headers: list[str], rows: list[tuple[Any, ...]], types: list[int | None]) -> str:
@@ -354,8 +368,7 @@ class Shell:
             return output.unaligned(table, st.tuples_only)
         if st.format == "json":
             return render.as_json(headers, rows, [t in (114, 3802) for t in types])
-        text = output.aligned(table, st.tuples_only)
-        return text if st.tuples_only else text + "\n"
+        return output.aligned(table, st.tuples_only) + "\n"
 
     def _copy(self, stmt: str, data: Iterator[str] | None) -> None:
         with self.session.copy(stmt) as (copy, direction):

@@ -6,6 +6,7 @@ using heliosdb.shell.output, which is byte-compatible with psql.
 
 from __future__ import annotations
 
+import datetime
 import decimal
 import io
 import json
@@ -48,7 +49,35 @@ def array_literal(values: list[Any]) -> str:
     return "{" + ",".join(_array_item(v) for v in values) + "}"
 
 
+_OFFSETS: dict[datetime.timedelta | None, str] = {}
+
+
+def _offset(off: datetime.timedelta | None) -> str:
+    """A UTC offset as PostgreSQL prints it: +00, +05:30, -08."""
+    text = _OFFSETS.get(off)
+    if text is None:
+        secs = int(off.total_seconds()) if off is not None else 0
+        sign, secs = ("-", -secs) if secs < 0 else ("+", secs)
+        h, m = divmod(secs // 60, 60)
+        text = _OFFSETS[off] = f"{sign}{h:02d}" + (f":{m:02d}" if m else "")
+    return text
+
+
+def _datetime(v: datetime.datetime) -> str:
+    if v.tzinfo is None:
+        return v.isoformat(sep=" ")
+    return v.replace(tzinfo=None).isoformat(sep=" ") + _offset(v.utcoffset())
+
+
+_FAST: dict[type, Any] = {str: str, int: str, decimal.Decimal: str, bool: lambda v: "t" if v else "f",
+                          datetime.datetime: _datetime}
+
+
 def cell_text(value: Any, json_type: bool = False) -> str:
+    """A value as PostgreSQL prints it (heliosdb.shell.output.cell, with fast paths for common types)."""
+    fast = _FAST.get(type(value))
+    if fast is not None:
+        return fast(value)  # type: ignore[no-any-return]
     if isinstance(value, list) and not json_type:
         return array_literal(value)
     return output.cell(value)
@@ -199,17 +228,24 @@ def box(headers: list[str], cells: list[list[str | None]], numeric: list[bool], 
         return "" if opts.tuples_only else "┌┐\n└┘\n"
     widths = [0 if opts.tuples_only else _width(h) for h in headers]
     multiline = False
-    for row in cells:
-        for i, v in enumerate(row):
-            if v is None:
-                w = _width(opts.null)
-            elif "\n" in v:
-                multiline = True
-                w = max(_width(x) for x in v.split("\n"))
-            else:
-                w = _width(v)
-            if w > widths[i]:
-                widths[i] = w
+    cols = [list(c) for c in zip(*cells, strict=True)] if cells else [[] for _ in headers]
+    ascii_cols = []
+    nullw = _width(opts.null)
+    for i, col in enumerate(cols):  # column by column: one pass of C-level builtins per column
+        values = [v for v in col if v is not None]
+        joined = "".join(values)
+        is_ascii = joined.isascii()
+        ascii_cols.append(is_ascii)
+        if "\n" in joined:
+            multiline = True
+            w = max((_width(x) for v in values for x in v.split("\n")), default=0)
+        elif is_ascii:
+            w = max(map(len, values), default=0)
+        else:
+            w = max(map(_width, values), default=0)
+        if len(values) < len(col):
+            w = max(w, nullw)
+        widths[i] = max(widths[i], w)
     if opts.width and sum(widths) + 3 * ncol + 1 > opts.width and opts.expanded != "auto":
         fitted = _fit(widths, numeric, headers, opts.width)
         if fitted != widths:
@@ -228,18 +264,16 @@ def box(headers: list[str], cells: list[list[str | None]], numeric: list[bool], 
         out.write(bar("├", "┼", "┤"))
     write = out.write
     if not multiline:
-        nullpads = [(" " * (w - _width(opts.null)) + null) if numeric[i] else (null + " " * (w - _width(opts.null)))
-                    for i, w in enumerate(widths)]
-        for row in cells:
-            parts = []
-            for i, v in enumerate(row):
-                if v is None:
-                    parts.append(nullpads[i])
-                elif numeric[i]:
-                    parts.append(v.rjust(widths[i]) if v.isascii() else _pad(v, widths[i], True))
-                else:
-                    parts.append(v.ljust(widths[i]) if v.isascii() else _pad(v, widths[i], False))
-            write("│ " + " │ ".join(parts) + " │\n")
+        padded = []
+        for i, col in enumerate(cols):
+            w, right = widths[i], numeric[i]
+            np = (" " * (w - nullw) + null) if right else (null + " " * (w - nullw))
+            if ascii_cols[i]:
+                padded.append([np if v is None else v.rjust(w) for v in col] if right
+                              else [np if v is None else v.ljust(w) for v in col])
+            else:
+                padded.append([np if v is None else _pad(v, w, right) for v in col])
+        write("".join(["│ " + " │ ".join(r) + " │\n" for r in zip(*padded, strict=True)]))
     else:
         for row in cells:
             lines: list[list[str | None]] = []
