@@ -207,14 +207,14 @@ def run(env: Env, *, small: int, large: int, reps: int, jit_reps: int, big_diff:
         bench="5", name=f"merge 1,000 changed rows into main of {small:,} rows (median)", kind="time",
         helios=med["s"], peer=med["peer"], peer_label="UPDATE ... FROM changes + INSERT + DELETE",
         target=f"< {TARGET_SMALL_S:g} s", ok=med["s"] < TARGET_SMALL_S,
-        note=f"median run: {hs.breakdown(t['s'])}; untimed branch setup {setup_s:.1f} s"
+        note=f"middle run: {hs.breakdown(t['s'])}; untimed branch setup {setup_s:.1f} s"
              + (f"; WRONG: {hs.wrong[:2]}" if hs.wrong else ""),
         extra={"samples_helios": t["s"], "samples_peer": t["peer"]},
     ))
     results.append(Result(
         bench="5", name=f"merge 1,000 changed rows into main of {large:,} rows (median)", kind="time",
         helios=med["l"], peer=None, peer_label="", target="info", ok=None,
-        note=f"median run: {hl.breakdown(t['l'])}; untimed branch setup {median(hl.setup[-reps:]):.1f} s"
+        note=f"middle run: {hl.breakdown(t['l'])}; untimed branch setup {median(hl.setup[-reps:]):.1f} s"
              + (f"; WRONG: {hl.wrong[:2]}" if hl.wrong else ""),
         extra={"samples_helios": t["l"]},
     ))
@@ -236,7 +236,7 @@ def run(env: Env, *, small: int, large: int, reps: int, jit_reps: int, big_diff:
                 bench="5", name=f"merge 1,000 changed rows into main of {rows:,} rows, SET jit = off (median)",
                 kind="time", helios=med[key], peer=med["peer"] if key == "s" else None,
                 peer_label="UPDATE ... FROM changes + INSERT + DELETE" if key == "s" else "", target="info", ok=None,
-                note=f"median run: {side.breakdown(t[key])}",
+                note=f"middle run: {side.breakdown(t[key])}",
             ))
         results.append(Result(
             bench="5", name=f"merge 1,000 rows, SET jit = off: main of {large:,} vs {small:,} rows (median ratio)",
@@ -253,7 +253,7 @@ def run(env: Env, *, small: int, large: int, reps: int, jit_reps: int, big_diff:
             bench="5", name=f"merge {big_diff:,} changed rows into main of {small:,} rows (median)", kind="time",
             helios=median(t["s"]), peer=median(t["peer"]), peer_label="UPDATE ... FROM changes + INSERT + DELETE",
             target=f"< {TARGET_BIG_S:g} s", ok=median(t["s"]) < TARGET_BIG_S,
-            note=f"median run: {hs.breakdown(t['s'])}; untimed branch setup {median(hs.setup[-big_reps:]):.1f} s"
+            note=f"middle run: {hs.breakdown(t['s'])}; untimed branch setup {median(hs.setup[-big_reps:]):.1f} s"
                  + (f"; WRONG: {hs.wrong[:2]}" if hs.wrong else ""),
             extra={"samples_helios": t["s"], "samples_peer": t["peer"]},
         ))

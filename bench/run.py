@@ -1,8 +1,8 @@
 """Run the HeliosDB core-engine benchmarks against plain PostgreSQL.
 
-    python bench/run.py            # full run (1,000,000-row tables; with timetravel and merge ~40 min)
-    python bench/run.py --quick    # smoke run (100,000-row tables, ~2 min; ~10 min with timetravel and merge)
-    python bench/run.py --only timetravel,merge
+    python bench/run.py            # full run (1,000,000-row tables; ~25 min, 18 of them timetravel + merge)
+    python bench/run.py --quick    # smoke run (100,000-row tables; ~7 min, 5 of them timetravel + merge)
+    python bench/run.py --only timetravel,merge    # a subset
 
 Everything runs in a fresh, temporary HeliosDB data directory (one managed
 PostgreSQL instance holding both the HeliosDB databases and the plain peer

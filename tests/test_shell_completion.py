@@ -184,3 +184,29 @@ def test_load_reads_the_current_branch(session: Session) -> None:
         assert "notes" not in load(conn, *main).relations
     finally:
         conn.close()
+
+
+def test_refresher_swaps_the_snapshot_in_the_background(session: Session) -> None:
+    from heliosdb.shell.completer import Refresher
+
+    session.execute("CREATE TABLE first_table (a int)")
+    comp = HeliosCompleter()
+    seen: list[Metadata] = []
+    r = Refresher(comp, session.new_connection, lambda: (session.branch.id, session.branch.user_schema), seen.append)
+    try:
+        r.refresh()
+        r.wait()
+        assert "first_table" in comp.metadata.relations and len(seen) == 1
+        before = comp.metadata
+        session.execute("INSERT INTO first_table VALUES (1)")
+        session.execute("CREATE TABLE second_table (b int)")
+        r.refresh(False)  # after a write: only the LSNs are reloaded
+        r.wait()
+        assert comp.metadata.relations is before.relations and comp.metadata.lsns != before.lsns
+        assert comp.complete("SELECT * FROM sec") == []
+        r.refresh()  # after DDL: every name
+        r.wait()
+        assert comp.complete("SELECT * FROM sec") == ["second_table"]
+        assert r.error is None
+    finally:
+        r.close()

@@ -141,3 +141,8 @@ def test_parse_arguments_and_usage_errors() -> None:
     with pytest.raises(UsageError, match="unterminated"):
         parse("\\echo 'abc")
     assert split_words("a 'it''s' \"Q\"\"x\"") == ["a", "it's", '"Q""x"']
+
+
+def test_tabs_and_control_characters_keep_the_columns_aligned() -> None:
+    out = render(["a", "b"], [("x\ty", "bell\x07"), ("ok", "z")], RenderOptions())
+    assert "│ x       y │ bell\\x07 │\n│ ok        │ z        │" in out

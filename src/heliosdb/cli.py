@@ -193,6 +193,28 @@ def _statements(lines: Iterable[str], meta: Any = None) -> Iterator[str]:
         yield buf.strip()
 
 
+def _start_early(data_dir: str | None) -> None:
+    """Interactive start: bring PostgreSQL up while the shell's modules import (first prompt sooner)."""
+    import threading
+
+    from heliosdb.storage.instance import Instance
+
+    instance = Instance(data_dir)
+    starter = threading.Thread(target=_quietly, args=(instance.acquire,), daemon=True)
+    starter.start()
+    from heliosdb.shell.repl import preload
+
+    preload()
+    starter.join()
+
+
+def _quietly(fn: Any) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - Session() starts it again and reports the error properly
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
@@ -200,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(argv[1:])
     args = _parser().parse_args(argv)
+    if not args.actions and not args.storage:
+        _start_early(args.data_dir)
     try:
         session = Session(data_dir=args.data_dir, storage=args.storage, database=args.dbname, branch=args.branch)
     except errors.Error as exc:

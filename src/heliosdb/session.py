@@ -21,9 +21,8 @@ from psycopg import pq, sql
 from heliosdb import errors
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.model import Branch, get_branch, get_branch_by_id
-from heliosdb.sql.classify import Kind, classify, head
+from heliosdb.sql.classify import Kind, classify, has_temporal, head
 from heliosdb.sql.split import split_statements, strip_comments
-from heliosdb.sql.temporal import has_temporal
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 
 _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on their branch
@@ -76,6 +75,7 @@ class Result:
 
 
 _WRITE_HEADS = ("INSERT", "UPDATE", "DELETE", "MERGE")
+_NOTHING = sql.SQL("")
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path|heliosdb\.branch))\b", re.IGNORECASE)
 _WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
@@ -268,6 +268,18 @@ class Session:
         result.notices = list(self.notices)
         return result
 
+    def _prefixed(self, cur: psycopg.Cursor[Any], prefix: sql.Composable, stmt: str,
+                  suffix: sql.Composable = _NOTHING) -> None:
+        """Run statements put in front of the user's one; error positions still count from the user's text."""
+        head = prefix.as_string(self.conn)
+        try:
+            cur.execute(sql.SQL(head) + sql.SQL(stmt) + suffix)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            err = errors.from_psycopg(exc)
+            if err.position is not None:
+                err.position = err.position - len(head) if err.position > len(head) else None
+            raise err from None
+
     def result_cursor(self) -> psycopg.Cursor[Any]:
         """A cursor for a user statement; with text_results, values come as PostgreSQL's text output."""
         cur = self.conn.cursor()
@@ -302,12 +314,12 @@ class Session:
             lock = sql.SQL("SELECT heliosdb.txn_lsn({});\n").format(sql.Literal(self.branch.id))
             upsert = split_upsert(self, stmt)
             if upsert is None:
-                cur.execute(lock + sql.SQL(stmt))  # type: ignore[arg-type]
+                self._prefixed(cur, lock, stmt)
                 cur.nextset()
             else:
                 on = sql.SQL("SELECT set_config('heliosdb.on_conflict', {}, true);\n").format(sql.Literal(upsert[1]))
                 off = sql.SQL(";\nSELECT set_config('heliosdb.on_conflict', '', true)")
-                cur.execute(lock + on + sql.SQL(upsert[0]) + off)  # type: ignore[arg-type]
+                self._prefixed(cur, lock + on, upsert[0], off)
                 cur.nextset()
                 cur.nextset()
                 status, rowcount, desc = cur.statusmessage, cur.rowcount, cur.description

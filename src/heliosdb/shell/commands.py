@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from heliosdb.shell.context import ShellContext
@@ -170,11 +170,14 @@ class Registry:
 REGISTRY = Registry()
 
 
+F = TypeVar("F", bound=Handler)
+
+
 def command(name: str, description: str, *, group: str, args: Iterable[Arg] = (),
-            aliases: Iterable[str] = ()) -> Callable[[Handler], Handler]:
+            aliases: Iterable[str] = ()) -> Callable[[F], F]:
     """Register a meta command handler."""
 
-    def deco(fn: Handler) -> Handler:
+    def deco(fn: F) -> F:
         REGISTRY.add(Command(name, tuple(args), description, group, fn, tuple(aliases)))
         return fn
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -97,11 +98,15 @@ def load(conn: Any, branch_id: int, schema: str) -> Metadata:
         funcs.setdefault(nsp, set()).add(name)
     plain = set(funcs.get("pg_catalog", set())) | set(funcs.get(schema, set()))
     branches = tuple(r[0] for r in conn.execute("SELECT name FROM heliosdb.branches ORDER BY id").fetchall())
-    lsns = tuple((str(lsn), f"{branch}, {at:%Y-%m-%d %H:%M:%S}") for lsn, branch, at in conn.execute(
-        "SELECT lsn::text, branch, committed_at FROM heliosdb.commits ORDER BY scn DESC LIMIT 50").fetchall())
     nodes = int(conn.execute("SELECT count(*) FROM heliosdb.nodes").fetchone()[0])
     return Metadata(rels, kinds, qualified, {k: tuple(sorted(v)) for k, v in funcs.items()}, tuple(sorted(plain)),
-                    branches, lsns, nodes)
+                    branches, load_lsns(conn), nodes)
+
+
+def load_lsns(conn: Any) -> tuple[tuple[str, str], ...]:
+    """The LSNs of the last 50 commits, newest first, with branch and time."""
+    return tuple((str(lsn), f"{branch}, {at:%Y-%m-%d %H:%M:%S}") for lsn, branch, at in conn.execute(
+        "SELECT lsn::text, branch, committed_at FROM heliosdb.commits ORDER BY scn DESC LIMIT 50").fetchall())
 
 
 # -- matching --------------------------------------------------------------------------------------
@@ -225,7 +230,12 @@ def _files(word: str) -> list[Candidate]:
 
 
 class Refresher:
-    """Reloads the completer's metadata on a thread of its own; at most one load runs at a time."""
+    """Reloads the completer's metadata on a thread of its own; at most one load runs at a time.
+
+    A full reload (after DDL, branch switches, transaction ends) reads every name; a light one
+    (after writes) only the recent LSNs. Requests arriving while a load runs are merged into one."""
+
+    DEBOUNCE = 0.05  # seconds: a burst of statements (a script) causes one load, not one each
 
     def __init__(self, completer: HeliosCompleter, connect: Callable[[], Any], branch: Callable[[], tuple[int, str]],
                  on_done: Callable[[Metadata], None] | None = None) -> None:
@@ -235,13 +245,15 @@ class Refresher:
         self._on_done = on_done
         self._lock = threading.Lock()
         self._pending = False
+        self._full = False
         self._thread: threading.Thread | None = None
         self._conn: Any = None
         self.error: str | None = None
 
-    def refresh(self) -> None:
+    def refresh(self, full: bool = True) -> None:
         with self._lock:
             self._pending = True
+            self._full = self._full or full
             if self._thread is not None and self._thread.is_alive():
                 return
             self._thread = threading.Thread(target=self._run, name="heliosdb-completion", daemon=True)
@@ -249,15 +261,20 @@ class Refresher:
 
     def _run(self) -> None:
         while True:
+            time.sleep(self.DEBOUNCE)
             with self._lock:
                 if not self._pending:
                     self._thread = None
                     return
-                self._pending = False
+                full = self._full or not self.completer.metadata.branches
+                self._pending = self._full = False
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
-                md = load(self._conn, *self._branch())
+                if full:
+                    md = load(self._conn, *self._branch())
+                else:
+                    md = replace(self.completer.metadata, lsns=load_lsns(self._conn))
                 self.completer.metadata = md  # one assignment: atomic for readers
                 self.error = None
                 if self._on_done is not None:

@@ -34,7 +34,7 @@ class ShellContext:
     output_name: str | None = None
     last_query: str = ""
     interactive: bool = False
-    refresh: Callable[[], None] = lambda: None  # ask the completer to reload the catalog
+    refresh: Callable[..., None] = lambda full=True: None  # ask the completer to reload (full: every name)
 
     # -- catalog queries -------------------------------------------------------------------------
     def query(self, text: str | sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:

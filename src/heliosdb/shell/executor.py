@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from heliosdb.session import Result
 
 _REFRESH_AFTER = ("CREATE", "ALTER", "DROP", "COMMIT", "END", "ROLLBACK", "ABORT", "USE", "MERGE", "COMPLETE",
-                  "IMPORT", "INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "FLASHBACK", "REFRESH")
+                  "IMPORT", "REFRESH", "SET")  # may change names: reload the completer's catalog
+_NEW_LSN_AFTER = ("INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "FLASHBACK", "WITH")  # new commits only
 _VARIABLE = re.compile(r"""::|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|:(['"]?)([A-Za-z_]\w*)\1""", re.DOTALL)
 HELP = """You are using heliosdb, the HeliosDB shell.
 Type:  \\? for help with meta commands (branches: \\branches, \\use, \\branch tree; time travel: \\timeline)
@@ -282,6 +283,8 @@ class Shell:
         words = head(stmt).split()
         if (words and words[0] in _REFRESH_AFTER) or self.session.branch.id != branch_before:
             self.ctx.refresh()
+        elif words and words[0] in _NEW_LSN_AFTER and not self.session.in_transaction:
+            self.ctx.refresh(False)
 
     def _lsn(self) -> str | None:
         if self.session.transaction_failed:

@@ -134,7 +134,7 @@ def branch_diff(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     try:
         from heliosdb.merge import diff  # type: ignore[attr-defined]
 
-        summarize, diff_rows = diff.summarize, diff.diff_rows
+        summarize, diff_rows = diff.summarize, diff.diff_rows  # type: ignore[attr-defined]
     except (ImportError, AttributeError):
         return Failure("branch diff is not available yet")
     a, b = object_name(args["a"]), object_name(args["b"])

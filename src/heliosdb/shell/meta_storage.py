@@ -62,7 +62,7 @@ def _pct(hist: int, cur: int) -> str:
 
 @command("\\compression", "per table and branch: current vs history size, TOAST compression, history overhead",
          group=G, args=[Arg("table", ArgKind.TABLE, optional=True)])
-def compression(ctx: ShellContext, args: dict[str, str]) -> Outcome:
+def compression(ctx: ShellContext, args: dict[str, str]) -> Outcome | list[Outcome]:
     wanted = object_name(args["table"]) if "table" in args else None
     tables = [t for t in visible_tables(ctx) if wanted is None or t[1] == wanted]
     if not tables:

@@ -19,6 +19,7 @@ from heliosdb.shell import output
 
 _NUMERIC_OIDS = output._NUMERIC_OIDS  # noqa: SLF001 - the one list of numeric type OIDs
 _JSON_OIDS = {114, 3802}
+_CTRL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 BOLD, DIM, RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
 
 
@@ -129,6 +130,12 @@ def render(headers: list[str], rows: Sequence[Sequence[Any]], opts: RenderOption
         return as_json(headers, rows, json_cols)
     null = f"{DIM}{opts.null}{RESET}" if opts.colour else opts.null
     cells = [[None if v is None else cell_text(v, json_cols[i]) for i, v in enumerate(r)] for r in rows]
+    for j in range(ncol if cells else 0):  # tabs and control characters, shown as psql shows them
+        if _CTRL.search("".join(v for r in cells if (v := r[j]) is not None)):
+            for r in cells:
+                v = r[j]
+                if v is not None:
+                    r[j] = "\n".join(output._display(x) for x in v.split("\n"))  # noqa: SLF001
     out = io.StringIO()
     if title and not opts.tuples_only:
         out.write(title + "\n")
@@ -319,6 +326,7 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
         first = label + "─" * (hw + 2 - _width(label))
         out.write(left + first + mid + "─" * (vw + 2) + right + "\n")
         for h, v in zip(headers, row, strict=False):
+            vals: list[str | None]
             if v is None:
                 vals = [None]
             else:

@@ -137,9 +137,12 @@ class Interactive:
         return PromptSession(
             history=history, completer=self.completer, complete_in_thread=True, complete_while_typing=True,
             multiline=True, key_bindings=kb, enable_open_in_editor=True, include_default_pygments_style=False,
-            prompt_continuation=lambda width, line, wrap: prompt_state.fragments(self._state(), True),
+            prompt_continuation=self._continuation,
             **kwargs,
         )
+
+    def _continuation(self, width: int, line: int, wrap: int) -> Any:
+        return prompt_state.fragments(self._state(), True)
 
     def _message(self) -> Any:
         frags = prompt_state.fragments(self._state())

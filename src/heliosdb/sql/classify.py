@@ -76,3 +76,14 @@ def classify(sql: str) -> Kind:
         if pattern.match(words):
             return kind
     return Kind.PASSTHROUGH
+
+
+_DETECT = re.compile(
+    r"\bAS\s+OF\b|\bFOR\s+SYSTEM_TIME\b|\bVERSIONS\s+BETWEEN\b|\b(?:AT|BEFORE)\s*\(\s*(?:TIMESTAMP|OFFSET|LSN)\s*=>",
+    re.IGNORECASE,
+)
+
+
+def has_temporal(sql: str) -> bool:
+    """Cheap test: could the statement hold a time-travel clause? (no parse, no sqlglot import)"""
+    return _DETECT.search(sql) is not None

@@ -11,7 +11,8 @@ from heliosdb.catalog.model import MAX_LSN  # noqa: E402,F401 - re-exported
 
 
 def format_lsn(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:08X}"
+    """As PostgreSQL prints LSNs (%X/%X): 0/1A3F."""
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
 def parse_lsn(text: str | int) -> int:

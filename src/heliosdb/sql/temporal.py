@@ -22,12 +22,9 @@ from dataclasses import dataclass
 from sqlglot.tokens import Token, TokenType
 
 from heliosdb.errors import SyntaxError as HeliosSyntaxError
+from heliosdb.sql.classify import has_temporal  # noqa: F401 - the cheap test lives beside classify
 from heliosdb.sql.names import Name, read_name, tokenize
 
-_DETECT = re.compile(
-    r"\bAS\s+OF\b|\bFOR\s+SYSTEM_TIME\b|\bVERSIONS\s+BETWEEN\b|\b(?:AT|BEFORE)\s*\(\s*(?:TIMESTAMP|OFFSET|LSN)\s*=>",
-    re.IGNORECASE,
-)
 _LSN_TEXT = re.compile(r"\s*('?)([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}|\d+)\1")
 _NAME_TYPES = (TokenType.VAR, TokenType.IDENTIFIER)
 _BEFORE_TABLE = {"FROM", "JOIN", ",", "UPDATE", "INTO", "TABLE", "ONLY"}
@@ -35,11 +32,6 @@ _OPERATORS = {
     TokenType.PLUS, TokenType.DASH, TokenType.STAR, TokenType.SLASH, TokenType.DPIPE, TokenType.MOD,
 }
 _TYPE_PREFIX = {"INTERVAL", "TIMESTAMP", "TIMESTAMPTZ", "DATE", "TIME", "TIMETZ"}
-
-
-def has_temporal(sql: str) -> bool:
-    """Cheap test: could the statement hold a time-travel clause?"""
-    return _DETECT.search(sql) is not None
 
 
 @dataclass(frozen=True)
