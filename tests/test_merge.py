@@ -345,3 +345,16 @@ def test_foreign_key_conflicts(conn: heliosdb.Connection, connect) -> None:
     run(conn, "DELETE FROM orders WHERE cust = 1", "DELETE FROM cust WHERE id = 1")
     assert sqlstate(conn, "MERGE DATABASE BRANCH dev2 INTO main USING STRATEGY THEIRS") == "HD010"
     assert rows(conn, "SELECT count(*) FROM orders WHERE id = 30") == [(0,)]
+
+
+def test_branch_diff_summary_and_rows(pair) -> None:
+    from heliosdb.merge.diff import diff_rows, summarize
+
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 99 WHERE id = 1", "DELETE FROM acc WHERE id = 2",
+        "INSERT INTO acc VALUES (5, 'eve', 5, 'e@x', 0)")
+    diffs = summarize(main.session, "main", "dev")
+    assert [(d.table, d.added, d.changed, d.deleted) for d in diffs] == [("acc", 1, 1, 1)]
+    got = diff_rows(main.session, "main", "dev", "acc").fetchall()
+    assert [g[0] for g in got] == ["changed", "deleted", "added"]
+    assert '"bal": 99' in got[0][2] and got[1][2] is None and got[2][1] is None

@@ -146,4 +146,36 @@ def summarize(session: Session, a: str, b: str) -> list[TableDiff]:
     return out
 
 
-__all__ = ["MAX_LSN", "Side", "TableDiff", "build_diff", "changed_rows", "summarize"]
+def diff_rows(session: Session, a: str, b: str, table: str) -> Any:
+    """The rows of `table` that differ between the heads of a and b: change, then each side's row."""
+    from heliosdb.catalog.model import get_branch
+    from heliosdb.errors import UndefinedTable
+    from heliosdb.merge.engine import merge_base, side_tables
+    from heliosdb.session import Result, _Rows
+    from heliosdb.temporal.resolver import head_lsn
+
+    conn = session.conn
+    ba, bb = get_branch(conn, a), get_branch(conn, b)
+    assert ba is not None and bb is not None
+    with conn.transaction(force_rollback=True):
+        base_a, base_b = merge_base(conn, bb, ba)
+        b_tables, a_tables = side_tables(conn, bb), side_tables(conn, ba)
+        if table not in b_tables and table not in a_tables:
+            raise UndefinedTable(f'relation "{table}" does not exist on "{a}" or "{b}"')
+        src = Side(bb, base_b, head_lsn(conn, bb))
+        tgt = Side(ba, base_a, head_lsn(conn, ba))
+        if table in b_tables:
+            build_diff(conn, src, tgt, b_tables[table], a_tables.get(table))
+        else:  # only on a: everything there is "deleted" as seen from b
+            build_diff(conn, tgt, src, a_tables[table], None)
+            conn.execute("UPDATE _hdb_diff SET head_t = head_s, head_s = NULL")
+        cur = conn.execute(
+            """SELECT CASE WHEN head_t IS NULL THEN 'added' WHEN head_s IS NULL THEN 'deleted' ELSE 'changed' END
+                          AS change, head_t::text AS in_a, head_s::text AS in_b
+               FROM _hdb_diff WHERE head_t IS DISTINCT FROM head_s ORDER BY rowid"""
+        )
+        rows, desc = cur.fetchall(), cur.description
+    return Result(status=f"SELECT {len(rows)}", cursor=_Rows(desc, rows), rowcount=len(rows))  # type: ignore[arg-type]
+
+
+__all__ = ["diff_rows", "MAX_LSN", "Side", "TableDiff", "build_diff", "changed_rows", "summarize"]
