@@ -358,3 +358,35 @@ def test_branch_diff_summary_and_rows(pair) -> None:
     got = diff_rows(main.session, "main", "dev", "acc").fetchall()
     assert [g[0] for g in got] == ["changed", "deleted", "added"]
     assert '"bal": 99' in got[0][2] and got[1][2] is None and got[2][1] is None
+
+
+def test_killed_merge_leaves_the_target_untouched_or_fully_merged(conn, connect, helios_data_dir, dbname) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run(conn, "CREATE TABLE big (id int PRIMARY KEY, v int)",
+        "INSERT INTO big SELECT g, 0 FROM generate_series(1, 3000) g", "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE big SET v = 1")
+    before = rows(conn, "SELECT sum(v), count(*) FROM big")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", dbname,
+         "-c", "MERGE DATABASE BRANCH dev INTO main"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # kill it once the merge holds main's write lock
+        busy = rows(conn, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%_hdb_%' AND pid <> pg_backend_pid() "
+                          "AND state = 'active'")
+        if busy[0][0] or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)
+    after = rows(conn, "SELECT sum(v), count(*) FROM big")
+    assert after in (before, [(3000, 3000)])  # all or nothing
+    merged = rows(conn, "SELECT count(*) FROM heliosdb.merges WHERE state = 'completed'")[0][0]
+    assert (after == before) == (merged == 0)
