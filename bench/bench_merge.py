@@ -13,9 +13,9 @@ keeps changing between repetitions, as in real use.
 
 Sides (interleaved, ABBA):
   helios S      merge into a main of S rows (1,000,000; quick 100,000)
-  helios L      merge into a main of L rows (issue 4 asks for 10,000,000; the full
-                run uses 5,000,000, which loads in ~4 minutes on the 2-core test
-                machine, --merge-large-rows to change it; quick 1,000,000)
+  helios L      merge into a main of L rows (10,000,000: ~4 minutes to load on the
+                2-core test machine, ~8 when it is busy, --merge-large-rows to
+                change it; quick 1,000,000)
   peer          plain PostgreSQL table with the same S rows: the same change set,
                 prepared (untimed) in a table `changes`, applied as a
                 hand-written merge script would, in one transaction:
@@ -187,7 +187,8 @@ def setup(env: Env, *, small: int, large: int, helios_s: str, helios_l: str, pla
                    helios=load_l, peer=None, peer_label="", target="info", ok=None)]
 
 
-def _measure(env: Env, sides: dict[str, Callable[[], float]], reps: int, warmup: int, what: str) -> dict[str, list[float]]:
+def _measure(env: Env, sides: dict[str, Callable[[], float]], reps: int, warmup: int,
+             what: str) -> dict[str, list[float]]:
     env.log(f"merge {what}: {reps} interleaved repetitions of {len(sides)} sides (+{warmup} warm-up)")
     return interleaved(sides, reps=reps, warmup=warmup)
 

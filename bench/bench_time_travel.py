@@ -79,7 +79,8 @@ def _check(env: Env, sides: dict[str, Any], queries: dict[str, str], lsn_rows: i
     for (k,) in keys[:20]:
         h = fetch_all(sides["direct_head"], queries["point_head"], (k,))
         for name in ("helios_asof", "direct_asof"):
-            a = fetch_all(sides[name], queries["point_asof"] if name.startswith("helios") else queries["point_rw"], (k,))
+            q = queries["point_asof"] if name.startswith("helios") else queries["point_rw"]
+            a = fetch_all(sides[name], q, (k,))
             want = [(r[0], r[1], r[2] - (1 if k % 10 == 3 else 0), r[3]) for r in h]
             if a != want:
                 problems.append(f"{name} id {k}: {a} vs {want}")

@@ -1,7 +1,7 @@
 """Run the HeliosDB core-engine benchmarks against plain PostgreSQL.
 
-    python bench/run.py            # full run (1,000,000-row tables; ~25 min, 18 of them timetravel + merge)
-    python bench/run.py --quick    # smoke run (100,000-row tables; ~7 min, 5 of them timetravel + merge)
+    python bench/run.py            # full run (1,000,000-row tables; ~25-40 min, most of it timetravel + merge)
+    python bench/run.py --quick    # smoke run (100,000-row tables; ~5-7 min, most of it timetravel + merge)
     python bench/run.py --only timetravel,merge    # a subset
 
 Everything runs in a fresh, temporary HeliosDB data directory (one managed
@@ -66,9 +66,9 @@ FULL = Config(small_rows=1_000, large_rows=1_000_000, branch_reps=21, point_reps
               tpcb_scale=1, tpcb_seconds=10.0, tpcb_rounds=10, tpcb_warmup=3.0,
               tt_rows=1_000_000, tt_point_reps=2_000, tt_agg_reps=31, tt_commits=1_000_000,
               tt_resolve_reps=2_000, tt_resolve_batch_reps=21,
-              # issue 4 asks for 10,000,000; loading it through heliosdb.connect takes ~10 min on the
-              # 2-core test machine, so the full run uses 5,000,000 (--merge-large-rows to change it)
-              merge_rows=1_000_000, merge_large_rows=5_000_000, merge_reps=5, merge_jit_reps=3,
+              # 10,000,000 rows load through heliosdb.connect in ~4 min on the 2-core test machine
+              # (~8 min when it is busy); --merge-large-rows 5000000 halves that
+              merge_rows=1_000_000, merge_large_rows=10_000_000, merge_reps=5, merge_jit_reps=3,
               merge_big_diff=100_000, merge_big_reps=2)
 QUICK = Config(small_rows=1_000, large_rows=100_000, branch_reps=11, point_reps=1_000, agg_reps=21,
                tpcb_scale=1, tpcb_seconds=3.0, tpcb_rounds=3, tpcb_warmup=1.0,
