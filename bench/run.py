@@ -1,7 +1,7 @@
 """Run the HeliosDB core-engine benchmarks against plain PostgreSQL.
 
     python bench/run.py            # full run (1,000,000-row tables; ~25-40 min, most of it timetravel + merge)
-    python bench/run.py --quick    # smoke run (100,000-row tables; ~5-7 min, most of it timetravel + merge)
+    python bench/run.py --quick    # smoke run (100,000-row tables; ~4-7 min, most of it timetravel + merge)
     python bench/run.py --only timetravel,merge    # a subset
 
 Everything runs in a fresh, temporary HeliosDB data directory (one managed

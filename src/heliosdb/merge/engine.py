@@ -151,6 +151,8 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
                                  hint="USE BRANCH another branch first, or leave out delete_source.")
     manual = stmt.strategy == "MANUAL"
     with conn.transaction(force_rollback=stmt.dry_run):
+        # merge statements are many and short: compiling them with JIT costs seconds and saves nothing
+        conn.execute("SET LOCAL jit = off")
         if not stmt.dry_run:
             conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,))  # waits for the target's writers
         base_s, base_t = merge_base(conn, source, target)

@@ -16,7 +16,6 @@ from psycopg import sql
 from heliosdb import errors
 from heliosdb.catalog.model import get_branch_by_id
 from heliosdb.merge.engine import Conflict, MergeStateError, TablePlan, apply_all
-from heliosdb.sql.lsn import format_lsn
 from heliosdb.temporal.resolver import head_lsn
 
 if TYPE_CHECKING:
@@ -25,9 +24,6 @@ if TYPE_CHECKING:
     from heliosdb.sql.statements import MergeBranch
 
 I = sql.Identifier  # noqa: E741
-
-_RESOLUTIONS = ("source", "target", "base", "custom")
-
 
 def conflicts_table(merge_id: int) -> str:
     return f"_merge_conflicts_{merge_id}"
@@ -167,4 +163,4 @@ def abort_merge(session: Session, merge_id: int) -> Result:
     return Result(status="ABORT MERGE")
 
 
-__all__ = ["abort_merge", "complete_merge", "conflicts_table", "format_lsn", "save_pending", "_RESOLUTIONS"]
+__all__ = ["abort_merge", "complete_merge", "conflicts_table", "save_pending"]

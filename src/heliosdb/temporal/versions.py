@@ -23,10 +23,6 @@ from heliosdb.temporal import resolver
 I = sql.Identifier  # noqa: E741
 L = sql.Literal
 
-_PSEUDO = (
-    "versions_startscn", "versions_endscn", "versions_starttime", "versions_endtime",
-    "versions_startlsn", "versions_endlsn", "versions_xid", "versions_operation",
-)
 
 
 def _bound(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str | None, *, low: bool,
@@ -87,7 +83,6 @@ def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, 
         parts.append(sql.SQL("SELECT {lvl} AS _lvl, o.* FROM ({own}) o WHERE o._b <= {u}").format(
             lvl=L(i), own=own, u=L(lv.upto)))
     user_cols = [I(c.name) for c in version.columns]
-    ucols = sql.SQL(", ").join(user_cols)
     vcols = sql.SQL(", ").join(sql.SQL("v.{}").format(c) for c in user_cols)
     uptos = sql.SQL(", ").join(sql.SQL("({}, {})").format(L(i), L(lv.upto)) for i, lv in enumerate(levels))
     query = sql.SQL(
@@ -122,7 +117,6 @@ WHERE {filter}"""
         pseudo=_pseudo(low if rng.kind == "LSN" else low + 1) if pseudo else sql.SQL(""),
         filter=_filter(low, high, contained),
     )
-    del ucols
     return sql.SQL("({})").format(query)
 
 
@@ -151,4 +145,4 @@ def _filter(low: int, high: int, contained: bool) -> sql.Composable:
     ).format(lo=lo, hi=hi, m=m)
 
 
-__all__ = ["versions_subquery", "_PSEUDO"]
+__all__ = ["versions_subquery"]
