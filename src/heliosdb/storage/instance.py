@@ -160,7 +160,13 @@ class Instance:
                 self._initdb()
             if not is_locked(self.keeper_lock):
                 self._recover_stale()
-                self._start_keeper()
+                try:
+                    self._start_keeper()
+                except OperationalError:
+                    # after a crash, old backends can hold the shared memory for a moment: try once more
+                    time.sleep(1.5)
+                    self._recover_stale()
+                    self._start_keeper()
             fd, name = tempfile.mkstemp(prefix=f"{os.getpid()}-", dir=self.leases)
             os.close(fd)
             self._lease_path = Path(name)
