@@ -346,6 +346,10 @@ class Session:
                 from heliosdb.merge import engine
 
                 return engine.execute(self, stmt)
+            if kind is Kind.MVIEW:
+                from heliosdb.mv import ddl
+
+                return ddl.execute(self, stmt)
             return tables.execute(self, kind, stmt)
         finally:
             self._internal = False

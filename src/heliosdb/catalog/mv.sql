@@ -1,0 +1,211 @@
+-- Materialized views (catalog version 2). Applied after bootstrap.sql, or on
+-- its own to upgrade a version-1 catalog.
+
+-- One row per CREATE MATERIALIZED VIEW: the definition, seen by the branch that
+-- created it (from valid_from on) and by branches created from it later.
+CREATE TABLE heliosdb._mviews (
+    id serial PRIMARY KEY,
+    name text NOT NULL,
+    branch_id integer NOT NULL REFERENCES heliosdb._branches(id),
+    valid_from bigint NOT NULL,
+    query text NOT NULL,
+    options jsonb NOT NULL,
+    plan jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+-- A DROP on a branch hides the view there and on branches created from it later.
+CREATE TABLE heliosdb._mv_drops (
+    mv_id integer NOT NULL,
+    branch_id integer NOT NULL,
+    lsn bigint NOT NULL,
+    PRIMARY KEY (mv_id, branch_id)
+);
+
+-- What a view reads: HeliosDB tables and other materialized views.
+CREATE TABLE heliosdb._mv_deps (
+    mv_id integer NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('table', 'mv')),
+    dep_id integer NOT NULL,
+    PRIMARY KEY (mv_id, kind, dep_id)
+);
+
+-- A view's life on one branch: its storage, options, last refresh and status.
+CREATE TABLE heliosdb._mv_state (
+    mv_id integer NOT NULL,
+    branch_id integer NOT NULL,
+    options jsonb NOT NULL,
+    refreshed_lsn bigint,          -- the base point the contents show (NULL: never populated)
+    history_from bigint,           -- the earliest point the storage can show (for downstream deltas)
+    refreshed_at timestamptz,
+    last_mode text,
+    last_reason text,
+    last_ms double precision,
+    status text NOT NULL DEFAULT 'STALE',
+    failures integer NOT NULL DEFAULT 0,
+    last_error text,
+    next_retry timestamptz,
+    reads_at_refresh bigint NOT NULL DEFAULT 0,
+    pending_sql text,              -- counts base rows changed since refreshed_lsn
+    size_sql text,                 -- estimates the base tables' size
+    immediate_sql text,            -- incremental refresh with $1 = last point, $2 = new point
+    revert_sql text,               -- undoes the storage changes stamped $1
+    prev_lsn bigint,               -- immediate: the point before the writing transaction
+    PRIMARY KEY (mv_id, branch_id)
+);
+
+-- Every refresh, by the point it brought the view to: a branch created later
+-- starts from its parent's contents as of the fork.
+CREATE TABLE heliosdb._mv_refreshes (
+    mv_id integer NOT NULL,
+    branch_id integer NOT NULL,
+    lsn bigint NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    mode text NOT NULL,
+    reason text,
+    ms double precision,
+    PRIMARY KEY (mv_id, branch_id, lsn)
+);
+
+CREATE SEQUENCE heliosdb.mv_rowid_seq;
+
+CREATE FUNCTION heliosdb._mv_exec_count(q text) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE n bigint;
+BEGIN
+    IF q IS NULL THEN RETURN NULL; END IF;
+    EXECUTE q INTO n;
+    RETURN n;
+EXCEPTION WHEN undefined_table OR undefined_column THEN
+    RETURN NULL;  -- a base table went away under the view: the next refresh reports it
+END $$;
+
+CREATE FUNCTION heliosdb._mv_reads(b integer, m integer) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(sum(s.seq_scan + coalesce(s.idx_scan, 0)), 0)::bigint
+    FROM pg_stat_user_tables s WHERE s.schemaname = 'hdb_b' || b AND s.relname = 'mv' || m
+$$;
+
+-- Staleness of every view on every branch; the formula is in docs/materialized-views.md.
+CREATE FUNCTION heliosdb._mv_staleness() RETURNS TABLE (
+    mv_id integer, branch_id integer, name text, branch text, strategy text, priority text,
+    staleness double precision, pending_changes bigint, last_refresh_at timestamptz,
+    last_refresh_lsn pg_lsn, last_refresh_mode text, last_refresh_reason text, last_refresh_ms double precision,
+    next_scheduled timestamptz, status text, age_seconds double precision,
+    staleness_threshold double precision, max_staleness_seconds double precision, max_cpu_percent double precision,
+    reads_since_refresh bigint, last_error text)
+LANGUAGE sql STABLE AS $$
+WITH RECURSIVE base AS (
+    SELECT s.*, m.name, b.name AS branch_name,
+           heliosdb._mv_exec_count(s.pending_sql) AS pending,
+           greatest(coalesce(heliosdb._mv_exec_count(s.size_sql), 1), 1) AS size,
+           greatest(heliosdb._mv_reads(s.branch_id, s.mv_id) - s.reads_at_refresh, 0) AS reads,
+           extract(epoch FROM clock_timestamp() - coalesce(s.refreshed_at, m.created_at))::float8 AS age
+    FROM heliosdb._mv_state s
+    JOIN heliosdb._mviews m ON m.id = s.mv_id
+    JOIN heliosdb._branches b ON b.id = s.branch_id AND b.state <> 'dropped'
+), own AS (
+    SELECT base.*,
+           CASE WHEN refreshed_lsn IS NULL THEN 1.0
+                WHEN coalesce(pending, 0) = 0 THEN 0.0
+                ELSE (1 - (1 - least(1.0, pending::float8 / size))
+                        * (1 - least(1.0, age / greatest((options->>'max_staleness_seconds')::float8, 0.001))))
+                     * (0.5 + 0.5 * least(1.0, reads / greatest(age / 60.0, 1.0) / 60.0))
+           END AS own_staleness
+    FROM base
+), up(mv_id, branch_id, up_id) AS (
+    SELECT d.mv_id, o.branch_id, d.dep_id FROM heliosdb._mv_deps d JOIN own o ON o.mv_id = d.mv_id
+    WHERE d.kind = 'mv'
+    UNION
+    SELECT up.mv_id, up.branch_id, d.dep_id FROM up JOIN heliosdb._mv_deps d ON d.mv_id = up.up_id AND d.kind = 'mv'
+), total AS (
+    SELECT o.*, greatest(o.own_staleness, coalesce((
+        SELECT max(u.own_staleness) FROM up JOIN own u ON u.mv_id = up.up_id AND u.branch_id = up.branch_id
+        WHERE up.mv_id = o.mv_id AND up.branch_id = o.branch_id), 0)) AS stale
+    FROM own o
+)
+SELECT mv_id, branch_id, name, branch_name, options->>'maintenance_strategy', options->>'priority',
+       round(stale::numeric, 6)::float8, pending, refreshed_at, heliosdb.format_lsn(refreshed_lsn),
+       last_mode, last_reason, last_ms,
+       CASE WHEN status = 'FAILED' THEN next_retry
+            WHEN options->>'maintenance_strategy' IN ('on_demand', 'immediate') THEN NULL
+            WHEN stale >= (options->>'staleness_threshold')::float8 AND stale > 0 THEN clock_timestamp()
+            WHEN stale > 0 THEN coalesce(refreshed_at, clock_timestamp())
+                                + make_interval(secs => (options->>'max_staleness_seconds')::float8)
+       END,
+       CASE WHEN status IN ('REFRESHING', 'FAILED', 'UPSTREAM_FAILED') THEN status
+            WHEN stale > 0 THEN 'STALE' ELSE 'FRESH' END,
+       age, (options->>'staleness_threshold')::float8, (options->>'max_staleness_seconds')::float8,
+       (options->>'max_cpu_percent')::float8, reads, last_error
+FROM total
+$$;
+
+CREATE VIEW heliosdb.mv_staleness AS
+SELECT name, branch, strategy, priority, staleness, pending_changes, last_refresh_at, last_refresh_lsn,
+       last_refresh_mode, last_refresh_reason, last_refresh_ms, next_scheduled, status
+FROM heliosdb._mv_staleness()
+ORDER BY branch, name;
+
+CREATE VIEW heliosdb.mv_dependencies AS
+SELECT m.name AS view, b.name AS branch, d.kind AS depends_on_kind,
+       coalesce(dm.name, (SELECT v.name FROM heliosdb._table_versions v WHERE v.table_id = d.dep_id
+                          ORDER BY v.valid_from DESC LIMIT 1)) AS depends_on
+FROM heliosdb._mviews m
+JOIN heliosdb._branches b ON b.id = m.branch_id
+JOIN heliosdb._mv_deps d ON d.mv_id = m.id
+LEFT JOIN heliosdb._mviews dm ON d.kind = 'mv' AND dm.id = d.dep_id
+ORDER BY m.name, d.kind, 4;
+
+-- A view's storage is written by refreshes only.
+CREATE FUNCTION heliosdb._mv_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('heliosdb.mv_writer', true), '') <> 'on' THEN
+        RAISE EXCEPTION 'cannot change materialized view "%"', TG_ARGV[0]
+            USING ERRCODE = '42809', HINT = 'REFRESH MATERIALIZED VIEW brings it up to date.';
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Immediate maintenance, after every statement that writes a base table: the
+-- immediate views over it on the writing branch are brought to the
+-- transaction's LSN. A later statement of the same transaction first undoes
+-- the earlier ones' changes to the view, then applies the whole transaction.
+CREATE FUNCTION heliosdb._mv_immediate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    h bigint;
+    p bigint;
+BEGIN
+    FOR r IN
+        WITH RECURSIVE affected(id) AS (
+            SELECT d.mv_id FROM heliosdb._mv_deps d WHERE d.kind = 'table' AND d.dep_id = TG_ARGV[0]::integer
+            UNION
+            SELECT d.mv_id FROM heliosdb._mv_deps d JOIN affected a ON d.kind = 'mv' AND d.dep_id = a.id)
+        SELECT s.mv_id, s.branch_id, s.refreshed_lsn, s.prev_lsn, s.immediate_sql, s.revert_sql
+        FROM heliosdb._mv_state s JOIN affected a ON a.id = s.mv_id
+        WHERE s.immediate_sql IS NOT NULL AND s.refreshed_lsn IS NOT NULL
+          AND heliosdb.held_lsn(s.branch_id) IS NOT NULL
+        ORDER BY s.mv_id
+    LOOP
+        h := heliosdb.held_lsn(r.branch_id);
+        PERFORM set_config('heliosdb.mv_writer', 'on', true);
+        IF r.refreshed_lsn >= h AND r.prev_lsn IS NOT NULL THEN
+            p := r.prev_lsn;
+            EXECUTE r.revert_sql USING h;
+        ELSE
+            p := r.refreshed_lsn;
+        END IF;
+        IF p < h THEN
+            EXECUTE r.immediate_sql USING p, h;
+        END IF;
+        PERFORM set_config('heliosdb.mv_writer', '', true);
+        UPDATE heliosdb._mv_state SET refreshed_lsn = h, prev_lsn = p, refreshed_at = clock_timestamp(),
+               last_mode = 'incremental', last_reason = 'immediate', status = 'FRESH'
+        WHERE mv_id = r.mv_id AND branch_id = r.branch_id;
+    END LOOP;
+    RETURN NULL;
+END $$;
+
+UPDATE heliosdb._meta SET value = '2' WHERE key = 'catalog_version';

@@ -1,0 +1,477 @@
+"""Refreshing a view on a branch: full recomputation, or incremental from the version relations.
+
+Every refresh brings the view to a point h of its branch (an LSN): the
+contents then equal the defining query over the branch's data as of h. The
+incremental path reads, for each source, the rows changed in (p, h] (p: the
+last refresh) from the version relations, their old states at p and new
+states at h (index probes on the row id), and applies the difference:
+
+- spj: storage rows that came from a changed base row are deleted, and the
+  query's rows over the changed base rows (new states) are inserted;
+- agg: the changed rows' old contributions are subtracted from their groups
+  and the new ones added; a group that loses its MIN/MAX value is recomputed
+  from the base (that group only), a group left with no rows is deleted.
+
+With several sources, the changed rows of source i are joined with the other
+sources' rows, excluding the changed rows of sources before i, so each result
+row is counted once (the usual delta-join expansion).
+
+Storage keeps its own history (``__hist``, closed versions with [begin, end)
+in base LSNs), so a view over this view gets its deltas the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from heliosdb import errors
+from heliosdb.branching.layout import state_sql
+from heliosdb.catalog.model import MAX_LSN, Branch, Snapshot, TableInfo, TableVersion, chain
+from heliosdb.merge.diff import Side, changed_rows
+from heliosdb.mv import catalog as mvcat
+from heliosdb.mv.catalog import MView
+from heliosdb.mv.compile import Plan, placeholder
+
+# Stand-ins for the two points in the SQL of immediate maintenance, replaced by $1 / $2:
+# above every real LSN, so ancestors are cut at their fork points as for any real p >= fork.
+P_SENTINEL = 9_000_000_000_000_000_001
+H_SENTINEL = 9_000_000_000_000_000_002
+FULL_FRACTION = 0.25  # a delta touching more than this share of the base is refreshed in full
+_LOCK_CLASS = 0x4D56  # advisory lock namespace of refreshes: one at a time per view and branch
+
+
+@dataclass
+class Outcome:
+    mode: str  # incremental | full | none
+    reason: str
+    rows: int
+    ms: float
+    lsn: int
+
+
+def _lock_key(mv_id: int, branch_id: int) -> int:
+    return (_LOCK_CLASS << 48) | ((mv_id & 0xFFFFFF) << 24) | (branch_id & 0xFFFFFF)
+
+
+def head_of(conn: psycopg.Connection[Any], branch: Branch) -> int:
+    row = conn.execute(
+        "SELECT coalesce(heliosdb.held_lsn(id), head_lsn) FROM heliosdb._branches WHERE id = %s", (branch.id,)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# -- source states -------------------------------------------------------------
+class Sources:
+    """The states of a view's sources on one branch, at the points a refresh needs."""
+
+    def __init__(self, conn: psycopg.Connection[Any], branch: Branch, mv: MView) -> None:
+        self.conn, self.branch, self.mv, self.plan = conn, branch, mv, mv.plan
+        self._snaps: dict[int, tuple[list[Any], Snapshot]] = {}
+        self._up: dict[int, MView] = {}
+
+    def _snap(self, point: int) -> tuple[list[Any], Snapshot]:
+        if point not in self._snaps:
+            levels = chain(self.conn, self.branch.id, point)
+            self._snaps[point] = (levels, Snapshot(self.conn, levels))
+        return self._snaps[point]
+
+    def table(self, tid: int, point: int) -> tuple[TableVersion, TableInfo]:
+        _, snap = self._snap(point)
+        if tid not in snap.tables:
+            src = next(s for s in self.plan.sources if s.kind == "table" and s.id == tid) if self.plan.sources else None
+            name = src.name if src else str(tid)
+            raise errors.lookup("42P01")(
+                f'relation "{name}" read by materialized view "{self.mv.name}" does not exist',
+                hint="Drop the view, or create the table again.", sqlstate="42P01")
+        return snap.tables[tid], snap.info[tid]
+
+    def upstream(self, mv_id: int) -> MView:
+        if mv_id not in self._up:
+            self._up[mv_id] = mvcat.by_id(self.conn, mv_id)
+        return self._up[mv_id]
+
+    def state(self, i: int, point: int, restrict: str | None = None) -> str:
+        """SELECT _hdb_rowid, columns... of source i at `point`; restrict 'in'/'out': only (not) changed rows."""
+        src = self.plan.sources[i]
+        if src.kind == "table":
+            version, info = self.table(src.id, MAX_LSN if point in (H_SENTINEL, P_SENTINEL) else point)
+            levels, snap = self._snap(point)
+            if version.table_id not in snap.names:
+                snap.names[version.table_id] = dict(self.conn.execute(
+                    "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (version.table_id,)
+                ).fetchall())
+            body = state_sql(snap, levels, info, version).as_string(self.conn)
+        else:
+            up = self.upstream(src.id)
+            exprs = ", ".join(up.plan.view_exprs("s"))
+            body = f"SELECT s._hdb_rowid, {exprs} FROM ({storage_at(up, self.branch.id, point)}) s"
+        if restrict is None:
+            return body
+        op = "= ANY" if restrict == "in" else "<> ALL"
+        # = ANY(ARRAY(...)) reaches every arm of the state's union as an index probe on the row id
+        return f"SELECT * FROM ({body}) x WHERE x._hdb_rowid {op}(ARRAY(SELECT _hdb_rowid FROM _hdb_c{i}))"
+
+    def changed(self, i: int, p: int, h: int) -> str:
+        """SELECT _hdb_rowid of the rows of source i changed in (p, h]."""
+        src = self.plan.sources[i]
+        if src.kind == "table":
+            _, info = self.table(src.id, MAX_LSN if h == H_SENTINEL else h)
+            side = Side(self.branch, p, h)
+            return "SELECT _hdb_rowid FROM (" + changed_rows(self.conn, side, info).as_string(self.conn) + ") c"
+        up = self.upstream(src.id)
+        return changed_in_storage(up, self.branch.id, p, h)
+
+
+def storage_at(mv: MView, branch_id: int, point: int) -> str:
+    """The view's storage rows (all storage columns) as of a base point."""
+    cols = ", ".join(["_hdb_rowid", *mv.plan.storage_columns()])
+    return (f"SELECT {cols} FROM {mv.storage(branch_id)} WHERE _hdb_lsn <= {point} "
+            f"UNION ALL SELECT {cols} FROM {mv.hist(branch_id)} WHERE _hdb_begin <= {point} AND _hdb_end > {point}")
+
+
+def changed_in_storage(mv: MView, branch_id: int, p: int, h: int) -> str:
+    return (f"SELECT _hdb_rowid FROM {mv.storage(branch_id)} WHERE _hdb_lsn > {p} AND _hdb_lsn <= {h} "
+            f"UNION SELECT _hdb_rowid FROM {mv.hist(branch_id)} WHERE _hdb_end > {p} AND _hdb_end <= {h}")
+
+
+def _instantiate(plan: Plan, states: list[str]) -> str:
+    text = plan.from_sql
+    for i, st in enumerate(states):
+        text = text.replace(placeholder(i), f"({st})", 1)
+    return text
+
+
+def _where(plan: Plan, extra: str | None = None) -> str:
+    conds = [c for c in (plan.where_sql, extra) if c]
+    return (" WHERE " + " AND ".join(f"({c})" for c in conds)) if conds else ""
+
+
+def _delta_arms(src: Sources, point: int, items: str) -> list[str]:
+    """Rows of the query (as `items`) that involve at least one changed source row, each once."""
+    n = len(src.plan.sources)
+    arms = []
+    for i in range(n):
+        states = [src.state(j, point, "out" if j < i else "in" if j == i else None) for j in range(n)]
+        arms.append(f"SELECT {items} {_instantiate(src.plan, states)}{_where(src.plan)}")
+    return arms
+
+
+def _cands(src: Sources, p: int, h: int) -> str:
+    return ", ".join(f"_hdb_c{i} AS MATERIALIZED ({src.changed(i, p, h)})" for i in range(len(src.plan.sources)))
+
+
+# -- SQL of one refresh ------------------------------------------------------------
+def incremental_sql(src: Sources, p: int, h: int) -> str:
+    plan, mv, b = src.plan, src.mv, src.branch.id
+    store, hist = mv.storage(b), mv.hist(b)
+    cols = plan.storage_columns()
+    col_list = ", ".join(cols)
+    head = f"WITH {_cands(src, p, h)}"
+    if plan.mode == "spj":
+        srcs = [f"{q(s.alias)}._hdb_rowid" for s in plan.sources]
+        items = ", ".join(plan.storage_exprs())
+        hit = " OR ".join(f"_hdb_src{i} = ANY(ARRAY(SELECT _hdb_rowid FROM _hdb_c{i}))" for i in range(len(srcs)))
+        new_rows = " UNION ALL ".join(_delta_arms(src, h, items))
+        return f"""{head},
+_hdb_arch AS (INSERT INTO {hist} (_hdb_rowid, _hdb_begin, _hdb_end, {col_list})
+    SELECT _hdb_rowid, _hdb_lsn, {h}, {col_list} FROM {store} WHERE {hit} RETURNING 1),
+_hdb_del AS (DELETE FROM {store} WHERE {hit} RETURNING 1),
+_hdb_ins AS (INSERT INTO {store} (_hdb_rowid, _hdb_lsn, {col_list})
+    SELECT nextval('heliosdb.mv_rowid_seq'), {h}, n.* FROM ({new_rows}) n RETURNING 1)
+SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
+    # agg: d holds each affected base row once with its sign, its group keys and aggregate arguments
+    keys = [f"{g} AS _hdb_g{k}" for k, g in enumerate(plan.groups)]
+    args = [f"{a.arg} AS _hdb_x{k}" for k, a in enumerate(plan.aggs) if a.arg is not None]
+    items = ", ".join(keys + args)
+    old = _delta_arms(src, p, items or "1 AS _hdb_one")
+    new = _delta_arms(src, h, items or "1 AS _hdb_one")
+    arms = [f"SELECT -1 AS _hdb_sign, x.* FROM ({a}) x" for a in old] + [
+        f"SELECT 1 AS _hdb_sign, x.* FROM ({a}) x" for a in new]
+    gk = [f"_hdb_g{k}" for k in range(len(plan.groups))]
+    g_items = list(gk) + ["coalesce(sum(_hdb_sign), 0) AS _hdb_dcnt"]
+    for k, a in enumerate(plan.aggs):
+        if a.arg is None:
+            continue
+        x = f"_hdb_x{k}"
+        g_items.append(f"count({x}) FILTER (WHERE _hdb_sign > 0) - count({x}) FILTER (WHERE _hdb_sign < 0) AS _hdb_dn{k}")
+        if a.func in ("sum", "avg"):
+            g_items += [f"sum({x}) FILTER (WHERE _hdb_sign > 0) AS _hdb_sp{k}",
+                        f"sum({x}) FILTER (WHERE _hdb_sign < 0) AS _hdb_sm{k}"]
+        elif a.func in ("min", "max"):
+            g_items += [f"{a.func}({x}) FILTER (WHERE _hdb_sign > 0) AS _hdb_ep{k}",
+                        f"{a.func}({x}) FILTER (WHERE _hdb_sign < 0) AS _hdb_em{k}"]
+    group_by = (" GROUP BY " + ", ".join(gk)) if gk else " HAVING count(*) > 0"
+    if gk:
+        eq = " AND ".join(f"s1.{k} = g.{k}" for k in gk)
+        any_null = " OR ".join(f"g.{k} IS NULL" for k in gk)
+        nd = " AND ".join(f"s2.{k} IS NOT DISTINCT FROM g.{k}" for k in gk)
+        match = (f"SELECT g.*, coalesce(s1._hdb_rowid, s2._hdb_rowid) AS _hdb_sid FROM _hdb_g g "
+                 f"LEFT JOIN {store} s1 ON {eq} "
+                 f"LEFT JOIN LATERAL (SELECT s2._hdb_rowid FROM {store} s2 WHERE ({any_null}) AND {nd} LIMIT 1) s2 ON true")
+    else:
+        match = f"SELECT g.*, s1._hdb_rowid AS _hdb_sid FROM _hdb_g g LEFT JOIN {store} s1 ON true"
+    new_full = [src.state(j, h) for j in range(len(plan.sources))]
+    n_items = ["m._hdb_sid"] + [f"m.{k}" for k in gk] + ["coalesce(s._hdb_cnt, 0) + m._hdb_dcnt AS _hdb_cnt"]
+    for k, a in enumerate(plan.aggs):
+        if a.arg is None:
+            continue
+        nn = f"(coalesce(s._hdb_n{k}, 0) + m._hdb_dn{k})"
+        if a.func == "count":
+            n_items.append(f"{nn} AS _hdb_n{k}")
+        elif a.func in ("sum", "avg"):
+            n_items.append(f"CASE WHEN {nn} > 0 THEN coalesce(s._hdb_s{k}, 0) + coalesce(m._hdb_sp{k}, 0) "
+                           f"- coalesce(m._hdb_sm{k}, 0) END AS _hdb_s{k}")
+            n_items.append(f"{nn} AS _hdb_n{k}")
+        else:
+            worse = "<=" if a.func == "min" else ">="
+            best = "least" if a.func == "min" else "greatest"
+            same_group = " AND ".join(f"({g}) IS NOT DISTINCT FROM m._hdb_g{i}" for i, g in enumerate(plan.groups))
+            recompute = (f"(SELECT {a.func}({a.arg}) {_instantiate(plan, new_full)}"
+                         f"{_where(plan, same_group or None)})")
+            n_items.append(
+                f"CASE WHEN {nn} = 0 THEN NULL "
+                f"WHEN m._hdb_em{k} IS NOT NULL AND s._hdb_m{k} IS NOT NULL AND m._hdb_em{k} {worse} s._hdb_m{k} "
+                f"THEN {recompute} ELSE {best}(s._hdb_m{k}, m._hdb_ep{k}) END AS _hdb_m{k}")
+            n_items.append(f"{nn} AS _hdb_n{k}")
+    keep = "true" if plan.scalar else "n._hdb_cnt > 0"
+    sets = ", ".join(f"{c} = n.{c}" for c in cols)
+    return f"""{head},
+_hdb_d AS ({' UNION ALL '.join(arms)}),
+_hdb_g AS (SELECT {', '.join(g_items)} FROM _hdb_d{group_by}),
+_hdb_m AS ({match}),
+_hdb_n AS (SELECT {', '.join(n_items)} FROM _hdb_m m LEFT JOIN {store} s ON s._hdb_rowid = m._hdb_sid),
+_hdb_arch AS (INSERT INTO {hist} (_hdb_rowid, _hdb_begin, _hdb_end, {col_list})
+    SELECT s._hdb_rowid, s._hdb_lsn, {h}, {', '.join('s.' + c for c in cols)}
+    FROM {store} s JOIN _hdb_n n ON s._hdb_rowid = n._hdb_sid RETURNING 1),
+_hdb_upd AS (UPDATE {store} s SET _hdb_lsn = {h}, {sets} FROM _hdb_n n
+    WHERE s._hdb_rowid = n._hdb_sid AND {keep} RETURNING 1),
+_hdb_del AS (DELETE FROM {store} s USING _hdb_n n WHERE s._hdb_rowid = n._hdb_sid AND NOT ({keep}) RETURNING 1),
+_hdb_ins AS (INSERT INTO {store} (_hdb_rowid, _hdb_lsn, {col_list})
+    SELECT nextval('heliosdb.mv_rowid_seq'), {h}, {', '.join('n.' + c for c in cols)} FROM _hdb_n n
+    WHERE n._hdb_sid IS NULL AND n._hdb_cnt > 0 RETURNING 1)
+SELECT (SELECT count(*) FROM _hdb_upd) + (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def full_select(src: Sources, h: int) -> str:
+    """The storage rows of the view as of h (without _hdb_rowid / _hdb_lsn)."""
+    plan = src.plan
+    if plan.mode == "full":
+        return f"SELECT * FROM ({src.mv.query}) _hdb_q"
+    states = [src.state(j, h) for j in range(len(plan.sources))]
+    group = (" GROUP BY " + ", ".join(plan.groups)) if plan.mode == "agg" and plan.groups else ""
+    return f"SELECT {', '.join(plan.storage_exprs())} {_instantiate(plan, states)}{_where(plan)}{group}"
+
+
+def full_sql(src: Sources, h: int) -> str:
+    mv, b = src.mv, src.branch.id
+    store, hist = mv.storage(b), mv.hist(b)
+    col_list = ", ".join(src.plan.storage_columns())
+    return f"""WITH _hdb_arch AS (INSERT INTO {hist} (_hdb_rowid, _hdb_begin, _hdb_end, {col_list})
+    SELECT _hdb_rowid, _hdb_lsn, {h}, {col_list} FROM {store} RETURNING 1),
+_hdb_del AS (DELETE FROM {store} RETURNING 1),
+_hdb_ins AS (INSERT INTO {store} (_hdb_rowid, _hdb_lsn, {col_list})
+    SELECT nextval('heliosdb.mv_rowid_seq'), {h}, f.* FROM ({full_select(src, h)}) f RETURNING 1)
+SELECT (SELECT count(*) FROM _hdb_ins)"""
+
+
+def pending_sql(src: Sources, p: int) -> str | None:
+    """Counts the base rows changed since p, up to the branch's head whenever it runs."""
+    plan = src.plan
+    parts: list[str] = []
+    if plan.mode == "full":
+        tables = [(t, "table") for t in plan.deps_tables] + [(m, "mv") for m in plan.deps_mvs]
+        for ref, kind in tables:
+            try:
+                if kind == "table":
+                    _, info = src.table(ref, MAX_LSN)
+                    side = Side(src.branch, p, MAX_LSN)
+                    parts.append("SELECT count(*) FROM (" + changed_rows(src.conn, side, info).as_string(src.conn) + ") c")
+                else:
+                    parts.append(f"SELECT count(*) FROM ({changed_in_storage(src.upstream(ref), src.branch.id, p, MAX_LSN)}) c")
+            except errors.Error:
+                continue
+    else:
+        for i in range(len(plan.sources)):
+            parts.append(f"SELECT count(*) FROM ({src.changed(i, p, MAX_LSN)}) c")
+    if not parts:
+        return None
+    return "SELECT " + " + ".join(f"({x})" for x in parts)
+
+
+def size_sql(src: Sources) -> str | None:
+    rels: list[str] = []
+    plan = src.plan
+    ids = plan.deps_tables if plan.mode == "full" else [s.id for s in plan.sources if s.kind == "table"]
+    for tid in ids:
+        try:
+            _, info = src.table(tid, MAX_LSN)
+        except errors.Error:
+            continue
+        rels += [f"{info.phys_schema}.{info.phys_name}", f"{info.phys_schema}.{info.phys_name}__br"]
+    mv_ids = plan.deps_mvs if plan.mode == "full" else [s.id for s in plan.sources if s.kind == "mv"]
+    rels += [f"hdb_b{src.branch.id}.mv{m}" for m in mv_ids]
+    if not rels:
+        return None
+    arr = ", ".join("'" + r.replace("'", "''") + "'" for r in rels)
+    return (f"SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_class c "
+            f"WHERE c.oid = ANY(ARRAY(SELECT to_regclass(r) FROM unnest(ARRAY[{arr}]) r))")
+
+
+def immediate_sql(src: Sources) -> str | None:
+    """Incremental refresh with $1 = last point, $2 = the writing transaction's LSN (for the trigger)."""
+    if src.plan.mode == "full":
+        return None
+    text = incremental_sql(src, P_SENTINEL, H_SENTINEL)
+    return text.replace(str(P_SENTINEL), "$1").replace(str(H_SENTINEL), "$2")
+
+
+def revert_sql(mv: MView, branch_id: int) -> str:
+    """Undo the storage changes stamped $1 (an earlier statement of the same writing transaction)."""
+    cols = ", ".join(mv.plan.storage_columns())
+    store, hist = mv.storage(branch_id), mv.hist(branch_id)
+    return f"""WITH _hdb_back AS (DELETE FROM {hist} WHERE _hdb_end = $1 RETURNING *),
+_hdb_gone AS (DELETE FROM {store} WHERE _hdb_lsn = $1 RETURNING 1)
+INSERT INTO {store} (_hdb_rowid, _hdb_lsn, {cols}) SELECT _hdb_rowid, _hdb_begin, {cols} FROM _hdb_back"""
+
+
+# -- one refresh -----------------------------------------------------------------
+def refresh(
+    conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, mode: str | None = None,
+    h: int | None = None, wait: bool = True, reason: str | None = None, _seen: set[int] | None = None,
+) -> Outcome | None:
+    """Bring the view to the branch's head (or h); in the caller's transaction. None: someone else is at it."""
+    key = _lock_key(mv.id, branch.id)
+    if wait:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+    else:
+        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()
+        if not got or not got[0]:
+            return None
+    st = mvcat.state(conn, mv.id, branch.id, lock=True)
+    if st is None:
+        raise errors.lookup("42P01")(f'materialized view "{mv.name}" does not exist on branch "{branch.name}"',
+                                     sqlstate="42P01")
+    if h is None:
+        h = head_of(conn, branch)
+    seen = (_seen or set()) | {mv.id}
+    for up_id in mv.plan.deps_mvs:  # inputs first, to the same point
+        if up_id in seen:
+            continue
+        up = mvcat.by_id(conn, up_id)
+        ust = mvcat.state(conn, up_id, branch.id)
+        if ust is not None and (ust.refreshed_lsn is None or ust.refreshed_lsn < h):
+            refresh(conn, branch, up, h=h, reason="input of " + mv.name, _seen=seen)
+    p = st.refreshed_lsn
+    src = Sources(conn, branch, mv)
+    chosen, why = _choose(conn, src, st, mode, p, h)
+    if chosen == "none":
+        return Outcome("none", why, 0, 0.0, h)
+    start = time.perf_counter()
+    conn.execute("SELECT set_config('heliosdb.mv_writer', 'on', true)")
+    try:
+        if chosen == "incremental":
+            assert p is not None
+            row = conn.execute(incremental_sql(src, p, h)).fetchone()  # type: ignore[arg-type]
+        else:
+            row = conn.execute(full_sql(src, h)).fetchone()  # type: ignore[arg-type]
+    finally:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("SELECT set_config('heliosdb.mv_writer', '', true)")
+    ms = (time.perf_counter() - start) * 1000
+    rows = int(row[0]) if row and row[0] is not None else 0
+    why = reason or why
+    record(conn, src, h, chosen, why, ms)
+    return Outcome(chosen, why, rows, ms, h)
+
+
+def _choose(conn: psycopg.Connection[Any], src: Sources, st: mvcat.MVState, mode: str | None,
+            p: int | None, h: int) -> tuple[str, str]:
+    plan = src.plan
+    if mode == "full":
+        return "full", "REFRESH ... FULL"
+    if p is None:
+        return "full", "first population"
+    if plan.mode == "full":
+        if p >= h and mode is None:
+            return "none", "no changes"
+        return "full", plan.reason
+    if p >= h:
+        return "none", "no changes"
+    if st.options.get("maintenance_strategy") == "deferred" and mode is None:
+        return "full", "deferred strategy recomputes"
+    for s in plan.sources:
+        if s.kind == "table":
+            version, _ = src.table(s.id, MAX_LSN)
+            if version.valid_from > p:
+                return "full", f'table "{s.name}" changed its schema since the last refresh'
+        else:
+            ust = mvcat.state(conn, s.id, src.branch.id)
+            if ust is None or ust.history_from is None or ust.history_from > p:
+                return "full", f'input view "{s.name}" has no history back to the last refresh'
+    pending = conn.execute(pending_sql(src, p) or "SELECT 0").fetchone()  # type: ignore[arg-type]
+    size = conn.execute(size_sql(src) or "SELECT 1").fetchone()  # type: ignore[arg-type]
+    n, total = int(pending[0] or 0) if pending else 0, int(size[0] or 0) if size else 0
+    if n == 0:
+        return "none", "no changes"
+    if total > 0 and n > FULL_FRACTION * total and mode != "incremental":
+        return "full", f"delta of {n} rows exceeds {FULL_FRACTION:.0%} of the {total} base rows"
+    return "incremental", f"{n} changed base rows"
+
+
+def record(conn: psycopg.Connection[Any], src: Sources, h: int, mode: str, reason: str, ms: float) -> None:
+    """The refresh's result into the catalog, with the SQL that later counts/refreshes from h."""
+    mv, b = src.mv, src.branch
+    reads = conn.execute("SELECT heliosdb._mv_reads(%s, %s)", (b.id, mv.id)).fetchone()
+    conn.execute(
+        """UPDATE heliosdb._mv_state SET refreshed_lsn = %s, history_from = coalesce(history_from, %s),
+               refreshed_at = clock_timestamp(), last_mode = %s, last_reason = %s, last_ms = %s,
+               status = CASE WHEN status = 'UPSTREAM_FAILED' THEN status ELSE 'FRESH' END,
+               failures = 0, last_error = NULL, next_retry = NULL,
+               reads_at_refresh = %s, pending_sql = %s, size_sql = %s, immediate_sql = %s, revert_sql = %s,
+               prev_lsn = refreshed_lsn
+           WHERE mv_id = %s AND branch_id = %s""",
+        (h, h, mode, reason, ms, reads[0] if reads else 0, pending_sql(src, h), size_sql(src),
+         immediate_sql(src) if mv.options.get("maintenance_strategy") == "immediate" else None,
+         revert_sql(mv, b.id), mv.id, b.id),
+    )
+    conn.execute(
+        """INSERT INTO heliosdb._mv_refreshes (mv_id, branch_id, lsn, mode, reason, ms) VALUES (%s, %s, %s, %s, %s, %s)
+           ON CONFLICT (mv_id, branch_id, lsn) DO UPDATE SET mode = EXCLUDED.mode, reason = EXCLUDED.reason,
+               ms = EXCLUDED.ms, at = clock_timestamp()""",
+        (mv.id, b.id, h, mode, reason, ms),
+    )
+    # downstream views that were waiting on this one can run again
+    for down in mvcat.dependents(conn, mv.id):
+        conn.execute(
+            "UPDATE heliosdb._mv_state SET status = 'STALE' WHERE mv_id = %s AND branch_id = %s "
+            "AND status = 'UPSTREAM_FAILED'", (down, b.id))
+
+
+def record_failure(conn: psycopg.Connection[Any], mv: MView, branch: Branch, error: str) -> None:
+    """Outside the failed transaction: FAILED with bounded exponential backoff; inputs of others mark them."""
+    conn.execute(
+        """UPDATE heliosdb._mv_state SET status = 'FAILED', failures = failures + 1, last_error = %s,
+               next_retry = clock_timestamp() + make_interval(secs => least(60, 2 ^ least(failures, 6)))
+           WHERE mv_id = %s AND branch_id = %s""",
+        (error, mv.id, branch.id),
+    )
+    for down in mvcat.dependents(conn, mv.id):
+        conn.execute(
+            "UPDATE heliosdb._mv_state SET status = 'UPSTREAM_FAILED', last_error = %s "
+            "WHERE mv_id = %s AND branch_id = %s",
+            (f'input view "{mv.name}" failed to refresh', down, branch.id),
+        )
+
+
+def options_json(opts: dict[str, Any]) -> str:
+    return json.dumps(opts)
