@@ -69,12 +69,12 @@ CREATE TABLE heliosdb._mv_refreshes (
 
 CREATE SEQUENCE heliosdb.mv_rowid_seq;
 
-CREATE FUNCTION heliosdb._mv_exec_count(q text) RETURNS bigint
+CREATE FUNCTION heliosdb._mv_exec_count(q text, p bigint DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 DECLARE n bigint;
 BEGIN
     IF q IS NULL THEN RETURN NULL; END IF;
-    EXECUTE q INTO n;
+    IF p IS NULL THEN EXECUTE q INTO n; ELSE EXECUTE q INTO n USING p; END IF;
     RETURN n;
 EXCEPTION WHEN undefined_table OR undefined_column THEN
     RETURN NULL;  -- a base table went away under the view: the next refresh reports it
@@ -97,7 +97,7 @@ CREATE FUNCTION heliosdb._mv_staleness() RETURNS TABLE (
 LANGUAGE sql STABLE AS $$
 WITH RECURSIVE base AS (
     SELECT s.*, m.name, b.name AS branch_name,
-           heliosdb._mv_exec_count(s.pending_sql) AS pending,
+           heliosdb._mv_exec_count(s.pending_sql, s.refreshed_lsn) AS pending,
            greatest(coalesce(heliosdb._mv_exec_count(s.size_sql), 1), 1) AS size,
            greatest(heliosdb._mv_reads(s.branch_id, s.mv_id) - s.reads_at_refresh, 0) AS reads,
            extract(epoch FROM clock_timestamp() - coalesce(s.refreshed_at, m.created_at))::float8 AS age
@@ -177,6 +177,7 @@ DECLARE
     r record;
     h bigint;
     p bigint;
+    q text;
 BEGIN
     FOR r IN
         WITH RECURSIVE affected(id) AS (
@@ -193,7 +194,9 @@ BEGIN
         PERFORM set_config('heliosdb.mv_writer', 'on', true);
         IF r.refreshed_lsn >= h AND r.prev_lsn IS NOT NULL THEN
             p := r.prev_lsn;
-            EXECUTE r.revert_sql USING h;
+            FOREACH q IN ARRAY string_to_array(r.revert_sql, E'\n;\n') LOOP
+                EXECUTE q USING h;
+            END LOOP;
         ELSE
             p := r.refreshed_lsn;
         END IF;

@@ -284,8 +284,9 @@ _hdb_ins AS (INSERT INTO {store} (_hdb_rowid, _hdb_lsn, {col_list})
 SELECT (SELECT count(*) FROM _hdb_ins)"""
 
 
-def pending_sql(src: Sources, p: int) -> str | None:
-    """Counts the base rows changed since p, up to the branch's head whenever it runs."""
+def pending_sql(src: Sources, point: int | None = None) -> str | None:
+    """Counts the base rows changed since `point` (None: since $1, the last refresh), up to the head when run."""
+    p = P_SENTINEL if point is None else point
     plan = src.plan
     parts: list[str] = []
     if plan.mode == "full":
@@ -305,7 +306,7 @@ def pending_sql(src: Sources, p: int) -> str | None:
             parts.append(f"SELECT count(*) FROM ({src.changed(i, p, MAX_LSN)}) c")
     if not parts:
         return None
-    return "SELECT " + " + ".join(f"({x})" for x in parts)
+    return ("SELECT " + " + ".join(f"({x})" for x in parts)).replace(str(P_SENTINEL), "$1")
 
 
 def size_sql(src: Sources) -> str | None:
@@ -328,20 +329,43 @@ def size_sql(src: Sources) -> str | None:
 
 
 def immediate_sql(src: Sources) -> str | None:
-    """Incremental refresh with $1 = last point, $2 = the writing transaction's LSN (for the trigger)."""
+    """Creates the view's immediate-maintenance function; returns the call the base-table trigger runs.
+
+    The function holds the incremental refresh as static SQL with p and h as
+    arguments, so each backend plans it once (a generic plan) instead of at
+    every write.
+    """
     if src.plan.mode == "full":
         return None
     text = incremental_sql(src, P_SENTINEL, H_SENTINEL)
-    return text.replace(str(P_SENTINEL), "$1").replace(str(H_SENTINEL), "$2")
+    text = text.replace(str(P_SENTINEL), "p").replace(str(H_SENTINEL), "h")
+    head, sep, tail = text.rpartition("\nSELECT ")
+    fn = imm_function(src.mv, src.branch.id)
+    src.conn.execute(  # type: ignore[arg-type]
+        f"CREATE OR REPLACE FUNCTION {fn}(p bigint, h bigint) RETURNS bigint LANGUAGE plpgsql "
+        f"SET plan_cache_mode = force_generic_plan AS $hdb$ DECLARE _hdb_rows bigint; BEGIN\n"
+        f"{head}{sep}{tail} INTO _hdb_rows;\nRETURN _hdb_rows;\nEND $hdb$")
+    return f"SELECT {fn}($1, $2)"
+
+
+def imm_function(mv: MView, branch_id: int) -> str:
+    return f'"hdb_b{branch_id}"."mv{mv.id}__imm"'
 
 
 def revert_sql(mv: MView, branch_id: int) -> str:
-    """Undo the storage changes stamped $1 (an earlier statement of the same writing transaction)."""
+    """Undo the storage changes stamped $1 (earlier statements of the same writing transaction).
+
+    Two statements, separated by REVERT_SEP: the stamped rows must be gone before
+    the archived versions (same row ids) come back.
+    """
     cols = ", ".join(mv.plan.storage_columns())
     store, hist = mv.storage(branch_id), mv.hist(branch_id)
-    return f"""WITH _hdb_back AS (DELETE FROM {hist} WHERE _hdb_end = $1 RETURNING *),
-_hdb_gone AS (DELETE FROM {store} WHERE _hdb_lsn = $1 RETURNING 1)
-INSERT INTO {store} (_hdb_rowid, _hdb_lsn, {cols}) SELECT _hdb_rowid, _hdb_begin, {cols} FROM _hdb_back"""
+    return (f"DELETE FROM {store} WHERE _hdb_lsn = $1" + REVERT_SEP
+            + f"WITH _hdb_back AS (DELETE FROM {hist} WHERE _hdb_end = $1 RETURNING *) "
+            f"INSERT INTO {store} (_hdb_rowid, _hdb_lsn, {cols}) SELECT _hdb_rowid, _hdb_begin, {cols} FROM _hdb_back")
+
+
+REVERT_SEP = "\n;\n"
 
 
 # -- one refresh -----------------------------------------------------------------
@@ -375,6 +399,8 @@ def refresh(
     src = Sources(conn, branch, mv)
     chosen, why = _choose(conn, src, st, mode, p, h)
     if chosen == "none":
+        if mv.options.get("maintenance_strategy") == "immediate":
+            store_sql(conn, src)
         return Outcome("none", why, 0, 0.0, h)
     start = time.perf_counter()
     conn.execute("SELECT set_config('heliosdb.mv_writer', 'on', true)")
@@ -437,13 +463,11 @@ def record(conn: psycopg.Connection[Any], src: Sources, h: int, mode: str, reaso
                refreshed_at = clock_timestamp(), last_mode = %s, last_reason = %s, last_ms = %s,
                status = CASE WHEN status = 'UPSTREAM_FAILED' THEN status ELSE 'FRESH' END,
                failures = 0, last_error = NULL, next_retry = NULL,
-               reads_at_refresh = %s, pending_sql = %s, size_sql = %s, immediate_sql = %s, revert_sql = %s,
-               prev_lsn = refreshed_lsn
+               reads_at_refresh = %s, prev_lsn = refreshed_lsn
            WHERE mv_id = %s AND branch_id = %s""",
-        (h, h, mode, reason, ms, reads[0] if reads else 0, pending_sql(src, h), size_sql(src),
-         immediate_sql(src) if mv.options.get("maintenance_strategy") == "immediate" else None,
-         revert_sql(mv, b.id), mv.id, b.id),
+        (h, h, mode, reason, ms, reads[0] if reads else 0, mv.id, b.id),
     )
+    store_sql(conn, src)
     conn.execute(
         """INSERT INTO heliosdb._mv_refreshes (mv_id, branch_id, lsn, mode, reason, ms) VALUES (%s, %s, %s, %s, %s, %s)
            ON CONFLICT (mv_id, branch_id, lsn) DO UPDATE SET mode = EXCLUDED.mode, reason = EXCLUDED.reason,
@@ -455,6 +479,18 @@ def record(conn: psycopg.Connection[Any], src: Sources, h: int, mode: str, reaso
         conn.execute(
             "UPDATE heliosdb._mv_state SET status = 'STALE' WHERE mv_id = %s AND branch_id = %s "
             "AND status = 'UPSTREAM_FAILED'", (down, b.id))
+
+
+def store_sql(conn: psycopg.Connection[Any], src: Sources) -> None:
+    """The SQL that counts pending changes and (immediate views) refreshes inside writing transactions."""
+    mv, b = src.mv, src.branch
+    immediate = mv.options.get("maintenance_strategy") == "immediate"
+    conn.execute(
+        """UPDATE heliosdb._mv_state SET pending_sql = %s, size_sql = %s, immediate_sql = %s, revert_sql = %s
+           WHERE mv_id = %s AND branch_id = %s""",
+        (pending_sql(src), size_sql(src), immediate_sql(src) if immediate else None, revert_sql(mv, b.id),
+         mv.id, b.id),
+    )
 
 
 def record_failure(conn: psycopg.Connection[Any], mv: MView, branch: Branch, error: str) -> None:

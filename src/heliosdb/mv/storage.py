@@ -17,7 +17,7 @@ from psycopg import sql
 from heliosdb.catalog.model import Branch, chain
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.catalog import MView
-from heliosdb.mv.refresh import Sources, full_select, storage_at
+from heliosdb.mv.refresh import Sources, full_select, imm_function, storage_at
 
 
 def _ident(*parts: str) -> str:
@@ -76,6 +76,7 @@ def drop(conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, cascade: b
     mode = " CASCADE" if cascade else ""
     conn.execute(f"DROP VIEW IF EXISTS {_ident(branch.user_schema, mv.name)}{mode}")  # type: ignore[arg-type]
     conn.execute(f"DROP TABLE IF EXISTS {mv.storage(branch.id)}, {mv.hist(branch.id)}")  # type: ignore[arg-type]
+    conn.execute(f"DROP FUNCTION IF EXISTS {imm_function(mv, branch.id)}(bigint, bigint)")  # type: ignore[arg-type]
     conn.execute("DELETE FROM heliosdb._mv_state WHERE mv_id = %s AND branch_id = %s", (mv.id, branch.id))
 
 
@@ -122,7 +123,10 @@ def inherit(conn: psycopg.Connection[Any], branch: Branch) -> list[MView]:
                 "SELECT max(lsn) FROM heliosdb._mv_refreshes WHERE mv_id = %s AND branch_id = %s AND lsn <= %s",
                 (mv.id, lv.branch_id, lv.upto),
             ).fetchone()
-            point = row[0] if row and row[0] is not None else st.history_from
+            logged = row[0] if row and row[0] is not None else st.history_from
+            # immediate maintenance does not write the log: its stamps in the copied rows tell the point
+            stamp = conn.execute(f"SELECT max(_hdb_lsn) FROM ({_with_lsn(mv, lv.branch_id, lv.upto)}) x").fetchone()  # type: ignore[arg-type]
+            point = max(logged, stamp[0] if stamp and stamp[0] is not None else logged)
             cols = ", ".join(["_hdb_rowid", *mv.plan.storage_columns()])
             conn.execute("SELECT set_config('heliosdb.mv_writer', 'on', true)")
             conn.execute(  # type: ignore[arg-type]
