@@ -80,10 +80,12 @@ EXCEPTION WHEN undefined_table OR undefined_column THEN
     RETURN NULL;  -- a base table went away under the view: the next refresh reports it
 END $$;
 
+-- Scans of a view's storage: how often it is read. The current transaction's own
+-- scans (not yet in the shared statistics) count too, so a refresh can subtract its own.
 CREATE FUNCTION heliosdb._mv_reads(b integer, m integer) RETURNS bigint
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(sum(s.seq_scan + coalesce(s.idx_scan, 0)), 0)::bigint
-    FROM pg_stat_user_tables s WHERE s.schemaname = 'hdb_b' || b AND s.relname = 'mv' || m
+    SELECT coalesce(pg_stat_get_numscans(r) + pg_stat_get_xact_numscans(r), 0)
+    FROM (SELECT to_regclass(format('%I.%I', 'hdb_b' || b, 'mv' || m)) AS r) x
 $$;
 
 -- Staleness of every view on every branch; the formula is in docs/materialized-views.md.

@@ -350,6 +350,7 @@ class ClientConnection(ExtendedProtocol):
             err = errors.from_psycopg(exc)
             raise Fatal(err.sqlstate or "XX000", err.message) from None
         self.attach(session)
+        self.server.ensure_scheduler(self.database, session)
         self.send(codec.auth_ok())
         for name, value in settings.items():
             try:

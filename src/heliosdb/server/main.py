@@ -58,6 +58,24 @@ class Server:
         self._admin_lock = threading.Lock()
         self._admin: psycopg.Connection[Any] | None = None
         self._ids = itertools.count(1)
+        self.schedulers: dict[str, Any] = {}  # database -> its materialized-view scheduler
+
+    def ensure_scheduler(self, database: str, session: Any) -> None:
+        """One refresh scheduler per database this endpoint serves, from its first session on."""
+        with self._lock:
+            if database in self.schedulers or self.stopping:
+                return
+            from heliosdb.mv.scheduler import Scheduler
+
+            sched = Scheduler(session.new_connection)
+            self.schedulers[database] = sched
+        sched.start()
+
+    def stop_schedulers(self) -> None:
+        with self._lock:
+            scheds, self.schedulers = list(self.schedulers.values()), {}
+        for s in scheds:
+            s.stop()
 
     # -- connections --------------------------------------------------------------------------------
     def new_id(self) -> int:
@@ -151,6 +169,7 @@ class Server:
     def shutdown(self, timeout: float) -> None:
         """Stop every connection: idle ones now, running statements after they finish (or `timeout`)."""
         self.stopping = True
+        self.stop_schedulers()
         deadline = time.monotonic() + timeout
         cancelled = False
         while True:
