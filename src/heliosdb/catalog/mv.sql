@@ -95,7 +95,7 @@ CREATE FUNCTION heliosdb._mv_staleness() RETURNS TABLE (
     last_refresh_lsn pg_lsn, last_refresh_mode text, last_refresh_reason text, last_refresh_ms double precision,
     next_scheduled timestamptz, status text, age_seconds double precision,
     staleness_threshold double precision, max_staleness_seconds double precision, max_cpu_percent double precision,
-    reads_since_refresh bigint, last_error text)
+    reads_since_refresh bigint, last_error text, base_rows bigint, own_staleness double precision)
 LANGUAGE sql STABLE AS $$
 WITH RECURSIVE base AS (
     SELECT s.*, m.name, b.name AS branch_name,
@@ -138,7 +138,7 @@ SELECT mv_id, branch_id, name, branch_name, options->>'maintenance_strategy', op
        CASE WHEN status IN ('REFRESHING', 'FAILED', 'UPSTREAM_FAILED') THEN status
             WHEN stale > 0 THEN 'STALE' ELSE 'FRESH' END,
        age, (options->>'staleness_threshold')::float8, (options->>'max_staleness_seconds')::float8,
-       (options->>'max_cpu_percent')::float8, reads, last_error
+       (options->>'max_cpu_percent')::float8, reads, last_error, size, round(own_staleness::numeric, 6)::float8
 FROM total
 $$;
 

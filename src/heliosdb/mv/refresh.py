@@ -457,7 +457,8 @@ def _choose(conn: psycopg.Connection[Any], src: Sources, st: mvcat.MVState, mode
 def record(conn: psycopg.Connection[Any], src: Sources, h: int, mode: str, reason: str, ms: float) -> None:
     """The refresh's result into the catalog, with the SQL that later counts/refreshes from h."""
     mv, b = src.mv, src.branch
-    reads = conn.execute("SELECT heliosdb._mv_reads(%s, %s)", (b.id, mv.id)).fetchone()
+    # the refresh's own scans of the storage are no reads: count them now, flush them at commit
+    reads = conn.execute("SELECT heliosdb._mv_reads(%s, %s), pg_stat_force_next_flush()", (b.id, mv.id)).fetchone()
     conn.execute(
         """UPDATE heliosdb._mv_state SET refreshed_lsn = %s, history_from = coalesce(history_from, %s),
                refreshed_at = clock_timestamp(), last_mode = %s, last_reason = %s, last_ms = %s,
