@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from heliosdb import errors
-from heliosdb.branching.layout import state_sql
+from heliosdb.branching.layout import select_list, state_sql
 from heliosdb.catalog.model import MAX_LSN, Branch, Snapshot, TableInfo, TableVersion, chain
 from heliosdb.merge.diff import Side, changed_rows
 from heliosdb.mv import catalog as mvcat
@@ -117,15 +117,59 @@ class Sources:
         # = ANY(ARRAY(...)) reaches every arm of the state's union as an index probe on the row id
         return f"SELECT * FROM ({body}) x WHERE x._hdb_rowid {op}(ARRAY(SELECT _hdb_rowid FROM _hdb_c{i}))"
 
+    def _own_table(self, i: int) -> tuple[TableVersion, TableInfo] | None:
+        """Source i's table when it was created on this branch (its rows and history are all the branch's own)."""
+        src = self.plan.sources[i]
+        if src.kind != "table":
+            return None
+        version, info = self.table(src.id, MAX_LSN)
+        return (version, info) if info.root_branch == self.branch.id else None
+
+    def delta(self, i: int, which: str, p: int, h: int) -> str:
+        """The changed rows of source i (changed in (p, h]) as they were at p ('old') or are at h ('new').
+
+        For a table created on this branch both come from range scans by LSN
+        (the history's end index), without a probe per row; otherwise from the
+        states at p and h restricted to the changed row ids.
+        """
+        own = self._own_table(i)
+        if own is None:
+            return self.state(i, p if which == "old" else h, "in")
+        version, info = own
+        levels, snap = self._snap(MAX_LSN)
+        if version.table_id not in snap.names:
+            snap.names[version.table_id] = dict(self.conn.execute(
+                "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (version.table_id,)).fetchall())
+        names = snap.names[version.table_id]
+        present = {c.col for c in version.columns}
+        cols = select_list(version, present, names, "r").as_string(self.conn)
+        cur, hist, b = _qi(*info.cur), _qi(*info.hist), self.branch.id
+        if which == "old":  # the version valid at p of every row that changed in (p, h]
+            return (f"SELECT {cols} FROM {hist} r WHERE r._hdb_branch = {b} AND r._hdb_end > {p} "
+                    f"AND r._hdb_end <= {h} AND r._hdb_begin <= {p} AND NOT r._hdb_del")
+        # the version valid at h of those rows: current ones, or (changed again after h) closed later
+        return (f"SELECT {cols} FROM {cur} r WHERE r._hdb_rowid = ANY(ARRAY(SELECT _hdb_rowid FROM _hdb_c{i})) "
+                f"AND r._hdb_lsn > {p} AND r._hdb_lsn <= {h} "
+                f"UNION ALL SELECT {cols} FROM {hist} r WHERE r._hdb_branch = {b} AND r._hdb_end > {h} "
+                f"AND r._hdb_begin > {p} AND r._hdb_begin <= {h} AND NOT r._hdb_del")
+
     def changed(self, i: int, p: int, h: int) -> str:
         """SELECT _hdb_rowid of the rows of source i changed in (p, h]."""
         src = self.plan.sources[i]
+        own = self._own_table(i)
+        if own is not None:  # every change leaves a history row ending at its LSN (inserts: a marker)
+            return (f"SELECT _hdb_rowid FROM {_qi(*own[1].hist)} WHERE _hdb_branch = {self.branch.id} "
+                    f"AND _hdb_end > {p} AND _hdb_end <= {h}")
         if src.kind == "table":
             _, info = self.table(src.id, MAX_LSN if h == H_SENTINEL else h)
             side = Side(self.branch, p, h)
             return "SELECT _hdb_rowid FROM (" + changed_rows(self.conn, side, info).as_string(self.conn) + ") c"
         up = self.upstream(src.id)
         return changed_in_storage(up, self.branch.id, p, h)
+
+
+def _qi(*parts: str) -> str:
+    return ".".join('"' + x.replace('"', '""') + '"' for x in parts)
 
 
 def storage_at(mv: MView, branch_id: int, point: int) -> str:
@@ -152,12 +196,14 @@ def _where(plan: Plan, extra: str | None = None) -> str:
     return (" WHERE " + " AND ".join(f"({c})" for c in conds)) if conds else ""
 
 
-def _delta_arms(src: Sources, point: int, items: str) -> list[str]:
-    """Rows of the query (as `items`) that involve at least one changed source row, each once."""
+def _delta_arms(src: Sources, which: str, p: int, h: int, items: str) -> list[str]:
+    """Rows of the query (as `items`) at p ('old') or h ('new') that involve a changed source row, each once."""
     n = len(src.plan.sources)
+    point = p if which == "old" else h
     arms = []
     for i in range(n):
-        states = [src.state(j, point, "out" if j < i else "in" if j == i else None) for j in range(n)]
+        states = [src.state(j, point, "out") if j < i else src.delta(j, which, p, h) if j == i
+                  else src.state(j, point) for j in range(n)]
         arms.append(f"SELECT {items} {_instantiate(src.plan, states)}{_where(src.plan)}")
     return arms
 
@@ -177,7 +223,7 @@ def incremental_sql(src: Sources, p: int, h: int) -> str:
         srcs = [f"{q(s.alias)}._hdb_rowid" for s in plan.sources]
         items = ", ".join(plan.storage_exprs())
         hit = " OR ".join(f"_hdb_src{i} = ANY(ARRAY(SELECT _hdb_rowid FROM _hdb_c{i}))" for i in range(len(srcs)))
-        new_rows = " UNION ALL ".join(_delta_arms(src, h, items))
+        new_rows = " UNION ALL ".join(_delta_arms(src, "new", p, h, items))
         return f"""{head},
 _hdb_arch AS (INSERT INTO {hist} (_hdb_rowid, _hdb_begin, _hdb_end, {col_list})
     SELECT _hdb_rowid, _hdb_lsn, {h}, {col_list} FROM {store} WHERE {hit} RETURNING 1),
@@ -189,8 +235,8 @@ SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
     keys = [f"{g} AS _hdb_g{k}" for k, g in enumerate(plan.groups)]
     args = [f"{a.arg} AS _hdb_x{k}" for k, a in enumerate(plan.aggs) if a.arg is not None]
     items = ", ".join(keys + args)
-    old = _delta_arms(src, p, items or "1 AS _hdb_one")
-    new = _delta_arms(src, h, items or "1 AS _hdb_one")
+    old = _delta_arms(src, "old", p, h, items or "1 AS _hdb_one")
+    new = _delta_arms(src, "new", p, h, items or "1 AS _hdb_one")
     arms = [f"SELECT -1 AS _hdb_sign, x.* FROM ({a}) x" for a in old] + [
         f"SELECT 1 AS _hdb_sign, x.* FROM ({a}) x" for a in new]
     gk = [f"_hdb_g{k}" for k in range(len(plan.groups))]
@@ -303,7 +349,7 @@ def pending_sql(src: Sources, point: int | None = None) -> str | None:
                 continue
     else:
         for i in range(len(plan.sources)):
-            parts.append(f"SELECT count(*) FROM ({src.changed(i, p, MAX_LSN)}) c")
+            parts.append(f"SELECT count(DISTINCT _hdb_rowid) FROM ({src.changed(i, p, MAX_LSN)}) c")
     if not parts:
         return None
     return ("SELECT " + " + ".join(f"({x})" for x in parts)).replace(str(P_SENTINEL), "$1")
