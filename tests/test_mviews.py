@@ -62,19 +62,19 @@ GROUPS = [0, 1, 2, 3, None]
 def _tval(rng: random.Random) -> dict:
     return {
         "g": rng.choice(GROUPS + [1, 2]),
-        "h": rng.choice(["a", "b", None]),
+        "tag": rng.choice(["a", "b", None]),
         "v": None if rng.random() < 0.2 else rng.randint(-30, 30),
         "n": None if rng.random() < 0.2 else Decimal(rng.randint(-5000, 5000)) / 100,
     }
 
 
 def create_base(conn: heliosdb.Connection, rng: random.Random, n_t: int = 30, n_u: int = 8) -> None:
-    run(conn, "CREATE TABLE t (id int PRIMARY KEY, g int, h text, v int, n numeric(10,2))",
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, g int, tag text, v int, n numeric(10,2))",
         "CREATE TABLE u (id int PRIMARY KEY, k int, w int)")
     cur = conn.cursor()
     for i in range(1, n_t + 1):
         r = _tval(rng)
-        cur.execute("INSERT INTO t VALUES (%s, %s, %s, %s, %s)", (i, r["g"], r["h"], r["v"], r["n"]))
+        cur.execute("INSERT INTO t VALUES (%s, %s, %s, %s, %s)", (i, r["g"], r["tag"], r["v"], r["n"]))
     for i in range(1, n_u + 1):
         cur.execute("INSERT INTO u VALUES (%s, %s, %s)", (i, rng.choice(GROUPS), rng.randint(-5, 20)))
 
@@ -112,10 +112,10 @@ class Workload:
             for _ in range(rng.randint(1, 3)):
                 self.next_id += 1
                 r = _tval(rng)
-                cur.execute("INSERT INTO t VALUES (%s, %s, %s, %s, %s)", (self.next_id, r["g"], r["h"], r["v"], r["n"]))
+                cur.execute("INSERT INTO t VALUES (%s, %s, %s, %s, %s)", (self.next_id, r["g"], r["tag"], r["v"], r["n"]))
         elif op == "upd":
             r = _tval(rng)
-            cols = rng.sample(["h", "v", "n"], rng.randint(1, 3))
+            cols = rng.sample(["tag", "v", "n"], rng.randint(1, 3))
             sets = ", ".join(f"{c} = %s" for c in cols)
             cur.execute(f"UPDATE t SET {sets} WHERE id = %s", (*[r[c] for c in cols], rng.choice(ids)))
         elif op == "updkey":  # a row changes group
@@ -145,16 +145,16 @@ AGG_COLS = ("count(*) AS c, count(v) AS cv, sum(v) AS sv, avg(v) AS av, min(v) A
 
 # class -> ([(view name, defining query)], uses u)
 CLASSES: dict[str, tuple[list[tuple[str, str]], bool]] = {
-    "select_project": ([("v1", "SELECT id, g, h, v * 2 AS v2, n FROM t WHERE v > -10 OR n IS NULL")], False),
+    "select_project": ([("v1", "SELECT id, g, tag, v * 2 AS v2, n FROM t WHERE v > -10 OR n IS NULL")], False),
     "inner_join": ([("v1", "SELECT t.id, t.v, t.n, u.id AS uid, u.w FROM t JOIN u ON t.g = u.k "
                            "WHERE t.v IS NULL OR t.v > -20")], True),
-    "join_comma_where": ([("v1", "SELECT t.id, u.id AS uid, t.h FROM t, u WHERE t.g = u.k AND u.w > 0")], True),
-    "group_by": ([("v1", f"SELECT g, h, {AGG_COLS} FROM t GROUP BY g, h")], False),
-    "group_by_expression": ([("v1", "SELECT g % 2 AS parity, count(*) AS c, sum(n) AS s, min(h) AS mh "
+    "join_comma_where": ([("v1", "SELECT t.id, u.id AS uid, t.tag FROM t, u WHERE t.g = u.k AND u.w > 0")], True),
+    "group_by": ([("v1", f"SELECT g, tag, {AGG_COLS} FROM t GROUP BY g, tag")], False),
+    "group_by_expression": ([("v1", "SELECT g % 2 AS parity, count(*) AS c, sum(n) AS s, min(tag) AS mt "
                                     "FROM t WHERE v IS DISTINCT FROM 0 GROUP BY g % 2")], False),
     "scalar_aggregate": ([("v1", f"SELECT {AGG_COLS} FROM t")], False),
     "scalar_aggregate_filtered": ([("v1", "SELECT count(*) AS c, max(v) AS m, min(n) AS mn FROM t WHERE g = 2")], False),
-    "distinct": ([("v1", "SELECT DISTINCT g, h FROM t")], False),
+    "distinct": ([("v1", "SELECT DISTINCT g, tag FROM t")], False),
     "join_group_by": ([("v1", "SELECT u.k, count(*) AS c, sum(t.v) AS s, min(t.n) AS mn, max(u.w) AS mw "
                               "FROM t JOIN u ON t.g = u.k GROUP BY u.k")], True),
     "view_over_view_agg_over_spj": ([("v0", "SELECT id, g, v, n FROM t WHERE v IS NOT NULL"),
@@ -269,7 +269,7 @@ IMMEDIATE = {
     "join": "SELECT t.id, u.id AS uid, t.v, u.w FROM t JOIN u ON t.g = u.k",
     "agg": f"SELECT g, {AGG_COLS} FROM t GROUP BY g",
     "scalar": "SELECT count(*) AS c, sum(v) AS s, min(n) AS mn, max(v) AS mx FROM t",
-    "distinct": "SELECT DISTINCT g, h FROM t",
+    "distinct": "SELECT DISTINCT g, tag FROM t",
 }
 
 
@@ -348,6 +348,16 @@ def test_alter_to_immediate_and_back(conn: heliosdb.Connection) -> None:
     assert staleness(conn, "s", "strategy, status, pending_changes") == ("on_demand", "STALE", 1)
     run(conn, "REFRESH MATERIALIZED VIEW s")
     assert_view_equals_query(conn, "s", q)
+
+
+@pytest.mark.xfail(strict=True, reason="the immediate-maintenance plpgsql function's parameters are named p and h: "
+                                       "a base column named p or h makes every write fail with 42702")
+@pytest.mark.parametrize("column", ["h", "p"])
+def test_immediate_view_over_columns_named_like_its_parameters(conn: heliosdb.Connection, column: str) -> None:
+    run(conn, f"CREATE TABLE t (id int PRIMARY KEY, {column} text)", "INSERT INTO t VALUES (1, 'a')",
+        f"CREATE MATERIALIZED VIEW i AS SELECT id, {column} FROM t WITH (maintenance_strategy = immediate)")
+    run(conn, "INSERT INTO t VALUES (2, 'b')")  # actual: 42702 column reference "h" is ambiguous
+    assert multiset(conn, "SELECT * FROM i") == [(1, "a"), (2, "b")]
 
 
 @pytest.mark.xfail(strict=True, reason="ALTER ... SET (maintenance_strategy = immediate) is accepted for a query "

@@ -50,6 +50,8 @@ CREATE TABLE heliosdb._mv_state (
     size_sql text,                 -- estimates the base tables' size
     immediate_sql text,            -- incremental refresh with $1 = last point, $2 = new point
     revert_sql text,               -- undoes the storage changes stamped $1
+    inc_fn text,                   -- the incremental refresh function (p, h), valid while the schema is
+    sql_lsn bigint,                -- the point the SQL above was generated at (schema changes after it: again)
     prev_lsn bigint,               -- immediate: the point before the writing transaction
     PRIMARY KEY (mv_id, branch_id)
 );
@@ -157,6 +159,49 @@ JOIN heliosdb._branches b ON b.id = m.branch_id
 JOIN heliosdb._mv_deps d ON d.mv_id = m.id
 LEFT JOIN heliosdb._mviews dm ON d.kind = 'mv' AND dm.id = d.dep_id
 ORDER BY m.name, d.kind, 4;
+
+-- The views a branch sees, by name: defined on it or an ancestor before the
+-- fork, not dropped since (the nearest definition wins).
+CREATE FUNCTION heliosdb._mv_visible(b integer) RETURNS TABLE (mv_id integer, name text, lvl integer)
+LANGUAGE sql STABLE AS $$
+WITH RECURSIVE up AS (
+    SELECT id, parent_id, fork_lsn, 0 AS n, 9223372036854775807::bigint AS upto
+    FROM heliosdb._branches WHERE id = b
+    UNION ALL
+    SELECT p.id, p.parent_id, p.fork_lsn, up.n + 1, least(up.upto, up.fork_lsn)
+    FROM heliosdb._branches p JOIN up ON p.id = up.parent_id
+)
+SELECT DISTINCT ON (m.name) m.id, m.name, up.n
+FROM heliosdb._mviews m JOIN up ON up.id = m.branch_id AND m.valid_from <= up.upto
+WHERE NOT EXISTS (SELECT 1 FROM heliosdb._mv_drops d JOIN up u2 ON u2.id = d.branch_id
+                  WHERE d.mv_id = m.id AND d.lsn <= u2.upto)
+ORDER BY m.name, up.n, m.valid_from DESC
+$$;
+
+-- A refresh's result, in one round trip: state, log, and views waiting on this one.
+CREATE FUNCTION heliosdb._mv_record(m integer, b integer, h bigint, how text, why text, took float8)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('heliosdb.mv_writer', '', true);
+    -- the refresh's own scans of the storage are no reads: counted now, flushed at commit
+    UPDATE heliosdb._mv_state SET refreshed_lsn = h, history_from = coalesce(history_from, h),
+           refreshed_at = clock_timestamp(), last_mode = how, last_reason = why, last_ms = took,
+           status = CASE WHEN status = 'UPSTREAM_FAILED' THEN status ELSE 'FRESH' END,
+           failures = 0, last_error = NULL, next_retry = NULL,
+           reads_at_refresh = heliosdb._mv_reads(b, m), prev_lsn = refreshed_lsn
+    WHERE mv_id = m AND branch_id = b;
+    PERFORM pg_stat_force_next_flush();
+    INSERT INTO heliosdb._mv_refreshes (mv_id, branch_id, lsn, mode, reason, ms) VALUES (m, b, h, how, why, took)
+    ON CONFLICT (mv_id, branch_id, lsn) DO UPDATE
+        SET mode = EXCLUDED.mode, reason = EXCLUDED.reason, ms = EXCLUDED.ms, at = clock_timestamp();
+    UPDATE heliosdb._mv_state s SET status = 'STALE'
+    WHERE s.branch_id = b AND s.status = 'UPSTREAM_FAILED' AND s.mv_id IN (
+        WITH RECURSIVE down(id) AS (
+            SELECT d.mv_id FROM heliosdb._mv_deps d WHERE d.kind = 'mv' AND d.dep_id = m
+            UNION
+            SELECT d.mv_id FROM heliosdb._mv_deps d JOIN down ON d.kind = 'mv' AND d.dep_id = down.id)
+        SELECT id FROM down);
+END $$;
 
 -- A view's storage is written by refreshes only.
 CREATE FUNCTION heliosdb._mv_guard() RETURNS trigger

@@ -53,27 +53,26 @@ def visible(conn: psycopg.Connection[Any], levels: list[Level]) -> dict[str, MVi
     """Views (by name) the first level sees: defined on a level before its cut, not dropped since."""
     if not levels:
         return {}
-    ids = [lv.branch_id for lv in levels]
     rows = conn.execute(
-        f"SELECT {_COLS} FROM heliosdb._mviews m WHERE m.branch_id = ANY(%s) ORDER BY m.valid_from DESC", (ids,)
+        f"SELECT {_COLS} FROM heliosdb._mv_visible(%s) v JOIN heliosdb._mviews m ON m.id = v.mv_id",
+        (levels[0].branch_id,),
     ).fetchall()
-    if not rows:
-        return {}
-    drops = conn.execute(
-        "SELECT mv_id, branch_id, lsn FROM heliosdb._mv_drops WHERE branch_id = ANY(%s)", (ids,)
-    ).fetchall()
-    upto = {lv.branch_id: lv.upto for lv in levels}
-    rank = {lv.branch_id: i for i, lv in enumerate(levels)}
-    dropped = {mid for mid, bid, lsn in drops if lsn <= upto[bid]}
-    out: dict[str, tuple[int, MView]] = {}
-    for row in rows:
-        mv = _mview(row)
-        if mv.valid_from > upto[mv.branch_id] or mv.id in dropped:
-            continue
-        r = rank[mv.branch_id]
-        if mv.name not in out or out[mv.name][0] > r:
-            out[mv.name] = (r, mv)
-    return {name: mv for name, (_, mv) in out.items()}
+    return {r[1]: _mview(r) for r in rows}
+
+
+def named(conn: psycopg.Connection[Any], branch_id: int, name: str) -> MView | None:
+    """The view called `name` on the branch, with the branch's options (None: there is none)."""
+    row = conn.execute(
+        f"""SELECT {_COLS}, s.options FROM heliosdb._mv_visible(%s) v JOIN heliosdb._mviews m ON m.id = v.mv_id
+            LEFT JOIN heliosdb._mv_state s ON s.mv_id = m.id AND s.branch_id = %s WHERE v.name = %s""",
+        (branch_id, branch_id, name),
+    ).fetchone()
+    if row is None:
+        return None
+    mv = _mview(row[:7])
+    if row[7] is not None:
+        mv.options = with_defaults(row[7])
+    return mv
 
 
 def by_id(conn: psycopg.Connection[Any], mv_id: int) -> MView:

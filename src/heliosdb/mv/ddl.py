@@ -165,7 +165,7 @@ def _refers(query: str, name: str) -> Iterator[bool]:
 
 
 def _get(session: Session, branch: Branch, name: str) -> MView | None:
-    return _visible(session.conn, branch).get(name)
+    return mvcat.named(session.conn, branch.id, name)
 
 
 def _alter(session: Session, branch: Branch, stmt: mvparse.AlterMV) -> Result:
@@ -184,7 +184,9 @@ def _alter(session: Session, branch: Branch, stmt: mvparse.AlterMV) -> Result:
     mv.options = new
     if new["maintenance_strategy"] == "immediate" and st.options.get("maintenance_strategy") != "immediate":
         with on_branch_path(conn, branch):
-            mvrefresh.refresh(conn, branch, mv, reason="now immediate")  # also writes its immediate SQL
+            out = mvrefresh.refresh(conn, branch, mv, reason="now immediate")
+        h = out.lsn if out is not None else mvrefresh.head_of(conn, branch)
+        mvrefresh.store_sql(conn, mvrefresh.Sources(conn, branch, mv), h)  # writes its immediate SQL
         storage.ensure_immediate_triggers(conn, branch, mv)
     elif new["maintenance_strategy"] != "immediate":
         conn.execute("UPDATE heliosdb._mv_state SET immediate_sql = NULL WHERE mv_id = %s AND branch_id = %s",
@@ -197,10 +199,9 @@ def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV) -> Resul
     mv = _get(session, branch, stmt.name.name)
     if mv is None:
         raise _undefined(stmt.name.name)
-    st = mvcat.state(conn, mv.id, branch.id)
-    assert st is not None
-    mv.options = st.options
-    with on_branch_path(conn, branch):
+    # names in the query resolve on the branch (only queries refreshed in full run as written)
+    path = on_branch_path(conn, branch) if mv.plan.mode == "full" or mv.plan.deps_mvs else contextlib.nullcontext()
+    with path:
         out = mvrefresh.refresh(conn, branch, mv, mode=stmt.mode, reason=None)
     if out is not None and out.mode != "none":
         session.notices.append(

@@ -36,6 +36,7 @@ from heliosdb.merge.diff import Side, changed_rows
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.catalog import MView
 from heliosdb.mv.compile import Plan, placeholder
+from heliosdb.mv.options import with_defaults
 
 # Stand-ins for the two points in the SQL of immediate maintenance, replaced by $1 / $2:
 # above every real LSN, so ancestors are cut at their fork points as for any real p >= fork.
@@ -374,28 +375,29 @@ def size_sql(src: Sources) -> str | None:
     return (f"SELECT sum(pg_stat_get_live_tuples(to_regclass(r)))::bigint FROM unnest(ARRAY[{arr}]) r")
 
 
-def immediate_sql(src: Sources) -> str | None:
-    """Creates the view's immediate-maintenance function; returns the call the base-table trigger runs.
+def create_inc_function(src: Sources) -> str | None:
+    """The view's incremental refresh as a function of (p, h) with static SQL: each backend plans it once.
 
-    The function holds the incremental refresh as static SQL with p and h as
-    arguments, so each backend plans it once (a generic plan) instead of at
-    every write.
+    Valid while p >= the branch's fork point (ancestors are then cut at their
+    forks, whatever p is) and the source tables keep their schema. Immediate
+    maintenance calls it too.
     """
     if src.plan.mode == "full":
         return None
     text = incremental_sql(src, P_SENTINEL, H_SENTINEL)
     text = text.replace(str(P_SENTINEL), "p").replace(str(H_SENTINEL), "h")
     head, sep, tail = text.rpartition("\nSELECT ")
-    fn = imm_function(src.mv, src.branch.id)
+    fn = inc_function(src.mv, src.branch.id)
+    # a generic plan (no planning per call) without JIT (its compile time dwarfs small deltas)
     src.conn.execute(  # type: ignore[arg-type]
         f"CREATE OR REPLACE FUNCTION {fn}(p bigint, h bigint) RETURNS bigint LANGUAGE plpgsql "
-        f"SET plan_cache_mode = force_generic_plan AS $hdb$ DECLARE _hdb_rows bigint; BEGIN\n"
+        f"SET plan_cache_mode = force_generic_plan SET jit = off AS $hdb$ DECLARE _hdb_rows bigint; BEGIN\n"
         f"{head}{sep}{tail} INTO _hdb_rows;\nRETURN _hdb_rows;\nEND $hdb$")
-    return f"SELECT {fn}($1, $2)"
+    return fn
 
 
-def imm_function(mv: MView, branch_id: int) -> str:
-    return f'"hdb_b{branch_id}"."mv{mv.id}__imm"'
+def inc_function(mv: MView, branch_id: int) -> str:
+    return f'"hdb_b{branch_id}"."mv{mv.id}__inc"'
 
 
 def revert_sql(mv: MView, branch_id: int) -> str:
@@ -415,58 +417,109 @@ REVERT_SEP = "\n;\n"
 
 
 # -- one refresh -----------------------------------------------------------------
+@dataclass
+class _State:
+    p: int | None
+    history_from: int | None
+    options: dict[str, Any]
+    head: int
+    pending: int | None
+    size: int | None
+    fn: str | None  # the incremental function, when still valid
+    fork: int | None
+
+
+def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: bool) -> _State | None:
+    """Lock, state, head, pending changes and base size in one round trip (None: locked by another)."""
+    lock = "(SELECT true FROM pg_advisory_xact_lock(%s))" if wait else "pg_try_advisory_xact_lock(%s)"
+    row = conn.execute(
+        f"""SELECT l.got, s.refreshed_lsn, s.history_from, s.options,
+                   coalesce(heliosdb.held_lsn(b.id), b.head_lsn),
+                   heliosdb._mv_exec_count(s.pending_sql, s.refreshed_lsn), heliosdb._mv_exec_count(s.size_sql),
+                   CASE WHEN s.inc_fn IS NOT NULL AND NOT EXISTS (
+                            SELECT 1 FROM heliosdb._table_versions v
+                            WHERE v.table_id = ANY(%s) AND v.valid_from > s.sql_lsn) THEN s.inc_fn END,
+                   b.fork_lsn, set_config('heliosdb.mv_writer', 'on', true)
+            FROM (SELECT {lock} AS got) l
+            JOIN heliosdb._mv_state s ON l.got AND s.mv_id = %s AND s.branch_id = %s
+            JOIN heliosdb._branches b ON b.id = s.branch_id
+            FOR UPDATE OF s""",  # type: ignore[arg-type]
+        (mv.plan.deps_tables, _lock_key(mv.id, branch.id), mv.id, branch.id),
+    ).fetchone()
+    if row is None:
+        got = conn.execute("SELECT 1 FROM heliosdb._mv_state WHERE mv_id = %s AND branch_id = %s",
+                           (mv.id, branch.id)).fetchone()
+        if got is None:
+            raise errors.lookup("42P01")(
+                f'materialized view "{mv.name}" does not exist on branch "{branch.name}"', sqlstate="42P01")
+        return None
+    _, p, hist_from, options, head, pending, size, fn, fork, _ = row
+    return _State(p, hist_from, with_defaults(options), int(head), pending, size, fn, fork)
+
+
 def refresh(
     conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, mode: str | None = None,
     h: int | None = None, wait: bool = True, reason: str | None = None, _seen: set[int] | None = None,
 ) -> Outcome | None:
     """Bring the view to the branch's head (or h); in the caller's transaction. None: someone else is at it."""
-    key = _lock_key(mv.id, branch.id)
-    if wait:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-    else:
-        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()
-        if not got or not got[0]:
-            return None
-    st = mvcat.state(conn, mv.id, branch.id, lock=True)
-    if st is None:
-        raise errors.lookup("42P01")(f'materialized view "{mv.name}" does not exist on branch "{branch.name}"',
-                                     sqlstate="42P01")
-    if h is None:
-        h = head_of(conn, branch)
     seen = (_seen or set()) | {mv.id}
-    for up_id in mv.plan.deps_mvs:  # inputs first, to the same point
-        if up_id in seen:
-            continue
-        up = mvcat.by_id(conn, up_id)
-        ust = mvcat.state(conn, up_id, branch.id)
-        if ust is not None and (ust.refreshed_lsn is None or ust.refreshed_lsn < h):
-            refresh(conn, branch, up, h=h, reason="input of " + mv.name, _seen=seen)
-    p = st.refreshed_lsn
+    if mv.plan.deps_mvs:  # inputs first, to the same point
+        h = head_of(conn, branch) if h is None else h
+        for up_id in mv.plan.deps_mvs:
+            if up_id in seen:
+                continue
+            up = mvcat.by_id(conn, up_id)
+            ust = mvcat.state(conn, up_id, branch.id)
+            if ust is not None and (ust.refreshed_lsn is None or ust.refreshed_lsn < h):
+                refresh(conn, branch, up, h=h, reason="input of " + mv.name, _seen=seen)
+    st = _read_state(conn, branch, mv, wait)
+    if st is None:
+        return None
+    mv.options = st.options
+    h = st.head if h is None else h
+    p = st.p
+    fast = st.fn is not None and p is not None and (st.fork is None or p >= st.fork) and st.pending is not None
     src = Sources(conn, branch, mv)
-    chosen, why = _choose(conn, src, st, mode, p, h)
+    if fast and mode != "full" and not mv.plan.deps_mvs:
+        chosen, why = _choose_fast(st, mode, h)
+    else:
+        chosen, why = _choose(conn, src, st, mode, p, h)
     if chosen == "none":
-        if mv.options.get("maintenance_strategy") == "immediate":
-            store_sql(conn, src)
+        conn.execute("SELECT set_config('heliosdb.mv_writer', '', true)")
+        if st.fn is None and mv.plan.mode != "full":
+            store_sql(conn, src, h)
         return Outcome("none", why, 0, 0.0, h)
     start = time.perf_counter()
-    conn.execute("SELECT set_config('heliosdb.mv_writer', 'on', true)")
-    try:
-        if chosen == "incremental":
-            assert p is not None
-            row = conn.execute(incremental_sql(src, p, h)).fetchone()  # type: ignore[arg-type]
-        else:
-            row = conn.execute(full_sql(src, h)).fetchone()  # type: ignore[arg-type]
-    finally:
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-            conn.execute("SELECT set_config('heliosdb.mv_writer', '', true)")
+    if chosen == "incremental" and fast:
+        row = conn.execute(f"SELECT {st.fn}(%s, %s)", (p, h)).fetchone()  # type: ignore[arg-type]
+    elif chosen == "incremental":
+        assert p is not None
+        row = conn.execute(incremental_sql(src, p, h)).fetchone()  # type: ignore[arg-type]
+    else:
+        row = conn.execute(full_sql(src, h)).fetchone()  # type: ignore[arg-type]
     ms = (time.perf_counter() - start) * 1000
     rows = int(row[0]) if row and row[0] is not None else 0
     why = reason or why
-    record(conn, src, h, chosen, why, ms)
+    conn.execute("SELECT heliosdb._mv_record(%s, %s, %s, %s, %s, %s)", (mv.id, branch.id, h, chosen, why, ms))
+    if st.fn is None or chosen == "full":
+        store_sql(conn, src, h)
     return Outcome(chosen, why, rows, ms, h)
 
 
-def _choose(conn: psycopg.Connection[Any], src: Sources, st: mvcat.MVState, mode: str | None,
+def _choose_fast(st: _State, mode: str | None, h: int) -> tuple[str, str]:
+    """_choose() from what _read_state() already knows (the common case: nothing else to look up)."""
+    assert st.p is not None
+    if st.p >= h or not st.pending:
+        return "none", "no changes"
+    if st.options.get("maintenance_strategy") == "deferred" and mode is None:
+        return "full", "deferred strategy recomputes"
+    n, total = int(st.pending), int(st.size or 0)
+    if total > 0 and n > FULL_FRACTION * total and mode != "incremental":
+        return "full", f"delta of {n} rows exceeds {FULL_FRACTION:.0%} of the {total} base rows"
+    return "incremental", f"{n} changed base rows"
+
+
+def _choose(conn: psycopg.Connection[Any], src: Sources, st: _State, mode: str | None,
             p: int | None, h: int) -> tuple[str, str]:
     plan = src.plan
     if mode == "full":
@@ -500,43 +553,17 @@ def _choose(conn: psycopg.Connection[Any], src: Sources, st: mvcat.MVState, mode
     return "incremental", f"{n} changed base rows"
 
 
-def record(conn: psycopg.Connection[Any], src: Sources, h: int, mode: str, reason: str, ms: float) -> None:
-    """The refresh's result into the catalog, with the SQL that later counts/refreshes from h."""
+def store_sql(conn: psycopg.Connection[Any], src: Sources, at: int) -> None:
+    """The SQL that counts pending changes and refreshes incrementally (also inside writing transactions)."""
     mv, b = src.mv, src.branch
-    # the refresh's own scans of the storage are no reads: count them now, flush them at commit
-    reads = conn.execute("SELECT heliosdb._mv_reads(%s, %s), pg_stat_force_next_flush()", (b.id, mv.id)).fetchone()
+    fn = create_inc_function(src)
+    immediate = mv.options.get("maintenance_strategy") == "immediate" and fn is not None
     conn.execute(
-        """UPDATE heliosdb._mv_state SET refreshed_lsn = %s, history_from = coalesce(history_from, %s),
-               refreshed_at = clock_timestamp(), last_mode = %s, last_reason = %s, last_ms = %s,
-               status = CASE WHEN status = 'UPSTREAM_FAILED' THEN status ELSE 'FRESH' END,
-               failures = 0, last_error = NULL, next_retry = NULL,
-               reads_at_refresh = %s, prev_lsn = refreshed_lsn
+        """UPDATE heliosdb._mv_state SET pending_sql = %s, size_sql = %s, immediate_sql = %s, revert_sql = %s,
+               inc_fn = %s, sql_lsn = %s
            WHERE mv_id = %s AND branch_id = %s""",
-        (h, h, mode, reason, ms, reads[0] if reads else 0, mv.id, b.id),
-    )
-    store_sql(conn, src)
-    conn.execute(
-        """INSERT INTO heliosdb._mv_refreshes (mv_id, branch_id, lsn, mode, reason, ms) VALUES (%s, %s, %s, %s, %s, %s)
-           ON CONFLICT (mv_id, branch_id, lsn) DO UPDATE SET mode = EXCLUDED.mode, reason = EXCLUDED.reason,
-               ms = EXCLUDED.ms, at = clock_timestamp()""",
-        (mv.id, b.id, h, mode, reason, ms),
-    )
-    # downstream views that were waiting on this one can run again
-    for down in mvcat.dependents(conn, mv.id):
-        conn.execute(
-            "UPDATE heliosdb._mv_state SET status = 'STALE' WHERE mv_id = %s AND branch_id = %s "
-            "AND status = 'UPSTREAM_FAILED'", (down, b.id))
-
-
-def store_sql(conn: psycopg.Connection[Any], src: Sources) -> None:
-    """The SQL that counts pending changes and (immediate views) refreshes inside writing transactions."""
-    mv, b = src.mv, src.branch
-    immediate = mv.options.get("maintenance_strategy") == "immediate"
-    conn.execute(
-        """UPDATE heliosdb._mv_state SET pending_sql = %s, size_sql = %s, immediate_sql = %s, revert_sql = %s
-           WHERE mv_id = %s AND branch_id = %s""",
-        (pending_sql(src), size_sql(src), immediate_sql(src) if immediate else None, revert_sql(mv, b.id),
-         mv.id, b.id),
+        (pending_sql(src), size_sql(src), f"SELECT {fn}($1, $2)" if immediate else None, revert_sql(mv, b.id),
+         fn, at, mv.id, b.id),
     )
 
 

@@ -17,7 +17,7 @@ from psycopg import sql
 from heliosdb.catalog.model import Branch, chain
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.catalog import MView
-from heliosdb.mv.refresh import Sources, full_select, imm_function, storage_at
+from heliosdb.mv.refresh import Sources, full_select, inc_function, storage_at
 
 
 def _ident(*parts: str) -> str:
@@ -76,7 +76,7 @@ def drop(conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, cascade: b
     mode = " CASCADE" if cascade else ""
     conn.execute(f"DROP VIEW IF EXISTS {_ident(branch.user_schema, mv.name)}{mode}")  # type: ignore[arg-type]
     conn.execute(f"DROP TABLE IF EXISTS {mv.storage(branch.id)}, {mv.hist(branch.id)}")  # type: ignore[arg-type]
-    conn.execute(f"DROP FUNCTION IF EXISTS {imm_function(mv, branch.id)}(bigint, bigint)")  # type: ignore[arg-type]
+    conn.execute(f"DROP FUNCTION IF EXISTS {inc_function(mv, branch.id)}(bigint, bigint)")  # type: ignore[arg-type]
     conn.execute("DELETE FROM heliosdb._mv_state WHERE mv_id = %s AND branch_id = %s", (mv.id, branch.id))
 
 
