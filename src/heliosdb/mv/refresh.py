@@ -118,7 +118,7 @@ class Sources:
         # = ANY(ARRAY(...)) reaches every arm of the state's union as an index probe on the row id
         return f"SELECT * FROM ({body}) x WHERE x._hdb_rowid {op}(ARRAY(SELECT _hdb_rowid FROM _hdb_c{i}))"
 
-    def _own_table(self, i: int) -> tuple[TableVersion, TableInfo] | None:
+    def own_table(self, i: int) -> tuple[TableVersion, TableInfo] | None:
         """Source i's table when it was created on this branch (its rows and history are all the branch's own)."""
         src = self.plan.sources[i]
         if src.kind != "table":
@@ -133,7 +133,7 @@ class Sources:
         (the history's end index), without a probe per row; otherwise from the
         states at p and h restricted to the changed row ids.
         """
-        own = self._own_table(i)
+        own = self.own_table(i)
         if own is None:
             return self.state(i, p if which == "old" else h, "in")
         version, info = own
@@ -148,16 +148,17 @@ class Sources:
         if which == "old":  # the version valid at p of every row that changed in (p, h]
             return (f"SELECT {cols} FROM {hist} r WHERE r._hdb_branch = {b} AND r._hdb_end > {p} "
                     f"AND r._hdb_end <= {h} AND r._hdb_begin <= {p} AND NOT r._hdb_del")
-        # the version valid at h of those rows: current ones, or (changed again after h) closed later
-        return (f"SELECT {cols} FROM {cur} r WHERE r._hdb_rowid = ANY(ARRAY(SELECT _hdb_rowid FROM _hdb_c{i})) "
-                f"AND r._hdb_lsn > {p} AND r._hdb_lsn <= {h} "
+        # the version valid at h of those rows: current ones written in (p, h] (the _hdb_lsn index that
+        # storage.create() adds: the new versions of one statement lie together, unlike their row ids),
+        # or, changed again after h, closed later
+        return (f"SELECT {cols} FROM {cur} r WHERE r._hdb_lsn > {p} AND r._hdb_lsn <= {h} "
                 f"UNION ALL SELECT {cols} FROM {hist} r WHERE r._hdb_branch = {b} AND r._hdb_end > {h} "
                 f"AND r._hdb_begin > {p} AND r._hdb_begin <= {h} AND NOT r._hdb_del")
 
     def changed(self, i: int, p: int, h: int) -> str:
         """SELECT _hdb_rowid of the rows of source i changed in (p, h]."""
         src = self.plan.sources[i]
-        own = self._own_table(i)
+        own = self.own_table(i)
         if own is not None:  # every change leaves a history row ending at its LSN (inserts: a marker)
             return (f"SELECT _hdb_rowid FROM {_qi(*own[1].hist)} WHERE _hdb_branch = {self.branch.id} "
                     f"AND _hdb_end > {p} AND _hdb_end <= {h}")

@@ -57,6 +57,22 @@ def create(conn: psycopg.Connection[Any], branch: Branch, mv: MView) -> None:
                 "FOR EACH STATEMENT EXECUTE FUNCTION heliosdb._mv_guard({})").format(
             sql.SQL(store), sql.Literal(mv.name)))
     create_user_view(conn, branch, mv)
+    index_base_lsn(conn, src)
+
+
+def index_base_lsn(conn: psycopg.Connection[Any], src: Sources) -> None:
+    """An index on _hdb_lsn of the branch's own base tables, so a refresh reads the new versions by range.
+
+    Only tables read by a view get it: it costs every write an index entry
+    and makes updates non-HOT (measured in docs/materialized-views.md).
+    """
+    for i in range(len(src.plan.sources)):
+        own = src.own_table(i)
+        if own is None:
+            continue
+        _, info = own
+        conn.execute(  # type: ignore[arg-type]
+            f"CREATE INDEX IF NOT EXISTS {_ident(info.phys_name + '_hdb_lsn')} ON {_ident(*info.cur)} (_hdb_lsn)")
 
 
 def create_user_view(conn: psycopg.Connection[Any], branch: Branch, mv: MView) -> None:
