@@ -436,7 +436,7 @@ def test_create_with_options_and_no_data(base: heliosdb.Connection) -> None:
               "AS SELECT id, v FROM t WITH NO DATA")
     assert staleness(conn, "b", "strategy, priority, status, last_refresh_mode, staleness") == (
         "on_demand", "low", "STALE", None, 1.0)
-    assert rows(conn, "SELECT count(*) FROM b") == [(0,)]
+    assert sqlstate(conn, "SELECT count(*) FROM b") == "55000"  # as PostgreSQL: not populated yet
     run(conn, "CREATE MATERIALIZED VIEW c AS SELECT id FROM t WITH (priority = critical) WITH NO DATA")
     assert staleness(conn, "c", "priority, status") == ("critical", "STALE")
     run(conn, "CREATE MATERIALIZED VIEW d AS SELECT id FROM t WITH DATA")
@@ -479,6 +479,21 @@ def test_postgresql_forms(base: heliosdb.Connection) -> None:
     run(conn, "UPDATE t SET v = 0", "REFRESH MATERIALIZED VIEW a")
     assert multiset(conn, "SELECT * FROM a") == [(1, 0), (2, 0)]
     assert multiset(conn, f"SELECT g, sum(v) FROM t AS OF LSN {lsn} GROUP BY g") == [(1, 30), (2, 70)]
+
+
+@pytest.mark.xfail(strict=True, reason="after REFRESH MATERIALIZED VIEW v WITH NO DATA, every query of "
+                                       "heliosdb.mv_staleness fails: there is no parameter $1")
+def test_refresh_with_no_data(base: heliosdb.Connection) -> None:
+    conn = base
+    run(conn, "CREATE MATERIALIZED VIEW v1 AS SELECT id, v FROM t", "CREATE MATERIALIZED VIEW v2 AS SELECT id FROM t")
+    # as PostgreSQL: the view is emptied and unreadable until the next REFRESH
+    run(conn, "REFRESH MATERIALIZED VIEW v1 WITH NO DATA")
+    assert sqlstate(conn, "SELECT * FROM v1") == "55000"
+    assert rows(conn, "SELECT name, status FROM heliosdb.mv_staleness ORDER BY 1") == [  # actual: 42P02
+        ("v1", "STALE"), ("v2", "FRESH")]
+    run(conn, "REFRESH MATERIALIZED VIEW v1")
+    assert_view_equals_query(conn, "v1", "SELECT id, v FROM t")
+    assert staleness(conn, "v1", "status")[0] == "FRESH"
 
 
 def test_if_exists_and_if_not_exists_notices(base: heliosdb.Connection) -> None:

@@ -203,6 +203,14 @@ BEGIN
         SELECT id FROM down);
 END $$;
 
+-- Reading a view created WITH NO DATA, before its first refresh (as PostgreSQL).
+CREATE FUNCTION heliosdb._mv_unpopulated(name text) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RAISE EXCEPTION 'materialized view "%" has not been populated', name
+        USING ERRCODE = '55000', HINT = 'Use the REFRESH MATERIALIZED VIEW command.';
+END $$;
+
 -- A view's storage is written by refreshes only.
 CREATE FUNCTION heliosdb._mv_guard() RETURNS trigger
 LANGUAGE plpgsql AS $$

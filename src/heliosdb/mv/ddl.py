@@ -199,6 +199,15 @@ def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV) -> Resul
     mv = _get(session, branch, stmt.name.name)
     if mv is None:
         raise _undefined(stmt.name.name)
+    if not stmt.with_data:  # PostgreSQL's WITH NO DATA: empty, and unreadable until the next refresh
+        conn.execute("SELECT set_config('heliosdb.mv_writer', 'on', true)")
+        conn.execute(f"DELETE FROM {mv.storage(branch.id)}")  # type: ignore[arg-type]
+        conn.execute(f"DELETE FROM {mv.hist(branch.id)}")  # type: ignore[arg-type]
+        conn.execute("SELECT set_config('heliosdb.mv_writer', '', true)")
+        conn.execute("UPDATE heliosdb._mv_state SET refreshed_lsn = NULL, history_from = NULL, prev_lsn = NULL, "
+                     "immediate_sql = NULL WHERE mv_id = %s AND branch_id = %s", (mv.id, branch.id))
+        storage.create_user_view(conn, branch, mv, populated=False, replace=True)
+        return _result("REFRESH MATERIALIZED VIEW")
     # names in the query resolve on the branch (only queries refreshed in full run as written)
     path = on_branch_path(conn, branch) if mv.plan.mode == "full" or mv.plan.deps_mvs else contextlib.nullcontext()
     with path:

@@ -502,6 +502,10 @@ def refresh(
     rows = int(row[0]) if row and row[0] is not None else 0
     why = reason or why
     conn.execute("SELECT heliosdb._mv_record(%s, %s, %s, %s, %s, %s)", (mv.id, branch.id, h, chosen, why, ms))
+    if p is None:  # first population: the view stops saying "has not been populated"
+        from heliosdb.mv.storage import create_user_view
+
+        create_user_view(conn, branch, mv, populated=True, replace=True)
     if st.fn is None or chosen == "full":
         store_sql(conn, src, h)
     return Outcome(chosen, why, rows, ms, h)

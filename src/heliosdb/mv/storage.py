@@ -75,10 +75,18 @@ def index_base_lsn(conn: psycopg.Connection[Any], src: Sources) -> None:
             f"CREATE INDEX IF NOT EXISTS {_ident(info.phys_name + '_hdb_lsn')} ON {_ident(*info.cur)} (_hdb_lsn)")
 
 
-def create_user_view(conn: psycopg.Connection[Any], branch: Branch, mv: MView) -> None:
+def create_user_view(conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, populated: bool = False,
+                     replace: bool = False) -> None:
+    """The user's view; until the first refresh, reading it is PostgreSQL's 55000 "has not been populated"."""
     exprs = ", ".join(mv.plan.view_exprs("s"))
+    guard = "" if populated else " WHERE heliosdb._mv_unpopulated(" + _literal(mv.name) + ")"
+    verb = "CREATE OR REPLACE VIEW" if replace else "CREATE VIEW"
     conn.execute(  # type: ignore[arg-type]
-        f"CREATE VIEW {_ident(branch.user_schema, mv.name)} AS SELECT {exprs} FROM {mv.storage(branch.id)} s")
+        f"{verb} {_ident(branch.user_schema, mv.name)} AS SELECT {exprs} FROM {mv.storage(branch.id)} s{guard}")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _any_point(conn: psycopg.Connection[Any], branch: Branch) -> int:
@@ -150,6 +158,8 @@ def inherit(conn: psycopg.Connection[Any], branch: Branch) -> list[MView]:
                 f"SELECT least(_hdb_lsn, {int(point)}), {cols} FROM ("
                 + _with_lsn(mv, lv.branch_id, lv.upto) + ") x")
             conn.execute("SELECT set_config('heliosdb.mv_writer', '', true)")
+        if point is not None:
+            create_user_view(conn, branch, mv, populated=True, replace=True)
         conn.execute(
             """INSERT INTO heliosdb._mv_state (mv_id, branch_id, options, refreshed_lsn, history_from, status)
                VALUES (%s, %s, %s, %s, %s, 'STALE')""",
