@@ -264,3 +264,25 @@ def test_a_reader_of_a_failed_view_is_upstream_failed_with_default_per_tick(conn
     assert did(s.run_once())[0] == ("frail", "failed")
     st = rows(conn, "SELECT name, status FROM heliosdb.mv_staleness ORDER BY name")
     assert st == [("frail", "FAILED"), ("reader", "UPSTREAM_FAILED")]  # actual: reader FAILED
+
+
+def test_views_on_branches_are_scheduled_on_their_branch(conn: heliosdb.Connection, connect, scheduler) -> None:
+    seed_table(conn, "t", 30)
+    q = "SELECT g, count(*) AS c, sum(v) AS s FROM t GROUP BY g"
+    run(conn, f"CREATE MATERIALIZED VIEW onmain AS {q} WITH (staleness_threshold = 0)", "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, f"CREATE MATERIALIZED VIEW ondev AS {q} WITH (staleness_threshold = 0)",
+        "UPDATE t SET v = 1000 WHERE id = 1")
+    main_before = rows(conn, "SELECT * FROM onmain ORDER BY g")
+    s = scheduler(per_tick=10)
+    got = s.run_once()
+    assert ("ondev", "dev", "incremental") in got, got
+    assert all(branch == "dev" for _, branch, _ in got), got  # main's data did not change: nothing due there
+    assert_view_equals_query(dev, "ondev", q)
+    assert rows(conn, "SELECT * FROM onmain ORDER BY g") == main_before
+    run(conn, "DELETE FROM t WHERE id = 2")
+    got = s.run_once()
+    assert ("onmain", "main", "incremental") in got and all(branch == "main" for _, branch, _ in got), got
+    assert_view_equals_query(conn, "onmain", q)
+    assert_view_equals_query(dev, "ondev", q)  # dev's view does not see main's delete
+    assert rows(dev, "SELECT count(*) FROM t WHERE id = 2") == [(1,)]
