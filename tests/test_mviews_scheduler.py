@@ -249,9 +249,6 @@ def test_failures_retry_with_backoff_and_mark_downstream(conn: heliosdb.Connecti
     assert [r[0] for r in rows(conn, "SELECT status FROM heliosdb.mv_staleness")] == ["FRESH", "FRESH"]
 
 
-@pytest.mark.xfail(strict=True, reason="with per_tick > 1 (the default is 4) a view whose input failed in the same "
-                                       "round is refreshed anyway and ends FAILED with the input's error, not "
-                                       "UPSTREAM_FAILED")
 def test_a_reader_of_a_failed_view_is_upstream_failed_with_default_per_tick(conn: heliosdb.Connection,
                                                                              scheduler) -> None:
     seed_table(conn, "t", 20)

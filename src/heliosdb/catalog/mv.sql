@@ -101,7 +101,8 @@ CREATE FUNCTION heliosdb._mv_staleness() RETURNS TABLE (
 LANGUAGE sql STABLE AS $$
 WITH RECURSIVE base AS (
     SELECT s.*, m.name, b.name AS branch_name,
-           heliosdb._mv_exec_count(s.pending_sql, s.refreshed_lsn) AS pending,
+           CASE WHEN s.refreshed_lsn IS NOT NULL
+                THEN heliosdb._mv_exec_count(s.pending_sql, s.refreshed_lsn) END AS pending,
            greatest(coalesce(heliosdb._mv_exec_count(s.size_sql), 1), 1) AS size,
            greatest(heliosdb._mv_reads(s.branch_id, s.mv_id) - s.reads_at_refresh, 0) AS reads,
            extract(epoch FROM clock_timestamp() - coalesce(s.refreshed_at, m.created_at))::float8 AS age
@@ -146,7 +147,7 @@ $$;
 
 CREATE VIEW heliosdb.mv_staleness AS
 SELECT name, branch, strategy, priority, staleness, pending_changes, last_refresh_at, last_refresh_lsn,
-       last_refresh_mode, last_refresh_reason, last_refresh_ms, next_scheduled, status
+       last_refresh_mode, last_refresh_reason, last_refresh_ms, next_scheduled, status, last_error
 FROM heliosdb._mv_staleness()
 ORDER BY branch, name;
 
@@ -154,11 +155,12 @@ CREATE VIEW heliosdb.mv_dependencies AS
 SELECT m.name AS view, b.name AS branch, d.kind AS depends_on_kind,
        coalesce(dm.name, (SELECT v.name FROM heliosdb._table_versions v WHERE v.table_id = d.dep_id
                           ORDER BY v.valid_from DESC LIMIT 1)) AS depends_on
-FROM heliosdb._mviews m
-JOIN heliosdb._branches b ON b.id = m.branch_id
+FROM heliosdb._mv_state s
+JOIN heliosdb._mviews m ON m.id = s.mv_id
+JOIN heliosdb._branches b ON b.id = s.branch_id AND b.state <> 'dropped'
 JOIN heliosdb._mv_deps d ON d.mv_id = m.id
 LEFT JOIN heliosdb._mviews dm ON d.kind = 'mv' AND dm.id = d.dep_id
-ORDER BY m.name, d.kind, 4;
+ORDER BY b.name, m.name, d.kind, 4;
 
 -- The views a branch sees, by name: defined on it or an ancestor before the
 -- fork, not dropped since (the nearest definition wins).
@@ -194,7 +196,7 @@ BEGIN
     INSERT INTO heliosdb._mv_refreshes (mv_id, branch_id, lsn, mode, reason, ms) VALUES (m, b, h, how, why, took)
     ON CONFLICT (mv_id, branch_id, lsn) DO UPDATE
         SET mode = EXCLUDED.mode, reason = EXCLUDED.reason, ms = EXCLUDED.ms, at = clock_timestamp();
-    UPDATE heliosdb._mv_state s SET status = 'STALE'
+    UPDATE heliosdb._mv_state s SET status = 'STALE', last_error = NULL
     WHERE s.branch_id = b AND s.status = 'UPSTREAM_FAILED' AND s.mv_id IN (
         WITH RECURSIVE down(id) AS (
             SELECT d.mv_id FROM heliosdb._mv_deps d WHERE d.kind = 'mv' AND d.dep_id = m

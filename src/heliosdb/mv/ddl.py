@@ -115,8 +115,6 @@ def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV) -> Result:
         v.name: (tid, {c.name: c.type for c in v.columns}) for tid, v in snap.tables.items()
     }
     mvs = {m.name: (m.id, {c["name"]: c["type"] for c in m.plan.columns}) for m in views.values()}
-    if any(_refers(query, name)):
-        raise errors.lookup("42P17")(f'materialized view "{name}" cannot read itself', sqlstate="42P17")
     plan = compile_query(query, columns, tables, mvs)
     if opts["maintenance_strategy"] == "immediate" and plan.mode == "full":
         raise errors.lookup("0A000")(
@@ -152,16 +150,39 @@ def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV) -> Result:
     return _result("CREATE MATERIALIZED VIEW")
 
 
-def _refers(query: str, name: str) -> Iterator[bool]:
-    import sqlglot
-    from sqlglot import exp
+def guard_table_change(session: Session, table_id: int, table: str, column: str | None, *, cascade: bool,
+                       action: str = "drop") -> None:
+    """Before DROP TABLE / DROP COLUMN / ALTER COLUMN TYPE of a table views read: 2BP01 (0A000 for a type change)
+    as PostgreSQL answers, or with CASCADE (drops only) drop those views first."""
+    conn, branch = session.conn, session.branch
+    views = _visible(conn, branch)
+    hit = [v for v in views.values() if table_id in v.plan.deps_tables and (column is None or _uses(v.query, column))]
+    if not hit:
+        return
+    what = f'column {column} of table {table}' if column else f'table {table}'
+    detail = "\n".join(f'materialized view {v.name} depends on {what}' for v in hit)
+    if action == "alter type":
+        raise errors.lookup("0A000")(
+            "cannot alter type of a column used by a view or rule", detail=detail, sqlstate="0A000")
+    if not cascade:
+        raise errors.lookup("2BP01")(
+            f"cannot drop {what} because other objects depend on it", detail=detail,
+            hint="Use DROP ... CASCADE to drop the dependent objects too.", sqlstate="2BP01")
+    names = [mvparse.Name(None, v.name, 0, 0) for v in hit]
+    _drop(session, branch, mvparse.DropMV(names, if_exists=True, cascade=True))
+    for v in hit:
+        session.notices.append(f"NOTICE:  drop cascades to materialized view {v.name}")
+
+
+def _uses(query: str, column: str) -> bool:
+    """Whether the query names the column anywhere (conservative: any identifier spelled so)."""
+    from heliosdb.sql.names import tokenize
 
     try:
-        tree = sqlglot.parse_one(query, read="postgres")
-    except Exception:  # noqa: BLE001 - unparsable queries were already accepted by PostgreSQL
-        return
-    for t in tree.find_all(exp.Table):
-        yield t.name == name and not t.args.get("db")
+        toks = tokenize(query)
+    except errors.Error:
+        return True
+    return any((t.text if t.token_type.name == "IDENTIFIER" else t.text.lower()) == column for t in toks)
 
 
 def _get(session: Session, branch: Branch, name: str) -> MView | None:
@@ -179,6 +200,10 @@ def _alter(session: Session, branch: Branch, stmt: mvparse.AlterMV) -> Result:
     st = mvcat.state(conn, mv.id, branch.id, lock=True)
     assert st is not None
     new = {**st.options, **mvopts.validate(stmt.options)}
+    if new["maintenance_strategy"] == "immediate" and mv.plan.mode == "full":
+        raise errors.lookup("0A000")(
+            f'materialized view "{mv.name}" cannot be maintained immediately: {mv.plan.reason}',
+            hint="docs/materialized-views.md lists the query classes maintained incrementally.", sqlstate="0A000")
     conn.execute("UPDATE heliosdb._mv_state SET options = %s WHERE mv_id = %s AND branch_id = %s",
                  (Jsonb(new), mv.id, branch.id))
     mv.options = new
@@ -205,7 +230,8 @@ def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV) -> Resul
         conn.execute(f"DELETE FROM {mv.hist(branch.id)}")  # type: ignore[arg-type]
         conn.execute("SELECT set_config('heliosdb.mv_writer', '', true)")
         conn.execute("UPDATE heliosdb._mv_state SET refreshed_lsn = NULL, history_from = NULL, prev_lsn = NULL, "
-                     "immediate_sql = NULL WHERE mv_id = %s AND branch_id = %s", (mv.id, branch.id))
+                     "immediate_sql = NULL, pending_sql = NULL, inc_fn = NULL "
+                     "WHERE mv_id = %s AND branch_id = %s", (mv.id, branch.id))
         storage.create_user_view(conn, branch, mv, populated=False, replace=True)
         return _result("REFRESH MATERIALIZED VIEW")
     # names in the query resolve on the branch (only queries refreshed in full run as written)

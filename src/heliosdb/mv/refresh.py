@@ -386,12 +386,13 @@ def create_inc_function(src: Sources) -> str | None:
     if src.plan.mode == "full":
         return None
     text = incremental_sql(src, P_SENTINEL, H_SENTINEL)
-    text = text.replace(str(P_SENTINEL), "p").replace(str(H_SENTINEL), "h")
+    # positional parameters: a named one could clash with a base table's column of the same name
+    text = text.replace(str(P_SENTINEL), "$1").replace(str(H_SENTINEL), "$2")
     head, sep, tail = text.rpartition("\nSELECT ")
     fn = inc_function(src.mv, src.branch.id)
     # a generic plan (no planning per call) without JIT (its compile time dwarfs small deltas)
     src.conn.execute(  # type: ignore[arg-type]
-        f"CREATE OR REPLACE FUNCTION {fn}(p bigint, h bigint) RETURNS bigint LANGUAGE plpgsql "
+        f"CREATE OR REPLACE FUNCTION {fn}(bigint, bigint) RETURNS bigint LANGUAGE plpgsql "
         f"SET plan_cache_mode = force_generic_plan SET jit = off AS $hdb$ DECLARE _hdb_rows bigint; BEGIN\n"
         f"{head}{sep}{tail} INTO _hdb_rows;\nRETURN _hdb_rows;\nEND $hdb$")
     return fn
@@ -436,7 +437,9 @@ def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: 
     row = conn.execute(
         f"""SELECT l.got, s.refreshed_lsn, s.history_from, s.options,
                    coalesce(heliosdb.held_lsn(b.id), b.head_lsn),
-                   heliosdb._mv_exec_count(s.pending_sql, s.refreshed_lsn), heliosdb._mv_exec_count(s.size_sql),
+                   CASE WHEN s.refreshed_lsn IS NOT NULL
+                        THEN heliosdb._mv_exec_count(s.pending_sql, s.refreshed_lsn) END,
+                   heliosdb._mv_exec_count(s.size_sql),
                    CASE WHEN s.inc_fn IS NOT NULL AND NOT EXISTS (
                             SELECT 1 FROM heliosdb._table_versions v
                             WHERE v.table_id = ANY(%s) AND v.valid_from > s.sql_lsn) THEN s.inc_fn END,
@@ -558,9 +561,20 @@ def _choose(conn: psycopg.Connection[Any], src: Sources, st: _State, mode: str |
     return "incremental", f"{n} changed base rows"
 
 
-def store_sql(conn: psycopg.Connection[Any], src: Sources, at: int) -> None:
-    """The SQL that counts pending changes and refreshes incrementally (also inside writing transactions)."""
+def store_sql(conn: psycopg.Connection[Any], src: Sources, at: int, *, inherited_from: int | None = None) -> None:
+    """The SQL that counts pending changes and refreshes incrementally (also inside writing transactions).
+
+    inherited_from: a new branch's copy, whose last refresh precedes the fork:
+    its pending changes include the ancestors' up to the fork (counted from
+    that literal point), and it gets no incremental function before its
+    first own refresh.
+    """
     mv, b = src.mv, src.branch
+    if inherited_from is not None:
+        conn.execute(
+            "UPDATE heliosdb._mv_state SET pending_sql = %s, size_sql = %s WHERE mv_id = %s AND branch_id = %s",
+            (pending_sql(src, inherited_from), size_sql(src), mv.id, b.id))
+        return
     fn = create_inc_function(src)
     immediate = mv.options.get("maintenance_strategy") == "immediate" and fn is not None
     conn.execute(

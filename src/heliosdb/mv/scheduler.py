@@ -110,13 +110,18 @@ class Scheduler(threading.Thread):
         conn = self._connection()
         done: list[tuple[str, str, str]] = []
         refreshed = 0
+        blocked: set[tuple[int, int]] = set()  # readers of a view that failed in this round
         for cand in self.due(conn):
             if refreshed >= self.per_tick:
                 break
+            if (cand.mv_id, cand.branch_id) in blocked:
+                continue
             if cand.priority != "critical" and self.cpu() > cand.max_cpu:
                 done.append((cand.name, cand.branch, "deferred: cpu"))
                 continue
             outcome = self._refresh(conn, cand)
+            if outcome == "failed":
+                blocked |= {(d, cand.branch_id) for d in mvcat.dependents(conn, cand.mv_id)}
             done.append((cand.name, cand.branch, outcome))
             refreshed += 1
             self._waiting_since.pop((cand.mv_id, cand.branch_id), None)

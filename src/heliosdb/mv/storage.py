@@ -17,7 +17,7 @@ from psycopg import sql
 from heliosdb.catalog.model import Branch, chain
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.catalog import MView
-from heliosdb.mv.refresh import Sources, full_select, inc_function, storage_at
+from heliosdb.mv.refresh import Sources, full_select, inc_function, storage_at, store_sql
 
 
 def _ident(*parts: str) -> str:
@@ -172,6 +172,8 @@ def inherit(conn: psycopg.Connection[Any], branch: Branch) -> list[MView]:
                 (mv.id, branch.id, point),
             )
         mv.options = options
+        if point is not None:  # staleness counts the ancestors' changes since the copied point too
+            store_sql(conn, Sources(conn, branch, mv), point, inherited_from=point)
         if options.get("maintenance_strategy") == "immediate":
             from heliosdb.mv.refresh import refresh
 
