@@ -268,4 +268,20 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- What kind of relation a client should see: a HeliosDB table is a view over
+-- the versioned storage (so it can hide the bookkeeping columns) but is a
+-- table to the user ('r'); a HeliosDB materialized view is 'm'. The wire
+-- endpoint puts this in place of pg_class.relkind in clients' catalog
+-- queries (psql's \dt, \d, \dm; ORMs' reflection).
+CREATE FUNCTION heliosdb._relkind(o oid, k "char") RETURNS "char"
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN k <> 'v' THEN k ELSE coalesce((
+        SELECT CASE WHEN t.relname ~ '^mv[0-9]+$' THEN 'm' ELSE 'r' END::"char"
+        FROM pg_catalog.pg_rewrite rw
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = rw.oid
+        JOIN pg_catalog.pg_class t ON t.oid = d.refobjid AND t.oid <> o
+        JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+        WHERE rw.ev_class = o AND tn.nspname ~ '^hdb_[tb][0-9]+$' LIMIT 1), k) END
+$$;
+
 UPDATE heliosdb._meta SET value = '2' WHERE key = 'catalog_version';

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from heliosdb import errors
-from heliosdb.server import auth, codec
+from heliosdb.server import auth, catalog_compat, codec
 from heliosdb.server.extended import ExtendedProtocol
 from heliosdb.server.protocol import ClientGone, Fatal, error
 from heliosdb.session import Session
@@ -260,6 +260,9 @@ class ClientConnection(ExtendedProtocol):
         try:
             if kind == b"Q":
                 text = codec.decode_query(payload)
+                compat = catalog_compat.rewrite(text)
+                if compat is not text:
+                    text, payload = compat, compat.encode("utf-8") + b"\0"
                 if not self.relay_simple(text, payload):
                     self.simple_query(text)
                 self.at_rfq = True
