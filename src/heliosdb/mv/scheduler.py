@@ -91,7 +91,11 @@ class Scheduler(threading.Thread):
                WHERE z.strategy IN ('incremental', 'deferred')
                  AND ((z.status = 'FAILED' AND s.next_retry <= clock_timestamp())
                       OR (z.status = 'STALE' AND (z.staleness >= z.staleness_threshold
-                          OR (z.pending_changes > 0 AND z.age_seconds >= z.max_staleness_seconds))))"""
+                          OR (z.pending_changes > 0 AND z.age_seconds >= z.max_staleness_seconds
+                              -- critical views start early enough to finish before the limit
+                              - CASE WHEN z.priority = 'critical'
+                                     THEN 2 * %s + coalesce(z.last_refresh_ms, 0) / 1000.0 ELSE 0 END))))""",
+            (self.tick,),
         ).fetchall()
         now = time.monotonic()
         keys = {(r[0], r[1]) for r in rows}
