@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "heliosdb.session": 5,
     "heliosdb.dbapi": 6,
     "heliosdb.cli": 6,
+    "heliosdb.launch": 6,
     "heliosdb.shell": 6,
     "heliosdb.server": 6,
     # The package facade re-exports the DB-API; tools use that public API.
