@@ -727,3 +727,23 @@ def test_merge_into_main_immediate_follows_incremental_goes_stale(base: heliosdb
     assert staleness(main, "inc", "status, pending_changes") == ("FRESH", 0)
     # the branch's views are untouched by the merge
     assert_view_equals_query(dev, "im", Q_AGG)
+
+
+def test_long_refreshes_and_merges_report_progress_for_the_shell_bar(conn: heliosdb.Connection) -> None:
+    from heliosdb.shell.executor import progress_line
+
+    session = conn.session
+    run(conn, "CREATE TABLE a (id int PRIMARY KEY, v int)", "CREATE TABLE b (id int PRIMARY KEY, v int)",
+        "INSERT INTO a VALUES (1, 1)", "INSERT INTO b VALUES (1, 1)",
+        "CREATE MATERIALIZED VIEW up AS SELECT v, count(*) FROM a GROUP BY v WITH (maintenance_strategy = on_demand)",
+        "CREATE MATERIALIZED VIEW down AS SELECT v FROM up")
+    run(conn, "INSERT INTO a VALUES (2, 2)", "REFRESH MATERIALIZED VIEW down")
+    assert session.progress is not None
+    what, done, total = session.progress
+    assert (done, total) == (1, 2) and "refresh of down" in what  # the input view came first
+    assert "[##########..........] 1/2" in progress_line(session, 3.0)
+    run(conn, "CREATE DATABASE BRANCH dev", "USE BRANCH dev", "UPDATE a SET v = 5", "UPDATE b SET v = 6",
+        "USE BRANCH main", "MERGE DATABASE BRANCH dev INTO main")
+    assert session.progress == ("applying b", 3, 4)  # two tables compared, then two applied
+    run(conn, "SELECT 1")
+    assert session.progress is None and "running 2.0 s" in progress_line(session, 2.0)

@@ -126,6 +126,7 @@ class Session:
 
     def _open(self, branch: str, background: bool) -> None:
         self.notices: list[str] = []
+        self.progress: tuple[str, int, int] | None = None  # (what, done, total) of a long statement, for the shell
         self.last_status = ""
         self.text_results = False
         self._internal = False
@@ -244,8 +245,13 @@ class Session:
         for stmt in stmts:
             yield self.execute(stmt, params)
 
+    def report_progress(self, what: str, done: int, total: int) -> None:
+        """A long statement's progress (merges: per table; refreshes: per view), read by the shell's progress bar."""
+        self.progress = (what, done, total)
+
     def execute(self, stmt: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Result:
         self.notices = []
+        self.progress = None
         kind = classify(stmt)
         try:
             if self.as_of is not None and kind not in (Kind.BRANCH, Kind.TEMPORAL, Kind.TRANSACTION) and (

@@ -237,7 +237,7 @@ def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV) -> Resul
     # names in the query resolve on the branch (only queries refreshed in full run as written)
     path = on_branch_path(conn, branch) if mv.plan.mode == "full" or mv.plan.deps_mvs else contextlib.nullcontext()
     with path:
-        out = mvrefresh.refresh(conn, branch, mv, mode=stmt.mode, reason=None)
+        out = mvrefresh.refresh(conn, branch, mv, mode=stmt.mode, reason=None, progress=session.report_progress)
     if out is not None and out.mode != "none":
         session.notices.append(
             f"NOTICE:  {out.mode} refresh of \"{mv.name}\" to LSN {_fmt(out.lsn)}: {out.reason} ({out.ms:.1f} ms)")

@@ -464,12 +464,19 @@ def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: 
 def refresh(
     conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, mode: str | None = None,
     h: int | None = None, wait: bool = True, reason: str | None = None, _seen: set[int] | None = None,
+    progress: Any = None,
 ) -> Outcome | None:
-    """Bring the view to the branch's head (or h); in the caller's transaction. None: someone else is at it."""
+    """Bring the view to the branch's head (or h); in the caller's transaction. None: someone else is at it.
+
+    progress(what, done, total), if given, hears of each view refreshed (inputs first).
+    """
     seen = (_seen or set()) | {mv.id}
+    total = len(mv.plan.deps_mvs) + 1
     if mv.plan.deps_mvs:  # inputs first, to the same point
         h = head_of(conn, branch) if h is None else h
-        for up_id in mv.plan.deps_mvs:
+        for k, up_id in enumerate(mv.plan.deps_mvs):
+            if progress is not None:
+                progress(f"refreshing input view {k + 1}", k, total)
             if up_id in seen:
                 continue
             up = mvcat.by_id(conn, up_id)
@@ -493,6 +500,8 @@ def refresh(
         if st.fn is None and mv.plan.mode != "full":
             store_sql(conn, src, h)
         return Outcome("none", why, 0, 0.0, h)
+    if progress is not None:
+        progress(f"{chosen} refresh of {mv.name}", total - 1, total)
     start = time.perf_counter()
     if chosen == "incremental" and fast:
         row = conn.execute(f"SELECT {st.fn}(%s, %s)", (p, h)).fetchone()  # type: ignore[arg-type]
