@@ -307,9 +307,20 @@ def _state(
     if lv.branch_id == info.root_branch:
         if lv.upto == MAX_LSN:
             return sql.SQL("SELECT {cols} FROM {t} r").format(cols=cols, t=q(*info.cur))
-        return sql.SQL("SELECT {cols} FROM {t} r WHERE r._hdb_lsn <= {u} UNION ALL {hist}").format(
-            cols=cols, t=q(*info.cur), u=upto, hist=hist
+        # The LSN filter sits above a qual-free UNION ALL: PostgreSQL then flattens both arms into
+        # plain scans (an arm with its own WHERE stays a subquery that projects every column per row)
+        # and pushes the filter down: the root arm keeps only `_hdb_lsn <= point`, the history arm its
+        # index conditions.
+        outer = sql.SQL(", ").join(
+            [sql.SQL("u._hdb_rowid"), *(sql.SQL("u.{}").format(I(c.name)) for c in version.columns)]
         )
+        return sql.SQL(
+            "SELECT {outer} FROM (SELECT {cols}, r._hdb_lsn AS _hdb_lo, {max}::bigint AS _hdb_hi, "
+            "{root}::integer AS _hdb_b, false AS _hdb_d FROM {t} r "
+            "UNION ALL SELECT {cols}, r._hdb_begin, r._hdb_end, r._hdb_branch, r._hdb_del FROM {h} r) u "
+            "WHERE u._hdb_b = {b} AND u._hdb_lo <= {u} AND u._hdb_hi > {u} AND NOT u._hdb_d"
+        ).format(outer=outer, cols=cols, max=L(MAX_LSN), root=L(info.root_branch), t=q(*info.cur),
+                 h=q(*info.hist), b=b, u=upto)
     if lv.upto == MAX_LSN:
         own = sql.SQL("SELECT {cols} FROM {br} r WHERE r._hdb_branch = {b} AND NOT r._hdb_del").format(
             cols=cols, br=q(*info.br), b=b

@@ -15,20 +15,31 @@ CATALOG_VERSION = "1"  # bump with every change to bootstrap.sql (and add a migr
 
 def ensure_catalog(conn: psycopg.Connection[Any]) -> None:
     """Bootstrap the catalog once; concurrent sessions wait for the first."""
-    if _installed(conn):
+    installed, has_gen = _installed(conn)
+    if installed:
         _check_version(conn)
-        return
+        if has_gen:
+            return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        if _installed(conn):
+        installed, has_gen = _installed(conn)
+        if has_gen:
             return
-        script = resources.files("heliosdb.catalog").joinpath("bootstrap.sql").read_text()
-        conn.execute(script)  # type: ignore[arg-type] - a trusted constant script
+        if not installed:
+            conn.execute(_script("bootstrap.sql"))  # type: ignore[arg-type] - a trusted constant script
+        # the catalog generation came later: added in place to databases made before it
+        conn.execute(_script("generation.sql"))  # type: ignore[arg-type] - a trusted constant script
 
 
-def _installed(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("SELECT to_regclass('heliosdb._meta') IS NOT NULL").fetchone()
-    return bool(row and row[0])
+def _script(name: str) -> str:
+    return resources.files("heliosdb.catalog").joinpath(name).read_text()
+
+
+def _installed(conn: psycopg.Connection[Any]) -> tuple[bool, bool]:
+    row = conn.execute(
+        "SELECT to_regclass('heliosdb._meta') IS NOT NULL, to_regclass('heliosdb._catalog_gen') IS NOT NULL"
+    ).fetchone()
+    return (bool(row and row[0]), bool(row and row[1]))
 
 
 def _check_version(conn: psycopg.Connection[Any]) -> None:

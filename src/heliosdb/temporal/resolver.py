@@ -12,7 +12,8 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.catalog.model import Branch, chain
+from heliosdb.catalog.cache import KEY_COLUMNS, CatalogCache
+from heliosdb.catalog.model import Branch, Level, chain
 from heliosdb.sql.lsn import format_lsn, parse_lsn
 
 
@@ -150,3 +151,66 @@ def eval_timestamp(conn: psycopg.Connection[Any], expr: str) -> Any:
     return row[0]  # type: ignore[index]
 
 
+
+
+# -- one round trip for NOW and LSN points (the cached ancestry is immutable) ------------------
+_FACTS = """SELECT (SELECT coalesce(heliosdb.held_lsn(b.id), b.head_lsn) FROM heliosdb._branches b WHERE b.id = %s),
+       (SELECT min(lsn) FROM heliosdb._commits WHERE {history}),
+       (SELECT array_agg(ARRAY[id::bigint, gc_lsn]) FROM heliosdb._branches WHERE id = ANY(%s)),
+       {key}"""
+
+
+def resolve_now_or_lsn(
+    conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch, kind: str, value: str | None,
+    *, before: bool = False,
+) -> tuple[int, list[int]]:
+    """resolve_point + check_retained for NOW and LSN points in one round trip, which also checks the cache.
+
+    Returns the LSN and the branches whose retained history it was checked against.
+    """
+    levels = cache.chain(conn, branch.id)
+    if not levels:
+        raise errors.UndefinedBranch(f'branch "{branch.name}" does not exist')
+    lsn = parse_lsn(value.strip().strip("'")) if kind == "LSN" and value is not None else None
+    where, params = _history_filter(levels)
+    query = sql.SQL(_FACTS).format(history=where, key=sql.SQL(KEY_COLUMNS))
+    row = conn.execute(query, [branch.id, *params, [lv.branch_id for lv in levels]]).fetchone()
+    assert row is not None
+    head, first, gcs, gen, mark = row
+    cache.check((int(gen), str(mark)))
+    if head is None:
+        raise errors.UndefinedBranch(f'branch "{branch.name}" does not exist')
+    head = int(head)
+    if lsn is None:
+        lsn = head
+    else:
+        if lsn > head:
+            raise errors.InvalidTemporalPoint(
+                f'LSN {value} is after the head of branch "{branch.name}"',
+                hint=f"The head of {branch.name} is {format_lsn(head)}.",
+            )
+        if first is not None and lsn < first:
+            raise errors.InvalidTemporalPoint(
+                f'LSN {value} is before the first commit of branch "{branch.name}"',
+                hint=f"The oldest point of {branch.name} is LSN {format_lsn(int(first))}.",
+            )
+        if before:
+            lsn -= 1
+    gc = {int(b): int(g) for b, g in gcs or []}
+    return lsn, retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)
+
+
+def retained_check(levels: list[Level], gc: dict[int, int], branch: Branch, lsn: int) -> list[int]:
+    """check_retained on gc horizons already read; returns the branches checked."""
+    checked = []
+    for lv in levels:
+        if lv.upto != lsn:
+            break  # bounded by a fork point from here up
+        oldest = gc.get(lv.branch_id, 0)
+        if lsn < oldest:
+            raise errors.SnapshotTooOld(
+                f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
+                hint=f"The oldest available point is LSN {format_lsn(oldest)}.",
+            )
+        checked.append(lv.branch_id)
+    return checked
