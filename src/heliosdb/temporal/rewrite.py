@@ -140,12 +140,19 @@ def prepare(session: Session, text: str, params: Any) -> tuple[str, Any, bool]:
     out = cache.rewrites.get(key)
     if out is not None and not session.in_transaction:
         return out, params, True  # the hot path: the guard inside checks it
-    clauses = clauses_of(text)
-    if not clauses:
+    try:
+        clauses = clauses_of(text)
+    except errors.SyntaxError:
+        if not params:
+            raise
+        clauses = None  # a placeholder where a point must be: `AS OF LSN %s`
+    if clauses is not None and not clauses:
         return text, params, False
-    if params and any("%" in text[c.start : c.end] for c in clauses):
+    if params and (clauses is None or any("%" in text[c.start : c.end] for c in clauses)):
+        # a parameter is part of a clause: the point depends on it, resolve it with the value in place
         text = psycopg.ClientCursor(session.conn).mogrify(text, params)
         return rewrite(session, text), None, False
+    assert clauses is not None
     guardable = (
         not session.in_transaction
         and _GUARDED.match(text) is not None
