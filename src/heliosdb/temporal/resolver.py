@@ -214,3 +214,89 @@ def retained_check(levels: list[Level], gc: dict[int, int], branch: Branch, lsn:
             )
         checked.append(lv.branch_id)
     return checked
+
+
+# -- TIMESTAMP, SCN and TRANSACTION points: one round trip when they resolve --------------------
+_TS_SQL: dict[str, str] = {}  # timestamp expression as written -> checked SQL text
+
+
+def timestamp_sql(expr: str) -> str:
+    """The expression as PostgreSQL SQL, after checking it is one scalar expression (remembered)."""
+    text = _TS_SQL.get(expr)
+    if text is None:
+        import sqlglot
+        from sqlglot import exp
+
+        try:
+            node = sqlglot.parse_one(expr, read="postgres")
+        except sqlglot.errors.ParseError:
+            node = None
+        if node is None or not isinstance(node, exp.Expression) or isinstance(node, exp.Query | exp.Command):
+            raise errors.InvalidTemporalPoint(f'invalid timestamp "{expr}"')
+        text = node.sql(dialect="postgres")
+        if len(_TS_SQL) >= 256:
+            _TS_SQL.clear()
+        _TS_SQL[expr] = text
+    return text
+
+
+_POINT = """SELECT {point},
+       (SELECT array_agg(ARRAY[id::bigint, gc_lsn]) FROM heliosdb._branches WHERE id = ANY(%s)),
+       {key}"""
+
+
+def resolve_other(
+    conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch, kind: str, value: str,
+) -> tuple[int, list[int]] | None:
+    """TIMESTAMP / SCN / TRANSACTION points that name a commit: the LSN and the branches whose
+    retained history was checked, in one round trip that also checks the cache.
+
+    None when the point needs the general resolver (before the history, unknown transaction,
+    a bad value): it gives the exact answer or error.
+    """
+    levels = cache.chain(conn, branch.id)
+    if not levels:
+        return None
+    params: list[Any]
+    if kind == "TIMESTAMP":
+        try:
+            expr = timestamp_sql(value)
+        except errors.InvalidTemporalPoint:
+            return None
+        point: sql.Composable = sql.SQL("heliosdb._lsn_at(%s, ({})::timestamptz)").format(
+            sql.SQL(expr))  # type: ignore[arg-type] - checked to be one expression
+        params = [branch.id]
+    elif kind == "SCN":
+        try:
+            params = [branch.id, int(value.strip().strip("'"))]
+        except ValueError:
+            return None
+        point = sql.SQL("heliosdb._lsn_at_scn(%s, %s)")
+    elif kind == "TRANSACTION":
+        try:
+            txid = int(value.strip().strip("'"))
+        except ValueError:
+            return None
+        where, hist = _history_filter(levels)
+        point = sql.SQL("(SELECT max(lsn) FROM heliosdb._commits WHERE {} AND txid = %s::text::xid8)").format(where)
+        params = [*hist, txid]
+    else:
+        return None
+    query = sql.SQL(_POINT).format(point=point, key=sql.SQL(KEY_COLUMNS))
+    params.append([lv.branch_id for lv in levels])
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            row = conn.execute(query, params).fetchone()
+        else:
+            with conn.transaction():  # a bad timestamp must not fail the user's transaction
+                row = conn.execute(query, params).fetchone()
+    except psycopg.Error:
+        return None  # the general resolver reports it
+    assert row is not None
+    lsn, gcs, gen, mark = row
+    if lsn is None:
+        return None
+    cache.check((int(gen), str(mark)))
+    lsn = int(lsn)
+    gc = {int(b): int(g) for b, g in gcs or []}
+    return lsn, retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)

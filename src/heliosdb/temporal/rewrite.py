@@ -54,6 +54,27 @@ def resolve(conn: psycopg.Connection[Any], branch: Branch, point: Point) -> int:
     return lsn
 
 
+def _resolve_cached(conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch,
+                    point: Point) -> tuple[int, list[int]]:
+    """resolve(), in one round trip that also checks the cache where the point names a commit.
+
+    Returns the LSN and the branches whose retained history was checked against it.
+    """
+    kind, value = point.kind, point.value
+    if kind in ("NOW", "LSN"):
+        return resolver.resolve_now_or_lsn(conn, cache, branch, kind, value, before=point.before)
+    if kind == "OFFSET":
+        kind, value = "TIMESTAMP", f"now() + make_interval(secs => ({value})::float8)"
+    if point.before and kind == "TIMESTAMP":
+        value = f"({value})::timestamptz - interval '1 microsecond'"
+    got = resolver.resolve_other(conn, cache, branch, kind, value or "")
+    if got is not None:
+        return got
+    lsn = resolve(conn, branch, point)  # the edge cases and their exact errors
+    cache.refresh(conn)  # after resolving, before reading the catalog: never older than the catalog
+    return lsn, []
+
+
 def _table_at(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str,
               cache: CatalogCache | None = None) -> tuple[list[Level], Snapshot, TableVersion, TableInfo]:
     if cache is None:
@@ -76,9 +97,10 @@ def point_subquery(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name
     levels, snap, version, info = _table_at(conn, branch, lsn, name, cache)
     if lsn >= MAX_LSN:
         raise errors.InvalidTemporalPoint("LSN out of range")
-    state = layout.state_sql(snap, levels, info, version)
+    inner = guard if guard is not None and layout.root_guardable(levels, info) else None
+    state = layout.state_sql(snap, levels, info, version, inner)
     cols = sql.SQL(", ").join(sql.SQL("_hdb_s.{}").format(I(c.name)) for c in version.columns)
-    if guard is None:
+    if guard is None or inner is not None:
         return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s)").format(c=cols, s=state)
     # a scalar subquery: an InitPlan run once per execution, before any row
     return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s WHERE (SELECT {g}))").format(c=cols, s=state, g=guard)
@@ -201,14 +223,7 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
         from heliosdb.temporal.versions import versions_subquery
 
         return versions_subquery(conn, branch, c.name.name, c.range, pseudo="VERSIONS_" in text.upper())
-    point = c.point or Point("NOW")
-    if point.kind in ("NOW", "LSN"):
-        lsn, checked = resolver.resolve_now_or_lsn(conn, cache, branch, point.kind, point.value,
-                                                  before=point.before)
-    else:
-        lsn = resolve(conn, branch, point)
-        cache.refresh(conn)  # after resolving, before reading the catalog: never older than the catalog
-        checked = []
+    lsn, checked = _resolve_cached(conn, cache, branch, c.point or Point("NOW"))
     guard = None
     if guarded:
         assert cache.key is not None
