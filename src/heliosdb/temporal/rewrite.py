@@ -188,9 +188,8 @@ def prepare(session: Session, text: str, params: Any) -> tuple[str, Any, bool]:
 
 
 def forget(session: Session, text: str) -> None:
-    """Drop a statement's cached rewrite (its guard failed): the next run prepares it again."""
-    for key in [k for k in session.catalog.rewrites if k[0] == text]:
-        del session.catalog.rewrites[key]
+    """Drop a statement's cached rewrites (its guard failed): the next run prepares it again."""
+    session.catalog.rewrites.clear()  # the generated pieces too: they carry the same guard
 
 
 def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, *, guarded: bool) -> str:
@@ -199,7 +198,7 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
     pos = 0
     for c in clauses:
         out.append(text[pos : c.start])
-        piece = _replacement(session, conn, c, text, guarded).as_string(conn)
+        piece = _replacement(session, conn, c, text, guarded)
         out.append(piece.replace("%", "%%") if escape else piece)
         if c.alias is None:
             out.append(" AS " + quote_ident(c.name.name))
@@ -208,8 +207,7 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
     return "".join(out)
 
 
-def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, text: str,
-                 guarded: bool) -> sql.Composable:
+def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, text: str, guarded: bool) -> str:
     if c.name.schema is not None and c.name.schema != session.branch.user_schema:
         raise errors.NotSupportedError(f'time travel on "{c.name.schema}.{c.name.name}" is not supported',
                                        hint="Time travel works on the tables of a branch.")
@@ -222,14 +220,21 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
     if c.range is not None:
         from heliosdb.temporal.versions import versions_subquery
 
-        return versions_subquery(conn, branch, c.name.name, c.range, pseudo="VERSIONS_" in text.upper())
+        return versions_subquery(conn, branch, c.name.name, c.range,
+                                 pseudo="VERSIONS_" in text.upper()).as_string(conn)
     lsn, checked = _resolve_cached(conn, cache, branch, c.point or Point("NOW"))
-    guard = None
-    if guarded:
-        assert cache.key is not None
-        guard = _GUARD.format(gen=sql.Literal(cache.key[0]), lsn=sql.Literal(lsn),
-                              bids=sql.Literal("{" + ",".join(map(str, checked)) + "}"))
-    return point_subquery(conn, branch, lsn, c.name.name, cache, guard)
+    # the SQL of (branch, point, table) under the cache's key: the key was checked just now
+    key = ("sql", branch.id, lsn, c.name.name, tuple(checked) if guarded else None)
+    piece = cache.rewrites.get(key)
+    if piece is None:
+        guard = None
+        if guarded:
+            assert cache.key is not None
+            guard = _GUARD.format(gen=sql.Literal(cache.key[0]), lsn=sql.Literal(lsn),
+                                  bids=sql.Literal("{" + ",".join(map(str, checked)) + "}"))
+        piece = point_subquery(conn, branch, lsn, c.name.name, cache, guard).as_string(conn)
+        cache.remember(key, piece)
+    return piece
 
 
 __all__ = ["Range", "Resolved", "forget", "point_subquery", "prepare", "resolve", "rewrite"]
