@@ -209,8 +209,9 @@ class Cursor:
         else:
             results = list(session.run(sql, params))
             self._result = results[-1] if results else None
+        result = self._result
         try:
-            self._rows = self._result.fetchall() if self._result and self._result.has_rows else None
+            self._rows = result.cursor.fetchall() if result and result.has_rows else None  # type: ignore[union-attr]
         except psycopg.Error as exc:
             raise errors.from_psycopg(exc) from None
         self._pos = 0

@@ -76,6 +76,8 @@ class Result:
 
 
 _WRITE_HEADS = ("INSERT", "UPDATE", "DELETE", "MERGE")
+_IDLE = pq.TransactionStatus.IDLE
+_INERROR = pq.TransactionStatus.INERROR
 _NOTHING = sql.SQL("")
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path|heliosdb\.branch))\b", re.IGNORECASE)
 _WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
@@ -194,13 +196,14 @@ class Session:
             return self._tx_branch
         return self._session_branch
 
+    # pgconn directly: conn.info builds a new object per access (3 us, on every statement's path)
     @property
     def in_transaction(self) -> bool:
-        return self.conn.info.transaction_status != pq.TransactionStatus.IDLE
+        return self.conn.pgconn.transaction_status != _IDLE
 
     @property
     def transaction_failed(self) -> bool:
-        return self.conn.info.transaction_status == pq.TransactionStatus.INERROR
+        return self.conn.pgconn.transaction_status == _INERROR
 
     def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
         if self._internal:
