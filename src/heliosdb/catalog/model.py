@@ -202,6 +202,9 @@ class Parts:
     info: dict[int, TableInfo]
     names: dict[int, dict[int, str]]  # table id -> column id -> physical column name
     br_columns: dict[int, list[str]]  # table id -> user columns of its __br relation, in order
+    # table id -> whether PostgreSQL gives a scan of its root relation two or more parallel
+    # workers (relpages >= 3 x min_parallel_table_scan_size): a plan hint, not catalog truth
+    parallel: dict[int, bool] = field(default_factory=dict)
 
 
 def load_parts(
@@ -236,7 +239,16 @@ def load_parts(
         (rels,),
     ).fetchall():
         br_columns[by_rel[rel]].append(att)
-    return Parts(by_branch, info, names, br_columns)
+    parallel = {
+        int(tid): bool(big) for tid, big in conn.execute(
+            """SELECT t.id, c.relpages::bigint * current_setting('block_size')::bigint
+                        >= 3 * pg_size_bytes(current_setting('min_parallel_table_scan_size'))
+               FROM heliosdb._tables t JOIN pg_class c ON c.oid = to_regclass(format('%%I.%%I', t.phys_schema, t.phys_name))
+               WHERE t.id = ANY(%s)""",
+            (ids,),
+        ).fetchall()
+    }
+    return Parts(by_branch, info, names, br_columns, parallel)
 
 
 class Snapshot:
@@ -254,6 +266,7 @@ class Snapshot:
         self.info = parts.info
         self.names = parts.names
         self.br_columns = parts.br_columns
+        self.parallel = parts.parallel
 
     def visible(self, levels: list[Level]) -> dict[int, TableVersion]:
         return _resolve(self._by_branch, levels)

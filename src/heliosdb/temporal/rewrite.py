@@ -93,17 +93,32 @@ def _table_at(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str
 
 
 def point_subquery(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str,
-                   cache: CatalogCache | None = None, guard: sql.Composable | None = None) -> sql.Composable:
+                   cache: CatalogCache | None = None, guard: tuple[int, list[int]] | None = None) -> sql.Composable:
+    """The subquery of `name` on `branch` at `lsn`; guard=(catalog generation, branches whose
+    retention was checked) makes it check, when it runs, that both still hold (cached rewrites)."""
     levels, snap, version, info = _table_at(conn, branch, lsn, name, cache)
     if lsn >= MAX_LSN:
         raise errors.InvalidTemporalPoint("LSN out of range")
-    inner = guard if guard is not None and layout.root_guardable(levels, info) else None
-    state = layout.state_sql(snap, levels, info, version, inner)
     cols = sql.SQL(", ").join(sql.SQL("_hdb_s.{}").format(I(c.name)) for c in version.columns)
-    if guard is None or inner is not None:
+    if guard is None:
+        state = layout.state_sql(snap, levels, info, version)
+        return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s)").format(c=cols, s=state)
+    args = {"gen": sql.Literal(guard[0]), "lsn": sql.Literal(lsn),
+            "bids": sql.Literal("{" + ",".join(map(str, guard[1])) + "}")}
+    if layout.root_guardable(levels, info):
+        # Tables PostgreSQL reads with two or more workers at head get the parallel-safe check in
+        # every arm; smaller ones the inline check in the history arm, which keeps the plan serial
+        # (PostgreSQL would otherwise pick a two-worker Parallel Append for the union: slower on a
+        # small table, measured 30 vs 16 ms at 100,000 rows, where the head read is serial).
+        if snap.parallel.get(info.id, False):
+            state = layout.state_sql(snap, levels, info, version, _CHECK.format(**args), every_arm=True)
+        else:
+            state = layout.state_sql(snap, levels, info, version, _GUARD.format(**args))
         return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s)").format(c=cols, s=state)
     # a scalar subquery: an InitPlan run once per execution, before any row
-    return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s WHERE (SELECT {g}))").format(c=cols, s=state, g=guard)
+    state = layout.state_sql(snap, levels, info, version)
+    return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s WHERE (SELECT {g}))").format(
+        c=cols, s=state, g=_GUARD.format(**args))
 
 
 # -- statement rewriting ------------------------------------------------------------------------
@@ -122,6 +137,7 @@ _GUARD = sql.SQL(
     "WHERE b.id = ANY({bids}::integer[]) AND (b.gc_lsn > {lsn} OR b.state = 'dropped')) "
     "THEN true ELSE heliosdb._asof_stale() END"
 )
+_CHECK = sql.SQL("heliosdb._asof_check({gen}, {lsn}, {bids}::integer[])")
 
 
 def clauses_of(text: str) -> list[Clause]:
@@ -230,8 +246,7 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
         guard = None
         if guarded:
             assert cache.key is not None
-            guard = _GUARD.format(gen=sql.Literal(cache.key[0]), lsn=sql.Literal(lsn),
-                                  bids=sql.Literal("{" + ",".join(map(str, checked)) + "}"))
+            guard = (cache.key[0], checked)
         piece = point_subquery(conn, branch, lsn, c.name.name, cache, guard).as_string(conn)
         cache.remember(key, piece)
     return piece
