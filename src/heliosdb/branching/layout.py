@@ -282,13 +282,13 @@ def select_list(
 
 
 def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: TableVersion,
-              guard: sql.Composable | None = None, *, every_arm: bool = False) -> sql.Composable:
+              guard: sql.Composable | None = None) -> sql.Composable:
     """SELECT of the rows the first level sees, with _hdb_rowid first.
 
     guard: a boolean SQL expression to evaluate before any row is read; only where the table's
     root is the first level, seen at a past point (see `root_guardable`). It goes into the
-    history arm as an InitPlan (the statement stays serial), or, with every_arm (a call of a
-    parallel-safe function), into every arm as a one-time filter, so parallel plans keep it.
+    history arm, as an InitPlan (a plan node with an InitPlan cannot run in parallel workers:
+    the statement stays serial).
     """
     names = snap.names[info.id]
     levels = levels_to_root(levels, info)
@@ -297,7 +297,7 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
         v = snap.visible(levels[i:]).get(info.id)
         presence.append({c.col for c in v.columns} if v else set())
     presence[0] = {c.col for c in version.columns}
-    return _state(levels, 0, info, version, presence, names, guard, every_arm)
+    return _state(levels, 0, info, version, presence, names, guard)
 
 
 def root_guardable(levels: list[Level], info: TableInfo) -> bool:
@@ -307,7 +307,7 @@ def root_guardable(levels: list[Level], info: TableInfo) -> bool:
 
 def _state(
     levels: list[Level], i: int, info: TableInfo, version: TableVersion, presence: list[set[int]],
-    names: dict[int, str], guard: sql.Composable | None = None, every_arm: bool = False,
+    names: dict[int, str], guard: sql.Composable | None = None,
 ) -> sql.Composable:
     lv = levels[i]
     b, upto = L(lv.branch_id), L(lv.upto)
@@ -327,15 +327,14 @@ def _state(
         outer = sql.SQL(", ").join(
             [sql.SQL("u._hdb_rowid"), *(sql.SQL("u.{}").format(I(c.name)) for c in version.columns)]
         )
-        gate = sql.SQL("") if guard is None or every_arm else sql.SQL(" WHERE (SELECT {})").format(guard)
-        shared = sql.SQL(" AND {}").format(guard) if guard is not None and every_arm else sql.SQL("")
+        gate = sql.SQL("") if guard is None else sql.SQL(" WHERE (SELECT {})").format(guard)
         return sql.SQL(
             "SELECT {outer} FROM (SELECT {cols}, r._hdb_begin AS _hdb_lo, r._hdb_end AS _hdb_hi, "
             "r._hdb_branch AS _hdb_b, r._hdb_del AS _hdb_d FROM {h} r{gate} "
             "UNION ALL SELECT {cols}, r._hdb_lsn, {max}::bigint, {root}::integer, false FROM {t} r) u "
-            "WHERE u._hdb_b = {b} AND u._hdb_lo <= {u} AND u._hdb_hi > {u} AND NOT u._hdb_d{shared}"
+            "WHERE u._hdb_b = {b} AND u._hdb_lo <= {u} AND u._hdb_hi > {u} AND NOT u._hdb_d"
         ).format(outer=outer, cols=cols, max=L(MAX_LSN), root=L(info.root_branch), t=q(*info.cur),
-                 h=q(*info.hist), gate=gate, b=b, u=upto, shared=shared)
+                 h=q(*info.hist), gate=gate, b=b, u=upto)
     if lv.upto == MAX_LSN:
         own = sql.SQL("SELECT {cols} FROM {br} r WHERE r._hdb_branch = {b} AND NOT r._hdb_del").format(
             cols=cols, br=q(*info.br), b=b

@@ -55,26 +55,11 @@ END $$;
 -- Raised by the guard of a cached AS OF rewrite (heliosdb.temporal.rewrite), an inline
 -- CASE evaluated once inside the statement it guards, so in that statement's snapshot:
 -- when the catalog is no longer the one the SQL was generated from, or the point left a
--- branch's retained history, the session regenerates the statement.
+-- branch's retained history, the session regenerates the statement. Parallel safe: a
+-- guard evaluated above a Gather (in the leader) leaves the plan's parallelism alone.
 CREATE OR REPLACE FUNCTION heliosdb._asof_stale() RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql PARALLEL SAFE AS $$
 BEGIN
     RAISE EXCEPTION 'the catalog or the retained history changed since this statement was prepared'
         USING ERRCODE = 'HDC01', HINT = 'Run the statement again.';
-END $$;
-
--- The same check as one call, for tables large enough that PostgreSQL reads them with
--- parallel workers: a parallel-safe function in a one-time filter (the inline guard's
--- InitPlan would keep the whole statement serial).
-CREATE OR REPLACE FUNCTION heliosdb._asof_check(g bigint, l bigint, bids integer[]) RETURNS boolean
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
-BEGIN
-    -- one query: each statement of a plpgsql function costs a few microseconds
-    IF NOT EXISTS (SELECT 1 FROM heliosdb._catalog_gen c WHERE c.gen = g AND NOT EXISTS (
-                       SELECT 1 FROM heliosdb._branches b
-                       WHERE b.id = ANY(bids) AND (b.gc_lsn > l OR b.state = 'dropped'))) THEN
-        RAISE EXCEPTION 'the catalog or the retained history changed since this statement was prepared'
-            USING ERRCODE = 'HDC01', HINT = 'Run the statement again.';
-    END IF;
-    RETURN true;
 END $$;
