@@ -142,6 +142,7 @@ class Session:
         self.instance: Instance | None = None
         self.database = database
         self.collector: Any = None
+        self.scheduler: Any = None
         try:
             if storage:
                 self._connect_args: dict[str, Any] = {"conninfo": storage, "dbname": database}
@@ -180,10 +181,19 @@ class Session:
         if branch != "main":
             self.use_branch(branch)
         if background:
-            from heliosdb.temporal.gc import Collector
+            self.start_background()
 
+    def start_background(self) -> None:
+        """History garbage collection and the materialized-view scheduler, for long-lived processes."""
+        from heliosdb.mv.scheduler import Scheduler
+        from heliosdb.temporal.gc import Collector
+
+        if self.collector is None:
             self.collector = Collector(self.new_connection)
             self.collector.start()
+        if self.scheduler is None:
+            self.scheduler = Scheduler(self.new_connection)
+            self.scheduler.start()
 
     def new_connection(self) -> psycopg.Connection[Any]:
         """Another autocommit connection to this session's storage database."""
@@ -421,6 +431,10 @@ class Session:
                 from heliosdb.merge import engine
 
                 return engine.execute(self, stmt)
+            if kind is Kind.MVIEW:
+                from heliosdb.mv import ddl
+
+                return ddl.execute(self, stmt)
             return tables.execute(self, kind, stmt)
         finally:
             self._internal = False
@@ -458,6 +472,9 @@ class Session:
         if self.collector is not None:
             self.collector.stop()
             self.collector = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         try:
             if not self.conn.closed:
                 self.conn.close()

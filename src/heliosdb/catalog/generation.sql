@@ -1,6 +1,6 @@
--- Catalog generation: lets sessions cache catalog reads and check them cheaply.
--- Idempotent (CREATE OR REPLACE / IF NOT EXISTS): runs after bootstrap.sql on
--- new databases and once on databases made before it existed.
+-- Catalog generation (catalog version 3): lets sessions cache catalog reads and
+-- check them cheaply. Applied after mv.sql, or on its own to upgrade a
+-- version-2 catalog.
 --
 -- heliosdb._catalog_gen.gen grows by one with every committed transaction that
 -- changed the catalog rows time travel reads (branches' identity and ancestry,
@@ -63,3 +63,5 @@ BEGIN
     RAISE EXCEPTION 'the catalog or the retained history changed since this statement was prepared'
         USING ERRCODE = 'HDC01', HINT = 'Run the statement again.';
 END $$;
+
+UPDATE heliosdb._meta SET value = '3' WHERE key = 'catalog_version';

@@ -329,6 +329,12 @@ class Shell:
                 shown = False
         if shown:
             self.write_err("\r\x1b[K")
+        while "ok" not in box and "error" not in box:  # a join() cut short by Ctrl-C can report it done early
+            try:
+                t.join()
+                break
+            except KeyboardInterrupt:
+                self.session.cancel()
         if "error" in box:
             raise box["error"]
         return box["ok"]  # type: ignore[no-any-return]
