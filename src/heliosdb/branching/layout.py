@@ -281,8 +281,15 @@ def select_list(
     return sql.SQL(", ").join(items)
 
 
-def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: TableVersion) -> sql.Composable:
-    """SELECT of the rows the first level sees, with _hdb_rowid first."""
+def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: TableVersion,
+              guard: sql.Composable | None = None) -> sql.Composable:
+    """SELECT of the rows the first level sees, with _hdb_rowid first.
+
+    guard: a boolean SQL expression to evaluate before any row is read; only where the table's
+    root is the first level, seen at a past point (see `root_guardable`). It goes into the
+    history arm, as an InitPlan (a plan node with an InitPlan cannot run in parallel workers:
+    the statement stays serial).
+    """
     names = snap.names[info.id]
     levels = levels_to_root(levels, info)
     presence: list[set[int]] = []
@@ -290,12 +297,17 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
         v = snap.visible(levels[i:]).get(info.id)
         presence.append({c.col for c in v.columns} if v else set())
     presence[0] = {c.col for c in version.columns}
-    return _state(levels, 0, info, version, presence, names)
+    return _state(levels, 0, info, version, presence, names, guard)
+
+
+def root_guardable(levels: list[Level], info: TableInfo) -> bool:
+    """Whether state_sql can carry a guard: the first level is the table's root, at a past point."""
+    return levels[0].branch_id == info.root_branch and levels[0].upto != MAX_LSN
 
 
 def _state(
     levels: list[Level], i: int, info: TableInfo, version: TableVersion, presence: list[set[int]],
-    names: dict[int, str],
+    names: dict[int, str], guard: sql.Composable | None = None,
 ) -> sql.Composable:
     lv = levels[i]
     b, upto = L(lv.branch_id), L(lv.upto)
@@ -307,9 +319,22 @@ def _state(
     if lv.branch_id == info.root_branch:
         if lv.upto == MAX_LSN:
             return sql.SQL("SELECT {cols} FROM {t} r").format(cols=cols, t=q(*info.cur))
-        return sql.SQL("SELECT {cols} FROM {t} r WHERE r._hdb_lsn <= {u} UNION ALL {hist}").format(
-            cols=cols, t=q(*info.cur), u=upto, hist=hist
+        # The LSN filter sits above a qual-free UNION ALL: PostgreSQL then flattens the arms into
+        # plain scans (an arm with its own WHERE stays a subquery that projects every column per row)
+        # and pushes the filter down: the root arm keeps only `_hdb_lsn <= point`, the history arm its
+        # index conditions. The history arm comes first: a guard there (an InitPlan, run when the
+        # arm starts) runs before any row of the root arm is read, and costs the big arm nothing.
+        outer = sql.SQL(", ").join(
+            [sql.SQL("u._hdb_rowid"), *(sql.SQL("u.{}").format(I(c.name)) for c in version.columns)]
         )
+        gate = sql.SQL("") if guard is None else sql.SQL(" WHERE (SELECT {})").format(guard)
+        return sql.SQL(
+            "SELECT {outer} FROM (SELECT {cols}, r._hdb_begin AS _hdb_lo, r._hdb_end AS _hdb_hi, "
+            "r._hdb_branch AS _hdb_b, r._hdb_del AS _hdb_d FROM {h} r{gate} "
+            "UNION ALL SELECT {cols}, r._hdb_lsn, {max}::bigint, {root}::integer, false FROM {t} r) u "
+            "WHERE u._hdb_b = {b} AND u._hdb_lo <= {u} AND u._hdb_hi > {u} AND NOT u._hdb_d"
+        ).format(outer=outer, cols=cols, max=L(MAX_LSN), root=L(info.root_branch), t=q(*info.cur),
+                 h=q(*info.hist), gate=gate, b=b, u=upto)
     if lv.upto == MAX_LSN:
         own = sql.SQL("SELECT {cols} FROM {br} r WHERE r._hdb_branch = {b} AND NOT r._hdb_del").format(
             cols=cols, br=q(*info.br), b=b

@@ -10,8 +10,10 @@ import psycopg
 from heliosdb import errors
 
 _LOCK_KEY = 0x48444231  # 'HDB1': serializes concurrent first opens
-CATALOG_VERSION = "2"  # bump with every change to the catalog scripts (and add a migration)
-_MIGRATIONS = {"1": "mv.sql"}  # version -> the script that brings it to the next one
+CATALOG_VERSION = "3"  # bump with every change to the catalog scripts (and add a migration)
+# version -> the script that brings it to the next one (generation.sql: the catalog generation
+# that lets sessions cache catalog reads, see catalog/cache.py)
+_MIGRATIONS = {"1": "mv.sql", "2": "generation.sql"}
 
 
 def ensure_catalog(conn: psycopg.Connection[Any]) -> None:
