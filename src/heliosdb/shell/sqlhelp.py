@@ -131,11 +131,19 @@ TOPICS: list[Topic] = [
           "CREATE [ OR REPLACE ] [ TEMP | TEMPORARY ] [ RECURSIVE ] VIEW name [ ( column_name [, ...] ) ]\n"
           "    AS query [ WITH [ CASCADED | LOCAL ] CHECK OPTION ]"),
     Topic("DROP VIEW", "remove a view", "DROP VIEW [ IF EXISTS ] name [, ...] [ CASCADE | RESTRICT ]"),
-    Topic("CREATE MATERIALIZED VIEW", "define a new materialized view",
-          "CREATE MATERIALIZED VIEW [ IF NOT EXISTS ] table_name [ (column_name [, ...] ) ]\n"
-          "    AS query [ WITH [ NO ] DATA ]"),
-    Topic("REFRESH MATERIALIZED VIEW", "replace the contents of a materialized view",
-          "REFRESH MATERIALIZED VIEW [ CONCURRENTLY ] name [ WITH [ NO ] DATA ]"),
+    Topic("CREATE MATERIALIZED VIEW", "define a self-refreshing materialized view (HeliosDB options)",
+          "CREATE MATERIALIZED VIEW [ IF NOT EXISTS ] name [ (column_name [, ...] ) ]\n"
+          "    AS query\n"
+          "    [ WITH ( maintenance_strategy = incremental | deferred | on_demand | immediate,\n"
+          "             max_cpu_percent = 0-100, staleness_threshold = 0.0-1.0,\n"
+          "             max_staleness_seconds = seconds, priority = critical | high | medium | low ) ]\n"
+          "    [ WITH [ NO ] DATA ]"),
+    Topic("ALTER MATERIALIZED VIEW", "change a materialized view's options",
+          "ALTER MATERIALIZED VIEW [ IF EXISTS ] name SET ( option = value [, ...] )"),
+    Topic("REFRESH MATERIALIZED VIEW", "bring a materialized view up to date (incrementally when it can)",
+          "REFRESH MATERIALIZED VIEW [ CONCURRENTLY ] name [ INCREMENTAL | FULL ] [ WITH [ NO ] DATA ]"),
+    Topic("DROP MATERIALIZED VIEW", "remove materialized views",
+          "DROP MATERIALIZED VIEW [ IF EXISTS ] name [, ...] [ CASCADE | RESTRICT ]"),
     Topic("CREATE SCHEMA", "define a new schema", "CREATE SCHEMA [ IF NOT EXISTS ] schema_name [ AUTHORIZATION role ]"),
     Topic("CREATE SEQUENCE", "define a new sequence generator",
           "CREATE [ TEMP ] SEQUENCE [ IF NOT EXISTS ] name [ INCREMENT [ BY ] increment ]\n"
