@@ -15,7 +15,17 @@ from typing import Any
 
 import psycopg
 
-from heliosdb.catalog.model import MAX_LSN, Branch, Level, Parts, Snapshot, get_branch, load_parts
+from heliosdb.catalog.model import (
+    MAX_LSN,
+    Branch,
+    Level,
+    Parts,
+    Snapshot,
+    ancestry,
+    get_branch,
+    levels_of,
+    load_parts,
+)
 
 Key = tuple[int, str]  # (catalog generation, this transaction's change mark)
 
@@ -61,23 +71,10 @@ class CatalogCache:
         """The branch and its ancestors, each with the LSN it is seen at (model.chain, cached)."""
         steps = self._chains.get(branch_id)
         if steps is None:
-            steps = [(int(b), f) for b, f in conn.execute(
-                """WITH RECURSIVE up AS (
-                       SELECT id, parent_id, fork_lsn, 0 AS n FROM heliosdb._branches WHERE id = %s
-                       UNION ALL
-                       SELECT b.id, b.parent_id, b.fork_lsn, up.n + 1
-                       FROM heliosdb._branches b JOIN up ON b.id = up.parent_id)
-                   SELECT id, fork_lsn FROM up ORDER BY n""",
-                (branch_id,),
-            ).fetchall()]
+            steps = ancestry(conn, branch_id)
             if steps:
                 self._chains[branch_id] = steps
-        levels: list[Level] = []
-        for bid, fork in steps:
-            levels.append(Level(bid, upto))
-            if fork is not None:
-                upto = min(upto, fork)
-        return levels
+        return levels_of(steps, upto)
 
     def snapshot(self, conn: psycopg.Connection[Any], levels: list[Level]) -> Snapshot:
         ids = tuple(lv.branch_id for lv in levels)

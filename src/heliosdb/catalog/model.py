@@ -66,9 +66,9 @@ class Level:
     upto: int
 
 
-def chain(conn: psycopg.Connection[Any], branch_id: int, upto: int = MAX_LSN) -> list[Level]:
-    """The branch and its ancestors, each with the LSN it is seen at."""
-    rows = conn.execute(
+def ancestry(conn: psycopg.Connection[Any], branch_id: int) -> list[tuple[int, int | None]]:
+    """(branch id, fork LSN) of the branch and each ancestor, nearest first."""
+    return [(int(b), f) for b, f in conn.execute(
         """WITH RECURSIVE up AS (
                SELECT id, parent_id, fork_lsn, 0 AS n FROM heliosdb._branches WHERE id = %s
                UNION ALL
@@ -76,13 +76,22 @@ def chain(conn: psycopg.Connection[Any], branch_id: int, upto: int = MAX_LSN) ->
                FROM heliosdb._branches b JOIN up ON b.id = up.parent_id)
            SELECT id, fork_lsn FROM up ORDER BY n""",
         (branch_id,),
-    ).fetchall()
+    ).fetchall()]
+
+
+def levels_of(steps: list[tuple[int, int | None]], upto: int = MAX_LSN) -> list[Level]:
+    """Each step seen at `upto`, cut at the fork points on the way up."""
     levels: list[Level] = []
-    for bid, fork in rows:
+    for bid, fork in steps:
         levels.append(Level(bid, upto))
         if fork is not None:
             upto = min(upto, fork)
     return levels
+
+
+def chain(conn: psycopg.Connection[Any], branch_id: int, upto: int = MAX_LSN) -> list[Level]:
+    """The branch and its ancestors, each with the LSN it is seen at."""
+    return levels_of(ancestry(conn, branch_id), upto)
 
 
 @dataclass

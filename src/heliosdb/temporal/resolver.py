@@ -131,16 +131,7 @@ def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, valu
 
 
 def eval_timestamp(conn: psycopg.Connection[Any], expr: str) -> Any:
-    import sqlglot
-    from sqlglot import exp
-
-    try:
-        node = sqlglot.parse_one(expr, read="postgres")
-    except sqlglot.errors.ParseError:
-        node = None
-    if node is None or not isinstance(node, exp.Expression) or isinstance(node, exp.Query | exp.Command):
-        raise errors.InvalidTemporalPoint(f'invalid timestamp "{expr}"')
-    text = node.sql(dialect="postgres")
+    text = timestamp_sql(expr)
     try:
         with conn.transaction():
             row = conn.execute(sql.SQL("SELECT ({})::timestamptz").format(sql.SQL(text))).fetchone()  # type: ignore[arg-type]
