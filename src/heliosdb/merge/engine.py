@@ -323,15 +323,18 @@ SELECT d.*, {key} AS row_key,
          WHEN d.head_t IS NULL THEN 'update_delete'
          ELSE 'cells'
        END AS how,
-       CASE WHEN d.head_s IS NOT NULL AND d.head_t IS NOT NULL THEN
+       CASE WHEN {cells} THEN
          ARRAY(SELECT k FROM jsonb_object_keys(d.head_s) k
                WHERE {s_changed} AND {t_changed} AND (d.head_s -> k) IS DISTINCT FROM (d.head_t -> k)) END AS clash,
-       CASE WHEN d.head_s IS NOT NULL AND d.head_t IS NOT NULL THEN
+       CASE WHEN {cells} THEN
          d.head_t || coalesce((SELECT jsonb_object_agg(k, d.head_s -> k) FROM jsonb_object_keys(d.head_s) k
                WHERE {s_changed} AND (NOT {t_changed} OR (d.head_s -> k) IS NOT DISTINCT FROM (d.head_t -> k))),
                '{{}}') END AS merged
 FROM _hdb_diff d WHERE d.s_touched AND d.head_s IS DISTINCT FROM d.base_s AND d.head_s IS DISTINCT FROM d.base_t"""
-    ).format(key=sql.SQL(key), s_changed=sql.SQL(_S_CHANGED), t_changed=sql.SQL(_T_CHANGED)))
+    ).format(key=sql.SQL(key), s_changed=sql.SQL(_S_CHANGED), t_changed=sql.SQL(_T_CHANGED),
+             # the per-cell work only for rows both sides changed ('cells'): most rows of a big merge are 'apply'
+             cells=sql.SQL("d.head_s IS NOT NULL AND d.head_t IS NOT NULL AND d.base_t IS DISTINCT FROM d.head_t "
+                           "AND d.head_s IS DISTINCT FROM d.head_t")))
     # resolve conflicting cells (strategy / rules), set-based
     conn.execute(sql.SQL(
         """ALTER TABLE _hdb_cls ADD COLUMN resolved jsonb, ADD COLUMN unresolved text[];
