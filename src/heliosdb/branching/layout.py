@@ -306,8 +306,8 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
         mids = over[1:]
     if mids:
         near_idx = [i for i in over if i < max(mids)]
-        nearer = (sql.SQL(" AND NOT EXISTS ({})").format(
-            _versions(levels, near_idx, info, "y", "r._hdb_rowid", nearer_than="r._lvl")) if near_idx else sql.SQL(""))
+        nearer = (sql.SQL(" AND ") + _not_written(levels, near_idx, info, "y", "r._hdb_rowid", nearer_than="r._lvl")
+                  if near_idx else sql.SQL(""))
         arms.append(sql.SQL("SELECT {cols} FROM ({m}) r WHERE NOT r._hdb_del{n}").format(
             cols=sql.SQL(", ").join([sql.SQL("r._hdb_rowid"), *(sql.SQL("r.{}").format(I(c.name)) for c in version.columns)]),
             m=_mid_versions(levels, mids, info, version, presence, names), n=nearer))
@@ -324,8 +324,8 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
     if not over:
         return root_rows
     outer = sql.SQL(", ").join([sql.SQL("s._hdb_rowid"), *(sql.SQL("s.{}").format(I(c.name)) for c in version.columns)])
-    arms.append(sql.SQL("SELECT {oc} FROM ({rows}) s WHERE NOT EXISTS ({w})").format(
-        oc=outer, rows=root_rows, w=_versions(levels, over, info, "w", "s._hdb_rowid")))
+    arms.append(sql.SQL("SELECT {oc} FROM ({rows}) s WHERE {w}").format(
+        oc=outer, rows=root_rows, w=_not_written(levels, over, info, "w", "s._hdb_rowid")))
     return sql.SQL(" UNION ALL ").join(arms)
 
 
@@ -350,35 +350,38 @@ def _values(levels: list[Level], idx: list[int]) -> sql.Composable:
         sql.SQL("({}, {}, {}::bigint)").format(L(levels[i].branch_id), L(i), L(levels[i].upto)) for i in idx)
 
 
-def _versions(levels: list[Level], idx: list[int], info: TableInfo, alias: str, rowid: str,
-              nearer_than: str | None = None) -> sql.Composable:
-    """SELECT 1 for the versions (tombstones too) of row id `rowid` at levels idx, valid at their cutoffs.
+def _not_written(levels: list[Level], idx: list[int], info: TableInfo, alias: str, rowid: str,
+                 nearer_than: str | None = None) -> sql.Composable:
+    """Condition: row id `rowid` has no version (tombstones count) at levels idx valid at their cutoffs.
 
-    With nearer_than, only levels nearer the top than that level number count.
+    With nearer_than, only levels nearer the top than that level number count. One NOT EXISTS per
+    relation: PostgreSQL turns each into an anti-join (a NOT EXISTS over a UNION stays a per-row subplan).
     """
     rid = sql.SQL(rowid)
+    a = I(alias)
     bounded = [i for i in idx if levels[i].upto != MAX_LSN]
     if len(idx) == 1 and nearer_than is None:
         lv = levels[idx[0]]
         b, u = L(lv.branch_id), L(lv.upto)
         if lv.upto == MAX_LSN:
-            return sql.SQL("SELECT 1 FROM {br} {a} WHERE {a}._hdb_branch = {b} AND {a}._hdb_rowid = {rid}").format(
-                br=q(*info.br), a=I(alias), b=b, rid=rid)
+            return sql.SQL(
+                "NOT EXISTS (SELECT 1 FROM {br} {a} WHERE {a}._hdb_branch = {b} AND {a}._hdb_rowid = {rid})"
+            ).format(br=q(*info.br), a=a, b=b, rid=rid)
         return sql.SQL(
-            "SELECT 1 FROM {br} {a} WHERE {a}._hdb_branch = {b} AND {a}._hdb_rowid = {rid} AND {a}._hdb_lsn <= {u} "
-            "UNION ALL SELECT 1 FROM {h} {a} WHERE {a}._hdb_branch = {b} AND {a}._hdb_rowid = {rid} "
-            "AND {a}._hdb_begin <= {u} AND {a}._hdb_end > {u}"
-        ).format(br=q(*info.br), h=q(*info.hist), a=I(alias), b=b, u=u, rid=rid)
+            "NOT EXISTS (SELECT 1 FROM {br} {a} WHERE {a}._hdb_branch = {b} AND {a}._hdb_rowid = {rid} "
+            "AND {a}._hdb_lsn <= {u}) AND NOT EXISTS (SELECT 1 FROM {h} {a} WHERE {a}._hdb_branch = {b} "
+            "AND {a}._hdb_rowid = {rid} AND {a}._hdb_begin <= {u} AND {a}._hdb_end > {u})"
+        ).format(br=q(*info.br), h=q(*info.hist), a=a, b=b, u=u, rid=rid)
     near = sql.SQL(" AND v._lvl < {}").format(sql.SQL(nearer_than)) if nearer_than else sql.SQL("")
     out = sql.SQL(
-        "SELECT 1 FROM {br} {a} JOIN (VALUES {vals}) v(_b, _lvl, _u) ON {a}._hdb_branch = v._b "
-        "AND {a}._hdb_lsn <= v._u WHERE {a}._hdb_rowid = {rid}{near}"
-    ).format(br=q(*info.br), a=I(alias), vals=_values(levels, idx), rid=rid, near=near)
+        "NOT EXISTS (SELECT 1 FROM {br} {a} JOIN (VALUES {vals}) v(_b, _lvl, _u) ON {a}._hdb_branch = v._b "
+        "AND {a}._hdb_lsn <= v._u WHERE {a}._hdb_rowid = {rid}{near})"
+    ).format(br=q(*info.br), a=a, vals=_values(levels, idx), rid=rid, near=near)
     if bounded:
         out = out + sql.SQL(
-            " UNION ALL SELECT 1 FROM {h} {a} JOIN (VALUES {vals}) v(_b, _lvl, _u) ON {a}._hdb_branch = v._b "
-            "AND {a}._hdb_begin <= v._u AND {a}._hdb_end > v._u WHERE {a}._hdb_rowid = {rid}{near}"
-        ).format(h=q(*info.hist), a=I(alias), vals=_values(levels, bounded), rid=rid, near=near)
+            " AND NOT EXISTS (SELECT 1 FROM {h} {a} JOIN (VALUES {vals}) v(_b, _lvl, _u) ON {a}._hdb_branch = v._b "
+            "AND {a}._hdb_begin <= v._u AND {a}._hdb_end > v._u WHERE {a}._hdb_rowid = {rid}{near})"
+        ).format(h=q(*info.hist), a=a, vals=_values(levels, bounded), rid=rid, near=near)
     return out
 
 
