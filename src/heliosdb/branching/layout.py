@@ -151,6 +151,9 @@ def create_side_relations(conn: psycopg.Connection[Any], info: TableInfo, cols: 
     )
     # merges and incremental views find a branch's changes since an LSN through these
     conn.execute(sql.SQL("CREATE INDEX ON {br} (_hdb_branch, _hdb_lsn)").format(br=q(*info.br)))
+    # Analyzed while empty, the planner sizes them by their actual pages instead of assuming 10 pages
+    # each (never-analyzed tables): small branch tables no longer look big enough for JIT and parallel plans.
+    conn.execute(sql.SQL("ANALYZE {}, {}").format(q(*info.br), q(*info.hist)))
 
 
 def mirror_index(conn: psycopg.Connection[Any], info: TableInfo, cols: list[str]) -> None:
@@ -346,8 +349,9 @@ def _presence(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
 
 
 def _values(levels: list[Level], idx: list[int]) -> sql.Composable:
-    return sql.SQL(", ").join(
-        sql.SQL("({}, {}, {}::bigint)").format(L(levels[i].branch_id), L(i), L(levels[i].upto)) for i in idx)
+    # Integers only, formatted directly: composing hundreds of Literals per view was the main cost of
+    # building a deep branch's views.
+    return sql.SQL(", ".join(f"({int(levels[i].branch_id)}, {int(i)}, {int(levels[i].upto)}::bigint)" for i in idx))
 
 
 def _not_written(levels: list[Level], idx: list[int], info: TableInfo, alias: str, rowid: str,
