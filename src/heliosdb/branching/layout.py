@@ -151,6 +151,8 @@ def create_side_relations(conn: psycopg.Connection[Any], info: TableInfo, cols: 
     )
     # merges and incremental views find a branch's changes since an LSN through these
     conn.execute(sql.SQL("CREATE INDEX ON {br} (_hdb_branch, _hdb_lsn)").format(br=q(*info.br)))
+    # a deep branch's view asks, per candidate row, whether any of many ancestors wrote its row id
+    conn.execute(sql.SQL("CREATE INDEX ON {br} (_hdb_rowid)").format(br=q(*info.br)))
     # Analyzed while empty, the planner sizes them by their actual pages instead of assuming 10 pages
     # each (never-analyzed tables): small branch tables no longer look big enough for JIT and parallel plans.
     conn.execute(sql.SQL("ANALYZE {}, {}").format(q(*info.br), q(*info.hist)))
