@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_branch  # noqa: E402
 import bench_merge  # noqa: E402
+import bench_mviews  # noqa: E402
 import bench_reads  # noqa: E402
 import bench_time_travel  # noqa: E402
 import bench_tpcb  # noqa: E402
@@ -60,6 +61,10 @@ class Config:
     merge_jit_reps: int
     merge_big_diff: int
     merge_big_reps: int
+    # materialized views (issue 5)
+    mv_rows: int
+    mv_reps: int
+    mv_imm_reps: int
 
 
 FULL = Config(small_rows=1_000, large_rows=1_000_000, branch_reps=21, point_reps=5_000, agg_reps=61,
@@ -69,15 +74,17 @@ FULL = Config(small_rows=1_000, large_rows=1_000_000, branch_reps=21, point_reps
               # 10,000,000 rows load through heliosdb.connect in ~4 min on the 2-core test machine
               # (~8 min when it is busy); --merge-large-rows 5000000 halves that
               merge_rows=1_000_000, merge_large_rows=10_000_000, merge_reps=5, merge_jit_reps=3,
-              merge_big_diff=100_000, merge_big_reps=2)
+              merge_big_diff=100_000, merge_big_reps=2,
+              mv_rows=1_000_000, mv_reps=7, mv_imm_reps=1_000)
 QUICK = Config(small_rows=1_000, large_rows=100_000, branch_reps=11, point_reps=1_000, agg_reps=21,
                tpcb_scale=1, tpcb_seconds=3.0, tpcb_rounds=3, tpcb_warmup=1.0,
                tt_rows=100_000, tt_point_reps=500, tt_agg_reps=21, tt_commits=100_000,
                tt_resolve_reps=500, tt_resolve_batch_reps=11,
                merge_rows=100_000, merge_large_rows=1_000_000, merge_reps=3, merge_jit_reps=2,
-               merge_big_diff=20_000, merge_big_reps=1)
+               merge_big_diff=20_000, merge_big_reps=1,
+               mv_rows=1_000_000, mv_reps=3, mv_imm_reps=300)
 
-BENCHES = ("branch", "reads", "tpcb", "timetravel", "merge")
+BENCHES = ("branch", "reads", "tpcb", "timetravel", "merge", "mviews")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 env, small=cfg.merge_rows, large=cfg.merge_large_rows, reps=cfg.merge_reps,
                 jit_reps=cfg.merge_jit_reps, big_diff=cfg.merge_big_diff, big_reps=cfg.merge_big_reps,
             )
+        if "mviews" in only:
+            results += bench_mviews.run(env, rows=cfg.mv_rows, reps=cfg.mv_reps, imm_reps=cfg.mv_imm_reps)
     finally:
         env.shutdown()
         if tmp and not args.keep:

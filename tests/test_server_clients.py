@@ -47,14 +47,15 @@ def test_psql_heliosdb_statements_and_describe_on_a_branch(server: ServerProcess
                "-c", "SELECT heliosdb.current_branch(), sum(balance) FROM accounts", branch="dev")
     assert "UPDATE 2" in out and re.search(r"dev\s+\|\s+170", out)
     assert "150" in psql(server, dbname, "-At", "-c", "SELECT sum(balance) FROM accounts")
-    # \d lists the branch's tables (views over the shared storage) and its columns
+    # \d lists the branch's tables and its columns
     out = psql(server, dbname, "-c", r"\d", branch="dev")
     assert re.search(r"br_dev\s+\|\s+accounts", out)
     out = psql(server, dbname, "-c", r"\d accounts", branch="dev")
     assert all(c in out for c in ("id", "owner", "balance", "note"))
     assert "note" not in psql(server, dbname, "-c", r"\d accounts")
-    out = psql(server, dbname, "-c", r"\dv", branch="dev")
-    assert "accounts" in out
+    out = psql(server, dbname, "-c", r"\dt", branch="dev")
+    assert re.search(r"\|\s+accounts\s+\|\s+table", out)  # a table to clients, though stored as a view
+    assert "accounts" not in psql(server, dbname, "-c", r"\dv", branch="dev")
     # over the Unix socket too (-k)
     assert server.socket_dir is not None
     env = dict(os.environ, PSQLRC="/dev/null")
@@ -68,11 +69,20 @@ def test_psql_heliosdb_statements_and_describe_on_a_branch(server: ServerProcess
     assert "COMMIT" in out and " 3\n" in out
 
 
-@pytest.mark.xfail(reason="HeliosDB exposes branch tables as views, so psql's \\dt (relkind r/p) lists none",
-                   strict=False)
 def test_psql_dt_on_a_branch(server: ServerProcess, dbname: str) -> None:
-    psql(server, dbname, "-c", "CREATE TABLE t (id int)", "-c", "CREATE DATABASE BRANCH dev")
-    assert re.search(r"\|\s+t\s+\|", psql(server, dbname, "-c", r"\dt", branch="dev"))
+    psql(server, dbname, "-c", "CREATE TABLE t (id int)", "-c", "CREATE DATABASE BRANCH dev",
+         "-c", "CREATE VIEW plain AS SELECT id FROM t",
+         "-c", "CREATE MATERIALIZED VIEW m AS SELECT count(*) FROM t")
+    psql(server, dbname, "-c", "CREATE TABLE only_dev (x text)", branch="dev")
+    out = psql(server, dbname, "-c", r"\dt", branch="dev")
+    assert re.search(r"br_dev\s+\|\s+t\s+\|\s+table", out) and re.search(r"\|\s+only_dev\s+\|\s+table", out)
+    assert "plain" not in out and "hdb_" not in out
+    main = psql(server, dbname, "-c", r"\dt")
+    assert re.search(r"\|\s+t\s+\|\s+table", main) and "only_dev" not in main
+    assert re.search(r"\|\s+plain\s+\|\s+view", psql(server, dbname, "-c", r"\dv"))
+    assert re.search(r"\|\s+m\s+\|\s+materialized view", psql(server, dbname, "-c", r"\dm"))
+    described = psql(server, dbname, "-c", r"\d only_dev", branch="dev")
+    assert 'Table "br_dev.only_dev"' in described and "x" in described
 
 
 def test_psql_copy_and_errors(server: ServerProcess, dbname: str, tmp_path: Path) -> None:
@@ -234,8 +244,6 @@ def test_pgbench_on_main_and_on_a_branch(server: ServerProcess, dbname: str) -> 
 
 
 @pytest.mark.skipif(PGBENCH is None, reason="pgbench is not installed")
-@pytest.mark.xfail(reason="engine: Session.copy wraps COPY FROM STDIN in a savepoint inside a transaction, so "
-                          "pgbench's COPY ... WITH (FREEZE ON) after TRUNCATE fails with 55000", strict=False)
 def test_pgbench_default_initialization(server: ServerProcess, dbname: str) -> None:
     out = pgbench(server, dbname, "-i", "-s", "1")
     assert "done in" in out and "WARNING" not in out

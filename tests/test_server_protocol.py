@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -98,6 +100,44 @@ def test_ssl_and_gssenc_requests_are_declined(server: ServerProcess, dbname: str
         assert name in status
     assert status["application_name"] == "raw" and status["heliosdb.branch"] == "main"
     c.close()
+
+
+PSQL = shutil.which("psql") or "/usr/bin/psql"
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    cert, key = tmp / "server.crt", tmp / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_tls_when_a_certificate_is_configured(helios_data_dir: Path, dbname: str, tmp_path: Path,
+                                              server: ServerProcess) -> None:
+    cert, key = _self_signed(tmp_path)
+    srv = ServerProcess(helios_data_dir, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        with srv.connect(dbname, sslmode="verify-full", sslrootcert=str(cert), autocommit=True) as conn:
+            assert conn.pgconn.ssl_in_use
+            assert conn.execute("SELECT heliosdb.current_branch(), 1 + 1").fetchone() == ("main", 2)
+            conn.execute("CREATE TABLE tls_t (id int)")
+            with conn.cursor() as cur, cur.copy("COPY tls_t FROM STDIN") as cp:
+                for i in range(1000):
+                    cp.write_row((i,))
+            assert conn.execute("SELECT count(*) FROM tls_t").fetchone() == (1000,)
+        with srv.connect(dbname, sslmode="disable") as plain:  # TLS is offered, not imposed
+            assert not plain.pgconn.ssl_in_use and plain.execute("SELECT 1").fetchone() == (1,)
+        env = dict(os.environ, PSQLRC="/dev/null", PGSSLMODE="require")
+        out = subprocess.run([PSQL, "-X", "-h", "127.0.0.1", "-p", str(srv.port), "-U", "postgres",
+                              "-d", dbname, "-c", "\\conninfo"], env=env, capture_output=True, text=True, timeout=60)
+        assert "SSL connection" in out.stdout, out.stdout + out.stderr
+    finally:
+        srv.stop()
+    # without a certificate the endpoint declines: a client that requires TLS gets the standard error
+    with pytest.raises(psycopg.OperationalError, match="does not support SSL"):
+        server.connect(dbname, sslmode="require")
 
 
 def test_startup_errors_are_fatal(server: ServerProcess, dbname: str) -> None:

@@ -143,9 +143,36 @@ def test_not_built_yet_say_so(shell: tuple[Shell, object, object]) -> None:
         assert "Differences from main to fix" in take(out)
     else:
         assert take(err) == "branch diff is not available yet\n"
-    for cmd in ("\\dmv", "\\dmv staleness", "\\dmv refresh v", "\\dmv deps v", "\\dmv v"):
-        sh.run_meta(cmd)
-        assert take(err) == "materialized views are not available yet\n", cmd
+
+
+def test_dmv_shows_real_views(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.session.execute("CREATE MATERIALIZED VIEW by_owner AS SELECT owner, sum(balance) AS total, count(*) "
+                       "FROM accounts GROUP BY owner WITH (priority = high)")
+    sh.session.execute("CREATE MATERIALIZED VIEW big AS SELECT owner FROM by_owner WHERE total > 60")
+    try:
+        sh.session.execute("UPDATE accounts SET balance = balance + 1 WHERE owner = 'bob'")
+        sh.run_meta("\\dmv")
+        listing = take(out)
+        assert "by_owner" in listing and "big" in listing and "high" in listing and "STALE" in listing
+        sh.run_meta("\\dmv by_owner")
+        one = take(out)
+        assert "SELECT owner, sum(balance)" in one and "incrementally (grouping and aggregates)" in one
+        assert "1 of ~" in one  # one pending change, counted
+        sh.run_meta("\\dmv staleness")
+        assert "by_owner" in take(out)
+        sh.run_meta("\\dmv deps big")
+        deps = take(out)
+        assert "by_owner" in deps and "accounts" in deps and "reads" in deps
+        sh.run_meta("\\dmv refresh by_owner")
+        refreshed = take(out) + take(err)
+        assert "REFRESH MATERIALIZED VIEW" in refreshed and "refresh of \"by_owner\"" in refreshed
+        sh.run_meta("\\dmv by_owner")
+        assert "FRESH" in take(out)
+        sh.run_meta("\\dmv nosuch")
+        assert 'Did not find any materialized view named "nosuch"' in take(err)
+    finally:
+        sh.session.execute("DROP MATERIALIZED VIEW big, by_owner")
 
 
 def test_settings_commands(shell: tuple[Shell, object, object]) -> None:

@@ -7,12 +7,17 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from heliosdb import errors
-from heliosdb.session import Result, Session
-from heliosdb.shell import output
-from heliosdb.sql.classify import Kind, classify
-from heliosdb.sql.split import Scanner, strip_comments
-from heliosdb.storage.instance import DEFAULT_DATABASE
+if __name__ == "__main__":  # python -m heliosdb.cli: PostgreSQL starts while the rest imports
+    from heliosdb import launch
+
+    launch.early_start(sys.argv[1:])
+
+from heliosdb import errors  # noqa: E402
+from heliosdb.session import Result, Session  # noqa: E402
+from heliosdb.shell import output  # noqa: E402
+from heliosdb.sql.classify import Kind, classify  # noqa: E402
+from heliosdb.sql.split import Scanner, strip_comments  # noqa: E402
+from heliosdb.storage.instance import DEFAULT_DATABASE  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_SCRIPT_STOPPED = 0, 1, 3
 
@@ -194,18 +199,17 @@ def _statements(lines: Iterable[str], meta: Any = None) -> Iterator[str]:
 
 
 def _start_early(data_dir: str | None) -> None:
-    """Interactive start: bring PostgreSQL up while the shell's modules import (first prompt sooner)."""
-    import threading
+    """Interactive start: bring PostgreSQL up while the shell's modules import (first prompt sooner).
 
-    from heliosdb.storage.instance import Instance
+    The entry point (heliosdb.launch) usually started it already, before this module imported.
+    """
+    from heliosdb import launch
 
-    instance = Instance(data_dir)
-    starter = threading.Thread(target=_quietly, args=(instance.acquire,), daemon=True)
-    starter.start()
+    launch.early_start(["-D", data_dir] if data_dir else [])  # no-op when already started
     from heliosdb.shell.repl import preload
 
     preload()
-    starter.join()
+    launch.wait_early()
 
 
 def _quietly(fn: Any) -> None:

@@ -12,6 +12,7 @@ import psycopg
 
 from heliosdb import errors
 from heliosdb.session import Result, Session
+from heliosdb.sql.split import split_statements
 from heliosdb.storage.instance import DEFAULT_DATABASE
 
 
@@ -69,7 +70,8 @@ def connect(
 ) -> Connection:
     """Open a session on `database` (managed data directory, or `storage` URL) at `branch`.
 
-    background=True runs the history garbage collector in a thread while the connection is open.
+    background=True runs the history garbage collector and the materialized-view refresh scheduler
+    in threads while the connection is open (``connection.session.scheduler``).
     """
     return Connection(
         Session(data_dir=data_dir, storage=storage, database=database, branch=branch, background=background)
@@ -149,6 +151,21 @@ class Connection:
             self.close()
 
 
+_SPLIT: dict[str, list[str]] = {}
+
+
+def _split(text: str) -> list[str]:
+    """split_statements, remembered for the texts an application repeats."""
+    stmts = _SPLIT.get(text)
+    if stmts is None:
+        stmts = split_statements(text)
+        if len(text) <= 4096:
+            if len(_SPLIT) >= 1024:
+                _SPLIT.clear()
+            _SPLIT[text] = stmts
+    return stmts
+
+
 class Cursor:
     arraysize = 1
 
@@ -158,6 +175,7 @@ class Cursor:
         self._rows: list[tuple[Any, ...]] | None = None
         self._pos = 0
         self.closed = False
+        self._pgcur: psycopg.Cursor[Any] | None = None  # reused: psycopg keeps its loaders per cursor
 
     @property
     def description(self) -> Any:
@@ -181,10 +199,20 @@ class Cursor:
         conn = self.connection
         conn._check()
         conn._begin_if_needed()
-        results = list(conn.session.run(sql, params))
-        self._result = results[-1] if results else None
+        session = conn.session
+        stmts = _split(sql)
+        if len(stmts) == 1:
+            # the common case, kept short: one statement, rows fetched at once, so the psycopg
+            # cursor of the previous result can be reused
+            if self._pgcur is None:
+                self._pgcur = session.result_cursor()
+            self._result = session.execute(stmts[0], params, self._pgcur)
+        else:
+            results = list(session.run(sql, params))
+            self._result = results[-1] if results else None
+        result = self._result
         try:
-            self._rows = self._result.fetchall() if self._result and self._result.has_rows else None
+            self._rows = result.cursor.fetchall() if result and result.has_rows else None  # type: ignore[union-attr]
         except psycopg.Error as exc:
             raise errors.from_psycopg(exc) from None
         self._pos = 0

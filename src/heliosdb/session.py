@@ -20,6 +20,7 @@ from psycopg import pq, sql
 
 from heliosdb import errors
 from heliosdb.catalog.bootstrap import ensure_catalog
+from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import Branch, get_branch, get_branch_by_id
 from heliosdb.sql.classify import Kind, classify, has_temporal, head
 from heliosdb.sql.split import split_statements, strip_comments
@@ -75,6 +76,8 @@ class Result:
 
 
 _WRITE_HEADS = ("INSERT", "UPDATE", "DELETE", "MERGE")
+_IDLE = pq.TransactionStatus.IDLE
+_INERROR = pq.TransactionStatus.INERROR
 _NOTHING = sql.SQL("")
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path|heliosdb\.branch))\b", re.IGNORECASE)
 _WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
@@ -86,6 +89,43 @@ def is_write(stmt: str) -> bool:
     if words.startswith(_WRITE_HEADS):
         return True
     return words.startswith("WITH") and bool(_WRITE_IN_CTE.search(stmt))
+
+
+@dataclass(frozen=True, slots=True)
+class StatementInfo:
+    """What the session needs to know about a statement's text before running it."""
+
+    kind: Kind
+    temporal: bool  # may hold a time-travel clause (PASSTHROUGH / CREATE TABLE only)
+    write: bool  # may write rows
+    resets: bool  # DISCARD ALL / RESET ...: the branch binding must be put back
+
+
+_INFO: dict[str, StatementInfo] = {}
+_INFO_MAX = 1024  # distinct statement texts remembered (applications repeat a few texts)
+_INFO_MAX_LEN = 4096  # longer texts (bulk INSERTs) are classified every time
+
+
+def statement_info(stmt: str) -> StatementInfo:
+    """classify() and friends for a statement text, remembered: the per-statement hot path is a dict lookup."""
+    info = _INFO.get(stmt)
+    if info is None:
+        kind = classify(stmt)
+        info = StatementInfo(
+            kind,
+            kind in (Kind.PASSTHROUGH, Kind.CREATE_TABLE) and has_temporal(stmt),
+            is_write(stmt),
+            _RESETS.match(stmt) is not None,
+        )
+        if len(stmt) <= _INFO_MAX_LEN:
+            if len(_INFO) >= _INFO_MAX:
+                _INFO.clear()
+            _INFO[stmt] = info
+    return info
+
+
+def _guard_failed(exc: Exception) -> bool:
+    return getattr(exc, "sqlstate", None) == "HDC01"
 
 
 class Session:
@@ -102,6 +142,7 @@ class Session:
         self.instance: Instance | None = None
         self.database = database
         self.collector: Any = None
+        self.scheduler: Any = None
         try:
             if storage:
                 self._connect_args: dict[str, Any] = {"conninfo": storage, "dbname": database}
@@ -125,11 +166,13 @@ class Session:
 
     def _open(self, branch: str, background: bool) -> None:
         self.notices: list[str] = []
+        self.progress: tuple[str, int, int] | None = None  # (what, done, total) of a long statement, for the shell
         self.last_status = ""
         self.text_results = False
         self._internal = False
         self.as_of: Any = None  # temporal context (heliosdb.temporal.rewrite.Resolved) or None
         self.as_of_views: list[str] = []
+        self.catalog = CatalogCache()  # time travel's catalog reads, checked against the catalog generation
         self.conn.add_notice_handler(self._on_notice)
         ensure_catalog(self.conn)
         self._session_branch: Branch = get_branch(self.conn, "main")  # type: ignore[assignment]
@@ -139,10 +182,19 @@ class Session:
         if branch != "main":
             self.use_branch(branch)
         if background:
-            from heliosdb.temporal.gc import Collector
+            self.start_background()
 
+    def start_background(self) -> None:
+        """History garbage collection and the materialized-view scheduler, for long-lived processes."""
+        from heliosdb.mv.scheduler import Scheduler
+        from heliosdb.temporal.gc import Collector
+
+        if self.collector is None:
             self.collector = Collector(self.new_connection)
             self.collector.start()
+        if self.scheduler is None:
+            self.scheduler = Scheduler(self.new_connection)
+            self.scheduler.start()
 
     def new_connection(self) -> psycopg.Connection[Any]:
         """Another autocommit connection to this session's storage database."""
@@ -155,13 +207,14 @@ class Session:
             return self._tx_branch
         return self._session_branch
 
+    # pgconn directly: conn.info builds a new object per access (3 us, on every statement's path)
     @property
     def in_transaction(self) -> bool:
-        return self.conn.info.transaction_status != pq.TransactionStatus.IDLE
+        return self.conn.pgconn.transaction_status != _IDLE
 
     @property
     def transaction_failed(self) -> bool:
-        return self.conn.info.transaction_status == pq.TransactionStatus.INERROR
+        return self.conn.pgconn.transaction_status == _INERROR
 
     def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
         if self._internal:
@@ -234,28 +287,40 @@ class Session:
         for stmt in stmts:
             yield self.execute(stmt, params)
 
-    def execute(self, stmt: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Result:
-        self.notices = []
-        kind = classify(stmt)
+    def report_progress(self, what: str, done: int, total: int) -> None:
+        """A long statement's progress (merges: per table; refreshes: per view), read by the shell's progress bar."""
+        self.progress = (what, done, total)
+
+    def execute(self, stmt: str, params: Sequence[Any] | dict[str, Any] | None = None,
+                cursor: psycopg.Cursor[Any] | None = None) -> Result:
+        """Run one statement. `cursor`: a psycopg cursor to reuse for the result (its previous one is done)."""
+        notices: list[str] = []
+        self.notices = notices
+        self.progress = None
+        info = statement_info(stmt)
+        kind = info.kind
         try:
             if self.as_of is not None and kind not in (Kind.BRANCH, Kind.TEMPORAL, Kind.TRANSACTION) and (
-                    kind is not Kind.PASSTHROUGH or is_write(stmt)):
+                    kind is not Kind.PASSTHROUGH or info.write):
                 from heliosdb.temporal.context import refuse_write
 
                 refuse_write(self)
-            if kind in (Kind.PASSTHROUGH, Kind.CREATE_TABLE) and has_temporal(stmt):
-                from heliosdb.temporal.rewrite import rewrite
-
-                if params:
-                    stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
-                    params = None
-                stmt = rewrite(self, stmt)
-            if kind is Kind.PASSTHROUGH or kind is Kind.TRANSACTION:
-                result = self._passthrough(stmt, params)
+            if info.temporal and kind is Kind.PASSTHROUGH:
+                result = self._temporal(stmt, params, info, cursor)
             else:
-                if params:
-                    stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
-                result = self._helios(kind, strip_comments(stmt))
+                if info.temporal:
+                    from heliosdb.temporal.rewrite import rewrite
+
+                    if params:
+                        stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
+                        params = None
+                    stmt = rewrite(self, stmt)
+                if kind is Kind.PASSTHROUGH or kind is Kind.TRANSACTION:
+                    result = self._passthrough(stmt, params, info, cursor)
+                else:
+                    if params:
+                        stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
+                    result = self._helios(kind, strip_comments(stmt))
         except psycopg.Error as exc:
             raise errors.from_psycopg(exc) from None
         except errors.Error:
@@ -265,8 +330,31 @@ class Session:
         finally:
             if self._tx_branch is not None and not self.in_transaction:
                 self._tx_branch = None
-        result.notices = list(self.notices)
+        result.notices = notices
         return result
+
+    def _temporal(self, stmt: str, params: Any, info: StatementInfo, cursor: psycopg.Cursor[Any] | None) -> Result:
+        """A plain statement with time-travel clauses: rewritten (or taken from the cache) and run.
+
+        A cached rewrite is checked by its guard inside the statement; when the guard fails
+        (HDC01), or the statement failed after the catalog moved, the statement is prepared
+        again from the catalog as it is now and run once more. Only in autocommit: a failed
+        statement changed nothing.
+        """
+        from heliosdb.temporal.rewrite import forget, prepare
+
+        text, run_params, guarded = prepare(self, stmt, params)
+        if not guarded:
+            return self._passthrough(text, run_params, info, cursor)
+        key = self.catalog.key
+        try:
+            return self._passthrough(text, run_params, info, cursor)
+        except (psycopg.Error, errors.Error) as exc:
+            if self.in_transaction or not (_guard_failed(exc) or self.catalog.read_key(self.conn) != key):
+                raise
+        forget(self, stmt)
+        text, run_params, _ = prepare(self, stmt, params)
+        return self._passthrough(text, run_params, info, cursor)
 
     def _prefixed(self, cur: psycopg.Cursor[Any], prefix: sql.Composable, stmt: str,
                   suffix: sql.Composable = _NOTHING) -> None:
@@ -293,17 +381,20 @@ class Session:
                     adapters.register_loader(t.array_oid, TextLoader)
         return cur
 
-    def _passthrough(self, stmt: str, params: Any) -> Result:
-        result = self._run_passthrough(stmt, params)
-        if _RESETS.match(stmt):
+    def _passthrough(self, stmt: str, params: Any, info: StatementInfo | None = None,
+                     cursor: psycopg.Cursor[Any] | None = None) -> Result:
+        info = info or statement_info(stmt)
+        result = self._run_passthrough(stmt, params, info.write, cursor)
+        if info.resets:
             # DISCARD ALL / RESET ALL drop search_path and advisory locks: put the branch back
             self._locked_branch = None
             self._bind(self._session_branch, local=False)
         return result
 
-    def _run_passthrough(self, stmt: str, params: Any) -> Result:
-        cur = self.result_cursor()
-        if self.branch.parent_id is not None and is_write(stmt):
+    def _run_passthrough(self, stmt: str, params: Any, write: bool,
+                         cursor: psycopg.Cursor[Any] | None = None) -> Result:
+        cur = cursor if cursor is not None else self.result_cursor()
+        if write and self.branch.parent_id is not None:
             # Views of inherited tables have no EvalPlanQual: take the branch's write
             # lock before the statement takes its snapshot, so concurrent writers on
             # the branch serialize instead of overwriting each other's updates.
@@ -346,6 +437,10 @@ class Session:
                 from heliosdb.merge import engine
 
                 return engine.execute(self, stmt)
+            if kind is Kind.MVIEW:
+                from heliosdb.mv import ddl
+
+                return ddl.execute(self, stmt)
             return tables.execute(self, kind, stmt)
         finally:
             self._internal = False
@@ -383,6 +478,9 @@ class Session:
         if self.collector is not None:
             self.collector.stop()
             self.collector = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         try:
             if not self.conn.closed:
                 self.conn.close()

@@ -218,7 +218,10 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
         stmts += layout.view_statements(snap, branch, levels, snap.info[tid], version, or_replace=False)
     conn.execute(sql.SQL(";\n").join(stmts))
     if parent is not None:
-        _copy_user_views(conn, parent, branch, {v.name for v in snap.tables.values()})
+        from heliosdb.mv.storage import inherit
+
+        views = inherit(conn, branch)  # materialized views first: plain views may read them
+        _copy_user_views(conn, parent, branch, {v.name for v in snap.tables.values()} | {m.name for m in views})
 
 
 def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, table_names: set[str]) -> None:
@@ -361,3 +364,4 @@ def _drop_one(conn: psycopg.Connection[Any], bid: int) -> None:
                 (bid,),
             )
     conn.execute("DELETE FROM heliosdb._table_versions WHERE branch_id = %s", (bid,))
+    conn.execute("DELETE FROM heliosdb._mv_state WHERE branch_id = %s", (bid,))

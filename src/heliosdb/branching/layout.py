@@ -286,7 +286,8 @@ def select_list(
     return sql.SQL(", ").join(items)
 
 
-def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: TableVersion) -> sql.Composable:
+def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: TableVersion,
+              guard: sql.Composable | None = None) -> sql.Composable:
     """SELECT of the rows the first level sees, with _hdb_rowid first.
 
     Flat in the depth of the ancestry (three arms, whatever the depth):
@@ -296,6 +297,11 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
         version only when no level nearer the top has one for its row id;
       - the root's rows as of its cutoff, minus every row id some non-root level has.
     Tombstones take part in the "nearer the top" tests and are dropped at the end.
+
+    guard: a boolean SQL expression to evaluate before any row is read; only where the table's
+    root is the first level, seen at a past point (see `root_guardable`). It goes into the
+    history arm, as an InitPlan (a plan node with an InitPlan cannot run in parallel workers:
+    the statement stays serial).
     """
     names = snap.names[info.id]
     levels = levels_to_root(levels, info)
@@ -321,17 +327,33 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
     if rl.upto == MAX_LSN:
         root_rows: sql.Composable = sql.SQL("SELECT {cols} FROM {t} r").format(cols=cols, t=q(*info.cur))
     else:
+        # The LSN filter sits above a qual-free UNION ALL: PostgreSQL then flattens the arms into
+        # plain scans (an arm with its own WHERE stays a subquery that projects every column per row)
+        # and pushes the filter down: the root arm keeps only `_hdb_lsn <= point`, the history arm its
+        # index conditions. The history arm comes first: a guard there (an InitPlan, run when the
+        # arm starts) runs before any row of the root arm is read, and costs the big arm nothing.
+        root_out = sql.SQL(", ").join(
+            [sql.SQL("u._hdb_rowid"), *(sql.SQL("u.{}").format(I(c.name)) for c in version.columns)]
+        )
+        gate = sql.SQL("") if guard is None or over else sql.SQL(" WHERE (SELECT {})").format(guard)
         root_rows = sql.SQL(
-            "SELECT {cols} FROM {t} r WHERE r._hdb_lsn <= {u} UNION ALL "
-            "SELECT {cols} FROM {h} r WHERE r._hdb_branch = {b} AND r._hdb_begin <= {u} AND r._hdb_end > {u} "
-            "AND NOT r._hdb_del"
-        ).format(cols=cols, t=q(*info.cur), h=q(*info.hist), b=L(rl.branch_id), u=L(rl.upto))
+            "SELECT {outer} FROM (SELECT {cols}, r._hdb_begin AS _hdb_lo, r._hdb_end AS _hdb_hi, "
+            "r._hdb_branch AS _hdb_b, r._hdb_del AS _hdb_d FROM {h} r{gate} "
+            "UNION ALL SELECT {cols}, r._hdb_lsn, {max}::bigint, {root}::integer, false FROM {t} r) u "
+            "WHERE u._hdb_b = {b} AND u._hdb_lo <= {u} AND u._hdb_hi > {u} AND NOT u._hdb_d"
+        ).format(outer=root_out, cols=cols, max=L(MAX_LSN), root=L(info.root_branch), t=q(*info.cur),
+                 h=q(*info.hist), gate=gate, b=L(rl.branch_id), u=L(rl.upto))
     if not over:
         return root_rows
     outer = sql.SQL(", ").join([sql.SQL("s._hdb_rowid"), *(sql.SQL("s.{}").format(I(c.name)) for c in version.columns)])
     arms.append(sql.SQL("SELECT {oc} FROM ({rows}) s WHERE {w}").format(
         oc=outer, rows=root_rows, w=_not_written(levels, over, info, "w", "s._hdb_rowid")))
     return sql.SQL(" UNION ALL ").join(arms)
+
+
+def root_guardable(levels: list[Level], info: TableInfo) -> bool:
+    """Whether state_sql can carry a guard: the first level is the table's root, at a past point."""
+    return levels[0].branch_id == info.root_branch and levels[0].upto != MAX_LSN
 
 
 def _presence(snap: Snapshot, levels: list[Level], info: TableInfo, version: TableVersion) -> list[set[int]]:

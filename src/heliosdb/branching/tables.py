@@ -203,6 +203,10 @@ def _drop_table(session: Session, text: str) -> Result:
             found.append(hit)
         if not found:
             return _result("DROP TABLE")
+        from heliosdb.mv.ddl import guard_table_change
+
+        for version, _info in found:
+            guard_table_change(session, version.table_id, version.name, None, cascade=cascade)
         lsn = _lsn(conn, branch.id)
         for version, _info in found:
             layout.drop_views(conn, branch, version.name, cascade)
@@ -232,6 +236,7 @@ def _alter_table(session: Session, text: str) -> Result:
             raise _undefined(name.name)
         version, info = hit
         rest = text[toks[i].start :] if i < len(toks) else ""
+        _guard_views(session, version, toks, i)
         lsn = _lsn(conn, branch.id)
         sub = [t.text.upper() for t in toks[i : i + 3]]
         if sub[:2] == ["RENAME", "TO"]:
@@ -263,6 +268,26 @@ def _alter_table(session: Session, text: str) -> Result:
 
             alter_inherited(session, version, info, text, toks, i, lsn)
     return _result("ALTER TABLE")
+
+
+def _guard_views(session: Session, version: TableVersion, toks: list[Any], i: int) -> None:
+    """DROP COLUMN / ALTER COLUMN ... TYPE of a column a materialized view reads: PostgreSQL's refusal (or CASCADE)."""
+    from heliosdb.mv.ddl import guard_table_change
+
+    if not is_word(toks[i] if i < len(toks) else None, "DROP", "ALTER"):
+        return
+    action = toks[i].text.upper()
+    _, j = skip_words(toks, i + 1, "COLUMN")
+    if action == "DROP":
+        _, j = skip_words(toks, j, "IF", "EXISTS")
+    if j >= len(toks) or is_word(toks[j], "CONSTRAINT"):
+        return
+    col, k = read_name(toks, j)
+    if action == "DROP":
+        cascade = any(is_word(t, "CASCADE") for t in toks[k:k + 1])
+        guard_table_change(session, version.table_id, version.name, col.name, cascade=cascade)
+    elif any(is_word(t, "TYPE") for t in toks[k:k + 3]):
+        guard_table_change(session, version.table_id, version.name, col.name, cascade=False, action="alter type")
 
 
 def _attnums(conn: psycopg.Connection[Any], info: TableInfo) -> dict[int, str]:

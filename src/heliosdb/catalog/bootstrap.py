@@ -10,20 +10,33 @@ import psycopg
 from heliosdb import errors
 
 _LOCK_KEY = 0x48444231  # 'HDB1': serializes concurrent first opens
-CATALOG_VERSION = "1"  # bump with every change to bootstrap.sql (and add a migration)
+CATALOG_VERSION = "3"  # bump with every change to the catalog scripts (and add a migration)
+# version -> the script that brings it to the next one (generation.sql: the catalog generation
+# that lets sessions cache catalog reads, see catalog/cache.py)
+_MIGRATIONS = {"1": "mv.sql", "2": "generation.sql"}
 
 
 def ensure_catalog(conn: psycopg.Connection[Any]) -> None:
     """Bootstrap the catalog once; concurrent sessions wait for the first."""
-    if _installed(conn):
-        _check_version(conn)
+    if _installed(conn) and _version(conn) == CATALOG_VERSION:
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        if _installed(conn):
-            return
-        script = resources.files("heliosdb.catalog").joinpath("bootstrap.sql").read_text()
-        conn.execute(script)  # type: ignore[arg-type] - a trusted constant script
+        if not _installed(conn):
+            _run(conn, "bootstrap.sql")
+        while (version := _version(conn)) in _MIGRATIONS:
+            _run(conn, _MIGRATIONS[version])
+    _check_version(conn)
+
+
+def _run(conn: psycopg.Connection[Any], name: str) -> None:
+    script = resources.files("heliosdb.catalog").joinpath(name).read_text()
+    conn.execute(script)  # type: ignore[arg-type] - a trusted constant script
+
+
+def _version(conn: psycopg.Connection[Any]) -> str | None:
+    row = conn.execute("SELECT value FROM heliosdb._meta WHERE key = 'catalog_version'").fetchone()
+    return row[0] if row else None
 
 
 def _installed(conn: psycopg.Connection[Any]) -> bool:
@@ -32,10 +45,10 @@ def _installed(conn: psycopg.Connection[Any]) -> bool:
 
 
 def _check_version(conn: psycopg.Connection[Any]) -> None:
-    row = conn.execute("SELECT value FROM heliosdb._meta WHERE key = 'catalog_version'").fetchone()
-    if row is None or row[0] != CATALOG_VERSION:
+    version = _version(conn)
+    if version != CATALOG_VERSION:
         raise errors.OperationalError(
-            f"this database has HeliosDB catalog version {row[0] if row else 'unknown'}, "
+            f"this database has HeliosDB catalog version {version or 'unknown'}, "
             f"this HeliosDB needs version {CATALOG_VERSION}",
             hint="Use the HeliosDB release that created it, or a new data directory.",
             sqlstate="58000",

@@ -194,36 +194,79 @@ def visible_tables(conn: psycopg.Connection[Any], levels: list[Level]) -> dict[i
     return _resolve(_load_versions(conn, [lv.branch_id for lv in levels]), levels)
 
 
-class Snapshot:
-    """The catalog rows that generating a branch's views needs, read in four queries."""
+@dataclass
+class Parts:
+    """Catalog rows behind a Snapshot: schema versions of some branches and their tables' details."""
 
-    def __init__(self, conn: psycopg.Connection[Any], levels: list[Level]) -> None:
+    by_branch: dict[int, list[tuple[Any, ...]]]
+    info: dict[int, TableInfo]
+    names: dict[int, dict[int, str]]  # table id -> column id -> physical column name
+    br_columns: dict[int, list[str]]  # table id -> user columns of its __br relation, in order
+    # table id -> whether PostgreSQL gives a scan of its root relation two or more parallel
+    # workers (relpages >= 3 x min_parallel_table_scan_size): a plan hint, not catalog truth
+    parallel: dict[int, bool] = field(default_factory=dict)
+
+
+def load_parts(
+    conn: psycopg.Connection[Any], branch_ids: list[int], table_ids: list[int] | None = None,
+    by_branch: dict[int, list[tuple[Any, ...]]] | None = None,
+) -> Parts:
+    """Read the schema versions of `branch_ids` and the details of `table_ids` (default: all their tables)."""
+    if by_branch is None:
+        by_branch = _load_versions(conn, branch_ids)
+    if table_ids is None:
+        table_ids = sorted({r[1] for rows in by_branch.values() for r in rows})
+    ids = table_ids
+    info: dict[int, TableInfo] = {
+        r[0]: TableInfo(*r)
+        for r in conn.execute(
+            "SELECT id, root_branch, phys_schema, phys_name FROM heliosdb._tables WHERE id = ANY(%s)", (ids,)
+        ).fetchall()
+    }
+    names: dict[int, dict[int, str]] = {tid: {} for tid in ids}
+    for tid, col, phys in conn.execute(
+        "SELECT table_id, col_id, phys_name FROM heliosdb._columns WHERE table_id = ANY(%s)", (ids,)
+    ).fetchall():
+        names[tid][col] = phys
+    br_columns: dict[int, list[str]] = {tid: [] for tid in ids}
+    rels = [f'"{i.phys_schema}"."{i.phys_name}__br"' for i in info.values()]
+    by_rel = {f'"{i.phys_schema}"."{i.phys_name}__br"': tid for tid, i in info.items()}
+    for rel, att in conn.execute(
+        """SELECT r.rel, a.attname FROM unnest(%s::text[]) AS r(rel)
+           JOIN pg_attribute a ON a.attrelid = to_regclass(r.rel)
+           WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT LIKE '\\_hdb\\_%%'
+           ORDER BY r.rel, a.attnum""",
+        (rels,),
+    ).fetchall():
+        br_columns[by_rel[rel]].append(att)
+    parallel = {
+        int(tid): bool(big) for tid, big in conn.execute(
+            """SELECT t.id, c.relpages::bigint * current_setting('block_size')::bigint
+                        >= 3 * pg_size_bytes(current_setting('min_parallel_table_scan_size'))
+               FROM heliosdb._tables t JOIN pg_class c ON c.oid = to_regclass(format('%%I.%%I', t.phys_schema, t.phys_name))
+               WHERE t.id = ANY(%s)""",
+            (ids,),
+        ).fetchall()
+    }
+    return Parts(by_branch, info, names, br_columns, parallel)
+
+
+class Snapshot:
+    """The catalog rows that generating a branch's views needs, read in four queries (or given, cached)."""
+
+    def __init__(self, conn: psycopg.Connection[Any] | None, levels: list[Level], parts: Parts | None = None) -> None:
         self.levels = levels
-        self._by_branch = _load_versions(conn, [lv.branch_id for lv in levels])
+        if parts is None:
+            assert conn is not None
+            by_branch = _load_versions(conn, [lv.branch_id for lv in levels])
+            visible = _resolve(by_branch, levels)
+            parts = load_parts(conn, [], list(visible), by_branch)
+        self._by_branch = parts.by_branch
         self.tables = self.visible(levels)
-        ids = list(self.tables)
-        self.info: dict[int, TableInfo] = {
-            r[0]: TableInfo(*r)
-            for r in conn.execute(
-                "SELECT id, root_branch, phys_schema, phys_name FROM heliosdb._tables WHERE id = ANY(%s)", (ids,)
-            ).fetchall()
-        }
-        self.names: dict[int, dict[int, str]] = {tid: {} for tid in ids}
-        for tid, col, phys in conn.execute(
-            "SELECT table_id, col_id, phys_name FROM heliosdb._columns WHERE table_id = ANY(%s)", (ids,)
-        ).fetchall():
-            self.names[tid][col] = phys
-        self.br_columns: dict[int, list[str]] = {tid: [] for tid in ids}
-        rels = [f'"{i.phys_schema}"."{i.phys_name}__br"' for i in self.info.values()]
-        by_rel = {f'"{i.phys_schema}"."{i.phys_name}__br"': tid for tid, i in self.info.items()}
-        for rel, att in conn.execute(
-            """SELECT r.rel, a.attname FROM unnest(%s::text[]) AS r(rel)
-               JOIN pg_attribute a ON a.attrelid = r.rel::regclass
-               WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT LIKE '\\_hdb\\_%%'
-               ORDER BY r.rel, a.attnum""",
-            (rels,),
-        ).fetchall():
-            self.br_columns[by_rel[rel]].append(att)
+        self.info = parts.info
+        self.names = parts.names
+        self.br_columns = parts.br_columns
+        self.parallel = parts.parallel
 
     def visible(self, levels: list[Level]) -> dict[int, TableVersion]:
         return _resolve(self._by_branch, levels)

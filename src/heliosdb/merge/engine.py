@@ -189,7 +189,7 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
                      "RULE_BASED, CUSTOM) or MANUAL to resolve them by hand.",
             )
         result_lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
-        apply_all(conn, target, plans)
+        apply_all(conn, target, plans, progress=session.report_progress)
         counts = {p.table: {"applied": p.applied, "auto_merged": p.auto, "conflicts_resolved": p.resolved}
                   for p in plans}
         conn.execute(
@@ -220,9 +220,10 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
             tables.execute(session, classify(ddl), ddl)
     s_tables = side_tables(conn, src.branch)
     t_tables = side_tables(conn, tgt.branch)
-    for name, (sv, si) in sorted(s_tables.items()):
-        if name in t_tables:
-            plans.append(_plan_table(conn, src, tgt, name, (sv, si), t_tables[name], stmt, rules, conflicts))
+    shared = [name for name in sorted(s_tables) if name in t_tables]
+    for i, name in enumerate(shared):
+        session.report_progress(f"comparing {name}", i, 2 * len(shared))
+        plans.append(_plan_table(conn, src, tgt, name, s_tables[name], t_tables[name], stmt, rules, conflicts))
     _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts)
     return schema
 
@@ -569,11 +570,14 @@ def _projected(current: sql.Composable, version: TableVersion, info: TableInfo, 
 
 
 # -- applying ------------------------------------------------------------------------------------------
-def apply_all(conn: psycopg.Connection[Any], target: Branch, plans: list[TablePlan], source: str = "_hdb_mplan") -> None:
+def apply_all(conn: psycopg.Connection[Any], target: Branch, plans: list[TablePlan], source: str = "_hdb_mplan",
+              progress: Any = None) -> None:
     lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
     snap = Snapshot(conn, chain(conn, target.id))
     by_name = {v.name: (v, tid) for tid, v in snap.tables.items()}
-    for p in plans:
+    for i, p in enumerate(plans):
+        if progress is not None:
+            progress(f"applying {p.table}", len(plans) + i, 2 * len(plans))
         if p.table not in by_name:
             continue
         version, tid = by_name[p.table]

@@ -135,7 +135,7 @@ WHERE c.resolution <> 'target'""").format(t=table), (merge_id,))
             p.applied = int(conn.execute("SELECT count(*) FROM _hdb_mplan WHERE table_name = %s", (p.table,)
                                          ).fetchone()[0])  # type: ignore[index]
         result_lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
-        apply_all(conn, target, plans)
+        apply_all(conn, target, plans, progress=session.report_progress)
         per_table = dict(conn.execute(sql.SQL("SELECT table_name, count(*) FROM {} GROUP BY 1").format(table)).fetchall())
         for p in plans:
             p.resolved = int(per_table.get(p.table, 0))

@@ -12,13 +12,14 @@ import logging
 import secrets
 import select
 import socket
+import ssl
 import time
 from typing import TYPE_CHECKING
 
 import psycopg
 
 from heliosdb import errors
-from heliosdb.server import auth, codec
+from heliosdb.server import auth, catalog_compat, codec
 from heliosdb.server.extended import ExtendedProtocol
 from heliosdb.server.protocol import ClientGone, Fatal, error
 from heliosdb.session import Session
@@ -91,6 +92,7 @@ class ClientConnection(ExtendedProtocol):
         self.database = ""
         self.started = time.monotonic()
         self.outcome = "closed"
+        self.tls = False  # the client switched to TLS (SSLRequest accepted)
 
     # -- transport -------------------------------------------------------------------------------------
     @property
@@ -148,6 +150,8 @@ class ClientConnection(ExtendedProtocol):
         assert self.session is not None
         pg = self.session.conn.pgconn
         me = self.sock.fileno()
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return  # decrypted bytes already wait in the TLS layer: poll() would not see them
         poller = select.poll()
         poller.register(me, select.POLLIN)
         poller.register(pg.socket, select.POLLIN)
@@ -260,6 +264,9 @@ class ClientConnection(ExtendedProtocol):
         try:
             if kind == b"Q":
                 text = codec.decode_query(payload)
+                compat = catalog_compat.rewrite(text)
+                if compat is not text:
+                    text, payload = compat, compat.encode("utf-8") + b"\0"
                 if not self.relay_simple(text, payload):
                     self.simple_query(text)
                 self.at_rfq = True
@@ -308,13 +315,28 @@ class ClientConnection(ExtendedProtocol):
                 raise ClientGone("during startup")
             buf += data
 
+    def _start_tls(self) -> None:
+        """Accept the SSLRequest and run the TLS handshake; everything after it is encrypted."""
+        if self.framer.buf:  # bytes after SSLRequest before the handshake: a client trying to inject them
+            raise codec.ProtocolError("received unencrypted data after SSL request")
+        self.sock.sendall(b"S")
+        assert self.server.tls is not None
+        try:
+            self.sock = self.server.tls.wrap_socket(self.sock, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            raise ClientGone(f"TLS handshake failed: {exc}") from None
+        self.tls = True
+
     def _startup(self) -> bool:
         """Startup packet, authentication, the session; False for a cancel request."""
         st = codec.parse_startup(self._read_startup())
         for _ in range(2):
             if st.code not in (codec.SSL_REQUEST, codec.GSSENC_REQUEST):
                 break
-            self.sock.sendall(b"N")  # no TLS, no GSSAPI encryption: the client goes on in the clear
+            if st.code == codec.SSL_REQUEST and self.server.tls is not None and not self.tls:
+                self._start_tls()
+            else:
+                self.sock.sendall(b"N")  # no TLS (not configured) / no GSSAPI: the client goes on in the clear
             st = codec.parse_startup(self._read_startup())
         if st.code == codec.CANCEL_REQUEST:
             self.server.cancel(st.pid, st.secret)
@@ -350,6 +372,7 @@ class ClientConnection(ExtendedProtocol):
             err = errors.from_psycopg(exc)
             raise Fatal(err.sqlstate or "XX000", err.message) from None
         self.attach(session)
+        self.server.ensure_scheduler(self.database, session)
         self.send(codec.auth_ok())
         for name, value in settings.items():
             try:

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import pq
 
 from heliosdb import errors
-from heliosdb.server import codec
+from heliosdb.server import catalog_compat, codec
 from heliosdb.server.params import Raw, param_count, placeholders
 from heliosdb.server.protocol import Bound, Protocol, error, is_stdio_copy, pgresult_error
 from heliosdb.server.values import Rows, describe_fields
@@ -78,7 +78,7 @@ class ExtendedProtocol(Protocol):
         msg = codec.decode_parse(payload)
         if msg.name and msg.name in self.statements:
             raise error("42P05", f'prepared statement "{msg.name}" already exists')
-        stmts = split_statements(msg.query)
+        stmts = split_statements(catalog_compat.rewrite(msg.query))
         if len(stmts) > 1:
             raise error("42601", "cannot insert multiple commands into a prepared statement")
         query = stmts[0] if stmts else ""

@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -44,8 +45,10 @@ class Server:
     """Shared state of one endpoint: storage, authentication policy, live connections."""
 
     def __init__(self, storage: str, auth: str = "trust", max_connections: int = 200,
-                 max_message: int = 256 * 1024 * 1024, auth_timeout: float = 60.0) -> None:
+                 max_message: int = 256 * 1024 * 1024, auth_timeout: float = 60.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.storage = storage
+        self.tls = tls  # accept SSLRequest with this context; None: decline (the client goes on in the clear)
         self.auth = auth
         self.max_connections = max_connections
         self.max_message = max_message
@@ -58,6 +61,24 @@ class Server:
         self._admin_lock = threading.Lock()
         self._admin: psycopg.Connection[Any] | None = None
         self._ids = itertools.count(1)
+        self.schedulers: dict[str, Any] = {}  # database -> its materialized-view scheduler
+
+    def ensure_scheduler(self, database: str, session: Any) -> None:
+        """One refresh scheduler per database this endpoint serves, from its first session on."""
+        with self._lock:
+            if database in self.schedulers or self.stopping:
+                return
+            from heliosdb.mv.scheduler import Scheduler
+
+            sched = Scheduler(session.new_connection)
+            self.schedulers[database] = sched
+        sched.start()
+
+    def stop_schedulers(self) -> None:
+        with self._lock:
+            scheds, self.schedulers = list(self.schedulers.values()), {}
+        for s in scheds:
+            s.stop()
 
     # -- connections --------------------------------------------------------------------------------
     def new_id(self) -> int:
@@ -151,6 +172,7 @@ class Server:
     def shutdown(self, timeout: float) -> None:
         """Stop every connection: idle ones now, running statements after they finish (or `timeout`)."""
         self.stopping = True
+        self.stop_schedulers()
         deadline = time.monotonic() + timeout
         cancelled = False
         while True:
@@ -267,9 +289,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", choices=("trust", "scram-sha-256"), default="trust",
                    help="trust: loopback clients need no password (others always use SCRAM-SHA-256)")
     p.add_argument("--max-connections", type=int, default=200, help="client connections at most (default 200)")
+    p.add_argument("--tls-cert", help="PEM certificate (chain): accept TLS (SSLRequest) with it")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert (default: in the certificate file)")
     p.add_argument("--shutdown-timeout", type=float, default=10.0,
                    help="seconds running statements get to finish on SIGTERM/SIGINT (default 10)")
     return p
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if not args.tls_cert:
+        if args.tls_key:
+            raise errors.lookup("22023")("--tls-key needs --tls-cert", sqlstate="22023")
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.lookup("F0000")(f"cannot load the TLS certificate {args.tls_cert}: {exc}",
+                                     sqlstate="F0000") from None
+    return ctx
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             instance = Instance(args.data_dir)
             instance.acquire()
             storage = make_conninfo(**instance.conninfo("postgres"))  # type: ignore[arg-type]
-        server = Server(storage, auth=args.auth, max_connections=args.max_connections)
+        server = Server(storage, auth=args.auth, max_connections=args.max_connections, tls=_tls_context(args))
         asyncio.run(_serve(server, args.host, args.port, args.shutdown_timeout, args.socket_dir))
     except errors.Error as exc:
         sys.stderr.write(f"heliosdb serve: error: {exc.message}\n")

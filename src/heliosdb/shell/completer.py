@@ -93,6 +93,11 @@ def load(conn: Any, branch_id: int, schema: str) -> Metadata:
     for name in rels:
         if name in tables:
             kinds[name] = "table"
+    for (name,) in conn.execute(
+            "SELECT m.name FROM heliosdb._mv_state s JOIN heliosdb._mviews m ON m.id = s.mv_id WHERE s.branch_id = %s",
+            (branch_id,)).fetchall():
+        if name in rels:
+            kinds[name] = "materialized view"
     funcs: dict[str, set[str]] = {}
     for nsp, name in conn.execute(_FUNCS).fetchall():
         funcs.setdefault(nsp, set()).add(name)

@@ -48,6 +48,19 @@ Type:  \\? for help with meta commands (branches: \\branches, \\use, \\branch tr
        \\q or Ctrl-D to quit; end statements with ;"""
 _MAX_INCLUDE_DEPTH = 16
 PROGRESS_AFTER = 1.0  # seconds before a running statement shows its progress line
+_BAR = 20  # cells of the progress bar
+
+
+def progress_line(session: Any, elapsed: float) -> str:
+    """The running statement's line: a bar with what it does when it reports progress (merges,
+    refreshes), else a spinner; always the elapsed time."""
+    spin = _SPINNER[int(elapsed * 10) % len(_SPINNER)]
+    state = getattr(session, "progress", None)
+    if state is None or state[2] <= 0:
+        return f"{spin} running {elapsed:.1f} s (Ctrl-C cancels)"
+    what, done, total = state
+    filled = min(_BAR, _BAR * done // total)
+    return f"{spin} [{'#' * filled}{'.' * (_BAR - filled)}] {done}/{total} {what}, {elapsed:.1f} s (Ctrl-C cancels)"
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
@@ -320,8 +333,7 @@ class Shell:
                 t.join(0.1)
                 elapsed = time.monotonic() - started
                 if elapsed >= PROGRESS_AFTER and t.is_alive() and self.err.isatty():
-                    self.write_err(f"\r{_SPINNER[int(elapsed * 10) % len(_SPINNER)]} running {elapsed:.1f} s "
-                                   "(Ctrl-C cancels)\x1b[K")
+                    self.write_err(f"\r{progress_line(self.session, elapsed)}\x1b[K")
                     shown = True
             except KeyboardInterrupt:
                 self.session.cancel()
@@ -329,6 +341,12 @@ class Shell:
                 shown = False
         if shown:
             self.write_err("\r\x1b[K")
+        while "ok" not in box and "error" not in box:  # a join() cut short by Ctrl-C can report it done early
+            try:
+                t.join()
+                break
+            except KeyboardInterrupt:
+                self.session.cancel()
         if "error" in box:
             raise box["error"]
         return box["ok"]  # type: ignore[no-any-return]

@@ -87,11 +87,8 @@ class Interactive:
                                    lambda: (s.branch.id, s.branch.user_schema), done)
         self.shell.ctx.refresh = self.refresher.refresh
         self.refresher.refresh()
-        if getattr(s, "collector", None) is None and hasattr(s, "new_connection"):
-            from heliosdb.temporal.gc import Collector
-
-            s.collector = Collector(s.new_connection)  # type: ignore[attr-defined]
-            s.collector.start()  # type: ignore[attr-defined]
+        if hasattr(s, "start_background"):
+            s.start_background()  # history GC and the materialized-view scheduler
 
     def _state(self) -> prompt_state.PromptState:
         return prompt_state.state_of(self.session, self.nodes > 1)

@@ -26,6 +26,7 @@ class Kind(enum.Enum):
     TRANSACTION = "transaction"  # BEGIN / COMMIT / ROLLBACK / ...
     MERGE = "merge"  # MERGE DATABASE BRANCH, conflict rule sets, COMPLETE / ABORT MERGE
     TEMPORAL = "temporal"  # SET AS OF / SHOW AS OF / FLASHBACK TABLE
+    MVIEW = "mview"  # CREATE / ALTER / REFRESH / DROP MATERIALIZED VIEW
 
 
 _RULES: list[tuple[re.Pattern[str], Kind]] = [
@@ -37,6 +38,7 @@ _RULES: list[tuple[re.Pattern[str], Kind]] = [
     (re.compile(r"^(COMPLETE|ABORT)\s+MERGE\b"), Kind.MERGE),
     (re.compile(r"^(SET|SHOW)\s+AS\s+OF\b"), Kind.TEMPORAL),
     (re.compile(r"^FLASHBACK\s+TABLE\b"), Kind.TEMPORAL),
+    (re.compile(r"^(CREATE|ALTER|DROP|REFRESH)\s+MATERIALIZED\s+VIEW\b"), Kind.MVIEW),
     (re.compile(r"^CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(TEMP|TEMPORARY)\s"), Kind.PASSTHROUGH),
     (re.compile(r"^CREATE\s+(UNLOGGED\s+)?TABLE\b"), Kind.CREATE_TABLE),
     (re.compile(r"^DROP\s+TABLE\b"), Kind.DROP_TABLE),

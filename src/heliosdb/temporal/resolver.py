@@ -12,7 +12,8 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.catalog.model import Branch, chain
+from heliosdb.catalog.cache import KEY_COLUMNS, CatalogCache
+from heliosdb.catalog.model import Branch, Level, chain
 from heliosdb.sql.lsn import format_lsn, parse_lsn
 
 
@@ -150,3 +151,152 @@ def eval_timestamp(conn: psycopg.Connection[Any], expr: str) -> Any:
     return row[0]  # type: ignore[index]
 
 
+
+
+# -- one round trip for NOW and LSN points (the cached ancestry is immutable) ------------------
+_FACTS = """SELECT (SELECT coalesce(heliosdb.held_lsn(b.id), b.head_lsn) FROM heliosdb._branches b WHERE b.id = %s),
+       (SELECT min(lsn) FROM heliosdb._commits WHERE {history}),
+       (SELECT array_agg(ARRAY[id::bigint, gc_lsn]) FROM heliosdb._branches WHERE id = ANY(%s)),
+       {key}"""
+
+
+def resolve_now_or_lsn(
+    conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch, kind: str, value: str | None,
+    *, before: bool = False,
+) -> tuple[int, list[int]]:
+    """resolve_point + check_retained for NOW and LSN points in one round trip, which also checks the cache.
+
+    Returns the LSN and the branches whose retained history it was checked against.
+    """
+    levels = cache.chain(conn, branch.id)
+    if not levels:
+        raise errors.UndefinedBranch(f'branch "{branch.name}" does not exist')
+    lsn = parse_lsn(value.strip().strip("'")) if kind == "LSN" and value is not None else None
+    where, params = _history_filter(levels)
+    query = sql.SQL(_FACTS).format(history=where, key=sql.SQL(KEY_COLUMNS))
+    row = conn.execute(query, [branch.id, *params, [lv.branch_id for lv in levels]]).fetchone()
+    assert row is not None
+    head, first, gcs, gen, mark = row
+    cache.check((int(gen), str(mark)))
+    if head is None:
+        raise errors.UndefinedBranch(f'branch "{branch.name}" does not exist')
+    head = int(head)
+    if lsn is None:
+        lsn = head
+    else:
+        if lsn > head:
+            raise errors.InvalidTemporalPoint(
+                f'LSN {value} is after the head of branch "{branch.name}"',
+                hint=f"The head of {branch.name} is {format_lsn(head)}.",
+            )
+        if first is not None and lsn < first:
+            raise errors.InvalidTemporalPoint(
+                f'LSN {value} is before the first commit of branch "{branch.name}"',
+                hint=f"The oldest point of {branch.name} is LSN {format_lsn(int(first))}.",
+            )
+        if before:
+            lsn -= 1
+    gc = {int(b): int(g) for b, g in gcs or []}
+    return lsn, retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)
+
+
+def retained_check(levels: list[Level], gc: dict[int, int], branch: Branch, lsn: int) -> list[int]:
+    """check_retained on gc horizons already read; returns the branches checked."""
+    checked = []
+    for lv in levels:
+        if lv.upto != lsn:
+            break  # bounded by a fork point from here up
+        oldest = gc.get(lv.branch_id, 0)
+        if lsn < oldest:
+            raise errors.SnapshotTooOld(
+                f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
+                hint=f"The oldest available point is LSN {format_lsn(oldest)}.",
+            )
+        checked.append(lv.branch_id)
+    return checked
+
+
+# -- TIMESTAMP, SCN and TRANSACTION points: one round trip when they resolve --------------------
+_TS_SQL: dict[str, str] = {}  # timestamp expression as written -> checked SQL text
+
+
+def timestamp_sql(expr: str) -> str:
+    """The expression as PostgreSQL SQL, after checking it is one scalar expression (remembered)."""
+    text = _TS_SQL.get(expr)
+    if text is None:
+        import sqlglot
+        from sqlglot import exp
+
+        try:
+            node = sqlglot.parse_one(expr, read="postgres")
+        except sqlglot.errors.ParseError:
+            node = None
+        if node is None or not isinstance(node, exp.Expression) or isinstance(node, exp.Query | exp.Command):
+            raise errors.InvalidTemporalPoint(f'invalid timestamp "{expr}"')
+        text = node.sql(dialect="postgres")
+        if len(_TS_SQL) >= 256:
+            _TS_SQL.clear()
+        _TS_SQL[expr] = text
+    return text
+
+
+_POINT = """SELECT {point},
+       (SELECT array_agg(ARRAY[id::bigint, gc_lsn]) FROM heliosdb._branches WHERE id = ANY(%s)),
+       {key}"""
+
+
+def resolve_other(
+    conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch, kind: str, value: str,
+) -> tuple[int, list[int]] | None:
+    """TIMESTAMP / SCN / TRANSACTION points that name a commit: the LSN and the branches whose
+    retained history was checked, in one round trip that also checks the cache.
+
+    None when the point needs the general resolver (before the history, unknown transaction,
+    a bad value): it gives the exact answer or error.
+    """
+    levels = cache.chain(conn, branch.id)
+    if not levels:
+        return None
+    params: list[Any]
+    if kind == "TIMESTAMP":
+        try:
+            expr = timestamp_sql(value)
+        except errors.InvalidTemporalPoint:
+            return None
+        point: sql.Composable = sql.SQL("heliosdb._lsn_at(%s, ({})::timestamptz)").format(
+            sql.SQL(expr))  # type: ignore[arg-type] - checked to be one expression
+        params = [branch.id]
+    elif kind == "SCN":
+        try:
+            params = [branch.id, int(value.strip().strip("'"))]
+        except ValueError:
+            return None
+        point = sql.SQL("heliosdb._lsn_at_scn(%s, %s)")
+    elif kind == "TRANSACTION":
+        try:
+            txid = int(value.strip().strip("'"))
+        except ValueError:
+            return None
+        where, hist = _history_filter(levels)
+        point = sql.SQL("(SELECT max(lsn) FROM heliosdb._commits WHERE {} AND txid = %s::text::xid8)").format(where)
+        params = [*hist, txid]
+    else:
+        return None
+    query = sql.SQL(_POINT).format(point=point, key=sql.SQL(KEY_COLUMNS))
+    params.append([lv.branch_id for lv in levels])
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            row = conn.execute(query, params).fetchone()
+        else:
+            with conn.transaction():  # a bad timestamp must not fail the user's transaction
+                row = conn.execute(query, params).fetchone()
+    except psycopg.Error:
+        return None  # the general resolver reports it
+    assert row is not None
+    lsn, gcs, gen, mark = row
+    if lsn is None:
+        return None
+    cache.check((int(gen), str(mark)))
+    lsn = int(lsn)
+    gc = {int(b): int(g) for b, g in gcs or []}
+    return lsn, retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)

@@ -1,0 +1,289 @@
+"""CREATE / ALTER / REFRESH / DROP MATERIALIZED VIEW on the session's branch."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from heliosdb import errors
+from heliosdb.catalog.model import Branch, Snapshot, chain
+from heliosdb.mv import catalog as mvcat
+from heliosdb.mv import options as mvopts
+from heliosdb.mv import parse as mvparse
+from heliosdb.mv import refresh as mvrefresh
+from heliosdb.mv import storage
+from heliosdb.mv.catalog import MView
+from heliosdb.mv.compile import compile_query
+
+if TYPE_CHECKING:
+    from heliosdb.session import Result, Session
+
+
+def _result(status: str) -> Result:
+    from heliosdb.session import Result
+
+    return Result(status=status)
+
+
+def _undefined(name: str) -> errors.Error:
+    return errors.lookup("42P01")(f'materialized view "{name}" does not exist', sqlstate="42P01")
+
+
+@contextlib.contextmanager
+def on_branch_path(conn: psycopg.Connection[Any], branch: Branch) -> Iterator[None]:
+    """search_path at the branch's schema for the enclosed statements (names in queries resolve there)."""
+    saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
+    conn.execute("SELECT set_config('search_path', %s, true)", ('"' + branch.user_schema + '"',))
+    try:
+        yield
+    finally:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("SELECT set_config('search_path', %s, true)", (saved,))
+
+
+def execute(session: Session, text: str) -> Result:
+    stmt = mvparse.parse(text)
+    conn = session.conn
+    with conn.transaction():
+        branch = session.branch
+        if isinstance(stmt, mvparse.CreateMV):
+            return _create(session, branch, stmt)
+        if isinstance(stmt, mvparse.AlterMV):
+            return _alter(session, branch, stmt)
+        if isinstance(stmt, mvparse.RefreshMV):
+            return _refresh(session, branch, stmt)
+        return _drop(session, branch, stmt)
+
+
+def _visible(conn: psycopg.Connection[Any], branch: Branch) -> dict[str, MView]:
+    return mvcat.visible(conn, chain(conn, branch.id))
+
+
+def _describe(conn: psycopg.Connection[Any], query: str, names: list[str]) -> list[dict[str, str]]:
+    """The query's result columns (names, types) as PostgreSQL sees them on the current search_path."""
+    conn.execute("CREATE TEMP VIEW _hdb_mv_probe AS " + query)  # type: ignore[operator]
+    try:
+        rows = conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'pg_temp._hdb_mv_probe'::regclass AND attnum > 0 ORDER BY attnum"
+        ).fetchall()
+    finally:
+        conn.execute("DROP VIEW pg_temp._hdb_mv_probe")
+    if names:
+        if len(names) > len(rows):
+            raise errors.lookup("42601")("too many column names were specified", sqlstate="42601")
+        rows = [(names[i] if i < len(names) else n, t) for i, (n, t) in enumerate(rows)]
+    seen: set[str] = set()
+    for n, _ in rows:
+        if n in seen:
+            raise errors.lookup("42701")(f'column "{n}" specified more than once', sqlstate="42701")
+        seen.add(n)
+    return [{"name": n, "type": t} for n, t in rows]
+
+
+def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV) -> Result:
+    conn = session.conn
+    name = stmt.name.name
+    opts = mvopts.with_defaults(mvopts.validate(stmt.options))
+    views = _visible(conn, branch)
+    levels = chain(conn, branch.id)
+    snap = Snapshot(conn, levels)
+    if name in views or conn.execute(
+        "SELECT 1 FROM pg_class WHERE relname = %s AND relnamespace = to_regnamespace(%s)",
+        (name, '"' + branch.user_schema + '"'),
+    ).fetchone():
+        if stmt.if_not_exists:
+            session.notices.append(f'NOTICE:  relation "{name}" already exists, skipping')
+            return _result("CREATE MATERIALIZED VIEW")
+        raise errors.lookup("42P07")(f'relation "{name}" already exists', sqlstate="42P07")
+    if any(t.name == name for t in snap.tables.values()):
+        raise errors.lookup("42P07")(f'relation "{name}" already exists', sqlstate="42P07")
+    query = stmt.query
+    from heliosdb.sql.classify import has_temporal
+
+    if has_temporal(query):
+        from heliosdb.temporal.rewrite import rewrite
+
+        query = rewrite(session, query)
+    with on_branch_path(conn, branch):
+        columns = _describe(conn, query, stmt.columns)
+    tables = {
+        v.name: (tid, {c.name: c.type for c in v.columns}) for tid, v in snap.tables.items()
+    }
+    mvs = {m.name: (m.id, {c["name"]: c["type"] for c in m.plan.columns}) for m in views.values()}
+    plan = compile_query(query, columns, tables, mvs)
+    if opts["maintenance_strategy"] == "immediate" and plan.mode == "full":
+        raise errors.lookup("0A000")(
+            f'materialized view "{name}" cannot be maintained immediately: {plan.reason}',
+            hint="Use maintenance_strategy = incremental or deferred; docs/materialized-views.md lists the "
+                 "query classes maintained incrementally.", sqlstate="0A000")
+    lsn = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch.id,)).fetchone()[0]  # type: ignore[index]
+    row = conn.execute(
+        """INSERT INTO heliosdb._mviews (name, branch_id, valid_from, query, options, plan)
+           VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
+        (name, branch.id, lsn, query, Jsonb(opts), Jsonb(plan.to_json())),
+    ).fetchone()
+    assert row is not None
+    for tid in plan.deps_tables:
+        conn.execute("INSERT INTO heliosdb._mv_deps VALUES (%s, 'table', %s) ON CONFLICT DO NOTHING", (row[0], tid))
+    for mid in plan.deps_mvs:
+        conn.execute("INSERT INTO heliosdb._mv_deps VALUES (%s, 'mv', %s) ON CONFLICT DO NOTHING", (row[0], mid))
+    mv = mvcat.by_id(conn, row[0])
+    with on_branch_path(conn, branch):
+        storage.create(conn, branch, mv)
+    conn.execute(
+        "INSERT INTO heliosdb._mv_state (mv_id, branch_id, options, status) VALUES (%s, %s, %s, 'STALE')",
+        (mv.id, branch.id, Jsonb(opts)),
+    )
+    if stmt.with_data:
+        with on_branch_path(conn, branch):
+            mvrefresh.refresh(conn, branch, mv, mode="full", reason="created WITH DATA")
+    if opts["maintenance_strategy"] == "immediate":
+        if not stmt.with_data:
+            with on_branch_path(conn, branch):
+                mvrefresh.refresh(conn, branch, mv, mode="full", reason="immediate views are always populated")
+        storage.ensure_immediate_triggers(conn, branch, mv)
+    return _result("CREATE MATERIALIZED VIEW")
+
+
+def guard_table_change(session: Session, table_id: int, table: str, column: str | None, *, cascade: bool,
+                       action: str = "drop") -> None:
+    """Before DROP TABLE / DROP COLUMN / ALTER COLUMN TYPE of a table views read: 2BP01 (0A000 for a type change)
+    as PostgreSQL answers, or with CASCADE (drops only) drop those views first."""
+    conn, branch = session.conn, session.branch
+    views = _visible(conn, branch)
+    hit = [v for v in views.values() if table_id in v.plan.deps_tables and (column is None or _uses(v.query, column))]
+    if not hit:
+        return
+    what = f'column {column} of table {table}' if column else f'table {table}'
+    detail = "\n".join(f'materialized view {v.name} depends on {what}' for v in hit)
+    if action == "alter type":
+        raise errors.lookup("0A000")(
+            "cannot alter type of a column used by a view or rule", detail=detail, sqlstate="0A000")
+    if not cascade:
+        raise errors.lookup("2BP01")(
+            f"cannot drop {what} because other objects depend on it", detail=detail,
+            hint="Use DROP ... CASCADE to drop the dependent objects too.", sqlstate="2BP01")
+    names = [mvparse.Name(None, v.name, 0, 0) for v in hit]
+    _drop(session, branch, mvparse.DropMV(names, if_exists=True, cascade=True))
+    for v in hit:
+        session.notices.append(f"NOTICE:  drop cascades to materialized view {v.name}")
+
+
+def _uses(query: str, column: str) -> bool:
+    """Whether the query names the column anywhere (conservative: any identifier spelled so)."""
+    from heliosdb.sql.names import tokenize
+
+    try:
+        toks = tokenize(query)
+    except errors.Error:
+        return True
+    return any((t.text if t.token_type.name == "IDENTIFIER" else t.text.lower()) == column for t in toks)
+
+
+def _get(session: Session, branch: Branch, name: str) -> MView | None:
+    return mvcat.named(session.conn, branch.id, name)
+
+
+def _alter(session: Session, branch: Branch, stmt: mvparse.AlterMV) -> Result:
+    conn = session.conn
+    mv = _get(session, branch, stmt.name.name)
+    if mv is None:
+        if stmt.if_exists:
+            session.notices.append(f'NOTICE:  relation "{stmt.name.name}" does not exist, skipping')
+            return _result("ALTER MATERIALIZED VIEW")
+        raise _undefined(stmt.name.name)
+    st = mvcat.state(conn, mv.id, branch.id, lock=True)
+    assert st is not None
+    new = {**st.options, **mvopts.validate(stmt.options)}
+    if new["maintenance_strategy"] == "immediate" and mv.plan.mode == "full":
+        raise errors.lookup("0A000")(
+            f'materialized view "{mv.name}" cannot be maintained immediately: {mv.plan.reason}',
+            hint="docs/materialized-views.md lists the query classes maintained incrementally.", sqlstate="0A000")
+    conn.execute("UPDATE heliosdb._mv_state SET options = %s WHERE mv_id = %s AND branch_id = %s",
+                 (Jsonb(new), mv.id, branch.id))
+    mv.options = new
+    if new["maintenance_strategy"] == "immediate" and st.options.get("maintenance_strategy") != "immediate":
+        with on_branch_path(conn, branch):
+            out = mvrefresh.refresh(conn, branch, mv, reason="now immediate")
+        h = out.lsn if out is not None else mvrefresh.head_of(conn, branch)
+        mvrefresh.store_sql(conn, mvrefresh.Sources(conn, branch, mv), h)  # writes its immediate SQL
+        storage.ensure_immediate_triggers(conn, branch, mv)
+    elif new["maintenance_strategy"] != "immediate":
+        conn.execute("UPDATE heliosdb._mv_state SET immediate_sql = NULL WHERE mv_id = %s AND branch_id = %s",
+                     (mv.id, branch.id))
+    return _result("ALTER MATERIALIZED VIEW")
+
+
+def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV) -> Result:
+    conn = session.conn
+    mv = _get(session, branch, stmt.name.name)
+    if mv is None:
+        raise _undefined(stmt.name.name)
+    if not stmt.with_data:  # PostgreSQL's WITH NO DATA: empty, and unreadable until the next refresh
+        conn.execute("SELECT set_config('heliosdb.mv_writer', 'on', true)")
+        conn.execute(f"DELETE FROM {mv.storage(branch.id)}")  # type: ignore[arg-type]
+        conn.execute(f"DELETE FROM {mv.hist(branch.id)}")  # type: ignore[arg-type]
+        conn.execute("SELECT set_config('heliosdb.mv_writer', '', true)")
+        conn.execute("UPDATE heliosdb._mv_state SET refreshed_lsn = NULL, history_from = NULL, prev_lsn = NULL, "
+                     "immediate_sql = NULL, pending_sql = NULL, inc_fn = NULL "
+                     "WHERE mv_id = %s AND branch_id = %s", (mv.id, branch.id))
+        storage.create_user_view(conn, branch, mv, populated=False, replace=True)
+        return _result("REFRESH MATERIALIZED VIEW")
+    # names in the query resolve on the branch (only queries refreshed in full run as written)
+    path = on_branch_path(conn, branch) if mv.plan.mode == "full" or mv.plan.deps_mvs else contextlib.nullcontext()
+    with path:
+        out = mvrefresh.refresh(conn, branch, mv, mode=stmt.mode, reason=None, progress=session.report_progress)
+    if out is not None and out.mode != "none":
+        session.notices.append(
+            f"NOTICE:  {out.mode} refresh of \"{mv.name}\" to LSN {_fmt(out.lsn)}: {out.reason} ({out.ms:.1f} ms)")
+    return _result("REFRESH MATERIALIZED VIEW")
+
+
+def _fmt(lsn: int) -> str:
+    from heliosdb.sql.lsn import format_lsn
+
+    return format_lsn(lsn)
+
+
+def _drop(session: Session, branch: Branch, stmt: mvparse.DropMV) -> Result:
+    conn = session.conn
+    views = _visible(conn, branch)
+    targets: list[MView] = []
+    for n in stmt.names:
+        mv = views.get(n.name)
+        if mv is None:
+            if stmt.if_exists:
+                session.notices.append(f'NOTICE:  materialized view "{n.name}" does not exist, skipping')
+                continue
+            raise _undefined(n.name)
+        targets.append(mv)
+    if not targets:
+        return _result("DROP MATERIALIZED VIEW")
+    ids = {m.id for m in targets}
+    order: list[MView] = []
+    for mv in targets:
+        downs = [views_by_id for views_by_id in mvcat.dependents(conn, mv.id)]
+        live = [v for v in views.values() if v.id in downs and v.id not in ids]
+        if live and not stmt.cascade:
+            raise errors.lookup("2BP01")(
+                f'cannot drop materialized view "{mv.name}" because other objects depend on it',
+                detail="\n".join(f'materialized view "{v.name}" depends on materialized view "{mv.name}"' for v in live),
+                hint="Use DROP ... CASCADE to drop the dependent objects too.", sqlstate="2BP01")
+        for v in sorted(live, key=lambda v: -v.id):
+            if v.id not in ids:
+                ids.add(v.id)
+                order.append(v)
+        order.append(mv)
+    lsn = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch.id,)).fetchone()[0]  # type: ignore[index]
+    for mv in sorted(order, key=lambda v: -v.id):  # dependents (created later) first
+        storage.drop(conn, branch, mv, cascade=stmt.cascade)
+        conn.execute(
+            "INSERT INTO heliosdb._mv_drops VALUES (%s, %s, %s) ON CONFLICT (mv_id, branch_id) DO UPDATE SET lsn = EXCLUDED.lsn",
+            (mv.id, branch.id, lsn),
+        )
+    return _result("DROP MATERIALIZED VIEW")

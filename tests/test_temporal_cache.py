@@ -1,0 +1,180 @@
+"""The session's time-travel cache: whatever another session changes, AS OF reads see the truth.
+
+Session A runs a statement until its rewrite is cached (a repeated AS OF LSN read in
+autocommit is served from the cache, checked by a guard inside the statement); session B
+(another connection) then changes the catalog, the branches or the retained history.
+"""
+
+from __future__ import annotations
+
+import time
+
+import heliosdb
+from tests.test_branches import rows, run, sqlstate
+
+
+def lsn(conn: heliosdb.Connection) -> str:
+    return rows(conn, "SELECT heliosdb.current_lsn()::text")[0][0]
+
+
+def gen(conn: heliosdb.Connection) -> int:
+    return rows(conn, "SELECT gen FROM heliosdb._catalog_gen")[0][0]
+
+
+def cached(conn: heliosdb.Connection, sql: str) -> bool:
+    return any(k[0] == sql for k in conn.session.catalog.rewrites)
+
+
+def test_generation_moves_with_committed_catalog_changes_only(connect) -> None:
+    a = connect()
+    run(a, "CREATE TABLE t (id int PRIMARY KEY, v int)")
+    g = gen(a)
+    run(a, "INSERT INTO t VALUES (1, 1)", "UPDATE t SET v = 2")  # data only: no change
+    assert gen(a) == g
+    run(a, "ALTER TABLE t ADD COLUMN w int")
+    assert gen(a) == g + 1
+    b = connect(autocommit=False)
+    b.cursor().execute("ALTER TABLE t ADD COLUMN x int")
+    b.cursor().execute("ALTER TABLE t ADD COLUMN y int")
+    # B's own change is marked in its transaction at once; A sees nothing until B commits
+    mark = rows(b, "SELECT current_setting('heliosdb.catalog_mark', true)")[0][0]
+    assert mark
+    assert gen(a) == g + 1
+    b.rollback()
+    assert gen(a) == g + 1
+    b.cursor().execute("ALTER TABLE t ADD COLUMN x int")
+    b.commit()
+    assert gen(a) == g + 2  # once per transaction
+
+
+def test_cached_point_read_sees_a_dropped_column_on_the_root(connect) -> None:
+    a, b = connect(), connect()
+    run(a, "CREATE TABLE t (id int PRIMARY KEY, v text, w int)", "INSERT INTO t VALUES (1, 'a', 10)")
+    point = lsn(a)
+    run(a, "UPDATE t SET v = 'b', w = 20")
+    q = f"SELECT * FROM t AS OF LSN {point} WHERE id = %s"
+    for _ in range(3):
+        assert rows(a, q, (1,)) == [(1, "a", 10)]
+    assert cached(a, q)
+    # the root's physical column is renamed, the old point still has the column
+    run(b, "ALTER TABLE t DROP COLUMN w")
+    assert rows(a, q, (1,)) == [(1, "a", 10)]
+    assert rows(a, "SELECT * FROM t WHERE id = %s", (1,)) == [(1, "b")]
+
+
+def test_cached_read_of_a_named_branch_sees_it_dropped_and_created_again(connect) -> None:
+    a, b = connect(), connect()
+    run(a, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'main-1')")
+    run(a, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE t SET v = 'dev-1'")
+    point = lsn(dev)
+    q = f"SELECT v FROM t AS OF BRANCH dev AT LSN {point}"
+    for _ in range(3):
+        assert rows(a, q) == [("dev-1",)]
+    assert cached(a, q)
+    dev.close()
+    run(b, "DROP DATABASE BRANCH dev", "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE t SET v = 'dev-2'")
+    # the same LSN is before the new branch's history now, or shows the new branch's rows
+    now = lsn(dev)
+    state = sqlstate(a, q)
+    assert state == "HD007" or rows(a, q) == [("main-1",)]
+    assert rows(a, f"SELECT v FROM t AS OF BRANCH dev AT LSN {now}") == [("dev-2",)]
+    # dropped for good: a clear error, not the old rows
+    dev.close()
+    run(b, "DROP DATABASE BRANCH dev")
+    assert sqlstate(a, f"SELECT v FROM t AS OF BRANCH dev AT LSN {now}") == "HD001"
+
+
+def test_cached_read_refused_once_gc_pruned_its_point(connect) -> None:
+    a, b = connect(), connect()
+    run(a, "CREATE TABLE g (id int PRIMARY KEY, v int)", "INSERT INTO g VALUES (1, 0)")
+    run(a, "UPDATE g SET v = 1")
+    old = lsn(a)
+    run(a, "UPDATE g SET v = 2")
+    q = f"SELECT v FROM g AS OF LSN {old}"
+    for _ in range(3):
+        assert rows(a, q) == [(1,)]
+    assert cached(a, q)
+    run(b, "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1 millisecond', gc_policy = aggressive)")
+    time.sleep(0.05)
+    run(b, "UPDATE g SET v = 3")
+    assert rows(b, "SELECT heliosdb.gc()")[0][0] >= 1
+    assert sqlstate(a, q) == "72000"  # "snapshot too old", never the pruned answer
+
+
+def test_cached_read_sees_a_table_dropped_and_created_again(connect) -> None:
+    a, b = connect(), connect()
+    run(a, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'old')")
+    q = "SELECT * FROM t AS OF LSN {} ORDER BY id"
+    at_old = lsn(a)
+    for _ in range(3):
+        assert rows(a, q.format(at_old)) == [(1, "old")]
+    run(b, "DROP TABLE t", "CREATE TABLE t (id int PRIMARY KEY, n int, m int)", "INSERT INTO t VALUES (5, 6, 7)")
+    at_new = lsn(b)
+    assert rows(a, q.format(at_old)) == [(1, "old")]
+    for _ in range(3):
+        assert rows(a, q.format(at_new)) == [(5, 6, 7)]
+    run(b, "ALTER TABLE t ADD COLUMN o int DEFAULT 9")
+    assert rows(a, q.format(lsn(b))) == [(5, 6, 7, 9)]
+
+
+def test_as_of_now_and_own_transaction_changes(connect) -> None:
+    a, b = connect(), connect()
+    run(a, "CREATE TABLE t (id int PRIMARY KEY, v int)", "INSERT INTO t VALUES (1, 1)")
+    q = "SELECT * FROM t AS OF NOW"
+    assert rows(a, q) == [(1, 1)]
+    run(b, "ALTER TABLE t ADD COLUMN w int DEFAULT 5")
+    assert rows(a, q) == [(1, 1, 5)]
+    # inside a transaction: its own, uncommitted DDL is seen at once, and forgotten after a rollback
+    tx = connect(autocommit=False)
+    assert rows(tx, q) == [(1, 1, 5)]
+    tx.cursor().execute("ALTER TABLE t ADD COLUMN x int DEFAULT 6")
+    assert rows(tx, q) == [(1, 1, 5, 6)]
+    tx.cursor().execute("SAVEPOINT s")
+    tx.cursor().execute("ALTER TABLE t DROP COLUMN w")
+    assert rows(tx, q) == [(1, 1, 6)]
+    tx.cursor().execute("ROLLBACK TO SAVEPOINT s")
+    assert rows(tx, q) == [(1, 1, 5, 6)]
+    tx.rollback()
+    assert rows(tx, q) == [(1, 1, 5)]
+    assert rows(a, q) == [(1, 1, 5)]
+
+
+def test_parameters_stay_parameters(connect) -> None:
+    a = connect()
+    run(a, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, '50%'), (2, 'x')")
+    point = lsn(a)
+    run(a, "DELETE FROM t")
+    q = f"SELECT v, %s::text FROM t AS OF LSN {point} WHERE v LIKE '%%\\%%' ORDER BY id"
+    for _ in range(7):  # past psycopg's prepare threshold
+        assert rows(a, q, ("p",)) == [("50%", "p")]
+    # a parameter inside the clause itself
+    assert rows(a, "SELECT count(*) FROM t AS OF LSN %s", (point,)) == [(2,)]
+    # in a transaction the same statement is resolved afresh each time
+    tx = connect(autocommit=False)
+    assert rows(tx, q, ("p",)) == [("50%", "p")]
+    tx.rollback()
+
+
+def test_large_table_guard_sees_changes(connect) -> None:
+    """Tables big enough for parallel scans get the guard above the state instead (parallel plans allowed)."""
+    a, b = connect(), connect()
+    run(a, "SET min_parallel_table_scan_size = 0")  # every table counts as large for this session
+    run(a, "CREATE TABLE g (id int PRIMARY KEY, v int, w int)", "INSERT INTO g VALUES (1, 0, 0), (2, 0, 0)")
+    run(a, "UPDATE g SET v = 1 WHERE id = 1")
+    old = lsn(a)
+    run(a, "UPDATE g SET v = 2, w = 5 WHERE id = 1")
+    q = f"SELECT id, v, w FROM g AS OF LSN {old} ORDER BY id"
+    for _ in range(3):
+        assert rows(a, q) == [(1, 1, 0), (2, 0, 0)]
+    assert any(") _hdb_s WHERE (SELECT CASE" in str(v) for v in a.session.catalog.rewrites.values())
+    run(b, "ALTER TABLE g DROP COLUMN w")
+    assert rows(a, q) == [(1, 1, 0), (2, 0, 0)]
+    run(b, "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1 millisecond', gc_policy = aggressive)")
+    time.sleep(0.05)
+    run(b, "UPDATE g SET v = 3")
+    assert rows(b, "SELECT heliosdb.gc()")[0][0] >= 1
+    assert sqlstate(a, q) == "72000"
