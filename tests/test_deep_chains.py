@@ -134,3 +134,17 @@ def test_writes_at_depth_keep_constraints_and_merge_back(conn: heliosdb.Connecti
     main = connect("main")
     run(main, "MERGE DATABASE BRANCH d20 INTO main")
     assert rows(main, "SELECT id, v FROM t ORDER BY id") == want
+
+
+def test_unique_index_with_sort_order_on_a_branch(conn: heliosdb.Connection) -> None:
+    # sqllogictest's index/ files create such indexes after many generations (found by mode 4)
+    run(conn, "CREATE TABLE s (a int, b int)", "INSERT INTO s VALUES (1, 1), (2, 2)",
+        "CREATE DATABASE BRANCH k1", "USE BRANCH k1",
+        "CREATE UNIQUE INDEX s_ab ON s (a DESC, b NULLS FIRST)", "CREATE INDEX s_b ON s (b DESC NULLS LAST)")
+    try:
+        run(conn, "INSERT INTO s VALUES (1, 1)")
+        raise AssertionError("duplicate accepted")
+    except heliosdb.IntegrityError as exc:
+        assert exc.sqlstate == "23505"
+    run(conn, "INSERT INTO s VALUES (1, 2)")
+    assert rows(conn, "SELECT a, b FROM s ORDER BY a, b") == [(1, 1), (1, 2), (2, 2)]
