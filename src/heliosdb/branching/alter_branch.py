@@ -196,6 +196,13 @@ def _check_unique(conn: psycopg.Connection[Any], view: sql.Identifier, cols: lis
         )
 
 
+def _key_column(item: str) -> str:
+    """A column of an index's key list, without its sort order (ASC/DESC, NULLS FIRST/LAST)."""
+    item = re.sub(r"(?i)\s+nulls\s+(first|last)$", "", item.strip())
+    item = re.sub(r"(?i)\s+(asc|desc)$", "", item).strip()
+    return item[1:-1].replace('""', '"') if item.startswith('"') and item.endswith('"') else item.lower()
+
+
 def index_on_branch(
     session: Session, version: TableVersion, info: TableInfo, toks: list[Any], text: str, name: Name,
     unique: bool, lsn: int,
@@ -213,7 +220,7 @@ def index_on_branch(
     e = matching_paren(toks, paren)
     body = text[toks[paren].start + 1 : toks[e].start]
     if unique:
-        cols = [c.strip().strip('"') if c.strip().startswith('"') else c.strip().lower() for c in body.split(",")]
+        cols = [_key_column(c) for c in body.split(",")]
         if any(version.column(c) is None for c in cols):
             raise errors.NotSupportedError("UNIQUE indexes on expressions are not supported on inherited tables")
         _check_unique(conn, I(branch.user_schema, version.name), cols, idx_name, version.name)
@@ -226,7 +233,7 @@ def index_on_branch(
     names = {c.name: c.col for c in version.columns}
     phys = phys_names(conn, info.id)
     try:
-        cols_sql = sql.SQL(", ").join(I(phys[names[c.strip().strip('"').lower()]]) for c in body.split(","))
+        cols_sql = sql.SQL(", ").join(I(phys[names[_key_column(c)]]) for c in body.split(","))
     except KeyError:
         return  # expression index: nothing to mirror
     conn.execute(sql.SQL("CREATE INDEX {} ON {} (_hdb_branch, {})").format(

@@ -151,6 +151,11 @@ def create_side_relations(conn: psycopg.Connection[Any], info: TableInfo, cols: 
     )
     # merges and incremental views find a branch's changes since an LSN through these
     conn.execute(sql.SQL("CREATE INDEX ON {br} (_hdb_branch, _hdb_lsn)").format(br=q(*info.br)))
+    # a deep branch's view asks, per candidate row, whether any of many ancestors wrote its row id
+    conn.execute(sql.SQL("CREATE INDEX ON {br} (_hdb_rowid)").format(br=q(*info.br)))
+    # Analyzed while empty, the planner sizes them by their actual pages instead of assuming 10 pages
+    # each (never-analyzed tables): small branch tables no longer look big enough for JIT and parallel plans.
+    conn.execute(sql.SQL("ANALYZE {}, {}").format(q(*info.br), q(*info.hist)))
 
 
 def mirror_index(conn: psycopg.Connection[Any], info: TableInfo, cols: list[str]) -> None:
@@ -285,6 +290,14 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
               guard: sql.Composable | None = None) -> sql.Composable:
     """SELECT of the rows the first level sees, with _hdb_rowid first.
 
+    Flat in the depth of the ancestry (three arms, whatever the depth):
+      - the top level's own rows, when it is not the root and is read at its head;
+      - the other non-root levels' versions valid at each level's cutoff, from one
+        join of __br/__hist to a VALUES list (branch, level, cutoff), keeping a
+        version only when no level nearer the top has one for its row id;
+      - the root's rows as of its cutoff, minus every row id some non-root level has.
+    Tombstones take part in the "nearer the top" tests and are dropped at the end.
+
     guard: a boolean SQL expression to evaluate before any row is read; only where the table's
     root is the first level, seen at a past point (see `root_guardable`). It goes into the
     history arm, as an InitPlan (a plan node with an InitPlan cannot run in parallel workers:
@@ -292,12 +305,50 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
     """
     names = snap.names[info.id]
     levels = levels_to_root(levels, info)
-    presence: list[set[int]] = []
-    for i in range(len(levels)):
-        v = snap.visible(levels[i:]).get(info.id)
-        presence.append({c.col for c in v.columns} if v else set())
-    presence[0] = {c.col for c in version.columns}
-    return _state(levels, 0, info, version, presence, names, guard)
+    presence = _presence(snap, levels, info, version)
+    root = len(levels) - 1
+    arms: list[sql.Composable] = []
+    over = list(range(root))  # the levels that override the root's rows
+    mids = over
+    if over and levels[0].upto == MAX_LSN:
+        # the head of the top level: every row it wrote is current, no cutoff and no history
+        arms.append(sql.SQL("SELECT {cols} FROM {br} r WHERE r._hdb_branch = {b} AND NOT r._hdb_del").format(
+            cols=select_list(version, presence[0], names, "r"), br=q(*info.br), b=L(levels[0].branch_id)))
+        mids = over[1:]
+    if mids:
+        near_idx = [i for i in over if i < max(mids)]
+        nearer = (sql.SQL(" AND ") + _not_written(levels, near_idx, info, "y", "r._hdb_rowid", nearer_than="r._lvl")
+                  if near_idx else sql.SQL(""))
+        arms.append(sql.SQL("SELECT {cols} FROM ({m}) r WHERE NOT r._hdb_del{n}").format(
+            cols=sql.SQL(", ").join([sql.SQL("r._hdb_rowid"), *(sql.SQL("r.{}").format(I(c.name)) for c in version.columns)]),
+            m=_mid_versions(levels, mids, info, version, presence, names), n=nearer))
+    rl = levels[root]
+    cols = select_list(version, presence[root], names, "r")
+    if rl.upto == MAX_LSN:
+        root_rows: sql.Composable = sql.SQL("SELECT {cols} FROM {t} r").format(cols=cols, t=q(*info.cur))
+    else:
+        # The LSN filter sits above a qual-free UNION ALL: PostgreSQL then flattens the arms into
+        # plain scans (an arm with its own WHERE stays a subquery that projects every column per row)
+        # and pushes the filter down: the root arm keeps only `_hdb_lsn <= point`, the history arm its
+        # index conditions. The history arm comes first: a guard there (an InitPlan, run when the
+        # arm starts) runs before any row of the root arm is read, and costs the big arm nothing.
+        root_out = sql.SQL(", ").join(
+            [sql.SQL("u._hdb_rowid"), *(sql.SQL("u.{}").format(I(c.name)) for c in version.columns)]
+        )
+        gate = sql.SQL("") if guard is None or over else sql.SQL(" WHERE (SELECT {})").format(guard)
+        root_rows = sql.SQL(
+            "SELECT {outer} FROM (SELECT {cols}, r._hdb_begin AS _hdb_lo, r._hdb_end AS _hdb_hi, "
+            "r._hdb_branch AS _hdb_b, r._hdb_del AS _hdb_d FROM {h} r{gate} "
+            "UNION ALL SELECT {cols}, r._hdb_lsn, {max}::bigint, {root}::integer, false FROM {t} r) u "
+            "WHERE u._hdb_b = {b} AND u._hdb_lo <= {u} AND u._hdb_hi > {u} AND NOT u._hdb_d"
+        ).format(outer=root_out, cols=cols, max=L(MAX_LSN), root=L(info.root_branch), t=q(*info.cur),
+                 h=q(*info.hist), gate=gate, b=L(rl.branch_id), u=L(rl.upto))
+    if not over:
+        return root_rows
+    outer = sql.SQL(", ").join([sql.SQL("s._hdb_rowid"), *(sql.SQL("s.{}").format(I(c.name)) for c in version.columns)])
+    arms.append(sql.SQL("SELECT {oc} FROM ({rows}) s WHERE {w}").format(
+        oc=outer, rows=root_rows, w=_not_written(levels, over, info, "w", "s._hdb_rowid")))
+    return sql.SQL(" UNION ALL ").join(arms)
 
 
 def root_guardable(levels: list[Level], info: TableInfo) -> bool:
@@ -305,59 +356,90 @@ def root_guardable(levels: list[Level], info: TableInfo) -> bool:
     return levels[0].branch_id == info.root_branch and levels[0].upto != MAX_LSN
 
 
-def _state(
-    levels: list[Level], i: int, info: TableInfo, version: TableVersion, presence: list[set[int]],
-    names: dict[int, str], guard: sql.Composable | None = None,
-) -> sql.Composable:
-    lv = levels[i]
-    b, upto = L(lv.branch_id), L(lv.upto)
-    cols = select_list(version, presence[i], names, "r")
-    hist = sql.SQL(
-        "SELECT {cols} FROM {h} r WHERE r._hdb_branch = {b} AND r._hdb_begin <= {u} AND r._hdb_end > {u} "
-        "AND NOT r._hdb_del"
-    ).format(cols=cols, h=q(*info.hist), b=b, u=upto)
-    if lv.branch_id == info.root_branch:
+def _presence(snap: Snapshot, levels: list[Level], info: TableInfo, version: TableVersion) -> list[set[int]]:
+    """Per level: the column ids the table has there (as that level sees it at its cutoff).
+
+    One pass from the root up: a level without a schema version of its own sees its parent's.
+    """
+    out: list[set[int]] = [set() for _ in levels]
+    seen: set[int] = set()
+    for i in range(len(levels) - 1, -1, -1):
+        own, v = snap.own_version(levels[i], info.id)
+        if own:
+            seen = {c.col for c in v.columns} if v is not None else set()  # None: dropped at that level
+        out[i] = seen
+    out[0] = {c.col for c in version.columns}
+    return out
+
+
+def _values(levels: list[Level], idx: list[int]) -> sql.Composable:
+    # Integers only, formatted directly: composing hundreds of Literals per view was the main cost of
+    # building a deep branch's views.
+    return sql.SQL(", ".join(f"({int(levels[i].branch_id)}, {int(i)}, {int(levels[i].upto)}::bigint)" for i in idx))
+
+
+def _not_written(levels: list[Level], idx: list[int], info: TableInfo, alias: str, rowid: str,
+                 nearer_than: str | None = None) -> sql.Composable:
+    """Condition: row id `rowid` has no version (tombstones count) at levels idx valid at their cutoffs.
+
+    With nearer_than, only levels nearer the top than that level number count. One NOT EXISTS per
+    relation: PostgreSQL turns each into an anti-join (a NOT EXISTS over a UNION stays a per-row subplan).
+    """
+    rid = sql.SQL(rowid)
+    a = I(alias)
+    bounded = [i for i in idx if levels[i].upto != MAX_LSN]
+    if len(idx) == 1 and nearer_than is None:
+        lv = levels[idx[0]]
+        b, u = L(lv.branch_id), L(lv.upto)
         if lv.upto == MAX_LSN:
-            return sql.SQL("SELECT {cols} FROM {t} r").format(cols=cols, t=q(*info.cur))
-        # The LSN filter sits above a qual-free UNION ALL: PostgreSQL then flattens the arms into
-        # plain scans (an arm with its own WHERE stays a subquery that projects every column per row)
-        # and pushes the filter down: the root arm keeps only `_hdb_lsn <= point`, the history arm its
-        # index conditions. The history arm comes first: a guard there (an InitPlan, run when the
-        # arm starts) runs before any row of the root arm is read, and costs the big arm nothing.
-        outer = sql.SQL(", ").join(
-            [sql.SQL("u._hdb_rowid"), *(sql.SQL("u.{}").format(I(c.name)) for c in version.columns)]
-        )
-        gate = sql.SQL("") if guard is None else sql.SQL(" WHERE (SELECT {})").format(guard)
+            return sql.SQL(
+                "NOT EXISTS (SELECT 1 FROM {br} {a} WHERE {a}._hdb_branch = {b} AND {a}._hdb_rowid = {rid})"
+            ).format(br=q(*info.br), a=a, b=b, rid=rid)
         return sql.SQL(
-            "SELECT {outer} FROM (SELECT {cols}, r._hdb_begin AS _hdb_lo, r._hdb_end AS _hdb_hi, "
-            "r._hdb_branch AS _hdb_b, r._hdb_del AS _hdb_d FROM {h} r{gate} "
-            "UNION ALL SELECT {cols}, r._hdb_lsn, {max}::bigint, {root}::integer, false FROM {t} r) u "
-            "WHERE u._hdb_b = {b} AND u._hdb_lo <= {u} AND u._hdb_hi > {u} AND NOT u._hdb_d"
-        ).format(outer=outer, cols=cols, max=L(MAX_LSN), root=L(info.root_branch), t=q(*info.cur),
-                 h=q(*info.hist), gate=gate, b=b, u=upto)
-    if lv.upto == MAX_LSN:
-        own = sql.SQL("SELECT {cols} FROM {br} r WHERE r._hdb_branch = {b} AND NOT r._hdb_del").format(
-            cols=cols, br=q(*info.br), b=b
-        )
-        written = sql.SQL("SELECT 1 FROM {br} w WHERE w._hdb_branch = {b} AND w._hdb_rowid = s._hdb_rowid").format(
-            br=q(*info.br), b=b
-        )
-        exclude = sql.SQL("NOT EXISTS ({})").format(written)
-    else:
-        own = sql.SQL(
-            "SELECT {cols} FROM {br} r WHERE r._hdb_branch = {b} AND r._hdb_lsn <= {u} AND NOT r._hdb_del "
-            "UNION ALL {hist}"
-        ).format(cols=cols, br=q(*info.br), b=b, u=upto, hist=hist)
-        exclude = sql.SQL(
-            "NOT EXISTS (SELECT 1 FROM {br} w WHERE w._hdb_branch = {b} AND w._hdb_rowid = s._hdb_rowid "
-            "AND w._hdb_lsn <= {u}) AND NOT EXISTS (SELECT 1 FROM {h} w WHERE w._hdb_branch = {b} "
-            "AND w._hdb_rowid = s._hdb_rowid AND w._hdb_begin <= {u} AND w._hdb_end > {u})"
-        ).format(br=q(*info.br), h=q(*info.hist), b=b, u=upto)
-    outer_cols = sql.SQL(", ").join([sql.SQL("s._hdb_rowid"), *(sql.SQL("s.{}").format(I(c.name)) for c in version.columns)])
-    below = _state(levels, i + 1, info, version, presence, names)
-    return sql.SQL("{own} UNION ALL SELECT {oc} FROM ({below}) s WHERE {exclude}").format(
-        own=own, oc=outer_cols, below=below, exclude=exclude
-    )
+            "NOT EXISTS (SELECT 1 FROM {br} {a} WHERE {a}._hdb_branch = {b} AND {a}._hdb_rowid = {rid} "
+            "AND {a}._hdb_lsn <= {u}) AND NOT EXISTS (SELECT 1 FROM {h} {a} WHERE {a}._hdb_branch = {b} "
+            "AND {a}._hdb_rowid = {rid} AND {a}._hdb_begin <= {u} AND {a}._hdb_end > {u})"
+        ).format(br=q(*info.br), h=q(*info.hist), a=a, b=b, u=u, rid=rid)
+    near = sql.SQL(" AND v._lvl < {}").format(sql.SQL(nearer_than)) if nearer_than else sql.SQL("")
+    out = sql.SQL(
+        "NOT EXISTS (SELECT 1 FROM {br} {a} JOIN (VALUES {vals}) v(_b, _lvl, _u) ON {a}._hdb_branch = v._b "
+        "AND {a}._hdb_lsn <= v._u WHERE {a}._hdb_rowid = {rid}{near})"
+    ).format(br=q(*info.br), a=a, vals=_values(levels, idx), rid=rid, near=near)
+    if bounded:
+        out = out + sql.SQL(
+            " AND NOT EXISTS (SELECT 1 FROM {h} {a} JOIN (VALUES {vals}) v(_b, _lvl, _u) ON {a}._hdb_branch = v._b "
+            "AND {a}._hdb_begin <= v._u AND {a}._hdb_end > v._u WHERE {a}._hdb_rowid = {rid}{near})"
+        ).format(h=q(*info.hist), a=a, vals=_values(levels, bounded), rid=rid, near=near)
+    return out
+
+
+def _mid_versions(levels: list[Level], idx: list[int], info: TableInfo, version: TableVersion,
+                  presence: list[set[int]], names: dict[int, str]) -> sql.Composable:
+    """Every version (tombstones too) valid at the cutoff of levels idx, with its level number as _lvl."""
+    items: list[sql.Composable] = [sql.SQL("x._hdb_rowid, v._lvl, x._hdb_del")]
+    for c in version.columns:
+        have = [i for i in idx if c.col in presence[i]]
+        missing = sql.SQL("CAST({} AS {})").format(
+            sql.SQL(c.missing) if c.missing is not None else sql.SQL("NULL"), sql.SQL(c.type))
+        if len(have) == len(idx):
+            value: sql.Composable = sql.SQL("x.{}").format(I(names[c.col]))
+        elif not have:
+            value = missing
+        else:
+            value = sql.SQL("CASE WHEN v._lvl = ANY({}::int[]) THEN x.{} ELSE {} END").format(
+                L(have), I(names[c.col]), missing)
+        items.append(sql.SQL("{} AS {}").format(value, I(c.name)))
+    cols = sql.SQL(", ").join(items)
+    bounded = [i for i in idx if levels[i].upto != MAX_LSN]
+    out = sql.SQL(
+        "SELECT {cols} FROM {br} x JOIN (VALUES {vals}) v(_b, _lvl, _u) ON x._hdb_branch = v._b AND x._hdb_lsn <= v._u"
+    ).format(cols=cols, br=q(*info.br), vals=_values(levels, idx))
+    if bounded:
+        out = out + sql.SQL(
+            " UNION ALL SELECT {cols} FROM {h} x JOIN (VALUES {vals}) v(_b, _lvl, _u) ON x._hdb_branch = v._b "
+            "AND x._hdb_begin <= v._u AND x._hdb_end > v._u"
+        ).format(cols=cols, h=q(*info.hist), vals=_values(levels, bounded))
+    return out
 
 
 def build_views(
@@ -510,8 +592,14 @@ def write_function_sql(
     phys_cols = sql.SQL("").join(sql.SQL("{}, ").format(I(names[c.col])) for c in all_cols)
     new_vals = sql.SQL("").join(sql.SQL("NEW.{}, ").format(I(c.name)) for c in all_cols)
     set_cols = sql.SQL("").join(sql.SQL("{c} = EXCLUDED.{c}, ").format(c=I(names[c.col])) for c in all_cols)
+    # The lookups below are planned once per session (generic plans), typically while the branch's
+    # __br is still empty: the planner then hashes or materializes the branch's rows for the
+    # anti-join, which every later row of a large statement re-reads (quadratic: a 8,000-row UPDATE
+    # took 7.4 s, 926 us/row and growing). Without hash, merge and materialize, the only plans left
+    # probe the row-id index per candidate, whatever __br's size (50,000 rows: 3.3 s, 66 us/row).
     return sql.SQL(
-        """CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $f$
+        """CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql
+SET enable_material = off SET enable_hashjoin = off SET enable_mergejoin = off AS $f$
 DECLARE
     _hdb_l bigint := heliosdb.txn_lsn({b});
     _hdb_rid bigint;

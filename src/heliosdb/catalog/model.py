@@ -280,6 +280,16 @@ class Snapshot:
     def visible(self, levels: list[Level]) -> dict[int, TableVersion]:
         return _resolve(self._by_branch, levels)
 
+    def own_version(self, level: Level, table_id: int) -> tuple[bool, TableVersion | None]:
+        """Whether the level's branch has its own schema version of the table at its cutoff, and which
+        (None when that version drops the table)."""
+        for r in self._by_branch.get(level.branch_id, []):
+            valid_from, valid_to = r[3], r[7]
+            if r[1] == table_id and valid_from <= level.upto and (level.upto < valid_to or valid_to == MAX_LSN):
+                v = _version(r[:7])
+                return True, None if v.dropped else v
+        return False, None
+
 
 def find_table(conn: psycopg.Connection[Any], levels: list[Level], name: str) -> TableVersion | None:
     for v in visible_tables(conn, levels).values():
