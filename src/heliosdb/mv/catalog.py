@@ -38,7 +38,6 @@ class MVState:
     history_from: int | None
     status: str
     failures: int
-    prev_lsn: int | None = None
 
 
 def _mview(row: tuple[Any, ...]) -> MView:

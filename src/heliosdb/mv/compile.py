@@ -11,9 +11,9 @@ compile_query() parses the query with sqlglot and sorts it into one class:
   extremes from which the user's columns are computed.
 - ``full``: anything else; refreshed by running the query again.
 
-The FROM clause of spj/agg queries is kept as a template whose sources are
-placeholders (``"__hdb_src_<i>__"``); refreshes substitute each source's
-state at some point, restricted to the changed rows or not.
+The FROM clause of spj/agg queries is kept as a template in which each source
+is the table name ``"__hdb_src_<i>__"`` (its slot); a refresh puts each
+source's state at some point there, restricted to the changed rows or not.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import OptimizeError, ParseError
 from sqlglot.optimizer.qualify import qualify
+
+from heliosdb.sql.names import quote_ident
 
 VOLATILE = {
     "random", "now", "clock_timestamp", "statement_timestamp", "transaction_timestamp", "timeofday",
@@ -55,7 +57,7 @@ class Plan:
     reason: str  # why not incremental (full), else ''
     columns: list[dict[str, str]]  # the user's columns: name, type
     sources: list[Source] = field(default_factory=list)
-    from_sql: str = ""  # FROM ... [JOIN ...] with source placeholders
+    from_sql: str = ""  # FROM ... [JOIN ...] with a slot per source (source_slot)
     where_sql: str | None = None
     proj: list[str] = field(default_factory=list)  # spj: one expression per column
     groups: list[str] = field(default_factory=list)  # agg: GROUP BY expressions
@@ -91,7 +93,7 @@ class Plan:
         """The user's columns computed from a storage row."""
         out = []
         for j, col in enumerate(self.columns):
-            name, typ = _q(col["name"]), col["type"]
+            name, typ = quote_ident(col["name"]), col["type"]
             if self.mode != "agg":
                 out.append(f"{alias}.{name}")
                 continue
@@ -116,7 +118,7 @@ class Plan:
     def storage_exprs(self) -> list[str]:
         """SELECT items over the (grouped) template that compute the storage columns."""
         if self.mode == "spj":
-            srcs = [f"{_q(s.alias)}._hdb_rowid" for s in self.sources]
+            srcs = [f"{quote_ident(s.alias)}._hdb_rowid" for s in self.sources]
             return srcs + self.proj
         out = list(self.groups) + ["count(*)"]
         for agg in self.aggs:
@@ -139,12 +141,13 @@ def _agg_storage(a: int, agg: Agg) -> list[str]:
     return [f"_hdb_m{a}", f"_hdb_n{a}"]
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _slot_name(i: int) -> str:
+    return f"__hdb_src_{i}__"
 
 
-def placeholder(i: int) -> str:
-    return f'"__hdb_src_{i}__"'
+def source_slot(i: int) -> str:
+    """Where source i stands in Plan.from_sql (a quoted table name)."""
+    return f'"{_slot_name(i)}"'
 
 
 class _Full(Exception):
@@ -231,7 +234,7 @@ def _classify(plan: Plan, tree: exp.Expression, tables: dict[str, Any], mvs: dic
         name, alias = it.name, it.alias_or_name
         kind, ref = ("table", tables[name][0]) if name in tables else ("mv", mvs[name][0])
         sources.append(Source(alias, kind, ref, name))
-        it.replace(exp.Table(this=exp.to_identifier(f"__hdb_src_{i}__", quoted=True),
+        it.replace(exp.Table(this=exp.to_identifier(_slot_name(i), quoted=True),
                              alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True))))
     plan.sources = sources
     from_sql = q.args["from_"].sql("postgres")

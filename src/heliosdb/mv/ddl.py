@@ -267,7 +267,7 @@ def _drop(session: Session, branch: Branch, stmt: mvparse.DropMV) -> Result:
     ids = {m.id for m in targets}
     order: list[MView] = []
     for mv in targets:
-        downs = [views_by_id for views_by_id in mvcat.dependents(conn, mv.id)]
+        downs = set(mvcat.dependents(conn, mv.id))
         live = [v for v in views.values() if v.id in downs and v.id not in ids]
         if live and not stmt.cascade:
             raise errors.lookup("2BP01")(

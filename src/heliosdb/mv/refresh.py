@@ -22,7 +22,6 @@ in base LSNs), so a view over this view gets its deltas the same way.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +30,13 @@ import psycopg
 
 from heliosdb import errors
 from heliosdb.branching.layout import select_list, state_sql
-from heliosdb.catalog.model import MAX_LSN, Branch, Snapshot, TableInfo, TableVersion, chain
+from heliosdb.catalog.model import MAX_LSN, Branch, Snapshot, TableInfo, TableVersion, chain, phys_names
 from heliosdb.merge.diff import Side, changed_rows
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.catalog import MView
-from heliosdb.mv.compile import Plan, placeholder
+from heliosdb.mv.compile import Plan, source_slot
 from heliosdb.mv.options import with_defaults
+from heliosdb.sql.names import quote_qualified
 
 # Stand-ins for the two points in the SQL of immediate maintenance, replaced by $1 / $2:
 # above every real LSN, so ancestors are cut at their fork points as for any real p >= fork.
@@ -92,6 +92,12 @@ class Sources:
                 hint="Drop the view, or create the table again.", sqlstate="42P01")
         return snap.tables[tid], snap.info[tid]
 
+    def _names(self, snap: Snapshot, table_id: int) -> dict[int, str]:
+        """Physical column names of the table (a snapshot at an earlier point may not have loaded them)."""
+        if table_id not in snap.names:
+            snap.names[table_id] = phys_names(self.conn, table_id)
+        return snap.names[table_id]
+
     def upstream(self, mv_id: int) -> MView:
         if mv_id not in self._up:
             self._up[mv_id] = mvcat.by_id(self.conn, mv_id)
@@ -103,10 +109,7 @@ class Sources:
         if src.kind == "table":
             version, info = self.table(src.id, MAX_LSN if point in (H_SENTINEL, P_SENTINEL) else point)
             levels, snap = self._snap(point)
-            if version.table_id not in snap.names:
-                snap.names[version.table_id] = dict(self.conn.execute(
-                    "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (version.table_id,)
-                ).fetchall())
+            self._names(snap, version.table_id)
             body = state_sql(snap, levels, info, version).as_string(self.conn)
         else:
             up = self.upstream(src.id)
@@ -137,14 +140,11 @@ class Sources:
         if own is None:
             return self.state(i, p if which == "old" else h, "in")
         version, info = own
-        levels, snap = self._snap(MAX_LSN)
-        if version.table_id not in snap.names:
-            snap.names[version.table_id] = dict(self.conn.execute(
-                "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (version.table_id,)).fetchall())
-        names = snap.names[version.table_id]
+        _, snap = self._snap(MAX_LSN)
+        names = self._names(snap, version.table_id)
         present = {c.col for c in version.columns}
         cols = select_list(version, present, names, "r").as_string(self.conn)
-        cur, hist, b = _qi(*info.cur), _qi(*info.hist), self.branch.id
+        cur, hist, b = quote_qualified(*info.cur), quote_qualified(*info.hist), self.branch.id
         if which == "old":  # the version valid at p of every row that changed in (p, h]
             return (f"SELECT {cols} FROM {hist} r WHERE r._hdb_branch = {b} AND r._hdb_end > {p} "
                     f"AND r._hdb_end <= {h} AND r._hdb_begin <= {p} AND NOT r._hdb_del")
@@ -160,7 +160,7 @@ class Sources:
         src = self.plan.sources[i]
         own = self.own_table(i)
         if own is not None:  # every change leaves a history row ending at its LSN (inserts: a marker)
-            return (f"SELECT _hdb_rowid FROM {_qi(*own[1].hist)} WHERE _hdb_branch = {self.branch.id} "
+            return (f"SELECT _hdb_rowid FROM {quote_qualified(*own[1].hist)} WHERE _hdb_branch = {self.branch.id} "
                     f"AND _hdb_end > {p} AND _hdb_end <= {h}")
         if src.kind == "table":
             _, info = self.table(src.id, MAX_LSN if h == H_SENTINEL else h)
@@ -170,15 +170,13 @@ class Sources:
         return changed_in_storage(up, self.branch.id, p, h)
 
 
-def _qi(*parts: str) -> str:
-    return ".".join('"' + x.replace('"', '""') + '"' for x in parts)
-
-
-def storage_at(mv: MView, branch_id: int, point: int) -> str:
-    """The view's storage rows (all storage columns) as of a base point."""
+def storage_at(mv: MView, branch_id: int, point: int, *, with_lsn: bool = False) -> str:
+    """The view's storage rows (all storage columns) as of a base point; with_lsn: each version's _hdb_lsn first."""
     cols = ", ".join(["_hdb_rowid", *mv.plan.storage_columns()])
-    return (f"SELECT {cols} FROM {mv.storage(branch_id)} WHERE _hdb_lsn <= {point} "
-            f"UNION ALL SELECT {cols} FROM {mv.hist(branch_id)} WHERE _hdb_begin <= {point} AND _hdb_end > {point}")
+    cur, old = ("_hdb_lsn, ", "_hdb_begin, ") if with_lsn else ("", "")
+    return (f"SELECT {cur}{cols} FROM {mv.storage(branch_id)} WHERE _hdb_lsn <= {point} "
+            f"UNION ALL SELECT {old}{cols} FROM {mv.hist(branch_id)} "
+            f"WHERE _hdb_begin <= {point} AND _hdb_end > {point}")
 
 
 def changed_in_storage(mv: MView, branch_id: int, p: int, h: int) -> str:
@@ -189,7 +187,7 @@ def changed_in_storage(mv: MView, branch_id: int, p: int, h: int) -> str:
 def _instantiate(plan: Plan, states: list[str]) -> str:
     text = plan.from_sql
     for i, st in enumerate(states):
-        text = text.replace(placeholder(i), f"({st})", 1)
+        text = text.replace(source_slot(i), f"({st})", 1)
     return text
 
 
@@ -222,9 +220,9 @@ def incremental_sql(src: Sources, p: int, h: int) -> str:
     col_list = ", ".join(cols)
     head = f"WITH {_cands(src, p, h)}"
     if plan.mode == "spj":
-        srcs = [f"{q(s.alias)}._hdb_rowid" for s in plan.sources]
         items = ", ".join(plan.storage_exprs())
-        hit = " OR ".join(f"_hdb_src{i} = ANY(ARRAY(SELECT _hdb_rowid FROM _hdb_c{i}))" for i in range(len(srcs)))
+        hit = " OR ".join(f"_hdb_src{i} = ANY(ARRAY(SELECT _hdb_rowid FROM _hdb_c{i}))"
+                          for i in range(len(plan.sources)))
         new_rows = " UNION ALL ".join(_delta_arms(src, "new", p, h, items))
         return f"""{head},
 _hdb_arch AS (INSERT INTO {hist} (_hdb_rowid, _hdb_begin, _hdb_end, {col_list})
@@ -304,10 +302,6 @@ _hdb_ins AS (INSERT INTO {store} (_hdb_rowid, _hdb_lsn, {col_list})
     SELECT nextval('heliosdb.mv_rowid_seq'), {h}, {', '.join('n.' + c for c in cols)} FROM _hdb_n n
     WHERE n._hdb_sid IS NULL AND n._hdb_cnt > 0 RETURNING 1)
 SELECT (SELECT count(*) FROM _hdb_upd) + (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
-
-
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def full_select(src: Sources, h: int) -> str:
@@ -528,9 +522,13 @@ def _choose_fast(st: _State, mode: str | None, h: int) -> tuple[str, str]:
     assert st.p is not None
     if st.p >= h or not st.pending:
         return "none", "no changes"
+    return _by_size(st, mode, int(st.pending), int(st.size or 0))
+
+
+def _by_size(st: _State, mode: str | None, n: int, total: int) -> tuple[str, str]:
+    """Incremental, unless the strategy recomputes or the delta is a large share of the base."""
     if st.options.get("maintenance_strategy") == "deferred" and mode is None:
         return "full", "deferred strategy recomputes"
-    n, total = int(st.pending), int(st.size or 0)
     if total > 0 and n > FULL_FRACTION * total and mode != "incremental":
         return "full", f"delta of {n} rows exceeds {FULL_FRACTION:.0%} of the {total} base rows"
     return "incremental", f"{n} changed base rows"
@@ -550,7 +548,7 @@ def _choose(conn: psycopg.Connection[Any], src: Sources, st: _State, mode: str |
     if p >= h:
         return "none", "no changes"
     if st.options.get("maintenance_strategy") == "deferred" and mode is None:
-        return "full", "deferred strategy recomputes"
+        return "full", "deferred strategy recomputes"  # before the look-ups below, which it does not need
     for s in plan.sources:
         if s.kind == "table":
             version, _ = src.table(s.id, MAX_LSN)
@@ -565,9 +563,7 @@ def _choose(conn: psycopg.Connection[Any], src: Sources, st: _State, mode: str |
     n, total = int(pending[0] or 0) if pending else 0, int(size[0] or 0) if size else 0
     if n == 0:
         return "none", "no changes"
-    if total > 0 and n > FULL_FRACTION * total and mode != "incremental":
-        return "full", f"delta of {n} rows exceeds {FULL_FRACTION:.0%} of the {total} base rows"
-    return "incremental", f"{n} changed base rows"
+    return _by_size(st, mode, n, total)
 
 
 def store_sql(conn: psycopg.Connection[Any], src: Sources, at: int, *, inherited_from: int | None = None) -> None:
@@ -611,5 +607,3 @@ def record_failure(conn: psycopg.Connection[Any], mv: MView, branch: Branch, err
         )
 
 
-def options_json(opts: dict[str, Any]) -> str:
-    return json.dumps(opts)

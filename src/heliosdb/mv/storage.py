@@ -17,11 +17,8 @@ from psycopg import sql
 from heliosdb.catalog.model import Branch, chain
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.catalog import MView
-from heliosdb.mv.refresh import Sources, full_select, inc_function, storage_at, store_sql
-
-
-def _ident(*parts: str) -> str:
-    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
+from heliosdb.mv.refresh import Sources, full_select, head_of, inc_function, storage_at, store_sql
+from heliosdb.sql.names import quote_qualified
 
 
 def create(conn: psycopg.Connection[Any], branch: Branch, mv: MView) -> None:
@@ -34,7 +31,7 @@ def create(conn: psycopg.Connection[Any], branch: Branch, mv: MView) -> None:
     names = ", ".join(cols)
     conn.execute(  # type: ignore[arg-type]
         f"CREATE TABLE {store} AS SELECT 0::bigint AS _hdb_rowid, 0::bigint AS _hdb_lsn, f.* "
-        f"FROM ({full_select(src, _any_point(conn, branch))}) AS f({names}) WITH NO DATA")
+        f"FROM ({full_select(src, head_of(conn, branch))}) AS f({names}) WITH NO DATA")
     conn.execute(f"ALTER TABLE {store} ADD PRIMARY KEY (_hdb_rowid)")  # type: ignore[arg-type]
     conn.execute(f"CREATE INDEX ON {store} (_hdb_lsn)")  # type: ignore[arg-type]
     conn.execute(  # type: ignore[arg-type]
@@ -72,7 +69,7 @@ def index_base_lsn(conn: psycopg.Connection[Any], src: Sources) -> None:
             continue
         _, info = own
         conn.execute(  # type: ignore[arg-type]
-            f"CREATE INDEX IF NOT EXISTS {_ident(info.phys_name + '_hdb_lsn')} ON {_ident(*info.cur)} (_hdb_lsn)")
+            f"CREATE INDEX IF NOT EXISTS {quote_qualified(info.phys_name + '_hdb_lsn')} ON {quote_qualified(*info.cur)} (_hdb_lsn)")
 
 
 def create_user_view(conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, populated: bool = False,
@@ -82,23 +79,16 @@ def create_user_view(conn: psycopg.Connection[Any], branch: Branch, mv: MView, *
     guard = "" if populated else " WHERE heliosdb._mv_unpopulated(" + _literal(mv.name) + ")"
     verb = "CREATE OR REPLACE VIEW" if replace else "CREATE VIEW"
     conn.execute(  # type: ignore[arg-type]
-        f"{verb} {_ident(branch.user_schema, mv.name)} AS SELECT {exprs} FROM {mv.storage(branch.id)} s{guard}")
+        f"{verb} {quote_qualified(branch.user_schema, mv.name)} AS SELECT {exprs} FROM {mv.storage(branch.id)} s{guard}")
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _any_point(conn: psycopg.Connection[Any], branch: Branch) -> int:
-    row = conn.execute(
-        "SELECT coalesce(heliosdb.held_lsn(id), head_lsn) FROM heliosdb._branches WHERE id = %s", (branch.id,)
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
 def drop(conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, cascade: bool) -> None:
     mode = " CASCADE" if cascade else ""
-    conn.execute(f"DROP VIEW IF EXISTS {_ident(branch.user_schema, mv.name)}{mode}")  # type: ignore[arg-type]
+    conn.execute(f"DROP VIEW IF EXISTS {quote_qualified(branch.user_schema, mv.name)}{mode}")  # type: ignore[arg-type]
     conn.execute(f"DROP TABLE IF EXISTS {mv.storage(branch.id)}, {mv.hist(branch.id)}")  # type: ignore[arg-type]
     conn.execute(f"DROP FUNCTION IF EXISTS {inc_function(mv, branch.id)}(bigint, bigint)")  # type: ignore[arg-type]
     conn.execute("DELETE FROM heliosdb._mv_state WHERE mv_id = %s AND branch_id = %s", (mv.id, branch.id))
@@ -112,7 +102,7 @@ def ensure_immediate_triggers(conn: psycopg.Connection[Any], branch: Branch, mv:
             continue
         _, info = src.table(s.id, 2**63 - 1)
         rel = info.cur if info.root_branch == branch.id else info.br
-        ident = _ident(*rel)
+        ident = quote_qualified(*rel)
         exists = conn.execute(
             "SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = '_hdb_mv_immediate'", (ident,)
         ).fetchone()
@@ -149,14 +139,14 @@ def inherit(conn: psycopg.Connection[Any], branch: Branch) -> list[MView]:
             ).fetchone()
             logged = row[0] if row and row[0] is not None else st.history_from
             # immediate maintenance does not write the log: its stamps in the copied rows tell the point
-            stamp = conn.execute(f"SELECT max(_hdb_lsn) FROM ({_with_lsn(mv, lv.branch_id, lv.upto)}) x").fetchone()  # type: ignore[arg-type]
+            stamp = conn.execute(f"SELECT max(_hdb_lsn) FROM ({storage_at(mv, lv.branch_id, lv.upto, with_lsn=True)}) x").fetchone()  # type: ignore[arg-type]
             point = max(logged, stamp[0] if stamp and stamp[0] is not None else logged)
             cols = ", ".join(["_hdb_rowid", *mv.plan.storage_columns()])
             conn.execute("SELECT set_config('heliosdb.mv_writer', 'on', true)")
             conn.execute(  # type: ignore[arg-type]
                 f"INSERT INTO {mv.storage(branch.id)} (_hdb_lsn, {cols}) "
                 f"SELECT least(_hdb_lsn, {int(point)}), {cols} FROM ("
-                + _with_lsn(mv, lv.branch_id, lv.upto) + ") x")
+                + storage_at(mv, lv.branch_id, lv.upto, with_lsn=True) + ") x")
             conn.execute("SELECT set_config('heliosdb.mv_writer', '', true)")
         if point is not None:
             create_user_view(conn, branch, mv, populated=True, replace=True)
@@ -181,14 +171,6 @@ def inherit(conn: psycopg.Connection[Any], branch: Branch) -> list[MView]:
             ensure_immediate_triggers(conn, branch, mv)
         made.append(mv)
     return made
-
-
-def _with_lsn(mv: MView, branch_id: int, point: int) -> str:
-    """storage_at() with each row's _hdb_lsn, for copying."""
-    cols = ", ".join(["_hdb_rowid", *mv.plan.storage_columns()])
-    return (f"SELECT _hdb_lsn, {cols} FROM {mv.storage(branch_id)} WHERE _hdb_lsn <= {point} "
-            f"UNION ALL SELECT _hdb_begin, {cols} FROM {mv.hist(branch_id)} "
-            f"WHERE _hdb_begin <= {point} AND _hdb_end > {point}")
 
 
 __all__ = ["create", "create_user_view", "drop", "ensure_immediate_triggers", "inherit", "storage_at"]

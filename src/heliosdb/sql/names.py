@@ -92,3 +92,8 @@ def replace(text: str, name: Name, new: str) -> str:
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def quote_qualified(*parts: str) -> str:
+    """schema.name (or any dotted path), every part quoted."""
+    return ".".join(quote_ident(p) for p in parts)

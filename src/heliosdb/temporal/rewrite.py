@@ -178,7 +178,7 @@ def prepare(session: Session, text: str, params: Any) -> tuple[str, Any, bool]:
     except errors.SyntaxError:
         if not params:
             raise
-        clauses = None  # a placeholder where a point must be: `AS OF LSN %s`
+        clauses = None  # a query parameter stands where a point must be: `AS OF LSN %s`
     if clauses is not None and not clauses:
         return text, params, False
     if params and (clauses is None or any("%" in text[c.start : c.end] for c in clauses)):
