@@ -18,8 +18,11 @@ _MIGRATIONS = {"1": "mv.sql", "2": "generation.sql"}
 
 def ensure_catalog(conn: psycopg.Connection[Any]) -> None:
     """Bootstrap the catalog once; concurrent sessions wait for the first."""
-    if _installed(conn) and _version(conn) == CATALOG_VERSION:
-        return
+    try:  # one round trip on every open of an installed, current catalog
+        if _version(conn) == CATALOG_VERSION:
+            return
+    except psycopg.errors.UndefinedTable:
+        pass  # not installed yet (the connection is in autocommit: nothing is left aborted)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         if not _installed(conn):
