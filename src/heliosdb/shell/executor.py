@@ -317,22 +317,27 @@ class Shell:
         if not self.threaded:
             return work()
         box: dict[str, Any] = {}
+        # An Event, not Thread.join(): a join() interrupted by Ctrl-C can mark the thread finished while it
+        # still runs (CPython), and the result would be read before it exists.
+        done = threading.Event()
 
         def target() -> None:
             try:
                 box["ok"] = work()
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 box["error"] = exc
+            finally:
+                done.set()
 
         t = threading.Thread(target=target, name="heliosdb-statement", daemon=True)
         started = time.monotonic()
         t.start()
         shown = False
-        while t.is_alive():
+        while not done.is_set():
             try:
-                t.join(0.1)
+                done.wait(0.1)
                 elapsed = time.monotonic() - started
-                if elapsed >= PROGRESS_AFTER and t.is_alive() and self.err.isatty():
+                if elapsed >= PROGRESS_AFTER and not done.is_set() and self.err.isatty():
                     self.write_err(f"\r{progress_line(self.session, elapsed)}\x1b[K")
                     shown = True
             except KeyboardInterrupt:
@@ -341,12 +346,6 @@ class Shell:
                 shown = False
         if shown:
             self.write_err("\r\x1b[K")
-        while "ok" not in box and "error" not in box:  # a join() cut short by Ctrl-C can report it done early
-            try:
-                t.join()
-                break
-            except KeyboardInterrupt:
-                self.session.cancel()
         if "error" in box:
             raise box["error"]
         return box["ok"]  # type: ignore[no-any-return]
