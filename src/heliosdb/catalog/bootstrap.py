@@ -10,10 +10,11 @@ import psycopg
 from heliosdb import errors
 
 _LOCK_KEY = 0x48444231  # 'HDB1': serializes concurrent first opens
-CATALOG_VERSION = "3"  # bump with every change to the catalog scripts (and add a migration)
+CATALOG_VERSION = "4"  # bump with every change to the catalog scripts (and add a migration)
 # version -> the script that brings it to the next one (generation.sql: the catalog generation
 # that lets sessions cache catalog reads, see catalog/cache.py)
-_MIGRATIONS = {"1": "mv.sql", "2": "generation.sql"}
+# mv_refresh.sql: the common refresh of a materialized view as one statement
+_MIGRATIONS = {"1": "mv.sql", "2": "generation.sql", "3": "mv_refresh.sql"}
 
 
 def ensure_catalog(conn: psycopg.Connection[Any]) -> None:

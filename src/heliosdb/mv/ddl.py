@@ -48,6 +48,16 @@ def on_branch_path(conn: psycopg.Connection[Any], branch: Branch) -> Iterator[No
 def execute(session: Session, text: str) -> Result:
     stmt = mvparse.parse(text)
     conn = session.conn
+    tried_fast = False
+    if isinstance(stmt, mvparse.RefreshMV) and stmt.with_data and not session.in_transaction:
+        # the common case in one statement that is its own transaction
+        outcome, _, out = mvrefresh.fast_refresh(conn, session.branch.id, name=stmt.name.name, mode=stmt.mode,
+                                                 detached=True)
+        if outcome == "missing":
+            raise _undefined(stmt.name.name)
+        if out is not None:
+            return _refreshed(session, stmt.name.name, out)
+        tried_fast = outcome == "slow"
     with conn.transaction():
         branch = session.branch
         if isinstance(stmt, mvparse.CreateMV):
@@ -55,7 +65,7 @@ def execute(session: Session, text: str) -> Result:
         if isinstance(stmt, mvparse.AlterMV):
             return _alter(session, branch, stmt)
         if isinstance(stmt, mvparse.RefreshMV):
-            return _refresh(session, branch, stmt)
+            return _refresh(session, branch, stmt, try_fast=not tried_fast)
         return _drop(session, branch, stmt)
 
 
@@ -219,7 +229,7 @@ def _alter(session: Session, branch: Branch, stmt: mvparse.AlterMV) -> Result:
     return _result("ALTER MATERIALIZED VIEW")
 
 
-def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV) -> Result:
+def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV, *, try_fast: bool = True) -> Result:
     conn = session.conn
     mv = _get(session, branch, stmt.name.name)
     if mv is None:
@@ -237,10 +247,15 @@ def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV) -> Resul
     # names in the query resolve on the branch (only queries refreshed in full run as written)
     path = on_branch_path(conn, branch) if mv.plan.mode == "full" or mv.plan.deps_mvs else contextlib.nullcontext()
     with path:
-        out = mvrefresh.refresh(conn, branch, mv, mode=stmt.mode, reason=None, progress=session.report_progress)
+        out = mvrefresh.refresh(conn, branch, mv, mode=stmt.mode, reason=None, progress=session.report_progress,
+                                try_fast=try_fast)
+    return _refreshed(session, mv.name, out)
+
+
+def _refreshed(session: Session, name: str, out: mvrefresh.Outcome | None) -> Result:
     if out is not None and out.mode != "none":
         session.notices.append(
-            f"NOTICE:  {out.mode} refresh of \"{mv.name}\" to LSN {_fmt(out.lsn)}: {out.reason} ({out.ms:.1f} ms)")
+            f"NOTICE:  {out.mode} refresh of \"{name}\" to LSN {_fmt(out.lsn)}: {out.reason} ({out.ms:.1f} ms)")
     return _result("REFRESH MATERIALIZED VIEW")
 
 

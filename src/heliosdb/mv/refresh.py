@@ -43,7 +43,6 @@ from heliosdb.sql.names import quote_qualified
 P_SENTINEL = 9_000_000_000_000_000_001
 H_SENTINEL = 9_000_000_000_000_000_002
 FULL_FRACTION = 0.25  # a delta touching more than this share of the base is refreshed in full
-_LOCK_CLASS = 0x4D56  # advisory lock namespace of refreshes: one at a time per view and branch
 
 
 @dataclass
@@ -53,10 +52,6 @@ class Outcome:
     rows: int
     ms: float
     lsn: int
-
-
-def _lock_key(mv_id: int, branch_id: int) -> int:
-    return (_LOCK_CLASS << 48) | ((mv_id & 0xFFFFFF) << 24) | (branch_id & 0xFFFFFF)
 
 
 def head_of(conn: psycopg.Connection[Any], branch: Branch) -> int:
@@ -427,7 +422,9 @@ class _State:
 
 def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: bool) -> _State | None:
     """Lock, state, head, pending changes and base size in one round trip (None: locked by another)."""
-    lock = "(SELECT true FROM pg_advisory_xact_lock(%s))" if wait else "pg_try_advisory_xact_lock(%s)"
+    # one refresh at a time per view and branch (the key: catalog/mv_refresh.sql)
+    key = "heliosdb._mv_lock_key(%s, %s)"
+    lock = f"(SELECT true FROM pg_advisory_xact_lock({key}))" if wait else f"pg_try_advisory_xact_lock({key})"
     row = conn.execute(
         f"""SELECT l.got, s.refreshed_lsn, s.history_from, s.options,
                    coalesce(heliosdb.held_lsn(b.id), b.head_lsn),
@@ -442,7 +439,7 @@ def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: 
             JOIN heliosdb._mv_state s ON l.got AND s.mv_id = %s AND s.branch_id = %s
             JOIN heliosdb._branches b ON b.id = s.branch_id
             FOR UPDATE OF s""",  # type: ignore[arg-type]
-        (mv.plan.deps_tables, _lock_key(mv.id, branch.id), mv.id, branch.id),
+        (mv.plan.deps_tables, mv.id, branch.id, mv.id, branch.id),
     ).fetchone()
     if row is None:
         got = conn.execute("SELECT 1 FROM heliosdb._mv_state WHERE mv_id = %s AND branch_id = %s",
@@ -455,15 +452,44 @@ def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: 
     return _State(p, hist_from, with_defaults(options), int(head), pending, size, fn, fork)
 
 
+def fast_refresh(
+    conn: psycopg.Connection[Any], branch_id: int, *, mv_id: int | None = None, name: str | None = None,
+    mode: str | None = None, wait: bool = True, reason: str | None = None, detached: bool = False,
+) -> tuple[str, int | None, Outcome | None]:
+    """The common refresh as one statement (catalog/mv_refresh.sql): (outcome, view id, result).
+
+    outcome: done / none (result given), busy, missing, or slow: refresh() decides.
+    detached: the statement is its own transaction (its commit need not wait for the WAL flush).
+    """
+    row = conn.execute(
+        "SELECT * FROM heliosdb._mv_refresh(%s, %s, %s, %s, %s, %s, %s, %s)",
+        (mv_id, branch_id, name, mode, wait, reason, detached, FULL_FRACTION),
+    ).fetchone()
+    assert row is not None
+    outcome, mid, why, rows, ms, lsn = row
+    if outcome not in ("done", "none"):
+        return outcome, mid, None
+    return outcome, mid, Outcome("incremental" if outcome == "done" else "none", why, int(rows), float(ms), int(lsn))
+
+
 def refresh(
     conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, mode: str | None = None,
     h: int | None = None, wait: bool = True, reason: str | None = None, _seen: set[int] | None = None,
-    progress: Any = None,
+    progress: Any = None, detached: bool = False, try_fast: bool = True,
 ) -> Outcome | None:
     """Bring the view to the branch's head (or h); in the caller's transaction. None: someone else is at it.
 
     progress(what, done, total), if given, hears of each view refreshed (inputs first).
+    detached: the caller's transaction holds nothing but this refresh.
+    try_fast: False when the caller's fast_refresh() already said 'slow'.
     """
+    if try_fast and h is None and mode != "full" and not mv.plan.deps_mvs and mv.plan.mode != "full":
+        outcome, _, out = fast_refresh(conn, branch.id, mv_id=mv.id, mode=mode, wait=wait, reason=reason,
+                                       detached=detached)
+        if outcome == "busy":
+            return None
+        if out is not None:
+            return out
     seen = (_seen or set()) | {mv.id}
     total = len(mv.plan.deps_mvs) + 1
     if mv.plan.deps_mvs:  # inputs first, to the same point

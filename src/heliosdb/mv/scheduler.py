@@ -146,7 +146,7 @@ class Scheduler(threading.Thread):
                     return "gone"
                 mv.options = st.options
                 with on_branch_path(conn, branch):
-                    out: Outcome | None = refresh(conn, branch, mv, wait=False)
+                    out: Outcome | None = refresh(conn, branch, mv, wait=False, detached=True)
             if out is None or out.mode == "none":
                 conn.execute("UPDATE heliosdb._mv_state SET status = 'FRESH' WHERE mv_id = %s AND branch_id = %s "
                              "AND status = 'REFRESHING'", (mv.id, branch.id))
