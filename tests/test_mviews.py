@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from decimal import Decimal
 
 import pytest
@@ -747,3 +748,42 @@ def test_long_refreshes_and_merges_report_progress_for_the_shell_bar(conn: helio
     assert session.progress == ("applying b", 3, 4)  # two tables compared, then two applied
     run(conn, "SELECT 1")
     assert session.progress is None and "running 2.0 s" in progress_line(session, 2.0)
+
+
+def _view_history_rows(conn: heliosdb.Connection, name: str) -> int:
+    """Versions kept in the view's history relation on the connection's branch (storage, not SQL surface)."""
+    mv_id, branch_id = rows(conn, "SELECT m.id, b.id FROM heliosdb._mviews m, heliosdb._branches b "
+                                  "WHERE m.name = %s AND b.name = %s", (name, conn.branch))[0]
+    return rows(conn, f'SELECT count(*) FROM "hdb_b{branch_id}"."mv{mv_id}__hist"')[0][0]
+
+
+def test_gc_prunes_view_history_but_keeps_what_readers_need(base: heliosdb.Connection, connect) -> None:
+    main = base
+    run(main, f"CREATE MATERIALIZED VIEW a AS {Q_AGG} WITH (maintenance_strategy = on_demand)",
+        "CREATE MATERIALIZED VIEW b AS SELECT g, s FROM a WHERE c > 1 WITH (maintenance_strategy = on_demand)")
+    run(main, "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1 second', gc_policy = aggressive)")
+    for i in range(4):  # old refreshes of a; b last refreshed after the second
+        run(main, f"UPDATE t SET v = v + {i + 1} WHERE id = 1", "REFRESH MATERIALIZED VIEW a")
+        if i == 1:
+            run(main, "REFRESH MATERIALIZED VIEW b")
+    time.sleep(1.2)
+    run(main, "UPDATE t SET v = v + 1 WHERE id = 3", "REFRESH MATERIALIZED VIEW a")
+    before = _view_history_rows(main, "a")
+    assert rows(main, "SELECT heliosdb.gc()")[0][0] >= 1
+    # b refreshed from its last point: the versions of a since then stay, the ones before go
+    kept = _view_history_rows(main, "a")
+    assert 0 < kept < before
+    run(main, "REFRESH MATERIALIZED VIEW b INCREMENTAL")
+    assert staleness(main, "b", "last_refresh_mode")[0] == "incremental"
+    assert_view_equals_query(main, "b", "SELECT g, sum(v) FROM t GROUP BY g HAVING count(*) > 1")
+    # with b up to date, everything before the horizon can go; the views still answer, a new branch inherits them
+    time.sleep(1.2)
+    run(main, "INSERT INTO t VALUES (9, 2, 1)", "REFRESH MATERIALIZED VIEW a", "REFRESH MATERIALIZED VIEW b")
+    run(main, "SELECT heliosdb.gc()")
+    assert _view_history_rows(main, "a") < kept
+    assert_view_equals_query(main, "a", Q_AGG)
+    run(main, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    assert multiset(dev, "SELECT * FROM a") == multiset(main, "SELECT * FROM a")
+    run(dev, "UPDATE t SET v = 0 WHERE id = 2", "REFRESH MATERIALIZED VIEW a INCREMENTAL")
+    assert_view_equals_query(dev, "a", Q_AGG)

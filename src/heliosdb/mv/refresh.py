@@ -422,7 +422,7 @@ class _State:
 
 def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: bool) -> _State | None:
     """Lock, state, head, pending changes and base size in one round trip (None: locked by another)."""
-    # one refresh at a time per view and branch (the key: catalog/mv_refresh.sql)
+    # one refresh at a time per view and branch (the key: catalog/mv_upkeep.sql)
     key = "heliosdb._mv_lock_key(%s, %s)"
     lock = f"(SELECT true FROM pg_advisory_xact_lock({key}))" if wait else f"pg_try_advisory_xact_lock({key})"
     row = conn.execute(
@@ -456,7 +456,7 @@ def fast_refresh(
     conn: psycopg.Connection[Any], branch_id: int, *, mv_id: int | None = None, name: str | None = None,
     mode: str | None = None, wait: bool = True, reason: str | None = None, detached: bool = False,
 ) -> tuple[str, int | None, Outcome | None]:
-    """The common refresh as one statement (catalog/mv_refresh.sql): (outcome, view id, result).
+    """The common refresh as one statement (catalog/mv_upkeep.sql): (outcome, view id, result).
 
     outcome: done / none (result given), busy, missing, or slow: refresh() decides.
     detached: the statement is its own transaction (its commit need not wait for the WAL flush).
