@@ -71,6 +71,34 @@ def test_grandchild_isolation_in_both_directions(seeded: heliosdb.Connection, co
     assert rows(grand, "SELECT id, qty FROM items ORDER BY id") == [(1, 0), (2, 20), (3, 99), (7, 7)]
 
 
+def test_writes_find_the_row_the_branch_sees(seeded: heliosdb.Connection, connect) -> None:
+    """UPDATE / DELETE on a branch act on the row the branch sees under that key: its own version,
+    the inherited one, none when it deleted or re-keyed the row; on a grandchild, the parent's version."""
+    run(seeded, "CREATE DATABASE BRANCH child")
+    child = connect("child")
+    run(child, "UPDATE items SET id = 10 WHERE id = 1", "DELETE FROM items WHERE id = 2")
+    cur = child.cursor()
+    for stmt, n in (("UPDATE items SET qty = 1 WHERE id = 1", 0), ("UPDATE items SET qty = 1 WHERE id = 10", 1),
+                    ("DELETE FROM items WHERE id = 2", 0), ("UPDATE items SET qty = 3 WHERE id = 3", 1),
+                    ("UPDATE items SET qty = qty + 1 WHERE id = 3", 1)):
+        cur.execute(stmt)
+        assert cur.rowcount == n, stmt
+    run(child, "ALTER TABLE items ADD COLUMN tag text DEFAULT 'x'", "UPDATE items SET tag = 'y' WHERE id = 10",
+        "CREATE DATABASE BRANCH grandchild")
+    grand = connect("grandchild")
+    run(grand, "UPDATE items SET qty = 7 WHERE id = 10", "DELETE FROM items WHERE id = 3")
+    assert rows(grand, "SELECT id, qty, tag FROM items ORDER BY id") == [(10, 7, "y")]
+    assert rows(child, "SELECT id, qty, tag FROM items ORDER BY id") == [(3, 4, "x"), (10, 1, "y")]
+    assert rows(seeded, "SELECT id, qty FROM items ORDER BY id") == [(1, 10), (2, 20), (3, 30)]
+    # many rows in one statement on a fresh branch: each finds its own row
+    run(seeded, "CREATE TABLE many (k int PRIMARY KEY, v int)", "INSERT INTO many SELECT g, 0 FROM generate_series(1, 3000) g",
+        "CREATE DATABASE BRANCH bulk")
+    bulk = connect("bulk")
+    run(bulk, "UPDATE many SET v = v + 1", "UPDATE many SET v = v + 1 WHERE k % 2 = 0", "DELETE FROM many WHERE k % 3 = 0")
+    assert rows(bulk, "SELECT count(*), sum(v) FROM many") == [(2000, 2000 + 1000)]
+    assert rows(seeded, "SELECT count(*), sum(v) FROM many") == [(3000, 0)]
+
+
 def test_ddl_is_branch_local(seeded: heliosdb.Connection, connect) -> None:
     run(seeded, "CREATE DATABASE BRANCH dev")
     dev = connect("dev")

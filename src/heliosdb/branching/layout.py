@@ -16,6 +16,7 @@ an INSTEAD OF trigger that writes versions into "<name>__br" and "<name>__hist".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -149,6 +150,8 @@ def create_side_relations(conn: psycopg.Connection[Any], info: TableInfo, cols: 
     conn.execute(
         sql.SQL("CREATE INDEX ON {h} (_hdb_branch, _hdb_rowid, _hdb_end)").format(h=q(*info.hist))
     )
+    # reads as of a point find the versions a branch closed after it through this one
+    conn.execute(sql.SQL("CREATE INDEX ON {h} (_hdb_branch, _hdb_end)").format(h=q(*info.hist)))
     # merges and incremental views find a branch's changes since an LSN through these
     conn.execute(sql.SQL("CREATE INDEX ON {br} (_hdb_branch, _hdb_lsn)").format(br=q(*info.br)))
     # a deep branch's view asks, per candidate row, whether any of many ancestors wrote its row id
@@ -159,13 +162,19 @@ def create_side_relations(conn: psycopg.Connection[Any], info: TableInfo, cols: 
 
 
 def mirror_index(conn: psycopg.Connection[Any], info: TableInfo, cols: list[str]) -> None:
-    """Index the branch rows and history on columns the root relation indexes (key lookups on branches)."""
+    """Index the branch rows and history on columns the root relation indexes (key lookups on branches).
+
+    On __br the branch comes last: the primary key (_hdb_branch, _hdb_rowid) is then the only
+    index a condition on the branch alone can use. A branch that starts writing has no rows in
+    __br's statistics, so every index led by _hdb_branch looked equally cheap for "this branch,
+    this row id" and the planner took the last one created (the key mirror), reading all of the
+    branch's rows per written row.
+    """
     if not cols:
         return
     keys = sql.SQL(", ").join(I(c) for c in cols)
-    for rel in (info.br, info.hist):
-        conn.execute(sql.SQL("CREATE INDEX ON {} (_hdb_branch, {})").format(q(*rel), keys))
-    conn.execute(sql.SQL("CREATE INDEX ON {h} (_hdb_branch, _hdb_end)").format(h=q(*info.hist)))
+    conn.execute(sql.SQL("CREATE INDEX ON {} ({}, _hdb_branch)").format(q(*info.br), keys))
+    conn.execute(sql.SQL("CREATE INDEX ON {} (_hdb_branch, {})").format(q(*info.hist), keys))
 
 
 def install_root_triggers(conn: psycopg.Connection[Any], info: TableInfo) -> None:
@@ -494,7 +503,8 @@ def view_statements(
             default = sql.SQL("SET DEFAULT {}").format(sql.SQL(c.default)) if c.default else sql.SQL("DROP DEFAULT")
             out.append(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} {d}").format(v=user_view, c=I(c.name), d=default))
     fn = q(branch.phys_schema, version.name + "__w")
-    out.append(write_function_sql(fn, branch, info, version, internal, names, snap.br_columns[info.id]))
+    out.append(write_function_sql(fn, branch, info, version, internal, names, snap.br_columns[info.id],
+                                  inherited=_inherited_by_key(snap, levels, info, version)))
     if or_replace:
         out.append(sql.SQL("DROP TRIGGER IF EXISTS _hdb_write ON {}").format(user_view))
     out.append(
@@ -517,9 +527,60 @@ def _new_row(version: TableVersion) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("NEW.{} AS {}").format(I(c.name), I(c.name)) for c in version.columns)
 
 
+def _inherited_by_key(snap: Snapshot, levels: list[Level], info: TableInfo,
+                      version: TableVersion) -> sql.Composable | None:
+    """The rows the branch inherits (its parent's state at the fork), for finding a row by its key.
+
+    None when the table has no key, or a key column some ancestor does not have (its rows would
+    show the physical column, not the value the branch sees): the trigger then searches its view.
+    """
+    pk = version.key_columns
+    lv = levels_to_root(levels, info)
+    if not pk or len(lv) < 2:
+        return None
+    by_name = {c.name: c.col for c in version.columns}
+    presence = _presence(snap, lv, info, version)
+    if any(by_name[c] not in presence[i] for c in pk for i in range(1, len(lv))):
+        return None
+    # only the key: columns the branch added since the fork do not exist at the parent's level
+    keys = dataclasses.replace(version, columns=[c for c in version.columns if c.name in pk])
+    return state_sql(snap, lv[1:], info, keys)
+
+
+def _row_lookup(b: sql.Composable, info: TableInfo, version: TableVersion, internal: sql.Identifier,
+                names: dict[int, str], find: sql.Composable, inherited: sql.Composable | None) -> sql.Composable:
+    """PL/pgSQL that sets _hdb_rid to the row id of the row OLD is (NULL: none).
+
+    Row by row, as index probes with plain values: the branch's own current row by key, else each
+    inherited row with that key that the branch has not written (by row id). `_hdb_branch + 0`
+    keeps indexes led by the branch out of the plan (see mirror_index). Searching the branch's
+    view instead plans an anti-join once, while the branch has written nothing, and then reads
+    all of the branch's rows per written row (10,000 rows of a branch: 21 s).
+    """
+    if inherited is None:
+        return sql.SQL("SELECT s._hdb_rowid INTO _hdb_rid FROM {iv} s WHERE {find} LIMIT 1;").format(
+            iv=internal, find=find)
+    by_name = {c.name: c.col for c in version.columns}
+    own = sql.SQL(" AND ").join(
+        sql.SQL("r.{p} = OLD.{c}").format(p=I(names[by_name[c]]), c=I(c)) for c in version.key_columns)
+    return sql.SQL(
+        "SELECT r._hdb_rowid INTO _hdb_rid FROM {br} r WHERE {own} AND r._hdb_branch + 0 = {b} "
+        "AND NOT r._hdb_del LIMIT 1;\n"
+        "        IF _hdb_rid IS NULL THEN\n"
+        "            FOR _hdb_c IN SELECT s._hdb_rowid FROM ({inh}) s WHERE {find} LOOP\n"
+        "                IF NOT EXISTS (SELECT 1 FROM {br} w WHERE w._hdb_rowid = _hdb_c AND w._hdb_branch + 0 = {b}) "
+        "THEN\n"
+        "                    _hdb_rid := _hdb_c;\n"
+        "                    EXIT;\n"
+        "                END IF;\n"
+        "            END LOOP;\n"
+        "        END IF;"
+    ).format(br=q(*info.br), own=own, b=b, inh=inherited, find=find)
+
+
 def write_function_sql(
     fn: sql.Identifier, branch: Branch, info: TableInfo, version: TableVersion, internal: sql.Identifier,
-    names: dict[int, str], br_columns: list[str],
+    names: dict[int, str], br_columns: list[str], *, inherited: sql.Composable | None = None,
 ) -> sql.Composable:
     """The INSTEAD OF trigger function of a branch view: PostgreSQL's checks, then versioned writes."""
     b = L(branch.id)
@@ -593,21 +654,23 @@ def write_function_sql(
     new_vals = sql.SQL("").join(sql.SQL("NEW.{}, ").format(I(c.name)) for c in all_cols)
     set_cols = sql.SQL("").join(sql.SQL("{c} = EXCLUDED.{c}, ").format(c=I(names[c.col])) for c in all_cols)
     # The lookups below are planned once per session (generic plans), typically while the branch's
-    # __br is still empty: the planner then hashes or materializes the branch's rows for the
-    # anti-join, which every later row of a large statement re-reads (quadratic: a 8,000-row UPDATE
-    # took 7.4 s, 926 us/row and growing). Without hash, merge and materialize, the only plans left
-    # probe the row-id index per candidate, whatever __br's size (50,000 rows: 3.3 s, 66 us/row).
+    # __br is still empty: the planner then scans, hashes or materializes the branch's rows, which
+    # every later row of a large statement re-reads (quadratic: a 8,000-row UPDATE took 7.4 s,
+    # 926 us/row and growing; 10,000 rows of a 1,000,000-row table 21 s). Without sequential scans,
+    # hash, merge and materialize, the only plans left probe indexes, whatever __br's size
+    # (50,000 rows: 3.3 s, 66 us/row).
     return sql.SQL(
         """CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql
-SET enable_material = off SET enable_hashjoin = off SET enable_mergejoin = off AS $f$
+SET enable_seqscan = off SET enable_material = off SET enable_hashjoin = off SET enable_mergejoin = off AS $f$
 DECLARE
     _hdb_l bigint := heliosdb.txn_lsn({b});
     _hdb_rid bigint;
+    _hdb_c bigint;
     _hdb_oc jsonb;
     _hdb_n bigint;
 BEGIN
     IF TG_OP <> 'INSERT' THEN
-        SELECT s._hdb_rowid INTO _hdb_rid FROM {iv} s WHERE {find} LIMIT 1;
+        {lookup}
         IF _hdb_rid IS NULL THEN RETURN NULL; END IF;
     END IF;
     IF TG_OP <> 'DELETE' THEN
@@ -619,7 +682,7 @@ BEGIN
     END IF;
     INSERT INTO {hist} (_hdb_branch, {arch_cols}_hdb_rowid, _hdb_begin, _hdb_end, _hdb_del)
     SELECT _hdb_branch, {arch_cols}_hdb_rowid, _hdb_lsn, _hdb_l, _hdb_del FROM {br}
-    WHERE _hdb_branch = {b} AND _hdb_rowid = _hdb_rid AND _hdb_lsn <> _hdb_l;
+    WHERE _hdb_rowid = _hdb_rid AND _hdb_branch + 0 = {b} AND _hdb_lsn <> _hdb_l;
     IF TG_OP = 'DELETE' THEN
         INSERT INTO {br} (_hdb_branch, _hdb_rowid, _hdb_lsn, _hdb_del) VALUES ({b}, _hdb_rid, _hdb_l, true)
         ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET _hdb_lsn = _hdb_l, _hdb_del = true;
@@ -631,7 +694,7 @@ BEGIN
     RETURN NEW;
 END $f$"""
     ).format(
-        fn=fn, b=b, iv=internal, find=find,
+        fn=fn, b=b, lookup=_row_lookup(b, info, version, internal, names, find, inherited),
         checks=sql.SQL("\n        ").join(checks), uniques=sql.SQL("\n        ").join(uniques),
         br=q(*info.br), hist=q(*info.hist),
         arch_cols=sql.SQL("").join(sql.SQL("{}, ").format(I(c)) for c in br_columns),
