@@ -303,45 +303,8 @@ SELECT b.name AS branch, (b.options->>'retention_period')::interval AS retention
        (SELECT c.committed_at FROM heliosdb._commits c WHERE c.lsn = b.gc_lsn) AS oldest_time
 FROM heliosdb._branches b WHERE b.state <> 'dropped';
 
--- Prune history older than each branch's retention (scaled by its gc_policy),
--- keeping every version that a descendant's fork point still reads.
-CREATE FUNCTION heliosdb.gc() RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-    br record;
-    t record;
-    horizon bigint;
-    pruned bigint := 0;
-    n bigint;
-BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS _hdb_needed (branch_id integer, upto bigint) ON COMMIT DROP;
-    TRUNCATE _hdb_needed;
-    -- (ancestor, LSN) pairs that live branches read their ancestors at
-    INSERT INTO _hdb_needed
-    WITH RECURSIVE up AS (
-        SELECT b.id AS leaf, b.parent_id AS anc, b.fork_lsn AS upto
-        FROM heliosdb._branches b WHERE b.state <> 'dropped' AND b.parent_id IS NOT NULL
-        UNION ALL
-        SELECT up.leaf, p.parent_id, least(up.upto, p.fork_lsn)
-        FROM up JOIN heliosdb._branches p ON p.id = up.anc WHERE p.parent_id IS NOT NULL)
-    SELECT DISTINCT anc, upto FROM up;
-    FOR br IN SELECT id, options FROM heliosdb._branches WHERE state <> 'dropped' LOOP
-        horizon := heliosdb._lsn_at(br.id, clock_timestamp() - (br.options->>'retention_period')::interval *
-            CASE br.options->>'gc_policy' WHEN 'aggressive' THEN 1 WHEN 'conservative' THEN 2 ELSE 1.25 END);
-        CONTINUE WHEN horizon IS NULL;
-        FOR t IN SELECT phys_schema, phys_name FROM heliosdb._tables LOOP
-            EXECUTE format(
-                'DELETE FROM %I.%I h WHERE h._hdb_branch = $1 AND h._hdb_end <= $2
-                 AND NOT EXISTS (SELECT 1 FROM _hdb_needed k WHERE k.branch_id = $1
-                                 AND h._hdb_begin <= k.upto AND h._hdb_end > k.upto)',
-                t.phys_schema, t.phys_name || '__hist') USING br.id, horizon;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            pruned := pruned + n;
-        END LOOP;
-        UPDATE heliosdb._branches SET gc_lsn = greatest(gc_lsn, horizon) WHERE id = br.id;
-    END LOOP;
-    RETURN pruned;
-END $$;
+-- heliosdb.gc(), the pruning of history by retention, is defined in mv_upkeep.sql (it covers
+-- materialized views' history too, so it comes after mv.sql).
 
 -- Merges: every MERGE DATABASE BRANCH, pending (MANUAL), completed or aborted.
 CREATE SEQUENCE heliosdb.merge_id_seq;

@@ -87,8 +87,11 @@ BEGIN
     RETURN QUERY SELECT 'done', m, reason, coalesce(r, 0), took, s.head;
 END $$;
 
--- heliosdb.gc() as in bootstrap.sql, plus the history of materialized views:
--- a view's versions that ended before the branch's retention horizon go, as far
+-- Prune history older than each branch's retention (scaled by its gc_policy),
+-- keeping every version that a descendant's fork point still reads. Since
+-- catalog version 4 (before, bootstrap.sql had it without the next part) also
+-- the history of materialized views: a view's versions that ended before the
+-- branch's retention horizon go, as far
 -- as nothing still reads them: views over it refresh from their last point, and
 -- branches read their parent's views as of their fork points (history_from
 -- rises with the horizon, so an input's history never silently goes missing).
