@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -224,6 +225,14 @@ _worker_cluster: Cluster | None = None
 def _init_worker(data_dir: str, timeout: float) -> None:
     global _worker_cluster
     _worker_cluster = Cluster(data_dir, timeout)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="slt-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose runner was killed (SIGTERM, SIGKILL) stops too, instead of running its file on."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _run_in_worker(path: str, name: str, modes: tuple[int, ...], verbose: bool, budget: float) -> FileResult:
