@@ -101,7 +101,9 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
            WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL
-             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+             -- conrelid first: pg_constraint has no index on conindid (a scan of all of it per index)
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = i.indrelid
+                             AND c.conindid = i.indexrelid)
              AND NOT (SELECT bool_or(a.attname LIKE '\\_hdb\\_%%') FROM pg_attribute a
                       WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[]))""",
         (rel,),
