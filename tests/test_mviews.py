@@ -787,3 +787,23 @@ def test_gc_prunes_view_history_but_keeps_what_readers_need(base: heliosdb.Conne
     assert multiset(dev, "SELECT * FROM a") == multiset(main, "SELECT * FROM a")
     run(dev, "UPDATE t SET v = 0 WHERE id = 2", "REFRESH MATERIALIZED VIEW a INCREMENTAL")
     assert_view_equals_query(dev, "a", Q_AGG)
+
+
+def test_refresh_inside_a_transaction_follows_it(base: heliosdb.Connection) -> None:
+    conn = base
+    run(conn, "INSERT INTO t SELECT g, g % 5, g FROM generate_series(10, 109) g",  # small deltas: incremental
+        f"CREATE MATERIALIZED VIEW a AS {Q_AGG} WITH (maintenance_strategy = on_demand)")
+    before = multiset(conn, "SELECT * FROM a")
+    lsn_before = staleness(conn, "a", "last_refresh_lsn")[0]
+    run(conn, "BEGIN", "UPDATE t SET v = v + 100 WHERE id = 1", "REFRESH MATERIALIZED VIEW a INCREMENTAL")
+    assert_view_equals_query(conn, "a", Q_AGG, "inside the transaction")
+    run(conn, "ROLLBACK")
+    assert multiset(conn, "SELECT * FROM a") == before
+    assert staleness(conn, "a", "last_refresh_lsn")[0] == lsn_before
+    run(conn, "BEGIN", "UPDATE t SET v = v + 1 WHERE id = 2", "REFRESH MATERIALIZED VIEW a", "COMMIT")
+    assert_view_equals_query(conn, "a", Q_AGG, "after COMMIT")
+    assert staleness(conn, "a", "last_refresh_mode, status") == ("incremental", "FRESH")
+    # and as a statement of its own (one statement, see catalog/mv_upkeep.sql)
+    run(conn, "DELETE FROM t WHERE id = 3", "REFRESH MATERIALIZED VIEW a")
+    assert_view_equals_query(conn, "a", Q_AGG, "after a refresh of its own")
+    assert staleness(conn, "a", "last_refresh_mode")[0] == "incremental"
