@@ -170,12 +170,17 @@ def _version(row: tuple[Any, ...]) -> TableVersion:
     )
 
 
-def _load_versions(conn: psycopg.Connection[Any], branch_ids: list[int]) -> dict[int, list[tuple[Any, ...]]]:
-    rows = conn.execute(
-        """SELECT branch_id, table_id, name, valid_from, dropped, columns, constraints, valid_to
-           FROM heliosdb._table_versions WHERE branch_id = ANY(%s)""",
-        (branch_ids,),
-    ).fetchall()
+def _load_versions(conn: psycopg.Connection[Any], branch_ids: list[int],
+                   named: str | None = None) -> dict[int, list[tuple[Any, ...]]]:
+    """Schema versions on these branches, by branch; `named`: only of tables that bear that name
+    on one of them (a version of the same table elsewhere may rename or drop it, so all of theirs)."""
+    query = """SELECT branch_id, table_id, name, valid_from, dropped, columns, constraints, valid_to
+               FROM heliosdb._table_versions WHERE branch_id = ANY(%s)"""
+    params: tuple[Any, ...] = (branch_ids,)
+    if named is not None:
+        query += " AND table_id IN (SELECT table_id FROM heliosdb._table_versions WHERE branch_id = ANY(%s) AND name = %s)"
+        params = (branch_ids, branch_ids, named)
+    rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
     by_branch: dict[int, list[tuple[Any, ...]]] = {}
     for r in rows:
         by_branch.setdefault(r[0], []).append(r)
@@ -292,10 +297,15 @@ class Snapshot:
 
 
 def find_table(conn: psycopg.Connection[Any], levels: list[Level], name: str) -> TableVersion | None:
-    for v in visible_tables(conn, levels).values():
-        if v.name == name:
-            return v
-    return None
+    """The table called `name` as the first level sees it (None: there is none).
+
+    Only the versions of tables bearing the name are read: on a deep branch, reading every
+    table's versions made each DDL statement cost O(depth x versions).
+    """
+    if not levels:
+        return None
+    by_branch = _load_versions(conn, [lv.branch_id for lv in levels], named=name)
+    return next((v for v in _resolve(by_branch, levels).values() if v.name == name), None)
 
 
 def table_info(conn: psycopg.Connection[Any], table_id: int) -> TableInfo:
