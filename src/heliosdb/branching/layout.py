@@ -32,6 +32,7 @@ from heliosdb.catalog.model import (
     TableVersion,
 )
 from heliosdb.sql.lsn import MAX_LSN
+from heliosdb.sql.names import quote_ident, quote_literal
 
 I = sql.Identifier  # noqa: E741 - short alias used throughout SQL building
 L = sql.Literal
@@ -49,7 +50,7 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
     list[Column], list[dict[str, Any]]
 ]:
     """Columns and constraints of the root relation, from PostgreSQL's catalogs."""
-    rel = f"{_quote(info.phys_schema)}.{_quote(info.phys_name)}"
+    rel = f"{quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)}"
     cols: list[Column] = []
     rows = conn.execute(
         """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -65,7 +66,7 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
         if name.startswith("_hdb_"):
             continue
         if identity and seq:
-            default = f"nextval({_literal(seq)}::regclass)"
+            default = f"nextval({quote_literal(seq)}::regclass)"
         cols.append(Column(name=name, col=names.get(name, 0), type=typ, notnull=notnull, default=default))
     cons = []
     for name, kind, keys, expr in conn.execute(
@@ -112,14 +113,6 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
     return cols, cons
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def user_columns(conn: psycopg.Connection[Any], rel: tuple[str, str]) -> list[str]:
     """Physical user columns of a relation (no _hdb_ bookkeeping columns), in order."""
     return [
@@ -127,7 +120,7 @@ def user_columns(conn: psycopg.Connection[Any], rel: tuple[str, str]) -> list[st
         for r in conn.execute(
             """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
                AND NOT attisdropped AND attname NOT LIKE '\\_hdb\\_%%' ORDER BY attnum""",
-            (f"{_quote(rel[0])}.{_quote(rel[1])}",),
+            (f"{quote_ident(rel[0])}.{quote_ident(rel[1])}",),
         ).fetchall()
     ]
 
@@ -188,7 +181,7 @@ def install_root_triggers(conn: psycopg.Connection[Any], info: TableInfo) -> Non
         for r in conn.execute(
             """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
                AND NOT attisdropped AND attname NOT IN ('_hdb_rowid', '_hdb_lsn') ORDER BY attnum""",
-            (f"{_quote(info.phys_schema)}.{_quote(info.phys_name)}",),
+            (f"{quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)}",),
         ).fetchall()
     ]
     cols = sql.SQL("").join(sql.SQL("{}, ").format(I(c)) for c in phys)
@@ -248,7 +241,7 @@ END $f$"""
     )
     exists = conn.execute(
         "SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = '_hdb_stamp'",
-        (f"{_quote(info.phys_schema)}.{_quote(info.phys_name)}",),
+        (f"{quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)}",),
     ).fetchone()
     if exists:
         return
@@ -614,7 +607,7 @@ def write_function_sql(
             notnull = sql.SQL(" AND ").join(sql.SQL("NEW.{} IS NOT NULL").format(I(c)) for c in con.cols)
             key_text = sql.SQL(" || ', ' || ").join(sql.SQL("coalesce(NEW.{}::text, 'null')").format(I(c)) for c in con.cols)
             match_text = " || ' AND ' || ".join(
-                f"quote_ident(_hdb_oc->>'alias') || '.' || {_literal(_quote(c))} || ' = excluded.' || {_literal(_quote(c))}"
+                f"quote_ident(_hdb_oc->>'alias') || '.' || {quote_literal(quote_ident(c))} || ' = excluded.' || {quote_literal(quote_ident(c))}"
                 for c in con.cols
             )
             uniques.append(
@@ -639,7 +632,7 @@ def write_function_sql(
                     nn=notnull, iv=internal, m=match,
                     msg=L(f'duplicate key value violates unique constraint "{con.name}"'),
                     cols=L(", ".join(con.cols)), kt=key_text, cn=L(con.name),
-                    keys=L(json.dumps(con.cols)), uv=L(f"{_quote(branch.user_schema)}.{_quote(version.name)}"),
+                    keys=L(json.dumps(con.cols)), uv=L(f"{quote_ident(branch.user_schema)}.{quote_ident(version.name)}"),
                     mt=sql.SQL(match_text),
                 )
             )

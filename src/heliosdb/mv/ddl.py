@@ -51,7 +51,7 @@ def execute(session: Session, text: str) -> Result:
     tried_fast = False
     if isinstance(stmt, mvparse.RefreshMV) and stmt.with_data and not session.in_transaction:
         # the common case in one statement that is its own transaction
-        outcome, _, out = mvrefresh.fast_refresh(conn, session.branch.id, name=stmt.name.name, mode=stmt.mode,
+        outcome, out = mvrefresh.fast_refresh(conn, session.branch.id, name=stmt.name.name, mode=stmt.mode,
                                                  detached=True)
         if outcome == "missing":
             raise _undefined(stmt.name.name)

@@ -455,8 +455,8 @@ def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: 
 def fast_refresh(
     conn: psycopg.Connection[Any], branch_id: int, *, mv_id: int | None = None, name: str | None = None,
     mode: str | None = None, wait: bool = True, reason: str | None = None, detached: bool = False,
-) -> tuple[str, int | None, Outcome | None]:
-    """The common refresh as one statement (catalog/mv_upkeep.sql): (outcome, view id, result).
+) -> tuple[str, Outcome | None]:
+    """The common refresh as one statement (catalog/mv_upkeep.sql): (outcome, result).
 
     outcome: done / none (result given), busy, missing, or slow: refresh() decides.
     detached: the statement is its own transaction (its commit need not wait for the WAL flush).
@@ -466,10 +466,10 @@ def fast_refresh(
         (mv_id, branch_id, name, mode, wait, reason, detached, FULL_FRACTION),
     ).fetchone()
     assert row is not None
-    outcome, mid, why, rows, ms, lsn = row
+    outcome, _, why, rows, ms, lsn = row
     if outcome not in ("done", "none"):
-        return outcome, mid, None
-    return outcome, mid, Outcome("incremental" if outcome == "done" else "none", why, int(rows), float(ms), int(lsn))
+        return outcome, None
+    return outcome, Outcome("incremental" if outcome == "done" else "none", why, int(rows), float(ms), int(lsn))
 
 
 def refresh(
@@ -484,7 +484,7 @@ def refresh(
     try_fast: False when the caller's fast_refresh() already said 'slow'.
     """
     if try_fast and h is None and mode != "full" and not mv.plan.deps_mvs and mv.plan.mode != "full":
-        outcome, _, out = fast_refresh(conn, branch.id, mv_id=mv.id, mode=mode, wait=wait, reason=reason,
+        outcome, out = fast_refresh(conn, branch.id, mv_id=mv.id, mode=mode, wait=wait, reason=reason,
                                        detached=detached)
         if outcome == "busy":
             return None

@@ -18,7 +18,7 @@ from heliosdb.catalog.model import Branch, chain
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.catalog import MView
 from heliosdb.mv.refresh import Sources, full_select, head_of, inc_function, storage_at, store_sql
-from heliosdb.sql.names import quote_qualified
+from heliosdb.sql.names import quote_literal, quote_qualified
 
 
 def create(conn: psycopg.Connection[Any], branch: Branch, mv: MView) -> None:
@@ -76,14 +76,10 @@ def create_user_view(conn: psycopg.Connection[Any], branch: Branch, mv: MView, *
                      replace: bool = False) -> None:
     """The user's view; until the first refresh, reading it is PostgreSQL's 55000 "has not been populated"."""
     exprs = ", ".join(mv.plan.view_exprs("s"))
-    guard = "" if populated else " WHERE heliosdb._mv_unpopulated(" + _literal(mv.name) + ")"
+    guard = "" if populated else " WHERE heliosdb._mv_unpopulated(" + quote_literal(mv.name) + ")"
     verb = "CREATE OR REPLACE VIEW" if replace else "CREATE VIEW"
     conn.execute(  # type: ignore[arg-type]
         f"{verb} {quote_qualified(branch.user_schema, mv.name)} AS SELECT {exprs} FROM {mv.storage(branch.id)} s{guard}")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def drop(conn: psycopg.Connection[Any], branch: Branch, mv: MView, *, cascade: bool) -> None:

@@ -26,6 +26,7 @@ from psycopg.adapt import Dumper
 from psycopg.postgres import types as pg_types
 
 from heliosdb import errors
+from heliosdb.sql.names import quote_literal
 
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_$\x80-\U0010ffff]")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
@@ -148,12 +149,6 @@ def to_psycopg(query: str, spans: list[tuple[int, int, int]], values: list[Raw])
 
 
 # -- SQL literals -----------------------------------------------------------------------------
-def quote_literal(text: str) -> str:
-    if "\\" in text:
-        return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
-    return "'" + text.replace("'", "''") + "'"
-
-
 _BUILTIN_NAMES: dict[int, str] = {}
 for _t in pg_types:
     _BUILTIN_NAMES.setdefault(_t.oid, f'pg_catalog."{_t.name}"')

@@ -97,3 +97,10 @@ def quote_ident(name: str) -> str:
 def quote_qualified(*parts: str) -> str:
     """schema.name (or any dotted path), every part quoted."""
     return ".".join(quote_ident(p) for p in parts)
+
+
+def quote_literal(text: str) -> str:
+    """A SQL string literal (an E'' literal when there is a backslash: right whatever standard_conforming_strings)."""
+    if "\\" in text:
+        return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+    return "'" + text.replace("'", "''") + "'"
