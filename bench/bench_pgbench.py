@@ -56,6 +56,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, data_dir: Path) -> None:
         self.args = args
         self.pgbench = pgbench_binary()
+        self.data_dir = data_dir
         self.inst = Instance(data_dir)
         self.inst.acquire()
         self.port = free_port()
@@ -63,7 +64,8 @@ class Bench:
         env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.log = open(data_dir / "serve.log", "w")
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "heliosdb.cli", "serve", "-D", str(data_dir), "--port", str(self.port)],
+            [sys.executable, "-m", "heliosdb.cli", "serve", "-D", str(data_dir), "--port", str(self.port),
+             "--socket-dir", str(data_dir)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60
         while "listening on" not in (data_dir / "serve.log").read_text():
@@ -81,7 +83,8 @@ class Bench:
         if direct:
             info = self.inst.conninfo()
             return dict(os.environ, PGHOST=str(info["host"]), PGPORT=str(info["port"]), PGUSER="postgres")
-        return dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="postgres")
+        host = str(self.data_dir) if self.args.transport == "unix" else "127.0.0.1"
+        return dict(os.environ, PGHOST=host, PGPORT=str(self.port), PGUSER="postgres")
 
     def run(self, args: list[str], dbname: str, direct: bool) -> str:
         out = subprocess.run([self.pgbench, *args, dbname], env=self.env(direct), capture_output=True, text=True)
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scale", type=int, default=1)
     ap.add_argument("--mode", choices=("simple", "extended", "prepared"), default="simple")
+    ap.add_argument("--transport", choices=("unix", "tcp"), default="unix",
+                    help="how pgbench reaches the endpoint (the direct sides always use the Unix socket)")
     ap.add_argument("--data-dir", type=Path, help="data directory (default: a fresh temporary one, removed after)")
     args = ap.parse_args(argv)
     tmp = None
@@ -129,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         os.chmod(tmp, 0o755)
         data_dir = Path(tmp)
     print(f"load average before: {os.getloadavg()[0]:.2f}; {args.clients} clients, {args.jobs} threads, "
-          f"{args.rounds} x {args.seconds} s per side, -M {args.mode}, scale {args.scale}", flush=True)
+          f"{args.rounds} x {args.seconds} s per side, -M {args.mode}, scale {args.scale}, "
+          f"endpoint over {args.transport}", flush=True)
     bench = Bench(args, data_dir)
     ok = True
     try:
