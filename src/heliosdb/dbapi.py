@@ -118,10 +118,6 @@ class Connection:
         cur.execute(sql, params)
         return cur
 
-    def _begin_if_needed(self) -> None:
-        if not self.autocommit and not self.session.in_transaction:
-            self.session.conn.execute("BEGIN")
-
     def commit(self) -> None:
         self._check()
         if self.session.in_transaction:
@@ -197,10 +193,12 @@ class Cursor:
         if self.closed:
             raise errors.InterfaceError("the cursor is closed")
         conn = self.connection
-        conn._check()
-        conn._begin_if_needed()
+        if conn._closed:
+            raise errors.InterfaceError("the connection is closed")
         session = conn.session
-        stmts = _split(sql)
+        if not conn.autocommit and not session.in_transaction:
+            session.conn.execute("BEGIN")
+        stmts = _SPLIT.get(sql) or _split(sql)
         if len(stmts) == 1:
             # the common case, kept short: one statement, rows fetched at once, so the psycopg
             # cursor of the previous result can be reused

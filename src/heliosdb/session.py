@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -41,16 +41,25 @@ class _Rows:
         return rows
 
 
-@dataclass
 class Result:
-    """What one statement returned: rows (through a cursor) and/or a command tag."""
+    """What one statement returned: rows (through a cursor) and/or a command tag.
 
-    status: str
-    cursor: psycopg.Cursor[Any] | None = None
-    rowcount: int = -1
-    notices: list[str] = field(default_factory=list)
+    A plain class with slots, not a dataclass: one is built per statement, and building
+    a dataclass (a default factory) cost a measurable share of a point lookup's overhead.
+    """
 
-    _description: Any = field(default=False, repr=False)
+    __slots__ = ("status", "cursor", "rowcount", "notices", "_description")
+
+    def __init__(self, status: str, cursor: Any = None, rowcount: int = -1,
+                 notices: list[str] | None = None) -> None:
+        self.status = status
+        self.cursor: psycopg.Cursor[Any] | None = cursor
+        self.rowcount = rowcount
+        self.notices: list[str] = notices if notices is not None else []
+        self._description: Any = False
+
+    def __repr__(self) -> str:
+        return f"Result(status={self.status!r}, rowcount={self.rowcount})"
 
     @property
     def description(self) -> Any:
@@ -67,7 +76,7 @@ class Result:
         pgresult = getattr(self.cursor, "pgresult", None)
         if pgresult is None:
             return self.description is not None
-        return pgresult.status == pq.ExecStatus.TUPLES_OK
+        return pgresult.status == _TUPLES_OK
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         if not self.has_rows:
@@ -77,6 +86,7 @@ class Result:
 
 _WRITE_HEADS = ("INSERT", "UPDATE", "DELETE", "MERGE")
 _IDLE = pq.TransactionStatus.IDLE
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _INERROR = pq.TransactionStatus.INERROR
 _NOTHING = sql.SQL("")
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path|heliosdb\.branch))\b", re.IGNORECASE)
