@@ -17,6 +17,7 @@ import pytest
 
 from heliosdb.server import auth, codec
 from heliosdb.server.params import placeholders, quote_literal
+from heliosdb.server.protocol import quick_plain_select
 from tests import test_server_support as support
 from tests.test_server_support import (
     RawClient,
@@ -58,6 +59,20 @@ def test_placeholders_skip_quotes_comments_and_dollar_quotes() -> None:
     assert [n for _s, _e, n in placeholders(q)] == [1, 10]
     assert quote_literal("it's") == "'it''s'"
     assert quote_literal("a\\b") == "E'a\\\\b'"
+
+
+def test_quick_relay_takes_only_what_the_full_check_would_relay() -> None:
+    q = lambda text: quick_plain_select(text.encode("utf-8") + b"\0")  # noqa: E731
+    assert q("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;")
+    assert q("select\n1") and q("SELECT 1;  ")
+    for refused in ("select 1; select 2", "SELECT 'a;b'", "SELECT * FROM t AS OF LSN 1",
+                    "SELECT * FROM t FOR SYSTEM_TIME ALL", "SELECT * FROM t AT(OFFSET => -5)",
+                    "SELECT * FROM t VERSIONS BETWEEN SCN MINVALUE AND MAXVALUE", "SELECT * INTO x FROM t",
+                    "SELECT set_config('search_path', 'x', false)", "SELECT 1 -- note", "/* c */ SELECT 1",
+                    " SELECT 1", "SELECTX", "SELECT 'é'", "WITH a AS (SELECT 1) SELECT * FROM a",
+                    "SELECT c.relkind FROM pg_class c"):
+        assert not q(refused), refused
+    assert not quick_plain_select(b"SELECT 1\0\0")  # not one C string: the full path reports it
 
 
 def test_scram_exchange_against_a_postgres_verifier() -> None:
@@ -421,6 +436,32 @@ def test_listen_notify_backend_pid_and_relayed_errors(server: ServerProcess, dbn
         assert exc.value.diag.message_primary == "division by zero"
         assert b.execute("SELECT count(*) FROM generate_series(1, 50000)").fetchone() == (50000,)
         assert len(b.execute("SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g").fetchall()) == 20000
+
+
+def test_relayed_and_session_statements_take_turns_on_one_storage_connection(server: ServerProcess,
+                                                                             dbname: str) -> None:
+    # Relayed reads put the storage socket in blocking mode; every other statement must find it
+    # back in libpq's non-blocking mode, also with results larger than libpq's buffer.
+    c = RawClient(server.port)
+    c.startup(database=dbname)
+    big = "SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g"
+    c.query("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    for _ in range(2):
+        assert len(data_rows(c.query(big))) == 20000  # relayed (quick path)
+        assert c.query("BEGIN")[-1] == (b"Z", b"T")
+        assert len(data_rows(c.query(big))) == 20000  # in a transaction: through the session
+        # one 100 kB row: libpq reads again while its buffer has room (a blocking socket would hang)
+        assert data_rows(c.query("SELECT length(repeat('z', 100000) || g) FROM generate_series(1, 3) g")) \
+            == [["100001"], ["100001"], ["100001"]]
+        assert data_rows(c.query("SELECT repeat('z', 100000) AS z"))[0][0] == "z" * 100000
+        c.query("INSERT INTO t SELECT g, repeat('y', 50) FROM generate_series(1, 3000) g")
+        assert c.query("COMMIT")[-1] == (b"Z", b"I")
+        assert data_rows(c.query("SELECT count(*) FROM t")) == [["3000"]]  # relayed
+        rows = data_rows(c.query("SELECT id FROM t AS OF NOW ORDER BY id"))  # rewritten: the session
+        assert len(rows) == 3000 and rows[0] == ["1"]
+        assert data_rows(c.query("SELECT 'é' AS e")) == [["é"]]  # the full check, then relayed
+        c.query("DELETE FROM t")
+    c.close()
 
 
 def test_a_client_that_does_not_read_blocks_nobody(server: ServerProcess, dbname: str) -> None:

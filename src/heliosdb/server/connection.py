@@ -121,7 +121,7 @@ class ClientConnection(ExtendedProtocol):
     def flush(self) -> None:
         if not self._out:
             return
-        data = b"".join(self._out)
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
         self._out.clear()
         self._out_size = 0
         try:
@@ -227,6 +227,7 @@ class ClientConnection(ExtendedProtocol):
     def _cleanup(self, registered: bool) -> None:
         if self.session is not None:
             try:
+                self.storage_for_psycopg()
                 self.session.close()  # an open transaction is rolled back with the storage connection
             except Exception:
                 log.exception("connection %s: closing its session", self.peer)
@@ -262,6 +263,10 @@ class ClientConnection(ExtendedProtocol):
         if self.skipping and kind != b"S":
             return
         try:
+            if kind == b"Q" and self.relay_quick(payload):
+                self.at_rfq = True
+                return
+            self.storage_for_psycopg()
             if kind == b"Q":
                 text = codec.decode_query(payload)
                 compat = catalog_compat.rewrite(text)

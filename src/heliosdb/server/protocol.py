@@ -13,6 +13,7 @@ of one extended-protocol batch up to Sync, run in one implicit transaction
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ _IMPLICIT_HEADS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TA
 _IMPLICIT_KINDS = (Kind.CREATE_TABLE, Kind.DROP_TABLE, Kind.ALTER_TABLE, Kind.CREATE_INDEX, Kind.DROP_INDEX,
                    Kind.TRUNCATE)
 _RFQ_IDLE = codec.ready_for_query(b"I")
+_IDLE = pq.TransactionStatus.IDLE
 _RFQ = {pq.TransactionStatus.INERROR: codec.ready_for_query(b"E"),
         pq.TransactionStatus.INTRANS: codec.ready_for_query(b"T"),
         pq.TransactionStatus.ACTIVE: codec.ready_for_query(b"T")}
@@ -105,6 +107,26 @@ def split_with_offsets(text: str) -> list[tuple[str, int]]:
     return out
 
 
+def quick_plain_select(payload: bytes) -> bool:
+    """A conservative test on a Query message's bytes: one plain SELECT that relay_simple would relay.
+
+    True only for ASCII text starting with SELECT, with no ';' before its end, no comment, no
+    word of a time-travel clause (see classify.has_temporal), no set_config, no SELECT INTO and
+    nothing catalog_compat rewrites: decoding, splitting and classifying it is then known to say
+    "relay" and is skipped. False means "ask relay_simple", not "do not relay".
+    """
+    if not payload.isascii() or payload.find(b"\0") != len(payload) - 1:
+        return False
+    low = payload.decode("ascii").lower()  # str: its substring tests cost a tenth of bytes' ones
+    if not low.startswith("select") or low[6:7] not in (" ", "\n", "\t", "\r"):
+        return False
+    semi = low.find(";")
+    if semi >= 0 and low[semi + 1 : -1].strip():
+        return False  # a second statement, or a ';' inside a literal
+    return not ("--" in low or "/*" in low or "of" in low or "system_time" in low or "versions" in low
+                or "=>" in low or "set_config" in low or "into" in low or "relkind" in low)
+
+
 def may_run_in_transaction(stmt: str) -> bool:
     """Statements an implicit transaction may wrap (never VACUUM, CREATE DATABASE, branch statements...)."""
     kind = classify(stmt)
@@ -137,6 +159,7 @@ class Protocol:
         self._raw_status: dict[bytes, bytes] = {}
         self._status_dirty = True  # a statement may have changed a reported setting or the branch
         self._no_relay = False
+        self._storage_blocking = False  # the storage socket is in blocking mode (relay.py)
         self.listening = False  # after LISTEN: notifications may arrive between commands
         self._notices: list[dict[str, Any]] = []
         self._notifies: list[psycopg.Notify] = []
@@ -297,21 +320,44 @@ class Protocol:
     # -- simple query -------------------------------------------------------------------------------
     def relay_simple(self, text: str, payload: bytes) -> bool:
         """A one-statement plain read outside a transaction: relayed to PostgreSQL as it is (see relay.py)."""
-        if self._no_relay or self.listening or self.implicit or self.session is None:
-            return False
-        pg = self.s.conn.pgconn
-        if pg.transaction_status != pq.TransactionStatus.IDLE:
+        if not self._can_relay():
             return False
         stmts = split_with_offsets(text)
         if len(stmts) != 1 or not self.is_plain_read(stmts[0][0]) or "set_config" in text.lower():
             return False
+        return self._relay(payload)
+
+    def relay_quick(self, payload: bytes) -> bool:
+        """relay_simple for a Query that quick_plain_select accepts: no decoding, no classification."""
+        session = self.session
+        return (session is not None and session.as_of is None and quick_plain_select(payload)
+                and self._can_relay() and self._relay(payload))
+
+    def storage_for_psycopg(self) -> None:
+        """Put the storage socket back in the non-blocking mode libpq expects (after relaying)."""
+        if self._storage_blocking:
+            self._storage_blocking = False
+            if self.session is not None and not self.s.conn.closed:
+                os.set_blocking(self.s.conn.pgconn.socket, False)
+
+    def _can_relay(self) -> bool:
+        if self._no_relay or self.listening or self.implicit or self.session is None:
+            return False
+        return self.session.conn.pgconn.transaction_status == _IDLE
+
+    def _relay(self, payload: bytes) -> bool:
+        pg = self.s.conn.pgconn
         if pg.ssl_in_use:
             self._no_relay = True
             return False
         self.portals.pop("", None)
+        fd = pg.socket
+        if not self._storage_blocking:
+            os.set_blocking(fd, True)
+            self._storage_blocking = True
         self.busy = True
         try:
-            status = relay_query(pg.socket, payload, self.send)
+            status = relay_query(fd, payload, self.send)
         except RelayError as exc:
             raise Fatal("08006", f"the connection to the storage server was lost: {exc}") from None
         finally:

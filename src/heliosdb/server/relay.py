@@ -10,12 +10,16 @@ libpq is idle between commands and reads its socket only when asked to, so a
 whole request/response cycle done beside it leaves it exactly as it was. The
 connection does not relay once the session may receive asynchronous messages
 between commands (LISTEN), and never over TLS.
+
+The socket is in blocking mode while relaying (the connection switches it back
+before psycopg uses it again): a blocking read waits for the answer without a
+poll() per statement, which measurably shortens the path through three
+processes.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import struct
 from collections.abc import Callable
 
@@ -27,37 +31,18 @@ class RelayError(Exception):
     """The storage connection broke or sent something unexpected."""
 
 
-def _wait(fd: int, events: int) -> None:
-    poller = select.poll()
-    poller.register(fd, events)
-    poller.poll()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            _wait(fd, select.POLLOUT)
-            continue
-        except OSError as exc:
-            raise RelayError(str(exc)) from None
-        view = view[n:]
-
-
 def relay_query(fd: int, payload: bytes, send: Callable[[bytes], None]) -> int:
-    """Send Query(payload) on `fd`, pass every answer message to `send`; the ReadyForQuery status byte."""
-    _write_all(fd, b"Q" + _LEN.pack(len(payload) + 4) + payload)
+    """Send Query(payload) on `fd` (blocking mode), pass every answer message to `send`; the ReadyForQuery status byte."""
+    try:
+        data = b"Q" + _LEN.pack(len(payload) + 4) + payload
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError as exc:
+        raise RelayError(str(exc)) from None
     buf = b""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
     while True:
-        poller.poll()  # the answer takes a moment: wait first, then read (one syscall fewer than EAGAIN)
         try:
             data = os.read(fd, 65536)
-        except BlockingIOError:
-            continue
         except OSError as exc:
             raise RelayError(str(exc)) from None
         if not data:
