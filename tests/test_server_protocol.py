@@ -283,6 +283,50 @@ def test_extended_protocol(server: ServerProcess, dbname: str) -> None:
     c.close()
 
 
+def _message(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("!i", len(payload) + 4) + payload
+
+
+def _batch(sql: str, params: list[bytes], describe: bool = True, rformats: list[int] = ()) -> bytes:  # type: ignore[assignment]
+    """Parse, Bind, [Describe,] Execute, Sync in the unnamed statement and portal, sent at once (as drivers do)."""
+    bind = cstr("") + cstr("") + struct.pack("!h", 0) + struct.pack("!h", len(params))
+    bind += b"".join(struct.pack("!i", len(p)) + p for p in params)
+    bind += struct.pack("!h", len(rformats)) + b"".join(struct.pack("!h", f) for f in rformats)
+    return (_message(b"P", cstr("") + cstr(sql) + struct.pack("!h", 0)) + _message(b"B", bind)
+            + (_message(b"D", b"P\0") if describe else b"") + _message(b"E", b"\0" + struct.pack("!i", 0))
+            + _message(b"S", b""))
+
+
+def test_extended_batches_of_plain_reads_are_relayed(server: ServerProcess, dbname: str) -> None:
+    c = RawClient(server.port)
+    c.startup(database=dbname)
+    c.send_raw(_batch("SELECT $1::int + 1 AS n", [b"41"]))
+    msgs = c.until_ready()
+    assert [k for k, _ in msgs] == [b"1", b"2", b"T", b"D", b"C", b"Z"] and data_rows(msgs) == [["42"]]
+    # the unnamed statement stays usable without a new Parse
+    _bind(c, "", "", [b"1"])
+    c.send(b"E", b"\0\0\0\0\0")
+    c.send(b"S")
+    assert data_rows(c.until_ready()) == [["2"]]
+    # PostgreSQL's own error, as it is (its routine field too), and the session goes on
+    c.send_raw(_batch("SELECT 1 / $1::int", [b"0"]))
+    msgs = c.until_ready()
+    err = errors_in(msgs)[0]
+    assert (err["C"], msgs[-1]) == ("22012", (b"Z", b"I")) and err.get("R") == "int4div"
+    # binary results, no Describe
+    c.send_raw(_batch("SELECT $1::int * 2", [b"21"], describe=False, rformats=[1]))
+    msgs = c.until_ready()
+    assert [k for k, _ in msgs] == [b"1", b"2", b"D", b"C", b"Z"]
+    assert msgs[2][1] == struct.pack("!hi", 1, 4) + struct.pack("!i", 42)
+    # inside a transaction the session runs it: same rows, the transaction's status
+    assert c.query("BEGIN")[-1] == (b"Z", b"T")
+    c.send_raw(_batch("SELECT $1::int + 1 AS n", [b"41"]))
+    msgs = c.until_ready()
+    assert data_rows(msgs) == [["42"]] and msgs[-1] == (b"Z", b"T")
+    assert c.query("ROLLBACK")[-1] == (b"Z", b"I")
+    c.close()
+
+
 # -- malformed input -------------------------------------------------------------------------------------------
 def _fatal_and_closed(c: RawClient) -> dict[str, str]:
     err: dict[str, str] = {}

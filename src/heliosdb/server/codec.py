@@ -174,6 +174,25 @@ class Framer:
         _kind, n = _HDR.unpack_from(self.buf, 0)
         return len(self.buf) >= n + 1
 
+    def peek(self, n: int) -> list[tuple[bytes, bytes]]:
+        """Up to n complete messages from the start of the buffer, not consumed."""
+        out: list[tuple[bytes, bytes]] = []
+        pos, buf = 0, self.buf
+        while len(out) < n and len(buf) - pos >= 5:
+            kind, size = _HDR.unpack_from(buf, pos)
+            if size < 4 or size - 4 > self.max_message or len(buf) - pos < size + 1:
+                break
+            out.append((kind, bytes(buf[pos + 5 : pos + size + 1])))
+            pos += size + 1
+        return out
+
+    def drop(self, n: int) -> None:
+        """Consume n complete messages (seen with peek)."""
+        pos, buf = 0, self.buf
+        for _ in range(n):
+            pos += _HDR.unpack_from(buf, pos)[1] + 1
+        del buf[:pos]
+
     def peek_kinds(self) -> list[bytes]:
         """Types of the complete messages buffered (for look-ahead)."""
         out: list[bytes] = []

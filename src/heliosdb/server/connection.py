@@ -176,6 +176,12 @@ class ClientConnection(ExtendedProtocol):
     def peek_kinds(self) -> list[bytes]:
         return self.framer.peek_kinds()
 
+    def peek_messages(self, n: int) -> list[tuple[bytes, bytes]]:
+        return self.framer.peek(n)
+
+    def drop_messages(self, n: int) -> None:
+        self.framer.drop(n)
+
     def wake(self) -> None:
         """Interrupt a blocking read (shutdown): the thread sees end of input."""
         try:
@@ -263,7 +269,7 @@ class ClientConnection(ExtendedProtocol):
         if self.skipping and kind != b"S":
             return
         try:
-            if kind == b"Q" and self.relay_quick(payload):
+            if (self.relay_quick(payload) if kind == b"Q" else kind == b"P" and self.relay_batch(payload)):
                 self.at_rfq = True
                 return
             self.storage_for_psycopg()

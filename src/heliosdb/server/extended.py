@@ -19,7 +19,8 @@ from psycopg import pq
 from heliosdb import errors
 from heliosdb.server import catalog_compat, codec
 from heliosdb.server.params import Raw, param_count, placeholders
-from heliosdb.server.protocol import Bound, Protocol, error, is_stdio_copy, pgresult_error
+from heliosdb.server.protocol import Bound, Protocol, error, is_stdio_copy, pgresult_error, quick_plain_select
+from heliosdb.server.relay import frame
 from heliosdb.server.values import Rows, describe_fields
 from heliosdb.sql.classify import Kind, classify, head
 from heliosdb.sql.split import split_statements
@@ -56,6 +57,7 @@ class ExtendedProtocol(Protocol):
         super().__init__()
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
+        self._unnamed_parse: bytes | None = None  # a relayed Parse of the unnamed statement, decoded when reused
 
     def local_command(self, stmt: str) -> str | None:
         """SQL DEALLOCATE of a protocol-level statement; DISCARD ALL also drops ours (and goes on)."""
@@ -66,30 +68,78 @@ class ExtendedProtocol(Protocol):
                 name = m.group(1) or m.group(2).lower()
                 if m.group(2) and m.group(2).upper() == "ALL":
                     self.statements.clear()
+                    self._unnamed_parse = None
                 elif name in self.statements:
                     del self.statements[name]
                     return "DEALLOCATE"
         elif h.startswith("DISCARD ALL"):
             self.statements.clear()
             self.portals.clear()
+            self._unnamed_parse = None
         return None
 
     def parse(self, payload: bytes) -> None:
         msg = codec.decode_parse(payload)
         if msg.name and msg.name in self.statements:
             raise error("42P05", f'prepared statement "{msg.name}" already exists')
+        self.statements[msg.name] = self._prepared(msg)
+        if not msg.name:
+            self._unnamed_parse = None
+        self.send(codec.PARSE_COMPLETE)
+
+    @staticmethod
+    def _prepared(msg: codec.Parse) -> Prepared:
         stmts = split_statements(catalog_compat.rewrite(msg.query))
         if len(stmts) > 1:
             raise error("42601", "cannot insert multiple commands into a prepared statement")
         query = stmts[0] if stmts else ""
         spans = placeholders(query)
         nparams = max(len(msg.param_types), param_count(spans))
-        self.statements[msg.name] = Prepared(query, msg.param_types, spans, nparams)
-        self.send(codec.PARSE_COMPLETE)
+        return Prepared(query, msg.param_types, spans, nparams)
+
+    def _statement(self, name: str) -> Prepared | None:
+        prep = self.statements.get(name)
+        if prep is None and not name and self._unnamed_parse is not None:
+            # the unnamed statement of a relayed batch, used again without a new Parse
+            prep = self.statements[""] = self._prepared(codec.decode_parse(self._unnamed_parse))
+            self._unnamed_parse = None
+        return prep
+
+    def relay_batch(self, payload: bytes) -> bool:
+        """Parse(payload), Bind, [Describe,] Execute, Sync of one plain read in the unnamed statement
+        and portal, outside a transaction: relayed to PostgreSQL as it is (see relay.py)."""
+        session = self.session
+        if session is None or session.as_of is not None or payload[:1] != b"\0":
+            return False
+        end = payload.find(b"\0", 1)
+        if end < 0 or not quick_plain_select(payload[1 : end + 1]):
+            return False
+        rest = self.peek_messages(4)
+        kinds = b"".join(k for k, _ in rest)
+        if kinds[:3] == b"BES":
+            rest = rest[:3]
+        elif kinds != b"BDES":
+            return False
+        for kind, p in rest:
+            if (kind == b"B" and p[:2] != b"\0\0" or kind == b"D" and p not in (b"P\0", b"S\0")
+                    or kind == b"E" and p != b"\0\0\0\0\0" or kind == b"S" and p):
+                return False  # a named portal or statement, a row limit: the full path
+        try:
+            codec.decode_parse(payload)  # well formed, as PostgreSQL will want them
+            codec.decode_bind(rest[0][1])
+        except codec.ProtocolError:
+            return False
+        if not self._can_relay():
+            return False
+        self.drop_messages(len(rest))
+        self.statements.pop("", None)
+        self._unnamed_parse = payload
+        self.portals.clear()  # as Sync outside a transaction
+        return self._relay(frame(b"P", payload) + b"".join(frame(k, p) for k, p in rest))
 
     def bind(self, payload: bytes) -> None:
         msg = codec.decode_bind(payload)
-        prep = self.statements.get(msg.statement)
+        prep = self._statement(msg.statement)
         if prep is None:
             raise error("26000", f'prepared statement "{msg.statement}" does not exist')
         n = len(msg.params)
@@ -110,7 +160,7 @@ class ExtendedProtocol(Protocol):
     def describe(self, payload: bytes) -> None:
         kind, name = codec.decode_target(payload)
         if kind == "S":
-            prep = self.statements.get(name)
+            prep = self._statement(name)
             if prep is None:
                 raise error("26000", f'prepared statement "{name}" does not exist')
             oids, description = self.describe_statement(prep)
@@ -153,6 +203,8 @@ class ExtendedProtocol(Protocol):
         kind, name = codec.decode_target(payload)
         if kind == "S":
             self.statements.pop(name, None)
+            if not name:
+                self._unnamed_parse = None
         else:
             self.portals.pop(name, None)
         self.send(codec.CLOSE_COMPLETE)

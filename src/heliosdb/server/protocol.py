@@ -23,7 +23,7 @@ from psycopg import pq
 from heliosdb import errors
 from heliosdb.server import codec
 from heliosdb.server.params import Raw, substitute, to_psycopg
-from heliosdb.server.relay import RelayError, relay_query
+from heliosdb.server.relay import RelayError, frame, relay_messages
 from heliosdb.server.values import Encoder, Rows, from_pgresult, from_python
 from heliosdb.session import Result, Session, is_write
 from heliosdb.sql.classify import Kind, classify, head
@@ -176,6 +176,13 @@ class Protocol:
     def peek_kinds(self) -> list[bytes]:
         raise NotImplementedError
 
+    def peek_messages(self, n: int) -> list[tuple[bytes, bytes]]:
+        """Up to n complete messages buffered after the current one, not consumed."""
+        raise NotImplementedError
+
+    def drop_messages(self, n: int) -> None:
+        raise NotImplementedError
+
     # -- session ------------------------------------------------------------------------------
     def attach(self, session: Session) -> None:
         self.session = session
@@ -325,13 +332,13 @@ class Protocol:
         stmts = split_with_offsets(text)
         if len(stmts) != 1 or not self.is_plain_read(stmts[0][0]) or "set_config" in text.lower():
             return False
-        return self._relay(payload)
+        return self._relay(frame(b"Q", payload))
 
     def relay_quick(self, payload: bytes) -> bool:
         """relay_simple for a Query that quick_plain_select accepts: no decoding, no classification."""
         session = self.session
         return (session is not None and session.as_of is None and quick_plain_select(payload)
-                and self._can_relay() and self._relay(payload))
+                and self._can_relay() and self._relay(frame(b"Q", payload)))
 
     def storage_for_psycopg(self) -> None:
         """Put the storage socket back in the non-blocking mode libpq expects (after relaying)."""
@@ -345,7 +352,8 @@ class Protocol:
             return False
         return self.session.conn.pgconn.transaction_status == _IDLE
 
-    def _relay(self, payload: bytes) -> bool:
+    def _relay(self, data: bytes) -> bool:
+        """Relay whole messages ending in a Query or a Sync (the caller checked _can_relay)."""
         pg = self.s.conn.pgconn
         if pg.ssl_in_use:
             self._no_relay = True
@@ -357,7 +365,7 @@ class Protocol:
             self._storage_blocking = True
         self.busy = True
         try:
-            status = relay_query(fd, payload, self.send)
+            status = relay_messages(fd, data, self.send)
         except RelayError as exc:
             raise Fatal("08006", f"the connection to the storage server was lost: {exc}") from None
         finally:

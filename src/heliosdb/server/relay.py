@@ -1,10 +1,13 @@
-"""Relay one simple Query straight to PostgreSQL on the session's storage socket.
+"""Relay one plain read straight to PostgreSQL on the session's storage socket.
 
 For a plain read outside a transaction (a statement Session.execute would hand
 to PostgreSQL unchanged, see Protocol.is_plain_read) the client's Query
 message goes to PostgreSQL as it is and PostgreSQL's answer, through
 ReadyForQuery, goes back to the client as it is: no PGresult is built and no
-message re-encoded, which is most of the cost of a short query in Python.
+message re-encoded, which is most of the cost of a short query in Python. The
+same holds for an extended-protocol batch Parse, Bind, [Describe,] Execute,
+Sync of one plain read in the unnamed statement and portal (what drivers send
+for a statement they do not prepare).
 
 libpq is idle between commands and reads its socket only when asked to, so a
 whole request/response cycle done beside it leaves it exactly as it was. The
@@ -31,10 +34,15 @@ class RelayError(Exception):
     """The storage connection broke or sent something unexpected."""
 
 
-def relay_query(fd: int, payload: bytes, send: Callable[[bytes], None]) -> int:
-    """Send Query(payload) on `fd` (blocking mode), pass every answer message to `send`; the ReadyForQuery status byte."""
+def frame(kind: bytes, payload: bytes) -> bytes:
+    """One protocol message: type byte, length, payload."""
+    return kind + _LEN.pack(len(payload) + 4) + payload
+
+
+def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None]) -> int:
+    """Send `data` (whole messages, the last a Query or a Sync) on `fd` (blocking mode), pass every
+    answer message to `send`; the ReadyForQuery status byte."""
     try:
-        data = b"Q" + _LEN.pack(len(payload) + 4) + payload
         while data:
             data = data[os.write(fd, data):]
     except OSError as exc:
