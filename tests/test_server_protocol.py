@@ -327,6 +327,60 @@ def test_extended_batches_of_plain_reads_are_relayed(server: ServerProcess, dbna
     c.close()
 
 
+def test_named_statements_of_plain_reads_live_on_the_storage_connection(server: ServerProcess, dbname: str) -> None:
+    c = RawClient(server.port)
+    c.startup(database=dbname)
+    c.query("CREATE TABLE items (id int PRIMARY KEY)")
+    c.query("INSERT INTO items SELECT generate_series(1, 3)")
+    c.query("CREATE DATABASE BRANCH dev")
+
+    def prepare(name: str, sql: str) -> list[tuple[bytes, bytes]]:  # libpq's PQprepare: Parse, Sync
+        c.send_raw(_message(b"P", cstr(name) + cstr(sql) + struct.pack("!h", 0)) + _message(b"S", b""))
+        return c.until_ready()
+
+    def run_prepared(name: str, params: list[bytes]) -> list[tuple[bytes, bytes]]:
+        bind = cstr("") + cstr(name) + struct.pack("!hh", 0, len(params))
+        bind += b"".join(struct.pack("!i", len(v)) + v for v in params) + struct.pack("!h", 0)
+        c.send_raw(_message(b"B", bind) + _message(b"D", b"P\0") + _message(b"E", b"\0" + struct.pack("!i", 0))
+                   + _message(b"S", b""))
+        return c.until_ready()
+
+    assert [k for k, _ in prepare("s1", "SELECT $1::int * 10")] == [b"1", b"Z"]
+    assert [k for k, _ in prepare("cnt", "SELECT count(*) FROM items")] == [b"1", b"Z"]
+    assert data_rows(run_prepared("s1", [b"4"])) == [["40"]]
+    assert errors_in(prepare("s1", "SELECT 1"))[0]["C"] == "42P05"
+    # a plan follows the branch: the statement on the storage connection is planned again
+    c.query("DELETE FROM items WHERE id = 1")
+    assert data_rows(run_prepared("cnt", [])) == [["2"]]
+    c.query("USE BRANCH dev")
+    assert data_rows(run_prepared("cnt", [])) == [["3"]]
+    c.query("USE BRANCH main")
+    # in a transaction, and AS OF, the session runs the statement from its text
+    assert c.query("BEGIN")[-1] == (b"Z", b"T")
+    msgs = run_prepared("s1", [b"5"])
+    assert data_rows(msgs) == [["50"]] and msgs[-1] == (b"Z", b"T")
+    c.query("COMMIT")
+    c.query("SET AS OF LSN 1")
+    assert data_rows(run_prepared("cnt", [])) == [["0"]]
+    c.query("SET AS OF NOW")  # drops views: psycopg deallocates every statement of the storage connection
+    storage = "SELECT count(*) FROM pg_prepared_statements WHERE starts_with(name, '_hdb_s')"
+    assert data_rows(c.query(storage)) == [["0"]]
+    assert data_rows(run_prepared("s1", [b"6"])) == [["60"]]  # made again on the way
+    assert data_rows(run_prepared("cnt", [])) == [["2"]]
+    assert data_rows(c.query(storage)) == [["2"]]
+    # Close removes it on both sides (the storage side at the next moment outside a transaction)
+    c.send_raw(_message(b"C", b"S" + cstr("s1")) + _message(b"S", b""))
+    assert [k for k, _ in c.until_ready()] == [b"3", b"Z"]
+    assert data_rows(c.query(storage)) == [["1"]]
+    assert errors_in(run_prepared("s1", [b"1"]))[0]["C"] == "26000"
+    assert [k for k, _ in prepare("s1", "SELECT $1::int + 1")] == [b"1", b"Z"]
+    assert data_rows(run_prepared("s1", [b"1"])) == [["2"]]
+    c.query("DISCARD ALL")
+    assert errors_in(run_prepared("cnt", []))[0]["C"] == "26000"
+    assert data_rows(c.query(storage)) == [["0"]]
+    c.close()
+
+
 # -- malformed input -------------------------------------------------------------------------------------------
 def _fatal_and_closed(c: RawClient) -> dict[str, str]:
     err: dict[str, str] = {}

@@ -269,10 +269,12 @@ class ClientConnection(ExtendedProtocol):
         if self.skipping and kind != b"S":
             return
         try:
-            if (self.relay_quick(payload) if kind == b"Q" else kind == b"P" and self.relay_batch(payload)):
+            if self.relay_quick(payload) if kind == b"Q" else kind in b"PB" and self.relay_batch(kind, payload):
                 self.at_rfq = True
                 return
             self.storage_for_psycopg()
+            self.session_runs += 1
+            self.collect_storage_garbage()
             if kind == b"Q":
                 text = codec.decode_query(payload)
                 compat = catalog_compat.rewrite(text)

@@ -26,6 +26,16 @@ from heliosdb.sql.classify import Kind, classify, head
 from heliosdb.sql.split import split_statements
 from heliosdb.sql.temporal import has_temporal
 
+
+def _runs_and_syncs(msgs: list[tuple[bytes, bytes]], kinds: bytes) -> bool:
+    """[Describe portal '',] Execute portal '' without a row limit, Sync: what relay_batch relays after a Bind."""
+    if kinds[:2] == b"ES":
+        return msgs[0][1] == b"\0\0\0\0\0" and not msgs[1][1]
+    if kinds[:3] == b"DES":
+        return msgs[0][1] == b"P\0" and msgs[1][1] == b"\0\0\0\0\0" and not msgs[2][1]
+    return False
+
+
 _DEALLOCATE = re.compile(r'\s*DEALLOCATE\s+(?:PREPARE\s+)?(?:"((?:[^"]|"")+)"|(\w+))\s*;?\s*$', re.IGNORECASE)
 
 
@@ -57,7 +67,17 @@ class ExtendedProtocol(Protocol):
         super().__init__()
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
-        self._unnamed_parse: bytes | None = None  # a relayed Parse of the unnamed statement, decoded when reused
+        # Statements whose Parse was relayed (relay_batch): the Parse, decoded when the full path needs
+        # it. A named one also lives on the storage connection, as storage_names[name].
+        self.relayed: dict[str, bytes] = {}
+        self.storage_names: dict[str, bytes] = {}
+        self._storage_garbage: list[bytes] = []  # storage statements to deallocate when idle
+        self._storage_seq = 0
+        # psycopg deallocates every prepared statement of its connection after some commands (DROP,
+        # ROLLBACK, ...): a storage statement is known to exist only until the session runs something
+        # itself (session_runs counts those); after that a relayed Bind makes it again first.
+        self.session_runs = 0
+        self._storage_made: dict[str, int] = {}
 
     def local_command(self, stmt: str) -> str | None:
         """SQL DEALLOCATE of a protocol-level statement; DISCARD ALL also drops ours (and goes on)."""
@@ -67,24 +87,43 @@ class ExtendedProtocol(Protocol):
             if m:
                 name = m.group(1) or m.group(2).lower()
                 if m.group(2) and m.group(2).upper() == "ALL":
-                    self.statements.clear()
-                    self._unnamed_parse = None
-                elif name in self.statements:
-                    del self.statements[name]
+                    self._forget_statements()  # PostgreSQL deallocates the storage side itself
+                elif self._drop_statement(name):
                     return "DEALLOCATE"
         elif h.startswith("DISCARD ALL"):
-            self.statements.clear()
+            self._forget_statements()
             self.portals.clear()
-            self._unnamed_parse = None
         return None
+
+    def _forget_statements(self) -> None:
+        self.statements.clear()
+        self.relayed.clear()
+        self.storage_names.clear()
+        self._storage_made.clear()
+
+    def _drop_statement(self, name: str) -> bool:
+        found = self.statements.pop(name, None) is not None
+        found = self.relayed.pop(name, None) is not None or found
+        storage = self.storage_names.pop(name, None)
+        self._storage_made.pop(name, None)
+        if storage is not None:
+            self._storage_garbage.append(storage)
+        return found
+
+    def collect_storage_garbage(self) -> None:
+        """Deallocate the storage side of statements the client closed (outside a transaction only)."""
+        if self._storage_garbage and self.s.in_transaction is False:
+            names, self._storage_garbage = self._storage_garbage, []
+            self.s.conn.pgconn.exec_(b";".join(b'DEALLOCATE "' + n + b'"' for n in names))
 
     def parse(self, payload: bytes) -> None:
         msg = codec.decode_parse(payload)
-        if msg.name and msg.name in self.statements:
+        if msg.name and (msg.name in self.statements or msg.name in self.relayed):
             raise error("42P05", f'prepared statement "{msg.name}" already exists')
-        self.statements[msg.name] = self._prepared(msg)
+        prep = self._prepared(msg)
         if not msg.name:
-            self._unnamed_parse = None
+            self._drop_statement("")
+        self.statements[msg.name] = prep
         self.send(codec.PARSE_COMPLETE)
 
     @staticmethod
@@ -99,43 +138,87 @@ class ExtendedProtocol(Protocol):
 
     def _statement(self, name: str) -> Prepared | None:
         prep = self.statements.get(name)
-        if prep is None and not name and self._unnamed_parse is not None:
-            # the unnamed statement of a relayed batch, used again without a new Parse
-            prep = self.statements[""] = self._prepared(codec.decode_parse(self._unnamed_parse))
-            self._unnamed_parse = None
+        if prep is None and name in self.relayed:
+            # a statement whose Parse was relayed, now used where the session runs it
+            prep = self.statements[name] = self._prepared(codec.decode_parse(self.relayed[name]))
         return prep
 
-    def relay_batch(self, payload: bytes) -> bool:
-        """Parse(payload), Bind, [Describe,] Execute, Sync of one plain read in the unnamed statement
-        and portal, outside a transaction: relayed to PostgreSQL as it is (see relay.py)."""
+    def relay_batch(self, first: bytes, payload: bytes) -> bool:
+        """A batch that starts with this Parse or Bind, relayed to PostgreSQL as it is (see relay.py):
+
+        - Parse, Bind, [Describe,] Execute, Sync of one plain read in the unnamed statement and portal;
+        - Parse of a named plain read, Sync (libpq's PQprepare): the statement is made on the storage
+          connection too, under a name of ours;
+        - Bind of such a statement to the unnamed portal, [Describe,] Execute, Sync.
+        Only outside a transaction; anything else (row limits, named portals) takes the full path.
+        """
         session = self.session
-        if session is None or session.as_of is not None or payload[:1] != b"\0":
-            return False
-        end = payload.find(b"\0", 1)
-        if end < 0 or not quick_plain_select(payload[1 : end + 1]):
+        if session is None or session.as_of is not None:
             return False
         rest = self.peek_messages(4)
         kinds = b"".join(k for k, _ in rest)
-        if kinds[:3] == b"BES":
-            rest = rest[:3]
-        elif kinds != b"BDES":
-            return False
-        for kind, p in rest:
-            if (kind == b"B" and p[:2] != b"\0\0" or kind == b"D" and p not in (b"P\0", b"S\0")
-                    or kind == b"E" and p != b"\0\0\0\0\0" or kind == b"S" and p):
-                return False  # a named portal or statement, a row limit: the full path
-        try:
-            codec.decode_parse(payload)  # well formed, as PostgreSQL will want them
-            codec.decode_bind(rest[0][1])
-        except codec.ProtocolError:
-            return False
+        hidden = b""
+        if first == b"B":
+            name, bind = self._storage_bind(payload)
+            if name is None or not _runs_and_syncs(rest, kinds):
+                return False
+            head_msgs, rest = [(b"B", bind)], rest[: 2 if kinds[:2] == b"ES" else 3]
+            if self._storage_made.get(name) != self.session_runs:  # it may be gone: make it again
+                storage, parse = self.storage_names[name], self.relayed[name]
+                remake = [(b"C", b"S" + storage + b"\0"), (b"P", storage + parse[parse.index(b"\0"):])]
+                head_msgs, hidden = remake + head_msgs, b"31"
+        else:
+            nul = payload.find(b"\0")
+            end = payload.find(b"\0", nul + 1) if nul >= 0 else -1
+            if end < 0 or not quick_plain_select(payload[nul + 1 : end + 1]):
+                return False
+            name = payload[:nul].decode("utf-8", "replace")
+            if name:
+                if kinds[:1] != b"S" or rest[0][1] or name in self.statements or name in self.relayed:
+                    return False
+                rest = rest[:1]
+                self._storage_seq += 1
+                storage = b"_hdb_s%d" % self._storage_seq
+                head_msgs = [(b"P", storage + payload[nul:])]
+            else:
+                if kinds[:1] != b"B" or rest[0][1][:2] != b"\0\0" or not _runs_and_syncs(rest[1:], kinds[1:]):
+                    return False
+                rest = rest[: 3 if kinds[1:3] == b"ES" else 4]
+                head_msgs = [(b"P", payload)]
+            try:
+                codec.decode_parse(payload)  # well formed, as PostgreSQL will want it
+                if not name:
+                    codec.decode_bind(rest[0][1])
+            except codec.ProtocolError:
+                return False
         if not self._can_relay():
             return False
         self.drop_messages(len(rest))
-        self.statements.pop("", None)
-        self._unnamed_parse = payload
+        if first == b"P":
+            self._drop_statement(name)
+            self.relayed[name] = payload
+            if name:
+                self.storage_names[name] = storage
+        if name:
+            self._storage_made[name] = self.session_runs
         self.portals.clear()  # as Sync outside a transaction
-        return self._relay(frame(b"P", payload) + b"".join(frame(k, p) for k, p in rest))
+        return self._relay(b"".join(frame(k, p) for k, p in head_msgs + rest), hidden)
+
+    def _storage_bind(self, payload: bytes) -> tuple[str | None, bytes]:
+        """A Bind of a statement made on the storage connection to the unnamed portal, renamed to ours."""
+        if payload[:1] != b"\0":
+            return None, payload
+        end = payload.find(b"\0", 1)
+        name = payload[1:end].decode("utf-8", "replace") if end > 0 else ""
+        storage = self.storage_names.get(name)
+        if storage is None:
+            return None, payload
+        bind = b"\0" + storage + payload[end:]
+        try:
+            codec.decode_bind(bind)
+        except codec.ProtocolError:
+            return None, payload
+        return name, bind
 
     def bind(self, payload: bytes) -> None:
         msg = codec.decode_bind(payload)
@@ -202,9 +285,7 @@ class ExtendedProtocol(Protocol):
     def close(self, payload: bytes) -> None:
         kind, name = codec.decode_target(payload)
         if kind == "S":
-            self.statements.pop(name, None)
-            if not name:
-                self._unnamed_parse = None
+            self._drop_statement(name)
         else:
             self.portals.pop(name, None)
         self.send(codec.CLOSE_COMPLETE)

@@ -352,7 +352,7 @@ class Protocol:
             return False
         return self.session.conn.pgconn.transaction_status == _IDLE
 
-    def _relay(self, data: bytes) -> bool:
+    def _relay(self, data: bytes, hidden: bytes = b"") -> bool:
         """Relay whole messages ending in a Query or a Sync (the caller checked _can_relay)."""
         pg = self.s.conn.pgconn
         if pg.ssl_in_use:
@@ -365,7 +365,7 @@ class Protocol:
             self._storage_blocking = True
         self.busy = True
         try:
-            status = relay_messages(fd, data, self.send)
+            status = relay_messages(fd, data, self.send, hidden)
         except RelayError as exc:
             raise Fatal("08006", f"the connection to the storage server was lost: {exc}") from None
         finally:

@@ -39,9 +39,12 @@ def frame(kind: bytes, payload: bytes) -> bytes:
     return kind + _LEN.pack(len(payload) + 4) + payload
 
 
-def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None]) -> int:
+def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None], hidden: bytes = b"") -> int:
     """Send `data` (whole messages, the last a Query or a Sync) on `fd` (blocking mode), pass every
-    answer message to `send`; the ReadyForQuery status byte."""
+    answer message to `send`; the ReadyForQuery status byte. `hidden`: the kinds of the first answer
+    messages to leave out, answers to messages put in front of the client's (an error is passed on)."""
+    if hidden:
+        send = _hiding(send, hidden)
     try:
         while data:
             data = data[os.write(fd, data):]
@@ -72,6 +75,21 @@ def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None]) -> int:
         if pos:
             send(buf[:pos])
             buf = buf[pos:]
+
+
+def _hiding(send: Callable[[bytes], None], kinds: bytes) -> Callable[[bytes], None]:
+    left = list(kinds)
+
+    def hide(chunk: bytes) -> None:
+        pos = 0
+        while left and len(chunk) - pos >= 5 and chunk[pos] == left[0]:
+            pos += 1 + _LEN.unpack_from(chunk, pos + 1)[0]
+            left.pop(0)
+        if pos < len(chunk):
+            left.clear()  # something else came first (an error): from here on everything goes through
+            send(chunk[pos:] if pos else chunk)
+
+    return hide
 
 
 def _complete(buf: bytes) -> bool:
