@@ -349,6 +349,8 @@ def test_named_statements_of_plain_reads_live_on_the_storage_connection(server: 
     assert [k for k, _ in prepare("cnt", "SELECT count(*) FROM items")] == [b"1", b"Z"]
     assert data_rows(run_prepared("s1", [b"4"])) == [["40"]]
     assert errors_in(prepare("s1", "SELECT 1"))[0]["C"] == "42P05"
+    err = errors_in(run_prepared("s1", [b"4", b"5"]))[0]  # the client's name in the message, not ours
+    assert err["C"] == "08P01" and '"s1"' in err["M"]
     # a plan follows the branch: the statement on the storage connection is planned again
     c.query("DELETE FROM items WHERE id = 1")
     assert data_rows(run_prepared("cnt", [])) == [["2"]]

@@ -68,9 +68,10 @@ class ExtendedProtocol(Protocol):
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
         # Statements whose Parse was relayed (relay_batch): the Parse, decoded when the full path needs
-        # it. A named one also lives on the storage connection, as storage_names[name].
+        # it. A named one also lives on the storage connection: storage_names[name] = (its name there,
+        # its number of parameters).
         self.relayed: dict[str, bytes] = {}
-        self.storage_names: dict[str, bytes] = {}
+        self.storage_names: dict[str, tuple[bytes, int]] = {}
         self._storage_garbage: list[bytes] = []  # storage statements to deallocate when idle
         self._storage_seq = 0
         # psycopg deallocates every prepared statement of its connection after some commands (DROP,
@@ -107,12 +108,12 @@ class ExtendedProtocol(Protocol):
         storage = self.storage_names.pop(name, None)
         self._storage_made.pop(name, None)
         if storage is not None:
-            self._storage_garbage.append(storage)
+            self._storage_garbage.append(storage[0])
         return found
 
     def collect_storage_garbage(self) -> None:
         """Deallocate the storage side of statements the client closed (outside a transaction only)."""
-        if self._storage_garbage and self.s.in_transaction is False:
+        if self._storage_garbage and not self.s.in_transaction:
             names, self._storage_garbage = self._storage_garbage, []
             self.s.conn.pgconn.exec_(b";".join(b'DEALLOCATE "' + n + b'"' for n in names))
 
@@ -164,7 +165,7 @@ class ExtendedProtocol(Protocol):
                 return False
             head_msgs, rest = [(b"B", bind)], rest[: 2 if kinds[:2] == b"ES" else 3]
             if self._storage_made.get(name) != self.session_runs:  # it may be gone: make it again
-                storage, parse = self.storage_names[name], self.relayed[name]
+                storage, parse = self.storage_names[name][0], self.relayed[name]
                 remake = [(b"C", b"S" + storage + b"\0"), (b"P", storage + parse[parse.index(b"\0"):])]
                 head_msgs, hidden = remake + head_msgs, b"31"
         else:
@@ -177,6 +178,11 @@ class ExtendedProtocol(Protocol):
                 if kinds[:1] != b"S" or rest[0][1] or name in self.statements or name in self.relayed:
                     return False
                 rest = rest[:1]
+                try:
+                    parsed = codec.decode_parse(payload)
+                except codec.ProtocolError:
+                    return False
+                nparams = max(len(parsed.param_types), param_count(placeholders(parsed.query)))
                 self._storage_seq += 1
                 storage = b"_hdb_s%d" % self._storage_seq
                 head_msgs = [(b"P", storage + payload[nul:])]
@@ -198,7 +204,7 @@ class ExtendedProtocol(Protocol):
             self._drop_statement(name)
             self.relayed[name] = payload
             if name:
-                self.storage_names[name] = storage
+                self.storage_names[name] = (storage, nparams)
         if name:
             self._storage_made[name] = self.session_runs
         self.portals.clear()  # as Sync outside a transaction
@@ -210,12 +216,13 @@ class ExtendedProtocol(Protocol):
             return None, payload
         end = payload.find(b"\0", 1)
         name = payload[1:end].decode("utf-8", "replace") if end > 0 else ""
-        storage = self.storage_names.get(name)
-        if storage is None:
+        made = self.storage_names.get(name)
+        if made is None:
             return None, payload
-        bind = b"\0" + storage + payload[end:]
+        bind = b"\0" + made[0] + payload[end:]
         try:
-            codec.decode_bind(bind)
+            if len(codec.decode_bind(bind).params) != made[1]:
+                return None, payload  # the full path reports it, with the client's name
         except codec.ProtocolError:
             return None, payload
         return name, bind
