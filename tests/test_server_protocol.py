@@ -17,7 +17,7 @@ import pytest
 
 from heliosdb.server import auth, codec
 from heliosdb.server.params import placeholders, quote_literal
-from heliosdb.server.protocol import quick_plain_select
+from heliosdb.server.protocol import quick_plain_command, quick_plain_select
 from tests import test_server_support as support
 from tests.test_server_support import (
     RawClient,
@@ -73,6 +73,20 @@ def test_quick_relay_takes_only_what_the_full_check_would_relay() -> None:
                     "SELECT c.relkind FROM pg_class c"):
         assert not q(refused), refused
     assert not quick_plain_select(b"SELECT 1\0\0")  # not one C string: the full path reports it
+
+
+def test_quick_commands_are_plain_transaction_commands_and_writes() -> None:
+    q = lambda text: quick_plain_command(text.encode("utf-8") + b"\0")  # noqa: E731
+    for taken in ("BEGIN;", "begin", "COMMIT", "END;", "rollback ;", "START  TRANSACTION",
+                  "UPDATE pgbench_accounts SET abalance = abalance + 5 WHERE aid = 7;",
+                  "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 7, 5, CURRENT_TIMESTAMP);",
+                  "DELETE FROM t WHERE id = 1"):
+        assert q(taken), taken
+    for refused in ("BEGIN ISOLATION LEVEL SERIALIZABLE", "PREPARE TRANSACTION 'x'", "COMMIT PREPARED 'x'",
+                    "UPDATE t SET v = 1; DELETE FROM t", "INSERT INTO t SELECT * FROM t AS OF LSN 1",
+                    "DELETE FROM t -- all", "MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE",
+                    "UPDATE t SET v = 'é'", "INSERT INTO t VALUES (set_config('a.b', '1', false))"):
+        assert not q(refused), refused
 
 
 def test_scram_exchange_against_a_postgres_verifier() -> None:
@@ -561,6 +575,42 @@ def test_relayed_and_session_statements_take_turns_on_one_storage_connection(ser
         assert len(rows) == 3000 and rows[0] == ["1"]
         assert data_rows(c.query("SELECT 'é' AS e")) == [["é"]]  # the full check, then relayed
         c.query("DELETE FROM t")
+    c.close()
+
+
+def test_relayed_transactions_on_main_keep_the_session_in_step(server: ServerProcess, dbname: str) -> None:
+    c = RawClient(server.port)
+    c.startup(database=dbname)
+    c.query("CREATE TABLE t (id int PRIMARY KEY, v int)")
+    c.query("CREATE DATABASE BRANCH dev")
+    # relayed: BEGIN, writes, reads, an error, ROLLBACK; the status PostgreSQL reports goes through
+    assert c.query("BEGIN")[-1] == (b"Z", b"T")
+    assert c.query("INSERT INTO t VALUES (1, 10)")[-1] == (b"Z", b"T")
+    assert data_rows(c.query("SELECT v FROM t")) == [["10"]]
+    msgs = c.query("INSERT INTO t VALUES (1, 11)")
+    assert errors_in(msgs)[0]["C"] == "23505" and msgs[-1] == (b"Z", b"E")
+    assert errors_in(c.query("SELECT 1"))[0]["C"] == "25P02"
+    assert c.query("ROLLBACK")[-1] == (b"Z", b"I")
+    assert data_rows(c.query("SELECT count(*) FROM t")) == [["0"]]
+    # several statements in one Query (the session runs them) inside a relayed BEGIN: they join the
+    # transaction instead of opening and committing one of their own
+    c.query("BEGIN")
+    c.query("INSERT INTO t VALUES (5, 50)")
+    assert c.query("INSERT INTO t VALUES (6, 60); INSERT INTO t VALUES (7, 70)")[-1] == (b"Z", b"T")
+    assert c.query("ROLLBACK")[-1] == (b"Z", b"I")
+    assert data_rows(c.query("SELECT count(*) FROM t")) == [["0"]]
+    # a statement the session runs after a relayed BEGIN knows it is in a transaction
+    assert c.query("BEGIN")[-1] == (b"Z", b"T")
+    c.query("INSERT INTO t VALUES (2, 20)")
+    msgs = c.query("USE BRANCH dev FOR TRANSACTION")
+    assert not errors_in(msgs) and msgs[-1] == (b"Z", b"T")
+    assert data_rows(c.query("SELECT count(*) FROM t")) == [["0"]]  # dev forked before the insert
+    assert c.query("COMMIT")[-1] == (b"Z", b"I")
+    assert data_rows(c.query("SELECT id, v FROM t")) == [["2", "20"]]
+    # each committed write has its LSN, in order
+    c.query("UPDATE t SET v = 21 WHERE id = 2")
+    rows = data_rows(c.query("SELECT v FROM t VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE ORDER BY versions_startlsn"))
+    assert rows == [["20"], ["21"]]
     c.close()
 
 

@@ -217,6 +217,12 @@ class Session:
             return self._tx_branch
         return self._session_branch
 
+    @property
+    def writes_pass_through(self) -> bool:
+        """Whether plain INSERT/UPDATE/DELETE go to PostgreSQL unchanged: on a root branch (main), not in
+        a USE BRANCH ... FOR TRANSACTION, no temporal context (see _run_passthrough)."""
+        return self._tx_branch is None and self._session_branch.parent_id is None and self.as_of is None
+
     # pgconn directly: conn.info builds a new object per access (3 us, on every statement's path)
     @property
     def in_transaction(self) -> bool:

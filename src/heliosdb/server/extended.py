@@ -197,7 +197,7 @@ class ExtendedProtocol(Protocol):
                     codec.decode_bind(rest[0][1])
             except codec.ProtocolError:
                 return False
-        if not self._can_relay():
+        if not self._can_relay(idle_only=True):
             return False
         self.drop_messages(len(rest))
         if first == b"P":

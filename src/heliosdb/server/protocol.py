@@ -44,6 +44,9 @@ _IMPLICIT_KINDS = (Kind.CREATE_TABLE, Kind.DROP_TABLE, Kind.ALTER_TABLE, Kind.CR
                    Kind.TRUNCATE)
 _RFQ_IDLE = codec.ready_for_query(b"I")
 _IDLE = pq.TransactionStatus.IDLE
+_INTRANS = pq.TransactionStatus.INTRANS
+_INERROR = pq.TransactionStatus.INERROR
+_RELAYED_STATUS = {0x49: _IDLE, 0x54: _INTRANS, 0x45: _INERROR}  # ReadyForQuery's status byte
 _RFQ = {pq.TransactionStatus.INERROR: codec.ready_for_query(b"E"),
         pq.TransactionStatus.INTRANS: codec.ready_for_query(b"T"),
         pq.TransactionStatus.ACTIVE: codec.ready_for_query(b"T")}
@@ -127,6 +130,28 @@ def quick_plain_select(payload: bytes) -> bool:
                 or "=>" in low or "set_config" in low or "into" in low or "relkind" in low)
 
 
+_TRANSACTION_COMMANDS = {"begin", "begin work", "begin transaction", "start transaction", "commit", "commit work",
+                         "commit transaction", "end", "end work", "end transaction", "rollback", "rollback work",
+                         "rollback transaction", "abort", "abort work", "abort transaction"}
+_WRITE_HEADS = ("insert into ", "update ", "delete from ")
+
+
+def quick_plain_command(payload: bytes) -> bool:
+    """A conservative test on a Query message's bytes: a plain transaction command (BEGIN, COMMIT,
+    ROLLBACK, ... without options) or a plain INSERT/UPDATE/DELETE, which Session.execute passes to
+    PostgreSQL unchanged on a root branch (Session.writes_pass_through). Same refusals as
+    quick_plain_select; False means "ask the full path"."""
+    if not payload.isascii() or payload.find(b"\0") != len(payload) - 1:
+        return False
+    low = payload[:-1].decode("ascii").lower().strip().rstrip(";").rstrip()
+    if " ".join(low.split()) in _TRANSACTION_COMMANDS:
+        return True
+    if not low.startswith(_WRITE_HEADS) or ";" in low:
+        return False
+    return not ("--" in low or "/*" in low or "of" in low or "system_time" in low or "versions" in low
+                or "=>" in low or "set_config" in low or "relkind" in low)
+
+
 def may_run_in_transaction(stmt: str) -> bool:
     """Statements an implicit transaction may wrap (never VACUUM, CREATE DATABASE, branch statements...)."""
     kind = classify(stmt)
@@ -160,6 +185,7 @@ class Protocol:
         self._status_dirty = True  # a statement may have changed a reported setting or the branch
         self._no_relay = False
         self._storage_blocking = False  # the storage socket is in blocking mode (relay.py)
+        self._relayed_status: pq.TransactionStatus | None = None  # set when libpq's status is out of date
         self.listening = False  # after LISTEN: notifications may arrive between commands
         self._notices: list[dict[str, Any]] = []
         self._notifies: list[psycopg.Notify] = []
@@ -335,22 +361,35 @@ class Protocol:
         return self._relay(frame(b"Q", payload))
 
     def relay_quick(self, payload: bytes) -> bool:
-        """relay_simple for a Query that quick_plain_select accepts: no decoding, no classification."""
+        """relay_simple for a Query that quick_plain_select or quick_plain_command accepts (a command
+        only where writes pass through): no decoding, no classification. Also inside a transaction."""
         session = self.session
-        return (session is not None and session.as_of is None and quick_plain_select(payload)
-                and self._can_relay() and self._relay(frame(b"Q", payload)))
+        if session is None or session.as_of is not None:
+            return False
+        if not (quick_plain_select(payload) or session.writes_pass_through and quick_plain_command(payload)):
+            return False
+        return self._can_relay(idle_only=False) and self._relay(frame(b"Q", payload))
 
     def storage_for_psycopg(self) -> None:
-        """Put the storage socket back in the non-blocking mode libpq expects (after relaying)."""
+        """Hand the storage connection back to psycopg after relaying: the socket in the non-blocking
+        mode libpq expects, and libpq's idea of the transaction status brought up to date (an empty
+        query: relayed BEGIN, COMMIT and errors went past it)."""
         if self._storage_blocking:
             self._storage_blocking = False
             if self.session is not None and not self.s.conn.closed:
                 os.set_blocking(self.s.conn.pgconn.socket, False)
+        if self._relayed_status is not None:
+            self._relayed_status = None
+            if self.session is not None and not self.s.conn.closed:
+                self.s.conn.pgconn.exec_(b"")
 
-    def _can_relay(self) -> bool:
+    def _can_relay(self, idle_only: bool = True) -> bool:
         if self._no_relay or self.listening or self.implicit or self.session is None:
             return False
-        return self.session.conn.pgconn.transaction_status == _IDLE
+        if self._relayed_status is not None:
+            return not idle_only or self._relayed_status == _IDLE
+        status = self.session.conn.pgconn.transaction_status
+        return status == _IDLE or not idle_only and status in (_INTRANS, _INERROR)
 
     def _relay(self, data: bytes, hidden: bytes = b"") -> bool:
         """Relay whole messages ending in a Query or a Sync (the caller checked _can_relay)."""
@@ -371,8 +410,11 @@ class Protocol:
         finally:
             self.busy = False
             self.statements_run += 1
-        if status != 0x49:  # 'I': a plain read cannot have opened a transaction
-            raise Fatal("XX000", "the storage connection left its idle state during a relayed read")
+        # libpq did not see this ReadyForQuery: remember the status when it differs from libpq's
+        now = _RELAYED_STATUS.get(status)
+        if now is None:
+            raise Fatal("XX000", f"unexpected transaction status {status!r} from the storage server")
+        self._relayed_status = None if now == pg.transaction_status else now
         return True
 
     def simple_query(self, text: str) -> None:
