@@ -234,6 +234,9 @@ class ClientConnection(ExtendedProtocol):
         if self.session is not None:
             try:
                 self.storage_for_psycopg()
+            except Exception:  # a broken storage connection: closing it is all that is left
+                pass
+            try:
                 self.session.close()  # an open transaction is rolled back with the storage connection
             except Exception:
                 log.exception("connection %s: closing its session", self.peer)

@@ -1,23 +1,23 @@
-"""Relay one plain read straight to PostgreSQL on the session's storage socket.
+"""Relay statements straight to PostgreSQL on the session's storage socket.
 
-For a plain read outside a transaction (a statement Session.execute would hand
-to PostgreSQL unchanged, see Protocol.is_plain_read) the client's Query
-message goes to PostgreSQL as it is and PostgreSQL's answer, through
-ReadyForQuery, goes back to the client as it is: no PGresult is built and no
-message re-encoded, which is most of the cost of a short query in Python. The
-same holds for an extended-protocol batch Parse, Bind, [Describe,] Execute,
-Sync of one plain read in the unnamed statement and portal (what drivers send
-for a statement they do not prepare).
+For a statement Session.execute would hand to PostgreSQL unchanged (a plain
+read, see Protocol.is_plain_read; on main also plain transaction commands and
+INSERT/UPDATE/DELETE) the client's messages go to PostgreSQL as they are and
+PostgreSQL's answer, through ReadyForQuery, goes back to the client as it is:
+no PGresult is built and no message re-encoded, which is most of the cost of a
+short statement in Python. Relayed are one-statement Queries and
+extended-protocol batches of plain reads (see ExtendedProtocol.relay_batch).
 
 libpq is idle between commands and reads its socket only when asked to, so a
-whole request/response cycle done beside it leaves it exactly as it was. The
-connection does not relay once the session may receive asynchronous messages
-between commands (LISTEN), and never over TLS.
+whole request/response cycle done beside it leaves it as it was, except for
+its idea of the transaction status, which the connection brings up to date
+before psycopg runs anything (Protocol.storage_for_psycopg). The connection
+does not relay once the session may receive asynchronous messages between
+commands (LISTEN), and never over TLS.
 
-The socket is in blocking mode while relaying (the connection switches it back
-before psycopg uses it again): a blocking read waits for the answer without a
-poll() per statement, which measurably shortens the path through three
-processes.
+The socket is in blocking mode while relaying (switched back before psycopg
+uses it again): a blocking read waits for the answer without a poll() per
+statement, which measurably shortens the path through three processes.
 """
 
 from __future__ import annotations
