@@ -233,12 +233,24 @@ def _parse(c: RawClient, name: str, sql: str, types: list[int] = ()) -> None:  #
     c.send(b"P", cstr(name) + cstr(sql) + struct.pack("!h", len(types)) + b"".join(struct.pack("!I", t) for t in types))
 
 
-def _bind(c: RawClient, portal: str, stmt: str, params: list[bytes | None], rformats: list[int] = ()) -> None:  # type: ignore[assignment]
+def _bind_body(portal: str, stmt: str, params: list[bytes | None], rformats: list[int] = ()) -> bytes:  # type: ignore[assignment]
     body = cstr(portal) + cstr(stmt) + struct.pack("!h", 0) + struct.pack("!h", len(params))
     for p in params:
         body += struct.pack("!i", -1) if p is None else struct.pack("!i", len(p)) + p
-    body += struct.pack("!h", len(rformats)) + b"".join(struct.pack("!h", f) for f in rformats)
-    c.send(b"B", body)
+    return body + struct.pack("!h", len(rformats)) + b"".join(struct.pack("!h", f) for f in rformats)
+
+
+def _bind(c: RawClient, portal: str, stmt: str, params: list[bytes | None], rformats: list[int] = ()) -> None:  # type: ignore[assignment]
+    c.send(b"B", _bind_body(portal, stmt, params, rformats))
+
+
+def _client(server: ServerProcess, dbname: str, *setup: str) -> RawClient:
+    """A started raw client that ran `setup` (simple queries)."""
+    c = RawClient(server.port)
+    c.startup(database=dbname)
+    for stmt in setup:
+        c.query(stmt)
+    return c
 
 
 def test_extended_protocol(server: ServerProcess, dbname: str) -> None:
@@ -303,12 +315,14 @@ def _message(kind: bytes, payload: bytes) -> bytes:
 
 def _batch(sql: str, params: list[bytes], describe: bool = True, rformats: list[int] = ()) -> bytes:  # type: ignore[assignment]
     """Parse, Bind, [Describe,] Execute, Sync in the unnamed statement and portal, sent at once (as drivers do)."""
-    bind = cstr("") + cstr("") + struct.pack("!h", 0) + struct.pack("!h", len(params))
-    bind += b"".join(struct.pack("!i", len(p)) + p for p in params)
-    bind += struct.pack("!h", len(rformats)) + b"".join(struct.pack("!h", f) for f in rformats)
-    return (_message(b"P", cstr("") + cstr(sql) + struct.pack("!h", 0)) + _message(b"B", bind)
-            + (_message(b"D", b"P\0") if describe else b"") + _message(b"E", b"\0" + struct.pack("!i", 0))
-            + _message(b"S", b""))
+    parse = _message(b"P", cstr("") + cstr(sql) + struct.pack("!h", 0))
+    return parse + _run_unnamed(_bind_body("", "", params, rformats), describe)  # type: ignore[arg-type]
+
+
+def _run_unnamed(bind: bytes, describe: bool = True) -> bytes:
+    """Bind, [Describe,] Execute, Sync of the unnamed portal."""
+    return (_message(b"B", bind) + (_message(b"D", b"P\0") if describe else b"")
+            + _message(b"E", b"\0" + struct.pack("!i", 0)) + _message(b"S", b""))
 
 
 def test_extended_batches_of_plain_reads_are_relayed(server: ServerProcess, dbname: str) -> None:
@@ -342,21 +356,15 @@ def test_extended_batches_of_plain_reads_are_relayed(server: ServerProcess, dbna
 
 
 def test_named_statements_of_plain_reads_live_on_the_storage_connection(server: ServerProcess, dbname: str) -> None:
-    c = RawClient(server.port)
-    c.startup(database=dbname)
-    c.query("CREATE TABLE items (id int PRIMARY KEY)")
-    c.query("INSERT INTO items SELECT generate_series(1, 3)")
-    c.query("CREATE DATABASE BRANCH dev")
+    c = _client(server, dbname, "CREATE TABLE items (id int PRIMARY KEY)", "INSERT INTO items SELECT generate_series(1, 3)",
+                "CREATE DATABASE BRANCH dev")
 
     def prepare(name: str, sql: str) -> list[tuple[bytes, bytes]]:  # libpq's PQprepare: Parse, Sync
         c.send_raw(_message(b"P", cstr(name) + cstr(sql) + struct.pack("!h", 0)) + _message(b"S", b""))
         return c.until_ready()
 
     def run_prepared(name: str, params: list[bytes]) -> list[tuple[bytes, bytes]]:
-        bind = cstr("") + cstr(name) + struct.pack("!hh", 0, len(params))
-        bind += b"".join(struct.pack("!i", len(v)) + v for v in params) + struct.pack("!h", 0)
-        c.send_raw(_message(b"B", bind) + _message(b"D", b"P\0") + _message(b"E", b"\0" + struct.pack("!i", 0))
-                   + _message(b"S", b""))
+        c.send_raw(_run_unnamed(_bind_body("", name, params)))  # type: ignore[arg-type]
         return c.until_ready()
 
     assert [k for k, _ in prepare("s1", "SELECT $1::int * 10")] == [b"1", b"Z"]
@@ -556,10 +564,8 @@ def test_relayed_and_session_statements_take_turns_on_one_storage_connection(ser
                                                                              dbname: str) -> None:
     # Relayed reads put the storage socket in blocking mode; every other statement must find it
     # back in libpq's non-blocking mode, also with results larger than libpq's buffer.
-    c = RawClient(server.port)
-    c.startup(database=dbname)
+    c = _client(server, dbname, "CREATE TABLE t (id int PRIMARY KEY, v text)")
     big = "SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g"
-    c.query("CREATE TABLE t (id int PRIMARY KEY, v text)")
     for _ in range(2):
         assert len(data_rows(c.query(big))) == 20000  # relayed (quick path)
         assert c.query("BEGIN")[-1] == (b"Z", b"T")
@@ -579,10 +585,7 @@ def test_relayed_and_session_statements_take_turns_on_one_storage_connection(ser
 
 
 def test_relayed_transactions_on_main_keep_the_session_in_step(server: ServerProcess, dbname: str) -> None:
-    c = RawClient(server.port)
-    c.startup(database=dbname)
-    c.query("CREATE TABLE t (id int PRIMARY KEY, v int)")
-    c.query("CREATE DATABASE BRANCH dev")
+    c = _client(server, dbname, "CREATE TABLE t (id int PRIMARY KEY, v int)", "CREATE DATABASE BRANCH dev")
     # relayed: BEGIN, writes, reads, an error, ROLLBACK; the status PostgreSQL reports goes through
     assert c.query("BEGIN")[-1] == (b"Z", b"T")
     assert c.query("INSERT INTO t VALUES (1, 10)")[-1] == (b"Z", b"T")

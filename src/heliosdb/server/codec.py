@@ -9,7 +9,9 @@ answers with a FATAL ErrorResponse before closing.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 PROTOCOL_3_0 = 196608
 SSL_REQUEST = 80877103
@@ -174,36 +176,28 @@ class Framer:
         _kind, n = _HDR.unpack_from(self.buf, 0)
         return len(self.buf) >= n + 1
 
-    def peek(self, n: int) -> list[tuple[bytes, bytes]]:
-        """Up to n complete messages from the start of the buffer, not consumed."""
-        out: list[tuple[bytes, bytes]] = []
-        pos, buf = 0, self.buf
-        while len(out) < n and len(buf) - pos >= 5:
-            kind, size = _HDR.unpack_from(buf, pos)
-            if size < 4 or size - 4 > self.max_message or len(buf) - pos < size + 1:
-                break
-            out.append((kind, bytes(buf[pos + 5 : pos + size + 1])))
-            pos += size + 1
-        return out
-
-    def drop(self, n: int) -> None:
-        """Consume n complete messages (seen with peek)."""
-        pos, buf = 0, self.buf
-        for _ in range(n):
-            pos += _HDR.unpack_from(buf, pos)[1] + 1
-        del buf[:pos]
-
-    def peek_kinds(self) -> list[bytes]:
-        """Types of the complete messages buffered (for look-ahead)."""
-        out: list[bytes] = []
+    def _complete(self) -> Iterator[tuple[bytes, int, int]]:
+        """(type, start, end) of each complete message buffered, from the start."""
         pos, buf = 0, self.buf
         while len(buf) - pos >= 5:
             kind, n = _HDR.unpack_from(buf, pos)
-            if n < 4 or len(buf) - pos < n + 1:
-                break
-            out.append(kind)
+            if n < 4 or n - 4 > self.max_message or len(buf) - pos < n + 1:
+                return
+            yield kind, pos, pos + n + 1
             pos += n + 1
-        return out
+
+    def peek(self, n: int) -> list[tuple[bytes, bytes]]:
+        """Up to n complete messages from the start of the buffer, not consumed."""
+        return [(kind, bytes(self.buf[start + 5 : end])) for kind, start, end in islice(self._complete(), n)]
+
+    def drop(self, n: int) -> None:
+        """Consume n complete messages (seen with peek)."""
+        ends = [end for _kind, _start, end in islice(self._complete(), n)]
+        del self.buf[: ends[-1] if ends else 0]
+
+    def peek_kinds(self) -> list[bytes]:
+        """Types of the complete messages buffered (for look-ahead)."""
+        return [kind for kind, _start, _end in self._complete()]
 
 
 # -- decoded frontend messages -----------------------------------------------------------

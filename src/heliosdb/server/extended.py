@@ -179,10 +179,9 @@ class ExtendedProtocol(Protocol):
                     return False
                 rest = rest[:1]
                 try:
-                    parsed = codec.decode_parse(payload)
+                    nparams = self._prepared(codec.decode_parse(payload)).nparams
                 except codec.ProtocolError:
                     return False
-                nparams = max(len(parsed.param_types), param_count(placeholders(parsed.query)))
                 self._storage_seq += 1
                 storage = b"_hdb_s%d" % self._storage_seq
                 head_msgs = [(b"P", storage + payload[nul:])]
