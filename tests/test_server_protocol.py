@@ -16,8 +16,11 @@ import psycopg
 import pytest
 
 from heliosdb.server import auth, codec
+from heliosdb.server.autoparam import parameterize
 from heliosdb.server.params import placeholders, quote_literal
 from heliosdb.server.protocol import quick_plain_command, quick_plain_select
+from heliosdb.slt import corpus_dir
+from heliosdb.slt.parser import Query, Statement, active_records, parse_file
 from tests import test_server_support as support
 from tests.test_server_support import (
     RawClient,
@@ -87,6 +90,24 @@ def test_quick_commands_are_plain_transaction_commands_and_writes() -> None:
                     "DELETE FROM t -- all", "MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE",
                     "UPDATE t SET v = 'é'", "INSERT INTO t VALUES (set_config('a.b', '1', false))"):
         assert not q(refused), refused
+
+
+def test_parameterize_replaces_only_numbers_after_operators() -> None:
+    int4, int8 = struct.pack("!I", 23), struct.pack("!I", 20)
+    assert parameterize(b"SELECT v FROM t WHERE id = 60123;") == (b"SELECT v FROM t WHERE id = $1   ;", [b"60123"], int4)
+    text, values, types = parameterize(b"UPDATE t SET v = v + -4079 WHERE id >= 3000000000 AND w<>12")
+    assert text == b"UPDATE t SET v = v + -$1   WHERE id >= $2         AND w<>$3"  # same length: positions hold
+    assert (values, types) == ([b"4079", b"3000000000", b"12"], int4 + int8 + int4)
+    # inside quotes, positional numbers, type modifiers, non-integers, parts of numbers: left alone
+    text, values, _ = parameterize(b"SELECT 'a = 12', \"b=33\" FROM t WHERE x = 1.5 AND y = 12e3 AND z = 7 "
+                                   b"AND w = 1e-10 AND v = x-12 AND u = 99 ORDER BY 12")
+    assert values == [b"99"] and text.endswith(b"u = $1 ORDER BY 12")
+    assert parameterize(b"SELECT x::varchar(20) FROM t GROUP BY 1") is None
+    # existing parameters, dollar quotes and escape strings: the text is left as it is
+    assert parameterize(b"SELECT $1 WHERE x = 12") is None
+    assert parameterize(b"SELECT $$a$$ WHERE x = 12") is None
+    assert parameterize(b"SELECT E'\\'' WHERE x = 12") is None
+    assert parameterize(b"SELECT 1 WHERE x = 1234567890123456789") is None  # 19 digits: not an int8 for sure
 
 
 def test_scram_exchange_against_a_postgres_verifier() -> None:
@@ -614,6 +635,84 @@ def test_relayed_transactions_on_main_keep_the_session_in_step(server: ServerPro
     c.query("UPDATE t SET v = 21 WHERE id = 2")
     rows = data_rows(c.query("SELECT v FROM t VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE ORDER BY versions_startlsn"))
     assert rows == [["20"], ["21"]]
+    c.close()
+
+
+def test_repeated_queries_run_as_prepared_statements_with_a_querys_answers(server: ServerProcess,
+                                                                           dbname: str) -> None:
+    c = _client(server, dbname, "CREATE TABLE t (id int PRIMARY KEY, v int, big bigint)",
+                "INSERT INTO t SELECT g, g * 10, g::bigint * 1000000000 FROM generate_series(1, 300) g",
+                "CREATE DATABASE BRANCH dev")
+    made = "SELECT count(*) FROM pg_prepared_statements WHERE starts_with(name, '_hdb_a')"
+
+    def kinds(msgs: list[tuple[bytes, bytes]]) -> bytes:
+        return b"".join(k for k, _ in msgs)
+
+    for i in range(10, 16):  # the first is a Query, the next ones run the statement made from it
+        msgs = c.query(f"SELECT v FROM t WHERE id = {i}")
+        assert kinds(msgs) == b"TDCZ" and data_rows(msgs) == [[str(i * 10)]], (i, msgs)
+    assert data_rows(c.query(made)) == [["1"]]
+    # a parameter has the literal's type: int4 here, as the first run (a relayed Query) reports it
+    descriptions = {c.query("SELECT id + 100, id - 3000000000 FROM t WHERE id = 10")[0] for _ in range(3)}
+    assert len(descriptions) == 1
+    for i in (11, 12):
+        msgs = c.query(f"SELECT id FROM t WHERE big = {i * 1000000000}")  # an int8 literal
+        assert kinds(msgs) == b"TDCZ" and data_rows(msgs) == [[str(i)]]
+    for i in (20, 21, 22):  # writes on main: no NoData or BindComplete reaches the client
+        msgs = c.query(f"UPDATE t SET v = v + 1000 WHERE id = {i}")
+        assert kinds(msgs) == b"CZ" and msgs[0][1] == b"UPDATE 1\0"
+    assert data_rows(c.query("SELECT v FROM t WHERE id >= 20 AND id <= 23 ORDER BY id")) == [
+        ["1200"], ["1210"], ["1220"], ["230"]]
+    # an error points where it does in the client's text, first as a Query, then from the statement
+    sql = "SELECT v FROM t WHERE id = 12345 AND nosuch"
+    first, second = (errors_in(c.query(sql))[0] for _ in range(2))
+    assert first["C"] == second["C"] == "42703" and first["P"] == second["P"] == str(sql.index("nosuch") + 1)
+    # the plan follows the branch
+    c.query("USE BRANCH dev")
+    c.query("UPDATE t SET v = -1 WHERE id = 13")
+    assert data_rows(c.query("SELECT v FROM t WHERE id = 13")) == [["-1"]]
+    c.query("USE BRANCH main")
+    assert data_rows(c.query("SELECT v FROM t WHERE id = 13")) == [["130"]]
+    # psycopg deallocates the storage connection's statements after DROP: made again on the way
+    c.query("CREATE TABLE other (x int)")
+    c.query("DROP TABLE other")
+    assert data_rows(c.query(made)) == [["0"]]
+    assert data_rows(c.query("SELECT v FROM t WHERE id = 14")) == [["140"]]
+    # a failed statement in a transaction leaves it failed, as a Query does
+    assert c.query("BEGIN")[-1] == (b"Z", b"T")
+    assert kinds(c.query("SELECT v FROM t WHERE id = 15")) == b"TDCZ"
+    msgs = c.query("SELECT nosuch FROM t WHERE id = 12346")  # its statement is made now, and fails
+    assert errors_in(msgs)[0]["C"] == "42703" and msgs[-1] == (b"Z", b"E")
+    assert errors_in(c.query("SELECT v FROM t WHERE id = 15"))[0]["C"] == "25P02"
+    assert c.query("ROLLBACK")[-1] == (b"Z", b"I")
+    assert errors_in(c.query("SELECT nosuch FROM t WHERE id = 12347"))[0]["C"] == "42703"  # not 26000
+    # at most 256 statements per connection: the oldest are closed
+    for i in range(300):
+        for _ in range(2):
+            sql = f"SELECT id FROM t WHERE id = {i + 1000} - 999 + 0 * {100 + i}"  # 300 texts
+            assert data_rows(c.query(sql)) == [[str(i + 1)]]
+    assert data_rows(c.query(made)) == [["256"]]
+    c.close()
+
+
+@pytest.mark.skipif(not (corpus_dir() / "select4.test").is_file(), reason="no sqllogictest corpus")
+def test_sqllogictest_queries_answer_the_same_from_their_prepared_statements(server: ServerProcess,
+                                                                            dbname: str) -> None:
+    """select4's queries that get parameters: the answers from the statement made from the text (the
+    second and third run) are the Query's own (the first run, relayed as it is), errors included."""
+    c = _client(server, dbname)
+    checked = 0
+    for rec in active_records(parse_file(corpus_dir() / "select4.test"), "postgresql"):
+        if isinstance(rec, Statement):
+            c.query(rec.sql)
+        elif isinstance(rec, Query) and checked < 300:
+            payload = rec.sql.encode() + b"\0"
+            if parameterize(payload[:-1]) is None or not quick_plain_select(payload):
+                continue
+            checked += 1
+            first, second, third = ([(k, fields(p) if k == b"E" else p) for k, p in c.query(rec.sql)] for _ in range(3))
+            assert first == second == third, rec.sql
+    assert checked == 300
     c.close()
 
 

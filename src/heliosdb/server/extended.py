@@ -20,7 +20,7 @@ from heliosdb import errors
 from heliosdb.server import catalog_compat, codec
 from heliosdb.server.params import Raw, param_count, placeholders
 from heliosdb.server.protocol import Bound, Protocol, error, is_stdio_copy, pgresult_error, quick_plain_select
-from heliosdb.server.relay import frame
+from heliosdb.server.relay import Hider, frame
 from heliosdb.server.values import Rows, describe_fields
 from heliosdb.sql.classify import Kind, classify, head
 from heliosdb.sql.split import split_statements
@@ -74,10 +74,7 @@ class ExtendedProtocol(Protocol):
         self.storage_names: dict[str, tuple[bytes, int]] = {}
         self._storage_garbage: list[bytes] = []  # storage statements to deallocate when idle
         self._storage_seq = 0
-        # psycopg deallocates every prepared statement of its connection after some commands (DROP,
-        # ROLLBACK, ...): a storage statement is known to exist only until the session runs something
-        # itself (session_runs counts those); after that a relayed Bind makes it again first.
-        self.session_runs = 0
+        # when each was made on the storage connection, in session_runs (see Protocol.__init__)
         self._storage_made: dict[str, int] = {}
 
     def local_command(self, stmt: str) -> str | None:
@@ -101,6 +98,7 @@ class ExtendedProtocol(Protocol):
         self.relayed.clear()
         self.storage_names.clear()
         self._storage_made.clear()
+        self.auto.clear()
 
     def _drop_statement(self, name: str) -> bool:
         found = self.statements.pop(name, None) is not None
@@ -158,7 +156,7 @@ class ExtendedProtocol(Protocol):
             return False
         rest = self.peek_messages(4)
         kinds = b"".join(k for k, _ in rest)
-        hidden = b""
+        hider = None
         if first == b"B":
             name, bind = self._storage_bind(payload)
             if name is None or not _runs_and_syncs(rest, kinds):
@@ -167,7 +165,7 @@ class ExtendedProtocol(Protocol):
             if self._storage_made.get(name) != self.session_runs:  # it may be gone: make it again
                 storage, parse = self.storage_names[name][0], self.relayed[name]
                 remake = [(b"C", b"S" + storage + b"\0"), (b"P", storage + parse[parse.index(b"\0"):])]
-                head_msgs, hidden = remake + head_msgs, b"31"
+                head_msgs, hider = remake + head_msgs, Hider(self.send, b"31")
         else:
             nul = payload.find(b"\0")
             end = payload.find(b"\0", nul + 1) if nul >= 0 else -1
@@ -207,7 +205,7 @@ class ExtendedProtocol(Protocol):
         if name:
             self._storage_made[name] = self.session_runs
         self.portals.clear()  # as Sync outside a transaction
-        return self._relay(b"".join(frame(k, p) for k, p in head_msgs + rest), hidden)
+        return self._relay(b"".join(frame(k, p) for k, p in head_msgs + rest), hider)
 
     def _storage_bind(self, payload: bytes) -> tuple[str | None, bytes]:
         """A Bind of a statement made on the storage connection to the unnamed portal, renamed to ours."""

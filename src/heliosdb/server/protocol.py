@@ -22,8 +22,9 @@ from psycopg import pq
 
 from heliosdb import errors
 from heliosdb.server import codec
+from heliosdb.server.autoparam import AutoStatements, parameterize, parse_message, run_messages
 from heliosdb.server.params import Raw, substitute, to_psycopg
-from heliosdb.server.relay import RelayError, frame, relay_messages
+from heliosdb.server.relay import Hider, RelayError, frame, relay_messages
 from heliosdb.server.values import Encoder, Rows, from_pgresult, from_python
 from heliosdb.session import Result, Session, is_write
 from heliosdb.sql.classify import Kind, classify, head
@@ -186,6 +187,11 @@ class Protocol:
         self._no_relay = False
         self._storage_blocking = False  # the storage socket is in blocking mode (relay.py)
         self._relayed_status: pq.TransactionStatus | None = None  # set when libpq's status is out of date
+        # psycopg deallocates every prepared statement of its connection after some commands (DROP,
+        # ROLLBACK, ...): a statement made on the storage connection is known to exist only until the
+        # session runs something itself (session_runs counts those); after that it is made again.
+        self.session_runs = 0
+        self.auto = AutoStatements()  # statements made from parameterized Queries (autoparam.py)
         self.listening = False  # after LISTEN: notifications may arrive between commands
         self._notices: list[dict[str, Any]] = []
         self._notifies: list[psycopg.Notify] = []
@@ -362,13 +368,42 @@ class Protocol:
 
     def relay_quick(self, payload: bytes) -> bool:
         """relay_simple for a Query that quick_plain_select or quick_plain_command accepts (a command
-        only where writes pass through): no decoding, no classification. Also inside a transaction."""
+        only where writes pass through): no decoding, no classification. Also inside a transaction.
+        A text seen before with other numbers runs as a prepared statement (autoparam.py)."""
         session = self.session
         if session is None or session.as_of is not None:
             return False
         if not (quick_plain_select(payload) or session.writes_pass_through and quick_plain_command(payload)):
             return False
-        return self._can_relay(idle_only=False) and self._relay(frame(b"Q", payload))
+        if not self._can_relay(idle_only=False):
+            return False
+        auto = parameterize(payload[:-1])
+        if auto is not None:
+            text, values, types = auto
+            key = text + types
+            name, evict = self.auto.name_for(key)
+            if name is not None:
+                return self._relay_prepared(key, name, evict, auto)
+        return self._relay(frame(b"Q", payload))
+
+    def _relay_prepared(self, key: bytes, name: bytes, evict: bytes | None,
+                        auto: tuple[bytes, list[bytes], bytes]) -> bool:
+        """Run a parameterized Query as the storage statement `name`, made first when it may not exist;
+        the client sees only the answers a Query would have had."""
+        entry = self.auto.made[key]
+        data = [frame(b"C", b"S" + evict + b"\0")] if evict else []
+        make = entry[1] != self.session_runs
+        if make:
+            if entry[1] >= 0:
+                data.append(frame(b"C", b"S" + name + b"\0"))  # it may still be there
+            data.append(parse_message(name, auto[0], auto[2]))
+        data.append(run_messages(name, auto[1]))
+        hider = Hider(self.send, b"312n")
+        try:
+            return self._relay(b"".join(data), hider)
+        finally:
+            if make:
+                entry[1] = self.session_runs if 0x31 in hider.hidden else -1
 
     def storage_for_psycopg(self) -> None:
         """Hand the storage connection back to psycopg after relaying: the socket in the non-blocking
@@ -391,8 +426,9 @@ class Protocol:
         status = self.session.conn.pgconn.transaction_status
         return status == _IDLE or not idle_only and status in (_INTRANS, _INERROR)
 
-    def _relay(self, data: bytes, hidden: bytes = b"") -> bool:
-        """Relay whole messages ending in a Query or a Sync (the caller checked _can_relay)."""
+    def _relay(self, data: bytes, hider: Hider | None = None) -> bool:
+        """Relay whole messages ending in a Query or a Sync (the caller checked _can_relay); `hider`
+        leaves out the answers to messages the endpoint put in front of the client's."""
         pg = self.s.conn.pgconn
         if pg.ssl_in_use:
             self._no_relay = True
@@ -404,7 +440,7 @@ class Protocol:
             self._storage_blocking = True
         self.busy = True
         try:
-            status = relay_messages(fd, data, self.send, hidden)
+            status = relay_messages(fd, data, hider or self.send)
         except RelayError as exc:
             raise Fatal("08006", f"the connection to the storage server was lost: {exc}") from None
         finally:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 _LEN = struct.Struct("!i")
 _READY = 0x5A  # 'Z'
+_PASSING = b"NS"  # NoticeResponse, ParameterStatus
 
 
 class RelayError(Exception):
@@ -39,12 +40,9 @@ def frame(kind: bytes, payload: bytes) -> bytes:
     return kind + _LEN.pack(len(payload) + 4) + payload
 
 
-def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None], hidden: bytes = b"") -> int:
+def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None]) -> int:
     """Send `data` (whole messages, the last a Query or a Sync) on `fd` (blocking mode), pass every
-    answer message to `send`; the ReadyForQuery status byte. `hidden`: the kinds of the first answer
-    messages to leave out, answers to messages put in front of the client's (an error is passed on)."""
-    if hidden:
-        send = _hiding(send, hidden)
+    answer message to `send` (whole messages at a time); the ReadyForQuery status byte."""
     try:
         while data:
             data = data[os.write(fd, data):]
@@ -77,19 +75,39 @@ def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None], hidden: 
             buf = buf[pos:]
 
 
-def _hiding(send: Callable[[bytes], None], kinds: bytes) -> Callable[[bytes], None]:
-    left = list(kinds)
+class Hider:
+    """A `send` for relay_messages that leaves out the answers to messages put in front of the
+    client's: answers of the given kinds, up to the first answer of another kind (notices and
+    parameter status reports pass and do not end it). `hidden` lists what was left out, so the
+    caller can tell whether a Parse of its own succeeded."""
 
-    def hide(chunk: bytes) -> None:
-        pos = 0
-        while left and len(chunk) - pos >= 5 and chunk[pos] == left[0]:
-            pos += 1 + _LEN.unpack_from(chunk, pos + 1)[0]
-            left.pop(0)
-        if pos < len(chunk):
-            left.clear()  # something else came first (an error): from here on everything goes through
-            send(chunk[pos:] if pos else chunk)
+    __slots__ = ("send", "kinds", "hidden", "active")
 
-    return hide
+    def __init__(self, send: Callable[[bytes], None], kinds: bytes) -> None:
+        self.send = send
+        self.kinds = kinds
+        self.hidden = bytearray()
+        self.active = True
+
+    def __call__(self, chunk: bytes) -> None:
+        if not self.active:
+            self.send(chunk)
+            return
+        pos, n, kinds, keep = 0, len(chunk), self.kinds, b""
+        while pos < n:
+            kind = chunk[pos]
+            end = pos + 1 + _LEN.unpack_from(chunk, pos + 1)[0]
+            if kind in kinds:
+                self.hidden.append(kind)
+            elif kind in _PASSING:
+                keep += chunk[pos:end]
+            else:
+                self.active = False
+                keep += chunk[pos:] if pos else chunk
+                break
+            pos = end
+        if keep:
+            self.send(keep)
 
 
 def _complete(buf: bytes) -> bool:
