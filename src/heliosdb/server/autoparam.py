@@ -32,13 +32,12 @@ from heliosdb.server.relay import frame
 
 _INT4_MAX = 2147483647
 _INT4, _INT8 = struct.pack("!I", 23), struct.pack("!I", 20)
-# A number after an operator (group 1); the second form also skips quoted strings and identifiers
-# (no group), for texts that have quotes.
-_NUMBER = re.compile(rb"[=<>+-]\s*(\d{2,18})(?![\w.$'\"])")
-_QUOTED_OR_NUMBER = re.compile(rb"'[^']*'|\"[^\"]*\"|[=<>+-]\s*(\d{2,18})(?![\w.$'\"])")
+# A number after an operator (captured, for split); quoted strings and identifiers (captured, for split).
+_NUMBER = re.compile(rb"([=<>+-]\s*)(\d{2,18})(?![\w.$'\"])")
+_QUOTED = re.compile(rb"('[^']*'|\"[^\"]*\")")
 _SPECIAL = re.compile(rb"['\"$\\]")
 _ESCAPES = re.compile(rb"[$\\]")
-_SPACE = b" \t\n\r\f\v"
+_WORD = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_."
 _H = struct.Struct("!h")
 _I = struct.Struct("!i")
 _DESCRIBE_EXECUTE_SYNC = frame(b"D", b"P\0") + frame(b"E", b"\0\0\0\0\0") + frame(b"S", b"")
@@ -49,55 +48,64 @@ def parameterize(query: bytes) -> tuple[bytes, list[bytes], bytes] | None:
     (without its terminating NUL); None when there is nothing to replace."""
     special = _SPECIAL.search(query)
     if special is None:
-        scan = _NUMBER
-    elif _ESCAPES.search(query, special.start()) is None:
-        scan = _QUOTED_OR_NUMBER
+        segments = [query]
+    elif _ESCAPES.search(query, special.start()) is None and not (query.count(b"'") | query.count(b'"')) & 1:
+        segments = _QUOTED.split(query)  # outside quotes at even indexes, quoted at odd ones
     else:
-        return None
+        return None  # parameters, dollar quotes, escape strings, an unterminated quote
     values: list[bytes] = []
-    types: list[bytes] = []
+    types = b""
     out: list[bytes] = []
-    pos = 0
-    for m in scan.finditer(query):
-        start = m.start(1)
-        if start < 0:
-            continue  # a quoted string or identifier
-        op = m.start()
-        if query[op] in b"+-" and (op == 0 or query[op - 1] not in _SPACE):
-            continue  # 1e-10, x-1: part of a number, or not clearly a binary/unary operator
-        digits = m.group(1)
-        placeholder = b"$%d" % (len(values) + 1)
-        if len(placeholder) > len(digits):
+    for j, segment in enumerate(segments):
+        parts = _NUMBER.split(segment) if not j & 1 else None
+        if parts is None or len(parts) == 1:
+            out.append(segment)
             continue
-        out.append(query[pos:start])
-        out.append(placeholder.ljust(len(digits)))
-        pos = m.end(1)
-        values.append(digits)
-        types.append(_INT4 if len(digits) < 10 or int(digits) <= _INT4_MAX else _INT8)
+        out.append(parts[0])
+        for i in range(1, len(parts), 3):  # parts: text, (operator, number, text)...
+            op, digits, before = parts[i], parts[i + 1], parts[i - 1]
+            out.append(op)
+            placeholder = b"$%d" % (len(values) + 1)
+            if len(placeholder) > len(digits) or op[0] in b"+-" and before and before[-1] in _WORD:  # 1e-10, x-1
+                out.append(digits)
+            else:
+                out.append(placeholder.ljust(len(digits)))
+                values.append(digits)
+                types += _INT4 if len(digits) < 10 or int(digits) <= _INT4_MAX else _INT8
+            out.append(parts[i + 2])
     if not values:
         return None
-    out.append(query[pos:])
-    return b"".join(out), values, b"".join(types)
+    return b"".join(out), values, types
 
 
-def parse_message(name: bytes, text: bytes, types: bytes) -> bytes:
-    """Parse of `text` as the named statement `name`, with its parameter types."""
-    return frame(b"P", name + b"\0" + text + b"\0" + _H.pack(len(types) // 4) + types)
+class AutoStatement:
+    """One statement made on the storage connection from a parameterized text."""
 
+    __slots__ = ("name", "text", "types", "select", "made", "_bind_head")
 
-def run_messages(name: bytes, values: list[bytes]) -> bytes:
-    """Bind of the named statement to the unnamed portal (text values, text results), Describe of
-    the portal, Execute of all rows, Sync."""
-    parts = [b"\0", name, b"\0\0\0", _H.pack(len(values))]
-    for v in values:
-        parts.append(_I.pack(len(v)))
-        parts.append(v)
-    parts.append(b"\0\0")
-    return frame(b"B", b"".join(parts)) + _DESCRIBE_EXECUTE_SYNC
+    def __init__(self, name: bytes, text: bytes, types: bytes, select: bool) -> None:
+        self.name = name
+        self.text = text
+        self.types = types
+        self.select = select  # a SELECT (else a write, relayed only where writes pass through)
+        self.made = -1  # Protocol.session_runs when it was made; -1: not made
+        self._bind_head = b"\0" + name + b"\0\0\0" + _H.pack(len(types) // 4)
+
+    def parse_message(self) -> bytes:
+        return frame(b"P", self.name + b"\0" + self.text + b"\0" + _H.pack(len(self.types) // 4) + self.types)
+
+    def run_messages(self, values: list[bytes]) -> bytes:
+        """Bind to the unnamed portal (text values, text results), Describe of the portal, Execute
+        of all rows, Sync."""
+        body = self._bind_head
+        for v in values:
+            body += _I.pack(len(v)) + v
+        return b"B" + _I.pack(len(body) + 6) + body + b"\0\0" + _DESCRIBE_EXECUTE_SYNC
 
 
 class AutoStatements:
-    """The prepared statements one connection made from its clients' Queries, by parameterized text.
+    """The prepared statements one connection made from its clients' Queries, by parameterized text
+    (with its parameter types).
 
     A text becomes a statement the second time it is seen (a one-off statement costs PostgreSQL no
     more than before). At most `limit` statements live at once: the oldest made is closed first.
@@ -105,29 +113,25 @@ class AutoStatements:
 
     def __init__(self, limit: int = 256) -> None:
         self.limit = limit
-        self.made: dict[bytes, list] = {}  # key -> [storage name, session_runs when made]
-        self.seen: set[bytes] = set()
+        self.made: dict[bytes, AutoStatement] = {}
+        self._seen: set[bytes] = set()
         self._seq = 0
 
     def clear(self) -> None:
         self.made.clear()
-        self.seen.clear()
+        self._seen.clear()
 
-    def name_for(self, key: bytes) -> tuple[bytes | None, bytes | None]:
-        """(the statement's name, the name of one to close first) for a parameterized text; a name
-        of None: not yet (first sight)."""
-        entry = self.made.get(key)
-        if entry is not None:
-            return entry[0], None
-        if key not in self.seen:
-            if len(self.seen) >= 4 * self.limit:
-                self.seen.clear()
-            self.seen.add(key)
+    def add(self, key: bytes, text: bytes, types: bytes, select: bool) -> tuple[AutoStatement | None, bytes | None]:
+        """(the statement for a text that passed the relay checks, the name of one to close first);
+        no statement the first time the text is seen."""
+        if key not in self._seen:
+            if len(self._seen) >= 4 * self.limit:
+                self._seen.clear()
+            self._seen.add(key)
             return None, None
         evict = None
         if len(self.made) >= self.limit:
-            evict = self.made.pop(next(iter(self.made)))[0]
+            evict = self.made.pop(next(iter(self.made))).name
         self._seq += 1
-        name = b"_hdb_a%d" % self._seq
-        self.made[key] = [name, -1]
-        return name, evict
+        stmt = self.made[key] = AutoStatement(b"_hdb_a%d" % self._seq, text, types, select)
+        return stmt, evict

@@ -22,7 +22,7 @@ from psycopg import pq
 
 from heliosdb import errors
 from heliosdb.server import codec
-from heliosdb.server.autoparam import AutoStatements, parameterize, parse_message, run_messages
+from heliosdb.server.autoparam import AutoStatement, AutoStatements, parameterize
 from heliosdb.server.params import Raw, substitute, to_psycopg
 from heliosdb.server.relay import Hider, RelayError, frame, relay_messages
 from heliosdb.server.values import Encoder, Rows, from_pgresult, from_python
@@ -373,37 +373,43 @@ class Protocol:
         session = self.session
         if session is None or session.as_of is not None:
             return False
-        if not (quick_plain_select(payload) or session.writes_pass_through and quick_plain_command(payload)):
+        auto = parameterize(payload[:-1])
+        if auto is not None:
+            key = auto[0] + auto[2]
+            stmt = self.auto.made.get(key)
+            if stmt is not None:  # its text passed the checks below (numbers do not change their outcome)
+                if not (stmt.select or session.writes_pass_through) or not self._can_relay(idle_only=False):
+                    return False
+                return self._relay_prepared(stmt, auto[1])
+        select = quick_plain_select(payload)
+        if not (select or session.writes_pass_through and quick_plain_command(payload)):
             return False
         if not self._can_relay(idle_only=False):
             return False
-        auto = parameterize(payload[:-1])
         if auto is not None:
-            text, values, types = auto
-            key = text + types
-            name, evict = self.auto.name_for(key)
-            if name is not None:
-                return self._relay_prepared(key, name, evict, auto)
+            stmt, evict = self.auto.add(key, auto[0], auto[2], select)
+            if stmt is not None:
+                return self._relay_prepared(stmt, auto[1], evict)
         return self._relay(frame(b"Q", payload))
 
-    def _relay_prepared(self, key: bytes, name: bytes, evict: bytes | None,
-                        auto: tuple[bytes, list[bytes], bytes]) -> bool:
-        """Run a parameterized Query as the storage statement `name`, made first when it may not exist;
-        the client sees only the answers a Query would have had."""
-        entry = self.auto.made[key]
+    def _relay_prepared(self, stmt: AutoStatement, values: list[bytes], evict: bytes | None = None) -> bool:
+        """Run a parameterized Query as its storage statement, made first when it may not exist; the
+        client sees only the answers a Query would have had."""
+        if stmt.made == self.session_runs and evict is None:
+            return self._relay(stmt.run_messages(values), Hider(self.send, b"2n"))
         data = [frame(b"C", b"S" + evict + b"\0")] if evict else []
-        make = entry[1] != self.session_runs
+        make = stmt.made != self.session_runs
         if make:
-            if entry[1] >= 0:
-                data.append(frame(b"C", b"S" + name + b"\0"))  # it may still be there
-            data.append(parse_message(name, auto[0], auto[2]))
-        data.append(run_messages(name, auto[1]))
+            if stmt.made >= 0:
+                data.append(frame(b"C", b"S" + stmt.name + b"\0"))  # it may still be there
+            data.append(stmt.parse_message())
+        data.append(stmt.run_messages(values))
         hider = Hider(self.send, b"312n")
         try:
             return self._relay(b"".join(data), hider)
         finally:
             if make:
-                entry[1] = self.session_runs if 0x31 in hider.hidden else -1
+                stmt.made = self.session_runs if 0x31 in hider.hidden else -1
 
     def storage_for_psycopg(self) -> None:
         """Hand the storage connection back to psycopg after relaying: the socket in the non-blocking
