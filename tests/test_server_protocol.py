@@ -426,6 +426,60 @@ def test_named_statements_of_plain_reads_live_on_the_storage_connection(server: 
     c.close()
 
 
+def test_extended_batches_in_transactions_and_writes_on_main_are_relayed(server: ServerProcess, dbname: str) -> None:
+    c = _client(server, dbname, "CREATE TABLE t (id int PRIMARY KEY, v int)",
+                "INSERT INTO t SELECT g, 0 FROM generate_series(1, 5) g", "CREATE DATABASE BRANCH dev")
+
+    def prepare(name: str, sql: str) -> list[tuple[bytes, bytes]]:  # libpq's PQprepare: Parse, Sync
+        c.send_raw(_message(b"P", cstr(name) + cstr(sql) + struct.pack("!h", 0)) + _message(b"S", b""))
+        return c.until_ready()
+
+    def run_prepared(name: str, params: list[bytes]) -> list[tuple[bytes, bytes]]:
+        c.send_raw(_run_unnamed(_bind_body("", name, params)))  # type: ignore[arg-type]
+        return c.until_ready()
+
+    # a Parse that fails leaves no statement behind: the name can be used again
+    assert errors_in(prepare("q", "SELECT nosuch FROM t"))[0]["C"] == "42703"
+    assert [k for k, _ in prepare("q", "SELECT v FROM t WHERE id = $1")] == [b"1", b"Z"]
+    # pgbench -M prepared: BEGIN, writes and END prepared inside the transaction, as they come
+    assert [k for k, _ in prepare("b", "BEGIN")] == [b"1", b"Z"]
+    assert run_prepared("b", [])[-1] == (b"Z", b"T")
+    assert [k for k, _ in prepare("upd", "UPDATE t SET v = v + $2 WHERE id = $1")] == [b"1", b"Z"]
+    msgs = run_prepared("upd", [b"1", b"10"])
+    assert (b"C", b"UPDATE 1\0") in msgs and msgs[-1] == (b"Z", b"T")
+    assert data_rows(run_prepared("q", [b"1"])) == [["10"]]
+    # a named portal of the session's survives the relayed batches of its transaction
+    c.send_raw(_message(b"P", cstr("all") + cstr("SELECT id FROM t ORDER BY id") + struct.pack("!h", 0))
+               + _message(b"B", _bind_body("p1", "all", [])) + _message(b"E", cstr("p1") + struct.pack("!i", 2))
+               + _message(b"S", b""))
+    assert data_rows(c.until_ready()) == [["1"], ["2"]]
+    c.send_raw(_batch("UPDATE t SET v = v + $1 WHERE id = 2", [b"5"]))  # unnamed, relayed
+    assert c.until_ready()[-1] == (b"Z", b"T")
+    c.send_raw(_message(b"E", cstr("p1") + struct.pack("!i", 0)) + _message(b"S", b""))
+    assert data_rows(c.until_ready()) == [["3"], ["4"], ["5"]]
+    c.send_raw(_batch("COMMIT", []))
+    assert c.until_ready()[-1] == (b"Z", b"I")
+    assert data_rows(c.query("SELECT v FROM t WHERE id <= 2 ORDER BY id")) == [["10"], ["5"]]
+    # an error inside a transaction fails it, and ROLLBACK undoes its writes
+    c.send_raw(_batch("BEGIN", []))
+    assert c.until_ready()[-1] == (b"Z", b"T")
+    run_prepared("upd", [b"3", b"7"])
+    msgs = run_prepared("upd", [b"3", b"x"])
+    err = errors_in(msgs)[0]  # PostgreSQL's own error (its routine field): relayed in the transaction
+    assert (err["C"], err.get("R"), msgs[-1]) == ("22P02", "pg_strtoint32", (b"Z", b"E"))
+    assert errors_in(run_prepared("q", [b"3"]))[0]["C"] == "25P02"
+    c.send_raw(_batch("ROLLBACK", []))
+    assert c.until_ready()[-1] == (b"Z", b"I")
+    assert data_rows(run_prepared("q", [b"3"])) == [["0"]]
+    # on a branch the same statement writes the branch (the session runs it: writes there do not pass through)
+    c.query("USE BRANCH dev")
+    assert errors_in(run_prepared("upd", [b"4", b"40"])) == []
+    assert data_rows(c.query("SELECT v FROM t WHERE id = 4")) == [["40"]]
+    c.query("USE BRANCH main")
+    assert data_rows(c.query("SELECT v FROM t WHERE id = 4")) == [["0"]]
+    c.close()
+
+
 # -- malformed input -------------------------------------------------------------------------------------------
 def _fatal_and_closed(c: RawClient) -> dict[str, str]:
     err: dict[str, str] = {}

@@ -19,7 +19,15 @@ from psycopg import pq
 from heliosdb import errors
 from heliosdb.server import catalog_compat, codec
 from heliosdb.server.params import Raw, param_count, placeholders
-from heliosdb.server.protocol import Bound, Protocol, error, is_stdio_copy, pgresult_error, quick_plain_select
+from heliosdb.server.protocol import (
+    Bound,
+    Protocol,
+    error,
+    is_stdio_copy,
+    pgresult_error,
+    quick_plain_command,
+    quick_plain_select,
+)
 from heliosdb.server.relay import Hider, frame
 from heliosdb.server.values import Rows, describe_fields
 from heliosdb.sql.classify import Kind, classify, head
@@ -71,7 +79,7 @@ class ExtendedProtocol(Protocol):
         # it. A named one also lives on the storage connection: storage_names[name] = (its name there,
         # its number of parameters).
         self.relayed: dict[str, bytes] = {}
-        self.storage_names: dict[str, tuple[bytes, int]] = {}
+        self.storage_names: dict[str, tuple[bytes, int, bool]] = {}
         self._storage_garbage: list[bytes] = []  # storage statements to deallocate when idle
         self._storage_seq = 0
         # when each was made on the storage connection, in session_runs (see Protocol.__init__)
@@ -145,31 +153,37 @@ class ExtendedProtocol(Protocol):
     def relay_batch(self, first: bytes, payload: bytes) -> bool:
         """A batch that starts with this Parse or Bind, relayed to PostgreSQL as it is (see relay.py):
 
-        - Parse, Bind, [Describe,] Execute, Sync of one plain read in the unnamed statement and portal;
-        - Parse of a named plain read, Sync (libpq's PQprepare): the statement is made on the storage
+        - Parse, Bind, [Describe,] Execute, Sync of one statement in the unnamed statement and portal;
+        - Parse of a named statement, Sync (libpq's PQprepare): the statement is made on the storage
           connection too, under a name of ours;
         - Bind of such a statement to the unnamed portal, [Describe,] Execute, Sync.
-        Only outside a transaction; anything else (row limits, named portals) takes the full path.
+        The statement is a plain read, or, where writes pass through (Session.writes_pass_through), a
+        plain transaction command or INSERT/UPDATE/DELETE; also inside a transaction. Anything else
+        (row limits, named portals) takes the full path.
         """
         session = self.session
         if session is None or session.as_of is not None:
             return False
         rest = self.peek_messages(4)
         kinds = b"".join(k for k, _ in rest)
-        hider = None
+        writes = session.writes_pass_through
+        remade = False
         if first == b"B":
             name, bind = self._storage_bind(payload)
-            if name is None or not _runs_and_syncs(rest, kinds):
+            if name is None or not _runs_and_syncs(rest, kinds) or self.storage_names[name][2] and not writes:
                 return False
             head_msgs, rest = [(b"B", bind)], rest[: 2 if kinds[:2] == b"ES" else 3]
             if self._storage_made.get(name) != self.session_runs:  # it may be gone: make it again
                 storage, parse = self.storage_names[name][0], self.relayed[name]
                 remake = [(b"C", b"S" + storage + b"\0"), (b"P", storage + parse[parse.index(b"\0"):])]
-                head_msgs, hider = remake + head_msgs, Hider(self.send, b"31")
+                head_msgs, remade = remake + head_msgs, True
         else:
             nul = payload.find(b"\0")
             end = payload.find(b"\0", nul + 1) if nul >= 0 else -1
-            if end < 0 or not quick_plain_select(payload[nul + 1 : end + 1]):
+            if end < 0:
+                return False
+            write = not quick_plain_select(payload[nul + 1 : end + 1])
+            if write and not (writes and quick_plain_command(payload[nul + 1 : end + 1])):
                 return False
             name = payload[:nul].decode("utf-8", "replace")
             if name:
@@ -194,18 +208,31 @@ class ExtendedProtocol(Protocol):
                     codec.decode_bind(rest[0][1])
             except codec.ProtocolError:
                 return False
-        if not self._can_relay(idle_only=True):
+        if not self._can_relay(idle_only=False):
             return False
         self.drop_messages(len(rest))
         if first == b"P":
             self._drop_statement(name)
             self.relayed[name] = payload
             if name:
-                self.storage_names[name] = (storage, nparams)
+                self.storage_names[name] = (storage, nparams, write)
         if name:
             self._storage_made[name] = self.session_runs
-        self.portals.clear()  # as Sync outside a transaction
-        return self._relay(b"".join(frame(k, p) for k, p in head_msgs + rest), hider)
+        # hides the answers to a Close and Parse of our own; tells whether a Parse succeeded
+        watch = Hider(self.send, b"31" if remade else b"") if remade or first == b"P" else None
+        try:
+            return self._relay(b"".join(frame(k, p) for k, p in head_msgs + rest), watch)
+        finally:
+            if watch is not None and first == b"P" and watch.shown != b"1":  # the Parse failed: none made
+                self.relayed.pop(name, None)
+                self.storage_names.pop(name, None)
+                self._storage_made.pop(name, None)
+            elif watch is not None and remade and 0x31 not in watch.hidden:
+                self._storage_made.pop(name, None)  # not made again: try again next time
+            if self.transaction_idle():
+                self.portals.clear()  # the transaction ended: so did every portal
+            else:
+                self.portals.pop("", None)
 
     def _storage_bind(self, payload: bytes) -> tuple[str | None, bytes]:
         """A Bind of a statement made on the storage connection to the unnamed portal, renamed to ours."""

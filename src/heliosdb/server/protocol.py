@@ -432,6 +432,11 @@ class Protocol:
         status = self.session.conn.pgconn.transaction_status
         return status == _IDLE or not idle_only and status in (_INTRANS, _INERROR)
 
+    def transaction_idle(self) -> bool:
+        """Whether the storage connection is outside a transaction (relayed answers included)."""
+        status = self._relayed_status
+        return (status if status is not None else self.s.conn.pgconn.transaction_status) == _IDLE
+
     def _relay(self, data: bytes, hider: Hider | None = None) -> bool:
         """Relay whole messages ending in a Query or a Sync (the caller checked _can_relay); `hider`
         leaves out the answers to messages the endpoint put in front of the client's."""

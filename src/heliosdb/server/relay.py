@@ -78,15 +78,17 @@ def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None]) -> int:
 class Hider:
     """A `send` for relay_messages that leaves out the answers to messages put in front of the
     client's: answers of the given kinds, up to the first answer of another kind (notices and
-    parameter status reports pass and do not end it). `hidden` lists what was left out, so the
-    caller can tell whether a Parse of its own succeeded."""
+    parameter status reports pass and do not end it). `hidden` lists what was left out, `shown`
+    the kind of the first answer passed on (other than those), so the caller can tell whether a
+    Parse succeeded."""
 
-    __slots__ = ("send", "kinds", "hidden", "active")
+    __slots__ = ("send", "kinds", "hidden", "shown", "active")
 
     def __init__(self, send: Callable[[bytes], None], kinds: bytes) -> None:
         self.send = send
         self.kinds = kinds
         self.hidden = bytearray()
+        self.shown = b""
         self.active = True
 
     def __call__(self, chunk: bytes) -> None:
@@ -103,6 +105,7 @@ class Hider:
                 keep += chunk[pos:end]
             else:
                 self.active = False
+                self.shown = chunk[pos : pos + 1]
                 keep += chunk[pos:] if pos else chunk
                 break
             pos = end
