@@ -92,21 +92,23 @@ def test_quick_commands_are_plain_transaction_commands_and_writes() -> None:
         assert not q(refused), refused
 
 
-def test_parameterize_replaces_only_numbers_after_operators() -> None:
+def test_parameterize_replaces_only_numbers_after_comparisons() -> None:
     int4, int8 = struct.pack("!I", 23), struct.pack("!I", 20)
     assert parameterize(b"SELECT v FROM t WHERE id = 60123;") == (b"SELECT v FROM t WHERE id = $1   ;", [b"60123"], int4)
-    text, values, types = parameterize(b"UPDATE t SET v = v + -4079 WHERE id >= 3000000000 AND w<>12")
-    assert text == b"UPDATE t SET v = v + -$1   WHERE id >= $2         AND w<>$3"  # same length: positions hold
-    assert (values, types) == ([b"4079", b"3000000000", b"12"], int4 + int8 + int4)
-    # inside quotes, positional numbers, type modifiers, non-integers, parts of numbers: left alone
+    text, values, types = parameterize(b"UPDATE t SET v = v + 40 WHERE id >= 3000000000 AND w<>12")
+    assert text == b"UPDATE t SET v = v + 40 WHERE id >= $1         AND w<>$2"  # same length: positions hold
+    assert (values, types) == ([b"3000000000", b"12"], int8 + int4)
+    # inside quotes, after + or - (a unary minus is folded into the constant), positional numbers,
+    # type modifiers, non-integers, one digit: left alone
     text, values, _ = parameterize(b"SELECT 'a = 12', \"b=33\" FROM t WHERE x = 1.5 AND y = 12e3 AND z = 7 "
-                                   b"AND w = 1e-10 AND v = x-12 AND u = 99 ORDER BY 12")
+                                   b"AND w = -10 AND v = x - 12 AND u = 99 ORDER BY 12")
     assert values == [b"99"] and text.endswith(b"u = $1 ORDER BY 12")
-    assert parameterize(b"SELECT x::varchar(20) FROM t GROUP BY 1") is None
-    # existing parameters, dollar quotes and escape strings: the text is left as it is
+    assert parameterize(b"SELECT x::varchar(20) FROM t GROUP BY 1 ORDER BY -10") is None
+    # existing parameters, dollar quotes, escape strings, an unterminated quote: the text is left as it is
     assert parameterize(b"SELECT $1 WHERE x = 12") is None
     assert parameterize(b"SELECT $$a$$ WHERE x = 12") is None
     assert parameterize(b"SELECT E'\\'' WHERE x = 12") is None
+    assert parameterize(b"SELECT 'a WHERE x = 12") is None
     assert parameterize(b"SELECT 1 WHERE x = 1234567890123456789") is None  # 19 digits: not an int8 for sure
 
 
@@ -471,6 +473,14 @@ def test_extended_batches_in_transactions_and_writes_on_main_are_relayed(server:
     c.send_raw(_batch("ROLLBACK", []))
     assert c.until_ready()[-1] == (b"Z", b"I")
     assert data_rows(run_prepared("q", [b"3"])) == [["0"]]
+    # a relayed COMMIT ends the transaction's portals, as PostgreSQL's own COMMIT does
+    assert c.query("BEGIN")[-1] == (b"Z", b"T")
+    c.send_raw(_message(b"B", _bind_body("p2", "all", [])) + _message(b"E", cstr("p2") + struct.pack("!i", 1))
+               + _message(b"S", b""))
+    assert data_rows(c.until_ready()) == [["1"]]
+    assert c.query("COMMIT")[-1] == (b"Z", b"I")
+    c.send_raw(_message(b"E", cstr("p2") + struct.pack("!i", 0)) + _message(b"S", b""))
+    assert errors_in(c.until_ready())[0]["C"] == "34000"
     # on a branch the same statement writes the branch (the session runs it: writes there do not pass through)
     c.query("USE BRANCH dev")
     assert errors_in(run_prepared("upd", [b"4", b"40"])) == []
@@ -732,14 +742,37 @@ def test_repeated_queries_run_as_prepared_statements_with_a_querys_answers(serve
     c.query("DROP TABLE other")
     assert data_rows(c.query(made)) == [["0"]]
     assert data_rows(c.query("SELECT v FROM t WHERE id = 14")) == [["140"]]
-    # a failed statement in a transaction leaves it failed, as a Query does
+    # what PostgreSQL refuses as a statement runs as the client's Query: its own answer
+    for _ in range(3):
+        assert errors_in(c.query("SELECT 1 WHERE 1 = 10[1]"))[0]["M"] == 'syntax error at or near "["'
+    other = _client(server, dbname)
+    for i in range(10, 13):
+        assert data_rows(c.query(f"SELECT * FROM t WHERE id = {i}")) == [[str(i), str(i * 10), str(i * 10 ** 9)]]
+    other.query("ALTER TABLE t ADD COLUMN w int DEFAULT 7")  # the made statement's result type is gone
+    assert data_rows(c.query("SELECT * FROM t WHERE id = 13")) == [["13", "130", str(13 * 10 ** 9), "7"]]
+    assert data_rows(c.query("SELECT * FROM t WHERE id = 14")) == [["14", "140", str(14 * 10 ** 9), "7"]]
+    other.close()
+    c.query("CREATE TABLE u (a int, b int)")
+    c.query("CREATE UNIQUE INDEX ON u (a) WHERE b > 10")
+    for i in range(10):  # a generic plan cannot prove b > $2 implies b > 10: PostgreSQL refuses it
+        msgs = c.query(f"INSERT INTO u VALUES ({i}, 20) ON CONFLICT (a) WHERE b > 10 DO NOTHING")
+        assert msgs[0] == (b"C", b"INSERT 0 1\0"), msgs
+    # a Query without its terminating NUL is malformed, also when its text is known
+    c.send_raw(b"Q" + struct.pack("!i", 4 + len(b"SELECT v FROM t WHERE id = 10X")) + b"SELECT v FROM t WHERE id = 10X")
+    assert errors_in(c.until_ready())[0]["C"] == "08P01"
+    c = _client(server, dbname)
+    # in a transaction the Query runs as it is: a statement PostgreSQL refused there (DDL elsewhere
+    # changed its result type) would fail the client's transaction
+    for i in (15, 16):
+        assert len(data_rows(c.query(f"SELECT * FROM t WHERE id = {i}"))[0]) == 4
+    assert data_rows(c.query(made)) == [["1"]]
     assert c.query("BEGIN")[-1] == (b"Z", b"T")
-    assert kinds(c.query("SELECT v FROM t WHERE id = 15")) == b"TDCZ"
-    msgs = c.query("SELECT nosuch FROM t WHERE id = 12346")  # its statement is made now, and fails
-    assert errors_in(msgs)[0]["C"] == "42703" and msgs[-1] == (b"Z", b"E")
-    assert errors_in(c.query("SELECT v FROM t WHERE id = 15"))[0]["C"] == "25P02"
-    assert c.query("ROLLBACK")[-1] == (b"Z", b"I")
-    assert errors_in(c.query("SELECT nosuch FROM t WHERE id = 12347"))[0]["C"] == "42703"  # not 26000
+    other = _client(server, dbname)
+    other.query("ALTER TABLE t ADD COLUMN x int DEFAULT 8")
+    other.close()
+    msgs = c.query("SELECT * FROM t WHERE id = 17")
+    assert data_rows(msgs) == [["17", "170", str(17 * 10 ** 9), "7", "8"]] and msgs[-1] == (b"Z", b"T")
+    assert c.query("COMMIT")[0] == (b"C", b"COMMIT\0")
     # at most 256 statements per connection: the oldest are closed
     for i in range(300):
         for _ in range(2):

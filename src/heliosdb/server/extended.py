@@ -229,10 +229,6 @@ class ExtendedProtocol(Protocol):
                 self._storage_made.pop(name, None)
             elif watch is not None and remade and 0x31 not in watch.hidden:
                 self._storage_made.pop(name, None)  # not made again: try again next time
-            if self.transaction_idle():
-                self.portals.clear()  # the transaction ended: so did every portal
-            else:
-                self.portals.pop("", None)
 
     def _storage_bind(self, payload: bytes) -> tuple[str | None, bytes]:
         """A Bind of a statement made on the storage connection to the unnamed portal, renamed to ours."""

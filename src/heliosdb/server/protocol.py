@@ -369,9 +369,9 @@ class Protocol:
     def relay_quick(self, payload: bytes) -> bool:
         """relay_simple for a Query that quick_plain_select or quick_plain_command accepts (a command
         only where writes pass through): no decoding, no classification. Also inside a transaction.
-        A text seen before with other numbers runs as a prepared statement (autoparam.py)."""
+        Outside one, a text seen before with other numbers runs as a prepared statement (autoparam.py)."""
         session = self.session
-        if session is None or session.as_of is not None:
+        if session is None or session.as_of is not None or payload.find(b"\0") != len(payload) - 1:
             return False
         auto = parameterize(payload[:-1])
         if auto is not None:
@@ -380,36 +380,46 @@ class Protocol:
             if stmt is not None:  # its text passed the checks below (numbers do not change their outcome)
                 if not (stmt.select or session.writes_pass_through) or not self._can_relay(idle_only=False):
                     return False
-                return self._relay_prepared(stmt, auto[1])
+                if self.transaction_idle():
+                    return self._relay_prepared(stmt, auto[1], payload)
+                return self._relay(frame(b"Q", payload))
         select = quick_plain_select(payload)
         if not (select or session.writes_pass_through and quick_plain_command(payload)):
             return False
         if not self._can_relay(idle_only=False):
             return False
-        if auto is not None:
-            stmt, evict = self.auto.add(key, auto[0], auto[2], select)
+        if auto is not None and self.transaction_idle():
+            stmt = self.auto.add(key, auto[0], auto[2], select)
             if stmt is not None:
-                return self._relay_prepared(stmt, auto[1], evict)
+                return self._relay_prepared(stmt, auto[1], payload)
         return self._relay(frame(b"Q", payload))
 
-    def _relay_prepared(self, stmt: AutoStatement, values: list[bytes], evict: bytes | None = None) -> bool:
-        """Run a parameterized Query as its storage statement, made first when it may not exist; the
-        client sees only the answers a Query would have had."""
-        if stmt.made == self.session_runs and evict is None:
-            return self._relay(stmt.run_messages(values), Hider(self.send, b"2n"))
-        data = [frame(b"C", b"S" + evict + b"\0")] if evict else []
+    def _relay_prepared(self, stmt: AutoStatement, values: list[bytes], payload: bytes) -> bool:
+        """Run a parameterized Query (outside a transaction) as its storage statement, made first when
+        it may not exist; the client sees only the answers a Query would have had. Should PostgreSQL
+        refuse the statement before running it (a text that does not parse with parameters, a plan
+        that needs a constant, a result type changed by DDL elsewhere), the answer is not passed on:
+        the text is not parameterized again and the client's Query runs as it is."""
+        closing = self.auto.take_closing()
         make = stmt.made != self.session_runs
-        if make:
-            if stmt.made >= 0:
-                data.append(frame(b"C", b"S" + stmt.name + b"\0"))  # it may still be there
-            data.append(stmt.parse_message())
-        data.append(stmt.run_messages(values))
-        hider = Hider(self.send, b"312n")
-        try:
-            return self._relay(b"".join(data), hider)
-        finally:
+        if not make and not closing:
+            data = stmt.run_messages(values)
+        else:
+            msgs = [frame(b"C", b"S" + name + b"\0") for name in closing]
             if make:
-                stmt.made = self.session_runs if 0x31 in hider.hidden else -1
+                if stmt.made >= 0:
+                    msgs.append(frame(b"C", b"S" + stmt.name + b"\0"))  # it may still be there
+                msgs.append(stmt.parse_message())
+            msgs.append(stmt.run_messages(values))
+            data = b"".join(msgs)
+        hider = Hider(self.send, b"312n", until=0x32)  # up to BindComplete: nothing has run yet
+        self._relay(data, hider)
+        if make:
+            stmt.made = self.session_runs if 0x31 in hider.hidden else -1
+        if not hider.failed:
+            return True
+        self.auto.refuse(stmt)
+        return self._relay(frame(b"Q", payload))
 
     def storage_for_psycopg(self) -> None:
         """Hand the storage connection back to psycopg after relaying: the socket in the non-blocking
@@ -427,6 +437,9 @@ class Protocol:
     def _can_relay(self, idle_only: bool = True) -> bool:
         if self._no_relay or self.listening or self.implicit or self.session is None:
             return False
+        if self.session.conn.pgconn.ssl_in_use:
+            self._no_relay = True  # relayed bytes would bypass the TLS layer
+            return False
         if self._relayed_status is not None:
             return not idle_only or self._relayed_status == _IDLE
         status = self.session.conn.pgconn.transaction_status
@@ -441,10 +454,6 @@ class Protocol:
         """Relay whole messages ending in a Query or a Sync (the caller checked _can_relay); `hider`
         leaves out the answers to messages the endpoint put in front of the client's."""
         pg = self.s.conn.pgconn
-        if pg.ssl_in_use:
-            self._no_relay = True
-            return False
-        self.portals.pop("", None)
         fd = pg.socket
         if not self._storage_blocking:
             os.set_blocking(fd, True)
@@ -462,6 +471,10 @@ class Protocol:
         if now is None:
             raise Fatal("XX000", f"unexpected transaction status {status!r} from the storage server")
         self._relayed_status = None if now == pg.transaction_status else now
+        if now == _IDLE:
+            self.portals.clear()  # no transaction: no portal (a relayed COMMIT ends the session's ones)
+        else:
+            self.portals.pop("", None)
         return True
 
     def simple_query(self, text: str) -> None:

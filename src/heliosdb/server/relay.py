@@ -80,36 +80,53 @@ class Hider:
     client's: answers of the given kinds, up to the first answer of another kind (notices and
     parameter status reports pass and do not end it). `hidden` lists what was left out, `shown`
     the kind of the first answer passed on (other than those), so the caller can tell whether a
-    Parse succeeded."""
+    Parse succeeded.
 
-    __slots__ = ("send", "kinds", "hidden", "shown", "active")
+    `until`: a kind among `kinds` that must come before anything reaches the client. Answers
+    before it are held back; an error before it sets `failed` and nothing at all is passed on
+    (the caller then does something else, see Protocol._relay_prepared).
+    """
 
-    def __init__(self, send: Callable[[bytes], None], kinds: bytes) -> None:
+    __slots__ = ("send", "kinds", "hidden", "shown", "active", "until", "held", "failed")
+
+    def __init__(self, send: Callable[[bytes], None], kinds: bytes, until: int | None = None) -> None:
         self.send = send
         self.kinds = kinds
         self.hidden = bytearray()
         self.shown = b""
         self.active = True
+        self.until = until
+        self.held = b""
+        self.failed = False
 
     def __call__(self, chunk: bytes) -> None:
         if not self.active:
-            self.send(chunk)
+            if not self.failed:
+                self.send(chunk)
             return
-        pos, n, kinds, keep = 0, len(chunk), self.kinds, b""
+        pos, n, kinds, keep = 0, len(chunk), self.kinds, self.held
         while pos < n:
             kind = chunk[pos]
             end = pos + 1 + _LEN.unpack_from(chunk, pos + 1)[0]
             if kind in kinds:
                 self.hidden.append(kind)
+                if kind == self.until:
+                    self.until = None
             elif kind in _PASSING:
                 keep += chunk[pos:end]
             else:
                 self.active = False
                 self.shown = chunk[pos : pos + 1]
-                keep += chunk[pos:] if pos else chunk
+                if self.until is not None:
+                    self.failed, keep = True, b""  # an error before `until`: nothing goes out
+                else:
+                    keep += chunk[pos:] if pos else chunk
                 break
             pos = end
-        if keep:
+        if self.until is not None and not self.failed:
+            self.held = keep
+        elif keep:
+            self.held = b""
             self.send(keep)
 
 
