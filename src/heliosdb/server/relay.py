@@ -6,7 +6,9 @@ INSERT/UPDATE/DELETE) the client's messages go to PostgreSQL as they are and
 PostgreSQL's answer, through ReadyForQuery, goes back to the client as it is:
 no PGresult is built and no message re-encoded, which is most of the cost of a
 short statement in Python. Relayed are one-statement Queries and
-extended-protocol batches of plain reads (see ExtendedProtocol.relay_batch).
+extended-protocol batches (see Protocol.relay_quick and
+ExtendedProtocol.relay_batch); a Query seen again with other numbers may go as
+a prepared statement (autoparam.py), its extra answers left out (Hider).
 
 libpq is idle between commands and reads its socket only when asked to, so a
 whole request/response cycle done beside it leaves it as it was, except for
