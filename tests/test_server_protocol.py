@@ -10,6 +10,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -378,17 +379,26 @@ def test_extended_batches_of_plain_reads_are_relayed(server: ServerProcess, dbna
     c.close()
 
 
-def test_named_statements_of_plain_reads_live_on_the_storage_connection(server: ServerProcess, dbname: str) -> None:
-    c = _client(server, dbname, "CREATE TABLE items (id int PRIMARY KEY)", "INSERT INTO items SELECT generate_series(1, 3)",
-                "CREATE DATABASE BRANCH dev")
+def _prepare_and_run(c: RawClient) -> tuple[Callable[[str, str], list[tuple[bytes, bytes]]],
+                                             Callable[[str, list[bytes]], list[tuple[bytes, bytes]]]]:
+    """libpq's PQprepare (Parse, Sync) and a run of a prepared statement in the unnamed portal."""
 
-    def prepare(name: str, sql: str) -> list[tuple[bytes, bytes]]:  # libpq's PQprepare: Parse, Sync
+    def prepare(name: str, sql: str) -> list[tuple[bytes, bytes]]:
         c.send_raw(_message(b"P", cstr(name) + cstr(sql) + struct.pack("!h", 0)) + _message(b"S", b""))
         return c.until_ready()
 
     def run_prepared(name: str, params: list[bytes]) -> list[tuple[bytes, bytes]]:
         c.send_raw(_run_unnamed(_bind_body("", name, params)))  # type: ignore[arg-type]
         return c.until_ready()
+
+    return prepare, run_prepared
+
+
+def test_named_statements_of_plain_reads_live_on_the_storage_connection(server: ServerProcess, dbname: str) -> None:
+    c = _client(server, dbname, "CREATE TABLE items (id int PRIMARY KEY)", "INSERT INTO items SELECT generate_series(1, 3)",
+                "CREATE DATABASE BRANCH dev")
+
+    prepare, run_prepared = _prepare_and_run(c)
 
     assert [k for k, _ in prepare("s1", "SELECT $1::int * 10")] == [b"1", b"Z"]
     assert [k for k, _ in prepare("cnt", "SELECT count(*) FROM items")] == [b"1", b"Z"]
@@ -432,13 +442,7 @@ def test_extended_batches_in_transactions_and_writes_on_main_are_relayed(server:
     c = _client(server, dbname, "CREATE TABLE t (id int PRIMARY KEY, v int)",
                 "INSERT INTO t SELECT g, 0 FROM generate_series(1, 5) g", "CREATE DATABASE BRANCH dev")
 
-    def prepare(name: str, sql: str) -> list[tuple[bytes, bytes]]:  # libpq's PQprepare: Parse, Sync
-        c.send_raw(_message(b"P", cstr(name) + cstr(sql) + struct.pack("!h", 0)) + _message(b"S", b""))
-        return c.until_ready()
-
-    def run_prepared(name: str, params: list[bytes]) -> list[tuple[bytes, bytes]]:
-        c.send_raw(_run_unnamed(_bind_body("", name, params)))  # type: ignore[arg-type]
-        return c.until_ready()
+    prepare, run_prepared = _prepare_and_run(c)
 
     # a Parse that fails leaves no statement behind: the name can be used again
     assert errors_in(prepare("q", "SELECT nosuch FROM t"))[0]["C"] == "42703"
