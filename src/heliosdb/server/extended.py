@@ -77,7 +77,7 @@ class ExtendedProtocol(Protocol):
         self.portals: dict[str, Portal] = {}
         # Statements whose Parse was relayed (relay_batch): the Parse, decoded when the full path needs
         # it. A named one also lives on the storage connection: storage_names[name] = (its name there,
-        # its number of parameters).
+        # its number of parameters, whether it writes: relayed only where writes pass through).
         self.relayed: dict[str, bytes] = {}
         self.storage_names: dict[str, tuple[bytes, int, bool]] = {}
         self._storage_garbage: list[bytes] = []  # storage statements to deallocate when idle
