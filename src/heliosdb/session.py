@@ -48,15 +48,24 @@ class Result:
     a dataclass (a default factory) cost a measurable share of a point lookup's overhead.
     """
 
-    __slots__ = ("status", "cursor", "rowcount", "notices", "_description")
+    __slots__ = ("_status", "cursor", "rowcount", "notices", "_description", "_pgresult")
 
-    def __init__(self, status: str, cursor: Any = None, rowcount: int = -1,
-                 notices: list[str] | None = None) -> None:
-        self.status = status
+    def __init__(self, status: str | None, cursor: Any = None, rowcount: int = -1,
+                 notices: list[str] | None = None, pgresult: Any = None) -> None:
+        self._status = status
         self.cursor: psycopg.Cursor[Any] | None = cursor
         self.rowcount = rowcount
         self.notices: list[str] = notices if notices is not None else []
         self._description: Any = False
+        self._pgresult = pgresult  # status None: the command tag comes from here when asked
+
+    @property
+    def status(self) -> str:
+        # decoded when asked: most DB-API reads never look at the command tag
+        if self._status is None:
+            tag = self._pgresult.command_status if self._pgresult is not None else None
+            self._status = tag.decode() if tag else ""
+        return self._status
 
     def __repr__(self) -> str:
         return f"Result(status={self.status!r}, rowcount={self.rowcount})"
@@ -71,11 +80,13 @@ class Result:
     @property
     def has_rows(self) -> bool:
         """Whether the statement returned a result set (cheaper than building its description)."""
-        if self.cursor is None:
-            return False
-        pgresult = getattr(self.cursor, "pgresult", None)
+        pgresult = self._pgresult
         if pgresult is None:
-            return self.description is not None
+            if self.cursor is None:
+                return False
+            pgresult = getattr(self.cursor, "pgresult", None)
+            if pgresult is None:
+                return self.description is not None
         return pgresult.status == _TUPLES_OK
 
     def fetchall(self) -> list[tuple[Any, ...]]:
@@ -436,7 +447,7 @@ class Session:
                 return Result(status=status or "", cursor=held, rowcount=rowcount)  # type: ignore[arg-type]
         else:
             cur.execute(stmt, params)
-        return Result(status=cur.statusmessage or "", cursor=cur, rowcount=cur.rowcount)
+        return Result(None, cur, cur.rowcount, None, cur.pgresult)
 
     def _helios(self, kind: Kind, stmt: str) -> Result:
         from heliosdb.branching import branches, tables
