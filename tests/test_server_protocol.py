@@ -472,7 +472,7 @@ def test_extended_batches_in_transactions_and_writes_on_main_are_relayed(server:
     run_prepared("upd", [b"3", b"7"])
     msgs = run_prepared("upd", [b"3", b"x"])
     err = errors_in(msgs)[0]  # PostgreSQL's own error (its routine field): relayed in the transaction
-    assert (err["C"], err.get("R"), msgs[-1]) == ("22P02", "pg_strtoint32", (b"Z", b"E"))
+    assert (err["C"], msgs[-1]) == ("22P02", (b"Z", b"E")) and err.get("R", "").startswith("pg_strtoint32")
     assert errors_in(run_prepared("q", [b"3"]))[0]["C"] == "25P02"
     c.send_raw(_batch("ROLLBACK", []))
     assert c.until_ready()[-1] == (b"Z", b"I")
