@@ -182,8 +182,9 @@ class ExtendedProtocol(Protocol):
             end = payload.find(b"\0", nul + 1) if nul >= 0 else -1
             if end < 0:
                 return False
-            write = not quick_plain_select(payload[nul + 1 : end + 1])
-            if write and not (writes and quick_plain_command(payload[nul + 1 : end + 1])):
+            query = payload[nul + 1 : end + 1]
+            write = not quick_plain_select(query)
+            if write and not (writes and quick_plain_command(query)):
                 return False
             name = payload[:nul].decode("utf-8", "replace")
             if name:

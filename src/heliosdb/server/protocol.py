@@ -127,8 +127,13 @@ def quick_plain_select(payload: bytes) -> bool:
     semi = low.find(";")
     if semi >= 0 and low[semi + 1 : -1].strip():
         return False  # a second statement, or a ';' inside a literal
-    return not ("--" in low or "/*" in low or "of" in low or "system_time" in low or "versions" in low
-                or "=>" in low or "set_config" in low or "into" in low or "relkind" in low)
+    return "into" not in low and not _refused_words(low)
+
+
+def _refused_words(low: str) -> bool:
+    """A comment, a word of a time-travel clause, set_config or what catalog_compat rewrites."""
+    return ("--" in low or "/*" in low or "of" in low or "system_time" in low or "versions" in low
+            or "=>" in low or "set_config" in low or "relkind" in low)
 
 
 _TRANSACTION_COMMANDS = {"begin", "begin work", "begin transaction", "start transaction", "commit", "commit work",
@@ -147,10 +152,7 @@ def quick_plain_command(payload: bytes) -> bool:
     low = payload[:-1].decode("ascii").lower().strip().rstrip(";").rstrip()
     if " ".join(low.split()) in _TRANSACTION_COMMANDS:
         return True
-    if not low.startswith(_WRITE_HEADS) or ";" in low:
-        return False
-    return not ("--" in low or "/*" in low or "of" in low or "system_time" in low or "versions" in low
-                or "=>" in low or "set_config" in low or "relkind" in low)
+    return low.startswith(_WRITE_HEADS) and ";" not in low and not _refused_words(low)
 
 
 def may_run_in_transaction(stmt: str) -> bool:
@@ -213,6 +215,7 @@ class Protocol:
         raise NotImplementedError
 
     def drop_messages(self, n: int) -> None:
+        """Consume the next n buffered messages (after peek_messages)."""
         raise NotImplementedError
 
     # -- session ------------------------------------------------------------------------------
@@ -221,6 +224,7 @@ class Protocol:
         self.encoder = Encoder(session.conn, self.type_names)
         session.conn.add_notice_handler(self._on_notice)
         session.conn.add_notify_handler(self._notifies.append)
+        self._no_relay = session.conn.pgconn.ssl_in_use  # relayed bytes would bypass the TLS layer
 
     def _on_notice(self, diag: psycopg.errors.Diagnostic) -> None:
         if not self._quiet and not getattr(self.session, "_internal", False):
@@ -436,9 +440,6 @@ class Protocol:
 
     def _can_relay(self, idle_only: bool = True) -> bool:
         if self._no_relay or self.listening or self.implicit or self.session is None:
-            return False
-        if self.session.conn.pgconn.ssl_in_use:
-            self._no_relay = True  # relayed bytes would bypass the TLS layer
             return False
         if self._relayed_status is not None:
             return not idle_only or self._relayed_status == _IDLE
