@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,10 @@ def helios_instance() -> Iterator[Instance]:
     base = os.environ.get("HELIOSDB_TEST_DIR")
     data_dir = Path(base) if base else Path(tempfile.mkdtemp(prefix="helios-test-"))
     os.chmod(data_dir, 0o755)
+    if not base:
+        # A temporary cluster is ~100 MB. Removed at exit, after every Instance of the process
+        # (heliosdb.connect makes its own) dropped its lease: handlers registered later run first.
+        atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     inst = Instance(data_dir)
     inst.acquire()
     yield inst

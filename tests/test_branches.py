@@ -258,6 +258,15 @@ def test_commit_log_records_every_transaction(seeded: heliosdb.Connection, conne
     lsn, scn, txid, at, branch, user = log[-1]
     assert branch == "main" and user == "postgres" and at is not None and int(txid) > 0
     assert rows(seeded, "SELECT heliosdb.current_lsn() = %s::pg_lsn", (str(lsn),)) == [(True,)]
+    # SCN and commit time come from the commit, not from the first write
+    run(seeded, "CREATE DATABASE BRANCH dev")
+    run(w, "INSERT INTO items VALUES (22, 'z', 1, 'z')")
+    mid = rows(seeded, "SELECT clock_timestamp()")[0][0]
+    run(connect("dev"), "INSERT INTO items VALUES (23, 'd', 1, 'd')")  # commits while w is open
+    w.commit()
+    log = rows(seeded, "SELECT branch, scn, committed_at FROM heliosdb.commits ORDER BY lsn")
+    (b1, scn1, at1), (b2, scn2, at2) = log[-2:]
+    assert (b1, b2) == ("main", "dev") and at1 > at2 > mid and scn1 > scn2
 
 
 def test_read_only_branch_refuses_writes(seeded: heliosdb.Connection, connect) -> None:
