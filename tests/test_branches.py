@@ -497,3 +497,29 @@ def test_copy_freeze_in_a_transaction_and_discard_all_keeps_the_branch(conn: hel
     other = connect()
     assert rows(other, "SELECT count(*) FROM f1") == [(1,)]
     assert sqlstate(other, "DROP DATABASE BRANCH keep") == "HD003"  # still in use after DISCARD ALL
+
+
+def test_a_session_writes_only_its_own_branch(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH dev", "CREATE DATABASE BRANCH other")
+    dev = connect("dev")
+    before = rows(seeded, "SELECT * FROM items ORDER BY id")
+    assert rows(connect("other"), "SELECT count(*) FROM items") == [(len(before),)]  # built on first use
+    # main's tables are in public, another branch's in its own schema: reachable by name, not writable
+    other = rows(dev, "SELECT user_schema FROM heliosdb._branches WHERE name = 'other'")[0][0]
+    for stmt in ("INSERT INTO public.items VALUES (50, 'via public', 1, 'p50')",
+                 "UPDATE public.items SET qty = 99",
+                 f"DELETE FROM {other}.items"):
+        with pytest.raises(errors.Error) as exc:
+            dev.cursor().execute(stmt)
+        assert exc.value.sqlstate == "HD020" and '"dev"' in exc.value.message
+    run(dev, "SET search_path TO public")  # as pg_dump scripts and some ORMs do
+    with pytest.raises(errors.Error) as exc:
+        dev.cursor().execute("UPDATE items SET qty = 7 WHERE id = 1")
+    assert exc.value.sqlstate == "HD020"
+    assert rows(seeded, "SELECT * FROM items ORDER BY id") == before
+    assert rows(connect("other"), "SELECT count(*) FROM items") == [(len(before),)]
+    # its own branch, and main from main, still write
+    run(connect("dev"), "UPDATE items SET qty = 5 WHERE id = 1")
+    run(seeded, "UPDATE items SET qty = 6 WHERE id = 1")
+    assert rows(connect("dev"), "SELECT qty FROM items WHERE id = 1") == [(5,)]
+    assert rows(seeded, "SELECT qty FROM items WHERE id = 1") == [(6,)]

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -146,6 +147,7 @@ def test_psycopg_transactions_cursors_copy_and_branches(server: ServerProcess, d
             assert cur.rowcount == 1000
             with cur.copy("COPY (SELECT id, v FROM t ORDER BY id) TO STDOUT") as cp:
                 assert sum(1 for _ in cp.rows()) == 1001
+            assert cur.rowcount == 1001  # from the command tag, COPY 1001
         conn.commit()
         with conn.cursor(name="big") as sc:  # a server-side cursor (DECLARE / FETCH)
             sc.itersize = 100
@@ -196,6 +198,20 @@ def test_sqlalchemy_reflection_and_orm_on_a_branch(server: ServerProcess, dbname
     dev = sa.create_engine(url, connect_args={"options": "-c heliosdb.branch=orm"})
     table = sa.Table("items", sa.MetaData(), autoload_with=dev)
     assert [c.name for c in table.columns] == ["id", "name", "qty"]
+    # tables are tables to reflection (SQLAlchemy writes pg_catalog.pg_class.relkind) and information_schema
+    for engine in (main, dev):
+        assert sa.inspect(engine).get_table_names() == ["items"] and sa.inspect(engine).get_view_names() == []
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        assert sorted(meta.tables) == ["items"]
+        with engine.connect() as c:
+            assert c.execute(sa.text("SELECT table_type FROM information_schema.tables WHERE table_name = 'items' "
+                                     "AND table_schema = current_schema()")).fetchall() == [("BASE TABLE",)]
+            assert c.execute(sa.text("SELECT count(*) FROM information_schema.tables "
+                                     "WHERE table_schema LIKE 'hdb%'")).scalar() == 0
+            res = c.execute(sa.text("SELECT c.relkind FROM pg_class c WHERE c.relname = 'items' "
+                                    "AND c.relnamespace = to_regnamespace(current_schema())"))
+            assert list(res.keys()) == ["relkind"] and res.fetchall() == [("r",)]
 
     with Session(dev) as s:
         s.add_all([Item(name="b", qty=2), Item(name="c", qty=3)])
@@ -247,3 +263,47 @@ def test_pgbench_on_main_and_on_a_branch(server: ServerProcess, dbname: str) -> 
 def test_pgbench_default_initialization(server: ServerProcess, dbname: str) -> None:
     out = pgbench(server, dbname, "-i", "-s", "1")
     assert "done in" in out and "WARNING" not in out
+
+
+def test_drop_database_after_its_sessions_ended(server: ServerProcess, dbname: str) -> None:
+    tenant = f"{dbname}_tenant"
+    with server.connect(dbname) as conn:
+        conn.autocommit = True
+        conn.execute(f"CREATE DATABASE {tenant}")
+    with server.connect(tenant) as conn:  # its first session starts the endpoint's view scheduler there
+        assert conn.execute("SELECT count(*) FROM heliosdb.branches").fetchone() == (1,)
+    with server.connect(dbname) as conn:
+        conn.autocommit = True
+        deadline = time.monotonic() + 10
+        while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (tenant,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the scheduler never connected"
+            time.sleep(0.1)
+        conn.execute(f"DROP DATABASE {tenant}")  # only the endpoint's scheduler was there: it let go
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (tenant,)).fetchone() == (0,)
+
+
+def test_error_fields_name_the_users_objects(server: ServerProcess, dbname: str) -> None:
+    with server.connect(dbname) as conn:
+        conn.autocommit = True
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL, n int CHECK (n > 0))")
+        conn.execute("INSERT INTO t VALUES (1, 'a', 1)")
+        conn.execute("CREATE DATABASE BRANCH dev")
+    for branch in ("main", "dev"):
+        with server.connect(dbname, options=f"-c heliosdb.branch={branch}") as conn:
+            conn.autocommit = True
+            with pytest.raises(psycopg.errors.UniqueViolation) as e:
+                conn.execute("INSERT INTO t VALUES (1, 'b', 1)")
+            d = e.value.diag
+            assert (d.constraint_name, d.table_name) == ("t_pkey", "t"), branch
+            assert not (d.schema_name or "").startswith("hdb_"), branch  # not HeliosDB's storage schema
+            with pytest.raises(psycopg.errors.NotNullViolation) as e:
+                conn.execute("INSERT INTO t VALUES (2, NULL, 1)")
+            assert (e.value.diag.column_name, e.value.diag.table_name) == ("v", "t"), branch
+            with pytest.raises(psycopg.errors.CheckViolation) as e:
+                conn.execute("INSERT INTO t VALUES (3, 'c', -1)")
+            assert e.value.diag.constraint_name == "t_n_check", branch
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation) as e:
+                with conn.cursor().copy("COPY t FROM STDIN") as cp:
+                    cp.write("5\tb\tnotint\n")
+            if branch == "main":  # which line of the input is bad, as PostgreSQL says it
+                assert "line 1" in (e.value.diag.context or ""), e.value.diag.context

@@ -237,6 +237,26 @@ def test_simple_query_statuses_and_implicit_transaction(server: ServerProcess, d
     c.close()
 
 
+def test_text_not_in_the_client_encoding_fails_the_statement_not_the_session(server: ServerProcess,
+                                                                              dbname: str) -> None:
+    c = RawClient(server.port)
+    # asyncpg sends client_encoding 'utf-8' with its quotes; PostgreSQL ignores all but letters and digits
+    c.startup(database=dbname, client_encoding="'utf-8'")
+    assert c.query("BEGIN")[-1] == (b"Z", b"T")
+    c.send(b"Q", b"SELECT '\xe9' AS x\0")
+    msgs = c.until_ready()
+    err = errors_in(msgs)[0]
+    assert (err["S"], err["C"]) == ("ERROR", "22021") and "0xe9 0x27 0x20" in err["M"]
+    assert msgs[-1] == (b"Z", b"E")  # the transaction failed, the connection lives on
+    assert c.query("ROLLBACK")[-1] == (b"Z", b"I")
+    c.send(b"P", b"\0SELECT '\xff'\0\0\0")
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert errors_in(msgs)[0]["C"] == "22021" and msgs[-1] == (b"Z", b"I")
+    assert data_rows(c.query("SELECT 1 AS still_here")) == [["1"]]
+    c.close()
+
+
 def test_notice_and_heliosdb_errors(server: ServerProcess, dbname: str) -> None:
     c = RawClient(server.port)
     c.startup(database=dbname)
@@ -524,8 +544,7 @@ def test_malformed_messages_get_an_error_and_a_closed_connection(server: ServerP
         b"P" + struct.pack("!i", 9) + b"\0x\0\xff\xff",      # negative parameter type count
         b"D" + struct.pack("!i", 7) + b"X\0\0",              # bad Describe target
         b"p" + struct.pack("!i", 5) + b"x",                  # password message after startup
-        b"Q" + struct.pack("!i", 7) + b"\xff\xfe\0",         # invalid UTF-8
-    ]
+    ]  # (text that is not UTF-8 fails its statement only: see test_text_not_in_the_client_encoding...)
     for data in bad_messages:
         c = RawClient(server.port)
         c.startup(database=dbname)

@@ -38,24 +38,30 @@ class Error(Exception):
         hint: str | None = None,
         position: int | None = None,
         sqlstate: str | None = None,
+        fields: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
         self.hint = hint
         self.position = position
+        # PostgreSQL's other error fields by protocol name (where, schema, table, column, datatype,
+        # constraint): what ORMs map constraint violations with, and COPY's line number
+        self.fields = fields or {}
         if sqlstate:
             self.sqlstate = sqlstate
 
     def __reduce__(self) -> Any:
-        return (_rebuild, (type(self), self.message, self.detail, self.hint, self.position, self.sqlstate))
+        return (_rebuild, (type(self), self.message, self.detail, self.hint, self.position, self.sqlstate,
+                           self.fields))
 
     def __str__(self) -> str:
         return self.message
 
 
-def _rebuild(cls: type[Error], message: str, detail: Any, hint: Any, position: Any, sqlstate: Any) -> Error:
-    return cls(message, detail=detail, hint=hint, position=position, sqlstate=sqlstate)
+def _rebuild(cls: type[Error], message: str, detail: Any, hint: Any, position: Any, sqlstate: Any,
+             fields: Any = None) -> Error:
+    return cls(message, detail=detail, hint=hint, position=position, sqlstate=sqlstate, fields=fields)
 
 
 class InterfaceError(Error):
@@ -285,7 +291,25 @@ def from_psycopg(exc: Exception) -> Error:
         hint=diag.message_hint if diag else None,
         position=position,
         sqlstate=code,
+        fields=diag_fields(diag) if diag is not None else None,
     )
+
+
+def diag_fields(diag: Any) -> dict[str, str]:
+    """The error's other fields, without HeliosDB's internals: a storage schema (hdb_t<N>, hdb_b<N>)
+    is not the user's (the relation in it has the table's name), nor are the lines of context inside
+    HeliosDB's own functions and triggers."""
+    out = {k: v for k, v in (("column", diag.column_name), ("datatype", diag.datatype_name),
+                             ("constraint", diag.constraint_name)) if v}
+    if diag.table_name:
+        out["table"] = diag.table_name
+    if diag.schema_name and not diag.schema_name.startswith("hdb_"):
+        out["schema"] = diag.schema_name
+    if diag.context:
+        lines = [ln for ln in diag.context.splitlines() if "hdb_" not in ln and "heliosdb." not in ln]
+        if lines:
+            out["where"] = "\n".join(lines)
+    return out
 
 
 def _code_of_class(exc: Exception) -> str:

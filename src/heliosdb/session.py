@@ -487,7 +487,8 @@ class Session:
                 cur = self.conn.cursor()
                 with cur.copy(rewritten) as cp:  # type: ignore[arg-type]
                     yield cp, direction
-                self.last_status = cur.statusmessage or ""
+                # psycopg keeps no command tag after COPY TO, only the row count
+                self.last_status = cur.statusmessage or (f"COPY {cur.rowcount}" if cur.rowcount >= 0 else "")
         except psycopg.Error as exc:
             raise errors.from_psycopg(exc) from None
 

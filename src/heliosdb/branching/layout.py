@@ -580,23 +580,27 @@ def write_function_sql(
     """The INSTEAD OF trigger function of a branch view: PostgreSQL's checks, then versioned writes."""
     b = L(branch.id)
     table = version.name
+    # the error fields PostgreSQL sets for a table's constraint violations (ORMs map errors by them)
+    where = sql.SQL("TABLE = {}, SCHEMA = {}").format(L(table), L(branch.user_schema))
     checks: list[sql.Composable] = []
     for c in version.columns:
         if c.notnull:
             checks.append(
                 sql.SQL(
                     "IF NEW.{c} IS NULL THEN RAISE EXCEPTION USING ERRCODE = '23502', MESSAGE = {m}, "
-                    "DETAIL = 'Failing row contains ' || NEW::text || '.'; END IF;"
-                ).format(c=I(c.name), m=L(f'null value in column "{c.name}" of relation "{table}" violates not-null constraint'))
+                    "DETAIL = 'Failing row contains ' || NEW::text || '.', {where}, COLUMN = {cn}; END IF;"
+                ).format(c=I(c.name), m=L(f'null value in column "{c.name}" of relation "{table}" violates not-null constraint'),
+                         where=where, cn=L(c.name))
             )
     for con in version.constraints:
         if con.kind == "c" and con.expr:
             checks.append(
                 sql.SQL(
                     "IF (SELECT ({e}) FROM (SELECT {row}) _r) IS FALSE THEN RAISE EXCEPTION USING "
-                    "ERRCODE = '23514', MESSAGE = {m}, DETAIL = 'Failing row contains ' || NEW::text || '.'; END IF;"
+                    "ERRCODE = '23514', MESSAGE = {m}, DETAIL = 'Failing row contains ' || NEW::text || '.', "
+                    "{where}, CONSTRAINT = {cn}; END IF;"
                 ).format(
-                    e=sql.SQL(con.expr), row=_new_row(version),
+                    e=sql.SQL(con.expr), row=_new_row(version), where=where, cn=L(con.name),
                     m=L(f'new row for relation "{table}" violates check constraint "{con.name}"'),
                 )
             )
@@ -627,9 +631,9 @@ def write_function_sql(
                     "  END IF;\n"
                     "  RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
                     "DETAIL = 'Key (' || {cols} || ')=(' || {kt} || ') already exists.', "
-                    "CONSTRAINT = {cn}; END IF;"
+                    "CONSTRAINT = {cn}, {where}; END IF;"
                 ).format(
-                    nn=notnull, iv=internal, m=match,
+                    nn=notnull, iv=internal, m=match, where=where,
                     msg=L(f'duplicate key value violates unique constraint "{con.name}"'),
                     cols=L(", ".join(con.cols)), kt=key_text, cn=L(con.name),
                     keys=L(json.dumps(con.cols)), uv=L(f"{quote_ident(branch.user_schema)}.{quote_ident(version.name)}"),

@@ -10,12 +10,13 @@ import psycopg
 from heliosdb import errors
 
 _LOCK_KEY = 0x48444231  # 'HDB1': serializes concurrent first opens
-CATALOG_VERSION = "5"  # bump with every change to the catalog scripts (and add a migration)
+CATALOG_VERSION = "6"  # bump with every change to the catalog scripts (and add a migration)
 # version -> the script that brings it to the next one (generation.sql: the catalog generation
 # that lets sessions cache catalog reads, see catalog/cache.py)
 # mv_upkeep.sql: the common refresh of a materialized view as one statement, GC of view history
-# commit_record.sql: the commit-log row written once, at commit
-_MIGRATIONS = {"1": "mv.sql", "2": "generation.sql", "3": "mv_upkeep.sql", "4": "commit_record.sql"}
+# commit_record.sql: the commit-log row written once, at commit; clients.sql: what PostgreSQL clients see
+_MIGRATIONS = {"1": "mv.sql", "2": "generation.sql", "3": "mv_upkeep.sql", "4": "commit_record.sql",
+               "5": "clients.sql"}
 
 
 def ensure_catalog(conn: psycopg.Connection[Any]) -> None:

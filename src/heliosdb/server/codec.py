@@ -290,11 +290,24 @@ def decode_string(payload: bytes) -> str:
     return s
 
 
+class BadText(Exception):
+    """A statement's text is not valid in the client encoding: an error of that statement only (22021)."""
+
+    def __init__(self, message: str, sqlstate: str = "22021") -> None:
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+
+
 def _decode(raw: bytes, encoding: str) -> str:
     try:
         return raw.decode(encoding)
-    except UnicodeDecodeError:
-        raise ProtocolError(f'invalid byte sequence for encoding "{encoding}"', "22021") from None
+    except UnicodeDecodeError as exc:
+        # PostgreSQL names the bytes of the character that does not decode
+        lead = raw[exc.start]
+        width = 4 if lead >= 0xF0 else 3 if lead >= 0xE0 else 2 if lead >= 0xC0 else 1
+        shown = " ".join(f"0x{b:02x}" for b in raw[exc.start : exc.start + width])
+        raise BadText(f'invalid byte sequence for encoding "UTF8": {shown}') from None
 
 
 def decode_sasl_initial(payload: bytes) -> tuple[str, bytes]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 import select
 import socket
@@ -22,7 +23,9 @@ from heliosdb import errors
 from heliosdb.server import auth, catalog_compat, codec
 from heliosdb.server.extended import ExtendedProtocol
 from heliosdb.server.protocol import ClientGone, Fatal, error
+from heliosdb.server.relay import frame
 from heliosdb.session import Session
+from heliosdb.sql.split import strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("heliosdb.server")
 
 _EXTENDED = (b"P", b"B", b"D", b"E", b"C", b"H")
+_DROP_DATABASE = re.compile(r'\s*DROP\s+DATABASE\s+(?:IF\s+EXISTS\s+)?("(?:[^"]|"")+"|[A-Za-z_][\w$]*)', re.IGNORECASE)
 _NOT_SETTINGS = {"user", "database", "options", "replication", "heliosdb.branch", "client_encoding",
                  "search_path"}
 _UTF8_NAMES = {"UTF8", "UNICODE", "SQLASCII"}
@@ -93,6 +97,14 @@ class ClientConnection(ExtendedProtocol):
         self.started = time.monotonic()
         self.outcome = "closed"
         self.tls = False  # the client switched to TLS (SSLRequest accepted)
+
+    def local_command(self, stmt: str) -> str | None:
+        m = _DROP_DATABASE.match(strip_comments(stmt))
+        if m and m.group(1).upper() != "BRANCH":
+            # the endpoint's own view scheduler must not be the "other session using the database"
+            name = m.group(1)
+            self.server.stop_scheduler(name[1:-1].replace('""', '"') if name[0] == '"' else name.lower())
+        return super().local_command(stmt)
 
     # -- transport -------------------------------------------------------------------------------------
     @property
@@ -309,13 +321,21 @@ class ClientConnection(ExtendedProtocol):
             else:
                 raise Fatal("08P01", f"invalid frontend message type {kind[0]}")
         except errors.Error as exc:
-            self.send_error(exc)
-            if kind in _EXTENDED:
-                self.skipping = True
-                self.batch_failed = True
+            self._failed(kind, exc)
+        except codec.BadText as exc:  # the statement fails, the session goes on (as in PostgreSQL)
+            if kind == b"Q" and self._can_relay(idle_only=False) and self._relay(frame(b"Q", payload)):
+                self.at_rfq = True  # PostgreSQL said it itself, and failed the transaction it is in
             else:
-                self.ready()
-                self.at_rfq = True
+                self._failed(kind, error(exc.sqlstate, exc.message))
+
+    def _failed(self, kind: bytes, exc: errors.Error) -> None:
+        self.send_error(exc)
+        if kind in _EXTENDED:
+            self.skipping = True
+            self.batch_failed = True
+        else:
+            self.ready()
+            self.at_rfq = True
 
     # -- startup and authentication ---------------------------------------------------------------------------
     def _read_startup(self) -> bytes:
@@ -371,7 +391,8 @@ class ClientConnection(ExtendedProtocol):
         settings.update({k: v for k, v in params.items() if k not in _NOT_SETTINGS and not k.startswith("_pq_.")})
         if params.get("replication", "false").lower() not in ("false", "off", "0", "no"):
             raise Fatal("0A000", "replication connections are not supported")
-        encoding = params.get("client_encoding", "UTF8").upper().replace("-", "").replace("_", "")
+        # as PostgreSQL's clean_encoding_name: only letters and digits count ('utf-8' from asyncpg, quotes included)
+        encoding = "".join(ch for ch in params.get("client_encoding", "UTF8").upper() if ch.isalnum())
         if encoding not in _UTF8_NAMES:
             raise Fatal("0A000", f'client_encoding "{params["client_encoding"]}" is not supported: use UTF8')
         if not self.server.register(self):

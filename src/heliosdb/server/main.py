@@ -74,6 +74,14 @@ class Server:
             self.schedulers[database] = sched
         sched.start()
 
+    def stop_scheduler(self, database: str) -> None:
+        """Stop one database's scheduler (its connection would keep DROP DATABASE from running);
+        the next session on a database of that name starts a new one."""
+        with self._lock:
+            sched = self.schedulers.pop(database, None)
+        if sched is not None:
+            sched.stop()
+
     def stop_schedulers(self) -> None:
         with self._lock:
             scheds, self.schedulers = list(self.schedulers.values()), {}

@@ -79,7 +79,8 @@ def pgresult_error(res: pq.abc.PGresult) -> errors.Error:
     return error(f(pq.DiagnosticField.SQLSTATE) or "XX000",
                  f(pq.DiagnosticField.MESSAGE_PRIMARY) or res.get_error_message(),
                  detail=f(pq.DiagnosticField.MESSAGE_DETAIL), hint=f(pq.DiagnosticField.MESSAGE_HINT),
-                 position=int(pos) if pos and pos.isdigit() else None)
+                 position=int(pos) if pos and pos.isdigit() else None,
+                 fields=errors.diag_fields(psycopg.errors.Diagnostic(res)))
 
 
 def is_stdio_copy(stmt: str) -> bool:
@@ -133,7 +134,7 @@ def quick_plain_select(payload: bytes) -> bool:
 def _refused_words(low: str) -> bool:
     """A comment, a word of a time-travel clause, set_config or what catalog_compat rewrites."""
     return ("--" in low or "/*" in low or "of" in low or "system_time" in low or "versions" in low
-            or "=>" in low or "set_config" in low or "relkind" in low)
+            or "=>" in low or "set_config" in low or "relkind" in low or "information_schema" in low)
 
 
 _TRANSACTION_COMMANDS = {"begin", "begin work", "begin transaction", "start transaction", "commit", "commit work",
@@ -292,7 +293,7 @@ class Protocol:
         self.emit_notices()
         pos = exc.position + offset if exc.position else None
         self.send(codec.error_response("ERROR", exc.sqlstate or "XX000", exc.message or "error",
-                                       detail=exc.detail, hint=exc.hint, position=pos))
+                                       detail=exc.detail, hint=exc.hint, position=pos, **exc.fields))
 
     def execute(self, stmt: str, params: Any = None) -> Result:
         self.busy = True

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 _LEN = struct.Struct("!i")
 _READY = 0x5A  # 'Z'
+_ERROR = 0x45  # 'E'
 _PASSING = b"NS"  # NoticeResponse, ParameterStatus
 
 
@@ -61,7 +62,7 @@ def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None]) -> int:
                 send(buf)  # typically PostgreSQL's FATAL ErrorResponse
             raise RelayError("the storage server closed the connection")
         buf = buf + data if buf else data
-        pos, n = 0, len(buf)
+        pos, n, failed = 0, len(buf), False
         while n - pos >= 5:
             end = pos + 1 + _LEN.unpack_from(buf, pos + 1)[0]
             if end > n:
@@ -69,12 +70,38 @@ def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None]) -> int:
             if buf[pos] == _READY:
                 if end != n:
                     raise RelayError("unexpected data after ReadyForQuery")
-                send(buf)
+                send(scrub_errors(buf) if failed else buf)
                 return buf[pos + 5]
+            failed = failed or buf[pos] == _ERROR
             pos = end
         if pos:
-            send(buf[:pos])
+            send(scrub_errors(buf[:pos]) if failed else buf[:pos])
             buf = buf[pos:]
+
+
+def scrub_errors(chunk: bytes) -> bytes:
+    """The messages with HeliosDB's internals taken out of each ErrorResponse, as errors.diag_fields
+    does for the session's errors: a storage schema (hdb_t<N>: the relation in it has the table's
+    name) and the lines of context inside HeliosDB's own functions and triggers."""
+    out, pos = [], 0
+    while pos < len(chunk):
+        end = pos + 1 + _LEN.unpack_from(chunk, pos + 1)[0]
+        if chunk[pos] != _ERROR:
+            out.append(chunk[pos:end])
+        else:
+            fields = []
+            for field in chunk[pos + 5 : end - 1].split(b"\0")[:-1]:
+                code, value = field[:1], field[1:]
+                if code == b"s" and value.startswith(b"hdb_"):
+                    continue
+                if code == b"W":
+                    value = b"\n".join(ln for ln in value.split(b"\n") if b"hdb_" not in ln and b"heliosdb." not in ln)
+                    if not value:
+                        continue
+                fields.append(code + value + b"\0")
+            out.append(frame(b"E", b"".join(fields) + b"\0"))
+        pos = end
+    return b"".join(out)
 
 
 class Hider:
