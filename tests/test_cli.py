@@ -464,3 +464,38 @@ def test_output_matches_psql(parity: Outputs, key: str) -> None:
     mine, theirs = parity[key]
     assert theirs.returncode == 0, theirs.stderr
     assert (mine.returncode, mine.stdout, mine.stderr) == (0, theirs.stdout, theirs.stderr)
+
+
+# --- variables and meta commands in -c and -f, as psql ---------------------------------------------------
+
+
+def test_file_scripts_interpolate_variables_and_c_does_not(helios: Run, tmp_path: Path) -> None:
+    script = tmp_path / "v.sql"
+    script.write_text("\\set x 42\nselect :x as v, :'x' as lit;\n")
+    r = helios("-f", str(script))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == " v  | lit \n----+-----\n 42 | 42\n(1 row)\n\n"
+    r = helios("-v", "x=7", "-f", "-", stdin="select :x as v;\n")
+    assert (r.returncode, r.stdout, r.stderr) == (0, " v \n---\n 7\n(1 row)\n\n", "")
+    r = helios("-v", "x=7", "-c", "select :x as v")  # psql sends -c SQL as written
+    assert r.returncode == 1
+    assert r.stderr.startswith('ERROR:  42601: syntax error at or near ":"')
+
+
+def test_c_and_f_run_meta_commands(helios: Run, tmp_path: Path, name: Callable[[str], str]) -> None:
+    t = name("t")
+    r = helios("-c", f"CREATE TABLE {t} (id int)", "-c", "\\dt", "-c", "\\pset format unaligned",
+               "-c", "select 1 as a, 2 as b")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert f"\n {t} " in r.stdout
+    assert r.stdout.endswith("Output format is unaligned.\na|b\n1|2\n(1 row)\n")
+    script = tmp_path / "m.sql"
+    script.write_text("\\pset format csv\nselect 1 as a;\n\\nosuch\nselect 2 as b;\n")
+    r = helios("-f", str(script))
+    assert r.returncode == 0
+    assert r.stdout == "Output format is csv.\na\n1\nb\n2\n"
+    assert r.stderr == "invalid command \\nosuch; try \\? for help\n"
+    r = helios("-v", "ON_ERROR_STOP=1", "-f", str(script))
+    assert (r.returncode, r.stdout) == (3, "Output format is csv.\na\n1\n")
+    r = helios("-c", "\\nosuch")
+    assert (r.returncode, r.stderr) == (1, "invalid command \\nosuch; try \\? for help\n")

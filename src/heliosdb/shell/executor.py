@@ -32,7 +32,7 @@ from heliosdb.shell import (  # noqa: F401 - importing a meta module registers i
 from heliosdb.shell.commands import Failure, Prefill, Quit, Rows, RunScript, Text, UsageError, parse
 from heliosdb.shell.context import Settings, ShellContext
 from heliosdb.sql.classify import Kind, classify, head
-from heliosdb.sql.split import Scanner, strip_comments
+from heliosdb.sql.split import Scanner, split_statements, strip_comments
 
 if TYPE_CHECKING:
     from heliosdb.cli import Runner
@@ -110,6 +110,41 @@ class Shell:
                                     self.colour and self.ctx.output is None, width)
 
     # -- input --------------------------------------------------------------------------------------
+    def run_command(self, text: str) -> bool:
+        """A -c argument, as psql runs it: one backslash command, or SQL sent as written (psql does not
+        interpolate variables there); several statements run as one implicit transaction. COPY FROM STDIN
+        reads standard input. False when it failed."""
+        self.failed = False
+        if text.lstrip().startswith("\\"):
+            self.run_meta(text.strip())
+            return not self.failed
+        stmts = split_statements(text)
+        s = self.session
+        wrap = len(stmts) > 1 and not s.in_transaction and not any(classify(x) is Kind.TRANSACTION for x in stmts)
+        if wrap:
+            s.execute("BEGIN")
+        for stmt in stmts:
+            if not self.run_sql(stmt, None, interpolate=False):
+                if wrap:
+                    s.execute("ROLLBACK")
+                return False
+        if wrap:
+            s.execute("COMMIT")
+        return True
+
+    def run_script(self, path: str) -> int:
+        """A -f argument (- is standard input): 0, 1 when the file cannot be read, 3 when ON_ERROR_STOP stopped it."""
+        try:
+            stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            self.write_err(f"heliosdb: error: {path}: {exc.strerror}\n")
+            return 1
+        try:
+            return 0 if self.run_lines(iter(stream.readline, "")) else 3
+        finally:
+            if stream is not sys.stdin:
+                stream.close()
+
     def run_lines(self, lines: Iterable[str], copy_data: bool = True) -> bool:
         """Run lines as psql reads a script: meta commands on lines of their own, statements up to ';'.
         COPY ... FROM STDIN reads the lines that follow (copy_data) or the terminal.
@@ -122,6 +157,7 @@ class Shell:
                 return True
             if not strip_comments(buf).strip() and line.lstrip().startswith("\\"):
                 buf = ""
+                self.failed = False  # ON_ERROR_STOP looks at this command only
                 self.run_meta(line.strip())
                 if self.failed and self.on_error_stop:
                     return False
@@ -255,9 +291,10 @@ class Shell:
 
         return _VARIABLE.sub(sub, stmt)
 
-    def run_sql(self, stmt: str, data: Iterator[str] | None = None) -> bool:
+    def run_sql(self, stmt: str, data: Iterator[str] | None = None, *, interpolate: bool = True) -> bool:
         """Run one statement and show its result; False when it failed."""
-        stmt = self.interpolate(stmt)
+        if interpolate:
+            stmt = self.interpolate(stmt)
         self.ctx.last_query = stmt
         self.warned_open_tx = False
         s = self.session
