@@ -499,3 +499,13 @@ def test_c_and_f_run_meta_commands(helios: Run, tmp_path: Path, name: Callable[[
     assert (r.returncode, r.stdout) == (3, "Output format is csv.\na\n1\n")
     r = helios("-c", "\\nosuch")
     assert (r.returncode, r.stderr) == (1, "invalid command \\nosuch; try \\? for help\n")
+
+
+def test_copy_from_stdin_in_c_reads_standard_input(
+    helios: Run, db: heliosdb.Connection, name: Callable[[str], str]
+) -> None:
+    t = name("t")
+    db.execute(f"CREATE TABLE {t} (a int, b text)")
+    r = helios("-c", f"COPY {t} FROM STDIN", stdin="1\tx\n2\ty\n\\.\n")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "COPY 2\n", "")
+    assert db.execute(f"SELECT a, b FROM {t} ORDER BY a").fetchall() == [(1, "x"), (2, "y")]
