@@ -509,3 +509,22 @@ def test_copy_from_stdin_in_c_reads_standard_input(
     r = helios("-c", f"COPY {t} FROM STDIN", stdin="1\tx\n2\ty\n\\.\n")
     assert (r.returncode, r.stdout, r.stderr) == (0, "COPY 2\n", "")
     assert db.execute(f"SELECT a, b FROM {t} ORDER BY a").fetchall() == [(1, "x"), (2, "y")]
+
+
+def test_expanded_and_null_display_apply_to_script_results(helios: Run) -> None:
+    script = "\n".join([
+        "\\x", "select 1 as a, 2 as bbbbbbbbbbbbbbbbbbbbbb;",
+        "select 'x' as a, E'l1\\nline2' as b union all select 'yyyyyyyyy', null;",
+        "select 1 as a where false;", "\\x off", "\\pset null (nil)", "select null as n;",
+        "\\pset format unaligned", "\\x on", "select 1 as a, null as b union all select 100, 2000;", "",
+    ])
+    r = helios(stdin=script)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == (  # psql 15's output for the same script
+        "Expanded display is on.\n"
+        "-[ RECORD 1 ]----------+--\na                      | 1\nbbbbbbbbbbbbbbbbbbbbbb | 2\n\n"
+        "-[ RECORD 1 ]\na | x\nb | l1       +\n  | line2\n-[ RECORD 2 ]\na | yyyyyyyyy\nb | \n\n"
+        "(0 rows)\n\n"
+        "Expanded display is off.\nNull display is \"(nil)\".\n   n   \n-------\n (nil)\n(1 row)\n\n"
+        "Output format is unaligned.\nExpanded display is on.\na|1\nb|(nil)\n\na|100\nb|2000\n"
+    )

@@ -81,6 +81,8 @@ class Shell:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.ctx = ShellContext(self.session, settings_from(runner.args), runner.variables, interactive=boxed)
+        if not boxed:
+            self.ctx.settings.null = ""  # psql's default: NULL prints as nothing
         self.quit = False
         self.failed = False
         self.prefill = ""
@@ -390,7 +392,8 @@ class Shell:
     def _as_cli(self) -> bool:
         """Whether results print exactly as `heliosdb -c` prints them (non-interactive, no \\pset changes)."""
         st, initial = self.ctx.settings, settings_from(self.runner.args)
-        return not self.boxed and (st.format, st.tuples_only, st.quiet) == (
+        # \x auto needs a terminal to measure: psql never expands output that is not one
+        return not self.boxed and st.expanded != "on" and not st.null and (st.format, st.tuples_only, st.quiet) == (
             initial.format, initial.tuples_only, initial.quiet)
 
     def _print_result(self, result: Result, rows: list[tuple[Any, ...]] | None) -> None:
@@ -421,11 +424,15 @@ class Shell:
         table = output.Table(headers, rows, [t in output._NUMERIC_OIDS for t in types])  # noqa: SLF001
         if st.format == "csv":
             return output.as_csv(table, st.tuples_only)
-        if st.format == "unaligned":
-            return output.unaligned(table, st.tuples_only)
         if st.format == "json":
             return render.as_json(headers, rows, [t in (114, 3802) for t in types])
-        return output.aligned(table, st.tuples_only) + "\n"
+        if st.format == "unaligned":
+            if st.expanded == "on":
+                return output.expanded_unaligned(table, st.tuples_only, st.null)
+            return output.unaligned(table, st.tuples_only, null=st.null)
+        if st.expanded == "on":
+            return output.expanded(table, st.tuples_only, st.null)
+        return output.aligned(table, st.tuples_only, st.null) + "\n"
 
     def _copy(self, stmt: str, data: Iterator[str] | None) -> None:
         with self.session.copy(stmt) as (copy, direction):
