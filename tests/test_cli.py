@@ -528,3 +528,13 @@ def test_expanded_and_null_display_apply_to_script_results(helios: Run) -> None:
         "Expanded display is off.\nNull display is \"(nil)\".\n   n   \n-------\n (nil)\n(1 row)\n\n"
         "Output format is unaligned.\nExpanded display is on.\na|1\nb|(nil)\n\na|100\nb|2000\n"
     )
+
+
+def test_json_format_keeps_value_types(helios: Run) -> None:
+    r = helios("-c", "\\pset format json",
+               "-c", "SELECT 1 AS a, 2.50::numeric AS n, true AS b, NULL AS c, '{\"k\":1}'::jsonb AS j, "
+                     "ARRAY[1,2] AS arr, 'x' AS t")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.startswith("Output format is json.\n")
+    assert r.stdout.split("\n", 1)[1].replace(" ", "").replace("\n", "") == (
+        '[{"a":1,"n":2.50,"b":true,"c":null,"j":{"k":1},"arr":[1,2],"t":"x"}]')

@@ -349,9 +349,16 @@ class Shell:
 
     def _execute(self, stmt: str) -> tuple[Result, list[tuple[Any, ...]] | None]:
         def work() -> tuple[Result, list[tuple[Any, ...]] | None]:
-            r = self.session.execute(stmt)
-            fetch = r.description is not None and (self.boxed or not self._as_cli())
-            return r, (r.fetchall() if fetch else None)
+            s = self.session
+            text_results = s.text_results
+            if self.ctx.settings.format == "json":
+                s.text_results = False  # JSON wants typed values (numbers, booleans, json, arrays), not text
+            try:
+                r = s.execute(stmt)
+                fetch = r.description is not None and (self.boxed or not self._as_cli())
+                return r, (r.fetchall() if fetch else None)
+            finally:
+                s.text_results = text_results
 
         if not self.threaded:
             return work()
