@@ -538,3 +538,8 @@ def test_json_format_keeps_value_types(helios: Run) -> None:
     assert r.stdout.startswith("Output format is json.\n")
     assert r.stdout.split("\n", 1)[1].replace(" ", "").replace("\n", "") == (
         '[{"a":1,"n":2.50,"b":true,"c":null,"j":{"k":1},"arr":[1,2],"t":"x"}]')
+
+
+def test_variables_are_not_replaced_inside_dollar_quotes(helios: Run) -> None:
+    r = helios("-A", "-t", stdin="\\set n 5\nSELECT $$ :n $$, :n, $f$ :n $$ :n $f$, :n;\n")
+    assert (r.returncode, r.stdout, r.stderr) == (0, " :n |5| :n $$ :n |5\n", "")

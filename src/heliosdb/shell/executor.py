@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 _REFRESH_AFTER = ("CREATE", "ALTER", "DROP", "COMMIT", "END", "ROLLBACK", "ABORT", "USE", "MERGE", "COMPLETE",
                   "IMPORT", "REFRESH", "SET")  # may change names: reload the completer's catalog
 _NEW_LSN_AFTER = ("INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "FLASHBACK", "WITH")  # new commits only
-_VARIABLE = re.compile(r"""::|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|:(['"]?)([A-Za-z_]\w*)\1""", re.DOTALL)
+# Skipped as psql skips them: casts, quoted strings and names, comments, dollar-quoted bodies (function and DO
+# bodies keep their text); then a variable reference (groups 1 and 2).
+_VARIABLE = re.compile(r"""::|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|:(['"]?)([A-Za-z_]\w*)\1"""
+                       r"""|(?<![\w$])\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$""", re.DOTALL)
 HELP = """You are using heliosdb, the HeliosDB shell.
 Type:  \\? for help with meta commands (branches: \\branches, \\use, \\branch tree; time travel: \\timeline)
        \\h for help with SQL commands (\\h create database branch)
