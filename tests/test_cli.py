@@ -543,3 +543,9 @@ def test_json_format_keeps_value_types(helios: Run) -> None:
 def test_variables_are_not_replaced_inside_dollar_quotes(helios: Run) -> None:
     r = helios("-A", "-t", stdin="\\set n 5\nSELECT $$ :n $$, :n, $f$ :n $$ :n $f$, :n;\n")
     assert (r.returncode, r.stdout, r.stderr) == (0, " :n |5| :n $$ :n |5\n", "")
+
+
+def test_quit_in_piped_input_is_sql_not_the_end(helios: Run) -> None:
+    r = helios("-A", "-t", stdin="select 1;\nquit\nselect 2;\nselect 3;\n")  # as psql: "quit select 2" fails
+    assert (r.returncode, r.stdout) == (0, "1\n3\n")
+    assert r.stderr.startswith('ERROR:  42601: syntax error at or near "quit"')

@@ -167,7 +167,8 @@ class Shell:
                 if self.failed and self.on_error_stop:
                     return False
                 continue
-            if not buf.strip() and line.strip().lower() in ("quit", "exit", "quit;", "exit;"):
+            if self.boxed and not buf.strip() and line.strip().lower() in ("quit", "exit", "quit;", "exit;"):
+                # psql knows quit/exit only at its prompt; in a script they are SQL (a syntax error)
                 self.request_quit()
                 continue
             if not buf.strip() and line.strip().lower() == "help" and self.boxed:
