@@ -549,3 +549,9 @@ def test_quit_in_piped_input_is_sql_not_the_end(helios: Run) -> None:
     r = helios("-A", "-t", stdin="select 1;\nquit\nselect 2;\nselect 3;\n")  # as psql: "quit select 2" fails
     assert (r.returncode, r.stdout) == (0, "1\n3\n")
     assert r.stderr.startswith('ERROR:  42601: syntax error at or near "quit"')
+
+
+def test_meta_command_arguments_interpolate_and_pset_null_shows(helios: Run) -> None:
+    r = helios("-v", "x=42", stdin="\\echo hello :x\n\\set y :x!\n\\echo :y\n\\pset null (nil)\n\\pset null\n")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == 'hello 42\n42!\nNull display is "(nil)".\nNull display is "(nil)".\n'

@@ -203,7 +203,7 @@ class Shell:
     # -- meta commands ------------------------------------------------------------------------------
     def run_meta(self, line: str) -> None:
         try:
-            parsed = parse(line)
+            parsed = parse(self.interpolate(line))  # psql replaces variables in meta-command arguments too
         except UsageError as exc:
             self.failed = True
             self._show_failure(str(exc))

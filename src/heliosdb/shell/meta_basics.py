@@ -142,7 +142,8 @@ def pset(ctx: ShellContext, args: dict[str, str]) -> Outcome:
         st.format = value.lower()
         return Text(f"Output format is {st.format}.")
     if opt == "null":
-        st.null = value if value is not None else ""
+        if value is not None:  # without a value psql shows the setting
+            st.null = value
         return Text(f'Null display is "{st.null}".')
     if opt == "expanded":
         if value is not None and value.lower() not in ("on", "off", "auto"):
