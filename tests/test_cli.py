@@ -406,6 +406,11 @@ SINGLE_CASES = {
     "control-characters": ([], "SELECT E'a\\rb' AS cr, E'x\\x01y' AS ctl"),
     "wide-characters": ([], "SELECT 'ä€😀' AS wide, '日本' AS cjk"),
     "unaligned-control-characters": (["-A"], "SELECT E'a\\tb' AS t, E'x\\x01y' AS ctl, '日本' AS cjk"),
+    "no-columns": ([], "SELECT"),
+    "no-columns-rows": ([], "SELECT FROM generate_series(1, 2)"),
+    "no-columns-tuples-only": (["-t"], "SELECT FROM generate_series(1, 2)"),
+    "no-columns-unaligned": (["-A"], "SELECT FROM generate_series(1, 2)"),
+    "no-columns-csv": (["--csv"], "SELECT FROM generate_series(1, 2)"),
 }
 # Byte differences from psql 15 (bugs), kept visible with a strict xfail.
 KNOWN_DIFFERENCES: dict[str, str] = {}

@@ -101,6 +101,11 @@ def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
     cells = [[[_display(x) for x in (cell(v) if v is not None else null).split("\n")] for v in row]
              for row in t.rows]
     ncol = len(t.headers)
+    if not ncol:  # psql prints no header and no row lines when there are no columns (`SELECT FROM t`)
+        if tuples_only:
+            return ""
+        n = len(t.rows)
+        return f"--\n({n} row{'s' if n != 1 else ''})\n"
     widths = [_width(h) for h in t.headers]
     for row in cells:
         for i, lines in enumerate(row):
@@ -139,7 +144,7 @@ def unaligned(t: Table, tuples_only: bool = False, sep: str = "|", null: str = "
     out = io.StringIO()
     if not tuples_only:
         out.write(sep.join(t.headers) + "\n")
-    for row in t.rows:
+    for row in t.rows if t.headers else ():  # no columns: psql prints no row lines
         out.write(sep.join(cell(v) if v is not None else null for v in row) + "\n")
     if not tuples_only:
         n = len(t.rows)
@@ -152,7 +157,7 @@ def as_csv(t: Table, tuples_only: bool = False) -> str:
     w = csv.writer(out, lineterminator="\n")
     if not tuples_only:
         w.writerow(t.headers)
-    for row in t.rows:
+    for row in t.rows if t.headers else ():  # no columns: psql prints no row lines
         w.writerow(["" if v is None else cell(v) for v in row])
     return out.getvalue()
 
