@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -560,3 +562,22 @@ def test_meta_command_arguments_interpolate_and_pset_null_shows(helios: Run) -> 
     r = helios("-v", "x=42", stdin="\\echo hello :x\n\\set y :x!\n\\echo :y\n\\pset null (nil)\n\\pset null\n")
     assert (r.returncode, r.stderr) == (0, "")
     assert r.stdout == 'hello 42\n42!\nNull display is "(nil)".\nNull display is "(nil)".\n'
+
+
+def test_ctrl_c_cancels_the_running_statement_and_stops(
+    helios_instance: Instance, helios_data_dir: Path, cli_db: str
+) -> None:
+    cmd = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", cli_db,
+           "-c", "select pg_sleep(30) as ctrl_c_test", "-c", "select 2"]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with psycopg.connect(**helios_instance.conninfo("postgres"), autocommit=True) as admin:  # type: ignore[arg-type]
+        deadline = time.monotonic() + 60
+        while not admin.execute("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE "
+                                "'%pg_sleep(30) as ctrl_c_test%' AND pid <> pg_backend_pid()").fetchone():
+            assert time.monotonic() < deadline and p.poll() is None, "the statement never started"
+            time.sleep(0.05)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    assert (p.returncode, out) == (1, "")  # as psql: the cancelled statement's error, nothing run after it
+    assert err == "Cancel request sent\nERROR:  57014: canceling statement due to user request\n"

@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 code = EXIT_OK if shell.run_command(value) else EXIT_FAILED
             else:
                 code = shell.run_script(value)
+            if shell.cancelled:  # Ctrl-C: psql reports the cancelled statement's error and runs nothing more
+                return EXIT_FAILED
             if code != EXIT_OK:
                 status = code
                 if shell.on_error_stop:

@@ -90,6 +90,7 @@ class Shell:
         self.failed = False
         self.prefill = ""
         self.warned_open_tx = False
+        self.cancelled = False  # Ctrl-C cancelled a statement: psql stops a script or -c list there
         self.width: int | None = None  # terminal width for tables (None: ask the terminal)
         self._depth = 0
 
@@ -179,6 +180,8 @@ class Shell:
             for stmt in stmts:
                 if not self.run_sql(stmt, data) and self.on_error_stop:
                     return False
+                if self.cancelled and not self.boxed:
+                    return True
             if buf.strip().startswith("\\"):  # "SELECT 1; \x": a meta command after the statement
                 meta, buf = buf.strip(), ""
                 self.run_meta(meta)
@@ -392,7 +395,8 @@ class Shell:
                     shown = True
             except KeyboardInterrupt:
                 self.session.cancel()
-                self.write_err("\r\x1b[KCancel request sent\n")
+                self.cancelled = True
+                self.write_err(("\r\x1b[K" if self.err.isatty() else "") + "Cancel request sent\n")
                 shown = False
         if shown:
             self.write_err("\r\x1b[K")
