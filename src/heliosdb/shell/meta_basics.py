@@ -33,10 +33,12 @@ def _switch(value: str | None, current: bool) -> bool:
 
 
 # -- general ---------------------------------------------------------------------------------------
-@command("\\?", "show help on meta commands", group=G, args=[Arg("command", ArgKind.TEXT, optional=True)])
+@command("\\?", "show help on meta commands", group=G,
+         args=[Arg("command", ArgKind.TEXT, optional=True, rest=True)])  # rest: "\\? branch info"
 def help_commands(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     wanted = args.get("command")
     if wanted:
+        wanted = " ".join(wanted.split())
         w = wanted if wanted.startswith("\\") else "\\" + wanted
         cmds = [c for c in REGISTRY.unique() if c.name == w or c.name.split()[0] == w or w in c.aliases]
         if not cmds:
