@@ -1,6 +1,6 @@
 """Running what the user typed: SQL statements and meta commands, and showing what they return.
 
-`Shell` is the same for the interactive prompt, piped input and `\\i` scripts.
+`Shell` is the same for the interactive prompt, piped input, `heliosdb -c` / `-f` and `\\i` scripts.
 Interactive statements run on a worker thread so that Ctrl-C can cancel them
 (PostgreSQL cancel) while the shell stays up. Output is box-drawn when the
 shell is interactive (`boxed`) and psql-compatible otherwise, so scripts that
@@ -405,7 +405,8 @@ class Shell:
         return box["ok"]  # type: ignore[no-any-return]
 
     def _as_cli(self) -> bool:
-        """Whether results print exactly as `heliosdb -c` prints them (non-interactive, no \\pset changes)."""
+        """Whether results print through Runner.print_result, psql's defaults (non-interactive, the options
+        of the command line, no \\x or \\pset changes)."""
         st, initial = self.ctx.settings, settings_from(self.runner.args)
         # \x auto needs a terminal to measure: psql never expands output that is not one
         return not self.boxed and st.expanded != "on" and not st.null and (st.format, st.tuples_only, st.quiet) == (
@@ -434,7 +435,7 @@ class Shell:
             self.write(result.status + "\n")
 
     def _plain(self, headers: list[str], rows: list[tuple[Any, ...]], types: list[int | None]) -> str:
-        """Exactly what `heliosdb -c` prints (heliosdb.cli.Runner.print_result) in the same format."""
+        """psql's output for the current \\pset settings (format, expanded, null, tuples only)."""
         st = self.ctx.settings
         table = output.Table(headers, rows, [t in output._NUMERIC_OIDS for t in types])  # noqa: SLF001
         if st.format == "csv":
