@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -406,6 +408,11 @@ SINGLE_CASES = {
     "control-characters": ([], "SELECT E'a\\rb' AS cr, E'x\\x01y' AS ctl"),
     "wide-characters": ([], "SELECT 'ä€😀' AS wide, '日本' AS cjk"),
     "unaligned-control-characters": (["-A"], "SELECT E'a\\tb' AS t, E'x\\x01y' AS ctl, '日本' AS cjk"),
+    "no-columns": ([], "SELECT"),
+    "no-columns-rows": ([], "SELECT FROM generate_series(1, 2)"),
+    "no-columns-tuples-only": (["-t"], "SELECT FROM generate_series(1, 2)"),
+    "no-columns-unaligned": (["-A"], "SELECT FROM generate_series(1, 2)"),
+    "no-columns-csv": (["--csv"], "SELECT FROM generate_series(1, 2)"),
 }
 # Byte differences from psql 15 (bugs), kept visible with a strict xfail.
 KNOWN_DIFFERENCES: dict[str, str] = {}
@@ -464,3 +471,113 @@ def test_output_matches_psql(parity: Outputs, key: str) -> None:
     mine, theirs = parity[key]
     assert theirs.returncode == 0, theirs.stderr
     assert (mine.returncode, mine.stdout, mine.stderr) == (0, theirs.stdout, theirs.stderr)
+
+
+# --- variables and meta commands in -c and -f, as psql ---------------------------------------------------
+
+
+def test_file_scripts_interpolate_variables_and_c_does_not(helios: Run, tmp_path: Path) -> None:
+    script = tmp_path / "v.sql"
+    script.write_text("\\set x 42\nselect :x as v, :'x' as lit;\n")
+    r = helios("-f", str(script))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == " v  | lit \n----+-----\n 42 | 42\n(1 row)\n\n"
+    r = helios("-v", "x=7", "-f", "-", stdin="select :x as v;\n")
+    assert (r.returncode, r.stdout, r.stderr) == (0, " v \n---\n 7\n(1 row)\n\n", "")
+    r = helios("-v", "x=7", "-c", "select :x as v")  # psql sends -c SQL as written
+    assert r.returncode == 1
+    assert r.stderr.startswith('ERROR:  42601: syntax error at or near ":"')
+
+
+def test_c_and_f_run_meta_commands(helios: Run, tmp_path: Path, name: Callable[[str], str]) -> None:
+    t = name("t")
+    r = helios("-c", f"CREATE TABLE {t} (id int)", "-c", "\\dt", "-c", "\\pset format unaligned",
+               "-c", "select 1 as a, 2 as b")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert f"\n {t} " in r.stdout
+    assert r.stdout.endswith("Output format is unaligned.\na|b\n1|2\n(1 row)\n")
+    script = tmp_path / "m.sql"
+    script.write_text("\\pset format csv\nselect 1 as a;\n\\nosuch\nselect 2 as b;\n")
+    r = helios("-f", str(script))
+    assert r.returncode == 0
+    assert r.stdout == "Output format is csv.\na\n1\nb\n2\n"
+    assert r.stderr == "invalid command \\nosuch; try \\? for help\n"
+    r = helios("-v", "ON_ERROR_STOP=1", "-f", str(script))
+    assert (r.returncode, r.stdout) == (3, "Output format is csv.\na\n1\n")
+    r = helios("-c", "\\nosuch")
+    assert (r.returncode, r.stderr) == (1, "invalid command \\nosuch; try \\? for help\n")
+
+
+def test_copy_from_stdin_in_c_reads_standard_input(
+    helios: Run, db: heliosdb.Connection, name: Callable[[str], str]
+) -> None:
+    t = name("t")
+    db.execute(f"CREATE TABLE {t} (a int, b text)")
+    r = helios("-c", f"COPY {t} FROM STDIN", stdin="1\tx\n2\ty\n\\.\n")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "COPY 2\n", "")
+    assert db.execute(f"SELECT a, b FROM {t} ORDER BY a").fetchall() == [(1, "x"), (2, "y")]
+
+
+def test_expanded_and_null_display_apply_to_script_results(helios: Run) -> None:
+    script = "\n".join([
+        "\\x", "select 1 as a, 2 as bbbbbbbbbbbbbbbbbbbbbb;",
+        "select 'x' as a, E'l1\\nline2' as b union all select 'yyyyyyyyy', null;",
+        "select 1 as a where false;", "\\x off", "\\pset null (nil)", "select null as n;",
+        "\\pset format unaligned", "\\x on", "select 1 as a, null as b union all select 100, 2000;", "",
+    ])
+    r = helios(stdin=script)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == (  # psql 15's output for the same script
+        "Expanded display is on.\n"
+        "-[ RECORD 1 ]----------+--\na                      | 1\nbbbbbbbbbbbbbbbbbbbbbb | 2\n\n"
+        "-[ RECORD 1 ]\na | x\nb | l1       +\n  | line2\n-[ RECORD 2 ]\na | yyyyyyyyy\nb | \n\n"
+        "(0 rows)\n\n"
+        "Expanded display is off.\nNull display is \"(nil)\".\n   n   \n-------\n (nil)\n(1 row)\n\n"
+        "Output format is unaligned.\nExpanded display is on.\na|1\nb|(nil)\n\na|100\nb|2000\n"
+    )
+
+
+def test_json_format_keeps_value_types(helios: Run) -> None:
+    r = helios("-c", "\\pset format json",
+               "-c", "SELECT 1 AS a, 2.50::numeric AS n, true AS b, NULL AS c, '{\"k\":1}'::jsonb AS j, "
+                     "ARRAY[1,2] AS arr, 'x' AS t")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.startswith("Output format is json.\n")
+    assert r.stdout.split("\n", 1)[1].replace(" ", "").replace("\n", "") == (
+        '[{"a":1,"n":2.50,"b":true,"c":null,"j":{"k":1},"arr":[1,2],"t":"x"}]')
+
+
+def test_variables_are_not_replaced_inside_dollar_quotes(helios: Run) -> None:
+    r = helios("-A", "-t", stdin="\\set n 5\nSELECT $$ :n $$, :n, $f$ :n $$ :n $f$, :n;\n")
+    assert (r.returncode, r.stdout, r.stderr) == (0, " :n |5| :n $$ :n |5\n", "")
+
+
+def test_quit_in_piped_input_is_sql_not_the_end(helios: Run) -> None:
+    r = helios("-A", "-t", stdin="select 1;\nquit\nselect 2;\nselect 3;\n")  # as psql: "quit select 2" fails
+    assert (r.returncode, r.stdout) == (0, "1\n3\n")
+    assert r.stderr.startswith('ERROR:  42601: syntax error at or near "quit"')
+
+
+def test_meta_command_arguments_interpolate_and_pset_null_shows(helios: Run) -> None:
+    r = helios("-v", "x=42", stdin="\\echo hello :x\n\\set y :x!\n\\echo :y\n\\pset null (nil)\n\\pset null\n")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == 'hello 42\n42!\nNull display is "(nil)".\nNull display is "(nil)".\n'
+
+
+def test_ctrl_c_cancels_the_running_statement_and_stops(
+    helios_instance: Instance, helios_data_dir: Path, cli_db: str
+) -> None:
+    cmd = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", cli_db,
+           "-c", "select pg_sleep(30) as ctrl_c_test", "-c", "select 2"]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with psycopg.connect(**helios_instance.conninfo("postgres"), autocommit=True) as admin:  # type: ignore[arg-type]
+        deadline = time.monotonic() + 60
+        while not admin.execute("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE "
+                                "'%pg_sleep(30) as ctrl_c_test%' AND pid <> pg_backend_pid()").fetchone():
+            assert time.monotonic() < deadline and p.poll() is None, "the statement never started"
+            time.sleep(0.05)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    assert (p.returncode, out) == (1, "")  # as psql: the cancelled statement's error, nothing run after it
+    assert err == "Cancel request sent\nERROR:  57014: canceling statement due to user request\n"

@@ -309,3 +309,11 @@ def test_prompt_follows_the_session(shell: tuple[Shell, object, object]) -> None
     sh.run_sql("SET AS OF NOW")
     sh.run_meta("\\use fix")
     assert text(state_of(s)) == f"{db}[fix]=> "
+
+
+def test_help_on_a_two_word_command(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\? branch  info")
+    assert take(err) == ""
+    text = take(out)
+    assert text.startswith("\\branch info [branch]\n    ") and "\\branch tree" not in text

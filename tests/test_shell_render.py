@@ -146,3 +146,12 @@ def test_parse_arguments_and_usage_errors() -> None:
 def test_tabs_and_control_characters_keep_the_columns_aligned() -> None:
     out = render(["a", "b"], [("x\ty", "bell\x07"), ("ok", "z")], RenderOptions())
     assert "│ x       y │ bell\\x07 │\n│ ok        │ z        │" in out
+
+
+def test_wide_columns_share_the_width() -> None:
+    out = render(["x", "y"], [("a" * 150, "b" * 140)], RenderOptions(width=100))
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    first = lines[3]  # the first row line: both columns wrapped to about half the width each
+    a, b = first.count("a"), first.count("b")
+    assert abs(a - b) <= 1 and a >= 44, first

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 if __name__ == "__main__":  # python -m heliosdb.cli: PostgreSQL starts while the rest imports
@@ -15,8 +14,6 @@ if __name__ == "__main__":  # python -m heliosdb.cli: PostgreSQL starts while th
 from heliosdb import errors  # noqa: E402
 from heliosdb.session import Result, Session  # noqa: E402
 from heliosdb.shell import output  # noqa: E402
-from heliosdb.sql.classify import Kind, classify  # noqa: E402
-from heliosdb.sql.split import Scanner, strip_comments  # noqa: E402
 from heliosdb.storage.instance import DEFAULT_DATABASE  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_SCRIPT_STOPPED = 0, 1, 3
@@ -47,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class Runner:
-    """Runs statements on a session and prints results the way psql does."""
+    """The session, the command-line options and variables, and psql's way of printing results.
+
+    What to run (-c, -f, piped input, the prompt) goes through shell.executor.Shell, so SQL, variables and
+    meta commands behave the same everywhere."""
 
     def __init__(self, session: Session, args: argparse.Namespace, out: IO[str] = sys.stdout,
                  err: IO[str] = sys.stderr) -> None:
@@ -56,10 +56,6 @@ class Runner:
         self.out = out
         self.err = err
         self.variables = dict(v.split("=", 1) if "=" in v else (v, "") for v in args.set)
-
-    @property
-    def on_error_stop(self) -> bool:
-        return self.variables.get("ON_ERROR_STOP", "").lower() in ("1", "on", "true")
 
     def print_result(self, result: Result) -> None:
         for notice in result.notices:
@@ -85,117 +81,6 @@ class Runner:
         if exc.hint:
             self.err.write(f"HINT:  {exc.hint}\n")
         self.err.flush()
-
-    def run_statement(self, stmt: str, data: Iterator[str] | None) -> bool:
-        """Run one statement; False when it failed."""
-        if stmt is _META_FAILED:
-            return False
-        try:
-            if classify(stmt) is Kind.COPY and _is_stdio_copy(stmt):
-                self._copy(stmt, data)
-            else:
-                self.print_result(self.session.execute(stmt))
-            return True
-        except errors.Error as exc:
-            self.print_error(exc)
-            return False
-
-    def _copy(self, stmt: str, data: Iterator[str] | None) -> None:
-        with self.session.copy(stmt) as (copy, direction):
-            if direction == "out":
-                for chunk in copy:
-                    self.out.write(bytes(chunk).decode())
-            else:
-                for line in data or iter(sys.stdin.readline, ""):
-                    if line.rstrip("\r\n") == "\\.":
-                        break
-                    copy.write(line)
-        if not self.args.quiet and direction == "in":
-            self.out.write(self.session.last_status + "\n")
-
-    def run_text(self, text: str) -> int:
-        """A -c argument: like psql, several statements in one -c run as one implicit transaction."""
-        if text.lstrip().startswith("\\"):
-            return EXIT_OK if self.meta(text.strip()) else EXIT_FAILED
-        lines = iter(text.splitlines(keepends=True))
-        stmts = list(_statements(lines))
-        wrap = len(stmts) > 1 and not self.session.in_transaction and not any(
-            classify(s) is Kind.TRANSACTION for s in stmts)
-        if wrap:
-            self.session.execute("BEGIN")
-        for stmt in stmts:
-            if not self.run_statement(stmt, lines):
-                if wrap:
-                    self.session.execute("ROLLBACK")
-                return EXIT_FAILED
-        if wrap:
-            self.session.execute("COMMIT")
-        return EXIT_OK
-
-    def meta(self, line: str) -> bool:
-        """The meta commands a script may use (the interactive shell has many more)."""
-        parts = line[1:].split(None, 2)
-        cmd = parts[0] if parts else ""
-        if cmd == "set" and len(parts) >= 2:
-            self.variables[parts[1]] = parts[2] if len(parts) > 2 else ""
-        elif cmd == "unset" and len(parts) == 2:
-            self.variables.pop(parts[1], None)
-        elif cmd == "echo":
-            self.out.write(line[1:].partition(" ")[2] + "\n")
-        elif cmd == "q":
-            raise _Quit
-        else:
-            self.err.write(f"invalid command \\{cmd}\n")
-            return False
-        return True
-
-    def run_file(self, path: str) -> int:
-        try:
-            stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
-        except OSError as exc:
-            self.err.write(f"heliosdb: error: {path}: {exc.strerror}\n")
-            return EXIT_FAILED
-        try:
-            lines = iter(stream.readline, "")
-            for stmt in _statements(lines, self.meta):
-                if stmt is _META_FAILED or not self.run_statement(stmt, lines):
-                    if self.on_error_stop:
-                        return EXIT_SCRIPT_STOPPED
-        except _Quit:
-            return EXIT_OK
-        finally:
-            if stream is not sys.stdin:
-                stream.close()
-        return EXIT_OK
-
-
-def _is_stdio_copy(stmt: str) -> bool:
-    words = strip_comments(stmt).upper().split()
-    return "STDIN" in words or "STDOUT" in words
-
-
-class _Quit(Exception):
-    """\\q in a script."""
-
-
-_META_FAILED = "\x00meta-failed"
-
-
-def _statements(lines: Iterable[str], meta: Any = None) -> Iterator[str]:
-    """Statements from a stream of lines; COPY data lines are left for the caller to read."""
-    buf = ""
-    for line in lines:
-        if not buf.strip() and line.lstrip().startswith("\\"):
-            if meta is not None and not meta(line.strip()):
-                yield _META_FAILED
-            buf = ""
-            continue
-        buf += line
-        stmts, rest, _pending = Scanner.scan(buf)
-        buf = rest
-        yield from stmts
-    if strip_comments(buf).strip():
-        yield buf.strip()
 
 
 def _start_early(data_dir: str | None) -> None:
@@ -242,16 +127,24 @@ def main(argv: list[str] | None = None) -> int:
             from heliosdb.shell.repl import repl
 
             return repl(runner)
+        from heliosdb.shell.executor import Shell
+
+        # threaded: Ctrl-C sends PostgreSQL a cancel request and the statement fails with 57014, as in psql
+        shell = Shell(runner, boxed=False, threaded=True)
         status = EXIT_OK
         for kind, value in args.actions:
-            try:
-                code = runner.run_text(value) if kind == "c" else runner.run_file(value)
-            except _Quit:
-                break
+            if kind == "c":
+                code = EXIT_OK if shell.run_command(value) else EXIT_FAILED
+            else:
+                code = shell.run_script(value)
+            if shell.cancelled:  # Ctrl-C: psql reports the cancelled statement's error and runs nothing more
+                return EXIT_FAILED
             if code != EXIT_OK:
                 status = code
-                if runner.on_error_stop:
+                if shell.on_error_stop:
                     break
+            if shell.quit:
+                break
         return status
     except KeyboardInterrupt:
         return 130

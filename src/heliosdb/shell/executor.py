@@ -1,6 +1,6 @@
 """Running what the user typed: SQL statements and meta commands, and showing what they return.
 
-`Shell` is the same for the interactive prompt, piped input and `\\i` scripts.
+`Shell` is the same for the interactive prompt, piped input, `heliosdb -c` / `-f` and `\\i` scripts.
 Interactive statements run on a worker thread so that Ctrl-C can cancel them
 (PostgreSQL cancel) while the shell stays up. Output is box-drawn when the
 shell is interactive (`boxed`) and psql-compatible otherwise, so scripts that
@@ -32,7 +32,7 @@ from heliosdb.shell import (  # noqa: F401 - importing a meta module registers i
 from heliosdb.shell.commands import Failure, Prefill, Quit, Rows, RunScript, Text, UsageError, parse
 from heliosdb.shell.context import Settings, ShellContext
 from heliosdb.sql.classify import Kind, classify, head
-from heliosdb.sql.split import Scanner, strip_comments
+from heliosdb.sql.split import Scanner, split_statements, strip_comments
 
 if TYPE_CHECKING:
     from heliosdb.cli import Runner
@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 _REFRESH_AFTER = ("CREATE", "ALTER", "DROP", "COMMIT", "END", "ROLLBACK", "ABORT", "USE", "MERGE", "COMPLETE",
                   "IMPORT", "REFRESH", "SET")  # may change names: reload the completer's catalog
 _NEW_LSN_AFTER = ("INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "FLASHBACK", "WITH")  # new commits only
-_VARIABLE = re.compile(r"""::|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|:(['"]?)([A-Za-z_]\w*)\1""", re.DOTALL)
+# Skipped as psql skips them: casts, quoted strings and names, comments, dollar-quoted bodies (function and DO
+# bodies keep their text); then a variable reference (groups 1 and 2).
+_VARIABLE = re.compile(r"""::|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|:(['"]?)([A-Za-z_]\w*)\1"""
+                       r"""|(?<![\w$])\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$""", re.DOTALL)
 HELP = """You are using heliosdb, the HeliosDB shell.
 Type:  \\? for help with meta commands (branches: \\branches, \\use, \\branch tree; time travel: \\timeline)
        \\h for help with SQL commands (\\h create database branch)
@@ -81,10 +84,13 @@ class Shell:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.ctx = ShellContext(self.session, settings_from(runner.args), runner.variables, interactive=boxed)
+        if not boxed:
+            self.ctx.settings.null = ""  # psql's default: NULL prints as nothing
         self.quit = False
         self.failed = False
         self.prefill = ""
         self.warned_open_tx = False
+        self.cancelled = False  # Ctrl-C cancelled a statement: psql stops a script or -c list there
         self.width: int | None = None  # terminal width for tables (None: ask the terminal)
         self._depth = 0
 
@@ -110,6 +116,41 @@ class Shell:
                                     self.colour and self.ctx.output is None, width)
 
     # -- input --------------------------------------------------------------------------------------
+    def run_command(self, text: str) -> bool:
+        """A -c argument, as psql runs it: one backslash command, or SQL sent as written (psql does not
+        interpolate variables there); several statements run as one implicit transaction. COPY FROM STDIN
+        reads standard input. False when it failed."""
+        self.failed = False
+        if text.lstrip().startswith("\\"):
+            self.run_meta(text.strip())
+            return not self.failed
+        stmts = split_statements(text)
+        s = self.session
+        wrap = len(stmts) > 1 and not s.in_transaction and not any(classify(x) is Kind.TRANSACTION for x in stmts)
+        if wrap:
+            s.execute("BEGIN")
+        for stmt in stmts:
+            if not self.run_sql(stmt, None, interpolate=False):
+                if wrap:
+                    s.execute("ROLLBACK")
+                return False
+        if wrap:
+            s.execute("COMMIT")
+        return True
+
+    def run_script(self, path: str) -> int:
+        """A -f argument (- is standard input): 0, 1 when the file cannot be read, 3 when ON_ERROR_STOP stopped it."""
+        try:
+            stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            self.write_err(f"heliosdb: error: {path}: {exc.strerror}\n")
+            return 1
+        try:
+            return 0 if self.run_lines(iter(stream.readline, "")) else 3
+        finally:
+            if stream is not sys.stdin:
+                stream.close()
+
     def run_lines(self, lines: Iterable[str], copy_data: bool = True) -> bool:
         """Run lines as psql reads a script: meta commands on lines of their own, statements up to ';'.
         COPY ... FROM STDIN reads the lines that follow (copy_data) or the terminal.
@@ -122,11 +163,13 @@ class Shell:
                 return True
             if not strip_comments(buf).strip() and line.lstrip().startswith("\\"):
                 buf = ""
+                self.failed = False  # ON_ERROR_STOP looks at this command only
                 self.run_meta(line.strip())
                 if self.failed and self.on_error_stop:
                     return False
                 continue
-            if not buf.strip() and line.strip().lower() in ("quit", "exit", "quit;", "exit;"):
+            if self.boxed and not buf.strip() and line.strip().lower() in ("quit", "exit", "quit;", "exit;"):
+                # psql knows quit/exit only at its prompt; in a script they are SQL (a syntax error)
                 self.request_quit()
                 continue
             if not buf.strip() and line.strip().lower() == "help" and self.boxed:
@@ -137,6 +180,8 @@ class Shell:
             for stmt in stmts:
                 if not self.run_sql(stmt, data) and self.on_error_stop:
                     return False
+                if self.cancelled and not self.boxed:
+                    return True
             if buf.strip().startswith("\\"):  # "SELECT 1; \x": a meta command after the statement
                 meta, buf = buf.strip(), ""
                 self.run_meta(meta)
@@ -161,7 +206,7 @@ class Shell:
     # -- meta commands ------------------------------------------------------------------------------
     def run_meta(self, line: str) -> None:
         try:
-            parsed = parse(line)
+            parsed = parse(self.interpolate(line))  # psql replaces variables in meta-command arguments too
         except UsageError as exc:
             self.failed = True
             self._show_failure(str(exc))
@@ -255,9 +300,10 @@ class Shell:
 
         return _VARIABLE.sub(sub, stmt)
 
-    def run_sql(self, stmt: str, data: Iterator[str] | None = None) -> bool:
+    def run_sql(self, stmt: str, data: Iterator[str] | None = None, *, interpolate: bool = True) -> bool:
         """Run one statement and show its result; False when it failed."""
-        stmt = self.interpolate(stmt)
+        if interpolate:
+            stmt = self.interpolate(stmt)
         self.ctx.last_query = stmt
         self.warned_open_tx = False
         s = self.session
@@ -310,9 +356,16 @@ class Shell:
 
     def _execute(self, stmt: str) -> tuple[Result, list[tuple[Any, ...]] | None]:
         def work() -> tuple[Result, list[tuple[Any, ...]] | None]:
-            r = self.session.execute(stmt)
-            fetch = r.description is not None and (self.boxed or not self._as_cli())
-            return r, (r.fetchall() if fetch else None)
+            s = self.session
+            text_results = s.text_results
+            if self.ctx.settings.format == "json":
+                s.text_results = False  # JSON wants typed values (numbers, booleans, json, arrays), not text
+            try:
+                r = s.execute(stmt)
+                fetch = r.description is not None and (self.boxed or not self._as_cli())
+                return r, (r.fetchall() if fetch else None)
+            finally:
+                s.text_results = text_results
 
         if not self.threaded:
             return work()
@@ -342,7 +395,8 @@ class Shell:
                     shown = True
             except KeyboardInterrupt:
                 self.session.cancel()
-                self.write_err("\r\x1b[KCancel request sent\n")
+                self.cancelled = True
+                self.write_err(("\r\x1b[K" if self.err.isatty() else "") + "Cancel request sent\n")
                 shown = False
         if shown:
             self.write_err("\r\x1b[K")
@@ -351,9 +405,11 @@ class Shell:
         return box["ok"]  # type: ignore[no-any-return]
 
     def _as_cli(self) -> bool:
-        """Whether results print exactly as `heliosdb -c` prints them (non-interactive, no \\pset changes)."""
+        """Whether results print through Runner.print_result, psql's defaults (non-interactive, the options
+        of the command line, no \\x or \\pset changes)."""
         st, initial = self.ctx.settings, settings_from(self.runner.args)
-        return not self.boxed and (st.format, st.tuples_only, st.quiet) == (
+        # \x auto needs a terminal to measure: psql never expands output that is not one
+        return not self.boxed and st.expanded != "on" and not st.null and (st.format, st.tuples_only, st.quiet) == (
             initial.format, initial.tuples_only, initial.quiet)
 
     def _print_result(self, result: Result, rows: list[tuple[Any, ...]] | None) -> None:
@@ -379,16 +435,20 @@ class Shell:
             self.write(result.status + "\n")
 
     def _plain(self, headers: list[str], rows: list[tuple[Any, ...]], types: list[int | None]) -> str:
-        """Exactly what `heliosdb -c` prints (heliosdb.cli.Runner.print_result) in the same format."""
+        """psql's output for the current \\pset settings (format, expanded, null, tuples only)."""
         st = self.ctx.settings
         table = output.Table(headers, rows, [t in output._NUMERIC_OIDS for t in types])  # noqa: SLF001
         if st.format == "csv":
             return output.as_csv(table, st.tuples_only)
-        if st.format == "unaligned":
-            return output.unaligned(table, st.tuples_only)
         if st.format == "json":
             return render.as_json(headers, rows, [t in (114, 3802) for t in types])
-        return output.aligned(table, st.tuples_only) + "\n"
+        if st.format == "unaligned":
+            if st.expanded == "on":
+                return output.expanded_unaligned(table, st.tuples_only, st.null)
+            return output.unaligned(table, st.tuples_only, null=st.null)
+        if st.expanded == "on":
+            return output.expanded(table, st.tuples_only, st.null)
+        return output.aligned(table, st.tuples_only, st.null) + "\n"
 
     def _copy(self, stmt: str, data: Iterator[str] | None) -> None:
         with self.session.copy(stmt) as (copy, direction):

@@ -33,10 +33,12 @@ def _switch(value: str | None, current: bool) -> bool:
 
 
 # -- general ---------------------------------------------------------------------------------------
-@command("\\?", "show help on meta commands", group=G, args=[Arg("command", ArgKind.TEXT, optional=True)])
+@command("\\?", "show help on meta commands", group=G,
+         args=[Arg("command", ArgKind.TEXT, optional=True, rest=True)])  # rest: "\\? branch info"
 def help_commands(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     wanted = args.get("command")
     if wanted:
+        wanted = " ".join(wanted.split())
         w = wanted if wanted.startswith("\\") else "\\" + wanted
         cmds = [c for c in REGISTRY.unique() if c.name == w or c.name.split()[0] == w or w in c.aliases]
         if not cmds:
@@ -142,7 +144,8 @@ def pset(ctx: ShellContext, args: dict[str, str]) -> Outcome:
         st.format = value.lower()
         return Text(f"Output format is {st.format}.")
     if opt == "null":
-        st.null = value if value is not None else ""
+        if value is not None:  # without a value psql shows the setting
+            st.null = value
         return Text(f'Null display is "{st.null}".')
     if opt == "expanded":
         if value is not None and value.lower() not in ("on", "off", "auto"):

@@ -101,6 +101,11 @@ def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
     cells = [[[_display(x) for x in (cell(v) if v is not None else null).split("\n")] for v in row]
              for row in t.rows]
     ncol = len(t.headers)
+    if not ncol:  # psql prints no header and no row lines when there are no columns (`SELECT FROM t`)
+        if tuples_only:
+            return ""
+        n = len(t.rows)
+        return f"--\n({n} row{'s' if n != 1 else ''})\n"
     widths = [_width(h) for h in t.headers]
     for row in cells:
         for i, lines in enumerate(row):
@@ -135,12 +140,12 @@ def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
     return out.getvalue()
 
 
-def unaligned(t: Table, tuples_only: bool = False, sep: str = "|") -> str:
+def unaligned(t: Table, tuples_only: bool = False, sep: str = "|", null: str = "") -> str:
     out = io.StringIO()
     if not tuples_only:
         out.write(sep.join(t.headers) + "\n")
-    for row in t.rows:
-        out.write(sep.join(cell(v) for v in row) + "\n")
+    for row in t.rows if t.headers else ():  # no columns: psql prints no row lines
+        out.write(sep.join(cell(v) if v is not None else null for v in row) + "\n")
     if not tuples_only:
         n = len(t.rows)
         out.write(f"({n} row{'s' if n != 1 else ''})\n")
@@ -152,6 +157,51 @@ def as_csv(t: Table, tuples_only: bool = False) -> str:
     w = csv.writer(out, lineterminator="\n")
     if not tuples_only:
         w.writerow(t.headers)
-    for row in t.rows:
+    for row in t.rows if t.headers else ():  # no columns: psql prints no row lines
         w.writerow(["" if v is None else cell(v) for v in row])
     return out.getvalue()
+
+
+def _record_line(label: str, hwidth: int, dwidth: int) -> str:
+    """psql's record header of expanded output (print_aligned_vertical_line, border 1): `-[ RECORD n ]`
+    drawn over the name column, the `+`, and the value column, as far as each is wider than the label."""
+    line = "-" + label
+    reclen = len(line)
+    line += "-" * max(0, hwidth - reclen)
+    reclen -= hwidth
+    for ch in "-+-":
+        if reclen <= 0:
+            line += ch
+        reclen -= 1
+    return line + "-" * max(0, dwidth - max(reclen, 0)) + "\n"
+
+
+def expanded(t: Table, tuples_only: bool = False, null: str = "") -> str:
+    """psql's expanded aligned output (`\\x`), byte for byte: one `name | value` line per column."""
+    if not t.rows:
+        return "" if tuples_only else "(0 rows)\n\n"
+    cells = [[[_display(x) for x in (cell(v) if v is not None else null).split("\n")] for v in row]
+             for row in t.rows]
+    hwidth = max((_width(h) for h in t.headers), default=0)
+    dwidth = max((_width(x) for row in cells for lines in row for x in lines), default=0)
+    out = io.StringIO()
+    for n, row in enumerate(cells, 1):
+        if not tuples_only:
+            out.write(_record_line(f"[ RECORD {n} ]", hwidth, dwidth))
+        elif n > 1:
+            out.write(_record_line("", hwidth, dwidth))
+        for h, lines in zip(t.headers, row, strict=False):
+            for k, line in enumerate(lines):
+                name = _pad(h if k == 0 else "", hwidth, False)
+                more = k < len(lines) - 1
+                out.write(f"{name} | {_pad(line, dwidth, False) + '+' if more else line}\n")
+    return out.getvalue() + "\n"
+
+
+def expanded_unaligned(t: Table, tuples_only: bool = False, null: str = "", sep: str = "|") -> str:
+    """psql's expanded unaligned output: `name|value` lines, records apart by an empty line."""
+    if not t.rows:
+        return "" if tuples_only else "(0 rows)\n"
+    records = ["".join(f"{h}{sep}{cell(v) if v is not None else null}\n" for h, v in zip(t.headers, row, strict=False))
+               for row in t.rows]
+    return "\n".join(records)

@@ -202,7 +202,11 @@ def _fit(widths: list[int], numeric: list[bool], headers: list[str], limit: int)
         if not cands:
             break
         i = max(cands, key=lambda k: widths[k])
-        widths[i] -= max(1, min(widths[i] - 8, sum(widths) - budget))
+        # Down to the next widest column at most, so that wide columns end up sharing the width evenly
+        # instead of the first one taking the whole overflow.
+        others = [widths[k] for k in cands if k != i]
+        floor = max(8, _width(headers[i]) // 2, max(others, default=0))
+        widths[i] -= max(1, min(widths[i] - floor, sum(widths) - budget))
     return widths
 
 
