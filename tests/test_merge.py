@@ -243,6 +243,40 @@ def test_repeated_merges_both_directions(pair) -> None:
     assert acc(dev) == acc(main) == [(1, "ann", 12, "a@x", 1), (2, "BOB", 20, "b@x", 0), (3, "cat", 30, "c@x", 0)]
 
 
+def test_parent_into_child_after_a_no_op_merge_brings_the_parents_resolution(pair) -> None:
+    main, dev = pair
+    run(main, "UPDATE acc SET bal = 100 WHERE id = 1")
+    run(dev, "UPDATE acc SET bal = 10 WHERE id = 1", "UPDATE acc SET bal = 22 WHERE id = 2")
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY OURS",
+        "MERGE DATABASE BRANCH dev INTO main")  # nothing new: a no-op merge must not move the base
+    run(main, "MERGE DATABASE BRANCH main INTO dev")
+    assert acc(dev) == acc(main) == [(1, "ann", 100, "a@x", 0), (2, "bob", 22, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+
+
+def test_target_change_between_merges_still_conflicts(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 11 WHERE id = 1")
+    run(main, "MERGE DATABASE BRANCH dev INTO main", "UPDATE acc SET owner = 'BOB' WHERE id = 2",
+        "MERGE DATABASE BRANCH dev INTO main")  # a no-op merge after the target's own change
+    run(dev, "UPDATE acc SET owner = 'bobby' WHERE id = 2")
+    # dev never received 'BOB': both changed owner of row 2 since their common state
+    assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD010"
+    assert rows(main, "SELECT owner FROM acc WHERE id = 2") == [("BOB",)]
+
+
+def test_schema_changes_merged_earlier_carry_over_again(pair) -> None:
+    main, dev = pair
+    run(dev, "ALTER TABLE acc ADD COLUMN x int", "CREATE TABLE u (id int PRIMARY KEY, v int)")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")
+    run(dev, "ALTER TABLE acc DROP COLUMN x", "ALTER TABLE u ADD COLUMN y int")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")
+    assert rows(main, "SELECT * FROM acc ORDER BY id LIMIT 1") == [(1, "ann", 10, "a@x", 0)]
+    assert rows(main, "SELECT id, v, y FROM u") == []
+    run(dev, "DROP TABLE u")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")  # main has u as dev had it: nothing of its own is lost
+    assert sqlstate(main, "SELECT * FROM u") == "42P01"
+
+
 def test_siblings_parent_into_child_read_only_and_delete_source(pair, connect) -> None:
     main, dev = pair
     run(main, "CREATE DATABASE BRANCH sib")

@@ -66,28 +66,30 @@ class TablePlan:
 
 # -- merge base --------------------------------------------------------------------------
 def merge_base(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> tuple[int, int]:
-    """(source point, target point) of the common state: the last merge between them, else the fork."""
-    row = conn.execute(
-        """SELECT source_id, source_lsn, result_lsn FROM heliosdb._merges
-           WHERE state = 'completed' AND ((source_id = %s AND target_id = %s) OR (source_id = %s AND target_id = %s))
-           ORDER BY id DESC LIMIT 1""",
-        (source.id, target.id, target.id, source.id),
-    ).fetchone()
-    if row is not None:
-        if row[0] == source.id:  # same direction: both sides hold the state that was merged
-            return int(row[1]), int(row[2])
-        # the target was merged into the source: the target's merged head is its base; the source's own
-        # changes since its base of that merge still have to go to the target
-        back = conn.execute("SELECT base_target_lsn FROM heliosdb._merges WHERE source_id = %s AND target_id = %s "
-                            "AND state = 'completed' ORDER BY id DESC LIMIT 1", (target.id, source.id)).fetchone()
-        assert back is not None
-        return int(back[0]), int(row[1])
+    """(source point, target point) of the common state, as git defines the merge base.
+
+    Each side's point is the latest of its states the other side already holds: the fork point, or that
+    side's head when it was last merged into the other. A merge's result is never a base point: it also
+    holds the target's own changes and resolutions (OURS), which the source has not received, and a
+    no-op merge must not make them look shared.
+    """
+    fork = _fork_point(conn, source, target)
+    return _held_by(conn, source, target, fork), _held_by(conn, target, source, fork)
+
+
+def _held_by(conn: psycopg.Connection[Any], side: Branch, other: Branch, fork: int) -> int:
+    """The latest point of `side` that `other` holds: its head when last merged into `other`, else the fork."""
+    row = conn.execute("SELECT max(source_lsn) FROM heliosdb._merges WHERE state = 'completed' "
+                       "AND source_id = %s AND target_id = %s", (side.id, other.id)).fetchone()
+    return fork if row is None or row[0] is None else max(fork, int(row[0]))
+
+
+def _fork_point(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> int:
     s_levels = chain(conn, source.id)
     t_up = {lv.branch_id: lv.upto for lv in chain(conn, target.id)}
     for lv in s_levels:
         if lv.branch_id in t_up:
-            base = min(lv.upto, t_up[lv.branch_id])
-            return base, base
+            return min(lv.upto, t_up[lv.branch_id])
     raise errors.HeliosError("the branches share no history", sqlstate="HD000")
 
 

@@ -70,6 +70,8 @@ def plan_schema(
     t_base = _tables(conn, chain(conn, target.id, base_t))
     t_now_names = _by_name(t_now)
     t_base_names = _by_name(t_base)
+    # the target holds the source's base state too (that is what makes it the base)
+    held = set(t_base_names) | {v.name for v in s_base.values()}
     plan = SchemaPlan()
     for tid, sv in s_now.items():
         before = s_base.get(tid)
@@ -86,7 +88,7 @@ def plan_schema(
             continue
         tv = t_now_names.get(before.name) or t_now_names.get(sv.name)
         if tv is None:
-            if before.name in t_base_names:
+            if before.name in held:
                 raise SchemaConflict(
                     f'table "{sv.name}" was changed on "{source.name}" but dropped on "{target.name}"'
                 )
@@ -101,7 +103,7 @@ def plan_schema(
         if tv is None:
             continue
         tb = t_base_names.get(before.name)
-        if tb is not None and (tb.columns != tv.columns):
+        if _shape(tv) not in (_shape(tb), _shape(before)):
             raise SchemaConflict(
                 f'table "{before.name}" was dropped on "{source.name}" but changed on "{target.name}"'
             )
@@ -118,7 +120,9 @@ def _plan_columns(
     old = {c.col: c for c in before.columns}
     now = {c.col: c for c in sv.columns}
     t_cols = {c.name: c for c in tv.columns}
+    # columns the target held at the base: its own, and the source's (merged into it)
     t_base_cols = {c.name for c in tb.columns} if tb else set()
+    t_base_cols |= {c.name for c in before.columns}
     touched = False
     for col, c in now.items():
         if col not in old:  # added on the source
@@ -149,6 +153,11 @@ def _plan_columns(
             touched = True
     if touched:
         plan.tables.append(sv.name)
+
+
+def _shape(v: TableVersion | None) -> list[tuple[str, str]] | None:
+    """A table's columns by name and type (column ids differ between a table and its merged copy)."""
+    return None if v is None else [(c.name, c.type) for c in v.columns]
 
 
 def _nullable(c: Column) -> Column:
