@@ -230,6 +230,18 @@ def test_incompatible_schema_changes_stop_the_merge(pair) -> None:
     assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD011"
 
 
+def test_table_dropped_on_source_with_rows_changed_on_target_stops_the_merge(pair) -> None:
+    main, dev = pair
+    run(dev, "DROP TABLE acc")
+    run(main, "UPDATE acc SET bal = 0 WHERE id = 1")
+    for strategy in ("ABORT", "THEIRS"):
+        assert sqlstate(main, f"MERGE DATABASE BRANCH dev INTO main USING STRATEGY {strategy}") == "HD011"
+    assert acc(main)[0] == (1, "ann", 0, "a@x", 0)
+    run(main, "UPDATE acc SET bal = 10 WHERE id = 1")  # back to the base: nothing of main's would be lost
+    run(main, "MERGE DATABASE BRANCH dev INTO main")
+    assert sqlstate(main, "SELECT * FROM acc") == "42P01"
+
+
 def test_repeated_merges_both_directions(pair) -> None:
     main, dev = pair
     run(dev, "UPDATE acc SET bal = 11 WHERE id = 1")
