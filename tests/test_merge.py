@@ -147,6 +147,18 @@ def test_constraint_and_insert_insert_conflicts(pair) -> None:
     ]
 
 
+def test_last_write_wins_on_insert_insert_compares_commit_times(pair) -> None:
+    main, dev = pair
+    run(dev, "INSERT INTO acc VALUES (7, 'dev7', 1, 'd7@x', 0)")
+    run(main, "INSERT INTO acc VALUES (7, 'main7', 2, 'm7@x', 0)", "INSERT INTO acc VALUES (8, 'main8', 2, 'm8@x', 0)")
+    run(dev, "INSERT INTO acc VALUES (8, 'dev8', 1, 'd8@x', 0)")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY LAST_WRITE_WINS")
+    assert [(r[2], r[4]) for r in cur.fetchall()] == [("acc", 2)]  # table, conflicts_resolved
+    assert rows(main, "SELECT id, owner FROM acc WHERE id > 3 ORDER BY id") == [(7, "main7"), (8, "dev8")]
+    assert rows(main, "SELECT counts -> 'acc' ->> 'conflicts_resolved' FROM heliosdb.merges") == [("2",)]
+
+
 def test_check_constraint_conflict_from_cell_merge(conn: heliosdb.Connection, connect) -> None:
     run(conn, "CREATE TABLE r (id int PRIMARY KEY, lo int, hi int, CHECK (lo < hi))", "INSERT INTO r VALUES (1, 0, 10)",
         "CREATE DATABASE BRANCH dev")

@@ -223,10 +223,19 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     s_tables = side_tables(conn, src.branch)
     t_tables = side_tables(conn, tgt.branch)
     shared = [name for name in sorted(s_tables) if name in t_tables]
+    # each side's last commit time per changed row, for LAST_WRITE_WINS on constraint conflicts
+    conn.execute("DROP TABLE IF EXISTS _hdb_mtimes")
+    conn.execute("CREATE TEMP TABLE _hdb_mtimes (table_name text, rowid bigint, time_s timestamptz, "
+                 "time_t timestamptz, PRIMARY KEY (table_name, rowid)) ON COMMIT DROP")
     for i, name in enumerate(shared):
         session.report_progress(f"comparing {name}", i, 2 * len(shared))
         plans.append(_plan_table(conn, src, tgt, name, s_tables[name], t_tables[name], stmt, rules, conflicts))
+    first = len(conflicts)
     _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts)
+    by_table = {p.table: p for p in plans}
+    for c in conflicts[first:]:  # the row conflicts were counted as they were resolved
+        if not c.kind.endswith("!") and stmt.strategy != "MANUAL" and c.table in by_table:
+            by_table[c.table].resolved += 1
     return schema
 
 
@@ -308,6 +317,8 @@ def _plan_table(
     plan = TablePlan(name)
     if build_diff(conn, src, tgt, s_table, t_table) == 0:
         return plan
+    if stmt.strategy == "LAST_WRITE_WINS":
+        conn.execute("INSERT INTO _hdb_mtimes SELECT %s, rowid, time_s, time_t FROM _hdb_diff", (name,))
     tv = t_table[0]
     cell = _cell_resolution(name, tv, stmt.strategy, rules)
     key_cols = tv.key_columns
@@ -462,9 +473,11 @@ def _constraint_conflicts(
                 key = {c: row_value.get(c) for c in con.cols}
                 kind = "insert_insert" if con.kind == "p" else "constraint"
                 c = Conflict(name, rowid, kind, key, row_value, other_value, None, list(con.cols))
-                if strategy in ("OURS",):
+                source_wins = strategy == "THEIRS" or (strategy == "LAST_WRITE_WINS"
+                                                       and _source_newer(conn, name, rowid, other))
+                if strategy == "OURS" or (strategy == "LAST_WRITE_WINS" and not source_wins):
                     conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s", (name, rowid))
-                elif strategy in ("THEIRS", "LAST_WRITE_WINS"):
+                elif source_wins:
                     conn.execute("INSERT INTO _hdb_mplan (table_name, rowid, action) VALUES (%s, %s, 'delete')",
                                  (name, other))
                 elif strategy != "MANUAL":
@@ -489,6 +502,17 @@ def _constraint_conflicts(
                 for rowid, value in bad:
                     conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
                                               {"check": con.name}, value, None, None, []))
+
+
+def _source_newer(conn: psycopg.Connection[Any], name: str, rowid: int, other: int) -> bool:
+    """LAST_WRITE_WINS between the source's row and the target's row it collides with: whether the source's
+    last change committed later (a side that did not change its row since the base is older)."""
+    row = conn.execute(
+        """SELECT coalesce(s.time_s > t.time_t, s.time_s IS NOT NULL) FROM (SELECT 1) one
+           LEFT JOIN _hdb_mtimes s ON s.table_name = %s AND s.rowid = %s
+           LEFT JOIN _hdb_mtimes t ON t.table_name = %s AND t.rowid = %s""",
+        (name, rowid, name, other)).fetchone()
+    return bool(row and row[0])
 
 
 def _foreign_key_conflicts(
