@@ -235,6 +235,14 @@ def test_schema_changes_carry_over(pair) -> None:
     assert rows(main, "SELECT * FROM extra") == [(1, "uno")]
 
 
+def test_rows_merged_into_a_target_with_new_columns_get_their_defaults(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, a int)", "INSERT INTO t VALUES (1, 1)", "CREATE DATABASE BRANCH dev")
+    run(connect("dev"), "INSERT INTO t VALUES (2, 2)")
+    run(conn, "ALTER TABLE t ADD COLUMN e int DEFAULT 7", "ALTER TABLE t ADD COLUMN nn int NOT NULL DEFAULT 8")
+    run(conn, "MERGE DATABASE BRANCH dev INTO main")  # as an INSERT without e and nn: no NOT NULL conflict
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, 1, 7, 8), (2, 2, 7, 8)]
+
+
 def test_incompatible_schema_changes_stop_the_merge(pair) -> None:
     main, dev = pair
     run(dev, "ALTER TABLE acc ADD COLUMN extra int")

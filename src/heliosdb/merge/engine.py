@@ -230,6 +230,8 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     for i, name in enumerate(shared):
         session.report_progress(f"comparing {name}", i, 2 * len(shared))
         plans.append(_plan_table(conn, src, tgt, name, s_tables[name], t_tables[name], stmt, rules, conflicts))
+    for name in shared:
+        _fill_defaults(conn, name, s_tables[name][0], t_tables[name][0])
     first = len(conflicts)
     _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts)
     by_table = {p.table: p for p in plans}
@@ -237,6 +239,19 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
         if not c.kind.endswith("!") and stmt.strategy != "MANUAL" and c.table in by_table:
             by_table[c.table].resolved += 1
     return schema
+
+
+def _fill_defaults(conn: psycopg.Connection[Any], name: str, s_version: TableVersion, t_version: TableVersion) -> None:
+    """Planned rows lack the target's columns the source never had: they take the column's DEFAULT, as a row
+    inserted without them does (rows the target had keep their values: the plan holds them)."""
+    s_names = {c.name for c in s_version.columns}
+    for c in t_version.columns:
+        if c.default is None or c.name in s_names:
+            continue
+        conn.execute(sql.SQL(
+            "UPDATE _hdb_mplan SET row_value = row_value || jsonb_build_object({k}, to_jsonb(({d})::{t})) "
+            "WHERE table_name = {n} AND action = 'upsert' AND NOT row_value ? {k}"
+        ).format(k=L(c.name), d=sql.SQL(c.default), t=sql.SQL(c.type), n=L(name)))
 
 
 def _options(opts: dict[str, str]) -> dict[str, Any]:
