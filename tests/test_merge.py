@@ -243,6 +243,16 @@ def test_rows_merged_into_a_target_with_new_columns_get_their_defaults(conn: hel
     assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, 1, 7, 8), (2, 2, 7, 8)]
 
 
+def test_tables_whose_only_column_is_the_key_merge(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE n (k int PRIMARY KEY)", "CREATE DATABASE BRANCH g", "CREATE DATABASE BRANCH h")
+    run(connect("g"), "INSERT INTO n VALUES (1), (2)")
+    run(connect("h"), "CREATE TABLE k1 (k int PRIMARY KEY)", "INSERT INTO k1 VALUES (1)")
+    run(conn, "MERGE DATABASE BRANCH g INTO main", "MERGE DATABASE BRANCH h INTO main", "MERGE DATABASE BRANCH main INTO h")
+    assert rows(conn, "SELECT k FROM n ORDER BY k") == [(1,), (2,)]
+    assert rows(conn, "SELECT k FROM k1") == [(1,)]
+    assert rows(connect("h"), "SELECT k FROM n ORDER BY k") == [(1,), (2,)]
+
+
 def test_incompatible_schema_changes_stop_the_merge(pair) -> None:
     main, dev = pair
     run(dev, "ALTER TABLE acc ADD COLUMN extra int")
