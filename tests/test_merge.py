@@ -147,6 +147,18 @@ def test_constraint_and_insert_insert_conflicts(pair) -> None:
     ]
 
 
+def test_last_write_wins_on_insert_insert_compares_commit_times(pair) -> None:
+    main, dev = pair
+    run(dev, "INSERT INTO acc VALUES (7, 'dev7', 1, 'd7@x', 0)")
+    run(main, "INSERT INTO acc VALUES (7, 'main7', 2, 'm7@x', 0)", "INSERT INTO acc VALUES (8, 'main8', 2, 'm8@x', 0)")
+    run(dev, "INSERT INTO acc VALUES (8, 'dev8', 1, 'd8@x', 0)")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY LAST_WRITE_WINS")
+    assert [(r[2], r[4]) for r in cur.fetchall()] == [("acc", 2)]  # table, conflicts_resolved
+    assert rows(main, "SELECT id, owner FROM acc WHERE id > 3 ORDER BY id") == [(7, "main7"), (8, "dev8")]
+    assert rows(main, "SELECT counts -> 'acc' ->> 'conflicts_resolved' FROM heliosdb.merges") == [("2",)]
+
+
 def test_check_constraint_conflict_from_cell_merge(conn: heliosdb.Connection, connect) -> None:
     run(conn, "CREATE TABLE r (id int PRIMARY KEY, lo int, hi int, CHECK (lo < hi))", "INSERT INTO r VALUES (1, 0, 10)",
         "CREATE DATABASE BRANCH dev")
@@ -223,11 +235,41 @@ def test_schema_changes_carry_over(pair) -> None:
     assert rows(main, "SELECT * FROM extra") == [(1, "uno")]
 
 
+def test_rows_merged_into_a_target_with_new_columns_get_their_defaults(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, a int)", "INSERT INTO t VALUES (1, 1)", "CREATE DATABASE BRANCH dev")
+    run(connect("dev"), "INSERT INTO t VALUES (2, 2)")
+    run(conn, "ALTER TABLE t ADD COLUMN e int DEFAULT 7", "ALTER TABLE t ADD COLUMN nn int NOT NULL DEFAULT 8")
+    run(conn, "MERGE DATABASE BRANCH dev INTO main")  # as an INSERT without e and nn: no NOT NULL conflict
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, 1, 7, 8), (2, 2, 7, 8)]
+
+
+def test_tables_whose_only_column_is_the_key_merge(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE n (k int PRIMARY KEY)", "CREATE DATABASE BRANCH g", "CREATE DATABASE BRANCH h")
+    run(connect("g"), "INSERT INTO n VALUES (1), (2)")
+    run(connect("h"), "CREATE TABLE k1 (k int PRIMARY KEY)", "INSERT INTO k1 VALUES (1)")
+    run(conn, "MERGE DATABASE BRANCH g INTO main", "MERGE DATABASE BRANCH h INTO main", "MERGE DATABASE BRANCH main INTO h")
+    assert rows(conn, "SELECT k FROM n ORDER BY k") == [(1,), (2,)]
+    assert rows(conn, "SELECT k FROM k1") == [(1,)]
+    assert rows(connect("h"), "SELECT k FROM n ORDER BY k") == [(1,), (2,)]
+
+
 def test_incompatible_schema_changes_stop_the_merge(pair) -> None:
     main, dev = pair
     run(dev, "ALTER TABLE acc ADD COLUMN extra int")
     run(main, "ALTER TABLE acc ADD COLUMN extra text")
     assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD011"
+
+
+def test_table_dropped_on_source_with_rows_changed_on_target_stops_the_merge(pair) -> None:
+    main, dev = pair
+    run(dev, "DROP TABLE acc")
+    run(main, "UPDATE acc SET bal = 0 WHERE id = 1")
+    for strategy in ("ABORT", "THEIRS"):
+        assert sqlstate(main, f"MERGE DATABASE BRANCH dev INTO main USING STRATEGY {strategy}") == "HD011"
+    assert acc(main)[0] == (1, "ann", 0, "a@x", 0)
+    run(main, "UPDATE acc SET bal = 10 WHERE id = 1")  # back to the base: nothing of main's would be lost
+    run(main, "MERGE DATABASE BRANCH dev INTO main")
+    assert sqlstate(main, "SELECT * FROM acc") == "42P01"
 
 
 def test_repeated_merges_both_directions(pair) -> None:
@@ -241,6 +283,40 @@ def test_repeated_merges_both_directions(pair) -> None:
     run(main, "MERGE DATABASE BRANCH dev INTO main")  # merged changes never conflict again
     run(main, "MERGE DATABASE BRANCH main INTO dev")
     assert acc(dev) == acc(main) == [(1, "ann", 12, "a@x", 1), (2, "BOB", 20, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+
+
+def test_parent_into_child_after_a_no_op_merge_brings_the_parents_resolution(pair) -> None:
+    main, dev = pair
+    run(main, "UPDATE acc SET bal = 100 WHERE id = 1")
+    run(dev, "UPDATE acc SET bal = 10 WHERE id = 1", "UPDATE acc SET bal = 22 WHERE id = 2")
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY OURS",
+        "MERGE DATABASE BRANCH dev INTO main")  # nothing new: a no-op merge must not move the base
+    run(main, "MERGE DATABASE BRANCH main INTO dev")
+    assert acc(dev) == acc(main) == [(1, "ann", 100, "a@x", 0), (2, "bob", 22, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+
+
+def test_target_change_between_merges_still_conflicts(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 11 WHERE id = 1")
+    run(main, "MERGE DATABASE BRANCH dev INTO main", "UPDATE acc SET owner = 'BOB' WHERE id = 2",
+        "MERGE DATABASE BRANCH dev INTO main")  # a no-op merge after the target's own change
+    run(dev, "UPDATE acc SET owner = 'bobby' WHERE id = 2")
+    # dev never received 'BOB': both changed owner of row 2 since their common state
+    assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD010"
+    assert rows(main, "SELECT owner FROM acc WHERE id = 2") == [("BOB",)]
+
+
+def test_schema_changes_merged_earlier_carry_over_again(pair) -> None:
+    main, dev = pair
+    run(dev, "ALTER TABLE acc ADD COLUMN x int", "CREATE TABLE u (id int PRIMARY KEY, v int)")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")
+    run(dev, "ALTER TABLE acc DROP COLUMN x", "ALTER TABLE u ADD COLUMN y int")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")
+    assert rows(main, "SELECT * FROM acc ORDER BY id LIMIT 1") == [(1, "ann", 10, "a@x", 0)]
+    assert rows(main, "SELECT id, v, y FROM u") == []
+    run(dev, "DROP TABLE u")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")  # main has u as dev had it: nothing of its own is lost
+    assert sqlstate(main, "SELECT * FROM u") == "42P01"
 
 
 def test_siblings_parent_into_child_read_only_and_delete_source(pair, connect) -> None:

@@ -37,8 +37,9 @@ def apply_plan(
         ).format(t=t, p=p))
         written += cur.rowcount
         if cols:
+            # ROW(...): PostgreSQL rejects a plain parenthesized source for a single column
             cur = conn.execute(sql.SQL(
-                "UPDATE {t} n SET ({pc}) = ({xc}) FROM {p} x WHERE x._hdb_action = 'upsert' "
+                "UPDATE {t} n SET ({pc}) = ROW({xc}) FROM {p} x WHERE x._hdb_action = 'upsert' "
                 "AND n._hdb_rowid = x._hdb_rowid"
             ).format(t=t, p=p, pc=sql.SQL(", ").join(phys),
                      xc=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for c in logical)))

@@ -130,7 +130,7 @@ def summarize(session: Session, a: str, b: str) -> list[TableDiff]:
     assert ba is not None and bb is not None
     out: list[TableDiff] = []
     with conn.transaction(force_rollback=True):
-        base_a, base_b = merge_base(conn, bb, ba)
+        base_b, base_a = merge_base(conn, bb, ba)  # (bb's point, ba's point)
         src = Side(bb, base_b, head_lsn(conn, bb))
         tgt = Side(ba, base_a, head_lsn(conn, ba))
         a_tables = side_tables(conn, ba)
@@ -161,7 +161,7 @@ def diff_rows(session: Session, a: str, b: str, table: str) -> Any:
     ba, bb = get_branch(conn, a), get_branch(conn, b)
     assert ba is not None and bb is not None
     with conn.transaction(force_rollback=True):
-        base_a, base_b = merge_base(conn, bb, ba)
+        base_b, base_a = merge_base(conn, bb, ba)  # (bb's point, ba's point)
         b_tables, a_tables = side_tables(conn, bb), side_tables(conn, ba)
         if table not in b_tables and table not in a_tables:
             raise UndefinedTable(f'relation "{table}" does not exist on "{a}" or "{b}"')

@@ -66,28 +66,30 @@ class TablePlan:
 
 # -- merge base --------------------------------------------------------------------------
 def merge_base(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> tuple[int, int]:
-    """(source point, target point) of the common state: the last merge between them, else the fork."""
-    row = conn.execute(
-        """SELECT source_id, source_lsn, result_lsn FROM heliosdb._merges
-           WHERE state = 'completed' AND ((source_id = %s AND target_id = %s) OR (source_id = %s AND target_id = %s))
-           ORDER BY id DESC LIMIT 1""",
-        (source.id, target.id, target.id, source.id),
-    ).fetchone()
-    if row is not None:
-        if row[0] == source.id:  # same direction: both sides hold the state that was merged
-            return int(row[1]), int(row[2])
-        # the target was merged into the source: the target's merged head is its base; the source's own
-        # changes since its base of that merge still have to go to the target
-        back = conn.execute("SELECT base_target_lsn FROM heliosdb._merges WHERE source_id = %s AND target_id = %s "
-                            "AND state = 'completed' ORDER BY id DESC LIMIT 1", (target.id, source.id)).fetchone()
-        assert back is not None
-        return int(back[0]), int(row[1])
+    """(source point, target point) of the common state, as git defines the merge base.
+
+    Each side's point is the latest of its states the other side already holds: the fork point, or that
+    side's head when it was last merged into the other. A merge's result is never a base point: it also
+    holds the target's own changes and resolutions (OURS), which the source has not received, and a
+    no-op merge must not make them look shared.
+    """
+    fork = _fork_point(conn, source, target)
+    return _held_by(conn, source, target, fork), _held_by(conn, target, source, fork)
+
+
+def _held_by(conn: psycopg.Connection[Any], side: Branch, other: Branch, fork: int) -> int:
+    """The latest point of `side` that `other` holds: its head when last merged into `other`, else the fork."""
+    row = conn.execute("SELECT max(source_lsn) FROM heliosdb._merges WHERE state = 'completed' "
+                       "AND source_id = %s AND target_id = %s", (side.id, other.id)).fetchone()
+    return fork if row is None or row[0] is None else max(fork, int(row[0]))
+
+
+def _fork_point(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> int:
     s_levels = chain(conn, source.id)
     t_up = {lv.branch_id: lv.upto for lv in chain(conn, target.id)}
     for lv in s_levels:
         if lv.branch_id in t_up:
-            base = min(lv.upto, t_up[lv.branch_id])
-            return base, base
+            return min(lv.upto, t_up[lv.branch_id])
     raise errors.HeliosError("the branches share no history", sqlstate="HD000")
 
 
@@ -221,11 +223,35 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     s_tables = side_tables(conn, src.branch)
     t_tables = side_tables(conn, tgt.branch)
     shared = [name for name in sorted(s_tables) if name in t_tables]
+    # each side's last commit time per changed row, for LAST_WRITE_WINS on constraint conflicts
+    conn.execute("DROP TABLE IF EXISTS _hdb_mtimes")
+    conn.execute("CREATE TEMP TABLE _hdb_mtimes (table_name text, rowid bigint, time_s timestamptz, "
+                 "time_t timestamptz, PRIMARY KEY (table_name, rowid)) ON COMMIT DROP")
     for i, name in enumerate(shared):
         session.report_progress(f"comparing {name}", i, 2 * len(shared))
         plans.append(_plan_table(conn, src, tgt, name, s_tables[name], t_tables[name], stmt, rules, conflicts))
+    for name in shared:
+        _fill_defaults(conn, name, s_tables[name][0], t_tables[name][0])
+    first = len(conflicts)
     _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts)
+    by_table = {p.table: p for p in plans}
+    for c in conflicts[first:]:  # the row conflicts were counted as they were resolved
+        if not c.kind.endswith("!") and stmt.strategy != "MANUAL" and c.table in by_table:
+            by_table[c.table].resolved += 1
     return schema
+
+
+def _fill_defaults(conn: psycopg.Connection[Any], name: str, s_version: TableVersion, t_version: TableVersion) -> None:
+    """Planned rows lack the target's columns the source never had: they take the column's DEFAULT, as a row
+    inserted without them does (rows the target had keep their values: the plan holds them)."""
+    s_names = {c.name for c in s_version.columns}
+    for c in t_version.columns:
+        if c.default is None or c.name in s_names:
+            continue
+        conn.execute(sql.SQL(
+            "UPDATE _hdb_mplan SET row_value = row_value || jsonb_build_object({k}, to_jsonb(({d})::{t})) "
+            "WHERE table_name = {n} AND action = 'upsert' AND NOT row_value ? {k}"
+        ).format(k=L(c.name), d=sql.SQL(c.default), t=sql.SQL(c.type), n=L(name)))
 
 
 def _options(opts: dict[str, str]) -> dict[str, Any]:
@@ -306,6 +332,8 @@ def _plan_table(
     plan = TablePlan(name)
     if build_diff(conn, src, tgt, s_table, t_table) == 0:
         return plan
+    if stmt.strategy == "LAST_WRITE_WINS":
+        conn.execute("INSERT INTO _hdb_mtimes SELECT %s, rowid, time_s, time_t FROM _hdb_diff", (name,))
     tv = t_table[0]
     cell = _cell_resolution(name, tv, stmt.strategy, rules)
     key_cols = tv.key_columns
@@ -460,9 +488,11 @@ def _constraint_conflicts(
                 key = {c: row_value.get(c) for c in con.cols}
                 kind = "insert_insert" if con.kind == "p" else "constraint"
                 c = Conflict(name, rowid, kind, key, row_value, other_value, None, list(con.cols))
-                if strategy in ("OURS",):
+                source_wins = strategy == "THEIRS" or (strategy == "LAST_WRITE_WINS"
+                                                       and _source_newer(conn, name, rowid, other))
+                if strategy == "OURS" or (strategy == "LAST_WRITE_WINS" and not source_wins):
                     conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s", (name, rowid))
-                elif strategy in ("THEIRS", "LAST_WRITE_WINS"):
+                elif source_wins:
                     conn.execute("INSERT INTO _hdb_mplan (table_name, rowid, action) VALUES (%s, %s, 'delete')",
                                  (name, other))
                 elif strategy != "MANUAL":
@@ -487,6 +517,17 @@ def _constraint_conflicts(
                 for rowid, value in bad:
                     conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
                                               {"check": con.name}, value, None, None, []))
+
+
+def _source_newer(conn: psycopg.Connection[Any], name: str, rowid: int, other: int) -> bool:
+    """LAST_WRITE_WINS between the source's row and the target's row it collides with: whether the source's
+    last change committed later (a side that did not change its row since the base is older)."""
+    row = conn.execute(
+        """SELECT coalesce(s.time_s > t.time_t, s.time_s IS NOT NULL) FROM (SELECT 1) one
+           LEFT JOIN _hdb_mtimes s ON s.table_name = %s AND s.rowid = %s
+           LEFT JOIN _hdb_mtimes t ON t.table_name = %s AND t.rowid = %s""",
+        (name, rowid, name, other)).fetchone()
+    return bool(row and row[0])
 
 
 def _foreign_key_conflicts(

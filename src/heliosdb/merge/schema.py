@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from heliosdb import errors
-from heliosdb.catalog.model import Column, Constraint, Level, TableVersion, chain, visible_tables
+from heliosdb.catalog.model import Column, Constraint, Level, Snapshot, TableVersion, chain, visible_tables
 from heliosdb.sql.names import quote_ident
 
 if TYPE_CHECKING:
@@ -70,6 +70,8 @@ def plan_schema(
     t_base = _tables(conn, chain(conn, target.id, base_t))
     t_now_names = _by_name(t_now)
     t_base_names = _by_name(t_base)
+    # the target holds the source's base state too (that is what makes it the base)
+    held = set(t_base_names) | {v.name for v in s_base.values()}
     plan = SchemaPlan()
     for tid, sv in s_now.items():
         before = s_base.get(tid)
@@ -86,7 +88,7 @@ def plan_schema(
             continue
         tv = t_now_names.get(before.name) or t_now_names.get(sv.name)
         if tv is None:
-            if before.name in t_base_names:
+            if before.name in held:
                 raise SchemaConflict(
                     f'table "{sv.name}" was changed on "{source.name}" but dropped on "{target.name}"'
                 )
@@ -101,9 +103,10 @@ def plan_schema(
         if tv is None:
             continue
         tb = t_base_names.get(before.name)
-        if tb is not None and (tb.columns != tv.columns):
+        if _shape(tv) not in (_shape(tb), _shape(before)) or _rows_changed(conn, source, target, base_s, base_t, tid):
             raise SchemaConflict(
-                f'table "{before.name}" was dropped on "{source.name}" but changed on "{target.name}"'
+                f'table "{before.name}" was dropped on "{source.name}" but changed on "{target.name}"',
+                hint=f'To accept the drop, drop the table on "{target.name}" too, then merge again.',
             )
         plan.statements.append(f"DROP TABLE {quote_ident(tv.name)}")
         plan.tables.append(before.name)
@@ -118,7 +121,9 @@ def _plan_columns(
     old = {c.col: c for c in before.columns}
     now = {c.col: c for c in sv.columns}
     t_cols = {c.name: c for c in tv.columns}
+    # columns the target held at the base: its own, and the source's (merged into it)
     t_base_cols = {c.name for c in tb.columns} if tb else set()
+    t_base_cols |= {c.name for c in before.columns}
     touched = False
     for col, c in now.items():
         if col not in old:  # added on the source
@@ -149,6 +154,30 @@ def _plan_columns(
             touched = True
     if touched:
         plan.tables.append(sv.name)
+
+
+def _rows_changed(conn: psycopg.Connection, source: Branch, target: Branch, base_s: int, base_t: int,
+                  table_id: int) -> bool:
+    """Whether the target changed rows of the source's table since the base (a row that differs from both
+    base states), so dropping the table would lose them."""
+    from heliosdb.merge.diff import Side, build_diff
+    from heliosdb.temporal.resolver import head_lsn
+
+    s_snap = Snapshot(conn, chain(conn, source.id, base_s))
+    name = s_snap.tables[table_id].name
+    t_snap = Snapshot(conn, chain(conn, target.id))
+    t_tid = next(tid for tid, v in t_snap.tables.items() if v.name == name)
+    # the target as the changing side; the source stays at its base
+    build_diff(conn, Side(target, base_t, head_lsn(conn, target)), Side(source, base_s, base_s),
+               (t_snap.tables[t_tid], t_snap.info[t_tid]), (s_snap.tables[table_id], s_snap.info[table_id]))
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM _hdb_diff WHERE head_s IS DISTINCT FROM base_s "
+                       "AND head_s IS DISTINCT FROM base_t)").fetchone()
+    return bool(row and row[0])
+
+
+def _shape(v: TableVersion | None) -> list[tuple[str, str]] | None:
+    """A table's columns by name and type (column ids differ between a table and its merged copy)."""
+    return None if v is None else [(c.name, c.type) for c in v.columns]
 
 
 def _nullable(c: Column) -> Column:
