@@ -683,7 +683,9 @@ def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], p
         + ") AS p(item, table_name, detail)",
         [v for row in items for v in row],
     )
-    return Result(status="MERGE DRY RUN", cursor=cur, rowcount=len(items))
+    # a preview is a result set: the SELECT tag, which libpq reads as a row count ("MERGE <n>" is
+    # PostgreSQL 15's MERGE, and psql warns at a MERGE tag without one)
+    return Result(status=f"SELECT {len(items)}", cursor=cur, rowcount=len(items))
 
 
 __all__ = ["MAX_LSN", "Conflict", "MergeConflict", "MergeStateError", "TablePlan", "apply_all", "execute",
