@@ -69,7 +69,7 @@ def test_expressions_parameters_and_aliases(conn: heliosdb.Connection, history: 
     cur.execute("SELECT x.v FROM t AS OF TIMESTAMP %s x WHERE x.id = %s", (history["insert_ts"], 1))
     assert cur.fetchall() == [("a",)]
     assert rows(conn, "SELECT count(*) FROM t AS OF TIMESTAMP now() - interval '1 microsecond' AS y") == [(2,)]
-    assert rows(conn, "SELECT count(*) FROM t AS OF TIMESTAMP now() + interval '1 day'") == [(2,)]
+    assert sqlstate(conn, "SELECT count(*) FROM t AS OF TIMESTAMP now() + interval '1 day'") == "HD007"
 
 
 def test_joins_subqueries_ctes_and_writes_from_the_past(conn: heliosdb.Connection, history: dict[str, object]) -> None:
@@ -187,6 +187,40 @@ def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) 
     assert sqlstate(conn, "SELECT * FROM t VERSIONS BETWEEN XYZ 1 AND 2") == "42601"
     assert sqlstate(conn, "SET AS OF LSN 99999") == "HD007"
     assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
+
+
+def error(conn: heliosdb.Connection, sql: str) -> heliosdb.Error:
+    with pytest.raises(heliosdb.Error) as info:
+        conn.cursor().execute(sql)
+    return info.value
+
+
+def test_points_after_the_head_are_errors_for_every_kind(conn: heliosdb.Connection,
+                                                         history: dict[str, object]) -> None:
+    """SCN and TIMESTAMP points in the future fail like LSN ones, instead of reading the head (and later
+    answering differently); a timestamp between the last commit and now reads the last commit."""
+    latest = rows(conn, "SELECT max(scn) FROM heliosdb.commits")[0][0]
+    head = [(1, "a2", 7), (2, "b2", 8)]
+    for q in [f"SELECT * FROM t AS OF SCN {latest + 1}", "SELECT * FROM t AS OF SCN 999999",
+              "SELECT * FROM t AS OF TIMESTAMP now() + interval '1 minute'",
+              "SELECT * FROM t AS OF TIMESTAMP '2999-01-01'", "SELECT * FROM t AT (OFFSET => 60)",
+              f"SELECT * FROM t AS OF LSN {int(str(history['reinsert']).split('/')[1], 16) + 1}"]:
+        err = error(conn, q)
+        assert err.sqlstate == "HD007", q
+        assert "\n" not in err.message and err.hint, q
+    assert f"SCN {latest}" in (error(conn, f"SELECT * FROM t AS OF SCN {latest + 1}").hint or "")
+    assert sqlstate(conn, f"SET AS OF SCN {latest + 1}") == "HD007"
+    assert sqlstate(conn, f"CREATE DATABASE BRANCH later AS OF SCN {latest + 1}") == "HD007"
+    # the latest SCN, now, and a time between the last commit and now are known states
+    assert rows(conn, f"SELECT * FROM t AS OF SCN {latest} ORDER BY id") == head
+    assert rows(conn, "SELECT * FROM t AS OF TIMESTAMP now() ORDER BY id") == head
+    assert rows(conn, "SELECT * FROM t AS OF TIMESTAMP clock_timestamp() ORDER BY id") == head
+    time.sleep(0.01)
+    since = rows(conn, "SELECT clock_timestamp()::text")[0][0]
+    assert rows(conn, f"SELECT * FROM t AS OF TIMESTAMP '{since}' ORDER BY id") == head
+    run(conn, "UPDATE t SET v = 'later'")
+    assert rows(conn, f"SELECT * FROM t AS OF TIMESTAMP '{since}' ORDER BY id") == head
+    assert rows(conn, f"SELECT * FROM t AS OF SCN {latest} ORDER BY id") == head
 
 
 def test_resolution_functions(conn: heliosdb.Connection, history: dict[str, object]) -> None:

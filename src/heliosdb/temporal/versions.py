@@ -34,7 +34,8 @@ def _bound(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str 
     if shift:
         value = f"({value})::timestamptz {shift}"
     try:
-        return resolver.resolve_point(conn, branch, kind, value)
+        # a bound after the head reads up to it, for every kind (LSN bounds are not checked either)
+        return resolver.resolve_point(conn, branch, kind, value, future_ok=True)
     except errors.InvalidTemporalPoint:
         if low:
             return -1  # the range starts before the branch's history: everything counts
