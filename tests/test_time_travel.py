@@ -186,6 +186,10 @@ def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) 
     assert sqlstate(conn, "SELECT * FROM t AS OF SOMETHING 5") == "42601"
     assert sqlstate(conn, "SELECT * FROM t VERSIONS BETWEEN XYZ 1 AND 2") == "42601"
     assert sqlstate(conn, "SET AS OF LSN 99999") == "HD007"
+    for huge in ("99999999999999999999", "-99999999999999999999"):  # beyond bigint: no 42883 from PostgreSQL
+        err = error(conn, f"SELECT * FROM t AS OF SCN {huge}")
+        assert (err.sqlstate, err.message) == ("HD007", f"SCN {huge} is out of range")
+        assert sqlstate(conn, f"SELECT count(*) FROM t VERSIONS BETWEEN SCN {huge} AND MAXVALUE") == "HD007"
     assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
 
 
