@@ -140,6 +140,47 @@ def test_versions_between(conn: heliosdb.Connection, history: dict[str, object])
     assert rows(conn, f"SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '{h['insert_ts']}' AND now()") == [(5,)]
 
 
+def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connection,
+                                                        history: dict[str, object]) -> None:
+    """Oracle's rule for every bound kind: the range is closed, a change committed at the lower bound is
+    inside it (its start is shown, a delete there has its D row), a version that began before shows NULL."""
+    h = history
+    scn = {k: rows(conn, f"SELECT heliosdb.lsn_to_scn('{h[k]}')")[0][0] for k in ("update", "delete", "reinsert")}
+    cols = ("SELECT id, v, versions_operation, versions_startlsn::text, versions_startscn IS NULL, "
+            "versions_endlsn::text FROM t ")
+    order = " ORDER BY id, versions_startlsn NULLS FIRST, versions_operation"
+
+    def forms(a: str, b: str) -> list[str]:
+        return [f"VERSIONS BETWEEN LSN {h[a]} AND {h[b]}", f"VERSIONS BETWEEN SCN {scn[a]} AND {scn[b]}",
+                f"VERSIONS BETWEEN TIMESTAMP heliosdb.scn_to_timestamp({scn[a]}) "
+                f"AND heliosdb.scn_to_timestamp({scn[b]})",
+                f"FOR SYSTEM_TIME BETWEEN heliosdb.scn_to_timestamp({scn[a]}) AND heliosdb.scn_to_timestamp({scn[b]})"]
+
+    # the update at the lower bound: its version starts inside, the version it ended is not in the range
+    for form in forms("update", "delete"):
+        assert rows(conn, cols + form + order) == [
+            (1, "a2", "U", h["update"], False, None),
+            (2, "b", "I", None, True, h["delete"]),
+            (2, "b", "D", h["delete"], False, None),
+        ], form
+    # the delete at the lower bound: its D row is in the range like the update above
+    for form in forms("delete", "reinsert"):
+        assert rows(conn, cols + form + order) == [
+            (1, "a2", "U", None, True, None),
+            (2, "b", "D", h["delete"], False, None),
+            (2, "b2", "I", h["reinsert"], False, None),
+        ], form
+    # a lower bound between two commits: the earlier commit is before the range
+    got = rows(conn, cols + f"VERSIONS BETWEEN TIMESTAMP '{h['insert_ts']}' AND heliosdb.scn_to_timestamp("
+                            f"{scn['update']})" + order)
+    assert got == [(1, "a", "I", None, True, h["update"]), (1, "a2", "U", h["update"], False, None),
+                   (2, "b", "I", None, True, h["delete"])]
+    # half-open FROM .. TO shows the same starts as CONTAINED IN for a version opened at the lower bound
+    for form in (f"FOR SYSTEM_TIME FROM heliosdb.scn_to_timestamp({h['insert_scn']}) TO now()",
+                 f"FOR SYSTEM_TIME CONTAINED IN (heliosdb.scn_to_timestamp({h['insert_scn']}), now())"):
+        assert rows(conn, cols + form + " WHERE v = 'a'") == [(1, "a", "I", h["insert"], False, h["update"])], form
+
+
 def test_temporal_context(conn: heliosdb.Connection, history: dict[str, object], connect) -> None:
     h = history
     run(conn, f"SET AS OF LSN {h['insert']}")
