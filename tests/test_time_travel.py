@@ -86,6 +86,26 @@ def test_joins_subqueries_ctes_and_writes_from_the_past(conn: heliosdb.Connectio
     assert rows(conn, "SELECT count(*) FROM t_then") == [(2,)]
 
 
+def test_as_of_in_prepare_explain_and_declare(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """The bodies of PREPARE, EXPLAIN and DECLARE CURSOR are rewritten like any query; the prefix stays."""
+    at = history["insert"]
+    run(conn, f"PREPARE p1(int) AS SELECT v FROM t AS OF LSN {at} WHERE id = $1",
+        f"PREPARE p2(int, text) AS SELECT v FROM t AS OF LSN {at} WHERE id = 1 + $1 - $1 AND v <> $2",
+        f'PREPARE "P 3" AS SELECT v FROM t AS OF LSN {at} x WHERE x.id = 2')
+    run(conn, "UPDATE t SET v = 'later'")
+    assert rows(conn, "EXECUTE p1(2)") == [("b",)]
+    assert rows(conn, "EXECUTE p2(5, 'zz')") == [("a",)]
+    assert rows(conn, 'EXECUTE "P 3"') == [("b",)]
+    for explain in ("EXPLAIN", "EXPLAIN ANALYZE", "EXPLAIN ANALYZE VERBOSE", "EXPLAIN (COSTS OFF, FORMAT TEXT)"):
+        plan = rows(conn, f"{explain} SELECT v FROM t AS OF LSN {at} WHERE id = 1")
+        assert plan and all(isinstance(r[0], str) for r in plan), explain
+    run(conn, "BEGIN", f"DECLARE c NO SCROLL CURSOR WITH HOLD FOR SELECT v FROM t AS OF LSN {at} ORDER BY id")
+    assert rows(conn, "FETCH ALL FROM c") == [("a",), ("b",)]
+    run(conn, "CLOSE c", "ROLLBACK")
+    # the prefix is not searched: a prepared statement named like a keyword of the clause
+    assert sqlstate(conn, "PREPARE lsn AS SELECT 1 FROM t AS OF LSN FFFF/FFFF") == "HD007"
+
+
 def test_as_of_reads_stay_identical_while_commits_land(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     point = history["reinsert"]
     before = rows(conn, f"SELECT * FROM t AS OF LSN {point} ORDER BY id")
