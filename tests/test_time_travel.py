@@ -90,7 +90,7 @@ def test_as_of_in_prepare_explain_and_declare(conn: heliosdb.Connection, history
     """The bodies of PREPARE, EXPLAIN and DECLARE CURSOR are rewritten like any query; the prefix stays."""
     at = history["insert"]
     run(conn, f"PREPARE p1(int) AS SELECT v FROM t AS OF LSN {at} WHERE id = $1",
-        f"PREPARE p2(int, text) AS SELECT v FROM t AS OF LSN {at} WHERE id = 1 + $1 - $1 AND v <> $2",
+        f"PREPARE p2(int, text) AS SELECT v FROM t AS OF LSN {at} WHERE id = 1+$1-$1 AND v <> $2 AND $$1$$ = '1'",
         f'PREPARE "P 3" AS SELECT v FROM t AS OF LSN {at} x WHERE x.id = 2')
     run(conn, "UPDATE t SET v = 'later'")
     assert rows(conn, "EXECUTE p1(2)") == [("b",)]

@@ -28,11 +28,12 @@ class Name:
 
 # $n parameters outside string literals. sqlglot reads `$1-$1` as the start of a dollar-quoted
 # string; `@1` has the same length and tokenizes as the same PARAMETER, NUMBER pair.
-_PARAM = re.compile(r"('(?:[^']|'')*')|\$(\d+)")
+_PARAM = re.compile(
+    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|\$(?P<tag>(?:[A-Za-z_][A-Za-z0-9_]*)?)\$[\s\S]*?\$(?P=tag)\$)|\$(\d+)""")
 
 
 def _mask_params(text: str) -> str:
-    return _PARAM.sub(lambda m: m.group(1) or "@" + m.group(2), text)
+    return _PARAM.sub(lambda m: m.group(1) or "@" + m.group(3), text)
 
 
 def tokenize(text: str) -> list[Token]:
