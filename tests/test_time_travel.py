@@ -288,6 +288,16 @@ def test_points_after_the_head_are_errors_for_every_kind(conn: heliosdb.Connecti
     assert rows(conn, f"SELECT * FROM t AS OF SCN {latest} ORDER BY id") == head
 
 
+def test_incomplete_temporal_statements_are_syntax_errors(conn: heliosdb.Connection,
+                                                          history: dict[str, object]) -> None:
+    for q in ("SET AS OF", "SET AS OF;", "SET AS OF  ", "set as of\n", "FLASHBACK TABLE", "FLASHBACK TABLE;",
+              "FLASHBACK TABLE t", "FLASHBACK TABLE t TO", "SET AS OF LSN", "SET AS OFF", "SHOW AS OF x"):
+        err = error(conn, q)
+        assert err.sqlstate == "42601", (q, err.sqlstate, err.message)
+        assert "\n" not in err.message, q
+    assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
+
+
 def test_resolution_functions(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     h = history
     assert rows(conn, f"SELECT heliosdb.lsn_at('{h['insert_ts']}')::text") == [(h["insert"],)]
