@@ -252,11 +252,11 @@ class _Scan:
             if kind not in ("SCN", "TIMESTAMP", "LSN"):
                 raise self.error("expected SCN, TIMESTAMP or LSN")
             self.i += 1
-            low = self.bound(kind, "MINVALUE", {"AND"})
+            first = self.bound(kind, "MINVALUE", {"AND"})
             if not self.accept("AND"):
                 raise self.error("expected AND")
-            high = self.bound(kind, "MAXVALUE", set())
-            return None, None, Range(kind, low, high, "BETWEEN")
+            last = self.bound(kind, "MAXVALUE", set())
+            return None, None, Range(kind, first, last, "BETWEEN")
         self.i = save
         return None
 

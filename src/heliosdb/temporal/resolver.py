@@ -291,7 +291,7 @@ def resolve_other(
         except errors.InvalidTemporalPoint:
             return None
         arg: sql.Composable = sql.SQL("({})::timestamptz").format(
-            sql.SQL(expr))  # type: ignore[arg-type] - checked to be one expression
+            sql.SQL(expr))  # type: ignore[arg-type]  # checked to be one expression
         point: sql.Composable = sql.SQL("heliosdb._lsn_at(%s, p.a)")
         future: sql.Composable = sql.SQL("p.a > clock_timestamp()")
         params = [branch.id]
