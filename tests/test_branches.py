@@ -523,3 +523,23 @@ def test_a_session_writes_only_its_own_branch(seeded: heliosdb.Connection, conne
     run(seeded, "UPDATE items SET qty = 6 WHERE id = 1")
     assert rows(connect("dev"), "SELECT qty FROM items WHERE id = 1") == [(5,)]
     assert rows(seeded, "SELECT qty FROM items WHERE id = 1") == [(6,)]
+
+
+def test_engine_settings_cannot_be_set(conn: heliosdb.Connection) -> None:
+    """SET heliosdb.branch would make current_branch() name a branch the session is not on: refused, with
+    USE BRANCH as the way; plain PostgreSQL SET and RESET ALL keep working."""
+    run(conn, "CREATE TABLE only_main (a int)", "CREATE DATABASE BRANCH dev")
+    for q in ("SET heliosdb.branch = 'nosuch'", "SET heliosdb.branch TO dev", "set local heliosdb.branch = 'dev'",
+              "SET SESSION heliosdb.branch = 'dev'", "RESET heliosdb.branch", "SET heliosdb.mv_writer = 'on'",
+              "/* c */ SET HeliosDB.Branch = 'dev'"):
+        with pytest.raises(heliosdb.Error) as info:
+            conn.cursor().execute(q)
+        err = info.value
+        assert err.sqlstate == "55P02", q
+        assert "USE BRANCH" in (err.hint or ""), q
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("main",)]
+    assert rows(conn, "SHOW heliosdb.branch") == [("main",)]
+    run(conn, "SET work_mem = '8MB'", "SET LOCAL statement_timeout = 0", "RESET work_mem", "RESET ALL")
+    assert rows(conn, "SELECT heliosdb.current_branch(), count(*) FROM only_main") == [("main", 0)]
+    run(conn, "USE BRANCH dev")
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("dev",)]

@@ -69,7 +69,7 @@ def test_expressions_parameters_and_aliases(conn: heliosdb.Connection, history: 
     cur.execute("SELECT x.v FROM t AS OF TIMESTAMP %s x WHERE x.id = %s", (history["insert_ts"], 1))
     assert cur.fetchall() == [("a",)]
     assert rows(conn, "SELECT count(*) FROM t AS OF TIMESTAMP now() - interval '1 microsecond' AS y") == [(2,)]
-    assert rows(conn, "SELECT count(*) FROM t AS OF TIMESTAMP now() + interval '1 day'") == [(2,)]
+    assert sqlstate(conn, "SELECT count(*) FROM t AS OF TIMESTAMP now() + interval '1 day'") == "HD007"
 
 
 def test_joins_subqueries_ctes_and_writes_from_the_past(conn: heliosdb.Connection, history: dict[str, object]) -> None:
@@ -84,6 +84,26 @@ def test_joins_subqueries_ctes_and_writes_from_the_past(conn: heliosdb.Connectio
     assert rows(conn, "SELECT v, w FROM t WHERE id = 1") == [("a", 7)]
     run(conn, f"CREATE VIEW t_then AS SELECT * FROM t AS OF LSN {h['insert']}")
     assert rows(conn, "SELECT count(*) FROM t_then") == [(2,)]
+
+
+def test_as_of_in_prepare_explain_and_declare(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """The bodies of PREPARE, EXPLAIN and DECLARE CURSOR are rewritten like any query; the prefix stays."""
+    at = history["insert"]
+    run(conn, f"PREPARE p1(int) AS SELECT v FROM t AS OF LSN {at} WHERE id = $1",
+        f"PREPARE p2(int, text) AS SELECT v FROM t AS OF LSN {at} WHERE id = 1+$1-$1 AND v <> $2 AND $$1$$ = '1'",
+        f'PREPARE "P 3" AS SELECT v FROM t AS OF LSN {at} x WHERE x.id = 2')
+    run(conn, "UPDATE t SET v = 'later'")
+    assert rows(conn, "EXECUTE p1(2)") == [("b",)]
+    assert rows(conn, "EXECUTE p2(5, 'zz')") == [("a",)]
+    assert rows(conn, 'EXECUTE "P 3"') == [("b",)]
+    for explain in ("EXPLAIN", "EXPLAIN ANALYZE", "EXPLAIN ANALYZE VERBOSE", "EXPLAIN (COSTS OFF, FORMAT TEXT)"):
+        plan = rows(conn, f"{explain} SELECT v FROM t AS OF LSN {at} WHERE id = 1")
+        assert plan and all(isinstance(r[0], str) for r in plan), explain
+    run(conn, "BEGIN", f"DECLARE c NO SCROLL CURSOR WITH HOLD FOR SELECT v FROM t AS OF LSN {at} ORDER BY id")
+    assert rows(conn, "FETCH ALL FROM c") == [("a",), ("b",)]
+    run(conn, "CLOSE c", "ROLLBACK")
+    # the prefix is not searched: a prepared statement named like a keyword of the clause
+    assert sqlstate(conn, "PREPARE lsn AS SELECT 1 FROM t AS OF LSN FFFF/FFFF") == "HD007"
 
 
 def test_as_of_reads_stay_identical_while_commits_land(conn: heliosdb.Connection, history: dict[str, object]) -> None:
@@ -140,6 +160,47 @@ def test_versions_between(conn: heliosdb.Connection, history: dict[str, object])
     assert rows(conn, f"SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '{h['insert_ts']}' AND now()") == [(5,)]
 
 
+def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connection,
+                                                        history: dict[str, object]) -> None:
+    """Oracle's rule for every bound kind: the range is closed, a change committed at the lower bound is
+    inside it (its start is shown, a delete there has its D row), a version that began before shows NULL."""
+    h = history
+    scn = {k: rows(conn, f"SELECT heliosdb.lsn_to_scn('{h[k]}')")[0][0] for k in ("update", "delete", "reinsert")}
+    cols = ("SELECT id, v, versions_operation, versions_startlsn::text, versions_startscn IS NULL, "
+            "versions_endlsn::text FROM t ")
+    order = " ORDER BY id, versions_startlsn NULLS FIRST, versions_operation"
+
+    def forms(a: str, b: str) -> list[str]:
+        return [f"VERSIONS BETWEEN LSN {h[a]} AND {h[b]}", f"VERSIONS BETWEEN SCN {scn[a]} AND {scn[b]}",
+                f"VERSIONS BETWEEN TIMESTAMP heliosdb.scn_to_timestamp({scn[a]}) "
+                f"AND heliosdb.scn_to_timestamp({scn[b]})",
+                f"FOR SYSTEM_TIME BETWEEN heliosdb.scn_to_timestamp({scn[a]}) AND heliosdb.scn_to_timestamp({scn[b]})"]
+
+    # the update at the lower bound: its version starts inside, the version it ended is not in the range
+    for form in forms("update", "delete"):
+        assert rows(conn, cols + form + order) == [
+            (1, "a2", "U", h["update"], False, None),
+            (2, "b", "I", None, True, h["delete"]),
+            (2, "b", "D", h["delete"], False, None),
+        ], form
+    # the delete at the lower bound: its D row is in the range like the update above
+    for form in forms("delete", "reinsert"):
+        assert rows(conn, cols + form + order) == [
+            (1, "a2", "U", None, True, None),
+            (2, "b", "D", h["delete"], False, None),
+            (2, "b2", "I", h["reinsert"], False, None),
+        ], form
+    # a lower bound between two commits: the earlier commit is before the range
+    got = rows(conn, cols + f"VERSIONS BETWEEN TIMESTAMP '{h['insert_ts']}' AND heliosdb.scn_to_timestamp("
+                            f"{scn['update']})" + order)
+    assert got == [(1, "a", "I", None, True, h["update"]), (1, "a2", "U", h["update"], False, None),
+                   (2, "b", "I", None, True, h["delete"])]
+    # half-open FROM .. TO shows the same starts as CONTAINED IN for a version opened at the lower bound
+    for form in (f"FOR SYSTEM_TIME FROM heliosdb.scn_to_timestamp({h['insert_scn']}) TO now()",
+                 f"FOR SYSTEM_TIME CONTAINED IN (heliosdb.scn_to_timestamp({h['insert_scn']}), now())"):
+        assert rows(conn, cols + form + " WHERE v = 'a'") == [(1, "a", "I", h["insert"], False, h["update"])], form
+
+
 def test_temporal_context(conn: heliosdb.Connection, history: dict[str, object], connect) -> None:
     h = history
     run(conn, f"SET AS OF LSN {h['insert']}")
@@ -186,6 +247,54 @@ def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) 
     assert sqlstate(conn, "SELECT * FROM t AS OF SOMETHING 5") == "42601"
     assert sqlstate(conn, "SELECT * FROM t VERSIONS BETWEEN XYZ 1 AND 2") == "42601"
     assert sqlstate(conn, "SET AS OF LSN 99999") == "HD007"
+    for huge in ("99999999999999999999", "-99999999999999999999"):  # beyond bigint: no 42883 from PostgreSQL
+        err = error(conn, f"SELECT * FROM t AS OF SCN {huge}")
+        assert (err.sqlstate, err.message) == ("HD007", f"SCN {huge} is out of range")
+        assert sqlstate(conn, f"SELECT count(*) FROM t VERSIONS BETWEEN SCN {huge} AND MAXVALUE") == "HD007"
+    assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
+
+
+def error(conn: heliosdb.Connection, sql: str) -> heliosdb.Error:
+    with pytest.raises(heliosdb.Error) as info:
+        conn.cursor().execute(sql)
+    return info.value
+
+
+def test_points_after_the_head_are_errors_for_every_kind(conn: heliosdb.Connection,
+                                                         history: dict[str, object]) -> None:
+    """SCN and TIMESTAMP points in the future fail like LSN ones, instead of reading the head (and later
+    answering differently); a timestamp between the last commit and now reads the last commit."""
+    latest = rows(conn, "SELECT max(scn) FROM heliosdb.commits")[0][0]
+    head = [(1, "a2", 7), (2, "b2", 8)]
+    for q in [f"SELECT * FROM t AS OF SCN {latest + 1}", "SELECT * FROM t AS OF SCN 999999",
+              "SELECT * FROM t AS OF TIMESTAMP now() + interval '1 minute'",
+              "SELECT * FROM t AS OF TIMESTAMP '2999-01-01'", "SELECT * FROM t AT (OFFSET => 60)",
+              f"SELECT * FROM t AS OF LSN {int(str(history['reinsert']).split('/')[1], 16) + 1}"]:
+        err = error(conn, q)
+        assert err.sqlstate == "HD007", q
+        assert "\n" not in err.message and err.hint, q
+    assert f"SCN {latest}" in (error(conn, f"SELECT * FROM t AS OF SCN {latest + 1}").hint or "")
+    assert sqlstate(conn, f"SET AS OF SCN {latest + 1}") == "HD007"
+    assert sqlstate(conn, f"CREATE DATABASE BRANCH later AS OF SCN {latest + 1}") == "HD007"
+    # the latest SCN, now, and a time between the last commit and now are known states
+    assert rows(conn, f"SELECT * FROM t AS OF SCN {latest} ORDER BY id") == head
+    assert rows(conn, "SELECT * FROM t AS OF TIMESTAMP now() ORDER BY id") == head
+    assert rows(conn, "SELECT * FROM t AS OF TIMESTAMP clock_timestamp() ORDER BY id") == head
+    time.sleep(0.01)
+    since = rows(conn, "SELECT clock_timestamp()::text")[0][0]
+    assert rows(conn, f"SELECT * FROM t AS OF TIMESTAMP '{since}' ORDER BY id") == head
+    run(conn, "UPDATE t SET v = 'later'")
+    assert rows(conn, f"SELECT * FROM t AS OF TIMESTAMP '{since}' ORDER BY id") == head
+    assert rows(conn, f"SELECT * FROM t AS OF SCN {latest} ORDER BY id") == head
+
+
+def test_incomplete_temporal_statements_are_syntax_errors(conn: heliosdb.Connection,
+                                                          history: dict[str, object]) -> None:
+    for q in ("SET AS OF", "SET AS OF;", "SET AS OF  ", "set as of\n", "FLASHBACK TABLE", "FLASHBACK TABLE;",
+              "FLASHBACK TABLE t", "FLASHBACK TABLE t TO", "SET AS OF LSN", "SET AS OFF", "SHOW AS OF x"):
+        err = error(conn, q)
+        assert err.sqlstate == "42601", (q, err.sqlstate, err.message)
+        assert "\n" not in err.message, q
     assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
 
 

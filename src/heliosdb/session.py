@@ -100,7 +100,7 @@ _IDLE = pq.TransactionStatus.IDLE
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _INERROR = pq.TransactionStatus.INERROR
 _NOTHING = sql.SQL("")
-_RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path|heliosdb\.branch))\b", re.IGNORECASE)
+_RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path))\b", re.IGNORECASE)
 _WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
 
@@ -143,6 +143,18 @@ def statement_info(stmt: str) -> StatementInfo:
                 _INFO.clear()
             _INFO[stmt] = info
     return info
+
+
+def refuse_engine_setting(stmt: str) -> None:
+    """SET / RESET of a heliosdb.* parameter: HeliosDB keeps them (USE BRANCH moves the session)."""
+    from heliosdb.sql.classify import ENGINE_SETTING
+
+    m = ENGINE_SETTING.match(stmt)
+    name = re.sub(r'[\s"]', "", m.group(1)).lower() if m else "heliosdb.*"
+    raise errors.lookup("55P02")(
+        f'parameter "{name}" cannot be changed: HeliosDB sets it', sqlstate="55P02",
+        hint="Use USE BRANCH <name> to change the session's branch.",
+    )
 
 
 def _guard_failed(exc: Exception) -> bool:
@@ -454,6 +466,8 @@ class Session:
 
         self._internal = kind is not Kind.MAINTENANCE
         try:
+            if kind is Kind.ENGINE_SETTING:
+                refuse_engine_setting(stmt)
             if kind is Kind.BRANCH:
                 return branches.execute(self, stmt)
             if kind is Kind.TEMPORAL:

@@ -27,6 +27,7 @@ class Kind(enum.Enum):
     MERGE = "merge"  # MERGE DATABASE BRANCH, conflict rule sets, COMPLETE / ABORT MERGE
     TEMPORAL = "temporal"  # SET AS OF / SHOW AS OF / FLASHBACK TABLE
     MVIEW = "mview"  # CREATE / ALTER / REFRESH / DROP MATERIALIZED VIEW
+    ENGINE_SETTING = "engine_setting"  # SET / RESET heliosdb.*: the engine's own settings, refused
 
 
 _RULES: list[tuple[re.Pattern[str], Kind]] = [
@@ -67,6 +68,12 @@ _PLAIN = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "EXPLAIN", "
 _LEADING = re.compile(r"\s*([A-Za-z_]+)")
 
 
+# heliosdb.branch, heliosdb.lsn_<branch>, heliosdb.mv_writer...: the session and the catalog's
+# functions keep them; a user's SET would make them lie (current_branch() naming another branch).
+ENGINE_SETTING = re.compile(r'\s*(?:SET|RESET)\s+(?:(?:SESSION|LOCAL)\s+)?("?heliosdb"?\s*\.\s*"?[A-Za-z0-9_$]*"?)',
+                            re.IGNORECASE)
+
+
 def classify(sql: str) -> Kind:
     m = _LEADING.match(sql)
     if m and m.group(1).upper() in _PLAIN:
@@ -74,6 +81,8 @@ def classify(sql: str) -> Kind:
     words = head(sql)
     if not words:
         return Kind.PASSTHROUGH
+    if words.startswith(("SET ", "RESET ")) and ENGINE_SETTING.match(strip_comments(sql)):
+        return Kind.ENGINE_SETTING
     for pattern, kind in _RULES:
         if pattern.match(words):
             return kind

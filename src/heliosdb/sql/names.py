@@ -6,6 +6,7 @@ statement reaches PostgreSQL exactly as written.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlglot.dialects.postgres import Postgres
@@ -25,7 +26,19 @@ class Name:
     end: int  # offset just past the last character
 
 
+# $n parameters outside string literals. sqlglot reads `$1-$1` as the start of a dollar-quoted
+# string; `@1` has the same length and tokenizes as the same PARAMETER, NUMBER pair.
+_PARAM = re.compile(
+    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|\$(?P<tag>(?:[A-Za-z_][A-Za-z0-9_]*)?)\$[\s\S]*?\$(?P=tag)\$)|\$(\d+)""")
+
+
+def _mask_params(text: str) -> str:
+    return _PARAM.sub(lambda m: m.group(1) or "@" + m.group(3), text)
+
+
 def tokenize(text: str) -> list[Token]:
+    if "$" in text:
+        text = _mask_params(text)
     try:
         return [t for t in _TOKENIZER.tokenize(text) if t.token_type != TokenType.SEMICOLON]
     except TokenError as exc:

@@ -252,17 +252,35 @@ class _Scan:
             if kind not in ("SCN", "TIMESTAMP", "LSN"):
                 raise self.error("expected SCN, TIMESTAMP or LSN")
             self.i += 1
-            low = self.bound(kind, "MINVALUE", {"AND"})
+            first = self.bound(kind, "MINVALUE", {"AND"})
             if not self.accept("AND"):
                 raise self.error("expected AND")
-            high = self.bound(kind, "MAXVALUE", set())
-            return None, None, Range(kind, low, high, "BETWEEN")
+            last = self.bound(kind, "MAXVALUE", set())
+            return None, None, Range(kind, first, last, "BETWEEN")
         self.i = save
         return None
 
 
+# Statements sqlglot's tokenizer reads as one command word and one string: what follows the match
+# is a query of its own, searched like any statement (the prefix, names and types included, is not).
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_BODY = re.compile(
+    rf"""\s*(?:
+        PREPARE\s+{_IDENT}\s*(?:\((?:[^()]|\([^()]*\))*\))?\s*AS
+      | EXPLAIN(?:\s*\([^()]*\)|(?:\s+(?:ANALYZE|ANALYSE|VERBOSE))*)
+      | DECLARE\s+{_IDENT}(?:\s+(?:BINARY|ASENSITIVE|INSENSITIVE|NO|SCROLL))*\s+CURSOR
+            (?:\s+(?:WITH|WITHOUT)\s+HOLD)?\s+FOR
+    )(?=[\s(])""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
 def find_clauses(sql: str) -> list[Clause]:
     """Every table reference in `sql` that carries a time-travel clause."""
+    body = _BODY.match(sql)
+    if body is not None:
+        # blank the prefix (keeping its newlines): offsets, lines and columns stay the statement's own
+        sql = re.sub(r"[^\n]", " ", sql[: body.end()]) + sql[body.end():]
     tokens = tokenize(sql)
     scan = _Scan(sql, tokens)
     out: list[Clause] = []

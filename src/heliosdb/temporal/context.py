@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from heliosdb.catalog.model import Branch
     from heliosdb.session import Result, Session
 
-_SET = re.compile(r"^\s*SET\s+AS\s+OF\s+", re.IGNORECASE)
+# \b, not \s+: classify() sends these words even with nothing after them, a syntax error below
+_SET = re.compile(r"^\s*SET\s+AS\s+OF\b", re.IGNORECASE)
 _SHOW = re.compile(r"^\s*SHOW\s+AS\s+OF\s*;?\s*$", re.IGNORECASE)
-_FLASHBACK = re.compile(r"^\s*FLASHBACK\s+TABLE\s+", re.IGNORECASE)
+_FLASHBACK = re.compile(r"^\s*FLASHBACK\s+TABLE\b", re.IGNORECASE)
 
 
 def parse_point(text: str) -> Point:
@@ -60,7 +61,9 @@ def execute(session: Session, text: str) -> Result:
 
         return Result(status=flashback(session, text))
     m = _SET.match(text)
-    assert m is not None
+    if m is None:  # SHOW AS OF with something after it
+        raise errors.SyntaxError("syntax error: expected SET AS OF <point>, SHOW AS OF or FLASHBACK TABLE",
+                                 hint="SHOW AS OF takes nothing after it.")
     point = parse_point(text[m.end():].rstrip().rstrip(";"))
     set_context(session, session.branch, point)
     return Result(status="SET")

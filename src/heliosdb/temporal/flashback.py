@@ -29,6 +29,8 @@ _TO = re.compile(r"\s+TO\s+", re.IGNORECASE)
 
 def flashback(session: Session, text: str) -> str:
     toks = tokenize(text)
+    if len(toks) <= 2:
+        raise errors.SyntaxError("syntax error at end of input: expected FLASHBACK TABLE <name> TO <point>")
     name, i = read_name(toks, 2)
     rest = text[toks[i].start :] if i < len(toks) else ""
     m = _TO.match(" " + rest)

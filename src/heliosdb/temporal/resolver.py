@@ -58,8 +58,29 @@ def check_retained(conn: psycopg.Connection[Any], branch: Branch, lsn: int) -> N
             )
 
 
-def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, value: str | None) -> int:
-    """The LSN on `parent` that the point (kind, value as written) names."""
+_MAX_BIGINT = 2**63 - 1
+
+
+def parse_scn(value: str) -> int:
+    """An SCN as written: an integer in PostgreSQL's bigint range."""
+    try:
+        scn = int(value.strip().strip("'"))
+    except ValueError:
+        raise errors.InvalidTemporalPoint(f'invalid SCN "{value}"', hint="An SCN is an integer.") from None
+    if not -_MAX_BIGINT - 1 <= scn <= _MAX_BIGINT:  # PostgreSQL would look for a numeric overload
+        raise errors.InvalidTemporalPoint(f"SCN {scn} is out of range",
+                                          hint=f"An SCN is an integer up to {_MAX_BIGINT}.")
+    return scn
+
+
+def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, value: str | None, *,
+                  future_ok: bool = False) -> int:
+    """The LSN on `parent` that the point (kind, value as written) names.
+
+    A point in the future (a timestamp after the current time, an SCN after the latest one
+    assigned) is an error like an LSN after the head: its state is not known yet, and a read
+    at it would change with the next commit. future_ok (range bounds) reads it as the head.
+    """
     head = head_lsn(conn, parent)
     if kind == "NOW":
         return int(head)
@@ -83,8 +104,18 @@ def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, valu
         return lsn
     if kind == "TIMESTAMP":
         ts = eval_timestamp(conn, value)
-        row = conn.execute("SELECT heliosdb._lsn_at(%s, %s)", (parent.id, ts)).fetchone()
-        if row and row[0] is not None:
+        row = conn.execute("SELECT heliosdb._lsn_at(%s, %s), %s > clock_timestamp(), clock_timestamp()",
+                           (parent.id, ts, ts)).fetchone()
+        assert row is not None
+        if row[1] and not future_ok:
+            # the clock, not the last commit: a time between the last commit and now is a known state
+            last = conn.execute("SELECT committed_at FROM heliosdb._commits WHERE lsn = %s", (row[0],)).fetchone()
+            raise errors.InvalidTemporalPoint(
+                f"timestamp {ts} is in the future",
+                hint=f"The newest point is the current time, {row[2]}"
+                     + (f' (the last commit of "{parent.name}" is at {last[0]}).' if last else "."),
+            )
+        if row[0] is not None:
             return int(row[0])
         created = conn.execute("SELECT created_at FROM heliosdb._branches WHERE id = %s", (parent.id,)).fetchone()
         if created and ts >= created[0]:
@@ -97,12 +128,16 @@ def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, valu
             hint=f"The oldest point of {parent.name} is {first[0] if first and first[0] else created[0] if created else 'its creation'}.",
         )
     if kind == "SCN":
-        try:
-            scn = int(value.strip().strip("'"))
-        except ValueError:
-            raise errors.InvalidTemporalPoint(f'invalid SCN "{value}"', hint="An SCN is an integer.") from None
-        row = conn.execute("SELECT heliosdb._lsn_at_scn(%s, %s)", (parent.id, scn)).fetchone()
-        if row and row[0] is not None:
+        scn = parse_scn(value)
+        row = conn.execute("SELECT heliosdb._lsn_at_scn(%s, %s::bigint), (SELECT max(scn) FROM heliosdb._commits)",
+                           (parent.id, scn)).fetchone()
+        assert row is not None
+        latest = int(row[1] or 0)
+        if scn > latest and not future_ok:
+            # SCNs are global: one not assigned yet names a state nobody knows
+            raise errors.InvalidTemporalPoint(f"SCN {scn} is in the future",
+                                              hint=f"The newest point is SCN {latest}.")
+        if row[0] is not None:
             return int(row[0])
         return oldest
     # TRANSACTION
@@ -231,9 +266,10 @@ def timestamp_sql(expr: str) -> str:
     return text
 
 
-_POINT = """SELECT {point},
+_POINT = """SELECT {point}, {future},
        (SELECT array_agg(ARRAY[id::bigint, gc_lsn]) FROM heliosdb._branches WHERE id = ANY(%s)),
-       {key}"""
+       {key}
+FROM (SELECT {arg} AS a) p"""
 
 
 def resolve_other(
@@ -242,8 +278,8 @@ def resolve_other(
     """TIMESTAMP / SCN / TRANSACTION points that name a commit: the LSN and the branches whose
     retained history was checked, in one round trip that also checks the cache.
 
-    None when the point needs the general resolver (before the history, unknown transaction,
-    a bad value): it gives the exact answer or error.
+    None when the point needs the general resolver (before the history, in the future, unknown
+    transaction, a bad value): it gives the exact answer or error.
     """
     levels = cache.chain(conn, branch.id)
     if not levels:
@@ -254,15 +290,19 @@ def resolve_other(
             expr = timestamp_sql(value)
         except errors.InvalidTemporalPoint:
             return None
-        point: sql.Composable = sql.SQL("heliosdb._lsn_at(%s, ({})::timestamptz)").format(
-            sql.SQL(expr))  # type: ignore[arg-type] - checked to be one expression
+        arg: sql.Composable = sql.SQL("({})::timestamptz").format(
+            sql.SQL(expr))  # type: ignore[arg-type]  # checked to be one expression
+        point: sql.Composable = sql.SQL("heliosdb._lsn_at(%s, p.a)")
+        future: sql.Composable = sql.SQL("p.a > clock_timestamp()")
         params = [branch.id]
     elif kind == "SCN":
         try:
-            params = [branch.id, int(value.strip().strip("'"))]
-        except ValueError:
+            arg = sql.SQL("{}::bigint").format(sql.Literal(parse_scn(value)))
+        except errors.InvalidTemporalPoint:
             return None
-        point = sql.SQL("heliosdb._lsn_at_scn(%s, %s)")
+        point = sql.SQL("heliosdb._lsn_at_scn(%s, p.a)")
+        future = sql.SQL("p.a > (SELECT coalesce(max(scn), 0) FROM heliosdb._commits)")
+        params = [branch.id]
     elif kind == "TRANSACTION":
         try:
             txid = int(value.strip().strip("'"))
@@ -270,10 +310,11 @@ def resolve_other(
             return None
         where, hist = _history_filter(levels)
         point = sql.SQL("(SELECT max(lsn) FROM heliosdb._commits WHERE {} AND txid = %s::text::xid8)").format(where)
+        arg, future = sql.SQL("NULL"), sql.SQL("false")
         params = [*hist, txid]
     else:
         return None
-    query = sql.SQL(_POINT).format(point=point, key=sql.SQL(KEY_COLUMNS))
+    query = sql.SQL(_POINT).format(point=point, future=future, key=sql.SQL(KEY_COLUMNS), arg=arg)
     params.append([lv.branch_id for lv in levels])
     try:
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
@@ -284,8 +325,8 @@ def resolve_other(
     except psycopg.Error:
         return None  # the general resolver reports it
     assert row is not None
-    lsn, gcs, gen, mark = row
-    if lsn is None:
+    lsn, in_future, gcs, gen, mark = row
+    if lsn is None or in_future:
         return None
     cache.check((int(gen), str(mark)))
     lsn = int(lsn)

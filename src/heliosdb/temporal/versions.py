@@ -31,14 +31,32 @@ def _bound(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str 
         return -1 if low else MAX_LSN
     if kind == "LSN":
         return parse_lsn(value)
+    if kind == "SCN":
+        resolver.parse_scn(value)  # a malformed bound is an error, not "before the history"
     if shift:
         value = f"({value})::timestamptz {shift}"
     try:
-        return resolver.resolve_point(conn, branch, kind, value)
+        # a bound after the head reads up to it, for every kind (LSN bounds are not checked either)
+        return resolver.resolve_point(conn, branch, kind, value, future_ok=True)
     except errors.InvalidTemporalPoint:
         if low:
             return -1  # the range starts before the branch's history: everything counts
         raise
+
+
+def _first_inside(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str | None) -> int:
+    """The first LSN at or after the lower bound: a change committed exactly at the bound is inside
+    the range (Oracle), one before it is not. For SCN and TIMESTAMP bounds that is one past the last
+    commit strictly before the point, whether or not a commit is exactly at it."""
+    if value is None:
+        return 0
+    if kind == "LSN":
+        return parse_lsn(value)
+    if kind == "SCN":
+        before = str(resolver.parse_scn(value) - 1)
+    else:
+        before = f"({value})::timestamptz - interval '1 microsecond'"
+    return _bound(conn, branch, kind, before, low=True) + 1
 
 
 def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, rng: Range, *,
@@ -46,10 +64,10 @@ def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, 
     head = resolver.head_lsn(conn, branch)
     contained = rng.mode == "CONTAINED"
     if rng.mode == "ALL":
-        low, high = -1, head
+        low, first, high = -1, 0, head
     else:
-        low = _bound(conn, branch, rng.kind, rng.low, low=True,
-                     shift="- interval '1 microsecond'" if contained else "")
+        low = _bound(conn, branch, rng.kind, rng.low, low=True)
+        first = _first_inside(conn, branch, rng.kind, rng.low)
         high = _bound(conn, branch, rng.kind, rng.high, low=False,
                       shift="- interval '1 microsecond'" if rng.mode == "FROM" else "")
         high = min(high, head)
@@ -114,8 +132,8 @@ WHERE {filter}"""
         parts=sql.SQL(" UNION ALL ").join(parts), uptos=uptos, m=L(MAX_LSN),
         rcols=sql.SQL(", ").join(sql.SQL("r.{}").format(c) for c in user_cols), vcols=vcols,
         ucols=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for c in user_cols),
-        pseudo=_pseudo(low if rng.kind == "LSN" else low + 1) if pseudo else sql.SQL(""),
-        filter=_filter(low, high, contained),
+        pseudo=_pseudo(first) if pseudo else sql.SQL(""),
+        filter=_filter(low, first, high, contained),
     )
     return sql.SQL("({})").format(query)
 
@@ -136,13 +154,15 @@ def _pseudo(first: int) -> sql.Composable:
     ).format(lo=lo, m=m)
 
 
-def _filter(low: int, high: int, contained: bool) -> sql.Composable:
-    lo, hi, m = L(low), L(high), L(MAX_LSN)
+def _filter(low: int, first: int, high: int, contained: bool) -> sql.Composable:
+    """low: the state at the lower bound (versions visible there or later are in the range);
+    first: the first LSN inside the range (deletes from there on get their D row)."""
+    lo, fi, hi, m = L(low), L(first), L(high), L(MAX_LSN)
     if contained:
-        return sql.SQL("x._op <> 'D' AND x._b > {lo} AND x._e <= {hi}").format(lo=lo, hi=hi)
+        return sql.SQL("x._op <> 'D' AND x._b >= {fi} AND x._e <= {hi}").format(fi=fi, hi=hi)
     return sql.SQL(
-        "x._b <= {hi} AND (CASE WHEN x._op = 'D' THEN x._b > {lo} ELSE x._e > {lo} OR x._e = {m} END)"
-    ).format(lo=lo, hi=hi, m=m)
+        "x._b <= {hi} AND (CASE WHEN x._op = 'D' THEN x._b >= {fi} ELSE x._e > {lo} OR x._e = {m} END)"
+    ).format(lo=lo, fi=fi, hi=hi, m=m)
 
 
 __all__ = ["versions_subquery"]
