@@ -246,6 +246,8 @@ def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) 
     assert sqlstate(conn, "SELECT * FROM t AS OF BRANCH nope") == "HD001"
     assert sqlstate(conn, "SELECT * FROM t AS OF SOMETHING 5") == "42601"
     assert sqlstate(conn, "SELECT * FROM t VERSIONS BETWEEN XYZ 1 AND 2") == "42601"
+    for bad in ("0/zz", "0/2zz", "0/G", "12ab"):  # not an LSN followed by an alias: a syntax error
+        assert sqlstate(conn, f"SELECT * FROM t AS OF LSN {bad}") == "42601", bad
     assert sqlstate(conn, "SET AS OF LSN 99999") == "HD007"
     for huge in ("99999999999999999999", "-99999999999999999999"):  # beyond bigint: no 42883 from PostgreSQL
         err = error(conn, f"SELECT * FROM t AS OF SCN {huge}")

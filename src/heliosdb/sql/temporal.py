@@ -25,7 +25,7 @@ from heliosdb.errors import SyntaxError as HeliosSyntaxError
 from heliosdb.sql.classify import has_temporal  # noqa: F401 - the cheap test lives beside classify
 from heliosdb.sql.names import Name, read_name, tokenize
 
-_LSN_TEXT = re.compile(r"\s*('?)([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}|\d+)\1")
+_LSN_TEXT = re.compile(r"\s*('?)([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}|\d+)\1(?![\w/$])")  # not a prefix of a longer word
 _NAME_TYPES = (TokenType.VAR, TokenType.IDENTIFIER)
 _BEFORE_TABLE = {"FROM", "JOIN", ",", "UPDATE", "INTO", "TABLE", "ONLY"}
 _OPERATORS = {
