@@ -14,8 +14,9 @@ CATALOG_VERSION = "6"  # bump with every change to the catalog scripts (and add 
 # version -> the script that brings it to the next one (generation.sql: the catalog generation
 # that lets sessions cache catalog reads, see catalog/cache.py)
 # mv_upkeep.sql: the common refresh of a materialized view as one statement, GC of view history
-# commit_record.sql: the commit-log row written once, at commit; clients.sql: what PostgreSQL clients see
-_MIGRATIONS = {"1": "mv.sql", "2": "generation.sql", "3": "mv_upkeep.sql", "4": "commit_record.sql",
+# writes.sql: the commit-log row written at commit, writes to the own branch only; clients.sql: catalog
+# views for PostgreSQL clients
+_MIGRATIONS = {"1": "mv.sql", "2": "generation.sql", "3": "mv_upkeep.sql", "4": "writes.sql",
                "5": "clients.sql"}
 
 
