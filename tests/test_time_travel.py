@@ -256,6 +256,17 @@ def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) 
     assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
 
 
+def test_error_positions_count_in_the_users_text(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    lsn = history["insert"]
+    for sql in (f"SELECT * FROM t AS OF LSN {lsn} WHERE nocol = 1",
+                f"SELECT * FROM t AS OF LSN {lsn} a JOIN t AS OF LSN {lsn} b ON a.id = b.nocol",
+                "SELECT * FROM t VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE WHERE nocol = 1",
+                f"SELECT nocol FROM t AS OF LSN {lsn}"):
+        err = error(conn, sql)
+        assert err.sqlstate == "42703" and err.position is not None, sql
+        assert sql[err.position - 1 :].startswith(("nocol", "b.nocol")), (sql, err.position)
+
+
 def error(conn: heliosdb.Connection, sql: str) -> heliosdb.Error:
     with pytest.raises(heliosdb.Error) as info:
         conn.cursor().execute(sql)

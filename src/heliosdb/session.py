@@ -384,16 +384,28 @@ class Session:
 
         text, run_params, guarded = prepare(self, stmt, params)
         if not guarded:
-            return self._passthrough(text, run_params, info, cursor)
+            return self._rewritten(text, run_params, info, cursor)
         key = self.catalog.key
         try:
-            return self._passthrough(text, run_params, info, cursor)
+            return self._rewritten(text, run_params, info, cursor)
         except (psycopg.Error, errors.Error) as exc:
             if self.in_transaction or not (_guard_failed(exc) or self.catalog.read_key(self.conn) != key):
                 raise
         forget(self, stmt)
         text, run_params, _ = prepare(self, stmt, params)
-        return self._passthrough(text, run_params, info, cursor)
+        return self._rewritten(text, run_params, info, cursor)
+
+    def _rewritten(self, text: str, params: Any, info: StatementInfo, cursor: psycopg.Cursor[Any] | None) -> Result:
+        """Run a rewritten statement; an error's position points into the user's text."""
+        from heliosdb.temporal.rewrite import original_position
+
+        try:
+            return self._passthrough(text, params, info, cursor)
+        except psycopg.Error as exc:
+            err = errors.from_psycopg(exc)
+        if err.position is not None:
+            err.position = original_position(text, err.position)
+        raise err
 
     def _prefixed(self, cur: psycopg.Cursor[Any], prefix: sql.Composable, stmt: str,
                   suffix: sql.Composable = _NOTHING) -> None:

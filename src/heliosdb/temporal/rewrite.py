@@ -207,15 +207,45 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
     conn = session.conn
     out: list[str] = []
     pos = 0
+    seen = 0  # characters PostgreSQL sees so far (an escaped '%%' is one)
+    spans: list[tuple[int, int, int, int]] = []
     for c in clauses:
         out.append(text[pos : c.start])
+        seen += c.start - pos
         piece = _replacement(session, conn, c, text, guarded)
-        out.append(piece.replace("%", "%%") if escape else piece)
         if c.alias is None:
-            out.append(" AS " + quote_ident(c.name.name))
+            piece += " AS " + quote_ident(c.name.name)
+        spans.append((c.start, c.end, seen, seen + len(piece)))
+        seen += len(piece)
+        out.append(piece.replace("%", "%%") if escape else piece)
         pos = c.end
     out.append(text[pos:])
-    return "".join(out)
+    result = "".join(out)
+    if spans:
+        if len(_SPANS) >= 256:
+            _SPANS.pop(next(iter(_SPANS)))
+        _SPANS[result] = spans
+    return result
+
+
+# rewritten text -> (clause start, clause end, start, end of its replacement) for error positions
+_SPANS: dict[str, list[tuple[int, int, int, int]]] = {}
+
+
+def original_position(rewritten: str, position: int) -> int | None:
+    """Where an error position (1-based) in a rewritten statement lies in the user's text: in a
+    copied part, the same character; inside a replacement, the start of its time-travel clause."""
+    spans = _SPANS.get(rewritten)
+    if spans is None:
+        return None
+    at, shift = position - 1, 0
+    for start, end, new_start, new_end in spans:
+        if at < new_start:
+            break
+        if at < new_end:
+            return start + 1
+        shift += (new_end - new_start) - (end - start)
+    return at - shift + 1
 
 
 def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, text: str, guarded: bool) -> str:
@@ -247,4 +277,4 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
     return piece
 
 
-__all__ = ["Range", "Resolved", "forget", "point_subquery", "prepare", "resolve", "rewrite"]
+__all__ = ["Range", "Resolved", "forget", "original_position", "point_subquery", "prepare", "resolve", "rewrite"]
