@@ -55,19 +55,23 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
     rows = conn.execute(
         """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
                   pg_get_expr(d.adbin, d.adrelid), a.attidentity,
-                  pg_get_serial_sequence(%s, a.attname)
+                  pg_get_serial_sequence(%s, a.attname), a.attgenerated
            FROM pg_attribute a
            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
            WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
            ORDER BY a.attnum""",
         (rel, rel),
     ).fetchall()
-    for name, typ, notnull, default, identity, seq in rows:
+    for name, typ, notnull, default, identity, seq, generated in rows:
         if name.startswith("_hdb_"):
             continue
         if identity and seq:
             default = f"nextval({quote_literal(seq)}::regclass)"
-        cols.append(Column(name=name, col=names.get(name, 0), type=typ, notnull=notnull, default=default))
+        if generated == "s":  # pg_attrdef holds the generation expression, not a default
+            cols.append(Column(name=name, col=names.get(name, 0), type=typ, notnull=notnull, generated=default))
+            continue
+        cols.append(Column(name=name, col=names.get(name, 0), type=typ, notnull=notnull, default=default,
+                           identity=identity or ""))
     cons = []
     for name, kind, keys, expr in conn.execute(
         """SELECT c.conname, c.contype,
@@ -487,7 +491,17 @@ def view_statements(
         select = sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(I(names[c.col]), I(c.name)) for c in version.columns
         )
-        return [sql.SQL("{c} {v} AS SELECT {s} FROM {t}").format(c=create, v=user_view, s=select, t=q(*info.cur))]
+        out = [sql.SQL("{c} {v} AS SELECT {s} FROM {t}").format(c=create, v=user_view, s=select, t=q(*info.cur))]
+        # An INSERT through the view takes the table's defaults by itself, but UPDATE ... SET c = DEFAULT
+        # takes the view's: without one it writes NULL. Identity columns keep theirs (a view default would
+        # be an explicit value, refused by GENERATED ALWAYS).
+        for c in version.columns:
+            if c.default and not c.identity:
+                out.append(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} SET DEFAULT {d}").format(
+                    v=user_view, c=I(c.name), d=sql.SQL(c.default)))
+            elif or_replace:
+                out.append(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} DROP DEFAULT").format(v=user_view, c=I(c.name)))
+        return out
     internal = q(branch.phys_schema, version.name)
     out: list[sql.Composable] = [
         sql.SQL("{c} {v} AS {s}").format(c=create, v=internal, s=state_sql(snap, levels, info, version)),
@@ -583,6 +597,10 @@ def write_function_sql(
     # the error fields PostgreSQL sets for a table's constraint violations (ORMs map errors by them)
     where = sql.SQL("TABLE = {}, SCHEMA = {}").format(L(table), L(branch.user_schema))
     checks: list[sql.Composable] = []
+    for c in version.columns:  # stored generated columns: computed from the row, as PostgreSQL does
+        if c.generated:
+            checks.append(sql.SQL("NEW.{c} := (SELECT ({e})::{t} FROM (SELECT {row}) _r);").format(
+                c=I(c.name), e=sql.SQL(c.generated), t=sql.SQL(c.type), row=_new_row(version)))
     for c in version.columns:
         if c.notnull:
             checks.append(

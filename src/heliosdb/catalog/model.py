@@ -102,6 +102,8 @@ class Column:
     notnull: bool = False
     default: str | None = None
     missing: str | None = None  # value for rows written before the column existed (SQL literal)
+    generated: str | None = None  # GENERATED ALWAYS AS (expr) STORED: the expression
+    identity: str = ""  # pg_attribute.attidentity: 'a' (ALWAYS), 'd' (BY DEFAULT) or ''
 
 
 @dataclass
