@@ -42,3 +42,28 @@ def test_update_set_default_on_main_takes_the_columns_default(conn: heliosdb.Con
     assert cur.fetchall() == [(None,)]
     cur.execute("INSERT INTO d (id) VALUES (3) RETURNING s, i")  # serial and identity number on
     assert cur.fetchall() == [(2, 2)]
+
+
+def test_unique_indexes_on_expressions_and_partial_ones_hold_on_branches(conn: heliosdb.Connection,
+                                                                          connect) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE t (id int PRIMARY KEY, e text, k text)")
+    cur.execute("CREATE UNIQUE INDEX t_le ON t (lower(e))")
+    cur.execute("CREATE UNIQUE INDEX t_part ON t (k) WHERE id > 100")
+    cur.execute("INSERT INTO t VALUES (1, 'A', 'p'), (101, 'B', 'q')")
+    cur.execute("CREATE DATABASE BRANCH b")
+    b = connect("b")
+    for stmt, constraint in (("INSERT INTO t VALUES (3, 'a', 'x')", "t_le"),  # lower('a') = lower('A')
+                             ("INSERT INTO t VALUES (102, 'c', 'q')", "t_part"),  # both over 100
+                             ("INSERT INTO t VALUES (6, 'z', 'x'), (7, 'Z', 'y')", "t_le"),  # within one statement
+                             ("UPDATE t SET e = 'b' WHERE id = 1", "t_le")):
+        try:
+            b.cursor().execute(stmt)
+        except heliosdb.Error as exc:
+            assert (exc.sqlstate, exc.fields.get("constraint")) == ("23505", constraint), stmt
+        else:
+            raise AssertionError(f"{stmt}: duplicate accepted")
+    # what the indexes allow: NULLs, the same k at or below 100, a different case-folded value
+    b.cursor().execute("INSERT INTO t VALUES (8, NULL, 'q'), (9, NULL, 'q'), (10, 'c', 'p')")
+    assert rows(b, "SELECT id FROM t ORDER BY id") == [(1,), (8,), (9,), (10,), (101,)]
+    assert rows(conn, "SELECT id FROM t ORDER BY id") == [(1,), (101,)]

@@ -21,11 +21,14 @@ import json
 from typing import Any
 
 import psycopg
+import sqlglot
 from psycopg import sql
+from sqlglot import exp
 
 from heliosdb.catalog.model import (
     Branch,
     Column,
+    Constraint,
     Level,
     Snapshot,
     TableInfo,
@@ -114,6 +117,17 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
         (rel,),
     ).fetchall():
         cons.append({"name": name, "kind": "u", "cols": list(keys), "expr": None})
+    # unique indexes on expressions or with a predicate: branches check them in their write trigger
+    for name, keys, where in conn.execute(
+        """SELECT ic.relname,
+                  ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k),
+                  pg_get_expr(i.indpred, i.indrelid, true)
+           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+           WHERE i.indrelid = %s::regclass AND i.indisunique AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+           ORDER BY ic.relname""",
+        (rel,),
+    ).fetchall():
+        cons.append({"name": name, "kind": "x", "cols": [], "expr": None, "keys": list(keys), "where": where})
     return cols, cons
 
 
@@ -532,6 +546,47 @@ def drop_views(conn: psycopg.Connection[Any], branch: Branch, name: str, cascade
     conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(q(branch.phys_schema, name + "__w")))
 
 
+def _expression_unique(con: Constraint, version: TableVersion, names: dict[int, str],
+                       internal: sql.Identifier) -> list[sql.Composable]:
+    """The check of a unique index on expressions or with a predicate, over what the branch sees.
+
+    Its expressions name the root relation's columns: each is put to the branch's row (NEW) and to
+    the view's rows (s) under the branch's names; an index on a column the branch dropped is gone.
+    """
+    logical = {names[c.col]: c.name for c in version.columns}
+
+    def on(text: str, alias: str) -> str | None:
+        gone: list[str] = []
+
+        def put(node: exp.Expression) -> exp.Expression:
+            if not isinstance(node, exp.Column):
+                return node
+            if node.name not in logical:
+                gone.append(node.name)
+                return node
+            return exp.Column(this=exp.to_identifier(logical[node.name], quoted=True),
+                              table=exp.to_identifier(alias))  # NEW unquoted: plpgsql's record
+
+        out = sqlglot.parse_one(text, read="postgres").transform(put)  # the root itself may be the column
+        return None if gone else out.sql(dialect="postgres")
+
+    keys_s, keys_new = [on(k, "s") for k in con.keys], [on(k, "NEW") for k in con.keys]
+    where_s, where_new = (on(con.where, "s"), on(con.where, "NEW")) if con.where else ("TRUE", "TRUE")
+    if None in keys_s or None in keys_new or where_s is None or where_new is None:
+        return []
+    match = " AND ".join(f"({a}) = ({b})" for a, b in zip(keys_s, keys_new, strict=True))
+    present = " AND ".join(f"({b}) IS NOT NULL" for b in keys_new)
+    shown = " || ', ' || ".join(f"coalesce(({b})::text, 'null')" for b in keys_new)
+    return [sql.SQL(
+        "IF {present} AND ({wn}) AND EXISTS (SELECT 1 FROM {iv} s WHERE {m} AND ({ws}) "
+        "AND (_hdb_rid IS NULL OR s._hdb_rowid <> _hdb_rid)) THEN\n"
+        "  RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
+        "DETAIL = 'Key (' || {keys} || ')=(' || {kt} || ') already exists.', CONSTRAINT = {cn}; END IF;"
+    ).format(present=sql.SQL(present), wn=sql.SQL(where_new), iv=internal, m=sql.SQL(match), ws=sql.SQL(where_s),
+             msg=L(f'duplicate key value violates unique constraint "{con.name}"'),
+             keys=L(", ".join(con.keys)), kt=sql.SQL(shown), cn=L(con.name))]
+
+
 def _new_row(version: TableVersion) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("NEW.{} AS {}").format(I(c.name), I(c.name)) for c in version.columns)
 
@@ -658,6 +713,9 @@ def write_function_sql(
                     mt=sql.SQL(match_text),
                 )
             )
+    for con in version.constraints:
+        if con.kind == "x" and con.keys:
+            uniques.extend(_expression_unique(con, version, names, internal))
     pk = version.key_columns
     if pk:
         find = sql.SQL(" AND ").join(sql.SQL("s.{c} = OLD.{c}").format(c=I(c)) for c in pk)

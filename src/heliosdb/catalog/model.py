@@ -109,9 +109,11 @@ class Column:
 @dataclass
 class Constraint:
     name: str
-    kind: str  # 'p' primary key, 'u' unique, 'c' check
+    kind: str  # 'p' primary key, 'u' unique, 'c' check, 'f' foreign key, 'x' unique index on expressions or partial
     cols: list[str] = field(default_factory=list)
     expr: str | None = None
+    keys: list[str] = field(default_factory=list)  # 'x': the key expressions (root relation's column names)
+    where: str | None = None  # 'x': the index's predicate
 
 
 @dataclass
