@@ -543,3 +543,21 @@ def test_engine_settings_cannot_be_set(conn: heliosdb.Connection) -> None:
     assert rows(conn, "SELECT heliosdb.current_branch(), count(*) FROM only_main") == [("main", 0)]
     run(conn, "USE BRANCH dev")
     assert rows(conn, "SELECT heliosdb.current_branch()") == [("dev",)]
+
+
+def test_unnamed_constraints_on_inherited_table(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int, v int)", "INSERT INTO t VALUES (1, 1), (2, 2)",
+        "CREATE TABLE d (id int, v int)", "INSERT INTO d VALUES (1, 1), (1, 2)", "CREATE DATABASE BRANCH b")
+    b = connect("b")
+    run(b, "ALTER TABLE t ADD PRIMARY KEY (id)", "ALTER TABLE t ADD UNIQUE (v)", "ALTER TABLE t ADD CHECK (v > 0)")
+    assert sqlstate(b, "INSERT INTO t VALUES (1, 9)") == "23505"
+    assert sqlstate(b, "INSERT INTO t VALUES (9, 1)") == "23505"
+    assert sqlstate(b, "INSERT INTO t VALUES (9, -1)") == "23514"
+    # PostgreSQL's default names: DROP CONSTRAINT finds them
+    run(b, "ALTER TABLE t DROP CONSTRAINT t_pkey", "ALTER TABLE t DROP CONSTRAINT t_v_key",
+        "ALTER TABLE t DROP CONSTRAINT t_v_check", "INSERT INTO t VALUES (1, -1)")
+    assert rows(b, "SELECT id, v FROM t ORDER BY id, v") == [(1, -1), (1, 1), (2, 2)]
+    # over inherited duplicates the unnamed form fails as in PostgreSQL
+    assert sqlstate(b, "ALTER TABLE d ADD PRIMARY KEY (id)") == "23505"
+    assert sqlstate(b, "ALTER TABLE d ADD FOREIGN KEY (id) REFERENCES t (id)") == "0A000"
+
