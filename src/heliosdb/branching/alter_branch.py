@@ -117,12 +117,25 @@ def _add_column(session: Session, version: TableVersion, info: TableInfo, coldef
     from heliosdb.branching.tables import _register_column, column_from_probe
 
     conn, branch = session.conn, session.branch
-    col, cons = column_from_probe(conn, coldef)
+    col, cons, volatile = column_from_probe(conn, coldef)
     if version.column(col.name) is not None:
         if if_not_exists:
             return
         raise errors.lookup("42701")(
             f'column "{col.name}" of relation "{version.name}" already exists', sqlstate="42701"
+        )
+    if volatile:
+        # Inherited rows read a new column as one stored missing value; PostgreSQL would give each
+        # existing row its own value (serial, identity, random(), clock_timestamp()...).
+        serial = (col.default or "").startswith("nextval(")
+        raise errors.NotSupportedError(
+            f'ADD COLUMN "{col.name}" with a volatile default is not supported on a branch that inherited '
+            f'table "{version.name}"',
+            detail="PostgreSQL evaluates a volatile default once for every existing row; the rows this "
+            "branch inherited can only share one value.",
+            hint=("Add an integer column without a default and fill it with UPDATE"
+                  if serial else "Add the column without a default, then fill the existing rows with UPDATE")
+            + ", or add the column on the branch that created the table.",
         )
     taken = set(layout.user_columns(conn, info.br)) | set(layout.user_columns(conn, info.hist))
     taken |= set(layout.user_columns(conn, info.cur))
