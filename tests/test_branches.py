@@ -543,3 +543,42 @@ def test_engine_settings_cannot_be_set(conn: heliosdb.Connection) -> None:
     assert rows(conn, "SELECT heliosdb.current_branch(), count(*) FROM only_main") == [("main", 0)]
     run(conn, "USE BRANCH dev")
     assert rows(conn, "SELECT heliosdb.current_branch()") == [("dev",)]
+
+
+def test_unnamed_constraints_on_inherited_table(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int, v int)", "INSERT INTO t VALUES (1, 1), (2, 2)",
+        "CREATE TABLE d (id int, v int)", "INSERT INTO d VALUES (1, 1), (1, 2)", "CREATE DATABASE BRANCH b")
+    b = connect("b")
+    run(b, "ALTER TABLE t ADD PRIMARY KEY (id)", "ALTER TABLE t ADD UNIQUE (v)", "ALTER TABLE t ADD CHECK (v > 0)")
+    assert sqlstate(b, "INSERT INTO t VALUES (1, 9)") == "23505"
+    assert sqlstate(b, "INSERT INTO t VALUES (9, 1)") == "23505"
+    assert sqlstate(b, "INSERT INTO t VALUES (9, -1)") == "23514"
+    # PostgreSQL's default names: DROP CONSTRAINT finds them
+    run(b, "ALTER TABLE t DROP CONSTRAINT t_pkey", "ALTER TABLE t DROP CONSTRAINT t_v_key",
+        "ALTER TABLE t DROP CONSTRAINT t_v_check", "INSERT INTO t VALUES (1, -1)")
+    assert rows(b, "SELECT id, v FROM t ORDER BY id, v") == [(1, -1), (1, 1), (2, 2)]
+    # over inherited duplicates the unnamed form fails as in PostgreSQL
+    assert sqlstate(b, "ALTER TABLE d ADD PRIMARY KEY (id)") == "23505"
+    assert sqlstate(b, "ALTER TABLE d ADD FOREIGN KEY (id) REFERENCES t (id)") == "0A000"
+
+
+def test_add_column_with_volatile_default_on_inherited_table(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1), (2)",
+        "CREATE DOMAIN pos AS int CHECK (VALUE > 0)", "CREATE DATABASE BRANCH b")
+    b = connect("b")
+    # PostgreSQL gives every existing row its own value; the branch cannot, so it refuses
+    for coldef in ("k serial", "e timestamptz DEFAULT clock_timestamp()", "f float8 DEFAULT random()",
+                   "g int GENERATED ALWAYS AS IDENTITY", "h float8 DEFAULT (CASE WHEN random() < 2 THEN NULL::float8 END)"):
+        try:
+            b.cursor().execute(f"ALTER TABLE t ADD COLUMN {coldef}")
+        except heliosdb.Error as exc:
+            assert exc.sqlstate == "0A000", coldef
+            assert exc.hint, coldef
+        else:
+            pytest.fail(f"ADD COLUMN {coldef} was accepted")
+    assert rows(b, "SELECT * FROM t ORDER BY id") == [(1,), (2,)]
+    # stable and constant defaults still work: one value for every row, as in PostgreSQL
+    run(b, "ALTER TABLE t ADD COLUMN s timestamptz DEFAULT now()", "ALTER TABLE t ADD COLUMN c int DEFAULT 7",
+        "ALTER TABLE t ADD COLUMN n int DEFAULT NULL", "ALTER TABLE t ADD COLUMN p public.pos DEFAULT 5",
+        "INSERT INTO t (id) VALUES (3)")
+    assert rows(b, "SELECT count(DISTINCT s), count(*), sum(c), count(n), sum(p) FROM t") == [(2, 3, 21, 0, 15)]

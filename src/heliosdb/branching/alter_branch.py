@@ -16,7 +16,7 @@ from psycopg import sql
 from heliosdb import errors
 from heliosdb.branching import layout
 from heliosdb.catalog.model import Constraint, TableInfo, TableVersion, chain, phys_names, save_version
-from heliosdb.sql.names import Name, is_word, matching_paren, read_name, skip_words
+from heliosdb.sql.names import Name, is_word, matching_paren, read_name, skip_words, tokenize
 
 if TYPE_CHECKING:
     from heliosdb.session import Session
@@ -54,7 +54,9 @@ def alter_inherited(
         clause = toks[i:end]
         raw = text[clause[0].start : clause[-1].end + 1] if clause else ""
         word = clause[0].text.upper() if clause else ""
-        if word == "ADD" and not (len(clause) > 1 and clause[1].text.upper() in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK")):
+        # The tokenizer reads "PRIMARY KEY" and "FOREIGN KEY" as one token: compare the first word.
+        second = clause[1].text.upper().split()[0] if len(clause) > 1 else ""
+        if word == "ADD" and second not in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE"):
             _, k = skip_words(clause, 1, "COLUMN")
             if_not_exists, k = skip_words(clause, k, "IF", "NOT", "EXISTS")
             coldef = text[clause[k].start : clause[-1].end + 1]
@@ -115,12 +117,25 @@ def _add_column(session: Session, version: TableVersion, info: TableInfo, coldef
     from heliosdb.branching.tables import _register_column, column_from_probe
 
     conn, branch = session.conn, session.branch
-    col, cons = column_from_probe(conn, coldef)
+    col, cons, volatile = column_from_probe(conn, coldef)
     if version.column(col.name) is not None:
         if if_not_exists:
             return
         raise errors.lookup("42701")(
             f'column "{col.name}" of relation "{version.name}" already exists', sqlstate="42701"
+        )
+    if volatile:
+        # Inherited rows read a new column as one stored missing value; PostgreSQL would give each
+        # existing row its own value (serial, identity, random(), clock_timestamp()...).
+        serial = (col.default or "").startswith("nextval(")
+        raise errors.NotSupportedError(
+            f'ADD COLUMN "{col.name}" with a volatile default is not supported on a branch that inherited '
+            f'table "{version.name}"',
+            detail="PostgreSQL evaluates a volatile default once for every existing row; the rows this "
+            "branch inherited can only share one value.",
+            hint=("Add an integer column without a default and fill it with UPDATE"
+                  if serial else "Add the column without a default, then fill the existing rows with UPDATE")
+            + ", or add the column on the branch that created the table.",
         )
     taken = set(layout.user_columns(conn, info.br)) | set(layout.user_columns(conn, info.hist))
     taken |= set(layout.user_columns(conn, info.cur))
@@ -158,7 +173,7 @@ def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
     body = m.group(3)
     view = I(branch.user_schema, version.name)
     if kind_word == "CHECK":
-        name = (cname or f"{version.name}_check").strip('"')
+        name = cname.strip('"') if cname else _choose_name(version, _first_column(version, body), "check")
         row = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(body))).fetchone()
         if row is not None:
             raise errors.CheckViolation(f'check constraint "{name}" of relation "{version.name}" is violated by some row')
@@ -172,7 +187,10 @@ def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
     if kind == "p" and any(c.kind == "p" for c in version.constraints):
         raise errors.lookup("42P16")(f'multiple primary keys for table "{version.name}" are not allowed',
                                      sqlstate="42P16")
-    name = (cname or f"{version.name}_{'pkey' if kind == 'p' else '_'.join(cols) + '_key'}").strip('"')
+    if cname:
+        name = cname.strip('"')
+    else:
+        name = _choose_name(version, None, "pkey") if kind == "p" else _choose_name(version, "_".join(cols), "key")
     _check_unique(conn, view, cols, name, version.name)
     if kind == "p":
         for c in version.columns:
@@ -183,6 +201,26 @@ def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
         if nulls is not None:
             raise errors.NotNullViolation(f'column "{cols[0]}" of relation "{version.name}" contains null values')
     version.constraints.append(Constraint(name, kind, cols, None))
+
+
+def _first_column(version: TableVersion, expr: str) -> str | None:
+    """The first column an expression names: PostgreSQL names an unnamed CHECK after it."""
+    for tok in tokenize(expr):
+        word = tok.text[1:-1].replace('""', '"') if tok.text.startswith('"') else tok.text.lower()
+        if version.column(word) is not None:
+            return word
+    return None
+
+
+def _choose_name(version: TableVersion, column: str | None, label: str) -> str:
+    """PostgreSQL's default constraint name (<table>_<column>_<label>), numbered if it is taken."""
+    base = "_".join(x for x in (version.name, column, label) if x)
+    taken = {c.name for c in version.constraints}
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        name = f"{base}{n}"
+    return name
 
 
 def _check_unique(conn: psycopg.Connection[Any], view: sql.Identifier, cols: list[str], name: str, table: str) -> None:

@@ -8,7 +8,7 @@ applied to the branch's schema version and its views are rebuilt.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -575,21 +575,42 @@ def _maintenance(session: Session, text: str) -> Result:
     return _passthrough(session, "".join(out))
 
 
-def column_from_probe(conn: psycopg.Connection[Any], coldef: str) -> tuple[Column, list[Constraint]]:
+class ProbedColumn(NamedTuple):
+    column: Column
+    constraints: list[Constraint]
+    volatile_default: bool  # PostgreSQL would evaluate the default once per existing row
+
+
+# PostgreSQL keeps a non-volatile default of an added column as its "missing value" (atthasmissing)
+# and rewrites the table for a volatile one: its own contain_volatile_functions decides, built-ins
+# included. "IS NULL" keeps the test boolean, non-null and free of domain constraints.
+_VOLATILE_PROBE = "ALTER TABLE pg_temp._hdb_probe ADD COLUMN _hdb_volatile boolean DEFAULT (({}) IS NULL)"
+_HAS_MISSING = (
+    "SELECT atthasmissing FROM pg_attribute "
+    "WHERE attrelid = 'pg_temp._hdb_probe'::regclass AND attname = '_hdb_volatile'"
+)
+
+
+def column_from_probe(conn: psycopg.Connection[Any], coldef: str) -> ProbedColumn:
     """Let PostgreSQL parse a column definition: create it in a scratch table and read it back."""
+    volatile = False
     with conn.transaction(force_rollback=True):
         conn.execute("CREATE TEMP TABLE _hdb_probe (" + coldef + ")")  # type: ignore[arg-type]
         info = TableInfo(0, 0, "pg_temp", "_hdb_probe")
         cols, cons = layout.introspect(conn, info, {})
         missing = None
         if cols and cols[0].default is not None:
+            conn.execute(sql.SQL(_VOLATILE_PROBE).format(sql.SQL(cols[0].default)))
+            flag = conn.execute(sql.SQL(_HAS_MISSING)).fetchone()
+            volatile = flag is None or not flag[0]
+        if cols and cols[0].default is not None and not volatile:
             row = conn.execute(
                 sql.SQL("SELECT quote_nullable(({})::{})").format(sql.SQL(cols[0].default), sql.SQL(cols[0].type))
             ).fetchone()
             missing = row[0] if row else None
     col = cols[0]
     col.missing = None if missing in (None, "NULL") else missing
-    return col, [Constraint(**c) for c in cons]
+    return ProbedColumn(col, [Constraint(**c) for c in cons], volatile)
 
 
 _HANDLERS = {
