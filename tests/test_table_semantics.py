@@ -67,3 +67,25 @@ def test_unique_indexes_on_expressions_and_partial_ones_hold_on_branches(conn: h
     b.cursor().execute("INSERT INTO t VALUES (8, NULL, 'q'), (9, NULL, 'q'), (10, 'c', 'p')")
     assert rows(b, "SELECT id FROM t ORDER BY id") == [(1,), (8,), (9,), (10,), (101,)]
     assert rows(conn, "SELECT id FROM t ORDER BY id") == [(1,), (101,)]
+
+
+def test_an_error_of_heliosdb_fails_the_transaction_as_postgresqls_do(conn: heliosdb.Connection, connect) -> None:
+    conn.cursor().execute("CREATE TABLE tx (a int)")
+    w = connect(autocommit=False)
+    for failing in ("USE BRANCH nosuch", "SELECT * FROM tx AS OF LSN 0/99999", "SELECT * FROM nosuch"):
+        cur = w.cursor()
+        cur.execute("INSERT INTO tx VALUES (1)")
+        try:
+            cur.execute(failing)
+        except heliosdb.Error:
+            pass
+        else:
+            raise AssertionError(f"{failing} did not fail")
+        try:
+            cur.execute("SELECT 1")
+        except heliosdb.Error as exc:
+            assert exc.sqlstate == "25P02", failing  # the transaction is failed, as in PostgreSQL
+        else:
+            raise AssertionError(f"after {failing}: the transaction went on")
+        w.commit()  # COMMIT of a failed transaction rolls it back
+        assert rows(conn, "SELECT count(*) FROM tx") == [(0,)], failing

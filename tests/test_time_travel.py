@@ -349,6 +349,30 @@ def test_gc_keeps_answers_inside_retention(conn: heliosdb.Connection, connect) -
     assert rows(conn, "SELECT oldest_lsn IS NOT NULL FROM heliosdb.retention WHERE branch = 'main'") == [(True,)]
 
 
+def test_kept_time_travel_sql_fails_once_its_point_is_gone(conn: heliosdb.Connection, connect) -> None:
+    """Views, prepared statements and SET AS OF keep their point: after GC pruned it, or its branch was
+    dropped, they fail with 72000 instead of reading what is left."""
+    run(conn, "CREATE TABLE g (id int PRIMARY KEY, v text)", "INSERT INTO g VALUES (1, 'a1'), (2, 'b1')")
+    old = lsn(conn)
+    run(conn, "UPDATE g SET v = 'a2' WHERE id = 1", "DELETE FROM g WHERE id = 2",
+        "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1 second', gc_policy = aggressive)",
+        f"PREPARE p AS SELECT id, v FROM g AS OF LSN {old} ORDER BY id",
+        f"CREATE VIEW old2 AS SELECT id, v FROM g AS OF LSN {old}",
+        "CREATE DATABASE BRANCH x", "CREATE VIEW vx AS SELECT id, v FROM g AS OF BRANCH x")
+    pinned = connect()
+    run(pinned, f"SET AS OF LSN {old}")
+    then = [(1, "a1"), (2, "b1")]
+    assert rows(conn, "EXECUTE p") == rows(conn, "SELECT * FROM old2 ORDER BY id") == then
+    assert rows(pinned, "SELECT id, v FROM g ORDER BY id") == then
+    time.sleep(1.2)
+    assert rows(conn, "SELECT heliosdb.gc()")[0][0] >= 1
+    for c, stmt in ((conn, "EXECUTE p"), (conn, "SELECT * FROM old2"), (pinned, "SELECT * FROM g")):
+        assert sqlstate(c, stmt) == "72000", stmt
+    assert rows(conn, "SELECT count(*) FROM vx") == [(1,)]
+    run(conn, "DROP DATABASE BRANCH x")
+    assert sqlstate(conn, "SELECT * FROM vx") == "72000"  # not main's rows
+
+
 def test_background_collector_runs(conn: heliosdb.Connection) -> None:
     from heliosdb.temporal.gc import Collector
 

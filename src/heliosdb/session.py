@@ -363,14 +363,27 @@ class Session:
         except psycopg.Error as exc:
             raise errors.from_psycopg(exc) from None
         except errors.Error:
+            self._fail_transaction()
             raise
         except Exception as exc:  # a bug of ours: still an error with a SQLSTATE, never a traceback
+            self._fail_transaction()
             raise errors.InternalError(f"internal error: {type(exc).__name__}: {exc}", sqlstate="XX000") from exc
         finally:
             if self._tx_branch is not None and not self.in_transaction:
                 self._tx_branch = None
         result.notices = notices
         return result
+
+    def _fail_transaction(self) -> None:
+        """An error HeliosDB raised itself inside a transaction block fails that transaction, as any error
+        does in PostgreSQL: later statements get 25P02 and COMMIT rolls back (else COMMIT would keep the
+        statements before the error)."""
+        if self.conn.closed or self.conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+            return  # no transaction block, or PostgreSQL failed it already
+        try:
+            self.conn.execute("DO $$BEGIN RAISE EXCEPTION 'the transaction failed'; END$$")
+        except psycopg.Error:
+            pass
 
     def _temporal(self, stmt: str, params: Any, info: StatementInfo, cursor: psycopg.Cursor[Any] | None) -> Result:
         """A plain statement with time-travel clauses: rewritten (or taken from the cache) and run.

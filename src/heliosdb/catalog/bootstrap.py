@@ -15,7 +15,7 @@ CATALOG_VERSION = "6"  # bump with every change to the catalog scripts (and add 
 # that lets sessions cache catalog reads, see catalog/cache.py)
 # mv_upkeep.sql: the common refresh of a materialized view as one statement, GC of view history
 # writes.sql: the commit-log row written at commit, writes to the own branch only; clients.sql: catalog
-# views for PostgreSQL clients
+# views for PostgreSQL clients and the error of kept time-travel SQL
 _MIGRATIONS = {"1": "mv.sql", "2": "generation.sql", "3": "mv_upkeep.sql", "4": "writes.sql",
                "5": "clients.sql"}
 

@@ -118,7 +118,7 @@ def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV) -> Result:
     if has_temporal(query):
         from heliosdb.temporal.rewrite import rewrite
 
-        query = rewrite(session, query)
+        query = rewrite(session, query, kept=True)  # refreshes run it again later
     with on_branch_path(conn, branch):
         columns = _describe(conn, query, stmt.columns)
     tables = {

@@ -81,7 +81,7 @@ def set_context(session: Session, branch: Branch, point: Point) -> None:
     stmts: list[sql.Composable] = []
     for v in snap.tables.values():
         stmts.append(sql.SQL("CREATE TEMP VIEW {} AS {}").format(
-            sql.Identifier(v.name), point_subquery(conn, branch, lsn, v.name)))
+            sql.Identifier(v.name), point_subquery(conn, branch, lsn, v.name, kept=True)))
     if stmts:
         with conn.transaction():
             conn.execute(sql.SQL(";\n").join(stmts))

@@ -93,7 +93,8 @@ def _table_at(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str
 
 
 def point_subquery(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str,
-                   cache: CatalogCache | None = None, guard: tuple[int, list[int]] | None = None) -> sql.Composable:
+                   cache: CatalogCache | None = None, guard: tuple[int, list[int]] | None = None,
+                   *, kept: bool = False) -> sql.Composable:
     """The subquery of `name` on `branch` at `lsn`; guard=(catalog generation, branches whose
     retention was checked) makes it check, when it runs, that both still hold (cached rewrites)."""
     levels, snap, version, info = _table_at(conn, branch, lsn, name, cache)
@@ -102,6 +103,10 @@ def point_subquery(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name
     cols = sql.SQL(", ").join(sql.SQL("_hdb_s.{}").format(I(c.name)) for c in version.columns)
     if guard is None:
         state = layout.state_sql(snap, levels, info, version)
+        if kept:  # read later (a view, a prepared statement, SET AS OF): the point must still be there then
+            check = _KEPT.format(lsn=sql.Literal(lsn),
+                                 bids=sql.Literal("{" + ",".join(str(lv.branch_id) for lv in levels) + "}"))
+            return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s WHERE (SELECT {g}))").format(c=cols, s=state, g=check)
         return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s)").format(c=cols, s=state)
     check = _GUARD.format(gen=sql.Literal(guard[0]), lsn=sql.Literal(lsn),
                           bids=sql.Literal("{" + ",".join(map(str, guard[1])) + "}"))
@@ -135,6 +140,16 @@ _GUARD = sql.SQL(
 )
 
 
+# SQL kept to be run later (CREATE VIEW, PREPARE, DECLARE, materialized views' queries, SET AS OF):
+# once the garbage collector pruned the point or its branch was dropped it fails with 72000,
+# instead of reading what is left (no catalog generation check: DDL elsewhere does not matter).
+_KEPT = sql.SQL(
+    "CASE WHEN NOT EXISTS (SELECT 1 FROM heliosdb._branches b WHERE b.id = ANY({bids}::integer[]) "
+    "AND (b.gc_lsn > {lsn} OR b.state = 'dropped')) THEN true ELSE heliosdb._asof_gone({lsn}) END"
+)
+_KEPT_HEADS = re.compile(r"\s*(PREPARE|CREATE|DECLARE)\b", re.IGNORECASE)
+
+
 def clauses_of(text: str) -> list[Clause]:
     found = _CLAUSES.get(text)
     if found is None:
@@ -145,16 +160,19 @@ def clauses_of(text: str) -> list[Clause]:
     return found
 
 
-def rewrite(session: Session, text: str, *, escape: bool = False) -> str:
+def rewrite(session: Session, text: str, *, escape: bool = False, kept: bool | None = None) -> str:
     """The statement with every time-travel reference replaced by a plain subquery.
 
     Every point is resolved now; the catalog comes from the session's cache, checked in the
     same round trip. escape doubles `%` in the generated SQL (for text run with parameters).
+    kept: the SQL is kept and run later (see _KEPT); by default, for PREPARE, CREATE and DECLARE.
     """
     clauses = clauses_of(text)
     if not clauses:
         return text
-    return _assemble(session, text, clauses, escape, guarded=False)
+    if kept is None:
+        kept = _KEPT_HEADS.match(text) is not None
+    return _assemble(session, text, clauses, escape, guarded=False, kept=kept)
 
 
 def prepare(session: Session, text: str, params: Any) -> tuple[str, Any, bool]:
@@ -192,7 +210,8 @@ def prepare(session: Session, text: str, params: Any) -> tuple[str, Any, bool]:
         and all(c.range is None and c.point is not None and c.point.kind == "LSN" for c in clauses)
     )
     if not guardable:
-        return _assemble(session, text, clauses, escape, guarded=False), params, False
+        kept = _KEPT_HEADS.match(text) is not None
+        return _assemble(session, text, clauses, escape, guarded=False, kept=kept), params, False
     out = _assemble(session, text, clauses, escape, guarded=True)
     cache.remember(key, out)
     return out, params, True
@@ -203,7 +222,8 @@ def forget(session: Session, text: str) -> None:
     session.catalog.rewrites.clear()  # the generated pieces too: they carry the same guard
 
 
-def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, *, guarded: bool) -> str:
+def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, *, guarded: bool,
+              kept: bool = False) -> str:
     conn = session.conn
     out: list[str] = []
     pos = 0
@@ -212,7 +232,7 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
     for c in clauses:
         out.append(text[pos : c.start])
         seen += c.start - pos
-        piece = _replacement(session, conn, c, text, guarded)
+        piece = _replacement(session, conn, c, text, guarded, kept)
         if c.alias is None:
             piece += " AS " + quote_ident(c.name.name)
         spans.append((c.start, c.end, seen, seen + len(piece)))
@@ -248,7 +268,8 @@ def original_position(rewritten: str, position: int) -> int | None:
     return at - shift + 1
 
 
-def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, text: str, guarded: bool) -> str:
+def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, text: str, guarded: bool,
+                 kept: bool = False) -> str:
     if c.name.schema is not None and c.name.schema != session.branch.user_schema:
         raise errors.NotSupportedError(f'time travel on "{c.name.schema}.{c.name.name}" is not supported',
                                        hint="Time travel works on the tables of a branch.")
@@ -265,14 +286,14 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
                                  pseudo="VERSIONS_" in text.upper()).as_string(conn)
     lsn, checked = _resolve_cached(conn, cache, branch, c.point or Point("NOW"))
     # the SQL of (branch, point, table) under the cache's key: the key was checked just now
-    key = ("sql", branch.id, lsn, c.name.name, tuple(checked) if guarded else None)
+    key = ("sql", branch.id, lsn, c.name.name, tuple(checked) if guarded else kept)
     piece = cache.rewrites.get(key)
     if piece is None:
         guard = None
         if guarded:
             assert cache.key is not None
             guard = (cache.key[0], checked)
-        piece = point_subquery(conn, branch, lsn, c.name.name, cache, guard).as_string(conn)
+        piece = point_subquery(conn, branch, lsn, c.name.name, cache, guard, kept=kept).as_string(conn)
         cache.remember(key, piece)
     return piece
 
