@@ -466,3 +466,25 @@ def test_killed_merge_leaves_the_target_untouched_or_fully_merged(conn, connect,
     assert after in (before, [(3000, 3000)])  # all or nothing
     merged = rows(conn, "SELECT count(*) FROM heliosdb.merges WHERE state = 'completed'")[0][0]
     assert (after == before) == (merged == 0)
+
+
+def test_gc_keeps_what_the_next_merge_starts_from(conn: heliosdb.Connection, connect) -> None:
+    """The source's head at the last merge is the next merge's base: the collector keeps its versions."""
+    import time
+
+    cur = conn.cursor()
+    for stmt in ("CREATE TABLE m (id int PRIMARY KEY, a int)", "INSERT INTO m VALUES (1, 0), (2, 0)",
+                 "CREATE DATABASE BRANCH kid"):
+        cur.execute(stmt)
+    kid = connect("kid")
+    kid.cursor().execute("UPDATE m SET a = 1 WHERE id = 1")
+    cur.execute("MERGE DATABASE BRANCH kid INTO main")
+    for stmt in ("UPDATE m SET a = 2 WHERE id = 1", "UPDATE m SET a = 3 WHERE id = 1",
+                 "ALTER DATABASE BRANCH kid SET OPTIONS (retention_period = '1 second', gc_policy = aggressive)"):
+        kid.cursor().execute(stmt)
+    time.sleep(1.2)
+    cur.execute("SELECT heliosdb.gc()")
+    assert cur.fetchone()[0] >= 1
+    cur.execute("MERGE DATABASE BRANCH kid INTO main")  # ABORT on any conflict: there is none
+    cur.execute("SELECT id, a FROM m ORDER BY id")
+    assert cur.fetchall() == [(1, 3), (2, 0)]

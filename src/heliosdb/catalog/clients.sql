@@ -1,11 +1,10 @@
--- Catalog version 6, applied after
+-- Catalog views for PostgreSQL clients (catalog version 6), applied after
 -- writes.sql:
 -- - heliosdb.relkind: heliosdb._relkind under the name of the column it
 --   stands in for, so a client's `SELECT c.relkind` still gets a column named
 --   relkind after the wire endpoint's rewrite (server/catalog_compat.py);
 -- - heliosdb.information_schema_tables: information_schema.tables with
---   HeliosDB tables as BASE TABLE and without HeliosDB's internal schemas;
--- - heliosdb._asof_gone: the error of kept time-travel SQL whose point is gone.
+--   HeliosDB tables as BASE TABLE and without HeliosDB's internal schemas.
 
 CREATE OR REPLACE FUNCTION heliosdb.relkind(o oid, k "char") RETURNS "char"
 LANGUAGE sql STABLE AS $$ SELECT heliosdb._relkind(o, k) $$;
@@ -21,17 +20,5 @@ JOIN pg_catalog.pg_namespace n ON n.nspname = t.table_schema
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
 WHERE t.table_schema !~ '^hdb_[tb][0-9]+$';  -- storage relations and branch internals are not the user's
 GRANT SELECT ON heliosdb.information_schema_tables TO PUBLIC;
-
--- Raised by SQL kept to run later with a time-travel point in it (a view, a prepared statement,
--- SET AS OF, a materialized view's query; temporal/rewrite.py, _KEPT) once the garbage collector
--- pruned that point or its branch was dropped: an error, never what is left of the history.
-CREATE OR REPLACE FUNCTION heliosdb._asof_gone(l bigint) RETURNS boolean
-LANGUAGE plpgsql PARALLEL SAFE AS $$
-BEGIN
-    RAISE EXCEPTION 'snapshot too old: LSN % is no longer in the retained history, or its branch was dropped',
-                    heliosdb.format_lsn(l)
-        USING ERRCODE = '72000',
-              HINT = 'A view, prepared statement or SET AS OF keeps the point it was defined at; define it again at a retained point.';
-END $$;
 
 UPDATE heliosdb._meta SET value = '6' WHERE key = 'catalog_version';
