@@ -582,3 +582,26 @@ def test_add_column_with_volatile_default_on_inherited_table(conn: heliosdb.Conn
         "ALTER TABLE t ADD COLUMN n int DEFAULT NULL", "ALTER TABLE t ADD COLUMN p public.pos DEFAULT 5",
         "INSERT INTO t (id) VALUES (3)")
     assert rows(b, "SELECT count(DISTINCT s), count(*), sum(c), count(n), sum(p) FROM t") == [(2, 3, 21, 0, 15)]
+
+
+def test_a_branch_used_for_a_transaction_is_not_dropped(seeded: heliosdb.Connection, connect) -> None:
+    run(seeded, "CREATE DATABASE BRANCH w")
+    b = connect(autocommit=False)
+    run(b, "USE BRANCH w FOR TRANSACTION", "SELECT count(*) FROM items")
+    outcome: dict[str, str | None] = {}
+
+    def drop() -> None:
+        try:
+            seeded.cursor().execute("DROP DATABASE BRANCH w")
+            outcome["sqlstate"] = None
+        except errors.Error as exc:
+            outcome["sqlstate"] = exc.sqlstate
+
+    dropper = threading.Thread(target=drop)
+    dropper.start()
+    dropper.join(10)  # unrefused, the DROP would wait for b's transaction and then drop its work
+    run(b, "INSERT INTO items VALUES (50, 'w', 1, 'w50')")
+    b.commit()
+    dropper.join()
+    assert outcome["sqlstate"] == "HD003"
+    assert rows(connect("w"), "SELECT name FROM items WHERE id = 50") == [("w",)]

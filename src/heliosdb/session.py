@@ -267,11 +267,16 @@ class Session:
     def _bind(self, branch: Branch, *, local: bool) -> None:
         """Point search_path (and heliosdb.branch) at the branch."""
         path = sql.Identifier(branch.user_schema).as_string(self.conn)
+        if local:  # for this transaction: the branch is in use until it ends (DROP refuses it, HD003)
+            self.conn.execute(
+                "SELECT set_config('search_path', %s, true), set_config('heliosdb.branch', %s, true), "
+                "pg_advisory_xact_lock_shared(%s, %s)", (path, branch.name, _BRANCH_LOCK_CLASS, branch.id))
+            return
         self.conn.execute(
-            "SELECT set_config('search_path', %s, %s), set_config('heliosdb.branch', %s, %s)",
-            (path, local, branch.name, local),
+            "SELECT set_config('search_path', %s, false), set_config('heliosdb.branch', %s, false)",
+            (path, branch.name),
         )
-        if not local and self._locked_branch != branch.id:
+        if self._locked_branch != branch.id:
             if self._locked_branch is not None:
                 self.conn.execute(
                     "SELECT pg_advisory_unlock_shared(%s, %s)", (_BRANCH_LOCK_CLASS, self._locked_branch)
