@@ -303,13 +303,21 @@ def diag_fields(diag: Any) -> dict[str, str]:
                              ("constraint", diag.constraint_name)) if v}
     if diag.table_name:
         out["table"] = diag.table_name
-    if diag.schema_name and not diag.schema_name.startswith("hdb_"):
+    if diag.schema_name and not internal_schema(diag.schema_name):
         out["schema"] = diag.schema_name
-    if diag.context:
-        lines = [ln for ln in diag.context.splitlines() if "hdb_" not in ln and "heliosdb." not in ln]
-        if lines:
-            out["where"] = "\n".join(lines)
+    if diag.context and (where := user_context(diag.context)):
+        out["where"] = where
     return out
+
+
+def internal_schema(name: str) -> bool:
+    """A schema of HeliosDB's storage (hdb_t<N>, hdb_b<N>), not one a user made or sees."""
+    return name.startswith("hdb_")
+
+
+def user_context(context: str) -> str:
+    """An error's CONTEXT without the lines inside HeliosDB's own functions and triggers."""
+    return "\n".join(ln for ln in context.splitlines() if "hdb_" not in ln and "heliosdb." not in ln)
 
 
 def _code_of_class(exc: Exception) -> str:

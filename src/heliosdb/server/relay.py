@@ -28,6 +28,8 @@ import os
 import struct
 from collections.abc import Callable
 
+from heliosdb.errors import internal_schema, user_context
+
 _LEN = struct.Struct("!i")
 _READY = 0x5A  # 'Z'
 _ERROR = 0x45  # 'E'
@@ -92,10 +94,10 @@ def scrub_errors(chunk: bytes) -> bytes:
             fields = []
             for field in chunk[pos + 5 : end - 1].split(b"\0")[:-1]:
                 code, value = field[:1], field[1:]
-                if code == b"s" and value.startswith(b"hdb_"):
+                if code == b"s" and internal_schema(value.decode("utf-8", "replace")):
                     continue
                 if code == b"W":
-                    value = b"\n".join(ln for ln in value.split(b"\n") if b"hdb_" not in ln and b"heliosdb." not in ln)
+                    value = user_context(value.decode("utf-8", "replace")).encode("utf-8")
                     if not value:
                         continue
                 fields.append(code + value + b"\0")

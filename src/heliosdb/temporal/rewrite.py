@@ -243,7 +243,7 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
     result = "".join(out)
     if spans:
         if len(_SPANS) >= 256:
-            _SPANS.pop(next(iter(_SPANS)))
+            _SPANS.clear()  # (not one eviction: sessions of the endpoint share it across threads)
         _SPANS[result] = spans
     return result
 
