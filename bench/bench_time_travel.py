@@ -182,17 +182,18 @@ def setup_commits(env: Env, helios_db: str, plain_db: str, commits: int) -> tupl
     if last is not None and last >= start:
         start = last + dt.timedelta(seconds=1)
     t0 = time.perf_counter()
-    conn.execute("SET session_replication_role = replica")  # no stamp_commit trigger: keep the given times
+    conn.execute("SET session_replication_role = replica")  # no triggers: keep the given times
     conn.execute(
         """INSERT INTO heliosdb._commits (lsn, scn, txid, committed_at, branch_id, usr)
            SELECT %(l)s + g, %(s)s + g, (1000 + g)::text::xid8, %(t)s + g * interval '1 millisecond', 1, 'bench'
            FROM generate_series(1, %(n)s) g""",
         {"l": lo_lsn, "s": lo_scn, "t": start, "n": commits},
     )
-    conn.execute("RESET session_replication_role")
     top_lsn, top_scn = lo_lsn + commits, lo_scn + commits
     conn.execute("SELECT setval('heliosdb.lsn_seq', %s), setval('heliosdb.scn_seq', %s)", (top_lsn, top_scn))
+    # still without triggers: moving the head would log one more commit at top_lsn (record_commit)
     conn.execute("UPDATE heliosdb._branches SET head_lsn = %s WHERE id = 1", (top_lsn,))
+    conn.execute("RESET session_replication_role")
     fill = time.perf_counter() - t0
     env.close(conn)
     env.log(f"  filled in {fill:.1f} s; peer table c in {plain_db}")
