@@ -25,6 +25,7 @@ import sqlglot
 from psycopg import sql
 from sqlglot import exp
 
+from heliosdb.branching import foreign_keys
 from heliosdb.catalog.model import (
     Branch,
     Column,
@@ -87,14 +88,14 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
     ).fetchall():
         cons.append({"name": name, "kind": kind, "cols": list(keys), "expr": expr})
     # foreign keys: expr holds the referenced table's name (as HeliosDB knows it) and columns
-    for name, keys, ref_name, ref_keys, on_delete in conn.execute(
+    for name, keys, ref_schema, ref_name, ref_keys, on_delete, on_update in conn.execute(
         """SELECT c.conname,
                   ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
-                  t.phys_name,
+                  t.phys_schema, t.phys_name,
                   ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
-                  c.confdeltype
+                  c.confdeltype, c.confupdtype
            FROM pg_constraint c
            JOIN pg_class r ON r.oid = c.confrelid
            JOIN heliosdb._tables t ON t.phys_schema = r.relnamespace::regnamespace::text AND t.phys_name = r.relname
@@ -102,7 +103,8 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
         (rel,),
     ).fetchall():
         cons.append({"name": name, "kind": "f", "cols": list(keys),
-                     "expr": json.dumps({"table": ref_name, "cols": list(ref_keys), "on_delete": on_delete})})
+                     "expr": json.dumps({"table": ref_name, "schema": ref_schema, "cols": list(ref_keys),
+                                         "on_delete": on_delete, "on_update": on_update})})
     for name, keys in conn.execute(
         """SELECT ic.relname,
                   ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
@@ -476,6 +478,7 @@ def build_views(
     """
     snap = snap or Snapshot(conn, levels)
     if replace:
+        refresh_writes(conn, branch, levels, related_tables(snap, info), snap)  # they may name this table
         try:
             with conn.transaction():
                 conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=True)))
@@ -485,6 +488,24 @@ def build_views(
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(q(branch.user_schema, version.name)))
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, version.name)))
     conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
+
+
+def related_tables(snap: Snapshot, info: TableInfo) -> list[int]:
+    """The tables whose write triggers name `info`'s table (foreign keys either way)."""
+    return [v.table_id for v in foreign_keys.related(snap, info)]
+
+
+def refresh_writes(conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], table_ids: list[int],
+                   snap: Snapshot | None = None) -> None:
+    """Regenerate the write trigger functions of these tables on the branch (after DDL of a related table)."""
+    snap = snap or Snapshot(conn, levels)
+    for tid in table_ids:
+        version, info = snap.tables.get(tid), snap.info.get(tid)
+        if version is None or version.dropped or info is None or info.root_branch == branch.id:
+            continue  # the root relations' foreign keys are PostgreSQL's own
+        conn.execute(write_function_sql(
+            q(branch.phys_schema, version.name + "__w"), branch, info, version, q(branch.phys_schema, version.name),
+            snap.names[tid], snap.br_columns[tid], inherited=_inherited_by_key(snap, levels, info, version), snap=snap))
 
 
 def _batch(stmts: list[sql.Composable]) -> sql.Composable:
@@ -527,7 +548,7 @@ def view_statements(
             out.append(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} {d}").format(v=user_view, c=I(c.name), d=default))
     fn = q(branch.phys_schema, version.name + "__w")
     out.append(write_function_sql(fn, branch, info, version, internal, names, snap.br_columns[info.id],
-                                  inherited=_inherited_by_key(snap, levels, info, version)))
+                                  inherited=_inherited_by_key(snap, levels, info, version), snap=snap))
     if or_replace:
         out.append(sql.SQL("DROP TRIGGER IF EXISTS _hdb_write ON {}").format(user_view))
     out.append(
@@ -645,12 +666,25 @@ def _row_lookup(b: sql.Composable, info: TableInfo, version: TableVersion, inter
 def write_function_sql(
     fn: sql.Identifier, branch: Branch, info: TableInfo, version: TableVersion, internal: sql.Identifier,
     names: dict[int, str], br_columns: list[str], *, inherited: sql.Composable | None = None,
+    snap: Snapshot | None = None,
 ) -> sql.Composable:
     """The INSTEAD OF trigger function of a branch view: PostgreSQL's checks, then versioned writes."""
     b = L(branch.id)
     table = version.name
     # the error fields PostgreSQL sets for a table's constraint violations (ORMs map errors by them)
     where = sql.SQL("TABLE = {}, SCHEMA = {}").format(L(table), L(branch.user_schema))
+    fk_checks: list[sql.Composable] = []
+    fk_refuse: list[sql.Composable] = []  # before OLD is written over: NO ACTION / RESTRICT
+    fk_after: dict[str, list[sql.Composable]] = {"DELETE": [], "UPDATE": []}  # after: the other actions
+    if snap is not None:
+        fk_checks = foreign_keys.check_sql(snap, branch, foreign_keys.outgoing(snap, version), where)
+        referencing = foreign_keys.incoming(snap, version)
+        for op in ("DELETE", "UPDATE"):
+            refuse = foreign_keys.action_sql(branch, referencing, op, where, refuse=True)
+            if refuse:
+                fk_refuse.append(sql.SQL("IF TG_OP = {} THEN\n            {}\n        END IF;").format(
+                    L(op), sql.SQL("\n            ").join(refuse)))
+            fk_after[op] = foreign_keys.action_sql(branch, referencing, op, where, refuse=False)
     checks: list[sql.Composable] = []
     for c in version.columns:  # stored generated columns: computed from the row, as PostgreSQL does
         if c.generated:
@@ -751,9 +785,12 @@ BEGIN
     IF TG_OP <> 'DELETE' THEN
         {checks}
         {uniques}
+        {fk_checks}
     END IF;
     IF TG_OP = 'INSERT' THEN
         _hdb_rid := nextval('heliosdb.rowid_seq');
+    ELSE
+        {fk_refuse}
     END IF;
     INSERT INTO {hist} (_hdb_branch, {arch_cols}_hdb_rowid, _hdb_begin, _hdb_end, _hdb_del)
     SELECT _hdb_branch, {arch_cols}_hdb_rowid, _hdb_lsn, _hdb_l, _hdb_del FROM {br}
@@ -761,16 +798,22 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO {br} (_hdb_branch, _hdb_rowid, _hdb_lsn, _hdb_del) VALUES ({b}, _hdb_rid, _hdb_l, true)
         ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET _hdb_lsn = _hdb_l, _hdb_del = true;
+        {fk_after_delete}
         RETURN OLD;
     END IF;
     INSERT INTO {br} (_hdb_branch, {phys_cols}_hdb_rowid, _hdb_lsn, _hdb_del)
     VALUES ({b}, {new_vals}_hdb_rid, _hdb_l, false)
     ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET {set_cols}_hdb_lsn = _hdb_l, _hdb_del = false;
+    {fk_after_update}
     RETURN NEW;
 END $f$"""
     ).format(
         fn=fn, b=b, lookup=_row_lookup(b, info, version, internal, names, find, inherited),
         checks=sql.SQL("\n        ").join(checks), uniques=sql.SQL("\n        ").join(uniques),
+        fk_checks=sql.SQL("\n        ").join(fk_checks), fk_refuse=sql.SQL("\n        ").join(fk_refuse),
+        fk_after_delete=sql.SQL("\n        ").join(fk_after["DELETE"]),
+        # an INSERT never has referencing rows: only an UPDATE that changed the key (see action_sql)
+        fk_after_update=sql.SQL("\n    ").join(fk_after["UPDATE"]),
         br=q(*info.br), hist=q(*info.hist),
         arch_cols=sql.SQL("").join(sql.SQL("{}, ").format(I(c)) for c in br_columns),
         phys_cols=phys_cols, new_vals=new_vals, set_cols=set_cols,

@@ -8,16 +8,18 @@ applied to the branch's schema version and its views are rebuilt.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import layout
+from heliosdb.branching import foreign_keys, layout
 from heliosdb.catalog.model import (
     Column,
     Constraint,
+    Snapshot,
     TableInfo,
     TableVersion,
     chain,
@@ -115,7 +117,7 @@ def _create_table(session: Session, text: str) -> Result:
         info = TableInfo(tid, branch.id, f"hdb_t{tid}", name.name)
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(I(info.phys_schema)))
         target = quote_ident(info.phys_schema) + "." + quote_ident(name.name)
-        cur = conn.execute(rewrite_references(session, replace(text, name, target)))  # type: ignore[arg-type]
+        cur = conn.execute(rewrite_references(session, replace(text, name, target), creating=(name.name, target)))  # type: ignore[arg-type]
         rowcount = cur.rowcount
         status = cur.statusmessage or "CREATE TABLE"
         conn.execute(
@@ -146,8 +148,11 @@ def _create_table(session: Session, text: str) -> Result:
     return _result("CREATE TABLE")
 
 
-def rewrite_references(session: Session, text: str) -> str:
-    """REFERENCES t -> the root relation of t, when t is rooted on this branch too."""
+def rewrite_references(session: Session, text: str, creating: tuple[str, str] | None = None) -> str:
+    """REFERENCES t -> the root relation of t, when t is rooted on this branch too.
+
+    creating: (name, root relation) of the table being created, for a table that references itself.
+    """
     toks = tokenize(text)
     out, pos = [], 0
     for k, t in enumerate(toks):
@@ -155,6 +160,10 @@ def rewrite_references(session: Session, text: str) -> str:
             continue
         name, _ = read_name(toks, k + 1)
         if not _own(session, name):
+            continue
+        if creating is not None and name.name == creating[0]:
+            out.append(text[pos : name.start] + creating[1])
+            pos = name.end
             continue
         hit = _find(session, name.name)
         if hit is None:
@@ -208,12 +217,44 @@ def _drop_table(session: Session, text: str) -> Result:
         for version, _info in found:
             guard_table_change(session, version.table_id, version.name, None, cascade=cascade)
         lsn = _lsn(conn, branch.id)
+        levels = chain(conn, branch.id)
+        snap = Snapshot(conn, levels)
+        dropping = {v.table_id for v, _info in found}
+        referencing = [fk for v, _info in found for fk in foreign_keys.incoming(snap, v)
+                       if fk.child.table_id not in dropping]
+        if referencing and not cascade:  # as PostgreSQL: the foreign key depends on the table
+            fk = referencing[0]
+            raise errors.DependentObjectsStillExist(
+                f"cannot drop table {fk.parent.name} because other objects depend on it",
+                detail=f"constraint {fk.con.name} on table {fk.child.name} depends on table {fk.parent.name}",
+                hint="Use DROP ... CASCADE to drop the dependent objects too.")
+        for fk in referencing:
+            _drop_foreign_key(session, snap, fk, lsn)
+        related = {t for _version, info in found for t in layout.related_tables(snap, info)}
         for version, _info in found:
             layout.drop_views(conn, branch, version.name, cascade)
             version.branch_id = branch.id
             version.dropped = True
             save_version(conn, version, lsn)
+        layout.refresh_writes(conn, branch, levels, sorted(related))  # their foreign keys to it are gone
     return _result("DROP TABLE")
+
+
+def _drop_foreign_key(session: Session, snap: Snapshot, fk: foreign_keys.ForeignKey, lsn: int) -> None:
+    """DROP TABLE ... CASCADE: the referencing table loses its foreign key, as in PostgreSQL.
+
+    The dropped table's root relation stays (its history), so a native constraint to it must go.
+    """
+    conn, branch = session.conn, session.branch
+    info = snap.info[fk.child.table_id]
+    session.notices.append(f"NOTICE:  drop cascades to constraint {fk.con.name} on table {fk.child.name}")
+    if info.root_branch == branch.id:
+        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(I(*info.cur), I(fk.con.name)))
+        _resync_root(session, fk.child, info, lsn)
+        return
+    version = dataclasses.replace(fk.child, branch_id=branch.id,
+                                  constraints=[c for c in fk.child.constraints if c.name != fk.con.name])
+    save_version(conn, version, lsn)
 
 
 # -- ALTER TABLE ------------------------------------------------------------------------------
@@ -260,6 +301,10 @@ def _alter_table(session: Session, text: str) -> Result:
             version.branch_id = branch.id
             version.name = new_name.name
             save_version(conn, version, lsn)
+            # trigger functions name the table's views: its own, and those of tables with foreign keys to or from it
+            levels = chain(conn, branch.id)
+            snap = Snapshot(conn, levels)
+            layout.refresh_writes(conn, branch, levels, [info.id, *layout.related_tables(snap, info)], snap)
             return _result("ALTER TABLE")
         if branch.id == info.root_branch:
             _alter_root(session, version, info, rest, toks, i, lsn)

@@ -1,0 +1,177 @@
+"""Foreign keys on branches that inherit them: the checks and actions of a branch's write trigger.
+
+On a table's root branch PostgreSQL enforces foreign keys natively (they are constraints of
+the root relations). Another branch writes through its views' INSTEAD OF trigger, so the
+trigger does what PostgreSQL's RI triggers would, over what the branch sees:
+
+- a written row's key must exist in the referenced table (23503, PostgreSQL's message);
+- deleting a referenced row, or changing its key, applies the constraint's action to the
+  referencing rows: NO ACTION and RESTRICT refuse (23503), CASCADE, SET NULL and SET DEFAULT
+  write them through their table's view (so they are versioned, and cascade further).
+
+Row by row, as each row is written: PostgreSQL checks NO ACTION at the end of the statement, so
+a statement that needs its own later rows to satisfy a key (a self-referencing row, a parent
+inserted after its child) fails here where PostgreSQL accepts it (docs/sql-reference.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from heliosdb.catalog.model import Branch, Constraint, Snapshot, TableInfo, TableVersion
+
+I = sql.Identifier  # noqa: E741
+L = sql.Literal
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    con: Constraint
+    child: TableVersion  # the referencing table
+    parent: TableVersion  # the referenced table
+    cols: list[str]  # referencing columns
+    ref_cols: list[str]  # referenced columns
+    on_delete: str  # PostgreSQL's codes: a no action, r restrict, c cascade, n set null, d set default
+    on_update: str
+
+
+def _referenced(snap: Snapshot, ref: dict[str, str]) -> TableVersion | None:
+    """The table an FK's JSON names, as the branch sees it (None: not there, e.g. dropped on the branch)."""
+    found = [v for v in snap.tables.values() if not v.dropped and snap.info[v.table_id].phys_name == ref["table"]
+             and snap.info[v.table_id].phys_schema == ref.get("schema", snap.info[v.table_id].phys_schema)]
+    return found[0] if len(found) == 1 else None
+
+
+def _foreign_keys(snap: Snapshot, version: TableVersion) -> list[ForeignKey]:
+    out = []
+    for con in version.constraints:
+        if con.kind != "f" or not con.expr:
+            continue
+        ref = json.loads(con.expr)
+        parent = _referenced(snap, ref)
+        if parent is None:
+            continue
+        out.append(ForeignKey(con, version, parent, list(con.cols), list(ref["cols"]),
+                              ref.get("on_delete", "a"), ref.get("on_update", "a")))
+    return out
+
+
+def outgoing(snap: Snapshot, version: TableVersion) -> list[ForeignKey]:
+    return _foreign_keys(snap, version)
+
+
+def incoming(snap: Snapshot, version: TableVersion) -> list[ForeignKey]:
+    """Every visible table's foreign keys that reference `version`'s table."""
+    return [fk for v in snap.tables.values() if not v.dropped
+            for fk in _foreign_keys(snap, v) if fk.parent.table_id == version.table_id]
+
+
+def _key_text(rec: str, cols: list[str]) -> sql.Composable:
+    return sql.SQL(" || ', ' || ").join(sql.SQL("coalesce({}.{}::text, 'null')").format(sql.SQL(rec), I(c)) for c in cols)
+
+
+def _view(branch: Branch, snap: Snapshot, v: TableVersion) -> sql.Composable:
+    """What the branch reads of table v, with _hdb_rowid: its internal view, or the root relation."""
+    info = snap.info[v.table_id]
+    if info.root_branch == branch.id:
+        return I(*info.cur)
+    return I(branch.phys_schema, v.name)
+
+
+def check_sql(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.Composable) -> list[sql.Composable]:
+    """PL/pgSQL: NEW's keys exist in the tables they reference (INSERT, or an UPDATE that changes them)."""
+    out = []
+    for fk in fks:
+        names = snap.names[fk.parent.table_id]
+        by_name = {c.name: c.col for c in fk.parent.columns}
+        if any(c not in by_name for c in fk.ref_cols):
+            continue
+        # the root relation's physical column names, or the internal view's logical ones
+        at_root = snap.info[fk.parent.table_id].root_branch == branch.id
+        ref_cols = [names[by_name[c]] if at_root else c for c in fk.ref_cols]
+        out.append(sql.SQL(
+            "IF {nn} AND (TG_OP = 'INSERT' OR ({new}) IS DISTINCT FROM ({old})) "
+            "AND NOT EXISTS (SELECT 1 FROM {rv} r WHERE {m}) THEN RAISE EXCEPTION USING ERRCODE = '23503', "
+            "MESSAGE = {msg}, DETAIL = 'Key (' || {cols} || ')=(' || {kt} || ') is not present in table ' || {pt} || '.', "
+            "CONSTRAINT = {cn}, {where}; END IF;"
+        ).format(
+            nn=sql.SQL(" AND ").join(sql.SQL("NEW.{} IS NOT NULL").format(I(c)) for c in fk.cols),
+            new=sql.SQL(", ").join(sql.SQL("NEW.{}").format(I(c)) for c in fk.cols) + sql.SQL(", NULL"),
+            old=sql.SQL(", ").join(sql.SQL("OLD.{}").format(I(c)) for c in fk.cols) + sql.SQL(", NULL"),
+            rv=_view(branch, snap, fk.parent),
+            m=sql.SQL(" AND ").join(sql.SQL("r.{} = NEW.{}").format(I(rc), I(c))
+                                    for c, rc in zip(fk.cols, ref_cols, strict=True)),
+            msg=L(f'insert or update on table "{fk.child.name}" violates foreign key constraint "{fk.con.name}"'),
+            cols=L(", ".join(fk.cols)), kt=_key_text("NEW", fk.cols), pt=L(f'"{fk.parent.name}"'),
+            cn=L(fk.con.name), where=where,
+        ))
+    return out
+
+
+def action_sql(branch: Branch, fks: list[ForeignKey], op: str, where: sql.Composable,
+               *, refuse: bool) -> list[sql.Composable]:
+    """PL/pgSQL for OLD, a referenced row deleted (op 'DELETE') or whose key changes ('UPDATE').
+
+    refuse: the NO ACTION and RESTRICT checks, run before the row is written; else the other
+    actions, run after it (a cascaded key must find its new parent; SET DEFAULT must not find
+    the old one).
+    """
+    out = []
+    for fk in fks:
+        action = fk.on_delete if op == "DELETE" else fk.on_update
+        if (action in ("a", "r")) != refuse:
+            continue
+        match = sql.SQL(" AND ").join(sql.SQL("a.{} = OLD.{}").format(I(c), I(rc))
+                                      for c, rc in zip(fk.cols, fk.ref_cols, strict=True))
+        child = I(branch.user_schema, fk.child.name)
+        if action in ("a", "r"):
+            stmt = _still_referenced(branch, fk, match, where)
+        elif action == "c" and op == "DELETE":
+            stmt = sql.SQL("DELETE FROM {c} a WHERE {m};").format(c=child, m=match)
+        else:
+            value = {"c": lambda rc: sql.SQL("NEW.{}").format(I(rc)), "n": lambda rc: sql.SQL("NULL"),
+                     "d": lambda rc: sql.SQL("DEFAULT")}[action]
+            stmt = sql.SQL("UPDATE {c} a SET {s} WHERE {m};").format(
+                c=child, m=match, s=sql.SQL(", ").join(sql.SQL("{} = {}").format(I(c), value(rc))
+                                                       for c, rc in zip(fk.cols, fk.ref_cols, strict=True)))
+            if action == "d":  # a default equal to the old key still references it, as PostgreSQL says
+                stmt = stmt + sql.SQL(" ") + _still_referenced(branch, fk, match, where)
+        if op == "UPDATE":
+            changed = sql.SQL("TG_OP = 'UPDATE' AND ({}, NULL) IS DISTINCT FROM ({}, NULL)").format(
+                sql.SQL(", ").join(sql.SQL("OLD.{}").format(I(rc)) for rc in fk.ref_cols),
+                sql.SQL(", ").join(sql.SQL("NEW.{}").format(I(rc)) for rc in fk.ref_cols))
+            stmt = sql.SQL("IF {} THEN {} END IF;").format(changed, stmt)
+        out.append(stmt)
+    return out
+
+
+def _still_referenced(branch: Branch, fk: ForeignKey, match: sql.Composable, where: sql.Composable) -> sql.Composable:
+    """PL/pgSQL: refuse (23503) while a row of the referencing table matches OLD's key."""
+    own = fk.child.table_id == fk.parent.table_id
+    # a self-referencing row does not hold its own key: read the branch's rows with their ids
+    src = I(branch.phys_schema, fk.child.name) if own else I(branch.user_schema, fk.child.name)
+    return sql.SQL(
+        "IF EXISTS (SELECT 1 FROM {src} a WHERE {m}{skip}) THEN RAISE EXCEPTION USING ERRCODE = '23503', "
+        "MESSAGE = {msg}, DETAIL = 'Key (' || {rcols} || ')=(' || {kt} || ') is still referenced from table ' "
+        "|| {ct} || '.', CONSTRAINT = {cn}, {where}; END IF;"
+    ).format(
+        src=src, m=match, skip=sql.SQL(" AND a._hdb_rowid <> _hdb_rid") if own else sql.SQL(""),
+        msg=L(f'update or delete on table "{fk.parent.name}" violates foreign key constraint '
+              f'"{fk.con.name}" on table "{fk.child.name}"'),
+        rcols=L(", ".join(fk.ref_cols)), kt=_key_text("OLD", fk.ref_cols), ct=L(f'"{fk.child.name}"'),
+        cn=L(fk.con.name), where=where,
+    )
+
+
+def related(snap: Snapshot, info: TableInfo) -> list[TableVersion]:
+    """The other visible tables whose write trigger names `info`'s table (an FK either way)."""
+    version = next((v for v in snap.tables.values() if v.table_id == info.id and not v.dropped), None)
+    if version is None:
+        return []
+    out = {fk.parent.table_id: fk.parent for fk in outgoing(snap, version)}
+    out.update({fk.child.table_id: fk.child for fk in incoming(snap, version)})
+    out.pop(info.id, None)
+    return list(out.values())

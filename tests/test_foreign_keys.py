@@ -1,0 +1,175 @@
+"""Foreign keys hold on every branch as PostgreSQL holds them: checks, errors and ON DELETE/UPDATE actions.
+
+The same script runs on plain PostgreSQL, on main, and on a child and a grandchild branch that
+inherited the tables (where the branch's write trigger enforces them); the outcomes must agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+import heliosdb
+
+SETUP = [
+    "CREATE TABLE c (id int PRIMARY KEY, name text)",
+    "CREATE TABLE pair (x int, y int, UNIQUE (x, y))",
+    "CREATE TABLE o (id int PRIMARY KEY, cid int REFERENCES c(id) ON DELETE CASCADE)",
+    "CREATE TABLE r (id int PRIMARY KEY, cid int REFERENCES c(id))",
+    "CREATE TABLE s (id int PRIMARY KEY, cid int DEFAULT 4 REFERENCES c(id) ON DELETE SET DEFAULT ON UPDATE CASCADE)",
+    "CREATE TABLE n (id int PRIMARY KEY, a int, b int, FOREIGN KEY (a, b) REFERENCES pair (x, y) ON DELETE SET NULL)",
+    "CREATE TABLE tree (id int PRIMARY KEY, parent int REFERENCES tree(id) ON DELETE CASCADE)",
+    "INSERT INTO c VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')",
+    "INSERT INTO pair VALUES (1, 1), (2, 2)",
+    "INSERT INTO o VALUES (10, 1), (11, 2)",
+    "INSERT INTO r VALUES (20, 2)",
+    "INSERT INTO s VALUES (30, 5)",
+    "INSERT INTO n VALUES (40, 1, 1), (41, 2, 2), (42, NULL, 7)",
+    "INSERT INTO tree VALUES (1, NULL), (2, 1), (3, 2), (4, NULL)",
+]
+
+SCRIPT = [
+    "INSERT INTO o VALUES (12, 99)",  # no such key
+    "INSERT INTO o VALUES (12, NULL)",  # MATCH SIMPLE: a NULL key is not checked
+    "UPDATE o SET cid = 98 WHERE id = 12",
+    "UPDATE o SET cid = 3 WHERE id = 12",
+    "INSERT INTO n VALUES (43, 1, 2)",  # both columns together
+    "INSERT INTO n VALUES (43, 1, NULL)",
+    "DELETE FROM c WHERE id = 1",  # ON DELETE CASCADE
+    "SELECT * FROM o ORDER BY id",
+    "DELETE FROM c WHERE id = 2",  # NO ACTION: r still references it
+    "UPDATE c SET id = 22 WHERE id = 2",
+    "UPDATE c SET name = 'bb' WHERE id = 2",  # the key does not change: nothing to check
+    "UPDATE c SET id = 55 WHERE id = 5",  # ON UPDATE CASCADE into s
+    "SELECT * FROM s ORDER BY id",
+    "DELETE FROM c WHERE id = 55",  # ON DELETE SET DEFAULT: s.cid = 4
+    "SELECT * FROM s ORDER BY id",
+    "DELETE FROM c WHERE id = 4",  # now referenced by s (NO ACTION on s? no: SET DEFAULT to 4 fails)
+    "DELETE FROM pair WHERE x = 1",  # ON DELETE SET NULL on both columns
+    "SELECT * FROM n ORDER BY id",
+    "DELETE FROM tree WHERE id = 1",  # cascades down the tree
+    "SELECT * FROM tree ORDER BY id",
+    "DELETE FROM r",
+    "DELETE FROM c WHERE id = 2",
+    "SELECT * FROM c ORDER BY id",
+    "SELECT * FROM o ORDER BY id",
+]
+
+
+def _run(execute: Any, script: list[str]) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    for stmt in script:
+        try:
+            out.append(("ok", execute(stmt)))
+        except (psycopg.Error, heliosdb.Error) as exc:
+            diag = getattr(exc, "diag", None)
+            message = diag.message_primary if diag is not None else getattr(exc, "message", None)
+            detail = diag.message_detail if diag is not None else getattr(exc, "detail", None)
+            out.append(("error", exc.sqlstate, message, detail))
+    return out
+
+
+def _helios(conn: heliosdb.Connection) -> Any:
+    cur = conn.cursor()
+
+    def execute(stmt: str) -> Any:
+        cur.execute(stmt)
+        return cur.fetchall() if cur.description else cur.rowcount
+
+    return execute
+
+
+@pytest.fixture
+def expected(helios_instance: Any, admin: psycopg.Connection, dbname: str) -> list[tuple[Any, ...]]:
+    plain = f"{dbname}_plain"
+    admin.execute(f'CREATE DATABASE "{plain}"')
+    try:
+        with psycopg.connect(**helios_instance.conninfo(plain), autocommit=True) as pg:
+
+            def execute(stmt: str) -> Any:
+                cur = pg.execute(stmt)
+                return cur.fetchall() if cur.description else cur.rowcount
+
+            for stmt in SETUP:
+                execute(stmt)
+            return _run(execute, SCRIPT)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{plain}" WITH (FORCE)')
+
+
+def test_foreign_keys_on_main_and_on_inheriting_branches(conn: heliosdb.Connection, connect: Any,
+                                                         expected: list[tuple[Any, ...]]) -> None:
+    main = _helios(conn)
+    for stmt in SETUP:
+        main(stmt)
+    main("CREATE DATABASE BRANCH child")
+    child = connect("child")
+    _helios(child)("CREATE DATABASE BRANCH grandchild")
+    before = [main(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("c", "o", "s", "n", "tree")]
+    for name in ("grandchild", "child", "main"):
+        got = _run(_helios(connect(name)), SCRIPT)
+        for stmt, want, have in zip(SCRIPT, expected, got, strict=True):
+            assert have == want, (name, stmt)
+        if name == "grandchild":  # its parent still sees its own rows
+            assert [_helios(child)(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("c", "o", "s", "n", "tree")] == before
+    assert expected[0][1] == "23503" and expected[6] == ("ok", 1)  # the script exercises what it claims
+
+
+def test_branch_rows_keep_their_keys_inherited_from_the_fork(conn: heliosdb.Connection, connect: Any) -> None:
+    main = _helios(conn)
+    for stmt in SETUP:
+        main(stmt)
+    main("CREATE DATABASE BRANCH dev")
+    main("DELETE FROM r")
+    main("DELETE FROM c WHERE id = 2")  # on main only: dev still has c 2, and r 20 referencing it
+    dev = _helios(connect("dev"))
+    with pytest.raises(heliosdb.Error) as exc:
+        dev("DELETE FROM c WHERE id = 2")
+    assert exc.value.sqlstate == "23503"
+    dev("INSERT INTO o VALUES (13, 2)")  # the key exists on dev
+    assert dev("SELECT cid FROM o WHERE id = 13") == [(2,)]
+    with pytest.raises(heliosdb.Error) as exc:
+        main("INSERT INTO o VALUES (13, 2)")
+    assert exc.value.sqlstate == "23503"
+
+
+@pytest.mark.parametrize("where", ["main", "dev"])
+def test_drop_table_a_foreign_key_depends_on(conn: heliosdb.Connection, connect: Any, where: str) -> None:
+    main = _helios(conn)
+    main("CREATE TABLE c (id int PRIMARY KEY)")
+    main("CREATE TABLE o (id int PRIMARY KEY, cid int REFERENCES c(id))")
+    main("INSERT INTO c VALUES (1)")
+    main("CREATE DATABASE BRANCH dev")
+    run = _helios(connect(where))
+    with pytest.raises(heliosdb.Error) as exc:
+        run("DROP TABLE c")
+    assert (exc.value.sqlstate, exc.value.message) == ("2BP01", "cannot drop table c because other objects depend on it")
+    run("INSERT INTO o VALUES (1, 1)")
+    run("DROP TABLE c CASCADE")  # the constraint goes with it: o takes any key now
+    run("INSERT INTO o VALUES (2, 7)")
+    assert run("SELECT id, cid FROM o ORDER BY id") == [(1, 1), (2, 7)]
+    other = _helios(connect("dev" if where == "main" else "main"))
+    with pytest.raises(heliosdb.Error) as exc:  # the other branch keeps its table and its constraint
+        other("INSERT INTO o VALUES (3, 7)")
+    assert exc.value.sqlstate == "23503"
+
+
+def test_renamed_tables_keep_their_rows_and_keys_on_a_branch(conn: heliosdb.Connection, connect: Any) -> None:
+    main = _helios(conn)
+    main("CREATE TABLE p (id int PRIMARY KEY)")
+    main("CREATE TABLE q (id int PRIMARY KEY, pid int REFERENCES p)")
+    main("CREATE DATABASE BRANCH dev")
+    dev = _helios(connect("dev"))
+    dev("ALTER TABLE p RENAME TO pp")
+    dev("INSERT INTO pp VALUES (1)")  # used to fail: the write trigger still named the old view (42P01)
+    dev("INSERT INTO q VALUES (1, 1)")
+    dev("ALTER TABLE q RENAME TO qq")
+    with pytest.raises(heliosdb.Error) as exc:
+        dev("DELETE FROM pp")
+    assert (exc.value.sqlstate, exc.value.detail) == ("23503", 'Key (id)=(1) is still referenced from table "qq".')
+    with pytest.raises(heliosdb.Error) as exc:
+        dev("INSERT INTO qq VALUES (2, 2)")
+    assert exc.value.detail == 'Key (pid)=(2) is not present in table "pp".'
+    assert main("SELECT count(*) FROM p") == [(0,)]
