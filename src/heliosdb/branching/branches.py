@@ -12,6 +12,7 @@ from heliosdb import errors
 from heliosdb.branching import layout
 from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch, get_branch_by_id
 from heliosdb.sql import statements as st
+from heliosdb.sql.names import quote_ident
 from heliosdb.temporal.resolver import resolve_point
 
 if TYPE_CHECKING:
@@ -221,7 +222,34 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
         from heliosdb.mv.storage import inherit
 
         views = inherit(conn, branch)  # materialized views first: plain views may read them
+        _copy_user_functions(conn, parent, branch)  # before the views: a view may call one
         _copy_user_views(conn, parent, branch, {v.name for v in snap.tables.values()} | {m.name for m in views})
+
+
+def _copy_user_functions(conn: psycopg.Connection[Any], parent: Branch, branch: Branch) -> None:
+    """Functions and procedures the user created on the parent exist on the child too.
+
+    Copied into the child's schema, as views are: their bodies name tables unqualified, so on the
+    child they read the child's tables. Aggregates and extensions' functions are not copied.
+    """
+    while not parent.built and parent.parent_id is not None:
+        parent = get_branch_by_id(conn, parent.parent_id)
+    rows = conn.execute(
+        # the schema as pg_get_functiondef writes it (quoted only where needed)
+        """SELECT p.pronamespace::regnamespace::text, pg_get_functiondef(p.oid) FROM pg_proc p
+           WHERE p.pronamespace = to_regnamespace(%s) AND p.prokind IN ('f', 'p')
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                             AND d.objid = p.oid AND d.deptype = 'e')
+           ORDER BY p.oid""",
+        (quote_ident(parent.user_schema),),
+    ).fetchall()
+    dst = quote_ident(branch.user_schema)
+    for src, definition in rows:
+        # the header names the function with its schema: "CREATE OR REPLACE FUNCTION public.f(...)"
+        head, sep, rest = definition.partition(src + ".")
+        if not sep or "\n" in head:
+            continue
+        conn.execute(head + dst + "." + rest)  # type: ignore[arg-type]
 
 
 def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, table_names: set[str]) -> None:
@@ -248,7 +276,8 @@ def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Bran
                 continue
             conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(sql.Identifier(branch.user_schema, name), sql.SQL(definition)))
     finally:
-        conn.execute("SELECT set_config('search_path', %s, true)", (saved,))
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:  # else: the error is what matters
+            conn.execute("SELECT set_config('search_path', %s, true)", (saved,))
 
 
 # -- ALTER -----------------------------------------------------------------------------
