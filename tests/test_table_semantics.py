@@ -108,3 +108,24 @@ def test_functions_from_the_parent_work_on_a_branch_over_its_rows(conn: heliosdb
     dc.execute("CREATE DATABASE BRANCH dev2")
     assert rows(connect("dev2"), "SELECT total(), (SELECT count(*) FROM t)") == [(15, 2)]
     assert rows(conn, "SELECT total(), (SELECT s FROM tv), (SELECT count(*) FROM t)") == [(10, 10, 1)]
+
+
+def test_generated_always_identity_refuses_given_values_on_a_branch(conn: heliosdb.Connection, connect) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE g (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text)")
+    cur.execute("INSERT INTO g (v) VALUES ('a')")
+    cur.execute("CREATE DATABASE BRANCH dev")
+    for c in (conn, connect("dev")):  # main natively, the branch in its write trigger: the same answers
+        k = c.cursor()
+        k.execute("INSERT INTO g VALUES (DEFAULT, 'b') RETURNING v")
+        assert k.fetchall() == [("b",)]
+        for stmt, message in (("INSERT INTO g VALUES (50, 'x')", 'cannot insert a non-DEFAULT value into column "id"'),
+                              ("UPDATE g SET id = 7 WHERE v = 'a'", 'column "id" can only be updated to DEFAULT')):
+            try:
+                k.execute(stmt)
+                raise AssertionError(f"{stmt} was accepted")
+            except heliosdb.Error as exc:
+                assert (exc.sqlstate, exc.message) == ("428C9", message), stmt
+        k.execute("UPDATE g SET v = 'aa' WHERE v = 'a'")
+        # the sequence is shared by the branches (sql-reference.md): dev's row gets the next value after main's
+        assert rows(c, "SELECT v, id < 50 FROM g ORDER BY id") == [("aa", True), ("b", True)]

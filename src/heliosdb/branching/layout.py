@@ -544,7 +544,9 @@ def view_statements(
     ]
     for c in version.columns:
         if c.default or or_replace:
-            default = sql.SQL("SET DEFAULT {}").format(sql.SQL(c.default)) if c.default else sql.SQL("DROP DEFAULT")
+            # GENERATED ALWAYS: no view default, so the write trigger tells a given value from none
+            given = c.default and c.identity != "a"
+            default = sql.SQL("SET DEFAULT {}").format(sql.SQL(c.default)) if given else sql.SQL("DROP DEFAULT")
             out.append(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} {d}").format(v=user_view, c=I(c.name), d=default))
     fn = q(branch.phys_schema, version.name + "__w")
     out.append(write_function_sql(fn, branch, info, version, internal, names, snap.br_columns[info.id],
@@ -686,6 +688,17 @@ def write_function_sql(
                     L(op), sql.SQL("\n            ").join(refuse)))
             fk_after[op] = foreign_keys.action_sql(branch, referencing, op, where, refuse=False)
     checks: list[sql.Composable] = []
+    for c in version.columns:  # GENERATED ALWAYS AS IDENTITY: only the sequence writes it (PostgreSQL's 428C9)
+        if c.identity == "a" and c.default:
+            checks.append(sql.SQL(
+                "IF TG_OP = 'INSERT' AND NEW.{c} IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '428C9', "
+                "MESSAGE = {mi}, DETAIL = {d}, HINT = 'Use OVERRIDING SYSTEM VALUE to override.'; END IF;\n        "
+                "IF TG_OP = 'UPDATE' AND NEW.{c} IS DISTINCT FROM OLD.{c} THEN RAISE EXCEPTION USING "
+                "ERRCODE = '428C9', MESSAGE = {mu}, DETAIL = {d}; END IF;\n        "
+                "IF TG_OP = 'INSERT' THEN NEW.{c} := {default}; END IF;"
+            ).format(c=I(c.name), default=sql.SQL(c.default), d=L(f'Column "{c.name}" is an identity column defined as GENERATED ALWAYS.'),
+                     mi=L(f'cannot insert a non-DEFAULT value into column "{c.name}"'),
+                     mu=L(f'column "{c.name}" can only be updated to DEFAULT')))
     for c in version.columns:  # stored generated columns: computed from the row, as PostgreSQL does
         if c.generated:
             checks.append(sql.SQL("NEW.{c} := (SELECT ({e})::{t} FROM (SELECT {row}) _r);").format(
