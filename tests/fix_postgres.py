@@ -80,3 +80,13 @@ def connect(helios_data_dir: Path, dbname: str) -> Iterator[object]:
     for c in opened:
         if not c.closed:
             c.close()
+
+
+@pytest.fixture
+def plain(helios_instance: Instance, admin: psycopg.Connection, dbname: str) -> Iterator[psycopg.Connection]:
+    """A plain PostgreSQL database beside the test's HeliosDB one (autocommit): the reference."""
+    name = f"{dbname}_plain"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(**helios_instance.conninfo(name), autocommit=True) as conn:  # type: ignore[arg-type]
+        yield conn
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 import heliosdb
+from tests.compare_support import helios_executor, outcomes, psycopg_executor
 
 SETUP = [
     "CREATE TABLE c (id int PRIMARY KEY, name text)",
@@ -58,73 +59,40 @@ SCRIPT = [
 ]
 
 
-def _run(execute: Any, script: list[str]) -> list[tuple[Any, ...]]:
-    out: list[tuple[Any, ...]] = []
-    for stmt in script:
-        try:
-            out.append(("ok", execute(stmt)))
-        except (psycopg.Error, heliosdb.Error) as exc:
-            diag = getattr(exc, "diag", None)
-            message = diag.message_primary if diag is not None else getattr(exc, "message", None)
-            detail = diag.message_detail if diag is not None else getattr(exc, "detail", None)
-            out.append(("error", exc.sqlstate, message, detail))
-    return out
-
-
-def _helios(conn: heliosdb.Connection) -> Any:
-    cur = conn.cursor()
-
-    def execute(stmt: str) -> Any:
-        cur.execute(stmt)
-        return cur.fetchall() if cur.description else cur.rowcount
-
-    return execute
-
-
 @pytest.fixture
-def expected(helios_instance: Any, admin: psycopg.Connection, dbname: str) -> list[tuple[Any, ...]]:
-    plain = f"{dbname}_plain"
-    admin.execute(f'CREATE DATABASE "{plain}"')
-    try:
-        with psycopg.connect(**helios_instance.conninfo(plain), autocommit=True) as pg:
-
-            def execute(stmt: str) -> Any:
-                cur = pg.execute(stmt)
-                return cur.fetchall() if cur.description else cur.rowcount
-
-            for stmt in SETUP:
-                execute(stmt)
-            return _run(execute, SCRIPT)
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{plain}" WITH (FORCE)')
+def expected(plain: psycopg.Connection) -> list[tuple[Any, ...]]:
+    execute = psycopg_executor(plain)
+    for stmt in SETUP:
+        execute(stmt)
+    return outcomes(execute, SCRIPT)
 
 
 def test_foreign_keys_on_main_and_on_inheriting_branches(conn: heliosdb.Connection, connect: Any,
                                                          expected: list[tuple[Any, ...]]) -> None:
-    main = _helios(conn)
+    main = helios_executor(conn)
     for stmt in SETUP:
         main(stmt)
     main("CREATE DATABASE BRANCH child")
     child = connect("child")
-    _helios(child)("CREATE DATABASE BRANCH grandchild")
+    helios_executor(child)("CREATE DATABASE BRANCH grandchild")
     before = [main(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("c", "o", "s", "n", "tree")]
     for name in ("grandchild", "child", "main"):
-        got = _run(_helios(connect(name)), SCRIPT)
+        got = outcomes(helios_executor(connect(name)), SCRIPT)
         for stmt, want, have in zip(SCRIPT, expected, got, strict=True):
             assert have == want, (name, stmt)
         if name == "grandchild":  # its parent still sees its own rows
-            assert [_helios(child)(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("c", "o", "s", "n", "tree")] == before
+            assert [helios_executor(child)(f"SELECT * FROM {t} ORDER BY 1, 2") for t in ("c", "o", "s", "n", "tree")] == before
     assert expected[0][1] == "23503" and expected[6] == ("ok", 1)  # the script exercises what it claims
 
 
 def test_branch_rows_keep_their_keys_inherited_from_the_fork(conn: heliosdb.Connection, connect: Any) -> None:
-    main = _helios(conn)
+    main = helios_executor(conn)
     for stmt in SETUP:
         main(stmt)
     main("CREATE DATABASE BRANCH dev")
     main("DELETE FROM r")
     main("DELETE FROM c WHERE id = 2")  # on main only: dev still has c 2, and r 20 referencing it
-    dev = _helios(connect("dev"))
+    dev = helios_executor(connect("dev"))
     with pytest.raises(heliosdb.Error) as exc:
         dev("DELETE FROM c WHERE id = 2")
     assert exc.value.sqlstate == "23503"
@@ -137,12 +105,12 @@ def test_branch_rows_keep_their_keys_inherited_from_the_fork(conn: heliosdb.Conn
 
 @pytest.mark.parametrize("where", ["main", "dev"])
 def test_drop_table_a_foreign_key_depends_on(conn: heliosdb.Connection, connect: Any, where: str) -> None:
-    main = _helios(conn)
+    main = helios_executor(conn)
     main("CREATE TABLE c (id int PRIMARY KEY)")
     main("CREATE TABLE o (id int PRIMARY KEY, cid int REFERENCES c(id))")
     main("INSERT INTO c VALUES (1)")
     main("CREATE DATABASE BRANCH dev")
-    run = _helios(connect(where))
+    run = helios_executor(connect(where))
     with pytest.raises(heliosdb.Error) as exc:
         run("DROP TABLE c")
     assert (exc.value.sqlstate, exc.value.message) == ("2BP01", "cannot drop table c because other objects depend on it")
@@ -150,18 +118,18 @@ def test_drop_table_a_foreign_key_depends_on(conn: heliosdb.Connection, connect:
     run("DROP TABLE c CASCADE")  # the constraint goes with it: o takes any key now
     run("INSERT INTO o VALUES (2, 7)")
     assert run("SELECT id, cid FROM o ORDER BY id") == [(1, 1), (2, 7)]
-    other = _helios(connect("dev" if where == "main" else "main"))
+    other = helios_executor(connect("dev" if where == "main" else "main"))
     with pytest.raises(heliosdb.Error) as exc:  # the other branch keeps its table and its constraint
         other("INSERT INTO o VALUES (3, 7)")
     assert exc.value.sqlstate == "23503"
 
 
 def test_renamed_tables_keep_their_rows_and_keys_on_a_branch(conn: heliosdb.Connection, connect: Any) -> None:
-    main = _helios(conn)
+    main = helios_executor(conn)
     main("CREATE TABLE p (id int PRIMARY KEY)")
     main("CREATE TABLE q (id int PRIMARY KEY, pid int REFERENCES p)")
     main("CREATE DATABASE BRANCH dev")
-    dev = _helios(connect("dev"))
+    dev = helios_executor(connect("dev"))
     dev("ALTER TABLE p RENAME TO pp")
     dev("INSERT INTO pp VALUES (1)")  # used to fail: the write trigger still named the old view (42P01)
     dev("INSERT INTO q VALUES (1, 1)")

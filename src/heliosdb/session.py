@@ -112,6 +112,13 @@ def is_write(stmt: str) -> bool:
     return words.startswith("WITH") and bool(_WRITE_IN_CTE.search(stmt))
 
 
+# The rows an INSERT ... ON CONFLICT DO UPDATE on an inherited table inserted or updated so far
+# (the branch's write trigger refuses a second one with 21000); emptied after each statement.
+_OC_ROWS = sql.SQL(
+    "DO $$ BEGIN IF to_regclass('pg_temp._hdb_oc_rows') IS NULL THEN "
+    "CREATE TEMP TABLE _hdb_oc_rows (rid bigint PRIMARY KEY); END IF; END $$;\n"
+)
+
 @dataclass(frozen=True, slots=True)
 class StatementInfo:
     """What the session needs to know about a statement's text before running it."""
@@ -469,25 +476,33 @@ class Session:
             # the branch serialize instead of overwriting each other's updates.
             if params is not None:
                 stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
-            from heliosdb.branching.upsert import split_upsert
+            from heliosdb.branching.upsert import constraint_columns, split_upsert
 
             lock = sql.SQL("SELECT heliosdb.txn_lsn({});\n").format(sql.Literal(self.branch.id))
             upsert = split_upsert(self, stmt)
             if upsert is None:
-                self._prefixed(cur, lock, stmt)
+                self._prefixed(cur, lock, constraint_columns(self, stmt))
                 cur.nextset()
             else:
                 on = sql.SQL("SELECT set_config('heliosdb.on_conflict', {}, true);\n").format(sql.Literal(upsert[1]))
                 off = sql.SQL(";\nSELECT set_config('heliosdb.on_conflict', '', true)")
+                skip = 2  # the results in front of the statement's
+                if '"action": "update"' in upsert[1]:  # the rows it wrote, for the trigger's 21000 check
+                    on, skip = on + _OC_ROWS, 3
+                    off = sql.SQL(";\nDELETE FROM pg_temp._hdb_oc_rows") + off
                 self._prefixed(cur, lock + on, upsert[0], off)
-                cur.nextset()
-                cur.nextset()
+                for _ in range(skip):
+                    cur.nextset()
                 status, rowcount, desc = cur.statusmessage, cur.rowcount, cur.description
                 rows = cur.fetchall() if desc else None
                 cur.nextset()
                 held = _Rows(desc, rows) if rows is not None else None
                 return Result(status=status or "", cursor=held, rowcount=rowcount)  # type: ignore[arg-type]
         else:
+            if write:
+                from heliosdb.branching.upsert import constraint_columns
+
+                stmt = constraint_columns(self, stmt)
             cur.execute(stmt, params)
         return Result(None, cur, cur.rowcount, None, cur.pgresult)
 

@@ -725,6 +725,7 @@ def write_function_sql(
                 )
             )
     uniques: list[sql.Composable] = []
+    arbiters: list[sql.Composable] = []
     for con in version.constraints:
         if con.kind in ("p", "u") and con.cols:
             match = sql.SQL(" AND ").join(sql.SQL("s.{c} = NEW.{c}").format(c=I(c)) for c in con.cols)
@@ -734,14 +735,26 @@ def write_function_sql(
                 f"quote_ident(_hdb_oc->>'alias') || '.' || {quote_literal(quote_ident(c))} || ' = excluded.' || {quote_literal(quote_ident(c))}"
                 for c in con.cols
             )
-            uniques.append(
+            # ON CONFLICT: the statement's arbiter constraints are checked first (all of them, before
+            # any other unique constraint), as PostgreSQL's speculative insertion does
+            arbiter = sql.SQL(
+                "(_hdb_oc IS NOT NULL AND coalesce(_hdb_oc->'keys' IS NULL AND _hdb_oc->'constraint' IS NULL "
+                "OR _hdb_oc->'keys' = {keys}::jsonb OR _hdb_oc->>'constraint' = {cn}, false))").format(keys=L(json.dumps(con.cols)), cn=L(con.name))
+            arbiters.append(
                 sql.SQL(
-                    "IF {nn} AND EXISTS (SELECT 1 FROM {iv} s WHERE {m} AND (_hdb_rid IS NULL OR s._hdb_rowid <> _hdb_rid)) "
-                    "THEN\n"
-                    "  _hdb_oc := nullif(current_setting('heliosdb.on_conflict', true), '')::jsonb;\n"
-                    "  IF TG_OP = 'INSERT' AND _hdb_oc IS NOT NULL AND (_hdb_oc->'keys' IS NULL OR _hdb_oc->'keys' = {keys}::jsonb "
-                    "OR _hdb_oc->>'constraint' = {cn}) THEN\n"
+                    "IF {arb} AND {nn} THEN\n"
+                    "  _hdb_hit := NULL;\n"
+                    "  SELECT s._hdb_rowid INTO _hdb_hit FROM {iv} s WHERE {m} AND (_hdb_rid IS NULL OR s._hdb_rowid <> _hdb_rid) "
+                    "LIMIT 1;\n"
+                    "  IF _hdb_hit IS NOT NULL THEN\n"
                     "    IF _hdb_oc->>'action' = 'nothing' THEN RETURN NULL; END IF;\n"
+                    # a row this statement inserted or updated already: PostgreSQL's 21000
+                    "    INSERT INTO pg_temp._hdb_oc_rows VALUES (_hdb_hit) ON CONFLICT DO NOTHING;\n"
+                    "    GET DIAGNOSTICS _hdb_n = ROW_COUNT;\n"
+                    "    IF _hdb_n = 0 THEN RAISE EXCEPTION USING ERRCODE = '21000', "
+                    "MESSAGE = 'ON CONFLICT DO UPDATE command cannot affect row a second time', "
+                    "HINT = 'Ensure that no rows proposed for insertion within the same command have duplicate "
+                    "constrained values.'; END IF;\n"
                     "    EXECUTE format('UPDATE %s AS %I SET %s FROM (SELECT ($1).*) AS excluded WHERE %s AND (%s) "
                     "RETURNING %I.*', {uv}, _hdb_oc->>'alias', _hdb_oc->>'set', {mt}, coalesce(_hdb_oc->>'where', 'true'), "
                     "_hdb_oc->>'alias') INTO NEW USING NEW;\n"
@@ -749,15 +762,21 @@ def write_function_sql(
                     "    IF _hdb_n = 0 THEN RETURN NULL; END IF;\n"
                     "    RETURN NEW;\n"
                     "  END IF;\n"
-                    "  RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
+                    "END IF;"
+                ).format(arb=arbiter, nn=notnull, iv=internal, m=match, mt=sql.SQL(match_text),
+                         uv=L(f"{quote_ident(branch.user_schema)}.{quote_ident(version.name)}"))
+            )
+            uniques.append(
+                sql.SQL(
+                    "IF NOT {arb} AND {nn} AND EXISTS (SELECT 1 FROM {iv} s WHERE {m} "
+                    "AND (_hdb_rid IS NULL OR s._hdb_rowid <> _hdb_rid)) THEN "
+                    "RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
                     "DETAIL = 'Key (' || {cols} || ')=(' || {kt} || ') already exists.', "
                     "CONSTRAINT = {cn}, {where}; END IF;"
                 ).format(
-                    nn=notnull, iv=internal, m=match, where=where,
+                    arb=arbiter, nn=notnull, iv=internal, m=match, where=where,
                     msg=L(f'duplicate key value violates unique constraint "{con.name}"'),
                     cols=L(", ".join(con.cols)), kt=key_text, cn=L(con.name),
-                    keys=L(json.dumps(con.cols)), uv=L(f"{quote_ident(branch.user_schema)}.{quote_ident(version.name)}"),
-                    mt=sql.SQL(match_text),
                 )
             )
     for con in version.constraints:
@@ -789,6 +808,7 @@ DECLARE
     _hdb_rid bigint;
     _hdb_c bigint;
     _hdb_oc jsonb;
+    _hdb_hit bigint;
     _hdb_n bigint;
 BEGIN
     IF TG_OP <> 'INSERT' THEN
@@ -797,11 +817,18 @@ BEGIN
     END IF;
     IF TG_OP <> 'DELETE' THEN
         {checks}
+        IF TG_OP = 'INSERT' THEN
+            _hdb_oc := nullif(current_setting('heliosdb.on_conflict', true), '')::jsonb;
+        END IF;
+        {arbiters}
         {uniques}
         {fk_checks}
     END IF;
     IF TG_OP = 'INSERT' THEN
         _hdb_rid := nextval('heliosdb.rowid_seq');
+        IF _hdb_oc->>'action' = 'update' THEN  -- a later row of the statement must not update this one
+            INSERT INTO pg_temp._hdb_oc_rows VALUES (_hdb_rid);
+        END IF;
     ELSE
         {fk_refuse}
     END IF;
@@ -823,6 +850,7 @@ END $f$"""
     ).format(
         fn=fn, b=b, lookup=_row_lookup(b, info, version, internal, names, find, inherited),
         checks=sql.SQL("\n        ").join(checks), uniques=sql.SQL("\n        ").join(uniques),
+        arbiters=sql.SQL("\n        ").join(arbiters),
         fk_checks=sql.SQL("\n        ").join(fk_checks), fk_refuse=sql.SQL("\n        ").join(fk_refuse),
         fk_after_delete=sql.SQL("\n        ").join(fk_after["DELETE"]),
         # an INSERT never has referencing rows: only an UPDATE that changed the key (see action_sql)

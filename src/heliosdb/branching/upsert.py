@@ -15,10 +15,46 @@ from typing import TYPE_CHECKING
 import sqlglot
 from sqlglot import exp
 
+from heliosdb import errors
+
 if TYPE_CHECKING:
     from heliosdb.session import Session
 
 _ON_CONFLICT = re.compile(r"\bON\s+CONFLICT\b", re.IGNORECASE)
+_PARAMS = re.compile(r"%(?:\(\w+\))?s")
+_ON_CONSTRAINT = re.compile(r"\bON\s+CONFLICT\s+ON\s+CONSTRAINT\s+(\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)", re.IGNORECASE)
+
+
+def constraint_columns(session: Session, stmt: str) -> str:
+    """`ON CONFLICT ON CONSTRAINT name` -> `ON CONFLICT (its columns)`, for a table rooted on this branch.
+
+    The user's object there is a view over the root relation, and PostgreSQL looks the
+    constraint up on the view (42704); the column list finds the same unique index.
+    """
+    m = _ON_CONSTRAINT.search(stmt)
+    if m is None:
+        return stmt
+    from heliosdb.catalog.model import chain, find_table, table_info
+
+    try:  # only the target is needed: query parameters may stand anywhere else
+        tree = sqlglot.parse_one(_PARAMS.sub("NULL", stmt), read="postgres")
+    except sqlglot.errors.ParseError:
+        return stmt
+    target = tree.this.this if isinstance(tree, exp.Insert) and isinstance(tree.this, exp.Schema) else tree.this
+    if not isinstance(tree, exp.Insert) or not isinstance(target, exp.Table):
+        return stmt
+    if target.db and target.db != session.branch.user_schema:
+        return stmt
+    version = find_table(session.conn, chain(session.conn, session.branch.id), target.name)
+    if version is None or table_info(session.conn, version.table_id).root_branch != session.branch.id:
+        return stmt
+    word = m.group(1)
+    name = word[1:-1].replace('""', '"') if word.startswith('"') else word.lower()
+    con = next((c for c in version.constraints if c.name == name and c.kind in ("p", "u") and c.cols), None)
+    if con is None:
+        return stmt
+    cols = ", ".join('"' + c.replace('"', '""') + '"' for c in con.cols)
+    return stmt[: m.start()] + f"ON CONFLICT ({cols})" + stmt[m.end() :]
 
 
 def split_upsert(session: Session, stmt: str) -> tuple[str, str] | None:
@@ -50,6 +86,8 @@ def split_upsert(session: Session, stmt: str) -> tuple[str, str] | None:
         spec["keys"] = [k.this.name if isinstance(k, exp.Ordered) else k.name for k in keys]
     if conflict.args.get("constraint") is not None:
         spec["constraint"] = conflict.args["constraint"].name
+        if not any(c.name == spec["constraint"] and c.kind in ("p", "u") for c in version.constraints):
+            raise errors.UndefinedObject(f'constraint "{spec["constraint"]}" for table "{target.name}" does not exist')
     if action == "update":
         sets = []
         for eq in conflict.expressions:
