@@ -40,8 +40,16 @@ class ForeignKey:
 
 def _referenced(snap: Snapshot, ref: dict[str, str]) -> TableVersion | None:
     """The table an FK's JSON names, as the branch sees it (None: not there, e.g. dropped on the branch)."""
-    found = [v for v in snap.tables.values() if not v.dropped and snap.info[v.table_id].phys_name == ref["table"]
-             and snap.info[v.table_id].phys_schema == ref.get("schema", snap.info[v.table_id].phys_schema)]
+    by_name: dict[str, list[TableVersion]] | None = getattr(snap, "_hdb_by_phys_name", None)
+    if by_name is None:
+        by_name = {}
+        for v in snap.tables.values():
+            if not v.dropped:
+                by_name.setdefault(snap.info[v.table_id].phys_name, []).append(v)
+        snap._hdb_by_phys_name = by_name  # type: ignore[attr-defined]
+    # older catalogs recorded the name only: then it must be unambiguous
+    found = [v for v in by_name.get(ref["table"], [])
+             if snap.info[v.table_id].phys_schema == ref.get("schema", snap.info[v.table_id].phys_schema)]
     return found[0] if len(found) == 1 else None
 
 
@@ -59,14 +67,26 @@ def _foreign_keys(snap: Snapshot, version: TableVersion) -> list[ForeignKey]:
     return out
 
 
+def _by_parent(snap: Snapshot) -> dict[int, list[ForeignKey]]:
+    """Every visible foreign key by referenced table, once per snapshot (a branch's build asks per table)."""
+    index: dict[int, list[ForeignKey]] | None = getattr(snap, "_hdb_fk_by_parent", None)
+    if index is None:
+        index = {}
+        for v in snap.tables.values():
+            if not v.dropped:
+                for fk in _foreign_keys(snap, v):
+                    index.setdefault(fk.parent.table_id, []).append(fk)
+        snap._hdb_fk_by_parent = index  # type: ignore[attr-defined]
+    return index
+
+
 def outgoing(snap: Snapshot, version: TableVersion) -> list[ForeignKey]:
     return _foreign_keys(snap, version)
 
 
 def incoming(snap: Snapshot, version: TableVersion) -> list[ForeignKey]:
     """Every visible table's foreign keys that reference `version`'s table."""
-    return [fk for v in snap.tables.values() if not v.dropped
-            for fk in _foreign_keys(snap, v) if fk.parent.table_id == version.table_id]
+    return list(_by_parent(snap).get(version.table_id, []))
 
 
 def _key_text(rec: str, cols: list[str]) -> sql.Composable:

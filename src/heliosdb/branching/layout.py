@@ -681,12 +681,19 @@ def write_function_sql(
     if snap is not None:
         fk_checks = foreign_keys.check_sql(snap, branch, foreign_keys.outgoing(snap, version), where)
         referencing = foreign_keys.incoming(snap, version)
+        # TRUNCATE on a branch deletes the rows of every table it names at once (tables.py checked
+        # the keys between them first): no row-by-row action then
+        truncating = sql.SQL("current_setting('heliosdb.truncating', true) IS DISTINCT FROM 'on'")
         for op in ("DELETE", "UPDATE"):
+            when = sql.SQL("TG_OP = {}").format(L(op)) + (sql.SQL(" AND ") + truncating if op == "DELETE" else sql.SQL(""))
             refuse = foreign_keys.action_sql(branch, referencing, op, where, refuse=True)
             if refuse:
-                fk_refuse.append(sql.SQL("IF TG_OP = {} THEN\n            {}\n        END IF;").format(
-                    L(op), sql.SQL("\n            ").join(refuse)))
-            fk_after[op] = foreign_keys.action_sql(branch, referencing, op, where, refuse=False)
+                fk_refuse.append(sql.SQL("IF {} THEN\n            {}\n        END IF;").format(
+                    when, sql.SQL("\n            ").join(refuse)))
+            after = foreign_keys.action_sql(branch, referencing, op, where, refuse=False)
+            if after and op == "DELETE":
+                after = [sql.SQL("IF {} THEN {} END IF;").format(truncating, sql.SQL(" ").join(after))]
+            fk_after[op] = after
     checks: list[sql.Composable] = []
     for c in version.columns:  # GENERATED ALWAYS AS IDENTITY: only the sequence writes it (PostgreSQL's 428C9)
         if c.identity == "a" and c.default:

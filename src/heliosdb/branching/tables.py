@@ -9,6 +9,7 @@ applied to the branch's schema version and its views are rebuilt.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
@@ -545,16 +546,51 @@ def _truncate(session: Session, text: str) -> Result:
     if all(_find(session, n.name) is None and _other_relation(session, n) for n in names):
         return _passthrough(session, text)
     with conn.transaction():
+        found = []
         for n in names:
             hit = _find(session, n.name)
             if hit is None:
                 raise _undefined(n.name)
-            version, info = hit
-            if branch.id == info.root_branch:
-                conn.execute(sql.SQL("TRUNCATE {} ").format(I(*info.cur)) + sql.SQL(tail))  # type: ignore[operator]
-            else:
+            found.append(hit[0])
+        snap = Snapshot(conn, chain(conn, branch.id))
+        found = _truncated_with(session, snap, found, cascade=_CASCADE.search(tail) is not None)
+        roots = [snap.info[v.table_id] for v in found if snap.info[v.table_id].root_branch == branch.id]
+        if roots:  # in one statement: PostgreSQL accepts tables that reference each other truncated together
+            conn.execute(sql.SQL("TRUNCATE {} ").format(sql.SQL(", ").join(I(*i.cur) for i in roots))  # type: ignore[operator]
+                         + sql.SQL(_CASCADE.sub("", tail)))
+        inherited = [v for v in found if snap.info[v.table_id].root_branch != branch.id]
+        if inherited:
+            conn.execute("SELECT set_config('heliosdb.truncating', 'on', true)")
+            for version in inherited:
                 conn.execute(sql.SQL("DELETE FROM {}").format(I(branch.user_schema, version.name)))
+            conn.execute("SELECT set_config('heliosdb.truncating', '', true)")
     return _result("TRUNCATE TABLE")
+
+
+_CASCADE = re.compile(r"\bCASCADE\b", re.IGNORECASE)
+
+
+def _truncated_with(session: Session, snap: Snapshot, tables: list[TableVersion], *,
+                    cascade: bool) -> list[TableVersion]:
+    """The tables TRUNCATE empties: the named ones and, with CASCADE, every table referencing one of them.
+
+    Without CASCADE a table outside the list that references one is PostgreSQL's 0A000.
+    """
+    out = {v.table_id: v for v in tables}
+    todo = list(tables)
+    while todo:
+        for fk in foreign_keys.incoming(snap, todo.pop()):
+            if fk.child.table_id in out:
+                continue
+            if not cascade:
+                raise errors.NotSupportedError(
+                    "cannot truncate a table referenced in a foreign key constraint",
+                    detail=f'Table "{fk.child.name}" references "{fk.parent.name}".',
+                    hint=f'Truncate table "{fk.child.name}" at the same time, or use TRUNCATE ... CASCADE.')
+            session.notices.append(f'NOTICE:  truncate cascades to table "{fk.child.name}"')
+            out[fk.child.table_id] = fk.child
+            todo.append(fk.child)
+    return list(out.values())
 
 
 def copy_statement(session: Session, text: str) -> str:
