@@ -129,3 +129,42 @@ def test_generated_always_identity_refuses_given_values_on_a_branch(conn: helios
         k.execute("UPDATE g SET v = 'aa' WHERE v = 'a'")
         # the sequence is shared by the branches (sql-reference.md): dev's row gets the next value after main's
         assert rows(c, "SELECT v, id < 50 FROM g ORDER BY id") == [("aa", True), ("b", True)]
+
+
+ALTER_SETUP = ["CREATE TABLE t (id int PRIMARY KEY, v int, w text CHECK (w <> 'bad'))",
+               "INSERT INTO t VALUES (1, 1, NULL)"]
+ALTER_SCRIPT = [
+    "ALTER TABLE t ALTER COLUMN v SET DEFAULT 7",
+    "ALTER TABLE t ALTER v SET NOT NULL",
+    "ALTER TABLE t ALTER COLUMN w SET NOT NULL",  # a row has NULL there
+    "ALTER TABLE t ALTER COLUMN id DROP NOT NULL",  # the primary key
+    "ALTER TABLE t ALTER COLUMN nope SET DEFAULT 1",
+    "ALTER TABLE t ALTER COLUMN v SET DEFAULT 'abc'",
+    "INSERT INTO t (id, w) VALUES (2, 'x')",
+    "INSERT INTO t (id, v, w) VALUES (3, NULL, 'y')",
+    "INSERT INTO t (id, v, w) VALUES (3, 3, 'bad')",
+    "ALTER TABLE t ALTER COLUMN v DROP DEFAULT, ALTER COLUMN v DROP NOT NULL",
+    "INSERT INTO t (id, w) VALUES (4, repeat('z', 70))",
+    "UPDATE t SET v = NULL WHERE id = 2",
+    "SELECT id, v, length(w) FROM t ORDER BY id",
+]
+
+
+def test_alter_column_defaults_and_not_null_on_a_branch(plain, conn: heliosdb.Connection, connect) -> None:
+    from tests.compare_support import helios_executor, outcomes, psycopg_executor
+
+    reference = psycopg_executor(plain)
+    for stmt in ALTER_SETUP:
+        reference(stmt)
+    expected = outcomes(reference, ALTER_SCRIPT)
+    assert expected[7][1] == "23502" and expected[7][3] == "Failing row contains (3, null, y)."
+    main = helios_executor(conn)
+    for stmt in ALTER_SETUP:
+        main(stmt)
+    main("CREATE DATABASE BRANCH dev")
+    got = outcomes(helios_executor(connect("dev")), ALTER_SCRIPT)
+    for stmt, want, have in zip(ALTER_SCRIPT, expected, got, strict=True):
+        assert have == want, stmt
+    assert rows(conn, "SELECT id, v, w FROM t") == [(1, 1, None)]  # main keeps its schema
+    conn.cursor().execute("INSERT INTO t (id) VALUES (9)")  # no default and no NOT NULL there
+    assert rows(conn, "SELECT v FROM t WHERE id = 9") == [(None,)]

@@ -27,8 +27,8 @@ I = sql.Identifier  # noqa: E741
 def _unsupported(what: str) -> errors.Error:
     return errors.NotSupportedError(
         f"ALTER TABLE ... {what} is not supported on a branch that inherited the table",
-        hint="Supported there: ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, ADD CONSTRAINT "
-        "(PRIMARY KEY, UNIQUE, CHECK), DROP CONSTRAINT.",
+        hint="Supported there: ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, ALTER COLUMN SET/DROP DEFAULT, "
+        "ALTER COLUMN SET/DROP NOT NULL, ADD CONSTRAINT (PRIMARY KEY, UNIQUE, CHECK), DROP CONSTRAINT.",
     )
 
 
@@ -102,6 +102,8 @@ def alter_inherited(
                 if c.expr:
                     c.expr = re.sub(r"\b" + re.escape(old.name) + r"\b", new.name, c.expr)
             renames.append((old.name, new.name))
+        elif word == "ALTER":
+            _alter_column(session, version, clause, raw)
         else:
             raise _unsupported(raw.split("(")[0][:40])
         i = end + 1
@@ -111,6 +113,36 @@ def alter_inherited(
                 I(schema, version.name), I(old), I(new)))
     save_version(conn, version, lsn)
     layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+
+
+_ALTER_COLUMN = re.compile(r"(?is)^(SET\s+DEFAULT\s+(?P<default>.+)|DROP\s+DEFAULT|SET\s+NOT\s+NULL|DROP\s+NOT\s+NULL)$")
+
+
+def _alter_column(session: Session, version: TableVersion, clause: list[Any], raw: str) -> None:
+    """ALTER [COLUMN] c SET/DROP DEFAULT, SET/DROP NOT NULL: the branch's schema version only."""
+    _, k = skip_words(clause, 1, "COLUMN")
+    name, k = read_name(clause, k)
+    m = _ALTER_COLUMN.match(raw[clause[k].start - clause[0].start :].strip()) if k < len(clause) else None
+    if m is None:
+        raise _unsupported(raw.split("(")[0][:40])
+    col = version.column(name.name)
+    if col is None:
+        raise errors.UndefinedColumn(f'column "{name.name}" of relation "{version.name}" does not exist')
+    action = " ".join(m.group(1).upper().split()[:3])
+    if m.group("default") is not None:
+        col.default = m.group("default").strip()  # checked against the column's type when the views are rebuilt
+    elif action == "DROP DEFAULT":
+        col.default = None
+    elif action == "SET NOT NULL":
+        view = I(session.branch.user_schema, version.name)
+        if session.conn.execute(sql.SQL("SELECT 1 FROM {} WHERE {} IS NULL LIMIT 1").format(
+                view, I(col.name))).fetchone() is not None:
+            raise errors.NotNullViolation(f'column "{col.name}" of relation "{version.name}" contains null values')
+        col.notnull = True
+    else:
+        if col.name in version.key_columns:
+            raise errors.lookup("42P16")(f'column "{col.name}" is in a primary key', sqlstate="42P16")
+        col.notnull = False
 
 
 def _add_column(session: Session, version: TableVersion, info: TableInfo, coldef: str, if_not_exists: bool) -> None:

@@ -610,6 +610,13 @@ def _expression_unique(con: Constraint, version: TableVersion, names: dict[int, 
              keys=L(", ".join(con.keys)), kt=sql.SQL(shown), cn=L(con.name))]
 
 
+def _row_text(version: TableVersion) -> sql.Composable:
+    """NEW as PostgreSQL shows a failing row: "(1, null, abc)", each value cut at 64 characters."""
+    vals = [sql.SQL("coalesce(CASE WHEN length(NEW.{c}::text) > 64 THEN left(NEW.{c}::text, 64) || '...' "
+                    "ELSE NEW.{c}::text END, 'null')").format(c=I(c.name)) for c in version.columns]
+    return sql.SQL("'(' || {} || ')'").format(sql.SQL(" || ', ' || ").join(vals) if vals else sql.SQL("''"))
+
+
 def _new_row(version: TableVersion) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("NEW.{} AS {}").format(I(c.name), I(c.name)) for c in version.columns)
 
@@ -715,19 +722,19 @@ def write_function_sql(
             checks.append(
                 sql.SQL(
                     "IF NEW.{c} IS NULL THEN RAISE EXCEPTION USING ERRCODE = '23502', MESSAGE = {m}, "
-                    "DETAIL = 'Failing row contains ' || NEW::text || '.', {where}, COLUMN = {cn}; END IF;"
+                    "DETAIL = 'Failing row contains ' || {rt} || '.', {where}, COLUMN = {cn}; END IF;"
                 ).format(c=I(c.name), m=L(f'null value in column "{c.name}" of relation "{table}" violates not-null constraint'),
-                         where=where, cn=L(c.name))
+                         where=where, cn=L(c.name), rt=_row_text(version))
             )
     for con in version.constraints:
         if con.kind == "c" and con.expr:
             checks.append(
                 sql.SQL(
                     "IF (SELECT ({e}) FROM (SELECT {row}) _r) IS FALSE THEN RAISE EXCEPTION USING "
-                    "ERRCODE = '23514', MESSAGE = {m}, DETAIL = 'Failing row contains ' || NEW::text || '.', "
+                    "ERRCODE = '23514', MESSAGE = {m}, DETAIL = 'Failing row contains ' || {rt} || '.', "
                     "{where}, CONSTRAINT = {cn}; END IF;"
                 ).format(
-                    e=sql.SQL(con.expr), row=_new_row(version), where=where, cn=L(con.name),
+                    e=sql.SQL(con.expr), row=_new_row(version), where=where, cn=L(con.name), rt=_row_text(version),
                     m=L(f'new row for relation "{table}" violates check constraint "{con.name}"'),
                 )
             )
