@@ -52,9 +52,9 @@ SERVER_SETTINGS = {
 def shared_buffers_mb(total_bytes: int) -> int:
     """A quarter of the machine's memory, between 256 MB and 4 GB (PostgreSQL's own sizing advice).
 
-    Measured (docs/benchmarks.md, session 7): with 256 MB, a table over 64 MB is scanned
-    through a small ring buffer, copying every page from the OS cache on each scan; the root
-    relation's two bookkeeping columns then cost 16-18% on an aggregate instead of 9%.
+    With 256 MB a table over 64 MB is scanned through a small ring buffer, copying every page
+    from the OS cache on each scan: measured 4%-5% slower scans of 1,000,000 rows
+    (docs/benchmarks.md, "Measured in session 7").
     """
     return max(256, min(4096, total_bytes // 4 // (1 << 20)))
 
