@@ -315,3 +315,11 @@ def test_stale_pid_file_naming_an_unrelated_process_does_not_kill_it(data_dir: P
             bystander.kill()
         bystander.wait()
         wait_gone(data_dir)
+
+
+def test_managed_instance_sizes_shared_buffers_to_the_machine(admin) -> None:
+    from heliosdb.storage.instance import shared_buffers_mb
+
+    pages = admin.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]
+    assert pages * 8192 == shared_buffers_mb(psutil.virtual_memory().total) << 20
+    assert shared_buffers_mb(1 << 30) == 256 and shared_buffers_mb(64 << 30) == 4096  # the bounds
