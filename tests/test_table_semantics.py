@@ -168,3 +168,40 @@ def test_alter_column_defaults_and_not_null_on_a_branch(plain, conn: heliosdb.Co
     assert rows(conn, "SELECT id, v, w FROM t") == [(1, 1, None)]  # main keeps its schema
     conn.cursor().execute("INSERT INTO t (id) VALUES (9)")  # no default and no NOT NULL there
     assert rows(conn, "SELECT v FROM t WHERE id = 9") == [(None,)]
+
+
+def test_types_are_shared_by_every_branch(conn: heliosdb.Connection, connect) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')")
+    cur.execute("CREATE DOMAIN posint AS int CHECK (VALUE > 0)")
+    cur.execute("CREATE TABLE t (id posint PRIMARY KEY, m mood)")
+    cur.execute("INSERT INTO t VALUES (1, 'ok')")
+    cur.execute("CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    dc = dev.cursor()
+    # a table the branch creates uses the very type its inherited table has: they compare and join
+    dc.execute("CREATE TABLE u (m mood, n posint)")
+    dc.execute("INSERT INTO u SELECT m, id FROM t WHERE m >= 'ok'::mood")
+    assert rows(dev, "SELECT u.m, t.m = u.m FROM u JOIN t ON t.m = u.m") == [("ok", True)]
+    try:
+        dc.execute("INSERT INTO u VALUES ('ok', 0)")
+        raise AssertionError("the domain's check did not hold on the branch")
+    except heliosdb.Error as exc:
+        assert exc.sqlstate == "23514"
+    dc.execute("CREATE TYPE color AS ENUM ('red')")  # like sequences, types are the database's
+    assert rows(conn, "SELECT 'red'::color::text") == [("red",)]
+
+
+def test_catalog_upgrade_moves_main_types_where_branches_see_them(conn: heliosdb.Connection, connect,
+                                                                  helios_instance, dbname) -> None:
+    import psycopg
+
+    conn.cursor().execute("CREATE TABLE t (id int PRIMARY KEY)")  # the catalog exists
+    with psycopg.connect(**helios_instance.conninfo(dbname), autocommit=True) as raw:
+        raw.execute("CREATE TYPE public.old_mood AS ENUM ('a', 'b')")  # as versions before 8 made them
+        raw.execute("CREATE TABLE public.plain_t (m public.old_mood)")
+        raw.execute("UPDATE heliosdb._meta SET value = '7' WHERE key = 'catalog_version'")
+    fresh = connect()  # upgrades the catalog
+    assert rows(fresh, "SELECT 'b'::old_mood::text, to_regtype('heliosdb_types.old_mood') IS NOT NULL") == [("b", True)]
+    fresh.cursor().execute("CREATE DATABASE BRANCH dev")
+    assert rows(connect("dev"), "SELECT 'a'::old_mood::text") == [("a",)]

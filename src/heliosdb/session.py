@@ -21,7 +21,7 @@ from psycopg import pq, sql
 from heliosdb import errors
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
-from heliosdb.catalog.model import Branch, get_branch, get_branch_by_id
+from heliosdb.catalog.model import TYPES_SCHEMA, Branch, get_branch, get_branch_by_id
 from heliosdb.sql.classify import Kind, classify, has_temporal, head
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
@@ -100,6 +100,8 @@ _IDLE = pq.TransactionStatus.IDLE
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _INERROR = pq.TransactionStatus.INERROR
 _NOTHING = sql.SQL("")
+# CREATE TYPE / CREATE DOMAIN with an unqualified name (group 2)
+_CREATE_TYPE = re.compile(r'\s*CREATE\s+(TYPE|DOMAIN)\s+("(?:[^"]|"")+"|[A-Za-z_][\w$]*)(?![\w$"]|\s*\.)', re.IGNORECASE)
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path))\b", re.IGNORECASE)
 _WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
@@ -273,7 +275,7 @@ class Session:
 
     def _bind(self, branch: Branch, *, local: bool) -> None:
         """Point search_path (and heliosdb.branch) at the branch."""
-        path = sql.Identifier(branch.user_schema).as_string(self.conn)
+        path = branch.search_path
         if local:  # for this transaction: the branch is in use until it ends (DROP refuses it, HD003)
             self.conn.execute(
                 "SELECT set_config('search_path', %s, true), set_config('heliosdb.branch', %s, true), "
@@ -299,8 +301,7 @@ class Session:
         branch = ensure_built(self.conn, branch)
         saved_tx, saved_path = self._tx_branch, self.conn.execute("SELECT current_setting('search_path')").fetchone()
         self._tx_branch = branch
-        path = sql.Identifier(branch.user_schema).as_string(self.conn)
-        self.conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+        self.conn.execute("SELECT set_config('search_path', %s, true)", (branch.search_path,))
         try:
             yield
         finally:
@@ -470,6 +471,8 @@ class Session:
     def _run_passthrough(self, stmt: str, params: Any, write: bool,
                          cursor: psycopg.Cursor[Any] | None = None) -> Result:
         cur = cursor if cursor is not None else self.result_cursor()
+        if (m := _CREATE_TYPE.match(stmt)) is not None:  # the types every branch shares (model.TYPES_SCHEMA)
+            stmt = stmt[: m.start(2)] + TYPES_SCHEMA + "." + stmt[m.start(2) :]
         if write and self.branch.parent_id is not None:
             # Views of inherited tables have no EvalPlanQual: take the branch's write
             # lock before the statement takes its snapshot, so concurrent writers on

@@ -264,13 +264,13 @@ def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Bran
         return
     saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
     try:
-        conn.execute("SELECT set_config('search_path', %s, true)", (sql.Identifier(parent.user_schema).as_string(conn),))
+        conn.execute("SELECT set_config('search_path', %s, true)", (parent.search_path,))
         views = conn.execute(
             """SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c
                WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind = 'v' ORDER BY c.oid""",
             (sql.Identifier(parent.user_schema).as_string(conn),),
         ).fetchall()
-        conn.execute("SELECT set_config('search_path', %s, true)", (sql.Identifier(branch.user_schema).as_string(conn),))
+        conn.execute("SELECT set_config('search_path', %s, true)", (branch.search_path,))
         for name, definition in views:
             if name in table_names:
                 continue

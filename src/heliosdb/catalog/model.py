@@ -32,6 +32,16 @@ class Branch:
         """Where this branch's internal views and write functions live."""
         return f"hdb_b{self.id}"
 
+    @property
+    def search_path(self) -> str:
+        """The branch's schema, then the types every branch shares (TYPES_SCHEMA)."""
+        return '"' + self.user_schema.replace('"', '""') + '", ' + TYPES_SCHEMA
+
+
+# The user's types (CREATE TYPE, CREATE DOMAIN) live here, on every branch's search path: a
+# table a branch inherited and one it created can then use the very same type (a copy per
+# branch would be a different type to PostgreSQL's operators). Like sequences, types are shared.
+TYPES_SCHEMA = "heliosdb_types"
 
 _BRANCH_COLS = (
     "id, name, parent_id, fork_lsn, head_lsn, read_only, user_schema, options, storage_node, compute_endpoint, built"

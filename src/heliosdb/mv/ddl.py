@@ -37,7 +37,7 @@ def _undefined(name: str) -> errors.Error:
 def on_branch_path(conn: psycopg.Connection[Any], branch: Branch) -> Iterator[None]:
     """search_path at the branch's schema for the enclosed statements (names in queries resolve there)."""
     saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
-    conn.execute("SELECT set_config('search_path', %s, true)", ('"' + branch.user_schema + '"',))
+    conn.execute("SELECT set_config('search_path', %s, true)", (branch.search_path,))
     try:
         yield
     finally:
