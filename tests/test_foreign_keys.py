@@ -95,7 +95,7 @@ def test_branch_rows_keep_their_keys_inherited_from_the_fork(conn: heliosdb.Conn
     dev = helios_executor(connect("dev"))
     with pytest.raises(heliosdb.Error) as exc:
         dev("DELETE FROM c WHERE id = 2")
-    assert exc.value.sqlstate == "23503"
+    assert (exc.value.sqlstate, exc.value.fields.get("table")) == ("23503", "r")  # the referencing table
     dev("INSERT INTO o VALUES (13, 2)")  # the key exists on dev
     assert dev("SELECT cid FROM o WHERE id = 13") == [(2,)]
     with pytest.raises(heliosdb.Error) as exc:

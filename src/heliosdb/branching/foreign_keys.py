@@ -131,8 +131,7 @@ def check_sql(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.
     return out
 
 
-def action_sql(branch: Branch, fks: list[ForeignKey], op: str, where: sql.Composable,
-               *, refuse: bool) -> list[sql.Composable]:
+def action_sql(branch: Branch, fks: list[ForeignKey], op: str, *, refuse: bool) -> list[sql.Composable]:
     """PL/pgSQL for OLD, a referenced row deleted (op 'DELETE') or whose key changes ('UPDATE').
 
     refuse: the NO ACTION and RESTRICT checks, run before the row is written; else the other
@@ -148,7 +147,7 @@ def action_sql(branch: Branch, fks: list[ForeignKey], op: str, where: sql.Compos
                                       for c, rc in zip(fk.cols, fk.ref_cols, strict=True))
         child = I(branch.user_schema, fk.child.name)
         if action in ("a", "r"):
-            stmt = _still_referenced(branch, fk, match, where)
+            stmt = _still_referenced(branch, fk, match)
         elif action == "c" and op == "DELETE":
             stmt = sql.SQL("DELETE FROM {c} a WHERE {m};").format(c=child, m=match)
         else:
@@ -158,7 +157,7 @@ def action_sql(branch: Branch, fks: list[ForeignKey], op: str, where: sql.Compos
                 c=child, m=match, s=sql.SQL(", ").join(sql.SQL("{} = {}").format(I(c), value(rc))
                                                        for c, rc in zip(fk.cols, fk.ref_cols, strict=True)))
             if action == "d":  # a default equal to the old key still references it, as PostgreSQL says
-                stmt = stmt + sql.SQL(" ") + _still_referenced(branch, fk, match, where)
+                stmt = stmt + sql.SQL(" ") + _still_referenced(branch, fk, match)
         if op == "UPDATE":
             changed = sql.SQL("TG_OP = 'UPDATE' AND ({}, NULL) IS DISTINCT FROM ({}, NULL)").format(
                 sql.SQL(", ").join(sql.SQL("OLD.{}").format(I(rc)) for rc in fk.ref_cols),
@@ -168,9 +167,13 @@ def action_sql(branch: Branch, fks: list[ForeignKey], op: str, where: sql.Compos
     return out
 
 
-def _still_referenced(branch: Branch, fk: ForeignKey, match: sql.Composable, where: sql.Composable) -> sql.Composable:
-    """PL/pgSQL: refuse (23503) while a row of the referencing table matches OLD's key."""
+def _still_referenced(branch: Branch, fk: ForeignKey, match: sql.Composable) -> sql.Composable:
+    """PL/pgSQL: refuse (23503) while a row of the referencing table matches OLD's key.
+
+    The error names the referencing table in its table field, as PostgreSQL's does.
+    """
     own = fk.child.table_id == fk.parent.table_id
+    where = sql.SQL("TABLE = {}, SCHEMA = {}").format(L(fk.child.name), L(branch.user_schema))
     # a self-referencing row does not hold its own key: read the branch's rows with their ids
     src = I(branch.phys_schema, fk.child.name) if own else I(branch.user_schema, fk.child.name)
     return sql.SQL(

@@ -693,11 +693,11 @@ def write_function_sql(
         truncating = sql.SQL("current_setting('heliosdb.truncating', true) IS DISTINCT FROM 'on'")
         for op in ("DELETE", "UPDATE"):
             when = sql.SQL("TG_OP = {}").format(L(op)) + (sql.SQL(" AND ") + truncating if op == "DELETE" else sql.SQL(""))
-            refuse = foreign_keys.action_sql(branch, referencing, op, where, refuse=True)
+            refuse = foreign_keys.action_sql(branch, referencing, op, refuse=True)
             if refuse:
                 fk_refuse.append(sql.SQL("IF {} THEN\n            {}\n        END IF;").format(
                     when, sql.SQL("\n            ").join(refuse)))
-            after = foreign_keys.action_sql(branch, referencing, op, where, refuse=False)
+            after = foreign_keys.action_sql(branch, referencing, op, refuse=False)
             if after and op == "DELETE":
                 after = [sql.SQL("IF {} THEN {} END IF;").format(truncating, sql.SQL(" ").join(after))]
             fk_after[op] = after
