@@ -22,7 +22,7 @@ from heliosdb import errors
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import TYPES_SCHEMA, Branch, get_branch, get_branch_by_id
-from heliosdb.sql.classify import Kind, classify, has_temporal, head
+from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, head
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 
@@ -501,6 +501,15 @@ class Session:
                 cur.nextset()
                 held = _Rows(desc, rows) if rows is not None else None
                 return Result(status=status or "", cursor=held, rowcount=rowcount)  # type: ignore[arg-type]
+        elif self.branch.parent_id is not None and (m := LOCKING_READ.search(stmt)) is not None:
+            # SELECT ... FOR UPDATE / SHARE: a branch's inherited rows are views, no row lock holds
+            # them; take the branch's write lock for the transaction (see catalog/locks.sql)
+            if params is not None:
+                stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
+            lock = sql.SQL("SELECT heliosdb.lock_branch({}, {});\n").format(
+                sql.Literal(self.branch.id), sql.Literal(m.group(1) is not None))
+            self._prefixed(cur, lock, stmt)
+            cur.nextset()
         else:
             if write:
                 from heliosdb.branching.upsert import constraint_columns

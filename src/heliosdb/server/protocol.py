@@ -27,7 +27,7 @@ from heliosdb.server.params import Raw, substitute, to_psycopg
 from heliosdb.server.relay import Hider, RelayError, frame, relay_messages
 from heliosdb.server.values import Encoder, Rows, from_pgresult, from_python
 from heliosdb.session import Result, Session, is_write
-from heliosdb.sql.classify import Kind, classify, head
+from heliosdb.sql.classify import LOCKING_READ, Kind, classify, head
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.sql.temporal import has_temporal
 
@@ -132,9 +132,11 @@ def quick_plain_select(payload: bytes) -> bool:
 
 
 def _refused_words(low: str) -> bool:
-    """A comment, a word of a time-travel clause, set_config or what catalog_compat rewrites."""
+    """A comment, a word of a time-travel clause, set_config, what catalog_compat rewrites, or a
+    locking read (`for update`: on a branch the session takes the branch's lock first)."""
     return ("--" in low or "/*" in low or "of" in low or "system_time" in low or "versions" in low
-            or "=>" in low or "set_config" in low or "relkind" in low or "information_schema" in low)
+            or "=>" in low or "set_config" in low or "relkind" in low or "information_schema" in low
+            or "for" in low)
 
 
 _TRANSACTION_COMMANDS = {"begin", "begin work", "begin transaction", "start transaction", "commit", "commit work",
@@ -571,7 +573,9 @@ class Protocol:
     def is_plain_read(self, stmt: str) -> bool:
         """A read that Session.execute would hand to PostgreSQL unchanged (no HeliosDB syntax, no context)."""
         return (head(stmt).startswith(_READ_HEADS) and self.s.as_of is None
-                and classify(stmt) is Kind.PASSTHROUGH and not has_temporal(stmt))
+                and classify(stmt) is Kind.PASSTHROUGH and not has_temporal(stmt)
+                # a locking read on a branch takes the branch's lock first (Session._run_passthrough)
+                and (self.s.branch.parent_id is None or LOCKING_READ.search(stmt) is None))
 
     def _plain_read(self, stmt: str, bound: Bound | None, formats: list[int]) -> tuple[Rows | None, str]:
         """Run a plain read on the session's storage connection directly (no cursor object needed)."""
@@ -609,7 +613,7 @@ class Protocol:
         s = self.s
         kind = classify(q)
         literal = (kind not in (Kind.PASSTHROUGH, Kind.TRANSACTION) or has_temporal(q)
-                   or (s.branch.parent_id is not None and is_write(q)))
+                   or (s.branch.parent_id is not None and (is_write(q) or LOCKING_READ.search(q) is not None)))
         if literal:
             self._quiet = True
             try:

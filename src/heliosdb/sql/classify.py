@@ -63,6 +63,9 @@ def head(sql: str) -> str:
 
 
 # First words that never start a statement HeliosDB handles: the hot path returns at once.
+# A locking read: SELECT ... FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE (group 1: NOWAIT)
+LOCKING_READ = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b(?:[^;]*?\b(NOWAIT)\b)?",
+                          re.IGNORECASE)
 _PLAIN = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "EXPLAIN", "TABLE", "EXECUTE",
           "DEALLOCATE", "FETCH", "CLOSE", "DECLARE", "LOCK", "NOTIFY", "LISTEN", "CALL", "DO", "GRANT", "REVOKE"}
 _LEADING = re.compile(r"\s*([A-Za-z_]+)")

@@ -1,0 +1,91 @@
+"""SELECT ... FOR UPDATE on a branch holds the rows it read until the transaction ends."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import heliosdb
+from tests import test_server_support as support
+
+server = support.server
+
+
+def _setup(conn: heliosdb.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE counter (id int PRIMARY KEY, n int)")
+    cur.execute("INSERT INTO counter VALUES (1, 0)")
+    cur.execute("CREATE DATABASE BRANCH dev")
+
+
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_read_then_write_under_for_update_loses_no_update(conn: heliosdb.Connection, connect: Any,
+                                                          branch: str) -> None:
+    _setup(conn)
+    a, b = connect(branch, autocommit=False), connect(branch, autocommit=False)
+    ac = a.cursor()
+    ac.execute("SELECT n FROM counter WHERE id = 1 FOR UPDATE")
+    assert ac.fetchall() == [(0,)]
+    seen: list[int] = []
+
+    def other() -> None:  # blocks until a commits, then reads a's value
+        bc = b.cursor()
+        bc.execute("SELECT n FROM counter WHERE id = 1 FOR UPDATE")
+        n = bc.fetchone()[0]
+        seen.append(n)
+        bc.execute("UPDATE counter SET n = %s WHERE id = 1", (n + 1,))
+        b.commit()
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(0.5)
+    assert t.is_alive(), "the second locking read did not wait"
+    ac.execute("UPDATE counter SET n = 1 WHERE id = 1")
+    a.commit()
+    t.join(10)
+    assert seen == [1]
+    assert connect(branch).cursor().execute("SELECT n FROM counter").fetchall() == [(2,)]
+
+
+def test_for_update_nowait_on_a_branch(conn: heliosdb.Connection, connect: Any) -> None:
+    _setup(conn)
+    a, b = connect("dev", autocommit=False), connect("dev", autocommit=False)
+    a.cursor().execute("SELECT * FROM counter FOR UPDATE")
+    with pytest.raises(heliosdb.Error) as exc:
+        b.cursor().execute("SELECT * FROM counter WHERE id = 1 FOR UPDATE NOWAIT")
+    assert exc.value.sqlstate == "55P03"
+    a.rollback()
+    b.rollback()
+    c = b.cursor()
+    c.execute("SELECT n FROM counter FOR UPDATE NOWAIT")
+    assert c.fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize("prepare", [False, True])
+def test_for_update_on_a_branch_through_the_endpoint(server: Any, dbname: str, prepare: bool) -> None:
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE counter (id int PRIMARY KEY, n int)")
+        c.execute("INSERT INTO counter VALUES (1, 0)")
+        c.execute("CREATE DATABASE BRANCH dev")
+    opts = "-c heliosdb.branch=dev"
+    with server.connect(dbname, options=opts) as a, server.connect(dbname, options=opts) as b:
+        query = "SELECT n FROM counter WHERE id = %s FOR UPDATE"  # simple and extended protocol alike
+        assert a.execute(query, (1,), prepare=prepare).fetchall() == [(0,)]
+        seen: list[int] = []
+
+        def other() -> None:
+            n = b.execute(query, (1,), prepare=prepare).fetchone()[0]
+            seen.append(n)
+            b.execute("UPDATE counter SET n = %s WHERE id = 1", (n + 1,))
+            b.commit()
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(0.5)
+        assert t.is_alive(), "the second locking read did not wait"
+        a.execute("UPDATE counter SET n = 1 WHERE id = 1")
+        a.commit()
+        t.join(10)
+        assert seen == [1]
