@@ -205,3 +205,14 @@ def test_catalog_upgrade_moves_main_types_where_branches_see_them(conn: heliosdb
     assert rows(fresh, "SELECT 'b'::old_mood::text, to_regtype('heliosdb_types.old_mood') IS NOT NULL") == [("b", True)]
     fresh.cursor().execute("CREATE DATABASE BRANCH dev")
     assert rows(connect("dev"), "SELECT 'a'::old_mood::text") == [("a",)]
+
+
+def test_comment_on_table_on_every_branch(conn: heliosdb.Connection, connect) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    cur.execute("COMMENT ON TABLE t IS 'a table'")  # 42809 before: the table is a view to PostgreSQL
+    cur.execute("CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    dev.cursor().execute("COMMENT ON TABLE t IS 'on dev'")
+    assert rows(dev, "SELECT obj_description('t'::regclass, 'pg_class')") == [("on dev",)]
+    assert rows(conn, "SELECT obj_description('t'::regclass, 'pg_class')") == [("a table",)]

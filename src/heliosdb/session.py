@@ -100,6 +100,9 @@ _IDLE = pq.TransactionStatus.IDLE
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _INERROR = pq.TransactionStatus.INERROR
 _NOTHING = sql.SQL("")
+_NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+# COMMENT ON TABLE name IS ...: group 1 the word TABLE, group 2 the name
+_COMMENT_ON_TABLE = re.compile(rf"\s*COMMENT\s+ON\s+(TABLE)\s+({_NAME}(?:\s*\.\s*{_NAME})?)\s+IS\b", re.IGNORECASE)
 # CREATE TYPE / CREATE DOMAIN with an unqualified name (group 2)
 _CREATE_TYPE = re.compile(r'\s*CREATE\s+(TYPE|DOMAIN)\s+("(?:[^"]|"")+"|[A-Za-z_][\w$]*)(?![\w$"]|\s*\.)', re.IGNORECASE)
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path))\b", re.IGNORECASE)
@@ -468,11 +471,17 @@ class Session:
             self._bind(self._session_branch, local=False)
         return result
 
+    def _is_view(self, name: str) -> bool:
+        row = self.conn.execute("SELECT relkind = 'v' FROM pg_class WHERE oid = to_regclass(%s)", (name,)).fetchone()
+        return bool(row and row[0])
+
     def _run_passthrough(self, stmt: str, params: Any, write: bool,
                          cursor: psycopg.Cursor[Any] | None = None) -> Result:
         cur = cursor if cursor is not None else self.result_cursor()
         if (m := _CREATE_TYPE.match(stmt)) is not None:  # the types every branch shares (model.TYPES_SCHEMA)
             stmt = stmt[: m.start(2)] + TYPES_SCHEMA + "." + stmt[m.start(2) :]
+        elif (m := _COMMENT_ON_TABLE.match(stmt)) is not None and self._is_view(m.group(2)):
+            stmt = stmt[: m.start(1)] + "VIEW" + stmt[m.end(1) :]  # a HeliosDB table is a view to PostgreSQL
         if write and self.branch.parent_id is not None:
             # Views of inherited tables have no EvalPlanQual: take the branch's write
             # lock before the statement takes its snapshot, so concurrent writers on
