@@ -216,3 +216,22 @@ def test_comment_on_table_on_every_branch(conn: heliosdb.Connection, connect) ->
     dev.cursor().execute("COMMENT ON TABLE t IS 'on dev'")
     assert rows(dev, "SELECT obj_description('t'::regclass, 'pg_class')") == [("on dev",)]
     assert rows(conn, "SELECT obj_description('t'::regclass, 'pg_class')") == [("a table",)]
+
+
+def test_drop_type_keeps_the_history_of_dropped_tables(conn: heliosdb.Connection, connect) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TYPE mood AS ENUM ('a', 'b')")
+    cur.execute("CREATE TABLE moodt (id int PRIMARY KEY, m mood)")
+    cur.execute("INSERT INTO moodt VALUES (1, 'a')")
+    lsn = rows(conn, "SELECT heliosdb.format_lsn(head_lsn) FROM heliosdb._branches WHERE name = 'main'")[0][0]
+    cur.execute("CREATE DATABASE BRANCH dev")
+    for stmt, state, where in (("DROP TYPE mood", "2BP01", "main"), ("DROP TYPE mood CASCADE", "0A000", "dev")):
+        try:  # a live table uses it (first on main and dev, then on dev only): CASCADE would cut history
+            cur.execute(stmt)
+            raise AssertionError(f"{stmt} was accepted")
+        except heliosdb.Error as exc:
+            assert exc.sqlstate == state, stmt
+        connect(where).cursor().execute("DROP TABLE moodt")
+    cur.execute("DROP TYPE mood")  # only history uses it now (SQLAlchemy's drop_all: tables, then types)
+    cur.execute("CREATE TYPE mood AS ENUM ('x')")  # the name is free
+    assert rows(conn, f"SELECT id, m::text FROM moodt AS OF LSN {lsn}") == [(1, "a")]  # history still reads it

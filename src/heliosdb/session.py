@@ -19,6 +19,7 @@ import psycopg
 from psycopg import pq, sql
 
 from heliosdb import errors
+from heliosdb.branching.types import DROP_TYPE
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import TYPES_SCHEMA, Branch, get_branch, get_branch_by_id
@@ -480,6 +481,12 @@ class Session:
         cur = cursor if cursor is not None else self.result_cursor()
         if (m := _CREATE_TYPE.match(stmt)) is not None:  # the types every branch shares (model.TYPES_SCHEMA)
             stmt = stmt[: m.start(2)] + TYPES_SCHEMA + "." + stmt[m.start(2) :]
+        elif stmt.lstrip()[:4].upper() == "DROP" and (m := DROP_TYPE.match(stmt)) is not None:
+            from heliosdb.branching.types import drop_type
+
+            with self.conn.transaction():
+                if drop_type(self, m):
+                    return Result(status=f"DROP {m.group(1).upper()}")
         elif (m := _COMMENT_ON_TABLE.match(stmt)) is not None and self._is_view(m.group(2)):
             stmt = stmt[: m.start(1)] + "VIEW" + stmt[m.end(1) :]  # a HeliosDB table is a view to PostgreSQL
         if write and self.branch.parent_id is not None:
