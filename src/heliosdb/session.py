@@ -223,6 +223,9 @@ class Session:
         ensure_catalog(self.conn)
         self._session_branch: Branch = get_branch(self.conn, "main")  # type: ignore[assignment]
         self._tx_branch: Branch | None = None
+        # USE BRANCH inside a transaction block: a rollback reverts its search_path, as for SET; the
+        # session follows at the transaction's end (_settle_branch)
+        self.branch_check = False
         self._locked_branch: int | None = None
         self._bind(self._session_branch, local=False)
         if branch != "main":
@@ -331,7 +334,20 @@ class Session:
             self._session_branch = target
             self._tx_branch = None
             self._bind(target, local=False)
+            if self.in_transaction:
+                self.branch_check = True
         return target
+
+    def _settle_branch(self) -> None:
+        """After a transaction that ran USE BRANCH: a rollback put the search_path back; follow it."""
+        self.branch_check = False
+        row = self.conn.execute("SELECT current_setting('heliosdb.branch', true)").fetchone()
+        name = row[0] if row else None
+        if name and name != self._session_branch.name:
+            back = get_branch(self.conn, name, missing_ok=True)
+            if back is not None:
+                self._session_branch = back
+            self._bind(self._session_branch, local=False)  # and its shared lock (not transactional)
 
     # -- execution --------------------------------------------------------------
     def run(self, text: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Iterator[Result]:
@@ -353,6 +369,8 @@ class Session:
         notices: list[str] = []
         self.notices = notices
         self.progress = None
+        if self.branch_check and not self.in_transaction:
+            self._settle_branch()
         info = statement_info(stmt)
         kind = info.kind
         try:
@@ -388,6 +406,8 @@ class Session:
         finally:
             if self._tx_branch is not None and not self.in_transaction:
                 self._tx_branch = None
+        if self.branch_check and not self.in_transaction:  # this statement ended the transaction
+            self._settle_branch()
         result.notices = notices
         return result
 

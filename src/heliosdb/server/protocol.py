@@ -442,8 +442,8 @@ class Protocol:
                 self.s.conn.pgconn.exec_(b"")
 
     def _can_relay(self, idle_only: bool = True) -> bool:
-        if self._no_relay or self.listening or self.implicit or self.session is None:
-            return False
+        if self._no_relay or self.listening or self.implicit or self.session is None or self.session.branch_check:
+            return False  # branch_check: the session must first see where a rollback left it
         if self._relayed_status is not None:
             return not idle_only or self._relayed_status == _IDLE
         status = self.session.conn.pgconn.transaction_status

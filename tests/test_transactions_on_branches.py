@@ -1,4 +1,4 @@
-"""SELECT ... FOR UPDATE on a branch holds the rows it read until the transaction ends."""
+"""Transactions on branches: SELECT ... FOR UPDATE holds what it read; a rolled-back USE BRANCH is undone."""
 
 from __future__ import annotations
 
@@ -89,3 +89,31 @@ def test_for_update_on_a_branch_through_the_endpoint(server: Any, dbname: str, p
         a.commit()
         t.join(10)
         assert seen == [1]
+
+
+def test_use_branch_rolled_back_with_its_transaction(conn: heliosdb.Connection, connect: Any) -> None:
+    _setup(conn)
+    d = connect(autocommit=False)
+    k = d.cursor()
+    k.execute("USE BRANCH dev")
+    d.rollback()  # as SET: the session is back on main, and so are its writes
+    k.execute("INSERT INTO counter VALUES (2, 0)")
+    d.commit()
+    k.execute("SELECT heliosdb.current_branch(), count(*) FROM counter")
+    assert k.fetchall() == [("main", 2)]
+    k.execute("USE BRANCH dev")
+    d.commit()
+    k.execute("SELECT heliosdb.current_branch(), count(*) FROM counter")
+    assert k.fetchall() == [("dev", 1)]
+
+
+def test_use_branch_rolled_back_through_the_endpoint(server: Any, dbname: str) -> None:
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int)")
+        c.execute("CREATE DATABASE BRANCH dev")
+    with server.connect(dbname) as c:
+        c.execute("USE BRANCH dev")
+        assert c.info.parameter_status("heliosdb.branch") == "dev"
+        c.rollback()
+        assert c.info.parameter_status("heliosdb.branch") == "main"  # was left at dev
+        assert c.execute("SELECT heliosdb.current_branch()").fetchone() == ("main",)
