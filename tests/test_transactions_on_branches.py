@@ -117,3 +117,14 @@ def test_use_branch_rolled_back_through_the_endpoint(server: Any, dbname: str) -
         c.rollback()
         assert c.info.parameter_status("heliosdb.branch") == "main"  # was left at dev
         assert c.execute("SELECT heliosdb.current_branch()").fetchone() == ("main",)
+
+
+def test_heliosdb_notices_reach_endpoint_clients(server: Any, dbname: str) -> None:
+    got: list[str] = []
+    with server.connect(dbname, autocommit=True) as c:
+        c.add_notice_handler(lambda d: got.append(d.message_primary))
+        c.execute("DROP TABLE IF EXISTS nope")
+        c.execute("CREATE TABLE t (id int)")
+        c.execute("CREATE TABLE IF NOT EXISTS t (id int)")
+        c.execute("DO $$ BEGIN RAISE NOTICE 'from plpgsql'; END $$")  # PostgreSQL's own: once
+    assert got == ['table "nope" does not exist, skipping', 'relation "t" already exists, skipping', "from plpgsql"]

@@ -303,7 +303,7 @@ class Protocol:
         if not self.listening and head(stmt).startswith("LISTEN"):
             self.listening = True
         try:
-            return self.s.execute(stmt, params)
+            result = self.s.execute(stmt, params)
         except errors.Error:
             raise
         except psycopg.Error as exc:
@@ -318,6 +318,14 @@ class Protocol:
             self.statements_run += 1
             if self.s.conn.broken or self.s.conn.closed:
                 raise Fatal("08006", "the connection to the storage server was lost")
+        if result.notices:  # HeliosDB's own ("NOTICE:  table ... does not exist, skipping"); PostgreSQL's
+            relayed = {n["message"] for n in self._notices}  # came with all their fields (_on_notice)
+            for text in result.notices:
+                severity, _, message = text.partition(":")
+                if message.strip() not in relayed:
+                    self._notices.append({"severity": severity, "severity_nonlocalized": severity,
+                                          "sqlstate": "00000", "message": message.strip()})
+        return result
 
     def result_rows(self, result: Result, formats: list[int]) -> Rows | None:
         cur = result.cursor
