@@ -579,7 +579,7 @@ def test_add_column_with_volatile_default_on_inherited_table(conn: heliosdb.Conn
     assert rows(b, "SELECT * FROM t ORDER BY id") == [(1,), (2,)]
     # stable and constant defaults still work: one value for every row, as in PostgreSQL
     run(b, "ALTER TABLE t ADD COLUMN s timestamptz DEFAULT now()", "ALTER TABLE t ADD COLUMN c int DEFAULT 7",
-        "ALTER TABLE t ADD COLUMN n int DEFAULT NULL", "ALTER TABLE t ADD COLUMN p public.pos DEFAULT 5",
+        "ALTER TABLE t ADD COLUMN n int DEFAULT NULL", "ALTER TABLE t ADD COLUMN p pos DEFAULT 5",
         "INSERT INTO t (id) VALUES (3)")
     assert rows(b, "SELECT count(DISTINCT s), count(*), sum(c), count(n), sum(p) FROM t") == [(2, 3, 21, 0, 15)]
 

@@ -104,6 +104,8 @@ _NOTHING = sql.SQL("")
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 # COMMENT ON TABLE name IS ...: group 1 the word TABLE, group 2 the name
 _COMMENT_ON_TABLE = re.compile(rf"\s*COMMENT\s+ON\s+(TABLE)\s+({_NAME}(?:\s*\.\s*{_NAME})?)\s+IS\b", re.IGNORECASE)
+# A type named with a schema that does not have it (group 1: its name)
+_QUALIFIED_TYPE = re.compile(r'type "(?!' + TYPES_SCHEMA + r'\.)[^".]+\.([^".]+)" does not exist')
 # CREATE TYPE / CREATE DOMAIN with an unqualified name (group 2)
 _CREATE_TYPE = re.compile(r'\s*CREATE\s+(TYPE|DOMAIN)\s+("(?:[^"]|"")+"|[A-Za-z_][\w$]*)(?![\w$"]|\s*\.)', re.IGNORECASE)
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path))\b", re.IGNORECASE)
@@ -396,7 +398,11 @@ class Session:
                         stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
                     result = self._helios(kind, strip_comments(stmt))
         except psycopg.Error as exc:
-            raise errors.from_psycopg(exc) from None
+            err = errors.from_psycopg(exc)
+            if err.sqlstate == "42704" and not err.hint and (m := _QUALIFIED_TYPE.match(err.message)):
+                err.hint = (f"HeliosDB keeps types in schema {TYPES_SCHEMA}, shared by every branch: "
+                            f"write {m.group(1)} or {TYPES_SCHEMA}.{m.group(1)}.")
+            raise err from None
         except errors.Error:
             self._fail_transaction()
             raise
