@@ -235,3 +235,20 @@ def test_drop_type_keeps_the_history_of_dropped_tables(conn: heliosdb.Connection
     cur.execute("DROP TYPE mood")  # only history uses it now (SQLAlchemy's drop_all: tables, then types)
     cur.execute("CREATE TYPE mood AS ENUM ('x')")  # the name is free
     assert rows(conn, f"SELECT id, m::text FROM moodt AS OF LSN {lsn}") == [(1, "a")]  # history still reads it
+
+
+def test_reindex_and_cluster_name_heliosdb_tables(conn: heliosdb.Connection, connect) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    cur.execute("INSERT INTO t VALUES (2), (1)")
+    cur.execute("CREATE DATABASE BRANCH dev")
+    cur.execute("REINDEX TABLE t")  # 42809 before: the table is a view to PostgreSQL
+    cur.execute("CLUSTER t USING t_pkey")
+    dev = connect("dev")
+    dev.cursor().execute("REINDEX TABLE t")
+    try:  # the rows it inherited are stored with main's
+        dev.cursor().execute("CLUSTER t USING t_pkey")
+        raise AssertionError("CLUSTER of an inherited table was accepted")
+    except heliosdb.Error as exc:
+        assert exc.sqlstate == "0A000"
+    assert rows(dev, "SELECT id FROM t ORDER BY id") == rows(conn, "SELECT id FROM t ORDER BY id") == [(1,), (2,)]

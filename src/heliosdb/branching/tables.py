@@ -629,7 +629,7 @@ def _copy(session: Session, text: str) -> Result:
 
 
 def _maintenance(session: Session, text: str) -> Result:
-    """VACUUM / ANALYZE t: run on the relations that hold the branch's rows."""
+    """VACUUM / ANALYZE / REINDEX / CLUSTER t: run on the relations that hold the branch's rows."""
     first = len(text) - len(text.lstrip())
     word = text[first:].split(None, 1)[0]
     # sqlglot reads VACUUM's arguments as one string: tokenize them as if after a SELECT of the same length
@@ -649,6 +649,11 @@ def _maintenance(session: Session, text: str) -> Result:
         name = t.text if t.token_type.name == "IDENTIFIER" else t.text.lower()
         if name in tables:
             info = table_info(conn, tables[name][1])
+            if word.upper() == "CLUSTER" and info.root_branch != branch.id:
+                raise errors.NotSupportedError(
+                    f'CLUSTER of table "{name}" is not supported on a branch that inherited it',
+                    detail="Its rows are stored with those of the branch it was created on and of other branches.",
+                    hint="CLUSTER it on the branch that created it; REINDEX, VACUUM and ANALYZE work here.")
             rel = info.cur if info.root_branch == branch.id else info.br
             out.append(text[pos : t.start] + quote_ident(rel[0]) + "." + quote_ident(rel[1]))
             pos = t.end + 1

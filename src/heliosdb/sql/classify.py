@@ -22,7 +22,7 @@ class Kind(enum.Enum):
     DROP_INDEX = "drop_index"
     TRUNCATE = "truncate"
     COPY = "copy"
-    MAINTENANCE = "maintenance"  # VACUUM / ANALYZE naming tables
+    MAINTENANCE = "maintenance"  # VACUUM / ANALYZE / REINDEX / CLUSTER naming tables
     TRANSACTION = "transaction"  # BEGIN / COMMIT / ROLLBACK / ...
     MERGE = "merge"  # MERGE DATABASE BRANCH, conflict rule sets, COMPLETE / ABORT MERGE
     TEMPORAL = "temporal"  # SET AS OF / SHOW AS OF / FLASHBACK TABLE
@@ -48,7 +48,7 @@ _RULES: list[tuple[re.Pattern[str], Kind]] = [
     (re.compile(r"^DROP\s+INDEX\b"), Kind.DROP_INDEX),
     (re.compile(r"^TRUNCATE\b"), Kind.TRUNCATE),
     (re.compile(r"^COPY\b"), Kind.COPY),
-    (re.compile(r"^(VACUUM|ANALYZE|ANALYSE)\b"), Kind.MAINTENANCE),
+    (re.compile(r"^(VACUUM|ANALYZE|ANALYSE|REINDEX|CLUSTER)\b"), Kind.MAINTENANCE),
     (re.compile(r"^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b"),
      Kind.TRANSACTION),
 ]
