@@ -252,3 +252,25 @@ def test_reindex_and_cluster_name_heliosdb_tables(conn: heliosdb.Connection, con
     except heliosdb.Error as exc:
         assert exc.sqlstate == "0A000"
     assert rows(dev, "SELECT id FROM t ORDER BY id") == rows(conn, "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+
+
+def test_errors_name_what_the_user_did(conn: heliosdb.Connection, connect) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE vt (id int)")
+    cur.execute("CREATE VIEW vv AS SELECT * FROM vt")
+    cur.execute("CREATE DATABASE BRANCH dev")
+    for c in (conn, connect("dev")):
+        try:
+            c.cursor().execute("DROP TABLE vt")
+            raise AssertionError("DROP TABLE was accepted")
+        except heliosdb.Error as exc:  # not "cannot drop view vt": a table is what the user dropped
+            assert (exc.sqlstate, exc.message, exc.detail) == (
+                "2BP01", "cannot drop table vt because other objects depend on it", "view vv depends on table vt")
+    dev = connect("dev", autocommit=False)
+    k = dev.cursor()
+    k.execute("SET TRANSACTION READ ONLY")
+    try:
+        k.execute("UPDATE vt SET id = 1")
+        raise AssertionError("the write was accepted")
+    except heliosdb.Error as exc:  # not "SELECT FOR UPDATE": the branch's lock is ours
+        assert (exc.sqlstate, exc.message) == ("25006", "cannot execute UPDATE in a read-only transaction")

@@ -473,6 +473,9 @@ class Session:
             err = errors.from_psycopg(exc)
             if err.position is not None:
                 err.position = err.position - len(head) if err.position > len(head) else None
+            if err.sqlstate == "25006" and "SELECT FOR UPDATE" in err.message:  # our lock, in a read-only
+                err.message = err.message.replace("SELECT FOR UPDATE", _command_word(stmt))  # transaction
+                err.args = (err.message,)
             raise err from None
 
     def result_cursor(self) -> psycopg.Cursor[Any]:
@@ -635,3 +638,9 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _command_word(stmt: str) -> str:
+    """The statement's command as PostgreSQL names it in errors (INSERT, UPDATE, DELETE, SELECT FOR UPDATE...)."""
+    word = head(stmt).split(None, 1)[0] if stmt.strip() else ""
+    return "SELECT FOR UPDATE" if word == "SELECT" else word

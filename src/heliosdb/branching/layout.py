@@ -25,6 +25,7 @@ import sqlglot
 from psycopg import sql
 from sqlglot import exp
 
+from heliosdb import errors
 from heliosdb.branching import foreign_keys
 from heliosdb.catalog.model import (
     Branch,
@@ -564,7 +565,14 @@ def view_statements(
 
 def drop_views(conn: psycopg.Connection[Any], branch: Branch, name: str, cascade: bool = False) -> None:
     mode = sql.SQL(" CASCADE" if cascade else "")
-    conn.execute(sql.SQL("DROP VIEW IF EXISTS {}{}").format(q(branch.user_schema, name), mode))
+    try:
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}{}").format(q(branch.user_schema, name), mode))
+    except psycopg.errors.DependentObjectsStillExist as exc:  # the user dropped a table, not a view
+        diag = exc.diag
+        raise errors.DependentObjectsStillExist(
+            f"cannot drop table {name} because other objects depend on it",
+            detail=(diag.message_detail or "").replace(f"depends on view {name}", f"depends on table {name}"),
+            hint=diag.message_hint) from None
     conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, name)))
     conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(q(branch.phys_schema, name + "__w")))
 
