@@ -42,3 +42,31 @@ def psycopg_executor(conn: psycopg.Connection[Any]) -> Execute:
         return cur.fetchall() if cur.description else cur.rowcount
 
     return execute
+
+
+def assert_as_postgres(plain: psycopg.Connection[Any], conn: heliosdb.Connection, connect: Callable[..., Any],
+                       setup: list[str], script: list[str], *,
+                       same: Callable[[tuple[Any, ...], tuple[Any, ...]], bool] | None = None,
+                       after: Callable[[str], None] | None = None) -> list[tuple[Any, ...]]:
+    """Run `setup` then `script` on plain PostgreSQL, and on HeliosDB: `setup` on main, then `script` on a
+    grandchild, a child and main (the branches inherit the setup); every outcome must be PostgreSQL's.
+
+    same: compares one outcome (default: equality); after(branch): called after each branch's run.
+    Returns PostgreSQL's outcomes, for the caller to check the script exercises what it claims.
+    """
+    reference = psycopg_executor(plain)
+    for stmt in setup:
+        reference(stmt)
+    expected = outcomes(reference, script)
+    main = helios_executor(conn)
+    for stmt in setup:
+        main(stmt)
+    main("CREATE DATABASE BRANCH child")
+    helios_executor(connect("child"))("CREATE DATABASE BRANCH grandchild")
+    for name in ("grandchild", "child", "main"):
+        got = outcomes(helios_executor(connect(name)), script)
+        for stmt, want, have in zip(script, expected, got, strict=True):
+            assert (same(want, have) if same else have == want), (name, stmt, have, want)
+        if after is not None:
+            after(name)
+    return expected

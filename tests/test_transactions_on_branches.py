@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,6 +21,19 @@ def _setup(conn: heliosdb.Connection) -> None:
     cur.execute("CREATE DATABASE BRANCH dev")
 
 
+def _second_waits(second: Callable[[], int], first_commits: Callable[[], None]) -> list[int]:
+    """Run `second` (a locking read, then a write) beside a transaction that holds the lock: it must
+    wait until `first_commits` ends that transaction. Returns what `second` read."""
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(second()))
+    t.start()
+    t.join(0.5)
+    assert t.is_alive(), "the second locking read did not wait"
+    first_commits()
+    t.join(10)
+    return seen
+
+
 @pytest.mark.parametrize("branch", ["main", "dev"])
 def test_read_then_write_under_for_update_loses_no_update(conn: heliosdb.Connection, connect: Any,
                                                           branch: str) -> None:
@@ -28,24 +42,19 @@ def test_read_then_write_under_for_update_loses_no_update(conn: heliosdb.Connect
     ac = a.cursor()
     ac.execute("SELECT n FROM counter WHERE id = 1 FOR UPDATE")
     assert ac.fetchall() == [(0,)]
-    seen: list[int] = []
-
-    def other() -> None:  # blocks until a commits, then reads a's value
+    def other() -> int:  # blocks until a commits, then reads a's value
         bc = b.cursor()
         bc.execute("SELECT n FROM counter WHERE id = 1 FOR UPDATE")
         n = bc.fetchone()[0]
-        seen.append(n)
         bc.execute("UPDATE counter SET n = %s WHERE id = 1", (n + 1,))
         b.commit()
+        return n
 
-    t = threading.Thread(target=other)
-    t.start()
-    t.join(0.5)
-    assert t.is_alive(), "the second locking read did not wait"
-    ac.execute("UPDATE counter SET n = 1 WHERE id = 1")
-    a.commit()
-    t.join(10)
-    assert seen == [1]
+    def first() -> None:
+        ac.execute("UPDATE counter SET n = 1 WHERE id = 1")
+        a.commit()
+
+    assert _second_waits(other, first) == [1]
     assert connect(branch).cursor().execute("SELECT n FROM counter").fetchall() == [(2,)]
 
 
@@ -73,22 +82,17 @@ def test_for_update_on_a_branch_through_the_endpoint(server: Any, dbname: str, p
     with server.connect(dbname, options=opts) as a, server.connect(dbname, options=opts) as b:
         query = "SELECT n FROM counter WHERE id = %s FOR UPDATE"  # simple and extended protocol alike
         assert a.execute(query, (1,), prepare=prepare).fetchall() == [(0,)]
-        seen: list[int] = []
-
-        def other() -> None:
+        def other() -> int:
             n = b.execute(query, (1,), prepare=prepare).fetchone()[0]
-            seen.append(n)
             b.execute("UPDATE counter SET n = %s WHERE id = 1", (n + 1,))
             b.commit()
+            return n
 
-        t = threading.Thread(target=other)
-        t.start()
-        t.join(0.5)
-        assert t.is_alive(), "the second locking read did not wait"
-        a.execute("UPDATE counter SET n = 1 WHERE id = 1")
-        a.commit()
-        t.join(10)
-        assert seen == [1]
+        def first() -> None:
+            a.execute("UPDATE counter SET n = 1 WHERE id = 1")
+            a.commit()
+
+        assert _second_waits(other, first) == [1]
 
 
 def test_use_branch_rolled_back_with_its_transaction(conn: heliosdb.Connection, connect: Any) -> None:

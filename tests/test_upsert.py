@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 
 import heliosdb
-from tests.compare_support import helios_executor, outcomes, psycopg_executor
+from tests.compare_support import assert_as_postgres
 
 SETUP = [
     "CREATE TABLE t (id int PRIMARY KEY, u int UNIQUE, v int)",
@@ -34,17 +34,5 @@ SCRIPT = [
 
 def test_on_conflict_on_main_and_on_inheriting_branches(plain: psycopg.Connection, conn: heliosdb.Connection,
                                                          connect: Any) -> None:
-    reference = psycopg_executor(plain)
-    for stmt in SETUP:
-        reference(stmt)
-    expected = outcomes(reference, SCRIPT)
+    expected = assert_as_postgres(plain, conn, connect, SETUP, SCRIPT)
     assert [o[1] for o in expected[5:7]] == ["21000", "21000"]  # the script exercises what it claims
-    main = helios_executor(conn)
-    for stmt in SETUP:
-        main(stmt)
-    main("CREATE DATABASE BRANCH child")
-    helios_executor(connect("child"))("CREATE DATABASE BRANCH grandchild")
-    for name in ("grandchild", "child", "main"):
-        got = outcomes(helios_executor(connect(name)), SCRIPT)
-        for stmt, want, have in zip(SCRIPT, expected, got, strict=True):
-            assert have == want, (name, stmt)
