@@ -101,6 +101,7 @@ _IDLE = pq.TransactionStatus.IDLE
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _INERROR = pq.TransactionStatus.INERROR
 _NOTHING = sql.SQL("")
+_DDL_INITIALS = frozenset("CcDd")  # CREATE TYPE, DROP TYPE, COMMENT ON TABLE: rewritten before running
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 # COMMENT ON TABLE name IS ...: group 1 the word TABLE, group 2 the name
 _COMMENT_ON_TABLE = re.compile(rf"\s*COMMENT\s+ON\s+(TABLE)\s+({_NAME}(?:\s*\.\s*{_NAME})?)\s+IS\b", re.IGNORECASE)
@@ -508,16 +509,17 @@ class Session:
     def _run_passthrough(self, stmt: str, params: Any, write: bool,
                          cursor: psycopg.Cursor[Any] | None = None) -> Result:
         cur = cursor if cursor is not None else self.result_cursor()
-        if (m := _CREATE_TYPE.match(stmt)) is not None:  # the types every branch shares (model.TYPES_SCHEMA)
-            stmt = stmt[: m.start(2)] + TYPES_SCHEMA + "." + stmt[m.start(2) :]
-        elif stmt.lstrip()[:4].upper() == "DROP" and (m := DROP_TYPE.match(stmt)) is not None:
-            from heliosdb.branching.types import drop_type
+        if stmt.lstrip()[:1] in _DDL_INITIALS:  # not on the path of reads and writes
+            if (m := _CREATE_TYPE.match(stmt)) is not None:  # the types every branch shares (TYPES_SCHEMA)
+                stmt = stmt[: m.start(2)] + TYPES_SCHEMA + "." + stmt[m.start(2) :]
+            elif (m := DROP_TYPE.match(stmt)) is not None:
+                from heliosdb.branching.types import drop_type
 
-            with self.conn.transaction():
-                if drop_type(self, m):
-                    return Result(status=f"DROP {m.group(1).upper()}")
-        elif (m := _COMMENT_ON_TABLE.match(stmt)) is not None and self._is_view(m.group(2)):
-            stmt = stmt[: m.start(1)] + "VIEW" + stmt[m.end(1) :]  # a HeliosDB table is a view to PostgreSQL
+                with self.conn.transaction():
+                    if drop_type(self, m):
+                        return Result(status=f"DROP {m.group(1).upper()}")
+            elif (m := _COMMENT_ON_TABLE.match(stmt)) is not None and self._is_view(m.group(2)):
+                stmt = stmt[: m.start(1)] + "VIEW" + stmt[m.end(1) :]  # a HeliosDB table is a view to PostgreSQL
         if write and self.branch.parent_id is not None:
             # Views of inherited tables have no EvalPlanQual: take the branch's write
             # lock before the statement takes its snapshot, so concurrent writers on
