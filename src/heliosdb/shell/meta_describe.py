@@ -157,6 +157,7 @@ def list_schemas(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     rows = ctx.query(
         """SELECT n.nspname, pg_get_userbyid(n.nspowner),
                   CASE WHEN n.nspname = 'heliosdb' THEN 'HeliosDB catalog'
+                       WHEN n.nspname = 'heliosdb_types' THEN 'types of every branch'
                        WHEN b.name IS NOT NULL THEN 'branch ' || b.name END
            FROM pg_namespace n
            LEFT JOIN heliosdb._branches b ON b.user_schema = n.nspname AND b.state <> 'dropped'
