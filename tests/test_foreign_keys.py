@@ -149,3 +149,54 @@ def test_truncate_with_foreign_keys(plain: psycopg.Connection, conn: heliosdb.Co
 
     expected = assert_as_postgres(plain, conn, connect, SETUP, TRUNCATE_SCRIPT, same=same)
     assert expected[0][1] == "0A000" and expected[4] == ("ok", -1)  # the script exercises what it claims
+
+
+DDL_SETUP = [
+    "CREATE TABLE p (id int PRIMARY KEY, code text UNIQUE)",
+    "CREATE TABLE c (id int PRIMARY KEY, pid int REFERENCES p ON DELETE CASCADE, pcode text REFERENCES p (code) "
+    "ON UPDATE CASCADE)",
+    "CREATE TABLE c2 (id int PRIMARY KEY, pid int REFERENCES p)",
+    "CREATE TABLE c3 (id int PRIMARY KEY, pid int REFERENCES p)",
+    "INSERT INTO p VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')",
+    "INSERT INTO c VALUES (10, 1, 'a'), (11, 2, 'b')",
+    "INSERT INTO c2 VALUES (20, 3)",
+    "INSERT INTO c3 VALUES (30, 4)",
+]
+DDL_SCRIPT = [
+    "DELETE FROM p WHERE id = 2",  # c's CASCADE key and NO ACTION key both point at it: the cascade wins
+    "SELECT id FROM c ORDER BY id",
+    "ALTER TABLE p RENAME COLUMN code TO kode",  # the key that references it follows
+    "INSERT INTO c VALUES (12, NULL, 'nope')",
+    "UPDATE p SET kode = 'A' WHERE id = 1",  # ON UPDATE CASCADE through the renamed column
+    "SELECT id, pcode FROM c ORDER BY id",
+    "ALTER TABLE c2 DROP CONSTRAINT c2_pid_fkey",  # the parent stops checking it too
+    "DELETE FROM p WHERE id = 3",
+    "ALTER TABLE c3 DROP COLUMN pid",  # its key goes with the column
+    "DELETE FROM p WHERE id = 4",
+    "ALTER TABLE c RENAME CONSTRAINT c_pid_fkey TO c_parent",
+    "DELETE FROM c",
+    "DROP TABLE p",  # every dependent key in the detail
+    "DROP TABLE c",
+    "DELETE FROM p",  # c's keys went with it
+    "SELECT count(*) FROM p",
+]
+
+
+def test_foreign_keys_follow_ddl(plain: psycopg.Connection, conn: heliosdb.Connection, connect: Any) -> None:
+    expected = assert_as_postgres(plain, conn, connect, DDL_SETUP, DDL_SCRIPT)
+    assert expected[0] == ("ok", 1) and expected[3][1] == "23503" and expected[12][1] == "2BP01"
+
+
+def test_branch_only_refusals(conn: heliosdb.Connection, connect: Any) -> None:
+    main = helios_executor(conn)
+    main("CREATE TABLE s (id serial PRIMARY KEY, v int)")
+    main("INSERT INTO s (v) VALUES (1)")
+    main("CREATE DATABASE BRANCH dev")
+    dev = helios_executor(connect("dev"))
+    with pytest.raises(heliosdb.Error) as exc:  # the sequence is every branch's: restarting it would repeat ids
+        dev("TRUNCATE s RESTART IDENTITY")
+    assert exc.value.sqlstate == "0A000"
+    dev("ALTER TABLE s ADD CONSTRAINT small CHECK (v < 0) NOT VALID")  # existing rows are not checked
+    with pytest.raises(heliosdb.Error) as exc:
+        dev("INSERT INTO s (v) VALUES (5)")
+    assert exc.value.sqlstate == "23514"

@@ -28,6 +28,7 @@ SCRIPT = [
     "INSERT INTO t VALUES (1, 2, 42) ON CONFLICT (u) DO UPDATE SET v = excluded.v RETURNING id, u, v",
     "INSERT INTO t VALUES (9, 5, 0) ON CONFLICT DO NOTHING",
     "INSERT INTO t VALUES (9, 5, 0) ON CONFLICT (id) DO NOTHING",
+    "INSERT INTO t VALUES (9, 5, 0) ON CONFLICT (v) DO NOTHING",  # no unique constraint on v: 42P10
     "SELECT * FROM t ORDER BY id",
 ]
 

@@ -7,6 +7,7 @@ existing rows are checked before a new constraint is accepted.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +15,16 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import layout
-from heliosdb.catalog.model import Constraint, TableInfo, TableVersion, chain, phys_names, save_version
+from heliosdb.branching import foreign_keys, layout
+from heliosdb.catalog.model import (
+    Constraint,
+    Snapshot,
+    TableInfo,
+    TableVersion,
+    chain,
+    phys_names,
+    save_version,
+)
 from heliosdb.sql.names import Name, is_word, matching_paren, read_name, skip_words, tokenize
 
 if TYPE_CHECKING:
@@ -84,6 +93,17 @@ def alter_inherited(
             version.columns = [c for c in version.columns if c.name != col.name]
             version.constraints = [c for c in version.constraints if col.name not in c.cols and not (
                 c.expr and re.search(r"\b" + re.escape(col.name) + r"\b", c.expr))]
+        elif word == "RENAME" and len(clause) > 1 and clause[1].text.upper() == "CONSTRAINT":
+            old, k = read_name(clause, 2)
+            _, k = skip_words(clause, k, "TO")
+            new, _ = read_name(clause, k)
+            con = next((c for c in version.constraints if c.name == old.name), None)
+            if con is None:
+                raise errors.UndefinedObject(f'constraint "{old.name}" for table "{version.name}" does not exist')
+            if any(c.name == new.name for c in version.constraints):
+                raise errors.lookup("42710")(
+                    f'constraint "{new.name}" for relation "{version.name}" already exists', sqlstate="42710")
+            con.name = new.name
         elif word == "RENAME":
             _, k = skip_words(clause, 1, "COLUMN")
             old, k = read_name(clause, k)
@@ -111,8 +131,31 @@ def alter_inherited(
         for schema in (branch.user_schema, branch.phys_schema):
             conn.execute(sql.SQL("ALTER VIEW {} RENAME COLUMN {} TO {}").format(
                 I(schema, version.name), I(old), I(new)))
+    if renames:
+        _rename_referenced(session, version, info, dict(renames), lsn)
     save_version(conn, version, lsn)
     layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+
+
+def _rename_referenced(session: Session, version: TableVersion, info: TableInfo, renames: dict[str, str],
+                       lsn: int) -> None:
+    """Foreign keys that reference renamed columns of this table name them anew (on this branch)."""
+    snap = Snapshot(session.conn, chain(session.conn, session.branch.id))
+    current = snap.tables.get(info.id)
+    if current is None:
+        return
+    for fk in foreign_keys.incoming(snap, current):
+        if not set(fk.ref_cols) & set(renames):
+            continue
+        child = version if fk.child.table_id == info.id else fk.child  # a self-reference: the version being saved
+        for con in child.constraints:
+            if con.name == fk.con.name and con.expr:
+                ref = json.loads(con.expr)
+                ref["cols"] = [renames.get(c, c) for c in ref["cols"]]
+                con.expr = json.dumps(ref)
+        if child is not version:
+            child.branch_id = session.branch.id
+            save_version(session.conn, child, lsn)
 
 
 _ALTER_COLUMN = re.compile(r"(?is)^(SET\s+DEFAULT\s+(?P<default>.+)|DROP\s+DEFAULT|SET\s+NOT\s+NULL|DROP\s+NOT\s+NULL)$")
@@ -197,7 +240,12 @@ def _add_column(session: Session, version: TableVersion, info: TableInfo, coldef
 
 def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
     conn, branch = session.conn, session.branch
+    not_valid = re.search(r"(?is)\s+NOT\s+VALID\s*$", spec)
+    if not_valid:  # CHECK ... NOT VALID: existing rows are not checked, new ones are
+        spec = spec[: not_valid.start()]
     m = re.match(r"(?is)^(?:CONSTRAINT\s+(\"[^\"]+\"|\w+)\s+)?(PRIMARY\s+KEY|UNIQUE|CHECK)\s*\((.*)\)\s*$", spec)
+    if m and not_valid and m.group(2).upper() != "CHECK":
+        m = None  # PostgreSQL allows NOT VALID only for CHECK and FOREIGN KEY
     if not m:
         raise _unsupported("ADD " + spec[:40])
     cname = m.group(1)
@@ -206,7 +254,8 @@ def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
     view = I(branch.user_schema, version.name)
     if kind_word == "CHECK":
         name = cname.strip('"') if cname else _choose_name(version, _first_column(version, body), "check")
-        row = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(body))).fetchone()
+        row = None if not_valid else conn.execute(
+            sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(body))).fetchone()
         if row is not None:
             raise errors.CheckViolation(f'check constraint "{name}" of relation "{version.name}" is violated by some row')
         version.constraints.append(Constraint(name, "c", [], body))

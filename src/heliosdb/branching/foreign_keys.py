@@ -134,20 +134,23 @@ def check_sql(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.
 def action_sql(branch: Branch, fks: list[ForeignKey], op: str, *, refuse: bool) -> list[sql.Composable]:
     """PL/pgSQL for OLD, a referenced row deleted (op 'DELETE') or whose key changes ('UPDATE').
 
-    refuse: the NO ACTION and RESTRICT checks, run before the row is written; else the other
-    actions, run after it (a cascaded key must find its new parent; SET DEFAULT must not find
-    the old one).
+    refuse: the RESTRICT checks, run before the row is written; else the other actions, run
+    after it (a cascaded key must find its new parent; SET DEFAULT must not find the old one),
+    and then the NO ACTION checks (which PostgreSQL makes after the cascades).
     """
-    out = []
+    out, no_action = [], []
     for fk in fks:
         action = fk.on_delete if op == "DELETE" else fk.on_update
-        if (action in ("a", "r")) != refuse:
+        if (action == "r") != refuse:
             continue
         match = sql.SQL(" AND ").join(sql.SQL("a.{} = OLD.{}").format(I(c), I(rc))
                                       for c, rc in zip(fk.cols, fk.ref_cols, strict=True))
         child = I(branch.user_schema, fk.child.name)
         if action in ("a", "r"):
             stmt = _still_referenced(branch, fk, match)
+            if action == "a":
+                no_action.append(_when_changed(op, fk, stmt))
+                continue
         elif action == "c" and op == "DELETE":
             stmt = sql.SQL("DELETE FROM {c} a WHERE {m};").format(c=child, m=match)
         else:
@@ -158,13 +161,18 @@ def action_sql(branch: Branch, fks: list[ForeignKey], op: str, *, refuse: bool) 
                                                        for c, rc in zip(fk.cols, fk.ref_cols, strict=True)))
             if action == "d":  # a default equal to the old key still references it, as PostgreSQL says
                 stmt = stmt + sql.SQL(" ") + _still_referenced(branch, fk, match)
-        if op == "UPDATE":
-            changed = sql.SQL("TG_OP = 'UPDATE' AND ({}, NULL) IS DISTINCT FROM ({}, NULL)").format(
-                sql.SQL(", ").join(sql.SQL("OLD.{}").format(I(rc)) for rc in fk.ref_cols),
-                sql.SQL(", ").join(sql.SQL("NEW.{}").format(I(rc)) for rc in fk.ref_cols))
-            stmt = sql.SQL("IF {} THEN {} END IF;").format(changed, stmt)
-        out.append(stmt)
-    return out
+        out.append(_when_changed(op, fk, stmt))
+    return out + no_action
+
+
+def _when_changed(op: str, fk: ForeignKey, stmt: sql.Composable) -> sql.Composable:
+    """For an UPDATE, only when it changes the referenced key."""
+    if op != "UPDATE":
+        return stmt
+    changed = sql.SQL("TG_OP = 'UPDATE' AND ({}, NULL) IS DISTINCT FROM ({}, NULL)").format(
+        sql.SQL(", ").join(sql.SQL("OLD.{}").format(I(rc)) for rc in fk.ref_cols),
+        sql.SQL(", ").join(sql.SQL("NEW.{}").format(I(rc)) for rc in fk.ref_cols))
+    return sql.SQL("IF {} THEN {} END IF;").format(changed, stmt)
 
 
 def _still_referenced(branch: Branch, fk: ForeignKey, match: sql.Composable) -> sql.Composable:

@@ -35,6 +35,7 @@ from heliosdb.catalog.model import (
     Snapshot,
     TableInfo,
     TableVersion,
+    chain,
 )
 from heliosdb.sql.lsn import MAX_LSN
 from heliosdb.sql.names import quote_ident, quote_literal
@@ -479,7 +480,12 @@ def build_views(
     """
     snap = snap or Snapshot(conn, levels)
     if replace:
-        refresh_writes(conn, branch, levels, related_tables(snap, info), snap)  # they may name this table
+        # tables with a foreign key to or from this one name it in their write triggers: those related
+        # now, and those related before this DDL (a dropped key or column must leave their triggers)
+        row = conn.execute("SELECT heliosdb.held_lsn(%s)", (branch.id,)).fetchone()  # this DDL's LSN
+        before = Snapshot(conn, chain(conn, branch.id, int(row[0]) - 1)) if row and row[0] else snap
+        related = set(related_tables(snap, info)) | set(related_tables(before, info))
+        refresh_writes(conn, branch, levels, sorted(related), snap)
         try:
             with conn.transaction():
                 conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=True)))
@@ -691,8 +697,8 @@ def write_function_sql(
     # the error fields PostgreSQL sets for a table's constraint violations (ORMs map errors by them)
     where = sql.SQL("TABLE = {}, SCHEMA = {}").format(L(table), L(branch.user_schema))
     fk_checks: list[sql.Composable] = []
-    fk_refuse: list[sql.Composable] = []  # before OLD is written over: NO ACTION / RESTRICT
-    fk_after: dict[str, list[sql.Composable]] = {"DELETE": [], "UPDATE": []}  # after: the other actions
+    fk_refuse: list[sql.Composable] = []  # before OLD is written over: RESTRICT
+    fk_after: dict[str, list[sql.Composable]] = {"DELETE": [], "UPDATE": []}  # after: the actions, NO ACTION
     if snap is not None:
         fk_checks = foreign_keys.check_sql(snap, branch, foreign_keys.outgoing(snap, version), where)
         referencing = foreign_keys.incoming(snap, version)

@@ -224,16 +224,21 @@ def _drop_table(session: Session, text: str) -> Result:
         referencing = [fk for v, _info in found for fk in foreign_keys.incoming(snap, v)
                        if fk.child.table_id not in dropping]
         if referencing and not cascade:  # as PostgreSQL: the foreign key depends on the table
-            fk = referencing[0]
             raise errors.DependentObjectsStillExist(
-                f"cannot drop table {fk.parent.name} because other objects depend on it",
-                detail=f"constraint {fk.con.name} on table {fk.child.name} depends on table {fk.parent.name}",
+                f"cannot drop table {referencing[0].parent.name} because other objects depend on it",
+                detail="\n".join(f"constraint {fk.con.name} on table {fk.child.name} depends on table {fk.parent.name}"
+                                  for fk in referencing),
                 hint="Use DROP ... CASCADE to drop the dependent objects too.")
         for fk in referencing:
             _drop_foreign_key(session, snap, fk, lsn)
         related = {t for _version, info in found for t in layout.related_tables(snap, info)}
-        for version, _info in found:
+        for version, info in found:
             layout.drop_views(conn, branch, version.name, cascade)
+            if info.root_branch == branch.id:  # its root relation stays (history): its native keys must go
+                for con in version.constraints:
+                    if con.kind == "f":
+                        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                            I(*info.cur), I(con.name)))
             version.branch_id = branch.id
             version.dropped = True
             save_version(conn, version, lsn)
@@ -256,6 +261,19 @@ def _drop_foreign_key(session: Session, snap: Snapshot, fk: foreign_keys.Foreign
     version = dataclasses.replace(fk.child, branch_id=branch.id,
                                   constraints=[c for c in fk.child.constraints if c.name != fk.con.name])
     save_version(conn, version, lsn)
+
+
+def _resync_referencing(session: Session, info: TableInfo, lsn: int) -> None:
+    """Re-read the foreign keys of the tables rooted here that reference `info`'s table (their catalog
+    entry names the referenced columns, which descendant branches check by name)."""
+    snap = Snapshot(session.conn, chain(session.conn, session.branch.id))
+    version = snap.tables.get(info.id)
+    if version is None:
+        return
+    for fk in foreign_keys.incoming(snap, version):
+        child = snap.info[fk.child.table_id]
+        if child.root_branch == session.branch.id and child.id != info.id:
+            _resync_root(session, fk.child, child, lsn)
 
 
 # -- ALTER TABLE ------------------------------------------------------------------------------
@@ -309,6 +327,8 @@ def _alter_table(session: Session, text: str) -> Result:
             return _result("ALTER TABLE")
         if branch.id == info.root_branch:
             _alter_root(session, version, info, rest, toks, i, lsn)
+            if "RENAME" in rest.upper():  # a renamed key column: the keys that reference it name it
+                _resync_referencing(session, info, lsn)
         else:
             from heliosdb.branching.alter_branch import alter_inherited
 
@@ -559,6 +579,11 @@ def _truncate(session: Session, text: str) -> Result:
             conn.execute(sql.SQL("TRUNCATE {} ").format(sql.SQL(", ").join(I(*i.cur) for i in roots))  # type: ignore[operator]
                          + sql.SQL(_CASCADE.sub("", tail)))
         inherited = [v for v in found if snap.info[v.table_id].root_branch != branch.id]
+        if inherited and re.search(r"\bRESTART\s+IDENTITY\b", tail, re.IGNORECASE):
+            raise errors.NotSupportedError(
+                f'TRUNCATE ... RESTART IDENTITY is not supported on a branch that inherited table "{inherited[0].name}"',
+                detail="Its sequences are shared by every branch: restarting them would repeat values elsewhere.",
+                hint="Use TRUNCATE without RESTART IDENTITY.")
         if inherited:
             conn.execute("SELECT set_config('heliosdb.truncating', 'on', true)")
             for version in inherited:

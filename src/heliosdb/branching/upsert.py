@@ -84,6 +84,13 @@ def split_upsert(session: Session, stmt: str) -> tuple[str, str] | None:
     keys = conflict.args.get("conflict_keys")
     if keys:
         spec["keys"] = [k.this.name if isinstance(k, exp.Ordered) else k.name for k in keys]
+        plain = all(isinstance(k.this if isinstance(k, exp.Ordered) else k, exp.Column) for k in keys)
+        if plain and not conflict.args.get("index_predicate") and not any(
+                c.kind in ("p", "u") and sorted(c.cols) == sorted(spec["keys"]) for c in version.constraints) \
+                and not any(c.kind == "x" for c in version.constraints):
+            raise errors.lookup("42P10")(
+                "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+                sqlstate="42P10")
     if conflict.args.get("constraint") is not None:
         spec["constraint"] = conflict.args["constraint"].name
         if not any(c.name == spec["constraint"] and c.kind in ("p", "u") for c in version.constraints):
