@@ -98,13 +98,15 @@ def test_functions_from_the_parent_work_on_a_branch_over_its_rows(conn: heliosdb
     cur.execute("CREATE FUNCTION total() RETURNS bigint LANGUAGE sql AS 'SELECT sum(v) FROM t'")
     cur.execute("CREATE FUNCTION bump(n int) RETURNS void LANGUAGE plpgsql AS $$ BEGIN UPDATE t SET v = v + n; END $$")
     cur.execute("CREATE PROCEDURE add_row(i int) LANGUAGE sql AS $$ INSERT INTO t VALUES (i, 0) $$")
+    # SQL-standard bodies are bound to their tables when created: the copy binds to the branch's
+    cur.execute("CREATE FUNCTION n() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM t; END")
     cur.execute("CREATE VIEW tv AS SELECT total() AS s")  # a view over a function: the branch build used to fail
     cur.execute("CREATE DATABASE BRANCH dev")
     dev = connect("dev")
     dc = dev.cursor()
     dc.execute("SELECT bump(5)")
     dc.execute("CALL add_row(2)")
-    assert rows(dev, "SELECT total(), (SELECT s FROM tv)") == [(15, 15)]  # the branch's rows
+    assert rows(dev, "SELECT total(), (SELECT s FROM tv), n()") == [(15, 15, 2)]  # the branch's rows
     dc.execute("CREATE DATABASE BRANCH dev2")
     assert rows(connect("dev2"), "SELECT total(), (SELECT count(*) FROM t)") == [(15, 2)]
     assert rows(conn, "SELECT total(), (SELECT s FROM tv), (SELECT count(*) FROM t)") == [(10, 10, 1)]

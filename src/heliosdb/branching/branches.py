@@ -229,27 +229,36 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
 def _copy_user_functions(conn: psycopg.Connection[Any], parent: Branch, branch: Branch) -> None:
     """Functions and procedures the user created on the parent exist on the child too.
 
-    Copied into the child's schema, as views are: their bodies name tables unqualified, so on the
-    child they read the child's tables. Aggregates and extensions' functions are not copied.
+    Copied into the child's schema, as views are: printed where the parent's names need no schema,
+    created where they resolve to the child's (a BEGIN ATOMIC body binds them then; a string body
+    when it runs). Aggregates and extensions' functions are not copied.
     """
     while not parent.built and parent.parent_id is not None:
         parent = get_branch_by_id(conn, parent.parent_id)
-    rows = conn.execute(
-        # the schema as pg_get_functiondef writes it (quoted only where needed)
-        """SELECT p.pronamespace::regnamespace::text, pg_get_functiondef(p.oid) FROM pg_proc p
-           WHERE p.pronamespace = to_regnamespace(%s) AND p.prokind IN ('f', 'p')
-             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                             AND d.objid = p.oid AND d.deptype = 'e')
-           ORDER BY p.oid""",
-        (quote_ident(parent.user_schema),),
-    ).fetchall()
-    dst = quote_ident(branch.user_schema)
-    for src, definition in rows:
-        # the header names the function with its schema: "CREATE OR REPLACE FUNCTION public.f(...)"
-        head, sep, rest = definition.partition(src + ".")
-        if not sep or "\n" in head:
-            continue
-        conn.execute(head + dst + "." + rest)  # type: ignore[arg-type]
+    saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
+    try:
+        conn.execute("SELECT set_config('search_path', %s, true)", (parent.search_path,))
+        rows = conn.execute(
+            # the schema as pg_get_functiondef writes it (quoted only where needed)
+            """SELECT p.pronamespace::regnamespace::text, pg_get_functiondef(p.oid) FROM pg_proc p
+               WHERE p.pronamespace = to_regnamespace(%s) AND p.prokind IN ('f', 'p')
+                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                                 AND d.objid = p.oid AND d.deptype = 'e')
+               ORDER BY p.oid""",
+            (quote_ident(parent.user_schema),),
+        ).fetchall()
+        if not rows:
+            return
+        conn.execute("SELECT set_config('search_path', %s, true)", (branch.search_path,))
+        dst = quote_ident(branch.user_schema)
+        for src, definition in rows:
+            # the header names the function with its schema: "CREATE OR REPLACE FUNCTION public.f(...)"
+            head, sep, rest = definition.partition(src + ".")
+            if sep and "\n" not in head:
+                conn.execute(head + dst + "." + rest)  # type: ignore[arg-type]
+    finally:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("SELECT set_config('search_path', %s, true)", (saved,))
 
 
 def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, table_names: set[str]) -> None:
