@@ -6,12 +6,15 @@ trigger does what PostgreSQL's RI triggers would, over what the branch sees:
 
 - a written row's key must exist in the referenced table (23503, PostgreSQL's message);
 - deleting a referenced row, or changing its key, applies the constraint's action to the
-  referencing rows: NO ACTION and RESTRICT refuse (23503), CASCADE, SET NULL and SET DEFAULT
-  write them through their table's view (so they are versioned, and cascade further).
+  referencing rows: RESTRICT refuses (23503) before the row is written; CASCADE, SET NULL and
+  SET DEFAULT write them through their table's view after it (so they are versioned, and
+  cascade further); NO ACTION refuses after those, as PostgreSQL checks it after its cascades.
 
 Row by row, as each row is written: PostgreSQL checks NO ACTION at the end of the statement, so
 a statement that needs its own later rows to satisfy a key (a self-referencing row, a parent
 inserted after its child) fails here where PostgreSQL accepts it (docs/sql-reference.md).
+Write functions name other tables' views, so DDL regenerates those of related tables
+(layout.refresh_writes).
 """
 
 from __future__ import annotations
