@@ -36,8 +36,9 @@ I = sql.Identifier  # noqa: E741
 def _unsupported(what: str) -> errors.Error:
     return errors.NotSupportedError(
         f"ALTER TABLE ... {what} is not supported on a branch that inherited the table",
-        hint="Supported there: ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, ALTER COLUMN SET/DROP DEFAULT, "
-        "ALTER COLUMN SET/DROP NOT NULL, ADD CONSTRAINT (PRIMARY KEY, UNIQUE, CHECK), DROP CONSTRAINT.",
+        hint="Supported there: ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, RENAME CONSTRAINT, "
+        "ALTER COLUMN SET/DROP DEFAULT, ALTER COLUMN SET/DROP NOT NULL, "
+        "ADD CONSTRAINT (PRIMARY KEY, UNIQUE, CHECK [NOT VALID]), DROP CONSTRAINT.",
     )
 
 
