@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -226,6 +228,25 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
         _copy_user_views(conn, parent, branch, {v.name for v in snap.tables.values()} | {m.name for m in views})
 
 
+@contextlib.contextmanager
+def _search_path(conn: psycopg.Connection[Any], path: str) -> Iterator[None]:
+    """search_path for the enclosed statements (transaction-local), then back."""
+    saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
+    conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+    try:
+        yield
+    finally:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:  # else: the error is what matters
+            conn.execute("SELECT set_config('search_path', %s, true)", (saved,))
+
+
+def _built_parent(conn: psycopg.Connection[Any], parent: Branch) -> Branch:
+    """The nearest ancestor that was used (an unused one has no objects of its own)."""
+    while not parent.built and parent.parent_id is not None:
+        parent = get_branch_by_id(conn, parent.parent_id)
+    return parent
+
+
 def _copy_user_functions(conn: psycopg.Connection[Any], parent: Branch, branch: Branch) -> None:
     """Functions and procedures the user created on the parent exist on the child too.
 
@@ -233,11 +254,8 @@ def _copy_user_functions(conn: psycopg.Connection[Any], parent: Branch, branch: 
     created where they resolve to the child's (a BEGIN ATOMIC body binds them then; a string body
     when it runs). Aggregates and extensions' functions are not copied.
     """
-    while not parent.built and parent.parent_id is not None:
-        parent = get_branch_by_id(conn, parent.parent_id)
-    saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
-    try:
-        conn.execute("SELECT set_config('search_path', %s, true)", (parent.search_path,))
+    parent = _built_parent(conn, parent)
+    with _search_path(conn, parent.search_path):
         rows = conn.execute(
             # the schema as pg_get_functiondef writes it (quoted only where needed)
             """SELECT p.pronamespace::regnamespace::text, pg_get_functiondef(p.oid) FROM pg_proc p
@@ -247,46 +265,37 @@ def _copy_user_functions(conn: psycopg.Connection[Any], parent: Branch, branch: 
                ORDER BY p.oid""",
             (quote_ident(parent.user_schema),),
         ).fetchall()
-        if not rows:
-            return
-        conn.execute("SELECT set_config('search_path', %s, true)", (branch.search_path,))
-        dst = quote_ident(branch.user_schema)
+    if not rows:
+        return
+    dst = quote_ident(branch.user_schema)
+    with _search_path(conn, branch.search_path):
         for src, definition in rows:
             # the header names the function with its schema: "CREATE OR REPLACE FUNCTION public.f(...)"
             head, sep, rest = definition.partition(src + ".")
             if sep and "\n" not in head:
                 conn.execute(head + dst + "." + rest)  # type: ignore[arg-type]
-    finally:
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-            conn.execute("SELECT set_config('search_path', %s, true)", (saved,))
 
 
 def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, table_names: set[str]) -> None:
     """Plain views the user created on the parent exist on the child too, over the child's tables."""
-    while not parent.built and parent.parent_id is not None:  # an unused parent has no views of its own
-        parent = get_branch_by_id(conn, parent.parent_id)
+    parent = _built_parent(conn, parent)
     has_views = conn.execute(
         "SELECT array_agg(relname::text) FROM pg_class WHERE relnamespace = to_regnamespace(%s) AND relkind = 'v'",
         (sql.Identifier(parent.user_schema).as_string(conn),),
     ).fetchone()
     if not has_views or not set(has_views[0] or []) - table_names:
         return
-    saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]  # type: ignore[index]
-    try:
-        conn.execute("SELECT set_config('search_path', %s, true)", (parent.search_path,))
+    with _search_path(conn, parent.search_path):
         views = conn.execute(
             """SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c
                WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind = 'v' ORDER BY c.oid""",
             (sql.Identifier(parent.user_schema).as_string(conn),),
         ).fetchall()
-        conn.execute("SELECT set_config('search_path', %s, true)", (branch.search_path,))
+    with _search_path(conn, branch.search_path):
         for name, definition in views:
             if name in table_names:
                 continue
             conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(sql.Identifier(branch.user_schema, name), sql.SQL(definition)))
-    finally:
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:  # else: the error is what matters
-            conn.execute("SELECT set_config('search_path', %s, true)", (saved,))
 
 
 # -- ALTER -----------------------------------------------------------------------------
