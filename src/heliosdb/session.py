@@ -24,6 +24,7 @@ from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import TYPES_SCHEMA, Branch, get_branch, get_branch_by_id
 from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, head
+from heliosdb.sql.names import IDENT, QUALIFIED
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 
@@ -102,13 +103,12 @@ _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _INERROR = pq.TransactionStatus.INERROR
 _NOTHING = sql.SQL("")
 _DDL_INITIALS = frozenset("CcDd")  # CREATE TYPE, DROP TYPE, COMMENT ON TABLE: rewritten before running
-_NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 # COMMENT ON TABLE name IS ...: group 1 the word TABLE, group 2 the name
-_COMMENT_ON_TABLE = re.compile(rf"\s*COMMENT\s+ON\s+(TABLE)\s+({_NAME}(?:\s*\.\s*{_NAME})?)\s+IS\b", re.IGNORECASE)
+_COMMENT_ON_TABLE = re.compile(rf"\s*COMMENT\s+ON\s+(TABLE)\s+({QUALIFIED})\s+IS\b", re.IGNORECASE)
 # A type named with a schema that does not have it (group 1: its name)
 _QUALIFIED_TYPE = re.compile(r'type "(?!' + TYPES_SCHEMA + r'\.)[^".]+\.([^".]+)" does not exist')
 # CREATE TYPE / CREATE DOMAIN with an unqualified name (group 2)
-_CREATE_TYPE = re.compile(r'\s*CREATE\s+(TYPE|DOMAIN)\s+("(?:[^"]|"")+"|[A-Za-z_][\w$]*)(?![\w$"]|\s*\.)', re.IGNORECASE)
+_CREATE_TYPE = re.compile(rf'\s*CREATE\s+(TYPE|DOMAIN)\s+({IDENT})(?![\w$"]|\s*\.)', re.IGNORECASE)
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path))\b", re.IGNORECASE)
 _WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 

@@ -480,12 +480,13 @@ def build_views(
     """
     snap = snap or Snapshot(conn, levels)
     if replace:
-        # tables with a foreign key to or from this one name it in their write triggers: those related
-        # now, and those related before this DDL (a dropped key or column must leave their triggers)
-        row = conn.execute("SELECT heliosdb.held_lsn(%s)", (branch.id,)).fetchone()  # this DDL's LSN
-        before = Snapshot(conn, chain(conn, branch.id, int(row[0]) - 1)) if row and row[0] else snap
-        related = set(related_tables(snap, info)) | set(related_tables(before, info))
-        refresh_writes(conn, branch, levels, sorted(related), snap)
+        if info.root_branch != branch.id:  # a table rooted here has native keys only, to tables rooted here
+            # tables with a foreign key to or from this one name it in their write triggers: those related
+            # now, and those related before this DDL (a dropped key or column must leave their triggers)
+            row = conn.execute("SELECT heliosdb.held_lsn(%s)", (branch.id,)).fetchone()  # this DDL's LSN
+            before = Snapshot(conn, chain(conn, branch.id, int(row[0]) - 1)) if row and row[0] else snap
+            related = set(related_tables(snap, info)) | set(related_tables(before, info))
+            refresh_writes(conn, branch, levels, sorted(related), snap)
         try:
             with conn.transaction():
                 conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=True)))

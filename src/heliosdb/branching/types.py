@@ -20,15 +20,15 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.catalog.model import chain, visible_tables
+from heliosdb.sql.names import QUALIFIED
 
 if TYPE_CHECKING:
     from heliosdb.session import Session
 
-_NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*))?'
 DROP_TYPE = re.compile(
-    rf"\s*DROP\s+(TYPE|DOMAIN)\s+(IF\s+EXISTS\s+)?({_NAME}(?:\s*,\s*{_NAME})*)\s*(CASCADE|RESTRICT)?\s*;?\s*$",
+    rf"\s*DROP\s+(TYPE|DOMAIN)\s+(IF\s+EXISTS\s+)?({QUALIFIED}(?:\s*,\s*{QUALIFIED})*)\s*(CASCADE|RESTRICT)?\s*;?\s*$",
     re.IGNORECASE)
-_SPLIT = re.compile(_NAME)
+_SPLIT = re.compile(QUALIFIED)
 
 
 def drop_type(session: Session, m: re.Match[str]) -> bool:

@@ -16,13 +16,14 @@ import sqlglot
 from sqlglot import exp
 
 from heliosdb import errors
+from heliosdb.sql.names import IDENT
 
 if TYPE_CHECKING:
     from heliosdb.session import Session
 
 _ON_CONFLICT = re.compile(r"\bON\s+CONFLICT\b", re.IGNORECASE)
 _PARAMS = re.compile(r"%(?:\(\w+\))?s")
-_ON_CONSTRAINT = re.compile(r"\bON\s+CONFLICT\s+ON\s+CONSTRAINT\s+(\"(?:[^\"]|\"\")+\"|[A-Za-z_][\w$]*)", re.IGNORECASE)
+_ON_CONSTRAINT = re.compile(rf"\bON\s+CONFLICT\s+ON\s+CONSTRAINT\s+({IDENT})", re.IGNORECASE)
 
 
 def constraint_columns(session: Session, stmt: str) -> str:

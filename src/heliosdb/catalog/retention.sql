@@ -13,7 +13,12 @@ BEGIN
               HINT = 'A view, prepared statement or SET AS OF keeps the point it was defined at; define it again at a retained point.';
 END $$;
 
--- heliosdb.gc as in catalog version 4, plus: the versions a merge base needs are kept.
+-- Prune history older than each branch's retention (scaled by its gc_policy), keeping every
+-- version that a descendant's fork point or the next merge's base still reads. Also the
+-- history of materialized views: a view's versions that ended before the branch's retention
+-- horizon go, as far as nothing still reads them: views over it refresh from their last point,
+-- and branches read their parent's views as of their fork points (history_from rises with the
+-- horizon, so an input's history never silently goes missing).
 CREATE OR REPLACE FUNCTION heliosdb.gc() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -17,6 +17,10 @@ from heliosdb.errors import SyntaxError as HeliosSyntaxError
 
 _TOKENIZER = Postgres().tokenizer_class()
 
+# Regular expressions of a name in SQL text: an identifier (quoted or not), and one with a schema
+IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+QUALIFIED = rf"{IDENT}(?:\s*\.\s*{IDENT})?"
+
 
 @dataclass(frozen=True)
 class Name:
