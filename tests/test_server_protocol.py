@@ -820,10 +820,20 @@ def test_sqllogictest_queries_answer_the_same_from_their_prepared_statements(ser
             if parameterize(payload[:-1]) is None or not quick_plain_select(payload):
                 continue
             checked += 1
-            first, second, third = ([(k, fields(p) if k == b"E" else p) for k, p in c.query(rec.sql)] for _ in range(3))
+            # Without ORDER BY the row order is the plan's: the prepared statement's generic plan may
+            # join in another order, so rows compare as a multiset unless the record says nosort.
+            first, second, third = (_answer(c.query(rec.sql), ordered=rec.sort == "nosort") for _ in range(3))
             assert first == second == third, rec.sql
     assert checked == 300
     c.close()
+
+
+def _answer(messages: list[tuple[bytes, bytes]], *, ordered: bool) -> list[tuple[bytes, object]]:
+    """The messages of one Query, errors by their fields; data rows sorted unless `ordered`."""
+    answer: list[tuple[bytes, object]] = [(k, fields(p) if k == b"E" else p) for k, p in messages]
+    if ordered:
+        return answer
+    return [m for m in answer if m[0] != b"D"] + sorted(m for m in answer if m[0] == b"D")
 
 
 def test_a_client_that_does_not_read_blocks_nobody(server: ServerProcess, dbname: str) -> None:
