@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import heliosdb
+from heliosdb import errors
 from tests.test_branches import rows, run, sqlstate
 
 
@@ -159,22 +162,72 @@ def test_parameters_stay_parameters(connect) -> None:
     tx.rollback()
 
 
-def test_large_table_guard_sees_changes(connect) -> None:
-    """Tables big enough for parallel scans get the guard above the state instead (parallel plans allowed)."""
+@pytest.mark.parametrize("shape", ["offset", "gate"])
+def test_large_table_guard_sees_changes(connect, shape: str) -> None:
+    """Tables big enough for parallel scans keep parallel plans: a query takes the guard as its
+    OFFSET, other statements (here an INSERT ... SELECT) get it above the state."""
     a, b = connect(), connect()
     run(a, "SET min_parallel_table_scan_size = 0")  # every table counts as large for this session
     run(a, "CREATE TABLE g (id int PRIMARY KEY, v int, w int)", "INSERT INTO g VALUES (1, 0, 0), (2, 0, 0)")
+    run(a, "CREATE TABLE sink (id int, v int, w int)")
     run(a, "UPDATE g SET v = 1 WHERE id = 1")
     old = lsn(a)
     run(a, "UPDATE g SET v = 2, w = 5 WHERE id = 1")
     q = f"SELECT id, v, w FROM g AS OF LSN {old} ORDER BY id"
+    if shape == "gate":
+        q = f"WITH c AS (DELETE FROM sink RETURNING *) INSERT INTO sink SELECT id, v, w FROM g AS OF LSN {old}"
+    sink = "SELECT id, v, w FROM sink ORDER BY id"
+
+    def read() -> list[tuple]:
+        got = rows(a, q) if shape == "offset" else (run(a, q), rows(a, sink))[1]
+        assert got == [(1, 1, 0), (2, 0, 0)]
+        return got
+
     for _ in range(3):
-        assert rows(a, q) == [(1, 1, 0), (2, 0, 0)]
-    assert any(") _hdb_s WHERE (SELECT CASE" in str(v) for v in a.session.catalog.rewrites.values())
+        read()
+    cached = [str(v) for v in a.session.catalog.rewrites.values()]
+    if shape == "offset":
+        assert any(v.endswith(f"_hdb_q OFFSET (SELECT CASE WHEN gen = {a.session.catalog.key[0]} THEN 0 "
+                              "ELSE CASE WHEN heliosdb._asof_stale() THEN 0 END END FROM heliosdb._catalog_gen)")
+                   for v in cached)
+        assert not any(") _hdb_s WHERE (SELECT CASE" in v for v in cached)
+    else:
+        assert any(") _hdb_s WHERE (SELECT CASE" in v for v in cached)
+        assert not any("_hdb_q OFFSET" in v for v in cached)
     run(b, "ALTER TABLE g DROP COLUMN w")
-    assert rows(a, q) == [(1, 1, 0), (2, 0, 0)]
+    read()
     run(b, "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1 millisecond', gc_policy = aggressive)")
     time.sleep(0.05)
     run(b, "UPDATE g SET v = 3")
     assert rows(b, "SELECT heliosdb.gc()")[0][0] >= 1
     assert sqlstate(a, q) == "72000"
+
+
+def test_query_wrapped_for_its_guard_answers_as_written(connect) -> None:
+    """A cached query checks its guard as the OFFSET of a query around it: its own ORDER BY, LIMIT,
+    columns, trailing semicolon or comment and error positions stay as the user wrote them."""
+    a = connect()
+    run(a, "CREATE TABLE w (id int PRIMARY KEY, v int)", "INSERT INTO w SELECT g, g * 10 FROM generate_series(1, 5) g")
+    old = lsn(a)
+    run(a, "DELETE FROM w WHERE id > 2")
+    cases = {
+        f"SELECT id FROM w AS OF LSN {old} ORDER BY id DESC LIMIT 2 OFFSET 1;": [(4,), (3,)],
+        f"SELECT id, id, v FROM w AS OF LSN {old} ORDER BY v DESC -- the end": [
+            (5, 5, 50), (4, 4, 40), (3, 3, 30), (2, 2, 20), (1, 1, 10)],
+        f"SELECT count(*) FROM w AS OF LSN {old} WHERE id > 100": [(0,)],
+        f"VALUES ((SELECT sum(v) FROM w AS OF LSN {old}))": [(150,)],
+        f"WITH x AS (SELECT * FROM w AS OF LSN {old}) SELECT max(id) FROM x": [(5,)],
+    }
+    for q, want in cases.items():
+        for _ in range(3):
+            assert rows(a, q) == want, q
+        assert [v for k, v in a.session.catalog.rewrites.items()
+                if k[0] == q.rstrip(";") and v.startswith("SELECT * FROM (\n")], q
+    bad = f"SELECT 1, nocol FROM w AS OF LSN {old}"
+    for _ in range(2):
+        with pytest.raises(errors.Error) as info:
+            rows(a, bad)
+        assert info.value.sqlstate == "42703" and info.value.position == bad.index("nocol") + 1
+    with pytest.raises(errors.Error) as info:
+        rows(a, f"SELECT 1 / (id - 1) FROM w AS OF LSN {old} ORDER BY id")
+    assert info.value.sqlstate == "22012"

@@ -324,7 +324,7 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
       - the root's rows as of its cutoff, minus every row id some non-root level has.
     Tombstones take part in the "nearer the top" tests and are dropped at the end.
 
-    guard: a boolean SQL expression to evaluate before any row is read; only where the table's
+    guard: a boolean scalar subquery to evaluate before any row is read; only where the table's
     root is the first level, seen at a past point (see `root_guardable`). It goes into the
     history arm, as an InitPlan (a plan node with an InitPlan cannot run in parallel workers:
     the statement stays serial).
@@ -361,7 +361,7 @@ def state_sql(snap: Snapshot, levels: list[Level], info: TableInfo, version: Tab
         root_out = sql.SQL(", ").join(
             [sql.SQL("u._hdb_rowid"), *(sql.SQL("u.{}").format(I(c.name)) for c in version.columns)]
         )
-        gate = sql.SQL("") if guard is None or over else sql.SQL(" WHERE (SELECT {})").format(guard)
+        gate = sql.SQL("") if guard is None or over else sql.SQL(" WHERE {}").format(guard)
         root_rows = sql.SQL(
             "SELECT {outer} FROM (SELECT {cols}, r._hdb_begin AS _hdb_lo, r._hdb_end AS _hdb_hi, "
             "r._hdb_branch AS _hdb_b, r._hdb_del AS _hdb_d FROM {h} r{gate} "

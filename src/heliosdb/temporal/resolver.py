@@ -189,11 +189,8 @@ _FACTS = """SELECT (SELECT coalesce(heliosdb.held_lsn(b.id), b.head_lsn) FROM he
 def resolve_now_or_lsn(
     conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch, kind: str, value: str | None,
     *, before: bool = False,
-) -> tuple[int, list[int]]:
-    """resolve_point + check_retained for NOW and LSN points in one round trip, which also checks the cache.
-
-    Returns the LSN and the branches whose retained history it was checked against.
-    """
+) -> int:
+    """resolve_point + check_retained for NOW and LSN points in one round trip, which also checks the cache."""
     levels = cache.chain(conn, branch.id)
     if not levels:
         raise errors.UndefinedBranch(f'branch "{branch.name}" does not exist')
@@ -223,12 +220,12 @@ def resolve_now_or_lsn(
         if before:
             lsn -= 1
     gc = {int(b): int(g) for b, g in gcs or []}
-    return lsn, retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)
+    retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)
+    return lsn
 
 
-def retained_check(levels: list[Level], gc: dict[int, int], branch: Branch, lsn: int) -> list[int]:
-    """check_retained on gc horizons already read; returns the branches checked."""
-    checked = []
+def retained_check(levels: list[Level], gc: dict[int, int], branch: Branch, lsn: int) -> None:
+    """check_retained on gc horizons already read."""
     for lv in levels:
         if lv.upto != lsn:
             break  # bounded by a fork point from here up
@@ -238,8 +235,6 @@ def retained_check(levels: list[Level], gc: dict[int, int], branch: Branch, lsn:
                 f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
                 hint=f"The oldest available point is LSN {format_lsn(oldest)}.",
             )
-        checked.append(lv.branch_id)
-    return checked
 
 
 # -- TIMESTAMP, SCN and TRANSACTION points: one round trip when they resolve --------------------
@@ -274,9 +269,9 @@ FROM (SELECT {arg} AS a) p"""
 
 def resolve_other(
     conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch, kind: str, value: str,
-) -> tuple[int, list[int]] | None:
-    """TIMESTAMP / SCN / TRANSACTION points that name a commit: the LSN and the branches whose
-    retained history was checked, in one round trip that also checks the cache.
+) -> int | None:
+    """TIMESTAMP / SCN / TRANSACTION points that name a commit: the LSN, with its retained history
+    checked, in one round trip that also checks the cache.
 
     None when the point needs the general resolver (before the history, in the future, unknown
     transaction, a bad value): it gives the exact answer or error.
@@ -331,4 +326,5 @@ def resolve_other(
     cache.check((int(gen), str(mark)))
     lsn = int(lsn)
     gc = {int(b): int(g) for b, g in gcs or []}
-    return lsn, retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)
+    retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)
+    return lsn

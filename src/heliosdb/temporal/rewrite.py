@@ -19,6 +19,7 @@ from heliosdb import errors
 from heliosdb.branching import layout
 from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import Branch, Level, Snapshot, TableInfo, TableVersion, chain
+from heliosdb.sql.classify import LOCKING_READ
 from heliosdb.sql.lsn import MAX_LSN, format_lsn
 from heliosdb.sql.names import quote_ident
 from heliosdb.sql.temporal import Clause, Point, Range, find_clauses
@@ -54,12 +55,8 @@ def resolve(conn: psycopg.Connection[Any], branch: Branch, point: Point) -> int:
     return lsn
 
 
-def _resolve_cached(conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch,
-                    point: Point) -> tuple[int, list[int]]:
-    """resolve(), in one round trip that also checks the cache where the point names a commit.
-
-    Returns the LSN and the branches whose retained history was checked against it.
-    """
+def _resolve_cached(conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch, point: Point) -> int:
+    """resolve(), in one round trip that also checks the cache where the point names a commit."""
     kind, value = point.kind, point.value
     if kind in ("NOW", "LSN"):
         return resolver.resolve_now_or_lsn(conn, cache, branch, kind, value, before=point.before)
@@ -72,7 +69,7 @@ def _resolve_cached(conn: psycopg.Connection[Any], cache: CatalogCache, branch: 
         return got
     lsn = resolve(conn, branch, point)  # the edge cases and their exact errors
     cache.refresh(conn)  # after resolving, before reading the catalog: never older than the catalog
-    return lsn, []
+    return lsn
 
 
 def _table_at(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str,
@@ -93,10 +90,11 @@ def _table_at(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str
 
 
 def point_subquery(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str,
-                   cache: CatalogCache | None = None, guard: tuple[int, list[int]] | None = None,
-                   *, kept: bool = False) -> sql.Composable:
-    """The subquery of `name` on `branch` at `lsn`; guard=(catalog generation, branches whose
-    retention was checked) makes it check, when it runs, that both still hold (cached rewrites)."""
+                   cache: CatalogCache | None = None, guard: int | None = None,
+                   *, kept: bool = False, outer: bool = False) -> sql.Composable:
+    """The subquery of `name` on `branch` at `lsn`; guard=the catalog generation it was made at makes
+    it check, when it runs, that the generation did not move (cached rewrites). outer: the statement
+    carries that check itself (_OUTER); the subquery only keeps it where it keeps a plan serial."""
     levels, snap, version, info = _table_at(conn, branch, lsn, name, cache)
     if lsn >= MAX_LSN:
         raise errors.InvalidTemporalPoint("LSN out of range")
@@ -108,18 +106,19 @@ def point_subquery(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name
                                  bids=sql.Literal("{" + ",".join(str(lv.branch_id) for lv in levels) + "}"))
             return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s WHERE (SELECT {g}))").format(c=cols, s=state, g=check)
         return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s)").format(c=cols, s=state)
-    check = _GUARD.format(gen=sql.Literal(guard[0]), lsn=sql.Literal(lsn),
-                          bids=sql.Literal("{" + ",".join(map(str, guard[1])) + "}"))
+    check = _GUARD.format(gen=sql.Literal(guard))
     if layout.root_guardable(levels, info) and not snap.parallel.get(info.id, False):
         # In the history arm: the plan stays serial. For a table PostgreSQL scans serially at head,
         # it would otherwise pick a two-worker Parallel Append for the union (measured twice as slow
         # at 100,000 rows on 2 cores).
         state = layout.state_sql(snap, levels, info, version, check)
         return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s)").format(c=cols, s=state)
-    # Above the state: an InitPlan evaluated once, before any row (in the leader, before the
-    # workers start, when the plan is parallel)
     state = layout.state_sql(snap, levels, info, version)
-    return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s WHERE (SELECT {g}))").format(c=cols, s=state, g=check)
+    if outer:
+        return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s)").format(c=cols, s=state)
+    # Above the state: an InitPlan evaluated once, before any row (in the leader, before the
+    # workers start, when the plan is parallel), pushed into a gating Result over each arm
+    return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s WHERE {g})").format(c=cols, s=state, g=check)
 
 
 # -- statement rewriting ------------------------------------------------------------------------
@@ -131,13 +130,31 @@ _GUARDED = re.compile(r"\s*(SELECT|WITH|VALUES|TABLE|INSERT|UPDATE|DELETE|EXPLAI
 
 
 # Checks a cached rewrite inside its statement (one InitPlan, run once before any row): the catalog
-# generation it was made at, and the point still inside the retained history of the branches it
-# reads at that point. Inline SQL, not a function: cheaper per execution of a prepared statement.
+# generation it was made at. The generation also moves when GC advances a branch's retained history
+# (gc_generation.sql), so a point read by a cached rewrite cannot have been pruned since it was
+# resolved. Inline SQL, not a function: cheaper per execution of a prepared statement.
 _GUARD = sql.SQL(
-    "CASE WHEN (SELECT gen FROM heliosdb._catalog_gen) = {gen} AND NOT EXISTS (SELECT 1 FROM heliosdb._branches b "
-    "WHERE b.id = ANY({bids}::integer[]) AND (b.gc_lsn > {lsn} OR b.state = 'dropped')) "
-    "THEN true ELSE heliosdb._asof_stale() END"
+    "(SELECT CASE WHEN gen = {gen} THEN true ELSE heliosdb._asof_stale() END FROM heliosdb._catalog_gen)"
 )
+# The same check for a whole query (_OUTER): its OFFSET, 0 while the generation holds. The Limit node
+# evaluates it before it reads its first row; PostgreSQL plans an OFFSET it cannot estimate for
+# queries read to the end as if it were absent (preprocess_limit), so plans do not change.
+_OFFSET = sql.SQL(
+    "(SELECT CASE WHEN gen = {gen} THEN 0 ELSE CASE WHEN heliosdb._asof_stale() THEN 0 END END "
+    "FROM heliosdb._catalog_gen)"
+)
+# Queries that can take the check as their OFFSET: one plain query (no INTO, no locking clause, no
+# write in a WITH), wrapped whole, so its own ORDER BY, LIMIT and FETCH stay as written.
+_OUTER = re.compile(r"\s*(SELECT|WITH|VALUES|TABLE)\b", re.IGNORECASE)
+_INTO = re.compile(r"\bINTO\b", re.IGNORECASE)
+
+
+def _wrappable(text: str) -> bool:
+    """Whether a guarded statement can take its guard as the OFFSET of a wrapping query (_OFFSET)."""
+    from heliosdb.session import is_write
+
+    return (_OUTER.match(text) is not None and ";" not in text.rstrip().rstrip(";")
+            and _INTO.search(text) is None and LOCKING_READ.search(text) is None and not is_write(text))
 
 
 # SQL kept to be run later (CREATE VIEW, PREPARE, DECLARE, materialized views' queries, SET AS OF):
@@ -212,7 +229,10 @@ def prepare(session: Session, text: str, params: Any) -> tuple[str, Any, bool]:
     if not guardable:
         kept = _KEPT_HEADS.match(text) is not None
         return _assemble(session, text, clauses, escape, guarded=False, kept=kept), params, False
-    out = _assemble(session, text, clauses, escape, guarded=True)
+    if _wrappable(text):
+        out = _assemble(session, text.rstrip().rstrip(";"), clauses, escape, guarded=True, outer=True)
+    else:
+        out = _assemble(session, text, clauses, escape, guarded=True)
     cache.remember(key, out)
     return out, params, True
 
@@ -223,16 +243,25 @@ def forget(session: Session, text: str) -> None:
 
 
 def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, *, guarded: bool,
-              kept: bool = False) -> str:
+              kept: bool = False, outer: bool = False) -> str:
+    """The statement with its clauses replaced. outer (guarded only): the whole query becomes a
+    subquery whose OFFSET is the guard (_OFFSET), instead of a gating node over every arm."""
     conn = session.conn
     out: list[str] = []
     pos = 0
     seen = 0  # characters PostgreSQL sees so far (an escaped '%%' is one)
     spans: list[tuple[int, int, int, int]] = []
+    if outer:
+        out.append(_WRAP_HEAD)
+        spans.append((0, 0, 0, len(_WRAP_HEAD)))  # an error there points at the start of the text
+        seen = len(_WRAP_HEAD)
+    gen: int | None = None  # the catalog generation the first point was checked at
     for c in clauses:
         out.append(text[pos : c.start])
         seen += c.start - pos
-        piece = _replacement(session, conn, c, text, guarded, kept)
+        piece = _replacement(session, conn, c, text, "outer" if outer else "guard" if guarded else kept)
+        if gen is None and session.catalog.key is not None:
+            gen = session.catalog.key[0]  # a later point checked at a newer one fails this guard: prepared again
         if c.alias is None:
             piece += " AS " + quote_ident(c.name.name)
         spans.append((c.start, c.end, seen, seen + len(piece)))
@@ -240,12 +269,19 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
         out.append(piece.replace("%", "%%") if escape else piece)
         pos = c.end
     out.append(text[pos:])
+    if outer:
+        assert gen is not None
+        out.append(_WRAP_TAIL + _OFFSET.format(gen=sql.Literal(gen)).as_string(conn))
     result = "".join(out)
     if spans:
         if len(_SPANS) >= 256:
             _SPANS.clear()  # (not one eviction: sessions of the endpoint share it across threads)
         _SPANS[result] = spans
     return result
+
+
+_WRAP_HEAD = "SELECT * FROM (\n"
+_WRAP_TAIL = "\n) _hdb_q OFFSET "  # on its own line: a comment that ends the text stays one
 
 
 # rewritten text -> (clause start, clause end, start, end of its replacement) for error positions
@@ -268,8 +304,10 @@ def original_position(rewritten: str, position: int) -> int | None:
     return at - shift + 1
 
 
-def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, text: str, guarded: bool,
-                 kept: bool = False) -> str:
+def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, text: str,
+                 mode: str | bool) -> str:
+    """One clause's subquery. mode: "guard" (checks the catalog generation itself), "outer" (the
+    statement checks it, see _assemble) or whether the SQL is kept to run later (unguarded)."""
     if c.name.schema is not None and c.name.schema != session.branch.user_schema:
         raise errors.NotSupportedError(f'time travel on "{c.name.schema}.{c.name.name}" is not supported',
                                        hint="Time travel works on the tables of a branch.")
@@ -284,16 +322,17 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
 
         return versions_subquery(conn, branch, c.name.name, c.range,
                                  pseudo="VERSIONS_" in text.upper()).as_string(conn)
-    lsn, checked = _resolve_cached(conn, cache, branch, c.point or Point("NOW"))
+    lsn = _resolve_cached(conn, cache, branch, c.point or Point("NOW"))
     # the SQL of (branch, point, table) under the cache's key: the key was checked just now
-    key = ("sql", branch.id, lsn, c.name.name, tuple(checked) if guarded else kept)
+    key = ("sql", branch.id, lsn, c.name.name, mode)
     piece = cache.rewrites.get(key)
     if piece is None:
         guard = None
-        if guarded:
+        if isinstance(mode, str):
             assert cache.key is not None
-            guard = (cache.key[0], checked)
-        piece = point_subquery(conn, branch, lsn, c.name.name, cache, guard, kept=kept).as_string(conn)
+            guard = cache.key[0]
+        piece = point_subquery(conn, branch, lsn, c.name.name, cache, guard, kept=mode is True,
+                               outer=mode == "outer").as_string(conn)
         cache.remember(key, piece)
     return piece
 
