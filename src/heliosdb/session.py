@@ -27,6 +27,7 @@ from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, he
 from heliosdb.sql.names import IDENT, QUALIFIED
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
+from heliosdb.temporal import rewrite
 
 _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on their branch
 
@@ -386,12 +387,10 @@ class Session:
                 result = self._temporal(stmt, params, info, cursor)
             else:
                 if info.temporal:
-                    from heliosdb.temporal.rewrite import rewrite
-
                     if params:
                         stmt = psycopg.ClientCursor(self.conn).mogrify(stmt, params)
                         params = None
-                    stmt = rewrite(self, stmt)
+                    stmt = rewrite.rewrite(self, stmt)
                 if kind is Kind.PASSTHROUGH or kind is Kind.TRANSACTION:
                     result = self._passthrough(stmt, params, info, cursor)
                 else:
@@ -437,9 +436,7 @@ class Session:
         again from the catalog as it is now and run once more. Only in autocommit: a failed
         statement changed nothing.
         """
-        from heliosdb.temporal.rewrite import forget, prepare
-
-        text, run_params, guarded = prepare(self, stmt, params)
+        text, run_params, guarded = rewrite.prepare(self, stmt, params)
         if not guarded:
             return self._rewritten(text, run_params, info, cursor)
         key = self.catalog.key
@@ -448,20 +445,18 @@ class Session:
         except (psycopg.Error, errors.Error) as exc:
             if self.in_transaction or not (_guard_failed(exc) or self.catalog.read_key(self.conn) != key):
                 raise
-        forget(self, stmt)
-        text, run_params, _ = prepare(self, stmt, params)
+        rewrite.forget(self, stmt)
+        text, run_params, _ = rewrite.prepare(self, stmt, params)
         return self._rewritten(text, run_params, info, cursor)
 
     def _rewritten(self, text: str, params: Any, info: StatementInfo, cursor: psycopg.Cursor[Any] | None) -> Result:
         """Run a rewritten statement; an error's position points into the user's text."""
-        from heliosdb.temporal.rewrite import original_position
-
         try:
             return self._passthrough(text, params, info, cursor)
         except psycopg.Error as exc:
             err = errors.from_psycopg(exc)
         if err.position is not None:
-            err.position = original_position(text, err.position)
+            err.position = rewrite.original_position(text, err.position)
         raise err
 
     def _prefixed(self, cur: psycopg.Cursor[Any], prefix: sql.Composable, stmt: str,
