@@ -276,3 +276,24 @@ def test_errors_name_what_the_user_did(conn: heliosdb.Connection, connect) -> No
         raise AssertionError("the write was accepted")
     except heliosdb.Error as exc:  # not "SELECT FOR UPDATE": the branch's lock is ours
         assert (exc.sqlstate, exc.message) == ("25006", "cannot execute UPDATE in a read-only transaction")
+
+
+def test_column_type_change_is_refused_with_a_way_that_keeps_history(conn: heliosdb.Connection, connect) -> None:
+    """ALTER COLUMN ... TYPE is refused (0A000) on the table's root branch and on a branch that inherited it,
+    naming the column and the versioned steps that do it; nothing changed."""
+    cur = conn.cursor()
+    cur.execute('CREATE TABLE t (id int PRIMARY KEY, "Odd col" int, s text)')
+    cur.execute("INSERT INTO t VALUES (1, 10, 'a')")
+    cur.execute("CREATE DATABASE BRANCH dev")
+    for c, stmt in ((conn, 'ALTER TABLE t ALTER COLUMN "Odd col" TYPE bigint'),
+                    (conn, "ALTER TABLE t ADD COLUMN x int, ALTER s SET DATA TYPE varchar(5)"),
+                    (connect("dev"), "ALTER TABLE t ALTER COLUMN s TYPE numeric USING s::numeric * 1.5")):
+        try:
+            c.cursor().execute(stmt)
+            raise AssertionError(f"not refused: {stmt}")
+        except heliosdb.Error as exc:
+            assert exc.sqlstate == "0A000", stmt
+            assert exc.message.startswith("ALTER TABLE ... ALTER COLUMN ") and " TYPE is not supported" in exc.message
+            assert exc.hint.startswith("Add a column of the new type, copy the values with UPDATE")
+    assert rows(conn, "SELECT * FROM t") == [(1, 10, "a")]
+    assert rows(connect("dev"), "SELECT * FROM t") == [(1, 10, "a")]

@@ -371,7 +371,11 @@ def _alter_root(
     session: Session, version: TableVersion, info: TableInfo, rest: str, toks: list[Any], i: int, lsn: int
 ) -> None:
     """ALTER TABLE on the table's root branch: natively on the root relation, then resync."""
+    from heliosdb.branching.alter_branch import RETYPE, retype_refused
+
     conn = session.conn
+    if (retype := RETYPE.search(rest)) is not None:  # PostgreSQL would say the user's view depends on it
+        raise retype_refused(retype.group(1))
     words = [t.text.upper() for t in toks[i : i + 4]]
     if words and words[0] == "DROP" and (len(words) < 2 or words[1] not in ("CONSTRAINT",)):
         j = i + 1
