@@ -235,6 +235,61 @@ def test_schema_changes_carry_over(pair) -> None:
     assert rows(main, "SELECT * FROM extra") == [(1, "uno")]
 
 
+def test_merge_carries_foreign_keys_of_tables_created_on_the_source(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE base (id int PRIMARY KEY)", "CREATE DATABASE BRANCH b")
+    b = connect("b")
+    # the child table comes first by name: its rows are applied before its parent's
+    run(b, "CREATE TABLE p (id int PRIMARY KEY)",
+        "CREATE TABLE a_child (id int PRIMARY KEY, p_id int REFERENCES p ON DELETE CASCADE, q_id int REFERENCES p)",
+        "INSERT INTO p VALUES (1)", "INSERT INTO a_child VALUES (1, 1, 1)")
+    run(conn, "MERGE DATABASE BRANCH b INTO main")
+    assert rows(conn, "SELECT * FROM a_child") == [(1, 1, 1)]
+    assert sqlstate(conn, "INSERT INTO a_child VALUES (2, 999, NULL)") == "23503"
+    assert sqlstate(conn, "INSERT INTO a_child VALUES (3, NULL, 999)") == "23503"
+    run(conn, "UPDATE a_child SET q_id = NULL", "DELETE FROM p WHERE id = 1")  # ON DELETE CASCADE came along
+    assert rows(conn, "SELECT count(*) FROM a_child") == [(0,)]
+
+
+def test_merge_carries_column_rules_and_constraints(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL, s int DEFAULT 0, n int, m int CHECK (m > 0))",
+        "INSERT INTO t VALUES (1, 'a', 0, 1, 1)", "CREATE DATABASE BRANCH b")
+    b = connect("b")
+    run(b, "ALTER TABLE t ALTER COLUMN v DROP NOT NULL", "ALTER TABLE t ALTER COLUMN s SET DEFAULT 5",
+        "ALTER TABLE t ALTER COLUMN n SET NOT NULL", "ALTER TABLE t ADD CONSTRAINT t_n_chk CHECK (n > 0)",
+        "ALTER TABLE t ADD CONSTRAINT t_n_uq UNIQUE (n)", "ALTER TABLE t DROP CONSTRAINT t_m_check",
+        "INSERT INTO t (id, v, n, m) VALUES (2, NULL, 2, -1)")
+    run(conn, "MERGE DATABASE BRANCH b INTO main")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a", 0, 1, 1), (2, None, 5, 2, -1)]
+    assert sqlstate(conn, "INSERT INTO t (id, v, n) VALUES (3, 'c', -1)") == "23514"
+    assert sqlstate(conn, "INSERT INTO t (id, v, n) VALUES (4, 'x', 1)") == "23505"
+    assert sqlstate(conn, "INSERT INTO t (id, v) VALUES (5, 'y')") == "23502"
+    run(conn, "INSERT INTO t (id, n, m) VALUES (6, 6, -6)")  # v may be NULL, m's check is gone
+    assert rows(conn, "SELECT v, s FROM t WHERE id = 6") == [(None, 5)]
+
+
+def test_merge_of_a_column_added_with_a_default_later_dropped(conn: heliosdb.Connection, connect) -> None:
+    """Django's AddField: ADD COLUMN ... DEFAULT x NOT NULL, then DROP DEFAULT; the old rows read x."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a')", "CREATE DATABASE BRANCH b")
+    b = connect("b")
+    run(b, "ALTER TABLE t ADD COLUMN c varchar(2) DEFAULT 'US' NOT NULL", "ALTER TABLE t ALTER COLUMN c DROP DEFAULT")
+    assert rows(b, "SELECT * FROM t") == [(1, "a", "US")]
+    run(conn, "INSERT INTO t VALUES (2, 'main only')")
+    run(conn, "MERGE DATABASE BRANCH b INTO main")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a", "US"), (2, "main only", "US")]
+    assert sqlstate(conn, "INSERT INTO t (id, v) VALUES (3, 'x')") == "23502"  # NOT NULL, and no default
+
+
+def test_merge_into_a_branch_leaves_out_a_foreign_key_it_cannot_hold(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE p (id int PRIMARY KEY)", "CREATE TABLE c (id int PRIMARY KEY, p_id int)",
+        "INSERT INTO p VALUES (1)", "CREATE DATABASE BRANCH b")
+    run(conn, "ALTER TABLE c ADD CONSTRAINT c_p_fk FOREIGN KEY (p_id) REFERENCES p", "INSERT INTO c VALUES (1, 1)")
+    b = connect("b")
+    cur = b.cursor()
+    cur.execute("MERGE DATABASE BRANCH main INTO b")
+    assert any("c_p_fk" in n for n in cur.notices), cur.notices
+    assert rows(b, "SELECT * FROM c") == [(1, 1)]
+
+
 def test_rows_merged_into_a_target_with_new_columns_get_their_defaults(conn: heliosdb.Connection, connect) -> None:
     run(conn, "CREATE TABLE t (id int PRIMARY KEY, a int)", "INSERT INTO t VALUES (1, 1)", "CREATE DATABASE BRANCH dev")
     run(connect("dev"), "INSERT INTO t VALUES (2, 2)")

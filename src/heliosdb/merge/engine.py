@@ -24,7 +24,7 @@ from heliosdb import errors
 from heliosdb.branching.writes import apply_plan
 from heliosdb.catalog.model import Branch, Snapshot, TableInfo, TableVersion, chain, get_branch
 from heliosdb.merge.diff import Side, build_diff
-from heliosdb.merge.schema import plan_schema
+from heliosdb.merge.schema import plan_schema, run_after, stored
 from heliosdb.sql import statements as st
 from heliosdb.sql.lsn import MAX_LSN, format_lsn
 from heliosdb.temporal.resolver import head_lsn
@@ -173,7 +173,7 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
             from heliosdb.merge.manual import save_pending
 
             merge_id = int(conn.execute("SELECT nextval('heliosdb.merge_id_seq')").fetchone()[0])  # type: ignore[index]
-            return save_pending(session, merge_id, stmt, src, tgt, plans, conflicts, planned, schema.statements, text)
+            return save_pending(session, merge_id, stmt, src, tgt, plans, conflicts, planned, stored(schema), text)
         if manual:
             conflicts, plans = [], []
             schema = _plan(session, stmt, rules, src, tgt, conflicts, plans)
@@ -192,6 +192,7 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
             )
         result_lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
         apply_all(conn, target, plans, progress=session.report_progress)
+        run_after(session, target, schema.after)
         counts = {p.table: {"applied": p.applied, "auto_merged": p.auto, "conflicts_resolved": p.resolved}
                   for p in plans}
         conn.execute(

@@ -16,6 +16,7 @@ from psycopg import sql
 from heliosdb import errors
 from heliosdb.catalog.model import get_branch_by_id
 from heliosdb.merge.engine import Conflict, MergeStateError, TablePlan, apply_all
+from heliosdb.merge.schema import run_after, split_stored
 from heliosdb.temporal.resolver import head_lsn
 
 if TYPE_CHECKING:
@@ -116,8 +117,9 @@ def complete_merge(session: Session, merge_id: int) -> Result:
         from heliosdb.branching import tables as ddl_tables
         from heliosdb.sql.classify import classify
 
+        before, after = split_stored(schema_ddl or [])
         with session.acting_on(target):
-            for ddl in schema_ddl or []:
+            for ddl in before:
                 ddl_tables.execute(session, classify(ddl), ddl)
         conn.execute("CREATE TEMP TABLE _hdb_mplan ON COMMIT DROP AS SELECT table_name, rowid, action, row_value, "
                      "conflict_id FROM heliosdb._merge_plan WHERE merge_id = %s AND action <> 'conflict'", (merge_id,))
@@ -136,6 +138,7 @@ WHERE c.resolution <> 'target'""").format(t=table), (merge_id,))
                                          ).fetchone()[0])  # type: ignore[index]
         result_lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
         apply_all(conn, target, plans, progress=session.report_progress)
+        run_after(session, target, after)
         per_table = dict(conn.execute(sql.SQL("SELECT table_name, count(*) FROM {} GROUP BY 1").format(table)).fetchall())
         for p in plans:
             p.resolved = int(per_table.get(p.table, 0))

@@ -9,6 +9,7 @@ schema conflict that stops the merge with an explanation.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from heliosdb.catalog.model import Branch
+    from heliosdb.session import Session
 
 
 class SchemaConflict(errors.HeliosError, code="HD011"):
@@ -28,7 +30,8 @@ class SchemaConflict(errors.HeliosError, code="HD011"):
 
 @dataclass
 class SchemaPlan:
-    statements: list[str] = field(default_factory=list)  # DDL to run on the target
+    statements: list[str] = field(default_factory=list)  # DDL to run on the target before its rows change
+    after: list[str] = field(default_factory=list)  # constraints to add once the merged rows are in place
     tables: list[str] = field(default_factory=list)  # tables the statements touch (for the preview)
 
 
@@ -46,6 +49,7 @@ def _coldef(c: Column) -> str:
 
 
 def create_table_sql(v: TableVersion) -> str:
+    """CREATE TABLE with the columns, primary key, unique and check constraints (foreign keys: add_constraint)."""
     parts = [_coldef(c) for c in v.columns]
     for con in v.constraints:
         if con.kind == "p":
@@ -55,6 +59,65 @@ def create_table_sql(v: TableVersion) -> str:
         elif con.kind == "c" and con.expr:
             parts.append(f"CONSTRAINT {quote_ident(con.name)} CHECK ({con.expr})")
     return f"CREATE TABLE {quote_ident(v.name)} ({', '.join(parts)})"
+
+
+_FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+# Kept with a pending MANUAL merge (one list of DDL): the statements after it run once the rows are applied
+AFTER_ROWS = "-- after the merged rows"
+
+
+def stored(plan: SchemaPlan) -> list[str]:
+    return [*plan.statements, AFTER_ROWS, *plan.after] if plan.after else list(plan.statements)
+
+
+def split_stored(ddl: list[str]) -> tuple[list[str], list[str]]:
+    if AFTER_ROWS not in ddl:
+        return ddl, []
+    i = ddl.index(AFTER_ROWS)
+    return ddl[:i], ddl[i + 1 :]
+
+
+def run_after(session: Session, target: Branch, statements: list[str]) -> None:
+    """The constraints a merge adds once its rows are in place. One the target cannot hold (a foreign key on
+    a table it inherited) is left out with a NOTICE; one the merged rows violate fails the merge."""
+    from heliosdb.branching import tables
+    from heliosdb.sql.classify import classify
+
+    with session.acting_on(target):
+        for ddl in statements:
+            try:
+                with session.conn.transaction():
+                    tables.execute(session, classify(ddl), ddl)
+            except errors.Error as exc:
+                if exc.sqlstate != "0A000":
+                    raise
+                session.notices.append(f"NOTICE:  merge: not carried to \"{target.name}\": {ddl} ({exc.message})")
+
+
+def add_constraint(table: str, con: Constraint) -> str | None:
+    """ALTER TABLE ... ADD CONSTRAINT for a primary key, unique, check or foreign key (None: another kind)."""
+    cols = ", ".join(quote_ident(c) for c in con.cols)
+    if con.kind == "p":
+        body = f"PRIMARY KEY ({cols})"
+    elif con.kind == "u":
+        body = f"UNIQUE ({cols})"
+    elif con.kind == "c" and con.expr:
+        body = f"CHECK ({con.expr})"
+    elif con.kind == "f" and con.expr:
+        ref = json.loads(con.expr)
+        body = (f"FOREIGN KEY ({cols}) REFERENCES {quote_ident(ref['table'])} "
+                f"({', '.join(quote_ident(c) for c in ref['cols'])}) "
+                f"ON DELETE {_FK_ACTIONS.get(ref.get('on_delete', 'a'), 'NO ACTION')} "
+                f"ON UPDATE {_FK_ACTIONS.get(ref.get('on_update', 'a'), 'NO ACTION')}")
+    else:
+        return None
+    return f"ALTER TABLE {quote_ident(table)} ADD CONSTRAINT {quote_ident(con.name)} {body}"
+
+
+def _definition(con: Constraint) -> tuple[str, tuple[str, ...], str | None]:
+    return con.kind, tuple(con.cols), con.expr
 
 
 def _by_name(tables: dict[int, TableVersion]) -> dict[str, TableVersion]:
@@ -79,6 +142,7 @@ def plan_schema(
             tv = t_now_names.get(sv.name)
             if tv is None:
                 plan.statements.append(create_table_sql(sv))
+                plan.after += [ddl for con in sv.constraints if con.kind == "f" and (ddl := add_constraint(sv.name, con))]
                 plan.tables.append(sv.name)
             elif [(c.name, c.type) for c in tv.columns] != [(c.name, c.type) for c in sv.columns]:
                 raise SchemaConflict(
@@ -96,6 +160,7 @@ def plan_schema(
         if sv.name != before.name and tv.name == before.name:
             plan.statements.append(f"ALTER TABLE {quote_ident(tv.name)} RENAME TO {quote_ident(sv.name)}")
         _plan_columns(plan, sv, before, tv, t_base_names.get(before.name), source, target)
+        _plan_constraints(plan, sv, before, tv, source, target)
     for tid, before in s_base.items():
         if tid in s_now:
             continue
@@ -129,14 +194,17 @@ def _plan_columns(
         if col not in old:  # added on the source
             have = t_cols.get(c.name)
             if have is None:
-                plan.statements.append(f"ALTER TABLE {table} ADD COLUMN {_coldef(_nullable(c))}")
+                plan.statements += _add_column(table, c)
                 touched = True
             elif have.type != c.type:
                 raise SchemaConflict(
                     f'column "{c.name}" of "{sv.name}" was added on both branches with different types '
                     f"({c.type} on {source.name}, {have.type} on {target.name})"
                 )
-        elif old[col].name != c.name:  # renamed on the source
+        elif (have := t_cols.get(old[col].name)) is not None and (
+                old[col].default != c.default or old[col].notnull != c.notnull):
+            touched |= _plan_column_rules(plan, table, sv.name, old[col], c, have, target)
+        if col in old and old[col].name != c.name:  # renamed on the source
             was = old[col].name
             if was in t_cols and c.name not in t_cols:
                 plan.statements.append(f"ALTER TABLE {table} RENAME COLUMN {quote_ident(was)} TO {quote_ident(c.name)}")
@@ -154,6 +222,66 @@ def _plan_columns(
             touched = True
     if touched:
         plan.tables.append(sv.name)
+
+
+def _add_column(table: str, c: Column) -> list[str]:
+    """ADD COLUMN as the source has it: the target's rows take the value the source's older rows read
+    (the value the column was added with), then the column gets the source's own default."""
+    fill = c.missing if c.missing is not None else c.default
+    added = Column(c.name, c.col, c.type, c.notnull and fill is not None, fill)
+    out = [f"ALTER TABLE {table} ADD COLUMN {_coldef(added)}"]
+    if fill != c.default:
+        out.append(f"ALTER TABLE {table} ALTER COLUMN {quote_ident(c.name)} "
+                   + (f"SET DEFAULT {c.default}" if c.default is not None else "DROP DEFAULT"))
+    return out
+
+
+def _plan_column_rules(plan: SchemaPlan, table: str, name: str, was: Column, now: Column, have: Column,
+                       target: Branch) -> bool:
+    """A column's DEFAULT or NOT NULL changed on the source: the same change on the target, where the target
+    still has the base's rule (a different change on both sides is a conflict)."""
+    col = f"ALTER TABLE {table} ALTER COLUMN {quote_ident(have.name)}"
+    touched = False
+    if was.default != now.default and have.default != now.default:
+        if have.default != was.default:
+            raise SchemaConflict(f'the default of column "{have.name}" of "{name}" was changed on both branches',
+                                 hint=f'Set the same default on "{target.name}", then merge again.')
+        plan.statements.append(f"{col} SET DEFAULT {now.default}" if now.default is not None else f"{col} DROP DEFAULT")
+        touched = True
+    if was.notnull != now.notnull and have.notnull == was.notnull:
+        if now.notnull:
+            plan.after.append(f"{col} SET NOT NULL")  # once the merged rows are there
+        else:
+            plan.statements.append(f"{col} DROP NOT NULL")  # before: the source's rows may hold NULLs
+        touched = True
+    return touched
+
+
+def _plan_constraints(plan: SchemaPlan, sv: TableVersion, before: TableVersion, tv: TableVersion,
+                      source: Branch, target: Branch) -> None:
+    """Constraints the source added or dropped since the base (by name): added ones are added on the target once
+    the merged rows are there, dropped ones are dropped first; the target keeps what it changed itself."""
+    was = {c.name: c for c in before.constraints}
+    now = {c.name: c for c in sv.constraints}
+    have = {c.name: c for c in tv.constraints}
+    for name, con in now.items():
+        if name in was and _definition(was[name]) == _definition(con):
+            continue
+        if name in have:
+            if _definition(have[name]) == _definition(con):
+                continue
+            if name not in was or _definition(have[name]) != _definition(was[name]):
+                raise SchemaConflict(f'constraint "{name}" of "{sv.name}" differs on "{source.name}" and "{target.name}"',
+                                     hint=f'Drop or align it on "{target.name}", then merge again.')
+            plan.statements.append(f"ALTER TABLE {quote_ident(tv.name)} DROP CONSTRAINT {quote_ident(name)}")
+        ddl = add_constraint(tv.name, con)
+        if ddl is not None:
+            plan.after.append(ddl)
+            plan.tables.append(sv.name)
+    for name, con in was.items():
+        if name not in now and name in have and _definition(have[name]) == _definition(con):
+            plan.statements.append(f"ALTER TABLE {quote_ident(tv.name)} DROP CONSTRAINT {quote_ident(name)}")
+            plan.tables.append(sv.name)
 
 
 def _rows_changed(conn: psycopg.Connection, source: Branch, target: Branch, base_s: int, base_t: int,
@@ -180,9 +308,5 @@ def _shape(v: TableVersion | None) -> list[tuple[str, str]] | None:
     return None if v is None else [(c.name, c.type) for c in v.columns]
 
 
-def _nullable(c: Column) -> Column:
-    """A column carried by a merge: NOT NULL only holds if existing target rows get a default."""
-    return Column(c.name, c.col, c.type, c.notnull and c.default is not None, c.default, c.missing)
-
-
-__all__ = ["Constraint", "SchemaConflict", "SchemaPlan", "create_table_sql", "plan_schema"]
+__all__ = ["AFTER_ROWS", "Constraint", "SchemaConflict", "SchemaPlan", "add_constraint", "create_table_sql",
+           "plan_schema", "run_after", "split_stored", "stored"]
