@@ -25,7 +25,7 @@ from heliosdb.catalog.model import (
     phys_names,
     save_version,
 )
-from heliosdb.sql.names import IDENT, Name, is_word, matching_paren, read_name, skip_words, tokenize
+from heliosdb.sql.names import Name, is_word, matching_paren, read_name, skip_words, tokenize
 
 if TYPE_CHECKING:
     from heliosdb.session import Session
@@ -39,19 +39,6 @@ def _unsupported(what: str) -> errors.Error:
         hint="Supported there: ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, RENAME CONSTRAINT, "
         "ALTER COLUMN SET/DROP DEFAULT, ALTER COLUMN SET/DROP NOT NULL, "
         "ADD CONSTRAINT (PRIMARY KEY, UNIQUE, CHECK [NOT VALID]), DROP CONSTRAINT.",
-    )
-
-
-# ALTER [COLUMN] c [SET DATA] TYPE ...: group 1 the column
-RETYPE = re.compile(rf"(?is)\bALTER\s+(?:COLUMN\s+)?(?!COLUMN\b)({IDENT})\s+(?:SET\s+DATA\s+)?TYPE\b")
-
-
-def retype_refused(column: str) -> errors.Error:
-    """ALTER COLUMN ... TYPE, on any branch: history keeps every version of the column as written."""
-    return errors.NotSupportedError(
-        f"ALTER TABLE ... ALTER COLUMN {column} TYPE is not supported",
-        hint="Add a column of the new type, copy the values with UPDATE, drop the old column and rename "
-        "the new one: every step is versioned, so time travel still reads the old values.",
     )
 
 
@@ -181,8 +168,6 @@ def _alter_column(session: Session, version: TableVersion, clause: list[Any], ra
     name, k = read_name(clause, k)
     m = _ALTER_COLUMN.match(raw[clause[k].start - clause[0].start :].strip()) if k < len(clause) else None
     if m is None:
-        if (retype := RETYPE.match(raw)) is not None:
-            raise retype_refused(retype.group(1))
         raise _unsupported(raw.split("(")[0][:40])
     col = version.column(name.name)
     if col is None:

@@ -16,7 +16,8 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import foreign_keys, layout
+from heliosdb.branching import foreign_keys, layout, retype
+from heliosdb.branching.retype import RETYPE
 from heliosdb.catalog.model import (
     Column,
     Constraint,
@@ -325,6 +326,12 @@ def _alter_table(session: Session, text: str) -> Result:
             snap = Snapshot(conn, levels)
             layout.refresh_writes(conn, branch, levels, [info.id, *layout.related_tables(snap, info)], snap)
             return _result("ALTER TABLE")
+        if RETYPE.search(rest) is not None:  # a type change: versioned steps (retype.py)
+            if not retype.is_retype(rest):
+                raise errors.NotSupportedError("ALTER TABLE with ALTER COLUMN ... TYPE and other actions is not "
+                                               "supported", hint="Run each action as its own ALTER TABLE.")
+            retype.retype(session, version, info, rest, lsn)
+            return _result("ALTER TABLE")
         if branch.id == info.root_branch:
             _alter_root(session, version, info, rest, toks, i, lsn)
             if "RENAME" in rest.upper():  # a renamed key column: the keys that reference it name it
@@ -371,11 +378,7 @@ def _alter_root(
     session: Session, version: TableVersion, info: TableInfo, rest: str, toks: list[Any], i: int, lsn: int
 ) -> None:
     """ALTER TABLE on the table's root branch: natively on the root relation, then resync."""
-    from heliosdb.branching.alter_branch import RETYPE, retype_refused
-
     conn = session.conn
-    if (retype := RETYPE.search(rest)) is not None:  # PostgreSQL would say the user's view depends on it
-        raise retype_refused(retype.group(1))
     words = [t.text.upper() for t in toks[i : i + 4]]
     if words and words[0] == "DROP" and (len(words) < 2 or words[1] not in ("CONSTRAINT",)):
         j = i + 1
@@ -441,6 +444,9 @@ def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int)
     names = {p: c for c, p in conn.execute(
         "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
     cols, cons = layout.introspect(conn, info, names)
+    # the columns keep the order the table shows (a type change puts its new column where the old one was)
+    order = {c.col: k for k, c in enumerate(old.columns)}
+    cols.sort(key=lambda c: order.get(c.col, len(order)))
     version = TableVersion(branch.id, info.id, old.name, lsn, cols, [Constraint(**x) for x in cons])
     had = {(c.kind, tuple(c.cols)) for c in old.constraints}
     for con in version.constraints:

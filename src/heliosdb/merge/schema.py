@@ -117,7 +117,9 @@ def add_constraint(table: str, con: Constraint) -> str | None:
 
 
 def _definition(con: Constraint) -> tuple[str, tuple[str, ...], str | None]:
-    return con.kind, tuple(con.cols), con.expr
+    """What makes two constraints of one name the same. A check's text is PostgreSQL's deparsed form, which
+    moves with the column types (`v > 0` becomes `v > (0)::numeric`): its columns stand for it."""
+    return con.kind, tuple(con.cols), None if con.kind == "c" else con.expr
 
 
 def _by_name(tables: dict[int, TableVersion]) -> dict[str, TableVersion]:
@@ -190,7 +192,21 @@ def _plan_columns(
     t_base_cols = {c.name for c in tb.columns} if tb else set()
     t_base_cols |= {c.name for c in before.columns}
     touched = False
+    # a type change on the source: the old column dropped, a new one of the same name added (retype.py)
+    gone = {c.name: c for col, c in old.items() if col not in now}
+    retyped = {c.name for col, c in now.items() if col not in old and c.name in gone}
+    for name in retyped:
+        have, was, new = t_cols.get(name), gone[name], next(c for c in now.values() if c.name == name)
+        if have is None or have.type == new.type:
+            continue
+        if have.type != was.type:
+            raise SchemaConflict(f'the type of column "{name}" of "{sv.name}" was changed on both branches '
+                                 f"({new.type} on {source.name}, {have.type} on {target.name})")
+        plan.statements.append(f"ALTER TABLE {table} ALTER COLUMN {quote_ident(name)} TYPE {new.type}")
+        touched = True
     for col, c in now.items():
+        if col not in old and c.name in retyped:
+            continue
         if col not in old:  # added on the source
             have = t_cols.get(c.name)
             if have is None:
@@ -215,7 +231,7 @@ def _plan_columns(
                     f'but renamed or dropped on "{target.name}"'
                 )
     for col, c in old.items():
-        if col not in now and c.name in t_cols:  # dropped on the source
+        if col not in now and c.name in t_cols and c.name not in retyped:  # dropped on the source
             if c.name not in t_base_cols:
                 continue  # the target's column of that name is its own
             plan.statements.append(f"ALTER TABLE {table} DROP COLUMN {quote_ident(c.name)}")

@@ -1,0 +1,167 @@
+"""ALTER TABLE ... ALTER COLUMN c [SET DATA] TYPE t [USING e], on every branch.
+
+The stored versions of a column keep the type they were written with: time travel
+reads them, and other branches read the same stored rows. So a type change is done
+the versioned way, in the ALTER's transaction: a column of the new type is added and
+filled with the converted values (an UPDATE of every row the branch sees, so the old
+values stay in the history), the old column is dropped, the new one takes its name,
+its place among the columns, its default, NOT NULL, constraints and indexes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from heliosdb import errors
+from heliosdb.branching import foreign_keys, layout
+from heliosdb.catalog.model import Snapshot, TableInfo, TableVersion, chain, save_version
+from heliosdb.sql.names import IDENT, quote_ident, read_name, tokenize
+
+if TYPE_CHECKING:
+    from heliosdb.session import Session
+
+# ALTER [COLUMN] c [SET DATA] TYPE <type> [USING <expression>]: groups column, type, expression
+CLAUSE = re.compile(
+    rf"(?is)^\s*ALTER\s+(?:COLUMN\s+)?(?!COLUMN\b)({IDENT})\s+(?:SET\s+DATA\s+)?TYPE\s+(.+?)(?:\s+USING\s+(.+?))?\s*$"
+)
+# the same clause anywhere in an ALTER TABLE (it must come alone)
+RETYPE = re.compile(rf"(?is)\bALTER\s+(?:COLUMN\s+)?(?!COLUMN\b)({IDENT})\s+(?:SET\s+DATA\s+)?TYPE\b")
+_TEMP = "hdb_retyped__{}"  # the new column until it takes the old one's name (not "_hdb_": hidden columns)
+
+
+def is_retype(rest: str) -> bool:
+    return CLAUSE.match(rest) is not None
+
+
+def _refused(column: str, why: str, hint: str) -> errors.Error:
+    return errors.NotSupportedError(f'ALTER COLUMN "{column}" TYPE is not supported: {why}', hint=hint)
+
+
+def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, lsn: int) -> None:
+    """Run the type change of `rest` (one ALTER COLUMN ... TYPE clause) on the session's branch."""
+    depth = 0
+    for t in tokenize(rest):
+        depth += (t.text == "(") - (t.text == ")")
+        if t.text == "," and depth == 0:
+            raise errors.NotSupportedError("ALTER TABLE with ALTER COLUMN ... TYPE and other actions is not "
+                                           "supported", hint="Run each action as its own ALTER TABLE.")
+    m = CLAUSE.match(rest)
+    assert m is not None
+    name, new_type, using = read_name(tokenize(m.group(1)), 0)[0].name, m.group(2).strip(), m.group(3)
+    col = version.column(name)
+    if col is None:
+        raise errors.UndefinedColumn(f'column "{name}" of relation "{version.name}" does not exist')
+    _check_supported(session, version, info, name)
+    conn = session.conn
+    table, column, temp = quote_ident(version.name), quote_ident(name), _TEMP.format(col.col)
+    position = [c.name for c in version.columns].index(name)
+    rules = [con for con in version.constraints if _involves(con, name)]
+    indexes = _root_indexes(conn, info, name) if session.branch.id == info.root_branch else []
+
+    _ddl(session, f"ALTER TABLE {table} ADD COLUMN {temp} {new_type}")
+    value = f"({using or column})"  # an assignment, as PostgreSQL converts without USING: its casts, its errors
+    try:
+        with conn.transaction():
+            if session.branch.id == info.root_branch:
+                _fill_root(conn, info, temp, value)
+            else:  # the rows are the ancestors' too: the branch writes its own converted copy of each
+                session._run_passthrough(f"UPDATE {table} SET {temp} = {value}", None, True)
+    except psycopg.errors.DatatypeMismatch:
+        raise errors.lookup("42804")(
+            f'column "{name}" cannot be cast automatically to type {new_type}', sqlstate="42804",
+            hint=f'You might need to specify "USING {name}::{new_type}".') from None
+    _ddl(session, f"ALTER TABLE {table} DROP COLUMN {column}")
+    _ddl(session, f"ALTER TABLE {table} RENAME COLUMN {temp} TO {column}")
+    if col.default is not None:
+        _ddl(session, f"ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {col.default}")
+    if col.notnull:
+        _ddl(session, f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL")
+    from heliosdb.merge.schema import add_constraint
+
+    for con in sorted(rules, key=lambda c: c.kind != "p"):
+        ddl = add_constraint(version.name, con)
+        if ddl is not None:
+            _ddl(session, ddl)
+    for definition in indexes:
+        conn.execute(definition)  # type: ignore[arg-type] - pg_get_indexdef's own text
+    _put_back(session, info, name, position, lsn)
+
+
+def _fill_root(conn: psycopg.Connection[Any], info: TableInfo, temp: str, value: str) -> None:
+    """On the table's root branch the new column is filled in place, in the current rows and in the root
+    branch's history: reads with the new schema (this point on) see every version converted, reads of
+    earlier points keep reading the old column. No row changes, so merges see none."""
+    rel = sql.Identifier(*info.cur)
+    conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(rel))  # no new versions
+    conn.execute(sql.SQL("UPDATE {} SET {} = {}").format(rel, sql.Identifier(temp), sql.SQL(value)))  # type: ignore[arg-type]
+    conn.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(rel))
+    conn.execute(sql.SQL("UPDATE {} SET {} = {} WHERE _hdb_branch = {}").format(
+        sql.Identifier(*info.hist), sql.Identifier(temp), sql.SQL(value), sql.Literal(info.root_branch)))  # type: ignore[arg-type]
+
+
+def _check_supported(session: Session, version: TableVersion, info: TableInfo, name: str) -> None:
+    col = version.column(name)
+    assert col is not None
+    if col.identity or (col.default or "").startswith("nextval(") or col.generated:
+        raise _refused(name, "it is an identity, serial or generated column",
+                       "Add a column of the new type, copy the values with UPDATE, drop the old column and "
+                       "rename the new one.")
+    snap = Snapshot(session.conn, chain(session.conn, session.branch.id))
+    current = snap.tables.get(info.id)
+    keys = [fk for fk in foreign_keys.outgoing(snap, current) if name in fk.cols] if current else []
+    keys += [fk for fk in foreign_keys.incoming(snap, current) if name in fk.ref_cols] if current else []
+    if keys:
+        raise _refused(name, f'foreign key "{keys[0].con.name}" uses it',
+                       "Drop the foreign key, change the types of the columns on both sides, then add it again.")
+    if any(c.kind == "x" and _involves(c, name) for c in version.constraints):
+        raise _refused(name, "a unique index on an expression uses it", "Drop the index first, then create it again.")
+
+
+def _involves(con: Any, name: str) -> bool:
+    """Whether a constraint uses the column (a check or an index on expressions: by the name in its text)."""
+    if name in con.cols:
+        return True
+    text = " ".join(x for x in (con.expr if con.kind == "c" else None, *con.keys, con.where) if x)
+    return re.search(r'(?<![\w$])"?' + re.escape(name) + r'"?(?![\w$])', text) is not None
+
+
+def _root_indexes(conn: psycopg.Connection[Any], info: TableInfo, name: str) -> list[str]:
+    """Definitions of the root relation's indexes on the column that no constraint owns (DROP COLUMN drops them)."""
+    rel = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
+    return [r[0] for r in conn.execute(
+        """SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+           WHERE i.indrelid = %s::regclass
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = i.indrelid AND c.conindid = i.indexrelid)
+             AND (EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attname = %s
+                          AND a.attnum = ANY(i.indkey::int2[]))
+                  OR pg_get_expr(i.indexprs, i.indrelid) ~ %s OR pg_get_expr(i.indpred, i.indrelid) ~ %s)""",
+        (rel, name, rf"\m{re.escape(name)}\M", rf"\m{re.escape(name)}\M")).fetchall()]
+
+
+def _ddl(session: Session, text: str) -> None:
+    from heliosdb.branching import tables
+    from heliosdb.sql.classify import classify
+
+    tables.execute(session, classify(text), text)
+
+
+def _put_back(session: Session, info: TableInfo, name: str, position: int, lsn: int) -> None:
+    """The new column where the old one was among the table's columns."""
+    conn, branch = session.conn, session.branch
+    levels = chain(conn, branch.id)
+    snap = Snapshot(conn, levels)
+    version = snap.tables[info.id]
+    cols = [c for c in version.columns if c.name != name]
+    cols.insert(position, next(c for c in version.columns if c.name == name))
+    if [c.name for c in cols] == [c.name for c in version.columns]:
+        return
+    version.columns = cols
+    version.branch_id = branch.id
+    save_version(conn, version, lsn)
+    if branch.id == info.root_branch:  # the user's view selects the columns in this order: made again
+        conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(branch.user_schema, version.name)))
+    layout.build_views(conn, branch, levels, info, version, replace=True)
