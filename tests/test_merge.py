@@ -279,6 +279,25 @@ def test_merge_of_a_column_added_with_a_default_later_dropped(conn: heliosdb.Con
     assert sqlstate(conn, "INSERT INTO t (id, v) VALUES (3, 'x')") == "23502"  # NOT NULL, and no default
 
 
+def test_merge_carries_column_type_changes_both_ways(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL CHECK (v > 0), s varchar(5))",
+        "INSERT INTO t VALUES (1, 10, 'a'), (2, 20, 'b')", "CREATE DATABASE BRANCH b")
+    b = connect("b")
+    run(b, "ALTER TABLE t ALTER COLUMN s TYPE varchar(255)",
+        "ALTER TABLE t ALTER COLUMN v TYPE numeric(10,2) USING v / 3.0", "INSERT INTO t VALUES (3, 1.5, repeat('x', 50))")
+    run(conn, "UPDATE t SET s = 'm' WHERE id = 2")  # another cell of a row the type change rewrote on b
+    run(conn, "MERGE DATABASE BRANCH b INTO main")
+    got = rows(conn, "SELECT id, v::text, length(s), s = 'm' FROM t ORDER BY id")
+    assert got == [(1, "3.33", 1, False), (2, "6.67", 1, True), (3, "1.50", 50, False)]
+    run(conn, "ALTER TABLE t ALTER COLUMN id TYPE bigint", "INSERT INTO t VALUES (5000000000, 1, 'big')")
+    run(b, "MERGE DATABASE BRANCH main INTO b")
+    assert rows(b, "SELECT pg_typeof(id)::text, count(*) FROM t GROUP BY 1") == [("bigint", 4)]
+    assert rows(b, "SELECT s FROM t WHERE id = 2") == [("m",)]
+    run(conn, "ALTER TABLE t ALTER COLUMN s TYPE text")
+    run(b, "ALTER TABLE t ALTER COLUMN s TYPE varchar(300)")
+    assert sqlstate(conn, "MERGE DATABASE BRANCH b INTO main") == "HD011"  # changed on both sides
+
+
 def test_merge_into_a_branch_leaves_out_a_foreign_key_it_cannot_hold(conn: heliosdb.Connection, connect) -> None:
     run(conn, "CREATE TABLE p (id int PRIMARY KEY)", "CREATE TABLE c (id int PRIMARY KEY, p_id int)",
         "INSERT INTO p VALUES (1)", "CREATE DATABASE BRANCH b")

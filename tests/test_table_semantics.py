@@ -278,22 +278,64 @@ def test_errors_name_what_the_user_did(conn: heliosdb.Connection, connect) -> No
         assert (exc.sqlstate, exc.message) == ("25006", "cannot execute UPDATE in a read-only transaction")
 
 
-def test_column_type_change_is_refused_with_a_way_that_keeps_history(conn: heliosdb.Connection, connect) -> None:
-    """ALTER COLUMN ... TYPE is refused (0A000) on the table's root branch and on a branch that inherited it,
-    naming the column and the versioned steps that do it; nothing changed."""
+RETYPE_SETUP = [
+    "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 3 CHECK (v > 0), s varchar(5) UNIQUE, z text, "
+    "w int)",
+    "CREATE INDEX t_z_idx ON t (z)",
+    "INSERT INTO t VALUES (1, 10, 'a', '12', 1), (2, 20, 'b', 'x', 2)",
+]
+RETYPE_SCRIPT = [
+    "ALTER TABLE t ALTER COLUMN v TYPE bigint",
+    "ALTER TABLE t ALTER COLUMN s SET DATA TYPE varchar(255)",
+    "ALTER TABLE t ALTER COLUMN z TYPE int",  # no assignment cast from text: 42804 with PostgreSQL's hint
+    "ALTER TABLE t ALTER COLUMN z TYPE int USING z::int",  # 'x' does not convert: 22P02
+    "ALTER TABLE t ALTER COLUMN z TYPE int USING length(z)",
+    "ALTER TABLE t ALTER COLUMN nope TYPE int",
+    "ALTER TABLE t ALTER w TYPE numeric(6, 2) USING w / 3.0",
+    "SELECT * FROM t ORDER BY id",
+    "INSERT INTO t (id, s, z, w) VALUES (3, repeat('c', 200), 7, 1.5)",
+    "INSERT INTO t (id, v, s) VALUES (4, -1, 'd')",
+    "INSERT INTO t (id, v, s) VALUES (5, 5, 'a')",
+    "INSERT INTO t (id, v, s) VALUES (6, NULL, 'e')",
+    "SELECT id, v, length(s), z, w, pg_typeof(v)::text, pg_typeof(s)::text, pg_typeof(w)::text FROM t ORDER BY id",
+    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 't' "
+    "AND table_schema = current_schema() ORDER BY ordinal_position",
+]
+
+
+def test_column_type_changes_as_in_postgres(plain, conn: heliosdb.Connection, connect) -> None:
+    """ALTER COLUMN ... TYPE on main and on branches that inherited the table: the same answers and errors
+    as PostgreSQL, the column keeps its place, default, NOT NULL, check, unique constraint and index."""
+    from tests.compare_support import assert_as_postgres
+
+    def same(want: tuple, have: tuple) -> bool:
+        # on main, "Failing row contains" also lists the root relation's hidden values (sql-reference.md)
+        if want[0] == "error" and (want[3] or "").startswith("Failing row contains"):
+            return have[:3] == want[:3] and (have[3] or "").startswith("Failing row contains (")
+        return have == want
+
+    expected = assert_as_postgres(plain, conn, connect, RETYPE_SETUP, RETYPE_SCRIPT, same=same)
+    assert expected[2][1] == "42804" and expected[3][1] == "22P02" and expected[5][1] == "42703"
+    assert [e[1] for e in expected[9:12]] == ["23514", "23505", "23502"]
+
+
+def test_column_type_change_keeps_history_and_other_branches(conn: heliosdb.Connection, connect) -> None:
     cur = conn.cursor()
-    cur.execute('CREATE TABLE t (id int PRIMARY KEY, "Odd col" int, s text)')
-    cur.execute("INSERT INTO t VALUES (1, 10, 'a')")
+    cur.execute("CREATE TABLE t (id int PRIMARY KEY, v numeric(8, 3), s text)")
+    cur.execute("INSERT INTO t VALUES (1, 1.25, 'a'), (2, 2.5, 'b')")
+    cur.execute("UPDATE t SET v = 1.5 WHERE id = 1")
+    before = rows(conn, "SELECT heliosdb.current_lsn()")[0][0]
     cur.execute("CREATE DATABASE BRANCH dev")
-    for c, stmt in ((conn, 'ALTER TABLE t ALTER COLUMN "Odd col" TYPE bigint'),
-                    (conn, "ALTER TABLE t ADD COLUMN x int, ALTER s SET DATA TYPE varchar(5)"),
-                    (connect("dev"), "ALTER TABLE t ALTER COLUMN s TYPE numeric USING s::numeric * 1.5")):
-        try:
-            c.cursor().execute(stmt)
-            raise AssertionError(f"not refused: {stmt}")
-        except heliosdb.Error as exc:
-            assert exc.sqlstate == "0A000", stmt
-            assert exc.message.startswith("ALTER TABLE ... ALTER COLUMN ") and " TYPE is not supported" in exc.message
-            assert exc.hint.startswith("Add a column of the new type, copy the values with UPDATE")
-    assert rows(conn, "SELECT * FROM t") == [(1, 10, "a")]
-    assert rows(connect("dev"), "SELECT * FROM t") == [(1, 10, "a")]
+    cur.execute("ALTER TABLE t ALTER COLUMN v TYPE int")  # rounds: 2, 3
+    cur.execute("UPDATE t SET s = 'b2' WHERE id = 2")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, 2, "a"), (2, 3, "b2")]
+    old = rows(conn, f"SELECT * FROM t AS OF LSN {before} ORDER BY id")
+    assert [(i, str(v), s) for i, v, s in old] == [(1, "1.500", "a"), (2, "2.500", "b")]
+    dev = connect("dev")
+    assert [(i, str(v)) for i, v, _ in rows(dev, "SELECT * FROM t ORDER BY id")] == [(1, "1.500"), (2, "2.500")]
+    dev.cursor().execute("ALTER TABLE t ALTER COLUMN s TYPE varchar(10)")  # on the branch only
+    assert rows(dev, "SELECT pg_typeof(s)::text FROM t LIMIT 1") == [("character varying",)]
+    assert rows(conn, "SELECT pg_typeof(s)::text, pg_typeof(v)::text FROM t LIMIT 1") == [("text", "integer")]
+    # a new branch of main sees the new type and the converted values
+    cur.execute("CREATE DATABASE BRANCH dev2")
+    assert rows(connect("dev2"), "SELECT * FROM t ORDER BY id") == [(1, 2, "a"), (2, 3, "b2")]

@@ -70,10 +70,15 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
                 _fill_root(conn, info, temp, value)
             else:  # the rows are the ancestors' too: the branch writes its own converted copy of each
                 session._run_passthrough(f"UPDATE {table} SET {temp} = {value}", None, True)
-    except psycopg.errors.DatatypeMismatch:
+    except (psycopg.errors.DatatypeMismatch, errors.Error) as exc:
+        if getattr(exc, "sqlstate", None) != "42804":
+            raise
+        row = conn.execute("SELECT format_type(%s::regtype, NULL)", (re.split(r"(?i)\s+COLLATE\s", new_type)[0],)
+                           ).fetchone()
+        typ = row[0] if row else new_type  # PostgreSQL names the type without its modifier
         raise errors.lookup("42804")(
-            f'column "{name}" cannot be cast automatically to type {new_type}', sqlstate="42804",
-            hint=f'You might need to specify "USING {name}::{new_type}".') from None
+            f'column "{name}" cannot be cast automatically to type {typ}', sqlstate="42804",
+            hint=f'You might need to specify "USING {name}::{typ}".') from None
     _ddl(session, f"ALTER TABLE {table} DROP COLUMN {column}")
     _ddl(session, f"ALTER TABLE {table} RENAME COLUMN {temp} TO {column}")
     if col.default is not None:
