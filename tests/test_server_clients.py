@@ -268,21 +268,31 @@ def test_pgbench_default_initialization(server: ServerProcess, dbname: str) -> N
     assert "done in" in out and "WARNING" not in out
 
 
-def test_drop_database_after_its_sessions_ended(server: ServerProcess, dbname: str) -> None:
+def test_drop_database_and_copies_after_its_sessions_ended(server: ServerProcess, dbname: str) -> None:
+    """Once a database's sessions ended, only the endpoint's view scheduler is connected to it: it lets go
+    for CREATE DATABASE ... TEMPLATE (Django's parallel test databases) and DROP DATABASE."""
     tenant = f"{dbname}_tenant"
     with server.connect(dbname) as conn:
         conn.autocommit = True
         conn.execute(f"CREATE DATABASE {tenant}")
     with server.connect(tenant) as conn:  # its first session starts the endpoint's view scheduler there
-        assert conn.execute("SELECT count(*) FROM heliosdb.branches").fetchone() == (1,)
+        conn.autocommit = True
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO t VALUES (1)")
     with server.connect(dbname) as conn:
         conn.autocommit = True
         deadline = time.monotonic() + 10
         while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (tenant,)).fetchone()[0]:
             assert time.monotonic() < deadline, "the scheduler never connected"
             time.sleep(0.1)
-        conn.execute(f"DROP DATABASE {tenant}")  # only the endpoint's scheduler was there: it let go
-        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (tenant,)).fetchone() == (0,)
+        conn.execute(f"CREATE DATABASE {tenant}_copy WITH TEMPLATE = {tenant}")
+    with server.connect(f"{tenant}_copy") as conn:
+        assert conn.execute("SELECT * FROM t").fetchall() == [(1,)]
+    with server.connect(dbname) as conn:
+        conn.autocommit = True
+        for name in (tenant, f"{tenant}_copy"):
+            conn.execute(f"DROP DATABASE {name}")
+            assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone() == (0,)
 
 
 def test_error_fields_name_the_users_objects(server: ServerProcess, dbname: str) -> None:

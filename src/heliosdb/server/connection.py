@@ -35,6 +35,8 @@ log = logging.getLogger("heliosdb.server")
 
 _EXTENDED = (b"P", b"B", b"D", b"E", b"C", b"H")
 _DROP_DATABASE = re.compile(r'\s*DROP\s+DATABASE\s+(?:IF\s+EXISTS\s+)?("(?:[^"]|"")+"|[A-Za-z_][\w$]*)', re.IGNORECASE)
+# CREATE DATABASE ... TEMPLATE [=] name (group 1): the copy needs the template database to itself
+_TEMPLATE = re.compile(r'(?s)\s*CREATE\s+DATABASE\s.*?\bTEMPLATE\s*=?\s*("(?:[^"]|"")+"|[A-Za-z_][\w$]*)', re.IGNORECASE)
 _NOT_SETTINGS = {"user", "database", "options", "replication", "heliosdb.branch", "client_encoding",
                  "search_path"}
 _UTF8_NAMES = {"UTF8", "UNICODE", "SQLASCII"}
@@ -99,7 +101,8 @@ class ClientConnection(ExtendedProtocol):
         self.tls = False  # the client switched to TLS (SSLRequest accepted)
 
     def local_command(self, stmt: str) -> str | None:
-        m = _DROP_DATABASE.match(strip_comments(stmt))
+        text = strip_comments(stmt)
+        m = _DROP_DATABASE.match(text) or _TEMPLATE.match(text)
         if m and m.group(1).upper() != "BRANCH":
             # the endpoint's own view scheduler must not be the "other session using the database"
             name = m.group(1)
