@@ -653,3 +653,25 @@ else:
     @pytest.mark.skip(reason="dbapi20 (pip install dbapi-compliance) is not installed")
     def test_dbapi20_compliance_suite() -> None:
         pass
+
+
+def test_users_prepared_statements_survive_internal_rollbacks(conn: heliosdb.Connection) -> None:
+    """psycopg forgets its own server-side statements after a ROLLBACK (HeliosDB rolls back a failed
+    internal step) or a DROP; the user's PREPAREd statements must not go with them."""
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    cur.execute("INSERT INTO t VALUES (1)")
+    cur.execute("PREPARE px AS SELECT 42")
+    for _ in range(8):  # past psycopg's prepare threshold: it holds statements of its own now
+        cur.execute("SELECT count(*) FROM t WHERE id = %s", (1,))
+    for failing in ("SELECT * FROM t AS OF TIMESTAMP 'garbage'", "CREATE DATABASE BRANCH main"):
+        with pytest.raises(errors.Error):
+            cur.execute(failing)
+        cur.execute("EXECUTE px")
+        assert cur.fetchall() == [(42,)]
+    cur.execute("CREATE TABLE d (x int)")
+    cur.execute("DROP TABLE d")
+    cur.execute("EXECUTE px")
+    assert cur.fetchall() == [(42,)]
+    cur.execute("SELECT count(*) FROM t WHERE id = %s", (1,))  # psycopg's own statements still work
+    assert cur.fetchall() == [(1,)]

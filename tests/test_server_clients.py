@@ -320,3 +320,23 @@ def test_error_fields_name_the_users_objects(server: ServerProcess, dbname: str)
                     cp.write("5\tb\tnotint\n")
             if branch == "main":  # which line of the input is bad, as PostgreSQL says it
                 assert "line 1" in (e.value.diag.context or ""), e.value.diag.context
+
+
+def test_clients_named_statements_survive_internal_rollbacks(server: ServerProcess, dbname: str) -> None:
+    """A driver that prepares every query (asyncpg, JDBC, pgx) keeps its statements when a HeliosDB
+    statement fails inside the endpoint (the storage connection's psycopg rolls back)."""
+    with server.connect(dbname) as conn:
+        conn.autocommit = True
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO t VALUES (1, 'a')")
+        conn.execute("PREPARE px AS SELECT 42")
+        for _ in range(3):
+            assert conn.execute("SELECT v FROM t WHERE id = %s", (1,), prepare=True).fetchall() == [("a",)]
+        for failing in ("SELECT * FROM t AS OF TIMESTAMP 'garbage'", "CREATE DATABASE BRANCH main",
+                        "SELECT * FROM t AS OF LSN 999/0"):
+            for _ in range(8):  # the endpoint's session has its own psycopg statements by now
+                conn.execute("SELECT count(*) FROM t AS OF NOW")
+            with pytest.raises(psycopg.Error):
+                conn.execute(failing)
+            assert conn.execute("SELECT v FROM t WHERE id = %s", (1,), prepare=True).fetchall() == [("a",)]
+            assert conn.execute("EXECUTE px").fetchall() == [(42,)]

@@ -27,6 +27,7 @@ from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, he
 from heliosdb.sql.names import IDENT, QUALIFIED
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
+from heliosdb.storage.statements import keep_users_statements
 from heliosdb.temporal import rewrite
 
 _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on their branch
@@ -251,7 +252,7 @@ class Session:
 
     def new_connection(self) -> psycopg.Connection[Any]:
         """Another autocommit connection to this session's storage database."""
-        return psycopg.connect(**self._connect_args, autocommit=True)
+        return keep_users_statements(psycopg.connect(**self._connect_args, autocommit=True))
 
     # -- state ----------------------------------------------------------------
     @property
