@@ -231,3 +231,32 @@ def test_query_wrapped_for_its_guard_answers_as_written(connect) -> None:
     with pytest.raises(errors.Error) as info:
         rows(a, f"SELECT 1 / (id - 1) FROM w AS OF LSN {old} ORDER BY id")
     assert info.value.sqlstate == "22012"
+
+
+def test_branch_reads_at_and_after_its_fork_survive_the_parents_gc(connect) -> None:
+    """The collector keeps a parent's history at its children's fork points: a child read at its fork (a
+    child without commits of its own reads there at its head) or later is never "too old" after the
+    parent's GC, also through statements kept to run later."""
+    a = connect()
+    run(a, "CREATE TABLE g (id int PRIMARY KEY, v int)", "INSERT INTO g VALUES (1, 0)", "UPDATE g SET v = 1",
+        "CREATE DATABASE BRANCH quiet", "CREATE DATABASE BRANCH busy")
+    busy = connect("busy")
+    run(busy, "UPDATE g SET v = 5")
+    k = lsn(busy)
+    run(busy, f"PREPARE pk AS SELECT v FROM g AS OF LSN {k}", f"CREATE VIEW vk AS SELECT v FROM g AS OF LSN {k}")
+    quiet = connect("quiet")
+    fork = lsn(quiet)
+    run(a, "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1 millisecond', gc_policy = aggressive)")
+    time.sleep(0.05)
+    run(a, "UPDATE g SET v = 2")
+    time.sleep(0.05)
+    run(a, "UPDATE g SET v = 3")
+    assert rows(a, "SELECT heliosdb.gc()")[0][0] >= 1
+    assert sqlstate(a, f"SELECT v FROM g AS OF LSN {fork}") == "72000"  # main's own past is gone
+    for q in ("SELECT v FROM g", "SELECT v FROM g AS OF NOW", f"SELECT v FROM g AS OF LSN {fork}"):
+        for _ in range(2):
+            assert rows(quiet, q) == [(1,)], q
+    assert rows(a, "SELECT v FROM g AS OF BRANCH quiet") == [(1,)]
+    assert rows(busy, "EXECUTE pk") == [(5,)]
+    assert rows(busy, "SELECT * FROM vk") == [(5,)]
+    assert rows(busy, f"SELECT v FROM g AS OF LSN {k}") == [(5,)]

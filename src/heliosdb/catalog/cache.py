@@ -69,12 +69,16 @@ class CatalogCache:
     # -- reads (valid for self.key: callers refresh or check first) -------------------------
     def chain(self, conn: psycopg.Connection[Any], branch_id: int, upto: int = MAX_LSN) -> list[Level]:
         """The branch and its ancestors, each with the LSN it is seen at (model.chain, cached)."""
+        return levels_of(self.steps(conn, branch_id), upto)
+
+    def steps(self, conn: psycopg.Connection[Any], branch_id: int) -> list[tuple[int, int | None]]:
+        """(branch id, fork LSN) of the branch and its ancestors (model.ancestry, cached)."""
         steps = self._chains.get(branch_id)
         if steps is None:
             steps = ancestry(conn, branch_id)
             if steps:
                 self._chains[branch_id] = steps
-        return levels_of(steps, upto)
+        return steps
 
     def snapshot(self, conn: psycopg.Connection[Any], levels: list[Level]) -> Snapshot:
         ids = tuple(lv.branch_id for lv in levels)

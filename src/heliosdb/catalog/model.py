@@ -99,6 +99,18 @@ def levels_of(steps: list[tuple[int, int | None]], upto: int = MAX_LSN) -> list[
     return levels
 
 
+def read_at(steps: list[tuple[int, int | None]], lsn: int) -> list[int]:
+    """The branches whose own history a read of the first one at `lsn` needs at `lsn` itself: the branch,
+    and each ancestor while `lsn` is before the fork below it. From a fork point up, ancestors are read at
+    the fork, which the garbage collector keeps for the child."""
+    out = []
+    for bid, fork in steps:
+        out.append(bid)
+        if fork is None or fork <= lsn:
+            break
+    return out
+
+
 def chain(conn: psycopg.Connection[Any], branch_id: int, upto: int = MAX_LSN) -> list[Level]:
     """The branch and its ancestors, each with the LSN it is seen at."""
     return levels_of(ancestry(conn, branch_id), upto)

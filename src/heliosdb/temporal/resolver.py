@@ -13,7 +13,7 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.catalog.cache import KEY_COLUMNS, CatalogCache
-from heliosdb.catalog.model import Branch, Level, chain
+from heliosdb.catalog.model import Branch, ancestry, chain, read_at
 from heliosdb.sql.lsn import format_lsn, parse_lsn
 
 
@@ -41,21 +41,13 @@ def check_retained(conn: psycopg.Connection[Any], branch: Branch, lsn: int) -> N
     """Refuse points older than the history the garbage collector kept ("snapshot too old").
 
     Ancestors are read at fork points, which the collector keeps; they only
-    matter where the requested point itself reaches them.
+    matter where the requested point itself reaches them (model.read_at).
     """
-    levels = chain(conn, branch.id, lsn)
+    steps = ancestry(conn, branch.id)
     rows = dict(conn.execute(
-        "SELECT id, gc_lsn FROM heliosdb._branches WHERE id = ANY(%s)", ([lv.branch_id for lv in levels],)
+        "SELECT id, gc_lsn FROM heliosdb._branches WHERE id = ANY(%s)", ([bid for bid, _ in steps],)
     ).fetchall())
-    for lv in levels:
-        if lv.upto != lsn:
-            break  # bounded by a fork point from here up
-        oldest = int(rows.get(lv.branch_id, 0))
-        if lsn < oldest:
-            raise errors.SnapshotTooOld(
-                f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
-                hint=f"The oldest available point is LSN {format_lsn(oldest)}.",
-            )
+    retained_check(steps, {int(b): int(g) for b, g in rows.items()}, branch, lsn)
 
 
 _MAX_BIGINT = 2**63 - 1
@@ -220,16 +212,14 @@ def resolve_now_or_lsn(
         if before:
             lsn -= 1
     gc = {int(b): int(g) for b, g in gcs or []}
-    retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)
+    retained_check(cache.steps(conn, branch.id), gc, branch, lsn)
     return lsn
 
 
-def retained_check(levels: list[Level], gc: dict[int, int], branch: Branch, lsn: int) -> None:
+def retained_check(steps: list[tuple[int, int | None]], gc: dict[int, int], branch: Branch, lsn: int) -> None:
     """check_retained on gc horizons already read."""
-    for lv in levels:
-        if lv.upto != lsn:
-            break  # bounded by a fork point from here up
-        oldest = gc.get(lv.branch_id, 0)
+    for bid in read_at(steps, lsn):
+        oldest = gc.get(bid, 0)
         if lsn < oldest:
             raise errors.SnapshotTooOld(
                 f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
@@ -326,5 +316,5 @@ def resolve_other(
     cache.check((int(gen), str(mark)))
     lsn = int(lsn)
     gc = {int(b): int(g) for b, g in gcs or []}
-    retained_check(cache.chain(conn, branch.id, lsn), gc, branch, lsn)
+    retained_check(cache.steps(conn, branch.id), gc, branch, lsn)
     return lsn

@@ -18,7 +18,7 @@ from psycopg import sql
 from heliosdb import errors
 from heliosdb.branching import layout
 from heliosdb.catalog.cache import CatalogCache
-from heliosdb.catalog.model import Branch, Level, Snapshot, TableInfo, TableVersion, chain
+from heliosdb.catalog.model import Branch, Level, Snapshot, TableInfo, TableVersion, ancestry, chain, read_at
 from heliosdb.sql.classify import LOCKING_READ
 from heliosdb.sql.lsn import MAX_LSN, format_lsn
 from heliosdb.sql.names import quote_ident
@@ -102,8 +102,9 @@ def point_subquery(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name
     if guard is None:
         state = layout.state_sql(snap, levels, info, version)
         if kept:  # read later (a view, a prepared statement, SET AS OF): the point must still be there then
+            steps = cache.steps(conn, branch.id) if cache is not None else ancestry(conn, branch.id)
             check = _KEPT.format(lsn=sql.Literal(lsn),
-                                 bids=sql.Literal("{" + ",".join(str(lv.branch_id) for lv in levels) + "}"))
+                                 bids=sql.Literal("{" + ",".join(map(str, read_at(steps, lsn))) + "}"))
             return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s WHERE (SELECT {g}))").format(c=cols, s=state, g=check)
         return sql.SQL("(SELECT {c} FROM ({s}) _hdb_s)").format(c=cols, s=state)
     check = _GUARD.format(gen=sql.Literal(guard))
