@@ -260,3 +260,26 @@ def test_branch_reads_at_and_after_its_fork_survive_the_parents_gc(connect) -> N
     assert rows(busy, "EXECUTE pk") == [(5,)]
     assert rows(busy, "SELECT * FROM vk") == [(5,)]
     assert rows(busy, f"SELECT v FROM g AS OF LSN {k}") == [(5,)]
+
+
+def test_gc_between_resolving_a_point_and_reading_it_fails_the_read(connect) -> None:
+    """A statement whose points are resolved in an earlier round trip (here a TIMESTAMP, slow to compute)
+    while GC prunes one of them: "snapshot too old", never the rows that are left."""
+    import threading
+
+    a, b = connect(), connect()
+    run(a, "CREATE TABLE r (id int PRIMARY KEY, v text)", "INSERT INTO r VALUES (1, 'one')")
+    old = lsn(a)
+    run(a, "CREATE FUNCTION slow_ts() RETURNS timestamptz LANGUAGE sql AS "
+           "'SELECT clock_timestamp() FROM pg_sleep(1.5)'")
+    run(a, "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1 millisecond', gc_policy = aggressive)")
+    time.sleep(0.05)
+    run(a, "DELETE FROM r")
+    q = f"SELECT x.id FROM r AS OF LSN {old} x WHERE x.id NOT IN (SELECT id FROM r AS OF TIMESTAMP slow_ts())"
+    got: list[object] = []
+    reader = threading.Thread(target=lambda: got.append(sqlstate(a, q) or rows(a, q)))
+    reader.start()
+    time.sleep(0.5)  # the reader is resolving slow_ts(); its LSN point was checked already
+    assert rows(b, "SELECT heliosdb.gc()")[0][0] >= 1
+    reader.join()
+    assert got == ["72000"]

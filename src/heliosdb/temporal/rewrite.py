@@ -222,19 +222,18 @@ def prepare(session: Session, text: str, params: Any) -> tuple[str, Any, bool]:
         text = psycopg.ClientCursor(session.conn).mogrify(text, params)
         return rewrite(session, text), None, False
     assert clauses is not None
-    guardable = (
-        not session.in_transaction
-        and _GUARDED.match(text) is not None
-        and all(c.range is None and c.point is not None and c.point.kind == "LSN" for c in clauses)
-    )
-    if not guardable:
+    if _GUARDED.match(text) is None:
         kept = _KEPT_HEADS.match(text) is not None
         return _assemble(session, text, clauses, escape, guarded=False, kept=kept), params, False
-    if _wrappable(text):
+    # Guarded also when not kept: a point resolved in an earlier round trip may be pruned by the time the
+    # statement runs (GC commits in between); the guard then fails it, and in autocommit it runs again.
+    if _wrappable(text) and any(c.range is None for c in clauses):  # (VERSIONS BETWEEN reads no point)
         out = _assemble(session, text.rstrip().rstrip(";"), clauses, escape, guarded=True, outer=True)
     else:
         out = _assemble(session, text, clauses, escape, guarded=True)
-    cache.remember(key, out)
+    if not session.in_transaction and all(c.range is None and c.point is not None and c.point.kind == "LSN"
+                                          for c in clauses):
+        cache.remember(key, out)  # the point is a constant of the text: the same rewrite serves it again
     return out, params, True
 
 
