@@ -340,3 +340,27 @@ def test_clients_named_statements_survive_internal_rollbacks(server: ServerProce
                 conn.execute(failing)
             assert conn.execute("SELECT v FROM t WHERE id = %s", (1,), prepare=True).fetchall() == [("a",)]
             assert conn.execute("EXECUTE px").fetchall() == [(42,)]
+
+
+def test_group_by_a_primary_key_through_the_endpoint(server: ServerProcess, dbname: str) -> None:
+    """Django's annotate() query (GROUP BY the key, other columns selected) through every way a client
+    sends it: the simple protocol (repeated, so the endpoint's prepared fast path is tried) and bound
+    parameters."""
+    with server.connect(dbname) as conn:
+        conn.autocommit = True
+        conn.execute("CREATE TABLE a (id int PRIMARY KEY, name text)")
+        conn.execute("CREATE TABLE b (id int PRIMARY KEY, a_id int)")
+        conn.execute("INSERT INTO a VALUES (1, 'x'), (2, 'y')")
+        conn.execute("INSERT INTO b VALUES (1, 1), (2, 1), (3, 2)")
+        conn.execute("CREATE DATABASE BRANCH dev")
+    q = ('SELECT "a"."id", "a"."name", COUNT("b"."id") AS "n" FROM "a" LEFT OUTER JOIN "b" '
+         'ON ("a"."id" = "b"."a_id") WHERE "a"."id" > {} GROUP BY "a"."id" ORDER BY "a"."id"')
+    for branch in ("main", "dev"):
+        with server.connect(dbname, options=f"-c heliosdb.branch={branch}") as conn:
+            conn.autocommit = True
+            for i in range(4):
+                assert conn.execute(q.format(0)).fetchall() == [(1, "x", 2), (2, "y", 1)], (branch, i)
+                assert conn.execute(q.format("%s"), (1,)).fetchall() == [(2, "y", 1)]
+                assert conn.execute(q.format("%s"), (0,), prepare=True).fetchall() == [(1, "x", 2), (2, "y", 1)]
+            with conn.transaction():
+                assert conn.execute(q.format(1)).fetchall() == [(2, "y", 1)]

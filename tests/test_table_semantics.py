@@ -339,3 +339,35 @@ def test_column_type_change_keeps_history_and_other_branches(conn: heliosdb.Conn
     # a new branch of main sees the new type and the converted values
     cur.execute("CREATE DATABASE BRANCH dev2")
     assert rows(connect("dev2"), "SELECT * FROM t ORDER BY id") == [(1, 2, "a"), (2, 3, "b2")]
+
+
+GROUPBY_SETUP = [
+    "CREATE TABLE a (id int PRIMARY KEY, name text, email text)",
+    "CREATE TABLE b (id int PRIMARY KEY, a_id int, price numeric)",
+    "CREATE TABLE k (x int, y int, label text, PRIMARY KEY (x, y))",
+    "INSERT INTO a VALUES (1, 'x', 'x@'), (2, 'y', 'y@'), (3, 'z', NULL)",
+    "INSERT INTO b VALUES (1, 1, 2.5), (2, 1, 3), (3, 2, 1)",
+    "INSERT INTO k VALUES (1, 1, 'one'), (1, 2, 'two')",
+]
+GROUPBY_SCRIPT = [
+    # Django's annotate(): GROUP BY the key, the model's other columns selected and ordered by
+    'SELECT "a"."id", "a"."name", "a"."email", COUNT("b"."id") AS "n", SUM("b"."price") AS "tot" FROM "a" '
+    'LEFT OUTER JOIN "b" ON ("a"."id" = "b"."a_id") GROUP BY "a"."id" ORDER BY "a"."name" ASC',
+    "SELECT id, name, count(*) FROM a GROUP BY id ORDER BY id",
+    "SELECT a.name, count(b.id) FROM a JOIN b ON b.a_id = a.id GROUP BY a.id HAVING a.email LIKE 'x%'",
+    "SELECT x.email, (SELECT max(price) FROM b WHERE b.a_id = x.id) FROM a x GROUP BY x.id ORDER BY 1",
+    "SELECT label, count(*) FROM k GROUP BY x, y ORDER BY label",
+    "SELECT label FROM k GROUP BY x",  # half the key: PostgreSQL's error
+    "SELECT b.a_id, a.name FROM b JOIN a ON a.id = b.a_id GROUP BY b.a_id",  # not a's key
+    "SELECT id, name FROM (SELECT * FROM a) s GROUP BY id",  # a subquery has no key
+    "SELECT name, count(*) FROM a GROUP BY id, name ORDER BY name",
+]
+
+
+def test_group_by_a_primary_key_selects_the_other_columns(plain, conn: heliosdb.Connection, connect) -> None:
+    """PostgreSQL's functional dependency on a primary key holds for HeliosDB tables too (they are views
+    to PostgreSQL): on main and on branches, the same answers and errors as PostgreSQL."""
+    from tests.compare_support import assert_as_postgres
+
+    expected = assert_as_postgres(plain, conn, connect, GROUPBY_SETUP, GROUPBY_SCRIPT)
+    assert [e[0] for e in expected] == ["ok"] * 5 + ["error"] * 3 + ["ok"]

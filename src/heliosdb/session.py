@@ -23,6 +23,7 @@ from heliosdb.branching.types import DROP_TYPE
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import TYPES_SCHEMA, Branch, get_branch, get_branch_by_id
+from heliosdb.sql import groupby
 from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, head
 from heliosdb.sql.names import IDENT, QUALIFIED
 from heliosdb.sql.split import split_statements, strip_comments
@@ -136,6 +137,7 @@ class StatementInfo:
 
     kind: Kind
     temporal: bool  # may hold a time-travel clause (PASSTHROUGH / CREATE TABLE only)
+    grouped: bool  # may have a GROUP BY (see Session.regrouped)
     write: bool  # may write rows
     resets: bool  # DISCARD ALL / RESET ...: the branch binding must be put back
 
@@ -153,6 +155,7 @@ def statement_info(stmt: str) -> StatementInfo:
         info = StatementInfo(
             kind,
             kind in (Kind.PASSTHROUGH, Kind.CREATE_TABLE) and has_temporal(stmt),
+            groupby.needs_look(stmt),
             is_write(stmt),
             _RESETS.match(stmt) is not None,
         )
@@ -393,6 +396,8 @@ class Session:
                         params = None
                     stmt = rewrite.rewrite(self, stmt)
                 if kind is Kind.PASSTHROUGH or kind is Kind.TRANSACTION:
+                    if info.grouped and not info.temporal:
+                        stmt = self.regrouped(stmt)
                     result = self._passthrough(stmt, params, info, cursor)
                 else:
                     if params:
@@ -417,6 +422,23 @@ class Session:
             self._settle_branch()
         result.notices = notices
         return result
+
+    def regrouped(self, stmt: str) -> str:
+        """The statement with the columns that depend on a grouped primary key added to its GROUP BY
+        (sql/groupby.py: PostgreSQL knows no key of a view); remembered per text while the catalog holds."""
+        key = ("groupby", stmt, self.branch.id)
+        out = self.catalog.rewrites.get(key)
+        if out is None:
+            out = groupby.add_dependent_columns(stmt, self._keyed_tables)
+            self.catalog.remember(key, out)
+        return out
+
+    def _keyed_tables(self) -> dict[str, tuple[list[str], list[str]]]:
+        cache = self.catalog
+        cache.refresh(self.conn)
+        snap = cache.snapshot(self.conn, cache.chain(self.conn, self.branch.id))
+        return {v.name: ([c.name for c in v.columns], next((c.cols for c in v.constraints if c.kind == "p"), []))
+                for v in snap.tables.values() if not v.dropped}
 
     def _fail_transaction(self) -> None:
         """An error HeliosDB raised itself inside a transaction block fails that transaction, as any error
