@@ -364,3 +364,13 @@ def test_group_by_a_primary_key_through_the_endpoint(server: ServerProcess, dbna
                 assert conn.execute(q.format("%s"), (0,), prepare=True).fetchall() == [(1, "x", 2), (2, "y", 1)]
             with conn.transaction():
                 assert conn.execute(q.format(1)).fetchall() == [(2, "y", 1)]
+
+
+def test_django_sequence_reset_through_the_endpoint(server: ServerProcess, dbname: str) -> None:
+    with server.connect(dbname) as conn:
+        conn.autocommit = True
+        conn.execute("CREATE TABLE s (id serial PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO s (id, v) VALUES (1, 'a'), (4, 'b')")
+        reset = """SELECT setval(pg_get_serial_sequence('"s"','id'), coalesce(max("id"), 1), max("id") IS NOT null) FROM "s";"""
+        assert conn.execute(reset).fetchall() == [(4,)]
+        assert conn.execute("INSERT INTO s (v) VALUES ('c') RETURNING id").fetchall() == [(5,)]

@@ -23,7 +23,7 @@ from heliosdb.branching.types import DROP_TYPE
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import TYPES_SCHEMA, Branch, get_branch, get_branch_by_id
-from heliosdb.sql import groupby
+from heliosdb.sql import groupby, sequences
 from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, head
 from heliosdb.sql.names import IDENT, QUALIFIED
 from heliosdb.sql.split import split_statements, strip_comments
@@ -398,6 +398,8 @@ class Session:
                 if kind is Kind.PASSTHROUGH or kind is Kind.TRANSACTION:
                     if info.grouped and not info.temporal:
                         stmt = self.regrouped(stmt)
+                    if sequences.needs_look(stmt):
+                        stmt = sequences.storage_sequences(stmt, self._storage_column)
                     result = self._passthrough(stmt, params, info, cursor)
                 else:
                     if params:
@@ -432,6 +434,30 @@ class Session:
             out = groupby.add_dependent_columns(stmt, self._keyed_tables)
             self.catalog.remember(key, out)
         return out
+
+    def _storage_column(self, table: str, column: str) -> tuple[str, str] | None | str:
+        """A HeliosDB table's column (pg_get_serial_sequence's arguments) in its storage relation."""
+        from heliosdb.sql.names import quote_qualified, read_name, tokenize
+
+        try:
+            name = read_name(tokenize(table), 0)[0]
+        except errors.Error:
+            return None
+        if name.schema is not None and name.schema != self.branch.user_schema:
+            return None
+        cache = self.catalog
+        cache.refresh(self.conn)
+        snap = cache.snapshot(self.conn, cache.chain(self.conn, self.branch.id))
+        version = next((v for v in snap.tables.values() if v.name == name.name and not v.dropped), None)
+        if version is None:
+            return None
+        col, info = version.column(column), snap.info[version.table_id]
+        if col is None:
+            return None  # PostgreSQL's own error for the view
+        phys = snap.names[version.table_id].get(col.col, "")
+        row = self.conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s "
+                                "AND NOT attisdropped", (quote_qualified(*info.cur), phys)).fetchone()
+        return (quote_qualified(*info.cur), phys) if row else ""  # a column the branch added has no sequence
 
     def _keyed_tables(self) -> dict[str, tuple[list[str], list[str]]]:
         cache = self.catalog

@@ -27,7 +27,7 @@ from heliosdb.server.params import Raw, substitute, to_psycopg
 from heliosdb.server.relay import Hider, RelayError, frame, relay_messages
 from heliosdb.server.values import Encoder, Rows, from_pgresult, from_python
 from heliosdb.session import Result, Session, is_write
-from heliosdb.sql import groupby
+from heliosdb.sql import groupby, sequences
 from heliosdb.sql.classify import LOCKING_READ, Kind, classify, head
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.sql.temporal import has_temporal
@@ -137,7 +137,7 @@ def _refused_words(low: str) -> bool:
     locking read (`for update`: on a branch the session takes the branch's lock first)."""
     return ("--" in low or "/*" in low or "of" in low or "system_time" in low or "versions" in low
             or "=>" in low or "set_config" in low or "relkind" in low or "information_schema" in low
-            or "for" in low or "group" in low)
+            or "for" in low or "group" in low or "serial_sequence" in low)
 
 
 _TRANSACTION_COMMANDS = {"begin", "begin work", "begin transaction", "start transaction", "commit", "commit work",
@@ -586,7 +586,8 @@ class Protocol:
                 # a locking read on a branch takes the branch's lock first (Session._run_passthrough)
                 and (self.s.branch.parent_id is None or LOCKING_READ.search(stmt) is None)
                 # GROUP BY a table's key: the session adds the columns that depend on it
-                and (not groupby.needs_look(stmt) or self.s.regrouped(stmt) == stmt))
+                and (not groupby.needs_look(stmt) or self.s.regrouped(stmt) == stmt)
+                and not sequences.needs_look(stmt))
 
     def _plain_read(self, stmt: str, bound: Bound | None, formats: list[int]) -> tuple[Rows | None, str]:
         """Run a plain read on the session's storage connection directly (no cursor object needed)."""
