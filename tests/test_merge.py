@@ -298,6 +298,23 @@ def test_merge_carries_column_type_changes_both_ways(conn: heliosdb.Connection, 
     assert sqlstate(conn, "MERGE DATABASE BRANCH b INTO main") == "HD011"  # changed on both sides
 
 
+def test_merge_of_a_table_the_source_dropped_and_created_again(conn: heliosdb.Connection, connect) -> None:
+    """Alembic's batch mode: a copy with the new shape, the old table dropped, the copy renamed."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+        "CREATE DATABASE BRANCH b", "CREATE DATABASE BRANCH c")
+    b = connect("b")
+    run(b, "CREATE TABLE t_tmp (id int PRIMARY KEY, v text, w int)", "INSERT INTO t_tmp (id, v) SELECT id, v FROM t",
+        "DROP TABLE t", "ALTER TABLE t_tmp RENAME TO t", "UPDATE t SET w = id * 10")
+    run(conn, "MERGE DATABASE BRANCH b INTO main")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a", 10), (2, "b", 20)]
+    run(conn, "MERGE DATABASE BRANCH b INTO main")  # nothing left to carry
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a", 10), (2, "b", 20)]
+    # the target changed rows of the table the source dropped: they would be lost, the merge stops
+    c = connect("c")
+    run(c, "UPDATE t SET v = 'c' WHERE id = 1")
+    assert sqlstate(c, "MERGE DATABASE BRANCH main INTO c") == "HD011"
+
+
 def test_merge_into_a_branch_leaves_out_a_foreign_key_it_cannot_hold(conn: heliosdb.Connection, connect) -> None:
     run(conn, "CREATE TABLE p (id int PRIMARY KEY)", "CREATE TABLE c (id int PRIMARY KEY, p_id int)",
         "INSERT INTO p VALUES (1)", "CREATE DATABASE BRANCH b")

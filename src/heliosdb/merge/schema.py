@@ -138,14 +138,16 @@ def plan_schema(
     # the target holds the source's base state too (that is what makes it the base)
     held = set(t_base_names) | {v.name for v in s_base.values()}
     plan = SchemaPlan()
+    # tables the source dropped and created again under the same name (Alembic's batch mode does)
+    replaced = {b.name for btid, b in s_base.items() if btid not in s_now} & {
+        v.name for tid, v in s_now.items() if tid not in s_base}
+    created: list[TableVersion] = []
     for tid, sv in s_now.items():
         before = s_base.get(tid)
         if before is None:  # created on the source since the base
             tv = t_now_names.get(sv.name)
-            if tv is None:
-                plan.statements.append(create_table_sql(sv))
-                plan.after += [ddl for con in sv.constraints if con.kind == "f" and (ddl := add_constraint(sv.name, con))]
-                plan.tables.append(sv.name)
+            if tv is None or sv.name in replaced:
+                created.append(sv)  # after the drops below (a replaced table's old one goes first)
             elif [(c.name, c.type) for c in tv.columns] != [(c.name, c.type) for c in sv.columns]:
                 raise SchemaConflict(
                     f'table "{sv.name}" was created on both branches with different columns',
@@ -177,6 +179,10 @@ def plan_schema(
             )
         plan.statements.append(f"DROP TABLE {quote_ident(tv.name)}")
         plan.tables.append(before.name)
+    for sv in created:
+        plan.statements.append(create_table_sql(sv))
+        plan.after += [ddl for con in sv.constraints if con.kind == "f" and (ddl := add_constraint(sv.name, con))]
+        plan.tables.append(sv.name)
     return plan
 
 
