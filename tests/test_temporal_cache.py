@@ -283,3 +283,16 @@ def test_gc_between_resolving_a_point_and_reading_it_fails_the_read(connect) -> 
     assert rows(b, "SELECT heliosdb.gc()")[0][0] >= 1
     reader.join()
     assert got == ["72000"]
+
+
+def test_prepared_as_of_statement_reads_the_same_after_ddl(connect) -> None:
+    a, b = connect(), connect()
+    run(a, "CREATE TABLE kr (id int PRIMARY KEY, v text, w int)", "INSERT INTO kr VALUES (1, 'one', 10), (2, 'two', 20)")
+    old = lsn(a)
+    run(a, "UPDATE kr SET w = 11 WHERE id = 1", f"PREPARE r1 AS SELECT * FROM kr AS OF LSN {old} ORDER BY id")
+    want = [(1, "one", 10), (2, "two", 20)]
+    assert rows(a, "EXECUTE r1") == want
+    for ddl in ("ALTER TABLE kr DROP COLUMN w", "ALTER TABLE kr ADD COLUMN w int", "ALTER TABLE kr RENAME COLUMN v TO x",
+                "ALTER TABLE kr ALTER COLUMN id TYPE bigint"):
+        run(b, ddl)
+        assert rows(a, "EXECUTE r1") == want, ddl

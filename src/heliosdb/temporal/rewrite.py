@@ -8,6 +8,7 @@ Schema follows time: the columns are those the table had at the point.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -262,6 +263,8 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
         piece = _replacement(session, conn, c, text, "outer" if outer else "guard" if guarded else kept)
         if gen is None and session.catalog.key is not None:
             gen = session.catalog.key[0]  # a later point checked at a newer one fails this guard: prepared again
+        if kept and _PREPARE.match(text) and piece.startswith("(") and c.range is None:
+            piece = _as_temp_view(conn, piece)
         if c.alias is None:
             piece += " AS " + quote_ident(c.name.name)
         spans.append((c.start, c.end, seen, seen + len(piece)))
@@ -280,6 +283,17 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
     return result
 
 
+def _as_temp_view(conn: psycopg.Connection[Any], piece: str) -> str:
+    """A PREPAREd statement is planned again after DDL, from its text: storage columns named in it
+    may have been renamed or replaced by then. A view binds them once, as CREATE VIEW over AS OF
+    does; a temporary one lives as long as the prepared statement (the session, or DISCARD ALL)."""
+    name = "_hdb_asof_" + hashlib.md5(piece.encode()).hexdigest()[:16]
+    conn.execute(sql.SQL("CREATE OR REPLACE TEMP VIEW {} AS {}").format(  # type: ignore[arg-type]
+        sql.Identifier(name), sql.SQL(piece[1:-1])))
+    return "pg_temp." + name
+
+
+_PREPARE = re.compile(r"\s*PREPARE\b", re.IGNORECASE)
 _WRAP_HEAD = "SELECT * FROM (\n"
 _WRAP_TAIL = "\n) _hdb_q OFFSET "  # on its own line: a comment that ends the text stays one
 
