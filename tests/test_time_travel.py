@@ -371,6 +371,12 @@ def test_kept_time_travel_sql_fails_once_its_point_is_gone(conn: heliosdb.Connec
     assert rows(conn, "SELECT count(*) FROM vx") == [(1,)]
     run(conn, "DROP DATABASE BRANCH x")
     assert sqlstate(conn, "SELECT * FROM vx") == "72000"  # not main's rows
+    # MINVALUE and ALL mean the oldest point still retained; a bound before it is too old
+    assert sqlstate(conn, f"SELECT * FROM g VERSIONS BETWEEN LSN {old} AND MAXVALUE") == "72000"
+    for q in ("SELECT id, v FROM g VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE",
+              "SELECT id, v FROM g VERSIONS BETWEEN SCN MINVALUE AND MAXVALUE",
+              "SELECT id, v FROM g FOR SYSTEM_TIME ALL"):
+        assert ("a2" in [r[1] for r in rows(conn, q)]) and ("b1" not in [r[1] for r in rows(conn, q)]), q
 
 
 def test_background_collector_runs(conn: heliosdb.Connection) -> None:

@@ -71,7 +71,8 @@ def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, 
         high = _bound(conn, branch, rng.kind, rng.high, low=False,
                       shift="- interval '1 microsecond'" if rng.mode == "FROM" else "")
         high = min(high, head)
-    resolver.check_retained(conn, branch, max(low, 0))
+    if rng.mode != "ALL" and rng.low is not None:  # MINVALUE and ALL start at the oldest retained point
+        resolver.check_retained(conn, branch, max(low, 0))
     levels = chain(conn, branch.id, head)
     snap = Snapshot(conn, levels)
     version = next((v for v in snap.tables.values() if v.name == name), None)
