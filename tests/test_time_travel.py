@@ -84,6 +84,11 @@ def test_joins_subqueries_ctes_and_writes_from_the_past(conn: heliosdb.Connectio
     assert rows(conn, "SELECT v, w FROM t WHERE id = 1") == [("a", 7)]
     run(conn, f"CREATE VIEW t_then AS SELECT * FROM t AS OF LSN {h['insert']}")
     assert rows(conn, "SELECT count(*) FROM t_then") == [(2,)]
+    for _ in range(2):  # the TABLE command, and DELETE ... USING
+        assert sorted(rows(conn, f"TABLE t AS OF LSN {h['insert']}")) == [(1, "a"), (2, "b")]
+    run(conn, "CREATE TABLE marks (id int)", "INSERT INTO marks VALUES (1), (2), (3)",
+        f"DELETE FROM marks USING t AS OF LSN {h['update']} o WHERE o.id = marks.id")
+    assert rows(conn, "SELECT * FROM marks") == [(3,)]
 
 
 def test_as_of_in_prepare_explain_and_declare(conn: heliosdb.Connection, history: dict[str, object]) -> None:

@@ -27,7 +27,7 @@ from heliosdb.sql.names import Name, read_name, tokenize
 
 _LSN_TEXT = re.compile(r"\s*('?)([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}|\d+)\1(?![\w/$])")  # not a prefix of a longer word
 _NAME_TYPES = (TokenType.VAR, TokenType.IDENTIFIER)
-_BEFORE_TABLE = {"FROM", "JOIN", ",", "UPDATE", "INTO", "TABLE", "ONLY"}
+_BEFORE_TABLE = {"FROM", "JOIN", ",", "UPDATE", "INTO", "TABLE", "ONLY", "USING"}
 _OPERATORS = {
     TokenType.PLUS, TokenType.DASH, TokenType.STAR, TokenType.SLASH, TokenType.DPIPE, TokenType.MOD,
 }

@@ -258,8 +258,12 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
         seen = len(_WRAP_HEAD)
     gen: int | None = None  # the catalog generation the first point was checked at
     for c in clauses:
-        out.append(text[pos : c.start])
-        seen += c.start - pos
+        between = text[pos : c.start]
+        if pos == 0 and (m := _TABLE_HEAD.fullmatch(between)) is not None:  # TABLE t AS OF ...: a SELECT
+            between = m.group(1) + "SELECT * FROM "
+            spans.append((0, len(m.group(0)), seen, seen + len(between)))
+        out.append(between)
+        seen += len(between)
         piece = _replacement(session, conn, c, text, "outer" if outer else "guard" if guarded else kept)
         if gen is None and session.catalog.key is not None:
             gen = session.catalog.key[0]  # a later point checked at a newer one fails this guard: prepared again
@@ -294,6 +298,7 @@ def _as_temp_view(conn: psycopg.Connection[Any], piece: str) -> str:
 
 
 _PREPARE = re.compile(r"\s*PREPARE\b", re.IGNORECASE)
+_TABLE_HEAD = re.compile(r"(\s*)TABLE\s+(?:ONLY\s+)?", re.IGNORECASE)
 _WRAP_HEAD = "SELECT * FROM (\n"
 _WRAP_TAIL = "\n) _hdb_q OFFSET "  # on its own line: a comment that ends the text stays one
 
