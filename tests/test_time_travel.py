@@ -272,6 +272,26 @@ def test_error_positions_count_in_the_users_text(conn: heliosdb.Connection, hist
         assert sql[err.position - 1 :].startswith(("nocol", "b.nocol")), (sql, err.position)
 
 
+def test_error_positions_of_writes_on_a_branch(conn: heliosdb.Connection, history: dict[str, object],
+                                               connect) -> None:
+    """A branch's writes run behind its lock statement: positions still count in the user's text."""
+    run(conn, "CREATE TABLE u (id int)", "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    lsn = history["insert"]
+    for sql in (f"INSERT INTO u SELECT id + 100 FROM t AS OF LSN {lsn} WHERE nocol = 1",
+                f"UPDATE u SET id = 1 FROM t AS OF LSN {lsn} o WHERE o.nocol = u.id"):
+        err = error(dev, sql)
+        assert err.sqlstate == "42703" and err.position is not None, sql
+        assert sql[err.position - 1 :].startswith(("nocol", "o.nocol")), (sql, err.position)
+
+
+def test_locking_a_time_travel_read_is_refused_clearly(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    run(conn, "CREATE TABLE u (id int)")
+    err = error(conn, f"SELECT * FROM t AS OF LSN {history['insert']} FOR UPDATE")
+    assert err.sqlstate == "0A000" and "time travel" in err.message and "FOR UPDATE OF" in err.hint
+    assert rows(conn, f"SELECT * FROM u, t AS OF LSN {history['insert']} x FOR UPDATE OF u") == []
+
+
 def error(conn: heliosdb.Connection, sql: str) -> heliosdb.Error:
     with pytest.raises(heliosdb.Error) as info:
         conn.cursor().execute(sql)

@@ -504,8 +504,14 @@ class Session:
             return self._passthrough(text, params, info, cursor)
         except psycopg.Error as exc:
             err = errors.from_psycopg(exc)
+        except errors.Error as exc:  # from a branch's write path (_prefixed): positions in `text` too
+            err = exc
         if err.position is not None:
             err.position = rewrite.original_position(text, err.position)
+        if err.sqlstate == "0A000" and "is not allowed with UNION" in err.message and LOCKING_READ.search(text):
+            err = errors.NotSupportedError(  # the UNION is the AS OF state's, not the user's
+                "SELECT FOR UPDATE/SHARE cannot lock rows read with time travel",
+                hint="Lock only the tables read at their head: FOR UPDATE OF <table>.")
         raise err
 
     def _prefixed(self, cur: psycopg.Cursor[Any], prefix: sql.Composable, stmt: str,
