@@ -395,3 +395,29 @@ def test_pg_get_serial_sequence_finds_a_tables_sequence(plain, conn: heliosdb.Co
 
     expected = assert_as_postgres(plain, conn, connect, SEQUENCE_SETUP, SEQUENCE_SCRIPT)
     assert expected[4] == ("ok", [(6,)]) and expected[5] == ("ok", [(8,)]) and expected[7][1] == "42703"
+
+
+UNIQUE_INDEX_SETUP = [
+    "CREATE TABLE u (id int PRIMARY KEY, email text, n int)",
+    "INSERT INTO u VALUES (1, 'A@x', 1), (2, 'b@x', 2)",
+]
+UNIQUE_INDEX_SCRIPT = [
+    "CREATE UNIQUE INDEX u_lower ON u (lower(email))",  # Django's UniqueConstraint(Lower("email"))
+    "INSERT INTO u VALUES (3, 'a@X', 3)",
+    "CREATE UNIQUE INDEX u_n_big ON u (n) WHERE n > 10",
+    "INSERT INTO u VALUES (4, 'c@x', 2)",  # outside the predicate: duplicates allowed
+    "INSERT INTO u VALUES (5, 'd@x', 20)",
+    "INSERT INTO u VALUES (6, 'e@x', 20)",
+    "UPDATE u SET email = 'D@X' WHERE id = 4",
+    "DROP INDEX u_lower",
+    "INSERT INTO u VALUES (7, 'B@X', 7)",
+    "CREATE UNIQUE INDEX u_lower2 ON u (lower(email))",  # the rows now break it
+    "SELECT id, email, n FROM u ORDER BY id",
+]
+
+
+def test_unique_indexes_on_expressions_and_partial_ones(plain, conn: heliosdb.Connection, connect) -> None:
+    from tests.compare_support import assert_as_postgres
+
+    expected = assert_as_postgres(plain, conn, connect, UNIQUE_INDEX_SETUP, UNIQUE_INDEX_SCRIPT)
+    assert [e[1] for e in expected if e[0] == "error"] == ["23505"] * 4

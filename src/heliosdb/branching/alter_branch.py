@@ -12,7 +12,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+import sqlglot
 from psycopg import sql
+from sqlglot import exp
 
 from heliosdb import errors
 from heliosdb.branching import foreign_keys, layout
@@ -316,6 +318,55 @@ def _check_unique(conn: psycopg.Connection[Any], view: sql.Identifier, cols: lis
         )
 
 
+def _top_level_items(toks: list[Any], open_at: int, close_at: int, text: str) -> list[str]:
+    """The comma-separated items between two matching parentheses, as written."""
+    items, depth, start = [], 0, toks[open_at].end + 1
+    for t in toks[open_at + 1 : close_at]:
+        depth += (t.text == "(") - (t.text == ")")
+        if t.text == "," and depth == 0:
+            items.append(text[start : t.start])
+            start = t.end + 1
+    items.append(text[start : toks[close_at].start])
+    return [i.strip() for i in items]
+
+
+def _expression_unique(session: Session, version: TableVersion, info: TableInfo, name: str, items: list[str],
+                       where: str | None) -> Constraint:
+    """A UNIQUE index on expressions or with a predicate over an inherited table: checked against the rows
+    the branch sees now (PostgreSQL's 23505 when two share a key), kept with the root relation's names."""
+    conn, branch = session.conn, session.branch
+    keys = [re.sub(r"(?i)\s+(asc|desc)(\s+nulls\s+(first|last))?$|\s+nulls\s+(first|last)$", "", k) for k in items]
+    phys = phys_names(conn, info.id)
+    by_name = {c.name: phys[c.col] for c in version.columns}
+
+    def physical(text: str) -> str:
+        def put(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Column) and not node.table:
+                if node.name not in by_name:
+                    raise errors.UndefinedColumn(f'column "{node.name}" does not exist')
+                return exp.Column(this=exp.to_identifier(by_name[node.name]))
+            return node
+        # as PostgreSQL writes an index's keys (pg_get_indexdef): lower-case functions, quotes where needed
+        return sqlglot.parse_one(text, read="postgres").transform(put).sql(dialect="postgres",
+                                                                           normalize_functions="lower")
+
+    try:
+        stored = [physical(k) for k in keys]
+        stored_where = physical(where) if where else None
+    except sqlglot.errors.ParseError:
+        raise errors.SyntaxError(f'syntax error in the index definition of "{name}"') from None
+    view = I(branch.user_schema, version.name)
+    key_list = sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(k)) for k in keys)
+    dup = conn.execute(sql.SQL(
+        "SELECT {k} FROM {v} WHERE {w} AND {nn} GROUP BY {k} HAVING count(*) > 1 LIMIT 1").format(
+        k=key_list, v=view, w=sql.SQL(where or "TRUE"),
+        nn=sql.SQL(" AND ").join(sql.SQL("({}) IS NOT NULL").format(sql.SQL(k)) for k in keys))).fetchone()
+    if dup is not None:
+        raise errors.UniqueViolation(f'could not create unique index "{name}"',
+                                     detail=f"Key ({', '.join(keys)})=({', '.join(str(v) for v in dup)}) is duplicated.")
+    return Constraint(name, "x", [], None, stored, stored_where)
+
+
 def _key_column(item: str) -> str:
     """A column of an index's key list, without its sort order (ASC/DESC, NULLS FIRST/LAST)."""
     item = re.sub(r"(?i)\s+nulls\s+(first|last)$", "", item.strip())
@@ -340,11 +391,15 @@ def index_on_branch(
     e = matching_paren(toks, paren)
     body = text[toks[paren].start + 1 : toks[e].start]
     if unique:
-        cols = [_key_column(c) for c in body.split(",")]
-        if any(version.column(c) is None for c in cols):
-            raise errors.NotSupportedError("UNIQUE indexes on expressions are not supported on inherited tables")
-        _check_unique(conn, I(branch.user_schema, version.name), cols, idx_name, version.name)
-        version.constraints.append(Constraint(idx_name, "u", cols, None))
+        items = _top_level_items(toks, paren, e, text)
+        where = re.search(r"(?is)\bWHERE\b(.*)$", text[toks[e].end + 1 :])
+        cols = [_key_column(c) for c in items]
+        if where is None and all(version.column(c) is not None for c in cols):
+            _check_unique(conn, I(branch.user_schema, version.name), cols, idx_name, version.name)
+            version.constraints.append(Constraint(idx_name, "u", cols, None))
+        else:  # on expressions or partial: the branch's write trigger checks it (layout._expression_unique)
+            version.constraints.append(_expression_unique(session, version, info, idx_name, items,
+                                                          where.group(1).strip() if where else None))
         version.branch_id = branch.id
         save_version(conn, version, lsn)
         layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)

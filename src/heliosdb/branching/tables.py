@@ -545,6 +545,15 @@ def _drop_index(session: Session, text: str) -> Result:
             "SELECT schemaname, indexname FROM pg_indexes WHERE indexname = ANY(%s) AND schemaname = ANY(%s)",
             ([name.name, f"{name.name}__b{branch.id}"], list(schemas)),
         ).fetchone()
+        owner = next(((v, i) for v, i in schemas.values() if branch.id != i.root_branch
+                      and any(c.name == name.name and c.kind in ("u", "x") for c in v.constraints)), None)
+        if row is None and owner is not None:  # a UNIQUE index made on this branch: its write trigger's check
+            version, info = owner
+            version.constraints = [c for c in version.constraints if c.name != name.name]
+            version.branch_id = branch.id
+            save_version(conn, version, _lsn(conn, branch.id))
+            layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+            return _result("DROP INDEX")
         if row is None:
             if if_exists:
                 session.notices.append(f'NOTICE:  index "{name.name}" does not exist, skipping')
