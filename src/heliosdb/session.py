@@ -138,6 +138,7 @@ class StatementInfo:
     kind: Kind
     temporal: bool  # may hold a time-travel clause (PASSTHROUGH / CREATE TABLE only)
     grouped: bool  # may have a GROUP BY (see Session.regrouped)
+    sequence: bool  # may call pg_get_serial_sequence (see sql/sequences.py)
     write: bool  # may write rows
     resets: bool  # DISCARD ALL / RESET ...: the branch binding must be put back
 
@@ -156,6 +157,7 @@ def statement_info(stmt: str) -> StatementInfo:
             kind,
             kind in (Kind.PASSTHROUGH, Kind.CREATE_TABLE) and has_temporal(stmt),
             groupby.needs_look(stmt),
+            sequences.needs_look(stmt),
             is_write(stmt),
             _RESETS.match(stmt) is not None,
         )
@@ -398,7 +400,7 @@ class Session:
                 if kind is Kind.PASSTHROUGH or kind is Kind.TRANSACTION:
                     if info.grouped and not info.temporal:
                         stmt = self.regrouped(stmt)
-                    if sequences.needs_look(stmt):
+                    if info.sequence:
                         stmt = sequences.storage_sequences(stmt, self._storage_column)
                     result = self._passthrough(stmt, params, info, cursor)
                 else:
