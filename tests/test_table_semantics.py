@@ -421,3 +421,22 @@ def test_unique_indexes_on_expressions_and_partial_ones(plain, conn: heliosdb.Co
 
     expected = assert_as_postgres(plain, conn, connect, UNIQUE_INDEX_SETUP, UNIQUE_INDEX_SCRIPT)
     assert [e[1] for e in expected if e[0] == "error"] == ["23505"] * 4
+
+
+def test_column_type_change_when_old_history_does_not_convert(conn: heliosdb.Connection) -> None:
+    """Only the current rows must convert, as in PostgreSQL; a check naming the column in a string is
+    not the column's."""
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE t (id int PRIMARY KEY, w text CHECK (w <> 'id'), z text)")
+    cur.execute("INSERT INTO t VALUES (1, 'a', 'x')")
+    old = rows(conn, "SELECT heliosdb.current_lsn()::text")[0][0]
+    cur.execute("UPDATE t SET z = '7'")
+    cur.execute("ALTER TABLE t ALTER COLUMN id TYPE bigint")
+    cur.execute("ALTER TABLE t ALTER COLUMN z TYPE int USING z::int")
+    assert rows(conn, "SELECT id, w, z FROM t") == [(1, "a", 7)]
+    assert rows(conn, f"SELECT id, w, z FROM t AS OF LSN {old}") == [(1, "a", "x")]
+    try:
+        cur.execute("INSERT INTO t VALUES (2, 'id', 1)")
+        raise AssertionError("the check was lost")
+    except heliosdb.Error as exc:
+        assert exc.sqlstate == "23514"

@@ -1,11 +1,13 @@
 """ALTER TABLE ... ALTER COLUMN c [SET DATA] TYPE t [USING e], on every branch.
 
 The stored versions of a column keep the type they were written with: time travel
-reads them, and other branches read the same stored rows. So a type change is done
-the versioned way, in the ALTER's transaction: a column of the new type is added and
-filled with the converted values (an UPDATE of every row the branch sees, so the old
-values stay in the history), the old column is dropped, the new one takes its name,
-its place among the columns, its default, NOT NULL, constraints and indexes.
+reads them, and other branches read the same stored rows. So, in the ALTER's
+transaction, a column of the new type is added and filled with the converted values,
+the old column is dropped (kept hidden, as DROP COLUMN keeps it), and the new one takes
+its name, its place among the columns, its default, NOT NULL, constraints and indexes.
+On the table's root branch the filling is in place (the current rows and the branch's
+history: no new row versions); on a branch that inherited the table the rows are the
+ancestors' too, so the branch writes its own converted copy of each.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+import sqlglot
 from psycopg import sql
+from sqlglot import exp
 
 from heliosdb import errors
 from heliosdb.branching import foreign_keys, layout
@@ -104,8 +108,19 @@ def _fill_root(conn: psycopg.Connection[Any], info: TableInfo, temp: str, value:
     conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(rel))  # no new versions
     conn.execute(sql.SQL("UPDATE {} SET {} = {}").format(rel, sql.Identifier(temp), sql.SQL(value)))  # type: ignore[arg-type]
     conn.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(rel))
-    conn.execute(sql.SQL("UPDATE {} SET {} = {} WHERE _hdb_branch = {}").format(
-        sql.Identifier(*info.hist), sql.Identifier(temp), sql.SQL(value), sql.Literal(info.root_branch)))  # type: ignore[arg-type]
+    hist = sql.SQL("UPDATE {} SET {} = {} WHERE _hdb_branch = {}").format(
+        sql.Identifier(*info.hist), sql.Identifier(temp), sql.SQL(value), sql.Literal(info.root_branch))  # type: ignore[arg-type]
+    try:
+        with conn.transaction():
+            conn.execute(hist)
+    except psycopg.DataError:
+        # an old value the current rows no longer hold does not convert: PostgreSQL would not have seen
+        # it; such versions keep NULL in the new column (reads of their time use the old one)
+        conn.execute(sql.SQL(
+            "DO $hdb$ DECLARE r record; BEGIN FOR r IN SELECT ctid AS t FROM {h} WHERE _hdb_branch = {b} LOOP "
+            "BEGIN UPDATE {h} SET {c} = {v} WHERE ctid = r.t; EXCEPTION WHEN data_exception THEN NULL; END; "
+            "END LOOP; END $hdb$").format(h=sql.Identifier(*info.hist), c=sql.Identifier(temp),
+                                          v=sql.SQL(value), b=sql.Literal(info.root_branch)))  # type: ignore[arg-type]
 
 
 def _check_supported(session: Session, version: TableVersion, info: TableInfo, name: str) -> None:
@@ -127,11 +142,19 @@ def _check_supported(session: Session, version: TableVersion, info: TableInfo, n
 
 
 def _involves(con: Any, name: str) -> bool:
-    """Whether a constraint uses the column (a check or an index on expressions: by the name in its text)."""
+    """Whether a constraint uses the column: in its columns, else in its expressions' column references
+    (a check a branch added, an index on expressions)."""
     if name in con.cols:
         return True
-    text = " ".join(x for x in (con.expr if con.kind == "c" else None, *con.keys, con.where) if x)
-    return re.search(r'(?<![\w$])"?' + re.escape(name) + r'"?(?![\w$])', text) is not None
+    if con.cols and con.kind != "x":
+        return False
+    for text in (con.expr if con.kind == "c" else None, *con.keys, con.where):
+        try:
+            if text and any(c.name == name for c in sqlglot.parse_one(text, read="postgres").find_all(exp.Column)):
+                return True
+        except sqlglot.errors.ParseError:
+            return True  # unknown: treated as using it (it is dropped and added again)
+    return False
 
 
 def _root_indexes(conn: psycopg.Connection[Any], info: TableInfo, name: str) -> list[str]:
