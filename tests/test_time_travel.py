@@ -162,6 +162,9 @@ def test_versions_between(conn: heliosdb.Connection, history: dict[str, object])
                       "FROM t VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE WHERE v = 'a2'")
     assert meta == [(True, True, True)]
     assert rows(conn, "SELECT count(*) FROM t FOR SYSTEM_TIME ALL") == [(5,)]
+    for q in ("SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '-infinity' AND 'infinity'",
+              "SELECT count(*) FROM t VERSIONS BETWEEN TIMESTAMP '-infinity' AND 'infinity'"):
+        assert rows(conn, q) == [(5,)], q
     assert rows(conn, f"SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '{h['insert_ts']}' AND now()") == [(5,)]
 
 

@@ -31,6 +31,8 @@ def _bound(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str 
         return -1 if low else MAX_LSN
     if kind == "LSN":
         return parse_lsn(value)
+    if kind == "TIMESTAMP" and value.strip().strip("'").lower() in ("infinity", "+infinity", "-infinity"):
+        return -1 if value.strip().strip("'").startswith("-") else MAX_LSN  # before / after every commit
     if kind == "SCN":
         resolver.parse_scn(value)  # a malformed bound is an error, not "before the history"
     if shift:
