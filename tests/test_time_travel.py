@@ -269,10 +269,18 @@ def test_error_positions_count_in_the_users_text(conn: heliosdb.Connection, hist
     for sql in (f"SELECT * FROM t AS OF LSN {lsn} WHERE nocol = 1",
                 f"SELECT * FROM t AS OF LSN {lsn} a JOIN t AS OF LSN {lsn} b ON a.id = b.nocol",
                 "SELECT * FROM t VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE WHERE nocol = 1",
-                f"SELECT nocol FROM t AS OF LSN {lsn}"):
+                f"SELECT nocol FROM t AS OF LSN {lsn}",
+                "SELECT nocol FROM t -- AS OF LSN 0/3",  # the words, but no clause
+                "SELECT 'as of', nocol FROM t"):
         err = error(conn, sql)
         assert err.sqlstate == "42703" and err.position is not None, sql
         assert sql[err.position - 1 :].startswith(("nocol", "b.nocol")), (sql, err.position)
+    # a cached statement keeps its positions while many others are rewritten
+    sql = f"SELECT id FROM t AS OF LSN {lsn} WHERE nocol = 1"
+    error(conn, sql)
+    for i in range(300):
+        rows(conn, f"SELECT {i} FROM t AS OF LSN {lsn} LIMIT 1")
+    assert error(conn, sql).position == sql.index("nocol") + 1
 
 
 def test_error_positions_of_writes_on_a_branch(conn: heliosdb.Connection, history: dict[str, object],

@@ -489,7 +489,7 @@ class Session:
         """
         text, run_params, guarded = rewrite.prepare(self, stmt, params)
         if not guarded:
-            return self._rewritten(text, run_params, info, cursor)
+            return self._rewritten(text, run_params, info, cursor, stmt)
         key = self.catalog.key
         try:
             return self._rewritten(text, run_params, info, cursor)
@@ -500,7 +500,8 @@ class Session:
         text, run_params, _ = rewrite.prepare(self, stmt, params)
         return self._rewritten(text, run_params, info, cursor)
 
-    def _rewritten(self, text: str, params: Any, info: StatementInfo, cursor: psycopg.Cursor[Any] | None) -> Result:
+    def _rewritten(self, text: str, params: Any, info: StatementInfo, cursor: psycopg.Cursor[Any] | None,
+                   stmt: str | None = None) -> Result:
         """Run a rewritten statement; an error's position points into the user's text."""
         try:
             return self._passthrough(text, params, info, cursor)
@@ -508,7 +509,7 @@ class Session:
             err = errors.from_psycopg(exc)
         except errors.Error as exc:  # from a branch's write path (_prefixed): positions in `text` too
             err = exc
-        if err.position is not None:
+        if err.position is not None and text is not stmt:  # a statement the rewrite left as it was keeps it
             err.position = rewrite.original_position(text, err.position)
         if err.sqlstate == "0A000" and "is not allowed with UNION" in err.message and LOCKING_READ.search(text):
             err = errors.NotSupportedError(  # the UNION is the AS OF state's, not the user's

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -281,9 +283,11 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
         out.append(_WRAP_TAIL + _OFFSET.format(gen=sql.Literal(gen)).as_string(conn))
     result = "".join(out)
     if spans:
-        if len(_SPANS) >= 256:
-            _SPANS.clear()  # (not one eviction: sessions of the endpoint share it across threads)
-        _SPANS[result] = spans
+        with _SPANS_LOCK:  # sessions of the endpoint share it across threads
+            _SPANS[result] = spans
+            _SPANS.move_to_end(result)
+            while len(_SPANS) > _MAX_SPANS:
+                _SPANS.popitem(last=False)  # the least recently made or used
     return result
 
 
@@ -304,13 +308,18 @@ _WRAP_TAIL = "\n) _hdb_q OFFSET "  # on its own line: a comment that ends the te
 
 
 # rewritten text -> (clause start, clause end, start, end of its replacement) for error positions
-_SPANS: dict[str, list[tuple[int, int, int, int]]] = {}
+_SPANS: OrderedDict[str, list[tuple[int, int, int, int]]] = OrderedDict()
+_SPANS_LOCK = threading.Lock()
+_MAX_SPANS = 4096
 
 
 def original_position(rewritten: str, position: int) -> int | None:
     """Where an error position (1-based) in a rewritten statement lies in the user's text: in a
     copied part, the same character; inside a replacement, the start of its time-travel clause."""
-    spans = _SPANS.get(rewritten)
+    with _SPANS_LOCK:
+        spans = _SPANS.get(rewritten)
+        if spans is not None:
+            _SPANS.move_to_end(rewritten)  # a cached statement's map stays while it is in use
     if spans is None:
         return None
     at, shift = position - 1, 0
