@@ -248,6 +248,13 @@ def test_merge_carries_foreign_keys_of_tables_created_on_the_source(conn: helios
     assert sqlstate(conn, "INSERT INTO a_child VALUES (3, NULL, 999)") == "23503"
     run(conn, "UPDATE a_child SET q_id = NULL", "DELETE FROM p WHERE id = 1")  # ON DELETE CASCADE came along
     assert rows(conn, "SELECT count(*) FROM a_child") == [(0,)]
+    # a key to a table renamed since it was created names it by its name now
+    run(b, "CREATE TABLE first_name (id int PRIMARY KEY)", "ALTER TABLE first_name RENAME TO later_name",
+        "CREATE TABLE kid (id int PRIMARY KEY, p int REFERENCES later_name)", "INSERT INTO later_name VALUES (5)",
+        "INSERT INTO kid VALUES (1, 5)")
+    run(conn, "MERGE DATABASE BRANCH b INTO main")
+    assert rows(conn, "SELECT * FROM kid") == [(1, 5)]
+    assert sqlstate(conn, "INSERT INTO kid VALUES (2, 6)") == "23503"
 
 
 def test_merge_carries_column_rules_and_constraints(conn: heliosdb.Connection, connect) -> None:

@@ -96,8 +96,10 @@ def run_after(session: Session, target: Branch, statements: list[str]) -> None:
                 session.notices.append(f"NOTICE:  merge: not carried to \"{target.name}\": {ddl} ({exc.message})")
 
 
-def add_constraint(table: str, con: Constraint) -> str | None:
-    """ALTER TABLE ... ADD CONSTRAINT for a primary key, unique, check or foreign key (None: another kind)."""
+def add_constraint(table: str, con: Constraint, references: str | None = None) -> str | None:
+    """ALTER TABLE ... ADD CONSTRAINT for a primary key, unique, check or foreign key (None: another kind).
+    references: the name the referenced table has where the key comes from (the key's own record names its
+    storage relation, which keeps the name the table was created with)."""
     cols = ", ".join(quote_ident(c) for c in con.cols)
     if con.kind == "p":
         body = f"PRIMARY KEY ({cols})"
@@ -107,7 +109,7 @@ def add_constraint(table: str, con: Constraint) -> str | None:
         body = f"CHECK ({con.expr})"
     elif con.kind == "f" and con.expr:
         ref = json.loads(con.expr)
-        body = (f"FOREIGN KEY ({cols}) REFERENCES {quote_ident(ref['table'])} "
+        body = (f"FOREIGN KEY ({cols}) REFERENCES {quote_ident(references or ref['table'])} "
                 f"({', '.join(quote_ident(c) for c in ref['cols'])}) "
                 f"ON DELETE {_FK_ACTIONS.get(ref.get('on_delete', 'a'), 'NO ACTION')} "
                 f"ON UPDATE {_FK_ACTIONS.get(ref.get('on_update', 'a'), 'NO ACTION')}")
@@ -138,6 +140,7 @@ def plan_schema(
     # the target holds the source's base state too (that is what makes it the base)
     held = set(t_base_names) | {v.name for v in s_base.values()}
     plan = SchemaPlan()
+    refs = _referenced_names(conn, source)
     # tables the source dropped and created again under the same name (Alembic's batch mode does)
     replaced = {b.name for btid, b in s_base.items() if btid not in s_now} & {
         v.name for tid, v in s_now.items() if tid not in s_base}
@@ -164,7 +167,7 @@ def plan_schema(
         if sv.name != before.name and tv.name == before.name:
             plan.statements.append(f"ALTER TABLE {quote_ident(tv.name)} RENAME TO {quote_ident(sv.name)}")
         _plan_columns(plan, sv, before, tv, t_base_names.get(before.name), source, target)
-        _plan_constraints(plan, sv, before, tv, source, target)
+        _plan_constraints(plan, sv, before, tv, source, target, refs)
     for tid, before in s_base.items():
         if tid in s_now:
             continue
@@ -181,9 +184,19 @@ def plan_schema(
         plan.tables.append(before.name)
     for sv in created:
         plan.statements.append(create_table_sql(sv))
-        plan.after += [ddl for con in sv.constraints if con.kind == "f" and (ddl := add_constraint(sv.name, con))]
+        plan.after += [ddl for con in sv.constraints
+                       if con.kind == "f" and (ddl := add_constraint(sv.name, con, refs.get((sv.table_id, con.name))))]
         plan.tables.append(sv.name)
     return plan
+
+
+def _referenced_names(conn: psycopg.Connection, branch: Branch) -> dict[tuple[int, str], str]:
+    """(table id, foreign key name) -> the name of the table it references, on the branch."""
+    from heliosdb.branching import foreign_keys
+
+    snap = Snapshot(conn, chain(conn, branch.id))
+    return {(fk.child.table_id, fk.con.name): fk.parent.name
+            for v in snap.tables.values() if not v.dropped for fk in foreign_keys.outgoing(snap, v)}
 
 
 def _plan_columns(
@@ -280,7 +293,7 @@ def _plan_column_rules(plan: SchemaPlan, table: str, name: str, was: Column, now
 
 
 def _plan_constraints(plan: SchemaPlan, sv: TableVersion, before: TableVersion, tv: TableVersion,
-                      source: Branch, target: Branch) -> None:
+                      source: Branch, target: Branch, refs: dict[tuple[int, str], str]) -> None:
     """Constraints the source added or dropped since the base (by name): added ones are added on the target once
     the merged rows are there, dropped ones are dropped first; the target keeps what it changed itself."""
     was = {c.name: c for c in before.constraints}
@@ -296,7 +309,7 @@ def _plan_constraints(plan: SchemaPlan, sv: TableVersion, before: TableVersion, 
                 raise SchemaConflict(f'constraint "{name}" of "{sv.name}" differs on "{source.name}" and "{target.name}"',
                                      hint=f'Drop or align it on "{target.name}", then merge again.')
             plan.statements.append(f"ALTER TABLE {quote_ident(tv.name)} DROP CONSTRAINT {quote_ident(name)}")
-        ddl = add_constraint(tv.name, con)
+        ddl = add_constraint(tv.name, con, refs.get((sv.table_id, name)))
         if ddl is not None:
             plan.after.append(ddl)
             plan.tables.append(sv.name)
