@@ -22,10 +22,10 @@ from heliosdb import errors
 from heliosdb.branching.types import DROP_TYPE
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
-from heliosdb.catalog.model import TYPES_SCHEMA, Branch, get_branch, get_branch_by_id
+from heliosdb.catalog.model import TYPES_SCHEMA, Branch, Snapshot, get_branch, get_branch_by_id
 from heliosdb.sql import groupby, sequences
 from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, head
-from heliosdb.sql.names import IDENT, QUALIFIED
+from heliosdb.sql.names import IDENT, QUALIFIED, quote_qualified, read_name, tokenize
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 from heliosdb.storage.statements import keep_users_statements
@@ -427,6 +427,12 @@ class Session:
         result.notices = notices
         return result
 
+    def _snapshot_now(self) -> Snapshot:
+        """The branch's tables as the catalog has them now (checked in one round trip, then cached)."""
+        cache = self.catalog
+        cache.refresh(self.conn)
+        return cache.snapshot(self.conn, cache.chain(self.conn, self.branch.id))
+
     def regrouped(self, stmt: str) -> str:
         """The statement with the columns that depend on a grouped primary key added to its GROUP BY
         (sql/groupby.py: PostgreSQL knows no key of a view); remembered per text while the catalog holds."""
@@ -439,17 +445,13 @@ class Session:
 
     def _storage_column(self, table: str, column: str) -> tuple[str, str] | None | str:
         """A HeliosDB table's column (pg_get_serial_sequence's arguments) in its storage relation."""
-        from heliosdb.sql.names import quote_qualified, read_name, tokenize
-
         try:
             name = read_name(tokenize(table), 0)[0]
         except errors.Error:
             return None
         if name.schema is not None and name.schema != self.branch.user_schema:
             return None
-        cache = self.catalog
-        cache.refresh(self.conn)
-        snap = cache.snapshot(self.conn, cache.chain(self.conn, self.branch.id))
+        snap = self._snapshot_now()
         version = next((v for v in snap.tables.values() if v.name == name.name and not v.dropped), None)
         if version is None:
             return None
@@ -462,9 +464,8 @@ class Session:
         return (quote_qualified(*info.cur), phys) if row else ""  # a column the branch added has no sequence
 
     def _keyed_tables(self) -> dict[str, tuple[list[str], list[str]]]:
-        cache = self.catalog
-        cache.refresh(self.conn)
-        snap = cache.snapshot(self.conn, cache.chain(self.conn, self.branch.id))
+        """The branch's tables: their columns and primary key columns, by name."""
+        snap = self._snapshot_now()
         return {v.name: ([c.name for c in v.columns], next((c.cols for c in v.constraints if c.kind == "p"), []))
                 for v in snap.tables.values() if not v.dropped}
 
