@@ -322,6 +322,30 @@ def test_merge_of_a_table_the_source_dropped_and_created_again(conn: heliosdb.Co
     assert sqlstate(c, "MERGE DATABASE BRANCH main INTO c") == "HD011"
 
 
+def test_merge_of_django_and_alembic_shaped_changes(conn: heliosdb.Connection, connect) -> None:
+    """Columns named like the merge's own aliases; constraints keep their names; two type changes of a table
+    with a deferrable key in one merge; tables related by a key dropped and created again."""
+    run(conn, "CREATE TABLE c (id int PRIMARY KEY, x int, o int)", "INSERT INTO c VALUES (1, 10, 1)",
+        "CREATE TABLE a (id int PRIMARY KEY)", "INSERT INTO a VALUES (1)",
+        "CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a DEFERRABLE INITIALLY DEFERRED, "
+        "price numeric(8,2), pages int)", "INSERT INTO b VALUES (1, 1, 9.99, 400)",
+        "CREATE TABLE u (id int PRIMARY KEY)", "CREATE TABLE p (id int PRIMARY KEY, u_id int REFERENCES u)",
+        "INSERT INTO u VALUES (1)", "INSERT INTO p VALUES (1, 1)", "CREATE DATABASE BRANCH f")
+    f = connect("f")
+    run(f, "UPDATE c SET x = 11, o = 2", "CREATE TABLE t2 (id int CONSTRAINT t2_id_pk PRIMARY KEY, "
+        "code text CONSTRAINT t2_code_01ab_uniq UNIQUE)",
+        "ALTER TABLE b ALTER COLUMN pages TYPE bigint", "ALTER TABLE b ALTER COLUMN price TYPE numeric(10,2)",
+        "DROP TABLE p", "DROP TABLE u", "CREATE TABLE u (id int PRIMARY KEY, n text)",
+        "CREATE TABLE p (id int PRIMARY KEY, u_id int REFERENCES u)", "INSERT INTO u VALUES (2, 'two')",
+        "INSERT INTO p VALUES (5, 2)")
+    run(conn, "MERGE DATABASE BRANCH f INTO main")
+    assert rows(conn, "SELECT x, o FROM c") == [(11, 2)]
+    run(conn, "ALTER TABLE t2 DROP CONSTRAINT t2_code_01ab_uniq", "ALTER TABLE t2 DROP CONSTRAINT t2_id_pk")
+    assert rows(conn, "SELECT pg_typeof(price)::text, pg_typeof(pages)::text FROM b") == [("numeric", "bigint")]
+    assert rows(conn, "SELECT * FROM p") == [(5, 2)]
+    assert sqlstate(conn, "INSERT INTO p VALUES (6, 9)") == "23503"
+
+
 def test_merge_into_a_branch_leaves_out_a_foreign_key_it_cannot_hold(conn: heliosdb.Connection, connect) -> None:
     run(conn, "CREATE TABLE p (id int PRIMARY KEY)", "CREATE TABLE c (id int PRIMARY KEY, p_id int)",
         "INSERT INTO p VALUES (1)", "CREATE DATABASE BRANCH b")

@@ -63,7 +63,7 @@ def _state_json(conn: psycopg.Connection[Any], side: Side, point: int, info: Tab
             "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (version.table_id,)).fetchall())
     state = state_sql(snap, levels, info, version)
     return sql.SQL(
-        "SELECT x._hdb_rowid, to_jsonb(x) - '_hdb_rowid' AS j FROM ({s}) x "
+        "SELECT x._hdb_rowid, to_jsonb(x.*) - '_hdb_rowid' AS j FROM ({s}) x "
         # = ANY(ARRAY(...)) is pushed into every arm of the union, where it probes the row-id indexes
         "WHERE x._hdb_rowid = ANY(ARRAY(SELECT _hdb_rowid FROM _hdb_cand))"
     ).format(s=state)

@@ -476,8 +476,8 @@ def _constraint_conflicts(
                 continue
             match = sql.SQL(" AND ").join(sql.SQL("o.{c} = r.{c}").format(c=I(c)) for c in con.cols)
             clash = conn.execute(sql.SQL(
-                """SELECT p.rowid, o._hdb_rowid, to_jsonb(o) - '_hdb_rowid' = p.row_value AS same, p.row_value,
-                          to_jsonb(o) - '_hdb_rowid' AS other
+                """SELECT p.rowid, o._hdb_rowid, to_jsonb(o.*) - '_hdb_rowid' = p.row_value AS same, p.row_value,
+                          to_jsonb(o.*) - '_hdb_rowid' AS other
                    FROM _hdb_mplan p, {typed} r, {cur} o
                    WHERE p.table_name = {n} AND p.action = 'upsert' AND {m} AND o._hdb_rowid <> p.rowid
                      AND NOT EXISTS (SELECT 1 FROM _hdb_mplan q WHERE q.table_name = {n} AND q.rowid = o._hdb_rowid)"""
@@ -591,7 +591,7 @@ def _referenced_deletes(
             ref_rows = _projected(I(*ref_info.cur) if target.id == ref_info.root_branch
                                   else I(target.phys_schema, ref["table"]), ref_version, ref_info, target)
             bad = conn.execute(sql.SQL(
-                """SELECT p.rowid, to_jsonb(x) - '_hdb_rowid' FROM _hdb_mplan p
+                """SELECT p.rowid, to_jsonb(x.*) - '_hdb_rowid' FROM _hdb_mplan p
                    JOIN {refrows} x ON x._hdb_rowid = p.rowid
                    WHERE p.table_name = {rn} AND p.action = 'delete'
                      AND EXISTS (SELECT 1 FROM {arows} a WHERE {m} AND NOT EXISTS (

@@ -51,11 +51,11 @@ def _coldef(c: Column) -> str:
 def create_table_sql(v: TableVersion) -> str:
     """CREATE TABLE with the columns, primary key, unique and check constraints (foreign keys: add_constraint)."""
     parts = [_coldef(c) for c in v.columns]
-    for con in v.constraints:
+    for con in v.constraints:  # under their own names: later DDL (a migration) drops them by name
         if con.kind == "p":
-            parts.append(f"PRIMARY KEY ({', '.join(quote_ident(c) for c in con.cols)})")
+            parts.append(f"CONSTRAINT {quote_ident(con.name)} PRIMARY KEY ({', '.join(quote_ident(c) for c in con.cols)})")
         elif con.kind == "u":
-            parts.append(f"UNIQUE ({', '.join(quote_ident(c) for c in con.cols)})")
+            parts.append(f"CONSTRAINT {quote_ident(con.name)} UNIQUE ({', '.join(quote_ident(c) for c in con.cols)})")
         elif con.kind == "c" and con.expr:
             parts.append(f"CONSTRAINT {quote_ident(con.name)} CHECK ({con.expr})")
     return f"CREATE TABLE {quote_ident(v.name)} ({', '.join(parts)})"
@@ -145,6 +145,7 @@ def plan_schema(
     replaced = {b.name for btid, b in s_base.items() if btid not in s_now} & {
         v.name for tid, v in s_now.items() if tid not in s_base}
     created: list[TableVersion] = []
+    dropped: list[str] = []
     for tid, sv in s_now.items():
         before = s_base.get(tid)
         if before is None:  # created on the source since the base
@@ -180,8 +181,10 @@ def plan_schema(
                 f'table "{before.name}" was dropped on "{source.name}" but changed on "{target.name}"',
                 hint=f'To accept the drop, drop the table on "{target.name}" too, then merge again.',
             )
-        plan.statements.append(f"DROP TABLE {quote_ident(tv.name)}")
+        dropped.append(tv.name)
         plan.tables.append(before.name)
+    if dropped:  # in one statement: keys between them do not order the drops
+        plan.statements.append(f"DROP TABLE {', '.join(quote_ident(n) for n in dropped)}")
     for sv in created:
         plan.statements.append(create_table_sql(sv))
         plan.after += [ddl for con in sv.constraints
