@@ -440,3 +440,15 @@ def test_column_type_change_when_old_history_does_not_convert(conn: heliosdb.Con
         raise AssertionError("the check was lost")
     except heliosdb.Error as exc:
         assert exc.sqlstate == "23514"
+
+
+def test_add_column_with_a_foreign_key_on_a_branch_is_refused_clearly(conn: heliosdb.Connection, connect) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    cur.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    cur.execute("CREATE DATABASE BRANCH dev")
+    try:
+        connect("dev").cursor().execute("ALTER TABLE t ADD COLUMN a_id int REFERENCES a DEFERRABLE INITIALLY DEFERRED")
+        raise AssertionError("not refused")
+    except heliosdb.Error as exc:  # Django's AddField of a ForeignKey sends this
+        assert exc.sqlstate == "0A000" and "REFERENCES" in exc.message and "ALTER COLUMN TYPE" in exc.hint

@@ -38,8 +38,8 @@ I = sql.Identifier  # noqa: E741
 def _unsupported(what: str) -> errors.Error:
     return errors.NotSupportedError(
         f"ALTER TABLE ... {what} is not supported on a branch that inherited the table",
-        hint="Supported there: ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TO, RENAME CONSTRAINT, "
-        "ALTER COLUMN SET/DROP DEFAULT, ALTER COLUMN SET/DROP NOT NULL, "
+        hint="Supported there: ADD COLUMN (without REFERENCES), DROP COLUMN, RENAME COLUMN, RENAME TO, "
+        "RENAME CONSTRAINT, ALTER COLUMN TYPE, ALTER COLUMN SET/DROP DEFAULT, ALTER COLUMN SET/DROP NOT NULL, "
         "ADD CONSTRAINT (PRIMARY KEY, UNIQUE, CHECK [NOT VALID]), DROP CONSTRAINT.",
     )
 
@@ -195,6 +195,8 @@ def _add_column(session: Session, version: TableVersion, info: TableInfo, coldef
     from heliosdb.branching.tables import _register_column, column_from_probe
 
     conn, branch = session.conn, session.branch
+    if re.search(r"(?i)\bREFERENCES\b", coldef):
+        raise _unsupported("ADD COLUMN ... REFERENCES")  # a foreign key, as ADD FOREIGN KEY
     col, cons, volatile = column_from_probe(conn, coldef)
     if version.column(col.name) is not None:
         if if_not_exists:
