@@ -452,3 +452,26 @@ def test_add_column_with_a_foreign_key_on_a_branch_is_refused_clearly(conn: heli
         raise AssertionError("not refused")
     except heliosdb.Error as exc:  # Django's AddField of a ForeignKey sends this
         assert exc.sqlstate == "0A000" and "REFERENCES" in exc.message and "ALTER COLUMN TYPE" in exc.hint
+
+
+RENAME_INDEX_SETUP = [
+    "CREATE TABLE t (id int PRIMARY KEY, v int, w int UNIQUE)",
+    "INSERT INTO t VALUES (1, 1, 1)",
+]
+RENAME_INDEX_SCRIPT = [
+    "CREATE INDEX t_v ON t (v)",
+    "ALTER INDEX t_v RENAME TO t_v2",  # Django's RenameIndex
+    "ALTER INDEX t_w_key RENAME TO t_w_uniq",  # a constraint's index: the constraint is renamed with it
+    "INSERT INTO t VALUES (2, 2, 1)",
+    "DROP INDEX t_v2",
+    "ALTER INDEX nosuch RENAME TO x",
+    "ALTER INDEX IF EXISTS nosuch RENAME TO x",
+]
+
+
+def test_alter_index_rename(plain, conn: heliosdb.Connection, connect) -> None:
+    from tests.compare_support import assert_as_postgres
+
+    expected = assert_as_postgres(plain, conn, connect, RENAME_INDEX_SETUP, RENAME_INDEX_SCRIPT)
+    assert expected[3][2] == 'duplicate key value violates unique constraint "t_w_uniq"'
+    assert rows(conn, "SELECT indexname FROM pg_indexes WHERE indexname LIKE 't_w%'") == [("t_w_uniq",)]

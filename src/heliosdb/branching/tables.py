@@ -572,6 +572,50 @@ def _drop_index(session: Session, text: str) -> Result:
     return _result("DROP INDEX")
 
 
+def _alter_index(session: Session, text: str) -> Result:
+    """ALTER INDEX name RENAME TO new, for an index of a table of the branch (in its storage schema, or a
+    unique index made on a branch that inherited the table: its write trigger's check)."""
+    toks = tokenize(text)
+    if_exists, i = skip_words(toks, 2, "IF", "EXISTS")
+    name, i = read_name(toks, i)
+    if name.schema is not None or [t.text.upper() for t in toks[i : i + 2]] != ["RENAME", "TO"]:
+        return _passthrough(session, text)
+    new, _ = read_name(toks, i + 2)
+    conn, branch = session.conn, session.branch
+    with conn.transaction():
+        tables = visible_tables(conn, chain(conn, branch.id))
+        schemas = {table_info(conn, tid).phys_schema: (v, table_info(conn, tid)) for tid, v in tables.items()}
+        row = conn.execute(
+            "SELECT schemaname, indexname FROM pg_indexes WHERE indexname = ANY(%s) AND schemaname = ANY(%s)",
+            ([name.name, f"{name.name}__b{branch.id}"], list(schemas)),
+        ).fetchone()
+        if row is not None and (row[1] != name.name or branch.id == schemas[row[0]][1].root_branch):
+            version, info = schemas[row[0]]  # the table's own index on its root branch, or this branch's
+            suffix = "" if row[1] == name.name else f"__b{branch.id}"
+            conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(I(row[0], row[1]), I(new.name + suffix)))
+            if branch.id == info.root_branch:  # a constraint's index takes the constraint's name with it
+                _resync_root(session, version, info, _lsn(conn, branch.id))
+            return _result("ALTER INDEX")
+        owner = next(((v, i) for v, i in schemas.values()
+                      if any(c.name == name.name and c.kind in ("p", "u", "x") for c in v.constraints)), None)
+        if owner is None and row is not None:  # the root relation's plain index, every branch's
+            raise errors.NotSupportedError(f'renaming index "{name.name}" of a table this branch inherited is not '
+                                           "supported", hint="Rename it on the branch that created the table.")
+        if owner is None:
+            if if_exists:
+                session.notices.append(f'NOTICE:  relation "{name.name}" does not exist, skipping')
+                return _result("ALTER INDEX")
+            return _passthrough(session, text)  # not a HeliosDB table's: PostgreSQL's own answer
+        version, info = owner
+        for con in version.constraints:
+            if con.name == name.name:
+                con.name = new.name
+        version.branch_id = branch.id
+        save_version(conn, version, _lsn(conn, branch.id))
+        layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+    return _result("ALTER INDEX")
+
+
 # -- TRUNCATE, COPY, VACUUM/ANALYZE -----------------------------------------------------------------
 def _truncate(session: Session, text: str) -> Result:
     toks = tokenize(text)
@@ -749,6 +793,7 @@ _HANDLERS = {
     Kind.ALTER_TABLE: _alter_table,
     Kind.CREATE_INDEX: _create_index,
     Kind.DROP_INDEX: _drop_index,
+    Kind.ALTER_INDEX: _alter_index,
     Kind.TRUNCATE: _truncate,
     Kind.COPY: _copy,
     Kind.MAINTENANCE: _maintenance,

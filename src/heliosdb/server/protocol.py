@@ -43,6 +43,7 @@ _REPORTED_KEYS = [(n, n.encode()) for n in REPORTED_PARAMETERS]
 _READ_HEADS = ("SELECT", "VALUES", "TABLE", "SHOW")
 _IMPLICIT_HEADS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE", "MERGE")
 _IMPLICIT_KINDS = (Kind.CREATE_TABLE, Kind.DROP_TABLE, Kind.ALTER_TABLE, Kind.CREATE_INDEX, Kind.DROP_INDEX,
+                   Kind.ALTER_INDEX,
                    Kind.TRUNCATE)
 _RFQ_IDLE = codec.ready_for_query(b"I")
 _IDLE = pq.TransactionStatus.IDLE

@@ -20,6 +20,7 @@ class Kind(enum.Enum):
     ALTER_TABLE = "alter_table"
     CREATE_INDEX = "create_index"
     DROP_INDEX = "drop_index"
+    ALTER_INDEX = "alter_index"  # ALTER INDEX (RENAME TO: the index of a HeliosDB table)
     TRUNCATE = "truncate"
     COPY = "copy"
     MAINTENANCE = "maintenance"  # VACUUM / ANALYZE / REINDEX / CLUSTER naming tables
@@ -46,6 +47,7 @@ _RULES: list[tuple[re.Pattern[str], Kind]] = [
     (re.compile(r"^ALTER\s+TABLE\b"), Kind.ALTER_TABLE),
     (re.compile(r"^CREATE\s+(UNIQUE\s+)?INDEX\b"), Kind.CREATE_INDEX),
     (re.compile(r"^DROP\s+INDEX\b"), Kind.DROP_INDEX),
+    (re.compile(r"^ALTER\s+INDEX\b"), Kind.ALTER_INDEX),
     (re.compile(r"^TRUNCATE\b"), Kind.TRUNCATE),
     (re.compile(r"^COPY\b"), Kind.COPY),
     (re.compile(r"^(VACUUM|ANALYZE|ANALYSE|REINDEX|CLUSTER)\b"), Kind.MAINTENANCE),
