@@ -374,3 +374,6 @@ def test_django_sequence_reset_through_the_endpoint(server: ServerProcess, dbnam
         reset = """SELECT setval(pg_get_serial_sequence('"s"','id'), coalesce(max("id"), 1), max("id") IS NOT null) FROM "s";"""
         assert conn.execute(reset).fetchall() == [(4,)]
         assert conn.execute("INSERT INTO s (v) VALUES ('c') RETURNING id").fetchall() == [(5,)]
+        # bound parameters, as SQLAlchemy sends them
+        got = conn.execute("SELECT pg_get_serial_sequence(%s, %s) IS NOT NULL", ("s", "id")).fetchall()
+        assert got == [(True,)]

@@ -395,6 +395,9 @@ def test_pg_get_serial_sequence_finds_a_tables_sequence(plain, conn: heliosdb.Co
 
     expected = assert_as_postgres(plain, conn, connect, SEQUENCE_SETUP, SEQUENCE_SCRIPT)
     assert expected[4] == ("ok", [(6,)]) and expected[5] == ("ok", [(8,)]) and expected[7][1] == "42703"
+    cur = conn.cursor()  # with the arguments as parameters (SQLAlchemy's way)
+    cur.execute("SELECT pg_get_serial_sequence(%s, %s) IS NOT NULL", ("s", "id"))
+    assert cur.fetchall() == [(True,)]
 
 
 UNIQUE_INDEX_SETUP = [
