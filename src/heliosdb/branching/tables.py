@@ -539,12 +539,7 @@ def _drop_index(session: Session, text: str) -> Result:
         return _passthrough(session, text)
     conn, branch = session.conn, session.branch
     with conn.transaction():
-        tables = visible_tables(conn, chain(conn, branch.id))
-        schemas = {table_info(conn, tid).phys_schema: (v, table_info(conn, tid)) for tid, v in tables.items()}
-        row = conn.execute(
-            "SELECT schemaname, indexname FROM pg_indexes WHERE indexname = ANY(%s) AND schemaname = ANY(%s)",
-            ([name.name, f"{name.name}__b{branch.id}"], list(schemas)),
-        ).fetchone()
+        schemas, row = _index_named(session, name.name)
         owner = next(((v, i) for v, i in schemas.values() if branch.id != i.root_branch
                       and any(c.name == name.name and c.kind in ("u", "x") for c in v.constraints)), None)
         if row is None and owner is not None:  # a UNIQUE index made on this branch: its write trigger's check
@@ -572,6 +567,19 @@ def _drop_index(session: Session, text: str) -> Result:
     return _result("DROP INDEX")
 
 
+def _index_named(session: Session, name: str) -> tuple[dict[str, tuple[TableVersion, TableInfo]], Any]:
+    """The branch's tables by storage schema, and the index of that name among them: (schema, index
+    name) of the table's own index, or of one this branch made (`<name>__b<branch>`), or None."""
+    conn, branch = session.conn, session.branch
+    tables = visible_tables(conn, chain(conn, branch.id))
+    schemas = {table_info(conn, tid).phys_schema: (v, table_info(conn, tid)) for tid, v in tables.items()}
+    row = conn.execute(
+        "SELECT schemaname, indexname FROM pg_indexes WHERE indexname = ANY(%s) AND schemaname = ANY(%s)",
+        ([name, f"{name}__b{branch.id}"], list(schemas)),
+    ).fetchone()
+    return schemas, row
+
+
 def _alter_index(session: Session, text: str) -> Result:
     """ALTER INDEX name RENAME TO new, for an index of a table of the branch (in its storage schema, or a
     unique index made on a branch that inherited the table: its write trigger's check)."""
@@ -583,12 +591,7 @@ def _alter_index(session: Session, text: str) -> Result:
     new, _ = read_name(toks, i + 2)
     conn, branch = session.conn, session.branch
     with conn.transaction():
-        tables = visible_tables(conn, chain(conn, branch.id))
-        schemas = {table_info(conn, tid).phys_schema: (v, table_info(conn, tid)) for tid, v in tables.items()}
-        row = conn.execute(
-            "SELECT schemaname, indexname FROM pg_indexes WHERE indexname = ANY(%s) AND schemaname = ANY(%s)",
-            ([name.name, f"{name.name}__b{branch.id}"], list(schemas)),
-        ).fetchone()
+        schemas, row = _index_named(session, name.name)
         if row is not None and (row[1] != name.name or branch.id == schemas[row[0]][1].root_branch):
             version, info = schemas[row[0]]  # the table's own index on its root branch, or this branch's
             suffix = "" if row[1] == name.name else f"__b{branch.id}"
