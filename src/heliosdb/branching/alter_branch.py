@@ -332,7 +332,7 @@ def _top_level_items(toks: list[Any], open_at: int, close_at: int, text: str) ->
     return [i.strip() for i in items]
 
 
-def _expression_unique(session: Session, version: TableVersion, info: TableInfo, name: str, items: list[str],
+def _unique_on_expressions(session: Session, version: TableVersion, info: TableInfo, name: str, items: list[str],
                        where: str | None) -> Constraint:
     """A UNIQUE index on expressions or with a predicate over an inherited table: checked against the rows
     the branch sees now (PostgreSQL's 23505 when two share a key), kept with the root relation's names."""
@@ -391,17 +391,16 @@ def index_on_branch(
     if paren is None:
         raise errors.SyntaxError("syntax error: expected a column list")
     e = matching_paren(toks, paren)
-    body = text[toks[paren].start + 1 : toks[e].start]
+    items = _top_level_items(toks, paren, e, text)
     if unique:
-        items = _top_level_items(toks, paren, e, text)
         where = re.search(r"(?is)\bWHERE\b(.*)$", text[toks[e].end + 1 :])
         cols = [_key_column(c) for c in items]
         if where is None and all(version.column(c) is not None for c in cols):
             _check_unique(conn, I(branch.user_schema, version.name), cols, idx_name, version.name)
             version.constraints.append(Constraint(idx_name, "u", cols, None))
         else:  # on expressions or partial: the branch's write trigger checks it (layout._expression_unique)
-            version.constraints.append(_expression_unique(session, version, info, idx_name, items,
-                                                          where.group(1).strip() if where else None))
+            version.constraints.append(_unique_on_expressions(session, version, info, idx_name, items,
+                                                              where.group(1).strip() if where else None))
         version.branch_id = branch.id
         save_version(conn, version, lsn)
         layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
@@ -410,7 +409,7 @@ def index_on_branch(
     names = {c.name: c.col for c in version.columns}
     phys = phys_names(conn, info.id)
     try:
-        cols_sql = sql.SQL(", ").join(I(phys[names[_key_column(c)]]) for c in body.split(","))
+        cols_sql = sql.SQL(", ").join(I(phys[names[_key_column(c)]]) for c in items)
     except KeyError:
         return  # expression index: nothing to mirror
     conn.execute(sql.SQL("CREATE INDEX {} ON {} (_hdb_branch, {})").format(
