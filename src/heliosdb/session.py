@@ -401,7 +401,7 @@ class Session:
                     if info.grouped and not info.temporal:
                         stmt = self.regrouped(stmt)
                     if info.sequence:
-                        if params:  # the arguments as literals, for the rewrite to read them
+                        if params and sequences.PARAMETER_CALL.search(stmt):  # its arguments as literals
                             stmt, params = psycopg.ClientCursor(self.conn).mogrify(stmt, params), None
                         stmt = sequences.storage_sequences(stmt, self._storage_column)
                     result = self._passthrough(stmt, params, info, cursor)
