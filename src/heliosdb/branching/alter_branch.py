@@ -27,7 +27,15 @@ from heliosdb.catalog.model import (
     phys_names,
     save_version,
 )
-from heliosdb.sql.names import Name, is_word, matching_paren, read_name, skip_words, tokenize
+from heliosdb.sql.names import (
+    Name,
+    is_word,
+    matching_paren,
+    read_name,
+    skip_words,
+    tokenize,
+    top_level_commas,
+)
 
 if TYPE_CHECKING:
     from heliosdb.session import Session
@@ -322,14 +330,11 @@ def _check_unique(conn: psycopg.Connection[Any], view: sql.Identifier, cols: lis
 
 def _top_level_items(toks: list[Any], open_at: int, close_at: int, text: str) -> list[str]:
     """The comma-separated items between two matching parentheses, as written."""
-    items, depth, start = [], 0, toks[open_at].end + 1
-    for t in toks[open_at + 1 : close_at]:
-        depth += (t.text == "(") - (t.text == ")")
-        if t.text == "," and depth == 0:
-            items.append(text[start : t.start])
-            start = t.end + 1
-    items.append(text[start : toks[close_at].start])
-    return [i.strip() for i in items]
+    inner = toks[open_at + 1 : close_at]
+    commas = [inner[k] for k in top_level_commas(inner)]
+    bounds = [toks[open_at].end + 1] + [c.end + 1 for c in commas]
+    ends = [c.start for c in commas] + [toks[close_at].start]
+    return [text[a:b].strip() for a, b in zip(bounds, ends, strict=True)]
 
 
 def _unique_on_expressions(session: Session, version: TableVersion, info: TableInfo, name: str, items: list[str],

@@ -23,7 +23,7 @@ from sqlglot import exp
 from heliosdb import errors
 from heliosdb.branching import foreign_keys, layout
 from heliosdb.catalog.model import Snapshot, TableInfo, TableVersion, chain, save_version
-from heliosdb.sql.names import IDENT, quote_ident, read_name, tokenize
+from heliosdb.sql.names import IDENT, quote_ident, read_name, tokenize, top_level_commas
 
 if TYPE_CHECKING:
     from heliosdb.session import Session
@@ -47,12 +47,9 @@ def _refused(column: str, why: str, hint: str) -> errors.Error:
 
 def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, lsn: int) -> None:
     """Run the type change of `rest` (one ALTER COLUMN ... TYPE clause) on the session's branch."""
-    depth = 0
-    for t in tokenize(rest):
-        depth += (t.text == "(") - (t.text == ")")
-        if t.text == "," and depth == 0:
-            raise errors.NotSupportedError("ALTER TABLE with ALTER COLUMN ... TYPE and other actions is not "
-                                           "supported", hint="Run each action as its own ALTER TABLE.")
+    if top_level_commas(tokenize(rest)):
+        raise errors.NotSupportedError("ALTER TABLE with ALTER COLUMN ... TYPE and other actions is not "
+                                       "supported", hint="Run each action as its own ALTER TABLE.")
     m = CLAUSE.match(rest)
     assert m is not None
     name, new_type, using = read_name(tokenize(m.group(1)), 0)[0].name, m.group(2).strip(), m.group(3)

@@ -571,8 +571,8 @@ def _index_named(session: Session, name: str) -> tuple[dict[str, tuple[TableVers
     """The branch's tables by storage schema, and the index of that name among them: (schema, index
     name) of the table's own index, or of one this branch made (`<name>__b<branch>`), or None."""
     conn, branch = session.conn, session.branch
-    tables = visible_tables(conn, chain(conn, branch.id))
-    schemas = {table_info(conn, tid).phys_schema: (v, table_info(conn, tid)) for tid, v in tables.items()}
+    infos = {tid: (v, table_info(conn, tid)) for tid, v in visible_tables(conn, chain(conn, branch.id)).items()}
+    schemas = {info.phys_schema: (v, info) for v, info in infos.values()}
     row = conn.execute(
         "SELECT schemaname, indexname FROM pg_indexes WHERE indexname = ANY(%s) AND schemaname = ANY(%s)",
         ([name, f"{name}__b{branch.id}"], list(schemas)),

@@ -26,8 +26,7 @@ from heliosdb.server.autoparam import AutoStatement, AutoStatements, parameteriz
 from heliosdb.server.params import Raw, substitute, to_psycopg
 from heliosdb.server.relay import Hider, RelayError, frame, relay_messages
 from heliosdb.server.values import Encoder, Rows, from_pgresult, from_python
-from heliosdb.session import Result, Session, is_write
-from heliosdb.sql import groupby, sequences
+from heliosdb.session import Result, Session, is_write, statement_info
 from heliosdb.sql.classify import LOCKING_READ, Kind, classify, head
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.sql.temporal import has_temporal
@@ -582,13 +581,14 @@ class Protocol:
 
     def is_plain_read(self, stmt: str) -> bool:
         """A read that Session.execute would hand to PostgreSQL unchanged (no HeliosDB syntax, no context)."""
-        return (head(stmt).startswith(_READ_HEADS) and self.s.as_of is None
-                and classify(stmt) is Kind.PASSTHROUGH and not has_temporal(stmt)
+        if not head(stmt).startswith(_READ_HEADS) or self.s.as_of is not None:
+            return False
+        info = statement_info(stmt)  # remembered per text, as the session classifies it
+        return (info.kind is Kind.PASSTHROUGH and not info.temporal and not info.sequence
                 # a locking read on a branch takes the branch's lock first (Session._run_passthrough)
                 and (self.s.branch.parent_id is None or LOCKING_READ.search(stmt) is None)
                 # GROUP BY a table's key: the session adds the columns that depend on it
-                and (not groupby.needs_look(stmt) or self.s.regrouped(stmt) == stmt)
-                and not sequences.needs_look(stmt))
+                and (not info.grouped or self.s.regrouped(stmt) == stmt))
 
     def _plain_read(self, stmt: str, bound: Bound | None, formats: list[int]) -> tuple[Rows | None, str]:
         """Run a plain read on the session's storage connection directly (no cursor object needed)."""

@@ -95,6 +95,16 @@ def matching_paren(tokens: list[Token], i: int) -> int:
     return len(tokens) - 1
 
 
+def top_level_commas(tokens: list[Token]) -> list[int]:
+    """Indexes of the commas outside parentheses among these tokens."""
+    out, depth = [], 0
+    for k, t in enumerate(tokens):
+        depth += (t.text == "(") - (t.text == ")")
+        if t.text == "," and depth == 0:
+            out.append(k)
+    return out
+
+
 def skip_words(tokens: list[Token], i: int, *words: str) -> tuple[bool, int]:
     """Advance past `words` if they come next."""
     for k, w in enumerate(words):
