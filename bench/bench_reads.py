@@ -14,12 +14,13 @@ and an aggregate over the whole table.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import time
 from typing import Any
 
-from common import Env, Result, Sample, fetch_all, interleaved, median
+from common import Env, Result, Sample, fetch_all, interleaved, median, pinned
 from data import T_CHANGE_1PCT
 
 POINT = "SELECT grp, v, pad FROM t WHERE id = %s"
@@ -100,7 +101,9 @@ def _measure(env: Env, label: str, where: str, target: float, sides: dict[str, A
     ):
         env.log(f"{qname} on {label}: {reps} interleaved repetitions of {len(sides)} sides")
         samples = {name: query_sample(conn, query, params if params else None) for name, conn in sides.items()}
-        t = interleaved(samples, reps=reps, warmup=max(3, reps // 20))
+        # a point lookup is a round trip: pinned, so that no side gets a luckier core (common.pinned)
+        with pinned(list(sides.values()), env.log) if params else contextlib.nullcontext():
+            t = interleaved(samples, reps=reps, warmup=max(3, reps // 20))
         med = {k: median(v) for k, v in t.items()}
         h, p, d = med["helios"], med["plain"], med["direct"]
         results.append(Result(

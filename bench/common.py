@@ -8,10 +8,12 @@ the same shared_buffers and the same disk.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,42 @@ def interleaved(samples: dict[str, Sample], reps: int, warmup: int = 1) -> dict[
         for name in order:
             out[name].append(samples[name]())
     return out
+
+
+def backend_pid(conn: Any) -> int:
+    """The PostgreSQL backend behind a psycopg or a `heliosdb.connect` connection."""
+    session = getattr(conn, "session", None)
+    return int((session.conn if session is not None else conn).info.backend_pid)
+
+
+@contextlib.contextmanager
+def pinned(conns: Sequence[Any], log: Callable[[str], None]) -> Iterator[None]:
+    """Run a round-trip-bound measurement with this process on the first CPU, the backends on the others.
+
+    Unpinned, the scheduler puts a client and its backend on one core or on two, per connection,
+    and keeps it: the same lookup then takes 25-30 us on one connection and 90-100 us on the next
+    (session 9), so two sides of one comparison differed by up to 2x for the same work. Pinned,
+    every side pays the same cross-core round trip, as a client and its database server do.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    pids = [backend_pid(c) for c in conns]
+    if len(cpus) < 2:
+        yield
+        return
+    try:
+        os.sched_setaffinity(0, {cpus[0]})
+        for pid in pids:
+            os.sched_setaffinity(pid, set(cpus[1:]))
+    except OSError as exc:
+        log(f"  (not pinned: {exc})")
+    try:
+        yield
+    finally:
+        for pid in (0, *pids):
+            try:
+                os.sched_setaffinity(pid, set(cpus))
+            except OSError:
+                pass
 
 
 def timed(fn: Callable[[], object]) -> Sample:
