@@ -200,3 +200,117 @@ def test_branch_only_refusals(conn: heliosdb.Connection, connect: Any) -> None:
     with pytest.raises(heliosdb.Error) as exc:
         dev("INSERT INTO s (v) VALUES (5)")
     assert exc.value.sqlstate == "23514"
+
+
+# A table created on a branch, with keys to tables the branch inherited (on main: native keys).
+NEW_TABLE_SETUP = [
+    "CREATE TABLE a (id int PRIMARY KEY, name text UNIQUE)",
+    "CREATE TABLE pr (x int, y int, UNIQUE (x, y))",
+    "INSERT INTO a VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+    "INSERT INTO pr VALUES (1, 1), (2, 2)",
+]
+NEW_TABLE_SCRIPT = [
+    "INSERT INTO a VALUES (4, 'written here')",
+    "CREATE TABLE b (id int PRIMARY KEY, aid int REFERENCES a ON DELETE CASCADE, note text)",
+    "CREATE TABLE m (id int PRIMARY KEY, x int, y int, CONSTRAINT m_xy FOREIGN KEY (x, y) REFERENCES pr (x, y) "
+    "ON DELETE SET NULL)",
+    "CREATE TABLE bad (id int REFERENCES pr (x))",  # no unique constraint on pr (x): 42830
+    "CREATE TABLE bad (id text REFERENCES a (id))",  # 42804
+    "INSERT INTO b VALUES (1, 4, 'to a row of this branch'), (2, 1, 'to an inherited row')",
+    "INSERT INTO b VALUES (3, 99, 'no such key')",
+    "UPDATE b SET aid = 98 WHERE id = 2",
+    "UPDATE b SET aid = 2 WHERE id = 2",
+    "INSERT INTO b VALUES (3, NULL, 'a NULL key is not checked')",
+    "INSERT INTO m VALUES (1, 1, 1), (2, 2, 2), (3, NULL, 5)",
+    "INSERT INTO m VALUES (4, 1, 2)",
+    "DELETE FROM a WHERE id = 4",  # ON DELETE CASCADE into b
+    "SELECT * FROM b ORDER BY id",
+    "DELETE FROM pr WHERE x = 1",  # ON DELETE SET NULL into m
+    "SELECT * FROM m ORDER BY id",
+    "UPDATE a SET id = 20 WHERE id = 2",  # NO ACTION: b still references 2
+    "DELETE FROM a WHERE id = 2",
+    "UPDATE a SET name = 'bb' WHERE id = 2",  # the key stays: nothing to check
+    "CREATE TABLE d (id int PRIMARY KEY, aname text)",
+    "ALTER TABLE d ADD CONSTRAINT d_aname_fkey FOREIGN KEY (aname) REFERENCES a (name) DEFERRABLE INITIALLY DEFERRED",
+    "BEGIN",
+    "INSERT INTO d VALUES (1, 'late')",  # checked at commit: the parent comes later in the transaction
+    "INSERT INTO a VALUES (50, 'late')",
+    "COMMIT",
+    "BEGIN",
+    "INSERT INTO d VALUES (2, 'never')",
+    "COMMIT",
+    "BEGIN",
+    "INSERT INTO d VALUES (3, 'fixed')",
+    "UPDATE d SET aname = 'a' WHERE id = 3",  # the row as written first no longer is: only 'a' is checked
+    "COMMIT",
+    "SELECT * FROM d ORDER BY id",
+    "ALTER TABLE d RENAME COLUMN aname TO a_name",
+    "INSERT INTO d VALUES (4, 'nope')",
+    "ALTER TABLE d DROP CONSTRAINT d_aname_fkey",
+    "INSERT INTO d VALUES (4, 'nope')",
+    "DROP TABLE a",  # b references it: 2BP01
+    "DROP TABLE b",
+    "DELETE FROM a WHERE id = 2",
+    "SELECT * FROM a ORDER BY id",
+    "CREATE TABLE e (id int PRIMARY KEY)",
+    "INSERT INTO e VALUES (1), (3), (77)",
+    "ALTER TABLE e ADD CONSTRAINT e_a FOREIGN KEY (id) REFERENCES a",  # the rows are checked: 77 is missing
+    "DELETE FROM e WHERE id = 77",
+    "ALTER TABLE e ADD CONSTRAINT e_a FOREIGN KEY (id) REFERENCES a",
+    "ALTER TABLE e ADD COLUMN aid int REFERENCES a ON DELETE SET NULL",
+    "INSERT INTO e VALUES (51, 3)",
+    "INSERT INTO e VALUES (50, 3)",
+    "UPDATE e SET aid = 1 WHERE id = 1",
+    "DELETE FROM a WHERE id = 3",  # e's id 3 references it (NO ACTION)
+    "DELETE FROM e WHERE id = 3",
+    "DELETE FROM a WHERE id = 3",  # SET NULL in e.aid
+    "SELECT * FROM e ORDER BY id",
+]
+
+
+def test_a_new_table_references_tables_the_branch_inherited(plain: psycopg.Connection, conn: heliosdb.Connection,
+                                                             connect: Any) -> None:
+    def others_unchanged(name: str) -> None:
+        if name == "grandchild":  # its tables, rows and cascades stayed on it (main runs the script last)
+            for other in (conn, connect("child")):
+                run = helios_executor(other)
+                assert run("SELECT * FROM a ORDER BY id") == [(1, "a"), (2, "b"), (3, "c")]
+                with pytest.raises(heliosdb.Error) as exc:
+                    run("SELECT * FROM b")
+                assert exc.value.sqlstate == "42P01"
+
+    expected = assert_as_postgres(plain, conn, connect, NEW_TABLE_SETUP, NEW_TABLE_SCRIPT, after=others_unchanged)
+    assert [e[1] for e in expected[3:5]] == ["42830", "42804"] and expected[6][1] == "23503"
+    assert expected[13] == ("ok", [(2, 2, "to an inherited row"), (3, None, "a NULL key is not checked")])
+    assert expected[24] == ("ok", -1) and expected[27][1] == "23503" and expected[31] == ("ok", -1)
+    assert expected[34][1] == "23503" and expected[36] == ("ok", 1) and expected[37][1] == "2BP01"
+    assert expected[43][1] == "23503" and expected[45] == ("ok", -1) and expected[47][1] == "23503"
+    assert expected[50][1] == "23503" and expected[53] == ("ok", [(1, 1), (50, None)])
+
+
+def test_a_key_to_an_inherited_table_reaches_later_branches_and_main(conn: heliosdb.Connection, connect: Any) -> None:
+    main = helios_executor(conn)
+    main("CREATE TABLE a (id int PRIMARY KEY)")
+    main("INSERT INTO a VALUES (1), (2)")
+    main("CREATE DATABASE BRANCH dev")
+    dev = helios_executor(connect("dev"))
+    dev("CREATE TABLE b (id int PRIMARY KEY, aid int NOT NULL)")
+    dev("ALTER TABLE b ADD CONSTRAINT b_aid_fkey FOREIGN KEY (aid) REFERENCES a (id) ON DELETE CASCADE "
+        "DEFERRABLE INITIALLY DEFERRED")
+    dev("INSERT INTO b VALUES (1, 1), (2, 2)")
+    dev("CREATE DATABASE BRANCH later")
+    later = helios_executor(connect("later"))  # inherits both tables and the key
+    with pytest.raises(heliosdb.Error) as exc:
+        later("INSERT INTO b VALUES (3, 7)")
+    assert exc.value.sqlstate == "23503"
+    later("DELETE FROM a WHERE id = 1")
+    assert later("SELECT * FROM b") == [(2, 2)]
+    assert dev("SELECT * FROM b ORDER BY id") == [(1, 1), (2, 2)]  # the cascade stayed on `later`
+    main("MERGE DATABASE BRANCH dev INTO main")
+    assert main("SELECT * FROM b ORDER BY id") == [(1, 1), (2, 2)]
+    main("BEGIN")
+    main("INSERT INTO b VALUES (3, 3)")  # deferred on main too: the key is PostgreSQL's there
+    main("INSERT INTO a VALUES (3)")
+    main("COMMIT")
+    main("DELETE FROM a WHERE id = 2")  # ON DELETE CASCADE
+    assert main("SELECT * FROM b ORDER BY id") == [(1, 1), (3, 3)]

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import foreign_keys, layout, retype
+from heliosdb.branching import foreign_keys, inherited_keys, layout, retype
 from heliosdb.branching.retype import RETYPE
 from heliosdb.catalog.model import (
     Column,
@@ -122,6 +122,7 @@ def _create_table(session: Session, text: str) -> Result:
         cur = conn.execute(rewrite_references(session, replace(text, name, target), creating=(name.name, target)))  # type: ignore[arg-type]
         rowcount = cur.rowcount
         status = cur.statusmessage or "CREATE TABLE"
+        inherited = inherited_keys.adopt(conn, info)  # keys to tables this branch inherited
         conn.execute(
             sql.SQL(
                 "ALTER TABLE {t} ADD COLUMN _hdb_rowid bigint NOT NULL DEFAULT nextval('heliosdb.rowid_seq'), "
@@ -135,6 +136,7 @@ def _create_table(session: Session, text: str) -> Result:
             (tid, branch.id, info.phys_schema, info.phys_name, lsn),
         )
         cols, cons = layout.introspect(conn, info, {})
+        cons += inherited
         for c in cols:
             c.col = _register_column(conn, tid, c.name, c.type)
         layout.create_side_relations(conn, info, cols)
@@ -145,13 +147,16 @@ def _create_table(session: Session, text: str) -> Result:
         version = TableVersion(branch.id, tid, name.name, lsn, cols, [Constraint(**x) for x in cons])
         save_version(conn, version, lsn)
         layout.build_views(conn, branch, levels, info, version)
+        if inherited:
+            inherited_keys.after_ddl(session, info, version, [])
     if status.startswith("SELECT"):
         return _result(status, rowcount=rowcount)
     return _result("CREATE TABLE")
 
 
 def rewrite_references(session: Session, text: str, creating: tuple[str, str] | None = None) -> str:
-    """REFERENCES t -> the root relation of t, when t is rooted on this branch too.
+    """REFERENCES t -> the root relation of t, when t is rooted on this branch too; for a table the
+    branch inherited, a stand-in (inherited_keys: the caller adopts the keys made to it).
 
     creating: (name, root relation) of the table being created, for a table that references itself.
     """
@@ -171,13 +176,12 @@ def rewrite_references(session: Session, text: str, creating: tuple[str, str] | 
         if hit is None:
             raise _undefined(name.name)
         info = hit[1]
-        if info.root_branch != session.branch.id:
-            raise errors.NotSupportedError(
-                f'a foreign key to "{name.name}" is not supported on this branch',
-                detail=f'"{name.name}" was created on another branch and inherited by this one.',
-                hint="Create the foreign key on the branch that created the referenced table.",
-            )
-        out.append(text[pos : name.start] + quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name))
+        if info.root_branch != session.branch.id:  # PostgreSQL checks the key against a stand-in
+            # (an ALTER TABLE makes it check the table's rows too: the stand-in holds what the branch sees)
+            rows = None if creating is not None else I(session.branch.user_schema, hit[0].name)
+            out.append(text[pos : name.start] + inherited_keys.stand_in(session.conn, hit[0], info, rows))
+        else:
+            out.append(text[pos : name.start] + quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name))
         pos = name.end
     out.append(text[pos:])
     return "".join(out)
@@ -237,9 +241,10 @@ def _drop_table(session: Session, text: str) -> Result:
             layout.drop_views(conn, branch, version.name, cascade)
             if info.root_branch == branch.id:  # its root relation stays (history): its native keys must go
                 for con in version.constraints:
-                    if con.kind == "f":
+                    if con.kind == "f" and not inherited_keys.is_inherited(con):
                         conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
                             I(*info.cur), I(con.name)))
+                inherited_keys.drop_checks(conn, info)
             version.branch_id = branch.id
             version.dropped = True
             save_version(conn, version, lsn)
@@ -256,6 +261,9 @@ def _drop_foreign_key(session: Session, snap: Snapshot, fk: foreign_keys.Foreign
     info = snap.info[fk.child.table_id]
     session.notices.append(f"NOTICE:  drop cascades to constraint {fk.con.name} on table {fk.child.name}")
     if info.root_branch == branch.id:
+        if inherited_keys.is_inherited(fk.con):  # no constraint of PostgreSQL's: the schema version's only
+            _resync_root(session, fk.child, info, lsn, drop_keys={fk.con.name})
+            return
         conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(I(*info.cur), I(fk.con.name)))
         _resync_root(session, fk.child, info, lsn)
         return
@@ -396,7 +404,12 @@ def _alter_root(
         "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
     col_of_attnum = {n: by_phys[name] for n, name in before.items() if name in by_phys}
     target = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
+    dropped = _inherited_key_dropped(version, toks, i)
+    if dropped is not None:  # not PostgreSQL's constraint: only the schema version has it
+        _resync_root(session, version, info, lsn, drop_keys={dropped})
+        return
     conn.execute(rewrite_references(session, "ALTER TABLE " + target + " " + rest))  # type: ignore[arg-type]
+    added = inherited_keys.adopt(conn, info)
     after = _attnums(conn, info)
     for attnum, phys in after.items():
         if phys.startswith("_hdb_"):
@@ -413,7 +426,22 @@ def _alter_root(
                 conn.execute(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(I(*rel), I(before[attnum]), I(phys)))
             conn.execute("UPDATE heliosdb._columns SET phys_name = %s WHERE table_id = %s AND col_id = %s",
                          (phys, info.id, col))
-    _resync_root(session, version, info, lsn)
+    _resync_root(session, version, info, lsn, add_keys=added)
+
+
+def _inherited_key_dropped(version: TableVersion, toks: list[Any], i: int) -> str | None:
+    """The name of the inherited key (inherited_keys) an `ALTER TABLE ... DROP CONSTRAINT name` drops."""
+    if not (is_word(toks[i] if i < len(toks) else None, "DROP")
+            and is_word(toks[i + 1] if i + 1 < len(toks) else None, "CONSTRAINT")):
+        return None
+    _, j = skip_words(toks, i + 2, "IF", "EXISTS")
+    name, j = read_name(toks, j)
+    _, j = skip_words(toks, j, "RESTRICT")
+    _, j = skip_words(toks, j, "CASCADE")
+    if j < len(toks) and toks[j].text != ";":
+        return None  # with other actions: PostgreSQL's (a stand-in key is no constraint of its)
+    hit = next((c for c in version.constraints if c.name == name.name and inherited_keys.is_inherited(c)), None)
+    return hit.name if hit is not None else None
 
 
 def _adopt_or_add(conn: psycopg.Connection[Any], info: TableInfo, phys: str, typ: str) -> int:
@@ -439,11 +467,26 @@ def _adopt_or_add(conn: psycopg.Connection[Any], info: TableInfo, phys: str, typ
     return col
 
 
-def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int) -> None:
+def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int, *,
+                 add_keys: list[dict[str, Any]] | None = None, drop_keys: set[str] | None = None) -> None:
+    """The root relation changed: a new schema version from it, the branch's views and triggers again.
+
+    add_keys / drop_keys: keys to tables the branch inherited, made or dropped by this statement
+    (not PostgreSQL's constraints: the schema version keeps them, see inherited_keys).
+    """
     conn, branch = session.conn, session.branch
     names = {p: c for c, p in conn.execute(
         "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
     cols, cons = layout.introspect(conn, info, names)
+    kept = [c for c in old.constraints if inherited_keys.is_inherited(c) and c.name not in (drop_keys or set())]
+    was = {c.col: c.name for c in old.columns}
+    renamed = {was[c.col]: c.name for c in cols if c.col in was and was[c.col] != c.name}
+    present = {c.name for c in cols}
+    for con in kept:  # PostgreSQL drops a key with its column and renames its columns
+        keys = [renamed.get(c, c) for c in con.cols]
+        if all(c in present for c in keys):
+            cons.append({"name": con.name, "kind": "f", "cols": keys, "expr": con.expr})
+    cons += add_keys or []
     # the columns keep the order the table shows (a type change puts its new column where the old one was)
     order = {c.col: k for k, c in enumerate(old.columns)}
     cols.sort(key=lambda c: order.get(c.col, len(order)))
@@ -460,6 +503,10 @@ def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int)
     layout.install_root_triggers(conn, info)
     save_version(conn, version, lsn)
     layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+    if kept or add_keys or drop_keys:
+        before = [fk.parent.table_id for fk in foreign_keys.outgoing(Snapshot(conn, chain(conn, branch.id)), old)
+                  if inherited_keys.is_inherited(fk.con)]
+        inherited_keys.after_ddl(session, info, version, before)
 
 
 def _hide_root_column(

@@ -113,6 +113,8 @@ def add_constraint(table: str, con: Constraint, references: str | None = None) -
                 f"({', '.join(quote_ident(c) for c in ref['cols'])}) "
                 f"ON DELETE {_FK_ACTIONS.get(ref.get('on_delete', 'a'), 'NO ACTION')} "
                 f"ON UPDATE {_FK_ACTIONS.get(ref.get('on_update', 'a'), 'NO ACTION')}")
+        if ref.get("deferrable"):  # recorded for keys to inherited tables (branching.inherited_keys)
+            body += " DEFERRABLE INITIALLY " + ("DEFERRED" if ref.get("deferred") else "IMMEDIATE")
     else:
         return None
     return f"ALTER TABLE {quote_ident(table)} ADD CONSTRAINT {quote_ident(con.name)} {body}"
@@ -121,6 +123,9 @@ def add_constraint(table: str, con: Constraint, references: str | None = None) -
 def _definition(con: Constraint) -> tuple[str, tuple[str, ...], str | None]:
     """What makes two constraints of one name the same. A check's text is PostgreSQL's deparsed form, which
     moves with the column types (`v > 0` becomes `v > (0)::numeric`): its columns stand for it."""
+    if con.kind == "f" and con.expr:  # the same key whether HeliosDB or PostgreSQL enforces it
+        ref = json.loads(con.expr)
+        return con.kind, tuple(con.cols), json.dumps([ref.get(k) for k in ("schema", "table", "cols", "on_delete", "on_update")])
     return con.kind, tuple(con.cols), None if con.kind == "c" else con.expr
 
 
