@@ -314,3 +314,29 @@ def test_a_key_to_an_inherited_table_reaches_later_branches_and_main(conn: helio
     main("COMMIT")
     main("DELETE FROM a WHERE id = 2")  # ON DELETE CASCADE
     assert main("SELECT * FROM b ORDER BY id") == [(1, 1), (3, 3)]
+    later("ALTER TABLE a RENAME TO a2")  # the key's check and action name the renamed table's view
+    with pytest.raises(heliosdb.Error) as exc:
+        later("INSERT INTO b VALUES (9, 7)")
+    assert exc.value.sqlstate == "23503" and exc.value.detail == 'Key (aid)=(7) is not present in table "a2".'
+    later("DELETE FROM a2 WHERE id = 2")
+    assert later("SELECT * FROM b") == []
+
+
+RENAME_SCRIPT = [
+    "CREATE TABLE b (id int PRIMARY KEY, aid int REFERENCES a ON DELETE CASCADE)",
+    "INSERT INTO b VALUES (1, 1), (2, 2)",
+    "ALTER TABLE a RENAME COLUMN id TO ident",
+    "INSERT INTO b VALUES (3, 7)",
+    "DELETE FROM a WHERE ident = 2",
+    "ALTER TABLE b RENAME COLUMN aid TO a_id",
+    "INSERT INTO b VALUES (3, 7)",
+    "INSERT INTO b VALUES (3, 3)",
+    "DELETE FROM a WHERE ident = 1",
+    "SELECT * FROM b ORDER BY id",
+]
+
+
+def test_a_key_to_an_inherited_table_follows_renamed_columns(plain: psycopg.Connection, conn: heliosdb.Connection,
+                                                       connect: Any) -> None:
+    expected = assert_as_postgres(plain, conn, connect, NEW_TABLE_SETUP, RENAME_SCRIPT)
+    assert [expected[i][1] for i in (3, 6)] == ["23503"] * 2 and expected[9] == ("ok", [(3, 3)])

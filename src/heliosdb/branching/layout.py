@@ -26,7 +26,7 @@ from psycopg import sql
 from sqlglot import exp
 
 from heliosdb import errors
-from heliosdb.branching import foreign_keys
+from heliosdb.branching import foreign_keys, inherited_keys
 from heliosdb.catalog.model import (
     Branch,
     Column,
@@ -509,8 +509,12 @@ def refresh_writes(conn: psycopg.Connection[Any], branch: Branch, levels: list[L
     snap = snap or Snapshot(conn, levels)
     for tid in table_ids:
         version, info = snap.tables.get(tid), snap.info.get(tid)
-        if version is None or version.dropped or info is None or info.root_branch == branch.id:
-            continue  # the root relations' foreign keys are PostgreSQL's own
+        if version is None or version.dropped or info is None:
+            continue
+        if info.root_branch == branch.id:  # the root relations' foreign keys are PostgreSQL's own,
+            if any(inherited_keys.is_inherited(c) for c in version.constraints):  # but for inherited tables
+                inherited_keys.install(conn, branch, info, version, snap)
+            continue
         conn.execute(write_function_sql(
             q(branch.phys_schema, version.name + "__w"), branch, info, version, q(branch.phys_schema, version.name),
             snap.names[tid], snap.br_columns[tid], inherited=_inherited_by_key(snap, levels, info, version), snap=snap))
