@@ -36,18 +36,22 @@ def apply_plan(
             "DELETE FROM {t} n USING {p} x WHERE x._hdb_action = 'delete' AND n._hdb_rowid = x._hdb_rowid"
         ).format(t=t, p=p))
         written += cur.rowcount
-        if cols:
+        # a GENERATED ALWAYS identity column takes no value in an UPDATE (nor does it change: no branch can
+        # change it), and its value is given in an INSERT
+        settable = [(I(names[c.col]), I(c.name)) for c in cols if c.identity != "a"]
+        if settable:
             # ROW(...): PostgreSQL rejects a plain parenthesized source for a single column
             cur = conn.execute(sql.SQL(
                 "UPDATE {t} n SET ({pc}) = ROW({xc}) FROM {p} x WHERE x._hdb_action = 'upsert' "
                 "AND n._hdb_rowid = x._hdb_rowid"
-            ).format(t=t, p=p, pc=sql.SQL(", ").join(phys),
-                     xc=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for c in logical)))
+            ).format(t=t, p=p, pc=sql.SQL(", ").join(c for c, _ in settable),
+                     xc=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for _, c in settable)))
             written += cur.rowcount
         cur = conn.execute(sql.SQL(
-            "INSERT INTO {t} (_hdb_rowid{pc}) SELECT x._hdb_rowid{xc} FROM {p} x WHERE x._hdb_action = 'upsert' "
+            "INSERT INTO {t} (_hdb_rowid{pc}) {ov}SELECT x._hdb_rowid{xc} FROM {p} x WHERE x._hdb_action = 'upsert' "
             "AND NOT EXISTS (SELECT 1 FROM {t} n WHERE n._hdb_rowid = x._hdb_rowid)"
         ).format(t=t, p=p, pc=sql.SQL("").join(sql.SQL(", {}").format(c) for c in phys),
+                 ov=sql.SQL("OVERRIDING SYSTEM VALUE " if any(c.identity == "a" for c in cols) else ""),
                  xc=sql.SQL("").join(sql.SQL(", x.{}").format(c) for c in logical)))
         return written + cur.rowcount
     br, hist, b, lv = I(*info.br), I(*info.hist), L(branch.id), L(lsn)

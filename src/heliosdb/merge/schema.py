@@ -10,12 +10,14 @@ schema conflict that stops the merge with an explanation.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from heliosdb import errors
 from heliosdb.catalog.model import Column, Constraint, Level, Snapshot, TableVersion, chain, visible_tables
-from heliosdb.sql.names import quote_ident
+from heliosdb.sql.names import quote_ident, quote_literal
+from heliosdb.sql.sequences import storage_sequences
 
 if TYPE_CHECKING:
     import psycopg
@@ -39,8 +41,24 @@ def _tables(conn: psycopg.Connection, levels: list[Level]) -> dict[int, TableVer
     return visible_tables(conn, levels)
 
 
+# nextval() of a sequence in a table's storage schema: a serial or identity column's own sequence
+_OWN_SEQUENCE = re.compile(r"^nextval\('(\"?hdb_t[0-9]+\"?\.(?:[^']|'')+)'::regclass\)$")
+_SERIAL = {"integer": "serial", "bigint": "bigserial", "smallint": "smallserial"}
+
+
+def own_sequence(c: Column) -> str | None:
+    """The sequence of a serial or identity column (None: another default, or none)."""
+    m = _OWN_SEQUENCE.match(c.default or "")
+    return m.group(1).replace("''", "'") if m else None
+
+
 def _coldef(c: Column) -> str:
     text = f"{quote_ident(c.name)} {c.type}"
+    # a table created on the target gets sequences of its own: the source's go with the source's storage
+    if c.identity in ("a", "d"):
+        return text + " GENERATED " + ("ALWAYS" if c.identity == "a" else "BY DEFAULT") + " AS IDENTITY"
+    if own_sequence(c) is not None and c.type in _SERIAL:
+        return f"{quote_ident(c.name)} {_SERIAL[c.type]}"
     if c.default:
         text += f" DEFAULT {c.default}"
     if c.notnull:
@@ -80,13 +98,17 @@ def split_stored(ddl: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run_after(session: Session, target: Branch, statements: list[str]) -> None:
-    """The constraints a merge adds once its rows are in place. One the target cannot hold (a foreign key on
-    a table it inherited) is left out with a NOTICE; one the merged rows violate fails the merge."""
+    """The constraints a merge adds once its rows are in place, and a created table's sequence values. A key
+    the target cannot hold (one added to a table it inherited) is left out with a NOTICE; one the merged rows
+    violate fails the merge."""
     from heliosdb.branching import tables
     from heliosdb.sql.classify import classify
 
     with session.acting_on(target):
         for ddl in statements:
+            if ddl.startswith("SELECT setval("):  # _sequence_values: the created table's storage sequence
+                session.conn.execute(storage_sequences(ddl, session._storage_column))  # type: ignore[arg-type]
+                continue
             try:
                 with session.conn.transaction():
                     tables.execute(session, classify(ddl), ddl)
@@ -94,6 +116,20 @@ def run_after(session: Session, target: Branch, statements: list[str]) -> None:
                 if exc.sqlstate != "0A000":
                     raise
                 session.notices.append(f"NOTICE:  merge: not carried to \"{target.name}\": {ddl} ({exc.message})")
+
+
+def _sequence_values(conn: psycopg.Connection, v: TableVersion) -> list[str]:
+    """A created table's sequences continue from the source's (the merged rows hold its values)."""
+    out = []
+    for c in v.columns:
+        seq = own_sequence(c)
+        if seq is None:
+            continue
+        row = conn.execute(f"SELECT last_value, is_called FROM {seq}").fetchone()  # type: ignore[arg-type]
+        if row is not None and row[1]:
+            out.append(f"SELECT setval(pg_get_serial_sequence({quote_literal(v.name)}, {quote_literal(c.name)}), "
+                       f"{int(row[0])})")
+    return out
 
 
 def add_constraint(table: str, con: Constraint, references: str | None = None) -> str | None:
@@ -192,6 +228,7 @@ def plan_schema(
         plan.statements.append(f"DROP TABLE {', '.join(quote_ident(n) for n in dropped)}")
     for sv in created:
         plan.statements.append(create_table_sql(sv))
+        plan.after += _sequence_values(conn, sv)
         plan.after += [ddl for con in sv.constraints
                        if con.kind == "f" and (ddl := add_constraint(sv.name, con, refs.get((sv.table_id, con.name))))]
         plan.tables.append(sv.name)
