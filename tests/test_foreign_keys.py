@@ -22,6 +22,7 @@ SETUP = [
     "CREATE TABLE s (id int PRIMARY KEY, cid int DEFAULT 4 REFERENCES c(id) ON DELETE SET DEFAULT ON UPDATE CASCADE)",
     "CREATE TABLE n (id int PRIMARY KEY, a int, b int, FOREIGN KEY (a, b) REFERENCES pair (x, y) ON DELETE SET NULL)",
     "CREATE TABLE tree (id int PRIMARY KEY, parent int REFERENCES tree(id) ON DELETE CASCADE)",
+    "CREATE TABLE nf (id int PRIMARY KEY, a int, b int, FOREIGN KEY (a, b) REFERENCES pair (x, y) MATCH FULL)",
     "INSERT INTO c VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')",
     "INSERT INTO pair VALUES (1, 1), (2, 2)",
     "INSERT INTO o VALUES (10, 1), (11, 2)",
@@ -56,6 +57,8 @@ SCRIPT = [
     "DELETE FROM c WHERE id = 2",
     "SELECT * FROM c ORDER BY id",
     "SELECT * FROM o ORDER BY id",
+    "INSERT INTO nf VALUES (1, 2, NULL)",  # MATCH FULL: all key columns NULL or none
+    "INSERT INTO nf VALUES (1, NULL, NULL)",
 ]
 
 
@@ -69,6 +72,7 @@ def test_foreign_keys_on_main_and_on_inheriting_branches(plain: psycopg.Connecti
 
     expected = assert_as_postgres(plain, conn, connect, SETUP, SCRIPT, after=parent_unchanged)
     assert expected[0][1] == "23503" and expected[6] == ("ok", 1)  # the script exercises what it claims
+    assert expected[-2][1] == "23503" and expected[-1] == ("ok", 1)
 
 
 def test_branch_rows_keep_their_keys_inherited_from_the_fork(conn: heliosdb.Connection, connect: Any) -> None:
@@ -265,6 +269,18 @@ NEW_TABLE_SCRIPT = [
     "DELETE FROM e WHERE id = 3",
     "DELETE FROM a WHERE id = 3",  # SET NULL in e.aid
     "SELECT * FROM e ORDER BY id",
+    "CREATE TABLE f (id int PRIMARY KEY, x int, y int, FOREIGN KEY (x, y) REFERENCES pr (x, y) MATCH FULL)",
+    "INSERT INTO f VALUES (1, 2, NULL)",  # MATCH FULL: all NULL or none
+    "INSERT INTO f VALUES (1, NULL, NULL), (2, 2, 2)",
+    "CREATE TABLE g (id int PRIMARY KEY, aid int)",
+    "INSERT INTO g VALUES (1, 1), (2, 999)",
+    "ALTER TABLE g ADD CONSTRAINT g_aid FOREIGN KEY (aid) REFERENCES a NOT VALID",  # the rows are not checked
+    "INSERT INTO g VALUES (3, 998)",  # new rows are
+    "ALTER TABLE g VALIDATE CONSTRAINT g_aid",
+    "DELETE FROM g WHERE id = 2",
+    "ALTER TABLE g VALIDATE CONSTRAINT g_aid",
+    "ALTER TABLE g DROP CONSTRAINT g_aid",
+    "INSERT INTO g VALUES (3, 998)",
 ]
 
 
@@ -286,6 +302,9 @@ def test_a_new_table_references_tables_the_branch_inherited(plain: psycopg.Conne
     assert expected[34][1] == "23503" and expected[36] == ("ok", 1) and expected[37][1] == "2BP01"
     assert expected[43][1] == "23503" and expected[45] == ("ok", -1) and expected[47][1] == "23503"
     assert expected[50][1] == "23503" and expected[53] == ("ok", [(1, 1), (50, None)])
+    assert expected[55][1] == "23503" and expected[56] == ("ok", 2) and expected[59] == ("ok", -1)
+    assert expected[60][1] == "23503" and expected[61][1] == "23503" and expected[63] == ("ok", -1)
+    assert expected[65] == ("ok", 1)
 
 
 def test_a_key_to_an_inherited_table_reaches_later_branches_and_main(conn: heliosdb.Connection, connect: Any) -> None:

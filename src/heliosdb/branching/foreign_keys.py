@@ -39,6 +39,7 @@ class ForeignKey:
     ref_cols: list[str]  # referenced columns
     on_delete: str  # PostgreSQL's codes: a no action, r restrict, c cascade, n set null, d set default
     on_update: str
+    match: str = "s"  # s MATCH SIMPLE, f MATCH FULL (p: PARTIAL, which PostgreSQL does not implement)
 
 
 def _referenced(snap: Snapshot, ref: dict[str, str]) -> TableVersion | None:
@@ -66,7 +67,7 @@ def _foreign_keys(snap: Snapshot, version: TableVersion) -> list[ForeignKey]:
         if parent is None:
             continue
         out.append(ForeignKey(con, version, parent, list(con.cols), list(ref["cols"]),
-                              ref.get("on_delete", "a"), ref.get("on_update", "a")))
+                              ref.get("on_delete", "a"), ref.get("on_update", "a"), ref.get("match", "s")))
     return out
 
 
@@ -115,6 +116,14 @@ def check_sql(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.
         # the root relation's physical column names, or the internal view's logical ones
         at_root = snap.info[fk.parent.table_id].root_branch == branch.id
         ref_cols = [names[by_name[c]] if at_root else c for c in fk.ref_cols]
+        if fk.match == "f" and len(fk.cols) > 1:  # MATCH FULL: all key columns NULL, or none
+            out.append(sql.SQL(
+                "IF num_nulls({new}) BETWEEN 1 AND {n} THEN RAISE EXCEPTION USING ERRCODE = '23503', "
+                "MESSAGE = {msg}, DETAIL = 'MATCH FULL does not allow mixing of null and nonnull key values.', "
+                "CONSTRAINT = {cn}, {where}; END IF;"
+            ).format(new=sql.SQL(", ").join(sql.SQL("NEW.{}").format(I(c)) for c in fk.cols), n=L(len(fk.cols) - 1),
+                     msg=L(f'insert or update on table "{fk.child.name}" violates foreign key constraint "{fk.con.name}"'),
+                     cn=L(fk.con.name), where=where))
         out.append(sql.SQL(
             "IF {nn} AND (TG_OP = 'INSERT' OR ({new}) IS DISTINCT FROM ({old})) "
             "AND NOT EXISTS (SELECT 1 FROM {rv} r WHERE {m}) THEN RAISE EXCEPTION USING ERRCODE = '23503', "

@@ -82,14 +82,14 @@ def adopt(conn: psycopg.Connection[Any], info: TableInfo) -> list[dict[str, Any]
     if not (exists and exists[0]):
         return []
     out = []
-    for name, keys, target, ref_keys, on_delete, on_update, deferrable, deferred in conn.execute(
+    for name, keys, target, ref_keys, on_delete, on_update, match, deferrable, deferred in conn.execute(
         """SELECT c.conname,
                   ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
                   obj_description(c.confrelid, 'pg_class'),
                   ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
-                  c.confdeltype, c.confupdtype, c.condeferrable, c.condeferred
+                  c.confdeltype, c.confupdtype, c.confmatchtype, c.condeferrable, c.condeferred
            FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid
            WHERE c.conrelid = %s::regclass AND c.contype = 'f' AND r.relnamespace = %s::regnamespace
            ORDER BY c.oid""",
@@ -98,7 +98,8 @@ def adopt(conn: psycopg.Connection[Any], info: TableInfo) -> list[dict[str, Any]
         ref = json.loads(target)
         out.append({"name": name, "kind": "f", "cols": list(keys), "expr": json.dumps({
             "table": ref["table"], "schema": ref["schema"], "cols": list(ref_keys), "on_delete": on_delete,
-            "on_update": on_update, "inherited": True, "deferrable": deferrable, "deferred": deferred})})
+            "on_update": on_update, "match": match, "inherited": True, "deferrable": deferrable,
+            "deferred": deferred})})
         conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(I(*info.cur), I(name)))
     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(I(schema)))
     return out
@@ -135,7 +136,7 @@ BEGIN
     {check}
     RETURN NULL;
 END $f$"""
-        ).format(fn=fn, t=I(*info.cur), current=current, check=check[0]))
+        ).format(fn=fn, t=I(*info.cur), current=current, check=sql.SQL("\n    ").join(check)))
         timing = sql.SQL("")
         if ref.get("deferrable"):
             timing = sql.SQL(" DEFERRABLE INITIALLY {}").format(
@@ -164,3 +165,35 @@ def after_ddl(session: Session, info: TableInfo, version: TableVersion, related:
     tables = sorted(set(referenced_tables(snap, version)) | set(related))
     if tables:
         layout.refresh_writes(conn, branch, levels, tables, snap)
+
+
+def validate(session: Session, info: TableInfo, version: TableVersion, name: str) -> None:
+    """ALTER TABLE ... VALIDATE CONSTRAINT of an inherited key: every row's key is in the referenced table."""
+    from heliosdb import errors
+    from heliosdb.catalog.model import chain
+
+    conn, branch = session.conn, session.branch
+    snap = Snapshot(conn, chain(conn, branch.id))
+    fk = next((k for k in foreign_keys.outgoing(snap, version) if k.con.name == name), None)
+    if fk is None:
+        return
+    where = sql.SQL(" AND ").join(sql.SQL("r.{} IS NOT NULL").format(I(c)) for c in fk.cols)
+    if fk.match == "f" and len(fk.cols) > 1:
+        mixed = conn.execute(sql.SQL("SELECT 1 FROM {t} r WHERE num_nulls({cols}) BETWEEN 1 AND {n} LIMIT 1").format(
+            t=I(*info.cur), cols=sql.SQL(", ").join(sql.SQL("r.{}").format(I(c)) for c in fk.cols),
+            n=L(len(fk.cols) - 1))).fetchone()
+        if mixed is not None:
+            raise errors.ForeignKeyViolation(
+                f'insert or update on table "{version.name}" violates foreign key constraint "{name}"',
+                detail="MATCH FULL does not allow mixing of null and nonnull key values.")
+    row = conn.execute(sql.SQL(
+        "SELECT {key} FROM {t} r WHERE {nn} AND NOT EXISTS (SELECT 1 FROM {rv} p WHERE {m}) LIMIT 1"
+    ).format(
+        key=sql.SQL(" || ', ' || ").join(sql.SQL("r.{}::text").format(I(c)) for c in fk.cols), t=I(*info.cur),
+        nn=where, rv=I(branch.phys_schema, fk.parent.name),
+        m=sql.SQL(" AND ").join(sql.SQL("p.{} = r.{}").format(I(rc), I(c)) for c, rc in zip(fk.cols, fk.ref_cols, strict=True)),
+    )).fetchone()
+    if row is not None:
+        raise errors.ForeignKeyViolation(
+            f'insert or update on table "{version.name}" violates foreign key constraint "{name}"',
+            detail=f'Key ({", ".join(fk.cols)})=({row[0]}) is not present in table "{fk.parent.name}".')

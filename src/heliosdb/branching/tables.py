@@ -404,9 +404,13 @@ def _alter_root(
         "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
     col_of_attnum = {n: by_phys[name] for n, name in before.items() if name in by_phys}
     target = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
-    dropped = _inherited_key_dropped(version, toks, i)
-    if dropped is not None:  # not PostgreSQL's constraint: only the schema version has it
-        _resync_root(session, version, info, lsn, drop_keys={dropped})
+    named = _inherited_key_named(version, toks, i)
+    if named is not None:  # not PostgreSQL's constraint: only the schema version has it
+        action, key = named
+        if action == "VALIDATE":
+            inherited_keys.validate(session, info, version, key)
+        else:
+            _resync_root(session, version, info, lsn, drop_keys={key})
         return
     conn.execute(rewrite_references(session, "ALTER TABLE " + target + " " + rest))  # type: ignore[arg-type]
     added = inherited_keys.adopt(conn, info)
@@ -429,10 +433,11 @@ def _alter_root(
     _resync_root(session, version, info, lsn, add_keys=added)
 
 
-def _inherited_key_dropped(version: TableVersion, toks: list[Any], i: int) -> str | None:
-    """The name of the inherited key (inherited_keys) an `ALTER TABLE ... DROP CONSTRAINT name` drops."""
-    if not (is_word(toks[i] if i < len(toks) else None, "DROP")
-            and is_word(toks[i + 1] if i + 1 < len(toks) else None, "CONSTRAINT")):
+def _inherited_key_named(version: TableVersion, toks: list[Any], i: int) -> tuple[str, str] | None:
+    """`ALTER TABLE ... DROP | VALIDATE CONSTRAINT name` of an inherited key (inherited_keys): the action and
+    the key's name."""
+    action = toks[i].text.upper() if i < len(toks) else ""
+    if action not in ("DROP", "VALIDATE") or not is_word(toks[i + 1] if i + 1 < len(toks) else None, "CONSTRAINT"):
         return None
     _, j = skip_words(toks, i + 2, "IF", "EXISTS")
     name, j = read_name(toks, j)
@@ -441,7 +446,7 @@ def _inherited_key_dropped(version: TableVersion, toks: list[Any], i: int) -> st
     if j < len(toks) and toks[j].text != ";":
         return None  # with other actions: PostgreSQL's (a stand-in key is no constraint of its)
     hit = next((c for c in version.constraints if c.name == name.name and inherited_keys.is_inherited(c)), None)
-    return hit.name if hit is not None else None
+    return (action, hit.name) if hit is not None else None
 
 
 def _adopt_or_add(conn: psycopg.Connection[Any], info: TableInfo, phys: str, typ: str) -> int:
