@@ -359,3 +359,36 @@ def test_a_key_to_an_inherited_table_follows_renamed_columns(plain: psycopg.Conn
                                                        connect: Any) -> None:
     expected = assert_as_postgres(plain, conn, connect, NEW_TABLE_SETUP, RENAME_SCRIPT)
     assert [expected[i][1] for i in (3, 6)] == ["23503"] * 2 and expected[9] == ("ok", [(3, 3)])
+
+
+DEFERRED_SETUP = [
+    "CREATE TABLE p (id int PRIMARY KEY)",
+    "CREATE TABLE c (id int PRIMARY KEY, pid int REFERENCES p DEFERRABLE INITIALLY DEFERRED)",
+    "CREATE TABLE d (id int PRIMARY KEY, pid int REFERENCES p DEFERRABLE)",  # INITIALLY IMMEDIATE
+    "INSERT INTO p VALUES (1), (2)",
+    "INSERT INTO c VALUES (1, 1)",
+    "INSERT INTO d VALUES (1, 2)",
+]
+DEFERRED_SCRIPT = [
+    "BEGIN", "INSERT INTO c VALUES (2, 5)", "INSERT INTO p VALUES (5)", "COMMIT",  # the parent comes later
+    "BEGIN", "INSERT INTO c VALUES (3, 6)", "COMMIT",  # 23503 at commit
+    "INSERT INTO d VALUES (2, 7)",  # at once
+    "BEGIN", "SET CONSTRAINTS ALL DEFERRED", "INSERT INTO d VALUES (2, 7)", "INSERT INTO p VALUES (7)", "COMMIT",
+    "BEGIN", "DELETE FROM p WHERE id = 1", "DELETE FROM c WHERE id = 1", "COMMIT",  # NO ACTION waits for commit
+    "BEGIN", "DELETE FROM p WHERE id = 5", "COMMIT",  # 23503 at commit
+    "BEGIN", "INSERT INTO c VALUES (4, 9)", "SET CONSTRAINTS ALL IMMEDIATE", "ROLLBACK",  # 23503 at the SET
+    "BEGIN", "SET CONSTRAINTS ALL IMMEDIATE", "INSERT INTO c VALUES (4, 9)", "ROLLBACK",  # 23503 at once
+    "BEGIN", "INSERT INTO c VALUES (4, 9)", "UPDATE c SET pid = 2 WHERE id = 4", "COMMIT",  # fixed before commit
+    "DELETE FROM p WHERE id = 2",  # d references it, checked at once
+    "SELECT * FROM c ORDER BY id",
+    "SELECT * FROM d ORDER BY id",
+    "SELECT * FROM p ORDER BY id",
+]
+
+
+def test_deferrable_foreign_keys_on_every_branch(plain: psycopg.Connection, conn: heliosdb.Connection,
+                                                connect: Any) -> None:
+    expected = assert_as_postgres(plain, conn, connect, DEFERRED_SETUP, DEFERRED_SCRIPT)
+    assert expected[6][1] == "23503" and expected[7][1] == "23503" and expected[12] == ("ok", -1)
+    assert expected[16] == ("ok", -1) and expected[19][1] == "23503" and expected[22][1] == "23503"
+    assert expected[26][1] == "23503" and expected[31] == ("ok", -1) and expected[32][1] == "23503"

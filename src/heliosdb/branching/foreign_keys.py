@@ -40,6 +40,8 @@ class ForeignKey:
     on_delete: str  # PostgreSQL's codes: a no action, r restrict, c cascade, n set null, d set default
     on_update: str
     match: str = "s"  # s MATCH SIMPLE, f MATCH FULL (p: PARTIAL, which PostgreSQL does not implement)
+    deferrable: bool = False  # its checks wait for the end of the statement, or the commit when deferred
+    deferred: bool = False  # INITIALLY DEFERRED
 
 
 def _referenced(snap: Snapshot, ref: dict[str, str]) -> TableVersion | None:
@@ -67,7 +69,8 @@ def _foreign_keys(snap: Snapshot, version: TableVersion) -> list[ForeignKey]:
         if parent is None:
             continue
         out.append(ForeignKey(con, version, parent, list(con.cols), list(ref["cols"]),
-                              ref.get("on_delete", "a"), ref.get("on_update", "a"), ref.get("match", "s")))
+                              ref.get("on_delete", "a"), ref.get("on_update", "a"), ref.get("match", "s"),
+                              bool(ref.get("deferrable")), bool(ref.get("deferred"))))
     return out
 
 
@@ -105,8 +108,40 @@ def _view(branch: Branch, snap: Snapshot, v: TableVersion) -> sql.Composable:
     return I(branch.phys_schema, v.name)
 
 
-def check_sql(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.Composable) -> list[sql.Composable]:
-    """PL/pgSQL: NEW's keys exist in the tables they reference (INSERT, or an UPDATE that changes them)."""
+def _queue(branch: Branch, fk: ForeignKey, check: sql.Composable, args: list[sql.Composable],
+           message: str, detail: sql.Composable, table: str) -> sql.Composable:
+    """PL/pgSQL: hand a DEFERRABLE key's check to the session's queue (catalog fk_deferred.sql), whose
+    constraint triggers run it when PostgreSQL would: at the end of the statement, or at commit."""
+    return sql.SQL("PERFORM heliosdb._fk_queue({q}, ARRAY[{a}]::text[], {d}, {m}, {dt}, {cn}, {t}, {s});").format(
+        q=L(check.as_string(None)), a=sql.SQL(", ").join(args), d=L(fk.deferred), m=L(message), dt=detail,
+        cn=L(fk.con.name), t=L(table), s=L(branch.user_schema))
+
+
+def _typed(version: TableVersion, cols: list[str]) -> list[sql.Composable]:
+    """$1[k]::type for each column: the queued check's arguments come as text."""
+    types = {c.name: c.type for c in version.columns}
+    return [sql.SQL("$1[{}]::{}").format(sql.SQL(str(k + 1)), sql.SQL(types.get(c, "text"))) for k, c in enumerate(cols)]
+
+
+def check_sql(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.Composable, *,
+              queue: bool = True) -> list[sql.Composable]:
+    """PL/pgSQL: NEW's keys exist in the tables they reference (INSERT, or an UPDATE that changes them).
+
+    queue: a DEFERRABLE key is left to queued_checks (run after the row is written); without it (a
+    caller that is itself a deferrable trigger) every key is checked here, at once.
+    """
+    return _checks(snap, branch, fks, where, "immediate" if queue else "all")
+
+
+def queued_checks(snap: Snapshot, branch: Branch, fks: list[ForeignKey]) -> list[sql.Composable]:
+    """PL/pgSQL, after NEW is written: queue the checks of its DEFERRABLE keys (_queue). Queued after
+    the write, a check PostgreSQL makes at once (INITIALLY IMMEDIATE, SET CONSTRAINTS ... IMMEDIATE)
+    runs when queued and finds the row; a deferred one runs at commit."""
+    return _checks(snap, branch, fks, sql.SQL(""), "queued")
+
+
+def _checks(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.Composable,
+            which: str) -> list[sql.Composable]:
     out = []
     for fk in fks:
         names = snap.names[fk.parent.table_id]
@@ -116,6 +151,9 @@ def check_sql(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.
         # the root relation's physical column names, or the internal view's logical ones
         at_root = snap.info[fk.parent.table_id].root_branch == branch.id
         ref_cols = [names[by_name[c]] if at_root else c for c in fk.ref_cols]
+        queued = which != "all" and fk.deferrable
+        if queued != (which == "queued"):
+            continue
         if fk.match == "f" and len(fk.cols) > 1:  # MATCH FULL: all key columns NULL, or none
             out.append(sql.SQL(
                 "IF num_nulls({new}) BETWEEN 1 AND {n} THEN RAISE EXCEPTION USING ERRCODE = '23503', "
@@ -124,6 +162,25 @@ def check_sql(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.
             ).format(new=sql.SQL(", ").join(sql.SQL("NEW.{}").format(I(c)) for c in fk.cols), n=L(len(fk.cols) - 1),
                      msg=L(f'insert or update on table "{fk.child.name}" violates foreign key constraint "{fk.con.name}"'),
                      cn=L(fk.con.name), where=where))
+        if queued:
+            # at the check's time: no row of the branch has the key any more, or the referenced one exists
+            typed = _typed(fk.child, fk.cols)
+            check = sql.SQL(
+                "SELECT NOT EXISTS (SELECT 1 FROM {cv} s WHERE {sm}) OR EXISTS (SELECT 1 FROM {rv} r WHERE {rm})"
+            ).format(cv=I(branch.phys_schema, fk.child.name),
+                     sm=sql.SQL(" AND ").join(sql.SQL("s.{} = {}").format(I(c), t) for c, t in zip(fk.cols, typed, strict=True)),
+                     rv=_view(branch, snap, fk.parent),
+                     rm=sql.SQL(" AND ").join(sql.SQL("r.{} = {}").format(I(rc), t) for rc, t in zip(ref_cols, typed, strict=True)))
+            out.append(sql.SQL("IF {nn} AND (TG_OP = 'INSERT' OR ({new}) IS DISTINCT FROM ({old})) THEN {q} END IF;").format(
+                nn=sql.SQL(" AND ").join(sql.SQL("NEW.{} IS NOT NULL").format(I(c)) for c in fk.cols),
+                new=sql.SQL(", ").join(sql.SQL("NEW.{}").format(I(c)) for c in fk.cols) + sql.SQL(", NULL"),
+                old=sql.SQL(", ").join(sql.SQL("OLD.{}").format(I(c)) for c in fk.cols) + sql.SQL(", NULL"),
+                q=_queue(branch, fk, check, [sql.SQL("NEW.{}::text").format(I(c)) for c in fk.cols],
+                         f'insert or update on table "{fk.child.name}" violates foreign key constraint "{fk.con.name}"',
+                         sql.SQL("'Key (' || {} || ')=(' || {} || ') is not present in table ' || {} || '.'").format(
+                             L(", ".join(fk.cols)), _key_text("NEW", fk.cols), L(f'"{fk.parent.name}"')),
+                         fk.child.name)))
+            continue
         out.append(sql.SQL(
             "IF {nn} AND (TG_OP = 'INSERT' OR ({new}) IS DISTINCT FROM ({old})) "
             "AND NOT EXISTS (SELECT 1 FROM {rv} r WHERE {m}) THEN RAISE EXCEPTION USING ERRCODE = '23503', "
@@ -159,6 +216,9 @@ def action_sql(branch: Branch, fks: list[ForeignKey], op: str, *, refuse: bool) 
                                       for c, rc in zip(fk.cols, fk.ref_cols, strict=True))
         child = I(branch.user_schema, fk.child.name)
         if action in ("a", "r"):
+            if action == "a" and fk.deferrable:  # PostgreSQL checks it at the end of the statement, or at commit
+                no_action.append(_when_changed(op, fk, _queue_still_referenced(branch, fk)))
+                continue
             stmt = _still_referenced(branch, fk, match)
             if action == "a":
                 no_action.append(_when_changed(op, fk, stmt))
@@ -185,6 +245,23 @@ def _when_changed(op: str, fk: ForeignKey, stmt: sql.Composable) -> sql.Composab
         sql.SQL(", ").join(sql.SQL("OLD.{}").format(I(rc)) for rc in fk.ref_cols),
         sql.SQL(", ").join(sql.SQL("NEW.{}").format(I(rc)) for rc in fk.ref_cols))
     return sql.SQL("IF {} THEN {} END IF;").format(changed, stmt)
+
+
+def _queue_still_referenced(branch: Branch, fk: ForeignKey) -> sql.Composable:
+    """PL/pgSQL: queue the check that no row references OLD's key, unless a row with that key is there again."""
+    typed = _typed(fk.parent, fk.ref_cols)
+    check = sql.SQL(
+        "SELECT NOT EXISTS (SELECT 1 FROM {cv} a WHERE {am}) OR EXISTS (SELECT 1 FROM {pv} r WHERE {rm})"
+    ).format(cv=I(branch.user_schema, fk.child.name),
+             am=sql.SQL(" AND ").join(sql.SQL("a.{} = {}").format(I(c), t) for c, t in zip(fk.cols, typed, strict=True)),
+             pv=I(branch.phys_schema, fk.parent.name),
+             rm=sql.SQL(" AND ").join(sql.SQL("r.{} = {}").format(I(rc), t) for rc, t in zip(fk.ref_cols, typed, strict=True)))
+    return _queue(branch, fk, check, [sql.SQL("OLD.{}::text").format(I(rc)) for rc in fk.ref_cols],
+                  f'update or delete on table "{fk.parent.name}" violates foreign key constraint "{fk.con.name}" '
+                  f'on table "{fk.child.name}"',
+                  sql.SQL("'Key (' || {} || ')=(' || {} || ') is still referenced from table ' || {} || '.'").format(
+                      L(", ".join(fk.ref_cols)), _key_text("OLD", fk.ref_cols), L(f'"{fk.child.name}"')),
+                  fk.child.name)
 
 
 def _still_referenced(branch: Branch, fk: ForeignKey, match: sql.Composable) -> sql.Composable:

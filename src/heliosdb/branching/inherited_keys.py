@@ -121,7 +121,7 @@ def install(conn: psycopg.Connection[Any], branch: Branch, info: TableInfo, vers
     fks = [fk for fk in foreign_keys.outgoing(snap, version) if is_inherited(fk.con)]
     where = sql.SQL("TABLE = {}, SCHEMA = {}").format(L(version.name), L(branch.user_schema))
     for k, fk in enumerate(fks):
-        check = foreign_keys.check_sql(snap, branch, [fk], where)
+        check = foreign_keys.check_sql(snap, branch, [fk], where, queue=False)
         if not check:
             continue
         ref = json.loads(fk.con.expr or "{}")

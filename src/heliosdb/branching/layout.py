@@ -90,14 +90,14 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
     ).fetchall():
         cons.append({"name": name, "kind": kind, "cols": list(keys), "expr": expr})
     # foreign keys: expr holds the referenced table's name (as HeliosDB knows it) and columns
-    for name, keys, ref_schema, ref_name, ref_keys, on_delete, on_update, match in conn.execute(
+    for name, keys, ref_schema, ref_name, ref_keys, on_delete, on_update, match, deferrable, deferred in conn.execute(
         """SELECT c.conname,
                   ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
                   t.phys_schema, t.phys_name,
                   ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
-                  c.confdeltype, c.confupdtype, c.confmatchtype
+                  c.confdeltype, c.confupdtype, c.confmatchtype, c.condeferrable, c.condeferred
            FROM pg_constraint c
            JOIN pg_class r ON r.oid = c.confrelid
            JOIN heliosdb._tables t ON t.phys_schema = r.relnamespace::regnamespace::text AND t.phys_name = r.relname
@@ -106,7 +106,8 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
     ).fetchall():
         cons.append({"name": name, "kind": "f", "cols": list(keys),
                      "expr": json.dumps({"table": ref_name, "schema": ref_schema, "cols": list(ref_keys),
-                                         "on_delete": on_delete, "on_update": on_update, "match": match})})
+                                         "on_delete": on_delete, "on_update": on_update, "match": match,
+                                         "deferrable": deferrable, "deferred": deferred})})
     for name, keys in conn.execute(
         """SELECT ic.relname,
                   ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
@@ -702,10 +703,12 @@ def write_function_sql(
     # the error fields PostgreSQL sets for a table's constraint violations (ORMs map errors by them)
     where = sql.SQL("TABLE = {}, SCHEMA = {}").format(L(table), L(branch.user_schema))
     fk_checks: list[sql.Composable] = []
+    fk_queued: list[sql.Composable] = []  # after NEW is written: DEFERRABLE keys' checks, queued
     fk_refuse: list[sql.Composable] = []  # before OLD is written over: RESTRICT
     fk_after: dict[str, list[sql.Composable]] = {"DELETE": [], "UPDATE": []}  # after: the actions, NO ACTION
     if snap is not None:
         fk_checks = foreign_keys.check_sql(snap, branch, foreign_keys.outgoing(snap, version), where)
+        fk_queued = foreign_keys.queued_checks(snap, branch, foreign_keys.outgoing(snap, version))
         referencing = foreign_keys.incoming(snap, version)
         # TRUNCATE on a branch deletes the rows of every table it names at once (tables.py checked
         # the keys between them first): no row-by-row action then
@@ -877,6 +880,7 @@ BEGIN
     INSERT INTO {br} (_hdb_branch, {phys_cols}_hdb_rowid, _hdb_lsn, _hdb_del)
     VALUES ({b}, {new_vals}_hdb_rid, _hdb_l, false)
     ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET {set_cols}_hdb_lsn = _hdb_l, _hdb_del = false;
+    {fk_queued}
     {fk_after_update}
     RETURN NEW;
 END $f$"""
@@ -885,6 +889,7 @@ END $f$"""
         checks=sql.SQL("\n        ").join(checks), uniques=sql.SQL("\n        ").join(uniques),
         arbiters=sql.SQL("\n        ").join(arbiters),
         fk_checks=sql.SQL("\n        ").join(fk_checks), fk_refuse=sql.SQL("\n        ").join(fk_refuse),
+        fk_queued=sql.SQL("\n    ").join(fk_queued),
         fk_after_delete=sql.SQL("\n        ").join(fk_after["DELETE"]),
         # an INSERT never has referencing rows: only an UPDATE that changed the key (see action_sql)
         fk_after_update=sql.SQL("\n    ").join(fk_after["UPDATE"]),

@@ -1,0 +1,44 @@
+-- Foreign key checks a branch's write trigger queues (catalog version 11), applied after
+-- gc_generation.sql.
+--
+-- On a branch that inherited a table, its write trigger (INSTEAD OF, row by row) checks foreign
+-- keys. A DEFERRABLE key's check cannot run there: PostgreSQL makes it at commit (INITIALLY
+-- DEFERRED, or after SET CONSTRAINTS ... DEFERRED), else at the end of the statement. The
+-- trigger queues it instead, as a row of a temporary table of the session's whose constraint
+-- triggers run it: their timing is PostgreSQL's own, SET CONSTRAINTS included
+-- (heliosdb.branching.foreign_keys).
+--
+-- A queued check is a query that answers whether the key holds (check_sql, run with args);
+-- when it does not, the error is the one stored with it.
+CREATE OR REPLACE FUNCTION heliosdb._fk_queued_check() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    ok boolean;
+BEGIN
+    EXECUTE NEW.check_sql INTO ok USING NEW.args;
+    IF NOT ok THEN
+        RAISE EXCEPTION USING ERRCODE = '23503', MESSAGE = NEW.message, DETAIL = NEW.detail,
+            CONSTRAINT = NEW.con, TABLE = NEW.tbl, SCHEMA = NEW.sch;
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Queue one check (creating the session's queue on first use).
+CREATE OR REPLACE FUNCTION heliosdb._fk_queue(check_sql text, args text[], deferred boolean, message text,
+                                              detail text, con text, tbl text, sch text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass('pg_temp._hdb_fk_queue') IS NULL THEN
+        CREATE TEMP TABLE _hdb_fk_queue (check_sql text, args text[], deferred boolean, message text,
+                                         detail text, con text, tbl text, sch text) ON COMMIT DELETE ROWS;
+        CREATE CONSTRAINT TRIGGER _hdb_fk_deferred AFTER INSERT ON pg_temp._hdb_fk_queue
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.deferred)
+            EXECUTE FUNCTION heliosdb._fk_queued_check();
+        CREATE CONSTRAINT TRIGGER _hdb_fk_immediate AFTER INSERT ON pg_temp._hdb_fk_queue
+            DEFERRABLE INITIALLY IMMEDIATE FOR EACH ROW WHEN (NOT NEW.deferred)
+            EXECUTE FUNCTION heliosdb._fk_queued_check();
+    END IF;
+    INSERT INTO pg_temp._hdb_fk_queue VALUES (check_sql, args, deferred, message, detail, con, tbl, sch);
+END $$;
+
+UPDATE heliosdb._meta SET value = '11' WHERE key = 'catalog_version';
