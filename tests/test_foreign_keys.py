@@ -356,7 +356,7 @@ RENAME_SCRIPT = [
 
 
 def test_a_key_to_an_inherited_table_follows_renamed_columns(plain: psycopg.Connection, conn: heliosdb.Connection,
-                                                       connect: Any) -> None:
+                                                              connect: Any) -> None:
     expected = assert_as_postgres(plain, conn, connect, NEW_TABLE_SETUP, RENAME_SCRIPT)
     assert [expected[i][1] for i in (3, 6)] == ["23503"] * 2 and expected[9] == ("ok", [(3, 3)])
 
