@@ -281,6 +281,8 @@ NEW_TABLE_SCRIPT = [
     "ALTER TABLE g VALIDATE CONSTRAINT g_aid",
     "ALTER TABLE g DROP CONSTRAINT g_aid",
     "INSERT INTO g VALUES (3, 998)",
+    "CREATE TABLE h (id int PRIMARY KEY, aid int REFERENCES a DEFERRABLE INITIALLY DEFERRED)",
+    "BEGIN", "INSERT INTO h VALUES (1, 777)", "SET CONSTRAINTS h_aid_fkey IMMEDIATE", "ROLLBACK",
 ]
 
 
@@ -304,7 +306,7 @@ def test_a_new_table_references_tables_the_branch_inherited(plain: psycopg.Conne
     assert expected[50][1] == "23503" and expected[53] == ("ok", [(1, 1), (50, None)])
     assert expected[55][1] == "23503" and expected[56] == ("ok", 2) and expected[59] == ("ok", -1)
     assert expected[60][1] == "23503" and expected[61][1] == "23503" and expected[63] == ("ok", -1)
-    assert expected[65] == ("ok", 1)
+    assert expected[65] == ("ok", 1) and expected[68] == ("ok", 1) and expected[69][1] == "23503"
 
 
 def test_a_key_to_an_inherited_table_reaches_later_branches_and_main(conn: heliosdb.Connection, connect: Any) -> None:
@@ -383,6 +385,12 @@ DEFERRED_SCRIPT = [
     "SELECT * FROM c ORDER BY id",
     "SELECT * FROM d ORDER BY id",
     "SELECT * FROM p ORDER BY id",
+    "BEGIN", "INSERT INTO c VALUES (5, 9)", "SET CONSTRAINTS c_pid_fkey IMMEDIATE", "ROLLBACK",  # 23503 at the SET
+    "BEGIN", "SET CONSTRAINTS d_pid_fkey DEFERRED", "INSERT INTO d VALUES (3, 11)", "INSERT INTO p VALUES (11)",
+    "COMMIT",
+    "BEGIN", "SET CONSTRAINTS p_pkey DEFERRED", "ROLLBACK",  # 42809: not deferrable
+    "BEGIN", "SET CONSTRAINTS no_such_key DEFERRED", "ROLLBACK",  # 42704
+    "SELECT * FROM d ORDER BY id",
 ]
 
 
@@ -392,3 +400,5 @@ def test_deferrable_foreign_keys_on_every_branch(plain: psycopg.Connection, conn
     assert expected[6][1] == "23503" and expected[7][1] == "23503" and expected[12] == ("ok", -1)
     assert expected[16] == ("ok", -1) and expected[19][1] == "23503" and expected[22][1] == "23503"
     assert expected[26][1] == "23503" and expected[31] == ("ok", -1) and expected[32][1] == "23503"
+    assert expected[38][1] == "23503" and expected[44] == ("ok", -1) and expected[46][1] == "42809"
+    assert expected[49][1] == "42704" and expected[51] == ("ok", [(1, 2), (2, 7), (3, 11)])

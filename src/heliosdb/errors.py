@@ -157,6 +157,10 @@ class UndefinedObject(ProgrammingError, code="42704"):
     pass
 
 
+class WrongObjectType(ProgrammingError, code="42809"):
+    pass
+
+
 class DuplicateObject(ProgrammingError, code="42710"):
     pass
 

@@ -384,7 +384,8 @@ class Session:
         info = statement_info(stmt)
         kind = info.kind
         try:
-            if self.as_of is not None and kind not in (Kind.BRANCH, Kind.TEMPORAL, Kind.TRANSACTION) and (
+            if self.as_of is not None and kind not in (Kind.BRANCH, Kind.TEMPORAL, Kind.TRANSACTION,
+                                                       Kind.SET_CONSTRAINTS) and (
                     kind is not Kind.PASSTHROUGH or info.write):
                 from heliosdb.temporal.context import refuse_write
 

@@ -107,8 +107,9 @@ def adopt(conn: psycopg.Connection[Any], info: TableInfo) -> list[dict[str, Any]
 
 def drop_checks(conn: psycopg.Connection[Any], info: TableInfo) -> None:
     """Drop the check triggers of the table's inherited keys (`install` makes them)."""
-    for (name,) in conn.execute(
-        "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE %s",
+    for (name,) in conn.execute(  # named as their keys (SET CONSTRAINTS finds them): found by their functions
+        """SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+           WHERE t.tgrelid = %s::regclass AND p.proname LIKE %s""",
         (f'"{info.phys_schema}"."{info.phys_name}"', _TRIGGER_PREFIX.replace("_", "\\_") + "%"),
     ).fetchall():
         conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(I(name), I(*info.cur)))
@@ -143,7 +144,7 @@ END $f$"""
                 sql.SQL("DEFERRED" if ref.get("deferred") else "IMMEDIATE"))
         conn.execute(sql.SQL(
             "CREATE CONSTRAINT TRIGGER {tg} AFTER INSERT OR UPDATE ON {t}{timing} FOR EACH ROW EXECUTE FUNCTION {fn}()"
-        ).format(tg=I(f"{_TRIGGER_PREFIX}{k}"), t=I(*info.cur), timing=timing, fn=fn))
+        ).format(tg=I(fk.con.name), t=I(*info.cur), timing=timing, fn=fn))
 
 
 def referenced_tables(snap: Snapshot, version: TableVersion) -> list[int]:

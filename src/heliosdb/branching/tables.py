@@ -842,6 +842,47 @@ def column_from_probe(conn: psycopg.Connection[Any], coldef: str) -> ProbedColum
     return ProbedColumn(col, [Constraint(**c) for c in cons], volatile)
 
 
+def _set_constraints(session: Session, text: str) -> Result:
+    """SET CONSTRAINTS name, ... {DEFERRED | IMMEDIATE} naming HeliosDB tables' constraints.
+
+    A table's constraints belong to its storage relation, in a schema of HeliosDB's that is on no
+    search path: each name is qualified with it (keys to inherited tables are constraint triggers
+    of that name there, see inherited_keys). A DEFERRABLE key that a branch inherited is checked
+    through the session's queue (foreign_keys): its name stands for the queue's triggers, so it
+    moves every queued check of the transaction. A name HeliosDB does not know goes to PostgreSQL
+    as written (a temporary table's constraint, or its 42704).
+    """
+    toks = tokenize(text)
+    i = 2
+    if is_word(toks[i] if i < len(toks) else None, "ALL"):
+        return _passthrough(session, text)
+    names, i = read_names(toks, i)
+    mode = toks[i].text.upper() if i < len(toks) else ""
+    if mode not in ("DEFERRED", "IMMEDIATE") or i + 1 < len(toks) and toks[i + 1].text != ";":
+        return _passthrough(session, text)  # PostgreSQL's syntax error
+    conn, branch = session.conn, session.branch
+    snap = Snapshot(conn, chain(conn, branch.id))
+    targets: list[str] = []
+    for name in names:
+        hits = [(v, con) for v in snap.tables.values() if not v.dropped and (name.schema is None or _own(session, name))
+                for con in v.constraints if con.name == name.name]
+        if not hits:
+            targets.append(text[name.start : name.end])
+        for v, con in hits:
+            info = snap.info[v.table_id]
+            if info.root_branch == branch.id:
+                targets.append(quote_ident(info.phys_schema) + "." + quote_ident(con.name))
+                continue
+            fk = next((k for k in foreign_keys.outgoing(snap, v) if k.con.name == con.name), None)
+            if fk is None or not fk.deferrable:
+                raise errors.WrongObjectType(f'constraint "{con.name}" is not deferrable')
+            conn.execute("SELECT heliosdb._fk_queue_ready()")  # the mode holds for checks queued later too
+            targets += ["pg_temp._hdb_fk_immediate"] + (["pg_temp._hdb_fk_deferred"] if mode == "IMMEDIATE" else [])
+    if targets:
+        conn.execute(f"SET CONSTRAINTS {', '.join(dict.fromkeys(targets))} {mode}")  # type: ignore[arg-type]
+    return _result("SET CONSTRAINTS")
+
+
 _HANDLERS = {
     Kind.CREATE_TABLE: _create_table,
     Kind.DROP_TABLE: _drop_table,
@@ -852,4 +893,5 @@ _HANDLERS = {
     Kind.TRUNCATE: _truncate,
     Kind.COPY: _copy,
     Kind.MAINTENANCE: _maintenance,
+    Kind.SET_CONSTRAINTS: _set_constraints,
 }

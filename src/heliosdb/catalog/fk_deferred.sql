@@ -23,9 +23,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Queue one check (creating the session's queue on first use).
-CREATE OR REPLACE FUNCTION heliosdb._fk_queue(check_sql text, args text[], deferred boolean, message text,
-                                              detail text, con text, tbl text, sch text) RETURNS void
+-- The session's queue: a temporary table with the two constraint triggers (made on first use).
+CREATE OR REPLACE FUNCTION heliosdb._fk_queue_ready() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF to_regclass('pg_temp._hdb_fk_queue') IS NULL THEN
@@ -38,6 +37,14 @@ BEGIN
             DEFERRABLE INITIALLY IMMEDIATE FOR EACH ROW WHEN (NOT NEW.deferred)
             EXECUTE FUNCTION heliosdb._fk_queued_check();
     END IF;
+END $$;
+
+-- Queue one check.
+CREATE OR REPLACE FUNCTION heliosdb._fk_queue(check_sql text, args text[], deferred boolean, message text,
+                                              detail text, con text, tbl text, sch text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM heliosdb._fk_queue_ready();
     INSERT INTO pg_temp._hdb_fk_queue VALUES (check_sql, args, deferred, message, detail, con, tbl, sch);
 END $$;
 

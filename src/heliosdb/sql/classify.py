@@ -24,6 +24,7 @@ class Kind(enum.Enum):
     TRUNCATE = "truncate"
     COPY = "copy"
     MAINTENANCE = "maintenance"  # VACUUM / ANALYZE / REINDEX / CLUSTER naming tables
+    SET_CONSTRAINTS = "set_constraints"  # SET CONSTRAINTS name, ...: the constraints of HeliosDB tables
     TRANSACTION = "transaction"  # BEGIN / COMMIT / ROLLBACK / ...
     MERGE = "merge"  # MERGE DATABASE BRANCH, conflict rule sets, COMPLETE / ABORT MERGE
     TEMPORAL = "temporal"  # SET AS OF / SHOW AS OF / FLASHBACK TABLE
@@ -51,6 +52,7 @@ _RULES: list[tuple[re.Pattern[str], Kind]] = [
     (re.compile(r"^TRUNCATE\b"), Kind.TRUNCATE),
     (re.compile(r"^COPY\b"), Kind.COPY),
     (re.compile(r"^(VACUUM|ANALYZE|ANALYSE|REINDEX|CLUSTER)\b"), Kind.MAINTENANCE),
+    (re.compile(r"^SET\s+CONSTRAINTS\b"), Kind.SET_CONSTRAINTS),
     (re.compile(r"^(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b"),
      Kind.TRANSACTION),
 ]
