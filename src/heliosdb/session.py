@@ -415,6 +415,8 @@ class Session:
             if err.sqlstate == "42704" and not err.hint and (m := _QUALIFIED_TYPE.match(err.message)):
                 err.hint = (f"HeliosDB keeps types in schema {TYPES_SCHEMA}, shared by every branch: "
                             f"write {m.group(1)} or {TYPES_SCHEMA}.{m.group(1)}.")
+            # an error inside HeliosDB's own savepoint (DDL, TRUNCATE) left the transaction going
+            self._fail_transaction()
             raise err from None
         except errors.Error:
             self._fail_transaction()

@@ -15,7 +15,16 @@ LANGUAGE plpgsql AS $$
 DECLARE
     ok boolean;
 BEGIN
-    EXECUTE NEW.check_sql INTO ok USING NEW.args;
+    BEGIN
+        EXECUTE NEW.check_sql INTO ok USING NEW.args;
+    EXCEPTION WHEN undefined_table OR undefined_column THEN
+        -- the check names the branch's views as they were when it was queued: DDL since then (PostgreSQL
+        -- refuses most of it while checks are pending, 55006) leaves it nothing to read
+        RAISE EXCEPTION USING ERRCODE = '55006', TABLE = NEW.tbl, SCHEMA = NEW.sch, CONSTRAINT = NEW.con,
+            MESSAGE = format('cannot check foreign key constraint "%s" of table "%s": the tables changed since '
+                             'its check was deferred', NEW.con, NEW.tbl),
+            HINT = 'Change the tables in a transaction of their own, or SET CONSTRAINTS ALL IMMEDIATE before.';
+    END;
     IF NOT ok THEN
         RAISE EXCEPTION USING ERRCODE = '23503', MESSAGE = NEW.message, DETAIL = NEW.detail,
             CONSTRAINT = NEW.con, TABLE = NEW.tbl, SCHEMA = NEW.sch;

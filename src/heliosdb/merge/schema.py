@@ -52,11 +52,13 @@ def own_sequence(c: Column) -> str | None:
     return m.group(1).replace("''", "'") if m else None
 
 
-def _coldef(c: Column) -> str:
+def _coldef(c: Column, options: dict[str, str] | None = None) -> str:
     text = f"{quote_ident(c.name)} {c.type}"
     # a table created on the target gets sequences of its own: the source's go with the source's storage
     if c.identity in ("a", "d"):
-        return text + " GENERATED " + ("ALWAYS" if c.identity == "a" else "BY DEFAULT") + " AS IDENTITY"
+        opts = (options or {}).get(c.name)
+        return (text + " GENERATED " + ("ALWAYS" if c.identity == "a" else "BY DEFAULT") + " AS IDENTITY"
+                + (f" ({opts})" if opts else ""))
     if own_sequence(c) is not None and c.type in _SERIAL:
         return f"{quote_ident(c.name)} {_SERIAL[c.type]}"
     if c.default:
@@ -66,9 +68,10 @@ def _coldef(c: Column) -> str:
     return text
 
 
-def create_table_sql(v: TableVersion) -> str:
-    """CREATE TABLE with the columns, primary key, unique and check constraints (foreign keys: add_constraint)."""
-    parts = [_coldef(c) for c in v.columns]
+def create_table_sql(v: TableVersion, options: dict[str, str] | None = None) -> str:
+    """CREATE TABLE with the columns, primary key, unique and check constraints (foreign keys: add_constraint).
+    options: an identity column's sequence options (sequence_options)."""
+    parts = [_coldef(c, options) for c in v.columns]
     for con in v.constraints:  # under their own names: later DDL (a migration) drops them by name
         if con.kind == "p":
             parts.append(f"CONSTRAINT {quote_ident(con.name)} PRIMARY KEY ({', '.join(quote_ident(c) for c in con.cols)})")
@@ -106,7 +109,7 @@ def run_after(session: Session, target: Branch, statements: list[str]) -> None:
 
     with session.acting_on(target):
         for ddl in statements:
-            if ddl.startswith("SELECT setval("):  # _sequence_values: the created table's storage sequence
+            if "pg_get_serial_sequence(" in ddl:  # _sequences: the created table's storage sequences
                 session.conn.execute(storage_sequences(ddl, session._storage_column))  # type: ignore[arg-type]
                 continue
             try:
@@ -118,18 +121,33 @@ def run_after(session: Session, target: Branch, statements: list[str]) -> None:
                 session.notices.append(f"NOTICE:  merge: not carried to \"{target.name}\": {ddl} ({exc.message})")
 
 
-def _sequence_values(conn: psycopg.Connection, v: TableVersion) -> list[str]:
-    """A created table's sequences continue from the source's (the merged rows hold its values)."""
-    out = []
+def _sequences(conn: psycopg.Connection, v: TableVersion) -> tuple[dict[str, str], list[str]]:
+    """A created table's sequences as the source has them: an identity column's options (for its CREATE), and
+    the statements that set a serial column's options and every sequence's value (the merged rows hold it)."""
+    options: dict[str, str] = {}
+    after: list[str] = []
     for c in v.columns:
         seq = own_sequence(c)
         if seq is None:
             continue
-        row = conn.execute(f"SELECT last_value, is_called FROM {seq}").fetchone()  # type: ignore[arg-type]
-        if row is not None and row[1]:
-            out.append(f"SELECT setval(pg_get_serial_sequence({quote_literal(v.name)}, {quote_literal(c.name)}), "
-                       f"{int(row[0])})")
-    return out
+        row = conn.execute(
+            f"""SELECT format('INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s', s.seqincrement,
+                              s.seqmin, s.seqmax, s.seqstart, s.seqcache, CASE WHEN s.seqcycle THEN 'CYCLE'
+                              ELSE 'NO CYCLE' END), q.last_value, q.is_called
+                FROM pg_sequence s, {seq} q WHERE s.seqrelid = {quote_literal(seq)}::regclass"""  # type: ignore[arg-type]
+        ).fetchone()
+        if row is None:
+            continue
+        opts, last, called = row
+        serial = f"pg_get_serial_sequence({quote_literal(v.name)}, {quote_literal(c.name)})"
+        if c.identity in ("a", "d"):
+            options[c.name] = opts
+        else:  # a serial column: ALTER SEQUENCE under the sequence's name on the target
+            restart = "" if called else " RESTART"  # no value drawn yet: the next is the start
+            after.append(f"DO $$BEGIN EXECUTE 'ALTER SEQUENCE ' || {serial} || {quote_literal(' ' + opts + restart)}; END$$")
+        if called:
+            after.append(f"SELECT setval({serial}, {int(last)})")
+    return options, after
 
 
 def add_constraint(table: str, con: Constraint, references: str | None = None) -> str | None:
@@ -227,8 +245,9 @@ def plan_schema(
     if dropped:  # in one statement: keys between them do not order the drops
         plan.statements.append(f"DROP TABLE {', '.join(quote_ident(n) for n in dropped)}")
     for sv in created:
-        plan.statements.append(create_table_sql(sv))
-        plan.after += _sequence_values(conn, sv)
+        options, after = _sequences(conn, sv)
+        plan.statements.append(create_table_sql(sv, options))
+        plan.after += after
         plan.after += [ddl for con in sv.constraints
                        if con.kind == "f" and (ddl := add_constraint(sv.name, con, refs.get((sv.table_id, con.name))))]
         plan.tables.append(sv.name)
