@@ -70,7 +70,7 @@ def _coldef(c: Column, options: dict[str, str] | None = None) -> str:
 
 def create_table_sql(v: TableVersion, options: dict[str, str] | None = None) -> str:
     """CREATE TABLE with the columns, primary key, unique and check constraints (foreign keys: add_constraint).
-    options: an identity column's sequence options (sequence_options)."""
+    options: an identity column's sequence options (_sequences)."""
     parts = [_coldef(c, options) for c in v.columns]
     for con in v.constraints:  # under their own names: later DDL (a migration) drops them by name
         if con.kind == "p":
