@@ -631,3 +631,22 @@ def test_a_table_merged_from_a_branch_keeps_its_sequences_after_the_branch_is_dr
     assert sqlstate(main, "INSERT INTO n (id, v, w) VALUES (99, 0, 99)") == "428C9"  # still GENERATED ALWAYS
     run(main, "MERGE DATABASE BRANCH later INTO main")  # updates and inserts into the identity table
     assert rows(main, "SELECT id, v, w FROM n ORDER BY id") == [(1, 11, 1), (2, 2, 2), (4, 10, 4), (5, 20, 5)]
+
+
+def test_a_merge_into_a_branch_never_leaves_rows_referencing_nothing(conn, connect) -> None:
+    """Into a branch, the plan writes the branch's versions directly: the keys' actions would not run, so a
+    delete or rekey of a row the branch's rows reference is a constraint conflict (PostgreSQL would cascade)."""
+    run(conn, "CREATE TABLE pp (id int PRIMARY KEY, code text UNIQUE)", "INSERT INTO pp VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+        "CREATE DATABASE BRANCH g")
+    g = connect("g")
+    run(g, "CREATE TABLE oa (id int PRIMARY KEY, code text REFERENCES pp (code) ON UPDATE CASCADE)",
+        "CREATE TABLE ob (id int PRIMARY KEY, pid int REFERENCES pp ON DELETE SET NULL)",
+        "INSERT INTO oa VALUES (1, 'a')", "INSERT INTO ob VALUES (1, 2)")
+    run(conn, "UPDATE pp SET code = 'A' WHERE id = 1", "DELETE FROM pp WHERE id = 2",
+        "UPDATE pp SET code = 'cc' WHERE id = 3")  # nothing references 3: no conflict
+    assert sqlstate(g, "MERGE DATABASE BRANCH main INTO g") == "HD010"
+    assert rows(g, "SELECT * FROM pp ORDER BY id") == [(1, "a"), (2, "b"), (3, "c")]  # nothing half done
+    run(g, "MERGE DATABASE BRANCH main INTO g USING STRATEGY OURS")
+    assert rows(g, "SELECT * FROM pp ORDER BY id") == [(1, "a"), (2, "b"), (3, "cc")]
+    assert rows(g, "SELECT pp.id FROM oa JOIN pp USING (code)") == [(1,)]
+    assert rows(g, "SELECT pp.id FROM ob JOIN pp ON pp.id = ob.pid") == [(2,)]

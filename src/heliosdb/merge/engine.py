@@ -574,29 +574,50 @@ def _referenced_deletes(
     conn: psycopg.Connection[Any], target: Branch, t_tables: dict[str, tuple[TableVersion, TableInfo]],
     strategy: str, conflicts: list[Conflict],
 ) -> None:
-    """Rows the plan deletes that rows of the target still reference (NO ACTION / RESTRICT keys)."""
-    deleted = {r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan WHERE action = 'delete'")}
+    """Rows the plan deletes, or whose referenced key it changes, that rows of the target still reference.
+
+    Under NO ACTION / RESTRICT that is a constraint conflict. The other actions (CASCADE, SET NULL,
+    SET DEFAULT) are PostgreSQL's to run where both tables' rows are the target's root relations (the
+    plan writes them, their keys' triggers fire). Elsewhere the plan writes the target's versions
+    directly and no action would run: the rows would be left referencing nothing, so it is a conflict
+    too (resolve it by running the action on the target, or with a strategy).
+    """
+    changed = {r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan")}
     for name, (version, info) in t_tables.items():
         for con in version.constraints:
-            if con.kind != "f" or not con.expr:
+            if con.kind != "f" or not con.expr or json.loads(con.expr)["table"] not in changed:
                 continue
             ref = json.loads(con.expr)
-            if ref["table"] not in deleted or ref.get("on_delete") not in ("a", "r"):
-                continue
             ref_version, ref_info = t_tables[ref["table"]]
+            native = (target.id == info.root_branch == ref_info.root_branch
+                      and not json.loads(con.expr).get("inherited"))
+            deletes = ref.get("on_delete", "a") in ("a", "r") or not native
+            rekeys = ref.get("on_update", "a") in ("a", "r") or not native
+            if not (deletes or rekeys):
+                continue
             rows_a = _projected(I(*info.cur) if target.id == info.root_branch else I(target.phys_schema, name),
                                 version, info, target)
             match = sql.SQL(" AND ").join(
                 sql.SQL("a.{} = x.{}").format(I(c), I(rc)) for c, rc in zip(con.cols, ref["cols"], strict=True))
             ref_rows = _projected(I(*ref_info.cur) if target.id == ref_info.root_branch
                                   else I(target.phys_schema, ref["table"]), ref_version, ref_info, target)
+            # a delete, or an upsert whose referenced columns differ from the row's current ones
+            which = sql.SQL(" OR ").join([
+                *([sql.SQL("p.action = 'delete'")] if deletes else []),
+                *([sql.SQL("p.action = 'upsert' AND ({}, NULL) IS DISTINCT FROM ({}, NULL)").format(
+                    sql.SQL(", ").join(sql.SQL("x.{}").format(I(rc)) for rc in ref["cols"]),
+                    sql.SQL(", ").join(sql.SQL("({}).{}").format(_typed(I(target.user_schema, ref["table"])), I(rc))
+                                       for rc in ref["cols"]))]
+                  if rekeys else []),
+            ])
             bad = conn.execute(sql.SQL(
                 """SELECT p.rowid, to_jsonb(x.*) - '_hdb_rowid' FROM _hdb_mplan p
                    JOIN {refrows} x ON x._hdb_rowid = p.rowid
-                   WHERE p.table_name = {rn} AND p.action = 'delete'
+                   WHERE p.table_name = {rn} AND ({which})
                      AND EXISTS (SELECT 1 FROM {arows} a WHERE {m} AND NOT EXISTS (
                            SELECT 1 FROM _hdb_mplan d WHERE d.table_name = {an} AND d.rowid = a._hdb_rowid))"""
-            ).format(refrows=ref_rows, rn=L(ref["table"]), arows=rows_a, m=match, an=L(name))).fetchall()
+            ).format(refrows=ref_rows, rn=L(ref["table"]), which=which, arows=rows_a, m=match,
+                     an=L(name))).fetchall()
             for rowid, value in bad:
                 c = Conflict(ref["table"], rowid, "constraint", {"foreign_key": con.name}, None, value, None, [])
                 if strategy == "OURS":
