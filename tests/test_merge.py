@@ -650,3 +650,15 @@ def test_a_merge_into_a_branch_never_leaves_rows_referencing_nothing(conn, conne
     assert rows(g, "SELECT * FROM pp ORDER BY id") == [(1, "a"), (2, "b"), (3, "cc")]
     assert rows(g, "SELECT pp.id FROM oa JOIN pp USING (code)") == [(1,)]
     assert rows(g, "SELECT pp.id FROM ob JOIN pp ON pp.id = ob.pid") == [(2,)]
+
+
+def test_rows_of_a_created_table_referencing_a_deleted_row_are_a_conflict(conn, connect) -> None:
+    run(conn, "CREATE TABLE pp (id int PRIMARY KEY)", "INSERT INTO pp VALUES (1), (2)", "CREATE DATABASE BRANCH g")
+    run(connect("g"), "CREATE TABLE ob (id int PRIMARY KEY, pid int REFERENCES pp ON DELETE SET NULL)",
+        "INSERT INTO ob VALUES (1, 2), (2, 1)")
+    run(conn, "DELETE FROM pp WHERE id = 2")
+    assert sqlstate(conn, "MERGE DATABASE BRANCH g INTO main") == "HD010"  # was PostgreSQL's 23503 from the key
+    assert sqlstate(conn, "SELECT * FROM ob") == "42P01"  # nothing half done: the table is not there either
+    run(conn, "MERGE DATABASE BRANCH g INTO main USING STRATEGY OURS")  # the row stays out
+    assert rows(conn, "SELECT * FROM ob") == [(2, 1)]
+    assert sqlstate(conn, "INSERT INTO ob VALUES (3, 9)") == "23503"

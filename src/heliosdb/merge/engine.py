@@ -22,7 +22,7 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.branching.writes import apply_plan
-from heliosdb.catalog.model import Branch, Snapshot, TableInfo, TableVersion, chain, get_branch
+from heliosdb.catalog.model import Branch, Constraint, Snapshot, TableInfo, TableVersion, chain, get_branch
 from heliosdb.merge.diff import Side, build_diff
 from heliosdb.merge.schema import plan_schema, run_after, stored
 from heliosdb.sql import statements as st
@@ -234,7 +234,7 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     for name in shared:
         _fill_defaults(conn, name, s_tables[name][0], t_tables[name][0])
     first = len(conflicts)
-    _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts)
+    _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts, schema.keys)
     by_table = {p.table: p for p in plans}
     for c in conflicts[first:]:  # the row conflicts were counted as they were resolved
         if not c.kind.endswith("!") and stmt.strategy != "MANUAL" and c.table in by_table:
@@ -462,9 +462,10 @@ def _typed(version_view: sql.Composable) -> sql.Composable:
 
 def _constraint_conflicts(
     conn: psycopg.Connection[Any], target: Branch, t_tables: dict[str, tuple[TableVersion, TableInfo]],
-    strategy: str, conflicts: list[Conflict],
+    strategy: str, conflicts: list[Conflict], added_keys: dict[str, list[Constraint]] | None = None,
 ) -> None:
-    """PRIMARY KEY / UNIQUE collisions and NOT NULL / CHECK failures the plan would create on the target."""
+    """PRIMARY KEY / UNIQUE collisions and NOT NULL / CHECK / FOREIGN KEY failures the plan would create on the
+    target. added_keys: the foreign keys of tables the merge creates, which it adds once the rows are in."""
     _referenced_deletes(conn, target, t_tables, strategy, conflicts)
     names = [r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan WHERE action = 'upsert'")]
     for name in names:
@@ -508,7 +509,8 @@ def _constraint_conflicts(
                 for rowid, value in bad:
                     conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
                                               {"not_null": col.name}, value, None, None, [col.name]))
-        _foreign_key_conflicts(conn, target, name, version, t_tables, strategy, conflicts)
+        _foreign_key_conflicts(conn, target, name, [*version.constraints, *(added_keys or {}).get(name, [])],
+                               t_tables, strategy, conflicts)
         for con in version.constraints:
             if con.kind == "c" and con.expr:
                 bad = conn.execute(sql.SQL(
@@ -532,11 +534,11 @@ def _source_newer(conn: psycopg.Connection[Any], name: str, rowid: int, other: i
 
 
 def _foreign_key_conflicts(
-    conn: psycopg.Connection[Any], target: Branch, name: str, version: TableVersion,
+    conn: psycopg.Connection[Any], target: Branch, name: str, constraints: list[Constraint],
     t_tables: dict[str, tuple[TableVersion, TableInfo]], strategy: str, conflicts: list[Conflict],
 ) -> None:
     """Rows the plan writes into `name` whose foreign key finds no row after the merge."""
-    for con in version.constraints:
+    for con in constraints:
         if con.kind != "f" or not con.expr:
             continue
         ref = json.loads(con.expr)

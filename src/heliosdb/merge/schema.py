@@ -35,6 +35,7 @@ class SchemaPlan:
     statements: list[str] = field(default_factory=list)  # DDL to run on the target before its rows change
     after: list[str] = field(default_factory=list)  # constraints to add once the merged rows are in place
     tables: list[str] = field(default_factory=list)  # tables the statements touch (for the preview)
+    keys: dict[str, list[Constraint]] = field(default_factory=dict)  # created table -> the keys `after` adds
 
 
 def _tables(conn: psycopg.Connection, levels: list[Level]) -> dict[int, TableVersion]:
@@ -250,6 +251,7 @@ def plan_schema(
         plan.after += after
         plan.after += [ddl for con in sv.constraints
                        if con.kind == "f" and (ddl := add_constraint(sv.name, con, refs.get((sv.table_id, con.name))))]
+        plan.keys[sv.name] = [con for con in sv.constraints if con.kind == "f" and con.expr]
         plan.tables.append(sv.name)
     return plan
 
