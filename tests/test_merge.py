@@ -662,3 +662,17 @@ def test_rows_of_a_created_table_referencing_a_deleted_row_are_a_conflict(conn, 
     run(conn, "MERGE DATABASE BRANCH g INTO main USING STRATEGY OURS")  # the row stays out
     assert rows(conn, "SELECT * FROM ob") == [(2, 1)]
     assert sqlstate(conn, "INSERT INTO ob VALUES (3, 9)") == "23503"
+
+
+def test_a_key_added_not_valid_is_merged_not_valid(conn, connect) -> None:
+    run(conn, "CREATE TABLE p3 (id int PRIMARY KEY)", "INSERT INTO p3 VALUES (1)", "CREATE DATABASE BRANCH n")
+    run(connect("n"), "CREATE TABLE o6 (id int PRIMARY KEY, pid int)", "INSERT INTO o6 VALUES (1, 99)",
+        "ALTER TABLE o6 ADD CONSTRAINT o6_fk FOREIGN KEY (pid) REFERENCES p3 NOT VALID",
+        "CREATE TABLE o7 (id int PRIMARY KEY, pid int)", "INSERT INTO o7 VALUES (1, 1)",
+        "ALTER TABLE o7 ADD CONSTRAINT o7_fk FOREIGN KEY (pid) REFERENCES p3 NOT VALID",
+        "ALTER TABLE o7 VALIDATE CONSTRAINT o7_fk")
+    run(conn, "MERGE DATABASE BRANCH n INTO main")  # the row that never satisfied o6_fk comes along, as on n
+    assert rows(conn, "SELECT * FROM o6") == [(1, 99)]
+    assert sqlstate(conn, "INSERT INTO o6 VALUES (2, 98)") == "23503"  # new rows are checked
+    assert rows(conn, "SELECT conname, convalidated FROM pg_constraint WHERE conname IN ('o6_fk', 'o7_fk') "
+                      "AND contype = 'f' ORDER BY 1") == [("o6_fk", False), ("o7_fk", True)]

@@ -82,14 +82,14 @@ def adopt(conn: psycopg.Connection[Any], info: TableInfo) -> list[dict[str, Any]
     if not (exists and exists[0]):
         return []
     out = []
-    for name, keys, target, ref_keys, on_delete, on_update, match, deferrable, deferred in conn.execute(
+    for name, keys, target, ref_keys, on_delete, on_update, match, deferrable, deferred, valid in conn.execute(
         """SELECT c.conname,
                   ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
                   obj_description(c.confrelid, 'pg_class'),
                   ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
-                  c.confdeltype, c.confupdtype, c.confmatchtype, c.condeferrable, c.condeferred
+                  c.confdeltype, c.confupdtype, c.confmatchtype, c.condeferrable, c.condeferred, c.convalidated
            FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid
            WHERE c.conrelid = %s::regclass AND c.contype = 'f' AND r.relnamespace = %s::regnamespace
            ORDER BY c.oid""",
@@ -99,7 +99,7 @@ def adopt(conn: psycopg.Connection[Any], info: TableInfo) -> list[dict[str, Any]
         out.append({"name": name, "kind": "f", "cols": list(keys), "expr": json.dumps({
             "table": ref["table"], "schema": ref["schema"], "cols": list(ref_keys), "on_delete": on_delete,
             "on_update": on_update, "match": match, "inherited": True, "deferrable": deferrable,
-            "deferred": deferred})})
+            "deferred": deferred, "valid": valid})})
         conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(I(*info.cur), I(name)))
     conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(I(schema)))
     return out
@@ -168,8 +168,9 @@ def after_ddl(session: Session, info: TableInfo, version: TableVersion, related:
         layout.refresh_writes(conn, branch, levels, tables, snap)
 
 
-def validate(session: Session, info: TableInfo, version: TableVersion, name: str) -> None:
-    """ALTER TABLE ... VALIDATE CONSTRAINT of an inherited key: every row's key is in the referenced table."""
+def validate(session: Session, info: TableInfo, version: TableVersion, name: str) -> dict[str, Any] | None:
+    """ALTER TABLE ... VALIDATE CONSTRAINT of an inherited key: every row's key is in the referenced table.
+    Returns the key, now valid (None: no such key)."""
     from heliosdb import errors
     from heliosdb.catalog.model import chain
 
@@ -177,7 +178,7 @@ def validate(session: Session, info: TableInfo, version: TableVersion, name: str
     snap = Snapshot(conn, chain(conn, branch.id))
     fk = next((k for k in foreign_keys.outgoing(snap, version) if k.con.name == name), None)
     if fk is None:
-        return
+        return None
     where = sql.SQL(" AND ").join(sql.SQL("r.{} IS NOT NULL").format(I(c)) for c in fk.cols)
     if fk.match == "f" and len(fk.cols) > 1:
         mixed = conn.execute(sql.SQL("SELECT 1 FROM {t} r WHERE num_nulls({cols}) BETWEEN 1 AND {n} LIMIT 1").format(
@@ -198,3 +199,5 @@ def validate(session: Session, info: TableInfo, version: TableVersion, name: str
         raise errors.ForeignKeyViolation(
             f'insert or update on table "{version.name}" violates foreign key constraint "{name}"',
             detail=f'Key ({", ".join(fk.cols)})=({row[0]}) is not present in table "{fk.parent.name}".')
+    return {"name": name, "kind": "f", "cols": list(fk.con.cols),
+            "expr": json.dumps({**json.loads(fk.con.expr or "{}"), "valid": True})}

@@ -90,24 +90,25 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
     ).fetchall():
         cons.append({"name": name, "kind": kind, "cols": list(keys), "expr": expr})
     # foreign keys: expr holds the referenced table's name (as HeliosDB knows it) and columns
-    for name, keys, ref_schema, ref_name, ref_keys, on_delete, on_update, match, deferrable, deferred in conn.execute(
+    for name, keys, ref_schema, ref_name, ref_keys, on_delete, on_update, match, deferrable, deferred, valid in (
+        conn.execute(
         """SELECT c.conname,
                   ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
                   t.phys_schema, t.phys_name,
                   ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
-                  c.confdeltype, c.confupdtype, c.confmatchtype, c.condeferrable, c.condeferred
+                  c.confdeltype, c.confupdtype, c.confmatchtype, c.condeferrable, c.condeferred, c.convalidated
            FROM pg_constraint c
            JOIN pg_class r ON r.oid = c.confrelid
            JOIN heliosdb._tables t ON t.phys_schema = r.relnamespace::regnamespace::text AND t.phys_name = r.relname
            WHERE c.conrelid = %s::regclass AND c.contype = 'f' ORDER BY c.oid""",
         (rel,),
-    ).fetchall():
+    ).fetchall()):
         cons.append({"name": name, "kind": "f", "cols": list(keys),
                      "expr": json.dumps({"table": ref_name, "schema": ref_schema, "cols": list(ref_keys),
                                          "on_delete": on_delete, "on_update": on_update, "match": match,
-                                         "deferrable": deferrable, "deferred": deferred})})
+                                         "deferrable": deferrable, "deferred": deferred, "valid": valid})})
     for name, keys in conn.execute(
         """SELECT ic.relname,
                   ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)

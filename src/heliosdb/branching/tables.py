@@ -408,7 +408,9 @@ def _alter_root(
     if named is not None:  # not PostgreSQL's constraint: only the schema version has it
         action, key = named
         if action == "VALIDATE":
-            inherited_keys.validate(session, info, version, key)
+            valid = inherited_keys.validate(session, info, version, key)
+            if valid is not None:  # recorded as valid: a merge carries it so
+                _resync_root(session, version, info, lsn, add_keys=[valid], drop_keys={key})
         else:
             _resync_root(session, version, info, lsn, drop_keys={key})
         return

@@ -509,8 +509,9 @@ def _constraint_conflicts(
                 for rowid, value in bad:
                     conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
                                               {"not_null": col.name}, value, None, None, [col.name]))
-        _foreign_key_conflicts(conn, target, name, [*version.constraints, *(added_keys or {}).get(name, [])],
-                               t_tables, strategy, conflicts)
+        added = (added_keys or {}).get(name, [])
+        _foreign_key_conflicts(conn, target, name, [*version.constraints, *added], t_tables, strategy, conflicts,
+                               added)
         for con in version.constraints:
             if con.kind == "c" and con.expr:
                 bad = conn.execute(sql.SQL(
@@ -536,12 +537,16 @@ def _source_newer(conn: psycopg.Connection[Any], name: str, rowid: int, other: i
 def _foreign_key_conflicts(
     conn: psycopg.Connection[Any], target: Branch, name: str, constraints: list[Constraint],
     t_tables: dict[str, tuple[TableVersion, TableInfo]], strategy: str, conflicts: list[Conflict],
+    added: list[Constraint] | None = None,
 ) -> None:
-    """Rows the plan writes into `name` whose foreign key finds no row after the merge."""
+    """Rows the plan writes into `name` whose foreign key finds no row after the merge (a key added NOT VALID
+    and never validated is the merge's to add over the rows as they are)."""
     for con in constraints:
         if con.kind != "f" or not con.expr:
             continue
         ref = json.loads(con.expr)
+        if ref.get("valid") is False and con in (added or []):
+            continue
         if ref["table"] not in t_tables:
             continue
         ref_version, ref_info = t_tables[ref["table"]]

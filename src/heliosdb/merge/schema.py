@@ -168,8 +168,10 @@ def add_constraint(table: str, con: Constraint, references: str | None = None) -
                 f"({', '.join(quote_ident(c) for c in ref['cols'])}) "
                 f"ON DELETE {_FK_ACTIONS.get(ref.get('on_delete', 'a'), 'NO ACTION')} "
                 f"ON UPDATE {_FK_ACTIONS.get(ref.get('on_update', 'a'), 'NO ACTION')}")
-        if ref.get("deferrable"):  # recorded for keys to inherited tables (branching.inherited_keys)
+        if ref.get("deferrable"):
             body += " DEFERRABLE INITIALLY " + ("DEFERRED" if ref.get("deferred") else "IMMEDIATE")
+        if ref.get("valid") is False:  # added NOT VALID and never validated: the rows it was added over stay
+            body += " NOT VALID"
     else:
         return None
     return f"ALTER TABLE {quote_ident(table)} ADD CONSTRAINT {quote_ident(con.name)} {body}"
