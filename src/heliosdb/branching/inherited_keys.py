@@ -10,9 +10,9 @@ The constraint it made is read back and dropped with the stand-in (`adopt`); Hel
 in the table's schema version (kind 'f', `"inherited": true`), where every branch forked later
 finds it as an ordinary inherited foreign key.
 
-On the branch itself a constraint trigger per key does PostgreSQL's check over what the branch
-sees (`install`): immediately, or at commit for DEFERRABLE INITIALLY DEFERRED (and SET
-CONSTRAINTS). Deleting or rekeying a referenced row runs the key's action from the referenced
+On the branch itself a constraint trigger per key, named as the key (SET CONSTRAINTS finds it),
+does PostgreSQL's check over what the branch sees (`install`): immediately, or at commit for
+DEFERRABLE INITIALLY DEFERRED (and SET CONSTRAINTS). Deleting or rekeying a referenced row runs the key's action from the referenced
 table's write trigger (`foreign_keys.action_sql`), as for keys between inherited tables.
 """
 
@@ -26,6 +26,7 @@ from psycopg import sql
 
 from heliosdb.branching import foreign_keys
 from heliosdb.catalog.model import Branch, Constraint, Snapshot, TableInfo, TableVersion
+from heliosdb.sql.names import quote_ident
 
 if TYPE_CHECKING:
     from heliosdb.session import Session
@@ -33,12 +34,17 @@ if TYPE_CHECKING:
 I = sql.Identifier  # noqa: E741
 L = sql.Literal
 
-_TRIGGER_PREFIX = "_hdb_fk_"
+_FUNCTION_PREFIX = "_hdb_fk_"
 
 
 def is_inherited(con: Constraint) -> bool:
     """A foreign key that HeliosDB enforces on a root relation (its referenced table is inherited)."""
     return con.kind == "f" and bool(con.expr) and bool(json.loads(con.expr or "{}").get("inherited"))
+
+
+def _relation(info: TableInfo) -> str:
+    """The root relation's name, for ::regclass."""
+    return f"{quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)}"
 
 
 def stand_in_schema(conn: psycopg.Connection[Any]) -> str:
@@ -56,8 +62,8 @@ def stand_in(conn: psycopg.Connection[Any], version: TableVersion, info: TableIn
     """
     schema = stand_in_schema(conn)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(I(schema)))
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                          (f'"{schema}"."{version.name}"',)).fetchone()
+    qualified = f"{quote_ident(schema)}.{quote_ident(version.name)}"
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()
     if not (exists and exists[0]):
         cols: list[sql.Composable] = [sql.SQL("{} {}").format(I(c.name), sql.SQL(c.type)) for c in version.columns]
         for con in version.constraints:
@@ -72,7 +78,7 @@ def stand_in(conn: psycopg.Connection[Any], version: TableVersion, info: TableIn
             names = sql.SQL(", ").join(I(c.name) for c in version.columns)
             conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
                 I(schema, version.name), names, names, rows))
-    return f'"{schema}"."{version.name}"'
+    return qualified
 
 
 def adopt(conn: psycopg.Connection[Any], info: TableInfo) -> list[dict[str, Any]]:
@@ -93,7 +99,7 @@ def adopt(conn: psycopg.Connection[Any], info: TableInfo) -> list[dict[str, Any]
            FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid
            WHERE c.conrelid = %s::regclass AND c.contype = 'f' AND r.relnamespace = %s::regnamespace
            ORDER BY c.oid""",
-        (f'"{info.phys_schema}"."{info.phys_name}"', schema),
+        (_relation(info), schema),
     ).fetchall():
         ref = json.loads(target)
         out.append({"name": name, "kind": "f", "cols": list(keys), "expr": json.dumps({
@@ -110,7 +116,7 @@ def drop_checks(conn: psycopg.Connection[Any], info: TableInfo) -> None:
     for (name,) in conn.execute(  # named as their keys (SET CONSTRAINTS finds them): found by their functions
         """SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
            WHERE t.tgrelid = %s::regclass AND p.proname LIKE %s""",
-        (f'"{info.phys_schema}"."{info.phys_name}"', _TRIGGER_PREFIX.replace("_", "\\_") + "%"),
+        (_relation(info), _FUNCTION_PREFIX.replace("_", "\\_") + "%"),
     ).fetchall():
         conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(I(name), I(*info.cur)))
 
@@ -126,7 +132,7 @@ def install(conn: psycopg.Connection[Any], branch: Branch, info: TableInfo, vers
         if not check:
             continue
         ref = json.loads(fk.con.expr or "{}")
-        fn = I(info.phys_schema, f"{_TRIGGER_PREFIX}{k}_b{branch.id}")
+        fn = I(info.phys_schema, f"{_FUNCTION_PREFIX}{k}_b{branch.id}")
         # a check at commit reads the row as it was written: skip it when a later change replaced it
         # (that change queued its own check) or deleted it, as PostgreSQL's own check does
         current = sql.SQL(" AND ").join(sql.SQL("r.{c} IS NOT DISTINCT FROM NEW.{c}").format(c=I(c)) for c in fk.cols)

@@ -592,12 +592,11 @@ def _referenced_deletes(
     changed = {r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan")}
     for name, (version, info) in t_tables.items():
         for con in version.constraints:
-            if con.kind != "f" or not con.expr or json.loads(con.expr)["table"] not in changed:
+            ref = json.loads(con.expr) if con.kind == "f" and con.expr else {}
+            if ref.get("table") not in changed:
                 continue
-            ref = json.loads(con.expr)
             ref_version, ref_info = t_tables[ref["table"]]
-            native = (target.id == info.root_branch == ref_info.root_branch
-                      and not json.loads(con.expr).get("inherited"))
+            native = target.id == info.root_branch == ref_info.root_branch and not ref.get("inherited")
             deletes = ref.get("on_delete", "a") in ("a", "r") or not native
             rekeys = ref.get("on_update", "a") in ("a", "r") or not native
             if not (deletes or rekeys):
