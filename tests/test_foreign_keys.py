@@ -391,6 +391,13 @@ DEFERRED_SCRIPT = [
     "BEGIN", "SET CONSTRAINTS p_pkey DEFERRED", "ROLLBACK",  # 42809: not deferrable
     "BEGIN", "SET CONSTRAINTS no_such_key DEFERRED", "ROLLBACK",  # 42704
     "SELECT * FROM d ORDER BY id",
+    # many deferred checks at commit: the first failing row is named
+    "BEGIN", "INSERT INTO c SELECT g, 5 FROM generate_series(100, 150) g", "INSERT INTO c VALUES (151, 404)",
+    "INSERT INTO c SELECT g, 5 FROM generate_series(152, 160) g", "COMMIT",
+    "BEGIN", "INSERT INTO c VALUES (170, 405)", "DELETE FROM c WHERE id = 170", "COMMIT",  # gone before commit
+    "BEGIN", "INSERT INTO c VALUES (171, 406)", "SAVEPOINT s", "SET CONSTRAINTS ALL IMMEDIATE", "ROLLBACK TO s",
+    "UPDATE c SET pid = 5 WHERE id = 171", "COMMIT",  # fixed after the failed SET: only the new key is checked
+    "SELECT count(*), sum(pid) FROM c",
 ]
 
 
@@ -402,3 +409,5 @@ def test_deferrable_foreign_keys_on_every_branch(plain: psycopg.Connection, conn
     assert expected[26][1] == "23503" and expected[31] == ("ok", -1) and expected[32][1] == "23503"
     assert expected[38][1] == "23503" and expected[44] == ("ok", -1) and expected[46][1] == "42809"
     assert expected[49][1] == "42704" and expected[51] == ("ok", [(1, 2), (2, 7), (3, 11)])
+    assert expected[56][1] == "23503" and expected[56][3] == 'Key (pid)=(404) is not present in table "p".'
+    assert expected[60] == ("ok", -1) and expected[64][1] == "23503" and expected[67] == ("ok", -1)

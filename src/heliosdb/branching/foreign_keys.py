@@ -163,11 +163,13 @@ def _checks(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.Co
                      msg=L(f'insert or update on table "{fk.child.name}" violates foreign key constraint "{fk.con.name}"'),
                      cn=L(fk.con.name), where=where))
         if queued:
-            # at the check's time: no row of the branch has the key any more, or the referenced one exists
+            # at the check's time: the row written (found by its row id, the last argument) no longer has the key,
+            # or the referenced row exists
             typed = _typed(fk.child, fk.cols)
             check = sql.SQL(
-                "SELECT NOT EXISTS (SELECT 1 FROM {cv} s WHERE {sm}) OR EXISTS (SELECT 1 FROM {rv} r WHERE {rm})"
-            ).format(cv=I(branch.phys_schema, fk.child.name),
+                "SELECT NOT EXISTS (SELECT 1 FROM {cv} s WHERE s._hdb_rowid = $1[{n}]::bigint AND {sm}) "
+                "OR EXISTS (SELECT 1 FROM {rv} r WHERE {rm})"
+            ).format(cv=I(branch.phys_schema, fk.child.name), n=sql.SQL(str(len(fk.cols) + 1)),
                      sm=sql.SQL(" AND ").join(sql.SQL("s.{} = {}").format(I(c), t) for c, t in zip(fk.cols, typed, strict=True)),
                      rv=_view(branch, snap, fk.parent),
                      rm=sql.SQL(" AND ").join(sql.SQL("r.{} = {}").format(I(rc), t) for rc, t in zip(ref_cols, typed, strict=True)))
@@ -175,7 +177,8 @@ def _checks(snap: Snapshot, branch: Branch, fks: list[ForeignKey], where: sql.Co
                 nn=sql.SQL(" AND ").join(sql.SQL("NEW.{} IS NOT NULL").format(I(c)) for c in fk.cols),
                 new=sql.SQL(", ").join(sql.SQL("NEW.{}").format(I(c)) for c in fk.cols) + sql.SQL(", NULL"),
                 old=sql.SQL(", ").join(sql.SQL("OLD.{}").format(I(c)) for c in fk.cols) + sql.SQL(", NULL"),
-                q=_queue(branch, fk, check, [sql.SQL("NEW.{}::text").format(I(c)) for c in fk.cols],
+                q=_queue(branch, fk, check, [*(sql.SQL("NEW.{}::text").format(I(c)) for c in fk.cols),
+                                             sql.SQL("_hdb_rid::text")],
                          f'insert or update on table "{fk.child.name}" violates foreign key constraint "{fk.con.name}"',
                          sql.SQL("'Key (' || {} || ')=(' || {} || ') is not present in table ' || {} || '.'").format(
                              L(", ".join(fk.cols)), _key_text("NEW", fk.cols), L(f'"{fk.parent.name}"')),
