@@ -283,6 +283,9 @@ NEW_TABLE_SCRIPT = [
     "INSERT INTO g VALUES (3, 998)",
     "CREATE TABLE h (id int PRIMARY KEY, aid int REFERENCES a DEFERRABLE INITIALLY DEFERRED)",
     "BEGIN", "INSERT INTO h VALUES (1, 777)", "SET CONSTRAINTS h_aid_fkey IMMEDIATE", "ROLLBACK",
+    "INSERT INTO a VALUES (60, 'sixty')", "INSERT INTO h VALUES (2, 60)",
+    "BEGIN", "SET CONSTRAINTS h_aid_fkey IMMEDIATE", "DELETE FROM a WHERE id = 60", "ROLLBACK",  # the parent side too
+    "BEGIN", "DELETE FROM a WHERE id = 60", "DELETE FROM h WHERE id = 2", "COMMIT",
 ]
 
 
@@ -307,6 +310,7 @@ def test_a_new_table_references_tables_the_branch_inherited(plain: psycopg.Conne
     assert expected[55][1] == "23503" and expected[56] == ("ok", 2) and expected[59] == ("ok", -1)
     assert expected[60][1] == "23503" and expected[61][1] == "23503" and expected[63] == ("ok", -1)
     assert expected[65] == ("ok", 1) and expected[68] == ("ok", 1) and expected[69][1] == "23503"
+    assert expected[75][1] == "23503" and expected[80] == ("ok", -1)
 
 
 def test_a_key_to_an_inherited_table_reaches_later_branches_and_main(conn: heliosdb.Connection, connect: Any) -> None:
@@ -398,6 +402,8 @@ DEFERRED_SCRIPT = [
     "BEGIN", "INSERT INTO c VALUES (171, 406)", "SAVEPOINT s", "SET CONSTRAINTS ALL IMMEDIATE", "ROLLBACK TO s",
     "UPDATE c SET pid = 5 WHERE id = 171", "COMMIT",  # fixed after the failed SET: only the new key is checked
     "SELECT count(*), sum(pid) FROM c",
+    "BEGIN", "SET CONSTRAINTS c_pid_fkey IMMEDIATE", "SET CONSTRAINTS c_pid_fkey DEFERRED",  # deferred again
+    "INSERT INTO c VALUES (180, 42)", "INSERT INTO p VALUES (42)", "COMMIT",
 ]
 
 
@@ -411,3 +417,4 @@ def test_deferrable_foreign_keys_on_every_branch(plain: psycopg.Connection, conn
     assert expected[49][1] == "42704" and expected[51] == ("ok", [(1, 2), (2, 7), (3, 11)])
     assert expected[56][1] == "23503" and expected[56][3] == 'Key (pid)=(404) is not present in table "p".'
     assert expected[60] == ("ok", -1) and expected[64][1] == "23503" and expected[67] == ("ok", -1)
+    assert expected[72] == ("ok", 1) and expected[74] == ("ok", -1)

@@ -872,14 +872,16 @@ def _set_constraints(session: Session, text: str) -> Result:
             targets.append(text[name.start : name.end])
         for v, con in hits:
             info = snap.info[v.table_id]
+            fk = next((k for k in foreign_keys.outgoing(snap, v) if k.con.name == con.name), None)
             if info.root_branch == branch.id:
                 targets.append(quote_ident(info.phys_schema) + "." + quote_ident(con.name))
-                continue
-            fk = next((k for k in foreign_keys.outgoing(snap, v) if k.con.name == con.name), None)
-            if fk is None or not fk.deferrable:
+                if not (fk is not None and fk.deferrable and inherited_keys.is_inherited(con)):
+                    continue  # PostgreSQL's own key: its triggers on both tables answer to its name
+                # a key to an inherited table: its check is that trigger, the referenced side's the queue's
+            elif fk is None or not fk.deferrable:
                 raise errors.WrongObjectType(f'constraint "{con.name}" is not deferrable')
             conn.execute("SELECT heliosdb._fk_queue_ready()")  # the mode holds for checks queued later too
-            targets += ["pg_temp._hdb_fk_immediate"] + (["pg_temp._hdb_fk_deferred"] if mode == "IMMEDIATE" else [])
+            targets += ["pg_temp._hdb_fk_immediate", "pg_temp._hdb_fk_deferred"]
     if targets:
         conn.execute(f"SET CONSTRAINTS {', '.join(dict.fromkeys(targets))} {mode}")  # type: ignore[arg-type]
     return _result("SET CONSTRAINTS")

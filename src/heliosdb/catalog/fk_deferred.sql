@@ -6,7 +6,8 @@
 -- DEFERRED, or after SET CONSTRAINTS ... DEFERRED), else at the end of the statement. The
 -- trigger queues it instead, as a row of a temporary table of the session's whose constraint
 -- triggers run it: their timing is PostgreSQL's own, SET CONSTRAINTS included
--- (heliosdb.branching.foreign_keys).
+-- (heliosdb.branching.foreign_keys). A check that is not deferred runs when it is queued, just
+-- after its row is written: row by row, not at the end of the statement.
 --
 -- A queued check is a query that answers whether the key holds (check_sql, with args as $1);
 -- when it does not, the error is the one stored with it.
@@ -43,7 +44,7 @@ DECLARE
     s text;
     bad record;
 BEGIN
-    IF NOT NEW.deferred THEN  -- at the end of its statement: this row only
+    IF NOT NEW.deferred THEN  -- when queued, just after its row was written (or later, deferred): this row only
         BEGIN
             EXECUTE NEW.check_sql INTO ok USING NEW.args;
         EXCEPTION WHEN undefined_table OR undefined_column THEN
