@@ -158,9 +158,9 @@ def referenced_tables(snap: Snapshot, version: TableVersion) -> list[int]:
     return sorted({fk.parent.table_id for fk in foreign_keys.outgoing(snap, version) if is_inherited(fk.con)})
 
 
-def after_ddl(session: Session, info: TableInfo, version: TableVersion, related: list[int]) -> None:
-    """Install the table's checks and regenerate the write triggers of the tables its keys reference now
-    (or did before the DDL: `related`)."""
+def after_ddl(session: Session, info: TableInfo, version: TableVersion, old: TableVersion | None = None) -> None:
+    """Install the table's checks and regenerate the write triggers of the tables its keys reference now,
+    or did before the DDL (`old`: the version it replaced), from one read of the catalog."""
     from heliosdb.branching import layout
     from heliosdb.catalog.model import chain
 
@@ -169,9 +169,9 @@ def after_ddl(session: Session, info: TableInfo, version: TableVersion, related:
     snap = Snapshot(conn, levels)
     version = snap.tables.get(info.id, version)
     install(conn, branch, info, version, snap)
-    tables = sorted(set(referenced_tables(snap, version)) | set(related))
+    tables = set(referenced_tables(snap, version)) | (set(referenced_tables(snap, old)) if old is not None else set())
     if tables:
-        layout.refresh_writes(conn, branch, levels, tables, snap)
+        layout.refresh_writes(conn, branch, levels, sorted(tables), snap)
 
 
 def validate(session: Session, info: TableInfo, version: TableVersion, name: str) -> dict[str, Any] | None:

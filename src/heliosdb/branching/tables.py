@@ -148,7 +148,7 @@ def _create_table(session: Session, text: str) -> Result:
         save_version(conn, version, lsn)
         layout.build_views(conn, branch, levels, info, version)
         if inherited:
-            inherited_keys.after_ddl(session, info, version, [])
+            inherited_keys.after_ddl(session, info, version)
     if status.startswith("SELECT"):
         return _result(status, rowcount=rowcount)
     return _result("CREATE TABLE")
@@ -511,9 +511,7 @@ def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int,
     save_version(conn, version, lsn)
     layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
     if kept or add_keys or drop_keys:
-        before = [fk.parent.table_id for fk in foreign_keys.outgoing(Snapshot(conn, chain(conn, branch.id)), old)
-                  if inherited_keys.is_inherited(fk.con)]
-        inherited_keys.after_ddl(session, info, version, before)
+        inherited_keys.after_ddl(session, info, version, old)
 
 
 def _hide_root_column(
