@@ -402,7 +402,7 @@ def index_on_branch(
         cols = [_key_column(c) for c in items]
         if where is None and all(version.column(c) is not None for c in cols):
             _check_unique(conn, I(branch.user_schema, version.name), cols, idx_name, version.name)
-            version.constraints.append(Constraint(idx_name, "u", cols, None))
+            version.constraints.append(Constraint(idx_name, "u", cols, None, index=True))
         else:  # on expressions or partial: the branch's write trigger checks it (layout._expression_unique)
             version.constraints.append(_unique_on_expressions(session, version, info, idx_name, items,
                                                               where.group(1).strip() if where else None))

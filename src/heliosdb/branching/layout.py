@@ -122,7 +122,7 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
                       WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[]))""",
         (rel,),
     ).fetchall():
-        cons.append({"name": name, "kind": "u", "cols": list(keys), "expr": None})
+        cons.append({"name": name, "kind": "u", "cols": list(keys), "expr": None, "index": True})
     # unique indexes on expressions or with a predicate: branches check them in their write trigger
     for name, keys, where in conn.execute(
         """SELECT ic.relname,

@@ -136,6 +136,7 @@ class Constraint:
     expr: str | None = None
     keys: list[str] = field(default_factory=list)  # 'x': the key expressions (root relation's column names)
     where: str | None = None  # 'x': the index's predicate
+    index: bool = False  # 'u': made by CREATE UNIQUE INDEX, not a constraint (so not in pg_constraint)
 
 
 @dataclass

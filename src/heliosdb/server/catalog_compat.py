@@ -1,34 +1,48 @@
 """Clients' catalog queries, adjusted so HeliosDB tables look like tables.
 
-A HeliosDB table is a view in the branch's schema (over the versioned
-storage), so psql's \\dt (relkind 'r'/'p') would list none, \\d would call it
-a view and ORMs would reflect no tables. Queries that read
-pg_catalog.pg_class get ``heliosdb.relkind(<rel>.oid, <rel>.relkind)`` in
-place of ``<rel>.relkind``, where <rel> is an alias (``c.relkind``) or the
-table itself (``pg_class.relkind``, ``pg_catalog.pg_class.relkind``, as
-SQLAlchemy writes it): 'r' for HeliosDB tables, 'm' for HeliosDB
-materialized views, the stored kind for everything else. The function has
-the column's name, so a selected ``c.relkind`` is still called relkind.
-``information_schema.tables`` reads heliosdb.information_schema_tables,
-the same view with HeliosDB tables as BASE TABLE.
+A HeliosDB table is a view in the branch's schema (over the versioned storage), so to
+PostgreSQL's catalogs it has no constraints, no indexes and no NOT NULL column, and its
+relkind is 'v': psql's \\dt would list none, \\d would call it a view and ORMs would reflect
+tables without keys. Client queries therefore read a few catalogs through HeliosDB's views
+of them (catalog/client_catalog.sql): ``pg_class``, ``pg_attribute``, ``pg_constraint``,
+``pg_index`` and ``pg_trigger``, with or without ``pg_catalog.``, become ``heliosdb.<name>``,
+and so do the functions ``pg_get_constraintdef``, ``pg_get_indexdef`` and
+``pg_table_is_visible``. A view keeps the
+catalog's columns and its name, so ``c.relkind`` and ``pg_class.oid`` still resolve.
+``information_schema.tables`` reads heliosdb.information_schema_tables, the same view with
+HeliosDB tables as BASE TABLE. Names inside string literals, quoted identifiers and comments
+are left alone (psql writes ``'pg_catalog.pg_class'::regclass``).
 """
 
 from __future__ import annotations
 
 import re
 
-# <rel>.relkind, <rel> an identifier that is not itself the column of something, or [pg_catalog.]pg_class
-_RELKIND = re.compile(
-    r"(?<![\w\"])((?:pg_catalog\s*\.\s*)?pg_class|(?<!\.)[A-Za-z_][A-Za-z0-9_]*)\s*\.\s*relkind\b", re.IGNORECASE
+_CATALOGS = ("pg_class", "pg_attribute", "pg_constraint", "pg_index", "pg_trigger",
+             "pg_get_constraintdef", "pg_get_indexdef", "pg_table_is_visible")
+_NAME = re.compile(
+    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*[\s\S]*?\*/|\$(?P<tag>(?:[A-Za-z_]\w*)?)\$[\s\S]*?\$(?P=tag)\$)"""
+    r"|(?<![\w.$])(?:pg_catalog\s*\.\s*)?(" + "|".join(_CATALOGS) + r")\b",
+    re.IGNORECASE,
 )
 _IS_TABLES = re.compile(r"\binformation_schema\s*\.\s*tables\b", re.IGNORECASE)
 
 
+def _swap(m: re.Match[str]) -> str:
+    return m.group(1) or "heliosdb." + m.group(3).lower()
+
+
+def touches(low: str) -> bool:
+    """Whether rewrite may change this lower-cased query text."""
+    return any(name in low for name in _CATALOGS) or "information_schema" in low
+
+
 def rewrite(text: str) -> str:
-    """The query with relkind read through heliosdb.relkind (the same object when there is nothing to do)."""
+    """The query reading HeliosDB's catalog views (the same object when there is nothing to do)."""
+    low = text.lower()
     out = text
-    if "relkind" in text and "pg_class" in text:
-        out = _RELKIND.sub(r"heliosdb.relkind(\1.oid, \1.relkind)", out)
-    if "information_schema" in text and "tables" in text:
+    if any(name in low for name in _CATALOGS):
+        out = _NAME.sub(_swap, out)
+    if "information_schema" in low and "tables" in low:
         out = _IS_TABLES.sub("heliosdb.information_schema_tables", out)
     return out if out != text else text

@@ -1,0 +1,319 @@
+-- Constraints, indexes and NOT NULL of HeliosDB tables in the catalogs clients read (catalog
+-- version 12), applied after fk_deferred.sql.
+--
+-- A HeliosDB table is a view to PostgreSQL, so pg_constraint, pg_index and pg_attribute.attnotnull
+-- say nothing about it: psql's \d showed columns only, and ORMs reflected no primary key, no
+-- unique or foreign key and every column nullable (a Django migration that drops a constraint
+-- it looks up there did nothing). The wire endpoint reads these catalogs through the views below
+-- instead (server/catalog_compat.py): PostgreSQL's own rows, plus rows made from the schema the
+-- session's branch sees (heliosdb._table_versions), as PostgreSQL would show them for a table.
+--
+-- Made-up rows need object ids no real object has. PostgreSQL hands out ids from a counter that
+-- starts at 16384; these use the top of the range: constraint ids 3,000,000,000 + table id x 128
+-- + the constraint's position, index ids 3,700,000,000 + table id x 128 + position (plain
+-- indexes from 64). Columns PostgreSQL stores as expression trees (conbin, indexprs, indpred)
+-- are NULL in them: the text forms come from heliosdb.pg_get_constraintdef and
+-- heliosdb.pg_get_indexdef.
+
+-- The tables a branch sees, as it sees them: its own versions over its ancestors' as of the fork
+-- points below it (catalog.model._resolve).
+CREATE OR REPLACE FUNCTION heliosdb._visible_versions(b integer, only_table integer DEFAULT NULL)
+RETURNS TABLE (table_id integer, name text, columns jsonb, constraints jsonb)
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE up AS (
+        SELECT id, parent_id, fork_lsn, 0 AS n, 9223372036854775807::bigint AS upto
+        FROM heliosdb._branches WHERE id = b
+        UNION ALL
+        SELECT p.id, p.parent_id, p.fork_lsn, up.n + 1, least(up.upto, up.fork_lsn)
+        FROM heliosdb._branches p JOIN up ON p.id = up.parent_id)
+    SELECT v.table_id, v.name, v.columns, v.constraints
+    FROM (SELECT DISTINCT ON (v.table_id) v.*
+          FROM up JOIN heliosdb._table_versions v ON v.branch_id = up.id AND v.valid_from <= up.upto
+               AND (only_table IS NULL OR v.table_id = only_table)
+               AND (up.upto < v.valid_to OR v.valid_to = 9223372036854775807)
+          ORDER BY v.table_id, up.n) v
+    WHERE NOT v.dropped
+$$;
+
+-- The session's branch's tables (or one of them) with the view that stands for each, and where
+-- they are stored.
+CREATE OR REPLACE FUNCTION heliosdb._client_tables(only_table integer DEFAULT NULL)
+RETURNS TABLE (table_id integer, relid oid, nsp oid, relname name, columns jsonb, constraints jsonb,
+               phys oid, br oid, branch integer)
+LANGUAGE sql STABLE AS $$
+    SELECT v.table_id, c.oid, c.relnamespace, c.relname, v.columns, v.constraints,
+           to_regclass(format('%I.%I', t.phys_schema, t.phys_name)),
+           to_regclass(format('%I.%I', t.phys_schema, t.phys_name || '__br')),
+           b.id
+    FROM heliosdb._branches b
+    JOIN pg_catalog.pg_namespace n ON n.nspname = b.user_schema
+    CROSS JOIN LATERAL heliosdb._visible_versions(b.id, only_table) v
+    JOIN heliosdb._tables t ON t.id = v.table_id
+    JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = v.name AND c.relkind = 'v'
+    WHERE b.id = heliosdb._current_branch_id()
+$$;
+
+-- The attribute numbers of named columns of a view (0 where a name is not one of its columns).
+CREATE OR REPLACE FUNCTION heliosdb._attnums(rel oid, names text[]) RETURNS int2[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(coalesce(a.attnum, 0) ORDER BY u.o), '{}')::int2[]
+    FROM unnest(names) WITH ORDINALITY u(name, o)
+    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attname = u.name AND NOT a.attisdropped
+$$;
+
+CREATE OR REPLACE FUNCTION heliosdb._ident_list(names text[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(string_agg(quote_ident(n), ', ' ORDER BY o), '') FROM unnest(names) WITH ORDINALITY u(n, o)
+$$;
+
+-- Indexes of the session's branch's tables: primary keys, unique constraints and unique
+-- indexes from the schema the branch sees; plain indexes from the stored relations. The root
+-- relation's serve every branch's reads of the table. A branch's own are on the branch relation,
+-- named <index>__b<branch id> and keyed by the branch first; the schema does not record them,
+-- so they show on that branch only (not on branches made from it later).
+CREATE OR REPLACE FUNCTION heliosdb._client_indexes(only_table integer DEFAULT NULL)
+RETURNS TABLE (oid oid, relid oid, nsp oid, relname name, isunique boolean, isprimary boolean,
+               keys int2[], elements text[], pred text, table_id integer, conpos integer)
+LANGUAGE sql STABLE AS $$
+    WITH t AS MATERIALIZED (SELECT * FROM heliosdb._client_tables(only_table)),
+    own AS (
+        SELECT (3700000000 + t.table_id::bigint * 128 + k.pos)::oid AS oid, t.relid, t.nsp,
+               (k.con->>'name')::name AS relname, true AS isunique, k.con->>'kind' = 'p' AS isprimary,
+               CASE WHEN k.con->>'kind' = 'x'
+                    THEN heliosdb._attnums(t.relid, ARRAY(SELECT jsonb_array_elements_text(k.con->'keys')))
+                    ELSE heliosdb._attnums(t.relid, ARRAY(SELECT jsonb_array_elements_text(k.con->'cols'))) END AS keys,
+               CASE WHEN k.con->>'kind' = 'x' THEN ARRAY(SELECT jsonb_array_elements_text(k.con->'keys'))
+                    ELSE ARRAY(SELECT quote_ident(c) FROM jsonb_array_elements_text(k.con->'cols') c) END AS elements,
+               k.con->>'where' AS pred, t.table_id, k.pos::integer AS conpos
+        FROM t CROSS JOIN LATERAL jsonb_array_elements(t.constraints) WITH ORDINALITY k(con, pos)
+        WHERE k.con->>'kind' IN ('p', 'u', 'x') AND k.pos < 64),
+    stored AS (  -- plain indexes, their keys as the physical names of the table's columns
+        SELECT t.table_id, t.relid, t.nsp, t.columns,
+               CASE WHEN r.relid = t.phys THEN ic.relname
+                    ELSE regexp_replace(ic.relname, '__b[0-9]+$', '') END::name AS relname,
+               i.indexrelid, i.indrelid, i.indkey::int2[] AS indkey,
+               CASE WHEN r.relid = t.phys THEN 0 ELSE 1 END AS skip
+        FROM t
+        CROSS JOIN LATERAL (VALUES (t.phys), (t.br)) r(relid)
+        JOIN pg_catalog.pg_index i ON i.indrelid = r.relid AND NOT i.indisunique
+        JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+        WHERE ic.relname !~ '_hdb_'
+          AND (r.relid = t.phys OR substring(ic.relname FROM '__b([0-9]+)$')::integer = t.branch)),
+    plain AS (
+        SELECT (3700000000 + s.table_id::bigint * 128 + 64
+                + row_number() OVER (PARTITION BY s.table_id ORDER BY s.relname))::oid AS oid,
+               s.relid, s.nsp, s.relname, false AS isunique, false AS isprimary,
+               heliosdb._attnums(s.relid, e.names) AS keys, e.elements, NULL::text AS pred, s.table_id,
+               0 AS conpos
+        FROM stored s
+        CROSS JOIN LATERAL (  -- physical column -> column id -> the name the branch gives it
+            SELECT array_agg(col.value->>'name' ORDER BY k.o) AS names,
+                   array_agg(coalesce(quote_ident(col.value->>'name'),
+                                      pg_catalog.pg_get_indexdef(s.indexrelid, k.o::integer, true)) ORDER BY k.o)
+                       AS elements
+            FROM unnest(s.indkey) WITH ORDINALITY k(attnum, o)
+            LEFT JOIN pg_catalog.pg_attribute pa ON pa.attrelid = s.indrelid AND pa.attnum = k.attnum AND k.attnum > 0
+            LEFT JOIN heliosdb._columns hc ON hc.table_id = s.table_id AND hc.phys_name = pa.attname
+            LEFT JOIN LATERAL (SELECT c AS value FROM jsonb_array_elements(s.columns) c
+                               WHERE (c->>'col')::integer = hc.col_id) col ON true
+            WHERE k.o > s.skip) e)
+    SELECT * FROM own
+    UNION ALL
+    SELECT * FROM plain
+$$;
+
+-- Constraints of the session's branch's tables, from the schema it sees.
+CREATE OR REPLACE FUNCTION heliosdb._client_constraints(only_table integer DEFAULT NULL)
+RETURNS TABLE (oid oid, conname name, nsp oid, contype "char", isdeferrable boolean, isdeferred boolean,
+               isvalidated boolean, relid oid, indid oid, frelid oid, fupd "char", fdel "char", fmatch "char",
+               conkey int2[], confkey int2[], def text)
+LANGUAGE sql STABLE AS $$
+    WITH t AS MATERIALIZED (SELECT * FROM heliosdb._client_tables(only_table)),
+    k AS (
+        SELECT t.*, k.con, k.pos, k.con->>'kind' AS kind,
+               CASE WHEN k.con->>'kind' = 'f' THEN (k.con->>'expr')::jsonb END AS fk
+        FROM t CROSS JOIN LATERAL jsonb_array_elements(t.constraints) WITH ORDINALITY k(con, pos)
+        WHERE k.con->>'kind' IN ('p', 'u', 'c', 'f') AND k.pos < 64
+          AND NOT coalesce((k.con->>'index')::boolean, false)),  -- a unique index is not a constraint
+    cols AS (SELECT k.*, ARRAY(SELECT jsonb_array_elements_text(k.con->'cols')) AS names FROM k)
+    SELECT (3000000000 + c.table_id::bigint * 128 + c.pos)::oid, (c.con->>'name')::name, c.nsp, c.kind::"char",
+           coalesce((c.fk->>'deferrable')::boolean, false), coalesce((c.fk->>'deferred')::boolean, false),
+           coalesce((c.fk->>'valid')::boolean, true), c.relid,
+           CASE WHEN c.kind IN ('p', 'u') THEN (3700000000 + c.table_id::bigint * 128 + c.pos)::oid ELSE 0::oid END,
+           coalesce(r.relid, 0::oid),
+           coalesce(c.fk->>'on_update', ' ')::"char", coalesce(c.fk->>'on_delete', ' ')::"char",
+           coalesce(c.fk->>'match', ' ')::"char",
+           heliosdb._attnums(c.relid, c.names),
+           CASE WHEN c.kind = 'f' THEN heliosdb._attnums(r.relid, ARRAY(SELECT jsonb_array_elements_text(c.fk->'cols'))) END,
+           CASE c.kind
+               WHEN 'p' THEN 'PRIMARY KEY (' || heliosdb._ident_list(c.names) || ')'
+               WHEN 'u' THEN 'UNIQUE (' || heliosdb._ident_list(c.names) || ')'
+               WHEN 'c' THEN 'CHECK ' || CASE WHEN c.con->>'expr' ~ '^\(.*\)$' THEN c.con->>'expr'
+                                              ELSE '(' || (c.con->>'expr') || ')' END
+               ELSE 'FOREIGN KEY (' || heliosdb._ident_list(c.names) || ') REFERENCES '
+                    || quote_ident(r.relname) || '(' || heliosdb._ident_list(ARRAY(SELECT jsonb_array_elements_text(c.fk->'cols'))) || ')'
+                    || CASE c.fk->>'match' WHEN 'f' THEN ' MATCH FULL' ELSE '' END
+                    || CASE c.fk->>'on_update' WHEN 'r' THEN ' ON UPDATE RESTRICT' WHEN 'c' THEN ' ON UPDATE CASCADE'
+                           WHEN 'n' THEN ' ON UPDATE SET NULL' WHEN 'd' THEN ' ON UPDATE SET DEFAULT' ELSE '' END
+                    || CASE c.fk->>'on_delete' WHEN 'r' THEN ' ON DELETE RESTRICT' WHEN 'c' THEN ' ON DELETE CASCADE'
+                           WHEN 'n' THEN ' ON DELETE SET NULL' WHEN 'd' THEN ' ON DELETE SET DEFAULT' ELSE '' END
+                    || CASE WHEN (c.fk->>'deferrable')::boolean THEN ' DEFERRABLE' ELSE '' END
+                    || CASE WHEN (c.fk->>'deferred')::boolean THEN ' INITIALLY DEFERRED' ELSE '' END
+                    || CASE WHEN (c.fk->>'valid')::boolean IS FALSE THEN ' NOT VALID' ELSE '' END
+           END
+    FROM cols c
+    LEFT JOIN heliosdb._tables ft ON c.kind = 'f' AND ft.phys_schema = c.fk->>'schema' AND ft.phys_name = c.fk->>'table'
+    LEFT JOIN LATERAL (  -- the referenced table: among those at hand, or looked up when there is one
+        SELECT r.relid, r.relname FROM t r WHERE only_table IS NULL AND r.table_id = ft.id
+        UNION ALL
+        SELECT r.relid, r.relname FROM heliosdb._client_tables(ft.id) r WHERE only_table IS NOT NULL) r ON true
+    WHERE c.kind <> 'f' OR r.relid IS NOT NULL  -- a key to a table the branch does not see is not enforced either
+$$;
+
+-- Per view of a HeliosDB table, what its pg_class row should say: psql's \d looks for indexes,
+-- check constraints and foreign keys only where relhasindex, relchecks and relhastriggers say so.
+CREATE OR REPLACE FUNCTION heliosdb._client_relations()
+RETURNS TABLE (relid oid, hasindex boolean, checks int2, hastriggers boolean)
+LANGUAGE sql STABLE AS $$
+    WITH t AS MATERIALIZED (SELECT t.*, ht.phys_schema, ht.phys_name
+                            FROM heliosdb._client_tables() t JOIN heliosdb._tables ht ON ht.id = t.table_id),
+    refs AS (SELECT DISTINCT (c->>'expr')::jsonb->>'schema' AS s, (c->>'expr')::jsonb->>'table' AS n
+             FROM t, jsonb_array_elements(t.constraints) c WHERE c->>'kind' = 'f')
+    SELECT t.relid,
+           EXISTS (SELECT FROM jsonb_array_elements(t.constraints) c WHERE c->>'kind' IN ('p', 'u', 'x'))
+           OR EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid IN (t.phys, t.br) AND NOT i.indisunique),
+           (SELECT count(*) FROM jsonb_array_elements(t.constraints) c WHERE c->>'kind' = 'c')::int2,
+           EXISTS (SELECT FROM jsonb_array_elements(t.constraints) c WHERE c->>'kind' = 'f')
+           OR EXISTS (SELECT FROM refs WHERE refs.s = t.phys_schema AND refs.n = t.phys_name)
+    FROM t
+$$;
+
+-- NOT NULL columns of the views: the column's own, and the primary key's.
+CREATE OR REPLACE FUNCTION heliosdb._client_notnull()
+RETURNS TABLE (relid oid, attname name)
+LANGUAGE sql STABLE AS $$
+    SELECT t.relid, (c->>'name')::name FROM heliosdb._client_tables() t, jsonb_array_elements(t.columns) c
+    WHERE (c->>'notnull')::boolean
+       OR EXISTS (SELECT FROM jsonb_array_elements(t.constraints) k
+                  WHERE k->>'kind' = 'p' AND k->'cols' ? (c->>'name'))
+$$;
+
+-- The text of a made-up constraint or index, and whether a made-up index is visible: for
+-- the one table the object id names.
+CREATE OR REPLACE FUNCTION heliosdb._made_constraintdef(c oid) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT k.def FROM heliosdb._client_constraints(((c::bigint - 3000000000) / 128)::integer) k WHERE k.oid = c
+$$;
+
+CREATE OR REPLACE FUNCTION heliosdb._made_indexdef(i oid, col integer, pretty boolean) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN col > 0 THEN x.elements[col] ELSE
+        'CREATE ' || CASE WHEN x.isunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || quote_ident(x.relname)
+        || ' ON ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' USING btree ('
+        || array_to_string(x.elements, ', ') || ')'
+        || coalesce(CASE WHEN pretty THEN ' WHERE ' || x.pred ELSE ' WHERE (' || x.pred || ')' END, '') END
+    FROM heliosdb._client_indexes(((i::bigint - 3700000000) / 128)::integer) x
+    JOIN pg_catalog.pg_class c ON c.oid = x.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE x.oid = i
+$$;
+
+CREATE OR REPLACE FUNCTION heliosdb._made_index_visible(i oid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.pg_table_is_visible(x.relid)
+    FROM heliosdb._client_indexes(((i::bigint - 3700000000) / 128)::integer) x WHERE x.oid = i
+$$;
+
+-- What clients call. Single expressions without subqueries, so PostgreSQL inlines them and a
+-- real object costs what PostgreSQL's own function does.
+CREATE OR REPLACE FUNCTION heliosdb.pg_get_constraintdef(c oid, pretty boolean DEFAULT false) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN c < 3000000000::oid THEN pg_catalog.pg_get_constraintdef(c, pretty)
+                ELSE heliosdb._made_constraintdef(c) END
+$$;
+
+-- CREATE INDEX text of an index, or (col > 0) the text of one of its keys.
+CREATE OR REPLACE FUNCTION heliosdb.pg_get_indexdef(i oid, col integer DEFAULT 0, pretty boolean DEFAULT false)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN i < 3700000000::oid THEN pg_catalog.pg_get_indexdef(i, col, pretty)
+                ELSE heliosdb._made_indexdef(i, col, pretty) END
+$$;
+
+-- A made-up index is visible where its table is (psql's \di asks).
+CREATE OR REPLACE FUNCTION heliosdb.pg_table_is_visible(r oid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN r < 3700000000::oid THEN pg_catalog.pg_table_is_visible(r)
+                ELSE heliosdb._made_index_visible(r) END
+$$;
+
+-- The views: every column of the catalog PostgreSQL has (read from pg_attribute, so the views
+-- follow the server's version), PostgreSQL's rows (o) with the made-up ones after them.
+DO $$
+DECLARE
+    spec record;
+    cols text;
+    made text;
+BEGIN
+    FOR spec IN SELECT * FROM (VALUES
+        ('pg_constraint', NULL, NULL::jsonb, 'heliosdb._client_constraints() k', jsonb_build_object(
+            'oid', 'k.oid', 'conname', 'k.conname', 'connamespace', 'k.nsp', 'contype', 'k.contype',
+            'condeferrable', 'k.isdeferrable', 'condeferred', 'k.isdeferred', 'convalidated', 'k.isvalidated',
+            'conrelid', 'k.relid', 'contypid', '0', 'conindid', 'k.indid', 'conparentid', '0',
+            'confrelid', 'k.frelid', 'confupdtype', 'k.fupd', 'confdeltype', 'k.fdel',
+            'confmatchtype', 'k.fmatch', 'conislocal', 'true', 'coninhcount', '0', 'connoinherit', 'false',
+            'conkey', 'k.conkey', 'confkey', 'k.confkey', 'conperiod', 'false')),
+        ('pg_index', NULL, NULL, 'heliosdb._client_indexes() x', jsonb_build_object(
+            'indexrelid', 'x.oid', 'indrelid', 'x.relid', 'indnatts', 'cardinality(x.keys)',
+            'indnkeyatts', 'cardinality(x.keys)', 'indisunique', 'x.isunique', 'indnullsnotdistinct', 'false',
+            'indisprimary', 'x.isprimary', 'indisexclusion', 'false', 'indimmediate', 'true',
+            'indisclustered', 'false', 'indisvalid', 'true', 'indcheckxmin', 'false', 'indisready', 'true',
+            'indislive', 'true', 'indisreplident', 'false', 'indkey', 'array_to_string(x.keys, '' '')',
+            'indcollation', 'array_to_string(array_fill(0, ARRAY[cardinality(x.keys)]), '' '')',
+            'indclass', 'array_to_string(array_fill(0, ARRAY[cardinality(x.keys)]), '' '')',
+            'indoption', 'array_to_string(array_fill(0, ARRAY[cardinality(x.keys)]), '' '')')),
+        ('pg_class', 'LEFT JOIN heliosdb._client_relations() h ON h.relid = o.oid', jsonb_build_object(
+            -- the branch's tables are known here; other views (other branches', materialized
+            -- views) are looked up, once each
+            'relkind', 'CASE WHEN h.relid IS NOT NULL THEN ''r'' WHEN o.relkind <> ''v'' THEN o.relkind
+                             ELSE heliosdb._relkind(o.oid, o.relkind) END', 'relhasindex', 'coalesce(h.hasindex, o.relhasindex)',
+            'relchecks', 'coalesce(h.checks, o.relchecks)',
+            'relhastriggers', 'coalesce(h.hastriggers, o.relhastriggers)',
+            'relhasrules', 'o.relhasrules AND h.relid IS NULL',
+            'relreplident', 'CASE WHEN h.relid IS NULL THEN o.relreplident ELSE ''d'' END'),
+         'heliosdb._client_indexes() x JOIN pg_catalog.pg_class t ON t.oid = x.relid', jsonb_build_object(
+            'oid', 'x.oid', 'relname', 'x.relname', 'relnamespace', 'x.nsp', 'reltype', '0', 'reloftype', '0',
+            'relowner', 't.relowner', 'relam', '403', 'relfilenode', '0', 'reltablespace', '0', 'relpages', '0',
+            'reltuples', '0', 'relallvisible', '0', 'reltoastrelid', '0', 'relhasindex', 'false',
+            'relisshared', 'false', 'relpersistence', '''p''', 'relkind', '''i''',
+            'relnatts', 'cardinality(x.keys)', 'relchecks', '0', 'relhasrules', 'false',
+            'relhastriggers', 'false', 'relhassubclass', 'false', 'relrowsecurity', 'false',
+            'relforcerowsecurity', 'false', 'relispopulated', 'true', 'relreplident', '''n''',
+            'relispartition', 'false', 'relrewrite', '0', 'relfrozenxid', '''0''', 'relminmxid', '''0''')),
+        ('pg_attribute', 'LEFT JOIN heliosdb._client_notnull() h ON h.relid = o.attrelid AND h.attname = o.attname',
+         jsonb_build_object('attnotnull', 'o.attnotnull OR h.relid IS NOT NULL'), NULL, NULL),
+        ('pg_trigger', NULL, NULL, NULL, NULL)
+    ) AS v(rel, own_join, own_cols, made_from, made_cols)
+    LOOP
+        SELECT string_agg(CASE WHEN spec.own_cols ? a.attname
+                               THEN format('(%s)::%s AS %I', spec.own_cols->>a.attname,
+                                           format_type(a.atttypid, a.atttypmod), a.attname)
+                               ELSE 'o.' || quote_ident(a.attname) END, ', ' ORDER BY a.attnum),
+               string_agg(format('(%s)::%s AS %I', coalesce(spec.made_cols->>a.attname, 'NULL'),
+                                 format_type(a.atttypid, a.atttypmod), a.attname), ', ' ORDER BY a.attnum)
+        INTO cols, made
+        FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = ('pg_catalog.' || spec.rel)::regclass AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.atttypid <> 'anyarray'::regtype;  -- a view cannot have one (pg_attribute.attmissingval)
+        EXECUTE format('CREATE OR REPLACE VIEW heliosdb.%I AS SELECT %s FROM pg_catalog.%I o %s%s%s', spec.rel, cols,
+                       spec.rel, coalesce(spec.own_join, ''),
+                       -- HeliosDB's own triggers (writes on branches, versioning) are not the user's
+                       CASE WHEN spec.rel = 'pg_trigger' THEN ' WHERE o.tgname !~ ''^_hdb_''' ELSE '' END,
+                       CASE WHEN spec.made_from IS NOT NULL
+                            THEN format(' UNION ALL SELECT %s FROM %s', made, spec.made_from) ELSE '' END);
+        EXECUTE format('GRANT SELECT ON heliosdb.%I TO PUBLIC', spec.rel);
+    END LOOP;
+END $$;
+
+-- pg_class.relkind was read through this function; heliosdb.pg_class has it in place now
+DROP FUNCTION IF EXISTS heliosdb.relkind(oid, "char");
+
+UPDATE heliosdb._meta SET value = '12' WHERE key = 'catalog_version';
