@@ -457,6 +457,24 @@ def test_user_views_and_foreign_keys(conn: heliosdb.Connection, connect) -> None
     assert rows(conn, "SELECT name FROM named_orders ORDER BY id") == [("b",)]
 
 
+def test_a_branch_first_used_after_its_parent_made_tables_does_not_see_them(conn: heliosdb.Connection,
+                                                                           connect) -> None:
+    """A branch's schemas are built on its first use; the parent's tables, views and materialized views
+    made after the fork are not the branch's (they were copied in as live views of the parent's rows)."""
+    run(conn, "CREATE TABLE old (id int PRIMARY KEY)", "CREATE VIEW old_v AS SELECT id FROM old",
+        "CREATE DATABASE BRANCH dev",
+        "CREATE TABLE late (id int PRIMARY KEY)", "INSERT INTO late VALUES (1)",
+        "CREATE VIEW late_v AS SELECT id FROM late", "CREATE VIEW old_v2 AS SELECT id + 1 AS n FROM old",
+        "CREATE MATERIALIZED VIEW late_m AS SELECT count(*) FROM late")
+    dev = connect("dev")
+    for name in ("late", "late_v", "late_m"):
+        assert sqlstate(dev, f"SELECT * FROM {name}") == "42P01", name
+    assert rows(dev, "SELECT * FROM old_v") == [] and rows(dev, "SELECT * FROM old_v2") == []
+    run(dev, "CREATE TABLE late (id int PRIMARY KEY, note text)", "INSERT INTO late VALUES (7, 'own')")
+    assert rows(dev, "SELECT * FROM late") == [(7, "own")]
+    assert rows(conn, "SELECT * FROM late") == [(1,)]
+
+
 def test_columns_named_like_trigger_variables(conn: heliosdb.Connection, connect) -> None:
     run(conn, "CREATE TABLE v (l int, rid int, oc int, n int, s int)", "INSERT INTO v VALUES (1, 2, 3, 4, 5)",
         "CREATE DATABASE BRANCH dev")

@@ -86,12 +86,12 @@ def alter_inherited(
         elif word == "DROP" and len(clause) > 1 and clause[1].text.upper() == "CONSTRAINT":
             if_exists, k = skip_words(clause, 2, "IF", "EXISTS")
             cname, _ = read_name(clause, k)
-            if not any(c.name == cname.name for c in version.constraints):
+            if not any(c.name == cname.name and not c.is_index for c in version.constraints):
                 if not if_exists:
                     raise errors.UndefinedObject(
                         f'constraint "{cname.name}" of relation "{version.name}" does not exist'
                     )
-            version.constraints = [c for c in version.constraints if c.name != cname.name]
+            version.constraints = [c for c in version.constraints if c.name != cname.name or c.is_index]
         elif word == "DROP":
             _, k = skip_words(clause, 1, "COLUMN")
             if_exists, k = skip_words(clause, k, "IF", "EXISTS")
@@ -102,13 +102,14 @@ def alter_inherited(
                     continue
                 raise errors.UndefinedColumn(f'column "{col.name}" of relation "{version.name}" does not exist')
             version.columns = [c for c in version.columns if c.name != col.name]
-            version.constraints = [c for c in version.constraints if col.name not in c.cols and not (
-                c.expr and re.search(r"\b" + re.escape(col.name) + r"\b", c.expr))]
+            word_re = r"\b" + re.escape(col.name) + r"\b"
+            version.constraints = [c for c in version.constraints if col.name not in c.cols and not any(
+                t and re.search(word_re, t) for t in (c.expr, *(c.keys if c.kind == "i" else ()), c.where))]
         elif word == "RENAME" and len(clause) > 1 and clause[1].text.upper() == "CONSTRAINT":
             old, k = read_name(clause, 2)
             _, k = skip_words(clause, k, "TO")
             new, _ = read_name(clause, k)
-            con = next((c for c in version.constraints if c.name == old.name), None)
+            con = next((c for c in version.constraints if c.name == old.name and not c.is_index), None)
             if con is None:
                 raise errors.UndefinedObject(f'constraint "{old.name}" for table "{version.name}" does not exist')
             if any(c.name == new.name for c in version.constraints):
@@ -128,10 +129,15 @@ def alter_inherited(
                     f'column "{new.name}" of relation "{version.name}" already exists', sqlstate="42701"
                 )
             col.name = new.name
+            word_re = r"\b" + re.escape(old.name) + r"\b"
             for c in version.constraints:
                 c.cols = [new.name if x == old.name else x for x in c.cols]
                 if c.expr:
-                    c.expr = re.sub(r"\b" + re.escape(old.name) + r"\b", new.name, c.expr)
+                    c.expr = re.sub(word_re, new.name, c.expr)
+                if c.kind == "i" or c.using:  # an index's texts name the branch's columns ('x' keys: stored ones)
+                    c.keys = [re.sub(word_re, new.name, k) for k in c.keys] if c.kind == "i" else c.keys
+                    c.where = re.sub(word_re, new.name, c.where) if c.where and c.kind == "i" else c.where
+                    c.using = re.sub(word_re, new.name, c.using) if c.using else None
             renames.append((old.name, new.name))
         elif word == "ALTER":
             _alter_column(session, version, clause, raw)
@@ -374,6 +380,40 @@ def _unique_on_expressions(session: Session, version: TableVersion, info: TableI
     return Constraint(name, "x", [], None, stored, stored_where)
 
 
+_ORDER = re.compile(r"(?is)\s+(ASC|DESC)?\s*(NULLS\s+(FIRST|LAST))?\s*$")
+
+
+def _plain_index(conn: psycopg.Connection[Any], version: TableVersion, name: str, between: str, items: list[str],
+                 after: str) -> Constraint:
+    """The schema's record of CREATE INDEX on a branch: keys, predicate and options, and the definition
+    as PostgreSQL would print it after USING (its quote_ident quotes a column name only where needed)."""
+    method = re.search(r"(?is)\bUSING\s+(\w+)", between)
+    where = re.search(r"(?is)\bWHERE\b(.*)$", after)
+    cols, keys, options, shown, opclasses = [], [], [], [], []
+    for item in items:
+        order = _ORDER.search(item)
+        desc = bool(order and (order.group(1) or "").upper() == "DESC")
+        nulls = (order.group(3) or "").upper() if order else ""
+        key = item[: order.start()] if order else item
+        opclass = re.search(r"(?s)\s+(\w+_ops)\s*$", key)
+        opclasses.append(opclass.group(1).lower() if opclass else "")
+        key = key[: opclass.start()] if opclass else key
+        col = _key_column(key)
+        is_col = version.column(col) is not None
+        cols.append(col if is_col else "")
+        keys.append(_quoted(conn, col) if is_col else key.strip())
+        options.append((1 if desc else 0) | (2 if nulls == "FIRST" or (desc and nulls != "LAST") else 0))
+        suffix = (" DESC" if desc else "") + (f" NULLS {nulls}" if nulls and (nulls == "FIRST") != desc else "")
+        shown.append(keys[-1] + (f" {opclasses[-1]}" if opclasses[-1] else "") + suffix)
+    pred = where.group(1).strip().rstrip(";").strip() if where else None
+    using = f"{(method.group(1) if method else 'btree').lower()} ({', '.join(shown)})" + (f" WHERE {pred}" if pred else "")
+    return Constraint(name, "i", cols, None, keys, pred, using=using, options=options, opclasses=opclasses)
+
+
+def _quoted(conn: psycopg.Connection[Any], name: str) -> str:
+    return str(conn.execute("SELECT quote_ident(%s)", (name,)).fetchone()[0])  # type: ignore[index]
+
+
 def _key_column(item: str) -> str:
     """A column of an index's key list, without its sort order (ASC/DESC, NULLS FIRST/LAST)."""
     item = re.sub(r"(?i)\s+nulls\s+(first|last)$", "", item.strip())
@@ -385,32 +425,44 @@ def index_on_branch(
     session: Session, version: TableVersion, info: TableInfo, toks: list[Any], text: str, name: Name,
     unique: bool, lsn: int,
 ) -> None:
-    """CREATE INDEX on an inherited table: an index over the branch rows; UNIQUE becomes a constraint."""
+    """CREATE INDEX on an inherited table: recorded in the branch's schema; UNIQUE is checked by the branch's
+    write trigger, a plain index on columns is mirrored by an index over the branch's own rows."""
     conn, branch = session.conn, session.branch
     j = next(k for k, t in enumerate(toks) if is_word(t, "ON"))
     _, k = skip_words(toks, 2 if unique else 1, "INDEX")
     _, k = skip_words(toks, k, "CONCURRENTLY")
-    _, k = skip_words(toks, k, "IF", "NOT", "EXISTS")
+    if_not_exists, k = skip_words(toks, k, "IF", "NOT", "EXISTS")
     idx_name = read_name(toks, k)[0].name if k < j else f"{version.name}_idx"
     paren = next((p for p in range(j, len(toks)) if toks[p].text == "("), None)
     if paren is None:
         raise errors.SyntaxError("syntax error: expected a column list")
+    if any(c.name == idx_name for c in version.constraints):
+        if if_not_exists:
+            session.notices.append(f'NOTICE:  relation "{idx_name}" already exists, skipping')
+            return
+        raise errors.lookup("42P07")(f'relation "{idx_name}" already exists', sqlstate="42P07")
     e = matching_paren(toks, paren)
     items = _top_level_items(toks, paren, e, text)
+    shape = _plain_index(conn, version, idx_name, text[toks[j].end + 1 : toks[paren].start], items, text[toks[e].end + 1 :])
     if unique:
         where = re.search(r"(?is)\bWHERE\b(.*)$", text[toks[e].end + 1 :])
         cols = [_key_column(c) for c in items]
         if where is None and all(version.column(c) is not None for c in cols):
             _check_unique(conn, I(branch.user_schema, version.name), cols, idx_name, version.name)
-            version.constraints.append(Constraint(idx_name, "u", cols, None, index=True))
+            con = Constraint(idx_name, "u", cols, None, index=True)
         else:  # on expressions or partial: the branch's write trigger checks it (layout._expression_unique)
-            version.constraints.append(_unique_on_expressions(session, version, info, idx_name, items,
-                                                              where.group(1).strip() if where else None))
+            con = _unique_on_expressions(session, version, info, idx_name, items,
+                                         where.group(1).strip() if where else None)
+        con.using, con.options, con.opclasses = shape.using, shape.options, shape.opclasses
+        version.constraints.append(con)
         version.branch_id = branch.id
         save_version(conn, version, lsn)
         layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
         return
-    # A plain index only speeds things up: index the branch relation on the same columns.
+    version.constraints.append(shape)
+    version.branch_id = branch.id
+    save_version(conn, version, lsn)
+    # It only speeds things up: index the branch relation on the same columns.
     names = {c.name: c.col for c in version.columns}
     phys = phys_names(conn, info.id)
     try:

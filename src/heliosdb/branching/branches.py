@@ -277,25 +277,31 @@ def _copy_user_functions(conn: psycopg.Connection[Any], parent: Branch, branch: 
 
 
 def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, table_names: set[str]) -> None:
-    """Plain views the user created on the parent exist on the child too, over the child's tables."""
+    """Plain views the user created on the parent exist on the child too, over the child's tables.
+
+    The parent's schema also holds the views that are its tables and materialized views: those the child
+    sees it has built from its own schema versions (table_names); those the parent made after the fork are
+    not the child's. A plain view over such a table cannot exist on the child either, so it is left out.
+    """
     parent = _built_parent(conn, parent)
-    has_views = conn.execute(
-        "SELECT array_agg(relname::text) FROM pg_class WHERE relnamespace = to_regnamespace(%s) AND relkind = 'v'",
-        (sql.Identifier(parent.user_schema).as_string(conn),),
-    ).fetchone()
-    if not has_views or not set(has_views[0] or []) - table_names:
-        return
     with _search_path(conn, parent.search_path):
         views = conn.execute(
             """SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c
-               WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind = 'v' ORDER BY c.oid""",
+               WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind = 'v'
+                 AND heliosdb._relkind(c.oid, c.relkind) = 'v' ORDER BY c.oid""",
             (sql.Identifier(parent.user_schema).as_string(conn),),
         ).fetchall()
     with _search_path(conn, branch.search_path):
         for name, definition in views:
             if name in table_names:
                 continue
-            conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(sql.Identifier(branch.user_schema, name), sql.SQL(definition)))
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(
+                        sql.Identifier(branch.user_schema, name), sql.SQL(definition)))
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
+                    psycopg.errors.UndefinedFunction, psycopg.errors.DuplicateTable):
+                pass  # it reads what the child does not have
 
 
 # -- ALTER -----------------------------------------------------------------------------

@@ -573,8 +573,7 @@ def _create_index(session: Session, text: str) -> Result:
         lsn = _lsn(conn, branch.id)
         if branch.id == info.root_branch:
             conn.execute(replace(text, name, quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)))  # type: ignore[arg-type]
-            if unique:
-                _resync_root(session, version, info, lsn)
+            _resync_root(session, version, info, lsn)  # indexes are schema: branches made later see it
             return _result("CREATE INDEX")
         from heliosdb.branching.alter_branch import index_on_branch
 
@@ -592,29 +591,31 @@ def _drop_index(session: Session, text: str) -> Result:
     conn, branch = session.conn, session.branch
     with conn.transaction():
         schemas, row = _index_named(session, name.name)
-        owner = next(((v, i) for v, i in schemas.values() if branch.id != i.root_branch
-                      and any(c.name == name.name and c.kind in ("u", "x") for c in v.constraints)), None)
-        if row is None and owner is not None:  # a UNIQUE index made on this branch: its write trigger's check
-            version, info = owner
-            version.constraints = [c for c in version.constraints if c.name != name.name]
-            version.branch_id = branch.id
-            save_version(conn, version, _lsn(conn, branch.id))
-            layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+        if row is not None and branch.id == schemas[row[0]][1].root_branch:  # the table's own: PostgreSQL's
+            version, info = schemas[row[0]]
+            conn.execute(sql.SQL("DROP INDEX {}").format(I(row[0], row[1])))
+            _resync_root(session, version, info, _lsn(conn, branch.id))
             return _result("DROP INDEX")
-        if row is None:
+        # On a branch that inherited the table the index is the branch's schema: the root relation's
+        # physical indexes serve every branch and stay; the branch's mirror over its own rows goes.
+        owner = next(((v, i, c) for v, i in schemas.values() for c in v.constraints if c.name == name.name), None)
+        if owner is None or not owner[2].is_index:
+            if owner is not None:
+                raise errors.lookup("2BP01")(
+                    f'cannot drop index {name.name} because constraint {name.name} on table {owner[0].name} '
+                    "requires it", hint=f"You can drop constraint {name.name} on table {owner[0].name} instead.",
+                    sqlstate="2BP01")
             if if_exists:
                 session.notices.append(f'NOTICE:  index "{name.name}" does not exist, skipping')
                 return _result("DROP INDEX")
             raise errors.UndefinedObject(f'index "{name.name}" does not exist')
-        version, info = schemas[row[0]]
-        lsn = _lsn(conn, branch.id)
-        conn.execute(sql.SQL("DROP INDEX {}").format(I(row[0], row[1])))
-        if branch.id == info.root_branch:
-            _resync_root(session, version, info, lsn)
-        elif any(c.name == name.name for c in version.constraints):
-            version.constraints = [c for c in version.constraints if c.name != name.name]
-            version.branch_id = branch.id
-            save_version(conn, version, lsn)
+        version, info, con = owner
+        version.constraints = [c for c in version.constraints if c.name != name.name]
+        version.branch_id = branch.id
+        save_version(conn, version, _lsn(conn, branch.id))
+        if row is not None and row[1] == f"{name.name}__b{branch.id}":
+            conn.execute(sql.SQL("DROP INDEX {}").format(I(row[0], row[1])))
+        if con.kind != "i":  # a uniqueness check of the branch's write trigger
             layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
     return _result("DROP INDEX")
 
@@ -644,22 +645,19 @@ def _alter_index(session: Session, text: str) -> Result:
     conn, branch = session.conn, session.branch
     with conn.transaction():
         schemas, row = _index_named(session, name.name)
-        if row is not None and (row[1] != name.name or branch.id == schemas[row[0]][1].root_branch):
-            version, info = schemas[row[0]]  # the table's own index on its root branch, or this branch's
-            suffix = "" if row[1] == name.name else f"__b{branch.id}"
-            conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(I(row[0], row[1]), I(new.name + suffix)))
-            if branch.id == info.root_branch:  # a constraint's index takes the constraint's name with it
-                _resync_root(session, version, info, _lsn(conn, branch.id))
+        if row is not None and branch.id == schemas[row[0]][1].root_branch:  # the table's own: PostgreSQL's
+            version, info = schemas[row[0]]
+            conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(I(row[0], row[1]), I(new.name)))
+            _resync_root(session, version, info, _lsn(conn, branch.id))  # a constraint's index: its name too
             return _result("ALTER INDEX")
         owner = next(((v, i) for v, i in schemas.values()
-                      if any(c.name == name.name and c.kind in ("p", "u", "x") for c in v.constraints)), None)
-        if owner is None and row is not None:  # the root relation's plain index, every branch's
-            raise errors.NotSupportedError(f'renaming index "{name.name}" of a table this branch inherited is not '
-                                           "supported", hint="Rename it on the branch that created the table.")
+                      if any(c.name == name.name and c.kind in ("p", "u", "x", "i") for c in v.constraints)), None)
         if owner is None:
             if if_exists:
                 session.notices.append(f'NOTICE:  relation "{name.name}" does not exist, skipping')
                 return _result("ALTER INDEX")
+            if row is not None:  # the root relation's index, made after this branch's fork: not the branch's
+                raise errors.UndefinedTable(f'relation "{name.name}" does not exist')
             return _passthrough(session, text)  # not a HeliosDB table's: PostgreSQL's own answer
         version, info = owner
         for con in version.constraints:
@@ -667,6 +665,9 @@ def _alter_index(session: Session, text: str) -> Result:
                 con.name = new.name
         version.branch_id = branch.id
         save_version(conn, version, _lsn(conn, branch.id))
+        if row is not None and row[1] == f"{name.name}__b{branch.id}":  # the mirror over the branch's rows
+            conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                I(row[0], row[1]), I(f"{new.name}__b{branch.id}")))
         layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
     return _result("ALTER INDEX")
 

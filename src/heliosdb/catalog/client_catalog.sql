@@ -10,8 +10,7 @@
 --
 -- Made-up rows need object ids no real object has. PostgreSQL hands out ids from a counter that
 -- starts at 16384; these use the top of the range: constraint ids 3,000,000,000 + table id x 128
--- + the constraint's position, index ids 3,700,000,000 + table id x 128 + position (plain
--- indexes from 64). Columns PostgreSQL stores as expression trees (conbin, indexprs, indpred)
+-- + the constraint's position in the schema's list, index ids 3,700,000,000 + the same. Columns PostgreSQL stores as expression trees (conbin, indexprs, indpred)
 -- are NULL in them: the text forms come from heliosdb.pg_get_constraintdef and
 -- heliosdb.pg_get_indexdef.
 
@@ -35,16 +34,13 @@ LANGUAGE sql STABLE AS $$
     WHERE NOT v.dropped
 $$;
 
--- The session's branch's tables (or one of them) with the view that stands for each, and where
--- they are stored.
+-- The session's branch's tables (or one of them) with the view that stands for each, and the
+-- storage relation their foreign keys name.
 CREATE OR REPLACE FUNCTION heliosdb._client_tables(only_table integer DEFAULT NULL)
 RETURNS TABLE (table_id integer, relid oid, nsp oid, relname name, columns jsonb, constraints jsonb,
-               phys oid, br oid, branch integer)
+               phys_schema text, phys_name text)
 LANGUAGE sql STABLE AS $$
-    SELECT v.table_id, c.oid, c.relnamespace, c.relname, v.columns, v.constraints,
-           to_regclass(format('%I.%I', t.phys_schema, t.phys_name)),
-           to_regclass(format('%I.%I', t.phys_schema, t.phys_name || '__br')),
-           b.id
+    SELECT v.table_id, c.oid, c.relnamespace, c.relname, v.columns, v.constraints, t.phys_schema, t.phys_name
     FROM heliosdb._branches b
     JOIN pg_catalog.pg_namespace n ON n.nspname = b.user_schema
     CROSS JOIN LATERAL heliosdb._visible_versions(b.id, only_table) v
@@ -66,60 +62,28 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(string_agg(quote_ident(n), ', ' ORDER BY o), '') FROM unnest(names) WITH ORDINALITY u(n, o)
 $$;
 
--- Indexes of the session's branch's tables: primary keys, unique constraints and unique
--- indexes from the schema the branch sees; plain indexes from the stored relations. The root
--- relation's serve every branch's reads of the table. A branch's own are on the branch relation,
--- named <index>__b<branch id> and keyed by the branch first; the schema does not record them,
--- so they show on that branch only (not on branches made from it later).
+-- Indexes of the session's branch's tables, from the schema it sees: primary keys, unique
+-- constraints, unique and plain indexes (introspect and CREATE INDEX on a branch record them).
 CREATE OR REPLACE FUNCTION heliosdb._client_indexes(only_table integer DEFAULT NULL)
 RETURNS TABLE (oid oid, relid oid, nsp oid, relname name, isunique boolean, isprimary boolean,
-               keys int2[], elements text[], pred text, table_id integer, conpos integer)
+               keys int2[], elements text[], options int2[], classes oid[], pred text, using_text text, am oid)
 LANGUAGE sql STABLE AS $$
-    WITH t AS MATERIALIZED (SELECT * FROM heliosdb._client_tables(only_table)),
-    own AS (
-        SELECT (3700000000 + t.table_id::bigint * 128 + k.pos)::oid AS oid, t.relid, t.nsp,
-               (k.con->>'name')::name AS relname, true AS isunique, k.con->>'kind' = 'p' AS isprimary,
-               CASE WHEN k.con->>'kind' = 'x'
-                    THEN heliosdb._attnums(t.relid, ARRAY(SELECT jsonb_array_elements_text(k.con->'keys')))
-                    ELSE heliosdb._attnums(t.relid, ARRAY(SELECT jsonb_array_elements_text(k.con->'cols'))) END AS keys,
-               CASE WHEN k.con->>'kind' = 'x' THEN ARRAY(SELECT jsonb_array_elements_text(k.con->'keys'))
-                    ELSE ARRAY(SELECT quote_ident(c) FROM jsonb_array_elements_text(k.con->'cols') c) END AS elements,
-               k.con->>'where' AS pred, t.table_id, k.pos::integer AS conpos
-        FROM t CROSS JOIN LATERAL jsonb_array_elements(t.constraints) WITH ORDINALITY k(con, pos)
-        WHERE k.con->>'kind' IN ('p', 'u', 'x') AND k.pos < 64),
-    stored AS (  -- plain indexes, their keys as the physical names of the table's columns
-        SELECT t.table_id, t.relid, t.nsp, t.columns,
-               CASE WHEN r.relid = t.phys THEN ic.relname
-                    ELSE regexp_replace(ic.relname, '__b[0-9]+$', '') END::name AS relname,
-               i.indexrelid, i.indrelid, i.indkey::int2[] AS indkey,
-               CASE WHEN r.relid = t.phys THEN 0 ELSE 1 END AS skip
-        FROM t
-        CROSS JOIN LATERAL (VALUES (t.phys), (t.br)) r(relid)
-        JOIN pg_catalog.pg_index i ON i.indrelid = r.relid AND NOT i.indisunique
-        JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-        WHERE ic.relname !~ '_hdb_'
-          AND (r.relid = t.phys OR substring(ic.relname FROM '__b([0-9]+)$')::integer = t.branch)),
-    plain AS (
-        SELECT (3700000000 + s.table_id::bigint * 128 + 64
-                + row_number() OVER (PARTITION BY s.table_id ORDER BY s.relname))::oid AS oid,
-               s.relid, s.nsp, s.relname, false AS isunique, false AS isprimary,
-               heliosdb._attnums(s.relid, e.names) AS keys, e.elements, NULL::text AS pred, s.table_id,
-               0 AS conpos
-        FROM stored s
-        CROSS JOIN LATERAL (  -- physical column -> column id -> the name the branch gives it
-            SELECT array_agg(col.value->>'name' ORDER BY k.o) AS names,
-                   array_agg(coalesce(quote_ident(col.value->>'name'),
-                                      pg_catalog.pg_get_indexdef(s.indexrelid, k.o::integer, true)) ORDER BY k.o)
-                       AS elements
-            FROM unnest(s.indkey) WITH ORDINALITY k(attnum, o)
-            LEFT JOIN pg_catalog.pg_attribute pa ON pa.attrelid = s.indrelid AND pa.attnum = k.attnum AND k.attnum > 0
-            LEFT JOIN heliosdb._columns hc ON hc.table_id = s.table_id AND hc.phys_name = pa.attname
-            LEFT JOIN LATERAL (SELECT c AS value FROM jsonb_array_elements(s.columns) c
-                               WHERE (c->>'col')::integer = hc.col_id) col ON true
-            WHERE k.o > s.skip) e)
-    SELECT * FROM own
-    UNION ALL
-    SELECT * FROM plain
+    SELECT (3700000000 + t.table_id::bigint * 128 + k.pos)::oid, t.relid, t.nsp, (k.con->>'name')::name,
+           k.con->>'kind' <> 'i', k.con->>'kind' = 'p',
+           heliosdb._attnums(t.relid, ARRAY(SELECT jsonb_array_elements_text(
+               CASE WHEN k.con->>'kind' = 'x' THEN k.con->'keys' ELSE k.con->'cols' END))),
+           CASE WHEN jsonb_array_length(coalesce(k.con->'keys', '[]')) > 0
+                THEN ARRAY(SELECT jsonb_array_elements_text(k.con->'keys'))
+                ELSE ARRAY(SELECT quote_ident(c) FROM jsonb_array_elements_text(k.con->'cols') c) END,
+           ARRAY(SELECT jsonb_array_elements_text(coalesce(k.con->'options', '[]'))::int2),
+           ARRAY(SELECT coalesce(o.oid, 0) FROM jsonb_array_elements_text(coalesce(k.con->'opclasses', '[]'))
+                 WITH ORDINALITY c(name, n)
+                 LEFT JOIN pg_catalog.pg_opclass o ON o.opcname = c.name AND o.opcmethod = am.oid ORDER BY c.n),
+           k.con->>'where', k.con->>'using', am.oid
+    FROM heliosdb._client_tables(only_table) t
+    CROSS JOIN LATERAL jsonb_array_elements(t.constraints) WITH ORDINALITY k(con, pos)
+    JOIN pg_catalog.pg_am am ON am.amname = coalesce(split_part(k.con->>'using', ' ', 1), 'btree')
+    WHERE k.con->>'kind' IN ('p', 'u', 'x', 'i') AND k.pos < 128
 $$;
 
 -- Constraints of the session's branch's tables, from the schema it sees.
@@ -133,7 +97,7 @@ LANGUAGE sql STABLE AS $$
         SELECT t.*, k.con, k.pos, k.con->>'kind' AS kind,
                CASE WHEN k.con->>'kind' = 'f' THEN (k.con->>'expr')::jsonb END AS fk
         FROM t CROSS JOIN LATERAL jsonb_array_elements(t.constraints) WITH ORDINALITY k(con, pos)
-        WHERE k.con->>'kind' IN ('p', 'u', 'c', 'f') AND k.pos < 64
+        WHERE k.con->>'kind' IN ('p', 'u', 'c', 'f') AND k.pos < 128
           AND NOT coalesce((k.con->>'index')::boolean, false)),  -- a unique index is not a constraint
     cols AS (SELECT k.*, ARRAY(SELECT jsonb_array_elements_text(k.con->'cols')) AS names FROM k)
     SELECT (3000000000 + c.table_id::bigint * 128 + c.pos)::oid, (c.con->>'name')::name, c.nsp, c.kind::"char",
@@ -175,27 +139,28 @@ $$;
 CREATE OR REPLACE FUNCTION heliosdb._client_relations()
 RETURNS TABLE (relid oid, hasindex boolean, checks int2, hastriggers boolean)
 LANGUAGE sql STABLE AS $$
-    WITH t AS MATERIALIZED (SELECT t.*, ht.phys_schema, ht.phys_name
-                            FROM heliosdb._client_tables() t JOIN heliosdb._tables ht ON ht.id = t.table_id),
+    WITH t AS MATERIALIZED (SELECT * FROM heliosdb._client_tables()),
     refs AS (SELECT DISTINCT (c->>'expr')::jsonb->>'schema' AS s, (c->>'expr')::jsonb->>'table' AS n
              FROM t, jsonb_array_elements(t.constraints) c WHERE c->>'kind' = 'f')
     SELECT t.relid,
-           EXISTS (SELECT FROM jsonb_array_elements(t.constraints) c WHERE c->>'kind' IN ('p', 'u', 'x'))
-           OR EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid IN (t.phys, t.br) AND NOT i.indisunique),
+           EXISTS (SELECT FROM jsonb_array_elements(t.constraints) c WHERE c->>'kind' IN ('p', 'u', 'x', 'i')),
            (SELECT count(*) FROM jsonb_array_elements(t.constraints) c WHERE c->>'kind' = 'c')::int2,
            EXISTS (SELECT FROM jsonb_array_elements(t.constraints) c WHERE c->>'kind' = 'f')
            OR EXISTS (SELECT FROM refs WHERE refs.s = t.phys_schema AND refs.n = t.phys_name)
     FROM t
 $$;
 
--- NOT NULL columns of the views: the column's own, and the primary key's.
-CREATE OR REPLACE FUNCTION heliosdb._client_notnull()
-RETURNS TABLE (relid oid, attname name)
+-- The views' columns as the schema has them: NOT NULL (the column's own, or the primary key's) and
+-- identity ('a' ALWAYS, 'd' BY DEFAULT).
+CREATE OR REPLACE FUNCTION heliosdb._client_columns()
+RETURNS TABLE (relid oid, attname name, notnull boolean, identity "char")
 LANGUAGE sql STABLE AS $$
-    SELECT t.relid, (c->>'name')::name FROM heliosdb._client_tables() t, jsonb_array_elements(t.columns) c
-    WHERE (c->>'notnull')::boolean
-       OR EXISTS (SELECT FROM jsonb_array_elements(t.constraints) k
-                  WHERE k->>'kind' = 'p' AND k->'cols' ? (c->>'name'))
+    SELECT t.relid, (c->>'name')::name,
+           coalesce((c->>'notnull')::boolean, false)
+           OR EXISTS (SELECT FROM jsonb_array_elements(t.constraints) k
+                      WHERE k->>'kind' = 'p' AND k->'cols' ? (c->>'name')),
+           coalesce(c->>'identity', '')::"char"
+    FROM heliosdb._client_tables() t, jsonb_array_elements(t.columns) c
 $$;
 
 -- The text of a made-up constraint or index, and whether a made-up index is visible: for
@@ -205,13 +170,13 @@ LANGUAGE sql STABLE AS $$
     SELECT k.def FROM heliosdb._client_constraints(((c::bigint - 3000000000) / 128)::integer) k WHERE k.oid = c
 $$;
 
-CREATE OR REPLACE FUNCTION heliosdb._made_indexdef(i oid, col integer, pretty boolean) RETURNS text
+CREATE OR REPLACE FUNCTION heliosdb._made_indexdef(i oid, col integer) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN col > 0 THEN x.elements[col] ELSE
         'CREATE ' || CASE WHEN x.isunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || quote_ident(x.relname)
-        || ' ON ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' USING btree ('
-        || array_to_string(x.elements, ', ') || ')'
-        || coalesce(CASE WHEN pretty THEN ' WHERE ' || x.pred ELSE ' WHERE (' || x.pred || ')' END, '') END
+        || ' ON ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' USING '
+        || coalesce(x.using_text, 'btree (' || array_to_string(x.elements, ', ') || ')'
+                    || coalesce(' WHERE ' || x.pred, '')) END
     FROM heliosdb._client_indexes(((i::bigint - 3700000000) / 128)::integer) x
     JOIN pg_catalog.pg_class c ON c.oid = x.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE x.oid = i
@@ -235,7 +200,7 @@ $$;
 CREATE OR REPLACE FUNCTION heliosdb.pg_get_indexdef(i oid, col integer DEFAULT 0, pretty boolean DEFAULT false)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN i < 3700000000::oid THEN pg_catalog.pg_get_indexdef(i, col, pretty)
-                ELSE heliosdb._made_indexdef(i, col, pretty) END
+                ELSE heliosdb._made_indexdef(i, col) END
 $$;
 
 -- A made-up index is visible where its table is (psql's \di asks).
@@ -268,8 +233,8 @@ BEGIN
             'indisclustered', 'false', 'indisvalid', 'true', 'indcheckxmin', 'false', 'indisready', 'true',
             'indislive', 'true', 'indisreplident', 'false', 'indkey', 'array_to_string(x.keys, '' '')',
             'indcollation', 'array_to_string(array_fill(0, ARRAY[cardinality(x.keys)]), '' '')',
-            'indclass', 'array_to_string(array_fill(0, ARRAY[cardinality(x.keys)]), '' '')',
-            'indoption', 'array_to_string(array_fill(0, ARRAY[cardinality(x.keys)]), '' '')')),
+            'indclass', 'array_to_string(x.classes || array_fill(0::oid, ARRAY[cardinality(x.keys) - cardinality(x.classes)]), '' '')',
+            'indoption', 'array_to_string(x.options || array_fill(0::int2, ARRAY[cardinality(x.keys) - cardinality(x.options)]), '' '')')),
         ('pg_class', 'LEFT JOIN heliosdb._client_relations() h ON h.relid = o.oid', jsonb_build_object(
             -- the branch's tables are known here; other views (other branches', materialized
             -- views) are looked up, once each
@@ -281,15 +246,16 @@ BEGIN
             'relreplident', 'CASE WHEN h.relid IS NULL THEN o.relreplident ELSE ''d'' END'),
          'heliosdb._client_indexes() x JOIN pg_catalog.pg_class t ON t.oid = x.relid', jsonb_build_object(
             'oid', 'x.oid', 'relname', 'x.relname', 'relnamespace', 'x.nsp', 'reltype', '0', 'reloftype', '0',
-            'relowner', 't.relowner', 'relam', '403', 'relfilenode', '0', 'reltablespace', '0', 'relpages', '0',
+            'relowner', 't.relowner', 'relam', 'x.am', 'relfilenode', '0', 'reltablespace', '0', 'relpages', '0',
             'reltuples', '0', 'relallvisible', '0', 'reltoastrelid', '0', 'relhasindex', 'false',
             'relisshared', 'false', 'relpersistence', '''p''', 'relkind', '''i''',
             'relnatts', 'cardinality(x.keys)', 'relchecks', '0', 'relhasrules', 'false',
             'relhastriggers', 'false', 'relhassubclass', 'false', 'relrowsecurity', 'false',
             'relforcerowsecurity', 'false', 'relispopulated', 'true', 'relreplident', '''n''',
             'relispartition', 'false', 'relrewrite', '0', 'relfrozenxid', '''0''', 'relminmxid', '''0''')),
-        ('pg_attribute', 'LEFT JOIN heliosdb._client_notnull() h ON h.relid = o.attrelid AND h.attname = o.attname',
-         jsonb_build_object('attnotnull', 'o.attnotnull OR h.relid IS NOT NULL'), NULL, NULL),
+        ('pg_attribute', 'LEFT JOIN heliosdb._client_columns() h ON h.relid = o.attrelid AND h.attname = o.attname',
+         jsonb_build_object('attnotnull', 'o.attnotnull OR coalesce(h.notnull, false)',
+                            'attidentity', 'coalesce(h.identity, o.attidentity)'), NULL, NULL),
         ('pg_trigger', NULL, NULL, NULL, NULL)
     ) AS v(rel, own_join, own_cols, made_from, made_cols)
     LOOP
@@ -312,6 +278,38 @@ BEGIN
         EXECUTE format('GRANT SELECT ON heliosdb.%I TO PUBLIC', spec.rel);
     END LOOP;
 END $$;
+
+-- Catalogs written before this version record no plain index and call every unique index a
+-- constraint: the current schema of each table on its root branch learns them from the root
+-- relation (as introspect now records them). Branches keep what their own versions say.
+UPDATE heliosdb._table_versions v SET constraints = (
+    SELECT coalesce(jsonb_agg(CASE WHEN c->>'kind' = 'u' AND NOT EXISTS (
+                                       SELECT FROM pg_catalog.pg_constraint k
+                                       WHERE k.conrelid = to_regclass(format('%I.%I', t.phys_schema, t.phys_name))
+                                         AND k.conname = c->>'name')
+                                   THEN c || '{"index": true}' ELSE c END ORDER BY o), '[]'::jsonb)
+    FROM jsonb_array_elements(v.constraints) WITH ORDINALITY e(c, o)
+) || coalesce((
+    SELECT jsonb_agg(jsonb_build_object(
+               'name', ic.relname, 'kind', 'i', 'expr', NULL, 'index', false,
+               'cols', ARRAY(SELECT coalesce(a.attname::text, '') FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+                             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+                             WHERE k.o <= i.indnkeyatts ORDER BY k.o),
+               'keys', ARRAY(SELECT pg_catalog.pg_get_indexdef(i.indexrelid, k, true)
+                             FROM generate_series(1, i.indnkeyatts) k),
+               'where', pg_catalog.pg_get_expr(i.indpred, i.indrelid, true),
+               'using', substring(pg_catalog.pg_get_indexdef(i.indexrelid, 0, true) FROM ' USING (.*)$'),
+               'options', (i.indoption::int2[])[0:i.indnkeyatts - 1],
+               'opclasses', ARRAY(SELECT CASE WHEN o.opcdefault THEN '' ELSE o.opcname::text END
+                                  FROM unnest(i.indclass::oid[]) WITH ORDINALITY k(c, n)
+                                  JOIN pg_catalog.pg_opclass o ON o.oid = k.c ORDER BY k.n)) ORDER BY ic.relname)
+    FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+    WHERE i.indrelid = to_regclass(format('%I.%I', t.phys_schema, t.phys_name)) AND NOT i.indisunique
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid
+                      AND a.attnum = ANY(i.indkey::int2[]) AND a.attname LIKE '\_hdb\_%')), '[]'::jsonb)
+FROM heliosdb._tables t
+WHERE t.id = v.table_id AND v.branch_id = t.root_branch AND v.valid_to = 9223372036854775807 AND NOT v.dropped
+  AND NOT EXISTS (SELECT FROM jsonb_array_elements(v.constraints) c WHERE c->>'kind' = 'i');
 
 -- pg_class.relkind was read through this function; heliosdb.pg_class has it in place now
 DROP FUNCTION IF EXISTS heliosdb.relkind(oid, "char");

@@ -130,13 +130,26 @@ class Column:
 
 @dataclass
 class Constraint:
+    """A constraint or index of a table version. Indexes are here as they are schema: a branch sees those
+    of its ancestors as of its fork (the root relation's physical indexes are shared by every branch)."""
+
     name: str
-    kind: str  # 'p' primary key, 'u' unique, 'c' check, 'f' foreign key, 'x' unique index on expressions or partial
-    cols: list[str] = field(default_factory=list)
+    # 'p' primary key, 'u' unique, 'c' check, 'f' foreign key, 'x' unique index on expressions or partial,
+    # 'i' an index that is not unique
+    kind: str
+    cols: list[str] = field(default_factory=list)  # 'i': "" for a key that is an expression
     expr: str | None = None
-    keys: list[str] = field(default_factory=list)  # 'x': the key expressions (root relation's column names)
-    where: str | None = None  # 'x': the index's predicate
+    keys: list[str] = field(default_factory=list)  # 'x', 'i': the key expressions ('x': the root relation's names)
+    where: str | None = None  # 'x', 'i': the index's predicate
     index: bool = False  # 'u': made by CREATE UNIQUE INDEX, not a constraint (so not in pg_constraint)
+    using: str | None = None  # an index's definition as PostgreSQL prints it after USING ("btree (v DESC)")
+    options: list[int] = field(default_factory=list)  # an index's pg_index.indoption, per key (1 DESC, 2 NULLS FIRST)
+    opclasses: list[str] = field(default_factory=list)  # an index's operator class per key ("": the default)
+
+    @property
+    def is_index(self) -> bool:
+        """An index rather than a constraint (DROP INDEX, not DROP CONSTRAINT, removes it)."""
+        return self.kind in ("i", "x") or (self.kind == "u" and self.index)
 
 
 @dataclass

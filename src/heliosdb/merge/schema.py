@@ -364,9 +364,10 @@ def _plan_constraints(plan: SchemaPlan, sv: TableVersion, before: TableVersion, 
                       source: Branch, target: Branch, refs: dict[tuple[int, str], str]) -> None:
     """Constraints the source added or dropped since the base (by name): added ones are added on the target once
     the merged rows are there, dropped ones are dropped first; the target keeps what it changed itself."""
-    was = {c.name: c for c in before.constraints}
-    now = {c.name: c for c in sv.constraints}
-    have = {c.name: c for c in tv.constraints}
+    # plain indexes are not carried (docs/sql-reference.md, merges)
+    was = {c.name: c for c in before.constraints if c.kind != "i"}
+    now = {c.name: c for c in sv.constraints if c.kind != "i"}
+    have = {c.name: c for c in tv.constraints if c.kind != "i"}
     for name, con in now.items():
         if name in was and _definition(was[name]) == _definition(con):
             continue
