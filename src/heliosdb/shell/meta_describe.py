@@ -15,21 +15,9 @@ MAX_LSN = 9223372036854775807
 
 # Tables the branch sees at its head: its own table versions, then each ancestor's as of the fork point.
 VISIBLE_TABLES = """
-WITH RECURSIVE up AS (
-    SELECT id, parent_id, fork_lsn, 0 AS n, 9223372036854775807::bigint AS upto
-    FROM heliosdb._branches WHERE id = %(branch)s
-    UNION ALL
-    SELECT p.id, p.parent_id, p.fork_lsn, up.n + 1, least(up.upto, up.fork_lsn)
-    FROM heliosdb._branches p JOIN up ON p.id = up.parent_id
-), v AS (
-    SELECT DISTINCT ON (tv.table_id) tv.table_id, tv.name, tv.dropped, tv.columns, tv.constraints
-    FROM up JOIN heliosdb._table_versions tv ON tv.branch_id = up.id
-     AND tv.valid_from <= up.upto AND (up.upto < tv.valid_to OR tv.valid_to = 9223372036854775807)
-    ORDER BY tv.table_id, up.n
-)
 SELECT v.table_id, v.name, v.columns, v.constraints, t.root_branch, rb.name, t.phys_schema, t.phys_name
-FROM v JOIN heliosdb._tables t ON t.id = v.table_id LEFT JOIN heliosdb._branches rb ON rb.id = t.root_branch
-WHERE NOT v.dropped
+FROM heliosdb._visible_versions(%(branch)s) v JOIN heliosdb._tables t ON t.id = v.table_id
+LEFT JOIN heliosdb._branches rb ON rb.id = t.root_branch
 ORDER BY v.name
 """
 
@@ -116,20 +104,22 @@ def list_matviews(ctx: ShellContext, args: dict[str, str]) -> Outcome:
 
 
 def _index_rows(ctx: ShellContext, table: tuple[Any, ...]) -> list[tuple[str, str, bool, bool, str, str]]:
-    """(index, table, unique, primary, definition, created on) of one HeliosDB table on this branch."""
-    tid, name, _cols, _cons, root_id, root_name, phys_schema, phys_name = table
+    """(index, table, unique, primary, definition, created on) of one HeliosDB table on this branch: the stored
+    indexes the branch's schema names (one made on the root after the branch's fork is not the branch's)."""
+    tid, name, _cols, cons, root_id, root_name, phys_schema, phys_name = table
+    named = {c["name"] for c in cons}
     chain = ctx.query(_CHAIN, (ctx.session.branch.id,))
     on_chain = {bid: bname for bid, bname in chain}
     out = []
     for idx, rel, unique, primary, definition in ctx.query(_INDEXES, (phys_schema, [phys_name, phys_name + "__br"])):
         using = definition[definition.find(" USING ") + 1:] if " USING " in definition else definition
         if rel == phys_name:
-            if "_hdb_" in using or root_id not in on_chain:
+            if "_hdb_" in using or root_id not in on_chain or idx not in named:
                 continue
             out.append((idx, name, unique, primary, using, root_name))
             continue
         m = re.fullmatch(r"(.+)__b(\d+)", idx)
-        if m is None or int(m.group(2)) not in on_chain:
+        if m is None or int(m.group(2)) not in on_chain or m.group(1) not in named:
             continue
         using = using.replace("(_hdb_branch, ", "(")
         out.append((m.group(1), name, unique, primary, using, on_chain[int(m.group(2))]))
@@ -188,17 +178,22 @@ def _describe_table(ctx: ShellContext, t: tuple[Any, ...]) -> Rows:
     rows = [(c["name"], c["type"], "not null" if c.get("notnull") else "", c.get("default") or "") for c in cols]
     footer: list[str] = []
     idx = _index_rows(ctx, t)
-    constraint_names = {c["name"] for c in cons}
+    constraint_names = {c["name"] for c in cons if c["kind"] in ("p", "u") and not c.get("index")}
     lines = []
     for c in cons:
-        if c["kind"] in ("p", "u"):
+        if c["name"] in constraint_names:
             kind = "PRIMARY KEY" if c["kind"] == "p" else "UNIQUE CONSTRAINT"
             lines.append(f'    "{c["name"]}" {kind} ({", ".join(c["cols"])})')
+    shown = set(constraint_names)
     for i, _table, unique, _primary, using, origin in idx:
-        if i in constraint_names:
+        if i in shown:
             continue
+        shown.add(i)
         note = f" (created on branch {origin})" if origin != ctx.session.branch.name else ""
         lines.append(f'    "{i}"{" UNIQUE," if unique else ""} {using}{note}')
+    for c in cons:  # the schema's indexes with no stored index of their own (a branch's write trigger checks them)
+        if c["kind"] in ("u", "x", "i") and c["name"] not in shown and c.get("using"):
+            lines.append(f'    "{c["name"]}"{" UNIQUE," if c["kind"] != "i" else ""} USING {c["using"]}')
     if lines:
         footer += ["Indexes:", *lines]
     checks = [c for c in cons if c["kind"] == "c"]
