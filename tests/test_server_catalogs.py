@@ -212,3 +212,48 @@ def test_constraint_lookups_by_name_as_migrations_do(server: ServerProcess, dbna
         assert len(c.execute(lookup, ("child",)).fetchall()) == 4
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             c.execute("INSERT INTO child (k1, k2, pid) VALUES (1, 1, 999)")
+
+
+def test_sequences_owned_by_columns_as_django_finds_them(server: ServerProcess, dbname: str) -> None:
+    """Django's get_sequences (a flush that resets sequences) follows pg_depend from a sequence to its column."""
+    lookup = """SELECT s.relname, a.attname FROM pg_class s
+                JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass
+                     AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_attribute a ON d.refobjid = a.attrelid AND d.refobjsubid = a.attnum
+                JOIN pg_class tbl ON tbl.oid = d.refobjid AND tbl.relname = %s
+                     AND pg_catalog.pg_table_is_visible(tbl.oid)
+                WHERE s.relkind = 'S' ORDER BY 2"""
+    psql(server, dbname, "-c", "CREATE TABLE s (id serial PRIMARY KEY, n int GENERATED ALWAYS AS IDENTITY, v text)",
+         "-c", "CREATE DATABASE BRANCH dev")
+    psql(server, dbname, "-c", "ALTER TABLE s RENAME COLUMN n TO num", branch="dev")
+    with server.connect(dbname) as c:
+        assert c.execute(lookup, ("s",)).fetchall() == [("s_id_seq", "id"), ("s_n_seq", "n")]
+    with server.connect(dbname, options="-c heliosdb.branch=dev") as c:
+        assert c.execute(lookup, ("s",)).fetchall() == [("s_id_seq", "id"), ("s_n_seq", "num")]
+
+
+def test_type_changes_keep_indexes_as_postgres(
+        server: ServerProcess, helios_instance: Instance, dbname: str, plain_db: str) -> None:
+    """ALTER COLUMN ... TYPE keeps the column's indexes (plain, unique, partial unique), on main and on a branch."""
+    setup = ["CREATE TABLE ra (id int PRIMARY KEY, typ int, b int, cu int)", "CREATE INDEX ra_typ ON ra (typ DESC)",
+             "CREATE UNIQUE INDEX ra_b_uq ON ra (b)", "CREATE UNIQUE INDEX ra_cu ON ra (cu) WHERE cu > 0",
+             "INSERT INTO ra VALUES (1, 1, 1, 1)"]
+    changes = ["ALTER TABLE ra ALTER COLUMN typ TYPE varchar(30)", "ALTER TABLE ra ALTER COLUMN b TYPE bigint",
+               "ALTER TABLE ra ALTER COLUMN cu TYPE bigint"]
+    with psycopg.connect(**{**helios_instance.conninfo(plain_db), "autocommit": True}) as c:  # type: ignore[arg-type]
+        for stmt in setup + changes:
+            c.execute(stmt)  # type: ignore[arg-type]
+    want = _title_free(plain_psql(helios_instance, plain_db, "-c", r"\d ra"))
+    psql(server, dbname, *[a for stmt in setup for a in ("-c", stmt)], "-c", "CREATE DATABASE BRANCH dev")
+    for branch in ("dev", "main"):
+        psql(server, dbname, *[a for stmt in changes for a in ("-c", stmt)], branch=branch)
+        assert _title_free(psql(server, dbname, "-c", r"\d ra", branch=branch)) == want, branch
+        with server.connect(dbname, options=f"-c heliosdb.branch={branch}") as c:
+            for dup in ("INSERT INTO ra VALUES (2, '2', 1, NULL)", "INSERT INTO ra VALUES (2, '2', NULL, 1)"):
+                with pytest.raises(psycopg.errors.UniqueViolation):
+                    c.execute(dup)
+                c.rollback()
+            c.execute("INSERT INTO ra VALUES (2, '2', 2, -1), (3, '3', 3, -1)")  # the predicate still holds
+            c.execute("DROP INDEX ra_typ")
+            c.commit()
+        assert "ra_typ" not in psql(server, dbname, "-c", r"\d ra", branch=branch)

@@ -469,5 +469,7 @@ def index_on_branch(
         cols_sql = sql.SQL(", ").join(I(phys[names[_key_column(c)]]) for c in items)
     except KeyError:
         return  # expression index: nothing to mirror
+    mirror = I(info.phys_schema, f"{idx_name}__b{branch.id}")
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(mirror))  # one over a column a type change replaced
     conn.execute(sql.SQL("CREATE INDEX {} ON {} (_hdb_branch, {})").format(
         I(f"{idx_name}__b{branch.id}"), I(*info.br), cols_sql))

@@ -60,8 +60,12 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
     conn = session.conn
     table, column, temp = quote_ident(version.name), quote_ident(name), _TEMP.format(col.col)
     position = [c.name for c in version.columns].index(name)
-    rules = [con for con in version.constraints if _involves(con, name)]
-    indexes = _root_indexes(conn, info, name) if session.branch.id == info.root_branch else []
+    on_root = session.branch.id == info.root_branch
+    rules = [con for con in version.constraints if _involves(con, name) and not con.is_index]
+    # indexes: on the root PostgreSQL's own (made again from their definitions); elsewhere the schema's
+    # (made again by CREATE INDEX on the branch: its check, its mirror over the branch's rows)
+    indexes = _root_indexes(conn, info, name) if on_root else [
+        _index_sql(version.name, con) for con in version.constraints if _involves(con, name) and con.is_index]
 
     _ddl(session, f"ALTER TABLE {table} ADD COLUMN {temp} {new_type}")
     value = f"({using or column})"  # an assignment, as PostgreSQL converts without USING: its casts, its errors
@@ -93,8 +97,21 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
         if ddl is not None:
             _ddl(session, ddl)
     for definition in indexes:
-        conn.execute(definition)  # type: ignore[arg-type] - pg_get_indexdef's own text
+        if on_root:
+            conn.execute(definition)  # type: ignore[arg-type] - pg_get_indexdef's own text
+        else:
+            _ddl(session, definition)
+    if on_root and indexes:  # recorded in the schema, as CREATE INDEX on the root records them
+        from heliosdb.branching.tables import _resync_root
+
+        _resync_root(session, Snapshot(conn, chain(conn, session.branch.id)).tables[info.id], info, lsn)
     _put_back(session, info, name, position, lsn)
+
+
+def _index_sql(table: str, con: Any) -> str:
+    """CREATE INDEX again for an index of the schema (its definition as recorded after USING)."""
+    using = con.using or f"btree ({', '.join(quote_ident(c) for c in con.cols)})"
+    return f"CREATE {'UNIQUE ' if con.kind != 'i' else ''}INDEX {quote_ident(con.name)} ON {quote_ident(table)} USING {using}"
 
 
 def _fill_root(conn: psycopg.Connection[Any], info: TableInfo, temp: str, value: str) -> None:
@@ -142,7 +159,8 @@ def _check_supported(session: Session, version: TableVersion, info: TableInfo, n
     if keys:
         raise _refused(name, f'foreign key "{keys[0].con.name}" uses it',
                        "Drop the foreign key, change the types of the columns on both sides, then add it again.")
-    if any(c.kind == "x" and _involves(c, name) for c in version.constraints):
+    if any(c.kind == "x" and not c.using and _involves(c, name) for c in version.constraints):
+        # recorded before catalog version 12: no definition to make it again from
         raise _refused(name, "a unique index on an expression uses it", "Drop the index first, then create it again.")
 
 

@@ -1,4 +1,4 @@
--- Constraints, indexes and NOT NULL of HeliosDB tables in the catalogs clients read (catalog
+-- Constraints, indexes, NOT NULL and owned sequences of HeliosDB tables in the catalogs clients read (catalog
 -- version 12), applied after fk_deferred.sql.
 --
 -- A HeliosDB table is a view to PostgreSQL, so pg_constraint, pg_index and pg_attribute.attnotnull
@@ -10,9 +10,9 @@
 --
 -- Made-up rows need object ids no real object has. PostgreSQL hands out ids from a counter that
 -- starts at 16384; these use the top of the range: constraint ids 3,000,000,000 + table id x 128
--- + the constraint's position in the schema's list, index ids 3,700,000,000 + the same. Columns PostgreSQL stores as expression trees (conbin, indexprs, indpred)
--- are NULL in them: the text forms come from heliosdb.pg_get_constraintdef and
--- heliosdb.pg_get_indexdef.
+-- + the constraint's position in the schema's list, index ids 3,700,000,000 + the same. Columns
+-- PostgreSQL stores as expression trees (conbin, indexprs, indpred) are NULL in them: the text
+-- forms come from heliosdb.pg_get_constraintdef and heliosdb.pg_get_indexdef.
 
 -- The tables a branch sees, as it sees them: its own versions over its ancestors' as of the fork
 -- points below it (catalog.model._resolve).
@@ -190,6 +190,23 @@ $$;
 
 -- What clients call. Single expressions without subqueries, so PostgreSQL inlines them and a
 -- real object costs what PostgreSQL's own function does.
+-- Sequences owned by a column (serial, identity): PostgreSQL links them to the storage relation's
+-- column; the same link to the view's column (Django's get_sequences follows it).
+CREATE OR REPLACE FUNCTION heliosdb._client_depends()
+RETURNS TABLE (seq oid, relid oid, attnum int2, deptype "char")
+LANGUAGE sql STABLE AS $$
+    SELECT d.objid, t.relid, va.attnum, d.deptype
+    FROM heliosdb._client_tables() t
+    JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass
+         AND d.refobjid = to_regclass(format('%I.%I', t.phys_schema, t.phys_name)) AND d.refobjsubid > 0
+         AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')
+    JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+    JOIN pg_catalog.pg_attribute pa ON pa.attrelid = d.refobjid AND pa.attnum = d.refobjsubid
+    JOIN heliosdb._columns hc ON hc.table_id = t.table_id AND hc.phys_name = pa.attname
+    JOIN LATERAL jsonb_array_elements(t.columns) c ON (c->>'col')::integer = hc.col_id
+    JOIN pg_catalog.pg_attribute va ON va.attrelid = t.relid AND va.attname = c->>'name'
+$$;
+
 CREATE OR REPLACE FUNCTION heliosdb.pg_get_constraintdef(c oid, pretty boolean DEFAULT false) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN c < 3000000000::oid THEN pg_catalog.pg_get_constraintdef(c, pretty)
@@ -256,7 +273,11 @@ BEGIN
         ('pg_attribute', 'LEFT JOIN heliosdb._client_columns() h ON h.relid = o.attrelid AND h.attname = o.attname',
          jsonb_build_object('attnotnull', 'o.attnotnull OR coalesce(h.notnull, false)',
                             'attidentity', 'coalesce(h.identity, o.attidentity)'), NULL, NULL),
-        ('pg_trigger', NULL, NULL, NULL, NULL)
+        ('pg_trigger', NULL, NULL, NULL, NULL),
+        ('pg_depend', NULL, NULL, 'heliosdb._client_depends() x', jsonb_build_object(
+            'classid', '''pg_catalog.pg_class''::regclass', 'objid', 'x.seq', 'objsubid', '0',
+            'refclassid', '''pg_catalog.pg_class''::regclass', 'refobjid', 'x.relid',
+            'refobjsubid', 'x.attnum', 'deptype', 'x.deptype'))
     ) AS v(rel, own_join, own_cols, made_from, made_cols)
     LOOP
         SELECT string_agg(CASE WHEN spec.own_cols ? a.attname

@@ -3,13 +3,12 @@
 A HeliosDB table is a view in the branch's schema (over the versioned storage), so to
 PostgreSQL's catalogs it has no constraints, no indexes and no NOT NULL column, and its
 relkind is 'v': psql's \\dt would list none, \\d would call it a view and ORMs would reflect
-tables without keys. Client queries therefore read a few catalogs through HeliosDB's views
-of them (catalog/client_catalog.sql): ``pg_class``, ``pg_attribute``, ``pg_constraint``,
-``pg_index`` and ``pg_trigger``, with or without ``pg_catalog.``, become ``heliosdb.<name>``,
-and so do the functions ``pg_get_constraintdef``, ``pg_get_indexdef`` and
-``pg_table_is_visible``. A view keeps the
-catalog's columns and its name, so ``c.relkind`` and ``pg_class.oid`` still resolve.
-``information_schema.tables`` reads heliosdb.information_schema_tables, the same view with
+tables without keys. Client queries therefore read a few catalogs through HeliosDB's views of them
+(catalog/client_catalog.sql): ``pg_class``, ``pg_attribute``, ``pg_constraint``, ``pg_index``,
+``pg_trigger`` and ``pg_depend``, with or without ``pg_catalog.``, become ``heliosdb.<name>``,
+and so do the functions ``pg_get_constraintdef``, ``pg_get_indexdef`` and ``pg_table_is_visible``.
+A view keeps the catalog's columns and its name, so ``c.relkind`` and ``pg_class.oid`` still
+resolve. ``information_schema.tables`` reads heliosdb.information_schema_tables, the same view with
 HeliosDB tables as BASE TABLE. Names inside string literals, quoted identifiers and comments
 are left alone (psql writes ``'pg_catalog.pg_class'::regclass``).
 """
@@ -18,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-_CATALOGS = ("pg_class", "pg_attribute", "pg_constraint", "pg_index", "pg_trigger",
+_CATALOGS = ("pg_class", "pg_attribute", "pg_constraint", "pg_index", "pg_trigger", "pg_depend",
              "pg_get_constraintdef", "pg_get_indexdef", "pg_table_is_visible")
 _NAME = re.compile(
     r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*[\s\S]*?\*/|\$(?P<tag>(?:[A-Za-z_]\w*)?)\$[\s\S]*?\$(?P=tag)\$)"""
