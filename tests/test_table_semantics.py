@@ -300,6 +300,16 @@ RETYPE_SCRIPT = [
     "SELECT id, v, length(s), z, w, pg_typeof(v)::text, pg_typeof(s)::text, pg_typeof(w)::text FROM t ORDER BY id",
     "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 't' "
     "AND table_schema = current_schema() ORDER BY ordinal_position",
+    # with other actions, as Django's AlterField sends them: PostgreSQL's order of passes (DROP DEFAULT
+    # before the type change, whatever the order written), all or nothing
+    "ALTER TABLE t ALTER COLUMN w TYPE numeric(8, 2), ALTER COLUMN w SET DEFAULT 0",
+    "INSERT INTO t (id, v, s) VALUES (7, 7, 'g')",
+    "SELECT id, w FROM t WHERE id = 7",
+    "ALTER TABLE t ADD COLUMN b int DEFAULT 1",
+    "ALTER TABLE t ALTER COLUMN b TYPE boolean USING b = 1",
+    "ALTER TABLE t ALTER COLUMN b TYPE boolean USING b = 1, ALTER COLUMN b DROP DEFAULT",
+    "ALTER TABLE t ALTER COLUMN b TYPE int USING b::int, ALTER COLUMN nope SET DEFAULT 1",
+    "SELECT id, b, pg_typeof(b)::text FROM t ORDER BY id",
 ]
 
 
@@ -317,6 +327,8 @@ def test_column_type_changes_as_in_postgres(plain, conn: heliosdb.Connection, co
     expected = assert_as_postgres(plain, conn, connect, RETYPE_SETUP, RETYPE_SCRIPT, same=same)
     assert expected[2][1] == "42804" and expected[3][1] == "22P02" and expected[5][1] == "42703"
     assert [e[1] for e in expected[9:12]] == ["23514", "23505", "23502"]
+    assert expected[16] == ("ok", [(7, 0)]) and expected[18][1] == "42804" and expected[19][0] == "ok"
+    assert expected[20][1] == "42703"
 
 
 def test_column_type_change_keeps_history_and_other_branches(conn: heliosdb.Connection, connect) -> None:

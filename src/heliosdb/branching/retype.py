@@ -78,16 +78,22 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
     except (psycopg.errors.DatatypeMismatch, errors.Error) as exc:
         if getattr(exc, "sqlstate", None) != "42804":
             raise
-        row = conn.execute("SELECT format_type(%s::regtype, NULL)", (re.split(r"(?i)\s+COLLATE\s", new_type)[0],)
-                           ).fetchone()
-        typ = row[0] if row else new_type  # PostgreSQL names the type without its modifier
+        typ = _type_name(conn, new_type)
         raise errors.lookup("42804")(
             f'column "{name}" cannot be cast automatically to type {typ}', sqlstate="42804",
             hint=f'You might need to specify "USING {name}::{typ}".') from None
     _ddl(session, f"ALTER TABLE {table} DROP COLUMN {column}")
     _ddl(session, f"ALTER TABLE {table} RENAME COLUMN {temp} TO {column}")
     if col.default is not None:
-        _ddl(session, f"ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {col.default}")
+        try:
+            with conn.transaction():
+                _ddl(session, f"ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {col.default}")
+        except (psycopg.errors.DatatypeMismatch, errors.Error) as exc:
+            if getattr(exc, "sqlstate", None) != "42804":
+                raise
+            raise errors.lookup("42804")(  # PostgreSQL's words: the default goes with the column
+                f'default for column "{name}" cannot be cast automatically to type {_type_name(conn, new_type)}',
+                sqlstate="42804") from None
     if col.notnull:
         _ddl(session, f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL")
     from heliosdb.merge.schema import add_constraint
@@ -112,6 +118,12 @@ def _index_sql(table: str, con: Any) -> str:
     """CREATE INDEX again for an index of the schema (its definition as recorded after USING)."""
     using = con.using or f"btree ({', '.join(quote_ident(c) for c in con.cols)})"
     return f"CREATE {'UNIQUE ' if con.kind != 'i' else ''}INDEX {quote_ident(con.name)} ON {quote_ident(table)} USING {using}"
+
+
+def _type_name(conn: psycopg.Connection[Any], new_type: str) -> str:
+    """The type as PostgreSQL's messages name it: without its modifier (numeric, not numeric(8,2))."""
+    row = conn.execute("SELECT format_type(%s::regtype, NULL)", (re.split(r"(?i)\s+COLLATE\s", new_type)[0],)).fetchone()
+    return str(row[0]) if row else new_type
 
 
 def _fill_root(conn: psycopg.Connection[Any], info: TableInfo, temp: str, value: str) -> None:

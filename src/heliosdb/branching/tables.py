@@ -41,6 +41,7 @@ from heliosdb.sql.names import (
     replace,
     skip_words,
     tokenize,
+    top_level_commas,
 )
 
 if TYPE_CHECKING:
@@ -286,6 +287,20 @@ def _resync_referencing(session: Session, info: TableInfo, lsn: int) -> None:
 
 
 # -- ALTER TABLE ------------------------------------------------------------------------------
+_DROPS = re.compile(r"(?is)^\s*(DROP\b|ALTER\s+(COLUMN\s+)?\S+\s+DROP\s+(DEFAULT|NOT\s+NULL)\b)")
+
+
+def _one_action_at_a_time(session: Session, text: str, toks: list[Any], i: int) -> None:
+    """An ALTER TABLE with a type change among other actions (Django's AlterField sends TYPE with SET
+    DEFAULT): each action (from token i on) as its own ALTER TABLE, in PostgreSQL's order of passes
+    (drops, DROP DEFAULT and DROP NOT NULL first, then type changes, then the others as written)."""
+    starts = [i, *(i + k + 1 for k in top_level_commas(toks[i:]))]
+    ends = [toks[s - 1].start for s in starts[1:]] + [len(text)]
+    clauses = [text[toks[s].start : e].strip().rstrip(";").strip() for s, e in zip(starts, ends, strict=True)]
+    for clause in sorted(clauses, key=lambda c: 0 if _DROPS.match(c) else 1 if retype.is_retype(c) else 2):
+        _alter_table(session, text[: toks[i].start] + clause)
+
+
 def _alter_table(session: Session, text: str) -> Result:
     toks = tokenize(text)
     if_exists, i = skip_words(toks, 2, "IF", "EXISTS")
@@ -335,9 +350,11 @@ def _alter_table(session: Session, text: str) -> Result:
             layout.refresh_writes(conn, branch, levels, [info.id, *layout.related_tables(snap, info)], snap)
             return _result("ALTER TABLE")
         if RETYPE.search(rest) is not None:  # a type change: versioned steps (retype.py)
+            if top_level_commas(toks[i:]):
+                _one_action_at_a_time(session, text, toks, i)
+                return _result("ALTER TABLE")
             if not retype.is_retype(rest):
-                raise errors.NotSupportedError("ALTER TABLE with ALTER COLUMN ... TYPE and other actions is not "
-                                               "supported", hint="Run each action as its own ALTER TABLE.")
+                raise errors.SyntaxError("syntax error in ALTER COLUMN ... TYPE")
             retype.retype(session, version, info, rest, lsn)
             return _result("ALTER TABLE")
         if branch.id == info.root_branch:
