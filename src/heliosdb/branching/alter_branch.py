@@ -32,6 +32,7 @@ from heliosdb.sql.names import (
     is_word,
     matching_paren,
     read_name,
+    replace,
     skip_words,
     tokenize,
     top_level_commas,
@@ -380,38 +381,21 @@ def _unique_on_expressions(session: Session, version: TableVersion, info: TableI
     return Constraint(name, "x", [], None, stored, stored_where)
 
 
-_ORDER = re.compile(r"(?is)\s+(ASC|DESC)?\s*(NULLS\s+(FIRST|LAST))?\s*$")
-
-
-def _plain_index(conn: psycopg.Connection[Any], version: TableVersion, name: str, between: str, items: list[str],
-                 after: str) -> Constraint:
-    """The schema's record of CREATE INDEX on a branch: keys, predicate and options, and the definition
-    as PostgreSQL would print it after USING (its quote_ident quotes a column name only where needed)."""
-    method = re.search(r"(?is)\bUSING\s+(\w+)", between)
-    where = re.search(r"(?is)\bWHERE\b(.*)$", after)
-    cols, keys, options, shown, opclasses = [], [], [], [], []
-    for item in items:
-        order = _ORDER.search(item)
-        desc = bool(order and (order.group(1) or "").upper() == "DESC")
-        nulls = (order.group(3) or "").upper() if order else ""
-        key = item[: order.start()] if order else item
-        opclass = re.search(r"(?s)\s+(\w+_ops)\s*$", key)
-        opclasses.append(opclass.group(1).lower() if opclass else "")
-        key = key[: opclass.start()] if opclass else key
-        col = _key_column(key)
-        is_col = version.column(col) is not None
-        cols.append(col if is_col else "")
-        keys.append(_quoted(conn, col) if is_col else key.strip())
-        options.append((1 if desc else 0) | (2 if nulls == "FIRST" or (desc and nulls != "LAST") else 0))
-        suffix = (" DESC" if desc else "") + (f" NULLS {nulls}" if nulls and (nulls == "FIRST") != desc else "")
-        shown.append(keys[-1] + (f" {opclasses[-1]}" if opclasses[-1] else "") + suffix)
-    pred = where.group(1).strip().rstrip(";").strip() if where else None
-    using = f"{(method.group(1) if method else 'btree').lower()} ({', '.join(shown)})" + (f" WHERE {pred}" if pred else "")
-    return Constraint(name, "i", cols, None, keys, pred, using=using, options=options, opclasses=opclasses)
-
-
-def _quoted(conn: psycopg.Connection[Any], name: str) -> str:
-    return str(conn.execute("SELECT quote_ident(%s)", (name,)).fetchone()[0])  # type: ignore[index]
+def _index_shape(conn: psycopg.Connection[Any], branch: Any, version: TableVersion, text: str, table: Name,
+                 named: bool) -> dict[str, Any]:
+    """CREATE INDEX as PostgreSQL reads it: run on an empty scratch table shaped like the branch's view (so
+    its errors are PostgreSQL's), then recorded as introspect records the root relation's indexes."""
+    scratch = 'pg_temp."_hdb_index_shape"'
+    statement = re.sub(r"(?i)\bCONCURRENTLY\b", "", replace(text, table, scratch), count=1)
+    with conn.transaction():  # a failed definition takes the scratch table with it
+        conn.execute(sql.SQL("CREATE TEMP TABLE _hdb_index_shape (LIKE {}) ON COMMIT DROP").format(
+            I(branch.user_schema, version.name)))
+        conn.execute(statement)  # type: ignore[arg-type] - the user's own statement, on the scratch table
+        (record,) = layout.index_records(conn, scratch)
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.SQL(scratch)))
+    if not named:  # PostgreSQL named it after the table it was made on
+        record["name"] = record["name"].replace("_hdb_index_shape", version.name, 1)
+    return record
 
 
 def _key_column(item: str) -> str:
@@ -432,7 +416,8 @@ def index_on_branch(
     _, k = skip_words(toks, 2 if unique else 1, "INDEX")
     _, k = skip_words(toks, k, "CONCURRENTLY")
     if_not_exists, k = skip_words(toks, k, "IF", "NOT", "EXISTS")
-    idx_name = read_name(toks, k)[0].name if k < j else f"{version.name}_idx"
+    named = k < j
+    idx_name = read_name(toks, k)[0].name if named else ""
     paren = next((p for p in range(j, len(toks)) if toks[p].text == "("), None)
     if paren is None:
         raise errors.SyntaxError("syntax error: expected a column list")
@@ -443,7 +428,8 @@ def index_on_branch(
         raise errors.lookup("42P07")(f'relation "{idx_name}" already exists', sqlstate="42P07")
     e = matching_paren(toks, paren)
     items = _top_level_items(toks, paren, e, text)
-    shape = _plain_index(conn, version, idx_name, text[toks[j].end + 1 : toks[paren].start], items, text[toks[e].end + 1 :])
+    shape = _index_shape(conn, branch, version, text, name, named)
+    idx_name = shape["name"]
     if unique:
         where = re.search(r"(?is)\bWHERE\b(.*)$", text[toks[e].end + 1 :])
         cols = [_key_column(c) for c in items]
@@ -453,13 +439,13 @@ def index_on_branch(
         else:  # on expressions or partial: the branch's write trigger checks it (layout._expression_unique)
             con = _unique_on_expressions(session, version, info, idx_name, items,
                                          where.group(1).strip() if where else None)
-        con.using, con.options, con.opclasses = shape.using, shape.options, shape.opclasses
+        con.using, con.options, con.opclasses = shape["using"], shape["options"], shape["opclasses"]
         version.constraints.append(con)
         version.branch_id = branch.id
         save_version(conn, version, lsn)
         layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
         return
-    version.constraints.append(shape)
+    version.constraints.append(Constraint(**shape))
     version.branch_id = branch.id
     save_version(conn, version, lsn)
     # It only speeds things up: index the branch relation on the same columns.

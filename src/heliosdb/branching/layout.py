@@ -109,59 +109,48 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
                      "expr": json.dumps({"table": ref_name, "schema": ref_schema, "cols": list(ref_keys),
                                          "on_delete": on_delete, "on_update": on_update, "match": match,
                                          "deferrable": deferrable, "deferred": deferred, "valid": valid})})
-    for name, keys, using, options, opclasses in conn.execute(
-        f"""SELECT ic.relname,
-                  ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
-                        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o),
-                  {_USING}
-           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-           WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL
-             -- conrelid first: pg_constraint has no index on conindid (a scan of all of it per index)
-             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = i.indrelid
-                             AND c.conindid = i.indexrelid)
-             AND NOT (SELECT bool_or(a.attname LIKE '\\_hdb\\_%%') FROM pg_attribute a
-                      WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[]))""",
-        (rel,),
-    ).fetchall():
-        cons.append({"name": name, "kind": "u", "cols": list(keys), "expr": None, "index": True, "using": using,
-                     "options": list(options), "opclasses": list(opclasses)})
-    # unique indexes on expressions or with a predicate: branches check them in their write trigger
-    for name, keys, where, using, options, opclasses in conn.execute(
-        f"""SELECT ic.relname,
-                  ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k),
-                  pg_get_expr(i.indpred, i.indrelid, true), {_USING}
-           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-           WHERE i.indrelid = %s::regclass AND i.indisunique AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
-           ORDER BY ic.relname""",
-        (rel,),
-    ).fetchall():
-        cons.append({"name": name, "kind": "x", "cols": [], "expr": None, "keys": list(keys), "where": where,
-                     "using": using, "options": list(options), "opclasses": list(opclasses)})
-    # other indexes: schema too, so a branch sees those there were at its fork (clients' catalogs)
-    for name, cols_, keys, where, using, options, opclasses in conn.execute(
-        f"""SELECT ic.relname,
+    cons += index_records(conn, rel)
+    return cols, cons
+
+
+def index_records(conn: psycopg.Connection[Any], rel: str) -> list[dict[str, Any]]:
+    """A relation's indexes that no constraint owns, as schema records: unique ones on columns ('u', kept
+    by branches' write triggers), unique ones on expressions or with a predicate ('x', the same), the others
+    ('i'); each with its definition as PostgreSQL prints it after USING, its key options and operator
+    classes. Indexes over HeliosDB's own columns are left out."""
+    out: list[dict[str, Any]] = []
+    for name, unique, special, cols, keys, where, using, options, opclasses in conn.execute(
+        """SELECT ic.relname, i.indisunique, i.indexprs IS NOT NULL OR i.indpred IS NOT NULL,
                   ARRAY(SELECT coalesce(a.attname, '') FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
                         LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
                         WHERE k.o <= i.indnkeyatts ORDER BY k.o),
                   ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k),
-                  pg_get_expr(i.indpred, i.indrelid, true), {_USING}
+                  pg_get_expr(i.indpred, i.indrelid, true),
+                  substring(pg_get_indexdef(i.indexrelid, 0, true) FROM ' USING (.*)$'),
+                  (i.indoption::int2[])[0:i.indnkeyatts - 1],
+                  ARRAY(SELECT CASE WHEN o.opcdefault THEN '' ELSE o.opcname::text END
+                        FROM unnest(i.indclass::oid[]) WITH ORDINALITY k(c, n) JOIN pg_opclass o ON o.oid = k.c
+                        ORDER BY k.n)
            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-           WHERE i.indrelid = %s::regclass AND NOT i.indisunique
+           WHERE i.indrelid = %s::regclass
+             -- conrelid first: pg_constraint has no index on conindid (a scan of all of it per index)
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = i.indrelid
+                             AND c.conindid = i.indexrelid)
              AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indrelid
                              AND a.attnum = ANY(i.indkey::int2[]) AND a.attname LIKE '\\_hdb\\_%%')
            ORDER BY ic.relname""",
         (rel,),
     ).fetchall():
-        cons.append({"name": name, "kind": "i", "cols": list(cols_), "expr": None, "keys": list(keys), "where": where,
-                     "using": using, "options": list(options), "opclasses": list(opclasses)})
-    return cols, cons
-
-
-# an index's definition after USING, its per-key options and operator classes, as introspect records them
-_USING = ("substring(pg_get_indexdef(i.indexrelid, 0, true) FROM ' USING (.*)$'), "
-          "(i.indoption::int2[])[0:i.indnkeyatts - 1], "
-          "ARRAY(SELECT CASE WHEN o.opcdefault THEN '' ELSE o.opcname::text END "
-          "FROM unnest(i.indclass::oid[]) WITH ORDINALITY k(c, n) JOIN pg_opclass o ON o.oid = k.c ORDER BY k.n)")
+        shape = {"using": using, "options": list(options), "opclasses": list(opclasses)}
+        if unique and not special:
+            out.append({"name": name, "kind": "u", "cols": list(cols), "expr": None, "index": True, **shape})
+        elif unique:
+            out.append({"name": name, "kind": "x", "cols": [], "expr": None, "keys": list(keys), "where": where,
+                        **shape})
+        else:
+            out.append({"name": name, "kind": "i", "cols": list(cols), "expr": None, "keys": list(keys),
+                        "where": where, **shape})
+    return out
 
 
 def user_columns(conn: psycopg.Connection[Any], rel: tuple[str, str]) -> list[str]:

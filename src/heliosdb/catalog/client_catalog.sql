@@ -170,11 +170,12 @@ LANGUAGE sql STABLE AS $$
     SELECT k.def FROM heliosdb._client_constraints(((c::bigint - 3000000000) / 128)::integer) k WHERE k.oid = c
 $$;
 
-CREATE OR REPLACE FUNCTION heliosdb._made_indexdef(i oid, col integer) RETURNS text
+CREATE OR REPLACE FUNCTION heliosdb._made_indexdef(i oid, col integer, pretty boolean) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN col > 0 THEN x.elements[col] ELSE
         'CREATE ' || CASE WHEN x.isunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || quote_ident(x.relname)
-        || ' ON ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' USING '
+        || ' ON ' || CASE WHEN pretty AND pg_catalog.pg_table_is_visible(c.oid) THEN '' -- as PostgreSQL's
+                          ELSE quote_ident(n.nspname) || '.' END || quote_ident(c.relname) || ' USING '
         || coalesce(x.using_text, 'btree (' || array_to_string(x.elements, ', ') || ')'
                     || coalesce(' WHERE ' || x.pred, '')) END
     FROM heliosdb._client_indexes(((i::bigint - 3700000000) / 128)::integer) x
@@ -217,7 +218,7 @@ $$;
 CREATE OR REPLACE FUNCTION heliosdb.pg_get_indexdef(i oid, col integer DEFAULT 0, pretty boolean DEFAULT false)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN i < 3700000000::oid THEN pg_catalog.pg_get_indexdef(i, col, pretty)
-                ELSE heliosdb._made_indexdef(i, col) END
+                ELSE heliosdb._made_indexdef(i, col, pretty) END
 $$;
 
 -- A made-up index is visible where its table is (psql's \di asks).
@@ -270,10 +271,17 @@ BEGIN
             'relhastriggers', 'false', 'relhassubclass', 'false', 'relrowsecurity', 'false',
             'relforcerowsecurity', 'false', 'relispopulated', 'true', 'relreplident', '''n''',
             'relispartition', 'false', 'relrewrite', '0', 'relfrozenxid', '''0''', 'relminmxid', '''0''')),
+        -- an identity column has no default of its own in PostgreSQL: the view's (for a branch's
+        -- writes) is not shown
         ('pg_attribute', 'LEFT JOIN heliosdb._client_columns() h ON h.relid = o.attrelid AND h.attname = o.attname',
          jsonb_build_object('attnotnull', 'o.attnotnull OR coalesce(h.notnull, false)',
-                            'attidentity', 'coalesce(h.identity, o.attidentity)'), NULL, NULL),
-        ('pg_trigger', NULL, NULL, NULL, NULL),
+                            'attidentity', 'coalesce(h.identity, o.attidentity)',
+                            'atthasdef', 'o.atthasdef AND coalesce(h.identity, '''') = '''''), NULL, NULL),
+        ('pg_attrdef', 'LEFT JOIN heliosdb._client_columns() h ON h.relid = o.adrelid '
+                       'AND h.attname = (SELECT a.attname FROM pg_catalog.pg_attribute a '
+                       'WHERE a.attrelid = o.adrelid AND a.attnum = o.adnum) WHERE coalesce(h.identity, '''') = ''''',
+         NULL, NULL, NULL),
+        ('pg_trigger', 'WHERE o.tgname !~ ''^_hdb_''', NULL, NULL, NULL),  -- HeliosDB's own are not the user's
         ('pg_depend', NULL, NULL, 'heliosdb._client_depends() x', jsonb_build_object(
             'classid', '''pg_catalog.pg_class''::regclass', 'objid', 'x.seq', 'objsubid', '0',
             'refclassid', '''pg_catalog.pg_class''::regclass', 'refobjid', 'x.relid',
@@ -290,10 +298,8 @@ BEGIN
         FROM pg_catalog.pg_attribute a
         WHERE a.attrelid = ('pg_catalog.' || spec.rel)::regclass AND a.attnum > 0 AND NOT a.attisdropped
           AND a.atttypid <> 'anyarray'::regtype;  -- a view cannot have one (pg_attribute.attmissingval)
-        EXECUTE format('CREATE OR REPLACE VIEW heliosdb.%I AS SELECT %s FROM pg_catalog.%I o %s%s%s', spec.rel, cols,
+        EXECUTE format('CREATE OR REPLACE VIEW heliosdb.%I AS SELECT %s FROM pg_catalog.%I o %s%s', spec.rel, cols,
                        spec.rel, coalesce(spec.own_join, ''),
-                       -- HeliosDB's own triggers (writes on branches, versioning) are not the user's
-                       CASE WHEN spec.rel = 'pg_trigger' THEN ' WHERE o.tgname !~ ''^_hdb_''' ELSE '' END,
                        CASE WHEN spec.made_from IS NOT NULL
                             THEN format(' UNION ALL SELECT %s FROM %s', made, spec.made_from) ELSE '' END);
         EXECUTE format('GRANT SELECT ON heliosdb.%I TO PUBLIC', spec.rel);

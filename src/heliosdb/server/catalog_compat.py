@@ -4,7 +4,7 @@ A HeliosDB table is a view in the branch's schema (over the versioned storage), 
 PostgreSQL's catalogs it has no constraints, no indexes and no NOT NULL column, and its
 relkind is 'v': psql's \\dt would list none, \\d would call it a view and ORMs would reflect
 tables without keys. Client queries therefore read a few catalogs through HeliosDB's views of them
-(catalog/client_catalog.sql): ``pg_class``, ``pg_attribute``, ``pg_constraint``, ``pg_index``,
+(catalog/client_catalog.sql): ``pg_class``, ``pg_attribute``, ``pg_attrdef``, ``pg_constraint``, ``pg_index``,
 ``pg_trigger`` and ``pg_depend``, with or without ``pg_catalog.``, become ``heliosdb.<name>``,
 and so do the functions ``pg_get_constraintdef``, ``pg_get_indexdef`` and ``pg_table_is_visible``.
 A view keeps the catalog's columns and its name, so ``c.relkind`` and ``pg_class.oid`` still
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-_CATALOGS = ("pg_class", "pg_attribute", "pg_constraint", "pg_index", "pg_trigger", "pg_depend",
+_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index", "pg_trigger", "pg_depend",
              "pg_get_constraintdef", "pg_get_indexdef", "pg_table_is_visible")
 _NAME = re.compile(
     r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*[\s\S]*?\*/|\$(?P<tag>(?:[A-Za-z_]\w*)?)\$[\s\S]*?\$(?P=tag)\$)"""
