@@ -24,7 +24,7 @@ server = support.server
 
 DDL = [
     "CREATE TABLE parent (id int PRIMARY KEY, code text NOT NULL UNIQUE, email text, v int CHECK (v > 0), "
-    "a int, b int, UNIQUE (a, b))",
+    "a int CHECK (a >= 0 AND a <= 100), b numeric CHECK (b >= 0), UNIQUE (a, b))",
     "CREATE UNIQUE INDEX parent_email_lower ON parent (lower(email))",
     "CREATE INDEX parent_v ON parent (v)",
     "CREATE INDEX parent_a_b ON parent (a, b)",
@@ -96,9 +96,11 @@ def test_describe_follows_the_branch_schema(server: ServerProcess, dbname: str) 
          "-c", "CREATE UNIQUE INDEX child_note_pid ON child (note, pid)",
          "-c", "CREATE INDEX child_pid ON child (pid)",
          "-c", "ALTER TABLE parent ALTER COLUMN email SET NOT NULL",
-         "-c", "CREATE TABLE own (id int PRIMARY KEY, p int REFERENCES parent(id))", branch="dev")
+         "-c", "CREATE TABLE own (id int PRIMARY KEY, p int REFERENCES parent(id))",
+         "-c", "ALTER TABLE child ADD CONSTRAINT k_pos CHECK ((k1 > 0) and k2 >= 0)", branch="dev")
     dev = psql(server, dbname, "-c", r"\d child", branch="dev")
     assert "note_short" not in dev
+    assert '"k_pos" CHECK (k1 > 0 AND k2 >= 0)' in dev  # PostgreSQL's form of the expression
     assert '"child_note_pid" UNIQUE, btree (note, pid)' in dev and '"child_pid" btree (pid)' in dev
     assert re.search(r"^ email\s+\| text\s+\|\s+\| not null", psql(server, dbname, "-c", r"\d parent", branch="dev"),
                      re.M)
@@ -161,7 +163,8 @@ def _reflection(engine: sa.Engine) -> dict[str, object]:
         for ix in indexes:  # a known difference (docs/sql-reference.md): no predicate in pg_index.indpred
             ix["dialect_options"].pop("postgresql_where", None)
         out[t] = {
-            "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)],
+            "columns": [(c["name"], str(c["type"]), c["nullable"], c.get("autoincrement"), c.get("identity"))
+                        for c in insp.get_columns(t)],
             "pk": insp.get_pk_constraint(t),
             "unique": insp.get_unique_constraints(t),
             "fks": fks,
@@ -190,6 +193,19 @@ def test_sqlalchemy_reflects_keys_and_indexes_as_from_postgres(
         base.prepare(autoload_with=engine)
         assert sorted(base.classes.keys()) == ["child", "parent"]  # bare has no primary key
         engine.dispose()
+
+
+def test_schemas_of_heliosdb_and_other_branches_are_not_listed(server: ServerProcess, dbname: str) -> None:
+    """A tool that lists schemas (Alembic's include_schemas) must not find HeliosDB's storage to drop."""
+    helios_branches(server, dbname)
+    listed = "SELECT nspname FROM pg_namespace WHERE nspname !~ '^pg_' ORDER BY 1"
+    for branch, own in (("main", "public"), ("dev", "br_dev")):
+        with server.connect(dbname, options=f"-c heliosdb.branch={branch}") as c:
+            assert [r[0] for r in c.execute(listed)] == sorted([own, "heliosdb_types", "information_schema"])
+            # the tables stored in them are not listed either
+            assert c.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE c.relname LIKE 'child%%' AND n.nspname <> %s", (own,)).fetchone() == (0,)
+            assert c.execute("SELECT heliosdb.current_branch()").fetchone() == (branch,)  # its functions still work
 
 
 def test_constraint_lookups_by_name_as_migrations_do(server: ServerProcess, dbname: str) -> None:

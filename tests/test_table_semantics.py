@@ -220,6 +220,21 @@ def test_comment_on_table_on_every_branch(conn: heliosdb.Connection, connect) ->
     assert rows(conn, "SELECT obj_description('t'::regclass, 'pg_class')") == [("a table",)]
 
 
+def test_a_branch_inherits_its_tables_comments(conn: heliosdb.Connection, connect) -> None:
+    """COMMENT ON TABLE and COLUMN are the table's (Alembic compares them): a branch has its parent's."""
+    cur = conn.cursor()
+    for stmt in ("CREATE TABLE t (id int PRIMARY KEY, v text)", "COMMENT ON TABLE t IS 'a table'",
+                 "COMMENT ON COLUMN t.v IS 'a value'", "CREATE DATABASE BRANCH dev"):
+        cur.execute(stmt)
+    described = "SELECT obj_description('t'::regclass, 'pg_class'), col_description('t'::regclass, 2)"
+    dev = connect("dev")
+    assert rows(dev, described) == [("a table", "a value")]
+    dev.cursor().execute("COMMENT ON COLUMN t.v IS 'changed on dev'")
+    dev.cursor().execute("CREATE DATABASE BRANCH deeper")
+    assert rows(connect("deeper"), described) == [("a table", "changed on dev")]
+    assert rows(conn, described) == [("a table", "a value")]
+
+
 def test_drop_type_keeps_the_history_of_dropped_tables(conn: heliosdb.Connection, connect) -> None:
     cur = conn.cursor()
     cur.execute("CREATE TYPE mood AS ENUM ('a', 'b')")

@@ -7,8 +7,10 @@ existing rows are checked before a new constraint is accepted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -274,11 +276,12 @@ def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
     view = I(branch.user_schema, version.name)
     if kind_word == "CHECK":
         name = cname.strip('"') if cname else _choose_name(version, _first_column(version, body), "check")
+        expr, cols = _check_shape(conn, branch, version, body)
         row = None if not_valid else conn.execute(
-            sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(body))).fetchone()
+            sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(expr))).fetchone()
         if row is not None:
             raise errors.CheckViolation(f'check constraint "{name}" of relation "{version.name}" is violated by some row')
-        version.constraints.append(Constraint(name, "c", [], body))
+        version.constraints.append(Constraint(name, "c", cols, expr))
         return
     cols = [c.strip().strip('"') if c.strip().startswith('"') else c.strip().lower() for c in body.split(",")]
     for c in cols:
@@ -381,21 +384,44 @@ def _unique_on_expressions(session: Session, version: TableVersion, info: TableI
     return Constraint(name, "x", [], None, stored, stored_where)
 
 
+_SCRATCH = 'pg_temp."_hdb_shape"'
+
+
+@contextlib.contextmanager
+def _scratch(conn: psycopg.Connection[Any], branch: Any, version: TableVersion) -> Iterator[str]:
+    """An empty table shaped like the branch's view, for the length of a savepoint: DDL run on it is read
+    by PostgreSQL itself (its errors, its normal form of expressions), then read back from its catalogs."""
+    with conn.transaction():  # a failed statement takes the scratch table with it
+        conn.execute(sql.SQL("CREATE TEMP TABLE _hdb_shape (LIKE {}) ON COMMIT DROP").format(
+            I(branch.user_schema, version.name)))
+        yield _SCRATCH
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.SQL(_SCRATCH)))
+
+
 def _index_shape(conn: psycopg.Connection[Any], branch: Any, version: TableVersion, text: str, table: Name,
                  named: bool) -> dict[str, Any]:
-    """CREATE INDEX as PostgreSQL reads it: run on an empty scratch table shaped like the branch's view (so
-    its errors are PostgreSQL's), then recorded as introspect records the root relation's indexes."""
-    scratch = 'pg_temp."_hdb_index_shape"'
-    statement = re.sub(r"(?i)\bCONCURRENTLY\b", "", replace(text, table, scratch), count=1)
-    with conn.transaction():  # a failed definition takes the scratch table with it
-        conn.execute(sql.SQL("CREATE TEMP TABLE _hdb_index_shape (LIKE {}) ON COMMIT DROP").format(
-            I(branch.user_schema, version.name)))
-        conn.execute(statement)  # type: ignore[arg-type] - the user's own statement, on the scratch table
+    """CREATE INDEX as PostgreSQL reads it, recorded as introspect records the root relation's indexes."""
+    with _scratch(conn, branch, version) as scratch:
+        conn.execute(re.sub(r"(?i)\bCONCURRENTLY\b", "", replace(text, table, scratch), count=1))  # type: ignore[arg-type]
         (record,) = layout.index_records(conn, scratch)
-        conn.execute(sql.SQL("DROP TABLE {}").format(sql.SQL(scratch)))
     if not named:  # PostgreSQL named it after the table it was made on
-        record["name"] = record["name"].replace("_hdb_index_shape", version.name, 1)
+        record["name"] = record["name"].replace("_hdb_shape", version.name, 1)
     return record
+
+
+def _check_shape(conn: psycopg.Connection[Any], branch: Any, version: TableVersion, body: str) -> tuple[str, list[str]]:
+    """A CHECK's expression as PostgreSQL prints it (pretty, as psql shows it) and the columns it uses."""
+    with _scratch(conn, branch, version) as scratch:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT _hdb_check CHECK ({}) NOT VALID").format(
+            sql.SQL(scratch), sql.SQL(body)))  # type: ignore[arg-type]
+        row = conn.execute(
+            """SELECT pg_get_expr(c.conbin, c.conrelid, true),
+                      ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+                            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
+               FROM pg_constraint c WHERE c.conrelid = %s::regclass AND c.conname = '_hdb_check'""",
+            (scratch,)).fetchone()
+    assert row is not None
+    return row[0], list(row[1])
 
 
 def _key_column(item: str) -> str:

@@ -226,6 +226,7 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
         views = inherit(conn, branch)  # materialized views first: plain views may read them
         _copy_user_functions(conn, parent, branch)  # before the views: a view may call one
         _copy_user_views(conn, parent, branch, {v.name for v in snap.tables.values()} | {m.name for m in views})
+        _copy_comments(conn, parent, branch, {v.name for v in snap.tables.values()} | {m.name for m in views})
 
 
 @contextlib.contextmanager
@@ -302,6 +303,30 @@ def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Bran
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
                     psycopg.errors.UndefinedFunction, psycopg.errors.DuplicateTable):
                 pass  # it reads what the child does not have
+
+
+def _copy_comments(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, names: set[str]) -> None:
+    """COMMENT ON TABLE / COLUMN of the tables and materialized views the child inherited: they are the
+    parent's views' (the child's are other objects), so they are copied over, for the columns both have."""
+    parent = _built_parent(conn, parent)
+    rows = conn.execute(
+        """SELECT c.relname, a.attname, d.description FROM pg_description d
+           JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass
+           LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+           JOIN pg_class mine ON mine.relnamespace = to_regnamespace(%s) AND mine.relname = c.relname
+           WHERE c.relnamespace = to_regnamespace(%s) AND c.relname = ANY(%s)
+             AND (d.objsubid = 0 OR EXISTS (SELECT 1 FROM pg_attribute m WHERE m.attrelid = mine.oid
+                                            AND m.attname = a.attname AND NOT m.attisdropped))""",
+        (sql.Identifier(branch.user_schema).as_string(conn), sql.Identifier(parent.user_schema).as_string(conn),
+         sorted(names)),
+    ).fetchall()
+    for rel, column, text in rows:
+        if column is None:
+            conn.execute(sql.SQL("COMMENT ON VIEW {} IS {}").format(
+                sql.Identifier(branch.user_schema, rel), sql.Literal(text)))
+        else:
+            conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(
+                sql.Identifier(branch.user_schema, rel, column), sql.Literal(text)))
 
 
 # -- ALTER -----------------------------------------------------------------------------

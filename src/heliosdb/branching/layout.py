@@ -83,7 +83,7 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
         """SELECT c.conname, c.contype,
                   ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
-                  pg_get_expr(c.conbin, c.conrelid)
+                  pg_get_expr(c.conbin, c.conrelid, true)
            FROM pg_constraint c WHERE c.conrelid = %s::regclass AND c.contype IN ('p', 'u', 'c')
            ORDER BY c.oid""",
         (rel,),

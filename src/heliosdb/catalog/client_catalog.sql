@@ -112,8 +112,7 @@ LANGUAGE sql STABLE AS $$
            CASE c.kind
                WHEN 'p' THEN 'PRIMARY KEY (' || heliosdb._ident_list(c.names) || ')'
                WHEN 'u' THEN 'UNIQUE (' || heliosdb._ident_list(c.names) || ')'
-               WHEN 'c' THEN 'CHECK ' || CASE WHEN c.con->>'expr' ~ '^\(.*\)$' THEN c.con->>'expr'
-                                              ELSE '(' || (c.con->>'expr') || ')' END
+               WHEN 'c' THEN 'CHECK (' || (c.con->>'expr') || ')'  -- PostgreSQL's pretty form
                ELSE 'FOREIGN KEY (' || heliosdb._ident_list(c.names) || ') REFERENCES '
                     || quote_ident(r.relname) || '(' || heliosdb._ident_list(ARRAY(SELECT jsonb_array_elements_text(c.fk->'cols'))) || ')'
                     || CASE c.fk->>'match' WHEN 'f' THEN ' MATCH FULL' ELSE '' END
@@ -221,6 +220,25 @@ RETURNS text LANGUAGE sql STABLE AS $$
                 ELSE heliosdb._made_indexdef(i, col, pretty) END
 $$;
 
+-- pg_get_serial_sequence of a HeliosDB table: PostgreSQL finds no sequence for the view, so the
+-- call goes to the storage relation's column (SQLAlchemy passes attrelid::regclass::text, which the
+-- session's rewrite of literal calls, sql/sequences.py, cannot see).
+CREATE OR REPLACE FUNCTION heliosdb.pg_get_serial_sequence(tbl text, col text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    r record;
+BEGIN
+    SELECT t.phys_schema, t.phys_name, hc.phys_name AS phys_col INTO r
+    FROM heliosdb._client_tables() t
+    JOIN LATERAL jsonb_array_elements(t.columns) c ON c->>'name' = col
+    JOIN heliosdb._columns hc ON hc.table_id = t.table_id AND hc.col_id = (c->>'col')::integer
+    WHERE t.relid = to_regclass(tbl);
+    IF NOT FOUND THEN
+        RETURN pg_catalog.pg_get_serial_sequence(tbl, col);
+    END IF;
+    RETURN pg_catalog.pg_get_serial_sequence(format('%I.%I', r.phys_schema, r.phys_name), r.phys_col);
+END $$;
+
 -- A made-up index is visible where its table is (psql's \di asks).
 CREATE OR REPLACE FUNCTION heliosdb.pg_table_is_visible(r oid) RETURNS boolean
 LANGUAGE sql STABLE AS $$
@@ -282,6 +300,11 @@ BEGIN
                        'WHERE a.attrelid = o.adrelid AND a.attnum = o.adnum) WHERE coalesce(h.identity, '''') = ''''',
          NULL, NULL, NULL),
         ('pg_trigger', 'WHERE o.tgname !~ ''^_hdb_''', NULL, NULL, NULL),  -- HeliosDB's own are not the user's
+        -- HeliosDB's schemas (storage, branch internals, its catalog) and other branches' are not the
+        -- session's: a tool that lists schemas (Alembic's include_schemas) leaves them alone
+        ('pg_namespace', 'WHERE o.nspname !~ ''^hdb_[tb][0-9]+$'' AND o.nspname <> ''heliosdb'' AND NOT EXISTS ('
+                         'SELECT FROM heliosdb._branches b WHERE b.user_schema = o.nspname AND b.state <> ''dropped'' '
+                         'AND b.id IS DISTINCT FROM heliosdb._current_branch_id())', NULL, NULL, NULL),
         ('pg_depend', NULL, NULL, 'heliosdb._client_depends() x', jsonb_build_object(
             'classid', '''pg_catalog.pg_class''::regclass', 'objid', 'x.seq', 'objsubid', '0',
             'refclassid', '''pg_catalog.pg_class''::regclass', 'refobjid', 'x.relid',
@@ -310,12 +333,14 @@ END $$;
 -- constraint: the current schema of each table on its root branch learns them from the root
 -- relation (as introspect now records them). Branches keep what their own versions say.
 UPDATE heliosdb._table_versions v SET constraints = (
-    SELECT coalesce(jsonb_agg(CASE WHEN c->>'kind' = 'u' AND NOT EXISTS (
-                                       SELECT FROM pg_catalog.pg_constraint k
-                                       WHERE k.conrelid = to_regclass(format('%I.%I', t.phys_schema, t.phys_name))
-                                         AND k.conname = c->>'name')
-                                   THEN c || '{"index": true}' ELSE c END ORDER BY o), '[]'::jsonb)
+    SELECT coalesce(jsonb_agg(CASE WHEN c->>'kind' = 'u' AND k.oid IS NULL THEN c || '{"index": true}'
+                                   -- a check's text in PostgreSQL's pretty form, as introspect reads it now
+                                   WHEN c->>'kind' = 'c' AND k.oid IS NOT NULL
+                                   THEN c || jsonb_build_object('expr', pg_catalog.pg_get_expr(k.conbin, k.conrelid, true))
+                                   ELSE c END ORDER BY o), '[]'::jsonb)
     FROM jsonb_array_elements(v.constraints) WITH ORDINALITY e(c, o)
+    LEFT JOIN pg_catalog.pg_constraint k
+           ON k.conrelid = to_regclass(format('%I.%I', t.phys_schema, t.phys_name)) AND k.conname = c->>'name'
 ) || coalesce((
     SELECT jsonb_agg(jsonb_build_object(
                'name', ic.relname, 'kind', 'i', 'expr', NULL, 'index', false,

@@ -199,7 +199,7 @@ def _describe_table(ctx: ShellContext, t: tuple[Any, ...]) -> Rows:
     checks = [c for c in cons if c["kind"] == "c"]
     if checks:
         footer.append("Check constraints:")
-        footer += [f'    "{c["name"]}" CHECK {c["expr"]}' for c in checks]
+        footer += [f'    "{c["name"]}" CHECK ({c["expr"]})' for c in checks]
     footer.append(f"HeliosDB table {tid}, created on branch {root_name}; storage {phys_schema}.{phys_name}")
     return Rows(["Column", "Type", "Nullable", "Default"], rows,
                 title=f'Table "{name}" on branch "{ctx.session.branch.name}"', footer=footer, count=False)

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from heliosdb.sql.names import quote_literal
 
 # pg_get_serial_sequence('<table>', '<column>'), both literals: groups table, column
-CALL = re.compile(r"(?i)\bpg_get_serial_sequence\s*\(\s*'((?:[^']|'')*)'\s*,\s*'((?:[^']|'')*)'\s*\)")
+# (not heliosdb.pg_get_serial_sequence, the endpoint's, which resolves any call in SQL)
+CALL = re.compile(r"(?i)(?<!\.)\bpg_get_serial_sequence\s*\(\s*'((?:[^']|'')*)'\s*,\s*'((?:[^']|'')*)'\s*\)")
 
 # the same call with DB-API parameters for its arguments: run with the values in place, it is read as above
-PARAMETER_CALL = re.compile(r"(?i)\bpg_get_serial_sequence\s*\(\s*%(?:s|\(\w+\)s)\s*,\s*%(?:s|\(\w+\)s)\s*\)")
+PARAMETER_CALL = re.compile(r"(?i)(?<!\.)\bpg_get_serial_sequence\s*\(\s*%(?:s|\(\w+\)s)\s*,\s*%(?:s|\(\w+\)s)\s*\)")
 
 # (table as written, column) -> (storage relation, its column), None: not a HeliosDB table's,
 # "": a HeliosDB table's column that has no sequence
