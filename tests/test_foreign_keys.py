@@ -191,6 +191,50 @@ def test_foreign_keys_follow_ddl(plain: psycopg.Connection, conn: heliosdb.Conne
     assert expected[0] == ("ok", 1) and expected[3][1] == "23503" and expected[12][1] == "2BP01"
 
 
+# ALTER TABLE ... ADD FOREIGN KEY between tables the branch inherited (as Django and Alembic migrations do)
+ADD_KEY_SETUP = [
+    "CREATE TABLE p (id int PRIMARY KEY, code text UNIQUE, x int)",
+    "CREATE TABLE c (id int PRIMARY KEY, pid int, pcode text, note text)",
+    "INSERT INTO p VALUES (1, 'a', 1), (2, 'b', 2)",
+    "INSERT INTO c VALUES (10, 1, 'a', 'x'), (11, 2, 'b', 'y'), (12, 99, NULL, 'z')",
+]
+ADD_KEY_SCRIPT = [
+    "ALTER TABLE c ADD CONSTRAINT c_pid_fkey FOREIGN KEY (pid) REFERENCES p",  # the rows are checked: 99
+    "ALTER TABLE c ADD FOREIGN KEY (pid) REFERENCES p (x)",  # no unique constraint on p (x): 42830
+    "ALTER TABLE c ADD FOREIGN KEY (note) REFERENCES p (id)",  # 42804
+    "ALTER TABLE c ADD FOREIGN KEY (pid) REFERENCES nowhere",
+    "DELETE FROM c WHERE id = 12",
+    "ALTER TABLE c ADD CONSTRAINT c_pid_fkey FOREIGN KEY (pid) REFERENCES p ON DELETE CASCADE",
+    "ALTER TABLE c ADD FOREIGN KEY (pcode) REFERENCES p (code) ON UPDATE CASCADE DEFERRABLE",
+    "INSERT INTO c VALUES (13, 5, NULL, 'no such parent')",
+    "DELETE FROM p WHERE id = 1",  # cascades to c
+    "UPDATE p SET code = 'bb' WHERE id = 2",  # cascades to c.pcode
+    "SELECT * FROM c ORDER BY id",
+    "ALTER TABLE c ADD CONSTRAINT c_self FOREIGN KEY (pid) REFERENCES c (id) NOT VALID",  # 2 is no id of c
+    "INSERT INTO c VALUES (15, 11, NULL, 'refers to c 11')",
+    "INSERT INTO c VALUES (16, 2, NULL, 'no c 2')",
+    "ALTER TABLE c VALIDATE CONSTRAINT c_self",
+    "ALTER TABLE c DROP CONSTRAINT c_self",
+    "ALTER TABLE c DROP CONSTRAINT c_pid_fkey",
+    "DELETE FROM p WHERE id = 2",  # c_pcode_fkey is NO ACTION: c 11 still refers to 'bb'
+    "INSERT INTO c VALUES (17, 42, NULL, 'pid is free again')",
+]
+
+
+def test_add_foreign_key_to_inherited_tables(plain: psycopg.Connection, conn: heliosdb.Connection,
+                                             connect: Any) -> None:
+    def main_unchanged(name: str) -> None:
+        if name != "main":  # the branch's key is its own: main's c has none
+            helios_executor(conn)("INSERT INTO c VALUES (90, 12345, 'zz', 'main')")
+            helios_executor(conn)("DELETE FROM c WHERE id = 90")
+
+    expected = assert_as_postgres(plain, conn, connect, ADD_KEY_SETUP, ADD_KEY_SCRIPT, after=main_unchanged)
+    assert [e[1] for e in expected[:4]] == ["23503", "42830", "42804", "42P01"]
+    assert expected[7][1] == "23503" and expected[10] == ("ok", [(11, 2, "bb", "y")])
+    assert expected[13][1] == "23503" and expected[14][1] == "23503" and expected[17][1] == "23503"
+    assert expected[18][0] == "ok"
+
+
 def test_branch_only_refusals(conn: heliosdb.Connection, connect: Any) -> None:
     main = helios_executor(conn)
     main("CREATE TABLE s (id serial PRIMARY KEY, v int)")

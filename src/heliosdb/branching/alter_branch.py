@@ -51,7 +51,8 @@ def _unsupported(what: str) -> errors.Error:
         f"ALTER TABLE ... {what} is not supported on a branch that inherited the table",
         hint="Supported there: ADD COLUMN (without REFERENCES), DROP COLUMN, RENAME COLUMN, RENAME TO, "
         "RENAME CONSTRAINT, ALTER COLUMN TYPE, ALTER COLUMN SET/DROP DEFAULT, ALTER COLUMN SET/DROP NOT NULL, "
-        "ADD CONSTRAINT (PRIMARY KEY, UNIQUE, CHECK [NOT VALID]), DROP CONSTRAINT.",
+        "ADD CONSTRAINT (PRIMARY KEY, UNIQUE, CHECK [NOT VALID], FOREIGN KEY [NOT VALID]), VALIDATE CONSTRAINT, "
+        "DROP CONSTRAINT.",
     )
 
 
@@ -64,6 +65,9 @@ def _clause_end(toks: list[Any], i: int) -> int:
             return i
         i += 1
     return i
+
+
+_FOREIGN_KEY = re.compile(r'(?is)^ADD\s+(CONSTRAINT\s+("(?:[^"]|"")+"|\w+)\s+)?FOREIGN\s+KEY\b')
 
 
 def alter_inherited(
@@ -84,8 +88,16 @@ def alter_inherited(
             if_not_exists, k = skip_words(clause, k, "IF", "NOT", "EXISTS")
             coldef = text[clause[k].start : clause[-1].end + 1]
             _add_column(session, version, info, coldef, if_not_exists)
+        elif word == "ADD" and _FOREIGN_KEY.match(raw):
+            from heliosdb.branching.added_keys import add_foreign_key
+
+            version.constraints.append(add_foreign_key(session, version, info, raw[3:].strip()))
         elif word == "ADD":
             _add_constraint(session, version, raw[3:].strip())
+        elif word == "VALIDATE" and len(clause) > 2 and clause[1].text.upper() == "CONSTRAINT":
+            from heliosdb.branching.added_keys import validate
+
+            validate(session, version, read_name(clause, 2)[0].name)
         elif word == "DROP" and len(clause) > 1 and clause[1].text.upper() == "CONSTRAINT":
             if_exists, k = skip_words(clause, 2, "IF", "EXISTS")
             cname, _ = read_name(clause, k)
