@@ -283,3 +283,14 @@ def test_type_changes_keep_indexes_as_postgres(
             c.execute("DROP INDEX ra_typ")
             c.commit()
         assert "ra_typ" not in psql(server, dbname, "-c", r"\d ra", branch=branch)
+
+
+def test_only_catalog_references_are_read_through_heliosdb(server: ServerProcess, dbname: str) -> None:
+    """Names in literals, column definitions, aliases and qualifiers are the user's, not the catalogs'."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE s (id int PRIMARY KEY, pg_index int, pg_class text)")
+        c.execute("INSERT INTO s VALUES (1, 2, 'x')")
+        assert c.execute("SELECT pg_class.pg_index FROM s AS pg_class WHERE pg_class.id = 1").fetchall() == [(2,)]
+        assert c.execute(r"SELECT E'it\'s pg_class', 'pg_class'::regclass::oid").fetchall() == [("it's pg_class", 1259)]
+        assert c.execute("SELECT $x$ pg_index $x$, count(*) > 0 FROM /* pg_class /* nested */ */ pg_catalog.pg_index "
+                         "WHERE indrelid = 's'::regclass").fetchall() == [(" pg_index ", True)]

@@ -14,10 +14,9 @@
 -- PostgreSQL stores as expression trees (conbin, indexprs, indpred) are NULL in them: the text
 -- forms come from heliosdb.pg_get_constraintdef and heliosdb.pg_get_indexdef.
 
--- The tables a branch sees, as it sees them: its own versions over its ancestors' as of the fork
--- points below it (catalog.model._resolve).
-CREATE OR REPLACE FUNCTION heliosdb._visible_versions(b integer, only_table integer DEFAULT NULL)
-RETURNS TABLE (table_id integer, name text, columns jsonb, constraints jsonb)
+-- A branch and its ancestors, nearest first (n), each seen as of the fork below it (upto): the
+-- levels every lookup of what a branch sees walks (catalog.model.levels_of).
+CREATE OR REPLACE FUNCTION heliosdb._levels(b integer) RETURNS TABLE (id integer, n integer, upto bigint)
 LANGUAGE sql STABLE AS $$
     WITH RECURSIVE up AS (
         SELECT id, parent_id, fork_lsn, 0 AS n, 9223372036854775807::bigint AS upto
@@ -25,9 +24,27 @@ LANGUAGE sql STABLE AS $$
         UNION ALL
         SELECT p.id, p.parent_id, p.fork_lsn, up.n + 1, least(up.upto, up.fork_lsn)
         FROM heliosdb._branches p JOIN up ON p.id = up.parent_id)
+    SELECT id, n, upto FROM up
+$$;
+
+-- The materialized views a branch sees (mv.sql's definition, over the common levels).
+CREATE OR REPLACE FUNCTION heliosdb._mv_visible(b integer) RETURNS TABLE (mv_id integer, name text, lvl integer)
+LANGUAGE sql STABLE AS $$
+    SELECT DISTINCT ON (m.name) m.id, m.name, up.n
+    FROM heliosdb._mviews m JOIN heliosdb._levels(b) up ON up.id = m.branch_id AND m.valid_from <= up.upto
+    WHERE NOT EXISTS (SELECT 1 FROM heliosdb._mv_drops d JOIN heliosdb._levels(b) u2 ON u2.id = d.branch_id
+                      WHERE d.mv_id = m.id AND d.lsn <= u2.upto)
+    ORDER BY m.name, up.n, m.valid_from DESC
+$$;
+
+-- The tables a branch sees, as it sees them: its own versions over its ancestors' as of the fork
+-- points below it (catalog.model._resolve).
+CREATE OR REPLACE FUNCTION heliosdb._visible_versions(b integer, only_table integer DEFAULT NULL)
+RETURNS TABLE (table_id integer, name text, columns jsonb, constraints jsonb)
+LANGUAGE sql STABLE AS $$
     SELECT v.table_id, v.name, v.columns, v.constraints
     FROM (SELECT DISTINCT ON (v.table_id) v.*
-          FROM up JOIN heliosdb._table_versions v ON v.branch_id = up.id AND v.valid_from <= up.upto
+          FROM heliosdb._levels(b) up JOIN heliosdb._table_versions v ON v.branch_id = up.id AND v.valid_from <= up.upto
                AND (only_table IS NULL OR v.table_id = only_table)
                AND (up.upto < v.valid_to OR v.valid_to = 9223372036854775807)
           ORDER BY v.table_id, up.n) v

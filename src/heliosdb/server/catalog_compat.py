@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import re
 
-_CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index", "pg_trigger", "pg_depend",
-             "pg_namespace", "pg_get_constraintdef", "pg_get_indexdef", "pg_table_is_visible",
-             "pg_get_serial_sequence")
-_NAME = re.compile(
-    r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*[\s\S]*?\*/|\$(?P<tag>(?:[A-Za-z_]\w*)?)\$[\s\S]*?\$(?P=tag)\$)"""
-    r"|(?<![\w.$])(?:pg_catalog\s*\.\s*)?(" + "|".join(_CATALOGS) + r")\b",
-    re.IGNORECASE,
-)
+from sqlglot.tokens import TokenType
+
+from heliosdb import errors
+from heliosdb.sql.names import tokenize
+
+_TABLES = ("pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index", "pg_trigger", "pg_depend",
+           "pg_namespace")
+_FUNCTIONS = ("pg_get_constraintdef", "pg_get_indexdef", "pg_table_is_visible", "pg_get_serial_sequence")
+_CATALOGS = _TABLES + _FUNCTIONS
 _IS_TABLES = re.compile(r"\binformation_schema\s*\.\s*tables\b", re.IGNORECASE)
-
-
-def _swap(m: re.Match[str]) -> str:
-    return m.group(1) or "heliosdb." + m.group(3).lower()
+# words after which a FROM list is over (at the same depth of parentheses)
+_FROM_ENDS = {"WHERE", "GROUP", "ORDER", "HAVING", "LIMIT", "OFFSET", "UNION", "INTERSECT", "EXCEPT", "SELECT",
+              "RETURNING", "SET", "VALUES", "WINDOW", "FOR", "FETCH"}
 
 
 def touches(low: str) -> bool:
@@ -39,12 +39,58 @@ def touches(low: str) -> bool:
     return any(name in low for name in _CATALOGS) or "information_schema" in low
 
 
+def _spots(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, name) of the catalog references to rewrite: any `pg_catalog.<name>`, a bare table name
+    where a FROM list names a relation (after FROM, JOIN or a comma of the list), a bare function name
+    before its parenthesis. Column names, aliases and qualifiers (`pg_class.oid`, which still names the
+    view) stay; the tokenizer keeps strings, quoted names and comments apart."""
+    try:
+        toks = tokenize(text)
+    except errors.Error:
+        return []
+    spots: list[tuple[int, int, str]] = []
+    in_from = [False]  # per depth of parentheses
+    for k, tok in enumerate(toks):
+        word = tok.text.upper() if tok.token_type != TokenType.IDENTIFIER else ""
+        if tok.token_type == TokenType.L_PAREN:
+            in_from.append(False)
+            continue
+        if tok.token_type == TokenType.R_PAREN:
+            if len(in_from) > 1:
+                in_from.pop()
+            continue
+        if word in ("FROM", "JOIN"):
+            in_from[-1] = True
+        elif word in _FROM_ENDS:
+            in_from[-1] = False
+        if tok.token_type != TokenType.VAR or tok.text.lower() not in _CATALOGS:
+            continue
+        name = tok.text.lower()
+        before = toks[k - 1] if k else None
+        after = toks[k + 1] if k + 1 < len(toks) else None
+        if before is not None and before.token_type == TokenType.DOT:
+            schema = toks[k - 2] if k >= 2 else None
+            if schema is not None and schema.token_type == TokenType.VAR and schema.text.lower() == "pg_catalog":
+                spots.append((schema.start, tok.end + 1, name))
+            continue
+        if after is not None and after.token_type == TokenType.DOT:
+            continue  # a qualifier: the relation it names is rewritten where the FROM list names it
+        if name in _FUNCTIONS:
+            if after is not None and after.token_type == TokenType.L_PAREN:
+                spots.append((tok.start, tok.end + 1, name))
+        elif before is not None and (before.text.upper() in ("FROM", "JOIN")
+                                     or (before.token_type == TokenType.COMMA and in_from[-1])):
+            spots.append((tok.start, tok.end + 1, name))
+    return spots
+
+
 def rewrite(text: str) -> str:
     """The query reading HeliosDB's catalog views (the same object when there is nothing to do)."""
     low = text.lower()
     out = text
     if any(name in low for name in _CATALOGS):
-        out = _NAME.sub(_swap, out)
+        for start, end, name in reversed(_spots(text)):
+            out = out[:start] + "heliosdb." + name + out[end:]
     if "information_schema" in low and "tables" in low:
         out = _IS_TABLES.sub("heliosdb.information_schema_tables", out)
     return out if out != text else text
