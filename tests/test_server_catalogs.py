@@ -294,3 +294,48 @@ def test_only_catalog_references_are_read_through_heliosdb(server: ServerProcess
         assert c.execute(r"SELECT E'it\'s pg_class', 'pg_class'::regclass::oid").fetchall() == [("it's pg_class", 1259)]
         assert c.execute("SELECT $x$ pg_index $x$, count(*) > 0 FROM /* pg_class /* nested */ */ pg_catalog.pg_index "
                          "WHERE indrelid = 's'::regclass").fetchall() == [(" pg_index ", True)]
+
+
+LONG = "a_table_with_a_name_long_enough_to_make_index_names_too_long"
+NAMES_SETUP = [
+    "CREATE TABLE t4 (n int, w text, \"Mixed\" int)", "CREATE INDEX t4_n ON t4 (n)",
+    "CREATE INDEX t4_w ON t4 (w) WHERE w <> 'n'", f"CREATE TABLE {LONG} (somecolumn int)",
+    "CREATE TABLE p5 (id int PRIMARY KEY)", "CREATE TABLE t5 (x int)",
+]
+NAMES_SCRIPT = [
+    "CREATE INDEX ON t4 (n)", "CREATE INDEX ON t4 (n)",  # PostgreSQL's names: t4_n_idx, then t4_n_idx1
+    "CREATE INDEX t4_n ON t4 (w)", "CREATE INDEX t4 ON t4 (w)",  # taken names: 42P07
+    "ALTER INDEX t4_n RENAME TO t4_w",
+    "ALTER TABLE t4 RENAME COLUMN n TO \"Big N\"",  # the indexes' texts follow, quoted as PostgreSQL quotes
+    "ALTER TABLE t4 ALTER COLUMN \"Big N\" TYPE bigint",
+    "CREATE INDEX t4_inc ON t4 (w) INCLUDE (\"Mixed\")", "ALTER TABLE t4 DROP COLUMN \"Mixed\"",  # goes with it
+    "ALTER TABLE t4 ADD CONSTRAINT nv CHECK (\"Big N\" > 0) NOT VALID",
+    f"CREATE INDEX ON {LONG} (somecolumn)",
+    "ALTER TABLE t5 ADD FOREIGN KEY (x) REFERENCES p5", "ALTER TABLE t5 ADD FOREIGN KEY (x) REFERENCES p5",
+]
+
+
+def test_names_and_texts_of_a_branchs_indexes_as_postgres(
+        server: ServerProcess, helios_instance: Instance, dbname: str, plain_db: str) -> None:
+    """Index and constraint DDL on a branch that inherited the tables: PostgreSQL's names, errors and texts."""
+    def outcomes(conn: psycopg.Connection) -> list[str]:
+        out = []
+        for stmt in NAMES_SCRIPT:
+            try:
+                conn.execute(stmt)  # type: ignore[arg-type]
+                out.append("ok")
+            except psycopg.Error as exc:
+                out.append(str(exc.sqlstate))
+        return out
+
+    with psycopg.connect(**{**helios_instance.conninfo(plain_db), "autocommit": True}) as c:  # type: ignore[arg-type]
+        for stmt in NAMES_SETUP:
+            c.execute(stmt)  # type: ignore[arg-type]
+        want = outcomes(c)
+    assert want[2:5] == ["42P07", "42P07", "42P07"] and want.count("ok") == len(want) - 3
+    psql(server, dbname, *[a for stmt in NAMES_SETUP for a in ("-c", stmt)], "-c", "CREATE DATABASE BRANCH dev")
+    with server.connect(dbname, options="-c heliosdb.branch=dev", autocommit=True) as c:
+        assert outcomes(c) == want
+    for table in ("t4", LONG, "t5"):
+        assert _title_free(psql(server, dbname, "-c", rf"\d {table}", branch="dev")) == _title_free(
+            plain_psql(helios_instance, plain_db, "-c", rf"\d {table}")), table

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import inherited_keys
+from heliosdb.branching import inherited_keys, layout
 from heliosdb.catalog.model import Constraint, TableInfo, TableVersion, chain, find_table, table_info
 from heliosdb.sql.names import is_word, read_name, replace, tokenize
 
@@ -66,9 +66,12 @@ def add_foreign_key(session: Session, version: TableVersion, info: TableInfo, sp
         assert row is not None
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(I(inherited_keys.stand_in_schema(conn))))
     name, cols, ref_cols, on_delete, on_update, match, deferrable, deferred, valid = row
-    if any(c.name == name for c in version.constraints):
-        raise errors.lookup("42710")(f'constraint "{name}" for relation "{version.name}" already exists',
-                                     sqlstate="42710")
+    taken = {c.name for c in version.constraints}
+    if name in taken:
+        if is_word(toks[0], "CONSTRAINT"):
+            raise errors.lookup("42710")(f'constraint "{name}" for relation "{version.name}" already exists',
+                                         sqlstate="42710")
+        name = layout.free_name(name, taken)  # PostgreSQL numbers a default name that is taken
     expr: dict[str, Any] = {"table": ref_info.phys_name, "schema": ref_info.phys_schema, "cols": list(ref_cols),
                             "on_delete": on_delete, "on_update": on_update, "match": match,
                             "deferrable": deferrable, "deferred": deferred, "valid": valid}
@@ -88,6 +91,7 @@ def validate(session: Session, version: TableVersion, name: str) -> None:
             view, sql.SQL(con.expr or "true"))).fetchone()
         if bad is not None:
             raise errors.CheckViolation(f'check constraint "{name}" of relation "{version.name}" is violated by some row')
+        con.valid = True
         return
     ref = json.loads(con.expr or "{}")
     referenced = next((v for v in _visible(session) if v[1].phys_schema == ref.get("schema")

@@ -17,6 +17,7 @@ import psycopg
 import sqlglot
 from psycopg import sql
 from sqlglot import exp
+from sqlglot.tokens import TokenType
 
 from heliosdb import errors
 from heliosdb.branching import foreign_keys, layout
@@ -117,9 +118,9 @@ def alter_inherited(
                     continue
                 raise errors.UndefinedColumn(f'column "{col.name}" of relation "{version.name}" does not exist')
             version.columns = [c for c in version.columns if c.name != col.name]
-            word_re = r"\b" + re.escape(col.name) + r"\b"
             version.constraints = [c for c in version.constraints if col.name not in c.cols and not any(
-                t and re.search(word_re, t) for t in (c.expr, *(c.keys if c.kind == "i" else ()), c.where))]
+                t and _column_spans(t, col.name) for t in (c.expr if c.kind == "c" else None, c.where, c.using,
+                                                           *(c.keys if c.kind == "i" else ())))]
         elif word == "RENAME" and len(clause) > 1 and clause[1].text.upper() == "CONSTRAINT":
             old, k = read_name(clause, 2)
             _, k = skip_words(clause, k, "TO")
@@ -144,15 +145,16 @@ def alter_inherited(
                     f'column "{new.name}" of relation "{version.name}" already exists', sqlstate="42701"
                 )
             col.name = new.name
-            word_re = r"\b" + re.escape(old.name) + r"\b"
+            new_sql = str(conn.execute("SELECT quote_ident(%s)", (new.name,)).fetchone()[0])  # type: ignore[index]
             for c in version.constraints:
                 c.cols = [new.name if x == old.name else x for x in c.cols]
-                if c.expr:
-                    c.expr = re.sub(word_re, new.name, c.expr)
-                if c.kind == "i" or c.using:  # an index's texts name the branch's columns ('x' keys: stored ones)
-                    c.keys = [re.sub(word_re, new.name, k) for k in c.keys] if c.kind == "i" else c.keys
-                    c.where = re.sub(word_re, new.name, c.where) if c.where and c.kind == "i" else c.where
-                    c.using = re.sub(word_re, new.name, c.using) if c.using else None
+                if c.kind == "c" and c.expr:
+                    c.expr = _renamed(c.expr, old.name, new_sql)
+                if c.kind == "i":  # an index's texts name the branch's columns ('x' keys: the stored ones)
+                    c.keys = [_renamed(k, old.name, new_sql) for k in c.keys]
+                    c.where = _renamed(c.where, old.name, new_sql) if c.where else None
+                if c.using:
+                    c.using = _renamed(c.using, old.name, new_sql)
             renames.append((old.name, new.name))
         elif word == "ALTER":
             _alter_column(session, version, clause, raw)
@@ -272,6 +274,28 @@ def _add_column(session: Session, version: TableVersion, info: TableInfo, coldef
         version.constraints.append(c)
 
 
+def _column_spans(text: str, column: str) -> list[tuple[int, int]]:
+    """Where an expression's text names a column (not in a literal, not a function's name)."""
+    try:
+        toks = tokenize(text)
+    except errors.Error:
+        return []
+    out = []
+    for k, t in enumerate(toks):
+        named = (t.token_type == TokenType.VAR and t.text.lower() == column) or (
+            t.token_type == TokenType.IDENTIFIER and t.text == column)
+        if named and not (k + 1 < len(toks) and toks[k + 1].token_type in (TokenType.L_PAREN, TokenType.DOT)):
+            out.append((t.start, t.end + 1))
+    return out
+
+
+def _renamed(text: str, old: str, new_sql: str) -> str:
+    """The expression's text with a renamed column's new name (quoted as PostgreSQL quotes it)."""
+    for start, end in reversed(_column_spans(text, old)):
+        text = text[:start] + new_sql + text[end:]
+    return text
+
+
 def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
     conn, branch = session.conn, session.branch
     not_valid = re.search(r"(?is)\s+NOT\s+VALID\s*$", spec)
@@ -293,7 +317,7 @@ def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
             sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(expr))).fetchone()
         if row is not None:
             raise errors.CheckViolation(f'check constraint "{name}" of relation "{version.name}" is violated by some row')
-        version.constraints.append(Constraint(name, "c", cols, expr))
+        version.constraints.append(Constraint(name, "c", cols, expr, valid=not not_valid))
         return
     cols = [c.strip().strip('"') if c.strip().startswith('"') else c.strip().lower() for c in body.split(",")]
     for c in cols:
@@ -396,29 +420,38 @@ def _unique_on_expressions(session: Session, version: TableVersion, info: TableI
     return Constraint(name, "x", [], None, stored, stored_where)
 
 
-_SCRATCH = 'pg_temp."_hdb_shape"'
-
-
 @contextlib.contextmanager
 def _scratch(conn: psycopg.Connection[Any], branch: Any, version: TableVersion) -> Iterator[str]:
-    """An empty table shaped like the branch's view, for the length of a savepoint: DDL run on it is read
-    by PostgreSQL itself (its errors, its normal form of expressions), then read back from its catalogs."""
+    """An empty table shaped like the branch's view and named as it, for the length of a savepoint: DDL run
+    on it is read by PostgreSQL itself (its errors, its normal form of expressions, the names it chooses),
+    then read back from its catalogs."""
+    scratch = sql.Identifier("pg_temp", version.name).as_string(conn)
     with conn.transaction():  # a failed statement takes the scratch table with it
-        conn.execute(sql.SQL("CREATE TEMP TABLE _hdb_shape (LIKE {}) ON COMMIT DROP").format(
-            I(branch.user_schema, version.name)))
-        yield _SCRATCH
-        conn.execute(sql.SQL("DROP TABLE {}").format(sql.SQL(_SCRATCH)))
+        conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(
+            I(version.name), I(branch.user_schema, version.name)))
+        yield scratch
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.SQL(scratch)))
 
 
-def _index_shape(conn: psycopg.Connection[Any], branch: Any, version: TableVersion, text: str, table: Name,
-                 named: bool) -> dict[str, Any]:
+def _index_shape(conn: psycopg.Connection[Any], branch: Any, version: TableVersion, text: str,
+                 table: Name) -> dict[str, Any]:
     """CREATE INDEX as PostgreSQL reads it, recorded as introspect records the root relation's indexes."""
     with _scratch(conn, branch, version) as scratch:
         conn.execute(re.sub(r"(?i)\bCONCURRENTLY\b", "", replace(text, table, scratch), count=1))  # type: ignore[arg-type]
         (record,) = layout.index_records(conn, scratch)
-    if not named:  # PostgreSQL named it after the table it was made on
-        record["name"] = record["name"].replace("_hdb_shape", version.name, 1)
     return record
+
+
+def relation_names(session: Session) -> set[str]:
+    """The names relations of the branch's schema have: an index, like a table, needs one of its own."""
+    conn, branch = session.conn, session.branch
+    names = {str(r[0]) for r in conn.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace(%s)",
+        (I(branch.user_schema).as_string(conn),)).fetchall()}
+    for v in Snapshot(conn, chain(conn, branch.id)).tables.values():
+        if not v.dropped:
+            names |= {c.name for c in v.constraints if c.kind in ("p", "u", "x", "i")}
+    return names
 
 
 def _check_shape(conn: psycopg.Connection[Any], branch: Any, version: TableVersion, body: str) -> tuple[str, list[str]]:
@@ -459,15 +492,16 @@ def index_on_branch(
     paren = next((p for p in range(j, len(toks)) if toks[p].text == "("), None)
     if paren is None:
         raise errors.SyntaxError("syntax error: expected a column list")
-    if any(c.name == idx_name for c in version.constraints):
+    taken = relation_names(session)
+    if idx_name in taken:
         if if_not_exists:
             session.notices.append(f'NOTICE:  relation "{idx_name}" already exists, skipping')
             return
         raise errors.lookup("42P07")(f'relation "{idx_name}" already exists', sqlstate="42P07")
     e = matching_paren(toks, paren)
     items = _top_level_items(toks, paren, e, text)
-    shape = _index_shape(conn, branch, version, text, name, named)
-    idx_name = shape["name"]
+    shape = _index_shape(conn, branch, version, text, name)
+    idx_name = shape["name"] = idx_name or layout.free_name(shape["name"], taken)
     if unique:
         where = re.search(r"(?is)\bWHERE\b(.*)$", text[toks[e].end + 1 :])
         cols = [_key_column(c) for c in items]
@@ -493,7 +527,6 @@ def index_on_branch(
         cols_sql = sql.SQL(", ").join(I(phys[names[_key_column(c)]]) for c in items)
     except KeyError:
         return  # expression index: nothing to mirror
-    mirror = I(info.phys_schema, f"{idx_name}__b{branch.id}")
-    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(mirror))  # one over a column a type change replaced
-    conn.execute(sql.SQL("CREATE INDEX {} ON {} (_hdb_branch, {})").format(
-        I(f"{idx_name}__b{branch.id}"), I(*info.br), cols_sql))
+    mirror = layout.mirror_name(idx_name, branch.id)
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(I(info.phys_schema, mirror)))  # one a type change replaced
+    conn.execute(sql.SQL("CREATE INDEX {} ON {} (_hdb_branch, {})").format(I(mirror), I(*info.br), cols_sql))

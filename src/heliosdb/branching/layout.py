@@ -17,6 +17,7 @@ an INSTEAD OF trigger that writes versions into "<name>__br" and "<name>__hist".
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from typing import Any
 
@@ -79,16 +80,16 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
         cols.append(Column(name=name, col=names.get(name, 0), type=typ, notnull=notnull, default=default,
                            identity=identity or ""))
     cons = []
-    for name, kind, keys, expr in conn.execute(
+    for name, kind, keys, expr, valid in conn.execute(
         """SELECT c.conname, c.contype,
                   ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
-                  pg_get_expr(c.conbin, c.conrelid, true)
+                  pg_get_expr(c.conbin, c.conrelid, true), c.convalidated
            FROM pg_constraint c WHERE c.conrelid = %s::regclass AND c.contype IN ('p', 'u', 'c')
            ORDER BY c.oid""",
         (rel,),
     ).fetchall():
-        cons.append({"name": name, "kind": kind, "cols": list(keys), "expr": expr})
+        cons.append({"name": name, "kind": kind, "cols": list(keys), "expr": expr, "valid": valid})
     # foreign keys: expr holds the referenced table's name (as HeliosDB knows it) and columns
     for name, keys, ref_schema, ref_name, ref_keys, on_delete, on_update, match, deferrable, deferred, valid in (
         conn.execute(
@@ -111,6 +112,26 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
                                          "deferrable": deferrable, "deferred": deferred, "valid": valid})})
     cons += index_records(conn, rel)
     return cols, cons
+
+
+def mirror_name(index: str, branch_id: int) -> str:
+    """The name of a branch's index over its rows of a table (`<index>__b<branch>`), within PostgreSQL's 63
+    bytes: a long index name is cut and told apart by a hash, so two never share a truncated name."""
+    name = f"{index}__b{branch_id}"
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha1(index.encode()).hexdigest()[:8]
+    return f"{index.encode()[:40].decode(errors='ignore')}_{digest}__b{branch_id}"
+
+
+def free_name(base: str, taken: set[str]) -> str:
+    """PostgreSQL's choice of an unused name: the base, else base1, base2, ... (the base cut to fit 63 bytes)."""
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        suffix = str(n)
+        name = base.encode()[: 63 - len(suffix)].decode(errors="ignore") + suffix
+    return name
 
 
 def index_records(conn: psycopg.Connection[Any], rel: str) -> list[dict[str, Any]]:

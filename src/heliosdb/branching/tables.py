@@ -630,7 +630,7 @@ def _drop_index(session: Session, text: str) -> Result:
         version.constraints = [c for c in version.constraints if c.name != name.name]
         version.branch_id = branch.id
         save_version(conn, version, _lsn(conn, branch.id))
-        if row is not None and row[1] == f"{name.name}__b{branch.id}":
+        if row is not None and row[1] == layout.mirror_name(name.name, branch.id):
             conn.execute(sql.SQL("DROP INDEX {}").format(I(row[0], row[1])))
         if con.kind != "i":  # a uniqueness check of the branch's write trigger
             layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
@@ -645,7 +645,7 @@ def _index_named(session: Session, name: str) -> tuple[dict[str, tuple[TableVers
     schemas = {info.phys_schema: (v, info) for v, info in infos.values()}
     row = conn.execute(
         "SELECT schemaname, indexname FROM pg_indexes WHERE indexname = ANY(%s) AND schemaname = ANY(%s)",
-        ([name, f"{name}__b{branch.id}"], list(schemas)),
+        ([name, layout.mirror_name(name, branch.id)], list(schemas)),
     ).fetchone()
     return schemas, row
 
@@ -677,14 +677,18 @@ def _alter_index(session: Session, text: str) -> Result:
                 raise errors.UndefinedTable(f'relation "{name.name}" does not exist')
             return _passthrough(session, text)  # not a HeliosDB table's: PostgreSQL's own answer
         version, info = owner
+        from heliosdb.branching.alter_branch import relation_names
+
+        if new.name in relation_names(session):
+            raise errors.lookup("42P07")(f'relation "{new.name}" already exists', sqlstate="42P07")
         for con in version.constraints:
             if con.name == name.name:
                 con.name = new.name
         version.branch_id = branch.id
         save_version(conn, version, _lsn(conn, branch.id))
-        if row is not None and row[1] == f"{name.name}__b{branch.id}":  # the mirror over the branch's rows
+        if row is not None and row[1] == layout.mirror_name(name.name, branch.id):  # over the branch's rows
             conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                I(row[0], row[1]), I(f"{new.name}__b{branch.id}")))
+                I(row[0], row[1]), I(layout.mirror_name(new.name, branch.id))))
         layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
     return _result("ALTER INDEX")
 

@@ -119,7 +119,7 @@ LANGUAGE sql STABLE AS $$
     cols AS (SELECT k.*, ARRAY(SELECT jsonb_array_elements_text(k.con->'cols')) AS names FROM k)
     SELECT (3000000000 + c.table_id::bigint * 128 + c.pos)::oid, (c.con->>'name')::name, c.nsp, c.kind::"char",
            coalesce((c.fk->>'deferrable')::boolean, false), coalesce((c.fk->>'deferred')::boolean, false),
-           coalesce((c.fk->>'valid')::boolean, true), c.relid,
+           coalesce((c.fk->>'valid')::boolean, (c.con->>'valid')::boolean, true), c.relid,
            CASE WHEN c.kind IN ('p', 'u') THEN (3700000000 + c.table_id::bigint * 128 + c.pos)::oid ELSE 0::oid END,
            coalesce(r.relid, 0::oid),
            coalesce(c.fk->>'on_update', ' ')::"char", coalesce(c.fk->>'on_delete', ' ')::"char",
@@ -130,6 +130,7 @@ LANGUAGE sql STABLE AS $$
                WHEN 'p' THEN 'PRIMARY KEY (' || heliosdb._ident_list(c.names) || ')'
                WHEN 'u' THEN 'UNIQUE (' || heliosdb._ident_list(c.names) || ')'
                WHEN 'c' THEN 'CHECK (' || (c.con->>'expr') || ')'  -- PostgreSQL's pretty form
+                             || CASE WHEN (c.con->>'valid')::boolean IS FALSE THEN ' NOT VALID' ELSE '' END
                ELSE 'FOREIGN KEY (' || heliosdb._ident_list(c.names) || ') REFERENCES '
                     || quote_ident(r.relname) || '(' || heliosdb._ident_list(ARRAY(SELECT jsonb_array_elements_text(c.fk->'cols'))) || ')'
                     || CASE c.fk->>'match' WHEN 'f' THEN ' MATCH FULL' ELSE '' END
@@ -227,14 +228,14 @@ $$;
 CREATE OR REPLACE FUNCTION heliosdb.pg_get_constraintdef(c oid, pretty boolean DEFAULT false) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN c < 3000000000::oid THEN pg_catalog.pg_get_constraintdef(c, pretty)
-                ELSE heliosdb._made_constraintdef(c) END
+                ELSE coalesce(heliosdb._made_constraintdef(c), pg_catalog.pg_get_constraintdef(c, pretty)) END
 $$;
 
 -- CREATE INDEX text of an index, or (col > 0) the text of one of its keys.
 CREATE OR REPLACE FUNCTION heliosdb.pg_get_indexdef(i oid, col integer DEFAULT 0, pretty boolean DEFAULT false)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN i < 3700000000::oid THEN pg_catalog.pg_get_indexdef(i, col, pretty)
-                ELSE heliosdb._made_indexdef(i, col, pretty) END
+                ELSE coalesce(heliosdb._made_indexdef(i, col, pretty), pg_catalog.pg_get_indexdef(i, col, pretty)) END
 $$;
 
 -- pg_get_serial_sequence of a HeliosDB table: PostgreSQL finds no sequence for the view, so the
@@ -260,7 +261,7 @@ END $$;
 CREATE OR REPLACE FUNCTION heliosdb.pg_table_is_visible(r oid) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN r < 3700000000::oid THEN pg_catalog.pg_table_is_visible(r)
-                ELSE heliosdb._made_index_visible(r) END
+                ELSE coalesce(heliosdb._made_index_visible(r), pg_catalog.pg_table_is_visible(r)) END
 $$;
 
 -- The views: every column of the catalog PostgreSQL has (read from pg_attribute, so the views
@@ -346,19 +347,29 @@ BEGIN
     END LOOP;
 END $$;
 
--- Catalogs written before this version record no plain index and call every unique index a
--- constraint: the current schema of each table on its root branch learns them from the root
--- relation (as introspect now records them). Branches keep what their own versions say.
+-- Catalogs written before this version call every unique index of a table a constraint, keep a
+-- check's text in the non-pretty form and record no plain index. Every schema version of a table
+-- learns the first two from the root relation: a unique key named as one of its indexes that no
+-- constraint owns is that index, a check with the text of the root's check of its name takes its
+-- pretty text. The root branch's current version also gets the plain indexes (introspect records
+-- them from now on); other versions cannot tell which of them there were, and show none.
 UPDATE heliosdb._table_versions v SET constraints = (
-    SELECT coalesce(jsonb_agg(CASE WHEN c->>'kind' = 'u' AND k.oid IS NULL THEN c || '{"index": true}'
-                                   -- a check's text in PostgreSQL's pretty form, as introspect reads it now
+    SELECT coalesce(jsonb_agg(CASE WHEN c->>'kind' = 'u' AND k.oid IS NULL
+                                        AND to_regclass(format('%I.%I', t.phys_schema, c->>'name')) IS NOT NULL
+                                   THEN c || '{"index": true}'
                                    WHEN c->>'kind' = 'c' AND k.oid IS NOT NULL
-                                   THEN c || jsonb_build_object('expr', pg_catalog.pg_get_expr(k.conbin, k.conrelid, true))
+                                        AND c->>'expr' = pg_catalog.pg_get_expr(k.conbin, k.conrelid)
+                                   THEN c || jsonb_build_object('expr', pg_catalog.pg_get_expr(k.conbin, k.conrelid, true),
+                                                                'valid', k.convalidated)
                                    ELSE c END ORDER BY o), '[]'::jsonb)
     FROM jsonb_array_elements(v.constraints) WITH ORDINALITY e(c, o)
     LEFT JOIN pg_catalog.pg_constraint k
-           ON k.conrelid = to_regclass(format('%I.%I', t.phys_schema, t.phys_name)) AND k.conname = c->>'name'
-) || coalesce((
+           ON k.conrelid = to_regclass(format('%I.%I', t.phys_schema, t.phys_name)) AND k.conname = c->>'name')
+FROM heliosdb._tables t
+WHERE t.id = v.table_id
+  AND NOT EXISTS (SELECT FROM jsonb_array_elements(v.constraints) c WHERE c ? 'using' OR c ? 'valid');
+
+UPDATE heliosdb._table_versions v SET constraints = v.constraints || coalesce((
     SELECT jsonb_agg(jsonb_build_object(
                'name', ic.relname, 'kind', 'i', 'expr', NULL, 'index', false,
                'cols', ARRAY(SELECT coalesce(a.attname::text, '') FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
@@ -374,6 +385,7 @@ UPDATE heliosdb._table_versions v SET constraints = (
                                   JOIN pg_catalog.pg_opclass o ON o.oid = k.c ORDER BY k.n)) ORDER BY ic.relname)
     FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
     WHERE i.indrelid = to_regclass(format('%I.%I', t.phys_schema, t.phys_name)) AND NOT i.indisunique
+      AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k WHERE k.conrelid = i.indrelid AND k.conindid = i.indexrelid)
       AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid
                       AND a.attnum = ANY(i.indkey::int2[]) AND a.attname LIKE '\_hdb\_%')), '[]'::jsonb)
 FROM heliosdb._tables t

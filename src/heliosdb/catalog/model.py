@@ -145,6 +145,7 @@ class Constraint:
     using: str | None = None  # an index's definition as PostgreSQL prints it after USING ("btree (v DESC)")
     options: list[int] = field(default_factory=list)  # an index's pg_index.indoption, per key (1 DESC, 2 NULLS FIRST)
     opclasses: list[str] = field(default_factory=list)  # an index's operator class per key ("": the default)
+    valid: bool = True  # 'c': false while NOT VALID ('f' keeps it in expr)
 
     @property
     def is_index(self) -> bool:
