@@ -287,7 +287,7 @@ def _resync_referencing(session: Session, info: TableInfo, lsn: int) -> None:
 
 
 # -- ALTER TABLE ------------------------------------------------------------------------------
-_DROPS = re.compile(r"(?is)^\s*(DROP\b|ALTER\s+(COLUMN\s+)?\S+\s+DROP\s+(DEFAULT|NOT\s+NULL)\b)")
+_DROPS = re.compile(r'(?is)^\s*(DROP\b|ALTER\s+(COLUMN\s+)?("(?:[^"]|"")+"|\S+)\s+DROP\s+(DEFAULT|NOT\s+NULL)\b)')
 
 
 def _one_action_at_a_time(session: Session, text: str, toks: list[Any], i: int) -> None:
