@@ -263,6 +263,7 @@ def test_type_changes_keep_indexes_as_postgres(
     """ALTER COLUMN ... TYPE keeps the column's indexes (plain, unique, partial unique), on main and on a branch."""
     setup = ["CREATE TABLE ra (id int PRIMARY KEY, typ int, b int, cu int)", "CREATE INDEX ra_typ ON ra (typ DESC)",
              "CREATE UNIQUE INDEX ra_b_uq ON ra (b)", "CREATE UNIQUE INDEX ra_cu ON ra (cu) WHERE cu > 0",
+             "CREATE INDEX ra_b_twice ON ra ((b * 2)) INCLUDE (cu)",
              "INSERT INTO ra VALUES (1, 1, 1, 1)"]
     changes = ["ALTER TABLE ra ALTER COLUMN typ TYPE varchar(30)", "ALTER TABLE ra ALTER COLUMN b TYPE bigint",
                "ALTER TABLE ra ALTER COLUMN cu TYPE bigint"]

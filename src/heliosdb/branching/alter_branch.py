@@ -118,9 +118,7 @@ def alter_inherited(
                     continue
                 raise errors.UndefinedColumn(f'column "{col.name}" of relation "{version.name}" does not exist')
             version.columns = [c for c in version.columns if c.name != col.name]
-            version.constraints = [c for c in version.constraints if col.name not in c.cols and not any(
-                t and _column_spans(t, col.name) for t in (c.expr if c.kind == "c" else None, c.where, c.using,
-                                                           *(c.keys if c.kind == "i" else ())))]
+            version.constraints = [c for c in version.constraints if not uses_column(c, col.name)]
         elif word == "RENAME" and len(clause) > 1 and clause[1].text.upper() == "CONSTRAINT":
             old, k = read_name(clause, 2)
             _, k = skip_words(clause, k, "TO")
@@ -272,6 +270,14 @@ def _add_column(session: Session, version: TableVersion, info: TableInfo, coldef
     for c in cons:
         c.name = c.name.replace("_hdb_probe", version.name)
         version.constraints.append(c)
+
+
+def uses_column(con: Constraint, column: str) -> bool:
+    """Whether a constraint or index goes with the column when it is dropped: it names it as a key, in a
+    check's expression, or in an index's definition (keys, INCLUDE, predicate)."""
+    return column in con.cols or any(
+        t and _column_spans(t, column) for t in (con.expr if con.kind == "c" else None, con.where, con.using,
+                                                 *(con.keys if con.kind == "i" else ())))
 
 
 def _column_spans(text: str, column: str) -> list[tuple[int, int]]:

@@ -64,8 +64,10 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
     rules = [con for con in version.constraints if _involves(con, name) and not con.is_index]
     # indexes: on the root PostgreSQL's own (made again from their definitions); elsewhere the schema's
     # (made again by CREATE INDEX on the branch: its check, its mirror over the branch's rows)
-    indexes = _root_indexes(conn, info, name) if on_root else [
-        _index_sql(version.name, con) for con in version.constraints if _involves(con, name) and con.is_index]
+    from heliosdb.branching.alter_branch import uses_column
+
+    indexes = _root_indexes(conn, info, name) if on_root else [  # those its DROP COLUMN takes with it
+        _index_sql(version.name, con) for con in version.constraints if con.is_index and uses_column(con, name)]
 
     _ddl(session, f"ALTER TABLE {table} ADD COLUMN {temp} {new_type}")
     value = f"({using or column})"  # an assignment, as PostgreSQL converts without USING: its casts, its errors
@@ -195,14 +197,15 @@ def _involves(con: Any, name: str) -> bool:
 def _root_indexes(conn: psycopg.Connection[Any], info: TableInfo, name: str) -> list[str]:
     """Definitions of the root relation's indexes on the column that no constraint owns (DROP COLUMN drops them)."""
     rel = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
-    return [r[0] for r in conn.execute(
+    return [r[0] for r in conn.execute(  # those that depend on the column (keys, expressions, INCLUDE, predicate)
         """SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
            WHERE i.indrelid = %s::regclass
              AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = i.indrelid AND c.conindid = i.indexrelid)
-             AND (EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attname = %s
-                          AND a.attnum = ANY(i.indkey::int2[]))
-                  OR pg_get_expr(i.indexprs, i.indrelid) ~ %s OR pg_get_expr(i.indpred, i.indrelid) ~ %s)""",
-        (rel, name, rf"\m{re.escape(name)}\M", rf"\m{re.escape(name)}\M")).fetchall()]
+             AND EXISTS (SELECT 1 FROM pg_depend d JOIN pg_attribute a ON a.attrelid = i.indrelid
+                                                                     AND a.attnum = d.refobjsubid
+                         WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+                           AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid AND a.attname = %s)""",
+        (rel, name)).fetchall()]
 
 
 def _ddl(session: Session, text: str) -> None:

@@ -553,9 +553,11 @@ def _hide_root_column(
                ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
            WHERE c.conrelid = %s::regclass AND a.attname = %s""", (rel, col)).fetchall():
         conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(I(*target), I(conname)))
-    for (idx,) in conn.execute(
-        """SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[])
+    for (idx,) in conn.execute(  # as PostgreSQL's DROP COLUMN: every index that depends on the column
+        """SELECT DISTINCT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+           JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+                AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = d.refobjsubid
            WHERE i.indrelid = %s::regclass AND a.attname = %s""", (rel, col)).fetchall():
         conn.execute(sql.SQL("DROP INDEX {}").format(I(info.phys_schema, idx)))
     hidden = f"_hdb_dropped_{column.col}"
