@@ -1,13 +1,15 @@
-"""ALTER TABLE ... ADD [CONSTRAINT name] FOREIGN KEY on a table the branch inherited.
+"""ALTER TABLE ... ADD [CONSTRAINT name] FOREIGN KEY and VALIDATE CONSTRAINT on a table the branch
+inherited.
 
 The table is a view on the branch, and PostgreSQL's foreign keys are between tables. So
-PostgreSQL reads and checks the definition on copies, named as the tables, in a schema of the
-transaction's own: the branch's rows of the table, and the referenced table's, in its stand-in
-(`inherited_keys.stand_in`). PostgreSQL then resolves the referenced columns (the primary key
-when none are named), refuses a key without a unique constraint (42830) or of another type
-(42804) and checks the existing rows (23503, unless NOT VALID), with its own messages. The key it
-made is read back into the table's schema version; from there the branch's write triggers
-enforce it, both ways (foreign_keys), as for keys the branch inherited.
+PostgreSQL reads and checks the definition on stand-ins of both tables (`inherited_keys.stand_in`:
+named as the tables, with their keys and the branch's rows, in a schema of the transaction's own).
+PostgreSQL then resolves the referenced columns (the primary key when none are named), refuses a
+key without a unique constraint (42830) or of another type (42804) and checks the existing rows
+(23503, unless NOT VALID), with its own messages. The key it made is read back into the table's
+schema version; from there the branch's write triggers enforce it, both ways (foreign_keys), as
+for keys the branch inherited. VALIDATE CONSTRAINT checks the branch's rows against a NOT VALID
+check or key, then marks it valid.
 """
 
 from __future__ import annotations
