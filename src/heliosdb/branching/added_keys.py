@@ -20,8 +20,16 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import inherited_keys, layout
-from heliosdb.catalog.model import Constraint, TableInfo, TableVersion, chain, find_table, table_info
+from heliosdb.branching import foreign_keys, inherited_keys, layout
+from heliosdb.catalog.model import (
+    Constraint,
+    Snapshot,
+    TableInfo,
+    TableVersion,
+    chain,
+    find_table,
+    table_info,
+)
 from heliosdb.sql.names import is_word, read_name, replace, tokenize
 
 if TYPE_CHECKING:
@@ -95,30 +103,9 @@ def validate(session: Session, version: TableVersion, name: str) -> None:
             raise errors.CheckViolation(f'check constraint "{name}" of relation "{version.name}" is violated by some row')
         con.valid = True
         return
-    ref = json.loads(con.expr or "{}")
-    referenced = next((v for v in _visible(session) if v[1].phys_schema == ref.get("schema")
-                       and v[1].phys_name == ref.get("table")), None)
-    if referenced is None:
-        raise errors.UndefinedTable(f'relation "{ref.get("table")}" does not exist')
-    cols, ref_cols = [I(c) for c in con.cols], [I(c) for c in ref["cols"]]
-    present = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(c) for c in cols)
-    key = sql.SQL(", ").join(sql.SQL("c.{}::text").format(c) for c in cols)
-    row = conn.execute(sql.SQL(
-        "SELECT {key} FROM {view} c WHERE {present} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match}) LIMIT 1"
-    ).format(key=key, view=view, present=present, parent=I(branch.user_schema, referenced[0].name),
-             match=sql.SQL(" AND ").join(sql.SQL("p.{} = c.{}").format(p, c) for p, c in zip(ref_cols, cols,
-                                                                                            strict=True)))).fetchone()
-    if row is not None:
-        raise errors.ForeignKeyViolation(
-            f'insert or update on table "{version.name}" violates foreign key constraint "{name}"',
-            detail=f"Key ({', '.join(con.cols)})=({', '.join(str(v) for v in row)}) is not present in table "
-                   f'"{referenced[0].name}".')
-    ref["valid"] = True
-    con.expr = json.dumps(ref)
-
-
-def _visible(session: Session) -> list[tuple[TableVersion, TableInfo]]:
-    from heliosdb.catalog.model import Snapshot
-
-    snap = Snapshot(session.conn, chain(session.conn, session.branch.id))
-    return [(v, snap.info[tid]) for tid, v in snap.tables.items() if not v.dropped]
+    snap = Snapshot(conn, chain(conn, branch.id))
+    fk = next((k for k in foreign_keys.outgoing(snap, version) if k.con.name == name), None)
+    if fk is None:  # its referenced table is gone from the branch
+        raise errors.UndefinedTable(f'relation "{json.loads(con.expr or "{}").get("table")}" does not exist')
+    inherited_keys.check_rows(session, fk, view)
+    con.expr = json.dumps({**json.loads(con.expr or "{}"), "valid": True})

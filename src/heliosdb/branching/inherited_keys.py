@@ -177,7 +177,6 @@ def after_ddl(session: Session, info: TableInfo, version: TableVersion, old: Tab
 def validate(session: Session, info: TableInfo, version: TableVersion, name: str) -> dict[str, Any] | None:
     """ALTER TABLE ... VALIDATE CONSTRAINT of an inherited key: every row's key is in the referenced table.
     Returns the key, now valid (None: no such key)."""
-    from heliosdb import errors
     from heliosdb.catalog.model import chain
 
     conn, branch = session.conn, session.branch
@@ -185,25 +184,35 @@ def validate(session: Session, info: TableInfo, version: TableVersion, name: str
     fk = next((k for k in foreign_keys.outgoing(snap, version) if k.con.name == name), None)
     if fk is None:
         return None
-    where = sql.SQL(" AND ").join(sql.SQL("r.{} IS NOT NULL").format(I(c)) for c in fk.cols)
+    check_rows(session, fk, I(*info.cur))
+    return {"name": name, "kind": "f", "cols": list(fk.con.cols),
+            "expr": json.dumps({**json.loads(fk.con.expr or "{}"), "valid": True})}
+
+
+def check_rows(session: Session, fk: foreign_keys.ForeignKey, rows: sql.Composable) -> None:
+    """Every row of `rows` (the referencing table as the branch reads it) has its key in the referenced
+    table as the branch sees it: PostgreSQL's errors otherwise (VALIDATE CONSTRAINT)."""
+    from heliosdb import errors
+
+    conn, branch = session.conn, session.branch
+    name, table = fk.con.name, fk.child.name
     if fk.match == "f" and len(fk.cols) > 1:
         mixed = conn.execute(sql.SQL("SELECT 1 FROM {t} r WHERE num_nulls({cols}) BETWEEN 1 AND {n} LIMIT 1").format(
-            t=I(*info.cur), cols=sql.SQL(", ").join(sql.SQL("r.{}").format(I(c)) for c in fk.cols),
+            t=rows, cols=sql.SQL(", ").join(sql.SQL("r.{}").format(I(c)) for c in fk.cols),
             n=L(len(fk.cols) - 1))).fetchone()
         if mixed is not None:
             raise errors.ForeignKeyViolation(
-                f'insert or update on table "{version.name}" violates foreign key constraint "{name}"',
+                f'insert or update on table "{table}" violates foreign key constraint "{name}"',
                 detail="MATCH FULL does not allow mixing of null and nonnull key values.")
     row = conn.execute(sql.SQL(
         "SELECT {key} FROM {t} r WHERE {nn} AND NOT EXISTS (SELECT 1 FROM {rv} p WHERE {m}) LIMIT 1"
     ).format(
-        key=sql.SQL(" || ', ' || ").join(sql.SQL("r.{}::text").format(I(c)) for c in fk.cols), t=I(*info.cur),
-        nn=where, rv=I(branch.phys_schema, fk.parent.name),
+        key=sql.SQL(" || ', ' || ").join(sql.SQL("r.{}::text").format(I(c)) for c in fk.cols), t=rows,
+        nn=sql.SQL(" AND ").join(sql.SQL("r.{} IS NOT NULL").format(I(c)) for c in fk.cols),
+        rv=I(branch.phys_schema, fk.parent.name),
         m=sql.SQL(" AND ").join(sql.SQL("p.{} = r.{}").format(I(rc), I(c)) for c, rc in zip(fk.cols, fk.ref_cols, strict=True)),
     )).fetchone()
     if row is not None:
         raise errors.ForeignKeyViolation(
-            f'insert or update on table "{version.name}" violates foreign key constraint "{name}"',
+            f'insert or update on table "{table}" violates foreign key constraint "{name}"',
             detail=f'Key ({", ".join(fk.cols)})=({row[0]}) is not present in table "{fk.parent.name}".')
-    return {"name": name, "kind": "f", "cols": list(fk.con.cols),
-            "expr": json.dumps({**json.loads(fk.con.expr or "{}"), "valid": True})}

@@ -36,7 +36,7 @@ _FROM_ENDS = {"WHERE", "GROUP", "ORDER", "HAVING", "LIMIT", "OFFSET", "UNION", "
 
 def touches(low: str) -> bool:
     """Whether rewrite may change this lower-cased query text."""
-    return any(name in low for name in _CATALOGS) or "information_schema" in low
+    return "information_schema" in low or ("pg_" in low and any(name in low for name in _CATALOGS))
 
 
 def _spots(text: str) -> list[tuple[int, int, str]]:
