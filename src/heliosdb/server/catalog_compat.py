@@ -9,17 +9,15 @@ them (catalog/client_catalog.sql): ``pg_class``, ``pg_attribute``, ``pg_attrdef`
 without ``pg_catalog.``, become ``heliosdb.<name>``, and so do the functions
 ``pg_get_constraintdef``, ``pg_get_indexdef``, ``pg_table_is_visible`` and
 ``pg_get_serial_sequence``. A view keeps the catalog's columns and its name, so ``c.relkind``
-and ``pg_class.oid`` still resolve. ``information_schema.tables`` reads
-heliosdb.information_schema_tables, the same view with HeliosDB tables as BASE TABLE. Names
-inside string literals, quoted identifiers and comments are left alone (psql writes
-``'pg_catalog.pg_class'::regclass``).
+and ``pg_class.oid`` still resolve. ``information_schema.<view>`` reads
+heliosdb.information_schema_<view>, the view's copy over those catalogs
+(catalog/client_information_schema.sql). Names inside string literals, quoted identifiers and
+comments are left alone (psql writes ``'pg_catalog.pg_class'::regclass``).
 """
 
 from __future__ import annotations
 
-import re
-
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
 from heliosdb import errors
 from heliosdb.sql.names import tokenize
@@ -28,7 +26,20 @@ _TABLES = ("pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index"
            "pg_namespace")
 _FUNCTIONS = ("pg_get_constraintdef", "pg_get_indexdef", "pg_table_is_visible", "pg_get_serial_sequence")
 _CATALOGS = _TABLES + _FUNCTIONS
-_IS_TABLES = re.compile(r"\binformation_schema\s*\.\s*tables\b", re.IGNORECASE)
+# information_schema's views (PostgreSQL 15's; the catalog copies every view the server has)
+_IS_VIEWS = frozenset("""
+    _pg_foreign_data_wrappers _pg_foreign_servers _pg_foreign_table_columns _pg_foreign_tables _pg_user_mappings
+    administrable_role_authorizations applicable_roles attributes character_sets check_constraint_routine_usage
+    check_constraints collation_character_set_applicability collations column_column_usage column_domain_usage
+    column_options column_privileges column_udt_usage columns constraint_column_usage constraint_table_usage
+    data_type_privileges domain_constraints domain_udt_usage domains element_types enabled_roles
+    foreign_data_wrapper_options foreign_data_wrappers foreign_server_options foreign_servers foreign_table_options
+    foreign_tables information_schema_catalog_name key_column_usage parameters referential_constraints
+    role_column_grants role_routine_grants role_table_grants role_udt_grants role_usage_grants routine_column_usage
+    routine_privileges routine_routine_usage routine_sequence_usage routine_table_usage routines schemata sequences
+    table_constraints table_privileges tables transforms triggered_update_columns triggers udt_privileges
+    usage_privileges user_defined_types user_mapping_options user_mappings view_column_usage view_routine_usage
+    view_table_usage views""".split())
 # words after which a FROM list is over (at the same depth of parentheses)
 _FROM_ENDS = {"WHERE", "GROUP", "ORDER", "HAVING", "LIMIT", "OFFSET", "UNION", "INTERSECT", "EXCEPT", "SELECT",
               "RETURNING", "SET", "VALUES", "WINDOW", "FOR", "FETCH"}
@@ -40,10 +51,11 @@ def touches(low: str) -> bool:
 
 
 def _spots(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, name) of the catalog references to rewrite: any `pg_catalog.<name>`, a bare table name
-    where a FROM list names a relation (after FROM, JOIN or a comma of the list), a bare function name
-    before its parenthesis. Column names, aliases and qualifiers (`pg_class.oid`, which still names the
-    view) stay; the tokenizer keeps strings, quoted names and comments apart."""
+    """(start, end, replacement) of the catalog references to rewrite: any `pg_catalog.<name>` and
+    `information_schema.<view>`, a bare table name where a FROM list names a relation (after FROM, JOIN or
+    a comma of the list), a bare function name before its parenthesis. Column names, aliases and
+    qualifiers (`pg_class.oid`, which still names the view) stay; the tokenizer keeps strings, quoted
+    names and comments apart."""
     try:
         toks = tokenize(text)
     except errors.Error:
@@ -63,34 +75,45 @@ def _spots(text: str) -> list[tuple[int, int, str]]:
             in_from[-1] = True
         elif word in _FROM_ENDS:
             in_from[-1] = False
+        before = toks[k - 1] if k else None
+        after = toks[k + 1] if k + 1 < len(toks) else None
+        if _name(tok) == "information_schema" and after is not None and after.token_type == TokenType.DOT:
+            view = toks[k + 2] if k + 2 < len(toks) else None
+            if (view is not None and _name(view) in _IS_VIEWS
+                    and (before is None or before.token_type != TokenType.DOT)):
+                spots.append((tok.start, view.end + 1, "heliosdb.information_schema_" + _name(view)))
+            continue
         if tok.token_type != TokenType.VAR or tok.text.lower() not in _CATALOGS:
             continue
         name = tok.text.lower()
-        before = toks[k - 1] if k else None
-        after = toks[k + 1] if k + 1 < len(toks) else None
         if before is not None and before.token_type == TokenType.DOT:
             schema = toks[k - 2] if k >= 2 else None
             if schema is not None and schema.token_type == TokenType.VAR and schema.text.lower() == "pg_catalog":
-                spots.append((schema.start, tok.end + 1, name))
+                spots.append((schema.start, tok.end + 1, "heliosdb." + name))
             continue
         if after is not None and after.token_type == TokenType.DOT:
             continue  # a qualifier: the relation it names is rewritten where the FROM list names it
         if name in _FUNCTIONS:
             if after is not None and after.token_type == TokenType.L_PAREN:
-                spots.append((tok.start, tok.end + 1, name))
+                spots.append((tok.start, tok.end + 1, "heliosdb." + name))
         elif before is not None and (before.text.upper() in ("FROM", "JOIN")
                                      or (before.token_type == TokenType.COMMA and in_from[-1])):
-            spots.append((tok.start, tok.end + 1, name))
+            spots.append((tok.start, tok.end + 1, "heliosdb." + name))
     return spots
+
+
+def _name(tok: Token) -> str:
+    """The name a token is: case-folded unless quoted."""
+    if tok.token_type == TokenType.IDENTIFIER:
+        return tok.text
+    return tok.text.lower() if tok.token_type == TokenType.VAR else ""
 
 
 def rewrite(text: str) -> str:
     """The query reading HeliosDB's catalog views (the same object when there is nothing to do)."""
     low = text.lower()
     out = text
-    if any(name in low for name in _CATALOGS):
-        for start, end, name in reversed(_spots(text)):
-            out = out[:start] + "heliosdb." + name + out[end:]
-    if "information_schema" in low and "tables" in low:
-        out = _IS_TABLES.sub("heliosdb.information_schema_tables", out)
+    if "information_schema" in low or any(name in low for name in _CATALOGS):
+        for start, end, replacement in reversed(_spots(text)):
+            out = out[:start] + replacement + out[end:]
     return out if out != text else text

@@ -1,0 +1,190 @@
+-- information_schema for clients (catalog version 13), applied after client_catalog.sql.
+--
+-- PostgreSQL's information_schema views read pg_catalog's tables, where a HeliosDB table is a
+-- view without keys, constraints or NOT NULL columns: table_constraints, key_column_usage and
+-- referential_constraints listed nothing for it, and columns called every column nullable
+-- (ORMs that introspect through information_schema, as Prisma, TypeORM and Sequelize do, saw
+-- tables without keys). Each information_schema view gets a copy here,
+-- heliosdb.information_schema_<name>, with the same definition bound to HeliosDB's versions of
+-- the catalogs (client_catalog.sql): the definition is printed with only pg_catalog on the
+-- search path, so every catalog name in it comes unqualified, and made again with heliosdb first
+-- on the path. The wire endpoint reads information_schema.<name> as the copy
+-- (server/catalog_compat.py). Copies are made from the server's own definitions, so they follow
+-- its PostgreSQL version.
+
+-- A foreign key's conindid names the referenced table's key it uses, as PostgreSQL's does
+-- (information_schema.referential_constraints and key_column_usage follow it).
+CREATE OR REPLACE FUNCTION heliosdb._client_constraints(only_table integer DEFAULT NULL)
+RETURNS TABLE (oid oid, conname name, nsp oid, contype "char", isdeferrable boolean, isdeferred boolean,
+               isvalidated boolean, relid oid, indid oid, frelid oid, fupd "char", fdel "char", fmatch "char",
+               conkey int2[], confkey int2[], def text)
+LANGUAGE sql STABLE AS $$
+    WITH t AS MATERIALIZED (SELECT * FROM heliosdb._client_tables(only_table)),
+    k AS (
+        SELECT t.*, k.con, k.pos, k.con->>'kind' AS kind,
+               CASE WHEN k.con->>'kind' = 'f' THEN (k.con->>'expr')::jsonb END AS fk
+        FROM t CROSS JOIN LATERAL jsonb_array_elements(t.constraints) WITH ORDINALITY k(con, pos)
+        WHERE k.con->>'kind' IN ('p', 'u', 'c', 'f') AND k.pos < 128
+          AND NOT coalesce((k.con->>'index')::boolean, false)),  -- a unique index is not a constraint
+    cols AS (SELECT k.*, ARRAY(SELECT jsonb_array_elements_text(k.con->'cols')) AS names FROM k)
+    SELECT (3000000000 + c.table_id::bigint * 128 + c.pos)::oid, (c.con->>'name')::name, c.nsp, c.kind::"char",
+           coalesce((c.fk->>'deferrable')::boolean, false), coalesce((c.fk->>'deferred')::boolean, false),
+           coalesce((c.fk->>'valid')::boolean, (c.con->>'valid')::boolean, true), c.relid,
+           CASE WHEN c.kind IN ('p', 'u') THEN (3700000000 + c.table_id::bigint * 128 + c.pos)::oid
+                WHEN c.kind = 'f' THEN coalesce(r.key_index, 0::oid) ELSE 0::oid END,
+           coalesce(r.relid, 0::oid),
+           coalesce(c.fk->>'on_update', ' ')::"char", coalesce(c.fk->>'on_delete', ' ')::"char",
+           coalesce(c.fk->>'match', ' ')::"char",
+           heliosdb._attnums(c.relid, c.names),
+           CASE WHEN c.kind = 'f' THEN heliosdb._attnums(r.relid, ARRAY(SELECT jsonb_array_elements_text(c.fk->'cols'))) END,
+           CASE c.kind
+               WHEN 'p' THEN 'PRIMARY KEY (' || heliosdb._ident_list(c.names) || ')'
+               WHEN 'u' THEN 'UNIQUE (' || heliosdb._ident_list(c.names) || ')'
+               WHEN 'c' THEN 'CHECK (' || (c.con->>'expr') || ')'  -- PostgreSQL's pretty form
+                             || CASE WHEN (c.con->>'valid')::boolean IS FALSE THEN ' NOT VALID' ELSE '' END
+               ELSE 'FOREIGN KEY (' || heliosdb._ident_list(c.names) || ') REFERENCES '
+                    || quote_ident(r.relname) || '(' || heliosdb._ident_list(ARRAY(SELECT jsonb_array_elements_text(c.fk->'cols'))) || ')'
+                    || CASE c.fk->>'match' WHEN 'f' THEN ' MATCH FULL' ELSE '' END
+                    || CASE c.fk->>'on_update' WHEN 'r' THEN ' ON UPDATE RESTRICT' WHEN 'c' THEN ' ON UPDATE CASCADE'
+                           WHEN 'n' THEN ' ON UPDATE SET NULL' WHEN 'd' THEN ' ON UPDATE SET DEFAULT' ELSE '' END
+                    || CASE c.fk->>'on_delete' WHEN 'r' THEN ' ON DELETE RESTRICT' WHEN 'c' THEN ' ON DELETE CASCADE'
+                           WHEN 'n' THEN ' ON DELETE SET NULL' WHEN 'd' THEN ' ON DELETE SET DEFAULT' ELSE '' END
+                    || CASE WHEN (c.fk->>'deferrable')::boolean THEN ' DEFERRABLE' ELSE '' END
+                    || CASE WHEN (c.fk->>'deferred')::boolean THEN ' INITIALLY DEFERRED' ELSE '' END
+                    || CASE WHEN (c.fk->>'valid')::boolean IS FALSE THEN ' NOT VALID' ELSE '' END
+           END
+    FROM cols c
+    LEFT JOIN heliosdb._tables ft ON c.kind = 'f' AND ft.phys_schema = c.fk->>'schema' AND ft.phys_name = c.fk->>'table'
+    LEFT JOIN LATERAL (  -- the referenced table: among those at hand, or looked up when there is one
+        SELECT r.relid, r.relname, r.table_id, r.constraints FROM t r WHERE only_table IS NULL AND r.table_id = ft.id
+        UNION ALL
+        SELECT r.relid, r.relname, r.table_id, r.constraints
+        FROM heliosdb._client_tables(ft.id) r WHERE only_table IS NOT NULL) r0 ON true
+    LEFT JOIN LATERAL (  -- and its key the foreign key's columns match (as a set, as PostgreSQL picks it)
+        SELECT r0.relid, r0.relname,
+               (SELECT (3700000000 + r0.table_id::bigint * 128 + rk.pos)::oid
+                FROM jsonb_array_elements(r0.constraints) WITH ORDINALITY rk(con, pos)
+                WHERE rk.con->>'kind' IN ('p', 'u') AND rk.pos < 128 AND rk.con->>'where' IS NULL
+                  AND (rk.con->'cols') @> (c.fk->'cols') AND (c.fk->'cols') @> (rk.con->'cols')
+                ORDER BY rk.pos LIMIT 1) AS key_index) r ON r0.relid IS NOT NULL
+    WHERE c.kind <> 'f' OR r.relid IS NOT NULL  -- a key to a table the branch does not see is not enforced either
+$$;
+
+-- What PostgreSQL records in pg_depend for constraints, for the made-up ones: a key's index
+-- belongs to the key, a foreign key depends on the referenced key's index, a check on the
+-- columns it reads (information_schema's referential_constraints, constraint_column_usage).
+CREATE OR REPLACE FUNCTION heliosdb._client_constraint_depends()
+RETURNS TABLE (classid oid, objid oid, refclassid oid, refobjid oid, refobjsubid integer, deptype "char")
+LANGUAGE sql STABLE AS $$
+    WITH k AS MATERIALIZED (SELECT * FROM heliosdb._client_constraints())
+    SELECT 'pg_catalog.pg_class'::regclass, k.indid, 'pg_catalog.pg_constraint'::regclass, k.oid, 0, 'i'
+    FROM k WHERE k.contype IN ('p', 'u')
+    UNION ALL
+    SELECT 'pg_catalog.pg_constraint'::regclass, k.oid, 'pg_catalog.pg_class'::regclass, k.indid, 0, 'n'
+    FROM k WHERE k.contype = 'f' AND k.indid <> 0
+    UNION ALL
+    SELECT 'pg_catalog.pg_constraint'::regclass, k.oid, 'pg_catalog.pg_class'::regclass, k.relid, a.n, 'n'
+    FROM k CROSS JOIN LATERAL unnest(k.conkey) a(n) WHERE k.contype = 'c' AND a.n > 0
+$$;
+
+CREATE OR REPLACE VIEW heliosdb.pg_depend AS
+SELECT o.classid, o.objid, o.objsubid, o.refclassid, o.refobjid, o.refobjsubid, o.deptype
+FROM pg_catalog.pg_depend o
+UNION ALL  -- sequences their columns own (client_catalog.sql)
+SELECT 'pg_catalog.pg_class'::regclass::oid, x.seq, 0, 'pg_catalog.pg_class'::regclass::oid, x.relid, x.attnum::integer,
+       x.deptype
+FROM heliosdb._client_depends() x
+UNION ALL
+SELECT x.classid, x.objid, 0, x.refclassid, x.refobjid, x.refobjsubid, x.deptype
+FROM heliosdb._client_constraint_depends() x;
+
+DROP VIEW IF EXISTS heliosdb.information_schema_tables;  -- clients.sql's, the copy below replaces it
+
+DO $$
+DECLARE
+    views text[];
+    bodies jsonb := '{}';
+    name text;
+    body text;
+    pending text[];
+    left_over text[];
+    path text := current_setting('search_path');
+    fn record;
+    functions text[] := '{}';
+    fn_defs text[] := '{}';
+    catalogs text;
+BEGIN
+    SELECT array_agg(c.relname::text ORDER BY length(c.relname) DESC) INTO views
+    FROM pg_catalog.pg_class c
+    WHERE c.relnamespace = 'information_schema'::regnamespace AND c.relkind = 'v';
+    SELECT string_agg(c.relname, '|') INTO catalogs  -- HeliosDB's views of catalogs (client_catalog.sql)
+    FROM pg_catalog.pg_class c
+    WHERE c.relnamespace = 'heliosdb'::regnamespace AND c.relkind = 'v' AND c.relname LIKE 'pg\_%';
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog', true);
+    -- information_schema's functions that read a catalog HeliosDB has a view of (_pg_index_position
+    -- reads pg_index) or take a row of one (_pg_truetypid(pg_attribute, pg_type)): a copy over
+    -- HeliosDB's, for the copies of the views to call
+    FOR fn IN
+        SELECT p.oid, p.proname::text AS proname, pg_catalog.pg_get_functiondef(p.oid) AS def,
+               string_agg(CASE WHEN y.typrelid <> 0 AND to_regclass('heliosdb.' || y.typname) IS NOT NULL
+                               THEN 'heliosdb.' || quote_ident(y.typname)
+                               ELSE format_type(a.t, NULL) END, ', ' ORDER BY a.n) AS args,
+               bool_or(y.typrelid <> 0 AND to_regclass('heliosdb.' || y.typname) IS NOT NULL) AS takes_row
+        FROM pg_catalog.pg_proc p
+        LEFT JOIN LATERAL unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, n) ON true
+        LEFT JOIN pg_catalog.pg_type y ON y.oid = a.t
+        WHERE p.pronamespace = 'information_schema'::regnamespace AND p.prokind = 'f'
+        GROUP BY p.oid, p.proname
+    LOOP
+        CONTINUE WHEN NOT (fn.takes_row OR fn.def ~ ('\m(' || catalogs || ')\M'));
+        functions := functions || fn.proname;
+        body := substr(fn.def, position(E'\n' IN fn.def) + 1);  -- from its RETURNS line
+        fn_defs := fn_defs || (format('CREATE OR REPLACE FUNCTION heliosdb.%I(%s)', fn.proname, coalesce(fn.args, ''))
+                               || E'\n' || split_part(body, E'\n', 1)
+                               -- a body kept as text resolves its names when it runs
+                               || E'\n SET search_path = heliosdb, pg_catalog'
+                               || substr(body, position(E'\n' IN body)));
+    END LOOP;
+    FOREACH name IN ARRAY views LOOP
+        body := pg_catalog.pg_get_viewdef(format('information_schema.%I', name)::regclass);
+        -- one copy reads the others, under the name the definition qualifies their columns with
+        body := regexp_replace(body, '\minformation_schema\.(' || array_to_string(views, '|') || ')\M'
+                                     '(?!\s+(?!(?:WHERE|UNION|EXCEPT|INTERSECT|JOIN|LEFT|RIGHT|FULL|CROSS|INNER|NATURAL'
+                                     '|ON|USING|GROUP|ORDER|HAVING|LIMIT|OFFSET|WINDOW)\M)[a-z_"])',
+                               'heliosdb.information_schema_\1 AS \1', 'g');
+        body := regexp_replace(body, '\minformation_schema\.(' || array_to_string(views, '|') || ')\M',
+                               'heliosdb.information_schema_\1', 'g');  -- those with an alias of their own
+        IF cardinality(functions) > 0 THEN
+            body := regexp_replace(body, '\minformation_schema\.(' || array_to_string(functions, '|') || ')\(',
+                                   'heliosdb.\1(', 'g');
+        END IF;
+        -- an object id written as a name would be read again with heliosdb first: keep pg_catalog's
+        body := regexp_replace(body, '''(pg_[a-z_]+)''::regclass', '''pg_catalog.\1''::regclass', 'g');
+        bodies := bodies || jsonb_build_object(name, body);
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', 'heliosdb, pg_catalog', true);
+    FOREACH body IN ARRAY fn_defs LOOP
+        EXECUTE body;
+    END LOOP;
+    pending := views;
+    LOOP  -- a copy that reads another waits for it
+        left_over := '{}';
+        FOREACH name IN ARRAY pending LOOP
+            BEGIN
+                EXECUTE format('CREATE OR REPLACE VIEW heliosdb.%I AS %s', 'information_schema_' || name,
+                               bodies->>name);
+                EXECUTE format('GRANT SELECT ON heliosdb.%I TO PUBLIC', 'information_schema_' || name);
+            EXCEPTION WHEN undefined_table THEN
+                left_over := left_over || name;
+            END;
+        END LOOP;
+        EXIT WHEN cardinality(left_over) = 0;
+        IF cardinality(left_over) = cardinality(pending) THEN
+            RAISE EXCEPTION 'information_schema views not copied: %', left_over;
+        END IF;
+        pending := left_over;
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', path, true);
+END $$;
+
+UPDATE heliosdb._meta SET value = '13' WHERE key = 'catalog_version';
