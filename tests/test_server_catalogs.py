@@ -340,3 +340,68 @@ def test_names_and_texts_of_a_branchs_indexes_as_postgres(
     for table in ("t4", LONG, "t5"):
         assert _title_free(psql(server, dbname, "-c", rf"\d {table}", branch="dev")) == _title_free(
             plain_psql(helios_instance, plain_db, "-c", rf"\d {table}")), table
+
+
+# what ORMs that introspect through information_schema read (Prisma, TypeORM, Sequelize)
+INFORMATION_SCHEMA = [
+    "SELECT table_name, table_type, is_insertable_into FROM information_schema.tables "
+    "WHERE table_schema = current_schema() ORDER BY 1",
+    "SELECT table_name, column_name, ordinal_position, column_default, is_nullable, data_type, is_identity, "
+    "identity_generation, identity_start, identity_maximum, is_updatable FROM information_schema.columns "
+    "WHERE table_schema = current_schema() ORDER BY 1, 3",
+    "SELECT tc.table_name, tc.constraint_type, tc.constraint_name, tc.is_deferrable, tc.initially_deferred "
+    "FROM information_schema.table_constraints tc "
+    "WHERE tc.table_schema = current_schema() AND tc.constraint_name !~ '_not_null$' ORDER BY 1, 3",
+    "SELECT table_name, count(*) FROM information_schema.table_constraints "
+    "WHERE table_schema = current_schema() AND constraint_type = 'CHECK' GROUP BY 1 ORDER BY 1",
+    "SELECT constraint_name, table_name, column_name, ordinal_position, position_in_unique_constraint "
+    "FROM information_schema.key_column_usage WHERE table_schema = current_schema() ORDER BY 2, 1, 4",
+    "SELECT constraint_name, unique_constraint_name, match_option, update_rule, delete_rule "
+    "FROM information_schema.referential_constraints WHERE constraint_schema = current_schema() ORDER BY 1",
+    "SELECT table_name, column_name, constraint_name FROM information_schema.constraint_column_usage "
+    "WHERE table_schema = current_schema() ORDER BY 1, 3, 2",
+    "SELECT constraint_name, check_clause FROM information_schema.check_constraints "
+    "WHERE constraint_schema = current_schema() AND constraint_name !~ '_not_null$' ORDER BY 1",
+    # Sequelize's foreign keys of a table
+    "SELECT tc.constraint_name, kcu.column_name, ccu.table_name AS ref_table, ccu.column_name AS ref_column "
+    "FROM information_schema.table_constraints tc "
+    "JOIN information_schema.key_column_usage kcu ON tc.constraint_name = kcu.constraint_name "
+    "JOIN information_schema.constraint_column_usage ccu ON ccu.constraint_name = tc.constraint_name "
+    "WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_name = 'child' ORDER BY 1, 2, 4",
+]
+
+
+def test_information_schema_says_what_postgres_says(
+        server: ServerProcess, helios_instance: Instance, dbname: str, plain_db: str) -> None:
+    helios_branches(server, dbname)
+    with psycopg.connect(**{**helios_instance.conninfo(plain_db), "autocommit": True}) as plain:  # type: ignore[arg-type]
+        want = [plain.execute(q).fetchall() for q in INFORMATION_SCHEMA]  # type: ignore[arg-type]
+    assert want[4] and want[5] and ("parent", "CHECK", "parent_v_check", "NO", "NO") in want[2]
+    for branch in ("main", "dev", "deeper"):
+        with server.connect(dbname, options=f"-c heliosdb.branch={branch}") as c:
+            for query, rows in zip(INFORMATION_SCHEMA, want):
+                assert c.execute(query).fetchall() == rows, f"{branch}: {query}"  # type: ignore[arg-type]
+
+
+def test_information_schema_follows_the_branch_schema(
+        server: ServerProcess, helios_instance: Instance, dbname: str, plain_db: str) -> None:
+    """Constraints a branch adds or drops show there, in PostgreSQL's words, and nowhere else."""
+    helios_branches(server, dbname)
+    changes = ["ALTER TABLE child DROP CONSTRAINT note_short",
+               "ALTER TABLE child ADD CONSTRAINT k_pos CHECK ((k1 > 0) and k2 >= 0)",
+               "ALTER TABLE parent ADD CONSTRAINT b_small CHECK (b < 1000)",
+               "ALTER TABLE child RENAME COLUMN k1 TO key1",
+               "CREATE TABLE own (id int PRIMARY KEY, p int REFERENCES parent(id), q text REFERENCES parent(code))"]
+    psql(server, dbname, *[a for stmt in changes for a in ("-c", stmt)], branch="dev")
+    with psycopg.connect(**{**helios_instance.conninfo(plain_db), "autocommit": True}) as plain:  # type: ignore[arg-type]
+        for stmt in changes:
+            plain.execute(stmt)  # type: ignore[arg-type]
+        want = [plain.execute(q).fetchall() for q in INFORMATION_SCHEMA]  # type: ignore[arg-type]
+    assert ("k_pos", "(((key1 > 0) AND (k2 >= 0)))") in want[7]
+    with server.connect(dbname, options="-c heliosdb.branch=dev") as c:
+        for query, rows in zip(INFORMATION_SCHEMA, want):
+            assert c.execute(query).fetchall() == rows, query  # type: ignore[arg-type]
+    with server.connect(dbname) as c:  # main keeps its schema
+        checks = c.execute(INFORMATION_SCHEMA[7]).fetchall()
+        assert ("note_short", "((length(note) < 100))") in checks and "k_pos" not in str(checks)
+        assert c.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'own'").fetchone() == (0,)

@@ -148,6 +148,7 @@ def alter_inherited(
                 c.cols = [new.name if x == old.name else x for x in c.cols]
                 if c.kind == "c" and c.expr:
                     c.expr = _renamed(c.expr, old.name, new_sql)
+                    c.plain = _renamed(c.plain, old.name, new_sql) if c.plain else None
                 if c.kind == "i":  # an index's texts name the branch's columns ('x' keys: the stored ones)
                     c.keys = [_renamed(k, old.name, new_sql) for k in c.keys]
                     c.where = _renamed(c.where, old.name, new_sql) if c.where else None
@@ -318,12 +319,12 @@ def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
     view = I(branch.user_schema, version.name)
     if kind_word == "CHECK":
         name = cname.strip('"') if cname else _choose_name(version, _first_column(version, body), "check")
-        expr, cols = _check_shape(conn, branch, version, body)
+        expr, plain, cols = _check_shape(conn, branch, version, body)
         row = None if not_valid else conn.execute(
             sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(expr))).fetchone()
         if row is not None:
             raise errors.CheckViolation(f'check constraint "{name}" of relation "{version.name}" is violated by some row')
-        version.constraints.append(Constraint(name, "c", cols, expr, valid=not not_valid))
+        version.constraints.append(Constraint(name, "c", cols, expr, valid=not not_valid, plain=plain))
         return
     cols = [c.strip().strip('"') if c.strip().startswith('"') else c.strip().lower() for c in body.split(",")]
     for c in cols:
@@ -460,19 +461,22 @@ def relation_names(session: Session) -> set[str]:
     return names
 
 
-def _check_shape(conn: psycopg.Connection[Any], branch: Any, version: TableVersion, body: str) -> tuple[str, list[str]]:
-    """A CHECK's expression as PostgreSQL prints it (pretty, as psql shows it) and the columns it uses."""
+def _check_shape(conn: psycopg.Connection[Any], branch: Any, version: TableVersion,
+                 body: str) -> tuple[str, str, list[str]]:
+    """A CHECK's expression as PostgreSQL prints it (pretty, as psql shows it; and not pretty) and the
+    columns it uses."""
     with _scratch(conn, branch, version) as scratch:
         conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT _hdb_check CHECK ({}) NOT VALID").format(
             sql.SQL(scratch), sql.SQL(body)))  # type: ignore[arg-type]
         row = conn.execute(
             """SELECT pg_get_expr(c.conbin, c.conrelid, true),
                       ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
-                            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
+                            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+                      pg_get_expr(c.conbin, c.conrelid)
                FROM pg_constraint c WHERE c.conrelid = %s::regclass AND c.conname = '_hdb_check'""",
             (scratch,)).fetchone()
     assert row is not None
-    return row[0], list(row[1])
+    return row[0], row[2], list(row[1])
 
 
 def _key_column(item: str) -> str:

@@ -80,16 +80,18 @@ def introspect(conn: psycopg.Connection[Any], info: TableInfo, names: dict[str, 
         cols.append(Column(name=name, col=names.get(name, 0), type=typ, notnull=notnull, default=default,
                            identity=identity or ""))
     cons = []
-    for name, kind, keys, expr, valid in conn.execute(
+    for name, kind, keys, expr, valid, plain in conn.execute(
         """SELECT c.conname, c.contype,
                   ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
-                  pg_get_expr(c.conbin, c.conrelid, true), c.convalidated
+                  pg_get_expr(c.conbin, c.conrelid, true), c.convalidated, pg_get_expr(c.conbin, c.conrelid)
            FROM pg_constraint c WHERE c.conrelid = %s::regclass AND c.contype IN ('p', 'u', 'c')
            ORDER BY c.oid""",
         (rel,),
     ).fetchall():
         cons.append({"name": name, "kind": kind, "cols": list(keys), "expr": expr, "valid": valid})
+        if plain is not None:
+            cons[-1]["plain"] = plain
     # foreign keys: expr holds the referenced table's name (as HeliosDB knows it) and columns
     for name, keys, ref_schema, ref_name, ref_keys, on_delete, on_update, match, deferrable, deferred, valid in (
         conn.execute(

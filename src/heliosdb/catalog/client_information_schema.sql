@@ -98,6 +98,43 @@ UNION ALL
 SELECT x.classid, x.objid, 0, x.refclassid, x.refobjid, x.refobjsubid, x.deptype
 FROM heliosdb._client_constraint_depends() x;
 
+-- pg_get_constraintdef(oid) of a check prints its expression not pretty (information_schema's
+-- check_constraints shows that text): the schema keeps both forms (model.Constraint.plain).
+CREATE OR REPLACE FUNCTION heliosdb._made_constraintdef(c oid, pretty boolean) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN pretty OR k.contype <> 'c' OR t.con->>'plain' IS NULL THEN k.def
+                ELSE 'CHECK (' || (t.con->>'plain') || ')'
+                     || CASE WHEN (t.con->>'valid')::boolean IS FALSE THEN ' NOT VALID' ELSE '' END END
+    FROM heliosdb._client_constraints(((c::bigint - 3000000000) / 128)::integer) k
+    LEFT JOIN LATERAL (
+        SELECT x.con FROM heliosdb._client_tables(((c::bigint - 3000000000) / 128)::integer) t,
+                          jsonb_array_elements(t.constraints) WITH ORDINALITY x(con, pos)
+        WHERE x.pos = (c::bigint - 3000000000) % 128) t ON true
+    WHERE k.oid = c
+$$;
+
+CREATE OR REPLACE FUNCTION heliosdb.pg_get_constraintdef(c oid, pretty boolean DEFAULT false) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN c < 3000000000::oid THEN pg_catalog.pg_get_constraintdef(c, pretty)
+                ELSE coalesce(heliosdb._made_constraintdef(c, pretty), pg_catalog.pg_get_constraintdef(c, pretty)) END
+$$;
+
+DROP FUNCTION heliosdb._made_constraintdef(oid);
+
+-- Checks recorded before this version have only the pretty text: those of a root relation's check
+-- with that text take its other form too.
+UPDATE heliosdb._table_versions v SET constraints = (
+    SELECT jsonb_agg(CASE WHEN c->>'kind' = 'c' AND NOT c ? 'plain' AND k.oid IS NOT NULL
+                               AND c->>'expr' = pg_catalog.pg_get_expr(k.conbin, k.conrelid, true)
+                          THEN c || jsonb_build_object('plain', pg_catalog.pg_get_expr(k.conbin, k.conrelid))
+                          ELSE c END ORDER BY o)
+    FROM jsonb_array_elements(v.constraints) WITH ORDINALITY e(c, o)
+    LEFT JOIN pg_catalog.pg_constraint k
+           ON k.conrelid = to_regclass(format('%I.%I', t.phys_schema, t.phys_name)) AND k.conname = c->>'name'
+              AND k.contype = 'c')
+FROM heliosdb._tables t
+WHERE t.id = v.table_id AND jsonb_array_length(v.constraints) > 0;
+
 DROP VIEW IF EXISTS heliosdb.information_schema_tables;  -- clients.sql's, the copy below replaces it
 
 DO $$

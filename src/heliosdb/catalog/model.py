@@ -146,6 +146,7 @@ class Constraint:
     options: list[int] = field(default_factory=list)  # an index's pg_index.indoption, per key (1 DESC, 2 NULLS FIRST)
     opclasses: list[str] = field(default_factory=list)  # an index's operator class per key ("": the default)
     valid: bool = True  # 'c': false while NOT VALID ('f' keeps it in expr)
+    plain: str | None = None  # 'c': the expression as pg_get_constraintdef(oid) prints it (expr: pretty, as psql)
 
     @property
     def is_index(self) -> bool:
