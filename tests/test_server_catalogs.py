@@ -379,7 +379,7 @@ def test_information_schema_says_what_postgres_says(
     assert want[4] and want[5] and ("parent", "CHECK", "parent_v_check", "NO", "NO") in want[2]
     for branch in ("main", "dev", "deeper"):
         with server.connect(dbname, options=f"-c heliosdb.branch={branch}") as c:
-            for query, rows in zip(INFORMATION_SCHEMA, want):
+            for query, rows in zip(INFORMATION_SCHEMA, want, strict=True):
                 assert c.execute(query).fetchall() == rows, f"{branch}: {query}"  # type: ignore[arg-type]
 
 
@@ -399,7 +399,7 @@ def test_information_schema_follows_the_branch_schema(
         want = [plain.execute(q).fetchall() for q in INFORMATION_SCHEMA]  # type: ignore[arg-type]
     assert ("k_pos", "(((key1 > 0) AND (k2 >= 0)))") in want[7]
     with server.connect(dbname, options="-c heliosdb.branch=dev") as c:
-        for query, rows in zip(INFORMATION_SCHEMA, want):
+        for query, rows in zip(INFORMATION_SCHEMA, want, strict=True):
             assert c.execute(query).fetchall() == rows, query  # type: ignore[arg-type]
     with server.connect(dbname) as c:  # main keeps its schema
         checks = c.execute(INFORMATION_SCHEMA[7]).fetchall()
