@@ -360,8 +360,8 @@ INFORMATION_SCHEMA = [
     "FROM information_schema.referential_constraints WHERE constraint_schema = current_schema() ORDER BY 1",
     "SELECT table_name, column_name, constraint_name FROM information_schema.constraint_column_usage "
     "WHERE table_schema = current_schema() ORDER BY 1, 3, 2",
-    "SELECT constraint_name, check_clause FROM information_schema.check_constraints "
-    "WHERE constraint_schema = current_schema() AND constraint_name !~ '_not_null$' ORDER BY 1",
+    "SELECT constraint_schema = current_schema(), constraint_name, check_clause "
+    "FROM information_schema.check_constraints WHERE constraint_name !~ '_not_null$' ORDER BY 2",
     # Sequelize's foreign keys of a table
     "SELECT tc.constraint_name, kcu.column_name, ccu.table_name AS ref_table, ccu.column_name AS ref_column "
     "FROM information_schema.table_constraints tc "
@@ -397,11 +397,27 @@ def test_information_schema_follows_the_branch_schema(
         for stmt in changes:
             plain.execute(stmt)  # type: ignore[arg-type]
         want = [plain.execute(q).fetchall() for q in INFORMATION_SCHEMA]  # type: ignore[arg-type]
-    assert ("k_pos", "(((key1 > 0) AND (k2 >= 0)))") in want[7]
+    assert (True, "k_pos", "(((key1 > 0) AND (k2 >= 0)))") in want[7]
     with server.connect(dbname, options="-c heliosdb.branch=dev") as c:
         for query, rows in zip(INFORMATION_SCHEMA, want, strict=True):
             assert c.execute(query).fetchall() == rows, query  # type: ignore[arg-type]
     with server.connect(dbname) as c:  # main keeps its schema
         checks = c.execute(INFORMATION_SCHEMA[7]).fetchall()
-        assert ("note_short", "((length(note) < 100))") in checks and "k_pos" not in str(checks)
+        assert (True, "note_short", "((length(note) < 100))") in checks and "k_pos" not in str(checks)
         assert c.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'own'").fetchone() == (0,)
+
+
+def test_catalog_upgrade_gives_recorded_checks_postgres_text(
+        server: ServerProcess, helios_instance: Instance, dbname: str) -> None:
+    psql(server, dbname, "-c", "CREATE TABLE t (id int PRIMARY KEY, b numeric CHECK (b >= 0))")
+    with psycopg.connect(**{**helios_instance.conninfo(dbname), "autocommit": True}) as raw:  # type: ignore[arg-type]
+        # as catalog version 12 recorded it: the pretty text only
+        raw.execute("UPDATE heliosdb._table_versions SET constraints = "
+                    "(SELECT jsonb_agg(c - 'plain' ORDER BY o) FROM jsonb_array_elements(constraints) "
+                    "WITH ORDINALITY e(c, o))")
+        raw.execute("UPDATE heliosdb._meta SET value = '12' WHERE key = 'catalog_version'")
+    with server.connect(dbname) as c:  # a new session upgrades the catalog
+        assert c.execute("SELECT check_clause FROM information_schema.check_constraints "
+                         "WHERE constraint_name = 't_b_check'").fetchall() == [("((b >= (0)::numeric))",)]
+        assert c.execute("SELECT pg_get_constraintdef(oid, true) FROM pg_constraint "
+                         "WHERE conname = 't_b_check'").fetchall() == [("CHECK (b >= 0::numeric)",)]

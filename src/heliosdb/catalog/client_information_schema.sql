@@ -119,7 +119,7 @@ LANGUAGE sql STABLE AS $$
                 ELSE coalesce(heliosdb._made_constraintdef(c, pretty), pg_catalog.pg_get_constraintdef(c, pretty)) END
 $$;
 
-DROP FUNCTION heliosdb._made_constraintdef(oid);
+DROP FUNCTION IF EXISTS heliosdb._made_constraintdef(oid);
 
 -- Checks recorded before this version have only the pretty text: those of a root relation's check
 -- with that text take its other form too.
@@ -134,6 +134,28 @@ UPDATE heliosdb._table_versions v SET constraints = (
               AND k.contype = 'c')
 FROM heliosdb._tables t
 WHERE t.id = v.table_id AND jsonb_array_length(v.constraints) > 0;
+
+-- The storage relations' own constraints are not the session's: hidden with their schemas
+-- (information_schema.check_constraints does not join the table's schema, so it listed them).
+CREATE OR REPLACE FUNCTION heliosdb._hidden_namespace(nsp oid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace n
+                   WHERE n.oid = nsp AND (n.nspname ~ '^hdb_[tb][0-9]+$' OR n.nspname = 'heliosdb'))
+$$;
+
+DO $$
+DECLARE
+    path text := current_setting('search_path');
+    def text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog', true);  -- pg_constraint: pg_catalog's
+    def := pg_catalog.pg_get_viewdef('heliosdb.pg_constraint'::regclass);
+    IF position('_hidden_namespace' IN def) = 0 THEN
+        EXECUTE format('CREATE OR REPLACE VIEW heliosdb.pg_constraint AS SELECT * FROM (%s) c '
+                       'WHERE NOT heliosdb._hidden_namespace(c.connamespace)', rtrim(def, '; '));
+    END IF;
+    PERFORM pg_catalog.set_config('search_path', path, true);
+END $$;
 
 DROP VIEW IF EXISTS heliosdb.information_schema_tables;  -- clients.sql's, the copy below replaces it
 
