@@ -421,3 +421,32 @@ def test_catalog_upgrade_gives_recorded_checks_postgres_text(
                          "WHERE constraint_name = 't_b_check'").fetchall() == [("((b >= (0)::numeric))",)]
         assert c.execute("SELECT pg_get_constraintdef(oid, true) FROM pg_constraint "
                          "WHERE conname = 't_b_check'").fetchall() == [("CHECK (b >= 0::numeric)",)]
+
+
+def test_catalog_rows_follow_changes_made_elsewhere_and_in_the_open_transaction(
+        server: ServerProcess, helios_instance: Instance, dbname: str) -> None:
+    """The endpoint keeps the rows clients' catalog queries read per branch and catalog generation: a
+    change committed by another session shows at once, one in a session's open transaction to it alone."""
+    helios_branches(server, dbname)
+    checks = ("SELECT constraint_name FROM information_schema.table_constraints WHERE table_name = 'parent' "
+              "AND constraint_type = 'CHECK' AND constraint_name !~ '_not_null$' ORDER BY 1")
+    before = [("parent_a_check",), ("parent_b_check",), ("parent_v_check",)]
+    with server.connect(dbname, autocommit=True) as other, server.connect(dbname) as mine:
+        assert other.execute(checks).fetchall() == before
+        assert other.execute("SELECT heliosdb._client_fill() IS NOT NULL").fetchone() == (True,)  # the kept rows
+        mine.execute("ALTER TABLE parent ADD CONSTRAINT v_small CHECK (v < 1000)")
+        assert mine.execute(checks).fetchall() == [*before[:2], ("parent_v_check",), ("v_small",)]
+        assert mine.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'v_small'"
+                            ).fetchall() == [("CHECK ((v < 1000))",)]
+        assert other.execute(checks).fetchall() == before
+        mine.commit()
+        with psycopg.connect(**helios_instance.conninfo(dbname)) as raw:  # type: ignore[arg-type]
+            # read before any fill at the new generation: the kept rows are not that generation's
+            assert raw.execute("SELECT count(*) FROM heliosdb.pg_constraint WHERE conname = 'v_small'"
+                               ).fetchone() == (1,)
+        assert other.execute(checks).fetchall() == [*before, ("v_small",)]
+        mine.execute("ALTER TABLE parent DROP CONSTRAINT parent_a_check")
+        mine.rollback()
+        assert mine.execute(checks).fetchall() == [*before, ("v_small",)]
+    with server.connect(dbname, options="-c heliosdb.branch=dev", autocommit=True) as dev:
+        assert dev.execute(checks).fetchall() == before  # forked before the change

@@ -1,23 +1,61 @@
--- information_schema for clients (catalog version 13), applied after client_catalog.sql.
+-- Clients' catalogs, part two (catalog version 13), applied after client_catalog.sql.
 --
--- PostgreSQL's information_schema views read pg_catalog's tables, where a HeliosDB table is a
--- view without keys, constraints or NOT NULL columns: table_constraints, key_column_usage and
--- referential_constraints listed nothing for it, and columns called every column nullable
--- (ORMs that introspect through information_schema, as Prisma, TypeORM and Sequelize do, saw
--- tables without keys). Each information_schema view gets a copy here,
+-- information_schema. PostgreSQL's information_schema views read pg_catalog's tables, where a
+-- HeliosDB table is a view without keys, constraints or NOT NULL columns: table_constraints,
+-- key_column_usage and referential_constraints listed nothing for it, and columns called every
+-- column nullable (ORMs that introspect through information_schema, as Prisma, TypeORM and
+-- Sequelize do, saw tables without keys). Each information_schema view gets a copy here,
 -- heliosdb.information_schema_<name>, with the same definition bound to HeliosDB's versions of
--- the catalogs (client_catalog.sql): the definition is printed with only pg_catalog on the
--- search path, so every catalog name in it comes unqualified, and made again with heliosdb first
--- on the path. The wire endpoint reads information_schema.<name> as the copy
+-- the catalogs: the definition is printed with only pg_catalog on the search path, so every
+-- catalog name in it comes unqualified, and made again with HeliosDB's schemas first on the
+-- path. The wire endpoint reads information_schema.<name> as the copy
 -- (server/catalog_compat.py). Copies are made from the server's own definitions, so they follow
 -- its PostgreSQL version.
+--
+-- A cache of the made-up rows. client_catalog.sql's views make their rows from the branch's
+-- schema on every read, per table a query asks about; information_schema's views join
+-- everything in nested loops, so those rows were made again for every row of the outer side
+-- (100 tables: 0.9 s for key_column_usage, 300 tables: 5.5 s for columns). The rows a branch
+-- sees are now kept in tables, per branch and catalog generation (heliosdb._catalog_gen, moved
+-- by every committed catalog change): the endpoint fills them, in a transaction of its own,
+-- before it runs a client's catalog query (heliosdb._client_cache_fill()), and each
+-- heliosdb._client_<rows>() function reads them when they are the ones its snapshot should see.
+-- A transaction with catalog changes of its own, or one whose snapshot predates the fill, still
+-- gets them made from the schema (heliosdb._live_client_<rows>()).
+
+-- client_catalog.sql's views over those functions are made again at the end, over the cached ones.
+CREATE TEMP TABLE hdb_v13_views (name text PRIMARY KEY, def text NOT NULL) ON COMMIT DROP;
+DO $$
+DECLARE
+    path text := current_setting('search_path');
+    v text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog', true);  -- catalogs' names unqualified
+    FOREACH v IN ARRAY ARRAY['pg_class', 'pg_attribute', 'pg_attrdef', 'pg_constraint', 'pg_index'] LOOP
+        INSERT INTO hdb_v13_views
+        VALUES (v, rtrim(pg_catalog.pg_get_viewdef(format('heliosdb.%I', v)::regclass), '; '));
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', path, true);
+END $$;
+DROP VIEW heliosdb.pg_class, heliosdb.pg_attribute, heliosdb.pg_attrdef, heliosdb.pg_constraint,
+          heliosdb.pg_index CASCADE;
+
+DO $$
+BEGIN
+    IF to_regprocedure('heliosdb._live_client_indexes(integer)') IS NULL THEN
+        ALTER FUNCTION heliosdb._client_indexes(integer) RENAME TO _live_client_indexes;
+        ALTER FUNCTION heliosdb._client_relations() RENAME TO _live_client_relations;
+        ALTER FUNCTION heliosdb._client_columns() RENAME TO _live_client_columns;
+        DROP FUNCTION heliosdb._client_constraints(integer);  -- made again below
+    END IF;
+END $$;
 
 -- A foreign key's conindid names the referenced table's key it uses, as PostgreSQL's does
 -- (information_schema.referential_constraints and key_column_usage follow it).
-CREATE OR REPLACE FUNCTION heliosdb._client_constraints(only_table integer DEFAULT NULL)
+CREATE OR REPLACE FUNCTION heliosdb._live_client_constraints(only_table integer DEFAULT NULL)
 RETURNS TABLE (oid oid, conname name, nsp oid, contype "char", isdeferrable boolean, isdeferred boolean,
                isvalidated boolean, relid oid, indid oid, frelid oid, fupd "char", fdel "char", fmatch "char",
-               conkey int2[], confkey int2[], def text)
+               conkey int2[], confkey int2[], def text, plain text)
 LANGUAGE sql STABLE AS $$
     WITH t AS MATERIALIZED (SELECT * FROM heliosdb._client_tables(only_table)),
     k AS (
@@ -52,7 +90,11 @@ LANGUAGE sql STABLE AS $$
                     || CASE WHEN (c.fk->>'deferrable')::boolean THEN ' DEFERRABLE' ELSE '' END
                     || CASE WHEN (c.fk->>'deferred')::boolean THEN ' INITIALLY DEFERRED' ELSE '' END
                     || CASE WHEN (c.fk->>'valid')::boolean IS FALSE THEN ' NOT VALID' ELSE '' END
-           END
+           END,
+           -- a check as pg_get_constraintdef(oid) prints it, not pretty (model.Constraint.plain)
+           CASE WHEN c.kind = 'c' AND c.con->>'plain' IS NOT NULL
+                THEN 'CHECK (' || (c.con->>'plain') || ')'
+                     || CASE WHEN (c.con->>'valid')::boolean IS FALSE THEN ' NOT VALID' ELSE '' END END
     FROM cols c
     LEFT JOIN heliosdb._tables ft ON c.kind = 'f' AND ft.phys_schema = c.fk->>'schema' AND ft.phys_name = c.fk->>'table'
     LEFT JOIN LATERAL (  -- the referenced table: among those at hand, or looked up when there is one
@@ -74,11 +116,11 @@ $$;
 -- PostgreSQL records for constraints: a key's index belongs to the key, a foreign key depends on
 -- the referenced key's index, a check on the columns it reads (information_schema's
 -- referential_constraints, constraint_column_usage).
-CREATE OR REPLACE FUNCTION heliosdb._client_all_depends()
+CREATE OR REPLACE FUNCTION heliosdb._live_client_all_depends()
 RETURNS TABLE (classid oid, objid oid, objsubid integer, refclassid oid, refobjid oid, refobjsubid integer,
                deptype "char")
 LANGUAGE sql STABLE AS $$
-    WITH k AS MATERIALIZED (SELECT * FROM heliosdb._client_constraints())
+    WITH k AS MATERIALIZED (SELECT * FROM heliosdb._live_client_constraints())
     SELECT 'pg_catalog.pg_class'::regclass, x.seq, 0, 'pg_catalog.pg_class'::regclass, x.relid, x.attnum::integer,
            x.deptype
     FROM heliosdb._client_depends() x
@@ -93,6 +135,131 @@ LANGUAGE sql STABLE AS $$
     FROM k CROSS JOIN LATERAL unnest(k.conkey) a(n) WHERE k.contype = 'c' AND a.n > 0
 $$;
 
+-- The cache: one fill per branch and catalog generation, and per function its rows of a fill.
+CREATE TABLE IF NOT EXISTS heliosdb._client_fills (
+    id bigserial PRIMARY KEY,
+    branch_id integer NOT NULL,
+    gen bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _client_fills_branch_gen ON heliosdb._client_fills (branch_id, gen);
+
+-- The fill the session's statement reads: of its branch, at the generation its snapshot sees,
+-- and none while its transaction has catalog changes of its own (heliosdb.catalog_mark).
+CREATE OR REPLACE FUNCTION heliosdb._client_fill() RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT max(f.id) FROM heliosdb._client_fills f
+    WHERE f.branch_id = heliosdb._current_branch_id() AND f.gen = (SELECT g.gen FROM heliosdb._catalog_gen g)
+      AND coalesce(current_setting('heliosdb.catalog_mark', true), '') = ''
+$$;
+
+-- Per cached function: its table (the fill, the table a made-up object id names, its rows),
+-- indexes for the lookups clients make, and the function itself: the fill's rows, else rows
+-- made now. The fill is read through scalar subqueries, so a statement looks it up once.
+CREATE OR REPLACE FUNCTION heliosdb._client_cached() RETURNS TABLE (name text, table_id text, keys text[])
+LANGUAGE sql IMMUTABLE AS $$
+    VALUES ('constraints', '((oid::bigint - 3000000000) / 128)::integer', ARRAY['relid', 'oid', 'table_id']),
+           ('indexes', '((oid::bigint - 3700000000) / 128)::integer', ARRAY['relid', 'oid', 'table_id']),
+           ('relations', '0', ARRAY['relid']),
+           ('columns', '0', ARRAY['relid, attname']),
+           ('all_depends', '0', ARRAY['refobjid, refobjsubid', 'objid'])
+$$;
+
+DO $$
+DECLARE
+    spec record;
+    live regprocedure;
+    cols text;
+    args text;
+    key text;
+BEGIN
+    FOR spec IN SELECT * FROM heliosdb._client_cached() LOOP
+        live := to_regprocedure(format('heliosdb._live_client_%s(%s)', spec.name,
+                                       CASE WHEN spec.table_id = '0' THEN '' ELSE 'integer' END));
+        EXECUTE format('CREATE TABLE IF NOT EXISTS heliosdb.%I AS SELECT 0::bigint AS fill, 0 AS table_id, * '
+                       'FROM %s WITH NO DATA', '_client_cache_' || spec.name,
+                       format('heliosdb._live_client_%s(%s)', spec.name,
+                              CASE WHEN spec.table_id = '0' THEN '' ELSE 'NULL' END));
+        FOREACH key IN ARRAY spec.keys LOOP
+            EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON heliosdb.%I (fill, %s)',
+                           format('_client_cache_%s_%s', spec.name, replace(replace(key, ', ', '_'), ' ', '')),
+                           '_client_cache_' || spec.name, key);
+        END LOOP;
+        SELECT string_agg(quote_ident(n), ', ' ORDER BY o) INTO cols
+        FROM pg_catalog.pg_proc p, unnest(p.proargnames, p.proargmodes::text[]) WITH ORDINALITY a(n, m, o)
+        WHERE p.oid = live AND a.m = 't';
+        args := pg_catalog.pg_get_function_arguments(live);
+        -- The choice between the two sits above a UNION ALL without quals of its own, so PostgreSQL
+        -- flattens it (an arm with a WHERE stays a subquery, and a join condition cannot reach its
+        -- indexes): the cache's rows of the fill through its index, or, when there is none, the
+        -- made rows (their arm's test has no column in it: checked once, the arm skipped).
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION heliosdb.%I(%s) RETURNS %s LANGUAGE sql STABLE AS $f$ '
+            'SELECT %s FROM (SELECT c.fill AS _fill, c.table_id AS _table, %s FROM heliosdb.%I c '
+            'UNION ALL SELECT 0::bigint, %s, l.* FROM %s(%s) l) u '
+            'WHERE u._fill = coalesce((SELECT heliosdb._client_fill()), 0)%s $f$',
+            '_client_' || spec.name, args, pg_catalog.pg_get_function_result(live),
+            'u.' || replace(cols, ', ', ', u.'), 'c.' || replace(cols, ', ', ', c.'), '_client_cache_' || spec.name,
+            CASE WHEN args = '' THEN '0' ELSE 'only_table' END,
+            'heliosdb._live_client_' || spec.name, CASE WHEN args = '' THEN '' ELSE 'only_table' END,
+            CASE WHEN args = '' THEN '' ELSE ' AND (only_table IS NULL OR u._table = only_table)' END);
+    END LOOP;
+END $$;
+
+-- Fills the cache for the session's branch at the current generation (once: a later call finds
+-- it), and drops fills no session reads any more. Run in a REPEATABLE READ transaction of its
+-- own, so the generation and the rows come from one snapshot.
+CREATE OR REPLACE FUNCTION heliosdb._client_cache_fill() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    b integer := heliosdb._current_branch_id();
+    g bigint;
+    f bigint;
+    old bigint[];
+    spec record;
+BEGIN
+    SELECT gen INTO g FROM heliosdb._catalog_gen;
+    SELECT max(id) INTO f FROM heliosdb._client_fills WHERE branch_id = b AND gen = g;
+    IF f IS NOT NULL OR b IS NULL THEN
+        RETURN f;
+    END IF;
+    INSERT INTO heliosdb._client_fills (branch_id, gen) VALUES (b, g) RETURNING id INTO f;
+    FOR spec IN SELECT * FROM heliosdb._client_cached() LOOP
+        EXECUTE format('INSERT INTO heliosdb.%I SELECT %s, %s, * FROM heliosdb.%I()', '_client_cache_' || spec.name,
+                       f, spec.table_id, '_live_client_' || spec.name);
+        IF (SELECT c.reltuples < 0 FROM pg_catalog.pg_class c
+            WHERE c.oid = format('heliosdb.%I', '_client_cache_' || spec.name)::regclass) THEN
+            -- never analyzed (autovacuum keeps them analyzed later): without statistics the planner
+            -- takes a fill for a handful of rows and rescans it in nested loops
+            EXECUTE format('ANALYZE heliosdb.%I', '_client_cache_' || spec.name);
+        END IF;
+    END LOOP;
+    SELECT array_agg(x.id) INTO old FROM heliosdb._client_fills x
+    WHERE (x.branch_id = b AND x.gen < g)
+       OR NOT EXISTS (SELECT FROM heliosdb._branches r WHERE r.id = x.branch_id AND r.state <> 'dropped');
+    IF old IS NOT NULL THEN
+        DELETE FROM heliosdb._client_fills WHERE id = ANY (old);
+        FOR spec IN SELECT * FROM heliosdb._client_cached() LOOP
+            EXECUTE format('DELETE FROM heliosdb.%I WHERE fill = ANY ($1)', '_client_cache_' || spec.name) USING old;
+        END LOOP;
+    END IF;
+    RETURN f;
+END $$;
+
+-- client_catalog.sql's views again, now over the cached functions
+DO $$
+DECLARE
+    path text := current_setting('search_path');
+    v record;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog', true);
+    FOR v IN SELECT * FROM hdb_v13_views LOOP
+        EXECUTE format('CREATE VIEW heliosdb.%I AS %s', v.name,
+                       replace(v.def, 'heliosdb._live_client_', 'heliosdb._client_'));
+        EXECUTE format('GRANT SELECT ON heliosdb.%I TO PUBLIC', v.name);
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', path, true);
+END $$;
+
 CREATE OR REPLACE VIEW heliosdb.pg_depend AS
 SELECT o.classid, o.objid, o.objsubid, o.refclassid, o.refobjid, o.refobjsubid, o.deptype
 FROM pg_catalog.pg_depend o
@@ -103,15 +270,8 @@ SELECT * FROM heliosdb._client_all_depends();
 -- check_constraints shows that text): the schema keeps both forms (model.Constraint.plain).
 CREATE OR REPLACE FUNCTION heliosdb._made_constraintdef(c oid, pretty boolean) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN pretty OR k.contype <> 'c' OR t.con->>'plain' IS NULL THEN k.def
-                ELSE 'CHECK (' || (t.con->>'plain') || ')'
-                     || CASE WHEN (t.con->>'valid')::boolean IS FALSE THEN ' NOT VALID' ELSE '' END END
-    FROM heliosdb._client_constraints(((c::bigint - 3000000000) / 128)::integer) k
-    LEFT JOIN LATERAL (
-        SELECT x.con FROM heliosdb._client_tables(((c::bigint - 3000000000) / 128)::integer) t,
-                          jsonb_array_elements(t.constraints) WITH ORDINALITY x(con, pos)
-        WHERE x.pos = (c::bigint - 3000000000) % 128) t ON true
-    WHERE k.oid = c
+    SELECT CASE WHEN pretty THEN k.def ELSE coalesce(k.plain, k.def) END
+    FROM heliosdb._client_constraints(((c::bigint - 3000000000) / 128)::integer) k WHERE k.oid = c
 $$;
 
 CREATE OR REPLACE FUNCTION heliosdb.pg_get_constraintdef(c oid, pretty boolean DEFAULT false) RETURNS text
@@ -138,20 +298,7 @@ WHERE t.id = v.table_id AND jsonb_array_length(v.constraints) > 0;
 
 -- The storage relations' own constraints are not the session's: hidden with their schemas
 -- (information_schema.check_constraints does not join the table's schema, so it listed them).
-CREATE OR REPLACE FUNCTION heliosdb._hidden_namespace(nsp oid) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace n
-                   WHERE n.oid = nsp AND (n.nspname ~ '^hdb_[tb][0-9]+$' OR n.nspname IN ('heliosdb', 'hdb_client')))
-$$;
-
--- The copies of information_schema's views read everything (all columns, all constraints) and
--- join it in nested loops: a view of HeliosDB's that makes its rows per table would be made
--- again for every row of the outer side (100 tables: 0.9 s for key_column_usage). They read
--- these instead, each of HeliosDB's catalog views made once per statement, under the same names
--- in a schema of their own (hidden as HeliosDB's others are).
-CREATE SCHEMA IF NOT EXISTS hdb_client;
-GRANT USAGE ON SCHEMA hdb_client TO PUBLIC;
-
+-- The schemas are looked up once per statement (an uncorrelated ARRAY(...) subquery).
 DO $$
 DECLARE
     path text := current_setting('search_path');
@@ -159,28 +306,11 @@ DECLARE
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog', true);  -- pg_constraint: pg_catalog's
     def := pg_catalog.pg_get_viewdef('heliosdb.pg_constraint'::regclass);
-    IF position('_hidden_namespace' IN def) = 0 THEN
+    IF position('hdb_[tb]' IN def) = 0 THEN
         EXECUTE format('CREATE OR REPLACE VIEW heliosdb.pg_constraint AS SELECT * FROM (%s) c '
-                       'WHERE NOT heliosdb._hidden_namespace(c.connamespace)', rtrim(def, '; '));
+                       'WHERE c.connamespace <> ALL (ARRAY(SELECT n.oid FROM pg_namespace n '
+                       'WHERE n.nspname ~ ''^hdb_[tb][0-9]+$'' OR n.nspname = ''heliosdb''))', rtrim(def, '; '));
     END IF;
-    def := pg_catalog.pg_get_viewdef('heliosdb.pg_namespace'::regclass);
-    IF position('hdb_client' IN def) = 0 THEN
-        EXECUTE format('CREATE OR REPLACE VIEW heliosdb.pg_namespace AS SELECT * FROM (%s) n '
-                       'WHERE n.nspname <> ''hdb_client''', rtrim(def, '; '));
-    END IF;
-    -- small catalogs, made once whole; pg_depend below keeps PostgreSQL's rows as they are
-    FOREACH def IN ARRAY ARRAY['pg_constraint', 'pg_index'] LOOP
-        EXECUTE format('CREATE OR REPLACE VIEW hdb_client.%I AS WITH m AS MATERIALIZED (SELECT * FROM heliosdb.%I) '
-                       'SELECT * FROM m', def, def);
-        EXECUTE format('GRANT SELECT ON hdb_client.%I TO PUBLIC', def);
-    END LOOP;
-    CREATE OR REPLACE VIEW hdb_client.pg_depend AS
-    WITH made AS MATERIALIZED (SELECT * FROM heliosdb._client_all_depends())
-    SELECT o.classid, o.objid, o.objsubid, o.refclassid, o.refobjid, o.refobjsubid, o.deptype
-    FROM pg_catalog.pg_depend o
-    UNION ALL
-    SELECT * FROM made;
-    GRANT SELECT ON hdb_client.pg_depend TO PUBLIC;
     PERFORM pg_catalog.set_config('search_path', path, true);
 END $$;
 
@@ -209,7 +339,7 @@ BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog', true);
     -- information_schema's functions that read a catalog HeliosDB has a view of (_pg_index_position
     -- reads pg_index) or take a row of one (_pg_truetypid(pg_attribute, pg_type)): a copy over
-    -- HeliosDB's, for the copies of the views to call (a row of hdb_client's, a lookup in heliosdb's)
+    -- HeliosDB's, for the copies of the views to call
     FOR fn IN
         SELECT p.oid, p.proname::text AS proname, pg_catalog.pg_get_functiondef(p.oid) AS def,
                string_agg(CASE WHEN y.typrelid <> 0 AND mine.rel IS NOT NULL THEN mine.rel::text
@@ -218,8 +348,7 @@ BEGIN
         FROM pg_catalog.pg_proc p
         LEFT JOIN LATERAL unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, n) ON true
         LEFT JOIN pg_catalog.pg_type y ON y.oid = a.t
-        LEFT JOIN LATERAL (SELECT coalesce(to_regclass('hdb_client.' || y.typname),  -- the view the copies read
-                                           to_regclass('heliosdb.' || y.typname)) AS rel) mine ON true
+        LEFT JOIN LATERAL (SELECT to_regclass('heliosdb.' || y.typname) AS rel) mine ON true
         WHERE p.pronamespace = 'information_schema'::regnamespace AND p.prokind = 'f'
         GROUP BY p.oid, p.proname
     LOOP
@@ -253,7 +382,6 @@ BEGIN
     FOREACH body IN ARRAY fn_defs LOOP
         EXECUTE body;
     END LOOP;
-    PERFORM pg_catalog.set_config('search_path', 'hdb_client, heliosdb, pg_catalog', true);
     pending := views;
     LOOP  -- a copy that reads another waits for it
         left_over := '{}';

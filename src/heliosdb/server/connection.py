@@ -106,7 +106,9 @@ class ClientConnection(ExtendedProtocol):
         if m and m.group(1).upper() != "BRANCH":
             # the endpoint's own view scheduler must not be the "other session using the database"
             name = m.group(1)
-            self.server.stop_scheduler(name[1:-1].replace('""', '"') if name[0] == '"' else name.lower())
+            name = name[1:-1].replace('""', '"') if name[0] == '"' else name.lower()
+            self.server.stop_scheduler(name)
+            self.server.catalog_fills.close(name)
         return super().local_command(stmt)
 
     # -- transport -------------------------------------------------------------------------------------
@@ -298,6 +300,7 @@ class ClientConnection(ExtendedProtocol):
                 compat = catalog_compat.rewrite(text)
                 if compat is not text:
                     text, payload = compat, compat.encode("utf-8") + b"\0"
+                    self.server.catalog_fills.fill(self.session)
                 if not self.relay_simple(text, payload):
                     self.simple_query(text)
                 self.at_rfq = True

@@ -128,6 +128,8 @@ class ExtendedProtocol(Protocol):
         if msg.name and (msg.name in self.statements or msg.name in self.relayed):
             raise error("42P05", f'prepared statement "{msg.name}" already exists')
         prep = self._prepared(msg)
+        if catalog_compat.rewrite(msg.query) is not msg.query:  # a catalog query: its cached rows first
+            self.server.catalog_fills.fill(self.session)
         if not msg.name:
             self._drop_statement("")
         self.statements[msg.name] = prep

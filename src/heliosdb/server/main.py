@@ -27,6 +27,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from heliosdb import errors
+from heliosdb.server.catalog_fills import CatalogFills
 from heliosdb.server.connection import ClientConnection
 from heliosdb.server.protocol import Fatal
 from heliosdb.storage.instance import Instance
@@ -62,6 +63,7 @@ class Server:
         self._admin: psycopg.Connection[Any] | None = None
         self._ids = itertools.count(1)
         self.schedulers: dict[str, Any] = {}  # database -> its materialized-view scheduler
+        self.catalog_fills = CatalogFills()  # the cache of clients' catalog rows, filled before their queries
 
     def ensure_scheduler(self, database: str, session: Any) -> None:
         """One refresh scheduler per database this endpoint serves, from its first session on."""
@@ -181,6 +183,7 @@ class Server:
         """Stop every connection: idle ones now, running statements after they finish (or `timeout`)."""
         self.stopping = True
         self.stop_schedulers()
+        self.catalog_fills.close()
         deadline = time.monotonic() + timeout
         cancelled = False
         while True:
