@@ -46,13 +46,12 @@ BEGIN
         ALTER FUNCTION heliosdb._client_indexes(integer) RENAME TO _live_client_indexes;
         ALTER FUNCTION heliosdb._client_relations() RENAME TO _live_client_relations;
         ALTER FUNCTION heliosdb._client_columns() RENAME TO _live_client_columns;
-        DROP FUNCTION heliosdb._client_constraints(integer);  -- made again below
     END IF;
 END $$;
 
 -- A foreign key's conindid names the referenced table's key it uses, as PostgreSQL's does
 -- (information_schema.referential_constraints and key_column_usage follow it).
-CREATE OR REPLACE FUNCTION heliosdb._live_client_constraints(only_table integer DEFAULT NULL)
+CREATE OR REPLACE FUNCTION heliosdb._live_client_constraint_rows(only_table integer DEFAULT NULL)
 RETURNS TABLE (oid oid, conname name, nsp oid, contype "char", isdeferrable boolean, isdeferred boolean,
                isvalidated boolean, relid oid, indid oid, frelid oid, fupd "char", fdel "char", fmatch "char",
                conkey int2[], confkey int2[], def text, plain text)
@@ -120,7 +119,7 @@ CREATE OR REPLACE FUNCTION heliosdb._live_client_all_depends()
 RETURNS TABLE (classid oid, objid oid, objsubid integer, refclassid oid, refobjid oid, refobjsubid integer,
                deptype "char")
 LANGUAGE sql STABLE AS $$
-    WITH k AS MATERIALIZED (SELECT * FROM heliosdb._live_client_constraints())
+    WITH k AS MATERIALIZED (SELECT * FROM heliosdb._live_client_constraint_rows())
     SELECT 'pg_catalog.pg_class'::regclass, x.seq, 0, 'pg_catalog.pg_class'::regclass, x.relid, x.attnum::integer,
            x.deptype
     FROM heliosdb._client_depends() x
@@ -157,7 +156,7 @@ $$;
 -- made now. The fill is read through scalar subqueries, so a statement looks it up once.
 CREATE OR REPLACE FUNCTION heliosdb._client_cached() RETURNS TABLE (name text, table_id text, keys text[])
 LANGUAGE sql IMMUTABLE AS $$
-    VALUES ('constraints', '((oid::bigint - 3000000000) / 128)::integer', ARRAY['relid', 'oid', 'table_id']),
+    VALUES ('constraint_rows', '((oid::bigint - 3000000000) / 128)::integer', ARRAY['relid', 'oid', 'table_id']),
            ('indexes', '((oid::bigint - 3700000000) / 128)::integer', ARRAY['relid', 'oid', 'table_id']),
            ('relations', '0', ARRAY['relid']),
            ('columns', '0', ARRAY['relid, attname']),
@@ -204,6 +203,18 @@ BEGIN
             CASE WHEN args = '' THEN '' ELSE ' AND (only_table IS NULL OR u._table = only_table)' END);
     END LOOP;
 END $$;
+
+-- The constraints as client_catalog.sql's views read them (the not-pretty text of a check is for
+-- heliosdb._made_constraintdef only).
+CREATE OR REPLACE FUNCTION heliosdb._client_constraints(only_table integer DEFAULT NULL)
+RETURNS TABLE (oid oid, conname name, nsp oid, contype "char", isdeferrable boolean, isdeferred boolean,
+               isvalidated boolean, relid oid, indid oid, frelid oid, fupd "char", fdel "char", fmatch "char",
+               conkey int2[], confkey int2[], def text)
+LANGUAGE sql STABLE AS $$
+    SELECT k.oid, k.conname, k.nsp, k.contype, k.isdeferrable, k.isdeferred, k.isvalidated, k.relid, k.indid,
+           k.frelid, k.fupd, k.fdel, k.fmatch, k.conkey, k.confkey, k.def
+    FROM heliosdb._client_constraint_rows(only_table) k
+$$;
 
 -- Fills the cache for the session's branch at the current generation (once: a later call finds
 -- it), and drops fills no session reads any more. Run in a REPEATABLE READ transaction of its
@@ -271,7 +282,7 @@ SELECT * FROM heliosdb._client_all_depends();
 CREATE OR REPLACE FUNCTION heliosdb._made_constraintdef(c oid, pretty boolean) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN pretty THEN k.def ELSE coalesce(k.plain, k.def) END
-    FROM heliosdb._client_constraints(((c::bigint - 3000000000) / 128)::integer) k WHERE k.oid = c
+    FROM heliosdb._client_constraint_rows(((c::bigint - 3000000000) / 128)::integer) k WHERE k.oid = c
 $$;
 
 CREATE OR REPLACE FUNCTION heliosdb.pg_get_constraintdef(c oid, pretty boolean DEFAULT false) RETURNS text
