@@ -374,12 +374,17 @@ INFORMATION_SCHEMA = [
 def test_information_schema_says_what_postgres_says(
         server: ServerProcess, helios_instance: Instance, dbname: str, plain_db: str) -> None:
     helios_branches(server, dbname)
+    queries = [*INFORMATION_SCHEMA,  # columns qualified by the view's name, bare and whole
+               "SELECT columns.column_name FROM information_schema.columns WHERE columns.table_name = 'child' "
+               "ORDER BY columns.ordinal_position",
+               "SELECT information_schema.tables.table_name FROM information_schema.tables "
+               "WHERE information_schema.tables.table_schema = current_schema() ORDER BY 1"]
     with psycopg.connect(**{**helios_instance.conninfo(plain_db), "autocommit": True}) as plain:  # type: ignore[arg-type]
-        want = [plain.execute(q).fetchall() for q in INFORMATION_SCHEMA]  # type: ignore[arg-type]
+        want = [plain.execute(q).fetchall() for q in queries]  # type: ignore[arg-type]
     assert want[4] and want[5] and ("parent", "CHECK", "parent_v_check", "NO", "NO") in want[2]
     for branch in ("main", "dev", "deeper"):
         with server.connect(dbname, options=f"-c heliosdb.branch={branch}") as c:
-            for query, rows in zip(INFORMATION_SCHEMA, want, strict=True):
+            for query, rows in zip(queries, want, strict=True):
                 assert c.execute(query).fetchall() == rows, f"{branch}: {query}"  # type: ignore[arg-type]
 
 
@@ -450,3 +455,18 @@ def test_catalog_rows_follow_changes_made_elsewhere_and_in_the_open_transaction(
         assert mine.execute(checks).fetchall() == [*before, ("v_small",)]
     with server.connect(dbname, options="-c heliosdb.branch=dev", autocommit=True) as dev:
         assert dev.execute(checks).fetchall() == before  # forked before the change
+
+
+def test_catalog_rows_of_a_branch_first_used_inside_a_transaction(server: ServerProcess, dbname: str) -> None:
+    """A branch's views are made on its first use, in the transaction that uses it: the rows kept for
+    clients must not be taken before that commits (they would say the branch's tables have no keys)."""
+    psql(server, dbname, "-c", DDL[0], "-c", "CREATE DATABASE BRANCH fresh")
+    keys = ("SELECT constraint_name FROM information_schema.table_constraints WHERE table_name = 'parent' "
+            "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE') ORDER BY 1")
+    want = [("parent_a_b_key",), ("parent_code_key",), ("parent_pkey",)]
+    with server.connect(dbname) as c:  # psycopg's transaction from the first statement on
+        c.execute("USE BRANCH fresh")
+        assert c.execute(keys).fetchall() == want
+        c.commit()
+    with server.connect(dbname, options="-c heliosdb.branch=fresh", autocommit=True) as c:
+        assert c.execute(keys).fetchall() == want

@@ -15,15 +15,18 @@
 -- A cache of the made-up rows. client_catalog.sql's views make their rows from the branch's
 -- schema on every read, per table a query asks about; information_schema's views join
 -- everything in nested loops, so those rows were made again for every row of the outer side
--- (100 tables: 0.9 s for key_column_usage, 300 tables: 5.5 s for columns). The rows a branch
--- sees are now kept in tables, per branch and catalog generation (heliosdb._catalog_gen, moved
--- by every committed catalog change): the endpoint fills them, in a transaction of its own,
--- before it runs a client's catalog query (heliosdb._client_cache_fill()), and each
--- heliosdb._client_<rows>() function reads them when they are the ones its snapshot should see.
--- A transaction with catalog changes of its own, or one whose snapshot predates the fill, still
--- gets them made from the schema (heliosdb._live_client_<rows>()).
+-- (100 tables: 0.9 s for key_column_usage, 300 tables: up to 12 s). The rows a branch sees are
+-- now kept in tables, per branch, catalog generation (heliosdb._catalog_gen, moved by every
+-- committed change of tables, columns, schema versions and branches) and database: the endpoint
+-- fills them, in a transaction of its own, before it runs a client's catalog query
+-- (heliosdb._client_cache_fill(), server/catalog_fills.py), and each heliosdb._client_<rows>()
+-- function reads them when they are the ones its snapshot should see. A branch is filled once
+-- it is built (its views made on first use, which moves no generation). A transaction with
+-- catalog changes of its own, or one whose snapshot predates the fill, still gets the rows made
+-- from the schema (heliosdb._live_client_<rows>()).
 
--- client_catalog.sql's views over those functions are made again at the end, over the cached ones.
+-- client_catalog.sql's views over those functions are made again at the end, in place (same
+-- columns: a view a user made over one stays), over the cached ones.
 CREATE TEMP TABLE hdb_v13_views (name text PRIMARY KEY, def text NOT NULL) ON COMMIT DROP;
 DO $$
 DECLARE
@@ -37,8 +40,6 @@ BEGIN
     END LOOP;
     PERFORM pg_catalog.set_config('search_path', path, true);
 END $$;
-DROP VIEW heliosdb.pg_class, heliosdb.pg_attribute, heliosdb.pg_attrdef, heliosdb.pg_constraint,
-          heliosdb.pg_index CASCADE;
 
 DO $$
 BEGIN
@@ -138,7 +139,8 @@ $$;
 CREATE TABLE IF NOT EXISTS heliosdb._client_fills (
     id bigserial PRIMARY KEY,
     branch_id integer NOT NULL,
-    gen bigint NOT NULL
+    gen bigint NOT NULL,
+    db oid NOT NULL  -- the database filled: a dump restored elsewhere has other object ids, and fills again
 );
 CREATE INDEX IF NOT EXISTS _client_fills_branch_gen ON heliosdb._client_fills (branch_id, gen);
 
@@ -148,6 +150,7 @@ CREATE OR REPLACE FUNCTION heliosdb._client_fill() RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT max(f.id) FROM heliosdb._client_fills f
     WHERE f.branch_id = heliosdb._current_branch_id() AND f.gen = (SELECT g.gen FROM heliosdb._catalog_gen g)
+      AND f.db = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
       AND coalesce(current_setting('heliosdb.catalog_mark', true), '') = ''
 $$;
 
@@ -224,28 +227,35 @@ LANGUAGE plpgsql AS $$
 DECLARE
     b integer := heliosdb._current_branch_id();
     g bigint;
+    d oid;
     f bigint;
     old bigint[];
     spec record;
 BEGIN
     SELECT gen INTO g FROM heliosdb._catalog_gen;
-    SELECT max(id) INTO f FROM heliosdb._client_fills WHERE branch_id = b AND gen = g;
+    SELECT oid INTO d FROM pg_catalog.pg_database WHERE datname = current_database();
+    SELECT max(id) INTO f FROM heliosdb._client_fills WHERE branch_id = b AND gen = g AND db = d;
     IF f IS NOT NULL OR b IS NULL THEN
         RETURN f;
     END IF;
-    INSERT INTO heliosdb._client_fills (branch_id, gen) VALUES (b, g) RETURNING id INTO f;
+    -- a branch is built (its schema and views made) on first use, which moves no generation: until
+    -- that is committed there is nothing to keep (its views are not there for this snapshot)
+    IF NOT (SELECT built FROM heliosdb._branches WHERE id = b) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO heliosdb._client_fills (branch_id, gen, db) VALUES (b, g, d) RETURNING id INTO f;
     FOR spec IN SELECT * FROM heliosdb._client_cached() LOOP
         EXECUTE format('INSERT INTO heliosdb.%I SELECT %s, %s, * FROM heliosdb.%I()', '_client_cache_' || spec.name,
                        f, spec.table_id, '_live_client_' || spec.name);
-        IF (SELECT c.reltuples < 0 FROM pg_catalog.pg_class c
-            WHERE c.oid = format('heliosdb.%I', '_client_cache_' || spec.name)::regclass) THEN
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_stats st
+                       WHERE st.schemaname = 'heliosdb' AND st.tablename = '_client_cache_' || spec.name) THEN
             -- never analyzed (autovacuum keeps them analyzed later): without statistics the planner
             -- takes a fill for a handful of rows and rescans it in nested loops
             EXECUTE format('ANALYZE heliosdb.%I', '_client_cache_' || spec.name);
         END IF;
     END LOOP;
     SELECT array_agg(x.id) INTO old FROM heliosdb._client_fills x
-    WHERE (x.branch_id = b AND x.gen < g)
+    WHERE (x.branch_id = b AND x.gen < g) OR x.db <> d
        OR NOT EXISTS (SELECT FROM heliosdb._branches r WHERE r.id = x.branch_id AND r.state <> 'dropped');
     IF old IS NOT NULL THEN
         DELETE FROM heliosdb._client_fills WHERE id = ANY (old);
@@ -264,7 +274,7 @@ DECLARE
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog', true);
     FOR v IN SELECT * FROM hdb_v13_views LOOP
-        EXECUTE format('CREATE VIEW heliosdb.%I AS %s', v.name,
+        EXECUTE format('CREATE OR REPLACE VIEW heliosdb.%I AS %s', v.name,
                        replace(v.def, 'heliosdb._live_client_', 'heliosdb._client_'));
         EXECUTE format('GRANT SELECT ON heliosdb.%I TO PUBLIC', v.name);
     END LOOP;
@@ -325,7 +335,6 @@ BEGIN
     PERFORM pg_catalog.set_config('search_path', path, true);
 END $$;
 
-DROP VIEW IF EXISTS heliosdb.information_schema_tables;  -- clients.sql's, the copy below replaces it
 
 DO $$
 DECLARE
@@ -366,11 +375,15 @@ BEGIN
         CONTINUE WHEN NOT (fn.takes_row OR fn.def ~ ('\m(' || catalogs || ')\M'));
         functions := functions || fn.proname;
         body := substr(fn.def, position(E'\n' IN fn.def) + 1);  -- from its RETURNS line
+        IF position(E'\nAS ' IN body) > 0 THEN
+            -- a body kept as text (PostgreSQL 13) resolves its names when it runs, and may name
+            -- pg_catalog's: both pointed at HeliosDB's (a SQL-standard body is bound as it is made)
+            body := split_part(body, E'\n', 1) || E'\n SET search_path = heliosdb, pg_catalog'
+                    || regexp_replace(substr(body, position(E'\n' IN body)),
+                                      '\mpg_catalog\.(' || catalogs || ')\M', 'heliosdb.\1', 'g');
+        END IF;
         fn_defs := fn_defs || (format('CREATE OR REPLACE FUNCTION heliosdb.%I(%s)', fn.proname, coalesce(fn.args, ''))
-                               || E'\n' || split_part(body, E'\n', 1)
-                               -- a body kept as text resolves its names when it runs
-                               || E'\n SET search_path = heliosdb, pg_catalog'
-                               || substr(body, position(E'\n' IN body)));
+                               || E'\n' || body);
     END LOOP;
     FOREACH name IN ARRAY views LOOP
         body := pg_catalog.pg_get_viewdef(format('information_schema.%I', name)::regclass);

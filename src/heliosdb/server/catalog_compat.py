@@ -81,7 +81,7 @@ def _spots(text: str) -> list[tuple[int, int, str]]:
             view = toks[k + 2] if k + 2 < len(toks) else None
             if (view is not None and _name(view) in _IS_VIEWS
                     and (before is None or before.token_type != TokenType.DOT)):
-                spots.append((tok.start, view.end + 1, "heliosdb.information_schema_" + _name(view)))
+                spots.append((tok.start, view.end + 1, _is_copy(toks, k, in_from[-1])))
             continue
         if tok.token_type != TokenType.VAR or tok.text.lower() not in _CATALOGS:
             continue
@@ -100,6 +100,21 @@ def _spots(text: str) -> list[tuple[int, int, str]]:
                                      or (before.token_type == TokenType.COMMA and in_from[-1])):
             spots.append((tok.start, tok.end + 1, "heliosdb." + name))
     return spots
+
+
+def _is_copy(toks: list[Token], k: int, in_from: bool) -> str:
+    """What `information_schema.<view>` at toks[k] becomes. The copy keeps the view's name as the FROM
+    item's alias when it has none of its own, so `columns.column_name` still resolves; a column
+    qualified with the whole name (`information_schema.columns.column_name`) then names that alias."""
+    view = _name(toks[k + 2])
+    nxt = toks[k + 3] if k + 3 < len(toks) else None
+    if nxt is not None and nxt.token_type == TokenType.DOT:
+        return view
+    before = toks[k - 1] if k else None
+    named = before is not None and (before.text.upper() in ("FROM", "JOIN")
+                                    or (before.token_type == TokenType.COMMA and in_from))
+    aliased = nxt is not None and (nxt.token_type in (TokenType.VAR, TokenType.IDENTIFIER) or nxt.text.upper() == "AS")
+    return "heliosdb.information_schema_" + view + (f' AS "{view}"' if named and not aliased else "")
 
 
 def _name(tok: Token) -> str:

@@ -7,13 +7,15 @@ kept per branch and catalog generation (catalog/client_information_schema.sql), 
 lookups. The endpoint fills them in a transaction of its own, on one connection per database, so
 the fill is committed and shared before the client's statement starts, whatever transaction the
 client is in; a client whose snapshot cannot see it (its own catalog changes, an older snapshot)
-gets the rows made from the schema, as before.
+gets the rows made from the schema, as it does while another client's fill is running or after a
+fill failed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -21,6 +23,8 @@ import psycopg
 from heliosdb.sql.names import quote_literal
 
 log = logging.getLogger("heliosdb.server")
+
+RETRY_AFTER = 30.0  # seconds without fills on a database after one failed (a read-only server, a full disk)
 
 
 class CatalogFills:
@@ -30,28 +34,40 @@ class CatalogFills:
         self._lock = threading.Lock()
         self._conns: dict[str, psycopg.Connection[Any]] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._failed: dict[str, float] = {}  # database -> when its last fill failed
+        self._closed = False
 
     def fill(self, session: Any) -> None:
         """Make sure the session's branch has its rows at the current catalog generation (one round
-        trip when it has). A failure leaves the client's query to the rows made from the schema."""
+        trip when it has). Never waits for another client's fill, and never fails the client's query."""
         db = session.database
         with self._lock:
+            if self._closed or time.monotonic() - self._failed.get(db, -RETRY_AFTER) < RETRY_AFTER:
+                return
             lock = self._locks.setdefault(db, threading.Lock())
-        with lock:
+        if not lock.acquire(blocking=False):
+            return  # another client fills it: this query makes its rows itself
+        try:
             conn = self._conns.get(db)
-            try:
-                if conn is None or conn.closed:
-                    conn = self._conns[db] = session.new_connection()
-                conn.execute(  # one snapshot for the generation and the rows made for it
-                    f"SET heliosdb.branch = {quote_literal(session.branch.name)}; "
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT heliosdb._client_cache_fill(); COMMIT")
-            except psycopg.Error as exc:
-                log.info("filling the client catalog cache of %s failed: %s", db, exc)
-                self._close(db)
+            if conn is None or conn.closed:
+                conn = self._conns[db] = session.new_connection()
+                conn.execute("SET statement_timeout = '30s'; SET lock_timeout = '2s'")
+            conn.execute(  # one snapshot for the generation and the rows made for it
+                f"SET heliosdb.branch = {quote_literal(session.branch.name)}; "
+                "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT heliosdb._client_cache_fill(); COMMIT")
+        except psycopg.Error as exc:
+            log.info("filling the client catalog cache of %s failed: %s", db, exc)
+            with self._lock:
+                self._failed[db] = time.monotonic()
+            self._close(db)
+        finally:
+            lock.release()
 
     def close(self, database: str | None = None) -> None:
-        """Close one database's connection (DROP DATABASE must not find it), or all of them."""
+        """Close one database's connection (DROP DATABASE must not find it), or all of them for good."""
         with self._lock:
+            if database is None:
+                self._closed = True
             names = [database] if database is not None else list(self._conns)
         for name in names:
             lock = self._locks.get(name)

@@ -54,6 +54,7 @@ class Prepared:
     spans: list[tuple[int, int, int]]
     nparams: int
     described: tuple[list[int], bytes | None] | None = None  # parameter types, RowDescription
+    catalog: bool = False  # reads HeliosDB's views of the catalogs (catalog_compat rewrote it)
 
 
 @dataclass
@@ -128,8 +129,6 @@ class ExtendedProtocol(Protocol):
         if msg.name and (msg.name in self.statements or msg.name in self.relayed):
             raise error("42P05", f'prepared statement "{msg.name}" already exists')
         prep = self._prepared(msg)
-        if catalog_compat.rewrite(msg.query) is not msg.query:  # a catalog query: its cached rows first
-            self.server.catalog_fills.fill(self.session)
         if not msg.name:
             self._drop_statement("")
         self.statements[msg.name] = prep
@@ -137,13 +136,14 @@ class ExtendedProtocol(Protocol):
 
     @staticmethod
     def _prepared(msg: codec.Parse) -> Prepared:
-        stmts = split_statements(catalog_compat.rewrite(msg.query))
+        compat = catalog_compat.rewrite(msg.query)
+        stmts = split_statements(compat)
         if len(stmts) > 1:
             raise error("42601", "cannot insert multiple commands into a prepared statement")
         query = stmts[0] if stmts else ""
         spans = placeholders(query)
         nparams = max(len(msg.param_types), param_count(spans))
-        return Prepared(query, msg.param_types, spans, nparams)
+        return Prepared(query, msg.param_types, spans, nparams, catalog=compat is not msg.query)
 
     def _statement(self, name: str) -> Prepared | None:
         prep = self.statements.get(name)
@@ -267,6 +267,8 @@ class ExtendedProtocol(Protocol):
         if msg.portal and msg.portal in self.portals:
             raise error("42P03", f'portal "{msg.portal}" already exists')
         values = [Raw(v, types[i], fmts[i]) for i, v in enumerate(msg.params)]
+        if prep.catalog:  # each run of a catalog query: the rows it reads kept for the current catalog
+            self.server.catalog_fills.fill(self.session)
         self.portals[msg.portal] = Portal(prep, values, msg.result_formats, copy=is_stdio_copy(prep.query))
         self.send(codec.BIND_COMPLETE)
 
