@@ -70,6 +70,15 @@ def helios_branches(server: ServerProcess, dbname: str) -> None:
     psql(server, dbname, "-c", "CREATE DATABASE BRANCH deeper", branch="dev")
 
 
+def _run_on_both(server: ServerProcess, inst: Instance, dbname: str, plain_db: str, stmts: list[str],
+                 branch: str) -> None:
+    """The statements on a HeliosDB branch (through psql) and on the plain database."""
+    psql(server, dbname, *[a for stmt in stmts for a in ("-c", stmt)], branch=branch)
+    with psycopg.connect(**{**inst.conninfo(plain_db), "autocommit": True}) as c:  # type: ignore[arg-type]
+        for stmt in stmts:
+            c.execute(stmt)  # type: ignore[arg-type]
+
+
 def _title_free(out: str) -> str:
     """\\d output without its title line (the schema is the branch's)."""
     return re.sub(r'^\s*Table "[^"]+"\s*$', "", out, flags=re.M)
@@ -140,10 +149,7 @@ def test_indexes_are_schema_of_the_branch(
             "CREATE INDEX b_expr ON child (lower(note))", "ALTER INDEX b_expr RENAME TO b_lower",
             'CREATE INDEX b_odd ON child (lower("note"), (k1 + k2)) WHERE ("k2" > 0 and note is not null)',
             "CREATE INDEX ON child (k1, note)"]
-    psql(server, dbname, *[a for stmt in made for a in ("-c", stmt)], branch="dev")
-    with psycopg.connect(**{**helios_instance.conninfo(plain_db), "autocommit": True}) as c:  # type: ignore[arg-type]
-        for stmt in made:
-            c.execute(stmt)  # type: ignore[arg-type]
+    _run_on_both(server, helios_instance, dbname, plain_db, made, branch="dev")
     want = _title_free(plain_psql(helios_instance, plain_db, "-c", r"\d child"))
     assert _title_free(psql(server, dbname, "-c", r"\d child", branch="dev")) == want
     assert "b_desc" not in psql(server, dbname, "-c", r"\d child", branch="deeper")
@@ -397,10 +403,8 @@ def test_information_schema_follows_the_branch_schema(
                "ALTER TABLE parent ADD CONSTRAINT b_small CHECK (b < 1000)",
                "ALTER TABLE child RENAME COLUMN k1 TO key1",
                "CREATE TABLE own (id int PRIMARY KEY, p int REFERENCES parent(id), q text REFERENCES parent(code))"]
-    psql(server, dbname, *[a for stmt in changes for a in ("-c", stmt)], branch="dev")
+    _run_on_both(server, helios_instance, dbname, plain_db, changes, branch="dev")
     with psycopg.connect(**{**helios_instance.conninfo(plain_db), "autocommit": True}) as plain:  # type: ignore[arg-type]
-        for stmt in changes:
-            plain.execute(stmt)  # type: ignore[arg-type]
         want = [plain.execute(q).fetchall() for q in INFORMATION_SCHEMA]  # type: ignore[arg-type]
     assert (True, "k_pos", "(((key1 > 0) AND (k2 >= 0)))") in want[7]
     with server.connect(dbname, options="-c heliosdb.branch=dev") as c:
