@@ -623,3 +623,26 @@ def test_a_branch_used_for_a_transaction_is_not_dropped(seeded: heliosdb.Connect
     dropper.join()
     assert outcome["sqlstate"] == "HD003"
     assert rows(connect("w"), "SELECT name FROM items WHERE id = 50") == [("w",)]
+
+
+def test_branch_renames_and_drops_columns_named_like_keywords(conn: heliosdb.Connection, connect) -> None:
+    """A check or index that names a column called date, text or comment follows its rename and goes with
+    its DROP COLUMN on a branch (the names are keywords to the tokenizer, not plain names)."""
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE ev (id int PRIMARY KEY, date date CHECK (date > '2000-01-01'::date), "
+                "comment text, text text)")
+    cur.execute("CREATE INDEX ev_comment ON ev (comment) WHERE comment IS NOT NULL")
+    cur.execute("CREATE INDEX ev_text ON ev (lower(text))")
+    cur.execute("CREATE DATABASE BRANCH b")
+    b = connect("b")
+    bc = b.cursor()
+    bc.execute("ALTER TABLE ev RENAME COLUMN date TO d")
+    bc.execute("ALTER TABLE ev RENAME COLUMN text TO body")
+    bc.execute("ALTER TABLE ev DROP COLUMN comment")
+    bc.execute("INSERT INTO ev VALUES (1, '2020-01-01', 'x')")
+    with pytest.raises(heliosdb.Error) as exc:
+        bc.execute("INSERT INTO ev VALUES (2, '1999-01-01', 'y')")
+    assert exc.value.sqlstate == "23514"
+    assert rows(b, "SELECT id, d::text, body FROM ev") == [(1, "2020-01-01", "x")]
+    bc.execute("CREATE INDEX ev_comment ON ev (body)")  # the dropped column's index went with it (not 42P07)
+    assert rows(conn, "SELECT count(*) FROM ev") == [(0,)]

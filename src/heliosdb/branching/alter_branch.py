@@ -289,9 +289,17 @@ def _column_spans(text: str, column: str) -> list[tuple[int, int]]:
         return []
     out = []
     for k, t in enumerate(toks):
-        named = (t.token_type == TokenType.VAR and t.text.lower() == column) or (
-            t.token_type == TokenType.IDENTIFIER and t.text == column)
-        if named and not (k + 1 < len(toks) and toks[k + 1].token_type in (TokenType.L_PAREN, TokenType.DOT)):
+        before = toks[k - 1] if k else None
+        after = toks[k + 1] if k + 1 < len(toks) else None
+        if t.token_type == TokenType.IDENTIFIER:
+            named = t.text == column
+        else:  # unquoted: a plain name, or one the tokenizer reads as a keyword (date, text, comment)
+            named = (t.token_type not in (TokenType.STRING, TokenType.NUMBER) and t.text.lower() == column
+                     # not a type: after ::, after AS (in CAST), or before a literal (date '2000-01-01')
+                     and not (before is not None and (before.token_type == TokenType.DCOLON
+                                                      or before.text.upper() == "AS"))
+                     and not (after is not None and after.token_type == TokenType.STRING))
+        if named and not (after is not None and after.token_type in (TokenType.L_PAREN, TokenType.DOT)):
             out.append((t.start, t.end + 1))
     return out
 
