@@ -301,6 +301,10 @@ def test_only_catalog_references_are_read_through_heliosdb(server: ServerProcess
         assert c.execute(r"SELECT E'it\'s pg_class', 'pg_class'::regclass::oid").fetchall() == [("it's pg_class", 1259)]
         assert c.execute("SELECT $x$ pg_index $x$, count(*) > 0 FROM /* pg_class /* nested */ */ pg_catalog.pg_index "
                          "WHERE indrelid = 's'::regclass").fetchall() == [(" pg_index ", True)]
+        # a quoted catalog name is the catalog (TypeORM quotes every name); a quoted alias stays the user's
+        assert c.execute('SELECT "cnst"."conname" AS "pg_class" FROM "pg_catalog"."pg_constraint" "cnst" '
+                         'INNER JOIN "pg_class" "t" ON "t"."oid" = "cnst"."conrelid" '
+                         "WHERE \"t\".\"relname\" = 's' AND \"t\".\"relkind\" IN ('r', 'p')").fetchall() == [("s_pkey",)]
 
 
 LONG = "a_table_with_a_name_long_enough_to_make_index_names_too_long"

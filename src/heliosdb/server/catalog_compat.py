@@ -11,8 +11,9 @@ without ``pg_catalog.``, become ``heliosdb.<name>``, and so do the functions
 ``pg_get_serial_sequence``. A view keeps the catalog's columns and its name, so ``c.relkind``
 and ``pg_class.oid`` still resolve. ``information_schema.<view>`` reads
 heliosdb.information_schema_<view>, the view's copy over those catalogs
-(catalog/client_information_schema.sql). Names inside string literals, quoted identifiers and
-comments are left alone (psql writes ``'pg_catalog.pg_class'::regclass``).
+(catalog/client_information_schema.sql). A quoted name is the same name (TypeORM writes
+``"pg_catalog"."pg_constraint"``); string literals and comments are left alone (psql writes
+``'pg_catalog.pg_class'::regclass``).
 """
 
 from __future__ import annotations
@@ -83,12 +84,12 @@ def _spots(text: str) -> list[tuple[int, int, str]]:
                     and (before is None or before.token_type != TokenType.DOT)):
                 spots.append((tok.start, view.end + 1, _is_copy(toks, k, in_from[-1])))
             continue
-        if tok.token_type != TokenType.VAR or tok.text.lower() not in _CATALOGS:
+        name = _name(tok)  # quoted too: TypeORM writes "pg_catalog"."pg_class"
+        if name not in _CATALOGS:
             continue
-        name = tok.text.lower()
         if before is not None and before.token_type == TokenType.DOT:
             schema = toks[k - 2] if k >= 2 else None
-            if schema is not None and schema.token_type == TokenType.VAR and schema.text.lower() == "pg_catalog":
+            if schema is not None and _name(schema) == "pg_catalog":
                 spots.append((schema.start, tok.end + 1, "heliosdb." + name))
             continue
         if after is not None and after.token_type == TokenType.DOT:
