@@ -304,7 +304,9 @@ def test_only_catalog_references_are_read_through_heliosdb(server: ServerProcess
         # a quoted catalog name is the catalog (TypeORM quotes every name); a quoted alias stays the user's
         assert c.execute('SELECT "cnst"."conname" AS "pg_class" FROM "pg_catalog"."pg_constraint" "cnst" '
                          'INNER JOIN "pg_class" "t" ON "t"."oid" = "cnst"."conrelid" '
-                         "WHERE \"t\".\"relname\" = 's' AND \"t\".\"relkind\" IN ('r', 'p')").fetchall() == [("s_pkey",)]
+                         'INNER JOIN "pg_namespace" "n" ON "n"."oid" = "t"."relnamespace" '
+                         "WHERE \"n\".\"nspname\" = current_schema() AND \"t\".\"relname\" = 's' "
+                         "AND \"t\".\"relkind\" IN ('r', 'p')").fetchall() == [("s_pkey",)]
 
 
 LONG = "a_table_with_a_name_long_enough_to_make_index_names_too_long"
