@@ -505,3 +505,22 @@ def test_alter_index_rename(plain, conn: heliosdb.Connection, connect) -> None:
     expected = assert_as_postgres(plain, conn, connect, RENAME_INDEX_SETUP, RENAME_INDEX_SCRIPT)
     assert expected[3][2] == 'duplicate key value violates unique constraint "t_w_uniq"'
     assert rows(conn, "SELECT indexname FROM pg_indexes WHERE indexname LIKE 't_w%'") == [("t_w_uniq",)]
+
+
+def test_comments_stay_through_drop_column_and_type_changes(conn: heliosdb.Connection, connect) -> None:
+    """COMMENT ON TABLE / COLUMN survive DROP COLUMN and ALTER COLUMN TYPE, on main and on a branch
+    (the table's view is made again; Django's db_comment would have been lost)."""
+    cur = conn.cursor()
+    for stmt in ("CREATE TABLE cm (id int, a int, b text, c int)", "COMMENT ON TABLE cm IS 'T'",
+                 "COMMENT ON COLUMN cm.b IS 'B'", "COMMENT ON COLUMN cm.c IS 'C'", "CREATE DATABASE BRANCH dev"):
+        cur.execute(stmt)
+    described = ("SELECT obj_description('cm'::regclass, 'pg_class'), "
+                 "col_description('cm'::regclass, (SELECT attnum FROM pg_attribute WHERE attrelid = 'cm'::regclass "
+                 "AND attname = 'b')), col_description('cm'::regclass, (SELECT attnum FROM pg_attribute "
+                 "WHERE attrelid = 'cm'::regclass AND attname = 'c'))")
+    dev = connect("dev")
+    for c in (conn, dev):
+        c.cursor().execute("ALTER TABLE cm DROP COLUMN a")
+        assert rows(c, described) == [("T", "B", "C")]
+        c.cursor().execute("ALTER TABLE cm ALTER COLUMN b TYPE varchar(10)")
+        assert rows(c, described) == [("T", "B", "C")]

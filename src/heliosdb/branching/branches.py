@@ -320,13 +320,7 @@ def _copy_comments(conn: psycopg.Connection[Any], parent: Branch, branch: Branch
         (sql.Identifier(branch.user_schema).as_string(conn), sql.Identifier(parent.user_schema).as_string(conn),
          sorted(names)),
     ).fetchall()
-    for rel, column, text in rows:
-        if column is None:
-            conn.execute(sql.SQL("COMMENT ON VIEW {} IS {}").format(
-                sql.Identifier(branch.user_schema, rel), sql.Literal(text)))
-        else:
-            conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(
-                sql.Identifier(branch.user_schema, rel, column), sql.Literal(text)))
+    layout.put_comments(conn, branch.user_schema, rows)
 
 
 # -- ALTER -----------------------------------------------------------------------------

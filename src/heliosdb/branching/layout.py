@@ -16,9 +16,11 @@ an INSTEAD OF trigger that writes versions into "<name>__br" and "<name>__hist".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -534,9 +536,39 @@ def build_views(
             return
         except psycopg.Error:
             pass
-        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(q(branch.user_schema, version.name)))
-        conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, version.name)))
+        with keeping_comments(conn, branch.user_schema, version.name):
+            conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(q(branch.user_schema, version.name)))
+            conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, version.name)))
+            conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
+        return
     conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
+
+
+def put_comments(conn: psycopg.Connection[Any], schema: str, rows: list[tuple[str, str | None, str]]) -> None:
+    """COMMENT ON VIEW / COLUMN for (view, column or None, text) rows, in `schema`."""
+    for rel, column, text in rows:
+        target = sql.SQL("VIEW {}").format(I(schema, rel)) if column is None else sql.SQL("COLUMN {}").format(
+            I(schema, rel, column))
+        conn.execute(sql.SQL("COMMENT ON {} IS {}").format(target, sql.Literal(text)))
+
+
+@contextlib.contextmanager
+def keeping_comments(conn: psycopg.Connection[Any], schema: str, name: str) -> Iterator[None]:
+    """A user's view dropped and made again (DROP COLUMN, a type change) keeps COMMENT ON TABLE and the
+    comments of the columns it still has, as PostgreSQL's table does."""
+    rel = sql.Identifier(schema, name).as_string(conn)
+    rows = conn.execute(
+        """SELECT a.attname, d.description FROM pg_description d
+           LEFT JOIN pg_attribute a ON a.attrelid = d.objoid AND a.attnum = d.objsubid
+           WHERE d.classoid = 'pg_class'::regclass AND d.objoid = to_regclass(%s)
+             AND (d.objsubid = 0 OR a.attname IS NOT NULL)""", (rel,)).fetchall()
+    yield
+    if not rows:
+        return
+    now = {r[0] for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        (rel,)).fetchall()}
+    put_comments(conn, schema, [(name, column, text) for column, text in rows if column is None or column in now])
 
 
 def related_tables(snap: Snapshot, info: TableInfo) -> list[int]:

@@ -69,6 +69,11 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
     indexes = _root_indexes(conn, info, name) if on_root else [  # those its DROP COLUMN takes with it
         _index_sql(version.name, con) for con in version.constraints if con.is_index and uses_column(con, name)]
 
+    view = sql.Identifier(session.branch.user_schema, version.name, name)
+    comment = conn.execute("SELECT col_description(to_regclass(%s), a.attnum) FROM pg_attribute a "
+                           "WHERE a.attrelid = to_regclass(%s) AND a.attname = %s",
+                           (sql.Identifier(session.branch.user_schema, version.name).as_string(conn),) * 2 + (name,)
+                           ).fetchone()
     _ddl(session, f"ALTER TABLE {table} ADD COLUMN {temp} {new_type}")
     value = f"({using or column})"  # an assignment, as PostgreSQL converts without USING: its casts, its errors
     try:
@@ -114,6 +119,8 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
 
         _resync_root(session, Snapshot(conn, chain(conn, session.branch.id)).tables[info.id], info, lsn)
     _put_back(session, info, name, position, lsn)
+    if comment and comment[0] is not None:  # the column's comment goes with it, as in PostgreSQL
+        conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(view, sql.Literal(comment[0])))
 
 
 def _index_sql(table: str, con: Any) -> str:
@@ -228,6 +235,7 @@ def _put_back(session: Session, info: TableInfo, name: str, position: int, lsn: 
     version.columns = cols
     version.branch_id = branch.id
     save_version(conn, version, lsn)
-    if branch.id == info.root_branch:  # the user's view selects the columns in this order: made again
-        conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(branch.user_schema, version.name)))
-    layout.build_views(conn, branch, levels, info, version, replace=True)
+    with layout.keeping_comments(conn, branch.user_schema, version.name):
+        if branch.id == info.root_branch:  # the user's view selects the columns in this order: made again
+            conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(branch.user_schema, version.name)))
+        layout.build_views(conn, branch, levels, info, version, replace=True)

@@ -544,8 +544,16 @@ def _hide_root_column(
         raise errors.UndefinedColumn(f'column "{col}" of relation "{version.name}" does not exist')
     if len(version.columns) == 1:
         pass  # PostgreSQL allows zero-column tables; so do we
-    conn.execute(sql.SQL("DROP VIEW {}{}").format(
-        I(session.branch.user_schema, version.name), sql.SQL(" CASCADE" if cascade else "")))
+    with layout.keeping_comments(conn, session.branch.user_schema, version.name):
+        conn.execute(sql.SQL("DROP VIEW {}{}").format(
+            I(session.branch.user_schema, version.name), sql.SQL(" CASCADE" if cascade else "")))
+        _hide_column(session, version, info, column, col, lsn)
+
+
+def _hide_column(session: Session, version: TableVersion, info: TableInfo, column: Any, col: str, lsn: int) -> None:
+    """The storage side of _hide_root_column: the column's keys and indexes dropped, the column renamed away,
+    the schema read back (which makes the user's view again)."""
+    conn = session.conn
     target = (info.phys_schema, info.phys_name)
     rel = quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)
     for (conname,) in conn.execute(
