@@ -374,6 +374,11 @@ INFORMATION_SCHEMA = [
     "WHERE table_schema = current_schema() ORDER BY 1, 3, 2",
     "SELECT constraint_schema = current_schema(), constraint_name, check_clause "
     "FROM information_schema.check_constraints WHERE constraint_name !~ '_not_null$' ORDER BY 2",
+    # pg_catalog's views that list tables and indexes (peewee's pwiz reads them)
+    "SELECT schemaname = current_schema(), tablename, hasindexes FROM pg_tables "
+    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 2",
+    "SELECT tablename, indexname FROM pg_catalog.pg_indexes WHERE schemaname = current_schema() ORDER BY 2",
+    "SELECT count(*) FROM pg_views WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
     # Sequelize's foreign keys of a table
     "SELECT tc.constraint_name, kcu.column_name, ccu.table_name AS ref_table, ccu.column_name AS ref_column "
     "FROM information_schema.table_constraints tc "

@@ -332,6 +332,17 @@ BEGIN
                        'WHERE c.connamespace <> ALL (ARRAY(SELECT n.oid FROM pg_namespace n '
                        'WHERE n.nspname ~ ''^hdb_[tb][0-9]+$'' OR n.nspname = ''heliosdb''))', rtrim(def, '; '));
     END IF;
+    -- and the relations in schemas heliosdb.pg_namespace hides (HeliosDB's, other branches'): views
+    -- that join pg_namespace with LEFT JOIN (pg_tables, pg_views) listed them without a schema. The
+    -- sequences of serial and identity columns stay (they live in the storage schema; Django finds a
+    -- table's through pg_class and pg_depend).
+    def := pg_catalog.pg_get_viewdef('heliosdb.pg_class'::regclass);
+    IF position('heliosdb.pg_namespace' IN def) = 0 THEN
+        EXECUTE format('CREATE OR REPLACE VIEW heliosdb.pg_class AS SELECT * FROM (%s) c '
+                       'WHERE c.relnamespace = ANY (ARRAY(SELECT n.oid FROM heliosdb.pg_namespace n)) '
+                       'OR (c.relkind = ''S'' AND c.relnamespace = ANY (ARRAY(SELECT n.oid FROM pg_namespace n '
+                       'WHERE n.nspname ~ ''^hdb_t[0-9]+$'')))', rtrim(def, '; '));
+    END IF;
     PERFORM pg_catalog.set_config('search_path', path, true);
 END $$;
 
@@ -349,6 +360,7 @@ DECLARE
     functions text[] := '{}';
     fn_defs text[] := '{}';
     catalogs text;
+    system_views jsonb := '{}';
 BEGIN
     SELECT array_agg(c.relname::text ORDER BY length(c.relname) DESC) INTO views
     FROM pg_catalog.pg_class c
@@ -402,9 +414,20 @@ BEGIN
         body := regexp_replace(body, '''(pg_[a-z_]+)''::regclass', '''pg_catalog.\1''::regclass', 'g');
         bodies := bodies || jsonb_build_object(name, body);
     END LOOP;
+    -- pg_catalog's views over those catalogs that tools list tables and indexes with (peewee's pwiz
+    -- reads pg_tables and pg_indexes), copied under their own names as heliosdb's other views are
+    FOREACH name IN ARRAY ARRAY['pg_tables', 'pg_indexes', 'pg_views', 'pg_matviews'] LOOP
+        system_views := system_views || jsonb_build_object(name, regexp_replace(
+            pg_catalog.pg_get_viewdef(format('pg_catalog.%I', name)::regclass),
+            '''(pg_[a-z_]+)''::regclass', '''pg_catalog.\1''::regclass', 'g'));
+    END LOOP;
     PERFORM pg_catalog.set_config('search_path', 'heliosdb, pg_catalog', true);
     FOREACH body IN ARRAY fn_defs LOOP
         EXECUTE body;
+    END LOOP;
+    FOR name, body IN SELECT * FROM jsonb_each_text(system_views) LOOP
+        EXECUTE format('CREATE OR REPLACE VIEW heliosdb.%I AS %s', name, body);
+        EXECUTE format('GRANT SELECT ON heliosdb.%I TO PUBLIC', name);
     END LOOP;
     pending := views;
     LOOP  -- a copy that reads another waits for it

@@ -5,8 +5,10 @@ PostgreSQL's catalogs it has no constraints, no indexes and no NOT NULL column, 
 relkind is 'v': psql's \\dt would list none, \\d would call it a view and ORMs would reflect
 tables without keys. Client queries therefore read a few catalogs through HeliosDB's views of
 them (catalog/client_catalog.sql): ``pg_class``, ``pg_attribute``, ``pg_attrdef``,
-``pg_constraint``, ``pg_index``, ``pg_trigger``, ``pg_depend`` and ``pg_namespace``, with or
-without ``pg_catalog.``, become ``heliosdb.<name>``, and so do the functions
+``pg_constraint``, ``pg_index``, ``pg_trigger``, ``pg_depend`` and ``pg_namespace``, and the
+views ``pg_tables``, ``pg_indexes``, ``pg_views`` and ``pg_matviews``
+(catalog/client_information_schema.sql), with or without ``pg_catalog.``, become
+``heliosdb.<name>``, and so do the functions
 ``pg_get_constraintdef``, ``pg_get_indexdef``, ``pg_table_is_visible`` and
 ``pg_get_serial_sequence``. A view keeps the catalog's columns and its name, so ``c.relkind``
 and ``pg_class.oid`` still resolve. ``information_schema.<view>`` reads
@@ -24,7 +26,7 @@ from heliosdb import errors
 from heliosdb.sql.names import tokenize
 
 _TABLES = ("pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index", "pg_trigger", "pg_depend",
-           "pg_namespace")
+           "pg_namespace", "pg_tables", "pg_indexes", "pg_views", "pg_matviews")
 _FUNCTIONS = ("pg_get_constraintdef", "pg_get_indexdef", "pg_table_is_visible", "pg_get_serial_sequence")
 _CATALOGS = _TABLES + _FUNCTIONS
 # information_schema's views (PostgreSQL 15's; the catalog copies every view the server has)
