@@ -69,7 +69,7 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
     indexes = _root_indexes(conn, info, name) if on_root else [  # those its DROP COLUMN takes with it
         _index_sql(version.name, con) for con in version.constraints if con.is_index and uses_column(con, name)]
 
-    view = sql.Identifier(session.branch.user_schema, version.name, name)
+    commented = sql.Identifier(session.branch.user_schema, version.name, name)
     comment = conn.execute("SELECT col_description(to_regclass(%s), a.attnum) FROM pg_attribute a "
                            "WHERE a.attrelid = to_regclass(%s) AND a.attname = %s",
                            (sql.Identifier(session.branch.user_schema, version.name).as_string(conn),) * 2 + (name,)
@@ -120,7 +120,7 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
         _resync_root(session, Snapshot(conn, chain(conn, session.branch.id)).tables[info.id], info, lsn)
     _put_back(session, info, name, position, lsn)
     if comment and comment[0] is not None:  # the column's comment goes with it, as in PostgreSQL
-        conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(view, sql.Literal(comment[0])))
+        conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(commented, sql.Literal(comment[0])))
 
 
 def _index_sql(table: str, con: Any) -> str:

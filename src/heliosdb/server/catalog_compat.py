@@ -56,9 +56,9 @@ def touches(low: str) -> bool:
 def _spots(text: str) -> list[tuple[int, int, str]]:
     """(start, end, replacement) of the catalog references to rewrite: any `pg_catalog.<name>` and
     `information_schema.<view>`, a bare table name where a FROM list names a relation (after FROM, JOIN or
-    a comma of the list), a bare function name before its parenthesis. Column names, aliases and
-    qualifiers (`pg_class.oid`, which still names the view) stay; the tokenizer keeps strings, quoted
-    names and comments apart."""
+    a comma of the list), a bare function name before its parenthesis, quoted or not. Column names,
+    aliases and qualifiers (`pg_class.oid`, which still names the view) stay; the tokenizer keeps strings
+    and comments apart."""
     try:
         toks = tokenize(text)
     except errors.Error:
