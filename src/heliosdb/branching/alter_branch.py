@@ -328,10 +328,8 @@ def _add_constraint(session: Session, version: TableVersion, spec: str) -> None:
     if kind_word == "CHECK":
         name = cname.strip('"') if cname else _choose_name(version, _first_column(version, body), "check")
         expr, plain, cols = _check_shape(conn, branch, version, body)
-        row = None if not_valid else conn.execute(
-            sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(expr))).fetchone()
-        if row is not None:
-            raise errors.CheckViolation(f'check constraint "{name}" of relation "{version.name}" is violated by some row')
+        if not not_valid:
+            check_holds(conn, view, expr, name, version.name)
         version.constraints.append(Constraint(name, "c", cols, expr, valid=not not_valid, plain=plain))
         return
     cols = [c.strip().strip('"') if c.strip().startswith('"') else c.strip().lower() for c in body.split(",")]
@@ -485,6 +483,13 @@ def _check_shape(conn: psycopg.Connection[Any], branch: Any, version: TableVersi
             (scratch,)).fetchone()
     assert row is not None
     return row[0], row[2], list(row[1])
+
+
+def check_holds(conn: psycopg.Connection[Any], view: sql.Composable, expr: str, name: str, table: str) -> None:
+    """Every row of `view` passes the CHECK expression `expr`: PostgreSQL's 23514 otherwise."""
+    bad = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE ({}) IS FALSE LIMIT 1").format(view, sql.SQL(expr))).fetchone()
+    if bad is not None:
+        raise errors.CheckViolation(f'check constraint "{name}" of relation "{table}" is violated by some row')
 
 
 def _key_column(item: str) -> str:

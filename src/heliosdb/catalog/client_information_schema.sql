@@ -317,9 +317,10 @@ UPDATE heliosdb._table_versions v SET constraints = (
 FROM heliosdb._tables t
 WHERE t.id = v.table_id AND jsonb_array_length(v.constraints) > 0;
 
--- The storage relations' own constraints are not the session's: hidden with their schemas
--- (information_schema.check_constraints does not join the table's schema, so it listed them).
--- The schemas are looked up once per statement (an uncorrelated ARRAY(...) subquery).
+-- The storage relations' own constraints are not the session's: hidden with the schemas
+-- heliosdb.pg_namespace hides (information_schema.check_constraints does not join the table's
+-- schema, so it listed them). The schemas are looked up once per statement (an uncorrelated
+-- ARRAY(...) subquery).
 DO $$
 DECLARE
     path text := current_setting('search_path');
@@ -327,10 +328,10 @@ DECLARE
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog', true);  -- pg_constraint: pg_catalog's
     def := pg_catalog.pg_get_viewdef('heliosdb.pg_constraint'::regclass);
-    IF position('hdb_[tb]' IN def) = 0 THEN
+    IF position('heliosdb.pg_namespace' IN def) = 0 THEN
         EXECUTE format('CREATE OR REPLACE VIEW heliosdb.pg_constraint AS SELECT * FROM (%s) c '
-                       'WHERE c.connamespace <> ALL (ARRAY(SELECT n.oid FROM pg_namespace n '
-                       'WHERE n.nspname ~ ''^hdb_[tb][0-9]+$'' OR n.nspname = ''heliosdb''))', rtrim(def, '; '));
+                       'WHERE c.connamespace = ANY (ARRAY(SELECT n.oid FROM heliosdb.pg_namespace n))',
+                       rtrim(def, '; '));
     END IF;
     -- and the relations in schemas heliosdb.pg_namespace hides (HeliosDB's, other branches'): views
     -- that join pg_namespace with LEFT JOIN (pg_tables, pg_views) listed them without a schema. The

@@ -99,8 +99,7 @@ def _spots(text: str) -> list[tuple[int, int, str]]:
         if name in _FUNCTIONS:
             if after is not None and after.token_type == TokenType.L_PAREN:
                 spots.append((tok.start, tok.end + 1, "heliosdb." + name))
-        elif before is not None and (before.text.upper() in ("FROM", "JOIN")
-                                     or (before.token_type == TokenType.COMMA and in_from[-1])):
+        elif _names_relation(before, in_from[-1]):
             spots.append((tok.start, tok.end + 1, "heliosdb." + name))
     return spots
 
@@ -113,11 +112,15 @@ def _is_copy(toks: list[Token], k: int, in_from: bool) -> str:
     nxt = toks[k + 3] if k + 3 < len(toks) else None
     if nxt is not None and nxt.token_type == TokenType.DOT:
         return view
-    before = toks[k - 1] if k else None
-    named = before is not None and (before.text.upper() in ("FROM", "JOIN")
-                                    or (before.token_type == TokenType.COMMA and in_from))
+    named = _names_relation(toks[k - 1] if k else None, in_from)
     aliased = nxt is not None and (nxt.token_type in (TokenType.VAR, TokenType.IDENTIFIER) or nxt.text.upper() == "AS")
     return "heliosdb.information_schema_" + view + (f' AS "{view}"' if named and not aliased else "")
+
+
+def _names_relation(before: Token | None, in_from: bool) -> bool:
+    """Whether the name after `before` is a FROM item: after FROM, JOIN or a comma of a FROM list."""
+    return before is not None and (before.text.upper() in ("FROM", "JOIN")
+                                   or (before.token_type == TokenType.COMMA and in_from))
 
 
 def _name(tok: Token) -> str:
