@@ -436,4 +436,5 @@ def _drop_one(conn: psycopg.Connection[Any], bid: int) -> None:
                 (bid,),
             )
     conn.execute("DELETE FROM heliosdb._table_versions WHERE branch_id = %s", (bid,))
+    conn.execute("DELETE FROM heliosdb._images WHERE branch_id = %s", (bid,))  # their tables went with the schema
     conn.execute("DELETE FROM heliosdb._mv_state WHERE branch_id = %s", (bid,))

@@ -29,7 +29,7 @@ from psycopg import sql
 from sqlglot import exp
 
 from heliosdb import errors
-from heliosdb.branching import foreign_keys, inherited_keys
+from heliosdb.branching import foreign_keys, images, inherited_keys
 from heliosdb.catalog.model import (
     Branch,
     Column,
@@ -522,26 +522,35 @@ def build_views(
     and created again.
     """
     snap = snap or Snapshot(conn, levels)
-    if replace:
-        if info.root_branch != branch.id:  # a table rooted here has native keys only, to tables rooted here
-            # tables with a foreign key to or from this one name it in their write triggers: those related
-            # now, and those related before this DDL (a dropped key or column must leave their triggers)
-            row = conn.execute("SELECT heliosdb.held_lsn(%s)", (branch.id,)).fetchone()  # this DDL's LSN
-            before = Snapshot(conn, chain(conn, branch.id, int(row[0]) - 1)) if row and row[0] else snap
-            related = set(related_tables(snap, info)) | set(related_tables(before, info))
-            refresh_writes(conn, branch, levels, sorted(related), snap)
-        try:
-            with conn.transaction():
-                conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=True)))
-            return
-        except psycopg.Error:
-            pass
-        with keeping_comments(conn, branch.user_schema, version.name):
-            conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(q(branch.user_schema, version.name)))
-            conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, version.name)))
-            conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
+    if not replace:
+        conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
         return
-    conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
+    # the table's shape changed: a branch image of it goes (the next VACUUM makes it again)
+    imaged = info.root_branch != branch.id and images.forget(conn, branch.id, info.id)
+    _replace_views(conn, branch, levels, info, version, snap)
+    if imaged:
+        images.drop(conn, branch, info.id)
+
+
+def _replace_views(conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], info: TableInfo,
+                   version: TableVersion, snap: Snapshot) -> None:
+    if info.root_branch != branch.id:  # a table rooted here has native keys only, to tables rooted here
+        # tables with a foreign key to or from this one name it in their write triggers: those related
+        # now, and those related before this DDL (a dropped key or column must leave their triggers)
+        row = conn.execute("SELECT heliosdb.held_lsn(%s)", (branch.id,)).fetchone()  # this DDL's LSN
+        before = Snapshot(conn, chain(conn, branch.id, int(row[0]) - 1)) if row and row[0] else snap
+        related = set(related_tables(snap, info)) | set(related_tables(before, info))
+        refresh_writes(conn, branch, levels, sorted(related), snap)
+    try:
+        with conn.transaction():
+            conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=True)))
+        return
+    except psycopg.Error:
+        pass
+    with keeping_comments(conn, branch.user_schema, version.name):
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(q(branch.user_schema, version.name)))
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, version.name)))
+        conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
 
 
 def put_comments(conn: psycopg.Connection[Any], schema: str, rows: list[tuple[str, str | None, str]]) -> None:
@@ -624,7 +633,7 @@ def view_statements(
         return out
     internal = q(branch.phys_schema, version.name)
     out: list[sql.Composable] = [
-        sql.SQL("{c} {v} AS {s}").format(c=create, v=internal, s=state_sql(snap, levels, info, version)),
+        internal_view_sql(snap, branch, levels, info, version, image=False, or_replace=or_replace),
         sql.SQL("{c} {v} AS SELECT {cols} FROM {i}").format(c=create, v=user_view, cols=cols, i=internal),
     ]
     for c in version.columns:
@@ -647,7 +656,19 @@ def view_statements(
     return out
 
 
-def drop_views(conn: psycopg.Connection[Any], branch: Branch, name: str, cascade: bool = False) -> None:
+def internal_view_sql(snap: Snapshot, branch: Branch, levels: list[Level], info: TableInfo, version: TableVersion,
+                      *, image: bool, or_replace: bool = True) -> sql.Composable:
+    """CREATE VIEW of what a branch sees of a table it inherited; with image, reading its image when
+    that is current (`branching.images`)."""
+    state = state_sql(snap, levels, info, version)
+    if image:
+        state = images.view_sql(branch, info, version, state)
+    create = sql.SQL("CREATE OR REPLACE VIEW" if or_replace else "CREATE VIEW")
+    return sql.SQL("{c} {v} AS {s}").format(c=create, v=q(branch.phys_schema, version.name), s=state)
+
+
+def drop_views(conn: psycopg.Connection[Any], branch: Branch, name: str, cascade: bool = False,
+               table_id: int | None = None) -> None:
     mode = sql.SQL(" CASCADE" if cascade else "")
     try:
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}{}").format(q(branch.user_schema, name), mode))
@@ -658,6 +679,8 @@ def drop_views(conn: psycopg.Connection[Any], branch: Branch, name: str, cascade
             detail=(diag.message_detail or "").replace(f"depends on view {name}", f"depends on table {name}"),
             hint=diag.message_hint) from None
     conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, name)))
+    if table_id is not None and images.forget(conn, branch.id, table_id):
+        images.drop(conn, branch, table_id)
     conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(q(branch.phys_schema, name + "__w")))
 
 

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import foreign_keys, inherited_keys, layout, retype
+from heliosdb.branching import foreign_keys, images, inherited_keys, layout, retype
 from heliosdb.branching.retype import RETYPE
 from heliosdb.catalog.model import (
     Column,
@@ -239,7 +239,7 @@ def _drop_table(session: Session, text: str) -> Result:
             _drop_foreign_key(session, snap, fk, lsn)
         related = {t for _version, info in found for t in layout.related_tables(snap, info)}
         for version, info in found:
-            layout.drop_views(conn, branch, version.name, cascade)
+            layout.drop_views(conn, branch, version.name, cascade, table_id=version.table_id)
             if info.root_branch == branch.id:  # its root relation stays (history): its native keys must go
                 for con in version.constraints:
                     if con.kind == "f" and not inherited_keys.is_inherited(con):
@@ -812,6 +812,7 @@ def _maintenance(session: Session, text: str) -> Result:
     conn, branch = session.conn, session.branch
     tables = {v.name: (v, tid) for tid, v in visible_tables(conn, chain(conn, branch.id)).items()}
     out, pos, depth = [], 0, 0
+    named: list[int] = []  # the tables named; none: the statement is about all of them
     for k, t in enumerate(toks):
         depth += t.text == "("
         depth -= t.text == ")"
@@ -830,10 +831,28 @@ def _maintenance(session: Session, text: str) -> Result:
                     detail="Its rows are stored with those of the branch it was created on and of other branches.",
                     hint="CLUSTER it on the branch that created it; REINDEX, VACUUM and ANALYZE work here.")
             rel = info.cur if info.root_branch == branch.id else info.br
+            named.append(info.id)
             out.append(text[pos : t.start] + quote_ident(rel[0]) + "." + quote_ident(rel[1]))
             pos = t.end + 1
     out.append(text[pos:])
-    return _passthrough(session, "".join(out))
+    result = _passthrough(session, "".join(out))
+    if word.upper() == "VACUUM" and branch.parent_id is not None and (named or not _names_a_relation(toks)):
+        images.compact(conn, branch, named or None)  # VACUUM compacts a branch's tables (branching.images)
+    return result
+
+
+_VACUUM_WORDS = {"full", "freeze", "verbose", "analyze", "analyse"}
+
+
+def _names_a_relation(toks: list[Any]) -> bool:
+    """Whether VACUUM's arguments (tokens after the word) name a relation, not only options."""
+    depth = 0
+    for t in toks:
+        depth += t.text == "("
+        depth -= t.text == ")"
+        if not depth and t.text not in "()," and t.text.lower() not in _VACUUM_WORDS:
+            return True
+    return False
 
 
 class ProbedColumn(NamedTuple):

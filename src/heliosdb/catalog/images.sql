@@ -1,0 +1,16 @@
+-- Branch images (catalog version 14), applied after client_information_schema.sql.
+--
+-- A branch's copy of a table it inherited, made by VACUUM on the branch (heliosdb.branching.images):
+-- the branch's view reads it while the branch has written no row of the table after `lsn`. The
+-- relation is hdb_b<branch_id>._hdb_img<table_id>; `columns` is the table's shape it was made for.
+CREATE TABLE IF NOT EXISTS heliosdb._images (
+    branch_id integer NOT NULL,
+    table_id integer NOT NULL,
+    lsn bigint NOT NULL,
+    columns text NOT NULL,
+    built_at timestamptz NOT NULL DEFAULT now(),
+    refreshed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (branch_id, table_id)
+);
+
+UPDATE heliosdb._meta SET value = '14' WHERE key = 'catalog_version';

@@ -1,0 +1,179 @@
+"""Branch images: VACUUM on a branch copies what it sees of an inherited table into a plain table, and
+reads use it only while it is current (branching/images.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+import heliosdb
+
+
+def rows(conn: heliosdb.Connection, sql: str, params: object = None) -> list[tuple]:
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    return cur.fetchall()
+
+
+def run(conn: heliosdb.Connection, *stmts: str) -> None:
+    cur = conn.cursor()
+    for s in stmts:
+        cur.execute(s)
+
+
+def reads_image(conn: heliosdb.Connection, query: str = "SELECT * FROM items") -> bool:
+    """Whether the statement read the branch's image (EXPLAIN ANALYZE: its scan ran)."""
+    plan = [r[0] for r in rows(conn, "EXPLAIN ANALYZE " + query)]
+    scans = [line for line in plan if "_hdb_img" in line and " on " in line]
+    assert scans, "\n".join(plan)
+    return all("never executed" not in line for line in scans)
+
+
+def images(conn: heliosdb.Connection) -> list[tuple]:
+    return rows(conn, "SELECT b.name, i.table_id FROM heliosdb._images i JOIN heliosdb._branches b "
+                      "ON b.id = i.branch_id ORDER BY 1, 2")
+
+
+ALL = "SELECT id, name, qty FROM items ORDER BY id"
+
+
+@pytest.fixture
+def dev(conn: heliosdb.Connection, connect) -> heliosdb.Connection:
+    run(conn,
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, qty int CHECK (qty >= 0), code text UNIQUE)",
+        "CREATE INDEX items_qty ON items (qty DESC)",
+        "INSERT INTO items SELECT g, 'n' || g, g * 10, 'c' || g FROM generate_series(1, 200) g",
+        "CREATE DATABASE BRANCH dev")
+    d = connect("dev")
+    run(d, "UPDATE items SET qty = 0 WHERE id % 50 = 0", "DELETE FROM items WHERE id = 7",
+        "INSERT INTO items VALUES (1000, 'new', 1, 'x')")
+    return d
+
+
+def test_vacuum_builds_an_image_that_reads_return_the_same_rows(dev: heliosdb.Connection, conn) -> None:
+    before = rows(dev, ALL)
+    run(dev, "VACUUM items")
+    assert [r[0] for r in images(dev)] == ["dev"]
+    assert reads_image(dev)
+    assert rows(dev, ALL) == before
+    assert rows(dev, "SELECT name FROM items WHERE id = 50") == [("n50",)]
+    assert rows(dev, "SELECT count(*), sum(qty) FROM items WHERE qty = 0") == [(4, 0)]
+    assert rows(dev, "SELECT id FROM items WHERE id = 7") == []
+    # the key's index is the image's too: a key lookup probes it
+    plan = "\n".join(r[0] for r in rows(dev, "EXPLAIN SELECT * FROM items WHERE id = 50"))
+    assert "Index Scan" in plan and "_hdb_img" in plan
+    assert rows(conn, "SELECT count(*) FROM items") == [(200,)]  # main untouched
+
+
+@pytest.mark.parametrize("write, check, want", [
+    ("INSERT INTO items VALUES (2000, 'later', 5, 'y')", "SELECT name FROM items WHERE id = 2000", [("later",)]),
+    ("UPDATE items SET name = 'changed' WHERE id = 3", "SELECT name FROM items WHERE id = 3", [("changed",)]),
+    ("DELETE FROM items WHERE id = 4", "SELECT name FROM items WHERE id = 4", []),
+    ("TRUNCATE items", "SELECT count(*) FROM items", [(0,)]),
+])
+def test_a_write_after_vacuum_is_read_at_once(dev: heliosdb.Connection, connect, write: str, check: str,
+                                              want: list[tuple]) -> None:
+    run(dev, "VACUUM items")
+    other = connect("dev")
+    run(dev, write)
+    assert rows(dev, check) == want
+    assert rows(other, check) == want
+    assert not reads_image(other)
+
+
+def test_an_open_transaction_reads_its_own_writes_and_others_keep_the_image(dev: heliosdb.Connection,
+                                                                              connect) -> None:
+    run(dev, "VACUUM items")
+    writer = connect("dev", autocommit=False)
+    run(writer, "UPDATE items SET name = 'mine' WHERE id = 10")
+    assert rows(writer, "SELECT name FROM items WHERE id = 10") == [("mine",)]
+    assert rows(dev, "SELECT name FROM items WHERE id = 10") == [("n10",)]
+    assert reads_image(dev)  # the uncommitted write is not the other sessions'
+    writer.rollback()
+    assert rows(writer, "SELECT name FROM items WHERE id = 10") == [("n10",)]
+    writer.commit()
+    assert reads_image(dev)
+
+
+def test_vacuum_again_brings_the_image_up_to_date(dev: heliosdb.Connection) -> None:
+    run(dev, "VACUUM items", "UPDATE items SET qty = qty + 1 WHERE id < 5", "DELETE FROM items WHERE id = 9",
+        "INSERT INTO items VALUES (3000, 'three thousand', 3, 'z')")
+    want = rows(dev, ALL)
+    assert not reads_image(dev)
+    run(dev, "VACUUM")  # every table: the changed one is refreshed
+    assert reads_image(dev)
+    assert rows(dev, ALL) == want
+    assert rows(dev, "SELECT qty FROM items WHERE id = 1") == [(11,)]
+
+
+def test_the_parent_writing_later_leaves_the_branch_image_current(dev: heliosdb.Connection, conn) -> None:
+    run(dev, "VACUUM items")
+    want = rows(dev, ALL)
+    run(conn, "UPDATE items SET name = 'main' WHERE id = 1", "INSERT INTO items VALUES (500, 'm', 1, 'm')")
+    assert reads_image(dev)
+    assert rows(dev, ALL) == want
+
+
+def test_ddl_on_the_branch_drops_the_image(dev: heliosdb.Connection) -> None:
+    run(dev, "VACUUM items", "ALTER TABLE items ADD COLUMN note text DEFAULT 'n'")
+    assert images(dev) == []
+    assert rows(dev, "SELECT id, note FROM items WHERE id = 1000") == [(1000, "n")]
+    run(dev, "VACUUM items")
+    assert reads_image(dev)
+    assert rows(dev, "SELECT id, note FROM items WHERE id = 1000") == [(1000, "n")]
+    run(dev, "ALTER TABLE items RENAME COLUMN name TO title")
+    assert images(dev) == []
+    assert rows(dev, "SELECT title FROM items WHERE id = 1") == [("n1",)]
+
+
+def test_drop_table_and_drop_branch_drop_images(dev: heliosdb.Connection, conn, connect) -> None:
+    run(dev, "VACUUM items", "DROP TABLE items")
+    assert images(dev) == []
+    assert rows(dev, "SELECT to_regclass('hdb_b2._hdb_img1')") == [(None,)]
+    run(conn, "CREATE DATABASE BRANCH qa")
+    qa = connect("qa")
+    run(qa, "UPDATE items SET qty = 1 WHERE id = 1", "VACUUM items")
+    assert [r[0] for r in images(qa)] == ["qa"]
+    qa.close()
+    run(conn, "DROP DATABASE BRANCH qa")
+    assert images(conn) == []
+
+
+def test_constraints_hold_and_a_child_forked_later_sees_the_branch_at_its_fork(dev: heliosdb.Connection,
+                                                                             connect) -> None:
+    run(dev, "VACUUM items")
+    with pytest.raises(heliosdb.Error) as exc:
+        run(dev, "INSERT INTO items VALUES (1, 'dup', 1, 'q')")
+    assert exc.value.sqlstate == "23505"
+    with pytest.raises(heliosdb.Error) as exc:
+        run(dev, "UPDATE items SET code = 'c2' WHERE id = 3")
+    assert exc.value.sqlstate == "23505"
+    assert reads_image(dev)  # the failed statements left nothing
+    run(dev, "CREATE DATABASE BRANCH child FROM dev")
+    want = rows(dev, ALL)
+    run(dev, "UPDATE items SET name = 'after fork' WHERE id = 1", "VACUUM items")
+    child = connect("child")
+    assert rows(child, ALL) == want
+    assert rows(dev, "SELECT name FROM items WHERE id = 1") == [("after fork",)]
+    before = rows(dev, f"SELECT id, name, qty FROM items AS OF LSN {rows(dev, 'SELECT heliosdb.current_lsn()')[0][0]}"
+                       " ORDER BY id")
+    assert before == rows(dev, ALL)
+
+
+def test_merge_into_the_branch_is_read_at_once(dev: heliosdb.Connection, conn) -> None:
+    run(dev, "VACUUM items")
+    run(conn, "UPDATE items SET name = 'from main' WHERE id = 2")
+    run(dev, "MERGE DATABASE BRANCH main INTO dev")
+    assert rows(dev, "SELECT name FROM items WHERE id = 2") == [("from main",)]
+
+
+def test_vacuum_skips_tables_the_branch_reads_as_they_are_and_refuses_a_transaction(
+        conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE quiet (id int PRIMARY KEY)", "INSERT INTO quiet VALUES (1)",
+        "CREATE DATABASE BRANCH dev")
+    d = connect("dev")
+    run(d, "VACUUM", "VACUUM quiet")
+    assert images(d) == []  # nothing to hide: an image would only cost space
+    t = connect("dev", autocommit=False)
+    with pytest.raises(heliosdb.Error) as exc:
+        run(t, "VACUUM quiet")
+    assert exc.value.sqlstate == "25001"
