@@ -125,6 +125,24 @@ def test_ddl_on_the_branch_drops_the_image(dev: heliosdb.Connection) -> None:
     assert rows(dev, "SELECT title FROM items WHERE id = 1") == [("n1",)]
 
 
+def test_an_index_made_on_the_branch_reaches_the_image_at_the_next_vacuum(dev: heliosdb.Connection) -> None:
+    run(dev, "INSERT INTO items SELECT g, 'm' || g, g, 'd' || g FROM generate_series(2001, 12000) g",
+        "VACUUM items", "ANALYZE items")
+    query = "SELECT id FROM items WHERE name = 'm5000'"
+
+    def plan() -> str:
+        return "\n".join(r[0] for r in rows(dev, "EXPLAIN " + query))
+
+    assert "Seq Scan on _hdb_img" in plan()
+    run(dev, "CREATE INDEX items_name ON items (name)")
+    assert reads_image(dev, query)  # an index is not a write: the image stays current
+    run(dev, "VACUUM items")
+    assert "Index" in plan() and "_hdb_img" in plan() and "Seq Scan on _hdb_img" not in plan()
+    assert rows(dev, query) == [(5000,)]
+    run(dev, "DROP INDEX items_name", "VACUUM items")
+    assert "Seq Scan on _hdb_img" in plan()
+
+
 def test_drop_table_and_drop_branch_drop_images(dev: heliosdb.Connection, conn, connect) -> None:
     run(dev, "VACUUM items", "DROP TABLE items")
     assert images(dev) == []
@@ -177,3 +195,43 @@ def test_vacuum_skips_tables_the_branch_reads_as_they_are_and_refuses_a_transact
     with pytest.raises(heliosdb.Error) as exc:
         run(t, "VACUUM quiet")
     assert exc.value.sqlstate == "25001"
+
+
+def test_upkeep_builds_and_refreshes_images_of_tables_branches_wrote(
+        dev: heliosdb.Connection, helios_instance, dbname: str) -> None:
+    import psycopg
+
+    from heliosdb.branching import images as branch_images
+
+    with psycopg.connect(**helios_instance.conninfo(dbname), autocommit=True) as raw:
+        assert branch_images.upkeep(raw, quiet=0, min_rows=10_000) == 0  # 200 rows: not worth an image
+        assert branch_images.upkeep(raw, quiet=3600, min_rows=0) == 0  # written just now: maybe a load
+        assert branch_images.upkeep(raw, quiet=0, min_rows=0) == 1
+        assert reads_image(dev)
+        run(dev, "UPDATE items SET name = 'again' WHERE id = 11")
+        assert not reads_image(dev)
+        assert branch_images.upkeep(raw, quiet=0, min_rows=0) == 1
+        assert branch_images.upkeep(raw, quiet=0, min_rows=0) == 0  # nothing changed since
+    assert reads_image(dev)
+    assert rows(dev, "SELECT name FROM items WHERE id = 11") == [("again",)]
+
+
+def test_a_long_lived_process_keeps_a_written_tables_image(conn: heliosdb.Connection, helios_data_dir,
+                                                           dbname: str) -> None:
+    import time
+
+    run(conn, "CREATE TABLE big (id int PRIMARY KEY, v int)",
+        "INSERT INTO big SELECT g, g FROM generate_series(1, 20000) g", "ANALYZE big",
+        "CREATE DATABASE BRANCH dev")
+    bg = heliosdb.connect(data_dir=helios_data_dir, database=dbname, branch="dev", background=True)
+    bg.autocommit = True
+    try:
+        run(bg, "UPDATE big SET v = -v WHERE id % 100 = 0")
+        deadline = time.monotonic() + 30
+        while not images(bg) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert images(bg) == [("dev", rows(bg, "SELECT id FROM heliosdb._tables")[0][0])]
+        assert reads_image(bg, "SELECT sum(v) FROM big")
+        assert rows(bg, "SELECT sum(v) FROM big") == [(sum(range(1, 20001)) - 2 * sum(range(100, 20001, 100)),)]
+    finally:
+        bg.close()

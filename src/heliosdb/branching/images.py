@@ -104,50 +104,63 @@ def worth_one(conn: psycopg.Connection[Any], branch: Branch, info: TableInfo, le
     return bool(changed and changed[0])
 
 
-def compact(conn: psycopg.Connection[Any], branch: Branch, table_ids: list[int] | None = None) -> int:
+def compact(conn: psycopg.Connection[Any], branch: Branch, table_ids: list[int] | None = None, *,
+            wait: bool = True) -> int:
     """Build or bring up to date the branch's images of the inherited tables given (all when None).
 
-    Each table in a transaction of its own, REPEATABLE READ, so that the image and the LSN it is exact
-    at come from one snapshot. Returns how many images were built or refreshed.
+    Each table in a transaction of its own, REPEATABLE READ, so that the image, the LSN it is exact at
+    and the schema it is made for come from one snapshot. Without wait, a table another process is
+    compacting is left to it. Returns how many images were built or refreshed.
     """
-    levels = chain(conn, branch.id)
-    snap = Snapshot(conn, levels)
+    candidates = table_ids if table_ids is not None else sorted(Snapshot(conn, chain(conn, branch.id)).tables)
     done = 0
-    for tid, version in sorted(snap.tables.items()):
-        if version.dropped or (table_ids is not None and tid not in table_ids):
-            continue
-        info = table_info(conn, tid)
-        if info.root_branch == branch.id:
-            continue  # its rows are a plain table already
+    for tid in candidates:
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             # no snapshot before the lock: image work on the database takes turns, each sees the last one's
-            conn.execute("LOCK TABLE heliosdb._images IN SHARE ROW EXCLUSIVE MODE")
-            changed = _compact_one(conn, branch, levels, snap, info, version)
-        if changed:
+            # (and DDL on the branch, which takes the image out of the catalog first, waits for it or is seen)
+            conn.execute("LOCK TABLE heliosdb._images IN SHARE ROW EXCLUSIVE MODE" + ("" if wait else " NOWAIT"))
+            if not wait:  # a new image replaces the view: readers queue behind that lock, so never wait long
+                conn.execute("SET LOCAL lock_timeout = '500ms'")
+            made = _compact_one(conn, branch, tid)
+        if made:
             # all-visible pages: a scan of the image skips the per-row visibility checks a plain
             # table's scan skips (VACUUM cannot run inside the transaction above)
-            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(relation(branch, tid)))
+            conn.execute(sql.SQL("VACUUM {}{}").format(sql.SQL("(ANALYZE) " if made == _BUILT else ""),
+                                                       relation(branch, tid)))
             done += 1
     return done
 
 
-def _compact_one(conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], snap: Snapshot,
-                 info: TableInfo, version: TableVersion) -> int:
+_BUILT, _REFRESHED = 2, 1
+
+
+def _compact_one(conn: psycopg.Connection[Any], branch: Branch, tid: int) -> int:
+    """Build (_BUILT) or refresh (_REFRESHED) one image, in the caller's transaction; 0: nothing to do."""
     from heliosdb.branching import layout
 
+    levels = chain(conn, branch.id)
+    snap = Snapshot(conn, levels)
+    version = snap.tables.get(tid)
+    if version is None or version.dropped:
+        return 0
+    info = table_info(conn, tid)
+    if info.root_branch == branch.id:
+        return 0  # its rows are a plain table already
     img = relation(branch, info.id)
     br, b = I(*info.br), L(branch.id)
     head_row = conn.execute(
         sql.SQL("SELECT coalesce(max(_hdb_lsn), 0) FROM {br} WHERE _hdb_branch = {b}").format(br=br, b=b)).fetchone()
     head = int(head_row[0]) if head_row else 0
-    row = conn.execute("SELECT lsn, columns FROM heliosdb._images WHERE branch_id = %s AND table_id = %s",
+    row = conn.execute("SELECT lsn, columns, indexes FROM heliosdb._images WHERE branch_id = %s AND table_id = %s",
                        (branch.id, info.id)).fetchone()
     state = layout.state_sql(snap, levels, info, version)
+    indexes = _index_definitions(conn, version)
     if row is not None and row[1] == signature(version):
         lsn = int(row[0])
+        synced = _sync_indexes(conn, branch, info.id, indexes, json.loads(row[2]))
         if head <= lsn:
-            return 0
+            return _REFRESHED if synced else 0
         changed = sql.SQL("SELECT _hdb_rowid FROM {br} WHERE _hdb_branch = {b} AND _hdb_lsn > {lsn}").format(
             br=br, b=b, lsn=L(lsn))
         conn.execute(sql.SQL("DELETE FROM {img} WHERE _hdb_rowid IN ({changed})").format(img=img, changed=changed))
@@ -155,7 +168,7 @@ def _compact_one(conn: psycopg.Connection[Any], branch: Branch, levels: list[Lev
             img=img, state=state, changed=changed))
         conn.execute("UPDATE heliosdb._images SET lsn = %s, refreshed_at = now() WHERE branch_id = %s "
                      "AND table_id = %s", (head, branch.id, info.id))
-        return 1
+        return _REFRESHED
     if row is not None:  # made for another shape of the table (DDL drops images; this is a safety net)
         forget(conn, branch.id, info.id)
         conn.execute(layout.internal_view_sql(snap, branch, levels, info, version, image=False))
@@ -164,31 +177,127 @@ def _compact_one(conn: psycopg.Connection[Any], branch: Branch, levels: list[Lev
         return 0
     conn.execute(sql.SQL("CREATE TABLE {img} AS {state}").format(img=img, state=state))
     conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {img} (_hdb_rowid)").format(img=img))
-    for stmt in _index_statements(img, version):
-        conn.execute(stmt)
     conn.execute("INSERT INTO heliosdb._images (branch_id, table_id, lsn, columns) VALUES (%s, %s, %s, %s)",
                  (branch.id, info.id, head, signature(version)))
+    _sync_indexes(conn, branch, info.id, indexes, [])
     conn.execute(layout.internal_view_sql(snap, branch, levels, info, version, image=True))
-    return 1
+    return _BUILT
 
 
-def _index_statements(img: sql.Identifier, version: TableVersion) -> list[sql.Composable]:
-    """The table's keys and its indexes on plain columns, over the image (whose columns have the table's
-    names). Indexes on expressions or with a predicate are left out: their text names the root relation's
-    columns, and reads that would use them still get a plain scan of the image."""
+def _sync_indexes(conn: psycopg.Connection[Any], branch: Branch, table_id: int, want: list[str],
+                  have: list[list[str]]) -> bool:
+    """Give the image the indexes the table has on the branch now (CREATE/DROP INDEX since it was made).
+
+    want: index definitions (`_index_definitions`); have: the (name, definition) pairs recorded in
+    heliosdb._images. Returns whether any changed.
+    """
+    if [h[1] for h in have] == want:
+        return False
+    for name, _definition in have:
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(I(branch.phys_schema, name)))
+    made = []
+    for n, definition in enumerate(want):
+        name = f"_hdb_img{table_id}_{n}"
+        unique, rest = definition.split(" ", 1)
+        conn.execute(sql.SQL("CREATE {u}INDEX {name} ON {img} {rest}").format(
+            u=sql.SQL("UNIQUE " if unique == "unique" else ""), name=I(name), img=relation(branch, table_id),
+            rest=sql.SQL(rest)))  # type: ignore[arg-type] - composed from identifiers below
+        made.append([name, definition])
+    conn.execute("UPDATE heliosdb._images SET indexes = %s WHERE branch_id = %s AND table_id = %s",
+                 (json.dumps(made), branch.id, table_id))
+    return True
+
+
+def _index_definitions(conn: psycopg.Connection[Any], version: TableVersion) -> list[str]:
+    """The table's keys and its indexes on plain columns, as "unique|plain USING method (keys)" over the
+    image (whose columns have the table's names). Indexes on expressions or with a predicate are left
+    out: their text names the root relation's columns, and reads that would use them scan the image."""
     names = {c.name for c in version.columns}
-    out: list[sql.Composable] = []
+    out: list[str] = []
     for con in version.constraints:
-        if con.kind in ("p", "u") and con.cols and set(con.cols) <= names:
-            out.append(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(img, sql.SQL(", ").join(I(c) for c in con.cols)))
-        elif con.kind == "i" and con.cols and all(con.cols) and set(con.cols) <= names and not con.where:
+        if not con.cols or not all(con.cols) or not set(con.cols) <= names:
+            continue
+        if con.kind in ("p", "u"):
+            keys = sql.SQL(", ").join(I(c) for c in con.cols)
+            out.append("unique " + sql.SQL("USING btree ({})").format(keys).as_string(conn))
+        elif con.kind == "i" and not con.where:
             method = (con.using or "btree").split(" ", 1)[0]
-            keys = []
+            items = []
             for k, c in enumerate(con.cols):
-                opt = con.options[k] if k < len(con.options) else 0
-                keys.append(sql.SQL("{}{}{}").format(
-                    I(c), sql.SQL(" DESC" if opt & 1 else ""),
-                    sql.SQL(" NULLS FIRST" if opt & 2 and not opt & 1 else " NULLS LAST" if opt & 1 and not opt & 2
-                            else "")))
-            out.append(sql.SQL("CREATE INDEX ON {} USING {} ({})").format(img, I(method), sql.SQL(", ").join(keys)))
+                opt = con.options[k] if k < len(con.options) else 0  # pg_index.indoption: 1 DESC, 2 NULLS FIRST
+                order = " DESC" if opt & 1 else ""
+                nulls = " NULLS FIRST" if opt & 2 and not opt & 1 else " NULLS LAST" if opt & 1 and not opt & 2 else ""
+                items.append(sql.SQL("{}" + order + nulls).format(I(c)))
+            out.append("plain " + sql.SQL("USING {} ({})").format(I(method), sql.SQL(", ").join(items)).as_string(conn))
     return out
+
+
+# -- background upkeep ------------------------------------------------------------------------------
+QUIET_SECONDS = 2.0  # a table the branch wrote this recently is left alone: a load may be under way
+MIN_ROWS = 10_000  # tables below this size (the root relation's) read fast enough through the view
+
+
+def upkeep(conn: psycopg.Connection[Any], *, quiet: float = QUIET_SECONDS, min_rows: int = MIN_ROWS) -> int:
+    """One round of the background upkeep (long-lived processes, with the view refresh scheduler):
+    images the branches' writes made stale are brought up to date, and a branch that wrote a table of
+    at least `min_rows` rows gets an image of it, once it has not written it for `quiet` seconds.
+    Returns how many images were built or refreshed. `conn` is in autocommit."""
+    from heliosdb.catalog.model import get_branch_by_id
+
+    done = 0
+    for branch_id, table_ids in _due(conn, quiet, min_rows).items():
+        branch = get_branch_by_id(conn, branch_id)
+        try:
+            done += compact(conn, branch, table_ids, wait=False)
+        except psycopg.errors.LockNotAvailable:
+            continue  # another process is compacting
+    return done
+
+
+def _due(conn: psycopg.Connection[Any], quiet: float, min_rows: int) -> dict[int, list[int]]:
+    """branch id -> the tables whose image to build or refresh now.
+
+    A branch's image of a table is due when the branch or one of its ancestors below the table's root
+    wrote the table (otherwise the view has nothing to hide), and it has none or wrote the table after
+    it, but not within the last `quiet` seconds.
+    """
+    tables = conn.execute(
+        # rows of the root relation: never analyzed (-1), guessed from its size at 100 bytes a row
+        """SELECT t.id, t.phys_schema, t.phys_name, t.root_branch,
+                  CASE WHEN c.reltuples >= 0 THEN c.reltuples ELSE pg_relation_size(c.oid) / 100 END
+           FROM heliosdb._tables t
+           JOIN pg_class c ON c.relname = t.phys_name
+                          AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = t.phys_schema)""",
+    ).fetchall()
+    imaged = {(b, t): lsn for b, t, lsn in conn.execute("SELECT branch_id, table_id, lsn FROM heliosdb._images")}
+    chains = {r[0]: [lv.branch_id for lv in chain(conn, r[0])]
+              for r in conn.execute("SELECT id FROM heliosdb._branches WHERE state = 'active'")}
+    out: dict[int, list[int]] = {}
+    for tid, schema, name, root, reltuples in tables:
+        if reltuples < min_rows and not any(t == tid for _b, t in imaged):
+            continue
+        br = I(schema, name + "__br")
+        # the branches that wrote the table and their newest LSN: one index probe each (a skip scan)
+        heads = dict(conn.execute(sql.SQL(
+            """WITH RECURSIVE b(id) AS (SELECT min(_hdb_branch) FROM {br}
+                   UNION ALL SELECT (SELECT min(_hdb_branch) FROM {br} WHERE _hdb_branch > b.id) FROM b
+                   WHERE b.id IS NOT NULL)
+               SELECT b.id, (SELECT max(_hdb_lsn) FROM {br} WHERE _hdb_branch = b.id) FROM b
+               WHERE b.id IS NOT NULL""").format(br=br)).fetchall())
+        for bid, ancestry in chains.items():
+            if bid == root or root not in ancestry:
+                continue
+            below_root = ancestry[: ancestry.index(root)]
+            if not any(b in heads for b in below_root):
+                continue
+            own = heads.get(bid, 0)
+            if own <= imaged.get((bid, tid), -1) or (own and _written_within(conn, own, quiet)):
+                continue
+            out.setdefault(bid, []).append(tid)
+    return out
+
+
+def _written_within(conn: psycopg.Connection[Any], lsn: int, seconds: float) -> bool:
+    row = conn.execute("SELECT clock_timestamp() - committed_at < make_interval(secs => %s) "
+                       "FROM heliosdb._commits WHERE lsn = %s", (seconds, lsn)).fetchone()
+    return bool(row and row[0])

@@ -2,12 +2,14 @@
 --
 -- A branch's copy of a table it inherited, made by VACUUM on the branch (heliosdb.branching.images):
 -- the branch's view reads it while the branch has written no row of the table after `lsn`. The
--- relation is hdb_b<branch_id>._hdb_img<table_id>; `columns` is the table's shape it was made for.
+-- relation is hdb_b<branch_id>._hdb_img<table_id>; `columns` is the table's shape it was made for,
+-- `indexes` the indexes it has (CREATE/DROP INDEX on the branch reach it at the next VACUUM).
 CREATE TABLE IF NOT EXISTS heliosdb._images (
     branch_id integer NOT NULL,
     table_id integer NOT NULL,
     lsn bigint NOT NULL,
     columns text NOT NULL,
+    indexes text NOT NULL DEFAULT '[]',
     built_at timestamptz NOT NULL DEFAULT now(),
     refreshed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (branch_id, table_id)

@@ -1,5 +1,7 @@
 """The refresh scheduler of long-lived HeliosDB processes (the shell, `heliosdb serve`, connect(..., background=True)).
 
+Every few seconds it also keeps the branches' images up to date (`branching.images.upkeep`).
+
 Every tick it reads heliosdb._mv_staleness() for every view on every branch
 and refreshes the due ones (incremental and deferred strategies) one at a
 time, in priority order:
@@ -29,12 +31,14 @@ from typing import Any
 import psycopg
 
 from heliosdb import errors
+from heliosdb.branching import images
 from heliosdb.catalog.model import get_branch_by_id
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.options import PRIORITY_RANK
 from heliosdb.mv.refresh import Outcome, record_failure, refresh
 
 TICK_SECONDS = 0.5
+IMAGES_EVERY = 5.0  # seconds between two rounds of the branch images' upkeep (branching/images.py)
 AGING_SECONDS = 30.0
 CPU_SMOOTHING = 0.3  # weight of the newest reading in the moving average
 
@@ -66,11 +70,14 @@ class Scheduler(threading.Thread):
     def __init__(
         self, connect: Callable[[], psycopg.Connection[Any]], *, cpu_reader: Callable[[], float] | None = None,
         tick: float = TICK_SECONDS, aging_seconds: float = AGING_SECONDS, per_tick: int = 4,
+        images_every: float = IMAGES_EVERY,
     ) -> None:
         super().__init__(name="heliosdb-mv-scheduler", daemon=True)
         self._connect = connect
         self.cpu_reader = cpu_reader or system_cpu
         self.tick, self.aging_seconds, self.per_tick = tick, aging_seconds, per_tick
+        self.images_every = images_every
+        self._images_at = 0.0
         self._stop_event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._cpu: float | None = None
@@ -168,6 +175,9 @@ class Scheduler(threading.Thread):
         while not self._stop_event.wait(self.tick):
             try:
                 self.run_once()
+                if time.monotonic() - self._images_at >= self.images_every:
+                    self._images_at = time.monotonic()
+                    images.upkeep(self._connection())
             except (psycopg.Error, errors.Error):
                 if self._conn is not None and not self._conn.closed:
                     self._conn.close()
