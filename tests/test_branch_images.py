@@ -6,18 +6,7 @@ from __future__ import annotations
 import pytest
 
 import heliosdb
-
-
-def rows(conn: heliosdb.Connection, sql: str, params: object = None) -> list[tuple]:
-    cur = conn.cursor()
-    cur.execute(sql, params)
-    return cur.fetchall()
-
-
-def run(conn: heliosdb.Connection, *stmts: str) -> None:
-    cur = conn.cursor()
-    for s in stmts:
-        cur.execute(s)
+from tests.test_branches import rows, run
 
 
 def reads_image(conn: heliosdb.Connection, query: str = "SELECT * FROM items") -> bool:
@@ -235,3 +224,17 @@ def test_a_long_lived_process_keeps_a_written_tables_image(conn: heliosdb.Connec
         assert rows(bg, "SELECT sum(v) FROM big") == [(sum(range(1, 20001)) - 2 * sum(range(100, 20001, 100)),)]
     finally:
         bg.close()
+
+
+def test_a_grandchild_gets_an_image_of_what_it_inherited_through_its_parent(dev: heliosdb.Connection,
+                                                                            connect) -> None:
+    run(dev, "CREATE DATABASE BRANCH grandchild FROM dev")
+    run(dev, "UPDATE items SET name = 'dev later' WHERE id = 2")  # after the fork: not the grandchild's
+    g = connect("grandchild")
+    want = rows(g, ALL)
+    run(g, "VACUUM items")  # it wrote nothing, but its parent did before the fork
+    assert reads_image(g)
+    assert rows(g, ALL) == want
+    assert rows(g, "SELECT name FROM items WHERE id = 2") == [("n2",)]
+    run(g, "DELETE FROM items WHERE id = 1000")
+    assert rows(g, "SELECT count(*) FROM items WHERE id = 1000") == [(0,)]
