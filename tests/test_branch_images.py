@@ -238,3 +238,41 @@ def test_a_grandchild_gets_an_image_of_what_it_inherited_through_its_parent(dev:
     assert rows(g, "SELECT name FROM items WHERE id = 2") == [("n2",)]
     run(g, "DELETE FROM items WHERE id = 1000")
     assert rows(g, "SELECT count(*) FROM items WHERE id = 1000") == [(0,)]
+
+
+def test_a_repeatable_read_snapshot_older_than_the_image_reads_the_rows(dev: heliosdb.Connection,
+                                                                        connect) -> None:
+    run(dev, "VACUUM items")
+    reader = connect("dev", autocommit=False)
+    run(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ", "SELECT 1")  # its snapshot: before the next image
+    run(dev, "ALTER TABLE items RENAME COLUMN name TO title", "VACUUM items")  # a new image, same table
+    assert reads_image(dev, "SELECT * FROM items")
+    assert rows(reader, "SELECT count(*) FROM items") == [(200,)]
+    reader.commit()
+    assert rows(reader, "SELECT count(*) FROM items") == [(200,)]
+
+
+def test_vacuum_does_not_wait_for_a_transaction_reading_the_table(dev: heliosdb.Connection, connect) -> None:
+    reader = connect("dev", autocommit=False)
+    assert rows(reader, "SELECT name FROM items WHERE id = 1") == [("n1",)]  # holds the view until it ends
+    cur = dev.cursor()
+    cur.execute("VACUUM items")  # a new image would replace the view: it gives up instead of queueing readers
+    assert images(dev) == []
+    assert any('image of table "items" was not made' in n for n in cur.notices), cur.notices
+    reader.commit()
+    run(dev, "VACUUM items")
+    assert reads_image(dev)
+
+
+def test_an_index_with_an_operator_class_is_left_out_of_the_image(dev: heliosdb.Connection) -> None:
+    run(dev, "CREATE INDEX items_name_pattern ON items (name text_pattern_ops)",
+        "CREATE INDEX items_code_hash ON items USING hash (code)")
+    if rows(dev, "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_trgm'") == [(1,)]:
+        run(dev, "CREATE EXTENSION IF NOT EXISTS pg_trgm", "CREATE INDEX items_trgm ON items USING gin (name gin_trgm_ops)")
+    cur = dev.cursor()
+    cur.execute("VACUUM")
+    assert cur.notices == []
+    assert reads_image(dev)
+    made = [r[0] for r in rows(dev, "SELECT indexdef FROM pg_indexes WHERE tablename = '_hdb_img1'")]
+    assert any("USING hash (code)" in d for d in made), made  # over the image: the hash index, not the others
+    assert not any("pattern" in d or "trgm" in d for d in made), made

@@ -40,18 +40,22 @@ def signature(version: TableVersion) -> str:
     return json.dumps([[c.name, c.type] for c in version.columns])
 
 
-def gate(branch_id: int, info: TableInfo) -> sql.Composable:
-    """True when the branch's image of the table holds what the branch sees now: it has one, and the
-    branch wrote no row of the table at a later LSN (in this snapshot; the own transaction's writes too).
-    The newest LSN is one backward step of __br's (_hdb_branch, _hdb_lsn) index (a NOT EXISTS with the
-    image's LSN as a parameter was planned as a scan of the branch's rows)."""
+def gate(branch_id: int, info: TableInfo, gen: int) -> sql.Composable:
+    """True when the branch's image of the table holds what the branch sees now: this snapshot has the
+    image the view names (`gen`: a snapshot older than the image sees an older one, or none, and the
+    image's rows not at all), and the branch wrote no row of the table at a later LSN (the own
+    transaction's writes too). The newest LSN is one backward step of __br's (_hdb_branch, _hdb_lsn)
+    index (a NOT EXISTS with the image's LSN as a parameter was planned as a scan of the branch's rows).
+    Never inside a branch's write trigger (`heliosdb.writing`, set by the trigger function)."""
     return sql.SQL(
         "coalesce((SELECT coalesce((SELECT max(w._hdb_lsn) FROM {br} w WHERE w._hdb_branch = {b}), 0) <= i.lsn "
-        "FROM heliosdb._images i WHERE i.branch_id = {b} AND i.table_id = {t}), false)"
-    ).format(br=I(*info.br), b=L(branch_id), t=L(info.id))
+        "FROM heliosdb._images i WHERE i.branch_id = {b} AND i.table_id = {t} AND i.gen = {g} "
+        "AND current_setting('heliosdb.writing', true) IS DISTINCT FROM 'on'), false)"
+    ).format(br=I(*info.br), b=L(branch_id), t=L(info.id), g=L(gen))
 
 
-def view_sql(branch: Branch, info: TableInfo, version: TableVersion, state: sql.Composable) -> sql.Composable:
+def view_sql(branch: Branch, info: TableInfo, version: TableVersion, state: sql.Composable,
+             gen: int) -> sql.Composable:
     """The branch's internal view with its image: the image's rows or the combined ones, by the gate.
 
     The gate sits above a qual-free UNION ALL, so PostgreSQL flattens both arms into plain scans and
@@ -65,7 +69,7 @@ def view_sql(branch: Branch, info: TableInfo, version: TableVersion, state: sql.
     return sql.SQL(
         "SELECT {u} FROM (SELECT true AS _hdb_img, {m} FROM {img} m "
         "UNION ALL SELECT false, {f} FROM ({state}) f) u WHERE u._hdb_img = {gate}"
-    ).format(u=u, m=m, f=f, img=relation(branch, info.id), state=state, gate=gate(branch.id, info))
+    ).format(u=u, m=m, f=f, img=relation(branch, info.id), state=state, gate=gate(branch.id, info, gen))
 
 
 def has_image(conn: psycopg.Connection[Any], branch_id: int, table_id: int) -> bool:
@@ -105,31 +109,43 @@ def worth_one(conn: psycopg.Connection[Any], branch: Branch, info: TableInfo, le
 
 
 def compact(conn: psycopg.Connection[Any], branch: Branch, table_ids: list[int] | None = None, *,
-            wait: bool = True) -> int:
+            wait: bool = True, problems: list[str] | None = None) -> int:
     """Build or bring up to date the branch's images of the inherited tables given (all when None).
 
-    Each table in a transaction of its own, REPEATABLE READ, so that the image, the LSN it is exact at
-    and the schema it is made for come from one snapshot. Without wait, a table another process is
-    compacting is left to it. Returns how many images were built or refreshed.
+    Each table in a transaction of its own (as VACUUM of several tables), REPEATABLE READ, so that the
+    image, the LSN it is exact at and the schema it is made for come from one snapshot. Without wait, a
+    table another process is compacting is left to it. A table that fails keeps its previous state (no
+    image, or the old one: the gate keeps it from being read stale) and the others go on; `problems`
+    gets one line per failure. Returns how many images were built or refreshed.
     """
     candidates = table_ids if table_ids is not None else sorted(Snapshot(conn, chain(conn, branch.id)).tables)
     done = 0
     for tid in candidates:
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            # no snapshot before the lock: image work on the database takes turns, each sees the last one's
-            # (and DDL on the branch, which takes the image out of the catalog first, waits for it or is seen)
-            conn.execute("LOCK TABLE heliosdb._images IN SHARE ROW EXCLUSIVE MODE" + ("" if wait else " NOWAIT"))
-            if not wait:  # a new image replaces the view: readers queue behind that lock, so never wait long
-                conn.execute("SET LOCAL lock_timeout = '500ms'")
-            made = _compact_one(conn, branch, tid)
-        if made:
-            # all-visible pages: a scan of the image skips the per-row visibility checks a plain
-            # table's scan skips (VACUUM cannot run inside the transaction above)
-            conn.execute(sql.SQL("VACUUM {}{}").format(sql.SQL("(ANALYZE) " if made == _BUILT else ""),
-                                                       relation(branch, tid)))
-            done += 1
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                # no snapshot before the lock: image work on the database takes turns, each sees the last
+                # one's (and DDL on the branch, which takes the image out of the catalog first, waits or is seen)
+                conn.execute("LOCK TABLE heliosdb._images IN SHARE ROW EXCLUSIVE MODE" + ("" if wait else " NOWAIT"))
+                made = _compact_one(conn, branch, tid)
+            if made:
+                # all-visible pages: a scan of the image skips the per-row visibility checks a plain
+                # table's scan skips (VACUUM cannot run inside the transaction above)
+                conn.execute(sql.SQL("VACUUM {}{}").format(sql.SQL("(ANALYZE) " if made == _BUILT else ""),
+                                                           relation(branch, tid)))
+                done += 1
+        except psycopg.errors.UndefinedTable:
+            continue  # DDL in another session dropped the image just made
+        except psycopg.Error as exc:
+            if problems is not None:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                problems.append(f"the image of table {_name(conn, branch, tid)} was not made: {first}")
     return done
+
+
+def _name(conn: psycopg.Connection[Any], branch: Branch, tid: int) -> str:
+    version = Snapshot(conn, chain(conn, branch.id)).tables.get(tid)
+    return f'"{version.name}"' if version is not None else str(tid)
 
 
 _BUILT, _REFRESHED = 2, 1
@@ -169,18 +185,25 @@ def _compact_one(conn: psycopg.Connection[Any], branch: Branch, tid: int) -> int
         conn.execute("UPDATE heliosdb._images SET lsn = %s, refreshed_at = now() WHERE branch_id = %s "
                      "AND table_id = %s", (head, branch.id, info.id))
         return _REFRESHED
+    if row is None and not worth_one(conn, branch, info, levels):
+        return 0
+    # A new image replaces the view, whose readers queue behind that lock: take it within a moment or
+    # give up (an open transaction that read the table holds it off; the next VACUUM or upkeep round
+    # tries again), as PostgreSQL's VACUUM never blocks readers.
+    conn.execute("SET LOCAL lock_timeout = '200ms'")
     if row is not None:  # made for another shape of the table (DDL drops images; this is a safety net)
         forget(conn, branch.id, info.id)
-        conn.execute(layout.internal_view_sql(snap, branch, levels, info, version, image=False))
+        conn.execute(layout.internal_view_sql(snap, branch, levels, info, version))
         drop(conn, branch, info.id)
-    elif not worth_one(conn, branch, info, levels):
-        return 0
     conn.execute(sql.SQL("CREATE TABLE {img} AS {state}").format(img=img, state=state))
     conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {img} (_hdb_rowid)").format(img=img))
-    conn.execute("INSERT INTO heliosdb._images (branch_id, table_id, lsn, columns) VALUES (%s, %s, %s, %s)",
-                 (branch.id, info.id, head, signature(version)))
+    gen_row = conn.execute(
+        "INSERT INTO heliosdb._images (branch_id, table_id, lsn, columns) VALUES (%s, %s, %s, %s) RETURNING gen",
+        (branch.id, info.id, head, signature(version))).fetchone()
+    assert gen_row is not None
     _sync_indexes(conn, branch, info.id, indexes, [])
-    conn.execute(layout.internal_view_sql(snap, branch, levels, info, version, image=True))
+    conn.execute(layout.internal_view_sql(snap, branch, levels, info, version, image_gen=int(gen_row[0])))
+    layout.refresh_writes(conn, branch, levels, [info.id], snap)  # made before images: without heliosdb.writing
     return _BUILT
 
 
@@ -215,13 +238,15 @@ def _index_definitions(conn: psycopg.Connection[Any], version: TableVersion) -> 
     names = {c.name for c in version.columns}
     out: list[str] = []
     for con in version.constraints:
-        if not con.cols or not all(con.cols) or not set(con.cols) <= names:
-            continue
+        if not con.cols or not all(con.cols) or not set(con.cols) <= names or any(con.opclasses):
+            continue  # an operator class is named in the root relation's terms (and may need an extension)
         if con.kind in ("p", "u"):
             keys = sql.SQL(", ").join(I(c) for c in con.cols)
             out.append("unique " + sql.SQL("USING btree ({})").format(keys).as_string(conn))
         elif con.kind == "i" and not con.where:
             method = (con.using or "btree").split(" ", 1)[0]
+            if method not in ("btree", "hash"):
+                continue  # gin, gist, brin, ...: their operator classes are not the column type's default
             items = []
             for k, c in enumerate(con.cols):
                 opt = con.options[k] if k < len(con.options) else 0  # pg_index.indoption: 1 DESC, 2 NULLS FIRST
@@ -246,11 +271,8 @@ def upkeep(conn: psycopg.Connection[Any], *, quiet: float = QUIET_SECONDS, min_r
 
     done = 0
     for branch_id, table_ids in _due(conn, quiet, min_rows).items():
-        branch = get_branch_by_id(conn, branch_id)
-        try:
-            done += compact(conn, branch, table_ids, wait=False)
-        except psycopg.errors.LockNotAvailable:
-            continue  # another process is compacting
+        # a table another process is compacting, or that fails, is left for a later round
+        done += compact(conn, get_branch_by_id(conn, branch_id), table_ids, wait=False)
     return done
 
 

@@ -633,7 +633,7 @@ def view_statements(
         return out
     internal = q(branch.phys_schema, version.name)
     out: list[sql.Composable] = [
-        internal_view_sql(snap, branch, levels, info, version, image=False, or_replace=or_replace),
+        internal_view_sql(snap, branch, levels, info, version, or_replace=or_replace),
         sql.SQL("{c} {v} AS SELECT {cols} FROM {i}").format(c=create, v=user_view, cols=cols, i=internal),
     ]
     for c in version.columns:
@@ -657,12 +657,12 @@ def view_statements(
 
 
 def internal_view_sql(snap: Snapshot, branch: Branch, levels: list[Level], info: TableInfo, version: TableVersion,
-                      *, image: bool, or_replace: bool = True) -> sql.Composable:
-    """CREATE VIEW of what a branch sees of a table it inherited; with image, reading its image when
-    that is current (`branching.images`)."""
+                      *, image_gen: int | None = None, or_replace: bool = True) -> sql.Composable:
+    """CREATE VIEW of what a branch sees of a table it inherited; with image_gen, reading that image when
+    it is current (`branching.images`)."""
     state = state_sql(snap, levels, info, version)
-    if image:
-        state = images.view_sql(branch, info, version, state)
+    if image_gen is not None:
+        state = images.view_sql(branch, info, version, state, image_gen)
     create = sql.SQL("CREATE OR REPLACE VIEW" if or_replace else "CREATE VIEW")
     return sql.SQL("{c} {v} AS {s}").format(c=create, v=q(branch.phys_schema, version.name), s=state)
 
@@ -930,10 +930,14 @@ def write_function_sql(
     # every later row of a large statement re-reads (quadratic: a 8,000-row UPDATE took 7.4 s,
     # 926 us/row and growing; 10,000 rows of a 1,000,000-row table 21 s). Without sequential scans,
     # hash, merge and materialize, the only plans left probe indexes, whatever __br's size
-    # (50,000 rows: 3.3 s, 66 us/row).
+    # (50,000 rows: 3.3 s, 66 us/row). A scan left in a plan (a branch image without the index a
+    # lookup needs) then costs 1e10, and the statement was compiled by JIT on every row (140 ms):
+    # no JIT, no parallel plans here. Nor do its reads use a branch image (heliosdb.writing, see
+    # images.gate), which may lack that index.
     return sql.SQL(
         """CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_material = off SET enable_hashjoin = off SET enable_mergejoin = off AS $f$
+SET enable_seqscan = off SET enable_material = off SET enable_hashjoin = off SET enable_mergejoin = off
+SET jit = off SET max_parallel_workers_per_gather = 0 SET heliosdb.writing = on AS $f$
 DECLARE
     _hdb_l bigint := heliosdb.txn_lsn({b});
     _hdb_rid bigint;

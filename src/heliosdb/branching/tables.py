@@ -837,7 +837,9 @@ def _maintenance(session: Session, text: str) -> Result:
     out.append(text[pos:])
     result = _passthrough(session, "".join(out))
     if word.upper() == "VACUUM" and branch.parent_id is not None and (named or not _names_a_relation(toks)):
-        images.compact(conn, branch, named or None)  # VACUUM compacts a branch's tables (branching.images)
+        problems: list[str] = []
+        images.compact(conn, branch, named or None, problems=problems)  # it compacts (branching.images)
+        session.notices.extend(f"NOTICE:  {p}" for p in problems)
     return result
 
 

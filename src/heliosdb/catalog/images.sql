@@ -7,6 +7,8 @@
 CREATE TABLE IF NOT EXISTS heliosdb._images (
     branch_id integer NOT NULL,
     table_id integer NOT NULL,
+    -- which build: the view names it, so a snapshot older than the build never reads its rows
+    gen bigint NOT NULL DEFAULT txid_current(),
     lsn bigint NOT NULL,
     columns text NOT NULL,
     indexes text NOT NULL DEFAULT '[]',
