@@ -112,6 +112,11 @@ def test_ddl_on_the_branch_drops_the_image(dev: heliosdb.Connection) -> None:
     run(dev, "ALTER TABLE items RENAME COLUMN name TO title")
     assert images(dev) == []
     assert rows(dev, "SELECT title FROM items WHERE id = 1") == [("n1",)]
+    run(dev, "VACUUM items", "ALTER TABLE items RENAME TO goods", "VACUUM goods")
+    assert rows(dev, "SELECT title FROM goods WHERE id = 1") == [("n1",)]
+    assert reads_image(dev, "SELECT * FROM goods")
+    run(dev, "ALTER TABLE goods RENAME TO items")
+    assert rows(dev, "SELECT count(*) FROM items") == [(200,)]
 
 
 def test_an_index_made_on_the_branch_reaches_the_image_at_the_next_vacuum(dev: heliosdb.Connection) -> None:
@@ -257,11 +262,14 @@ def test_vacuum_does_not_wait_for_a_transaction_reading_the_table(dev: heliosdb.
     assert rows(reader, "SELECT name FROM items WHERE id = 1") == [("n1",)]  # holds the view until it ends
     cur = dev.cursor()
     cur.execute("VACUUM items")  # a new image would replace the view: it gives up instead of queueing readers
-    assert images(dev) == []
-    assert any('image of table "items" was not made' in n for n in cur.notices), cur.notices
+    assert any('image of table "items" is not in use yet' in n for n in cur.notices), cur.notices
+    assert rows(dev, "SELECT installed FROM heliosdb._images") == [(False,)]
+    assert "_hdb_img" not in "\n".join(r[0] for r in rows(dev, "EXPLAIN SELECT * FROM items"))
+    run(dev, "UPDATE items SET name = 'meanwhile' WHERE id = 2")
     reader.commit()
-    run(dev, "VACUUM items")
+    run(dev, "VACUUM items")  # catches the image up (no second copy) and puts it in place
     assert reads_image(dev)
+    assert rows(dev, "SELECT name FROM items WHERE id = 2") == [("meanwhile",)]
 
 
 def test_an_index_with_an_operator_class_is_left_out_of_the_image(dev: heliosdb.Connection) -> None:
@@ -276,3 +284,36 @@ def test_an_index_with_an_operator_class_is_left_out_of_the_image(dev: heliosdb.
     made = [r[0] for r in rows(dev, "SELECT indexdef FROM pg_indexes WHERE tablename = '_hdb_img1'")]
     assert any("USING hash (code)" in d for d in made), made  # over the image: the hash index, not the others
     assert not any("pattern" in d or "trgm" in d for d in made), made
+
+
+def test_ddl_while_a_new_image_waits_to_be_put_in_place(dev: heliosdb.Connection, connect) -> None:
+    reader = connect("dev", autocommit=False)
+    rows(reader, "SELECT 1 FROM items LIMIT 1")
+    run(dev, "VACUUM items")  # copied, not in place: the reader holds the view
+    reader.commit()
+    run(dev, "CREATE TABLE orders (id int PRIMARY KEY, item int REFERENCES items (id))",
+        "INSERT INTO orders VALUES (1, 5)", "VACUUM items")
+    assert reads_image(dev)
+    with pytest.raises(heliosdb.Error) as exc:  # the write trigger still knows the new foreign key
+        run(dev, "DELETE FROM items WHERE id = 5")
+    assert exc.value.sqlstate == "23503"
+    rows(reader, "SELECT 1 FROM items LIMIT 1")
+    run(dev, "UPDATE items SET qty = 1 WHERE id = 1", "VACUUM items")  # refreshed: the view stays as it is
+    assert reads_image(dev)
+    reader.commit()
+    run(dev, "ALTER TABLE items ADD COLUMN note text DEFAULT 'x'")
+    assert images(dev) == []
+    run(dev, "VACUUM items")
+    assert rows(dev, "SELECT note FROM items WHERE id = 1000") == [("x",)]
+    assert reads_image(dev)
+
+
+def test_upkeep_leaves_branches_never_used(dev: heliosdb.Connection, helios_instance, dbname: str) -> None:
+    import psycopg
+
+    from heliosdb.branching import images as branch_images
+
+    run(dev, "CREATE DATABASE BRANCH unused FROM dev")
+    with psycopg.connect(**helios_instance.conninfo(dbname), autocommit=True) as raw:
+        assert branch_images.upkeep(raw, quiet=0, min_rows=0) == 1  # dev's; unused has no schema yet
+    assert [r[0] for r in images(dev)] == ["dev"]

@@ -16,11 +16,14 @@ since, without copying the table again. DDL of the table on the branch drops the
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
+from heliosdb import errors
 from heliosdb.catalog.model import Snapshot, TableInfo, TableVersion, chain, table_info
 
 if TYPE_CHECKING:
@@ -72,12 +75,6 @@ def view_sql(branch: Branch, info: TableInfo, version: TableVersion, state: sql.
     ).format(u=u, m=m, f=f, img=relation(branch, info.id), state=state, gate=gate(branch.id, info, gen))
 
 
-def has_image(conn: psycopg.Connection[Any], branch_id: int, table_id: int) -> bool:
-    row = conn.execute("SELECT 1 FROM heliosdb._images WHERE branch_id = %s AND table_id = %s",
-                       (branch_id, table_id)).fetchone()
-    return row is not None
-
-
 def forget(conn: psycopg.Connection[Any], branch_id: int, table_id: int) -> bool:
     """Take the image out of the catalog (the view is then made without it); True when there was one."""
     row = conn.execute("DELETE FROM heliosdb._images WHERE branch_id = %s AND table_id = %s RETURNING 1",
@@ -90,33 +87,42 @@ def drop(conn: psycopg.Connection[Any], branch: Branch, table_id: int) -> None:
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(relation(branch, table_id)))
 
 
-def worth_one(conn: psycopg.Connection[Any], branch: Branch, info: TableInfo, levels: list[Level]) -> bool:
-    """Whether the branch's view of the table has rows to hide: the branch (or an ancestor below the
-    root) wrote the table, or the root changed it after the fork. Otherwise the view reads nearly as a
-    plain table does, and an image would only cost space."""
-    written = conn.execute(
-        sql.SQL("SELECT EXISTS (SELECT 1 FROM {br} WHERE _hdb_branch = ANY(%s))").format(br=I(*info.br)),
-        ([lv.branch_id for lv in levels if lv.branch_id != info.root_branch],),
-    ).fetchone()
-    if written and written[0]:
-        return True
-    fork = next(lv.upto for lv in levels if lv.branch_id == info.root_branch)
-    # every change of the root relation leaves a history row ending at its LSN (inserts: a marker)
-    changed = conn.execute(
-        sql.SQL("SELECT EXISTS (SELECT 1 FROM {h} WHERE _hdb_branch = %s AND _hdb_end > %s)").format(
-            h=I(*info.hist)), (info.root_branch, fork)).fetchone()
-    return bool(changed and changed[0])
+def worth_one(conn: psycopg.Connection[Any], info: TableInfo, levels: list[Level]) -> bool:
+    """Whether the branch's view of the table has rows to hide: the branch, or an ancestor below the root
+    before the branch's line forked from it, wrote the table, or the root changed it after the fork.
+    Otherwise the view reads nearly as a plain table does, and an image would only cost space."""
+    for lv in levels:
+        if lv.branch_id == info.root_branch:
+            # every change of the root relation leaves a history row ending at its LSN (inserts: a marker)
+            q = sql.SQL("SELECT EXISTS (SELECT 1 FROM {h} WHERE _hdb_branch = %s AND _hdb_end > %s)").format(
+                h=I(*info.hist))
+            row = conn.execute(q, (lv.branch_id, lv.upto)).fetchone()
+            return bool(row and row[0])
+        q = sql.SQL("SELECT EXISTS (SELECT 1 FROM {br} WHERE _hdb_branch = %s AND _hdb_lsn <= %s) OR EXISTS "
+                    "(SELECT 1 FROM {h} WHERE _hdb_branch = %s AND _hdb_begin <= %s)").format(
+            br=I(*info.br), h=I(*info.hist))
+        row = conn.execute(q, (lv.branch_id, lv.upto, lv.branch_id, lv.upto)).fetchone()
+        if row and row[0]:
+            return True
+    return False
+
+
+def _fatal(conn: psycopg.Connection[Any], exc: psycopg.Error) -> bool:
+    """Failures that end a VACUUM as they would end PostgreSQL's: the statement was cancelled or timed
+    out, the server is shutting down, the connection went. Others leave one table without its image."""
+    return (isinstance(exc, (psycopg.errors.QueryCanceled, psycopg.errors.AdminShutdown))
+            or exc.sqlstate is None or conn.broken)
 
 
 def compact(conn: psycopg.Connection[Any], branch: Branch, table_ids: list[int] | None = None, *,
-            wait: bool = True, problems: list[str] | None = None) -> int:
+            problems: list[str] | None = None) -> int:
     """Build or bring up to date the branch's images of the inherited tables given (all when None).
 
-    Each table in a transaction of its own (as VACUUM of several tables), REPEATABLE READ, so that the
-    image, the LSN it is exact at and the schema it is made for come from one snapshot. Without wait, a
-    table another process is compacting is left to it. A table that fails keeps its previous state (no
-    image, or the old one: the gate keeps it from being read stale) and the others go on; `problems`
-    gets one line per failure. Returns how many images were built or refreshed.
+    Each table apart (as VACUUM of several tables), in two transactions. The first, REPEATABLE READ,
+    copies or refreshes the image and records the LSN it is exact at, from one snapshot; it holds no
+    lock anyone else waits for (two processes on one image: the second leaves it). The second, short,
+    puts a new image into the branch's view (`_install`). A table that fails keeps its previous state
+    and `problems` gets a line for it. Returns how many images were built, refreshed or installed.
     """
     candidates = table_ids if table_ids is not None else sorted(Snapshot(conn, chain(conn, branch.id)).tables)
     done = 0
@@ -124,20 +130,23 @@ def compact(conn: psycopg.Connection[Any], branch: Branch, table_ids: list[int] 
         try:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                # no snapshot before the lock: image work on the database takes turns, each sees the last
-                # one's (and DDL on the branch, which takes the image out of the catalog first, waits or is seen)
-                conn.execute("LOCK TABLE heliosdb._images IN SHARE ROW EXCLUSIVE MODE" + ("" if wait else " NOWAIT"))
-                made = _compact_one(conn, branch, tid)
-            if made:
+                changed = _copy(conn, branch, tid)
+            installed = _install(conn, branch, tid)
+            if changed:
                 # all-visible pages: a scan of the image skips the per-row visibility checks a plain
-                # table's scan skips (VACUUM cannot run inside the transaction above)
-                conn.execute(sql.SQL("VACUUM {}{}").format(sql.SQL("(ANALYZE) " if made == _BUILT else ""),
-                                                           relation(branch, tid)))
-                done += 1
-        except psycopg.errors.UndefinedTable:
-            continue  # DDL in another session dropped the image just made
+                # table's scan skips (VACUUM cannot run inside the transactions above)
+                conn.execute(sql.SQL("VACUUM {}{}").format(
+                    sql.SQL("(ANALYZE) " if changed == _BUILT else ""), relation(branch, tid)))
+            done += bool(changed or installed)
         except psycopg.Error as exc:
-            if problems is not None:
+            if _fatal(conn, exc):
+                raise
+            if problems is None:
+                continue
+            if isinstance(exc, psycopg.errors.LockNotAvailable):
+                problems.append(f"the image of table {_name(conn, branch, tid)} is not in use yet: a transaction "
+                                "that read the table is still open (VACUUM again when it ends)")
+            else:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 problems.append(f"the image of table {_name(conn, branch, tid)} was not made: {first}")
     return done
@@ -149,12 +158,21 @@ def _name(conn: psycopg.Connection[Any], branch: Branch, tid: int) -> str:
 
 
 _BUILT, _REFRESHED = 2, 1
+_IMAGE_LOCK = 0x4849  # advisory lock class: (class, hash of branch and table) while an image is made
 
 
-def _compact_one(conn: psycopg.Connection[Any], branch: Branch, tid: int) -> int:
-    """Build (_BUILT) or refresh (_REFRESHED) one image, in the caller's transaction; 0: nothing to do."""
+def _copy(conn: psycopg.Connection[Any], branch: Branch, tid: int) -> int:
+    """Build (_BUILT) or refresh (_REFRESHED) the image as of this transaction's snapshot; 0: nothing to do.
+
+    A new image is recorded but not yet in the view (`installed` false); a refresh of it is the same
+    as of one in the view. Catalog reads are of this snapshot too, so what it is made for is what it holds.
+    """
     from heliosdb.branching import layout
 
+    got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+                       (_IMAGE_LOCK, f"{branch.id}/{tid}")).fetchone()
+    if not got or not got[0]:
+        return 0  # another process is making it
     levels = chain(conn, branch.id)
     snap = Snapshot(conn, levels)
     version = snap.tables.get(tid)
@@ -185,26 +203,66 @@ def _compact_one(conn: psycopg.Connection[Any], branch: Branch, tid: int) -> int
         conn.execute("UPDATE heliosdb._images SET lsn = %s, refreshed_at = now() WHERE branch_id = %s "
                      "AND table_id = %s", (head, branch.id, info.id))
         return _REFRESHED
-    if row is None and not worth_one(conn, branch, info, levels):
-        return 0
-    # A new image replaces the view, whose readers queue behind that lock: take it within a moment or
-    # give up (an open transaction that read the table holds it off; the next VACUUM or upkeep round
-    # tries again), as PostgreSQL's VACUUM never blocks readers.
-    conn.execute("SET LOCAL lock_timeout = '200ms'")
-    if row is not None:  # made for another shape of the table (DDL drops images; this is a safety net)
-        forget(conn, branch.id, info.id)
-        conn.execute(layout.internal_view_sql(snap, branch, levels, info, version))
-        drop(conn, branch, info.id)
+    if row is not None or not worth_one(conn, info, levels):
+        return 0  # one made for another shape of the table: _install takes it away
     conn.execute(sql.SQL("CREATE TABLE {img} AS {state}").format(img=img, state=state))
     conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {img} (_hdb_rowid)").format(img=img))
-    gen_row = conn.execute(
-        "INSERT INTO heliosdb._images (branch_id, table_id, lsn, columns) VALUES (%s, %s, %s, %s) RETURNING gen",
-        (branch.id, info.id, head, signature(version))).fetchone()
-    assert gen_row is not None
+    conn.execute("INSERT INTO heliosdb._images (branch_id, table_id, lsn, columns) VALUES (%s, %s, %s, %s)",
+                 (branch.id, info.id, head, signature(version)))
     _sync_indexes(conn, branch, info.id, indexes, [])
-    conn.execute(layout.internal_view_sql(snap, branch, levels, info, version, image_gen=int(gen_row[0])))
-    layout.refresh_writes(conn, branch, levels, [info.id], snap)  # made before images: without heliosdb.writing
     return _BUILT
+
+
+def _install(conn: psycopg.Connection[Any], branch: Branch, tid: int) -> bool:
+    """Put a new image into the branch's view, in a short transaction of the current catalog.
+
+    It first takes the branch's catalog row FOR SHARE, which every DDL on the branch holds FOR UPDATE
+    (heliosdb.txn_lsn) until it commits: the schema read next is then the branch's latest, and an image
+    made for another shape (DDL since the copy) is dropped instead. Replacing the view waits for
+    transactions that read the table and makes new readers queue behind it: it gives up after 200 ms
+    (an open transaction holds it off; the image stays recorded, the next VACUUM or upkeep round catches
+    it up and tries again), as PostgreSQL's VACUUM never blocks readers. Returns whether it installed.
+    """
+    from heliosdb.branching import layout
+
+    with conn.transaction():
+        row = conn.execute("SELECT gen, columns, installed FROM heliosdb._images WHERE branch_id = %s "
+                           "AND table_id = %s", (branch.id, tid)).fetchone()
+        if row is None or row[2]:
+            return False
+        conn.execute("SET LOCAL lock_timeout = '200ms'")
+        conn.execute("SELECT 1 FROM heliosdb._branches WHERE id = %s FOR SHARE", (branch.id,))
+        levels = chain(conn, branch.id)
+        snap = Snapshot(conn, levels)
+        version = snap.tables.get(tid)
+        row = conn.execute("SELECT gen, columns FROM heliosdb._images WHERE branch_id = %s AND table_id = %s "
+                           "AND NOT installed FOR UPDATE", (branch.id, tid)).fetchone()
+        if row is None:
+            return False  # DDL took it away meanwhile
+        if version is None or version.dropped or row[1] != signature(version):
+            forget(conn, branch.id, tid)
+            drop(conn, branch, tid)
+            return False
+        info = table_info(conn, tid)
+        conn.execute(layout.internal_view_sql(snap, branch, levels, info, version, image_gen=int(row[0])))
+        conn.execute("UPDATE heliosdb._images SET installed = true WHERE branch_id = %s AND table_id = %s",
+                     (branch.id, tid))
+        # write triggers made before images existed read branch views without heliosdb.writing
+        stale = [t for t in [tid, *layout.related_tables(snap, info)] if not _writes_aside(conn, branch, snap, t)]
+        if stale:
+            layout.refresh_writes(conn, branch, levels, stale, snap)
+    return True
+
+
+def _writes_aside(conn: psycopg.Connection[Any], branch: Branch, snap: Snapshot, tid: int) -> bool:
+    """Whether the table's write trigger on the branch keeps its reads off images (or it has none)."""
+    version = snap.tables.get(tid)
+    if version is None:
+        return True
+    fn = sql.Identifier(branch.phys_schema, version.name + "__w").as_string(conn)
+    row = conn.execute("SELECT 'heliosdb.writing=on' = ANY (coalesce(proconfig, '{}')) FROM pg_proc "
+                       "WHERE oid = to_regproc(%s)", (fn,)).fetchone()
+    return row is None or bool(row[0])
 
 
 def _sync_indexes(conn: psycopg.Connection[Any], branch: Branch, table_id: int, want: list[str],
@@ -260,28 +318,63 @@ def _index_definitions(conn: psycopg.Connection[Any], version: TableVersion) -> 
 # -- background upkeep ------------------------------------------------------------------------------
 QUIET_SECONDS = 2.0  # a table the branch wrote this recently is left alone: a load may be under way
 MIN_ROWS = 10_000  # tables below this size (the root relation's) read fast enough through the view
+EVERY_SECONDS = 5.0
+
+
+class Upkeep(threading.Thread):
+    """The branch images' upkeep of a long-lived process (started and stopped with the view scheduler):
+    a round every few seconds, on a connection of its own, so that copying a big table never delays a
+    view's refresh."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], every: float = EVERY_SECONDS) -> None:
+        super().__init__(name="heliosdb-branch-images", daemon=True)
+        self._connect, self.every = connect, every
+        self._stop_event = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.every):
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                upkeep(self._conn)
+            except (psycopg.Error, errors.Error):  # the next round reconnects
+                self._close()
+        self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = None
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout=30)
+        else:
+            self._close()
 
 
 def upkeep(conn: psycopg.Connection[Any], *, quiet: float = QUIET_SECONDS, min_rows: int = MIN_ROWS) -> int:
-    """One round of the background upkeep (long-lived processes, with the view refresh scheduler):
-    images the branches' writes made stale are brought up to date, and a branch that wrote a table of
-    at least `min_rows` rows gets an image of it, once it has not written it for `quiet` seconds.
-    Returns how many images were built or refreshed. `conn` is in autocommit."""
+    """One round of the background upkeep: images the branches' writes made stale are brought up to
+    date, and a branch that wrote a table of at least `min_rows` rows gets an image of it, once it has
+    not written it for `quiet` seconds. Returns how many images were built, refreshed or installed.
+    `conn` is in autocommit."""
     from heliosdb.catalog.model import get_branch_by_id
 
     done = 0
     for branch_id, table_ids in _due(conn, quiet, min_rows).items():
         # a table another process is compacting, or that fails, is left for a later round
-        done += compact(conn, get_branch_by_id(conn, branch_id), table_ids, wait=False)
+        done += compact(conn, get_branch_by_id(conn, branch_id), table_ids)
     return done
 
 
 def _due(conn: psycopg.Connection[Any], quiet: float, min_rows: int) -> dict[int, list[int]]:
-    """branch id -> the tables whose image to build or refresh now.
+    """branch id -> the tables whose image to build, refresh or install now.
 
     A branch's image of a table is due when the branch or one of its ancestors below the table's root
-    wrote the table (otherwise the view has nothing to hide), and it has none or wrote the table after
-    it, but not within the last `quiet` seconds.
+    wrote the table (otherwise the view has nothing to hide), and it has none, or one not in its view
+    yet, or wrote the table after it, but not within the last `quiet` seconds.
     """
     tables = conn.execute(
         # rows of the root relation: never analyzed (-1), guessed from its size at 100 bytes a row
@@ -291,9 +384,11 @@ def _due(conn: psycopg.Connection[Any], quiet: float, min_rows: int) -> dict[int
            JOIN pg_class c ON c.relname = t.phys_name
                           AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = t.phys_schema)""",
     ).fetchall()
-    imaged = {(b, t): lsn for b, t, lsn in conn.execute("SELECT branch_id, table_id, lsn FROM heliosdb._images")}
+    imaged = {(b, t): (lsn, installed) for b, t, lsn, installed in conn.execute(
+        "SELECT branch_id, table_id, lsn, installed FROM heliosdb._images")}
+    # branches used at least once: the others have no schema to put an image in yet
     chains = {r[0]: [lv.branch_id for lv in chain(conn, r[0])]
-              for r in conn.execute("SELECT id FROM heliosdb._branches WHERE state = 'active'")}
+              for r in conn.execute("SELECT id FROM heliosdb._branches WHERE state = 'active' AND built")}
     out: dict[int, list[int]] = {}
     for tid, schema, name, root, reltuples in tables:
         if reltuples < min_rows and not any(t == tid for _b, t in imaged):
@@ -309,11 +404,11 @@ def _due(conn: psycopg.Connection[Any], quiet: float, min_rows: int) -> dict[int
         for bid, ancestry in chains.items():
             if bid == root or root not in ancestry:
                 continue
-            below_root = ancestry[: ancestry.index(root)]
-            if not any(b in heads for b in below_root):
+            if not any(b in heads for b in ancestry[: ancestry.index(root)]):
                 continue
             own = heads.get(bid, 0)
-            if own <= imaged.get((bid, tid), -1) or (own and _written_within(conn, own, quiet)):
+            lsn, installed = imaged.get((bid, tid), (-1, False))
+            if (installed and own <= lsn) or (own and _written_within(conn, own, quiet)):
                 continue
             out.setdefault(bid, []).append(tid)
     return out

@@ -239,7 +239,8 @@ def _drop_table(session: Session, text: str) -> Result:
             _drop_foreign_key(session, snap, fk, lsn)
         related = {t for _version, info in found for t in layout.related_tables(snap, info)}
         for version, info in found:
-            layout.drop_views(conn, branch, version.name, cascade, table_id=version.table_id)
+            layout.drop_views(conn, branch, version.name, cascade,
+                              table_id=version.table_id if info.root_branch != branch.id else None)
             if info.root_branch == branch.id:  # its root relation stays (history): its native keys must go
                 for con in version.constraints:
                     if con.kind == "f" and not inherited_keys.is_inherited(con):

@@ -10,6 +10,8 @@ CREATE TABLE IF NOT EXISTS heliosdb._images (
     -- which build: the view names it, so a snapshot older than the build never reads its rows
     gen bigint NOT NULL DEFAULT txid_current(),
     lsn bigint NOT NULL,
+    -- whether the view reads it (a new image is put there in a short transaction of its own)
+    installed boolean NOT NULL DEFAULT false,
     columns text NOT NULL,
     indexes text NOT NULL DEFAULT '[]',
     built_at timestamptz NOT NULL DEFAULT now(),

@@ -1,6 +1,6 @@
 """The refresh scheduler of long-lived HeliosDB processes (the shell, `heliosdb serve`, connect(..., background=True)).
 
-Every few seconds it also keeps the branches' images up to date (`branching.images.upkeep`).
+It starts and stops the branch images' upkeep with itself (`branching.images.Upkeep`, a thread of its own).
 
 Every tick it reads heliosdb._mv_staleness() for every view on every branch
 and refreshes the due ones (incremental and deferred strategies) one at a
@@ -38,7 +38,6 @@ from heliosdb.mv.options import PRIORITY_RANK
 from heliosdb.mv.refresh import Outcome, record_failure, refresh
 
 TICK_SECONDS = 0.5
-IMAGES_EVERY = 5.0  # seconds between two rounds of the branch images' upkeep (branching/images.py)
 AGING_SECONDS = 30.0
 CPU_SMOOTHING = 0.3  # weight of the newest reading in the moving average
 
@@ -70,14 +69,11 @@ class Scheduler(threading.Thread):
     def __init__(
         self, connect: Callable[[], psycopg.Connection[Any]], *, cpu_reader: Callable[[], float] | None = None,
         tick: float = TICK_SECONDS, aging_seconds: float = AGING_SECONDS, per_tick: int = 4,
-        images_every: float = IMAGES_EVERY,
     ) -> None:
         super().__init__(name="heliosdb-mv-scheduler", daemon=True)
         self._connect = connect
         self.cpu_reader = cpu_reader or system_cpu
         self.tick, self.aging_seconds, self.per_tick = tick, aging_seconds, per_tick
-        self.images_every = images_every
-        self._images_at = 0.0
         self._stop_event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._cpu: float | None = None
@@ -171,13 +167,18 @@ class Scheduler(threading.Thread):
 
     # -- thread ----------------------------------------------------------------------
     def run(self) -> None:
+        upkeep = images.Upkeep(self._connect)
+        upkeep.start()
+        try:
+            self._loop()
+        finally:
+            upkeep.stop()
+
+    def _loop(self) -> None:
         self.cpu()  # psutil's first reading only starts its interval
         while not self._stop_event.wait(self.tick):
             try:
                 self.run_once()
-                if time.monotonic() - self._images_at >= self.images_every:
-                    self._images_at = time.monotonic()
-                    images.upkeep(self._connection())
             except (psycopg.Error, errors.Error):
                 if self._conn is not None and not self._conn.closed:
                     self._conn.close()
