@@ -15,6 +15,7 @@ since, without copying the table again. DDL of the table on the branch drops the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Callable
@@ -183,11 +184,15 @@ def _copy(conn: psycopg.Connection[Any], branch: Branch, tid: int) -> int:
         return 0  # its rows are a plain table already
     img = relation(branch, info.id)
     br, b = I(*info.br), L(branch.id)
+    # The relations it reads, then the image's catalog row, each within 200 ms or not at all: DDL takes
+    # the relations first and the row last (images.forget), so waiting here could close a cycle.
+    conn.execute("SET LOCAL lock_timeout = '200ms'")
+    conn.execute(sql.SQL("LOCK TABLE {}, {}, {} IN ACCESS SHARE MODE").format(I(*info.cur), br, I(*info.hist)))
+    row = conn.execute("SELECT lsn, columns, indexes FROM heliosdb._images WHERE branch_id = %s AND table_id = %s "
+                       "FOR UPDATE", (branch.id, info.id)).fetchone()
     head_row = conn.execute(
         sql.SQL("SELECT coalesce(max(_hdb_lsn), 0) FROM {br} WHERE _hdb_branch = {b}").format(br=br, b=b)).fetchone()
     head = int(head_row[0]) if head_row else 0
-    row = conn.execute("SELECT lsn, columns, indexes FROM heliosdb._images WHERE branch_id = %s AND table_id = %s",
-                       (branch.id, info.id)).fetchone()
     state = layout.state_sql(snap, levels, info, version)
     indexes = _index_definitions(conn, version)
     if row is not None and row[1] == signature(version):
@@ -270,23 +275,36 @@ def _sync_indexes(conn: psycopg.Connection[Any], branch: Branch, table_id: int, 
     """Give the image the indexes the table has on the branch now (CREATE/DROP INDEX since it was made).
 
     want: index definitions (`_index_definitions`); have: the (name, definition) pairs recorded in
-    heliosdb._images. Returns whether any changed.
+    heliosdb._images. CREATE INDEX lets the image's readers be; DROP INDEX would make them wait (the
+    view's readers hold the image even when the gate skips it), so an index no longer wanted goes only
+    if its lock comes within the transaction's lock_timeout, else at a later round. Returns whether
+    any changed.
     """
-    if [h[1] for h in have] == want:
-        return False
-    for name, _definition in have:
-        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(I(branch.phys_schema, name)))
-    made = []
-    for n, definition in enumerate(want):
-        name = f"_hdb_img{table_id}_{n}"
+    kept = [h for h in have if h[1] in want]
+    changed = False
+    for name, definition in have:
+        if definition in want:
+            continue
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(I(branch.phys_schema, name)))
+            changed = True
+        except psycopg.errors.LockNotAvailable:
+            kept.append([name, definition])
+    for definition in want:
+        if any(h[1] == definition for h in kept):
+            continue
+        name = f"_hdb_img{table_id}_{hashlib.sha1(definition.encode()).hexdigest()[:10]}"
         unique, rest = definition.split(" ", 1)
         conn.execute(sql.SQL("CREATE {u}INDEX {name} ON {img} {rest}").format(
             u=sql.SQL("UNIQUE " if unique == "unique" else ""), name=I(name), img=relation(branch, table_id),
-            rest=sql.SQL(rest)))  # type: ignore[arg-type] - composed from identifiers below
-        made.append([name, definition])
-    conn.execute("UPDATE heliosdb._images SET indexes = %s WHERE branch_id = %s AND table_id = %s",
-                 (json.dumps(made), branch.id, table_id))
-    return True
+            rest=sql.SQL(rest)))  # type: ignore[arg-type] - composed from identifiers in _index_definitions
+        kept.append([name, definition])
+        changed = True
+    if changed:
+        conn.execute("UPDATE heliosdb._images SET indexes = %s WHERE branch_id = %s AND table_id = %s",
+                     (json.dumps(kept), branch.id, table_id))
+    return changed
 
 
 def _index_definitions(conn: psycopg.Connection[Any], version: TableVersion) -> list[str]:
@@ -319,28 +337,57 @@ def _index_definitions(conn: psycopg.Connection[Any], version: TableVersion) -> 
 QUIET_SECONDS = 2.0  # a table the branch wrote this recently is left alone: a load may be under way
 MIN_ROWS = 10_000  # tables below this size (the root relation's) read fast enough through the view
 EVERY_SECONDS = 5.0
+WATCH_SECONDS = 0.2  # how often a running round looks for sessions waiting on it
 
 
 class Upkeep(threading.Thread):
     """The branch images' upkeep of a long-lived process (started and stopped with the view scheduler):
     a round every few seconds, on a connection of its own, so that copying a big table never delays a
-    view's refresh."""
+    view's refresh. Like PostgreSQL's autovacuum it steps aside: a copy that another session's lock
+    request waits for is cancelled (the next round tries again), and so is one under way at stop()."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]], every: float = EVERY_SECONDS) -> None:
         super().__init__(name="heliosdb-branch-images", daemon=True)
         self._connect, self.every = connect, every
         self._stop_event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
+        self._busy = threading.Event()
 
     def run(self) -> None:
+        watcher = threading.Thread(target=self._watch, name="heliosdb-branch-images-watch", daemon=True)
+        watcher.start()
         while not self._stop_event.wait(self.every):
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
+                self._busy.set()
                 upkeep(self._conn)
-            except (psycopg.Error, errors.Error):  # the next round reconnects
+            except (psycopg.Error, errors.Error):  # cancelled, or the connection went: the next round
                 self._close()
+            finally:
+                self._busy.clear()
         self._close()
+        watcher.join(timeout=5)
+
+    def _watch(self) -> None:
+        """While a round runs: cancel it when a lock request of another backend waits for it."""
+        watch: psycopg.Connection[Any] | None = None
+        try:
+            while not self._stop_event.wait(WATCH_SECONDS):
+                conn = self._conn
+                if not self._busy.is_set() or conn is None or conn.closed:
+                    continue
+                if watch is None or watch.closed:
+                    watch = self._connect()
+                row = watch.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
+                                    "WHERE %s = ANY (pg_blocking_pids(pid)))", (conn.info.backend_pid,)).fetchone()
+                if row and row[0] and self._busy.is_set():
+                    conn.cancel()
+        except psycopg.Error:
+            pass  # no watching without a connection: rounds still run, and stop() still cancels
+        finally:
+            if watch is not None and not watch.closed:
+                watch.close()
 
     def _close(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -349,6 +396,9 @@ class Upkeep(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+        conn = self._conn
+        if self._busy.is_set() and conn is not None and not conn.closed:
+            conn.cancel()  # a copy of a big table would hold the process's exit for its whole length
         if self.is_alive():
             self.join(timeout=30)
         else:
