@@ -3,16 +3,15 @@
 A branch reads an inherited table through a view that puts its own rows together with the root's rows as
 of the fork, minus those it rewrote (`layout.state_sql`): per row of the root an LSN filter and an
 anti-join probe, 2.4x-2.9x the aggregate of a plain table. VACUUM on the branch copies what that view
-returns into a plain table in the branch's schema, with the table's keys and plain indexes (its image), as
-an LSM store compacts its deltas. The view then reads the image as long as the branch has written nothing
-to the table since: the check is one probe of `__br`'s (_hdb_branch, _hdb_lsn) index, run once per
-statement as an InitPlan; otherwise, in the same statement, the combined rows as before. Every write of a
-branch's rows (INSERT, UPDATE, DELETE, tombstones, merges into the branch) leaves its `__br` row at the
-writer's LSN, which is above the image's, so a stale image is never read. A later VACUUM (or the
-background upkeep in long-lived processes) brings the image up to date from the rows the branch wrote
-since, without copying the table again. DDL of the table on the branch drops the image.
+returns into a plain table in the branch's schema, with the table's keys and its btree and hash indexes
+on plain columns (its image), as an LSM store compacts its deltas. The view then reads the image as long
+as it is current: two index probes, run once per statement as an InitPlan; otherwise, in the same
+statement, the combined rows as before. Every write of a branch's rows (INSERT, UPDATE, DELETE,
+tombstones, merges into the branch) leaves its `__br` row at the writer's LSN, which is above the
+image's, so a stale image is never read. A later VACUUM (or the upkeep thread of long-lived processes)
+brings the image up to date from the rows the branch wrote since, without copying the table again. DDL
+of the table on the branch drops the image. docs/architecture.md, "Branch images", has the measurements.
 """
-
 from __future__ import annotations
 
 import hashlib
