@@ -70,8 +70,8 @@ def connect(
 ) -> Connection:
     """Open a session on `database` (managed data directory, or `storage` URL) at `branch`.
 
-    background=True runs the history garbage collector and the materialized-view refresh scheduler
-    in threads while the connection is open (``connection.session.scheduler``).
+    background=True runs the history garbage collector, the materialized-view refresh scheduler and the
+    branch images' upkeep in threads while the connection is open (``connection.session.scheduler``).
     """
     return Connection(
         Session(data_dir=data_dir, storage=storage, database=database, branch=branch, background=background)

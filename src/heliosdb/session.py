@@ -244,7 +244,8 @@ class Session:
             self.start_background()
 
     def start_background(self) -> None:
-        """History garbage collection and the materialized-view scheduler, for long-lived processes."""
+        """History garbage collection and the materialized-view scheduler (which runs the branch images'
+        upkeep), for long-lived processes."""
         from heliosdb.mv.scheduler import Scheduler
         from heliosdb.temporal.gc import Collector
 
