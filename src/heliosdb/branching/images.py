@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from heliosdb import errors
 from heliosdb.catalog.model import Snapshot, TableInfo, TableVersion, chain, table_info
+from heliosdb.storage.periodic import Periodic
 
 if TYPE_CHECKING:
     from heliosdb.catalog.model import Branch, Level
@@ -339,33 +339,27 @@ EVERY_SECONDS = 5.0
 WATCH_SECONDS = 0.2  # how often a running round looks for sessions waiting on it
 
 
-class Upkeep(threading.Thread):
+class Upkeep(Periodic):
     """The branch images' upkeep of a long-lived process (started and stopped with the view scheduler):
     a round every few seconds, on a connection of its own, so that copying a big table never delays a
     view's refresh. Like PostgreSQL's autovacuum it steps aside: a copy that another session's lock
     request waits for is cancelled (the next round tries again), and so is one under way at stop()."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]], every: float = EVERY_SECONDS) -> None:
-        super().__init__(name="heliosdb-branch-images", daemon=True)
-        self._connect, self.every = connect, every
-        self._stop_event = threading.Event()
-        self._conn: psycopg.Connection[Any] | None = None
+        super().__init__("heliosdb-branch-images", connect, every)
         self._busy = threading.Event()
+
+    def round(self, conn: psycopg.Connection[Any]) -> None:
+        self._busy.set()
+        try:
+            upkeep(conn)
+        finally:
+            self._busy.clear()
 
     def run(self) -> None:
         watcher = threading.Thread(target=self._watch, name="heliosdb-branch-images-watch", daemon=True)
         watcher.start()
-        while not self._stop_event.wait(self.every):
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
-                self._busy.set()
-                upkeep(self._conn)
-            except (psycopg.Error, errors.Error):  # cancelled, or the connection went: the next round
-                self._close()
-            finally:
-                self._busy.clear()
-        self._close()
+        super().run()
         watcher.join(timeout=5)
 
     def _watch(self) -> None:
@@ -388,20 +382,11 @@ class Upkeep(threading.Thread):
             if watch is not None and not watch.closed:
                 watch.close()
 
-    def _close(self) -> None:
-        if self._conn is not None and not self._conn.closed:
-            self._conn.close()
-        self._conn = None
-
     def stop(self) -> None:
-        self._stop_event.set()
         conn = self._conn
         if self._busy.is_set() and conn is not None and not conn.closed:
             conn.cancel()  # a copy of a big table would hold the process's exit for its whole length
-        if self.is_alive():
-            self.join(timeout=30)
-        else:
-            self._close()
+        super().stop()
 
 
 def upkeep(conn: psycopg.Connection[Any], *, quiet: float = QUIET_SECONDS, min_rows: int = MIN_ROWS) -> int:

@@ -22,7 +22,6 @@ time, in priority order:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from heliosdb.catalog.model import get_branch_by_id
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.options import PRIORITY_RANK
 from heliosdb.mv.refresh import Outcome, record_failure, refresh
+from heliosdb.storage.periodic import Periodic
 
 TICK_SECONDS = 0.5
 AGING_SECONDS = 30.0
@@ -63,19 +63,16 @@ class Candidate:
         return (PRIORITY_RANK.get(self.priority, 2) - self.waited / aging, -self.staleness)
 
 
-class Scheduler(threading.Thread):
+class Scheduler(Periodic):
     """Keeps the views of one database within their staleness budgets."""
 
     def __init__(
         self, connect: Callable[[], psycopg.Connection[Any]], *, cpu_reader: Callable[[], float] | None = None,
         tick: float = TICK_SECONDS, aging_seconds: float = AGING_SECONDS, per_tick: int = 4,
     ) -> None:
-        super().__init__(name="heliosdb-mv-scheduler", daemon=True)
-        self._connect = connect
+        super().__init__("heliosdb-mv-scheduler", connect, tick)
         self.cpu_reader = cpu_reader or system_cpu
         self.tick, self.aging_seconds, self.per_tick = tick, aging_seconds, per_tick
-        self._stop_event = threading.Event()
-        self._conn: psycopg.Connection[Any] | None = None
         self._cpu: float | None = None
         self._waiting_since: dict[tuple[int, int], float] = {}
         self.log: list[tuple[str, str, str]] = []  # (view, branch, mode or 'failed' / 'deferred: cpu')
@@ -160,35 +157,15 @@ class Scheduler(threading.Thread):
                 record_failure(conn, mv, branch, message)
             return "failed"
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
-        return self._conn
-
     # -- thread ----------------------------------------------------------------------
+    def round(self, conn: psycopg.Connection[Any]) -> None:
+        self.run_once()
+
     def run(self) -> None:
         upkeep = images.Upkeep(self._connect)
         upkeep.start()
+        self.cpu()  # psutil's first reading only starts its interval
         try:
-            self._loop()
+            super().run()
         finally:
             upkeep.stop()
-
-    def _loop(self) -> None:
-        self.cpu()  # psutil's first reading only starts its interval
-        while not self._stop_event.wait(self.tick):
-            try:
-                self.run_once()
-            except (psycopg.Error, errors.Error):
-                if self._conn is not None and not self._conn.closed:
-                    self._conn.close()
-                self._conn = None  # reconnect at the next tick
-        if self._conn is not None and not self._conn.closed:
-            self._conn.close()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout=30)
-        elif self._conn is not None and not self._conn.closed:
-            self._conn.close()
