@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import layout
+from heliosdb.branching import ddl_locks, layout
 from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch, get_branch_by_id
 from heliosdb.sql import statements as st
 from heliosdb.sql.names import quote_ident
@@ -192,7 +192,7 @@ def _create(session: Session, stmt: st.CreateBranch) -> tuple[str, int | None]:
     return "CREATE DATABASE BRANCH", fork
 
 
-_BUILD_LOCK_CLASS = 0x4845
+_BUILD_LOCK_CLASS = ddl_locks.BUILDS_KEY[0]
 
 
 def ensure_built(conn: psycopg.Connection[Any], branch: Branch) -> Branch:
@@ -200,6 +200,7 @@ def ensure_built(conn: psycopg.Connection[Any], branch: Branch) -> Branch:
     if branch.built:
         return branch
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", ddl_locks.BUILDS_KEY)  # not during DDL
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_BUILD_LOCK_CLASS, branch.id))
         row = conn.execute("SELECT built FROM heliosdb._branches WHERE id = %s", (branch.id,)).fetchone()
         if row is not None and not row[0]:

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import foreign_keys, images, inherited_keys, layout, retype
+from heliosdb.branching import ddl_locks, foreign_keys, images, inherited_keys, layout, retype
 from heliosdb.branching.retype import RETYPE
 from heliosdb.catalog.model import (
     Column,
@@ -223,7 +223,7 @@ def _drop_table(session: Session, text: str) -> Result:
 
         for version, _info in found:
             guard_table_change(session, version.table_id, version.name, None, cascade=cascade)
-        lsn = _lsn(conn, branch.id)
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info for _version, info in found])
         levels = chain(conn, branch.id)
         snap = Snapshot(conn, levels)
         dropping = {v.table_id for v, _info in found}
@@ -322,7 +322,7 @@ def _alter_table(session: Session, text: str) -> Result:
         version, info = hit
         rest = text[toks[i].start :] if i < len(toks) else ""
         _guard_views(session, version, toks, i)
-        lsn = _lsn(conn, branch.id)
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info])
         sub = [t.text.upper() for t in toks[i : i + 3]]
         if sub[:2] == ["RENAME", "TO"]:
             new_name, _ = read_name(toks, i + 2)
@@ -493,11 +493,13 @@ def _adopt_or_add(conn: psycopg.Connection[Any], info: TableInfo, phys: str, typ
 
 
 def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int, *,
-                 add_keys: list[dict[str, Any]] | None = None, drop_keys: set[str] | None = None) -> None:
+                 add_keys: list[dict[str, Any]] | None = None, drop_keys: set[str] | None = None,
+                 views: bool = True) -> None:
     """The root relation changed: a new schema version from it, the branch's views and triggers again.
 
     add_keys / drop_keys: keys to tables the branch inherited, made or dropped by this statement
     (not PostgreSQL's constraints: the schema version keeps them, see inherited_keys).
+    views=False: the statement left the columns as they were (CREATE INDEX), so the view stays.
     """
     conn, branch = session.conn, session.branch
     names = {p: c for c, p in conn.execute(
@@ -527,7 +529,8 @@ def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int,
                 I(branch.user_schema, old.name), I(old_names[c.col]), I(c.name)))
     layout.install_root_triggers(conn, info)
     save_version(conn, version, lsn)
-    layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
+    if views:
+        layout.build_views(conn, branch, chain(conn, branch.id), info, version, replace=True)
     if kept or add_keys or drop_keys:
         inherited_keys.after_ddl(session, info, version, old)
 
@@ -598,11 +601,13 @@ def _create_index(session: Session, text: str) -> Result:
                 return _passthrough(session, text)
             raise _undefined(name.name)
         version, info = hit
-        lsn = _lsn(conn, branch.id)
         if branch.id == info.root_branch:
+            # PostgreSQL's own CREATE INDEX: readers go on while it builds, and the views stay as they are
+            lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info], views=False)
             conn.execute(replace(text, name, quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)))  # type: ignore[arg-type]
-            _resync_root(session, version, info, lsn)  # indexes are schema: branches made later see it
+            _resync_root(session, version, info, lsn, views=False)  # indexes are schema: later branches see it
             return _result("CREATE INDEX")
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info])
         from heliosdb.branching.alter_branch import index_on_branch
 
         index_on_branch(session, version, info, toks, text, name, unique, lsn)
@@ -621,8 +626,9 @@ def _drop_index(session: Session, text: str) -> Result:
         schemas, row = _index_named(session, name.name)
         if row is not None and branch.id == schemas[row[0]][1].root_branch:  # the table's own: PostgreSQL's
             version, info = schemas[row[0]]
+            lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info])
             conn.execute(sql.SQL("DROP INDEX {}").format(I(row[0], row[1])))
-            _resync_root(session, version, info, _lsn(conn, branch.id))
+            _resync_root(session, version, info, lsn)
             return _result("DROP INDEX")
         # On a branch that inherited the table the index is the branch's schema: the root relation's
         # physical indexes serve every branch and stay; the branch's mirror over its own rows goes.
@@ -638,9 +644,10 @@ def _drop_index(session: Session, text: str) -> Result:
                 return _result("DROP INDEX")
             raise errors.UndefinedObject(f'index "{name.name}" does not exist')
         version, info, con = owner
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info])
         version.constraints = [c for c in version.constraints if c.name != name.name]
         version.branch_id = branch.id
-        save_version(conn, version, _lsn(conn, branch.id))
+        save_version(conn, version, lsn)
         if row is not None and row[1] == layout.mirror_name(name.name, branch.id):
             conn.execute(sql.SQL("DROP INDEX {}").format(I(row[0], row[1])))
         if con.kind != "i":  # a uniqueness check of the branch's write trigger
@@ -675,8 +682,9 @@ def _alter_index(session: Session, text: str) -> Result:
         schemas, row = _index_named(session, name.name)
         if row is not None and branch.id == schemas[row[0]][1].root_branch:  # the table's own: PostgreSQL's
             version, info = schemas[row[0]]
+            lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info])
             conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(I(row[0], row[1]), I(new.name)))
-            _resync_root(session, version, info, _lsn(conn, branch.id))  # a constraint's index: its name too
+            _resync_root(session, version, info, lsn)  # a constraint's index: its name too
             return _result("ALTER INDEX")
         owner = next(((v, i) for v, i in schemas.values()
                       if any(c.name == name.name and c.kind in ("p", "u", "x", "i") for c in v.constraints)), None)
@@ -692,11 +700,12 @@ def _alter_index(session: Session, text: str) -> Result:
 
         if new.name in relation_names(session):
             raise errors.lookup("42P07")(f'relation "{new.name}" already exists', sqlstate="42P07")
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info])
         for con in version.constraints:
             if con.name == name.name:
                 con.name = new.name
         version.branch_id = branch.id
-        save_version(conn, version, _lsn(conn, branch.id))
+        save_version(conn, version, lsn)
         if row is not None and row[1] == layout.mirror_name(name.name, branch.id):  # over the branch's rows
             conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
                 I(row[0], row[1]), I(layout.mirror_name(new.name, branch.id))))

@@ -212,16 +212,24 @@ def _version(row: tuple[Any, ...]) -> TableVersion:
     )
 
 
-def _load_versions(conn: psycopg.Connection[Any], branch_ids: list[int],
-                   named: str | None = None) -> dict[int, list[tuple[Any, ...]]]:
+def _load_versions(conn: psycopg.Connection[Any], branch_ids: list[int], named: str | None = None,
+                   levels: list[Level] | None = None) -> dict[int, list[tuple[Any, ...]]]:
     """Schema versions on these branches, by branch; `named`: only of tables that bear that name
-    on one of them (a version of the same table elsewhere may rename or drop it, so all of theirs)."""
-    query = """SELECT branch_id, table_id, name, valid_from, dropped, columns, constraints, valid_to
-               FROM heliosdb._table_versions WHERE branch_id = ANY(%s)"""
+    on one of them (a version of the same table elsewhere may rename or drop it, so all of theirs).
+    `levels`: only the versions valid where each level sees its branch (the others would be decoded
+    for nothing: a DDL statement cost grew with every version the database ever had)."""
+    query = """SELECT v.branch_id, v.table_id, v.name, v.valid_from, v.dropped, v.columns, v.constraints,
+                      v.valid_to
+               FROM heliosdb._table_versions v WHERE v.branch_id = ANY(%s)"""
     params: tuple[Any, ...] = (branch_ids,)
+    if levels is not None:
+        query = query.replace("WHERE v.branch_id = ANY(%s)", """JOIN unnest(%s::int[], %s::bigint[]) AS l(b, upto)
+                     ON v.branch_id = l.b AND v.valid_from <= l.upto
+                    AND (l.upto < v.valid_to OR v.valid_to = %s) WHERE true""")
+        params = ([lv.branch_id for lv in levels], [lv.upto for lv in levels], MAX_LSN)
     if named is not None:
-        query += " AND table_id IN (SELECT table_id FROM heliosdb._table_versions WHERE branch_id = ANY(%s) AND name = %s)"
-        params = (branch_ids, branch_ids, named)
+        query += " AND v.table_id IN (SELECT table_id FROM heliosdb._table_versions WHERE branch_id = ANY(%s) AND name = %s)"
+        params = (*params, branch_ids, named)
     rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
     by_branch: dict[int, list[tuple[Any, ...]]] = {}
     for r in rows:
@@ -247,7 +255,7 @@ def visible_tables(conn: psycopg.Connection[Any], levels: list[Level]) -> dict[i
     """Tables (by id) as the first level sees them: own versions override ancestors'."""
     if not levels:
         return {}
-    return _resolve(_load_versions(conn, [lv.branch_id for lv in levels]), levels)
+    return _resolve(_load_versions(conn, [lv.branch_id for lv in levels], levels=levels), levels)
 
 
 @dataclass
@@ -314,7 +322,7 @@ class Snapshot:
         self.levels = levels
         if parts is None:
             assert conn is not None
-            by_branch = _load_versions(conn, [lv.branch_id for lv in levels])
+            by_branch = _load_versions(conn, [lv.branch_id for lv in levels], levels=levels)
             visible = _resolve(by_branch, levels)
             parts = load_parts(conn, [], list(visible), by_branch)
         self._by_branch = parts.by_branch
@@ -346,7 +354,7 @@ def find_table(conn: psycopg.Connection[Any], levels: list[Level], name: str) ->
     """
     if not levels:
         return None
-    by_branch = _load_versions(conn, [lv.branch_id for lv in levels], named=name)
+    by_branch = _load_versions(conn, [lv.branch_id for lv in levels], named=name, levels=levels)
     return next((v for v in _resolve(by_branch, levels).values() if v.name == name), None)
 
 

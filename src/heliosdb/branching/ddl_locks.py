@@ -1,0 +1,124 @@
+"""Lock order for DDL on a versioned table: the views first, the storage after.
+
+A read locks the view it names, then the views and relations under it. DDL
+used to lock the other way round: it altered the storage ("<name>", "__br",
+"__hist") and then replaced the views. A read that came in between held the
+view and waited for the storage while the DDL held the storage and waited for
+the view: PostgreSQL's deadlock detector then failed the read (40P01). Taking
+every view over the storage the DDL locks, outermost first, before anything
+under them gives DDL and reads one order, as PostgreSQL's own ALTER TABLE has
+with one relation.
+
+`LOCK TABLE` on a view would lock every relation under it too (the root
+relation, so DDL on a branch would stop main); `ALTER VIEW ... OWNER TO` its
+own owner takes the view's ACCESS EXCLUSIVE lock alone and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from heliosdb.catalog.model import TableInfo
+
+# Views over the given relations, with how far they sit from them (views over views count more).
+# Not temporary ones (AS OF statements kept by PREPARE): another session's cannot be altered.
+_VIEWS_OVER = """
+WITH RECURSIVE over(oid, depth) AS (
+    SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+    WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+      AND d.refobjid = ANY(%s::regclass[]) AND r.ev_class <> d.refobjid
+  UNION
+    SELECT r.ev_class, o.depth + 1 FROM over o
+    JOIN pg_depend d ON d.refobjid = o.oid AND d.refclassid = 'pg_class'::regclass
+                    AND d.classid = 'pg_rewrite'::regclass
+    JOIN pg_rewrite r ON r.oid = d.objid AND r.ev_class <> o.oid
+)
+SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner)
+FROM over o JOIN pg_class c ON c.oid = o.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'v' AND c.relpersistence <> 't' AND pg_has_role(c.relowner, 'USAGE')
+GROUP BY n.nspname, c.relname, c.relowner
+ORDER BY max(o.depth) DESC, n.nspname, c.relname
+"""
+
+
+# Builds of branches on first use (branches.ensure_built) take this key alone, DDL shares it: a view
+# a build made while DDL runs would be one the DDL did not lock. DDLs do not wait for each other here.
+BUILDS_KEY = (0x4845, -1)
+
+
+class _Busy(Exception):
+    """The other lock is held by a transaction that may be waiting for the one the DDL holds."""
+
+
+# How long DDL that holds the branch's write lock waits for the views before it lets go and starts again.
+_VIEWS_WAIT = "50ms"
+
+
+def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[TableInfo], *,
+                 views: bool = True) -> int:
+    """Take the views over the tables and the branch's write lock; the DDL's LSN.
+
+    views=False: the tables' root relations in SHARE mode instead, what CREATE INDEX
+    takes (readers go on; a writer takes the relation, then the branch).
+
+    A writer takes its table's view at the start of its statement and the
+    branch's write lock at its first row, and holds both to commit. So DDL
+    that held one and waited for the other could wait for a writer waiting
+    for it. It never waits holding either: in turns, it takes the views and
+    then the branch only if free (a writer in flight on the table finishes
+    first, new ones queue behind the DDL), or the branch and then the views
+    if they come within 50 ms (a transaction that wrote another table first
+    commits first). What it took in a failed turn it lets go (a savepoint).
+    """
+    views_first = True
+    while True:
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", BUILDS_KEY)
+                if views_first:
+                    _take_all(conn, branch_id, infos, views)
+                    try:
+                        conn.execute("SELECT 1 FROM heliosdb._branches WHERE id = %s FOR UPDATE NOWAIT",
+                                     (branch_id,))
+                    except psycopg.errors.LockNotAvailable:
+                        raise _Busy from None
+                else:
+                    conn.execute("SELECT 1 FROM heliosdb._branches WHERE id = %s FOR UPDATE", (branch_id,))
+                    saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]  # type: ignore[index]
+                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (_VIEWS_WAIT,))
+                    try:
+                        _take_all(conn, branch_id, infos, views)
+                    except psycopg.errors.LockNotAvailable:
+                        raise _Busy from None
+                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (saved,))
+                row = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch_id,)).fetchone()
+                assert row is not None
+                return int(row[0])
+        except _Busy:
+            views_first = not views_first
+
+
+def _take_all(conn: psycopg.Connection[Any], branch_id: int, infos: list[TableInfo], views: bool) -> None:
+    for info in infos:
+        if views:
+            take_views(conn, info, root=info.root_branch == branch_id)
+        else:
+            conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(*info.cur)))
+
+
+def take_views(conn: psycopg.Connection[Any], info: TableInfo, *, root: bool) -> None:
+    """Lock, in the caller's transaction, the views that read what DDL on `info` alters.
+
+    root: the DDL runs on the table's root branch, which alters the root
+    relation (read by every branch); elsewhere it alters "__br" and "__hist"
+    only, which main's view does not read, so main's readers go on.
+    """
+    rels = [info.br, info.hist, *([info.cur] if root else [])]
+    names = [sql.Identifier(*r).as_string(conn) for r in rels]
+    rows = conn.execute(_VIEWS_OVER, (names,)).fetchall()
+    if rows:
+        conn.execute(sql.SQL(";").join(
+            sql.SQL("ALTER VIEW {} OWNER TO {}").format(sql.Identifier(s, v), sql.Identifier(o)) for s, v, o in rows))

@@ -1,0 +1,154 @@
+"""DDL beside readers and writers: it waits for them or they wait for it, and nobody gets a deadlock error.
+
+Each test stalls the DDL at a lock a third transaction holds, so that the other session's statement
+arrives while the DDL is half way through; then the third transaction ends and everything must finish.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import heliosdb
+
+
+def _setup(conn: heliosdb.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
+    cur.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 100) g")
+    cur.execute("CREATE TABLE u (id int PRIMARY KEY, v int)")
+    cur.execute("INSERT INTO u VALUES (1, 0)")
+    cur.execute("CREATE DATABASE BRANCH dev")
+
+
+def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """Run `work` in a thread; the list gets its result or the exception it raised."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(work())
+        except Exception as e:  # noqa: BLE001 - the test looks at it
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def _waiting(conn: heliosdb.Connection, n: int) -> None:
+    """Until `n` other sessions of this database wait for a lock."""
+    cur = conn.cursor()
+    for _ in range(200):
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")
+        if cur.fetchone()[0] >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"expected {n} sessions waiting for a lock")
+
+
+def _finish(*pairs: tuple[threading.Thread, list[Any]]) -> list[Any]:
+    results = []
+    for t, out in pairs:
+        t.join(30)
+        assert not t.is_alive(), "a session never finished"
+        assert out and not isinstance(out[0], Exception), out
+        results.append(out[0])
+    return results
+
+
+@pytest.mark.parametrize("ddl", ["ALTER TABLE t ADD COLUMN w int", "ALTER TABLE t ALTER COLUMN v TYPE bigint",
+                                 "ALTER TABLE t RENAME COLUMN v TO w"])
+def test_a_read_arriving_during_ddl_on_main_waits_instead_of_deadlocking(
+        conn: heliosdb.Connection, connect: Any, ddl: str) -> None:
+    _setup(conn)
+    holder = connect("dev", autocommit=False)  # a reader on dev holds the storage main's DDL must lock
+    holder.cursor().execute("SELECT count(*) FROM t")
+    ddl_conn, reader = connect(), connect(autocommit=False)
+    d = _in_thread(lambda: ddl_conn.cursor().execute(ddl).statusmessage)
+    _waiting(conn, 1)
+
+    def read() -> Any:
+        cur = reader.cursor()
+        cur.execute("SELECT count(*), sum(id) FROM t")
+        row = cur.fetchone()
+        reader.commit()
+        return row
+
+    r = _in_thread(read)
+    time.sleep(0.3)
+    holder.rollback()
+    assert _finish(d, r) == ["ALTER TABLE", (100, 5050)]
+    assert len(conn.cursor().execute("SELECT * FROM t WHERE id = 1").fetchone()) == 2 + ("ADD" in ddl)
+
+
+def test_a_read_arriving_during_ddl_on_a_branch_waits_instead_of_deadlocking(
+        conn: heliosdb.Connection, connect: Any) -> None:
+    _setup(conn)
+    run = connect("dev")
+    run.cursor().execute("UPDATE t SET v = -v WHERE id <= 10")  # the branch's own rows
+    run.cursor().execute("CREATE DATABASE BRANCH feature")  # a child: it reads dev's rows too
+    holder = connect("feature", autocommit=False)
+    holder.cursor().execute("SELECT count(*) FROM t")
+    ddl_conn, reader = connect("dev"), connect("dev", autocommit=False)
+    d = _in_thread(lambda: ddl_conn.cursor().execute("ALTER TABLE t ADD COLUMN w int").statusmessage)
+    _waiting(conn, 1)
+
+    def read() -> Any:
+        cur = reader.cursor()
+        cur.execute("SELECT count(*), sum(v) FROM t")
+        row = cur.fetchone()
+        reader.commit()
+        return row
+
+    r = _in_thread(read)
+    time.sleep(0.3)
+    main = conn.cursor()  # main's table is not the branch's DDL's: reading it waits for nothing
+    main.execute("SET statement_timeout = '5s'")
+    assert main.execute("SELECT count(*) FROM t WHERE v < 0").fetchone() == (0,)
+    holder.rollback()
+    assert _finish(d, r) == ["ALTER TABLE", (100, 5050 - 2 * 55)]
+
+
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_ddl_gives_way_to_a_writer_that_holds_the_branch(conn: heliosdb.Connection, connect: Any,
+                                                          branch: str) -> None:
+    """A transaction that wrote another table holds the branch's write lock, then writes the DDL's table."""
+    _setup(conn)
+    writer, ddl_conn = connect(branch, autocommit=False), connect(branch)
+    wc = writer.cursor()
+    wc.execute("UPDATE u SET v = v + 1 WHERE id = 1")
+    d = _in_thread(lambda: ddl_conn.cursor().execute("ALTER TABLE t ADD COLUMN w int").statusmessage)
+    _waiting(conn, 1)
+
+    def write() -> int:
+        wc.execute("UPDATE t SET v = 0 WHERE id = 1")
+        n = wc.rowcount
+        writer.commit()
+        return n
+
+    w = _in_thread(write)
+    assert _finish(w, d) == [1, "ALTER TABLE"]
+    assert connect(branch).cursor().execute("SELECT v, w FROM t WHERE id = 1").fetchone() == (0, None)
+
+
+@pytest.mark.parametrize("ddl", ["CREATE INDEX t_v ON t (v)", "ALTER TABLE t ADD COLUMN w int"])
+def test_ddl_queued_for_the_branch_lets_a_writer_of_its_table_through(
+        conn: heliosdb.Connection, connect: Any, ddl: str) -> None:
+    """The DDL waits for the branch's write lock first; a writer of its table then takes the table
+    and waits for the branch behind the DDL. Neither may end up waiting for the other."""
+    _setup(conn)
+    holder, ddl_conn, writer = connect(autocommit=False), connect(), connect()
+    holder.cursor().execute("UPDATE u SET v = v + 1 WHERE id = 1")  # main's write lock, until commit
+    d = _in_thread(lambda: ddl_conn.cursor().execute(ddl).statusmessage)
+    _waiting(conn, 1)
+    w = _in_thread(lambda: writer.cursor().execute("UPDATE t SET v = 0 WHERE id = 1").rowcount)
+    _waiting(conn, 2)
+    holder.commit()
+    assert _finish(w, d) == [1, " ".join(ddl.split()[:2])]
+    assert conn.cursor().execute("SELECT v FROM t WHERE id = 1").fetchone() == (0,)
