@@ -317,3 +317,15 @@ def test_upkeep_leaves_branches_never_used(dev: heliosdb.Connection, helios_inst
     with psycopg.connect(**helios_instance.conninfo(dbname), autocommit=True) as raw:
         assert branch_images.upkeep(raw, quiet=0, min_rows=0) == 1  # dev's; unused has no schema yet
     assert [r[0] for r in images(dev)] == ["dev"]
+
+
+def test_maintenance_names_the_table_with_the_branch_schema_too(dev: heliosdb.Connection, conn) -> None:
+    """VACUUM/ANALYZE/REINDEX public.t on main, and <the branch's schema>.t on a branch, as the bare name."""
+    run(conn, "ANALYZE public.items", "REINDEX TABLE public.items", "VACUUM (ANALYZE) public.items")
+    assert rows(conn, "SELECT c.reltuples FROM heliosdb._tables t JOIN pg_class c "
+                      "ON c.oid = format('%I.%I', t.phys_schema, t.phys_name)::regclass") == [(200.0,)]
+    schema = rows(dev, "SELECT current_schemas(false)")[0][0][0]
+    assert schema != "public"
+    run(dev, f"VACUUM {schema}.items")
+    assert [r[0] for r in images(dev)] == ["dev"]
+    assert reads_image(dev)

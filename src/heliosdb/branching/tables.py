@@ -830,9 +830,13 @@ def _maintenance(session: Session, text: str) -> Result:
         prev = toks[k - 1] if k > 0 else None
         if depth or t.token_type.name not in ("VAR", "IDENTIFIER") or (nxt is not None and nxt.text == "."):
             continue
-        if prev is not None and prev.text == ".":
-            continue
-        name = t.text if t.token_type.name == "IDENTIFIER" else t.text.lower()
+        start = t.start
+        if prev is not None and prev.text == ".":  # schema.t: the branch's own schema names its tables too
+            schema = toks[k - 2] if k > 1 else None
+            if schema is None or _ident(schema) != branch.user_schema:
+                continue
+            start = schema.start
+        name = _ident(t)
         if name in tables:
             info = table_info(conn, tables[name][1])
             if word.upper() == "CLUSTER" and info.root_branch != branch.id:
@@ -842,7 +846,7 @@ def _maintenance(session: Session, text: str) -> Result:
                     hint="CLUSTER it on the branch that created it; REINDEX, VACUUM and ANALYZE work here.")
             rel = info.cur if info.root_branch == branch.id else info.br
             named.append(info.id)
-            out.append(text[pos : t.start] + quote_ident(rel[0]) + "." + quote_ident(rel[1]))
+            out.append(text[pos:start] + quote_ident(rel[0]) + "." + quote_ident(rel[1]))
             pos = t.end + 1
     out.append(text[pos:])
     result = _passthrough(session, "".join(out))
@@ -851,6 +855,10 @@ def _maintenance(session: Session, text: str) -> Result:
         images.compact(conn, branch, named or None, problems=problems)  # it compacts (branching.images)
         session.notices.extend(f"NOTICE:  {p}" for p in problems)
     return result
+
+
+def _ident(tok: Any) -> str:
+    return tok.text if tok.token_type.name == "IDENTIFIER" else tok.text.lower()
 
 
 _VACUUM_WORDS = {"full", "freeze", "verbose", "analyze", "analyse"}
