@@ -675,3 +675,51 @@ def test_users_prepared_statements_survive_internal_rollbacks(conn: heliosdb.Con
     assert cur.fetchall() == [(42,)]
     cur.execute("SELECT count(*) FROM t WHERE id = %s", (1,))  # psycopg's own statements still work
     assert cur.fetchall() == [(1,)]
+
+
+# --- COPY ----------------------------------------------------------------------------
+def test_copy_through_execute_is_refused_and_the_connection_stays_usable(conn: heliosdb.Connection,
+                                                                        name: Names) -> None:
+    t = name("c")
+    cur = conn.cursor()
+    cur.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
+    for stmt in (f"COPY {t} TO STDOUT", f"COPY {t} FROM STDIN", f"SELECT 1; COPY (SELECT 1) TO STDOUT"):
+        with pytest.raises(errors.ProgrammingError) as info:
+            cur.execute(stmt)
+        assert info.value.sqlstate == "0A000" and "cursor.copy()" in str(info.value)
+    assert cur.execute("SELECT 2").fetchall() == [(2,)]
+    with pytest.raises(errors.ProgrammingError):
+        with cur.copy(f"SELECT * FROM {t}"):
+            pass
+
+
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_cursor_copy_in_and_out_on_a_branch(connect: Connect, name: Names, branch: str) -> None:
+    t = name("c")
+    main = connect()
+    main.cursor().execute(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
+    main.cursor().execute(f"INSERT INTO {t} VALUES (1, 'one')")
+    if branch == "dev":
+        main.cursor().execute(f"CREATE DATABASE BRANCH {t}_dev")
+        branch = f"{t}_dev"
+    conn = connect(branch)
+    cur = conn.cursor()
+    with cur.copy(f"COPY {t} (id, v) FROM STDIN") as copy:
+        copy.write_row((2, "two"))
+        copy.write(b"3\tthree\n")
+    assert (cur.statusmessage, cur.rowcount) == ("COPY 2", 2)
+    with cur.copy(f"COPY (SELECT id, v FROM {t} ORDER BY id) TO STDOUT") as copy:
+        copy.set_types(["int4", "text"])
+        assert list(copy.rows()) == [(1, "one"), (2, "two"), (3, "three")]
+    assert cur.rowcount == 3
+    if branch != "main":  # the rows went to the branch only
+        assert main.cursor().execute(f"SELECT count(*) FROM {t}").fetchall() == [(1,)]
+    conn.autocommit = False
+    with cur.copy(f"COPY {t} (id, v) FROM STDIN") as copy:
+        copy.write_row((4, "four"))
+    conn.rollback()
+    with pytest.raises(errors.IntegrityError):
+        with cur.copy(f"COPY {t} (id, v) FROM STDIN") as copy:
+            copy.write_row((2, "again"))
+    conn.rollback()
+    assert cur.execute(f"SELECT id FROM {t} ORDER BY id").fetchall() == [(1,), (2,), (3,)]

@@ -524,3 +524,19 @@ def test_comments_stay_through_drop_column_and_type_changes(conn: heliosdb.Conne
         assert rows(c, described) == [("T", "B", "C")]
         c.cursor().execute("ALTER TABLE cm ALTER COLUMN b TYPE varchar(10)")
         assert rows(c, described) == [("T", "B", "C")]
+
+
+def test_index_names_qualified_with_the_branchs_schema(conn: heliosdb.Connection, connect) -> None:
+    """DROP INDEX / ALTER INDEX public.i on main, and with a branch's own schema on a branch (pg_dump's form)."""
+    cur = conn.cursor()
+    for s in ("CREATE TABLE t (id int PRIMARY KEY, v int)", "CREATE INDEX t_v ON public.t (v)",
+              "ALTER INDEX public.t_v RENAME TO t_v2", "CREATE DATABASE BRANCH dev"):
+        cur.execute(s)
+    indexes = "SELECT indexname FROM pg_indexes WHERE indexname LIKE 't_v%' ORDER BY 1"
+    assert rows(conn, indexes) == [("t_v2",)]
+    dev = connect("dev")
+    schema = rows(dev, "SELECT current_schemas(false)")[0][0][0]
+    dev.cursor().execute(f"DROP INDEX {schema}.t_v2")
+    assert rows(conn, indexes) == [("t_v2",)]  # main's index stays: the branch dropped it from its schema
+    cur.execute("DROP INDEX public.t_v2")
+    assert rows(conn, indexes) == []

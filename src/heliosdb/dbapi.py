@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import time
@@ -12,6 +13,7 @@ import psycopg
 
 from heliosdb import errors
 from heliosdb.session import Result, Session
+from heliosdb.sql.classify import is_stdio_copy
 from heliosdb.sql.split import split_statements
 from heliosdb.storage.instance import DEFAULT_DATABASE
 
@@ -196,9 +198,13 @@ class Cursor:
         if conn._closed:
             raise errors.InterfaceError("the connection is closed")
         session = conn.session
+        stmts = _SPLIT.get(sql) or _split(sql)
+        if any(is_stdio_copy(s) for s in stmts):  # refused before it is sent: the connection stays usable
+            raise errors.ProgrammingError(
+                "COPY FROM STDIN and COPY TO STDOUT run through cursor.copy(), not execute()", sqlstate="0A000",
+                hint='with cur.copy("COPY t FROM STDIN") as copy: copy.write_row((1, "a"))')
         if not conn.autocommit and not session.in_transaction:
             session.conn.execute("BEGIN")
-        stmts = _SPLIT.get(sql) or _split(sql)
         if len(stmts) == 1:
             # the common case, kept short: one statement, rows fetched at once, so the psycopg
             # cursor of the previous result can be reused
@@ -215,6 +221,24 @@ class Cursor:
             raise errors.from_psycopg(exc) from None
         self._pos = 0
         return self
+
+    @contextlib.contextmanager
+    def copy(self, sql: str) -> Iterator[psycopg.Copy]:
+        """COPY ... FROM STDIN / TO STDOUT, as psycopg's cursor.copy(): write_row()/write() the rows
+        in, or iterate rows()/the blocks out. On a branch the rows go to the branch's table."""
+        if self.closed or self.connection._closed:
+            raise errors.InterfaceError("the cursor is closed" if self.closed else "the connection is closed")
+        if not is_stdio_copy(sql):
+            raise errors.ProgrammingError("cursor.copy() takes COPY ... FROM STDIN or COPY ... TO STDOUT",
+                                          sqlstate="42601")
+        session = self.connection.session
+        if not self.connection.autocommit and not session.in_transaction:
+            session.conn.execute("BEGIN")
+        self._rows = None
+        with session.copy(sql) as (cp, _direction):
+            yield cp
+        status = session.last_status
+        self._result = Result(status, rowcount=int(status.split()[-1]) if status[-1:].isdigit() else -1)
 
     def executemany(self, sql: str, seq_of_params: Sequence[Sequence[Any] | dict[str, Any]]) -> None:
         total = 0

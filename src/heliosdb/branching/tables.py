@@ -619,7 +619,7 @@ def _drop_index(session: Session, text: str) -> Result:
     _, i = skip_words(toks, 2, "CONCURRENTLY")
     if_exists, i = skip_words(toks, i, "IF", "EXISTS")
     name, i = read_name(toks, i)
-    if name.schema is not None:
+    if not _own(session, name):
         return _passthrough(session, text)
     conn, branch = session.conn, session.branch
     with conn.transaction():
@@ -674,7 +674,7 @@ def _alter_index(session: Session, text: str) -> Result:
     toks = tokenize(text)
     if_exists, i = skip_words(toks, 2, "IF", "EXISTS")
     name, i = read_name(toks, i)
-    if name.schema is not None or [t.text.upper() for t in toks[i : i + 2]] != ["RENAME", "TO"]:
+    if not _own(session, name) or [t.text.upper() for t in toks[i : i + 2]] != ["RENAME", "TO"]:
         return _passthrough(session, text)
     new, _ = read_name(toks, i + 2)
     conn, branch = session.conn, session.branch

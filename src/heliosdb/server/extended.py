@@ -23,14 +23,13 @@ from heliosdb.server.protocol import (
     Bound,
     Protocol,
     error,
-    is_stdio_copy,
     pgresult_error,
     quick_plain_command,
     quick_plain_select,
 )
 from heliosdb.server.relay import Hider, frame
 from heliosdb.server.values import Rows, describe_fields
-from heliosdb.sql.classify import Kind, classify, head
+from heliosdb.sql.classify import Kind, classify, head, is_stdio_copy
 from heliosdb.sql.split import split_statements
 from heliosdb.sql.temporal import has_temporal
 

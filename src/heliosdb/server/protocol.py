@@ -27,7 +27,7 @@ from heliosdb.server.params import Raw, substitute, to_psycopg
 from heliosdb.server.relay import Hider, RelayError, frame, relay_messages
 from heliosdb.server.values import Encoder, Rows, from_pgresult, from_python
 from heliosdb.session import Result, Session, is_write, statement_info
-from heliosdb.sql.classify import LOCKING_READ, Kind, classify, head
+from heliosdb.sql.classify import LOCKING_READ, Kind, classify, head, is_stdio_copy
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.sql.temporal import has_temporal
 
@@ -82,16 +82,6 @@ def pgresult_error(res: pq.abc.PGresult) -> errors.Error:
                  detail=f(pq.DiagnosticField.MESSAGE_DETAIL), hint=f(pq.DiagnosticField.MESSAGE_HINT),
                  position=int(pos) if pos and pos.isdigit() else None,
                  fields=errors.diag_fields(psycopg.errors.Diagnostic(res)))
-
-
-def is_stdio_copy(stmt: str) -> bool:
-    start = stmt.lstrip()
-    if start[:4].upper() != "COPY" and not start.startswith(("--", "/*")):
-        return False
-    if classify(stmt) is not Kind.COPY:
-        return False
-    words = strip_comments(stmt).upper().replace(";", " ").split()
-    return "STDIN" in words or "STDOUT" in words
 
 
 def split_with_offsets(text: str) -> list[tuple[str, int]]:

@@ -31,7 +31,7 @@ from heliosdb.shell import (  # noqa: F401 - importing a meta module registers i
 )
 from heliosdb.shell.commands import Failure, Prefill, Quit, Rows, RunScript, Text, UsageError, parse
 from heliosdb.shell.context import Settings, ShellContext
-from heliosdb.sql.classify import Kind, classify, head
+from heliosdb.sql.classify import Kind, classify, head, is_stdio_copy
 from heliosdb.sql.split import Scanner, split_statements, strip_comments
 
 if TYPE_CHECKING:
@@ -311,7 +311,7 @@ class Shell:
         lsn_before = self._lsn() if self.ctx.settings.lsn_echo else None
         started = time.perf_counter()
         try:
-            if classify(stmt) is Kind.COPY and _is_stdio_copy(stmt):
+            if is_stdio_copy(stmt):
                 self._copy(stmt, data)
                 result, rows = None, None
             else:
@@ -479,6 +479,3 @@ def _stdin_lines(prompted: bool) -> Iterator[str]:
         yield line
 
 
-def _is_stdio_copy(stmt: str) -> bool:
-    words = strip_comments(stmt).upper().split()
-    return "STDIN" in words or "STDOUT" in words

@@ -112,3 +112,14 @@ def has_temporal(sql: str) -> bool:
     if "of" not in low and "system_time" not in low and "versions" not in low and "=>" not in low:
         return False
     return _DETECT.search(sql) is not None
+
+
+def is_stdio_copy(stmt: str) -> bool:
+    """COPY ... FROM STDIN or TO STDOUT: data goes through the client, not one round trip."""
+    start = stmt.lstrip()
+    if start[:4].upper() != "COPY" and not start.startswith(("--", "/*")):
+        return False
+    if classify(stmt) is not Kind.COPY:
+        return False
+    words = strip_comments(stmt).upper().replace(";", " ").split()
+    return "STDIN" in words or "STDOUT" in words
