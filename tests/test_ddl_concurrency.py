@@ -152,3 +152,30 @@ def test_ddl_queued_for_the_branch_lets_a_writer_of_its_table_through(
     holder.commit()
     assert _finish(w, d) == [1, " ".join(ddl.split()[:2])]
     assert conn.cursor().execute("SELECT v FROM t WHERE id = 1").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("branch, ddl_branch", [("dev", "dev"), ("main", "main"), ("dev", "main")])
+def test_a_transaction_that_checked_a_foreign_key_goes_on_beside_ddl_of_the_parent(
+        conn: heliosdb.Connection, connect: Any, branch: str, ddl_branch: str) -> None:
+    """The foreign key's check read the parent table (on a branch: through its inner view); then DDL of
+    the parent arrives, and then the transaction reads or writes the parent itself."""
+    cur = conn.cursor()
+    for s in ("CREATE TABLE t (id int PRIMARY KEY, v int)", "INSERT INTO t SELECT g, g FROM generate_series(1, 10) g",
+              "CREATE TABLE ch (id int PRIMARY KEY, pid int REFERENCES t (id))", "INSERT INTO ch VALUES (1, 1)",
+              "CREATE DATABASE BRANCH dev"):
+        cur.execute(s)
+    writer, ddl_conn = connect(branch, autocommit=False), connect(ddl_branch)
+    wc = writer.cursor()
+    wc.execute("INSERT INTO ch VALUES (2, 2)")
+    d = _in_thread(lambda: ddl_conn.cursor().execute("ALTER TABLE t ADD COLUMN c int").statusmessage)
+    _waiting(conn, 1)
+
+    def write() -> int:
+        wc.execute("UPDATE t SET v = v + 1 WHERE id = 5")
+        n = wc.rowcount
+        writer.commit()
+        return n
+
+    w = _in_thread(write)
+    assert _finish(w, d) == [1, "ALTER TABLE"]
+    assert connect(branch).cursor().execute("SELECT v FROM t WHERE id = 5").fetchone() == (6,)

@@ -72,6 +72,9 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
     first, new ones queue behind the DDL), or the branch and then the views
     if they come within 50 ms (a transaction that wrote another table first
     commits first). What it took in a failed turn it lets go (a savepoint).
+    The views are not taken while the branch is busy: its writer may have
+    read the table through an inner view (a foreign key's check) and come
+    back for the outer one.
     """
     views_first = True
     while True:
@@ -79,7 +82,12 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", BUILDS_KEY)
                 if views_first:
-                    _take_all(conn, branch_id, infos, views)
+                    if _branch_busy(conn, branch_id):  # its writer may hold an inner view already: wait first
+                        raise _Busy
+                    try:
+                        _take_all(conn, branch_id, infos, views)
+                    except psycopg.errors.DeadlockDetected:  # with a transaction of another branch: after it
+                        raise _Busy from None
                     try:
                         conn.execute("SELECT 1 FROM heliosdb._branches WHERE id = %s FOR UPDATE NOWAIT",
                                      (branch_id,))
@@ -99,6 +107,16 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
                 return int(row[0])
         except _Busy:
             views_first = not views_first
+
+
+def _branch_busy(conn: psycopg.Connection[Any], branch_id: int) -> bool:
+    """Whether another transaction holds the branch's write lock now (not kept: a savepoint)."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT 1 FROM heliosdb._branches WHERE id = %s FOR UPDATE NOWAIT", (branch_id,))
+    except psycopg.errors.LockNotAvailable:
+        return True
+    return False
 
 
 def _take_all(conn: psycopg.Connection[Any], branch_id: int, infos: list[TableInfo], views: bool) -> None:

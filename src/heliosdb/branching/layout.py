@@ -521,7 +521,7 @@ def build_views(
     user's own views over them survive); otherwise they are dropped (RESTRICT)
     and created again.
     """
-    snap = snap or Snapshot(conn, levels)
+    snap = snap or Snapshot(conn, levels, only=[info.id])
     if not replace:
         conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
         return
@@ -538,7 +538,7 @@ def _replace_views(conn: psycopg.Connection[Any], branch: Branch, levels: list[L
         # tables with a foreign key to or from this one name it in their write triggers: those related
         # now, and those related before this DDL (a dropped key or column must leave their triggers)
         row = conn.execute("SELECT heliosdb.held_lsn(%s)", (branch.id,)).fetchone()  # this DDL's LSN
-        before = Snapshot(conn, chain(conn, branch.id, int(row[0]) - 1)) if row and row[0] else snap
+        before = Snapshot(conn, chain(conn, branch.id, int(row[0]) - 1), only=[info.id]) if row and row[0] else snap
         related = set(related_tables(snap, info)) | set(related_tables(before, info))
         refresh_writes(conn, branch, levels, sorted(related), snap)
     try:
@@ -588,7 +588,7 @@ def related_tables(snap: Snapshot, info: TableInfo) -> list[int]:
 def refresh_writes(conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], table_ids: list[int],
                    snap: Snapshot | None = None) -> None:
     """Regenerate the write trigger functions of these tables on the branch (after DDL of a related table)."""
-    snap = snap or Snapshot(conn, levels)
+    snap = snap or Snapshot(conn, levels, only=table_ids)
     for tid in table_ids:
         version, info = snap.tables.get(tid), snap.info.get(tid)
         if version is None or version.dropped or info is None:

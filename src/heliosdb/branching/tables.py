@@ -225,7 +225,7 @@ def _drop_table(session: Session, text: str) -> Result:
             guard_table_change(session, version.table_id, version.name, None, cascade=cascade)
         lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info for _version, info in found])
         levels = chain(conn, branch.id)
-        snap = Snapshot(conn, levels)
+        snap = Snapshot(conn, levels, only=[v.table_id for v, _info in found])
         dropping = {v.table_id for v, _info in found}
         referencing = [fk for v, _info in found for fk in foreign_keys.incoming(snap, v)
                        if fk.child.table_id not in dropping]
@@ -347,7 +347,7 @@ def _alter_table(session: Session, text: str) -> Result:
             save_version(conn, version, lsn)
             # trigger functions name the table's views: its own, and those of tables with foreign keys to or from it
             levels = chain(conn, branch.id)
-            snap = Snapshot(conn, levels)
+            snap = Snapshot(conn, levels, only=[info.id])
             layout.refresh_writes(conn, branch, levels, [info.id, *layout.related_tables(snap, info)], snap)
             return _result("ALTER TABLE")
         if RETYPE.search(rest) is not None:  # a type change: versioned steps (retype.py)
