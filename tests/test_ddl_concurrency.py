@@ -1,4 +1,4 @@
-"""DDL beside readers and writers: it waits for them or they wait for it, and nobody gets a deadlock error.
+"""DDL and writes beside readers and writers: they wait for each other, and nobody gets a deadlock error.
 
 Each test stalls the DDL at a lock a third transaction holds, so that the other session's statement
 arrives while the DDL is half way through; then the third transaction ends and everything must finish.
@@ -179,3 +179,25 @@ def test_a_transaction_that_checked_a_foreign_key_goes_on_beside_ddl_of_the_pare
     w = _in_thread(write)
     assert _finish(w, d) == [1, "ALTER TABLE"]
     assert connect(branch).cursor().execute("SELECT v FROM t WHERE id = 5").fetchone() == (6,)
+
+
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_two_writers_of_one_row_queue_as_in_postgresql(conn: heliosdb.Connection, connect: Any, branch: str) -> None:
+    """A transaction wrote another table (it holds the branch's write lock); a single UPDATE of row 1
+    arrives; then the transaction updates row 1 too. No DDL at all: PostgreSQL queues them."""
+    _setup(conn)
+    holder, other = connect(branch, autocommit=False), connect(branch)
+    hc = holder.cursor()
+    hc.execute("UPDATE u SET v = v + 1 WHERE id = 1")
+    o = _in_thread(lambda: other.cursor().execute("UPDATE t SET v = v + 10 WHERE id = 1").rowcount)
+    _waiting(conn, 1)
+
+    def write() -> int:
+        hc.execute("UPDATE t SET v = v + 100 WHERE id = 1")
+        n = hc.rowcount
+        holder.commit()
+        return n
+
+    h = _in_thread(write)
+    assert _finish(h, o) == [1, 1]
+    assert connect(branch).cursor().execute("SELECT v FROM t WHERE id = 1").fetchone() == (111,)

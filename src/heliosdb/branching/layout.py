@@ -330,6 +330,11 @@ END $f$"""
         sql.SQL("CREATE TRIGGER _hdb_mark AFTER INSERT ON {rel} REFERENCING NEW TABLE AS _hdb_new "
                 "FOR EACH STATEMENT EXECUTE FUNCTION {f}()").format(rel=rel, f=mark)
     )
+    # the branch's write lock before the statement locks any row (catalog/write_lock.sql)
+    conn.execute(
+        sql.SQL("CREATE TRIGGER _hdb_lock BEFORE INSERT OR UPDATE OR DELETE ON {rel} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION heliosdb._write_lock({b})").format(rel=rel, b=sql.Literal(str(info.root_branch)))
+    )
 
 
 # -- views ----------------------------------------------------------------------
