@@ -137,9 +137,12 @@ def test_ddl_gives_way_to_a_writer_that_holds_the_branch(conn: heliosdb.Connecti
     assert connect(branch).cursor().execute("SELECT v, w FROM t WHERE id = 1").fetchone() == (0, None)
 
 
-@pytest.mark.parametrize("ddl", ["CREATE INDEX t_v ON t (v)", "ALTER TABLE t ADD COLUMN w int"])
+@pytest.mark.parametrize("ddl, status", [
+    ("CREATE INDEX t_v ON t (v)", "CREATE INDEX"), ("ALTER TABLE t ADD COLUMN w int", "ALTER TABLE"),
+    ("CREATE MATERIALIZED VIEW mv AS SELECT v % 3 AS k, count(*) AS n FROM t GROUP BY v % 3",
+     "CREATE MATERIALIZED VIEW")])
 def test_ddl_queued_for_the_branch_lets_a_writer_of_its_table_through(
-        conn: heliosdb.Connection, connect: Any, ddl: str) -> None:
+        conn: heliosdb.Connection, connect: Any, ddl: str, status: str) -> None:
     """The DDL waits for the branch's write lock first; a writer of its table then takes the table
     and waits for the branch behind the DDL. Neither may end up waiting for the other."""
     _setup(conn)
@@ -150,7 +153,7 @@ def test_ddl_queued_for_the_branch_lets_a_writer_of_its_table_through(
     w = _in_thread(lambda: writer.cursor().execute("UPDATE t SET v = 0 WHERE id = 1").rowcount)
     _waiting(conn, 2)
     holder.commit()
-    assert _finish(w, d) == [1, " ".join(ddl.split()[:2])]
+    assert _finish(w, d) == [1, status]
     assert conn.cursor().execute("SELECT v FROM t WHERE id = 1").fetchone() == (0,)
 
 
@@ -201,3 +204,65 @@ def test_two_writers_of_one_row_queue_as_in_postgresql(conn: heliosdb.Connection
     h = _in_thread(write)
     assert _finish(h, o) == [1, 1]
     assert connect(branch).cursor().execute("SELECT v FROM t WHERE id = 1").fetchone() == (111,)
+
+
+def test_truncate_on_main_gives_way_to_a_transaction_that_holds_the_branch(
+        conn: heliosdb.Connection, connect: Any) -> None:
+    _setup(conn)
+    holder, truncating = connect(autocommit=False), connect()
+    hc = holder.cursor()
+    hc.execute("UPDATE t SET v = 0 WHERE id = 1")  # main's write lock, until commit
+    d = _in_thread(lambda: truncating.cursor().execute("TRUNCATE u").statusmessage)
+    _waiting(conn, 1)
+
+    def write() -> int:
+        hc.execute("UPDATE u SET v = v + 1 WHERE id = 1")
+        n = hc.rowcount
+        holder.commit()
+        return n
+
+    w = _in_thread(write)
+    assert _finish(w, d) == [1, "TRUNCATE TABLE"]
+    assert conn.cursor().execute("SELECT count(*) FROM u").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("ddl, write", [
+    ("ALTER TABLE t ALTER COLUMN v TYPE bigint", "INSERT INTO ch VALUES (2, 2)"),
+    ("ALTER TABLE ch DROP CONSTRAINT ch_pid_fkey", "INSERT INTO t VALUES (1000, 1)"),
+    ("ALTER TABLE ch ADD CONSTRAINT ch_t FOREIGN KEY (pid) REFERENCES t (id)", "INSERT INTO t VALUES (1000, 1)"),
+    ("CREATE TABLE ch2 (id int PRIMARY KEY, pid int REFERENCES t (id))", "INSERT INTO t VALUES (1000, 1)"),
+    ("DROP TABLE ch", "INSERT INTO t VALUES (1000, 1)"),
+])
+def test_ddl_reaching_a_related_table_lets_its_writer_through(conn: heliosdb.Connection, connect: Any,
+                                                               ddl: str, write: str) -> None:
+    """DDL of one table that locks or rebuilds another through a foreign key, queued behind main's write
+    lock; a writer of that other table arrives and queues behind the DDL."""
+    _setup(conn)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE ch (id int PRIMARY KEY, pid int REFERENCES t (id))")
+    cur.execute("INSERT INTO ch VALUES (1, 1)")
+    holder, ddl_conn, writer = connect(autocommit=False), connect(), connect()
+    holder.cursor().execute("UPDATE u SET v = v + 1 WHERE id = 1")
+    d = _in_thread(lambda: ddl_conn.cursor().execute(ddl).statusmessage)
+    _waiting(conn, 1)
+    w = _in_thread(lambda: writer.cursor().execute(write).rowcount)
+    _waiting(conn, 2)
+    holder.commit()
+    assert _finish(w, d) == [1, " ".join(ddl.split()[:2])]
+
+
+def test_reads_as_of_a_point_wait_for_ddl_on_main(conn: heliosdb.Connection, connect: Any) -> None:
+    """A read AS OF a point reads the history and the root relation without a view: DDL on main takes
+    them in the same order, so the read waits and then answers."""
+    _setup(conn)
+    point = conn.cursor().execute("SELECT heliosdb.current_lsn()::text").fetchone()[0]
+    conn.cursor().execute("UPDATE t SET v = 0")
+    holder = connect(autocommit=False)  # holds the root relation: the DDL stops half way through its locks
+    holder.cursor().execute(f"SELECT count(*) FROM t AS OF LSN '{point}'")
+    ddl_conn, reader = connect(), connect()
+    d = _in_thread(lambda: ddl_conn.cursor().execute("ALTER TABLE t ADD COLUMN w int").statusmessage)
+    _waiting(conn, 1)
+    r = _in_thread(lambda: reader.cursor().execute(f"SELECT sum(v) FROM t AS OF LSN '{point}'").fetchone())
+    time.sleep(0.3)
+    holder.rollback()
+    assert _finish(d, r) == ["ALTER TABLE", (5050,)]

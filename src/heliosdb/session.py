@@ -180,6 +180,10 @@ def refuse_engine_setting(stmt: str) -> None:
     )
 
 
+# How many times an autocommit AS OF statement is prepared again when DDL or GC keeps moving the catalog.
+_TEMPORAL_ATTEMPTS = 5
+
+
 def _guard_failed(exc: Exception) -> bool:
     return getattr(exc, "sqlstate", None) == "HDC01"
 
@@ -491,21 +495,24 @@ class Session:
 
         A cached rewrite is checked by its guard inside the statement; when the guard fails
         (HDC01), or the statement failed after the catalog moved, the statement is prepared
-        again from the catalog as it is now and run once more. Only in autocommit: a failed
-        statement changed nothing.
+        again from the catalog as it is now and run again (up to five times in all, while DDL
+        keeps committing). Only in autocommit: a failed statement changed nothing.
         """
         text, run_params, guarded = rewrite.prepare(self, stmt, params)
         if not guarded:
             return self._rewritten(text, run_params, info, cursor, stmt)
-        key = self.catalog.key
-        try:
-            return self._rewritten(text, run_params, info, cursor)
-        except (psycopg.Error, errors.Error) as exc:
-            if self.in_transaction or not (_guard_failed(exc) or self.catalog.read_key(self.conn) != key):
-                raise
-        rewrite.forget(self, stmt)
-        text, run_params, _ = rewrite.prepare(self, stmt, params)
-        return self._rewritten(text, run_params, info, cursor)
+        for attempt in range(_TEMPORAL_ATTEMPTS):
+            key = self.catalog.key
+            try:
+                return self._rewritten(text, run_params, info, cursor)
+            except (psycopg.Error, errors.Error) as exc:
+                last = attempt == _TEMPORAL_ATTEMPTS - 1
+                if last or self.in_transaction or not (
+                        _guard_failed(exc) or self.catalog.read_key(self.conn) != key):
+                    raise
+            rewrite.forget(self, stmt)  # DDL or GC committed in between: again, from the catalog as it is now
+            text, run_params, _ = rewrite.prepare(self, stmt, params)
+        raise AssertionError("unreachable")
 
     def _rewritten(self, text: str, params: Any, info: StatementInfo, cursor: psycopg.Cursor[Any] | None,
                    stmt: str | None = None) -> Result:

@@ -58,11 +58,15 @@ _VIEWS_WAIT = "50ms"
 
 
 def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[TableInfo], *,
-                 views: bool = True) -> int:
+                 root_mode: str | None = None, related: list[TableInfo] | None = None) -> int:
     """Take the views over the tables and the branch's write lock; the DDL's LSN.
 
-    views=False: the tables' root relations in SHARE mode instead, what CREATE INDEX
-    takes (readers go on; a writer takes the relation, then the branch).
+    related: tables the DDL reaches through foreign keys (their views are replaced, or
+    PostgreSQL locks them for a key): their views too, not their relations.
+
+    root_mode: the tables' root relations in that mode instead of the views, for statements
+    that replace no view: SHARE for CREATE INDEX (readers go on), ACCESS EXCLUSIVE for TRUNCATE.
+    A writer takes the relation, then the branch, as it takes the view.
 
     A writer takes its table's view at the start of its statement and the
     branch's write lock at its first row, and holds both to commit. So DDL
@@ -76,6 +80,14 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
     read the table through an inner view (a foreign key's check) and come
     back for the outer one.
     """
+    held = conn.execute(
+        "SELECT coalesce(current_setting('heliosdb.lsn_' || %s, true), '') <> '' "
+        "OR coalesce(current_setting('heliosdb.locked_' || %s, true), '') <> ''", (branch_id, branch_id)).fetchone()
+    if held and held[0]:  # the transaction wrote on the branch already: it cannot let the lock go and wait
+        _take_all(conn, branch_id, infos, root_mode, related or [])
+        row = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch_id,)).fetchone()
+        assert row is not None
+        return int(row[0])
     views_first = True
     while True:
         try:
@@ -85,7 +97,7 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
                     if _branch_busy(conn, branch_id):  # its writer may hold an inner view already: wait first
                         raise _Busy
                     try:
-                        _take_all(conn, branch_id, infos, views)
+                        _take_all(conn, branch_id, infos, root_mode, related or [])
                     except psycopg.errors.DeadlockDetected:  # with a transaction of another branch: after it
                         raise _Busy from None
                     try:
@@ -98,7 +110,7 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
                     saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]  # type: ignore[index]
                     conn.execute("SELECT set_config('lock_timeout', %s, true)", (_VIEWS_WAIT,))
                     try:
-                        _take_all(conn, branch_id, infos, views)
+                        _take_all(conn, branch_id, infos, root_mode, related or [])
                     except psycopg.errors.LockNotAvailable:
                         raise _Busy from None
                     conn.execute("SELECT set_config('lock_timeout', %s, true)", (saved,))
@@ -119,24 +131,34 @@ def _branch_busy(conn: psycopg.Connection[Any], branch_id: int) -> bool:
     return False
 
 
-def _take_all(conn: psycopg.Connection[Any], branch_id: int, infos: list[TableInfo], views: bool) -> None:
+def _take_all(conn: psycopg.Connection[Any], branch_id: int, infos: list[TableInfo], root_mode: str | None,
+              related: list[TableInfo]) -> None:
     for info in infos:
-        if views:
+        if root_mode is None:
             take_views(conn, info, root=info.root_branch == branch_id)
         else:
-            conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(*info.cur)))
+            conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(*info.cur), sql.SQL(root_mode)))
+    for info in related:
+        if info.id not in {i.id for i in infos}:
+            take_views(conn, info, root=info.root_branch == branch_id, relations=False)
 
 
-def take_views(conn: psycopg.Connection[Any], info: TableInfo, *, root: bool) -> None:
+def take_views(conn: psycopg.Connection[Any], info: TableInfo, *, root: bool, relations: bool = True) -> None:
     """Lock, in the caller's transaction, the views that read what DDL on `info` alters.
 
     root: the DDL runs on the table's root branch, which alters the root
     relation (read by every branch); elsewhere it alters "__br" and "__hist"
     only, which main's view does not read, so main's readers go on.
+    relations: on the root branch, the relations as well.
     """
     rels = [info.br, info.hist, *([info.cur] if root else [])]
     names = [sql.Identifier(*r).as_string(conn) for r in rels]
     rows = conn.execute(_VIEWS_OVER, (names,)).fetchall()
-    if rows:
-        conn.execute(sql.SQL(";").join(
-            sql.SQL("ALTER VIEW {} OWNER TO {}").format(sql.Identifier(s, v), sql.Identifier(o)) for s, v, o in rows))
+    stmts = [sql.SQL("ALTER VIEW {} OWNER TO {}").format(sql.Identifier(s, v), sql.Identifier(o)) for s, v, o in rows]
+    if root and relations:
+        # DDL on the root branch alters the relations themselves. Reads AS OF a point read them without a
+        # view, the history first: in that order, so that such a read is never half way through them.
+        stmts.append(sql.SQL("LOCK TABLE {}, {}, {} IN ACCESS EXCLUSIVE MODE").format(
+            sql.Identifier(*info.hist), sql.Identifier(*info.br), sql.Identifier(*info.cur)))
+    if stmts:
+        conn.execute(sql.SQL(";").join(stmts))

@@ -115,7 +115,8 @@ def _create_table(session: Session, text: str) -> Result:
                 session.notices.append(f'NOTICE:  relation "{name.name}" already exists, skipping')
                 return _result("CREATE TABLE")
             raise errors.DuplicateTable(f'relation "{name.name}" already exists')
-        lsn = _lsn(conn, branch.id)
+        # a key to another table locks it: as other DDL, its views before the branch (ddl_locks)
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [], related=_referenced(session, text))
         tid = int(conn.execute("SELECT nextval('heliosdb.table_id_seq')").fetchone()[0])  # type: ignore[index]
         info = TableInfo(tid, branch.id, f"hdb_t{tid}", name.name)
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(I(info.phys_schema)))
@@ -223,7 +224,8 @@ def _drop_table(session: Session, text: str) -> Result:
 
         for version, _info in found:
             guard_table_change(session, version.table_id, version.name, None, cascade=cascade)
-        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info for _version, info in found])
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info for _version, info in found],
+                                     related=[r for _v, info in found for r in _related(session, info, "")])
         levels = chain(conn, branch.id)
         snap = Snapshot(conn, levels, only=[v.table_id for v, _info in found])
         dropping = {v.table_id for v, _info in found}
@@ -322,7 +324,7 @@ def _alter_table(session: Session, text: str) -> Result:
         version, info = hit
         rest = text[toks[i].start :] if i < len(toks) else ""
         _guard_views(session, version, toks, i)
-        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info])
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info], related=_related(session, info, rest))
         sub = [t.text.upper() for t in toks[i : i + 3]]
         if sub[:2] == ["RENAME", "TO"]:
             new_name, _ = read_name(toks, i + 2)
@@ -367,6 +369,27 @@ def _alter_table(session: Session, text: str) -> Result:
 
             alter_inherited(session, version, info, text, toks, i, lsn)
     return _result("ALTER TABLE")
+
+
+_REFERENCES = re.compile(r'\bREFERENCES\s+((?:"[^"]+"|[\w$]+)(?:\s*\.\s*(?:"[^"]+"|[\w$]+))?)', re.IGNORECASE)
+
+
+def _related(session: Session, info: TableInfo, rest: str) -> list[TableInfo]:
+    """The tables DDL of `info` reaches by foreign keys: those it has now, and those `rest` makes."""
+    conn = session.conn
+    snap = Snapshot(conn, chain(conn, session.branch.id), only=[info.id])
+    return [snap.info[tid] for tid in layout.related_tables(snap, info)] + _referenced(session, rest)
+
+
+def _referenced(session: Session, text: str) -> list[TableInfo]:
+    """The branch's tables that REFERENCES clauses of `text` name."""
+    out = []
+    for m in _REFERENCES.finditer(text):
+        name = read_name(tokenize(m.group(1)), 0)[0]
+        hit = _find(session, name.name) if _own(session, name) else None
+        if hit is not None:
+            out.append(hit[1])
+    return out
 
 
 def _guard_views(session: Session, version: TableVersion, toks: list[Any], i: int) -> None:
@@ -603,7 +626,7 @@ def _create_index(session: Session, text: str) -> Result:
         version, info = hit
         if branch.id == info.root_branch:
             # PostgreSQL's own CREATE INDEX: readers go on while it builds, and the views stay as they are
-            lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info], views=False)
+            lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info], root_mode="SHARE")
             conn.execute(replace(text, name, quote_ident(info.phys_schema) + "." + quote_ident(info.phys_name)))  # type: ignore[arg-type]
             _resync_root(session, version, info, lsn, views=False)  # indexes are schema: later branches see it
             return _result("CREATE INDEX")
@@ -736,6 +759,7 @@ def _truncate(session: Session, text: str) -> Result:
         found = _truncated_with(session, snap, found, cascade=_CASCADE.search(tail) is not None)
         roots = [snap.info[v.table_id] for v in found if snap.info[v.table_id].root_branch == branch.id]
         if roots:  # in one statement: PostgreSQL accepts tables that reference each other truncated together
+            ddl_locks.lock_for_ddl(conn, branch.id, roots, root_mode="ACCESS EXCLUSIVE")
             conn.execute(sql.SQL("TRUNCATE {} ").format(sql.SQL(", ").join(I(*i.cur) for i in roots))  # type: ignore[operator]
                          + sql.SQL(_CASCADE.sub("", tail)))
         inherited = [v for v in found if snap.info[v.table_id].root_branch != branch.id]

@@ -20,6 +20,24 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- A locking read on a branch takes the same lock: noted, so that DDL later in the transaction knows it
+-- holds it (branching/ddl_locks.py).
+CREATE OR REPLACE FUNCTION heliosdb.lock_branch(b integer, nowait boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF nowait THEN
+        PERFORM 1 FROM heliosdb._branches WHERE id = b FOR UPDATE NOWAIT;
+    ELSE
+        PERFORM 1 FROM heliosdb._branches WHERE id = b FOR UPDATE;
+    END IF;
+    PERFORM set_config('heliosdb.locked_' || b, 'on', true);
+EXCEPTION WHEN lock_not_available THEN
+    RAISE EXCEPTION 'could not obtain lock on rows of branch "%"',
+                    (SELECT name FROM heliosdb._branches WHERE id = b)
+        USING ERRCODE = '55P03',
+              HINT = 'On a branch, a locking read waits for the branch''s other writers and locking readers.';
+END $$;
+
 DO $$
 DECLARE
     r record;

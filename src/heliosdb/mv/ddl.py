@@ -10,6 +10,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from heliosdb import errors
+from heliosdb.branching.ddl_locks import lock_for_ddl
 from heliosdb.catalog.model import Branch, Snapshot, chain
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv import options as mvopts
@@ -131,7 +132,9 @@ def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV) -> Result:
             f'materialized view "{name}" cannot be maintained immediately: {plan.reason}',
             hint="Use maintenance_strategy = incremental or deferred; docs/materialized-views.md lists the "
                  "query classes maintained incrementally.", sqlstate="0A000")
-    lsn = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch.id,)).fetchone()[0]  # type: ignore[index]
+    # the LSN index it gives the branch's own tables: as CREATE INDEX, their relations before the branch
+    own = [snap.info[s.id] for s in plan.sources if s.kind == "table" and snap.info[s.id].root_branch == branch.id]
+    lsn = lock_for_ddl(conn, branch.id, own, root_mode="SHARE")
     row = conn.execute(
         """INSERT INTO heliosdb._mviews (name, branch_id, valid_from, query, options, plan)
            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
