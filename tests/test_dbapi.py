@@ -683,7 +683,7 @@ def test_copy_through_execute_is_refused_and_the_connection_stays_usable(conn: h
     t = name("c")
     cur = conn.cursor()
     cur.execute(f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
-    for stmt in (f"COPY {t} TO STDOUT", f"COPY {t} FROM STDIN", f"SELECT 1; COPY (SELECT 1) TO STDOUT"):
+    for stmt in (f"COPY {t} TO STDOUT", f"COPY {t} FROM STDIN", "SELECT 1; COPY (SELECT 1) TO STDOUT"):
         with pytest.raises(errors.ProgrammingError) as info:
             cur.execute(stmt)
         assert info.value.sqlstate == "0A000" and "cursor.copy()" in str(info.value)
