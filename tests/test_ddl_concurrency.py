@@ -266,3 +266,22 @@ def test_reads_as_of_a_point_wait_for_ddl_on_main(conn: heliosdb.Connection, con
     time.sleep(0.3)
     holder.rollback()
     assert _finish(d, r) == ["ALTER TABLE", (5050,)]
+
+
+def test_a_merge_that_changes_a_tables_schema_lets_its_writers_through(conn: heliosdb.Connection,
+                                                                       connect: Any) -> None:
+    """MERGE of a branch that added a column to u, queued behind main's write lock; a writer of u on main
+    arrives and queues behind the merge."""
+    _setup(conn)
+    dev = connect("dev")
+    dev.cursor().execute("ALTER TABLE u ADD COLUMN x int")
+    dev.cursor().execute("UPDATE u SET x = 7 WHERE id = 1")
+    holder, merging, writer = connect(autocommit=False), connect(), connect()
+    holder.cursor().execute("UPDATE t SET v = 0 WHERE id = 1")
+    m = _in_thread(lambda: merging.cursor().execute("MERGE DATABASE BRANCH dev INTO main").fetchall())
+    _waiting(conn, 1)
+    w = _in_thread(lambda: writer.cursor().execute("UPDATE u SET v = v + 1 WHERE id = 1").rowcount)
+    _waiting(conn, 2)
+    holder.commit()
+    _finish(m, w)
+    assert conn.cursor().execute("SELECT v, x FROM u WHERE id = 1").fetchone() == (1, 7)

@@ -69,7 +69,7 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
     A writer takes the relation, then the branch, as it takes the view.
 
     A writer takes its table's view at the start of its statement and the
-    branch's write lock at its first row, and holds both to commit. So DDL
+    branch's write lock before its first row, and holds both to commit. So DDL
     that held one and waited for the other could wait for a writer waiting
     for it. It never waits holding either: in turns, it takes the views and
     then the branch only if free (a writer in flight on the table finishes
@@ -84,6 +84,7 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
         "SELECT coalesce(current_setting('heliosdb.lsn_' || %s, true), '') <> '' "
         "OR coalesce(current_setting('heliosdb.locked_' || %s, true), '') <> ''", (branch_id, branch_id)).fetchone()
     if held and held[0]:  # the transaction wrote on the branch already: it cannot let the lock go and wait
+        conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", BUILDS_KEY)
         _take_all(conn, branch_id, infos, root_mode, related or [])
         row = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch_id,)).fetchone()
         assert row is not None

@@ -21,8 +21,19 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
+from heliosdb.branching.ddl_locks import lock_for_ddl
 from heliosdb.branching.writes import apply_plan
-from heliosdb.catalog.model import Branch, Constraint, Snapshot, TableInfo, TableVersion, chain, get_branch
+from heliosdb.catalog.model import (
+    Branch,
+    Constraint,
+    Snapshot,
+    TableInfo,
+    TableVersion,
+    chain,
+    find_table,
+    get_branch,
+    table_info,
+)
 from heliosdb.merge.diff import Side, build_diff
 from heliosdb.merge.schema import plan_schema, run_after, stored
 from heliosdb.sql import statements as st
@@ -155,8 +166,8 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
     with conn.transaction(force_rollback=stmt.dry_run):
         # merge statements are many and short: compiling them with JIT costs seconds and saves nothing
         conn.execute("SET LOCAL jit = off")
-        if not stmt.dry_run:
-            conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,))  # waits for the target's writers
+        if not stmt.dry_run:  # waits for the target's writers; those of tables it changes first (ddl_locks)
+            lock_for_ddl(conn, target.id, _reshaped(conn, source, target))
         base_s, base_t = merge_base(conn, source, target)
         src = Side(source, base_s, head_lsn(conn, source))
         tgt = Side(target, base_t, head_lsn(conn, target))
@@ -208,6 +219,17 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
 
             drop_branch(session, source.name, cascade=False)
     return _result(session, merge_id, stmt.strategy, plans, result_lsn)
+
+
+def _reshaped(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> list[TableInfo]:
+    """The target's tables the source's schema changes reach, as planned before the target is locked."""
+    levels = chain(conn, target.id)
+    out = []
+    for name in plan_schema(conn, source, target, *merge_base(conn, source, target)).tables:
+        version = find_table(conn, levels, name)
+        if version is not None:
+            out.append(table_info(conn, version.table_id))
+    return out
 
 
 def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], src: Side, tgt: Side,
