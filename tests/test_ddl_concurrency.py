@@ -52,6 +52,22 @@ def _waiting(conn: heliosdb.Connection, n: int) -> None:
     raise AssertionError(f"expected {n} sessions waiting for a lock")
 
 
+def _read_and_commit(conn: heliosdb.Connection, query: str) -> Any:
+    """Run a query in a transaction of its own, commit it, and return its first row."""
+    row = conn.cursor().execute(query).fetchone()
+    conn.commit()
+    return row
+
+
+def _write_and_commit(conn: heliosdb.Connection, stmt: str) -> int:
+    """Run a write in the connection's open transaction, commit it, and return its row count."""
+    cur = conn.cursor()
+    cur.execute(stmt)
+    n = cur.rowcount
+    conn.commit()
+    return n
+
+
 def _finish(*pairs: tuple[threading.Thread, list[Any]]) -> list[Any]:
     results = []
     for t, out in pairs:
@@ -73,14 +89,7 @@ def test_a_read_arriving_during_ddl_on_main_waits_instead_of_deadlocking(
     d = _in_thread(lambda: ddl_conn.cursor().execute(ddl).statusmessage)
     _waiting(conn, 1)
 
-    def read() -> Any:
-        cur = reader.cursor()
-        cur.execute("SELECT count(*), sum(id) FROM t")
-        row = cur.fetchone()
-        reader.commit()
-        return row
-
-    r = _in_thread(read)
+    r = _in_thread(lambda: _read_and_commit(reader, "SELECT count(*), sum(id) FROM t"))
     time.sleep(0.3)
     holder.rollback()
     assert _finish(d, r) == ["ALTER TABLE", (100, 5050)]
@@ -99,14 +108,7 @@ def test_a_read_arriving_during_ddl_on_a_branch_waits_instead_of_deadlocking(
     d = _in_thread(lambda: ddl_conn.cursor().execute("ALTER TABLE t ADD COLUMN w int").statusmessage)
     _waiting(conn, 1)
 
-    def read() -> Any:
-        cur = reader.cursor()
-        cur.execute("SELECT count(*), sum(v) FROM t")
-        row = cur.fetchone()
-        reader.commit()
-        return row
-
-    r = _in_thread(read)
+    r = _in_thread(lambda: _read_and_commit(reader, "SELECT count(*), sum(v) FROM t"))
     time.sleep(0.3)
     main = conn.cursor()  # main's table is not the branch's DDL's: reading it waits for nothing
     main.execute("SET statement_timeout = '5s'")
@@ -126,13 +128,7 @@ def test_ddl_gives_way_to_a_writer_that_holds_the_branch(conn: heliosdb.Connecti
     d = _in_thread(lambda: ddl_conn.cursor().execute("ALTER TABLE t ADD COLUMN w int").statusmessage)
     _waiting(conn, 1)
 
-    def write() -> int:
-        wc.execute("UPDATE t SET v = 0 WHERE id = 1")
-        n = wc.rowcount
-        writer.commit()
-        return n
-
-    w = _in_thread(write)
+    w = _in_thread(lambda: _write_and_commit(writer, "UPDATE t SET v = 0 WHERE id = 1"))
     assert _finish(w, d) == [1, "ALTER TABLE"]
     assert connect(branch).cursor().execute("SELECT v, w FROM t WHERE id = 1").fetchone() == (0, None)
 
@@ -173,13 +169,7 @@ def test_a_transaction_that_checked_a_foreign_key_goes_on_beside_ddl_of_the_pare
     d = _in_thread(lambda: ddl_conn.cursor().execute("ALTER TABLE t ADD COLUMN c int").statusmessage)
     _waiting(conn, 1)
 
-    def write() -> int:
-        wc.execute("UPDATE t SET v = v + 1 WHERE id = 5")
-        n = wc.rowcount
-        writer.commit()
-        return n
-
-    w = _in_thread(write)
+    w = _in_thread(lambda: _write_and_commit(writer, "UPDATE t SET v = v + 1 WHERE id = 5"))
     assert _finish(w, d) == [1, "ALTER TABLE"]
     assert connect(branch).cursor().execute("SELECT v FROM t WHERE id = 5").fetchone() == (6,)
 
@@ -195,13 +185,7 @@ def test_two_writers_of_one_row_queue_as_in_postgresql(conn: heliosdb.Connection
     o = _in_thread(lambda: other.cursor().execute("UPDATE t SET v = v + 10 WHERE id = 1").rowcount)
     _waiting(conn, 1)
 
-    def write() -> int:
-        hc.execute("UPDATE t SET v = v + 100 WHERE id = 1")
-        n = hc.rowcount
-        holder.commit()
-        return n
-
-    h = _in_thread(write)
+    h = _in_thread(lambda: _write_and_commit(holder, "UPDATE t SET v = v + 100 WHERE id = 1"))
     assert _finish(h, o) == [1, 1]
     assert connect(branch).cursor().execute("SELECT v FROM t WHERE id = 1").fetchone() == (111,)
 
@@ -215,13 +199,7 @@ def test_truncate_on_main_gives_way_to_a_transaction_that_holds_the_branch(
     d = _in_thread(lambda: truncating.cursor().execute("TRUNCATE u").statusmessage)
     _waiting(conn, 1)
 
-    def write() -> int:
-        hc.execute("UPDATE u SET v = v + 1 WHERE id = 1")
-        n = hc.rowcount
-        holder.commit()
-        return n
-
-    w = _in_thread(write)
+    w = _in_thread(lambda: _write_and_commit(holder, "UPDATE u SET v = v + 1 WHERE id = 1"))
     assert _finish(w, d) == [1, "TRUNCATE TABLE"]
     assert conn.cursor().execute("SELECT count(*) FROM u").fetchone() == (0,)
 
