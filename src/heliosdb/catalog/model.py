@@ -337,6 +337,8 @@ class _OnDemand(dict):  # type: ignore[type-arg]
 class Snapshot:
     """The catalog rows that generating a branch's views needs, read in four queries (or given, cached).
 
+    Read from the catalog, it holds the schema versions valid at `levels` only: `visible` and
+    `own_version` answer for those levels (or a suffix of them), not for other points.
     only: the tables the caller works on; the details (relations, column names) of the others
     are read when first asked for. A DDL statement on one table read those of every table the
     branch sees: 200 tables made each CREATE or ALTER TABLE cost ~100 ms more.
