@@ -115,6 +115,11 @@ class Connection:
         self._check()
         return Cursor(self)
 
+    def _begin(self) -> None:
+        """Outside autocommit, a statement starts the transaction (PEP 249's implicit BEGIN)."""
+        if not self.autocommit and not self.session.in_transaction:
+            self.session.conn.execute("BEGIN")
+
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Cursor:
         cur = self.cursor()
         cur.execute(sql, params)
@@ -203,8 +208,7 @@ class Cursor:
             raise errors.ProgrammingError(
                 "COPY FROM STDIN and COPY TO STDOUT run through cursor.copy(), not execute()", sqlstate="0A000",
                 hint='with cur.copy("COPY t FROM STDIN") as copy: copy.write_row((1, "a"))')
-        if not conn.autocommit and not session.in_transaction:
-            session.conn.execute("BEGIN")
+        conn._begin()
         if len(stmts) == 1:
             # the common case, kept short: one statement, rows fetched at once, so the psycopg
             # cursor of the previous result can be reused
@@ -232,8 +236,7 @@ class Cursor:
             raise errors.ProgrammingError("cursor.copy() takes COPY ... FROM STDIN or COPY ... TO STDOUT",
                                           sqlstate="42601")
         session = self.connection.session
-        if not self.connection.autocommit and not session.in_transaction:
-            session.conn.execute("BEGIN")
+        self.connection._begin()
         self._rows = None
         with session.copy(sql) as (cp, _direction):
             yield cp

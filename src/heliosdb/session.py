@@ -501,18 +501,16 @@ class Session:
         text, run_params, guarded = rewrite.prepare(self, stmt, params)
         if not guarded:
             return self._rewritten(text, run_params, info, cursor, stmt)
-        for attempt in range(_TEMPORAL_ATTEMPTS):
+        for _ in range(_TEMPORAL_ATTEMPTS - 1):
             key = self.catalog.key
             try:
                 return self._rewritten(text, run_params, info, cursor)
             except (psycopg.Error, errors.Error) as exc:
-                last = attempt == _TEMPORAL_ATTEMPTS - 1
-                if last or self.in_transaction or not (
-                        _guard_failed(exc) or self.catalog.read_key(self.conn) != key):
+                if self.in_transaction or not (_guard_failed(exc) or self.catalog.read_key(self.conn) != key):
                     raise
             rewrite.forget(self, stmt)  # DDL or GC committed in between: again, from the catalog as it is now
             text, run_params, _ = rewrite.prepare(self, stmt, params)
-        raise AssertionError("unreachable")
+        return self._rewritten(text, run_params, info, cursor)
 
     def _rewritten(self, text: str, params: Any, info: StatementInfo, cursor: psycopg.Cursor[Any] | None,
                    stmt: str | None = None) -> Result:

@@ -49,6 +49,10 @@ ORDER BY max(o.depth) DESC, n.nspname, c.relname
 BUILDS_KEY = (0x4845, -1)
 
 
+# The branch's write lock, as heliosdb.txn_lsn takes it (without an LSN).
+_LOCK_BRANCH = "SELECT 1 FROM heliosdb._branches WHERE id = %s FOR UPDATE"
+
+
 class _Busy(Exception):
     """The other lock is held by a transaction that may be waiting for the one the DDL holds."""
 
@@ -102,12 +106,11 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
                     except psycopg.errors.DeadlockDetected:  # with a transaction of another branch: after it
                         raise _Busy from None
                     try:
-                        conn.execute("SELECT 1 FROM heliosdb._branches WHERE id = %s FOR UPDATE NOWAIT",
-                                     (branch_id,))
+                        conn.execute(_LOCK_BRANCH + " NOWAIT", (branch_id,))
                     except psycopg.errors.LockNotAvailable:
                         raise _Busy from None
                 else:
-                    conn.execute("SELECT 1 FROM heliosdb._branches WHERE id = %s FOR UPDATE", (branch_id,))
+                    conn.execute(_LOCK_BRANCH, (branch_id,))
                     saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]  # type: ignore[index]
                     conn.execute("SELECT set_config('lock_timeout', %s, true)", (_VIEWS_WAIT,))
                     try:
@@ -126,7 +129,7 @@ def _branch_busy(conn: psycopg.Connection[Any], branch_id: int) -> bool:
     """Whether another transaction holds the branch's write lock now (not kept: a savepoint)."""
     try:
         with conn.transaction(force_rollback=True):
-            conn.execute("SELECT 1 FROM heliosdb._branches WHERE id = %s FOR UPDATE NOWAIT", (branch_id,))
+            conn.execute(_LOCK_BRANCH + " NOWAIT", (branch_id,))
     except psycopg.errors.LockNotAvailable:
         return True
     return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ import psycopg
 from heliosdb import errors
 
 
-class Periodic(threading.Thread):
+class Periodic(threading.Thread, metaclass=abc.ABCMeta):
     """A daemon thread that runs `round()` every `interval` seconds, on a connection of its own, until
     stop(). A round that fails (the connection went, a statement failed) closes the connection; the
     next round opens a new one, so background work is retried rather than fatal."""
@@ -24,8 +25,9 @@ class Periodic(threading.Thread):
         self._stop_event = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
 
+    @abc.abstractmethod
     def round(self, conn: psycopg.Connection[Any]) -> None:
-        raise NotImplementedError
+        """One round of the thread's work (the collector's, the scheduler's, the images' upkeep)."""
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
