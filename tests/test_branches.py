@@ -128,6 +128,24 @@ def test_main_ddl_after_fork_does_not_reach_child(seeded: heliosdb.Connection, c
     assert rows(dev, "SELECT qty FROM items WHERE id = 1") == [(10,)]
 
 
+@pytest.mark.parametrize("ddl", ["ALTER TABLE t RENAME COLUMN b TO bm", "ALTER TABLE t DROP COLUMN b",
+                                 "ALTER TABLE t RENAME COLUMN c TO cc", "ALTER TABLE p RENAME COLUMN id TO pid"])
+def test_a_branch_in_use_writes_on_after_main_renames_or_drops_a_column(conn: heliosdb.Connection, connect,
+                                                                         ddl: str) -> None:
+    """The branch's write triggers name the shared storage's columns, which DDL on main renames."""
+    run(conn, "CREATE TABLE p (id int PRIMARY KEY)", "INSERT INTO p VALUES (1), (2), (3)",
+        "CREATE TABLE t (id int PRIMARY KEY, b text, c int REFERENCES p (id))",
+        "INSERT INTO t VALUES (1, 'x1', 1), (2, 'x2', 1)", "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    assert rows(dev, "SELECT count(*) FROM t") == [(2,)]  # the branch is built, its triggers made
+    run(conn, ddl)
+    run(dev, "UPDATE t SET b = 'y1', c = 2 WHERE id = 1", "INSERT INTO t VALUES (5, 'z', 2)",
+        "DELETE FROM t WHERE id = 2", "DELETE FROM p WHERE id = 1", "UPDATE p SET id = 4 WHERE id = 3")
+    assert rows(dev, "SELECT * FROM t ORDER BY id") == [(1, "y1", 2), (5, "z", 2)]
+    assert rows(dev, "SELECT id FROM p ORDER BY id") == [(2,), (4,)]
+    assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
+
+
 def test_constraints_hold_over_inherited_rows(seeded: heliosdb.Connection, connect) -> None:
     run(seeded, "CREATE DATABASE BRANCH dev")
     dev = connect("dev")

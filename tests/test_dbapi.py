@@ -677,6 +677,38 @@ def test_users_prepared_statements_survive_internal_rollbacks(conn: heliosdb.Con
     assert cur.fetchall() == [(1,)]
 
 
+def test_a_statement_whose_result_type_ddl_elsewhere_changed_runs_again(connect: Connect, name: Names) -> None:
+    """psycopg prepares a query it has run a few times. ALTER COLUMN ... TYPE on another connection
+    changes its result type; PostgreSQL then refuses that prepared statement (0A000) every time, before
+    it runs. Outside a transaction it is planned again at once; inside one the error fails the
+    transaction, and the statement works after the rollback. The user's own PREPAREd one stays."""
+    t = name("t")
+    ddl, app = connect(), connect()
+    ddl.cursor().execute(f"CREATE TABLE {t} (id int PRIMARY KEY, v int)")
+    ddl.cursor().execute(f"INSERT INTO {t} VALUES (7, 1)")
+    cur = app.cursor()
+    cur.execute("PREPARE mine AS SELECT 42")
+    query = f"SELECT v FROM {t} WHERE id = %s"
+    for _ in range(8):  # past psycopg's prepare threshold
+        cur.execute(query, (7,))
+    ddl.cursor().execute(f"ALTER TABLE {t} ALTER COLUMN v TYPE bigint")
+    for _ in range(3):
+        assert cur.execute(query, (7,)).fetchall() == [(1,)]
+    cur.execute("EXECUTE mine")
+    assert cur.fetchall() == [(42,)]
+
+    app.autocommit = False
+    for _ in range(8):
+        cur.execute(query, (7,))
+    app.commit()
+    ddl.cursor().execute(f"ALTER TABLE {t} ALTER COLUMN v TYPE int")
+    with pytest.raises(errors.Error) as err:
+        cur.execute(query, (7,))
+    assert err.value.sqlstate == "0A000"
+    app.rollback()
+    assert cur.execute(query, (7,)).fetchall() == [(1,)]
+
+
 # --- COPY ----------------------------------------------------------------------------
 def test_copy_through_execute_is_refused_and_the_connection_stays_usable(conn: heliosdb.Connection,
                                                                         name: Names) -> None:

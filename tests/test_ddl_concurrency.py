@@ -229,6 +229,40 @@ def test_ddl_reaching_a_related_table_lets_its_writer_through(conn: heliosdb.Con
     assert _finish(w, d) == [1, " ".join(ddl.split()[:2])]
 
 
+def test_a_writer_of_a_child_table_checks_its_key_while_ddl_of_the_parent_waits_for_its_view(
+        conn: heliosdb.Connection, connect: Any) -> None:
+    """A writer of ch holds ch's view and has not yet checked its foreign key to t when DDL of t arrives;
+    the DDL then stops at a view of ch that a reader on a branch holds. The DDL takes the views of the tables
+    with keys to t before t's relations, so the writer's check of t does not wait for the DDL, which would
+    wait for the writer's view: before, the writer got 40P01."""
+    _setup(conn)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE ch (id int PRIMARY KEY, pid int REFERENCES t (id))")
+    cur.execute("INSERT INTO ch VALUES (1, 1)")
+    cur.execute("CREATE DATABASE BRANCH feature")
+    storage = conn.session.conn  # a stall in the writer, ahead of HeliosDB's own statement triggers
+    schema = storage.execute("SELECT relnamespace::regnamespace::text FROM pg_class "
+                             "WHERE relname = 'ch' AND relkind = 'r'").fetchone()[0]
+    storage.execute(f"CREATE FUNCTION {schema}.stall() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$BEGIN PERFORM pg_advisory_xact_lock_shared(4711); RETURN NULL; END$$")
+    storage.execute(f'CREATE TRIGGER "A_stall" BEFORE INSERT ON {schema}.ch '
+                    f"FOR EACH STATEMENT EXECUTE FUNCTION {schema}.stall()")
+    stall, reader = connect(autocommit=False), connect("feature", autocommit=False)
+    stall.cursor().execute("SELECT pg_advisory_xact_lock(4711)")
+    reader.cursor().execute("SELECT count(*) FROM ch")  # the branch's views of ch
+    writer, ddl_conn = connect(), connect()
+    w = _in_thread(lambda: writer.cursor().execute("INSERT INTO ch VALUES (2, 2)").rowcount)
+    _waiting(conn, 1)
+    d = _in_thread(lambda: ddl_conn.cursor().execute("ALTER TABLE t ALTER COLUMN v TYPE bigint").statusmessage)
+    _waiting(conn, 2)
+
+    stall.rollback()  # the writer goes on to its key's check
+    time.sleep(0.3)
+    reader.rollback()  # the DDL goes on to the writer's view
+    assert _finish(w, d) == [1, "ALTER TABLE"]
+    assert conn.cursor().execute("SELECT count(*) FROM ch").fetchone() == (2,)
+
+
 def test_reads_as_of_a_point_wait_for_ddl_on_main(conn: heliosdb.Connection, connect: Any) -> None:
     """A read AS OF a point reads the history and the root relation without a view: DDL on main takes
     them in the same order, so the read waits and then answers."""

@@ -204,6 +204,70 @@ def test_manual_then_complete_and_abort(pair, connect, helios_data_dir, dbname) 
     assert rows(main, "SELECT bal FROM acc WHERE id = 1") == [(6,)]
 
 
+def test_manual_merge_into_a_child_branch_completes(pair, connect) -> None:
+    """On a branch, writing the resolutions into the conflicts table commits on the target: that is not a
+    change of the target's tables, and COMPLETE MERGE goes on. A real write there after the prepare is."""
+    main, dev = pair
+    run(main, "CREATE DATABASE BRANCH qa")
+    qa = connect("qa")
+    run(dev, "UPDATE acc SET bal = 100 WHERE id = 1")
+    run(qa, "UPDATE acc SET bal = 111 WHERE id = 1")
+    cur = qa.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO qa USING STRATEGY MANUAL")
+    merge_id = cur.fetchall()[0][0]
+    run(qa, f"UPDATE _merge_conflicts_{merge_id} SET resolution = 'source'")
+    run(qa, f"COMPLETE MERGE {merge_id}")
+    assert acc(qa)[0] == (1, "ann", 100, "a@x", 0)
+    assert rows(qa, f"SELECT state FROM heliosdb.merges WHERE id = {merge_id}") == [("completed",)]
+
+    run(dev, "UPDATE acc SET bal = 7 WHERE id = 2")
+    run(qa, "UPDATE acc SET bal = 8 WHERE id = 2")
+    cur.execute("MERGE DATABASE BRANCH dev INTO qa USING STRATEGY MANUAL")
+    second = cur.fetchall()[0][0]
+    run(qa, f"UPDATE _merge_conflicts_{second} SET resolution = 'source'", "UPDATE acc SET hits = 1 WHERE id = 3")
+    assert sqlstate(qa, f"COMPLETE MERGE {second}") == "HD012"
+    assert rows(qa, "SELECT bal FROM acc WHERE id = 2") == [(8,)]
+
+
+@pytest.mark.parametrize("resolution, value, expected", [
+    ("source", None, [(7, "dev7")]),
+    ("target", None, [(7, "main7")]),
+    ("base", None, []),
+    ("custom", '{"id": 7, "owner": "both", "bal": 3, "email": "b7@x", "hits": 0}', [(7, "both")]),
+])
+def test_manual_resolutions_of_a_key_both_sides_inserted(pair, resolution: str, value: str | None,
+                                                         expected: list[tuple]) -> None:
+    """Both sides inserted id 7: the resolution says which row has the key afterwards (base: none)."""
+    main, dev = pair
+    run(dev, "INSERT INTO acc VALUES (7, 'dev7', 1, 'd7@x', 0)")
+    run(main, "INSERT INTO acc VALUES (7, 'main7', 2, 'm7@x', 0)")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY MANUAL")
+    merge_id = cur.fetchall()[0][0]
+    assert rows(main, f"SELECT conflict_kind FROM _merge_conflicts_{merge_id}") == [("insert_insert",)]
+    cur.execute(f"UPDATE _merge_conflicts_{merge_id} SET resolution = %s, resolved_value = %s", (resolution, value))
+    run(main, f"COMPLETE MERGE {merge_id}")
+    assert rows(main, "SELECT id, owner FROM acc WHERE id > 3") == expected
+
+
+@pytest.mark.parametrize("renamed_on", ["target", "source"])
+def test_changes_to_a_column_the_other_side_renamed_are_merged(conn: heliosdb.Connection, connect,
+                                                               renamed_on: str) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, b text)", "INSERT INTO t VALUES (1, 'x1'), (2, 'x2')",
+        "CREATE DATABASE BRANCH f")
+    f = connect("f")
+    renaming, writing = (conn, f) if renamed_on == "target" else (f, conn)
+    run(renaming, "ALTER TABLE t RENAME COLUMN b TO bm")
+    run(writing, "UPDATE t SET b = 'changed' WHERE id = 1", "INSERT INTO t VALUES (3, 'new')")
+    if renamed_on == "target":
+        run(conn, "MERGE DATABASE BRANCH f INTO main")
+        target = conn
+    else:
+        run(f, "MERGE DATABASE BRANCH main INTO f")
+        target = f
+    assert rows(target, "SELECT id, bm FROM t ORDER BY id") == [(1, "changed"), (2, "x2"), (3, "new")]
+
+
 def test_dry_run_changes_nothing(pair) -> None:
     main, dev = pair
     run(dev, "UPDATE acc SET bal = 1", "ALTER TABLE acc ADD COLUMN note text", "CREATE TABLE extra (a int)")

@@ -28,7 +28,7 @@ from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, he
 from heliosdb.sql.names import IDENT, QUALIFIED, quote_qualified, read_name, tokenize
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
-from heliosdb.storage.statements import keep_users_statements
+from heliosdb.storage.statements import execute_replanned, keep_users_statements
 from heliosdb.temporal import rewrite
 
 _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on their branch
@@ -627,7 +627,7 @@ class Session:
                 from heliosdb.branching.upsert import constraint_columns
 
                 stmt = constraint_columns(self, stmt)
-            cur.execute(stmt, params)
+            execute_replanned(cur, stmt, params)
         return Result(None, cur, cur.rowcount, None, cur.pgresult)
 
     def _helios(self, kind: Kind, stmt: str) -> Result:

@@ -16,6 +16,7 @@ own owner takes the view's ACCESS EXCLUSIVE lock alone and changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -57,16 +58,30 @@ class _Busy(Exception):
     """The other lock is held by a transaction that may be waiting for the one the DDL holds."""
 
 
+class _TimedOut(_Busy):
+    """A lock did not come within the wait the DDL allowed itself."""
+
+
 # How long DDL that holds the branch's write lock waits for the views before it lets go and starts again.
-_VIEWS_WAIT = "50ms"
+_VIEWS_WAIT_MS = 50
+# How long DDL in its first turns that take the views first waits for them: below PostgreSQL's
+# deadlock_timeout (1 s), so that a transaction that came back for a view the DDL holds (after a
+# foreign key's check read an inner one) gets it before its deadlock check could fail it.
+_VIEWS_FIRST_WAIT_MS = 400
+_BOUNDED_WAITS = 5
 
 
 def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[TableInfo], *,
-                 root_mode: str | None = None, related: list[TableInfo] | None = None) -> int:
+                 root_mode: str | None = None, referencing: list[TableInfo] | None = None,
+                 referenced: list[TableInfo] | None = None) -> int:
     """Take the views over the tables and the branch's write lock; the DDL's LSN.
 
-    related: tables the DDL reaches through foreign keys (their views are replaced, or
-    PostgreSQL locks them for a key): their views too, not their relations.
+    referencing, referenced: tables the DDL reaches through foreign keys to or from
+    the tables (their views are replaced, or PostgreSQL locks them for a key): their
+    views too, not their relations. A writer takes its table's view, then a parent's
+    (a key's check on a branch) or a parent's or child's relation (on the root
+    branch): so the views of tables with keys to these first, these, the tables
+    these have keys to, and the relations last.
 
     root_mode: the tables' root relations in that mode instead of the views, for statements
     that replace no view: SHARE for CREATE INDEX (readers go on), ACCESS EXCLUSIVE for TRUNCATE.
@@ -82,18 +97,19 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
     commits first). What it took in a failed turn it lets go (a savepoint).
     The views are not taken while the branch is busy: its writer may have
     read the table through an inner view (a foreign key's check) and come
-    back for the outer one.
+    back for the outer one. A transaction on another branch may do the same,
+    so the DDL waits for the views at most 400 ms, five times, before it queues for them.
     """
     held = conn.execute(
         "SELECT coalesce(current_setting('heliosdb.lsn_' || %s, true), '') <> '' "
         "OR coalesce(current_setting('heliosdb.locked_' || %s, true), '') <> ''", (branch_id, branch_id)).fetchone()
     if held and held[0]:  # the transaction wrote on the branch already: it cannot let the lock go and wait
         conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", BUILDS_KEY)
-        _take_all(conn, branch_id, infos, root_mode, related or [])
+        _take_all(conn, branch_id, infos, root_mode, referencing or [], referenced or [])
         row = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch_id,)).fetchone()
         assert row is not None
         return int(row[0])
-    views_first = True
+    views_first, timeouts = True, 0
     while True:
         try:
             with conn.transaction():
@@ -102,7 +118,9 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
                     if _branch_busy(conn, branch_id):  # its writer may hold an inner view already: wait first
                         raise _Busy
                     try:
-                        _take_all(conn, branch_id, infos, root_mode, related or [])
+                        _waiting_at_most(conn, _VIEWS_FIRST_WAIT_MS if timeouts < _BOUNDED_WAITS else None,
+                                         lambda: _take_all(conn, branch_id, infos, root_mode, referencing or [],
+                                                           referenced or []))
                     except psycopg.errors.DeadlockDetected:  # with a transaction of another branch: after it
                         raise _Busy from None
                     try:
@@ -111,18 +129,29 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
                         raise _Busy from None
                 else:
                     conn.execute(_LOCK_BRANCH, (branch_id,))
-                    saved = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]  # type: ignore[index]
-                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (_VIEWS_WAIT,))
-                    try:
-                        _take_all(conn, branch_id, infos, root_mode, related or [])
-                    except psycopg.errors.LockNotAvailable:
-                        raise _Busy from None
-                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (saved,))
+                    _waiting_at_most(conn, _VIEWS_WAIT_MS, lambda: _take_all(
+                        conn, branch_id, infos, root_mode, referencing or [], referenced or []))
                 row = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch_id,)).fetchone()
                 assert row is not None
                 return int(row[0])
-        except _Busy:
+        except _Busy as busy:
+            timeouts += views_first and isinstance(busy, _TimedOut)
             views_first = not views_first
+
+
+def _waiting_at_most(conn: psycopg.Connection[Any], ms: int | None, take: Callable[[], None]) -> None:
+    """take(), where each lock wait lasts at most `ms` (None: the session's lock_timeout): _Busy after
+    that (_TimedOut). A shorter lock_timeout of the session's own stays, and so does its error."""
+    own = int(conn.execute("SELECT setting FROM pg_settings WHERE name = 'lock_timeout'").fetchone()[0])  # type: ignore[index]
+    if ms is None or 0 < own <= ms:
+        take()
+        return
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{ms}ms",))
+    try:
+        take()
+    except psycopg.errors.LockNotAvailable:
+        raise _TimedOut from None
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{own}ms",))
 
 
 def _branch_busy(conn: psycopg.Connection[Any], branch_id: int) -> bool:
@@ -136,33 +165,32 @@ def _branch_busy(conn: psycopg.Connection[Any], branch_id: int) -> bool:
 
 
 def _take_all(conn: psycopg.Connection[Any], branch_id: int, infos: list[TableInfo], root_mode: str | None,
-              related: list[TableInfo]) -> None:
-    for info in infos:
-        if root_mode is None:
+              referencing: list[TableInfo], referenced: list[TableInfo]) -> None:
+    done: set[int] = set()
+    for info in [*referencing, *(infos if root_mode is None else []), *referenced]:
+        if info.id not in done:
+            done.add(info.id)
             take_views(conn, info, root=info.root_branch == branch_id)
-        else:
+    for info in infos:
+        if root_mode is not None:
             conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(*info.cur), sql.SQL(root_mode)))
-    for info in related:
-        if info.id not in {i.id for i in infos}:
-            take_views(conn, info, root=info.root_branch == branch_id, relations=False)
+        elif info.root_branch == branch_id:
+            # DDL on the root branch alters the relations themselves. Reads AS OF a point read them without a
+            # view, the history first: in that order, so that such a read is never half way through them.
+            conn.execute(sql.SQL("LOCK TABLE {}, {}, {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.Identifier(*info.hist), sql.Identifier(*info.br), sql.Identifier(*info.cur)))
 
 
-def take_views(conn: psycopg.Connection[Any], info: TableInfo, *, root: bool, relations: bool = True) -> None:
+def take_views(conn: psycopg.Connection[Any], info: TableInfo, *, root: bool) -> None:
     """Lock, in the caller's transaction, the views that read what DDL on `info` alters.
 
     root: the DDL runs on the table's root branch, which alters the root
     relation (read by every branch); elsewhere it alters "__br" and "__hist"
     only, which main's view does not read, so main's readers go on.
-    relations: on the root branch, the relations as well.
     """
     rels = [info.br, info.hist, *([info.cur] if root else [])]
     names = [sql.Identifier(*r).as_string(conn) for r in rels]
     rows = conn.execute(_VIEWS_OVER, (names,)).fetchall()
-    stmts = [sql.SQL("ALTER VIEW {} OWNER TO {}").format(sql.Identifier(s, v), sql.Identifier(o)) for s, v, o in rows]
-    if root and relations:
-        # DDL on the root branch alters the relations themselves. Reads AS OF a point read them without a
-        # view, the history first: in that order, so that such a read is never half way through them.
-        stmts.append(sql.SQL("LOCK TABLE {}, {}, {} IN ACCESS EXCLUSIVE MODE").format(
-            sql.Identifier(*info.hist), sql.Identifier(*info.br), sql.Identifier(*info.cur)))
-    if stmts:
-        conn.execute(sql.SQL(";").join(stmts))
+    if rows:
+        conn.execute(sql.SQL(";").join(
+            sql.SQL("ALTER VIEW {} OWNER TO {}").format(sql.Identifier(s, v), sql.Identifier(o)) for s, v, o in rows))

@@ -291,10 +291,17 @@ def _still_referenced(branch: Branch, fk: ForeignKey, match: sql.Composable) -> 
 
 def related(snap: Snapshot, info: TableInfo) -> list[TableVersion]:
     """The other visible tables whose write trigger names `info`'s table (an FK either way)."""
+    children, parents = related_by_side(snap, info)
+    return children + parents
+
+
+def related_by_side(snap: Snapshot, info: TableInfo) -> tuple[list[TableVersion], list[TableVersion]]:
+    """The other visible tables with a foreign key to `info`'s table, and those it has one to (not both)."""
     version = next((v for v in snap.tables.values() if v.table_id == info.id and not v.dropped), None)
     if version is None:
-        return []
-    out = {fk.parent.table_id: fk.parent for fk in outgoing(snap, version)}
-    out.update({fk.child.table_id: fk.child for fk in incoming(snap, version)})
-    out.pop(info.id, None)
-    return list(out.values())
+        return [], []
+    children = {fk.child.table_id: fk.child for fk in incoming(snap, version)}
+    parents = {fk.parent.table_id: fk.parent for fk in outgoing(snap, version) if fk.parent.table_id not in children}
+    children.pop(info.id, None)
+    parents.pop(info.id, None)
+    return list(children.values()), list(parents.values())

@@ -39,6 +39,7 @@ from heliosdb.catalog.model import (
     TableInfo,
     TableVersion,
     chain,
+    get_branch_by_id,
 )
 from heliosdb.sql.lsn import MAX_LSN
 from heliosdb.sql.names import quote_ident, quote_literal
@@ -588,6 +589,24 @@ def keeping_comments(conn: psycopg.Connection[Any], schema: str, name: str) -> I
 def related_tables(snap: Snapshot, info: TableInfo) -> list[int]:
     """The tables whose write triggers name `info`'s table (foreign keys either way)."""
     return [v.table_id for v in foreign_keys.related(snap, info)]
+
+
+def refresh_below_root(conn: psycopg.Connection[Any], info: TableInfo) -> None:
+    """Regenerate the write triggers of the table, and of tables related to it, on every built branch below
+    its root: they name its storage columns, which DDL on the root just renamed (the views name them by
+    position and stay right)."""
+    rows = conn.execute(
+        "SELECT id FROM heliosdb._branches WHERE built AND state <> 'dropped' AND id <> %s ORDER BY id",
+        (info.root_branch,)).fetchall()
+    for (bid,) in rows:
+        levels = chain(conn, bid)
+        if all(lv.branch_id != info.root_branch for lv in levels):
+            continue
+        snap = Snapshot(conn, levels, only=[info.id])
+        version = snap.tables.get(info.id)
+        if version is None or version.dropped:
+            continue
+        refresh_writes(conn, get_branch_by_id(conn, bid), levels, [info.id, *related_tables(snap, info)], snap)
 
 
 def refresh_writes(conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], table_ids: list[int],

@@ -116,7 +116,7 @@ def _create_table(session: Session, text: str) -> Result:
                 return _result("CREATE TABLE")
             raise errors.DuplicateTable(f'relation "{name.name}" already exists')
         # a key to another table locks it: as other DDL, its views before the branch (ddl_locks)
-        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [], related=_referenced(session, text))
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [], referenced=_referenced(session, text))
         tid = int(conn.execute("SELECT nextval('heliosdb.table_id_seq')").fetchone()[0])  # type: ignore[index]
         info = TableInfo(tid, branch.id, f"hdb_t{tid}", name.name)
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(I(info.phys_schema)))
@@ -224,8 +224,10 @@ def _drop_table(session: Session, text: str) -> Result:
 
         for version, _info in found:
             guard_table_change(session, version.table_id, version.name, None, cascade=cascade)
+        sides = [_related(session, info, "") for _version, info in found]
         lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info for _version, info in found],
-                                     related=[r for _v, info in found for r in _related(session, info, "")])
+                                     referencing=[r for children, _ in sides for r in children],
+                                     referenced=[r for _, parents in sides for r in parents])
         levels = chain(conn, branch.id)
         snap = Snapshot(conn, levels, only=[v.table_id for v, _info in found])
         dropping = {v.table_id for v, _info in found}
@@ -324,7 +326,8 @@ def _alter_table(session: Session, text: str) -> Result:
         version, info = hit
         rest = text[toks[i].start :] if i < len(toks) else ""
         _guard_views(session, version, toks, i)
-        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info], related=_related(session, info, rest))
+        children, parents = _related(session, info, rest)
+        lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info], referencing=children, referenced=parents)
         sub = [t.text.upper() for t in toks[i : i + 3]]
         if sub[:2] == ["RENAME", "TO"]:
             new_name, _ = read_name(toks, i + 2)
@@ -374,11 +377,14 @@ def _alter_table(session: Session, text: str) -> Result:
 _REFERENCES = re.compile(r'\bREFERENCES\s+((?:"[^"]+"|[\w$]+)(?:\s*\.\s*(?:"[^"]+"|[\w$]+))?)', re.IGNORECASE)
 
 
-def _related(session: Session, info: TableInfo, rest: str) -> list[TableInfo]:
-    """The tables DDL of `info` reaches by foreign keys: those it has now, and those `rest` makes."""
+def _related(session: Session, info: TableInfo, rest: str) -> tuple[list[TableInfo], list[TableInfo]]:
+    """The tables DDL of `info` reaches by foreign keys: those with keys to it, and those it has keys
+    to now or that `rest` makes."""
     conn = session.conn
     snap = Snapshot(conn, chain(conn, session.branch.id), only=[info.id])
-    return [snap.info[tid] for tid in layout.related_tables(snap, info)] + _referenced(session, rest)
+    children, parents = foreign_keys.related_by_side(snap, info)
+    return ([snap.info[v.table_id] for v in children],
+            [snap.info[v.table_id] for v in parents] + _referenced(session, rest))
 
 
 def _referenced(session: Session, text: str) -> list[TableInfo]:
@@ -458,6 +464,7 @@ def _alter_root(
     conn.execute(rewrite_references(session, "ALTER TABLE " + target + " " + rest))  # type: ignore[arg-type]
     added = inherited_keys.adopt(conn, info)
     after = _attnums(conn, info)
+    renamed = False
     for attnum, phys in after.items():
         if phys.startswith("_hdb_"):
             continue
@@ -467,13 +474,17 @@ def _alter_root(
             (target, attnum),
         ).fetchone()[0]  # type: ignore[index]
         if col is None:
-            col = _adopt_or_add(conn, info, phys, typ)
+            col, moved = _adopt_or_add(conn, info, phys, typ)
+            renamed = renamed or moved
         elif before[attnum] != phys:
             for rel in (info.br, info.hist):
                 conn.execute(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(I(*rel), I(before[attnum]), I(phys)))
             conn.execute("UPDATE heliosdb._columns SET phys_name = %s WHERE table_id = %s AND col_id = %s",
                          (phys, info.id, col))
+            renamed = True
     _resync_root(session, version, info, lsn, add_keys=added)
+    if renamed:
+        layout.refresh_below_root(conn, info)
 
 
 def _inherited_key_named(version: TableVersion, toks: list[Any], i: int) -> tuple[str, str] | None:
@@ -492,8 +503,9 @@ def _inherited_key_named(version: TableVersion, toks: list[Any], i: int) -> tupl
     return (action, hit.name) if hit is not None else None
 
 
-def _adopt_or_add(conn: psycopg.Connection[Any], info: TableInfo, phys: str, typ: str) -> int:
-    """A column new on the root relation: the same column another branch added (name and type), or a new one.
+def _adopt_or_add(conn: psycopg.Connection[Any], info: TableInfo, phys: str, typ: str) -> tuple[int, bool]:
+    """A column new on the root relation: the same column another branch added (name and type), or a new one;
+    and whether another branch's column was renamed for it.
 
     __br and __hist are shared by every branch; a different column that another branch added under the
     same name is renamed there first (views refer to columns by position, so they are unaffected).
@@ -502,7 +514,7 @@ def _adopt_or_add(conn: psycopg.Connection[Any], info: TableInfo, phys: str, typ
         "SELECT col_id, type FROM heliosdb._columns WHERE table_id = %s AND phys_name = %s", (info.id, phys)
     ).fetchone()
     if row is not None and row[1] == typ:
-        return int(row[0])
+        return int(row[0]), False
     if row is not None:
         moved = f"{phys}__c{row[0]}"
         for rel in (info.br, info.hist):
@@ -512,7 +524,7 @@ def _adopt_or_add(conn: psycopg.Connection[Any], info: TableInfo, phys: str, typ
     col = _register_column(conn, info.id, phys, typ)
     for rel in (info.br, info.hist):
         conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(I(*rel), I(phys), sql.SQL(typ)))
-    return col
+    return col, row is not None
 
 
 def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int, *,
@@ -603,6 +615,7 @@ def _hide_column(session: Session, version: TableVersion, info: TableInfo, colum
     conn.execute("UPDATE heliosdb._columns SET phys_name = %s WHERE table_id = %s AND col_id = %s",
                  (hidden, info.id, column.col))
     _resync_root(session, version, info, lsn)
+    layout.refresh_below_root(conn, info)
 
 
 # -- indexes ---------------------------------------------------------------------------------------

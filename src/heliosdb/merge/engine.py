@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -65,6 +65,7 @@ class Conflict:
     target: Any
     base: Any
     columns: list[str] = field(default_factory=list)
+    other: int | None = None  # the target's row a key clash is with (MANUAL: the resolution decides it too)
 
 
 @dataclass
@@ -246,6 +247,8 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     s_tables = side_tables(conn, src.branch)
     t_tables = side_tables(conn, tgt.branch)
     shared = [name for name in sorted(s_tables) if name in t_tables]
+    for name in shared:  # a column one side renamed: the source's rows under the target's names
+        s_tables[name] = (_in_names_of(s_tables[name][0], t_tables[name][0]), s_tables[name][1])
     # each side's last commit time per changed row, for LAST_WRITE_WINS on constraint conflicts
     conn.execute("DROP TABLE IF EXISTS _hdb_mtimes")
     conn.execute("CREATE TEMP TABLE _hdb_mtimes (table_name text, rowid bigint, time_s timestamptz, "
@@ -262,6 +265,15 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
         if not c.kind.endswith("!") and stmt.strategy != "MANUAL" and c.table in by_table:
             by_table[c.table].resolved += 1
     return schema
+
+
+def _in_names_of(version: TableVersion, target: TableVersion) -> TableVersion:
+    """`version` with each column that `target` has (the same column id) under the target's name."""
+    names = {c.col: c.name for c in target.columns}
+    columns = [replace(c, name=names.get(c.col, c.name)) for c in version.columns]
+    if len({c.name for c in columns}) < len(columns):  # a name the target gave another column: as it was
+        return version
+    return replace(version, columns=columns)
 
 
 def _fill_defaults(conn: psycopg.Connection[Any], name: str, s_version: TableVersion, t_version: TableVersion) -> None:
@@ -511,7 +523,7 @@ def _constraint_conflicts(
                     continue
                 key = {c: row_value.get(c) for c in con.cols}
                 kind = "insert_insert" if con.kind == "p" else "constraint"
-                c = Conflict(name, rowid, kind, key, row_value, other_value, None, list(con.cols))
+                c = Conflict(name, rowid, kind, key, row_value, other_value, None, list(con.cols), other)
                 source_wins = strategy == "THEIRS" or (strategy == "LAST_WRITE_WINS"
                                                        and _source_newer(conn, name, rowid, other))
                 if strategy == "OURS" or (strategy == "LAST_WRITE_WINS" and not source_wins):

@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.catalog.model import get_branch_by_id
+from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch_by_id
+from heliosdb.merge.diff import Side, changed_rows
 from heliosdb.merge.engine import Conflict, MergeStateError, TablePlan, apply_all
 from heliosdb.merge.schema import run_after, split_stored
 from heliosdb.temporal.resolver import head_lsn
 
 if TYPE_CHECKING:
-    from heliosdb.merge.diff import Side
     from heliosdb.session import Result, Session
     from heliosdb.sql.statements import MergeBranch
 
@@ -54,8 +55,8 @@ def save_pending(session: Session, merge_id: int, stmt: MergeBranch, src: Side, 
             "INSERT INTO {t} (conflict_id, table_name, page_id, row_key, source_value, target_value, base_value, "
             "conflict_kind) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(t=table),
             (n, c.table, c.rowid, _j(c.key), _j(c.source), _j(c.target), _j(c.base), c.kind.rstrip("!")))
-        conn.execute("INSERT INTO heliosdb._merge_plan VALUES (%s, %s, %s, 'conflict', NULL, %s)",
-                     (merge_id, c.table, c.rowid, n))
+        conn.execute("INSERT INTO heliosdb._merge_plan VALUES (%s, %s, %s, 'conflict', %s, %s)",
+                     (merge_id, c.table, c.rowid, None if c.other is None else _j({"other": c.other}), n))
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO heliosdb._merge_plan VALUES (%s, %s, %s, %s, %s, NULL)",
                         [(merge_id, t, r, a, _j(v)) for t, r, a, v in planned])
@@ -88,6 +89,23 @@ def _pending(session: Session, merge_id: int) -> tuple[Any, ...]:
     return row
 
 
+def _changed_since(conn: psycopg.Connection[Any], target: Branch, point: int) -> bool:
+    """Whether a commit on the target after `point` changed a table's rows or schema. Not the head alone:
+    on a branch, writing the resolutions into the conflicts table (a plain table) is a commit too."""
+    head = head_lsn(conn, target)
+    if head == point:
+        return False
+    if conn.execute("SELECT EXISTS (SELECT 1 FROM heliosdb._table_versions WHERE branch_id = %s "
+                    "AND (valid_from > %s OR valid_to BETWEEN %s + 1 AND %s))",
+                    (target.id, point, point, head)).fetchone()[0]:  # type: ignore[index]
+        return True
+    snap = Snapshot(conn, chain(conn, target.id))
+    side = Side(target, point, head)
+    return any(conn.execute(sql.SQL("SELECT EXISTS ({})").format(changed_rows(conn, side, snap.info[tid]))
+                            ).fetchone()[0]  # type: ignore[index]
+               for tid in snap.tables)
+
+
 def complete_merge(session: Session, merge_id: int) -> Result:
     from heliosdb.branching.branches import audit
     from heliosdb.merge.engine import _result
@@ -96,7 +114,7 @@ def complete_merge(session: Session, merge_id: int) -> Result:
     with conn.transaction():
         _, source_id, target_id, planned_head, _, source_lsn, base_s, schema_ddl = _pending(session, merge_id)
         target = get_branch_by_id(conn, target_id)
-        if head_lsn(conn, target) != planned_head:
+        if _changed_since(conn, target, planned_head):
             raise MergeStateError(
                 f'branch "{target.name}" changed since merge {merge_id} was prepared',
                 hint=f"ABORT MERGE {merge_id} and merge again.")
@@ -121,8 +139,13 @@ def complete_merge(session: Session, merge_id: int) -> Result:
         with session.acting_on(target):
             for ddl in before:
                 ddl_tables.execute(session, classify(ddl), ddl)
-        conn.execute("CREATE TEMP TABLE _hdb_mplan ON COMMIT DROP AS SELECT table_name, rowid, action, row_value, "
-                     "conflict_id FROM heliosdb._merge_plan WHERE merge_id = %s AND action <> 'conflict'", (merge_id,))
+        # the plan without the rows in conflict (a key clash or a failed constraint keeps the source's row
+        # there): each resolution says what becomes of them, and of the target's row a key clash is with
+        conn.execute(
+            "CREATE TEMP TABLE _hdb_mplan ON COMMIT DROP AS SELECT table_name, rowid, action, row_value, conflict_id "
+            "FROM heliosdb._merge_plan p WHERE merge_id = %s AND action <> 'conflict' AND NOT EXISTS "
+            "(SELECT 1 FROM heliosdb._merge_plan c WHERE c.merge_id = p.merge_id AND c.action = 'conflict' "
+            "AND c.table_name = p.table_name AND c.rowid = p.rowid)", (merge_id,))
         conn.execute(sql.SQL(
             """INSERT INTO _hdb_mplan (table_name, rowid, action, row_value)
 SELECT c.table_name, p.rowid,
@@ -130,7 +153,11 @@ SELECT c.table_name, p.rowid,
 FROM {t} c JOIN heliosdb._merge_plan p ON p.merge_id = %s AND p.conflict_id = c.conflict_id,
 LATERAL (SELECT CASE c.resolution WHEN 'source' THEN c.source_value WHEN 'base' THEN c.base_value
                                   WHEN 'custom' THEN c.resolved_value END AS v) x
-WHERE c.resolution <> 'target'""").format(t=table), (merge_id,))
+WHERE c.resolution <> 'target'
+UNION ALL
+SELECT c.table_name, (p.row_value ->> 'other')::bigint, 'delete', NULL
+FROM {t} c JOIN heliosdb._merge_plan p ON p.merge_id = %s AND p.conflict_id = c.conflict_id
+WHERE c.resolution <> 'target' AND p.row_value ? 'other'""").format(t=table), (merge_id, merge_id))
         tables = [r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan")]
         plans = [TablePlan(t) for t in tables]
         for p in plans:

@@ -38,3 +38,22 @@ def keep_users_statements(conn: psycopg.Connection[Any]) -> psycopg.Connection[A
         manager.prepared_max = conn._prepared.prepared_max
         conn._prepared = manager
     return conn
+
+
+_STALE_PLAN = "cached plan must not change result type"
+
+
+def execute_replanned(cur: psycopg.Cursor[Any], stmt: Any, params: Any) -> None:
+    """cur.execute(stmt, params); when the statement psycopg prepared earlier fails because DDL on
+    another connection changed its result type (0A000, before it ran), psycopg would send the same
+    prepared statement again every time. Forget psycopg's statements, and outside a transaction
+    (where the error failed nothing else) run it again unprepared."""
+    try:
+        cur.execute(stmt, params)
+    except psycopg.errors.FeatureNotSupported as exc:
+        if not str(exc).startswith(_STALE_PLAN):
+            raise
+        cur.connection._prepared.clear()
+        if cur.connection.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            raise
+        cur.execute(stmt, params, prepare=False)
