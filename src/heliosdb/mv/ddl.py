@@ -59,10 +59,11 @@ def execute(session: Session, text: str) -> Result:
         if out is not None:
             return _refreshed(session, stmt.name.name, out)
         tried_fast = outcome == "slow"
+    alone = not session.in_transaction  # the statement is its own transaction: nothing follows it
     with conn.transaction():
         branch = session.branch
         if isinstance(stmt, mvparse.CreateMV):
-            return _create(session, branch, stmt)
+            return _create(session, branch, stmt, alone)
         if isinstance(stmt, mvparse.AlterMV):
             return _alter(session, branch, stmt)
         if isinstance(stmt, mvparse.RefreshMV):
@@ -96,7 +97,7 @@ def _describe(conn: psycopg.Connection[Any], query: str, names: list[str]) -> li
     return [{"name": n, "type": t} for n, t in rows]
 
 
-def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV) -> Result:
+def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV, alone: bool) -> Result:
     conn = session.conn
     name = stmt.name.name
     opts = mvopts.with_defaults(mvopts.validate(stmt.options))
@@ -160,6 +161,9 @@ def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV) -> Result:
             with on_branch_path(conn, branch):
                 mvrefresh.refresh(conn, branch, mv, mode="full", reason="immediate views are always populated")
         storage.ensure_immediate_triggers(conn, branch, mv)
+    if alone:  # populated at the DDL's own LSN, which no later write of this transaction shares
+        conn.execute("UPDATE heliosdb._mv_state SET recompute = false WHERE mv_id = %s AND branch_id = %s",
+                     (mv.id, branch.id))
     return _result("CREATE MATERIALIZED VIEW")
 
 

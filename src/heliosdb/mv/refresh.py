@@ -418,6 +418,7 @@ class _State:
     size: int | None
     fn: str | None  # the incremental function, when still valid
     fork: int | None
+    recompute: str | None  # why no delta can bring it up to date (catalog/mv_recompute.sql)
 
 
 def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: bool) -> _State | None:
@@ -434,7 +435,10 @@ def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: 
                    CASE WHEN s.inc_fn IS NOT NULL AND NOT EXISTS (
                             SELECT 1 FROM heliosdb._table_versions v
                             WHERE v.table_id = ANY(%s) AND v.valid_from > s.sql_lsn) THEN s.inc_fn END,
-                   b.fork_lsn, set_config('heliosdb.mv_writer', 'on', true)
+                   b.fork_lsn, CASE WHEN s.recompute THEN 'refreshed inside a transaction that wrote its branch before'
+                                    WHEN heliosdb._mv_history_gone(s.mv_id, b.id, s.refreshed_lsn)
+                                    THEN 'history since the last refresh was garbage-collected' END,
+                   set_config('heliosdb.mv_writer', 'on', true)
             FROM (SELECT {lock} AS got) l
             JOIN heliosdb._mv_state s ON l.got AND s.mv_id = %s AND s.branch_id = %s
             JOIN heliosdb._branches b ON b.id = s.branch_id
@@ -448,8 +452,8 @@ def _read_state(conn: psycopg.Connection[Any], branch: Branch, mv: MView, wait: 
             raise errors.lookup("42P01")(
                 f'materialized view "{mv.name}" does not exist on branch "{branch.name}"', sqlstate="42P01")
         return None
-    _, p, hist_from, options, head, pending, size, fn, fork, _ = row
-    return _State(p, hist_from, with_defaults(options), int(head), pending, size, fn, fork)
+    _, p, hist_from, options, head, pending, size, fn, fork, recompute, _ = row
+    return _State(p, hist_from, with_defaults(options), int(head), pending, size, fn, fork, recompute)
 
 
 def fast_refresh(
@@ -509,7 +513,8 @@ def refresh(
     mv.options = st.options
     h = st.head if h is None else h
     p = st.p
-    fast = st.fn is not None and p is not None and (st.fork is None or p >= st.fork) and st.pending is not None
+    fast = (st.fn is not None and p is not None and (st.fork is None or p >= st.fork) and st.pending is not None
+            and not st.recompute)
     src = Sources(conn, branch, mv)
     if fast and mode != "full" and not mv.plan.deps_mvs:
         chosen, why = _choose_fast(st, mode, h)
@@ -567,6 +572,8 @@ def _choose(conn: psycopg.Connection[Any], src: Sources, st: _State, mode: str |
         return "full", "REFRESH ... FULL"
     if p is None:
         return "full", "first population"
+    if st.recompute:
+        return "full", st.recompute
     if plan.mode == "full":
         if p >= h and mode is None:
             return "none", "no changes"
