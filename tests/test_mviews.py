@@ -789,6 +789,34 @@ def test_gc_prunes_view_history_but_keeps_what_readers_need(base: heliosdb.Conne
     assert_view_equals_query(dev, "a", Q_AGG)
 
 
+@pytest.mark.parametrize("strategy", ["on_demand", "immediate"])
+def test_aggregates_of_other_types_aliases_and_quoted_names(conn: heliosdb.Connection, strategy: str) -> None:
+    """SUM/AVG of interval and money, AVG of real (summed in double precision, as PostgreSQL), a FROM alias
+    the maintenance SQL also uses (m), result columns that need quoting."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, g int, dur interval, price money, r real, v int)",
+        "INSERT INTO t VALUES (1, 1, '1 hour', 2.5, 16777216, 10), (2, 1, '2 days', 1, 1, 20), "
+        "(3, 2, '5 minutes', 4, 3, 30)")
+    queries = {
+        "d": "SELECT g, sum(dur) AS total, avg(dur) AS mean FROM t GROUP BY g",
+        "p": "SELECT g, sum(price) AS total FROM t GROUP BY g",
+        "r": "SELECT g, avg(r) AS mean FROM t GROUP BY g",
+        "m": "SELECT m.g, min(m.v) AS lo, max(m.v) AS hi FROM t m GROUP BY m.g",
+        "q": 'SELECT id AS "ID", v AS "my col", g AS "order" FROM t',
+        "qa": 'SELECT g AS "Grp", count(*) AS "N" FROM t GROUP BY g',
+    }
+    for name, query in queries.items():
+        run(conn, f"CREATE MATERIALIZED VIEW {name} AS {query} WITH (maintenance_strategy = {strategy})")
+    assert rows(conn, "SELECT mean FROM r WHERE g = 1") == [(8388608.5,)]  # a real sum would lose the .5
+    run(conn, "INSERT INTO t VALUES (4, 2, '1 minute', 7, 2, 5)", "DELETE FROM t WHERE id = 1",
+        "UPDATE t SET v = 1, dur = dur * 2, price = price * 3 WHERE id = 3")
+    for name, query in queries.items():
+        if strategy == "on_demand":
+            run(conn, f"REFRESH MATERIALIZED VIEW {name} INCREMENTAL")
+            assert staleness(conn, name, "last_refresh_mode")[0] == "incremental"
+        assert_view_equals_query(conn, name, query)
+    assert rows(conn, "SELECT mean FROM r WHERE g = 1") == [(1.0,)]
+
+
 def test_a_view_created_in_a_transaction_sees_its_later_writes(base: heliosdb.Connection) -> None:
     conn = base
     run(conn, "BEGIN", "INSERT INTO t VALUES (50, 1, 5)",

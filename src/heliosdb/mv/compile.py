@@ -81,13 +81,14 @@ class Plan:
     def storage_columns(self) -> list[str]:
         """Storage columns after _hdb_rowid and _hdb_lsn (the history has the same ones)."""
         if self.mode == "spj":
-            return [f"_hdb_src{i}" for i in range(len(self.sources))] + [c["name"] for c in self.columns]
+            return ([f"_hdb_src{i}" for i in range(len(self.sources))]
+                    + [quote_ident(c["name"]) for c in self.columns])
         if self.mode == "agg":
             out = [f"_hdb_g{k}" for k in range(len(self.groups))] + ["_hdb_cnt"]
             for a, agg in enumerate(self.aggs):
                 out += _agg_storage(a, agg)
             return out
-        return [c["name"] for c in self.columns]
+        return [quote_ident(c["name"]) for c in self.columns]
 
     def view_exprs(self, alias: str = "s") -> list[str]:
         """The user's columns computed from a storage row."""
@@ -265,7 +266,7 @@ def _classify(plan: Plan, tree: exp.Expression, tables: dict[str, Any], mvs: dic
         groups = [e.sql("postgres") for e in select_items]
     plan.groups = list(dict.fromkeys(groups))
     plan.scalar = not plan.groups
-    for e in select_items:
+    for j, e in enumerate(select_items):
         text = e.sql("postgres")
         if text in plan.groups:
             plan.outputs.append(["group", plan.groups.index(text)])
@@ -279,6 +280,9 @@ def _classify(plan: Plan, tree: exp.Expression, tables: dict[str, Any], mvs: dic
             raise _Full("aggregates over DISTINCT are refreshed in full")
         if isinstance(e, exp.Count) and (arg is None or isinstance(arg, exp.Star)):
             plan.aggs.append(Agg("count_star", None))
+        elif func == "avg" and plan.columns[j]["type"] == "double precision":
+            # avg(real) sums in double precision, as PostgreSQL's own (sum(real) would be real)
+            plan.aggs.append(Agg(func, f"CAST({arg.sql('postgres')} AS double precision)"))
         else:
             plan.aggs.append(Agg(func, arg.sql("postgres")))
         plan.outputs.append(["agg", len(plan.aggs) - 1])

@@ -258,27 +258,32 @@ SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
     else:
         match = f"SELECT g.*, s1._hdb_rowid AS _hdb_sid FROM _hdb_g g LEFT JOIN {store} s1 ON true"
     new_full = [src.state(j, h) for j in range(len(plan.sources))]
-    n_items = ["m._hdb_sid"] + [f"m.{k}" for k in gk] + ["coalesce(s._hdb_cnt, 0) + m._hdb_dcnt AS _hdb_cnt"]
+    # _hdb_mr, _hdb_sr: names the user's FROM clause (in the MIN/MAX recompute) cannot shadow
+    n_items = (["_hdb_mr._hdb_sid"] + [f"_hdb_mr.{k}" for k in gk]
+               + ["coalesce(_hdb_sr._hdb_cnt, 0) + _hdb_mr._hdb_dcnt AS _hdb_cnt"])
     for k, a in enumerate(plan.aggs):
         if a.arg is None:
             continue
-        nn = f"(coalesce(s._hdb_n{k}, 0) + m._hdb_dn{k})"
+        nn = f"(coalesce(_hdb_sr._hdb_n{k}, 0) + _hdb_mr._hdb_dn{k})"
         if a.func == "count":
             n_items.append(f"{nn} AS _hdb_n{k}")
         elif a.func in ("sum", "avg"):
-            n_items.append(f"CASE WHEN {nn} > 0 THEN coalesce(s._hdb_s{k}, 0) + coalesce(m._hdb_sp{k}, 0) "
-                           f"- coalesce(m._hdb_sm{k}, 0) END AS _hdb_s{k}")
+            # '0' untyped: it takes the sum's type (interval and money have no integer 0)
+            n_items.append(f"CASE WHEN {nn} > 0 THEN coalesce(_hdb_sr._hdb_s{k}, '0') "
+                           f"+ coalesce(_hdb_mr._hdb_sp{k}, '0') - coalesce(_hdb_mr._hdb_sm{k}, '0') END AS _hdb_s{k}")
             n_items.append(f"{nn} AS _hdb_n{k}")
         else:
             worse = "<=" if a.func == "min" else ">="
             best = "least" if a.func == "min" else "greatest"
-            same_group = " AND ".join(f"({g}) IS NOT DISTINCT FROM m._hdb_g{i}" for i, g in enumerate(plan.groups))
+            same_group = " AND ".join(f"({g}) IS NOT DISTINCT FROM _hdb_mr._hdb_g{i}"
+                                      for i, g in enumerate(plan.groups))
             recompute = (f"(SELECT {a.func}({a.arg}) {_instantiate(plan, new_full)}"
                          f"{_where(plan, same_group or None)})")
             n_items.append(
                 f"CASE WHEN {nn} = 0 THEN NULL "
-                f"WHEN m._hdb_em{k} IS NOT NULL AND s._hdb_m{k} IS NOT NULL AND m._hdb_em{k} {worse} s._hdb_m{k} "
-                f"THEN {recompute} ELSE {best}(s._hdb_m{k}, m._hdb_ep{k}) END AS _hdb_m{k}")
+                f"WHEN _hdb_mr._hdb_em{k} IS NOT NULL AND _hdb_sr._hdb_m{k} IS NOT NULL "
+                f"AND _hdb_mr._hdb_em{k} {worse} _hdb_sr._hdb_m{k} "
+                f"THEN {recompute} ELSE {best}(_hdb_sr._hdb_m{k}, _hdb_mr._hdb_ep{k}) END AS _hdb_m{k}")
             n_items.append(f"{nn} AS _hdb_n{k}")
     keep = "true" if plan.scalar else "n._hdb_cnt > 0"
     sets = ", ".join(f"{c} = n.{c}" for c in cols)
@@ -286,7 +291,8 @@ SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
 _hdb_d AS ({' UNION ALL '.join(arms)}),
 _hdb_g AS (SELECT {', '.join(g_items)} FROM _hdb_d{group_by}),
 _hdb_m AS ({match}),
-_hdb_n AS (SELECT {', '.join(n_items)} FROM _hdb_m m LEFT JOIN {store} s ON s._hdb_rowid = m._hdb_sid),
+_hdb_n AS (SELECT {', '.join(n_items)} FROM _hdb_m _hdb_mr LEFT JOIN {store} _hdb_sr
+    ON _hdb_sr._hdb_rowid = _hdb_mr._hdb_sid),
 _hdb_arch AS (INSERT INTO {hist} (_hdb_rowid, _hdb_begin, _hdb_end, {col_list})
     SELECT s._hdb_rowid, s._hdb_lsn, {h}, {', '.join('s.' + c for c in cols)}
     FROM {store} s JOIN _hdb_n n ON s._hdb_rowid = n._hdb_sid RETURNING 1),
