@@ -817,6 +817,36 @@ def test_aggregates_of_other_types_aliases_and_quoted_names(conn: heliosdb.Conne
     assert rows(conn, "SELECT mean FROM r WHERE g = 1") == [(1.0,)]
 
 
+def test_a_view_over_a_plain_view_or_a_qualified_name_notices_changes(base: heliosdb.Connection) -> None:
+    """What a view reads is what PostgreSQL resolved, through plain views and schema-qualified names."""
+    conn = base
+    run(conn, "CREATE VIEW pv AS SELECT id, v FROM t",
+        "CREATE MATERIALIZED VIEW over_pv AS SELECT id, v FROM pv WITH (maintenance_strategy = on_demand)",
+        "CREATE MATERIALIZED VIEW qual AS SELECT id, v FROM public.t WITH (maintenance_strategy = on_demand)")
+    assert rows(conn, "SELECT view, depends_on_kind, depends_on FROM heliosdb.mv_dependencies ORDER BY 1") == [
+        ("over_pv", "table", "t"), ("qual", "table", "t")]
+    run(conn, "INSERT INTO t VALUES (4, 2, 40)")
+    for name in ("over_pv", "qual"):
+        assert staleness(conn, name, "status, pending_changes") == ("STALE", 1)
+        run(conn, f"REFRESH MATERIALIZED VIEW {name}")
+        assert_view_equals_query(conn, name, "SELECT id, v FROM t")
+    assert error_of(conn, "DROP TABLE t").sqlstate == "2BP01"
+
+
+def test_an_immediate_view_reads_only_immediate_views(base: heliosdb.Connection) -> None:
+    conn = base
+    run(conn, "CREATE MATERIALIZED VIEW up AS SELECT g, sum(v) AS s FROM t GROUP BY g "
+              "WITH (maintenance_strategy = on_demand)")
+    err = error_of(conn, "CREATE MATERIALIZED VIEW dn AS SELECT g, s FROM up WITH (maintenance_strategy = immediate)")
+    assert err.sqlstate == "0A000" and "on_demand" in err.message
+    run(conn, "ALTER MATERIALIZED VIEW up SET (maintenance_strategy = immediate)",
+        "CREATE MATERIALIZED VIEW dn AS SELECT g, s FROM up WHERE s > 25 WITH (maintenance_strategy = immediate)",
+        "INSERT INTO t VALUES (4, 1, 100)", "DELETE FROM t WHERE id = 3")
+    assert_view_equals_query(conn, "dn", "SELECT g, sum(v) FROM t GROUP BY g HAVING sum(v) > 25")
+    assert error_of(conn, "ALTER MATERIALIZED VIEW up SET (maintenance_strategy = incremental)").sqlstate == "0A000"
+    assert staleness(conn, "up", "strategy")[0] == "immediate"
+
+
 def test_a_view_created_in_a_transaction_sees_its_later_writes(base: heliosdb.Connection) -> None:
     conn = base
     run(conn, "BEGIN", "INSERT INTO t VALUES (50, 1, 5)",

@@ -75,14 +75,36 @@ def _visible(conn: psycopg.Connection[Any], branch: Branch) -> dict[str, MView]:
     return mvcat.visible(conn, chain(conn, branch.id))
 
 
-def _describe(conn: psycopg.Connection[Any], query: str, names: list[str]) -> list[dict[str, str]]:
-    """The query's result columns (names, types) as PostgreSQL sees them on the current search_path."""
+# The HeliosDB tables and materialized views whose storage a view reads, through any views in between:
+# what PostgreSQL recorded for the probe view (names in the query can be qualified, or be plain views).
+_READS = """
+WITH RECURSIVE rels(oid) AS (
+    SELECT %s::regclass::oid
+  UNION
+    SELECT d.refobjid FROM rels JOIN pg_rewrite r ON r.ev_class = rels.oid
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                    AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
+)
+SELECT 'table', t.id FROM rels JOIN pg_class c ON c.oid = rels.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN heliosdb._tables t ON t.phys_schema = n.nspname
+ AND c.relname IN (t.phys_name, t.phys_name || '__br', t.phys_name || '__hist')
+UNION
+SELECT 'mv', substring(c.relname FROM '^mv([0-9]+)$')::int FROM rels JOIN pg_class c ON c.oid = rels.oid
+JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname ~ '^hdb_b[0-9]+$' AND c.relname ~ '^mv[0-9]+$'
+"""
+
+
+def _describe(conn: psycopg.Connection[Any], query: str, names: list[str]
+              ) -> tuple[list[dict[str, str]], list[tuple[str, int]]]:
+    """The query's result columns (names, types) as PostgreSQL sees them on the current search_path, and
+    what it reads: ('table' | 'mv', id) pairs."""
     conn.execute("CREATE TEMP VIEW _hdb_mv_probe AS " + query)  # type: ignore[operator]
     try:
         rows = conn.execute(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = 'pg_temp._hdb_mv_probe'::regclass AND attnum > 0 ORDER BY attnum"
         ).fetchall()
+        reads = [(str(k), int(i)) for k, i in conn.execute(_READS, ("pg_temp._hdb_mv_probe",)).fetchall()]
     finally:
         conn.execute("DROP VIEW pg_temp._hdb_mv_probe")
     if names:
@@ -94,7 +116,7 @@ def _describe(conn: psycopg.Connection[Any], query: str, names: list[str]) -> li
         if n in seen:
             raise errors.lookup("42701")(f'column "{n}" specified more than once', sqlstate="42701")
         seen.add(n)
-    return [{"name": n, "type": t} for n, t in rows]
+    return [{"name": n, "type": t} for n, t in rows], reads
 
 
 def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV, alone: bool) -> Result:
@@ -122,17 +144,20 @@ def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV, alone: boo
 
         query = rewrite(session, query, kept=True)  # refreshes run it again later
     with on_branch_path(conn, branch):
-        columns = _describe(conn, query, stmt.columns)
+        columns, reads = _describe(conn, query, stmt.columns)
     tables = {
         v.name: (tid, {c.name: c.type for c in v.columns}) for tid, v in snap.tables.items()
     }
     mvs = {m.name: (m.id, {c["name"]: c["type"] for c in m.plan.columns}) for m in views.values()}
     plan = compile_query(query, columns, tables, mvs)
+    plan.deps_tables = sorted({*plan.deps_tables, *(i for k, i in reads if k == "table")})
+    plan.deps_mvs = sorted({*plan.deps_mvs, *(i for k, i in reads if k == "mv")})
     if opts["maintenance_strategy"] == "immediate" and plan.mode == "full":
         raise errors.lookup("0A000")(
             f'materialized view "{name}" cannot be maintained immediately: {plan.reason}',
             hint="Use maintenance_strategy = incremental or deferred; docs/materialized-views.md lists the "
                  "query classes maintained incrementally.", sqlstate="0A000")
+    _immediate_inputs(conn, branch, name, plan.deps_mvs, opts["maintenance_strategy"])
     # the LSN index it gives the branch's own tables: as CREATE INDEX, their relations before the branch
     own = [snap.info[s.id] for s in plan.sources if s.kind == "table" and snap.info[s.id].root_branch == branch.id]
     lsn = lock_for_ddl(conn, branch.id, own, root_mode="SHARE")
@@ -221,6 +246,8 @@ def _alter(session: Session, branch: Branch, stmt: mvparse.AlterMV) -> Result:
         raise errors.lookup("0A000")(
             f'materialized view "{mv.name}" cannot be maintained immediately: {mv.plan.reason}',
             hint="docs/materialized-views.md lists the query classes maintained incrementally.", sqlstate="0A000")
+    _immediate_inputs(conn, branch, mv.name, mv.plan.deps_mvs, new["maintenance_strategy"])
+    _immediate_readers(conn, branch, mv, new["maintenance_strategy"])
     conn.execute("UPDATE heliosdb._mv_state SET options = %s WHERE mv_id = %s AND branch_id = %s",
                  (Jsonb(new), mv.id, branch.id))
     mv.options = new
@@ -234,6 +261,36 @@ def _alter(session: Session, branch: Branch, stmt: mvparse.AlterMV) -> Result:
         conn.execute("UPDATE heliosdb._mv_state SET immediate_sql = NULL WHERE mv_id = %s AND branch_id = %s",
                      (mv.id, branch.id))
     return _result("ALTER MATERIALIZED VIEW")
+
+
+def _immediate_inputs(conn: psycopg.Connection[Any], branch: Branch, name: str, inputs: list[int],
+                      strategy: str) -> None:
+    """An immediate view is current inside every writing transaction; a view it reads must be too."""
+    if strategy != "immediate":
+        return
+    for up_id in inputs:
+        st = mvcat.state(conn, up_id, branch.id)
+        if st is not None and st.options.get("maintenance_strategy") != "immediate":
+            up = mvcat.by_id(conn, up_id).name
+            raise errors.lookup("0A000")(
+                f'materialized view "{name}" cannot be maintained immediately: it reads "{up}", '
+                f'which is {st.options.get("maintenance_strategy")}',
+                hint=f"ALTER MATERIALIZED VIEW {up} SET (maintenance_strategy = immediate) first, or use "
+                     "maintenance_strategy = incremental.", sqlstate="0A000")
+
+
+def _immediate_readers(conn: psycopg.Connection[Any], branch: Branch, mv: MView, strategy: str) -> None:
+    """The other side of _immediate_inputs: a view an immediate view reads stays immediate."""
+    if strategy == "immediate":
+        return
+    for reader_id in mvcat.dependents(conn, mv.id):
+        st = mvcat.state(conn, reader_id, branch.id)
+        reader = mvcat.by_id(conn, reader_id)
+        if st is not None and st.options.get("maintenance_strategy") == "immediate" and mv.id in reader.plan.deps_mvs:
+            raise errors.lookup("0A000")(
+                f'materialized view "{mv.name}" must stay immediate: immediate view "{reader.name}" reads it',
+                hint=f"ALTER MATERIALIZED VIEW {reader.name} SET (maintenance_strategy = ...) first.",
+                sqlstate="0A000")
 
 
 def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV, *, try_fast: bool = True) -> Result:
