@@ -527,6 +527,12 @@ BAD_OPTIONS = [
     ("staleness_threshold", "1.5", ["0", "1"]),
     ("staleness_threshold", "abc", ["0", "1"]),
     ("max_staleness_seconds", "-5", ["0"]),
+    # infinities and NaN: refused here, not later by the catalog's JSON (22P02)
+    ("max_staleness_seconds", "'infinity'", ["0", "1000000000"]),
+    ("max_staleness_seconds", "1e400", ["0", "1000000000"]),
+    ("max_staleness_seconds", "'inf'", ["0", "1000000000"]),
+    ("max_staleness_seconds", "'nan'", ["0", "1000000000"]),
+    ("max_staleness_seconds", "1e12", ["0", "1000000000"]),  # next_scheduled past what clients can read
     ("colour", "1", ["maintenance_strategy", "max_cpu_percent", "staleness_threshold", "max_staleness_seconds",
                      "priority"]),
 ]
@@ -547,6 +553,109 @@ def test_bad_options_are_22023_and_list_the_valid_values(base: heliosdb.Connecti
                 assert word in said, (stmt, word, said)
     assert sqlstate(conn, "SELECT * FROM b") == "42P01"  # nothing was created
     assert staleness(conn, "a", "priority, strategy") == ("low", "incremental")  # nothing was changed
+
+
+def test_statements_postgresql_refuses_are_42601(base: heliosdb.Connection) -> None:
+    conn = base
+    run(conn, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t WITH (priority = low)")
+    before = staleness(conn, "mv", "priority, last_refresh_reason")
+    for stmt, near in [("DROP MATERIALIZED VIEW", None), ("DROP MATERIALIZED VIEW IF EXISTS", None),
+                       ("ALTER MATERIALIZED VIEW mv SET ()", ")"), ("ALTER MATERIALIZED VIEW mv RESET ()", ")"),
+                       ("CREATE MATERIALIZED VIEW mv2 AS SELECT id FROM t WITH ()", ")"),
+                       ("CREATE MATERIALIZED VIEW mv2 WITH () AS SELECT id FROM t", ")"),
+                       ("REFRESH MATERIALIZED VIEW mv INCREMENTAL FULL", "FULL"),
+                       ("REFRESH MATERIALIZED VIEW mv FULL FULL", "FULL")]:
+        exc = error_of(conn, stmt)
+        assert exc.sqlstate == "42601", (stmt, exc.sqlstate, exc.message)
+        want = "syntax error at end of input" if near is None else f'syntax error at or near "{near}"'
+        assert exc.message == want, (stmt, exc.message)
+        if near is not None:
+            assert exc.position is not None and stmt[exc.position - 1:].startswith(near), (stmt, exc.position)
+    assert sqlstate(conn, "SELECT * FROM mv2") == "42P01"  # nothing was created, changed or refreshed
+    assert staleness(conn, "mv", "priority, last_refresh_reason") == before
+    assert [r[0] for r in rows(conn, "SELECT name FROM heliosdb.mv_staleness")] == ["mv"]
+
+
+def test_drop_view_or_alter_view_of_a_materialized_view_is_42809(base: heliosdb.Connection) -> None:
+    conn = base
+    run(conn, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t", "CREATE VIEW pv AS SELECT id FROM t")
+    for stmt in ["DROP VIEW mv", "DROP VIEW IF EXISTS mv", "DROP VIEW pv, mv", "DROP VIEW IF EXISTS nope, mv CASCADE",
+                 "ALTER VIEW mv RENAME TO other", "ALTER VIEW IF EXISTS mv RENAME COLUMN v TO w"]:
+        exc = error_of(conn, stmt)
+        assert (exc.sqlstate, exc.message) == ("42809", '"mv" is not a view'), (stmt, exc.sqlstate, exc.message)
+        verb = stmt.split()[0]
+        assert exc.hint == f"Use {verb} MATERIALIZED VIEW to {'remove' if verb == 'DROP' else 'change'} a " \
+                           "materialized view.", exc.hint
+    # nothing was dropped or renamed: the view, its catalog rows, the plain view named with it
+    assert_view_equals_query(conn, "mv", "SELECT id, v FROM t")
+    assert rows(conn, "SELECT name, status FROM heliosdb.mv_staleness") == [("mv", "FRESH")]
+    assert rows(conn, "SELECT view, depends_on FROM heliosdb.mv_dependencies") == [("mv", "t")]
+    assert rows(conn, "SELECT count(*) FROM pv") == [(3,)]
+    assert sqlstate(conn, "SELECT * FROM other") == "42P01"
+    # plain views are PostgreSQL's business as before, notices included
+    assert notices(conn, "DROP VIEW IF EXISTS nope") == ['NOTICE:  view "nope" does not exist, skipping']
+    run(conn, "ALTER VIEW pv RENAME TO pv2", "DROP VIEW pv2")
+    assert sqlstate(conn, "SELECT * FROM pv2") == "42P01"
+    run(conn, "DROP MATERIALIZED VIEW mv")
+    assert rows(conn, "SELECT count(*) FROM heliosdb.mv_staleness") == [(0,)]
+
+
+def test_comment_reset_using_and_tablespace_as_postgresql(base: heliosdb.Connection, connect) -> None:
+    conn = base
+    run(conn, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t")
+    comment = "SELECT obj_description('mv'::regclass, 'pg_class')"
+    run(conn, "COMMENT ON MATERIALIZED VIEW mv IS 'nightly totals'")
+    assert rows(conn, comment) == [("nightly totals",)]
+    run(conn, "CREATE DATABASE BRANCH dev")  # a branch's copy of the view has the comment too
+    assert rows(connect("dev"), comment) == [("nightly totals",)]
+    run(conn, "REFRESH MATERIALIZED VIEW mv WITH NO DATA", "REFRESH MATERIALIZED VIEW mv")
+    assert rows(conn, comment) == [("nightly totals",)]  # the view made again keeps it
+    run(conn, "COMMENT ON MATERIALIZED VIEW mv IS NULL")
+    assert rows(conn, comment) == [(None,)]
+    assert sqlstate(conn, "COMMENT ON MATERIALIZED VIEW nope IS 'x'") == "42P01"
+    assert sqlstate(conn, "COMMENT ON MATERIALIZED VIEW mv IS 42") == "42601"
+    # RESET: the options given go back to their defaults, the others stay
+    run(conn, "ALTER MATERIALIZED VIEW mv SET (priority = critical, max_cpu_percent = 10, staleness_threshold = 0.9)",
+        "ALTER MATERIALIZED VIEW mv RESET (priority, MAX_CPU_PERCENT)")
+    got = rows(conn, "SELECT priority, max_cpu_percent, staleness_threshold FROM heliosdb._mv_staleness() "
+                     "WHERE name = 'mv' AND branch = 'main'")
+    assert got == [("medium", 80.0, 0.9)]
+    run(conn, "ALTER MATERIALIZED VIEW mv SET (maintenance_strategy = immediate)",
+        "ALTER MATERIALIZED VIEW mv RESET (maintenance_strategy, staleness_threshold)")
+    assert staleness(conn, "mv", "strategy") == ("incremental",)
+    run(conn, "INSERT INTO t VALUES (4, 4, 40)")  # no longer immediate: it waits for a refresh
+    assert staleness(conn, "mv", "status, pending_changes") == ("STALE", 1)
+    exc = error_of(conn, "ALTER MATERIALIZED VIEW mv RESET (colour)")
+    assert exc.sqlstate == "22023" and "max_staleness_seconds" in (exc.hint or "")
+    # USING heap and TABLESPACE pg_default as PostgreSQL's defaults; others 0A000, nothing created
+    run(conn, "CREATE MATERIALIZED VIEW a USING heap AS SELECT id FROM t",
+        "CREATE MATERIALIZED VIEW b TABLESPACE pg_default AS SELECT id FROM t",
+        "CREATE MATERIALIZED VIEW c (n) USING heap WITH (priority = high) TABLESPACE pg_default AS SELECT id FROM t")
+    assert staleness(conn, "c", "priority, status") == ("high", "FRESH")
+    assert rows(conn, "SELECT n FROM c ORDER BY 1") == [(1,), (2,), (3,), (4,)]
+    for stmt in ["CREATE MATERIALIZED VIEW d USING brin AS SELECT id FROM t",
+                 "CREATE MATERIALIZED VIEW d TABLESPACE elsewhere AS SELECT id FROM t"]:
+        exc = error_of(conn, stmt)
+        assert exc.sqlstate == "0A000" and exc.hint, (stmt, exc.sqlstate)
+    assert sqlstate(conn, "SELECT * FROM d") == "42P01"
+    # RENAME is refused whole (0A000), never half done
+    run(conn, "CREATE MATERIALIZED VIEW reader AS SELECT id FROM mv WHERE v > 10")
+    deps = rows(conn, "SELECT view, depends_on_kind, depends_on FROM heliosdb.mv_dependencies ORDER BY 1, 3")
+    for stmt, hint in [("ALTER MATERIALIZED VIEW mv RENAME TO mv2", "DROP MATERIALIZED VIEW mv"),
+                       ("ALTER MATERIALIZED VIEW mv RENAME COLUMN v TO val", "column list"),
+                       ("ALTER MATERIALIZED VIEW mv RENAME v TO val", "column list")]:
+        exc = error_of(conn, stmt)
+        assert exc.sqlstate == "0A000" and hint in (exc.hint or ""), (stmt, exc.sqlstate, exc.hint)
+    assert sqlstate(conn, "ALTER MATERIALIZED VIEW nope RENAME TO x") == "42P01"
+    assert notices(conn, "ALTER MATERIALIZED VIEW IF EXISTS nope RENAME TO x") == [
+        'NOTICE:  relation "nope" does not exist, skipping']
+    assert sqlstate(conn, "SELECT * FROM mv2") == "42P01"
+    assert sqlstate(conn, "SELECT val FROM mv") == "42703"
+    run(conn, "REFRESH MATERIALIZED VIEW mv", "REFRESH MATERIALIZED VIEW reader")
+    assert_view_equals_query(conn, "reader", "SELECT id FROM t WHERE v > 10")
+    assert rows(conn, "SELECT view, depends_on_kind, depends_on FROM heliosdb.mv_dependencies ORDER BY 1, 3") == deps
+    assert [r[0] for r in rows(conn, "SELECT name FROM heliosdb.mv_staleness WHERE branch = 'main' ORDER BY 1")] == [
+        "a", "b", "c", "mv", "reader"]
 
 
 def test_drop_of_a_view_another_reads(base: heliosdb.Connection) -> None:

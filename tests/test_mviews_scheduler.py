@@ -109,6 +109,25 @@ def test_high_cpu_defers_non_critical_views_only(conn: heliosdb.Connection, sche
     assert staleness(conn, "med", "status")[0] == "FRESH"
 
 
+def test_max_cpu_percent_0_waits_for_an_idle_cpu(conn: heliosdb.Connection, scheduler) -> None:
+    seed_table(conn)
+    run(conn, "CREATE MATERIALIZED VIEW cpu0 AS SELECT count(*) AS n FROM t WITH (max_cpu_percent = 0, staleness_threshold = 0)",
+        "CREATE MATERIALIZED VIEW cpu1 AS SELECT count(*) AS n FROM t WITH (max_cpu_percent = 1, staleness_threshold = 0)",
+        "CREATE MATERIALIZED VIEW crit0 AS SELECT count(*) AS n FROM t "
+        "WITH (max_cpu_percent = 0, staleness_threshold = 0, priority = critical)",
+        "INSERT INTO t VALUES (1000, 0, 1)")
+    busy = scheduler(Cpu(50.0), per_tick=4)
+    for n in range(3):  # 0 is the strictest limit, not none; critical views still ignore it
+        assert dict(did(busy.run_once())) == {"cpu0": "deferred: cpu", "cpu1": "deferred: cpu"} | (
+            {"crit0": "incremental"} if n == 0 else {})
+    assert staleness(conn, "cpu0", "status, pending_changes") == ("STALE", 1)
+    assert staleness(conn, "crit0", "status") == ("FRESH",)
+    idle = scheduler(Cpu(0.0), per_tick=4)  # an idle CPU: both may go
+    assert dict(did(idle.run_once())) == {"cpu0": "incremental", "cpu1": "incremental"}
+    assert_view_equals_query(conn, "cpu0", "SELECT count(*) AS n FROM t")
+    assert staleness(conn, "cpu0", "status") == ("FRESH",)
+
+
 def test_waiting_views_age_so_none_starves(conn: heliosdb.Connection, scheduler) -> None:
     for name in ("tl", "th", "tc"):
         seed_table(conn, name, 40)

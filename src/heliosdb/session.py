@@ -390,7 +390,7 @@ class Session:
         kind = info.kind
         try:
             if self.as_of is not None and kind not in (Kind.BRANCH, Kind.TEMPORAL, Kind.TRANSACTION,
-                                                       Kind.SET_CONSTRAINTS) and (
+                                                       Kind.SET_CONSTRAINTS, Kind.VIEW_DDL) and (
                     kind is not Kind.PASSTHROUGH or info.write):
                 from heliosdb.temporal.context import refuse_write
 
@@ -633,7 +633,7 @@ class Session:
     def _helios(self, kind: Kind, stmt: str) -> Result:
         from heliosdb.branching import branches, tables
 
-        self._internal = kind is not Kind.MAINTENANCE
+        self._internal = kind not in (Kind.MAINTENANCE, Kind.VIEW_DDL)  # their notices are PostgreSQL's own
         try:
             if kind is Kind.ENGINE_SETTING:
                 refuse_engine_setting(stmt)
@@ -651,6 +651,11 @@ class Session:
                 from heliosdb.mv import ddl
 
                 return ddl.execute(self, stmt)
+            if kind is Kind.VIEW_DDL:
+                from heliosdb.mv import ddl
+
+                ddl.refuse_view_ddl(self, stmt)  # a materialized view is a view to PostgreSQL
+                return self._passthrough(stmt, None)
             return tables.execute(self, kind, stmt)
         finally:
             self._internal = False

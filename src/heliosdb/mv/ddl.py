@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from heliosdb import errors
@@ -68,6 +69,8 @@ def execute(session: Session, text: str) -> Result:
             return _alter(session, branch, stmt)
         if isinstance(stmt, mvparse.RefreshMV):
             return _refresh(session, branch, stmt, try_fast=not tried_fast)
+        if isinstance(stmt, mvparse.CommentMV):
+            return _comment(session, branch, stmt)
         return _drop(session, branch, stmt)
 
 
@@ -119,9 +122,23 @@ def _describe(conn: psycopg.Connection[Any], query: str, names: list[str]
     return [{"name": n, "type": t} for n, t in rows], reads
 
 
+def _check_placement(stmt: mvparse.CreateMV) -> None:
+    """USING / TABLESPACE: PostgreSQL's defaults are accepted, as they change nothing here."""
+    if stmt.access_method not in (None, "heap"):
+        raise errors.lookup("0A000")(
+            f'access method "{stmt.access_method}" is not supported for materialized views', sqlstate="0A000",
+            hint="HeliosDB keeps a materialized view's rows in heap tables: leave out USING or write USING heap.")
+    if stmt.tablespace not in (None, "pg_default"):
+        raise errors.lookup("0A000")(
+            f'tablespace "{stmt.tablespace}" is not supported for materialized views', sqlstate="0A000",
+            hint="HeliosDB keeps a materialized view's rows in the default tablespace: leave out TABLESPACE or "
+                 "write TABLESPACE pg_default.")
+
+
 def _create(session: Session, branch: Branch, stmt: mvparse.CreateMV, alone: bool) -> Result:
     conn = session.conn
     name = stmt.name.name
+    _check_placement(stmt)
     opts = mvopts.with_defaults(mvopts.validate(stmt.options))
     views = _visible(conn, branch)
     levels = chain(conn, branch.id)
@@ -239,9 +256,10 @@ def _alter(session: Session, branch: Branch, stmt: mvparse.AlterMV) -> Result:
             session.notices.append(f'NOTICE:  relation "{stmt.name.name}" does not exist, skipping')
             return _result("ALTER MATERIALIZED VIEW")
         raise _undefined(stmt.name.name)
+    _refuse_rename(mv, stmt)
     st = mvcat.state(conn, mv.id, branch.id, lock=True)
     assert st is not None
-    new = {**st.options, **mvopts.validate(stmt.options)}
+    new = {**st.options, **mvopts.validate(stmt.options), **mvopts.defaults_of(stmt.reset)}
     if new["maintenance_strategy"] == "immediate" and mv.plan.mode == "full":
         raise errors.lookup("0A000")(
             f'materialized view "{mv.name}" cannot be maintained immediately: {mv.plan.reason}',
@@ -291,6 +309,53 @@ def _immediate_readers(conn: psycopg.Connection[Any], branch: Branch, mv: MView,
                 f'materialized view "{mv.name}" must stay immediate: immediate view "{reader.name}" reads it',
                 hint=f"ALTER MATERIALIZED VIEW {reader.name} SET (maintenance_strategy = ...) first.",
                 sqlstate="0A000")
+
+
+def _refuse_rename(mv: MView, stmt: mvparse.AlterMV) -> None:
+    """RENAME: the name is in the catalog of every branch that sees the view and in the queries of views that
+    read it; a rename that missed one would leave a view half renamed, so none is done."""
+    if stmt.rename is not None:
+        raise errors.lookup("0A000")(
+            f'materialized view "{mv.name}" cannot be renamed', sqlstate="0A000",
+            hint=f"Create it again under the new name: DROP MATERIALIZED VIEW {mv.name}; "
+                 f"CREATE MATERIALIZED VIEW {stmt.rename} AS ...")
+    if stmt.rename_column is not None:
+        raise errors.lookup("0A000")(
+            f'columns of materialized view "{mv.name}" cannot be renamed', sqlstate="0A000",
+            hint=f"Create it again with the new names in its column list: CREATE MATERIALIZED VIEW {mv.name} "
+                 "(column, ...) AS ...")
+
+
+def _comment(session: Session, branch: Branch, stmt: mvparse.CommentMV) -> Result:
+    """COMMENT ON MATERIALIZED VIEW: the comment goes on the branch's view, where psql and obj_description look."""
+    mv = _get(session, branch, stmt.name.name)
+    if mv is None:
+        raise _undefined(stmt.name.name)
+    # the literal is one string token (or NULL) of the user's statement, passed as written
+    session.conn.execute(sql.SQL("COMMENT ON VIEW {} IS ").format(sql.Identifier(branch.user_schema, mv.name))
+                         + sql.SQL(stmt.literal))  # type: ignore[arg-type]
+    return _result("COMMENT")
+
+
+def refuse_view_ddl(session: Session, text: str) -> None:
+    """DROP VIEW / ALTER VIEW naming a materialized view of the branch: 42809 as PostgreSQL (the view they would
+    change is only the user's window on the view's storage)."""
+    from heliosdb.sql.names import read_name, read_names, skip_words, tokenize
+
+    try:
+        toks = tokenize(text)
+        drop = toks[0].text.upper() == "DROP"
+        _, i = skip_words(toks, 2, "IF", "EXISTS")
+        names = read_names(toks, i)[0] if drop else [read_name(toks, i)[0]]
+    except (errors.Error, IndexError):
+        return  # malformed: PostgreSQL's own syntax error
+    views = _visible(session.conn, session.branch)
+    for n in names:
+        if n.name in views and n.schema in (None, session.branch.user_schema):
+            raise errors.lookup("42809")(
+                f'"{n.name}" is not a view', sqlstate="42809",
+                hint="Use DROP MATERIALIZED VIEW to remove a materialized view." if drop else
+                     "Use ALTER MATERIALIZED VIEW to change a materialized view.")
 
 
 def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV, *, try_fast: bool = True) -> Result:

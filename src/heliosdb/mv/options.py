@@ -23,14 +23,18 @@ def _bad(message: str, hint: str) -> errors.Error:
     return errors.lookup("22023")(message, hint=hint, sqlstate="22023")
 
 
-def _number(name: str, text: str, lo: float, hi: float | None) -> float:
+# The largest max_staleness_seconds: about 31 years. Larger (or infinite) values have no use, do not fit
+# JSON (infinity) and push next_scheduled past the dates clients can read.
+MAX_STALENESS_SECONDS = 1e9
+
+
+def _number(name: str, text: str, lo: float, hi: float) -> float:
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not (value >= lo and (hi is None or value <= hi)):
-        span = f"between {lo:g} and {hi:g}" if hi is not None else f"at least {lo:g}"
-        raise _bad(f'invalid value for option "{name}": "{text}"', f"{name} is a number {span}.")
+    if not (lo <= value <= hi):  # NaN compares false: refused too, as are infinities
+        raise _bad(f'invalid value for option "{name}": "{text}"', f"{name} is a number between {lo:.15g} and {hi:.15g}.")
     return value
 
 
@@ -54,11 +58,19 @@ def validate(raw: dict[str, str]) -> dict[str, Any]:
         elif name == "staleness_threshold":
             out[name] = _number(name, value, 0, 1)
         elif name == "max_staleness_seconds":
-            out[name] = _number(name, value, 0, None)
+            out[name] = _number(name, value, 0, MAX_STALENESS_SECONDS)
         else:
             raise _bad(f'unrecognized materialized view option "{key}"',
                        "Valid options: " + ", ".join(DEFAULTS) + ".")
     return out
+
+
+def defaults_of(names: list[str]) -> dict[str, Any]:
+    """RESET ( name, ... ): the defaults of those options; an unknown name is 22023 as in validate."""
+    for name in names:
+        if name.lower() not in DEFAULTS:
+            raise _bad(f'unrecognized materialized view option "{name}"', "Valid options: " + ", ".join(DEFAULTS) + ".")
+    return {name.lower(): DEFAULTS[name.lower()] for name in names}
 
 
 def with_defaults(opts: dict[str, Any]) -> dict[str, Any]:

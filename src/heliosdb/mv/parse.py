@@ -22,13 +22,18 @@ class CreateMV:
     options: dict[str, str] = field(default_factory=dict)
     with_data: bool = True
     if_not_exists: bool = False
+    access_method: str | None = None  # USING ...: heap is the only one (ddl refuses others)
+    tablespace: str | None = None  # TABLESPACE ...: pg_default likewise
 
 
 @dataclass
 class AlterMV:
     name: Name
-    options: dict[str, str]
+    options: dict[str, str] = field(default_factory=dict)  # SET ( ... )
     if_exists: bool = False
+    reset: list[str] = field(default_factory=list)  # RESET ( ... ): back to the defaults
+    rename: str | None = None  # RENAME TO (refused: see ddl._alter)
+    rename_column: tuple[str, str] | None = None  # RENAME [COLUMN] a TO b (refused likewise)
 
 
 @dataclass
@@ -45,11 +50,24 @@ class DropMV:
     cascade: bool = False
 
 
-Statement = CreateMV | AlterMV | RefreshMV | DropMV
+@dataclass
+class CommentMV:
+    name: Name
+    literal: str  # the string literal or NULL, as the user wrote it
+
+
+Statement = CreateMV | AlterMV | RefreshMV | DropMV | CommentMV
 
 
 def _error(text: str) -> HeliosSyntaxError:
     return HeliosSyntaxError(f"syntax error: {text}")
+
+
+def _near(tokens: list[Token], i: int, hint: str | None = None) -> HeliosSyntaxError:
+    """PostgreSQL's words for an unexpected token (or a missing one at the end)."""
+    if i >= len(tokens):
+        return HeliosSyntaxError("syntax error at end of input", hint=hint)
+    return HeliosSyntaxError(f'syntax error at or near "{tokens[i].text}"', hint=hint, position=tokens[i].start + 1)
 
 
 def _options(text: str, tokens: list[Token], i: int) -> tuple[dict[str, str], int]:
@@ -57,6 +75,8 @@ def _options(text: str, tokens: list[Token], i: int) -> tuple[dict[str, str], in
     end = matching_paren(tokens, i)
     if tokens[end].text != ")":
         raise _error("unterminated option list")
+    if end == i + 1:  # as PostgreSQL's grammar: an option list holds at least one option
+        raise _near(tokens, end)
     opts: dict[str, str] = {}
     j = i + 1
     while j < end:
@@ -89,9 +109,14 @@ def parse(text: str) -> Statement:
         return _alter(text, tokens)
     if verb == "REFRESH":
         # sqlglot reads REFRESH as a command and the rest as one string: tokenize the rest
-        return _refresh(tokens[:1] + tokenize(text[tokens[0].end + 1:]))
+        rest = tokenize(text[tokens[0].end + 1:])
+        for tok in rest:  # offsets in the whole statement, for error positions
+            tok.start, tok.end = tok.start + tokens[0].end + 1, tok.end + tokens[0].end + 1
+        return _refresh(tokens[:1] + rest)
     if verb == "DROP":
         return _drop(tokens)
+    if verb == "COMMENT":
+        return _comment(text, tokens)
     raise _error(f'unexpected "{tokens[0].text}"')
 
 
@@ -106,9 +131,11 @@ def _create(text: str, tokens: list[Token]) -> CreateMV:
         end = matching_paren(tokens, i)
         columns = [n.name for n in read_names(tokens, i + 1)[0]]
         i = end + 1
+    access_method, i = _word_after(tokens, i, "USING")
     options: dict[str, str] = {}
     if is_word(tokens[i] if i < len(tokens) else None, "WITH") and i + 1 < len(tokens) and tokens[i + 1].text == "(":
         options, i = _options(text, tokens, i + 1)  # PostgreSQL's place for WITH ( ... ): before AS
+    tablespace, i = _word_after(tokens, i, "TABLESPACE")
     if not is_word(tokens[i] if i < len(tokens) else None, "AS"):
         raise _error('expected AS and the defining query')
     i += 1
@@ -141,7 +168,17 @@ def _create(text: str, tokens: list[Token]) -> CreateMV:
     if end <= i:
         raise _error("expected the defining query")
     query = text[tokens[i].start:tokens[end - 1].end + 1]
-    return CreateMV(name, query, columns, options, with_data, if_not_exists)
+    return CreateMV(name, query, columns, options, with_data, if_not_exists, access_method, tablespace)
+
+
+def _word_after(tokens: list[Token], i: int, keyword: str) -> tuple[str | None, int]:
+    """`keyword name` (USING heap, TABLESPACE pg_default) if it comes next: the name, lower-cased unless quoted."""
+    if not is_word(tokens[i] if i < len(tokens) else None, keyword):
+        return None, i
+    if i + 1 >= len(tokens) or tokens[i + 1].token_type in (TokenType.STRING, TokenType.L_PAREN, TokenType.NUMBER):
+        raise _near(tokens, i + 1)
+    tok = tokens[i + 1]
+    return (tok.text if tok.token_type == TokenType.IDENTIFIER else tok.text.lower()), i + 2
 
 
 def _alter(text: str, tokens: list[Token]) -> AlterMV:
@@ -150,13 +187,55 @@ def _alter(text: str, tokens: list[Token]) -> AlterMV:
         raise _error("expected MATERIALIZED VIEW")
     if_exists, i = skip_words(tokens, i, "IF", "EXISTS")
     name, i = read_name(tokens, i)
-    ok, i = skip_words(tokens, i, "SET")
-    if not ok or i >= len(tokens) or tokens[i].text != "(":
-        raise _error("expected SET ( option = value, ... )")
-    options, i = _options(text, tokens, i)
+    stmt = AlterMV(name, if_exists=if_exists)
+    word = tokens[i].text.upper() if i < len(tokens) and tokens[i].token_type != TokenType.IDENTIFIER else ""
+    if word in ("SET", "RESET") and i + 1 < len(tokens) and tokens[i + 1].text == "(":
+        if word == "SET":
+            stmt.options, i = _options(text, tokens, i + 1)
+        else:
+            stmt.reset, i = _option_names(tokens, i + 1)
+    elif word == "RENAME":
+        i = _rename(tokens, i + 1, stmt)
+    else:
+        raise _error("expected SET ( option = value, ... ), RESET ( option, ... ) or RENAME")
     if i != len(tokens):
-        raise _error(f'unexpected "{tokens[i].text}"')
-    return AlterMV(name, options, if_exists)
+        raise _near(tokens, i)
+    return stmt
+
+
+def _option_names(tokens: list[Token], i: int) -> tuple[list[str], int]:
+    """( name, ... ) starting at the '(' at token i: RESET's list."""
+    end = matching_paren(tokens, i)
+    if tokens[end].text != ")":
+        raise _error("unterminated option list")
+    names: list[str] = []
+    j = i + 1
+    while True:
+        if j >= end or tokens[j].token_type in (TokenType.COMMA, TokenType.L_PAREN, TokenType.R_PAREN):
+            raise _near(tokens, j)
+        names.append(tokens[j].text if tokens[j].token_type == TokenType.IDENTIFIER else tokens[j].text.lower())
+        j += 1
+        if j == end:
+            return names, end + 1
+        if tokens[j].token_type != TokenType.COMMA:
+            raise _near(tokens, j)
+        j += 1
+
+
+def _rename(tokens: list[Token], i: int, stmt: AlterMV) -> int:
+    """RENAME TO new | RENAME [COLUMN] old TO new, from the token after RENAME."""
+    if is_word(tokens[i] if i < len(tokens) else None, "TO"):
+        new, i = read_name(tokens, i + 1)
+        stmt.rename = new.name
+        return i
+    _, i = skip_words(tokens, i, "COLUMN")
+    old, i = read_name(tokens, i)
+    ok, i = skip_words(tokens, i, "TO")
+    if not ok:
+        raise _near(tokens, i)
+    new, i = read_name(tokens, i)
+    stmt.rename_column = (old.name, new.name)
+    return i
 
 
 def _refresh(tokens: list[Token]) -> RefreshMV:
@@ -168,6 +247,8 @@ def _refresh(tokens: list[Token]) -> RefreshMV:
     stmt = RefreshMV(name)
     while i < len(tokens):
         if is_word(tokens[i], "INCREMENTAL", "FULL"):
+            if stmt.mode is not None:
+                raise _near(tokens, i, hint="Give one of INCREMENTAL | FULL.")
             stmt.mode = tokens[i].text.lower()
             i += 1
         elif is_word(tokens[i], "WITH"):
@@ -187,6 +268,8 @@ def _drop(tokens: list[Token]) -> DropMV:
         raise _error("expected MATERIALIZED VIEW")
     if_exists, i = skip_words(tokens, i, "IF", "EXISTS")
     names, i = read_names(tokens, i)
+    if not names:
+        raise _near(tokens, i)
     cascade = False
     if i < len(tokens) and is_word(tokens[i], "CASCADE", "RESTRICT"):
         cascade = tokens[i].text.upper() == "CASCADE"
@@ -194,3 +277,22 @@ def _drop(tokens: list[Token]) -> DropMV:
     if i != len(tokens):
         raise _error(f'unexpected "{tokens[i].text}"')
     return DropMV(names, if_exists, cascade)
+
+
+def _comment(text: str, tokens: list[Token]) -> CommentMV:
+    ok, i = skip_words(tokens, 1, "ON", "MATERIALIZED", "VIEW")
+    if not ok:
+        raise _error("expected ON MATERIALIZED VIEW")
+    name, i = read_name(tokens, i)
+    ok, i = skip_words(tokens, i, "IS")
+    if not ok:
+        raise _near(tokens, i)
+    if i >= len(tokens) or not (tokens[i].token_type in _STRINGS or is_word(tokens[i], "NULL")):
+        raise _near(tokens, i)
+    if i + 1 != len(tokens):
+        raise _near(tokens, i + 1)
+    return CommentMV(name, text[tokens[i].start:tokens[i].end + 1])
+
+
+_STRINGS = (TokenType.STRING, TokenType.BYTE_STRING, TokenType.HEREDOC_STRING, TokenType.NATIONAL_STRING,
+            TokenType.UNICODE_STRING)

@@ -13,7 +13,8 @@ time, in priority order:
   that has been waiting moves up one priority level per `aging_seconds`, so
   none starves;
 - CPU: the smoothed system CPU (psutil) is checked before each refresh;
-  non-critical views wait while it is above their max_cpu_percent;
+  non-critical views wait while it is above their max_cpu_percent (0: while
+  it is above 0 at all);
 - a refresh brings the view's input views to the same point first; a
   failure is retried with bounded backoff and marks the views that read it
   UPSTREAM_FAILED; an advisory lock keeps two processes from refreshing one
@@ -105,7 +106,9 @@ class Scheduler(Periodic):
         out = []
         for mv_id, bid, name, branch, priority, staleness, max_cpu in rows:
             since = self._waiting_since.setdefault((mv_id, bid), now)
-            out.append(Candidate(mv_id, bid, name, branch, priority, staleness or 0.0, max_cpu or 100.0, now - since))
+            # 0 is a limit too (refresh only while the CPU is idle): only a missing value means none
+            limit = 100.0 if max_cpu is None else max_cpu
+            out.append(Candidate(mv_id, bid, name, branch, priority, staleness or 0.0, limit, now - since))
         out.sort(key=lambda c: c.rank(self.aging_seconds))
         return out
 

@@ -133,13 +133,14 @@ TOPICS: list[Topic] = [
     Topic("DROP VIEW", "remove a view", "DROP VIEW [ IF EXISTS ] name [, ...] [ CASCADE | RESTRICT ]"),
     Topic("CREATE MATERIALIZED VIEW", "define a self-refreshing materialized view (HeliosDB options)",
           "CREATE MATERIALIZED VIEW [ IF NOT EXISTS ] name [ (column_name [, ...] ) ]\n"
-          "    AS query\n"
+          "    [ USING heap ] [ TABLESPACE pg_default ] AS query\n"
           "    [ WITH ( maintenance_strategy = incremental | deferred | on_demand | immediate,\n"
           "             max_cpu_percent = 0-100, staleness_threshold = 0.0-1.0,\n"
-          "             max_staleness_seconds = seconds, priority = critical | high | medium | low ) ]\n"
+          "             max_staleness_seconds = 0-1000000000, priority = critical | high | medium | low ) ]\n"
           "    [ WITH [ NO ] DATA ]"),
     Topic("ALTER MATERIALIZED VIEW", "change a materialized view's options",
-          "ALTER MATERIALIZED VIEW [ IF EXISTS ] name SET ( option = value [, ...] )"),
+          "ALTER MATERIALIZED VIEW [ IF EXISTS ] name SET ( option = value [, ...] )\n"
+          "ALTER MATERIALIZED VIEW [ IF EXISTS ] name RESET ( option [, ...] )"),
     Topic("REFRESH MATERIALIZED VIEW", "bring a materialized view up to date (incrementally when it can)",
           "REFRESH MATERIALIZED VIEW [ CONCURRENTLY ] name [ INCREMENTAL | FULL ] [ WITH [ NO ] DATA ]"),
     Topic("DROP MATERIALIZED VIEW", "remove materialized views",

@@ -28,7 +28,8 @@ class Kind(enum.Enum):
     TRANSACTION = "transaction"  # BEGIN / COMMIT / ROLLBACK / ...
     MERGE = "merge"  # MERGE DATABASE BRANCH, conflict rule sets, COMPLETE / ABORT MERGE
     TEMPORAL = "temporal"  # SET AS OF / SHOW AS OF / FLASHBACK TABLE
-    MVIEW = "mview"  # CREATE / ALTER / REFRESH / DROP MATERIALIZED VIEW
+    MVIEW = "mview"  # CREATE / ALTER / REFRESH / DROP MATERIALIZED VIEW, COMMENT ON MATERIALIZED VIEW
+    VIEW_DDL = "view_ddl"  # DROP / ALTER VIEW: PostgreSQL's, refused on a materialized view
     ENGINE_SETTING = "engine_setting"  # SET / RESET heliosdb.*: the engine's own settings, refused
 
 
@@ -42,6 +43,8 @@ _RULES: list[tuple[re.Pattern[str], Kind]] = [
     (re.compile(r"^(SET|SHOW)\s+AS\s+OF\b"), Kind.TEMPORAL),
     (re.compile(r"^FLASHBACK\s+TABLE\b"), Kind.TEMPORAL),
     (re.compile(r"^(CREATE|ALTER|DROP|REFRESH)\s+MATERIALIZED\s+VIEW\b"), Kind.MVIEW),
+    (re.compile(r"^COMMENT\s+ON\s+MATERIALIZED\s+VIEW\b"), Kind.MVIEW),
+    (re.compile(r"^(DROP|ALTER)\s+VIEW\b"), Kind.VIEW_DDL),
     (re.compile(r"^CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(TEMP|TEMPORARY)\s"), Kind.PASSTHROUGH),
     (re.compile(r"^CREATE\s+(UNLOGGED\s+)?TABLE\b"), Kind.CREATE_TABLE),
     (re.compile(r"^DROP\s+TABLE\b"), Kind.DROP_TABLE),
