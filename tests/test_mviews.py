@@ -942,6 +942,26 @@ def test_a_view_over_a_plain_view_or_a_qualified_name_notices_changes(base: heli
     assert error_of(conn, "DROP TABLE t").sqlstate == "2BP01"
 
 
+def test_renames_and_drops_of_what_a_view_reads_are_refused(base: heliosdb.Connection) -> None:
+    """A view's stored query names the table and its columns: renaming them would break its refreshes and,
+    for an immediate view, every write of the table. SELECT * reads every column."""
+    conn = base
+    run(conn, "CREATE MATERIALIZED VIEW agg AS SELECT g, sum(v) AS s FROM t GROUP BY g "
+              "WITH (maintenance_strategy = immediate)",
+        "CREATE TABLE u (id int PRIMARY KEY, v int, w int)",
+        "CREATE MATERIALIZED VIEW everything AS SELECT * FROM u WITH (maintenance_strategy = on_demand)",
+        "CREATE MATERIALIZED VIEW counted AS SELECT count(*) AS n, sum(v * 2) AS s FROM t "
+        "WITH (maintenance_strategy = on_demand)")
+    for ddl in ("ALTER TABLE t RENAME COLUMN v TO val", "ALTER TABLE t RENAME TO t2"):
+        assert error_of(conn, ddl).sqlstate == "0A000"
+    assert error_of(conn, "ALTER TABLE u DROP COLUMN w").sqlstate == "2BP01"
+    # the views read g and v only; their stored SQL named every column, and is made again
+    run(conn, "ALTER TABLE t RENAME COLUMN id TO ident", "ALTER TABLE t ADD COLUMN w int", "ALTER TABLE t DROP COLUMN w")
+    run(conn, "INSERT INTO t VALUES (9, 1, 5)", "REFRESH MATERIALIZED VIEW counted")
+    assert_view_equals_query(conn, "agg", "SELECT g, sum(v) FROM t GROUP BY g")
+    assert_view_equals_query(conn, "counted", "SELECT count(*), sum(v * 2) FROM t")
+
+
 def test_an_immediate_view_reads_only_immediate_views(base: heliosdb.Connection) -> None:
     conn = base
     run(conn, "CREATE MATERIALIZED VIEW up AS SELECT g, sum(v) AS s FROM t GROUP BY g "

@@ -328,49 +328,60 @@ def _alter_table(session: Session, text: str) -> Result:
         _guard_views(session, version, toks, i)
         children, parents = _related(session, info, rest)
         lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info], referencing=children, referenced=parents)
-        sub = [t.text.upper() for t in toks[i : i + 3]]
-        if sub[:2] == ["RENAME", "TO"]:
-            new_name, _ = read_name(toks, i + 2)
-            if find_table(conn, chain(conn, branch.id), new_name.name) is not None:
-                raise errors.DuplicateTable(f'relation "{new_name.name}" already exists')
-            conn.execute(
-                sql.SQL("ALTER VIEW {} RENAME TO {}").format(I(branch.user_schema, version.name), I(new_name.name))
-            )
-            if branch.id != info.root_branch:
-                conn.execute(
-                    sql.SQL("ALTER VIEW {} RENAME TO {}").format(
-                        I(branch.phys_schema, version.name), I(new_name.name)
-                    )
-                )
-                conn.execute(
-                    sql.SQL("ALTER FUNCTION {}() RENAME TO {}").format(
-                        I(branch.phys_schema, version.name + "__w"), I(new_name.name + "__w")
-                    )
-                )
-            version.branch_id = branch.id
-            version.name = new_name.name
-            save_version(conn, version, lsn)
-            # trigger functions name the table's views: its own, and those of tables with foreign keys to or from it
-            levels = chain(conn, branch.id)
-            snap = Snapshot(conn, levels, only=[info.id])
-            layout.refresh_writes(conn, branch, levels, [info.id, *layout.related_tables(snap, info)], snap)
-            return _result("ALTER TABLE")
-        if RETYPE.search(rest) is not None:  # a type change: versioned steps (retype.py)
-            if top_level_commas(toks[i:]):
-                _one_action_at_a_time(session, text, toks, i)
-                return _result("ALTER TABLE")
-            if not retype.is_retype(rest):
-                raise errors.SyntaxError("syntax error in ALTER COLUMN ... TYPE")
-            retype.retype(session, version, info, rest, lsn)
-            return _result("ALTER TABLE")
-        if branch.id == info.root_branch:
-            _alter_root(session, version, info, rest, toks, i, lsn)
-            if "RENAME" in rest.upper():  # a renamed key column: the keys that reference it name it
-                _resync_referencing(session, info, lsn)
-        else:
-            from heliosdb.branching.alter_branch import alter_inherited
+        result = _alter_actions(session, text, toks, i, version, info, rest, lsn)
+        # the stored SQL of materialized views over the table names its columns: made again
+        from heliosdb.mv.ddl import resync_sql
 
-            alter_inherited(session, version, info, text, toks, i, lsn)
+        resync_sql(conn, info.id, lsn)
+        return result
+
+
+def _alter_actions(session: Session, text: str, toks: list[Any], i: int, version: TableVersion, info: TableInfo,
+                   rest: str, lsn: int) -> Result:
+    conn, branch = session.conn, session.branch
+    sub = [t.text.upper() for t in toks[i : i + 3]]
+    if sub[:2] == ["RENAME", "TO"]:
+        new_name, _ = read_name(toks, i + 2)
+        if find_table(conn, chain(conn, branch.id), new_name.name) is not None:
+            raise errors.DuplicateTable(f'relation "{new_name.name}" already exists')
+        conn.execute(
+            sql.SQL("ALTER VIEW {} RENAME TO {}").format(I(branch.user_schema, version.name), I(new_name.name))
+        )
+        if branch.id != info.root_branch:
+            conn.execute(
+                sql.SQL("ALTER VIEW {} RENAME TO {}").format(
+                    I(branch.phys_schema, version.name), I(new_name.name)
+                )
+            )
+            conn.execute(
+                sql.SQL("ALTER FUNCTION {}() RENAME TO {}").format(
+                    I(branch.phys_schema, version.name + "__w"), I(new_name.name + "__w")
+                )
+            )
+        version.branch_id = branch.id
+        version.name = new_name.name
+        save_version(conn, version, lsn)
+        # trigger functions name the table's views: its own, and those of tables with foreign keys to or from it
+        levels = chain(conn, branch.id)
+        snap = Snapshot(conn, levels, only=[info.id])
+        layout.refresh_writes(conn, branch, levels, [info.id, *layout.related_tables(snap, info)], snap)
+        return _result("ALTER TABLE")
+    if RETYPE.search(rest) is not None:  # a type change: versioned steps (retype.py)
+        if top_level_commas(toks[i:]):
+            _one_action_at_a_time(session, text, toks, i)
+            return _result("ALTER TABLE")
+        if not retype.is_retype(rest):
+            raise errors.SyntaxError("syntax error in ALTER COLUMN ... TYPE")
+        retype.retype(session, version, info, rest, lsn)
+        return _result("ALTER TABLE")
+    if branch.id == info.root_branch:
+        _alter_root(session, version, info, rest, toks, i, lsn)
+        if "RENAME" in rest.upper():  # a renamed key column: the keys that reference it name it
+            _resync_referencing(session, info, lsn)
+    else:
+        from heliosdb.branching.alter_branch import alter_inherited
+
+        alter_inherited(session, version, info, text, toks, i, lsn)
     return _result("ALTER TABLE")
 
 
@@ -399,9 +410,18 @@ def _referenced(session: Session, text: str) -> list[TableInfo]:
 
 
 def _guard_views(session: Session, version: TableVersion, toks: list[Any], i: int) -> None:
-    """DROP COLUMN / ALTER COLUMN ... TYPE of a column a materialized view reads: PostgreSQL's refusal (or CASCADE)."""
+    """DROP COLUMN / ALTER COLUMN ... TYPE of a column a materialized view reads: PostgreSQL's refusal (or CASCADE);
+    RENAME of the table or such a column: refused (the view's query names them)."""
     from heliosdb.mv.ddl import guard_table_change
 
+    if is_word(toks[i] if i < len(toks) else None, "RENAME"):
+        _, j = skip_words(toks, i + 1, "COLUMN")
+        if is_word(toks[j] if j < len(toks) else None, "TO"):  # the table itself
+            guard_table_change(session, version.table_id, version.name, None, cascade=False, action="rename")
+        elif j < len(toks) and not is_word(toks[j], "CONSTRAINT"):
+            col, _ = read_name(toks, j)
+            guard_table_change(session, version.table_id, version.name, col.name, cascade=False, action="rename")
+        return
     if not is_word(toks[i] if i < len(toks) else None, "DROP", "ALTER"):
         return
     action = toks[i].text.upper()

@@ -223,6 +223,10 @@ def guard_table_change(session: Session, table_id: int, table: str, column: str 
     if action == "alter type":
         raise errors.lookup("0A000")(
             "cannot alter type of a column used by a view or rule", detail=detail, sqlstate="0A000")
+    if action == "rename":  # PostgreSQL's views follow a rename; a stored query text would not
+        raise errors.lookup("0A000")(
+            f"cannot rename {what} because a materialized view reads it", detail=detail, sqlstate="0A000",
+            hint="Drop the materialized view first and create it again after the rename.")
     if not cascade:
         raise errors.lookup("2BP01")(
             f"cannot drop {what} because other objects depend on it", detail=detail,
@@ -233,15 +237,37 @@ def guard_table_change(session: Session, table_id: int, table: str, column: str 
         session.notices.append(f"NOTICE:  drop cascades to materialized view {v.name}")
 
 
+def resync_sql(conn: psycopg.Connection[Any], table_id: int, at: int) -> None:
+    """After DDL of a base table (on any branch: the root's renames reach the branches below it): the stored
+    SQL of the views reading it (their incremental function, which immediate maintenance runs too), made
+    again from the table as it is now."""
+    from heliosdb.catalog.model import get_branch_by_id
+
+    rows = conn.execute(
+        "SELECT s.mv_id, s.branch_id FROM heliosdb._mv_state s JOIN heliosdb._mv_deps d ON d.mv_id = s.mv_id "
+        "AND d.kind = 'table' AND d.dep_id = %s WHERE s.inc_fn IS NOT NULL ORDER BY 1, 2", (table_id,)).fetchall()
+    for mv_id, branch_id in rows:
+        branch, mv = get_branch_by_id(conn, branch_id), mvcat.by_id(conn, mv_id)
+        state = mvcat.state(conn, mv_id, branch_id)
+        if state is not None:
+            mv.options = state.options
+        with on_branch_path(conn, branch):
+            mvrefresh.store_sql(conn, mvrefresh.Sources(conn, branch, mv), at)
+
+
 def _uses(query: str, column: str) -> bool:
-    """Whether the query names the column anywhere (conservative: any identifier spelled so)."""
-    from heliosdb.sql.names import tokenize
+    """Whether the query names the column anywhere (conservative: any identifier spelled so), or reads every
+    column (`*` or `x.*` in a select list)."""
+    from heliosdb.sql.names import is_word, tokenize
 
     try:
         toks = tokenize(query)
     except errors.Error:
         return True
-    return any((t.text if t.token_type.name == "IDENTIFIER" else t.text.lower()) == column for t in toks)
+    star = any(t.text == "*" and k > 0
+               and (toks[k - 1].text in (",", ".") or is_word(toks[k - 1], "SELECT", "DISTINCT"))
+               for k, t in enumerate(toks))
+    return star or any((t.text if t.token_type.name == "IDENTIFIER" else t.text.lower()) == column for t in toks)
 
 
 def _get(session: Session, branch: Branch, name: str) -> MView | None:
