@@ -268,6 +268,28 @@ def test_changes_to_a_column_the_other_side_renamed_are_merged(conn: heliosdb.Co
     assert rows(target, "SELECT id, bm FROM t ORDER BY id") == [(1, "changed"), (2, "x2"), (3, "new")]
 
 
+@pytest.mark.parametrize("into", ["main", "qa"])
+@pytest.mark.parametrize("ddl, breaking, code", [
+    ("ALTER TABLE t ADD CONSTRAINT t_a_u UNIQUE (a)", "INSERT INTO t VALUES (7, 1)", "23505"),
+    ("ALTER TABLE t ADD CONSTRAINT a_pos CHECK (a > 0)", "INSERT INTO t VALUES (7, -5)", "23514"),
+    ("ALTER TABLE t ALTER COLUMN a SET NOT NULL", "INSERT INTO t VALUES (7, NULL)", "23502"),
+])
+def test_a_constraint_the_targets_rows_break_is_a_conflict(conn: heliosdb.Connection, connect, into: str,
+                                                           ddl: str, breaking: str, code: str) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, a int)", "INSERT INTO t VALUES (1, 1), (2, 2)",
+        "CREATE DATABASE BRANCH qa")
+    target = conn if into == "main" else connect("qa")
+    run(target, "CREATE DATABASE BRANCH f", "INSERT INTO t VALUES (3, 1), (4, -1), (5, NULL)")
+    run(connect("f"), ddl)
+    preview = rows(target, f"MERGE DATABASE BRANCH f INTO {into} DRY RUN")
+    assert ("conflicts", None, "1") in preview
+    assert sqlstate(target, f"MERGE DATABASE BRANCH f INTO {into}") == "HD011"
+    assert rows(target, "SELECT count(*) FROM t") == [(5,)]
+    run(target, "DELETE FROM t WHERE id >= 3")
+    run(target, f"MERGE DATABASE BRANCH f INTO {into}")  # now it holds there
+    assert sqlstate(target, breaking) == code
+
+
 def test_dry_run_changes_nothing(pair) -> None:
     main, dev = pair
     run(dev, "UPDATE acc SET bal = 1", "ALTER TABLE acc ADD COLUMN note text", "CREATE TABLE extra (a int)")

@@ -35,7 +35,7 @@ from heliosdb.catalog.model import (
     table_info,
 )
 from heliosdb.merge.diff import Side, build_diff
-from heliosdb.merge.schema import plan_schema, run_after, stored
+from heliosdb.merge.schema import plan_schema, run_after, stored, unheld, unheld_constraints
 from heliosdb.sql import statements as st
 from heliosdb.sql.lsn import MAX_LSN, format_lsn
 from heliosdb.temporal.resolver import head_lsn
@@ -192,6 +192,8 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
         unresolved = [c for c in conflicts if c.kind.endswith("!")]
         merge_id = int(conn.execute("SELECT nextval('heliosdb.merge_id_seq')").fetchone()[0])  # type: ignore[index]
         if stmt.dry_run:
+            for ddl, _why in unheld_constraints(session, target, schema.after):  # what run_after would refuse
+                conflicts.append(Conflict(_altered_table(ddl), 0, "constraint", {"statement": ddl}, None, None, None))
             return _preview(session, src, tgt, schema.tables, plans, conflicts, started)
         if conflicts and (stmt.strategy == "ABORT" or unresolved):
             bad = unresolved or conflicts
@@ -243,7 +245,16 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     schema = plan_schema(conn, src.branch, tgt.branch, src.base, tgt.base)
     with session.acting_on(tgt.branch):
         for ddl in schema.statements:
-            tables.execute(session, classify(ddl), ddl)
+            try:
+                with conn.transaction():
+                    tables.execute(session, classify(ddl), ddl)
+            except (errors.Error, psycopg.Error) as exc:  # a constraint the target's own rows break
+                err = exc if isinstance(exc, errors.Error) else errors.from_psycopg(exc)
+                if not (err.sqlstate or "").startswith("23"):
+                    raise
+                if not stmt.dry_run:
+                    raise unheld(tgt.branch, ddl, err) from None
+                conflicts.append(Conflict(_altered_table(ddl), 0, "constraint", {"statement": ddl}, None, None, None))
     s_tables = side_tables(conn, src.branch)
     t_tables = side_tables(conn, tgt.branch)
     shared = [name for name in sorted(s_tables) if name in t_tables]
@@ -468,6 +479,16 @@ WHERE how = 'cells' AND cardinality(clash) = 0 AND merged IS DISTINCT FROM head_
 
 
 _NO = object()
+
+
+def _altered_table(ddl: str) -> str:
+    """The table an `ALTER TABLE <name> ...` statement of the merge's own making changes."""
+    from heliosdb.sql.names import read_name, tokenize
+
+    try:
+        return read_name(tokenize(ddl), 2)[0].name
+    except (errors.Error, IndexError):
+        return ""
 
 
 def _custom(conn: psycopg.Connection[Any], function: str, table: str, base: Any, ours: Any, theirs: Any) -> Any:

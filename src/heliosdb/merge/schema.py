@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from heliosdb import errors
 from heliosdb.catalog.model import Column, Constraint, Level, Snapshot, TableVersion, chain, visible_tables
 from heliosdb.sql.names import quote_ident, quote_literal
@@ -116,10 +118,40 @@ def run_after(session: Session, target: Branch, statements: list[str]) -> None:
             try:
                 with session.conn.transaction():
                     tables.execute(session, classify(ddl), ddl)
-            except errors.Error as exc:
-                if exc.sqlstate != "0A000":
+            except (errors.Error, psycopg.Error) as exc:
+                err = exc if isinstance(exc, errors.Error) else errors.from_psycopg(exc)
+                if (err.sqlstate or "").startswith("23"):
+                    raise unheld(target, ddl, err) from None
+                if err.sqlstate != "0A000":
                     raise
-                session.notices.append(f"NOTICE:  merge: not carried to \"{target.name}\": {ddl} ({exc.message})")
+                session.notices.append(f"NOTICE:  merge: not carried to \"{target.name}\": {ddl} ({err.message})")
+
+
+def unheld(target: Branch, ddl: str, exc: errors.Error) -> SchemaConflict:
+    return SchemaConflict(f'the merge cannot carry "{ddl}" to "{target.name}": {exc.message}',
+                          hint="The target's own rows break it: change them (or the constraint on the source) "
+                               "and merge again.")
+
+
+def unheld_constraints(session: Session, target: Branch, statements: list[str]) -> list[tuple[str, str]]:
+    """For a DRY RUN: the constraints of run_after() that the target's rows break, as (statement, why);
+    each tried in a savepoint that is rolled back."""
+    from heliosdb.branching import tables
+    from heliosdb.sql.classify import classify
+
+    out = []
+    with session.acting_on(target):
+        for ddl in statements:
+            if "pg_get_serial_sequence(" in ddl:
+                continue
+            try:
+                with session.conn.transaction(force_rollback=True):
+                    tables.execute(session, classify(ddl), ddl)
+            except (errors.Error, psycopg.Error) as exc:
+                err = exc if isinstance(exc, errors.Error) else errors.from_psycopg(exc)
+                if (err.sqlstate or "").startswith("23"):
+                    out.append((ddl, unheld(target, ddl, err).message))
+    return out
 
 
 def _sequences(conn: psycopg.Connection, v: TableVersion) -> tuple[dict[str, str], list[str]]:
