@@ -942,6 +942,21 @@ def test_a_view_over_a_plain_view_or_a_qualified_name_notices_changes(base: heli
     assert error_of(conn, "DROP TABLE t").sqlstate == "2BP01"
 
 
+@pytest.mark.parametrize("strategy", ["on_demand", "immediate"])
+def test_sums_recover_from_nan_infinity_and_cancellation(conn: heliosdb.Connection, strategy: str) -> None:
+    """A running sum that held a NaN or an infinity, or lost a float value far larger than what is left, is
+    summed again for that group: the view keeps matching its query."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, g int, n numeric, f float8)",
+        "INSERT INTO t VALUES (1, 1, 'NaN', 'Infinity'), (2, 1, 1, 1), (3, 2, 5, 1e20), (4, 2, 2, 1)")
+    query = "SELECT g, sum(n) AS sn, avg(n) AS an, sum(f) AS sf, avg(f) AS af FROM t GROUP BY g"
+    run(conn, f"CREATE MATERIALIZED VIEW s AS {query} WITH (maintenance_strategy = {strategy})")
+    run(conn, "DELETE FROM t WHERE id IN (1, 3)", "INSERT INTO t VALUES (5, 1, 10, 10)")
+    if strategy == "on_demand":
+        run(conn, "REFRESH MATERIALIZED VIEW s INCREMENTAL")
+    assert_view_equals_query(conn, "s", query)
+    assert rows(conn, "SELECT sf FROM s ORDER BY g") == [(11.0,), (1.0,)]
+
+
 def test_renames_and_drops_of_what_a_view_reads_are_refused(base: heliosdb.Connection) -> None:
     """A view's stored query names the table and its columns: renaming them would break its refreshes and,
     for an immediate view, every write of the table. SELECT * reads every column."""

@@ -261,6 +261,8 @@ SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
     # _hdb_mr, _hdb_sr: names the user's FROM clause (in the MIN/MAX recompute) cannot shadow
     n_items = (["_hdb_mr._hdb_sid"] + [f"_hdb_mr.{k}" for k in gk]
                + ["coalesce(_hdb_sr._hdb_cnt, 0) + _hdb_mr._hdb_dcnt AS _hdb_cnt"])
+    floats = {k for j, (kind, k) in enumerate(plan.outputs)
+              if kind == "agg" and plan.columns[j]["type"] in ("double precision", "real")}
     for k, a in enumerate(plan.aggs):
         if a.arg is None:
             continue
@@ -268,17 +270,22 @@ SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
         if a.func == "count":
             n_items.append(f"{nn} AS _hdb_n{k}")
         elif a.func in ("sum", "avg"):
-            # '0' untyped: it takes the sum's type (interval and money have no integer 0)
-            n_items.append(f"CASE WHEN {nn} > 0 THEN coalesce(_hdb_sr._hdb_s{k}, '0') "
-                           f"+ coalesce(_hdb_mr._hdb_sp{k}, '0') - coalesce(_hdb_mr._hdb_sm{k}, '0') END AS _hdb_s{k}")
+            # '0' untyped: it takes the sum's type (interval and money have no integer 0). A NaN or an
+            # infinity never leaves a running sum (x - x is then not 0): a group that held one, or loses
+            # one, is summed again from the base (that group only).
+            running = (f"coalesce(_hdb_sr._hdb_s{k}, '0') + coalesce(_hdb_mr._hdb_sp{k}, '0') "
+                       f"- coalesce(_hdb_mr._hdb_sm{k}, '0')")
+            odd = (f"coalesce((_hdb_sr._hdb_s{k} - _hdb_sr._hdb_s{k}) <> '0', false) "
+                   f"OR coalesce((_hdb_mr._hdb_sm{k} - _hdb_mr._hdb_sm{k}) <> '0', false)")
+            if k in floats:  # what it takes away dwarfs what is left: the rounding would be all there is
+                odd += f" OR abs(coalesce(_hdb_mr._hdb_sm{k}, 0)) > 1e6 * abs({running})"
+            n_items.append(f"CASE WHEN {nn} = 0 THEN NULL WHEN {odd} THEN {_group_again(plan, new_full, 'sum', a.arg)} "
+                           f"ELSE {running} END AS _hdb_s{k}")
             n_items.append(f"{nn} AS _hdb_n{k}")
         else:
             worse = "<=" if a.func == "min" else ">="
             best = "least" if a.func == "min" else "greatest"
-            same_group = " AND ".join(f"({g}) IS NOT DISTINCT FROM _hdb_mr._hdb_g{i}"
-                                      for i, g in enumerate(plan.groups))
-            recompute = (f"(SELECT {a.func}({a.arg}) {_instantiate(plan, new_full)}"
-                         f"{_where(plan, same_group or None)})")
+            recompute = _group_again(plan, new_full, a.func, a.arg)
             n_items.append(
                 f"CASE WHEN {nn} = 0 THEN NULL "
                 f"WHEN _hdb_mr._hdb_em{k} IS NOT NULL AND _hdb_sr._hdb_m{k} IS NOT NULL "
@@ -303,6 +310,12 @@ _hdb_ins AS (INSERT INTO {store} (_hdb_rowid, _hdb_lsn, {col_list})
     SELECT nextval('heliosdb.mv_rowid_seq'), {h}, {', '.join('n.' + c for c in cols)} FROM _hdb_n n
     WHERE n._hdb_sid IS NULL AND n._hdb_cnt > 0 RETURNING 1)
 SELECT (SELECT count(*) FROM _hdb_upd) + (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
+
+
+def _group_again(plan: Plan, states: list[str], func: str, arg: str | None) -> str:
+    """A scalar subquery: the aggregate of the current group (_hdb_mr's keys) computed from the base."""
+    same_group = " AND ".join(f"({g}) IS NOT DISTINCT FROM _hdb_mr._hdb_g{i}" for i, g in enumerate(plan.groups))
+    return f"(SELECT {func}({arg}) {_instantiate(plan, states)}{_where(plan, same_group or None)})"
 
 
 def full_select(src: Sources, h: int) -> str:
