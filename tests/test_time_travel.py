@@ -243,6 +243,23 @@ def test_flashback_is_a_new_commit(conn: heliosdb.Connection, history: dict[str,
     assert rows(conn, "SELECT id, v FROM t ORDER BY id") == [(1, "a2"), (2, "b2")]
 
 
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_flashback_across_schema_changes(conn: heliosdb.Connection, connect, branch: str) -> None:
+    """A column retyped since the point gets its value back cast to its type now; one added since gets what
+    rows written before it read (its DEFAULT); a stored generated column computes itself."""
+    run(conn, "CREATE DATABASE BRANCH dev")
+    c = conn if branch == "main" else connect("dev")
+    run(c, "CREATE TABLE f (id int PRIMARY KEY, n text, g int GENERATED ALWAYS AS (id * 2) STORED)",
+        "INSERT INTO f (id, n) VALUES (1, '10'), (2, '20')")
+    point = rows(c, "SELECT heliosdb.current_lsn()::text")[0][0]
+    run(c, "DELETE FROM f WHERE id = 2", "ALTER TABLE f ALTER COLUMN n TYPE int USING n::int",
+        "ALTER TABLE f ADD COLUMN w int NOT NULL DEFAULT 5", "UPDATE f SET n = 99, w = 1")
+    run(c, f"FLASHBACK TABLE f TO LSN {point}")
+    assert rows(c, "SELECT id, n, g, w FROM f ORDER BY id") == [(1, 10, 2, 5), (2, 20, 4, 5)]
+    run(c, "UPDATE f SET n = n + 1 WHERE id = 2")  # the row put back holds its constraints
+    assert rows(c, "SELECT n FROM f WHERE id = 2") == [(21,)]
+
+
 def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     assert sqlstate(conn, "SELECT * FROM t AS OF LSN FFFF/FFFF") == "HD007"
     assert sqlstate(conn, "SELECT * FROM t AS OF LSN 0") == "HD007"  # before the first commit

@@ -50,15 +50,15 @@ def flashback(session: Session, text: str) -> str:
             raise errors.ObjectNotInPrerequisiteState(
                 f'table "{name.name}" at that point is another table (it was dropped and created again since)'
             )
-        then_names = {c.col: c.name for c in then.columns}
-        cols = [c for c in now.columns if c.col in then_names]
+        values = _values_then(now, then)
+        cols = [c for c in now.columns if c.generated is None]  # a stored generated column computes itself
         state = layout.state_sql(snap, levels, info, then)
         current = I(*info.cur) if branch.id == info.root_branch else I(branch.phys_schema, now.name)
         phys = snap_now.names[info.id]
         now_col = (lambda c: I(phys[c.col])) if branch.id == info.root_branch else (lambda c: I(c.name))
         differs = sql.SQL("({}) IS DISTINCT FROM ({})").format(
             sql.SQL(", ").join(sql.SQL("n.{}").format(now_col(c)) for c in cols) or sql.SQL("NULL"),
-            sql.SQL(", ").join(sql.SQL("s.{}").format(I(then_names[c.col])) for c in cols) or sql.SQL("NULL"),
+            sql.SQL(", ").join(values[c.col] for c in cols) or sql.SQL("NULL"),
         )
         # rows as they were (where they differ now), and deletes for rows that did not exist then
         plan = sql.SQL(
@@ -69,8 +69,8 @@ def flashback(session: Session, text: str) -> str:
             "WHERE NOT EXISTS (SELECT 1 FROM ({s}) s WHERE s._hdb_rowid = n._hdb_rowid)"
         ).format(
             s=state, cur=current, d=differs,
-            sc=sql.SQL("").join(sql.SQL(", s.{} AS {}").format(I(then_names[c.col]), I(c.name)) for c in cols),
-            nulls=sql.SQL("").join(sql.SQL(", NULL") for _ in cols),
+            sc=sql.SQL("").join(sql.SQL(", {} AS {}").format(values[c.col], I(c.name)) for c in cols),
+            nulls=sql.SQL("").join(sql.SQL(", NULL::{}").format(sql.SQL(c.type)) for c in cols),
         )
         lsn_now = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch.id,)).fetchone()[0])  # type: ignore[index]
         conn.execute(plan)
@@ -78,3 +78,21 @@ def flashback(session: Session, text: str) -> str:
         apply_plan(conn, branch, info, target, phys, snap_now.br_columns[info.id], "_hdb_plan", lsn_now)
         conn.execute("DROP TABLE _hdb_plan")
     return "FLASHBACK"
+
+
+def _values_then(now: TableVersion, then: TableVersion) -> dict[int, sql.Composable]:
+    """Per column of the table now, its value at the point, over the point's state `s`: the same column;
+    one retyped since (a new column under the old name), cast to its type now; one added since, what rows
+    written before it read, else its DEFAULT, else NULL."""
+    by_id = {c.col: c for c in then.columns}
+    by_name = {c.name: c for c in then.columns}
+    out: dict[int, sql.Composable] = {}
+    for c in now.columns:
+        old = by_id.get(c.col) or by_name.get(c.name)
+        if old is not None and old.col == c.col:
+            out[c.col] = sql.SQL("s.{}").format(I(old.name))
+        elif old is not None:
+            out[c.col] = sql.SQL("CAST(s.{} AS {})").format(I(old.name), sql.SQL(c.type))
+        else:
+            out[c.col] = sql.SQL("CAST({} AS {})").format(sql.SQL(c.missing or c.default or "NULL"), sql.SQL(c.type))
+    return out
