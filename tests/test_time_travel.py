@@ -228,6 +228,82 @@ def test_temporal_context(conn: heliosdb.Connection, history: dict[str, object],
     assert rows(conn, "SELECT count(*) FROM t") == [(3,)]
 
 
+def show_as_of(conn: heliosdb.Connection) -> tuple[str, str]:
+    """SHOW AS OF's branch and point."""
+    return rows(conn, "SHOW AS OF")[0][:2]
+
+
+def test_temporal_context_is_undone_by_rollback_as_set_is(conn: heliosdb.Connection,
+                                                          history: dict[str, object]) -> None:
+    """SET AS OF / USE BRANCH ... AS OF in a transaction block last if it commits and are undone by
+    ROLLBACK or ROLLBACK TO SAVEPOINT, as PostgreSQL's SET: SHOW AS OF, reads and writes agree."""
+    h, head = history, [(1, "a2", 7), (2, "b2", 8)]
+    at_insert = ("main", f"LSN {h['insert']}")
+    run(conn, "CREATE DATABASE BRANCH dev")
+    run(conn, "BEGIN", f"SET AS OF LSN {h['insert']}", "ROLLBACK")
+    assert show_as_of(conn) == ("main", "NOW")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == head
+    run(conn, "BEGIN", f"USE BRANCH dev AS OF LSN {h['update']}", "ROLLBACK")
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("main",)]
+    assert show_as_of(conn) == ("main", "NOW")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == head
+    # leaving a context in a rolled-back transaction: the context is back
+    run(conn, f"SET AS OF LSN {h['insert']}", "BEGIN", "SET AS OF NOW", "ROLLBACK")
+    assert show_as_of(conn) == at_insert
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "b")]
+    assert sqlstate(conn, "UPDATE t SET v = 'x'") == "25006"
+    run(conn, "BEGIN", f"SET AS OF LSN {h['update']}", "ROLLBACK")
+    assert show_as_of(conn) == at_insert
+    # ROLLBACK TO SAVEPOINT undoes what came after the savepoint only
+    run(conn, "BEGIN", f"SET AS OF LSN {h['update']}", "SAVEPOINT s", "SET AS OF NOW", "USE BRANCH dev",
+        "ROLLBACK TO SAVEPOINT s")
+    assert show_as_of(conn) == ("main", f"LSN {h['update']}")
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("main",)]
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a2"), (2, "b")]
+    run(conn, "COMMIT")
+    assert show_as_of(conn) == ("main", f"LSN {h['update']}")
+    run(conn, "BEGIN", "SET AS OF NOW", "COMMIT")
+    assert show_as_of(conn) == ("main", "NOW")
+    run(conn, "UPDATE t SET v = 'x' WHERE id = 1")
+    assert rows(conn, "SELECT v FROM t WHERE id = 1") == [("x",)]
+
+
+def test_failed_temporal_statement_changes_nothing(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    h = history
+    run(conn, f"SET AS OF LSN {h['insert']}")
+    assert sqlstate(conn, "SET AS OF LSN FFFF/FFFF") == "HD007"
+    assert show_as_of(conn) == ("main", f"LSN {h['insert']}")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "b")]
+    assert sqlstate(conn, "INSERT INTO t VALUES (3, 'c')") == "25006"
+    run(conn, "SET AS OF NOW", "CREATE DATABASE BRANCH dev")
+    assert sqlstate(conn, "USE BRANCH dev AS OF LSN FFFF/FFFF") == "HD007"
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("main",)]
+    assert show_as_of(conn) == ("main", "NOW")
+    run(conn, f"USE BRANCH dev AS OF LSN {h['insert']}")
+    assert sqlstate(conn, "USE BRANCH main AS OF SCN 999999") == "HD007"
+    assert show_as_of(conn) == ("dev", f"LSN {h['insert']}")
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("dev",)]
+
+
+def test_temporal_context_refuses_every_write(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """FLASHBACK TABLE and COPY FROM are writes like INSERT (25006); COPY TO reads the context's point."""
+    h = history
+    commits = rows(conn, "SELECT count(*) FROM heliosdb.commits")
+    run(conn, f"SET AS OF LSN {h['insert']}")
+    assert sqlstate(conn, f"FLASHBACK TABLE t TO LSN {h['update']}") == "25006"
+    with pytest.raises(heliosdb.Error) as info:
+        with conn.cursor().copy("COPY t FROM STDIN") as cp:
+            cp.write_row((9, "copied", 0))
+    assert info.value.sqlstate == "25006"
+    with conn.cursor().copy("COPY t TO STDOUT") as cp:
+        assert sorted(cp.rows()) == [("1", "a"), ("2", "b")]
+    with conn.cursor().copy("COPY t (v) TO STDOUT") as cp:
+        assert sorted(cp.rows()) == [("a",), ("b",)]
+    run(conn, "SET AS OF NOW")
+    assert rows(conn, "SELECT count(*) FROM heliosdb.commits") == commits
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a2", 7), (2, "b2", 8)]
+
+
 def test_flashback_is_a_new_commit(conn: heliosdb.Connection, history: dict[str, object], connect) -> None:
     h = history
     run(conn, f"FLASHBACK TABLE t TO LSN {h['update']}")

@@ -98,12 +98,17 @@ def st_point(p: st.Point) -> Any:
 
 def _use(session: Session, stmt: st.UseBranch, text: str) -> Result:
     try:
-        from heliosdb.temporal.context import clear_context, set_context
+        from heliosdb.temporal.context import switch_context
+        from heliosdb.temporal.rewrite import resolve
 
-        clear_context(session)
+        lsn = None
+        if stmt.point is not None:  # first: a point that does not resolve leaves the session where it was
+            point, named = st_point(stmt.point), get_branch(session.conn, stmt.name)
+            assert named is not None
+            lsn = None if point.kind == "NOW" else resolve(session.conn, named, point)
         target = session.use_branch(stmt.name, for_transaction=stmt.scope == "TRANSACTION")
-        if stmt.point is not None:
-            set_context(session, target, st_point(stmt.point))
+        if session.as_of is not None or lsn is not None:
+            switch_context(session, target, lsn)
         audit(session.conn, target.name, text, target.head_lsn, "ok")
     except (errors.Error, psycopg.Error) as exc:
         _audit_failure(session, stmt.name, text, exc)
