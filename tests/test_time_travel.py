@@ -340,6 +340,38 @@ def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) 
     assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
 
 
+def test_bad_range_bounds_are_errors_as_for_as_of(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """A lower bound that is no timestamp is the error AS OF TIMESTAMP gives, not "from the beginning"."""
+    for bad in ("'garbage'", "1/0", "'not a time'"):
+        want = error(conn, f"SELECT * FROM t AS OF TIMESTAMP {bad}")
+        assert want.sqlstate == "HD007", bad
+        for q in (f"SELECT * FROM t VERSIONS BETWEEN TIMESTAMP {bad} AND now()",
+                  f"SELECT * FROM t FOR SYSTEM_TIME FROM {bad} TO now()",
+                  f"SELECT * FROM t FOR SYSTEM_TIME BETWEEN {bad} AND now()",
+                  f"SELECT * FROM t FOR SYSTEM_TIME CONTAINED IN ({bad}, now())",
+                  f"SELECT * FROM t FOR SYSTEM_TIME FROM now() TO {bad}"):
+            err = error(conn, q)
+            assert (err.sqlstate, err.message) == (want.sqlstate, want.message), q
+    # a lower bound before the history still starts before every commit
+    assert rows(conn, "SELECT count(*) FROM t VERSIONS BETWEEN TIMESTAMP '1990-01-01' AND now()") == [(5,)]
+    assert rows(conn, "SELECT count(*) FROM t VERSIONS BETWEEN SCN 0 AND MAXVALUE") == [(5,)]
+
+
+def test_scn_before_the_first_commit_is_an_error_on_every_branch(conn: heliosdb.Connection,
+                                                                 history: dict[str, object], connect) -> None:
+    """As LSN 0 is (HD007 with the oldest point), on main and on a child, instead of the fork point's rows."""
+    run(conn, "CREATE DATABASE BRANCH ch")
+    ch = connect("ch")
+    first = rows(conn, "SELECT min(scn), min(lsn)::text FROM heliosdb.commits")[0]
+    for c, name in ((conn, "main"), (ch, "ch")):
+        assert sqlstate(c, "SELECT * FROM t AS OF LSN 0") == "HD007"
+        for scn in ("0", "-5"):
+            err = error(c, f"SELECT * FROM t AS OF SCN {scn}")
+            assert (err.sqlstate, err.message) == ("HD007", f'SCN {scn} is before the first commit of branch "{name}"')
+            assert err.hint == f"The oldest point of {name} is SCN {first[0]} (LSN {first[1]})."
+        assert sqlstate(c, "SET AS OF SCN 0") == "HD007"
+
+
 def test_error_positions_count_in_the_users_text(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     lsn = history["insert"]
     for sql in (f"SELECT * FROM t AS OF LSN {lsn} WHERE nocol = 1",

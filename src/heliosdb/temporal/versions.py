@@ -25,25 +25,28 @@ L = sql.Literal
 
 
 
+def _infinite(value: str) -> int | None:
+    """'-infinity' / 'infinity' as a timestamp bound: before / after every commit."""
+    word = value.strip().strip("'").lower()
+    if word not in ("infinity", "+infinity", "-infinity"):
+        return None
+    return -1 if word.startswith("-") else MAX_LSN
+
+
 def _bound(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str | None, *, low: bool,
            shift: str = "") -> int:
     if value is None:
         return -1 if low else MAX_LSN
     if kind == "LSN":
         return parse_lsn(value)
-    if kind == "TIMESTAMP" and value.strip().strip("'").lower() in ("infinity", "+infinity", "-infinity"):
-        return -1 if value.strip().strip("'").startswith("-") else MAX_LSN  # before / after every commit
-    if kind == "SCN":
-        resolver.parse_scn(value)  # a malformed bound is an error, not "before the history"
+    if kind == "TIMESTAMP" and (edge := _infinite(value)) is not None:
+        return edge
     if shift:
+        resolver.eval_timestamp(conn, value)  # a bad bound's error names the bound as written
         value = f"({value})::timestamptz {shift}"
-    try:
-        # a bound after the head reads up to it, for every kind (LSN bounds are not checked either)
-        return resolver.resolve_point(conn, branch, kind, value, future_ok=True)
-    except errors.InvalidTemporalPoint:
-        if low:
-            return -1  # the range starts before the branch's history: everything counts
-        raise
+    # a bound after the head reads up to it, for every kind (LSN bounds are not checked either); a lower
+    # bound before the branch's history starts before every commit; a malformed bound is an error as for AS OF
+    return resolver.resolve_point(conn, branch, kind, value, future_ok=True, before_ok=low)
 
 
 def _first_inside(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str | None) -> int:
@@ -54,6 +57,8 @@ def _first_inside(conn: psycopg.Connection[Any], branch: Branch, kind: str, valu
         return 0
     if kind == "LSN":
         return parse_lsn(value)
+    if kind == "TIMESTAMP" and (edge := _infinite(value)) is not None:
+        return 0 if edge < 0 else edge
     if kind == "SCN":
         before = str(resolver.parse_scn(value) - 1)
     else:
