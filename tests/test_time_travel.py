@@ -473,6 +473,20 @@ def test_snapshots_and_retention_views(conn: heliosdb.Connection, history: dict[
     assert ret == [("main", "7 days", "balanced")]
 
 
+def test_retention_period_out_of_range_is_refused(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """A negative retention_period would make the next GC prune all history; a huge one overflows its clock."""
+    for bad in ("-7 days", "1 mon -40 days", "5000 years"):
+        for q in (f"ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '{bad}')",
+                  f"CREATE DATABASE BRANCH x OPTIONS (retention_period = '{bad}')"):
+            err = error(conn, q)
+            assert err.sqlstate == "HD006" and "from 0 to 1000 years" in err.message, q
+    assert rows(conn, "SELECT branch, retention_period::text FROM heliosdb.retention") == [("main", "7 days")]
+    run(conn, "SELECT heliosdb.gc()")
+    assert rows(conn, f"SELECT * FROM t AS OF LSN {history['insert']} ORDER BY id") == [(1, "a"), (2, "b")]
+    run(conn, "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1000 years')",
+        "CREATE DATABASE BRANCH x OPTIONS (retention_period = '0')")
+
+
 def test_gc_keeps_answers_inside_retention(conn: heliosdb.Connection, connect) -> None:
     run(conn, "CREATE TABLE g (id int PRIMARY KEY, v int)", "INSERT INTO g VALUES (1, 0), (2, 0)")
     run(conn, "UPDATE g SET v = 1 WHERE id = 1")
