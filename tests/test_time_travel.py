@@ -161,11 +161,11 @@ def test_versions_between(conn: heliosdb.Connection, history: dict[str, object])
     meta = rows(conn, "SELECT versions_xid IS NOT NULL, versions_startscn IS NOT NULL, versions_starttime IS NOT NULL "
                       "FROM t VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE WHERE v = 'a2'")
     assert meta == [(True, True, True)]
-    assert rows(conn, "SELECT count(*) FROM t FOR SYSTEM_TIME ALL") == [(5,)]
-    for q in ("SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '-infinity' AND 'infinity'",
-              "SELECT count(*) FROM t VERSIONS BETWEEN TIMESTAMP '-infinity' AND 'infinity'"):
-        assert rows(conn, q) == [(5,)], q
-    assert rows(conn, f"SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '{h['insert_ts']}' AND now()") == [(5,)]
+    assert rows(conn, "SELECT count(*) FROM t VERSIONS BETWEEN TIMESTAMP '-infinity' AND 'infinity'") == [(5,)]
+    # FOR SYSTEM_TIME: the four versions, without the D row
+    assert rows(conn, "SELECT count(*) FROM t FOR SYSTEM_TIME ALL") == [(4,)]
+    assert rows(conn, "SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '-infinity' AND 'infinity'") == [(4,)]
+    assert rows(conn, f"SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '{h['insert_ts']}' AND now()") == [(4,)]
 
 
 def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connection,
@@ -181,8 +181,7 @@ def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connecti
     def forms(a: str, b: str) -> list[str]:
         return [f"VERSIONS BETWEEN LSN {h[a]} AND {h[b]}", f"VERSIONS BETWEEN SCN {scn[a]} AND {scn[b]}",
                 f"VERSIONS BETWEEN TIMESTAMP heliosdb.scn_to_timestamp({scn[a]}) "
-                f"AND heliosdb.scn_to_timestamp({scn[b]})",
-                f"FOR SYSTEM_TIME BETWEEN heliosdb.scn_to_timestamp({scn[a]}) AND heliosdb.scn_to_timestamp({scn[b]})"]
+                f"AND heliosdb.scn_to_timestamp({scn[b]})"]
 
     # the update at the lower bound: its version starts inside, the version it ended is not in the range
     for form in forms("update", "delete"):
@@ -198,6 +197,10 @@ def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connecti
             (2, "b", "D", h["delete"], False, None),
             (2, "b2", "I", h["reinsert"], False, None),
         ], form
+    # FOR SYSTEM_TIME BETWEEN: the same versions, without the D rows (SQL:2011)
+    sys_between = f"FOR SYSTEM_TIME BETWEEN heliosdb.scn_to_timestamp({scn['update']}) AND heliosdb.scn_to_timestamp("
+    assert rows(conn, cols + sys_between + f"{scn['delete']})" + order) == [
+        (1, "a2", "U", h["update"], False, None), (2, "b", "I", None, True, h["delete"])]
     # a lower bound between two commits: the earlier commit is before the range
     got = rows(conn, cols + f"VERSIONS BETWEEN TIMESTAMP '{h['insert_ts']}' AND heliosdb.scn_to_timestamp("
                             f"{scn['update']})" + order)
@@ -207,6 +210,28 @@ def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connecti
     for form in (f"FOR SYSTEM_TIME FROM heliosdb.scn_to_timestamp({h['insert_scn']}) TO now()",
                  f"FOR SYSTEM_TIME CONTAINED IN (heliosdb.scn_to_timestamp({h['insert_scn']}), now())"):
         assert rows(conn, cols + form + " WHERE v = 'a'") == [(1, "a", "I", h["insert"], False, h["update"])], form
+
+
+def test_for_system_time_has_one_row_per_version(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """SQL:2011 / SQL Server: no delete pseudo-rows; FROM a TO b: versions valid at some time in [a, b);
+    BETWEEN a AND b: in [a, b]; CONTAINED IN (a, b): versions that began and ended inside. VERSIONS BETWEEN
+    (Oracle) keeps its D rows."""
+    ts = {k: f"heliosdb.scn_to_timestamp(heliosdb.lsn_to_scn('{history[k]}'))"
+          for k in ("insert", "update", "delete", "reinsert")}
+
+    def versions(clause: str) -> list[tuple]:
+        return rows(conn, f"SELECT id, v FROM t {clause} ORDER BY id, v")
+
+    assert versions("FOR SYSTEM_TIME ALL") == [(1, "a"), (1, "a2"), (2, "b"), (2, "b2")]
+    # the version deleted exactly at a was not valid in [a, b); the one opened exactly at b begins after it
+    assert versions(f"FOR SYSTEM_TIME FROM {ts['delete']} TO {ts['reinsert']}") == [(1, "a2")]
+    assert versions(f"FOR SYSTEM_TIME BETWEEN {ts['delete']} AND {ts['reinsert']}") == [(1, "a2"), (2, "b2")]
+    assert versions(f"FOR SYSTEM_TIME FROM {ts['update']} TO {ts['delete']}") == [(1, "a2"), (2, "b")]
+    assert versions(f"FOR SYSTEM_TIME CONTAINED IN ({ts['insert']}, {ts['delete']})") == [(1, "a"), (2, "b")]
+    assert versions(f"FOR SYSTEM_TIME CONTAINED IN ({ts['update']}, {ts['reinsert']})") == []
+    oracle = rows(conn, f"SELECT id, v, versions_operation FROM t VERSIONS BETWEEN TIMESTAMP {ts['delete']} "
+                        f"AND {ts['reinsert']} ORDER BY id, v, versions_operation")
+    assert oracle == [(1, "a2", "U"), (2, "b", "D"), (2, "b2", "I")]
 
 
 def test_temporal_context(conn: heliosdb.Connection, history: dict[str, object], connect) -> None:

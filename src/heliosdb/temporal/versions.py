@@ -1,8 +1,9 @@
 """VERSIONS BETWEEN (Oracle) and FOR SYSTEM_TIME ranges (SQL:2011): every row version in a range.
 
 One row per version of a row that was visible on the branch at some point of
-the range, plus one 'D' row per delete inside it (showing the row as it was
-before). Pseudo-columns follow Oracle: VERSIONS_START* is NULL when the
+the range; VERSIONS BETWEEN adds Oracle's one 'D' row per delete inside it
+(showing the row as it was before), FOR SYSTEM_TIME does not (SQL:2011, SQL
+Server). Pseudo-columns follow Oracle: VERSIONS_START* is NULL when the
 version began before the range, VERSIONS_END* is NULL while it is current.
 """
 
@@ -127,11 +128,7 @@ rows AS (
     SELECT {vcols}, v._b, v._e,
            CASE WHEN EXISTS (SELECT 1 FROM vers p WHERE p._hdb_rowid = v._hdb_rowid AND p._e = v._b AND NOT p._d)
                 THEN 'U' ELSE 'I' END AS _op
-    FROM vers v WHERE NOT v._d
-    UNION ALL
-    SELECT {vcols}, v._e, {m}, 'D'
-    FROM vers v WHERE NOT v._d AND v._e < {m}
-      AND NOT EXISTS (SELECT 1 FROM vers n WHERE n._hdb_rowid = v._hdb_rowid AND n._b = v._e AND NOT n._d))
+    FROM vers v WHERE NOT v._d{deletes})
 SELECT {ucols}{pseudo} FROM rows x
 LEFT JOIN heliosdb._commits cs ON cs.lsn = x._b
 LEFT JOIN heliosdb._commits ce ON ce.lsn = x._e
@@ -141,9 +138,18 @@ WHERE {filter}"""
         rcols=sql.SQL(", ").join(sql.SQL("r.{}").format(c) for c in user_cols), vcols=vcols,
         ucols=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for c in user_cols),
         pseudo=_pseudo(first) if pseudo else sql.SQL(""),
+        deletes=sql.SQL("") if rng.system_time else _DELETES.format(vcols=vcols, m=L(MAX_LSN)),
         filter=_filter(low, first, high, contained),
     )
     return sql.SQL("({})").format(query)
+
+
+# Oracle's 'D' rows (VERSIONS BETWEEN only): the row as it was before each delete, from the delete on
+_DELETES = sql.SQL("""
+    UNION ALL
+    SELECT {vcols}, v._e, {m}, 'D'
+    FROM vers v WHERE NOT v._d AND v._e < {m}
+      AND NOT EXISTS (SELECT 1 FROM vers n WHERE n._hdb_rowid = v._hdb_rowid AND n._b = v._e AND NOT n._d)""")
 
 
 def _pseudo(first: int) -> sql.Composable:
