@@ -293,6 +293,19 @@ def test_temporal_context_is_undone_by_rollback_as_set_is(conn: heliosdb.Connect
     assert rows(conn, "SELECT v FROM t WHERE id = 1") == [("x",)]
 
 
+def test_temporal_context_after_reset_all_and_discard_all(conn: heliosdb.Connection,
+                                                          history: dict[str, object]) -> None:
+    """RESET ALL keeps the context (a rollback after it still finds it); DISCARD ALL drops its views: it ends."""
+    h = history
+    run(conn, f"SET AS OF LSN {h['insert']}", "RESET ALL", "BEGIN", "SET AS OF NOW", "ROLLBACK")
+    assert show_as_of(conn) == ("main", f"LSN {h['insert']}")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "b")]
+    run(conn, "DISCARD ALL")
+    assert show_as_of(conn) == ("main", "NOW")
+    run(conn, "UPDATE t SET v = 'x' WHERE id = 1")
+    assert rows(conn, "SELECT v FROM t WHERE id = 1") == [("x",)]
+
+
 def test_failed_temporal_statement_changes_nothing(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     h = history
     run(conn, f"SET AS OF LSN {h['insert']}")
