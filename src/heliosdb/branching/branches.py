@@ -102,7 +102,7 @@ def _use(session: Session, stmt: st.UseBranch, text: str) -> Result:
         from heliosdb.temporal.context import switch_context
         from heliosdb.temporal.rewrite import resolve
 
-        lsn = None
+        lsn: int | None = None
         if stmt.point is not None:  # first: a point that does not resolve leaves the session where it was
             point, named = st_point(stmt.point), get_branch(session.conn, stmt.name)
             assert named is not None
