@@ -161,11 +161,11 @@ def test_versions_between(conn: heliosdb.Connection, history: dict[str, object])
     meta = rows(conn, "SELECT versions_xid IS NOT NULL, versions_startscn IS NOT NULL, versions_starttime IS NOT NULL "
                       "FROM t VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE WHERE v = 'a2'")
     assert meta == [(True, True, True)]
-    assert rows(conn, "SELECT count(*) FROM t FOR SYSTEM_TIME ALL") == [(5,)]
-    for q in ("SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '-infinity' AND 'infinity'",
-              "SELECT count(*) FROM t VERSIONS BETWEEN TIMESTAMP '-infinity' AND 'infinity'"):
-        assert rows(conn, q) == [(5,)], q
-    assert rows(conn, f"SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '{h['insert_ts']}' AND now()") == [(5,)]
+    assert rows(conn, "SELECT count(*) FROM t VERSIONS BETWEEN TIMESTAMP '-infinity' AND 'infinity'") == [(5,)]
+    # FOR SYSTEM_TIME: the four versions, without the D row
+    assert rows(conn, "SELECT count(*) FROM t FOR SYSTEM_TIME ALL") == [(4,)]
+    assert rows(conn, "SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '-infinity' AND 'infinity'") == [(4,)]
+    assert rows(conn, f"SELECT count(*) FROM t FOR SYSTEM_TIME BETWEEN '{h['insert_ts']}' AND now()") == [(4,)]
 
 
 def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connection,
@@ -181,8 +181,7 @@ def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connecti
     def forms(a: str, b: str) -> list[str]:
         return [f"VERSIONS BETWEEN LSN {h[a]} AND {h[b]}", f"VERSIONS BETWEEN SCN {scn[a]} AND {scn[b]}",
                 f"VERSIONS BETWEEN TIMESTAMP heliosdb.scn_to_timestamp({scn[a]}) "
-                f"AND heliosdb.scn_to_timestamp({scn[b]})",
-                f"FOR SYSTEM_TIME BETWEEN heliosdb.scn_to_timestamp({scn[a]}) AND heliosdb.scn_to_timestamp({scn[b]})"]
+                f"AND heliosdb.scn_to_timestamp({scn[b]})"]
 
     # the update at the lower bound: its version starts inside, the version it ended is not in the range
     for form in forms("update", "delete"):
@@ -198,6 +197,10 @@ def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connecti
             (2, "b", "D", h["delete"], False, None),
             (2, "b2", "I", h["reinsert"], False, None),
         ], form
+    # FOR SYSTEM_TIME BETWEEN: the same versions, without the D rows (SQL:2011)
+    sys_between = f"FOR SYSTEM_TIME BETWEEN heliosdb.scn_to_timestamp({scn['update']}) AND heliosdb.scn_to_timestamp("
+    assert rows(conn, cols + sys_between + f"{scn['delete']})" + order) == [
+        (1, "a2", "U", h["update"], False, None), (2, "b", "I", None, True, h["delete"])]
     # a lower bound between two commits: the earlier commit is before the range
     got = rows(conn, cols + f"VERSIONS BETWEEN TIMESTAMP '{h['insert_ts']}' AND heliosdb.scn_to_timestamp("
                             f"{scn['update']})" + order)
@@ -207,6 +210,28 @@ def test_versions_between_same_rows_for_every_bound_kind(conn: heliosdb.Connecti
     for form in (f"FOR SYSTEM_TIME FROM heliosdb.scn_to_timestamp({h['insert_scn']}) TO now()",
                  f"FOR SYSTEM_TIME CONTAINED IN (heliosdb.scn_to_timestamp({h['insert_scn']}), now())"):
         assert rows(conn, cols + form + " WHERE v = 'a'") == [(1, "a", "I", h["insert"], False, h["update"])], form
+
+
+def test_for_system_time_has_one_row_per_version(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """SQL:2011 / SQL Server: no delete pseudo-rows; FROM a TO b: versions valid at some time in [a, b);
+    BETWEEN a AND b: in [a, b]; CONTAINED IN (a, b): versions that began and ended inside. VERSIONS BETWEEN
+    (Oracle) keeps its D rows."""
+    ts = {k: f"heliosdb.scn_to_timestamp(heliosdb.lsn_to_scn('{history[k]}'))"
+          for k in ("insert", "update", "delete", "reinsert")}
+
+    def versions(clause: str) -> list[tuple]:
+        return rows(conn, f"SELECT id, v FROM t {clause} ORDER BY id, v")
+
+    assert versions("FOR SYSTEM_TIME ALL") == [(1, "a"), (1, "a2"), (2, "b"), (2, "b2")]
+    # the version deleted exactly at a was not valid in [a, b); the one opened exactly at b begins after it
+    assert versions(f"FOR SYSTEM_TIME FROM {ts['delete']} TO {ts['reinsert']}") == [(1, "a2")]
+    assert versions(f"FOR SYSTEM_TIME BETWEEN {ts['delete']} AND {ts['reinsert']}") == [(1, "a2"), (2, "b2")]
+    assert versions(f"FOR SYSTEM_TIME FROM {ts['update']} TO {ts['delete']}") == [(1, "a2"), (2, "b")]
+    assert versions(f"FOR SYSTEM_TIME CONTAINED IN ({ts['insert']}, {ts['delete']})") == [(1, "a"), (2, "b")]
+    assert versions(f"FOR SYSTEM_TIME CONTAINED IN ({ts['update']}, {ts['reinsert']})") == []
+    oracle = rows(conn, f"SELECT id, v, versions_operation FROM t VERSIONS BETWEEN TIMESTAMP {ts['delete']} "
+                        f"AND {ts['reinsert']} ORDER BY id, v, versions_operation")
+    assert oracle == [(1, "a2", "U"), (2, "b", "D"), (2, "b2", "I")]
 
 
 def test_temporal_context(conn: heliosdb.Connection, history: dict[str, object], connect) -> None:
@@ -226,6 +251,95 @@ def test_temporal_context(conn: heliosdb.Connection, history: dict[str, object],
     assert rows(conn, "SELECT heliosdb.current_branch()") == [("dev",)]
     run(conn, "USE BRANCH main")
     assert rows(conn, "SELECT count(*) FROM t") == [(3,)]
+
+
+def show_as_of(conn: heliosdb.Connection) -> tuple[str, str]:
+    """SHOW AS OF's branch and point."""
+    return rows(conn, "SHOW AS OF")[0][:2]
+
+
+def test_temporal_context_is_undone_by_rollback_as_set_is(conn: heliosdb.Connection,
+                                                          history: dict[str, object]) -> None:
+    """SET AS OF / USE BRANCH ... AS OF in a transaction block last if it commits and are undone by
+    ROLLBACK or ROLLBACK TO SAVEPOINT, as PostgreSQL's SET: SHOW AS OF, reads and writes agree."""
+    h, head = history, [(1, "a2", 7), (2, "b2", 8)]
+    at_insert = ("main", f"LSN {h['insert']}")
+    run(conn, "CREATE DATABASE BRANCH dev")
+    run(conn, "BEGIN", f"SET AS OF LSN {h['insert']}", "ROLLBACK")
+    assert show_as_of(conn) == ("main", "NOW")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == head
+    run(conn, "BEGIN", f"USE BRANCH dev AS OF LSN {h['update']}", "ROLLBACK")
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("main",)]
+    assert show_as_of(conn) == ("main", "NOW")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == head
+    # leaving a context in a rolled-back transaction: the context is back
+    run(conn, f"SET AS OF LSN {h['insert']}", "BEGIN", "SET AS OF NOW", "ROLLBACK")
+    assert show_as_of(conn) == at_insert
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "b")]
+    assert sqlstate(conn, "UPDATE t SET v = 'x'") == "25006"
+    run(conn, "BEGIN", f"SET AS OF LSN {h['update']}", "ROLLBACK")
+    assert show_as_of(conn) == at_insert
+    # ROLLBACK TO SAVEPOINT undoes what came after the savepoint only
+    run(conn, "BEGIN", f"SET AS OF LSN {h['update']}", "SAVEPOINT s", "SET AS OF NOW", "USE BRANCH dev",
+        "ROLLBACK TO SAVEPOINT s")
+    assert show_as_of(conn) == ("main", f"LSN {h['update']}")
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("main",)]
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a2"), (2, "b")]
+    run(conn, "COMMIT")
+    assert show_as_of(conn) == ("main", f"LSN {h['update']}")
+    run(conn, "BEGIN", "SET AS OF NOW", "COMMIT")
+    assert show_as_of(conn) == ("main", "NOW")
+    run(conn, "UPDATE t SET v = 'x' WHERE id = 1")
+    assert rows(conn, "SELECT v FROM t WHERE id = 1") == [("x",)]
+
+
+def test_temporal_context_after_reset_all_and_discard_all(conn: heliosdb.Connection,
+                                                          history: dict[str, object]) -> None:
+    """RESET ALL keeps the context (a rollback after it still finds it); DISCARD ALL drops its views: it ends."""
+    h = history
+    run(conn, f"SET AS OF LSN {h['insert']}", "RESET ALL", "BEGIN", "SET AS OF NOW", "ROLLBACK")
+    assert show_as_of(conn) == ("main", f"LSN {h['insert']}")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "b")]
+    run(conn, "DISCARD ALL")
+    assert show_as_of(conn) == ("main", "NOW")
+    run(conn, "UPDATE t SET v = 'x' WHERE id = 1")
+    assert rows(conn, "SELECT v FROM t WHERE id = 1") == [("x",)]
+
+
+def test_failed_temporal_statement_changes_nothing(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    h = history
+    run(conn, f"SET AS OF LSN {h['insert']}")
+    assert sqlstate(conn, "SET AS OF LSN FFFF/FFFF") == "HD007"
+    assert show_as_of(conn) == ("main", f"LSN {h['insert']}")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "b")]
+    assert sqlstate(conn, "INSERT INTO t VALUES (3, 'c')") == "25006"
+    run(conn, "SET AS OF NOW", "CREATE DATABASE BRANCH dev")
+    assert sqlstate(conn, "USE BRANCH dev AS OF LSN FFFF/FFFF") == "HD007"
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("main",)]
+    assert show_as_of(conn) == ("main", "NOW")
+    run(conn, f"USE BRANCH dev AS OF LSN {h['insert']}")
+    assert sqlstate(conn, "USE BRANCH main AS OF SCN 999999") == "HD007"
+    assert show_as_of(conn) == ("dev", f"LSN {h['insert']}")
+    assert rows(conn, "SELECT heliosdb.current_branch()") == [("dev",)]
+
+
+def test_temporal_context_refuses_every_write(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """FLASHBACK TABLE and COPY FROM are writes like INSERT (25006); COPY TO reads the context's point."""
+    h = history
+    commits = rows(conn, "SELECT count(*) FROM heliosdb.commits")
+    run(conn, f"SET AS OF LSN {h['insert']}")
+    assert sqlstate(conn, f"FLASHBACK TABLE t TO LSN {h['update']}") == "25006"
+    with pytest.raises(heliosdb.Error) as info:
+        with conn.cursor().copy("COPY t FROM STDIN") as cp:
+            cp.write_row((9, "copied", 0))
+    assert info.value.sqlstate == "25006"
+    with conn.cursor().copy("COPY t TO STDOUT") as cp:
+        assert sorted(cp.rows()) == [("1", "a"), ("2", "b")]
+    with conn.cursor().copy("COPY t (v) TO STDOUT") as cp:
+        assert sorted(cp.rows()) == [("a",), ("b",)]
+    run(conn, "SET AS OF NOW")
+    assert rows(conn, "SELECT count(*) FROM heliosdb.commits") == commits
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a2", 7), (2, "b2", 8)]
 
 
 def test_flashback_is_a_new_commit(conn: heliosdb.Connection, history: dict[str, object], connect) -> None:
@@ -279,6 +393,38 @@ def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) 
         assert (err.sqlstate, err.message) == ("HD007", f"SCN {huge} is out of range")
         assert sqlstate(conn, f"SELECT count(*) FROM t VERSIONS BETWEEN SCN {huge} AND MAXVALUE") == "HD007"
     assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
+
+
+def test_bad_range_bounds_are_errors_as_for_as_of(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """A lower bound that is no timestamp is the error AS OF TIMESTAMP gives, not "from the beginning"."""
+    for bad in ("'garbage'", "1/0", "'not a time'"):
+        want = error(conn, f"SELECT * FROM t AS OF TIMESTAMP {bad}")
+        assert want.sqlstate == "HD007", bad
+        for q in (f"SELECT * FROM t VERSIONS BETWEEN TIMESTAMP {bad} AND now()",
+                  f"SELECT * FROM t FOR SYSTEM_TIME FROM {bad} TO now()",
+                  f"SELECT * FROM t FOR SYSTEM_TIME BETWEEN {bad} AND now()",
+                  f"SELECT * FROM t FOR SYSTEM_TIME CONTAINED IN ({bad}, now())",
+                  f"SELECT * FROM t FOR SYSTEM_TIME FROM now() TO {bad}"):
+            err = error(conn, q)
+            assert (err.sqlstate, err.message) == (want.sqlstate, want.message), q
+    # a lower bound before the history still starts before every commit
+    assert rows(conn, "SELECT count(*) FROM t VERSIONS BETWEEN TIMESTAMP '1990-01-01' AND now()") == [(5,)]
+    assert rows(conn, "SELECT count(*) FROM t VERSIONS BETWEEN SCN 0 AND MAXVALUE") == [(5,)]
+
+
+def test_scn_before_the_first_commit_is_an_error_on_every_branch(conn: heliosdb.Connection,
+                                                                 history: dict[str, object], connect) -> None:
+    """As LSN 0 is (HD007 with the oldest point), on main and on a child, instead of the fork point's rows."""
+    run(conn, "CREATE DATABASE BRANCH ch")
+    ch = connect("ch")
+    first = rows(conn, "SELECT min(scn), min(lsn)::text FROM heliosdb.commits")[0]
+    for c, name in ((conn, "main"), (ch, "ch")):
+        assert sqlstate(c, "SELECT * FROM t AS OF LSN 0") == "HD007"
+        for scn in ("0", "-5"):
+            err = error(c, f"SELECT * FROM t AS OF SCN {scn}")
+            assert (err.sqlstate, err.message) == ("HD007", f'SCN {scn} is before the first commit of branch "{name}"')
+            assert err.hint == f"The oldest point of {name} is SCN {first[0]} (LSN {first[1]})."
+        assert sqlstate(c, "SET AS OF SCN 0") == "HD007"
 
 
 def test_error_positions_count_in_the_users_text(conn: heliosdb.Connection, history: dict[str, object]) -> None:
@@ -380,6 +526,20 @@ def test_snapshots_and_retention_views(conn: heliosdb.Connection, history: dict[
     assert rows(conn, "SELECT count(*) > 0 FROM heliosdb.snapshots") == [(True,)]
     ret = rows(conn, "SELECT branch, retention_period::text, gc_policy FROM heliosdb.retention")
     assert ret == [("main", "7 days", "balanced")]
+
+
+def test_retention_period_out_of_range_is_refused(conn: heliosdb.Connection, history: dict[str, object]) -> None:
+    """A negative retention_period would make the next GC prune all history; a huge one overflows its clock."""
+    for bad in ("-7 days", "1 mon -40 days", "5000 years"):
+        for q in (f"ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '{bad}')",
+                  f"CREATE DATABASE BRANCH x OPTIONS (retention_period = '{bad}')"):
+            err = error(conn, q)
+            assert err.sqlstate == "HD006" and "from 0 to 1000 years" in err.message, q
+    assert rows(conn, "SELECT branch, retention_period::text FROM heliosdb.retention") == [("main", "7 days")]
+    run(conn, "SELECT heliosdb.gc()")
+    assert rows(conn, f"SELECT * FROM t AS OF LSN {history['insert']} ORDER BY id") == [(1, "a"), (2, "b")]
+    run(conn, "ALTER DATABASE BRANCH main SET OPTIONS (retention_period = '1000 years')",
+        "CREATE DATABASE BRANCH x OPTIONS (retention_period = '0')")
 
 
 def test_gc_keeps_answers_inside_retention(conn: heliosdb.Connection, connect) -> None:

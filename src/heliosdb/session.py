@@ -237,8 +237,8 @@ class Session:
         ensure_catalog(self.conn)
         self._session_branch: Branch = get_branch(self.conn, "main")  # type: ignore[assignment]
         self._tx_branch: Branch | None = None
-        # USE BRANCH inside a transaction block: a rollback reverts its search_path, as for SET; the
-        # session follows at the transaction's end (_settle_branch)
+        # USE BRANCH or a temporal context inside a transaction block: a rollback reverts its search_path
+        # and views, as for SET; the session follows at the transaction's end or ROLLBACK TO (_settle_branch)
         self.branch_check = False
         self._locked_branch: int | None = None
         self._bind(self._session_branch, local=False)
@@ -354,15 +354,24 @@ class Session:
         return target
 
     def _settle_branch(self) -> None:
-        """After a transaction that ran USE BRANCH: a rollback put the search_path back; follow it."""
-        self.branch_check = False
-        row = self.conn.execute("SELECT current_setting('heliosdb.branch', true)").fetchone()
-        name = row[0] if row else None
-        if name and name != self._session_branch.name:
+        """After a transaction, or a ROLLBACK TO SAVEPOINT, that ran USE BRANCH or changed the temporal
+        context: a rollback put search_path, heliosdb.branch, heliosdb.as_of and the context's
+        temporary views back; follow them."""
+        if self.transaction_failed:
+            return  # nothing was undone yet
+        self.branch_check = self.in_transaction  # a later rollback may undo more
+        row = self.conn.execute(
+            "SELECT current_setting('heliosdb.branch', true), current_setting('heliosdb.as_of', true)").fetchone()
+        name, as_of = row if row else (None, None)
+        # inside USE BRANCH ... FOR TRANSACTION heliosdb.branch names the transaction's branch
+        if name and name != self._session_branch.name and self._tx_branch is None:
             back = get_branch(self.conn, name, missing_ok=True)
             if back is not None:
                 self._session_branch = back
             self._bind(self._session_branch, local=False)  # and its shared lock (not transactional)
+        from heliosdb.temporal.context import settle
+
+        settle(self, as_of)
 
     # -- execution --------------------------------------------------------------
     def run(self, text: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Iterator[Result]:
@@ -432,8 +441,8 @@ class Session:
         finally:
             if self._tx_branch is not None and not self.in_transaction:
                 self._tx_branch = None
-        if self.branch_check and not self.in_transaction:  # this statement ended the transaction
-            self._settle_branch()
+        if self.branch_check and (kind is Kind.TRANSACTION or not self.in_transaction):
+            self._settle_branch()  # this statement ended the transaction, or rolled back to a savepoint
         result.notices = notices
         return result
 
@@ -565,6 +574,10 @@ class Session:
             # DISCARD ALL / RESET ALL drop search_path and advisory locks: put the branch back
             self._locked_branch = None
             self._bind(self._session_branch, local=False)
+            if self.as_of is not None:
+                from heliosdb.temporal.context import rebind
+
+                rebind(self)
         return result
 
     def _is_view(self, name: str) -> bool:
@@ -666,6 +679,11 @@ class Session:
         from heliosdb.branching.tables import copy_statement
 
         direction = "out" if "STDOUT" in stmt.upper().split() else "in"
+        if direction == "in" and self.as_of is not None:  # a write; COPY TO reads the context's point
+            from heliosdb.temporal.context import refuse_write
+
+            self._fail_transaction()  # as any failed COPY does
+            refuse_write(self)
         try:
             # a savepoint only when we own the transaction: COPY FREEZE needs the table truncated or
             # created in the current subtransaction, and a failed COPY must fail the user's transaction

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 _OPTION_NAMES = ("read_only", "retention_period", "gc_policy")
 _GC_POLICIES = ("aggressive", "balanced", "conservative")
+_MAX_RETENTION = "1000 years"  # the collector reaches back up to twice it; much further overflows timestamps
 _BRANCH_LOCK_CLASS = 0x4844
 _MAX_NAME = 60
 
@@ -98,12 +99,17 @@ def st_point(p: st.Point) -> Any:
 
 def _use(session: Session, stmt: st.UseBranch, text: str) -> Result:
     try:
-        from heliosdb.temporal.context import clear_context, set_context
+        from heliosdb.temporal.context import switch_context
+        from heliosdb.temporal.rewrite import resolve
 
-        clear_context(session)
+        lsn: int | None = None
+        if stmt.point is not None:  # first: a point that does not resolve leaves the session where it was
+            point, named = st_point(stmt.point), get_branch(session.conn, stmt.name)
+            assert named is not None
+            lsn = None if point.kind == "NOW" else resolve(session.conn, named, point)
         target = session.use_branch(stmt.name, for_transaction=stmt.scope == "TRANSACTION")
-        if stmt.point is not None:
-            set_context(session, target, st_point(stmt.point))
+        if session.as_of is not None or lsn is not None:
+            switch_context(session, target, lsn)
         audit(session.conn, target.name, text, target.head_lsn, "ok")
     except (errors.Error, psycopg.Error) as exc:
         _audit_failure(session, stmt.name, text, exc)
@@ -126,14 +132,7 @@ def _validate_options(conn: psycopg.Connection[Any], opts: dict[str, str]) -> di
                 )
             out[key] = value.lower() in ("true", "on", "1")
         elif key == "retention_period":
-            try:
-                with conn.transaction():
-                    conn.execute("SELECT %s::interval", (value,))
-            except psycopg.Error:
-                raise errors.InvalidBranchOption(
-                    f'invalid value for retention_period: "{value}"', hint="Use an interval such as '7 days'."
-                ) from None
-            out[key] = value
+            out[key] = _retention(conn, value)
         else:
             if value.lower() not in _GC_POLICIES:
                 raise errors.InvalidBranchOption(
@@ -141,6 +140,21 @@ def _validate_options(conn: psycopg.Connection[Any], opts: dict[str, str]) -> di
                 )
             out[key] = value.lower()
     return out
+
+
+def _retention(conn: psycopg.Connection[Any], value: str) -> str:
+    """A retention_period: an interval from 0 to _MAX_RETENTION (a negative one would prune all history)."""
+    hint = "Use an interval such as '7 days'."
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT %s::interval BETWEEN interval '0' AND %s::interval",
+                               (value, _MAX_RETENTION)).fetchone()
+    except psycopg.Error:
+        raise errors.InvalidBranchOption(f'invalid value for retention_period: "{value}"', hint=hint) from None
+    if not (row and row[0]):
+        raise errors.InvalidBranchOption(
+            f'invalid value for retention_period: "{value}" (it must be from 0 to {_MAX_RETENTION})', hint=hint)
+    return value
 
 
 def _check_name(name: str) -> None:

@@ -843,12 +843,18 @@ def copy_statement(session: Session, text: str) -> str:
     name, i = read_name(toks, 1)
     if not _own(session, name):
         return text
-    hit = _find(session, name.name)
-    if hit is None:
-        if _other_relation(session, name):
-            return text
-        raise _undefined(name.name)
-    version, info = hit
+    hit = None
+    if session.as_of is not None:  # a temporal context runs only COPY TO (Session.copy): the table then
+        if name.name not in session.as_of_views:
+            raise _undefined(name.name)
+        view = "pg_temp." + quote_ident(name.name)
+    else:
+        hit = _find(session, name.name)
+        if hit is None:
+            if _other_relation(session, name):
+                return text
+            raise _undefined(name.name)
+        view = quote_ident(session.branch.user_schema) + "." + quote_ident(hit[0].name)
     cols = ""
     if i < len(toks) and toks[i].text == "(":
         j = matching_paren(toks, i)
@@ -856,10 +862,10 @@ def copy_statement(session: Session, text: str) -> str:
         i = j + 1
     direction = toks[i].text.upper() if i < len(toks) else ""
     tail = text[toks[i].start :] if i < len(toks) else ""
-    view = quote_ident(session.branch.user_schema) + "." + quote_ident(version.name)
-    if direction == "TO":
+    if direction == "TO" or hit is None:
         select = cols[1:-1] if cols else "*"
         return f"COPY (SELECT {select} FROM {view}) {tail}"
+    version, info = hit
     if session.branch.id == info.root_branch:
         col_list = cols or "(" + ", ".join(quote_ident(c.name) for c in version.columns) + ")"
         return f"COPY {quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)} {col_list} {tail}"

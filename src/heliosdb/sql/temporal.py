@@ -49,6 +49,7 @@ class Range:
     low: str | None
     high: str | None
     mode: str = "BETWEEN"  # BETWEEN (closed), FROM (half-open), CONTAINED, ALL
+    system_time: bool = False  # FOR SYSTEM_TIME (SQL:2011): one row per version, no Oracle 'D' rows
 
 
 @dataclass(frozen=True)
@@ -217,17 +218,17 @@ class _Scan:
             if self.accept("AS", "OF"):
                 return None, Point("TIMESTAMP", self.expr()), None
             if self.accept("ALL"):
-                return None, None, Range("TIMESTAMP", None, None, "ALL")
+                return None, None, Range("TIMESTAMP", None, None, "ALL", system_time=True)
             if self.accept("FROM"):
                 low = self.expr({"TO"})
                 if not self.accept("TO"):
                     raise self.error("expected TO")
-                return None, None, Range("TIMESTAMP", low, self.expr(), "FROM")
+                return None, None, Range("TIMESTAMP", low, self.expr(), "FROM", system_time=True)
             if self.accept("BETWEEN"):
                 low = self.expr({"AND"})
                 if not self.accept("AND"):
                     raise self.error("expected AND")
-                return None, None, Range("TIMESTAMP", low, self.expr(), "BETWEEN")
+                return None, None, Range("TIMESTAMP", low, self.expr(), "BETWEEN", system_time=True)
             if self.accept("CONTAINED", "IN"):
                 if not self.accept("("):
                     raise self.error("expected (")
@@ -237,7 +238,7 @@ class _Scan:
                 high = self.expr()
                 if not self.accept(")"):
                     raise self.error("expected )")
-                return None, None, Range("TIMESTAMP", low, high, "CONTAINED")
+                return None, None, Range("TIMESTAMP", low, high, "CONTAINED", system_time=True)
             raise self.error("expected AS OF, FROM, BETWEEN, CONTAINED IN or ALL")
         if self.word() in ("AT", "BEFORE") and self.i + 1 < len(self.t) and self.t[self.i + 1].text == "(":
             before = self.word() == "BEFORE"

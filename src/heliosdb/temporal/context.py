@@ -4,18 +4,23 @@ While a context is set, every read of the session sees that point: each table
 of the branch is shadowed by a temporary view of its state then (temporary
 relations are found before the branch's schema), and writes are refused with
 SQLSTATE 25006 until SET AS OF NOW.
+
+A context behaves as PostgreSQL's SET: changed inside a transaction block, it
+lasts if the transaction commits and is undone by ROLLBACK (or ROLLBACK TO a
+savepoint before it). The views and the heliosdb.as_of setting that records
+the context are transactional; the session follows them (settle).
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.catalog.model import Snapshot, chain
+from heliosdb.catalog.model import Snapshot, chain, get_branch_by_id
 from heliosdb.sql.lsn import format_lsn
 from heliosdb.sql.names import tokenize
 from heliosdb.sql.temporal import Point, _Scan
@@ -59,6 +64,8 @@ def execute(session: Session, text: str) -> Result:
     if _FLASHBACK.match(text):
         from heliosdb.temporal.flashback import flashback
 
+        if session.as_of is not None:  # a write, like any other under a context
+            refuse_write(session)
         return Result(status=flashback(session, text))
     m = _SET.match(text)
     if m is None:  # SHOW AS OF with something after it
@@ -70,34 +77,75 @@ def execute(session: Session, text: str) -> Result:
 
 
 def set_context(session: Session, branch: Branch, point: Point) -> None:
-    """Enter (or, for NOW, leave) a temporal context on `branch`."""
-    conn = session.conn
-    clear_context(session)
-    if point.kind == "NOW":
+    """Enter (or, for NOW, leave) a temporal context on `branch`; a point that does not resolve changes
+    nothing."""
+    if point.kind == "NOW" and session.as_of is None:
         return
-    lsn = resolve(conn, branch, point)
-    levels = chain(conn, branch.id, lsn)
-    snap = Snapshot(conn, levels)
-    stmts: list[sql.Composable] = []
-    for v in snap.tables.values():
-        stmts.append(sql.SQL("CREATE TEMP VIEW {} AS {}").format(
-            sql.Identifier(v.name), point_subquery(conn, branch, lsn, v.name, kept=True)))
-    if stmts:
-        with conn.transaction():
-            conn.execute(sql.SQL(";\n").join(stmts))
-    session.as_of = Resolved(branch, lsn)
-    session.as_of_views = [v.name for v in snap.tables.values()]
+    with session.conn.transaction():
+        lsn = None if point.kind == "NOW" else resolve(session.conn, branch, point)
+        switch_context(session, branch, lsn)
+
+
+def switch_context(session: Session, branch: Branch, lsn: int | None) -> None:
+    """Replace the session's context by (branch, lsn), or none: the temporary views and the
+    heliosdb.as_of setting together, so a rollback puts both back (settle() follows them)."""
+    conn = session.conn
+    stmts: list[sql.Composable] = [
+        sql.SQL("DROP VIEW IF EXISTS pg_temp.{}").format(sql.Identifier(n)) for n in session.as_of_views]
+    names: list[str] = []
+    if lsn is not None:
+        snap = Snapshot(conn, chain(conn, branch.id, lsn))
+        for v in snap.tables.values():
+            stmts.append(sql.SQL("CREATE TEMP VIEW {} AS {}").format(
+                sql.Identifier(v.name), point_subquery(conn, branch, lsn, v.name, kept=True)))
+            names.append(v.name)
+    ctx = Resolved(branch, lsn) if lsn is not None else None
+    stmts.append(sql.SQL("SELECT set_config('heliosdb.as_of', {}, false)").format(
+        sql.Literal(_setting(ctx, names))))
+    with conn.transaction():
+        conn.execute(sql.SQL(";\n").join(stmts))
+    session.as_of, session.as_of_views = ctx, names
+    if session.in_transaction:
+        session.branch_check = True  # a ROLLBACK (TO SAVEPOINT) may put the previous context back
 
 
 def clear_context(session: Session) -> None:
+    if session.as_of is not None:
+        switch_context(session, session.as_of.branch, None)
+
+
+def _setting(ctx: Resolved | None, views: list[str]) -> str:
+    """The context as heliosdb.as_of holds it: '' for none."""
+    if ctx is None:
+        return ""
+    return json.dumps({"branch": ctx.branch.id, "lsn": ctx.lsn, "views": views})
+
+
+def settle(session: Session, setting: str | None) -> None:
+    """Follow heliosdb.as_of after a rollback: PostgreSQL undid the views with the setting, as for SET."""
+    if (setting or "") == _setting(session.as_of, session.as_of_views):
+        return
+    if not setting:
+        session.as_of, session.as_of_views = None, []
+        return
+    saved = json.loads(setting)
+    branch = get_branch_by_id(session.conn, int(saved["branch"]))
+    session.as_of, session.as_of_views = Resolved(branch, int(saved["lsn"])), list(saved["views"])
+
+
+def rebind(session: Session) -> None:
+    """After RESET ALL / DISCARD ALL: heliosdb.as_of is reset; the views stay after RESET (set it again)
+    and are gone after DISCARD (the context is too)."""
     if session.as_of is None:
         return
-    conn: psycopg.Connection[Any] = session.conn
-    if session.as_of_views and not session.transaction_failed:
-        conn.execute(sql.SQL(";\n").join(
-            sql.SQL("DROP VIEW IF EXISTS pg_temp.{}").format(sql.Identifier(n)) for n in session.as_of_views))
-    session.as_of = None
-    session.as_of_views = []
+    conn = session.conn
+    if session.as_of_views:
+        first = sql.Identifier("pg_temp", session.as_of_views[0]).as_string(conn)
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (first,)).fetchone()
+        if not (row and row[0]):
+            session.as_of, session.as_of_views = None, []
+            return
+    conn.execute("SELECT set_config('heliosdb.as_of', %s, false)", (_setting(session.as_of, session.as_of_views),))
 
 
 def refuse_write(session: Session) -> None:

@@ -66,12 +66,14 @@ def parse_scn(value: str) -> int:
 
 
 def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, value: str | None, *,
-                  future_ok: bool = False) -> int:
+                  future_ok: bool = False, before_ok: bool = False) -> int:
     """The LSN on `parent` that the point (kind, value as written) names.
 
     A point in the future (a timestamp after the current time, an SCN after the latest one
     assigned) is an error like an LSN after the head: its state is not known yet, and a read
     at it would change with the next commit. future_ok (range bounds) reads it as the head.
+    A point before the branch's history is an error too; before_ok (lower range bounds) reads
+    it as -1, before every commit.
     """
     head = head_lsn(conn, parent)
     if kind == "NOW":
@@ -112,6 +114,8 @@ def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, valu
         created = conn.execute("SELECT created_at FROM heliosdb._branches WHERE id = %s", (parent.id,)).fetchone()
         if created and ts >= created[0]:
             return oldest
+        if before_ok:
+            return -1
         first = conn.execute(
             sql.SQL("SELECT min(committed_at) FROM heliosdb._commits WHERE {}").format(where), params
         ).fetchone()
@@ -131,7 +135,16 @@ def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, valu
                                               hint=f"The newest point is SCN {latest}.")
         if row[0] is not None:
             return int(row[0])
-        return oldest
+        first = conn.execute(sql.SQL("SELECT c.lsn, c.scn FROM heliosdb._commits c WHERE {} ORDER BY c.lsn LIMIT 1")
+                             .format(where), params).fetchone()
+        if first is None:
+            return oldest  # no commit yet: the empty state
+        if before_ok:
+            return -1
+        raise errors.InvalidTemporalPoint(  # as LSN 0 is
+            f'SCN {scn} is before the first commit of branch "{parent.name}"',
+            hint=f"The oldest point of {parent.name} is SCN {first[1]} (LSN {format_lsn(int(first[0]))}).",
+        )
     # TRANSACTION
     try:
         txid = int(value.strip().strip("'"))

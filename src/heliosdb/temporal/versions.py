@@ -1,8 +1,9 @@
 """VERSIONS BETWEEN (Oracle) and FOR SYSTEM_TIME ranges (SQL:2011): every row version in a range.
 
 One row per version of a row that was visible on the branch at some point of
-the range, plus one 'D' row per delete inside it (showing the row as it was
-before). Pseudo-columns follow Oracle: VERSIONS_START* is NULL when the
+the range; VERSIONS BETWEEN adds Oracle's one 'D' row per delete inside it
+(showing the row as it was before), FOR SYSTEM_TIME does not (SQL:2011, SQL
+Server). Pseudo-columns follow Oracle: VERSIONS_START* is NULL when the
 version began before the range, VERSIONS_END* is NULL while it is current.
 """
 
@@ -25,25 +26,28 @@ L = sql.Literal
 
 
 
+def _infinite(value: str) -> int | None:
+    """'-infinity' / 'infinity' as a timestamp bound: before / after every commit."""
+    word = value.strip().strip("'").lower()
+    if word not in ("infinity", "+infinity", "-infinity"):
+        return None
+    return -1 if word.startswith("-") else MAX_LSN
+
+
 def _bound(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str | None, *, low: bool,
            shift: str = "") -> int:
     if value is None:
         return -1 if low else MAX_LSN
     if kind == "LSN":
         return parse_lsn(value)
-    if kind == "TIMESTAMP" and value.strip().strip("'").lower() in ("infinity", "+infinity", "-infinity"):
-        return -1 if value.strip().strip("'").startswith("-") else MAX_LSN  # before / after every commit
-    if kind == "SCN":
-        resolver.parse_scn(value)  # a malformed bound is an error, not "before the history"
+    if kind == "TIMESTAMP" and (edge := _infinite(value)) is not None:
+        return edge
     if shift:
+        resolver.eval_timestamp(conn, value)  # a bad bound's error names the bound as written
         value = f"({value})::timestamptz {shift}"
-    try:
-        # a bound after the head reads up to it, for every kind (LSN bounds are not checked either)
-        return resolver.resolve_point(conn, branch, kind, value, future_ok=True)
-    except errors.InvalidTemporalPoint:
-        if low:
-            return -1  # the range starts before the branch's history: everything counts
-        raise
+    # a bound after the head reads up to it, for every kind (LSN bounds are not checked either); a lower
+    # bound before the branch's history starts before every commit; a malformed bound is an error as for AS OF
+    return resolver.resolve_point(conn, branch, kind, value, future_ok=True, before_ok=low)
 
 
 def _first_inside(conn: psycopg.Connection[Any], branch: Branch, kind: str, value: str | None) -> int:
@@ -54,6 +58,8 @@ def _first_inside(conn: psycopg.Connection[Any], branch: Branch, kind: str, valu
         return 0
     if kind == "LSN":
         return parse_lsn(value)
+    if kind == "TIMESTAMP" and (edge := _infinite(value)) is not None:
+        return 0 if edge < 0 else edge
     if kind == "SCN":
         before = str(resolver.parse_scn(value) - 1)
     else:
@@ -122,11 +128,7 @@ rows AS (
     SELECT {vcols}, v._b, v._e,
            CASE WHEN EXISTS (SELECT 1 FROM vers p WHERE p._hdb_rowid = v._hdb_rowid AND p._e = v._b AND NOT p._d)
                 THEN 'U' ELSE 'I' END AS _op
-    FROM vers v WHERE NOT v._d
-    UNION ALL
-    SELECT {vcols}, v._e, {m}, 'D'
-    FROM vers v WHERE NOT v._d AND v._e < {m}
-      AND NOT EXISTS (SELECT 1 FROM vers n WHERE n._hdb_rowid = v._hdb_rowid AND n._b = v._e AND NOT n._d))
+    FROM vers v WHERE NOT v._d{deletes})
 SELECT {ucols}{pseudo} FROM rows x
 LEFT JOIN heliosdb._commits cs ON cs.lsn = x._b
 LEFT JOIN heliosdb._commits ce ON ce.lsn = x._e
@@ -136,9 +138,18 @@ WHERE {filter}"""
         rcols=sql.SQL(", ").join(sql.SQL("r.{}").format(c) for c in user_cols), vcols=vcols,
         ucols=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for c in user_cols),
         pseudo=_pseudo(first) if pseudo else sql.SQL(""),
+        deletes=sql.SQL("") if rng.system_time else _DELETES.format(vcols=vcols, m=L(MAX_LSN)),
         filter=_filter(low, first, high, contained),
     )
     return sql.SQL("({})").format(query)
+
+
+# Oracle's 'D' rows (VERSIONS BETWEEN only): the row as it was before each delete, from the delete on
+_DELETES = sql.SQL("""
+    UNION ALL
+    SELECT {vcols}, v._e, {m}, 'D'
+    FROM vers v WHERE NOT v._d AND v._e < {m}
+      AND NOT EXISTS (SELECT 1 FROM vers n WHERE n._hdb_rowid = v._hdb_rowid AND n._b = v._e AND NOT n._d)""")
 
 
 def _pseudo(first: int) -> sql.Composable:
