@@ -342,6 +342,22 @@ def test_clients_named_statements_survive_internal_rollbacks(server: ServerProce
             assert conn.execute("EXECUTE px").fetchall() == [(42,)]
 
 
+def test_bound_parameters_as_time_travel_points(server: ServerProcess, dbname: str) -> None:
+    """psycopg binds an int as a typed parameter; as the SCN, LSN or transaction of a clause it is the point."""
+    with server.connect(dbname, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO t VALUES (1, 'a')")
+        scn, lsn, txid = conn.execute("SELECT scn, lsn::text, txid::text FROM heliosdb.commits "
+                                      "ORDER BY scn DESC LIMIT 1").fetchone()
+        conn.execute("UPDATE t SET v = 'b'")
+        lsn_int = conn.execute("SELECT (%s::pg_lsn - '0/0')::bigint", (lsn,)).fetchone()[0]
+        for sql, params in [("SELECT v FROM t AS OF SCN %s", (scn,)), ("SELECT v FROM t AS OF LSN %s", (lsn_int,)),
+                            ("SELECT v FROM t AS OF TRANSACTION %s", (int(txid),)),
+                            ("SELECT v FROM t VERSIONS BETWEEN SCN %s AND %s WHERE versions_endscn IS NOT NULL",
+                             (scn, scn + 1))]:
+            assert conn.execute(sql, params).fetchall() == [("a",)], sql
+
+
 def test_group_by_a_primary_key_through_the_endpoint(server: ServerProcess, dbname: str) -> None:
     """Django's annotate() query (GROUP BY the key, other columns selected) through every way a client
     sends it: the simple protocol (repeated, so the endpoint's prepared fast path is tried) and bound

@@ -26,6 +26,14 @@ from heliosdb.sql.classify import has_temporal  # noqa: F401 - the cheap test li
 from heliosdb.sql.names import Name, read_name, tokenize
 
 _LSN_TEXT = re.compile(r"\s*('?)([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}|\d+)\1(?![\w/$])")  # not a prefix of a longer word
+# A bound parameter as psycopg writes it into the text (`AS OF SCN %s` through the wire endpoint): ('2'::int8)
+_TYPED_VALUE = re.compile(r"""\s*\(\s*'([^']*)'::[\w."\[\] ]+?\s*\)""")
+
+
+def typed_value(text: str) -> str:
+    """`('v'::type)` as v; any other text as it is."""
+    m = _TYPED_VALUE.fullmatch(text)
+    return m.group(1) if m else text
 _NAME_TYPES = (TokenType.VAR, TokenType.IDENTIFIER)
 _BEFORE_TABLE = {"FROM", "JOIN", ",", "UPDATE", "INTO", "TABLE", "ONLY", "USING"}
 _OPERATORS = {
@@ -92,6 +100,11 @@ class _Scan:
         return self.t[self.i].start if self.i < len(self.t) else len(self.sql)
 
     def lsn(self) -> str:
+        typed = _TYPED_VALUE.match(self.sql, self.offset())
+        if typed and _LSN_TEXT.fullmatch(typed.group(1)):
+            while self.i < len(self.t) and self.t[self.i].start < typed.end():
+                self.i += 1
+            return _LSN_TEXT.fullmatch(typed.group(1)).group(2)  # type: ignore[union-attr]
         m = _LSN_TEXT.match(self.sql, self.offset())
         if not m:
             raise self.error("expected an LSN (X/XXXXXXXX or an integer)")

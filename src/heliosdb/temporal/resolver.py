@@ -15,6 +15,7 @@ from heliosdb import errors
 from heliosdb.catalog.cache import KEY_COLUMNS, CatalogCache
 from heliosdb.catalog.model import Branch, ancestry, chain, read_at
 from heliosdb.sql.lsn import format_lsn, parse_lsn
+from heliosdb.sql.temporal import typed_value
 
 
 def _history_filter(levels: list[Any]) -> tuple[sql.Composable, list[Any]]:
@@ -56,7 +57,7 @@ _MAX_BIGINT = 2**63 - 1
 def parse_scn(value: str) -> int:
     """An SCN as written: an integer in PostgreSQL's bigint range."""
     try:
-        scn = int(value.strip().strip("'"))
+        scn = int(typed_value(value.strip()).strip().strip("'"))
     except ValueError:
         raise errors.InvalidTemporalPoint(f'invalid SCN "{value}"', hint="An SCN is an integer.") from None
     if not -_MAX_BIGINT - 1 <= scn <= _MAX_BIGINT:  # PostgreSQL would look for a numeric overload
@@ -147,7 +148,7 @@ def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, valu
         )
     # TRANSACTION
     try:
-        txid = int(value.strip().strip("'"))
+        txid = int(typed_value(value.strip()).strip().strip("'"))
     except ValueError:
         raise errors.InvalidTemporalPoint(f'invalid transaction id "{value}"') from None
     row = conn.execute(
@@ -303,7 +304,7 @@ def resolve_other(
         params = [branch.id]
     elif kind == "TRANSACTION":
         try:
-            txid = int(value.strip().strip("'"))
+            txid = int(typed_value(value.strip()).strip().strip("'"))
         except ValueError:
             return None
         where, hist = _history_filter(levels)
