@@ -374,6 +374,15 @@ def test_flashback_across_schema_changes(conn: heliosdb.Connection, connect, bra
     assert rows(c, "SELECT n FROM f WHERE id = 2") == [(21,)]
 
 
+def test_timestamp_expressions_with_at_time_zone_and_case(conn: heliosdb.Connection,
+                                                           history: dict[str, object]) -> None:
+    now = rows(conn, "SELECT id, v FROM t ORDER BY id")
+    for point in ("now()::timestamp AT TIME ZONE 'UTC'", "localtimestamp AT TIME ZONE 'UTC'",
+                  "CASE WHEN true THEN now() ELSE CASE WHEN false THEN now() END END"):
+        assert rows(conn, f"SELECT id, v FROM t AS OF TIMESTAMP {point} ORDER BY id") == now, point
+        assert rows(conn, f"SELECT id, v FROM t FOR SYSTEM_TIME AS OF {point} ORDER BY id") == now, point
+
+
 def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     assert sqlstate(conn, "SELECT * FROM t AS OF LSN FFFF/FFFF") == "HD007"
     assert sqlstate(conn, "SELECT * FROM t AS OF LSN 0") == "HD007"  # before the first commit

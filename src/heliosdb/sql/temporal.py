@@ -130,6 +130,8 @@ class _Scan:
                     continue
                 if tt == TokenType.L_PAREN:
                     self._skip_parens()
+                elif up == "CASE":
+                    self._skip_case()
                 elif tt in (TokenType.DASH, TokenType.PLUS):
                     self.i += 1
                     continue
@@ -151,6 +153,10 @@ class _Scan:
                 expect_operand = True
                 self.i += 1
                 continue
+            if up == "AT" and self.word(1) == "TIME" and self.word(2) == "ZONE":  # x AT TIME ZONE 'UTC'
+                expect_operand = True
+                self.i += 3
+                continue
             if tt == TokenType.DCOLON:
                 self.i += 1
                 # a type name, possibly with (n) or two words (timestamp with time zone)
@@ -169,6 +175,17 @@ class _Scan:
 
     def _clause_word(self) -> bool:
         return self.word() in ("WHERE", "JOIN", "ON", "AND", "TO", "GROUP", "ORDER", "LIMIT")
+
+    def _skip_case(self) -> None:
+        """Past CASE ... END (nested ones too)."""
+        depth = 0
+        while self.i < len(self.t):
+            w = self.word()
+            depth += (w == "CASE") - (w == "END")
+            self.i += 1
+            if depth == 0:
+                return
+        raise self.error("expected END")
 
     def _skip_parens(self) -> None:
         depth = 0
