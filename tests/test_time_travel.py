@@ -383,6 +383,20 @@ def test_timestamp_expressions_with_at_time_zone_and_case(conn: heliosdb.Connect
         assert rows(conn, f"SELECT id, v FROM t FOR SYSTEM_TIME AS OF {point} ORDER BY id") == now, point
 
 
+def test_statements_after_a_failed_time_travel_read_in_a_transaction(conn: heliosdb.Connection, history,
+                                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    """The transaction failed: every later statement gets 25P02 until ROLLBACK, as in PostgreSQL, and nothing
+    of HeliosDB's own work on the way shows up on stderr."""
+    conn.autocommit = False
+    assert sqlstate(conn, "SELECT * FROM t AS OF TIMESTAMP 'bad'") == "HD007"
+    for stmt in ("SELECT * FROM t AS OF TIMESTAMP now()", "SET AS OF NOW", "CREATE TABLE x (a int)",
+                 "SELECT 1"):
+        assert sqlstate(conn, stmt) == "25P02", stmt
+    conn.rollback()
+    assert rows(conn, "SELECT count(*) FROM t AS OF TIMESTAMP now()") == [(2,)]
+    assert "error ignored" not in capfd.readouterr().err
+
+
 def test_temporal_errors(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     assert sqlstate(conn, "SELECT * FROM t AS OF LSN FFFF/FFFF") == "HD007"
     assert sqlstate(conn, "SELECT * FROM t AS OF LSN 0") == "HD007"  # before the first commit

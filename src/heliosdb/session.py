@@ -397,6 +397,10 @@ class Session:
             self._settle_branch()
         info = statement_info(stmt)
         kind = info.kind
+        if self.transaction_failed and kind is not Kind.TRANSACTION and (kind is not Kind.PASSTHROUGH or info.temporal):
+            # as PostgreSQL answers any statement there; our own work first would only fail on the way
+            raise errors.lookup("25P02")("current transaction is aborted, commands ignored until end of "
+                                         "transaction block", sqlstate="25P02")
         try:
             if self.as_of is not None and kind not in (Kind.BRANCH, Kind.TEMPORAL, Kind.TRANSACTION,
                                                        Kind.SET_CONSTRAINTS, Kind.VIEW_DDL) and (
