@@ -877,3 +877,63 @@ def test_sigterm_with_clients_connected(helios_data_dir: Path, dbname: str) -> N
         assert log.count(" connection 127.0.0.1:") == 3 and "stopped" in log
     finally:
         srv.stop()
+
+
+_TYPED = ("CREATE TABLE typed (id int PRIMARY KEY, iv interval, tz timestamptz, ts timestamp, d date, t time, "
+          "ttz timetz, f8 float8, f4 float4, tza timestamptz[])")
+_TYPED_ROW = ("(1, '1 year 2 mons 3 days -04:05:06.5', '2024-01-02 03:04:05.25+00', '2024-01-02 03:04:05', "
+              "'2024-01-02', '03:04:05.123456', '03:04:05-05:53:28', 0.1::float8 + 0.2::float8, '3.4028235e+38', "
+              "'{2024-01-02 03:04:05+00,infinity}')")
+_NOT_ISO = ("SET intervalstyle = iso_8601", "SET datestyle = 'Postgres, DMY'", "SET timezone = 'Asia/Kolkata'",
+            "SET extra_float_digits = 0")
+_TYPED_COLS = "iv, tz, ts, d, t, ttz, f8, f4, tza"
+
+
+def _binary_row(conn: psycopg.Connection, sql: str) -> list[bytes | None]:
+    res = conn.pgconn.exec_params(sql.encode(), [], result_format=1)
+    assert res.status == psycopg.pq.ExecStatus.TUPLES_OK, res.get_error_message()
+    return [res.get_value(0, c) for c in range(res.nfields)]
+
+
+def test_binary_results_of_statements_heliosdb_runs_are_postgresqls(server: ServerProcess, dbname: str,
+                                                                    helios_instance: object) -> None:
+    """Values HeliosDB turns into binary itself (AS OF, writes on a branch with RETURNING) are what PostgreSQL
+    sends, whatever the client's DateStyle, IntervalStyle, TimeZone and extra_float_digits."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute(_TYPED)
+        c.execute(f"INSERT INTO typed VALUES {_TYPED_ROW}")
+        c.execute("CREATE DATABASE BRANCH dev")
+    with psycopg.connect(**helios_instance.conninfo(dbname), autocommit=True) as pg:  # type: ignore[attr-defined]
+        for stmt in _NOT_ISO:
+            pg.execute(stmt)
+        want = _binary_row(pg, f"SELECT {_TYPED_COLS} FROM typed")
+        want_text = pg.execute("SELECT tz::text, f8::text FROM typed").fetchone()
+    assert want[0] == struct.pack("!qii", -14706500000, 3, 14)
+    with server.connect(dbname, autocommit=True, options="-c heliosdb.branch=dev") as c:
+        for stmt in _NOT_ISO:
+            c.execute(stmt)
+        assert _binary_row(c, f"SELECT {_TYPED_COLS} FROM typed") == want
+        assert _binary_row(c, f"SELECT {_TYPED_COLS} FROM typed AS OF NOW") == want
+        assert _binary_row(c, f"INSERT INTO typed VALUES {_TYPED_ROW.replace('(1,', '(2,')} "
+                              f"RETURNING {_TYPED_COLS}") == want
+        assert _binary_row(c, f"INSERT INTO typed VALUES {_TYPED_ROW} ON CONFLICT (id) DO UPDATE SET d = "
+                              f"excluded.d RETURNING {_TYPED_COLS}") == want
+        c.execute("BEGIN")
+        assert _binary_row(c, f"SELECT {_TYPED_COLS} FROM typed AS OF NOW WHERE id = 2") == want
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            c.execute("SELECT nope FROM typed AS OF NOW", binary=True)
+        c.execute("ROLLBACK")
+        # the client's settings hold after each
+        assert c.execute("SELECT current_setting('extra_float_digits'), current_setting('IntervalStyle'), "
+                         "current_setting('DateStyle')").fetchone() == ("0", "iso_8601", "Postgres, DMY")
+    # one column in binary, one in text: the text one in the client's settings
+    c2 = _client(server, dbname, *_NOT_ISO)
+    _parse(c2, "", "SELECT f8, tz, f8 FROM typed AS OF NOW")
+    _bind(c2, "", "", [], [1, 0, 0])
+    c2.send(b"E", b"\0\0\0\0\0")
+    c2.send(b"S")
+    msgs = c2.until_ready()
+    row = next(p for k, p in msgs if k == b"D")
+    assert row[6:14] == want[6]
+    assert data_rows([(b"D", struct.pack("!h", 2) + row[14:])]) == [[want_text[0], want_text[1]]]
+    c2.close()

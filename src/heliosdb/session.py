@@ -35,15 +35,21 @@ _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on t
 
 
 class _Rows:
-    """Rows already fetched, shaped like the part of a cursor Result uses."""
+    """A result the cursor has moved past, shaped like the part of a cursor Result uses; its values are
+    loaded into Python when asked (the wire endpoint passes pgresult's on as PostgreSQL sent them)."""
 
-    def __init__(self, description: Any, rows: list[tuple[Any, ...]]) -> None:
-        self.description = description
-        self._rows = rows
+    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+        self.description = cur.description
+        self.pgresult = cur.pgresult
+        self._tx = psycopg.adapt.Transformer(cur)
+        self._tx.set_pgresult(self.pgresult)
+        self._fetched = False
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        rows, self._rows = self._rows, []
-        return rows
+        if self._fetched or self.pgresult is None:
+            return []
+        self._fetched = True
+        return self._tx.load_rows(0, self.pgresult.ntuples, tuple)
 
 
 class Result:
@@ -608,10 +614,9 @@ class Session:
                 self._prefixed(cur, lock + on, upsert[0], off)
                 for _ in range(skip):
                     cur.nextset()
-                status, rowcount, desc = cur.statusmessage, cur.rowcount, cur.description
-                rows = cur.fetchall() if desc else None
+                status, rowcount = cur.statusmessage, cur.rowcount
+                held = _Rows(cur) if cur.description else None
                 cur.nextset()
-                held = _Rows(desc, rows) if rows is not None else None
                 return Result(status=status or "", cursor=held, rowcount=rowcount)  # type: ignore[arg-type]
         elif self.branch.parent_id is not None and (m := LOCKING_READ.search(stmt)) is not None:
             # SELECT ... FOR UPDATE / SHARE: a branch's inherited rows are views, no row lock holds

@@ -12,8 +12,10 @@ of one extended-protocol batch up to Sync, run in one implicit transaction
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +149,23 @@ def quick_plain_command(payload: bytes) -> bool:
     if " ".join(low.split()) in _TRANSACTION_COMMANDS:
         return True
     return low.startswith(_WRITE_HEADS) and ";" not in low and not _refused_words(low)
+
+
+# Text that converts exactly to binary (values.py): the settings read and, where they differ, set (in a
+# subquery, so every setting is read before one is set); the client's are put back after the statement.
+_EXACT_TEXT = (b"SELECT d, i, f, CASE WHEN d NOT LIKE 'ISO%' THEN set_config('DateStyle', 'ISO', false) END, "
+               b"CASE WHEN i <> 'postgres' THEN set_config('IntervalStyle', 'postgres', false) END, "
+               b"CASE WHEN f::int < 1 THEN set_config('extra_float_digits', '3', false) END "
+               b"FROM (SELECT current_setting('DateStyle') d, current_setting('IntervalStyle') i, "
+               b"current_setting('extra_float_digits') f OFFSET 0) s")
+_SETTINGS_BACK = b"SELECT set_config($1, $2, false), set_config($3, $4, false), set_config($5, $6, false)"
+_ROWLESS_HEADS = ("INSERT", "UPDATE", "DELETE", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT",
+                  "RELEASE", "SET", "RESET", "DISCARD", "LOCK", "LISTEN", "UNLISTEN", "NOTIFY")
+
+
+def may_return_rows(stmt: str) -> bool:
+    """False for statements that never return rows (cheap; True when unsure)."""
+    return not head(stmt).startswith(_ROWLESS_HEADS) or "RETURNING" in stmt.upper()
 
 
 def may_run_in_transaction(stmt: str) -> bool:
@@ -318,20 +337,50 @@ class Protocol:
                                           "sqlstate": "00000", "message": message.strip()})
         return result
 
-    def result_rows(self, result: Result, formats: list[int]) -> Rows | None:
+    def result_rows(self, result: Result, formats: list[int], retext: bool = False) -> Rows | None:
         cur = result.cursor
         if cur is None:
             return None
         assert self.encoder is not None
-        if isinstance(cur, psycopg.Cursor):
-            pgr = cur.pgresult
-            if pgr is not None and pgr.status == pq.ExecStatus.TUPLES_OK:
-                return from_pgresult(pgr, formats, self.encoder)
-            if cur.description is None:
-                return None
+        pgr = getattr(cur, "pgresult", None)  # a cursor's, or the one rows held by the session came from
+        if pgr is not None and pgr.status == pq.ExecStatus.TUPLES_OK:
+            return from_pgresult(pgr, formats, self.encoder, retext)
+        if isinstance(cur, psycopg.Cursor) and cur.description is None:
+            return None
         if result.description is None:
             return None
-        return from_python(result.description, result.fetchall(), formats, self.encoder)
+        return from_python(result.description, result.fetchall(), formats, self.encoder, retext)
+
+    @contextlib.contextmanager
+    def exact_text(self, stmt: str, formats: list[int]) -> Iterator[bool]:
+        """Around a statement whose text results may become binary ones here (values.py): DateStyle ISO,
+        IntervalStyle postgres and extra_float_digits >= 1 while it runs, where the client's differ (their
+        text is not exact: abbreviated time zones, rounded floats), the client's put back after it. Yields
+        whether settings were changed: then columns wanted in text are written again in the client's.
+        In a transaction the statement fails, the client's rollback puts them back."""
+        changed = self._exact_settings(stmt, formats)
+        try:
+            yield bool(changed)
+        finally:
+            if changed:
+                pg = self.s.conn.pgconn
+                if pg.transaction_status != _INERROR and pg.status == pq.ConnStatus.OK:
+                    back = [v.encode() for pair in changed for v in pair]
+                    back += back[:2] * (3 - len(changed))
+                    pg.exec_params(_SETTINGS_BACK, back)
+
+    def _exact_settings(self, stmt: str, formats: list[int]) -> list[tuple[str, str]]:
+        """The settings _EXACT_TEXT changed, with the client's values; nothing for a statement that does not
+        want binary results, returns no rows or sets a setting itself."""
+        pg = self.s.conn.pgconn
+        if (1 not in formats or pg.transaction_status == _INERROR or not may_return_rows(stmt)
+                or "set_config" in stmt.lower()):
+            return []
+        res = pg.exec_(_EXACT_TEXT)
+        if res.status != pq.ExecStatus.TUPLES_OK:
+            raise pgresult_error(res)
+        names = ("DateStyle", "IntervalStyle", "extra_float_digits")
+        return [(names[c], (res.get_value(0, c) or b"").decode()) for c in range(3) if res.get_value(0, c + 3)]
 
     # -- implicit transactions -------------------------------------------------------------------
     def begin_implicit(self, stmt: str, more: bool) -> bool:
@@ -559,8 +608,9 @@ class Protocol:
             rows, tag = self._plain_read(stmt, bound, formats)
         else:
             text, params = (stmt, None) if bound is None else self._bound_text(stmt, bound)
-            result = self.execute(text, params)
-            rows = self.result_rows(result, formats)
+            with self.exact_text(stmt, formats) as retext:
+                result = self.execute(text, params)
+                rows = self.result_rows(result, formats, retext)
             tag = result.status or _default_tag(rows)
         self.emit_notices()
         return rows, tag
@@ -586,21 +636,23 @@ class Protocol:
         self.busy = True
         if "set_config" in stmt.lower():
             self._status_dirty = True
+        # one format for all columns: PostgreSQL's own values; mixed ones: exact text, converted here
+        fmt = formats[0] if formats and all(f == formats[0] for f in formats) else 0
         try:
-            if bound is None or not bound.values:
-                res = pg.exec_(stmt.encode("utf-8"))
-            else:
-                fmt = formats[0] if formats and all(f == formats[0] for f in formats) else 0
-                vals = bound.values
-                res = pg.exec_params(stmt.encode("utf-8"), [v.data for v in vals], [v.oid for v in vals],
-                                     [v.fmt for v in vals], fmt)
+            with self.exact_text(stmt, formats if fmt == 0 else []) as retext:
+                if fmt == 0 and (bound is None or not bound.values):
+                    res = pg.exec_(stmt.encode("utf-8"))
+                else:
+                    vals = bound.values if bound is not None else []
+                    res = pg.exec_params(stmt.encode("utf-8"), [v.data for v in vals], [v.oid for v in vals],
+                                         [v.fmt for v in vals], fmt)
         finally:
             self.busy = False
             self.statements_run += 1
         status = res.status
         if status == pq.ExecStatus.TUPLES_OK:
             assert self.encoder is not None
-            rows = from_pgresult(res, formats, self.encoder)
+            rows = from_pgresult(res, formats, self.encoder, retext)
             return rows, (res.command_status or b"").decode() or _default_tag(rows)
         if status == pq.ExecStatus.COMMAND_OK:
             return None, (res.command_status or b"").decode()
