@@ -377,3 +377,28 @@ def test_django_sequence_reset_through_the_endpoint(server: ServerProcess, dbnam
         # bound parameters, as SQLAlchemy sends them
         got = conn.execute("SELECT pg_get_serial_sequence(%s, %s) IS NOT NULL", ("s", "id")).fetchall()
         assert got == [(True,)]
+
+
+def test_branch_chosen_at_startup_whatever_the_case_and_set_config_refused(server: ServerProcess,
+                                                                           dbname: str) -> None:
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        c.execute("INSERT INTO t VALUES (1, 'main')")
+        c.execute("CREATE DATABASE BRANCH dev")
+        c.execute("USE BRANCH dev")
+        c.execute("UPDATE t SET v = 'dev'")
+    # setting names are case-insensitive; a startup search_path is ignored (the branch owns it)
+    for opts in ("-c HELIOSDB.BRANCH=dev", "-c heliosdb.Branch=dev", "-c heliosdb.branch=dev -c search_path=public"):
+        with server.connect(dbname, autocommit=True, options=opts) as c:
+            assert c.info.parameter_status("heliosdb.branch") == "dev", opts
+            assert c.execute("SELECT heliosdb.current_branch(), v FROM t").fetchone() == ("dev", "dev"), opts
+            assert c.execute("UPDATE t SET v = v WHERE id = 1").rowcount == 1
+    # set_config() of heliosdb.branch is refused as SET is
+    with server.connect(dbname, autocommit=True) as c:
+        for stmt in ("SELECT set_config('heliosdb.branch', 'dev', false)",
+                     "SELECT 1 FROM t WHERE set_config('HELIOSDB.branch', 'dev', false) IS NOT NULL",
+                     "SET heliosdb.branch = dev"):
+            with pytest.raises(psycopg.errors.CantChangeRuntimeParam):
+                c.execute(stmt)
+        assert c.execute("SELECT heliosdb.current_branch(), v FROM t").fetchone() == ("main", "main")
+        assert c.execute("SELECT set_config('application_name', 'x', false)").fetchone() == ("x",)

@@ -175,10 +175,11 @@ def statement_info(stmt: str) -> StatementInfo:
 
 
 def refuse_engine_setting(stmt: str) -> None:
-    """SET / RESET of a heliosdb.* parameter: HeliosDB keeps them (USE BRANCH moves the session)."""
-    from heliosdb.sql.classify import ENGINE_SETTING
+    """SET / RESET (or set_config()) of a heliosdb.* parameter: HeliosDB keeps them (USE BRANCH moves the
+    session)."""
+    from heliosdb.sql.classify import ENGINE_SET_CONFIG, ENGINE_SETTING
 
-    m = ENGINE_SETTING.match(stmt)
+    m = ENGINE_SETTING.match(stmt) or ENGINE_SET_CONFIG.search(stmt)
     name = re.sub(r'[\s"]', "", m.group(1)).lower() if m else "heliosdb.*"
     raise errors.lookup("55P02")(
         f'parameter "{name}" cannot be changed: HeliosDB sets it', sqlstate="55P02",
