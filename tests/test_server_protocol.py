@@ -937,3 +937,26 @@ def test_binary_results_of_statements_heliosdb_runs_are_postgresqls(server: Serv
     assert row[6:14] == want[6]
     assert data_rows([(b"D", struct.pack("!h", 2) + row[14:])]) == [[want_text[0], want_text[1]]]
     c2.close()
+
+
+def test_prepare_reports_postgresqls_errors_at_parse(server: ServerProcess, dbname: str) -> None:
+    """libpq's PQprepare (Parse, Sync) of a statement PostgreSQL refuses fails, and fails the transaction."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int)")
+        c.execute("CREATE DATABASE BRANCH dev")
+        pg = c.pgconn
+        for name, sql, state in ((b"s1", b"selec 1", "42601"), (b"s2", b"SELECT nosuchcol FROM pg_class", "42703"),
+                                 (b"", b"SELECT 1 +", "42601"), (b"s3", b"SELECT nope FROM t AS OF NOW", "42703")):
+            res = pg.prepare(name, sql)
+            assert res.status == psycopg.pq.ExecStatus.FATAL_ERROR, sql
+            assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == state.encode(), sql
+        assert pg.describe_prepared(b"s1").status == psycopg.pq.ExecStatus.FATAL_ERROR  # never made
+        assert pg.prepare(b"ok", b"SELECT id FROM t WHERE id = $1").status == psycopg.pq.ExecStatus.COMMAND_OK
+        c.execute("USE BRANCH dev")
+        assert pg.prepare(b"w", b"INSERT INTO t VALUES ($1)").status == psycopg.pq.ExecStatus.COMMAND_OK
+        assert pg.exec_prepared(b"w", [b"1"]).status == psycopg.pq.ExecStatus.COMMAND_OK
+        pg.exec_(b"BEGIN")
+        assert pg.prepare(b"s4", b"selec 1").status == psycopg.pq.ExecStatus.FATAL_ERROR
+        assert pg.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        pg.exec_(b"ROLLBACK")
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (1,)
