@@ -402,3 +402,28 @@ def test_branch_chosen_at_startup_whatever_the_case_and_set_config_refused(serve
                 c.execute(stmt)
         assert c.execute("SELECT heliosdb.current_branch(), v FROM t").fetchone() == ("main", "main")
         assert c.execute("SELECT set_config('application_name', 'x', false)").fetchone() == ("x",)
+
+
+def test_describe_of_heliosdb_statements_names_their_columns(server: ServerProcess, dbname: str) -> None:
+    """libpq's PQdescribePrepared (asyncpg describes every statement before running it) of HeliosDB statements
+    that return rows: the columns Execute then sends."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        c.execute("CREATE DATABASE BRANCH dev")
+        c.execute("USE BRANCH dev")
+        c.execute("INSERT INTO t VALUES (1)")
+        c.execute("USE BRANCH main")
+        pg = c.pgconn
+        for i, sql in enumerate(("SHOW BRANCHES", "SHOW AS OF", "MERGE DATABASE BRANCH dev INTO main DRY RUN",
+                                 "MERGE DATABASE BRANCH dev INTO main USING STRATEGY OURS")):
+            name = f"s{i}".encode()
+            assert pg.prepare(name, sql.encode()).status == psycopg.pq.ExecStatus.COMMAND_OK, sql
+            described = pg.describe_prepared(name)
+            res = pg.exec_prepared(name, [])
+            assert res.status == psycopg.pq.ExecStatus.TUPLES_OK, res.get_error_message()
+            assert described.nfields == res.nfields > 0, sql
+            assert [(described.fname(f), described.ftype(f)) for f in range(res.nfields)] \
+                == [(res.fname(f), res.ftype(f)) for f in range(res.nfields)], sql
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        res = pg.prepare(b"bad", b"MERGE DATABASE BRANCH dev INTO main STRATEGY OURS")  # its syntax error at Parse
+        assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42601"

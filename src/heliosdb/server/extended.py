@@ -383,6 +383,11 @@ class ExtendedProtocol(Protocol):
         if head(q).startswith("SHOW") and not prep.spans:
             rows = self.result_rows(self.execute(q), [])
             return fallback, rows.description if rows is not None else None
+        if kind is Kind.MERGE and not prep.spans:  # its result columns, without running it (or its syntax error)
+            from heliosdb.merge.engine import result_columns
+
+            columns = result_columns(q)
+            return fallback, self._prepare_on_storage(columns, [])[1] if columns is not None else None
         return fallback, None
 
     def _prepare_on_storage(self, text: str, types: list[int]) -> tuple[list[int], bytes | None]:
