@@ -960,3 +960,19 @@ def test_prepare_reports_postgresqls_errors_at_parse(server: ServerProcess, dbna
         assert pg.transaction_status == psycopg.pq.TransactionStatus.INERROR
         pg.exec_(b"ROLLBACK")
         assert c.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_client_encodings_other_than_utf8_are_refused_however_set(server: ServerProcess, dbname: str) -> None:
+    with pytest.raises(psycopg.OperationalError, match='client_encoding "LATIN1" is not supported'):
+        server.connect(dbname, options="-c client_encoding=LATIN1")
+    with server.connect(dbname, autocommit=True, options="-c CLIENT_ENCODING=utf-8") as c:
+        c.execute("CREATE TABLE t (v text)")
+        for stmt in ("SET client_encoding = 'LATIN1'", "SET SESSION client_encoding TO latin1", "SET NAMES 'WIN1252'",
+                     "SELECT set_config('client_encoding', 'LATIN1', false)"):
+            with pytest.raises(psycopg.errors.FeatureNotSupported):
+                c.execute(stmt)
+        for stmt in ("SET client_encoding = 'UTF8'", "SET NAMES DEFAULT", "RESET client_encoding"):
+            c.execute(stmt)
+        assert c.info.parameter_status("client_encoding") == "UTF8"
+        c.execute("INSERT INTO t VALUES (%s)", ("é",))
+        assert c.execute("SELECT v, 'ü' FROM t AS OF NOW").fetchone() == ("é", "ü")

@@ -22,7 +22,7 @@ import psycopg
 from heliosdb import errors
 from heliosdb.server import auth, catalog_compat, codec
 from heliosdb.server.extended import ExtendedProtocol
-from heliosdb.server.protocol import ClientGone, Fatal, error
+from heliosdb.server.protocol import ClientGone, Fatal, error, is_utf8
 from heliosdb.server.relay import frame
 from heliosdb.session import Session
 from heliosdb.sql.split import strip_comments
@@ -38,7 +38,6 @@ _DROP_DATABASE = re.compile(r'\s*DROP\s+DATABASE\s+(?:IF\s+EXISTS\s+)?("(?:[^"]|
 # CREATE DATABASE ... TEMPLATE [=] name (group 1): the copy needs the template database to itself
 _TEMPLATE = re.compile(r'(?s)\s*CREATE\s+DATABASE\s.*?\bTEMPLATE\s*=?\s*("(?:[^"]|"")+"|[A-Za-z_][\w$]*)', re.IGNORECASE)
 _NOT_SETTINGS = {"user", "database", "options", "replication"}
-_UTF8_NAMES = {"UTF8", "UNICODE", "SQLASCII"}
 
 
 def parse_options(text: str) -> dict[str, str]:
@@ -89,12 +88,6 @@ def startup_settings(params: dict[str, str]) -> dict[str, str]:
         if name.startswith("heliosdb.") and name != "heliosdb.branch":
             raise Fatal("55P02", f'parameter "{name}" cannot be changed: HeliosDB sets it')
     return settings
-
-
-def utf8(encoding: str) -> bool:
-    """Whether a client_encoding name means UTF8 (as PostgreSQL's clean_encoding_name: only letters and
-    digits count, so 'utf-8' from asyncpg, quotes included)."""
-    return "".join(ch for ch in encoding.upper() if ch.isalnum()) in _UTF8_NAMES
 
 
 class ClientConnection(ExtendedProtocol):
@@ -414,7 +407,7 @@ class ClientConnection(ExtendedProtocol):
         if params.get("replication", "false").lower() not in ("false", "off", "0", "no"):
             raise Fatal("0A000", "replication connections are not supported")
         encoding = settings.pop("client_encoding", "UTF8")
-        if not utf8(encoding):
+        if not is_utf8(encoding):
             raise Fatal("0A000", f'client_encoding "{encoding}" is not supported: use UTF8')
         if not self.server.register(self):
             raise Fatal("53300", "sorry, too many clients already")

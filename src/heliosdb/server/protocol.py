@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -166,6 +167,33 @@ _ROWLESS_HEADS = ("INSERT", "UPDATE", "DELETE", "BEGIN", "START", "COMMIT", "END
 def may_return_rows(stmt: str) -> bool:
     """False for statements that never return rows (cheap; True when unsure)."""
     return not head(stmt).startswith(_ROWLESS_HEADS) or "RETURNING" in stmt.upper()
+
+
+# SET client_encoding / SET NAMES / set_config('client_encoding', ...): group 2 the value
+_SET_ENCODING = re.compile(r"\s*SET\s+(?:SESSION\s+|LOCAL\s+)?(?:client_encoding\s*(?:=|\bTO\b)\s*|NAMES\s+)('?)([^';\s]*)"
+                           r"|.*?\bset_config\s*\(\s*'client_encoding'\s*,\s*(')([^']*)'", re.IGNORECASE | re.DOTALL)
+UTF8_NAMES = {"UTF8", "UNICODE", "SQLASCII"}
+
+
+def is_utf8(encoding: str) -> bool:
+    """Whether a client_encoding name means UTF8 (as PostgreSQL's clean_encoding_name: only letters and
+    digits count, so 'utf-8' from asyncpg, quotes included)."""
+    return "".join(ch for ch in encoding.upper() if ch.isalnum()) in UTF8_NAMES
+
+
+def refuse_client_encoding(stmt: str) -> None:
+    """A statement setting client_encoding to anything but UTF8: refused, as at startup (the endpoint
+    reads and writes UTF8 only)."""
+    low = stmt.lower()
+    if "encoding" not in low and "names" not in low:
+        return
+    m = _SET_ENCODING.match(stmt)
+    if m is None:
+        return
+    value = m.group(2) if m.group(2) is not None else m.group(4)
+    if value and not is_utf8(value) and value.upper() != "DEFAULT":
+        raise error("0A000", f'client_encoding "{value}" is not supported: use UTF8',
+                    hint="The HeliosDB endpoint speaks UTF8 only: let the client convert text.")
 
 
 def may_run_in_transaction(stmt: str) -> bool:
@@ -604,6 +632,7 @@ class Protocol:
         tag = self.local_command(stmt)
         if tag is not None:
             return None, tag
+        refuse_client_encoding(stmt)
         if self.is_plain_read(stmt):
             rows, tag = self._plain_read(stmt, bound, formats)
         else:
