@@ -427,3 +427,19 @@ def test_describe_of_heliosdb_statements_names_their_columns(server: ServerProce
         assert c.execute("SELECT count(*) FROM t").fetchone() == (1,)
         res = pg.prepare(b"bad", b"MERGE DATABASE BRANCH dev INTO main STRATEGY OURS")  # its syntax error at Parse
         assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42601"
+
+
+def test_constraint_errors_name_the_tables_schema(server: ServerProcess, dbname: str) -> None:
+    """As PostgreSQL: schema_name with table_name ('public' on main, the branch's schema on a branch),
+    relayed or through the session."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, n text NOT NULL)")
+        c.execute("INSERT INTO t VALUES (1, 'a')")
+        c.execute("CREATE DATABASE BRANCH dev")
+    for branch, schema in (("main", "public"), ("dev", "br_dev")):
+        with server.connect(dbname, autocommit=True, options=f"-c heliosdb.branch={branch}") as c:
+            for sql, params in (("INSERT INTO t VALUES (1, 'b')", None), ("INSERT INTO t VALUES (%s, NULL)", (2,))):
+                with pytest.raises(psycopg.IntegrityError) as exc:
+                    c.execute(sql, params)
+                d = exc.value.diag
+                assert (d.schema_name, d.table_name) == (schema, "t"), (branch, sql)

@@ -976,3 +976,28 @@ def test_client_encodings_other_than_utf8_are_refused_however_set(server: Server
         assert c.info.parameter_status("client_encoding") == "UTF8"
         c.execute("INSERT INTO t VALUES (%s)", ("é",))
         assert c.execute("SELECT v, 'ü' FROM t AS OF NOW").fetchone() == ("é", "ü")
+
+
+def test_storage_session_ended_by_postgresql_gives_its_error(server: ServerProcess, dbname: str,
+                                                            admin: psycopg.Connection) -> None:
+    """PostgreSQL ending the storage session (pg_terminate_backend, idle_in_transaction_session_timeout)
+    reaches the client as PostgreSQL's own FATAL, relayed or through the session."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int)")
+    for sql in ("SELECT 1", "SELECT id FROM t AS OF NOW"):
+        c = server.connect(dbname, autocommit=True)
+        admin.execute("SELECT pg_terminate_backend(%s)", (c.info.backend_pid,))
+        time.sleep(0.3)
+        with pytest.raises(psycopg.Error) as exc:
+            c.execute(sql)
+        assert exc.value.sqlstate == "57P01", (sql, str(exc.value))
+        c.close()
+    for sql in ("SELECT 1", "SELECT id FROM t AS OF NOW"):
+        c = server.connect(dbname)
+        c.execute("SET idle_in_transaction_session_timeout = '200ms'")
+        c.execute("SELECT 1")
+        time.sleep(0.8)
+        with pytest.raises(psycopg.Error) as exc:
+            c.execute(sql)
+        assert exc.value.sqlstate == "25P03", (sql, str(exc.value))
+        c.close()

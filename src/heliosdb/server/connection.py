@@ -222,9 +222,11 @@ class ClientConnection(ExtendedProtocol):
         except OSError:
             pass
 
-    def _fatal(self, sqlstate: str, message: str) -> None:
+    def _fatal(self, sqlstate: str, message: str, told: bool = False) -> None:
+        """The FATAL ErrorResponse before closing (told: the client has PostgreSQL's own: only flushed)."""
         try:
-            self.send(codec.error_response("FATAL", sqlstate, message))
+            if not told:
+                self.send(codec.error_response("FATAL", sqlstate, message))
             self.flush()
         except ClientGone:
             pass
@@ -243,7 +245,7 @@ class ClientConnection(ExtendedProtocol):
             self.outcome = f"client disconnected ({exc})" if str(exc) else "client disconnected"
         except Fatal as exc:
             self.outcome = f"FATAL {exc.sqlstate}: {exc.message}"
-            self._fatal(exc.sqlstate, exc.message)
+            self._fatal(exc.sqlstate, exc.message, exc.told)
         except codec.ProtocolError as exc:
             self.outcome = f"protocol error {exc.sqlstate}: {exc.message}"
             self._fatal(exc.sqlstate, exc.message)

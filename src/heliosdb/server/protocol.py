@@ -62,12 +62,22 @@ class ClientGone(Exception):
 
 
 class Fatal(Exception):
-    """An error after which the connection is closed (FATAL ErrorResponse)."""
+    """An error after which the connection is closed (FATAL ErrorResponse; `told`: the client already
+    has PostgreSQL's own, relayed)."""
 
-    def __init__(self, sqlstate: str, message: str) -> None:
+    def __init__(self, sqlstate: str, message: str, told: bool = False) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.message = message
+        self.told = told
+
+
+def storage_lost(err: errors.Error | None = None) -> Fatal:
+    """The storage connection is gone: PostgreSQL's reason when it gave one (57P01 terminated by an
+    administrator, 25P03 idle-in-transaction timeout...), else 08006."""
+    if err is not None and err.sqlstate and not err.sqlstate.startswith(("08", "XX")):
+        return Fatal(err.sqlstate, err.message)
+    return Fatal("08006", "the connection to the storage server was lost")
 
 
 def error(sqlstate: str, message: str, **kw: Any) -> errors.Error:
@@ -332,20 +342,28 @@ class Protocol:
     def send_error(self, exc: errors.Error, offset: int = 0) -> None:
         self.emit_notices()
         pos = exc.position + offset if exc.position else None
+        fields = exc.fields
+        if "table" in fields and "schema" not in fields and self.session is not None:
+            # a HeliosDB table's error came from its storage schema (left out): the schema the user sees it
+            # in is the branch's, as PostgreSQL names a table's schema with it
+            fields = {**fields, "schema": self.s.branch.user_schema}
         self.send(codec.error_response("ERROR", exc.sqlstate or "XX000", exc.message or "error",
-                                       detail=exc.detail, hint=exc.hint, position=pos, **exc.fields))
+                                       detail=exc.detail, hint=exc.hint, position=pos, **fields))
 
     def execute(self, stmt: str, params: Any = None) -> Result:
         self.busy = True
         self._status_dirty = True
         if not self.listening and head(stmt).startswith("LISTEN"):
             self.listening = True
+        failure: errors.Error | None = None
         try:
             result = self.s.execute(stmt, params)
-        except errors.Error:
+        except errors.Error as exc:
+            failure = exc
             raise
         except psycopg.Error as exc:
-            raise errors.from_psycopg(exc) from None
+            failure = errors.from_psycopg(exc)
+            raise failure from None
         except (ClientGone, Fatal):
             raise
         except Exception as exc:  # an engine bug: report it, keep the connection if the storage one lives
@@ -355,7 +373,7 @@ class Protocol:
             self.busy = False
             self.statements_run += 1
             if self.s.conn.broken or self.s.conn.closed:
-                raise Fatal("08006", "the connection to the storage server was lost")
+                raise storage_lost(failure)
         if result.notices:  # HeliosDB's own ("NOTICE:  table ... does not exist, skipping"); PostgreSQL's
             relayed = {n["message"] for n in self._notices}  # came with all their fields (_on_notice)
             for text in result.notices:
@@ -540,9 +558,9 @@ class Protocol:
             self._storage_blocking = True
         self.busy = True
         try:
-            status = relay_messages(fd, data, hider or self.send)
+            status = relay_messages(fd, data, hider or self.send, self.s.branch.user_schema.encode("utf-8"))
         except RelayError as exc:
-            raise Fatal("08006", f"the connection to the storage server was lost: {exc}") from None
+            raise Fatal("08006", f"the connection to the storage server was lost: {exc}", exc.relayed) from None
         finally:
             self.busy = False
             self.statements_run += 1
@@ -688,7 +706,7 @@ class Protocol:
         if status == pq.ExecStatus.EMPTY_QUERY:
             return None, "OK"
         if self.s.conn.broken or pg.status != pq.ConnStatus.OK:
-            raise Fatal("08006", "the connection to the storage server was lost")
+            raise storage_lost(pgresult_error(res))
         raise pgresult_error(res)
 
     def _bound_text(self, q: str, bound: Bound) -> tuple[str, Any]:
