@@ -35,21 +35,29 @@ _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on t
 
 
 class _Rows:
-    """A result the cursor has moved past, shaped like the part of a cursor Result uses; its values are
-    loaded into Python when asked (the wire endpoint passes pgresult's on as PostgreSQL sent them)."""
+    """Rows already fetched, shaped like the part of a cursor Result uses."""
 
-    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
-        self.description = cur.description
-        self.pgresult = cur.pgresult
-        self._tx = psycopg.adapt.Transformer(cur)
-        self._tx.set_pgresult(self.pgresult)
-        self._fetched = False
+    def __init__(self, description: Any, rows: list[tuple[Any, ...]] | None) -> None:
+        self.description = description
+        self._rows = rows
+        self.pgresult: Any = None  # held(): the values as PostgreSQL sent them (the wire endpoint's)
+        self._tx: Any = None
+
+    @classmethod
+    def held(cls, cur: psycopg.Cursor[Any]) -> _Rows:
+        """The cursor's current result, kept as PostgreSQL sent it before the cursor moves on; its values
+        are loaded into Python only when asked."""
+        rows = cls(cur.description, None)
+        rows.pgresult = cur.pgresult
+        rows._tx = psycopg.adapt.Transformer(cur)
+        rows._tx.set_pgresult(rows.pgresult)
+        return rows
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        if self._fetched or self.pgresult is None:
-            return []
-        self._fetched = True
-        return self._tx.load_rows(0, self.pgresult.ntuples, tuple)
+        if self._rows is None:
+            self._rows = self._tx.load_rows(0, self.pgresult.ntuples, tuple)
+        rows, self._rows = self._rows, []
+        return rows
 
 
 class Result:
@@ -616,7 +624,7 @@ class Session:
                 for _ in range(skip):
                     cur.nextset()
                 status, rowcount = cur.statusmessage, cur.rowcount
-                held = _Rows(cur) if cur.description else None
+                held = _Rows.held(cur) if cur.description else None
                 cur.nextset()
                 return Result(status=status or "", cursor=held, rowcount=rowcount)  # type: ignore[arg-type]
         elif self.branch.parent_id is not None and (m := LOCKING_READ.search(stmt)) is not None:
