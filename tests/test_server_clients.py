@@ -393,3 +393,69 @@ def test_django_sequence_reset_through_the_endpoint(server: ServerProcess, dbnam
         # bound parameters, as SQLAlchemy sends them
         got = conn.execute("SELECT pg_get_serial_sequence(%s, %s) IS NOT NULL", ("s", "id")).fetchall()
         assert got == [(True,)]
+
+
+def test_branch_chosen_at_startup_whatever_the_case_and_set_config_refused(server: ServerProcess,
+                                                                           dbname: str) -> None:
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        c.execute("INSERT INTO t VALUES (1, 'main')")
+        c.execute("CREATE DATABASE BRANCH dev")
+        c.execute("USE BRANCH dev")
+        c.execute("UPDATE t SET v = 'dev'")
+    # setting names are case-insensitive; a startup search_path is ignored (the branch owns it)
+    for opts in ("-c HELIOSDB.BRANCH=dev", "-c heliosdb.Branch=dev", "-c heliosdb.branch=dev -c search_path=public"):
+        with server.connect(dbname, autocommit=True, options=opts) as c:
+            assert c.info.parameter_status("heliosdb.branch") == "dev", opts
+            assert c.execute("SELECT heliosdb.current_branch(), v FROM t").fetchone() == ("dev", "dev"), opts
+            assert c.execute("UPDATE t SET v = v WHERE id = 1").rowcount == 1
+    # set_config() of heliosdb.branch is refused as SET is
+    with server.connect(dbname, autocommit=True) as c:
+        for stmt in ("SELECT set_config('heliosdb.branch', 'dev', false)",
+                     "SELECT 1 FROM t WHERE set_config('HELIOSDB.branch', 'dev', false) IS NOT NULL",
+                     "SET heliosdb.branch = dev"):
+            with pytest.raises(psycopg.errors.CantChangeRuntimeParam):
+                c.execute(stmt)
+        assert c.execute("SELECT heliosdb.current_branch(), v FROM t").fetchone() == ("main", "main")
+        assert c.execute("SELECT set_config('application_name', 'x', false)").fetchone() == ("x",)
+
+
+def test_describe_of_heliosdb_statements_names_their_columns(server: ServerProcess, dbname: str) -> None:
+    """libpq's PQdescribePrepared (asyncpg describes every statement before running it) of HeliosDB statements
+    that return rows: the columns Execute then sends."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        c.execute("CREATE DATABASE BRANCH dev")
+        c.execute("USE BRANCH dev")
+        c.execute("INSERT INTO t VALUES (1)")
+        c.execute("USE BRANCH main")
+        pg = c.pgconn
+        for i, sql in enumerate(("SHOW BRANCHES", "SHOW AS OF", "MERGE DATABASE BRANCH dev INTO main DRY RUN",
+                                 "MERGE DATABASE BRANCH dev INTO main USING STRATEGY OURS")):
+            name = f"s{i}".encode()
+            assert pg.prepare(name, sql.encode()).status == psycopg.pq.ExecStatus.COMMAND_OK, sql
+            described = pg.describe_prepared(name)
+            res = pg.exec_prepared(name, [])
+            assert res.status == psycopg.pq.ExecStatus.TUPLES_OK, res.get_error_message()
+            assert described.nfields == res.nfields > 0, sql
+            assert [(described.fname(f), described.ftype(f)) for f in range(res.nfields)] \
+                == [(res.fname(f), res.ftype(f)) for f in range(res.nfields)], sql
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        res = pg.prepare(b"bad", b"MERGE DATABASE BRANCH dev INTO main STRATEGY OURS")  # its syntax error at Parse
+        assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"42601"
+
+
+def test_constraint_errors_name_the_tables_schema(server: ServerProcess, dbname: str) -> None:
+    """As PostgreSQL: schema_name with table_name ('public' on main, the branch's schema on a branch),
+    relayed or through the session."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, n text NOT NULL)")
+        c.execute("INSERT INTO t VALUES (1, 'a')")
+        c.execute("CREATE DATABASE BRANCH dev")
+    for branch, schema in (("main", "public"), ("dev", "br_dev")):
+        with server.connect(dbname, autocommit=True, options=f"-c heliosdb.branch={branch}") as c:
+            for sql, params in (("INSERT INTO t VALUES (1, 'b')", None), ("INSERT INTO t VALUES (%s, NULL)", (2,))):
+                with pytest.raises(psycopg.IntegrityError) as exc:
+                    c.execute(sql, params)
+                d = exc.value.diag
+                assert (d.schema_name, d.table_name) == (schema, "t"), (branch, sql)

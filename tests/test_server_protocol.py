@@ -877,3 +877,127 @@ def test_sigterm_with_clients_connected(helios_data_dir: Path, dbname: str) -> N
         assert log.count(" connection 127.0.0.1:") == 3 and "stopped" in log
     finally:
         srv.stop()
+
+
+_TYPED = ("CREATE TABLE typed (id int PRIMARY KEY, iv interval, tz timestamptz, ts timestamp, d date, t time, "
+          "ttz timetz, f8 float8, f4 float4, tza timestamptz[])")
+_TYPED_ROW = ("(1, '1 year 2 mons 3 days -04:05:06.5', '2024-01-02 03:04:05.25+00', '2024-01-02 03:04:05', "
+              "'2024-01-02', '03:04:05.123456', '03:04:05-05:53:28', 0.1::float8 + 0.2::float8, '3.4028235e+38', "
+              "'{2024-01-02 03:04:05+00,infinity}')")
+_NOT_ISO = ("SET intervalstyle = iso_8601", "SET datestyle = 'Postgres, DMY'", "SET timezone = 'Asia/Kolkata'",
+            "SET extra_float_digits = 0")
+_TYPED_COLS = "iv, tz, ts, d, t, ttz, f8, f4, tza"
+
+
+def _binary_row(conn: psycopg.Connection, sql: str) -> list[bytes | None]:
+    res = conn.pgconn.exec_params(sql.encode(), [], result_format=1)
+    assert res.status == psycopg.pq.ExecStatus.TUPLES_OK, res.get_error_message()
+    return [res.get_value(0, c) for c in range(res.nfields)]
+
+
+def test_binary_results_of_statements_heliosdb_runs_are_postgresqls(server: ServerProcess, dbname: str,
+                                                                    helios_instance: object) -> None:
+    """Values HeliosDB turns into binary itself (AS OF, writes on a branch with RETURNING) are what PostgreSQL
+    sends, whatever the client's DateStyle, IntervalStyle, TimeZone and extra_float_digits."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute(_TYPED)
+        c.execute(f"INSERT INTO typed VALUES {_TYPED_ROW}")
+        c.execute("CREATE DATABASE BRANCH dev")
+    with psycopg.connect(**helios_instance.conninfo(dbname), autocommit=True) as pg:  # type: ignore[attr-defined]
+        for stmt in _NOT_ISO:
+            pg.execute(stmt)
+        want = _binary_row(pg, f"SELECT {_TYPED_COLS} FROM typed")
+        want_text = pg.execute("SELECT tz::text, f8::text FROM typed").fetchone()
+    assert want[0] == struct.pack("!qii", -14706500000, 3, 14)
+    with server.connect(dbname, autocommit=True, options="-c heliosdb.branch=dev") as c:
+        for stmt in _NOT_ISO:
+            c.execute(stmt)
+        assert _binary_row(c, f"SELECT {_TYPED_COLS} FROM typed") == want
+        assert _binary_row(c, f"SELECT {_TYPED_COLS} FROM typed AS OF NOW") == want
+        assert _binary_row(c, f"INSERT INTO typed VALUES {_TYPED_ROW.replace('(1,', '(2,')} "
+                              f"RETURNING {_TYPED_COLS}") == want
+        assert _binary_row(c, f"INSERT INTO typed VALUES {_TYPED_ROW} ON CONFLICT (id) DO UPDATE SET d = "
+                              f"excluded.d RETURNING {_TYPED_COLS}") == want
+        c.execute("BEGIN")
+        assert _binary_row(c, f"SELECT {_TYPED_COLS} FROM typed AS OF NOW WHERE id = 2") == want
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            c.execute("SELECT nope FROM typed AS OF NOW", binary=True)
+        c.execute("ROLLBACK")
+        # the client's settings hold after each
+        assert c.execute("SELECT current_setting('extra_float_digits'), current_setting('IntervalStyle'), "
+                         "current_setting('DateStyle')").fetchone() == ("0", "iso_8601", "Postgres, DMY")
+    # one column in binary, one in text: the text one in the client's settings
+    c2 = _client(server, dbname, *_NOT_ISO)
+    _parse(c2, "", "SELECT f8, tz, f8 FROM typed AS OF NOW")
+    _bind(c2, "", "", [], [1, 0, 0])
+    c2.send(b"E", b"\0\0\0\0\0")
+    c2.send(b"S")
+    msgs = c2.until_ready()
+    row = next(p for k, p in msgs if k == b"D")
+    assert row[6:14] == want[6]
+    assert data_rows([(b"D", struct.pack("!h", 2) + row[14:])]) == [[want_text[0], want_text[1]]]
+    c2.close()
+
+
+def test_prepare_reports_postgresqls_errors_at_parse(server: ServerProcess, dbname: str) -> None:
+    """libpq's PQprepare (Parse, Sync) of a statement PostgreSQL refuses fails, and fails the transaction."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int)")
+        c.execute("CREATE DATABASE BRANCH dev")
+        pg = c.pgconn
+        for name, sql, state in ((b"s1", b"selec 1", "42601"), (b"s2", b"SELECT nosuchcol FROM pg_class", "42703"),
+                                 (b"", b"SELECT 1 +", "42601"), (b"s3", b"SELECT nope FROM t AS OF NOW", "42703")):
+            res = pg.prepare(name, sql)
+            assert res.status == psycopg.pq.ExecStatus.FATAL_ERROR, sql
+            assert res.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == state.encode(), sql
+        assert pg.describe_prepared(b"s1").status == psycopg.pq.ExecStatus.FATAL_ERROR  # never made
+        assert pg.prepare(b"ok", b"SELECT id FROM t WHERE id = $1").status == psycopg.pq.ExecStatus.COMMAND_OK
+        c.execute("USE BRANCH dev")
+        assert pg.prepare(b"w", b"INSERT INTO t VALUES ($1)").status == psycopg.pq.ExecStatus.COMMAND_OK
+        assert pg.exec_prepared(b"w", [b"1"]).status == psycopg.pq.ExecStatus.COMMAND_OK
+        pg.exec_(b"BEGIN")
+        assert pg.prepare(b"s4", b"selec 1").status == psycopg.pq.ExecStatus.FATAL_ERROR
+        assert pg.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        pg.exec_(b"ROLLBACK")
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_client_encodings_other_than_utf8_are_refused_however_set(server: ServerProcess, dbname: str) -> None:
+    with pytest.raises(psycopg.OperationalError, match='client_encoding "LATIN1" is not supported'):
+        server.connect(dbname, options="-c client_encoding=LATIN1")
+    with server.connect(dbname, autocommit=True, options="-c CLIENT_ENCODING=utf-8") as c:
+        c.execute("CREATE TABLE t (v text)")
+        for stmt in ("SET client_encoding = 'LATIN1'", "SET SESSION client_encoding TO latin1", "SET NAMES 'WIN1252'",
+                     "SELECT set_config('client_encoding', 'LATIN1', false)"):
+            with pytest.raises(psycopg.errors.FeatureNotSupported):
+                c.execute(stmt)
+        for stmt in ("SET client_encoding = 'UTF8'", "SET NAMES DEFAULT", "RESET client_encoding"):
+            c.execute(stmt)
+        assert c.info.parameter_status("client_encoding") == "UTF8"
+        c.execute("INSERT INTO t VALUES (%s)", ("é",))
+        assert c.execute("SELECT v, 'ü' FROM t AS OF NOW").fetchone() == ("é", "ü")
+
+
+def test_storage_session_ended_by_postgresql_gives_its_error(server: ServerProcess, dbname: str,
+                                                            admin: psycopg.Connection) -> None:
+    """PostgreSQL ending the storage session (pg_terminate_backend, idle_in_transaction_session_timeout)
+    reaches the client as PostgreSQL's own FATAL, relayed or through the session."""
+    with server.connect(dbname, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int)")
+    for sql in ("SELECT 1", "SELECT id FROM t AS OF NOW"):
+        c = server.connect(dbname, autocommit=True)
+        admin.execute("SELECT pg_terminate_backend(%s)", (c.info.backend_pid,))
+        time.sleep(0.3)
+        with pytest.raises(psycopg.Error) as exc:
+            c.execute(sql)
+        assert exc.value.sqlstate == "57P01", (sql, str(exc.value))
+        c.close()
+    for sql in ("SELECT 1", "SELECT id FROM t AS OF NOW"):
+        c = server.connect(dbname)
+        c.execute("SET idle_in_transaction_session_timeout = '200ms'")
+        c.execute("SELECT 1")
+        time.sleep(0.8)
+        with pytest.raises(psycopg.Error) as exc:
+            c.execute(sql)
+        assert exc.value.sqlstate == "25P03", (sql, str(exc.value))
+        c.close()

@@ -37,11 +37,25 @@ _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on t
 class _Rows:
     """Rows already fetched, shaped like the part of a cursor Result uses."""
 
-    def __init__(self, description: Any, rows: list[tuple[Any, ...]]) -> None:
+    def __init__(self, description: Any, rows: list[tuple[Any, ...]] | None) -> None:
         self.description = description
         self._rows = rows
+        self.pgresult: Any = None  # held(): the values as PostgreSQL sent them (the wire endpoint's)
+        self._tx: Any = None
+
+    @classmethod
+    def held(cls, cur: psycopg.Cursor[Any]) -> _Rows:
+        """The cursor's current result, kept as PostgreSQL sent it before the cursor moves on; its values
+        are loaded into Python only when asked."""
+        rows = cls(cur.description, None)
+        rows.pgresult = cur.pgresult
+        rows._tx = psycopg.adapt.Transformer(cur)
+        rows._tx.set_pgresult(rows.pgresult)
+        return rows
 
     def fetchall(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            self._rows = self._tx.load_rows(0, self.pgresult.ntuples, tuple)
         rows, self._rows = self._rows, []
         return rows
 
@@ -169,10 +183,11 @@ def statement_info(stmt: str) -> StatementInfo:
 
 
 def refuse_engine_setting(stmt: str) -> None:
-    """SET / RESET of a heliosdb.* parameter: HeliosDB keeps them (USE BRANCH moves the session)."""
-    from heliosdb.sql.classify import ENGINE_SETTING
+    """SET / RESET (or set_config()) of a heliosdb.* parameter: HeliosDB keeps them (USE BRANCH moves the
+    session)."""
+    from heliosdb.sql.classify import ENGINE_SET_CONFIG, ENGINE_SETTING
 
-    m = ENGINE_SETTING.match(stmt)
+    m = ENGINE_SETTING.match(stmt) or ENGINE_SET_CONFIG.search(stmt)
     name = re.sub(r'[\s"]', "", m.group(1)).lower() if m else "heliosdb.*"
     raise errors.lookup("55P02")(
         f'parameter "{name}" cannot be changed: HeliosDB sets it', sqlstate="55P02",
@@ -625,10 +640,9 @@ class Session:
                 self._prefixed(cur, lock + on, upsert[0], off)
                 for _ in range(skip):
                     cur.nextset()
-                status, rowcount, desc = cur.statusmessage, cur.rowcount, cur.description
-                rows = cur.fetchall() if desc else None
+                status, rowcount = cur.statusmessage, cur.rowcount
+                held = _Rows.held(cur) if cur.description else None
                 cur.nextset()
-                held = _Rows(desc, rows) if rows is not None else None
                 return Result(status=status or "", cursor=held, rowcount=rowcount)  # type: ignore[arg-type]
         elif self.branch.parent_id is not None and (m := LOCKING_READ.search(stmt)) is not None:
             # SELECT ... FOR UPDATE / SHARE: a branch's inherited rows are views, no row lock holds

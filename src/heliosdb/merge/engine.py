@@ -721,6 +721,35 @@ def apply_all(conn: psycopg.Connection[Any], target: Branch, plans: list[TablePl
 
 
 # -- results ------------------------------------------------------------------------------------------------
+# The columns of a merge's result, of a preview (DRY RUN) and of a MANUAL merge left pending: (name, type)
+RESULT_COLUMNS = (("merge_id", "bigint"), ("strategy", "text"), ("table_name", "text"), ("rows_applied", "int"),
+                  ("conflicts_resolved", "int"), ("target_lsn", "pg_lsn"))
+PREVIEW_COLUMNS = (("item", "text"), ("table_name", "text"), ("detail", "text"))
+PENDING_COLUMNS = (("merge_id", "bigint"), ("strategy", "text"), ("conflicts", "int"), ("conflicts_table", "text"))
+
+
+def values_query(columns: tuple[tuple[str, str], ...], nrows: int) -> str:
+    """SELECT of nrows rows of %s placeholders, typed and named as `columns`."""
+    row = "(" + ", ".join(f"%s::{t}" for _n, t in columns) + ")"
+    names = ", ".join(n for n, _t in columns)
+    return f"SELECT * FROM (VALUES {', '.join([row] * nrows)}) AS m({names})"
+
+
+def result_columns(text: str) -> str | None:
+    """A query with the columns a merge statement returns, no rows (None: it returns none). A MANUAL
+    merge returns the pending merge's, or a merge's when there was no conflict: it is described as pending."""
+    stmt = st.parse_branch_statement(text)
+    if isinstance(stmt, st.FinishMerge):
+        columns = RESULT_COLUMNS if stmt.complete else None
+    elif isinstance(stmt, st.MergeBranch):
+        columns = PREVIEW_COLUMNS if stmt.dry_run else PENDING_COLUMNS if stmt.strategy == "MANUAL" else RESULT_COLUMNS
+    else:
+        columns = None
+    if columns is None:
+        return None
+    return "SELECT " + ", ".join(f"NULL::{t} AS {n}" for n, t in columns) + " LIMIT 0"
+
+
 def _result(session: Session, merge_id: int, strategy: str, plans: list[TablePlan], lsn: int) -> Result:
     from heliosdb.session import Result
 
@@ -728,11 +757,7 @@ def _result(session: Session, merge_id: int, strategy: str, plans: list[TablePla
     data = [(merge_id, strategy, p.table, p.applied, p.resolved, format_lsn(lsn)) for p in plans if p.applied]
     if not data:
         data = [(merge_id, strategy, None, 0, 0, format_lsn(lsn))]
-    cur.execute(
-        "SELECT * FROM (VALUES " + ", ".join(["(%s::bigint, %s::text, %s::text, %s::int, %s::int, %s::pg_lsn)"] * len(data))
-        + ") AS m(merge_id, strategy, table_name, rows_applied, conflicts_resolved, target_lsn)",
-        [v for row in data for v in row],
-    )
+    cur.execute(values_query(RESULT_COLUMNS, len(data)), [v for row in data for v in row])  # type: ignore[arg-type]
     return Result(status="MERGE", cursor=cur, rowcount=len(data))
 
 
@@ -761,11 +786,7 @@ def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], p
     items.append(("estimated time", None, f"{max(1.0, elapsed * 1.5):.0f} ms"))
     items.append(("storage impact", None, f"~{rows_to_merge * 2} row versions"))
     cur = session.conn.cursor()
-    cur.execute(
-        "SELECT * FROM (VALUES " + ", ".join(["(%s::text, %s::text, %s::text)"] * len(items))
-        + ") AS p(item, table_name, detail)",
-        [v for row in items for v in row],
-    )
+    cur.execute(values_query(PREVIEW_COLUMNS, len(items)), [v for row in items for v in row])  # type: ignore[arg-type]
     # a preview is a result set: the SELECT tag, which libpq reads as a row count ("MERGE <n>" is
     # PostgreSQL 15's MERGE, and psql warns at a MERGE tag without one)
     return Result(status=f"SELECT {len(items)}", cursor=cur, rowcount=len(items))

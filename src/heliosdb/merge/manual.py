@@ -17,7 +17,14 @@ from psycopg import sql
 from heliosdb import errors
 from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch_by_id
 from heliosdb.merge.diff import Side, changed_rows
-from heliosdb.merge.engine import Conflict, MergeStateError, TablePlan, apply_all
+from heliosdb.merge.engine import (
+    PENDING_COLUMNS,
+    Conflict,
+    MergeStateError,
+    TablePlan,
+    apply_all,
+    values_query,
+)
 from heliosdb.merge.schema import run_after, split_stored
 from heliosdb.temporal.resolver import head_lsn
 
@@ -70,8 +77,8 @@ def save_pending(session: Session, merge_id: int, stmt: MergeBranch, src: Side, 
     )
     audit(conn, tgt.branch.name, text, None, f"pending: {len(conflicts)} conflict(s)")
     cur = conn.cursor()
-    cur.execute("SELECT %s::bigint AS merge_id, 'MANUAL'::text AS strategy, %s::int AS conflicts, "
-                "%s::text AS conflicts_table", (merge_id, len(conflicts), conflicts_table(merge_id)))
+    cur.execute(values_query(PENDING_COLUMNS, 1),  # type: ignore[arg-type]
+                (merge_id, "MANUAL", len(conflicts), conflicts_table(merge_id)))
     session.notices.append(
         f"NOTICE:  merge {merge_id} has {len(conflicts)} conflict(s): resolve them in {conflicts_table(merge_id)}, "
         f"then COMPLETE MERGE {merge_id}")

@@ -22,7 +22,7 @@ import psycopg
 from heliosdb import errors
 from heliosdb.server import auth, catalog_compat, codec
 from heliosdb.server.extended import ExtendedProtocol
-from heliosdb.server.protocol import ClientGone, Fatal, error
+from heliosdb.server.protocol import ClientGone, Fatal, error, is_utf8
 from heliosdb.server.relay import frame
 from heliosdb.session import Session
 from heliosdb.sql.split import strip_comments
@@ -37,9 +37,7 @@ _EXTENDED = (b"P", b"B", b"D", b"E", b"C", b"H")
 _DROP_DATABASE = re.compile(r'\s*DROP\s+DATABASE\s+(?:IF\s+EXISTS\s+)?("(?:[^"]|"")+"|[A-Za-z_][\w$]*)', re.IGNORECASE)
 # CREATE DATABASE ... TEMPLATE [=] name (group 1): the copy needs the template database to itself
 _TEMPLATE = re.compile(r'(?s)\s*CREATE\s+DATABASE\s.*?\bTEMPLATE\s*=?\s*("(?:[^"]|"")+"|[A-Za-z_][\w$]*)', re.IGNORECASE)
-_NOT_SETTINGS = {"user", "database", "options", "replication", "heliosdb.branch", "client_encoding",
-                 "search_path"}
-_UTF8_NAMES = {"UTF8", "UNICODE", "SQLASCII"}
+_NOT_SETTINGS = {"user", "database", "options", "replication"}
 
 
 def parse_options(text: str) -> dict[str, str]:
@@ -78,6 +76,18 @@ def parse_options(text: str) -> dict[str, str]:
             raise Fatal("42601", f"invalid command-line argument for server process: {setting}")
         out[name.replace("-", "_")] = value
     return out
+
+
+def startup_settings(params: dict[str, str]) -> dict[str, str]:
+    """The settings of a startup packet, by lower-case name (PostgreSQL's are case-insensitive): its
+    `options`, then its other parameters. search_path is left out: the branch owns it."""
+    settings = {k.lower(): v for k, v in parse_options(params.get("options", "")).items()}
+    settings.update({k.lower(): v for k, v in params.items() if k not in _NOT_SETTINGS and not k.startswith("_pq_.")})
+    settings.pop("search_path", None)
+    for name in settings:
+        if name.startswith("heliosdb.") and name != "heliosdb.branch":
+            raise Fatal("55P02", f'parameter "{name}" cannot be changed: HeliosDB sets it')
+    return settings
 
 
 class ClientConnection(ExtendedProtocol):
@@ -212,9 +222,11 @@ class ClientConnection(ExtendedProtocol):
         except OSError:
             pass
 
-    def _fatal(self, sqlstate: str, message: str) -> None:
+    def _fatal(self, sqlstate: str, message: str, told: bool = False) -> None:
+        """The FATAL ErrorResponse before closing (told: the client has PostgreSQL's own: only flushed)."""
         try:
-            self.send(codec.error_response("FATAL", sqlstate, message))
+            if not told:
+                self.send(codec.error_response("FATAL", sqlstate, message))
             self.flush()
         except ClientGone:
             pass
@@ -233,7 +245,7 @@ class ClientConnection(ExtendedProtocol):
             self.outcome = f"client disconnected ({exc})" if str(exc) else "client disconnected"
         except Fatal as exc:
             self.outcome = f"FATAL {exc.sqlstate}: {exc.message}"
-            self._fatal(exc.sqlstate, exc.message)
+            self._fatal(exc.sqlstate, exc.message, exc.told)
         except codec.ProtocolError as exc:
             self.outcome = f"protocol error {exc.sqlstate}: {exc.message}"
             self._fatal(exc.sqlstate, exc.message)
@@ -393,19 +405,16 @@ class ClientConnection(ExtendedProtocol):
         if not self.user:
             raise Fatal("28000", "no PostgreSQL user name specified in startup packet")
         self.database = params.get("database") or DEFAULT_DATABASE
-        settings = parse_options(params.get("options", ""))
-        settings.update({k: v for k, v in params.items() if k not in _NOT_SETTINGS and not k.startswith("_pq_.")})
+        settings = startup_settings(params)
         if params.get("replication", "false").lower() not in ("false", "off", "0", "no"):
             raise Fatal("0A000", "replication connections are not supported")
-        # as PostgreSQL's clean_encoding_name: only letters and digits count ('utf-8' from asyncpg, quotes included)
-        encoding = "".join(ch for ch in params.get("client_encoding", "UTF8").upper() if ch.isalnum())
-        if encoding not in _UTF8_NAMES:
-            raise Fatal("0A000", f'client_encoding "{params["client_encoding"]}" is not supported: use UTF8')
+        encoding = settings.pop("client_encoding", "UTF8")
+        if not is_utf8(encoding):
+            raise Fatal("0A000", f'client_encoding "{encoding}" is not supported: use UTF8')
         if not self.server.register(self):
             raise Fatal("53300", "sorry, too many clients already")
         self._authenticate()
-        branch = params.get("heliosdb.branch") or settings.pop("heliosdb.branch", None) or "main"
-        settings.pop("heliosdb.branch", None)
+        branch = settings.pop("heliosdb.branch", None) or "main"
         self.server.check_database(self.database)
         try:
             session = Session(storage=self.server.storage, database=self.database, branch=branch)

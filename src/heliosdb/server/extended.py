@@ -29,9 +29,9 @@ from heliosdb.server.protocol import (
 )
 from heliosdb.server.relay import Hider, frame
 from heliosdb.server.values import Rows, describe_fields
+from heliosdb.session import statement_info
 from heliosdb.sql.classify import Kind, classify, head, is_stdio_copy
 from heliosdb.sql.split import split_statements
-from heliosdb.sql.temporal import has_temporal
 
 
 def _runs_and_syncs(msgs: list[tuple[bytes, bytes]], kinds: bytes) -> bool:
@@ -128,6 +128,11 @@ class ExtendedProtocol(Protocol):
         if msg.name and (msg.name in self.statements or msg.name in self.relayed):
             raise error("42P05", f'prepared statement "{msg.name}" already exists')
         prep = self._prepared(msg)
+        if self.peek_kinds()[:1] != [b"B"] and not statement_info(prep.query).sequence:
+            # a statement kept for later (PQprepare: Parse, Sync): PostgreSQL's errors now, as at its Parse
+            # (a Bind next runs it, which reports them; not checking saves a round trip). Not for calls of
+            # pg_get_serial_sequence: the session rewrites them with their arguments.
+            self.describe_statement(prep)
         if not msg.name:
             self._drop_statement("")
         self.statements[msg.name] = prep
@@ -365,8 +370,9 @@ class ExtendedProtocol(Protocol):
             return fallback, None
         kind = classify(q)
         if kind in (Kind.PASSTHROUGH, Kind.TRANSACTION):
-            text = q
-            if has_temporal(q):
+            info = statement_info(q)
+            text = self.s.regrouped(q) if info.grouped and not info.temporal else q
+            if info.temporal:
                 from heliosdb.temporal.rewrite import rewrite
 
                 try:
@@ -377,6 +383,11 @@ class ExtendedProtocol(Protocol):
         if head(q).startswith("SHOW") and not prep.spans:
             rows = self.result_rows(self.execute(q), [])
             return fallback, rows.description if rows is not None else None
+        if kind is Kind.MERGE and not prep.spans:  # its result columns, without running it (or its syntax error)
+            from heliosdb.merge.engine import result_columns
+
+            columns = result_columns(q)
+            return fallback, self._prepare_on_storage(columns, [])[1] if columns is not None else None
         return fallback, None
 
     def _prepare_on_storage(self, text: str, types: list[int]) -> tuple[list[int], bytes | None]:

@@ -12,8 +12,11 @@ of one extended-protocol batch up to Sync, run in one implicit transaction
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,12 +62,22 @@ class ClientGone(Exception):
 
 
 class Fatal(Exception):
-    """An error after which the connection is closed (FATAL ErrorResponse)."""
+    """An error after which the connection is closed (FATAL ErrorResponse; `told`: the client already
+    has PostgreSQL's own, relayed)."""
 
-    def __init__(self, sqlstate: str, message: str) -> None:
+    def __init__(self, sqlstate: str, message: str, told: bool = False) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.message = message
+        self.told = told
+
+
+def storage_lost(err: errors.Error | None = None) -> Fatal:
+    """The storage connection is gone: PostgreSQL's reason when it gave one (57P01 terminated by an
+    administrator, 25P03 idle-in-transaction timeout...), else 08006."""
+    if err is not None and err.sqlstate and not err.sqlstate.startswith(("08", "XX")):
+        return Fatal(err.sqlstate, err.message)
+    return Fatal("08006", "the connection to the storage server was lost")
 
 
 def error(sqlstate: str, message: str, **kw: Any) -> errors.Error:
@@ -147,6 +160,50 @@ def quick_plain_command(payload: bytes) -> bool:
     if " ".join(low.split()) in _TRANSACTION_COMMANDS:
         return True
     return low.startswith(_WRITE_HEADS) and ";" not in low and not _refused_words(low)
+
+
+# Text that converts exactly to binary (values.py): the settings read and, where they differ, set (in a
+# subquery, so every setting is read before one is set); the client's are put back after the statement.
+_EXACT_TEXT = (b"SELECT d, i, f, CASE WHEN d NOT LIKE 'ISO%' THEN set_config('DateStyle', 'ISO', false) END, "
+               b"CASE WHEN i <> 'postgres' THEN set_config('IntervalStyle', 'postgres', false) END, "
+               b"CASE WHEN f::int < 1 THEN set_config('extra_float_digits', '3', false) END "
+               b"FROM (SELECT current_setting('DateStyle') d, current_setting('IntervalStyle') i, "
+               b"current_setting('extra_float_digits') f OFFSET 0) s")
+_SETTINGS_BACK = b"SELECT set_config($1, $2, false), set_config($3, $4, false), set_config($5, $6, false)"
+_ROWLESS_HEADS = ("INSERT", "UPDATE", "DELETE", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT",
+                  "RELEASE", "SET", "RESET", "DISCARD", "LOCK", "LISTEN", "UNLISTEN", "NOTIFY")
+
+
+def may_return_rows(stmt: str) -> bool:
+    """False for statements that never return rows (cheap; True when unsure)."""
+    return not head(stmt).startswith(_ROWLESS_HEADS) or "RETURNING" in stmt.upper()
+
+
+# SET client_encoding / SET NAMES / set_config('client_encoding', ...): group 2 the value
+_SET_ENCODING = re.compile(r"\s*SET\s+(?:SESSION\s+|LOCAL\s+)?(?:client_encoding\s*(?:=|\bTO\b)\s*|NAMES\s+)('?)([^';\s]*)"
+                           r"|.*?\bset_config\s*\(\s*'client_encoding'\s*,\s*(')([^']*)'", re.IGNORECASE | re.DOTALL)
+UTF8_NAMES = {"UTF8", "UNICODE", "SQLASCII"}
+
+
+def is_utf8(encoding: str) -> bool:
+    """Whether a client_encoding name means UTF8 (as PostgreSQL's clean_encoding_name: only letters and
+    digits count, so 'utf-8' from asyncpg, quotes included)."""
+    return "".join(ch for ch in encoding.upper() if ch.isalnum()) in UTF8_NAMES
+
+
+def refuse_client_encoding(stmt: str) -> None:
+    """A statement setting client_encoding to anything but UTF8: refused, as at startup (the endpoint
+    reads and writes UTF8 only)."""
+    low = stmt.lower()
+    if "encoding" not in low and "names" not in low:
+        return
+    m = _SET_ENCODING.match(stmt)
+    if m is None:
+        return
+    value = m.group(2) if m.group(2) is not None else m.group(4)
+    if value and not is_utf8(value) and value.upper() != "DEFAULT":
+        raise error("0A000", f'client_encoding "{value}" is not supported: use UTF8',
+                    hint="The HeliosDB endpoint speaks UTF8 only: let the client convert text.")
 
 
 def may_run_in_transaction(stmt: str) -> bool:
@@ -285,20 +342,28 @@ class Protocol:
     def send_error(self, exc: errors.Error, offset: int = 0) -> None:
         self.emit_notices()
         pos = exc.position + offset if exc.position else None
+        fields = exc.fields
+        if "table" in fields and "schema" not in fields and self.session is not None:
+            # a HeliosDB table's error came from its storage schema (left out): the schema the user sees it
+            # in is the branch's, as PostgreSQL names a table's schema with it
+            fields = {**fields, "schema": self.s.branch.user_schema}
         self.send(codec.error_response("ERROR", exc.sqlstate or "XX000", exc.message or "error",
-                                       detail=exc.detail, hint=exc.hint, position=pos, **exc.fields))
+                                       detail=exc.detail, hint=exc.hint, position=pos, **fields))
 
     def execute(self, stmt: str, params: Any = None) -> Result:
         self.busy = True
         self._status_dirty = True
         if not self.listening and head(stmt).startswith("LISTEN"):
             self.listening = True
+        failure: errors.Error | None = None
         try:
             result = self.s.execute(stmt, params)
-        except errors.Error:
+        except errors.Error as exc:
+            failure = exc
             raise
         except psycopg.Error as exc:
-            raise errors.from_psycopg(exc) from None
+            failure = errors.from_psycopg(exc)
+            raise failure from None
         except (ClientGone, Fatal):
             raise
         except Exception as exc:  # an engine bug: report it, keep the connection if the storage one lives
@@ -308,7 +373,7 @@ class Protocol:
             self.busy = False
             self.statements_run += 1
             if self.s.conn.broken or self.s.conn.closed:
-                raise Fatal("08006", "the connection to the storage server was lost")
+                raise storage_lost(failure)
         if result.notices:  # HeliosDB's own ("NOTICE:  table ... does not exist, skipping"); PostgreSQL's
             relayed = {n["message"] for n in self._notices}  # came with all their fields (_on_notice)
             for text in result.notices:
@@ -318,20 +383,50 @@ class Protocol:
                                           "sqlstate": "00000", "message": message.strip()})
         return result
 
-    def result_rows(self, result: Result, formats: list[int]) -> Rows | None:
+    def result_rows(self, result: Result, formats: list[int], retext: bool = False) -> Rows | None:
         cur = result.cursor
         if cur is None:
             return None
         assert self.encoder is not None
-        if isinstance(cur, psycopg.Cursor):
-            pgr = cur.pgresult
-            if pgr is not None and pgr.status == pq.ExecStatus.TUPLES_OK:
-                return from_pgresult(pgr, formats, self.encoder)
-            if cur.description is None:
-                return None
+        pgr = getattr(cur, "pgresult", None)  # a cursor's, or the one rows held by the session came from
+        if pgr is not None and pgr.status == pq.ExecStatus.TUPLES_OK:
+            return from_pgresult(pgr, formats, self.encoder, retext)
+        if isinstance(cur, psycopg.Cursor) and cur.description is None:
+            return None
         if result.description is None:
             return None
-        return from_python(result.description, result.fetchall(), formats, self.encoder)
+        return from_python(result.description, result.fetchall(), formats, self.encoder, retext)
+
+    @contextlib.contextmanager
+    def exact_text(self, stmt: str, formats: list[int]) -> Iterator[bool]:
+        """Around a statement whose text results may become binary ones here (values.py): DateStyle ISO,
+        IntervalStyle postgres and extra_float_digits >= 1 while it runs, where the client's differ (their
+        text is not exact: abbreviated time zones, rounded floats), the client's put back after it. Yields
+        whether settings were changed: then columns wanted in text are written again in the client's.
+        In a transaction the statement fails, the client's rollback puts them back."""
+        changed = self._exact_settings(stmt, formats)
+        try:
+            yield bool(changed)
+        finally:
+            if changed:
+                pg = self.s.conn.pgconn
+                if pg.transaction_status != _INERROR and pg.status == pq.ConnStatus.OK:
+                    back = [v.encode() for pair in changed for v in pair]
+                    back += back[:2] * (3 - len(changed))
+                    pg.exec_params(_SETTINGS_BACK, back)
+
+    def _exact_settings(self, stmt: str, formats: list[int]) -> list[tuple[str, str]]:
+        """The settings _EXACT_TEXT changed, with the client's values; nothing for a statement that does not
+        want binary results, returns no rows or sets a setting itself."""
+        pg = self.s.conn.pgconn
+        if (1 not in formats or pg.transaction_status == _INERROR or not may_return_rows(stmt)
+                or "set_config" in stmt.lower()):
+            return []
+        res = pg.exec_(_EXACT_TEXT)
+        if res.status != pq.ExecStatus.TUPLES_OK:
+            raise pgresult_error(res)
+        names = ("DateStyle", "IntervalStyle", "extra_float_digits")
+        return [(names[c], (res.get_value(0, c) or b"").decode()) for c in range(3) if res.get_value(0, c + 3)]
 
     # -- implicit transactions -------------------------------------------------------------------
     def begin_implicit(self, stmt: str, more: bool) -> bool:
@@ -463,9 +558,9 @@ class Protocol:
             self._storage_blocking = True
         self.busy = True
         try:
-            status = relay_messages(fd, data, hider or self.send)
+            status = relay_messages(fd, data, hider or self.send, self.s.branch.user_schema.encode("utf-8"))
         except RelayError as exc:
-            raise Fatal("08006", f"the connection to the storage server was lost: {exc}") from None
+            raise Fatal("08006", f"the connection to the storage server was lost: {exc}", exc.relayed) from None
         finally:
             self.busy = False
             self.statements_run += 1
@@ -555,12 +650,14 @@ class Protocol:
         tag = self.local_command(stmt)
         if tag is not None:
             return None, tag
+        refuse_client_encoding(stmt)
         if self.is_plain_read(stmt):
             rows, tag = self._plain_read(stmt, bound, formats)
         else:
             text, params = (stmt, None) if bound is None else self._bound_text(stmt, bound)
-            result = self.execute(text, params)
-            rows = self.result_rows(result, formats)
+            with self.exact_text(stmt, formats) as retext:
+                result = self.execute(text, params)
+                rows = self.result_rows(result, formats, retext)
             tag = result.status or _default_tag(rows)
         self.emit_notices()
         return rows, tag
@@ -586,28 +683,30 @@ class Protocol:
         self.busy = True
         if "set_config" in stmt.lower():
             self._status_dirty = True
+        # one format for all columns: PostgreSQL's own values; mixed ones: exact text, converted here
+        fmt = formats[0] if formats and all(f == formats[0] for f in formats) else 0
         try:
-            if bound is None or not bound.values:
-                res = pg.exec_(stmt.encode("utf-8"))
-            else:
-                fmt = formats[0] if formats and all(f == formats[0] for f in formats) else 0
-                vals = bound.values
-                res = pg.exec_params(stmt.encode("utf-8"), [v.data for v in vals], [v.oid for v in vals],
-                                     [v.fmt for v in vals], fmt)
+            with self.exact_text(stmt, formats if fmt == 0 else []) as retext:
+                if fmt == 0 and (bound is None or not bound.values):
+                    res = pg.exec_(stmt.encode("utf-8"))
+                else:
+                    vals = bound.values if bound is not None else []
+                    res = pg.exec_params(stmt.encode("utf-8"), [v.data for v in vals], [v.oid for v in vals],
+                                         [v.fmt for v in vals], fmt)
         finally:
             self.busy = False
             self.statements_run += 1
         status = res.status
         if status == pq.ExecStatus.TUPLES_OK:
             assert self.encoder is not None
-            rows = from_pgresult(res, formats, self.encoder)
+            rows = from_pgresult(res, formats, self.encoder, retext)
             return rows, (res.command_status or b"").decode() or _default_tag(rows)
         if status == pq.ExecStatus.COMMAND_OK:
             return None, (res.command_status or b"").decode()
         if status == pq.ExecStatus.EMPTY_QUERY:
             return None, "OK"
         if self.s.conn.broken or pg.status != pq.ConnStatus.OK:
-            raise Fatal("08006", "the connection to the storage server was lost")
+            raise storage_lost(pgresult_error(res))
         raise pgresult_error(res)
 
     def _bound_text(self, q: str, bound: Bound) -> tuple[str, Any]:

@@ -37,7 +37,12 @@ _PASSING = b"NS"  # NoticeResponse, ParameterStatus
 
 
 class RelayError(Exception):
-    """The storage connection broke or sent something unexpected."""
+    """The storage connection broke or sent something unexpected. `relayed`: PostgreSQL's own error
+    (FATAL 57P01, 25P03...) went to the client before it closed the connection."""
+
+    def __init__(self, message: str, relayed: bool = False) -> None:
+        super().__init__(message)
+        self.relayed = relayed
 
 
 def frame(kind: bytes, payload: bytes) -> bytes:
@@ -45,24 +50,25 @@ def frame(kind: bytes, payload: bytes) -> bytes:
     return kind + _LEN.pack(len(payload) + 4) + payload
 
 
-def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None]) -> int:
+def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None], schema: bytes = b"public") -> int:
     """Send `data` (whole messages, the last a Query or a Sync) on `fd` (blocking mode), pass every
-    answer message to `send` (whole messages at a time); the ReadyForQuery status byte."""
+    answer message to `send` (whole messages at a time); the ReadyForQuery status byte. `schema`:
+    the session's branch's, which errors name for a table in a storage schema (scrub_errors)."""
     try:
         while data:
             data = data[os.write(fd, data):]
     except OSError as exc:
-        raise RelayError(str(exc)) from None
-    buf = b""
+        lost: str | None = str(exc)  # PostgreSQL may have said why before closing: read on
+    else:
+        lost = None
+    buf, told = b"", False  # told: an ErrorResponse went to the client
     while True:
         try:
             data = os.read(fd, 65536)
         except OSError as exc:
-            raise RelayError(str(exc)) from None
-        if not data:
-            if buf and _complete(buf):
-                send(buf)  # typically PostgreSQL's FATAL ErrorResponse
-            raise RelayError("the storage server closed the connection")
+            data, lost = b"", lost or str(exc)
+        if not data:  # closed: typically after PostgreSQL's FATAL ErrorResponse (passed on below)
+            raise RelayError(lost or "the storage server closed the connection", relayed=told)
         buf = buf + data if buf else data
         pos, n, failed = 0, len(buf), False
         while n - pos >= 5:
@@ -72,19 +78,20 @@ def relay_messages(fd: int, data: bytes, send: Callable[[bytes], None]) -> int:
             if buf[pos] == _READY:
                 if end != n:
                     raise RelayError("unexpected data after ReadyForQuery")
-                send(scrub_errors(buf) if failed else buf)
+                send(scrub_errors(buf, schema) if failed else buf)
                 return buf[pos + 5]
             failed = failed or buf[pos] == _ERROR
             pos = end
         if pos:
-            send(scrub_errors(buf[:pos]) if failed else buf[:pos])
-            buf = buf[pos:]
+            send(scrub_errors(buf[:pos], schema) if failed else buf[:pos])
+            buf, told = buf[pos:], told or failed
 
 
-def scrub_errors(chunk: bytes) -> bytes:
+def scrub_errors(chunk: bytes, schema: bytes = b"public") -> bytes:
     """The messages with HeliosDB's internals taken out of each ErrorResponse, as errors.diag_fields
     does for the session's errors: a storage schema (hdb_t<N>: the relation in it has the table's
-    name) and the lines of context inside HeliosDB's own functions and triggers."""
+    name; the user sees it in `schema`, the branch's) and the lines of context inside HeliosDB's own
+    functions and triggers."""
     out, pos = [], 0
     while pos < len(chunk):
         end = pos + 1 + _LEN.unpack_from(chunk, pos + 1)[0]
@@ -95,7 +102,7 @@ def scrub_errors(chunk: bytes) -> bytes:
             for field in chunk[pos + 5 : end - 1].split(b"\0")[:-1]:
                 code, value = field[:1], field[1:]
                 if code == b"s" and internal_schema(value.decode("utf-8", "replace")):
-                    continue
+                    value = schema
                 if code == b"W":
                     value = user_context(value.decode("utf-8", "replace")).encode("utf-8")
                     if not value:
@@ -160,9 +167,3 @@ class Hider:
             self.held = b""
             self.send(keep)
 
-
-def _complete(buf: bytes) -> bool:
-    pos = 0
-    while len(buf) - pos >= 5:
-        pos += 1 + _LEN.unpack_from(buf, pos + 1)[0]
-    return pos == len(buf)

@@ -84,10 +84,19 @@ ENGINE_SETTING = re.compile(r'\s*(?:SET|RESET)\s+(?:(?:SESSION|LOCAL)\s+)?("?hel
                             re.IGNORECASE)
 
 
+# set_config('heliosdb.<name>', ...) in a statement: SET by another name (group 1: the name)
+ENGINE_SET_CONFIG = re.compile(r"\bset_config\s*\(\s*'\s*(heliosdb\s*\.[^']*)'", re.IGNORECASE)
+
+
+def sets_engine_setting(sql: str) -> bool:
+    """A statement calling set_config() on a heliosdb.* parameter (cheap when it calls no set_config)."""
+    return "set_config" in sql.lower() and ENGINE_SET_CONFIG.search(sql) is not None
+
+
 def classify(sql: str) -> Kind:
     m = _LEADING.match(sql)
     if m and m.group(1).upper() in _PLAIN:
-        return Kind.PASSTHROUGH
+        return Kind.ENGINE_SETTING if sets_engine_setting(sql) else Kind.PASSTHROUGH
     words = head(sql)
     if not words:
         return Kind.PASSTHROUGH
