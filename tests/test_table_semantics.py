@@ -540,3 +540,20 @@ def test_index_names_qualified_with_the_branchs_schema(conn: heliosdb.Connection
     assert rows(conn, indexes) == [("t_v2",)]  # main's index stays: the branch dropped it from its schema
     cur.execute("DROP INDEX public.t_v2")
     assert rows(conn, indexes) == []
+
+
+def test_select_into_makes_a_heliosdb_table(conn: heliosdb.Connection, connect) -> None:
+    """SELECT ... INTO t means CREATE TABLE t AS: a versioned table that branches and AS OF see; INTO TEMP
+    stays a temporary table of the session."""
+    cur = conn.cursor()
+    for stmt in ("CREATE TABLE src (id int PRIMARY KEY, v text)", "INSERT INTO src VALUES (1, 'a'), (2, 'b')"):
+        cur.execute(stmt)
+    cur.execute("SELECT id, v INTO copied FROM src WHERE id > 1")
+    assert (cur.statusmessage, cur.rowcount) == ("SELECT 1", 1)
+    point = rows(conn, "SELECT heliosdb.current_lsn()::text")[0][0]
+    for stmt in ("INSERT INTO copied VALUES (3, 'c')", "CREATE DATABASE BRANCH dev",
+                 "SELECT 'into' AS word INTO TEMP scratch"):
+        cur.execute(stmt)
+    assert rows(connect("dev"), "SELECT * FROM copied ORDER BY id") == [(2, "b"), (3, "c")]
+    assert rows(conn, f"SELECT * FROM copied AS OF LSN '{point}'") == [(2, "b")]
+    assert rows(conn, "SELECT word FROM scratch") == [("into",)]

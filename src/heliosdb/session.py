@@ -24,7 +24,7 @@ from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import TYPES_SCHEMA, Branch, Snapshot, get_branch, get_branch_by_id
 from heliosdb.sql import groupby, sequences
-from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, head
+from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, head, select_into_as_create
 from heliosdb.sql.names import IDENT, QUALIFIED, quote_qualified, read_name, tokenize
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
@@ -155,6 +155,7 @@ class StatementInfo:
     sequence: bool  # may call pg_get_serial_sequence (see sql/sequences.py)
     write: bool  # may write rows
     resets: bool  # DISCARD ALL / RESET ...: the branch binding must be put back
+    as_create: str | None = None  # SELECT ... INTO a table, as the CREATE TABLE ... AS it means
 
 
 _INFO: dict[str, StatementInfo] = {}
@@ -174,6 +175,7 @@ def statement_info(stmt: str) -> StatementInfo:
             sequences.needs_look(stmt),
             is_write(stmt),
             _RESETS.match(stmt) is not None,
+            select_into_as_create(stmt) if kind is Kind.PASSTHROUGH else None,
         )
         if len(stmt) <= _INFO_MAX_LEN:
             if len(_INFO) >= _INFO_MAX:
@@ -411,6 +413,8 @@ class Session:
         if self.branch_check and not self.in_transaction:
             self._settle_branch()
         info = statement_info(stmt)
+        if info.as_create is not None:  # SELECT ... INTO a table: a HeliosDB table, as CREATE TABLE AS makes
+            stmt, info = info.as_create, statement_info(info.as_create)
         kind = info.kind
         if self.transaction_failed and kind is not Kind.TRANSACTION and (kind is not Kind.PASSTHROUGH or info.temporal):
             # as PostgreSQL answers any statement there; our own work first would only fail on the way

@@ -135,3 +135,52 @@ def is_stdio_copy(stmt: str) -> bool:
         return False
     words = strip_comments(stmt).upper().replace(";", " ").split()
     return "STDIN" in words or "STDOUT" in words
+
+
+_INTO = re.compile(r"\binto\b", re.IGNORECASE)
+_SELECT_ENDS = {"FROM", "WHERE", "GROUP", "HAVING", "WINDOW", "UNION", "INTERSECT", "EXCEPT", "ORDER", "LIMIT",
+                "OFFSET", "FETCH", "FOR"}
+
+
+def select_into_as_create(sql: str) -> str | None:
+    """`SELECT ... INTO [UNLOGGED] [TABLE] name ...` as the CREATE TABLE ... AS it means (PostgreSQL's
+    reading); None for anything else, and for INTO TEMP (a temporary table stays PostgreSQL's)."""
+    m = _LEADING.match(sql)
+    if not m or m.group(1).upper() not in ("SELECT", "WITH") or not _INTO.search(sql):
+        return None
+    from heliosdb.errors import Error
+    from heliosdb.sql.names import tokenize
+
+    try:
+        toks = tokenize(sql)
+    except Error:
+        return None
+    depth, in_select = 0, False
+    for k, tok in enumerate(toks):
+        word = "" if tok.token_type.name in ("STRING", "IDENTIFIER") else tok.text.upper()
+        if tok.text == "(":
+            depth += 1
+        elif tok.text == ")":
+            depth -= 1
+        elif depth == 0 and word == "SELECT":
+            in_select = True
+        elif depth == 0 and in_select and word in _SELECT_ENDS:
+            return None
+        elif depth == 0 and in_select and word == "INTO":
+            j, options = k + 1, ""
+            while j < len(toks) and toks[j].text.upper() in ("TEMP", "TEMPORARY", "UNLOGGED", "TABLE"):
+                if toks[j].text.upper() in ("TEMP", "TEMPORARY"):
+                    return None
+                options += "UNLOGGED " if toks[j].text.upper() == "UNLOGGED" else ""
+                j += 1
+            if j >= len(toks):
+                return None
+            end = j + 1
+            while end + 1 < len(toks) and toks[end].text == ".":  # schema.name
+                end += 2
+            name = sql[toks[j].start:toks[end - 1].end + 1]
+            rest = (sql[:tok.start] + sql[toks[end - 1].end + 1:]).strip().rstrip(";")
+            return f"CREATE {options}TABLE {name} AS {rest}"
+        elif depth == 0 and in_select is False and word in ("INSERT", "UPDATE", "DELETE", "MERGE"):
+            return None
+    return None
