@@ -323,6 +323,17 @@ def test_failed_temporal_statement_changes_nothing(conn: heliosdb.Connection, hi
     assert rows(conn, "SELECT heliosdb.current_branch()") == [("dev",)]
 
 
+def test_temporal_context_and_tables_made_or_renamed_since(conn: heliosdb.Connection, history) -> None:
+    """Under SET AS OF, a table made after the point (or a name given since) is the error AS OF gives."""
+    run(conn, "CREATE TABLE later (a int)", "INSERT INTO later VALUES (5)", "ALTER TABLE t RENAME TO renamed")
+    run(conn, f"SET AS OF LSN {history['reinsert']}")
+    for name in ("later", "renamed"):
+        assert sqlstate(conn, f"SELECT * FROM {name}") == "42P01", name
+    assert rows(conn, "SELECT count(*) FROM t") == [(2,)]  # its name then
+    run(conn, "SET AS OF NOW")
+    assert rows(conn, "SELECT a FROM later") == [(5,)]
+
+
 def test_temporal_context_refuses_every_write(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     """FLASHBACK TABLE and COPY FROM are writes like INSERT (25006); COPY TO reads the context's point."""
     h = history

@@ -86,6 +86,13 @@ def set_context(session: Session, branch: Branch, point: Point) -> None:
         switch_context(session, branch, lsn)
 
 
+_MISSING = """CREATE OR REPLACE FUNCTION pg_temp._hdb_missing(n text, l text, b text) RETURNS boolean
+LANGUAGE plpgsql AS $f$ BEGIN
+    RAISE EXCEPTION 'relation "%" does not exist at LSN % on branch "%"', n, l, b USING ERRCODE = '42P01',
+        HINT = 'The table did not exist at that point (or was dropped before it).';
+END $f$"""
+
+
 def switch_context(session: Session, branch: Branch, lsn: int | None) -> None:
     """Replace the session's context by (branch, lsn), or none: the temporary views and the
     heliosdb.as_of setting together, so a rollback puts both back (settle() follows them)."""
@@ -99,6 +106,16 @@ def switch_context(session: Session, branch: Branch, lsn: int | None) -> None:
             stmts.append(sql.SQL("CREATE TEMP VIEW {} AS {}").format(
                 sql.Identifier(v.name), point_subquery(conn, branch, lsn, v.name, kept=True)))
             names.append(v.name)
+        # tables made since the point: reading one is the error AS OF gives, not today's rows
+        later = sorted({v.name for v in Snapshot(conn, chain(conn, branch.id)).tables.values() if not v.dropped}
+                       - set(names))
+        if later:
+            stmts.append(sql.SQL(_MISSING))
+        for name in later:
+            stmts.append(sql.SQL(
+                "CREATE TEMP VIEW {} AS SELECT NULL AS _hdb_missing WHERE pg_temp._hdb_missing({}, {}, {})").format(
+                sql.Identifier(name), sql.Literal(name), sql.Literal(format_lsn(lsn)), sql.Literal(branch.name)))
+            names.append(name)
     ctx = Resolved(branch, lsn) if lsn is not None else None
     stmts.append(sql.SQL("SELECT set_config('heliosdb.as_of', {}, false)").format(
         sql.Literal(_setting(ctx, names))))
