@@ -334,6 +334,18 @@ def test_temporal_context_and_tables_made_or_renamed_since(conn: heliosdb.Connec
     assert rows(conn, "SELECT a FROM later") == [(5,)]
 
 
+def test_temporal_context_reaches_names_qualified_with_the_branchs_schema(conn: heliosdb.Connection, history,
+                                                                           connect) -> None:
+    expected = rows(conn, f"SELECT id, v FROM t AS OF LSN {history['insert']} ORDER BY id")
+    run(conn, f"SET AS OF LSN {history['insert']}")
+    for text in ("SELECT id, v FROM public.t ORDER BY id", 'SELECT x.id, x.v FROM "public"."t" x ORDER BY 1'):
+        assert rows(conn, text) == expected, text
+    run(conn, "SET AS OF NOW", "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE t SET v = 'dev'", f"SET AS OF LSN {history['insert']}")
+    assert rows(dev, "SELECT id, v FROM br_dev.t ORDER BY id") == expected
+
+
 def test_temporal_context_refuses_every_write(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     """FLASHBACK TABLE and COPY FROM are writes like INSERT (25006); COPY TO reads the context's point."""
     h = history

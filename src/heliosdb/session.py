@@ -427,6 +427,10 @@ class Session:
                 from heliosdb.temporal.context import refuse_write
 
                 refuse_write(self)
+            if self.as_of is not None and kind is Kind.PASSTHROUGH:
+                from heliosdb.temporal.context import requalified
+
+                stmt = requalified(self, stmt)
             if info.temporal and kind is Kind.PASSTHROUGH:
                 result = self._temporal(stmt, params, info, cursor)
             else:

@@ -165,6 +165,29 @@ def rebind(session: Session) -> None:
     conn.execute("SELECT set_config('heliosdb.as_of', %s, false)", (_setting(session.as_of, session.as_of_views),))
 
 
+def requalified(session: Session, stmt: str) -> str:
+    """A statement under the context with the branch's own schema in front of a table's name (`public.t`)
+    reading the context's view of the table instead, as the bare name does."""
+    ctx = session.as_of
+    schema = ctx.branch.user_schema if ctx is not None else ""
+    if ctx is None or schema.lower() not in stmt.lower():
+        return stmt
+    from heliosdb.sql.names import tokenize
+
+    try:
+        toks = tokenize(stmt)
+    except errors.Error:
+        return stmt
+    views, out, pos = set(session.as_of_views), [], 0
+    for k in range(len(toks) - 2):
+        first, dot, name = toks[k], toks[k + 1], toks[k + 2]
+        if (dot.text == "." and first.text == schema and name.text in views and (k == 0 or toks[k - 1].text != ".")
+                and first.token_type.name in ("VAR", "IDENTIFIER") and name.token_type.name in ("VAR", "IDENTIFIER")):
+            out.append(stmt[pos:first.start] + "pg_temp")
+            pos = first.end + 1
+    return "".join(out) + stmt[pos:]
+
+
 def refuse_write(session: Session) -> None:
     ctx = session.as_of
     assert ctx is not None
