@@ -346,6 +346,21 @@ def test_temporal_context_reaches_names_qualified_with_the_branchs_schema(conn: 
     assert rows(dev, "SELECT id, v FROM br_dev.t ORDER BY id") == expected
 
 
+def test_temporal_context_reaches_statements_prepared_before(conn: heliosdb.Connection, history) -> None:
+    then = rows(conn, f"SELECT id, v FROM t AS OF LSN {history['insert']} ORDER BY id")
+    now = rows(conn, "SELECT id, v FROM t ORDER BY id")
+    cur = conn.cursor()
+    cur.execute("PREPARE p AS SELECT id, v FROM t ORDER BY id")
+    for _ in range(8):  # psycopg prepares the repeated one too
+        assert rows(conn, "SELECT id, v FROM t ORDER BY id") == now
+    assert rows(conn, "EXECUTE p") == now
+    run(conn, f"SET AS OF LSN {history['insert']}")
+    assert rows(conn, "EXECUTE p") == then
+    assert rows(conn, "SELECT id, v FROM t ORDER BY id") == then
+    run(conn, "SET AS OF NOW")
+    assert rows(conn, "EXECUTE p") == now
+
+
 def test_temporal_context_refuses_every_write(conn: heliosdb.Connection, history: dict[str, object]) -> None:
     """FLASHBACK TABLE and COPY FROM are writes like INSERT (25006); COPY TO reads the context's point."""
     h = history

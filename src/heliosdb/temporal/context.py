@@ -119,6 +119,8 @@ def switch_context(session: Session, branch: Branch, lsn: int | None) -> None:
     ctx = Resolved(branch, lsn) if lsn is not None else None
     stmts.append(sql.SQL("SELECT set_config('heliosdb.as_of', {}, false)").format(
         sql.Literal(_setting(ctx, names))))
+    # statements prepared before read the tables they were planned with: planned again, they read the views
+    stmts.append(sql.SQL("DISCARD PLANS"))
     with conn.transaction():
         conn.execute(sql.SQL(";\n").join(stmts))
     session.as_of, session.as_of_views = ctx, names
