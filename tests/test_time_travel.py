@@ -587,6 +587,15 @@ def test_snapshots_and_retention_views(conn: heliosdb.Connection, history: dict[
     assert rows(conn, "SELECT count(*) > 0 FROM heliosdb.snapshots") == [(True,)]
     ret = rows(conn, "SELECT branch, retention_period::text, gc_policy FROM heliosdb.retention")
     assert ret == [("main", "7 days", "balanced")]
+    # a renamed table is one table, under the name it has now; read-only transactions read them too
+    run(conn, "ALTER TABLE t RENAME TO t2")
+    conn.autocommit = False
+    run(conn, "SET TRANSACTION READ ONLY")
+    snaps = rows(conn, "SELECT lsn::text, tables_touched, rows_changed FROM heliosdb.snapshots ORDER BY lsn")
+    assert {s[0]: s for s in snaps}[history["insert"]][1:] == (["t2"], 2)
+    assert rows(conn, "SELECT count(*) FROM heliosdb.snapshots('t')") == rows(conn, "SELECT count(*) FROM "
+                                                                             "heliosdb.snapshots('t2')")
+    conn.rollback()
 
 
 def test_retention_period_out_of_range_is_refused(conn: heliosdb.Connection, history: dict[str, object]) -> None:
