@@ -410,6 +410,9 @@ def test_flashback_across_schema_changes(conn: heliosdb.Connection, connect, bra
     assert rows(c, "SELECT id, n, g, w FROM f ORDER BY id") == [(1, 10, 2, 5), (2, 20, 4, 5)]
     run(c, "UPDATE f SET n = n + 1 WHERE id = 2")  # the row put back holds its constraints
     assert rows(c, "SELECT n FROM f WHERE id = 2") == [(21,)]
+    run(c, "ALTER TABLE f RENAME TO f2", f"FLASHBACK TABLE f2 TO LSN {point}")  # the table, by its name now
+    assert rows(c, "SELECT id, n FROM f2 ORDER BY id") == [(1, 10), (2, 20)]
+    assert sqlstate(c, f"FLASHBACK TABLE f TO LSN {point}") == "42P01"
 
 
 def test_timestamp_expressions_with_at_time_zone_and_case(conn: heliosdb.Connection,

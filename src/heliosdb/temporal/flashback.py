@@ -45,11 +45,15 @@ def flashback(session: Session, text: str) -> str:
         if now is None:
             raise errors.UndefinedTable(f'relation "{name.name}" does not exist')
         lsn = resolve(conn, branch, point)
-        levels, snap, then, info = _table_at(conn, branch, lsn, name.name)
-        if then.table_id != now.table_id:
+        levels = chain(conn, branch.id, lsn)
+        snap = Snapshot(conn, levels)
+        then = snap.tables.get(now.table_id)  # the same table, whatever its name was then
+        if then is None or then.dropped:
+            _table_at(conn, branch, lsn, name.name)  # 42P01 naming the point, if no table had the name
             raise errors.ObjectNotInPrerequisiteState(
                 f'table "{name.name}" at that point is another table (it was dropped and created again since)'
             )
+        info = snap.info[now.table_id]
         values = _values_then(now, then)
         cols = [c for c in now.columns if c.generated is None]  # a stored generated column computes itself
         state = layout.state_sql(snap, levels, info, then)
