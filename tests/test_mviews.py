@@ -957,6 +957,14 @@ def test_sums_recover_from_nan_infinity_and_cancellation(conn: heliosdb.Connecti
     assert rows(conn, "SELECT sf FROM s ORDER BY g") == [(11.0,), (1.0,)]
 
 
+def test_pending_changes_count_each_changed_row_once(base: heliosdb.Connection) -> None:
+    conn = base
+    run(conn, "CREATE MATERIALIZED VIEW self2 AS SELECT a.id, b.v FROM t a JOIN t b ON a.g = b.g "
+              "WITH (maintenance_strategy = on_demand)",
+        "UPDATE t SET v = v + 1 WHERE id IN (1, 2)")
+    assert staleness(conn, "self2", "pending_changes")[0] == 2
+
+
 def test_renames_and_drops_of_what_a_view_reads_are_refused(base: heliosdb.Connection) -> None:
     """A view's stored query names the table and its columns: renaming them would break its refreshes and,
     for an immediate view, every write of the table. SELECT * reads every column."""

@@ -358,8 +358,11 @@ def pending_sql(src: Sources, point: int | None = None) -> str | None:
             except errors.Error:
                 continue
     else:
-        for i in range(len(plan.sources)):
-            parts.append(f"SELECT count(DISTINCT _hdb_rowid) FROM ({src.changed(i, p, MAX_LSN)}) c")
+        seen: set[tuple[str, int]] = set()
+        for i, source in enumerate(plan.sources):
+            if (source.kind, source.id) not in seen:  # a self-join reads a changed row more than once
+                seen.add((source.kind, source.id))
+                parts.append(f"SELECT count(DISTINCT _hdb_rowid) FROM ({src.changed(i, p, MAX_LSN)}) c")
     if not parts:
         return None
     return ("SELECT " + " + ".join(f"({x})" for x in parts)).replace(str(P_SENTINEL), "$1")
