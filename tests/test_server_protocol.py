@@ -297,6 +297,32 @@ def _client(server: ServerProcess, dbname: str, *setup: str) -> RawClient:
     return c
 
 
+def test_a_named_statement_whose_result_ddl_changed_is_refused_as_postgresql_does(server: ServerProcess,
+                                                                                  dbname: str) -> None:
+    """A prepared SELECT * after ADD COLUMN: 0A000 'cached plan must not change result type' with PostgreSQL's
+    routine field (asyncpg prepares the statement again on exactly that); a new Parse reads the new column."""
+    c = _client(server, dbname, "CREATE TABLE r (id int PRIMARY KEY, v text)", "INSERT INTO r VALUES (1, 'a')")
+    _parse(c, "s", "SELECT * FROM r WHERE id = $1")
+    c.send(b"D", b"S" + cstr("s"))
+    c.send(b"S")
+    assert [k for k, _ in c.until_ready()] == [b"1", b"t", b"T", b"Z"]
+    other = _client(server, dbname, "ALTER TABLE r ADD COLUMN w int DEFAULT 5")
+    other.close()
+    _bind(c, "", "s", [b"1"])
+    c.send(b"E", b"\0" + struct.pack("!i", 0))
+    c.send(b"S")
+    msgs = c.until_ready()
+    (err,) = errors_in(msgs)
+    assert (err["C"], err["M"], err["R"]) == ("0A000", "cached plan must not change result type",
+                                              "RevalidateCachedQuery")
+    _parse(c, "s2", "SELECT * FROM r WHERE id = $1")
+    _bind(c, "", "s2", [b"1"])
+    c.send(b"E", b"\0" + struct.pack("!i", 0))
+    c.send(b"S")
+    assert data_rows(c.until_ready()) == [["1", "a", "5"]]
+    c.close()
+
+
 def test_extended_protocol(server: ServerProcess, dbname: str) -> None:
     c = RawClient(server.port)
     c.startup(database=dbname)

@@ -54,6 +54,7 @@ class Prepared:
     nparams: int
     described: tuple[list[int], bytes | None] | None = None  # parameter types, RowDescription
     catalog: bool = False  # reads HeliosDB's views of the catalogs (catalog_compat rewrote it)
+    named: bool = False  # a named statement: its described result shape holds, as PostgreSQL's plan cache's
 
 
 @dataclass
@@ -128,6 +129,7 @@ class ExtendedProtocol(Protocol):
         if msg.name and (msg.name in self.statements or msg.name in self.relayed):
             raise error("42P05", f'prepared statement "{msg.name}" already exists')
         prep = self._prepared(msg)
+        prep.named = bool(msg.name)
         if self.peek_kinds()[:1] != [b"B"] and not statement_info(prep.query).sequence:
             # a statement kept for later (PQprepare: Parse, Sync): PostgreSQL's errors now, as at its Parse
             # (a Bind next runs it, which reports them; not checking saves a round trip). Not for calls of
@@ -356,6 +358,15 @@ class ExtendedProtocol(Protocol):
             portal.tag = "BEGIN"
             return
         portal.rows, portal.tag = self.run_statement(query, Bound(portal.values, portal.prep.spans), portal.formats)
+        described = portal.prep.described[1] if portal.prep.named and portal.prep.described else None
+        if described is not None and portal.rows is not None and not statement_info(query).write and (
+                _column_types(portal.rows.description) != _column_types(described)):
+            # DDL since the Describe changed the result (ADD COLUMN under SELECT *): PostgreSQL refuses to run
+            # the statement, and clients (asyncpg) prepare it again on this error. (Checked after a read only:
+            # a write would have run.)
+            portal.rows = None
+            raise error("0A000", "cached plan must not change result type",
+                        fields={"routine": "RevalidateCachedQuery"})  # PostgreSQL's, which clients look for
 
     def describe_statement(self, prep: Prepared) -> tuple[list[int], bytes | None]:
         if prep.described is None:
@@ -411,3 +422,14 @@ class ExtendedProtocol(Protocol):
         if res.status != pq.ExecStatus.COMMAND_OK:
             raise pgresult_error(res)
         self.send(codec.row_description(describe_fields(res)) if res.nfields else codec.NO_DATA)
+
+
+def _column_types(description: bytes) -> list[int]:
+    """The column type OIDs of a RowDescription message."""
+    count = int.from_bytes(description[5:7], "big")
+    pos, types = 7, []
+    for _ in range(count):
+        pos = description.index(b"\0", pos) + 1  # the name
+        types.append(int.from_bytes(description[pos + 6 : pos + 10], "big"))
+        pos += 18
+    return types
