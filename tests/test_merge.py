@@ -290,6 +290,20 @@ def test_a_constraint_the_targets_rows_break_is_a_conflict(conn: heliosdb.Connec
     assert sqlstate(target, breaking) == code
 
 
+@pytest.mark.parametrize("direction", ["main into f", "f into main"])
+def test_a_type_change_with_using_merges_with_its_using(conn: heliosdb.Connection, connect, direction: str) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, a text, b int)", "INSERT INTO t VALUES (1, 'abc', 1), (2, 'de', 2)",
+        "CREATE DATABASE BRANCH f")
+    f = connect("f")
+    source, target = (conn, f) if direction == "main into f" else (f, conn)
+    run(source, "ALTER TABLE t ALTER COLUMN a TYPE int USING length(a)",  # no automatic cast text -> int
+        "ALTER TABLE t ADD COLUMN c int")  # later DDL of the table keeps what the type change converted with
+    run(target, f"MERGE DATABASE BRANCH {direction.replace(' into ', ' INTO ')}")
+    assert rows(target, "SELECT id, a FROM t ORDER BY id") == [(1, 3), (2, 2)]
+    preview = rows(target, f"MERGE DATABASE BRANCH {direction.replace(' into ', ' INTO ')} DRY RUN")
+    assert ("rows to merge", None, "0") in preview and ("conflicts", None, "0") in preview
+
+
 def test_dry_run_changes_nothing(pair) -> None:
     main, dev = pair
     run(dev, "UPDATE acc SET bal = 1", "ALTER TABLE acc ADD COLUMN note text", "CREATE TABLE extra (a int)")

@@ -118,7 +118,7 @@ def retype(session: Session, version: TableVersion, info: TableInfo, rest: str, 
         from heliosdb.branching.tables import _resync_root
 
         _resync_root(session, Snapshot(conn, chain(conn, session.branch.id)).tables[info.id], info, lsn)
-    _put_back(session, info, name, position, lsn)
+    _put_back(session, info, name, position, lsn, using)
     if comment and comment[0] is not None:  # the column's comment goes with it, as in PostgreSQL
         conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(commented, sql.Literal(comment[0])))
 
@@ -222,19 +222,24 @@ def _ddl(session: Session, text: str) -> None:
     tables.execute(session, classify(text), text)
 
 
-def _put_back(session: Session, info: TableInfo, name: str, position: int, lsn: int) -> None:
-    """The new column where the old one was among the table's columns."""
+def _put_back(session: Session, info: TableInfo, name: str, position: int, lsn: int, using: str | None) -> None:
+    """The new column where the old one was among the table's columns, with the change's USING."""
     conn, branch = session.conn, session.branch
     levels = chain(conn, branch.id)
     snap = Snapshot(conn, levels)
     version = snap.tables[info.id]
+    new = next(c for c in version.columns if c.name == name)
+    new.using = using.strip() if using else None
     cols = [c for c in version.columns if c.name != name]
-    cols.insert(position, next(c for c in version.columns if c.name == name))
-    if [c.name for c in cols] == [c.name for c in version.columns]:
+    cols.insert(position, new)
+    moved = [c.name for c in cols] != [c.name for c in version.columns]
+    if not moved and new.using is None:
         return
     version.columns = cols
     version.branch_id = branch.id
     save_version(conn, version, lsn)
+    if not moved:
+        return
     with layout.keeping_comments(conn, branch.user_schema, version.name):
         if branch.id == info.root_branch:  # the user's view selects the columns in this order: made again
             conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(branch.user_schema, version.name)))

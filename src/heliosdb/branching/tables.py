@@ -560,6 +560,9 @@ def _resync_root(session: Session, old: TableVersion, info: TableInfo, lsn: int,
     names = {p: c for c, p in conn.execute(
         "SELECT col_id, phys_name FROM heliosdb._columns WHERE table_id = %s", (info.id,)).fetchall()}
     cols, cons = layout.introspect(conn, info, names)
+    usings = {c.col: c.using for c in old.columns}
+    for c in cols:  # PostgreSQL's catalogs do not know what a type change converted with: the version does
+        c.using = usings.get(c.col)
     kept = [c for c in old.constraints if inherited_keys.is_inherited(c) and c.name not in (drop_keys or set())]
     was = {c.col: c.name for c in old.columns}
     renamed = {was[c.col]: c.name for c in cols if c.col in was and was[c.col] != c.name}

@@ -127,6 +127,7 @@ class Column:
     missing: str | None = None  # value for rows written before the column existed (SQL literal)
     generated: str | None = None  # GENERATED ALWAYS AS (expr) STORED: the expression
     identity: str = ""  # pg_attribute.attidentity: 'a' (ALWAYS), 'd' (BY DEFAULT) or ''
+    using: str | None = None  # the USING of the type change that made the column (a merge replays it)
 
 
 @dataclass

@@ -321,7 +321,8 @@ def _plan_columns(
         if have.type != was.type:
             raise SchemaConflict(f'the type of column "{name}" of "{sv.name}" was changed on both branches '
                                  f"({new.type} on {source.name}, {have.type} on {target.name})")
-        plan.statements.append(f"ALTER TABLE {table} ALTER COLUMN {quote_ident(name)} TYPE {new.type}")
+        using = f" USING {new.using}" if new.using else ""  # as the source converted its rows
+        plan.statements.append(f"ALTER TABLE {table} ALTER COLUMN {quote_ident(name)} TYPE {new.type}{using}")
         touched = True
     for col, c in now.items():
         if col not in old and c.name in retyped:
