@@ -263,6 +263,30 @@ def test_a_writer_of_a_child_table_checks_its_key_while_ddl_of_the_parent_waits_
     assert conn.cursor().execute("SELECT count(*) FROM ch").fetchone() == (2,)
 
 
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_ddl_in_a_transaction_that_wrote_and_a_writer_waiting_for_it(conn: heliosdb.Connection, connect,
+                                                                      branch: str) -> None:
+    """A transaction wrote u (it holds the branch's write lock) and a writer of t waits for that lock; then
+    the transaction alters t. On main the writer holds t's view while it waits (it takes the lock in a
+    statement trigger), so the two wait for each other: the DDL is the one that fails, and the writer goes
+    on once the transaction rolls back. On a branch the writer takes the lock first: the DDL goes on."""
+    _setup(conn)
+    tx, writer = connect(branch, autocommit=False), connect(branch)
+    tx.cursor().execute("UPDATE u SET v = v + 1 WHERE id = 1")
+    w = _in_thread(lambda: writer.cursor().execute("UPDATE t SET v = v + 1 WHERE id = 1").rowcount)
+    _waiting(conn, 1)
+    if branch == "main":
+        with pytest.raises(heliosdb.Error) as err:
+            tx.cursor().execute("ALTER TABLE t ADD COLUMN w int")
+        assert err.value.sqlstate == "40P01"
+        tx.rollback()
+    else:
+        tx.cursor().execute("ALTER TABLE t ADD COLUMN w int")
+        tx.commit()
+    assert _finish(w) == [1]
+    assert connect(branch).cursor().execute("SELECT v FROM t WHERE id = 1").fetchone() == (2,)
+
+
 def test_reads_as_of_a_point_wait_for_ddl_on_main(conn: heliosdb.Connection, connect: Any) -> None:
     """A read AS OF a point reads the history and the root relation without a view: DDL on main takes
     them in the same order, so the read waits and then answers."""

@@ -416,7 +416,8 @@ class Session:
         if info.as_create is not None:  # SELECT ... INTO a table: a HeliosDB table, as CREATE TABLE AS makes
             stmt, info = info.as_create, statement_info(info.as_create)
         kind = info.kind
-        if self.transaction_failed and kind is not Kind.TRANSACTION and (kind is not Kind.PASSTHROUGH or info.temporal):
+        if (self.transaction_failed and kind is not Kind.TRANSACTION
+                and (kind is not Kind.PASSTHROUGH or info.temporal)):
             # as PostgreSQL answers any statement there; our own work first would only fail on the way
             raise errors.lookup("25P02")("current transaction is aborted, commands ignored until end of "
                                          "transaction block", sqlstate="25P02")

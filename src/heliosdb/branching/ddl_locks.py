@@ -69,6 +69,8 @@ _VIEWS_WAIT_MS = 50
 # foreign key's check read an inner one) gets it before its deadlock check could fail it.
 _VIEWS_FIRST_WAIT_MS = 400
 _BOUNDED_WAITS = 5
+# How soon DDL in a transaction that holds the branch's write lock checks its waits for a deadlock.
+_DEADLOCK_CHECK = "50ms"
 
 
 def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[TableInfo], *,
@@ -105,7 +107,15 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
         "OR coalesce(current_setting('heliosdb.locked_' || %s, true), '') <> ''", (branch_id, branch_id)).fetchone()
     if held and held[0]:  # the transaction wrote on the branch already: it cannot let the lock go and wait
         conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", BUILDS_KEY)
+        # A writer that holds a view and waits for the branch's lock waits for this transaction: the DDL,
+        # not the writer, is the one to fail (40P01), so it looks for that cycle first
+        soon = conn.execute("SELECT current_setting('deadlock_timeout'), current_setting('is_superuser') = 'on'"
+                            ).fetchone()
+        if soon is not None and soon[1]:
+            conn.execute("SELECT set_config('deadlock_timeout', %s, true)", (_DEADLOCK_CHECK,))
         _take_all(conn, branch_id, infos, root_mode, referencing or [], referenced or [])
+        if soon is not None and soon[1]:
+            conn.execute("SELECT set_config('deadlock_timeout', %s, true)", (soon[0],))
         row = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch_id,)).fetchone()
         assert row is not None
         return int(row[0])
