@@ -16,7 +16,8 @@ own owner takes the view's ACCESS EXCLUSIVE lock alone and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -101,21 +102,19 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
     read the table through an inner view (a foreign key's check) and come
     back for the outer one. A transaction on another branch may do the same,
     so the DDL waits for the views at most 400 ms, five times, before it queues for them.
+    DDL in a transaction that already holds the branch's lock takes the views
+    directly, and is the one to fail if a writer waits for it meanwhile.
     """
+    def take() -> None:
+        _take_all(conn, branch_id, infos, root_mode, referencing or [], referenced or [])
+
     held = conn.execute(
         "SELECT coalesce(current_setting('heliosdb.lsn_' || %s, true), '') <> '' "
         "OR coalesce(current_setting('heliosdb.locked_' || %s, true), '') <> ''", (branch_id, branch_id)).fetchone()
     if held and held[0]:  # the transaction wrote on the branch already: it cannot let the lock go and wait
         conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", BUILDS_KEY)
-        # A writer that holds a view and waits for the branch's lock waits for this transaction: the DDL,
-        # not the writer, is the one to fail (40P01), so it looks for that cycle first
-        soon = conn.execute("SELECT current_setting('deadlock_timeout'), current_setting('is_superuser') = 'on'"
-                            ).fetchone()
-        if soon is not None and soon[1]:
-            conn.execute("SELECT set_config('deadlock_timeout', %s, true)", (_DEADLOCK_CHECK,))
-        _take_all(conn, branch_id, infos, root_mode, referencing or [], referenced or [])
-        if soon is not None and soon[1]:
-            conn.execute("SELECT set_config('deadlock_timeout', %s, true)", (soon[0],))
+        with _deadlocks_found_soon(conn):
+            take()
         row = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch_id,)).fetchone()
         assert row is not None
         return int(row[0])
@@ -128,9 +127,7 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
                     if _branch_busy(conn, branch_id):  # its writer may hold an inner view already: wait first
                         raise _Busy
                     try:
-                        _waiting_at_most(conn, _VIEWS_FIRST_WAIT_MS if timeouts < _BOUNDED_WAITS else None,
-                                         lambda: _take_all(conn, branch_id, infos, root_mode, referencing or [],
-                                                           referenced or []))
+                        _waiting_at_most(conn, _VIEWS_FIRST_WAIT_MS if timeouts < _BOUNDED_WAITS else None, take)
                     except psycopg.errors.DeadlockDetected:  # with a transaction of another branch: after it
                         raise _Busy from None
                     try:
@@ -139,14 +136,28 @@ def lock_for_ddl(conn: psycopg.Connection[Any], branch_id: int, infos: list[Tabl
                         raise _Busy from None
                 else:
                     conn.execute(_LOCK_BRANCH, (branch_id,))
-                    _waiting_at_most(conn, _VIEWS_WAIT_MS, lambda: _take_all(
-                        conn, branch_id, infos, root_mode, referencing or [], referenced or []))
+                    _waiting_at_most(conn, _VIEWS_WAIT_MS, take)
                 row = conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch_id,)).fetchone()
                 assert row is not None
                 return int(row[0])
         except _Busy as busy:
             timeouts += views_first and isinstance(busy, _TimedOut)
             views_first = not views_first
+
+
+@contextlib.contextmanager
+def _deadlocks_found_soon(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """deadlock_timeout short for the enclosed waits (a superuser's setting; else as it is). A writer that
+    holds a view and waits for the branch's lock waits for a transaction that holds that lock and runs DDL:
+    the DDL, not the writer, is the one to fail with 40P01, so it looks for the cycle first."""
+    row = conn.execute("SELECT current_setting('deadlock_timeout'), current_setting('is_superuser') = 'on'"
+                       ).fetchone()
+    if row is None or not row[1]:
+        yield
+        return
+    conn.execute("SELECT set_config('deadlock_timeout', %s, true)", (_DEADLOCK_CHECK,))
+    yield
+    conn.execute("SELECT set_config('deadlock_timeout', %s, true)", (row[0],))
 
 
 def _waiting_at_most(conn: psycopg.Connection[Any], ms: int | None, take: Callable[[], None]) -> None:
