@@ -193,7 +193,7 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
         merge_id = int(conn.execute("SELECT nextval('heliosdb.merge_id_seq')").fetchone()[0])  # type: ignore[index]
         if stmt.dry_run:
             for ddl, _why in unheld_constraints(session, target, schema.after):  # what run_after would refuse
-                conflicts.append(Conflict(_altered_table(ddl), 0, "constraint", {"statement": ddl}, None, None, None))
+                conflicts.append(_unheld_conflict(ddl))
             return _preview(session, src, tgt, schema.tables, plans, conflicts, started)
         if conflicts and (stmt.strategy == "ABORT" or unresolved):
             bad = unresolved or conflicts
@@ -254,7 +254,7 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
                     raise
                 if not stmt.dry_run:
                     raise unheld(tgt.branch, ddl, err) from None
-                conflicts.append(Conflict(_altered_table(ddl), 0, "constraint", {"statement": ddl}, None, None, None))
+                conflicts.append(_unheld_conflict(ddl))
     s_tables = side_tables(conn, src.branch)
     t_tables = side_tables(conn, tgt.branch)
     shared = [name for name in sorted(s_tables) if name in t_tables]
@@ -481,14 +481,15 @@ WHERE how = 'cells' AND cardinality(clash) = 0 AND merged IS DISTINCT FROM head_
 _NO = object()
 
 
-def _altered_table(ddl: str) -> str:
-    """The table an `ALTER TABLE <name> ...` statement of the merge's own making changes."""
+def _unheld_conflict(ddl: str) -> Conflict:
+    """A DRY RUN's conflict for a constraint of the merge (`ALTER TABLE <name> ...`) the target's rows break."""
     from heliosdb.sql.names import read_name, tokenize
 
     try:
-        return read_name(tokenize(ddl), 2)[0].name
+        table = read_name(tokenize(ddl), 2)[0].name
     except (errors.Error, IndexError):
-        return ""
+        table = ""
+    return Conflict(table, 0, "constraint", {"statement": ddl}, None, None, None)
 
 
 def _custom(conn: psycopg.Connection[Any], function: str, table: str, base: Any, ours: Any, theirs: Any) -> Any:
