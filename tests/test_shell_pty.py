@@ -218,3 +218,40 @@ def test_exit_codes_of_c_and_f_are_unchanged(helios_data_dir: Path, pty_db: str,
     assert subprocess.run([*base, "-f", str(script)], capture_output=True, timeout=60).returncode == 0
     done = subprocess.run([*base, "-v", "ON_ERROR_STOP=1", "-f", str(script)], capture_output=True, timeout=60)
     assert done.returncode == 3
+
+
+def test_a_lost_connection_is_reset_on_the_same_branch(spawn: Spawn, pty_db: str) -> None:
+    c = spawn()
+    c.expect(prompt(pty_db))
+    c.send("\\use fix\r")
+    c.expect(prompt(pty_db, "fix"))
+    c.send("SET AS OF LSN 0/1;\r")
+    c.expect(prompt(pty_db, "fix@LSN:0/1"))
+    c.send("SELECT pg_terminate_backend(pg_backend_pid());\r")
+    c.expect("server closed the connection unexpectedly")
+    c.expect("The connection to the server was lost. Attempting reset: Succeeded.")
+    c.expect(r"The temporal context \(AS OF LSN 0/1\) is gone")
+    c.expect(prompt(pty_db, "fix"))  # no open transaction, no AS OF
+    c.send("SELECT 6 * 7 AS x;\r")
+    c.expect("│ 42 │")
+    c.send("\\dt\r")
+    c.expect(r"List of tables on branch \"fix\"")
+    c.send("BEGIN;\r")
+    c.expect(prompt(pty_db, "fix", "*="))
+    c.send("SELECT pg_terminate_backend(pg_backend_pid());\r")
+    c.expect("Attempting reset: Succeeded.")
+    c.expect(prompt(pty_db, "fix"))
+    c.send("\\q\r")  # the transaction went with the connection: no warning, \q quits
+    c.expect(pexpect.EOF)
+    c.close()
+    assert c.exitstatus == 0
+
+
+def test_a_lost_connection_stops_piped_input_and_scripts(helios_data_dir: Path, pty_db: str) -> None:
+    base = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", pty_db]
+    script = "SELECT pg_terminate_backend(pg_backend_pid());\nSELECT 1 AS after;\n"
+    for args in ([], ["-f", "-"], ["-c", "SELECT pg_terminate_backend(pg_backend_pid())", "-c", "SELECT 1 AS after"]):
+        done = subprocess.run([*base, *args], input=script, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, args
+        assert done.stdout == ""
+        assert done.stderr.endswith("connection to server was lost\n")

@@ -29,6 +29,7 @@ from heliosdb.shell import (  # noqa: F401 - importing a meta module registers i
     output,
     render,
 )
+from heliosdb.shell import prompt as prompt_state
 from heliosdb.shell.commands import Failure, Prefill, Quit, Rows, RunScript, Text, UsageError, parse
 from heliosdb.shell.context import Settings, ShellContext
 from heliosdb.sql.classify import Kind, classify, head, is_stdio_copy
@@ -91,6 +92,7 @@ class Shell:
         self.prefill = ""
         self.warned_open_tx = False
         self.cancelled = False  # Ctrl-C cancelled a statement: psql stops a script or -c list there
+        self.lost = False  # the server connection was lost without a terminal to reset it: exit status 2
         self.width: int | None = None  # terminal width for tables (None: ask the terminal)
         self._depth = 0
 
@@ -131,7 +133,7 @@ class Shell:
             s.execute("BEGIN")
         for stmt in stmts:
             if not self.run_sql(stmt, None, interpolate=False):
-                if wrap:
+                if wrap and not self.lost:
                     s.execute("ROLLBACK")
                 return False
         if wrap:
@@ -178,9 +180,9 @@ class Shell:
             buf += line if line.endswith("\n") else line + "\n"
             stmts, buf, _ = Scanner.scan(buf)
             for stmt in stmts:
-                if not self.run_sql(stmt, data) and self.on_error_stop:
+                if not self.run_sql(stmt, data) and self.on_error_stop and not self.lost:
                     return False
-                if self.cancelled and not self.boxed:
+                if self.lost or (self.cancelled and not self.boxed):
                     return True
             if buf.strip().startswith("\\"):  # "SELECT 1; \x": a meta command after the statement
                 meta, buf = buf.strip(), ""
@@ -196,7 +198,8 @@ class Shell:
 
     def request_quit(self) -> None:
         """\\q, quit, Ctrl-D: inside an open transaction the first request only warns."""
-        if self.boxed and self.session.in_transaction and not self.warned_open_tx:
+        s = self.session
+        if self.boxed and s.in_transaction and not s.connection_lost and not self.warned_open_tx:
             self.warned_open_tx = True
             self.write_err("WARNING:  a transaction is open; quitting rolls it back. "
                            "Quit again (\\q or Ctrl-D) to roll back and leave, or COMMIT first.\n")
@@ -215,14 +218,16 @@ class Shell:
             outcome = parsed.command.handler(self.ctx, parsed.args)
         except errors.Error as exc:
             self.failed = True
-            self.write_err(render.error_text(exc, None, self.colour))
+            if not self._connection_lost():
+                self.write_err(render.error_text(exc, None, self.colour))
             return
         except KeyboardInterrupt:
             self.write_err("Cancelled.\n")
             return
         except Exception as exc:  # noqa: BLE001 - a broken meta command must not end the shell
             self.failed = True
-            self._show_failure(f"{parsed.command.name}: internal error: {type(exc).__name__}: {exc}")
+            if not self._connection_lost():
+                self._show_failure(f"{parsed.command.name}: internal error: {type(exc).__name__}: {exc}")
             return
         self.show(outcome)
 
@@ -323,15 +328,44 @@ class Shell:
                 self.write_err(render.error_text(exc, stmt, self.colour))
             else:
                 self.runner.print_error(exc)
+            self._connection_lost()
             return False
         if result is not None:
             self._print_result(result, rows)
         self._after(stmt, started, branch_before, lsn_before)
         return True
 
+    def _connection_lost(self) -> bool:
+        """After a failure: whether it lost the server connection. As psql: interactive, reconnect to the
+        same branch; otherwise stop (exit status 2)."""
+        s = self.session
+        if not s.connection_lost:
+            return False
+        self.write_err("server closed the connection unexpectedly\n"
+                       "\tThis probably means the server terminated abnormally\n"
+                       "\tbefore or while processing the request.\n")
+        if not self.boxed:
+            self.write_err("connection to server was lost\n")
+            self.lost = self.quit = True
+            return True
+        as_of = s.as_of
+        try:
+            s.reconnect()
+        except errors.Error as exc:
+            self.write_err(f"The connection to the server was lost. Attempting reset: Failed.\n{exc.message}\n")
+            return True
+        self.write_err("The connection to the server was lost. Attempting reset: Succeeded.\n")
+        if as_of is not None:
+            self.write_err(f"The temporal context (AS OF LSN {prompt_state.short_lsn(as_of.lsn)}) is gone: "
+                           f"the new session reads branch {s.branch.name} as of now.\n")
+        self.ctx.refresh()
+        return True
+
     def _after(self, stmt: str, started: float, branch_before: int, lsn_before: str | None) -> None:
         if self.ctx.settings.timing:
             self.write(f"Time: {(time.perf_counter() - started) * 1000:.3f} ms\n")
+        if self.session.connection_lost:
+            return
         if lsn_before is not None and not self.session.transaction_failed:
             now = self._lsn()
             if now is not None:

@@ -22,7 +22,7 @@ from heliosdb.sql.split import Scanner, strip_comments
 if TYPE_CHECKING:
     from heliosdb.cli import Runner
 
-EXIT_OK, EXIT_SCRIPT_STOPPED = 0, 3
+EXIT_OK, EXIT_CONNECTION_LOST, EXIT_SCRIPT_STOPPED = 0, 2, 3
 
 
 def history_path() -> Path:
@@ -62,6 +62,8 @@ def repl(runner: Runner) -> int:
     shell = Shell(runner, boxed=False)
     lines = iter(sys.stdin.readline, "")
     ok = shell.run_lines(lines)
+    if shell.lost:
+        return EXIT_CONNECTION_LOST
     return EXIT_OK if ok else EXIT_SCRIPT_STOPPED
 
 
