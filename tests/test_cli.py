@@ -552,6 +552,17 @@ def test_variables_are_not_replaced_inside_dollar_quotes(helios: Run) -> None:
     assert (r.returncode, r.stdout, r.stderr) == (0, " :n |5| :n $$ :n |5\n", "")
 
 
+def test_variables_are_not_replaced_in_quoted_text_or_comments(helios: Run) -> None:
+    script = ("\\set v 7\nSELECT E'it\\'s :v' AS s, ':v' AS t, 'a''b :v' AS u, 1 AS \"x:v\", /* :v */ :v AS w,"
+              " $$ :v $$ AS d, e'\\\\' AS bs, :'v' AS q -- :v\n;\n")
+    r = helios(stdin=script)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == (  # psql 15's output for the same script
+        "    s    | t  |   u    | x:v | w |  d   | bs | q \n"
+        "---------+----+--------+-----+---+------+----+---\n"
+        " it's :v | :v | a'b :v |   1 | 7 |  :v  | \\  | 7\n(1 row)\n\n")
+
+
 def test_quit_in_piped_input_is_sql_not_the_end(helios: Run) -> None:
     r = helios("-A", "-t", stdin="select 1;\nquit\nselect 2;\nselect 3;\n")  # as psql: "quit select 2" fails
     assert (r.returncode, r.stdout) == (0, "1\n3\n")

@@ -44,7 +44,9 @@ _REFRESH_AFTER = ("CREATE", "ALTER", "DROP", "COMMIT", "END", "ROLLBACK", "ABORT
 _NEW_LSN_AFTER = ("INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "FLASHBACK", "WITH")  # new commits only
 # Skipped as psql skips them: casts, quoted strings and names, comments, dollar-quoted bodies (function and DO
 # bodies keep their text); then a variable reference (groups 1 and 2).
-_VARIABLE = re.compile(r"""::|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|:(['"]?)([A-Za-z_]\w*)\1"""
+# E'...' strings first: a backslash escapes a quote there (E'it\'s :v' is one string).
+_VARIABLE = re.compile(r"""::|(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/"""
+                       r"""|:(['"]?)([A-Za-z_]\w*)\1"""
                        r"""|(?<![\w$])\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$""", re.DOTALL)
 HELP = """You are using heliosdb, the HeliosDB shell.
 Type:  \\? for help with meta commands (branches: \\branches, \\use, \\branch tree; time travel: \\timeline)
