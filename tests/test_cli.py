@@ -382,6 +382,8 @@ SAME_QUERIES = [
     'SELECT 1 AS "Mixed Case", 2 AS "x"',
     "CREATE TEMP TABLE parity (a int); INSERT INTO parity VALUES (1), (2); UPDATE parity SET a = a + 1; "
     "DELETE FROM parity WHERE a = 3; SELECT * FROM parity",
+    "CREATE TEMP TABLE ret (a int); INSERT INTO ret VALUES (1), (2) RETURNING a; "
+    "UPDATE ret SET a = a + 1 WHERE a = 2 RETURNING a; DELETE FROM ret RETURNING a",
 ]
 SAME_FLAGS = {"aligned": [], "unaligned": ["-A"], "csv": ["--csv"], "qAt": ["-q", "-A", "-t"]}
 
@@ -403,6 +405,7 @@ SINGLE_CASES = {
     "tuples-only-trailing-blank-line": (["-t"], "SELECT 1 AS a, 'x' AS b"),
     "tuples-only-column-widths": (["-t"], "SELECT NULL::int AS nnnn, 'x' AS yyyyyy"),
     "tuples-only-command-tags": (["-t"], "CREATE TEMP TABLE tags_cli (a int)"),
+    "tuples-only-returning": (["-t"], "CREATE TEMP TABLE ret_t (a int); INSERT INTO ret_t VALUES (1) RETURNING a"),
     "infinite-dates": ([], "SELECT 'infinity'::date AS d, '-infinity'::timestamp AS t"),
     "tabs": ([], "SELECT E'a\\tb' AS t, 1 AS k"),
     "control-characters": ([], "SELECT E'a\\rb' AS cr, E'x\\x01y' AS ctl"),

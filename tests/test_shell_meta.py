@@ -279,6 +279,18 @@ def test_lsn_echo(shell: tuple[Shell, object, object]) -> None:
     assert "LSN" not in take(out)
 
 
+def test_returning_prints_the_rows_then_the_command_tag(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\use fix")
+    take(out)
+    assert sh.run_sql("INSERT INTO notes VALUES (4, 'r') RETURNING id")
+    assert take(out).endswith("│  4 │\n└────┘\n(1 row)\nINSERT 0 1\n")  # as psql: rows, then the tag
+    sh.run_meta("\\pset format unaligned")
+    take(out)
+    assert sh.run_sql("DELETE FROM notes WHERE id = 4 RETURNING id")
+    assert take(out) == "id\n4\n(1 row)\nDELETE 1\n"
+
+
 def test_errors_show_sqlstate_hint_and_caret(shell: tuple[Shell, object, object]) -> None:
     sh, out, err = shell
     assert not sh.run_sql("SELECT *\nFROM accounts\nWHERE nope = 1")

@@ -69,6 +69,8 @@ class Runner:
             else:
                 text = output.aligned(table, self.args.tuples_only) + "\n"
             self.out.write(text)
+            if not self.args.quiet and (tag := output.returning_tag(result.status)):
+                self.out.write(tag + "\n")
         elif result.status and not self.args.quiet:
             self.out.write(result.status + "\n")
         self.out.flush()

@@ -467,6 +467,8 @@ class Shell:
                 self.write(render.render(headers, rows, self._opts(), types=types))
             else:
                 self.write(self._plain(headers, rows, types))
+            if not st.quiet and (tag := output.returning_tag(result.status)):
+                self.write(tag + "\n")
         elif result.status and not st.quiet:
             self.write(result.status + "\n")
 

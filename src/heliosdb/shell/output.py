@@ -26,6 +26,13 @@ class Table:
     numeric: list[bool]
 
 
+def returning_tag(status: str | None) -> str | None:
+    """The command tag psql prints after the rows of INSERT/UPDATE/DELETE ... RETURNING (None: not one)."""
+    if status and status.split(None, 1)[0] in ("INSERT", "UPDATE", "DELETE", "MERGE"):
+        return status
+    return None
+
+
 def cell(value: Any) -> str:
     """A value as psql prints it (text output of PostgreSQL's types)."""
     if value is None:
