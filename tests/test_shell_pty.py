@@ -255,3 +255,22 @@ def test_a_lost_connection_stops_piped_input_and_scripts(helios_data_dir: Path, 
         assert done.returncode == 2, args
         assert done.stdout == ""
         assert done.stderr.endswith("connection to server was lost\n")
+
+
+def test_an_unusable_history_file_falls_back_to_memory(spawn: Spawn, pty_db: str, tmp_path: Path) -> None:
+    c = spawn(history=tmp_path)  # a directory
+    c.expect(f"heliosdb: warning: cannot use history file {re.escape(str(tmp_path))}: Is a directory")
+    c.expect(prompt(pty_db))
+    c.send("SELECT 6 * 7 AS x;\r")
+    c.expect("│ 42 │")
+    c.expect(prompt(pty_db))
+    c.send("\x1b[A")  # Up: the statement is in the in-memory history
+    c.expect("SELECT 6 \\* 7 AS x;")
+    c.send("\r")
+    c.expect("│ 42 │")
+    c.expect(prompt(pty_db))
+    c.send("\\q\r")
+    c.expect(pexpect.EOF)
+    log = (tmp_path / "pty-0.log").read_text()
+    assert "Traceback" not in log and "Unhandled exception" not in log
+    assert log.count("cannot use history file") == 1

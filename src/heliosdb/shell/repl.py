@@ -119,11 +119,14 @@ class Interactive:
                 buf.insert_text("\n")
 
         history: Any
+        path = history_path()
         try:
-            path = history_path()
-            path.touch(exist_ok=True)
+            with path.open("a", encoding="utf-8"):  # a directory or an unwritable file fails here, not at every prompt
+                pass
             history = FileHistory(str(path))
-        except OSError:
+        except OSError as exc:
+            self.shell.write_err(f"heliosdb: warning: cannot use history file {path}: {exc.strerror}; "
+                                 "history is kept in memory for this session\n")
             history = InMemoryHistory()
         kwargs: dict[str, Any] = {}
         if self.colour:
