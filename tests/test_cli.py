@@ -511,6 +511,16 @@ def test_c_and_f_run_meta_commands(helios: Run, tmp_path: Path, name: Callable[[
     assert (r.returncode, r.stderr) == (1, "invalid command \\nosuch; try \\? for help\n")
 
 
+def test_a_listing_that_matches_nothing_is_not_a_failure(helios: Run) -> None:
+    r = helios("-c", "\\dt no_such_tbl*")  # as psql: a note on standard error, exit status 0
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", 'Did not find any tables named "no_such_tbl*".\n')
+    r = helios("-v", "ON_ERROR_STOP=1", "-f", "-", stdin="\\dm\n\\di nope*\nSELECT 1 AS reached;\n")
+    assert (r.returncode, r.stdout) == (0, " reached \n---------\n       1\n(1 row)\n\n")
+    assert r.stderr == "Did not find any materialized views.\nDid not find any indexes named \"nope*\".\n"
+    r = helios("-c", "\\d no_such_tbl")  # describing a missing relation fails, as in psql
+    assert (r.returncode, r.stderr) == (1, 'Did not find any relation named "no_such_tbl".\n')
+
+
 def test_copy_from_stdin_in_c_reads_standard_input(
     helios: Run, db: heliosdb.Connection, name: Callable[[str], str]
 ) -> None:

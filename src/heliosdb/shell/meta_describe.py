@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from heliosdb.shell.commands import Arg, ArgKind, Failure, Outcome, Rows, command
+from heliosdb.shell.commands import Arg, ArgKind, Failure, Outcome, Rows, Text, command, nothing_found
 from heliosdb.shell.context import ShellContext, object_name, pattern_regex
 
 G = "Informational"
@@ -80,7 +80,7 @@ def _listing(ctx: ShellContext, pattern: str | None, kinds: set[str], what: str)
             continue
         rows.append((name, label, ""))
     if not rows:
-        return Failure(f"Did not find any {what}" + (f' named "{pattern}"' if pattern else "") + ".")
+        return nothing_found(what, pattern)
     rows.sort()
     return Rows(["Name", "Type", "Created on branch"], rows, title=_title(ctx, f"List of {what}"))
 
@@ -136,7 +136,7 @@ def list_indexes(ctx: ShellContext, args: dict[str, str]) -> Outcome:
                 kind = "primary key" if primary else "unique" if unique else ""
                 rows.append((idx, table, kind, using, origin))
     if not rows:
-        return Failure("Did not find any indexes" + (f' named "{args["pattern"]}"' if args.get("pattern") else "") + ".")
+        return nothing_found("indexes", args.get("pattern"))
     return Rows(["Name", "Table", "Kind", "Definition", "Created on branch"], sorted(rows),
                 title=_title(ctx, "List of indexes"))
 
@@ -233,8 +233,11 @@ def _describe_relation(ctx: ShellContext, name: str) -> Outcome:
 def describe(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     name = args.get("name")
     if name is None or "*" in name or "?" in name:
-        return _listing(ctx, name, {"table", "view", "materialized view", "sequence", "plain table",
-                                    "foreign table", "partitioned table"}, "relations")
+        found = _listing(ctx, name, {"table", "view", "materialized view", "sequence", "plain table",
+                                     "foreign table", "partitioned table"}, "relations")
+        if name is not None and isinstance(found, Text):  # as psql: \d with a pattern fails when nothing matches
+            return Failure(f'Did not find any relation named "{name}".')
+        return found
     if "." not in name.strip('"'):
         wanted = object_name(name)
         for t in visible_tables(ctx):
