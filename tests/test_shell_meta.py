@@ -238,6 +238,16 @@ def test_output_redirect_and_include(shell: tuple[Shell, object, object], tmp_pa
     assert take(out) == "Output format is unaligned.\ndone\n"  # messages stay on the terminal
     with open(target) as f:
         assert f.read() == "answer\n42\n(1 row)\n"
+    sh.run_meta(f"\\o {target}")
+    sh.run_meta("\\timing on")
+    sh.run_meta("\\lsn on")
+    sh.run_sql("SELECT 7 AS seven")
+    sh.run_meta("\\o")
+    lines = take(out).splitlines()  # as psql: timing and LSN lines on the terminal, results in the file
+    assert lines[:2] == ["Timing is on.", "LSN display is on."] and len(lines) == 4
+    assert lines[2].startswith("Time: ") and lines[3].startswith("LSN: ")
+    with open(target) as f:
+        assert f.read() == "seven\n7\n(1 row)\n"
     sh.run_meta("\\i /nonexistent/file.sql")
     assert take(err) == "/nonexistent/file.sql: No such file or directory\n"
 

@@ -107,6 +107,11 @@ class Shell:
         self.stdout.write(text)
         self.stdout.flush()
 
+    def note(self, line: str) -> None:
+        """A message line (Time:, LSN:, meta command output): to the terminal, \\o redirects results only (as psql)."""
+        self.out.write(line + "\n")
+        self.out.flush()
+
     def write_err(self, text: str) -> None:
         self.err.write(text)
         self.err.flush()
@@ -247,9 +252,8 @@ class Shell:
         elif isinstance(outcome, Text):
             if outcome.error:
                 self.write_err(outcome.text + "\n")
-            elif outcome.text:  # messages go to the terminal; \o redirects results only (as psql)
-                self.out.write(outcome.text + "\n")
-                self.out.flush()
+            elif outcome.text:
+                self.note(outcome.text)
         elif isinstance(outcome, Failure):
             self.failed = True
             self._show_failure(outcome.message)
@@ -365,7 +369,7 @@ class Shell:
 
     def _after(self, stmt: str, started: float, branch_before: int, lsn_before: str | None) -> None:
         if self.ctx.settings.timing:
-            self.write(f"Time: {(time.perf_counter() - started) * 1000:.3f} ms\n")
+            self.note(f"Time: {(time.perf_counter() - started) * 1000:.3f} ms")
         if self.session.connection_lost:
             return
         if lsn_before is not None and not self.session.transaction_failed:
@@ -374,7 +378,7 @@ class Shell:
                 note = ""
                 if now != lsn_before:
                     note = " (this transaction)" if self.session.in_transaction else " (committed)"
-                self.write(f"LSN: {now}{note}\n")
+                self.note(f"LSN: {now}{note}")
         words = head(stmt).split()
         if (words and words[0] in _REFRESH_AFTER) or self.session.branch.id != branch_before:
             self.ctx.refresh()
