@@ -550,6 +550,12 @@ def test_expanded_and_null_display_apply_to_script_results(helios: Run) -> None:
     )
 
 
+def test_csv_prints_the_null_string(helios: Run) -> None:
+    r = helios(stdin="\\pset null (nil)\n\\pset format csv\nSELECT 1 AS a, NULL AS b;\n")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == 'Null display is "(nil)".\nOutput format is csv.\na,b\n1,(nil)\n'  # psql 15's output
+
+
 def test_json_format_keeps_value_types(helios: Run) -> None:
     r = helios("-c", "\\pset format json",
                "-c", "SELECT 1 AS a, 2.50::numeric AS n, true AS b, NULL AS c, '{\"k\":1}'::jsonb AS j, "

@@ -55,6 +55,8 @@ def test_other_formats() -> None:
     assert render(heads, rows, RenderOptions(format="csv")) == 'n,s,z,arr\n1,"a,b",,"{1,2}"\n'
     assert render(heads, rows, RenderOptions(format="unaligned")) == "n|s|z|arr\n1|a,b||{1,2}\n(1 row)\n"
     assert render(heads, rows, RenderOptions(format="csv", tuples_only=True)) == '1,"a,b",,"{1,2}"\n'
+    assert render(heads, rows, RenderOptions(format="csv", null="(nil)")) == 'n,s,z,arr\n1,"a,b",(nil),"{1,2}"\n'
+    assert render(heads, rows, RenderOptions(format="unaligned", null="-")) == "n|s|z|arr\n1|a,b|-|{1,2}\n(1 row)\n"
     assert render(["x"], [], RenderOptions(format="json")) == "[]\n"
     assert render(["x"], [(1,)], RenderOptions(tuples_only=True)) == "┌───┐\n│ 1 │\n└───┘\n"
 

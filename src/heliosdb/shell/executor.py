@@ -481,7 +481,7 @@ class Shell:
         st = self.ctx.settings
         table = output.Table(headers, rows, [t in output._NUMERIC_OIDS for t in types])  # noqa: SLF001
         if st.format == "csv":
-            return output.as_csv(table, st.tuples_only)
+            return output.as_csv(table, st.tuples_only, st.null)
         if st.format == "json":
             return render.as_json(headers, rows, [t in (114, 3802) for t in types])
         if st.format == "unaligned":

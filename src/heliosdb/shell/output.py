@@ -159,13 +159,14 @@ def unaligned(t: Table, tuples_only: bool = False, sep: str = "|", null: str = "
     return out.getvalue()
 
 
-def as_csv(t: Table, tuples_only: bool = False) -> str:
+def as_csv(t: Table, tuples_only: bool = False, null: str = "") -> str:
+    """psql's csv format; NULL prints as the \\pset null string (empty by default), as in psql."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     if not tuples_only:
         w.writerow(t.headers)
     for row in t.rows if t.headers else ():  # no columns: psql prints no row lines
-        w.writerow(["" if v is None else cell(v) for v in row])
+        w.writerow([null if v is None else cell(v) for v in row])
     return out.getvalue()
 
 

@@ -23,11 +23,14 @@ _CTRL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 BOLD, DIM, RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
 
 
+BOX_NULL = "<null>"
+
+
 @dataclass
 class RenderOptions:
     format: str = "aligned"  # aligned (box-drawn), csv, json, unaligned
     expanded: str = "off"  # on, off, auto
-    null: str = "<null>"
+    null: str = BOX_NULL
     tuples_only: bool = False
     colour: bool = False
     width: int | None = None  # terminal width: wide tables wrap (or expand with \x auto)
@@ -122,10 +125,12 @@ def render(headers: list[str], rows: Sequence[Sequence[Any]], opts: RenderOption
         json_cols = [False] * ncol
         if numeric is None:
             numeric = numeric_flags(rows, ncol)
+    # <null> is the box-drawn tables' default: csv and unaligned print NULL as psql does, empty unless \pset null
+    plain_null = "" if opts.null == BOX_NULL else opts.null
     if opts.format == "csv":
-        return output.as_csv(_table(headers, rows, numeric, json_cols), opts.tuples_only)
+        return output.as_csv(_table(headers, rows, numeric, json_cols), opts.tuples_only, plain_null)
     if opts.format == "unaligned":
-        return output.unaligned(_table(headers, rows, numeric, json_cols), opts.tuples_only)
+        return output.unaligned(_table(headers, rows, numeric, json_cols), opts.tuples_only, null=plain_null)
     if opts.format == "json":
         return as_json(headers, rows, json_cols)
     null = f"{DIM}{opts.null}{RESET}" if opts.colour else opts.null
