@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -564,6 +565,14 @@ def test_json_format_keeps_value_types(helios: Run) -> None:
     assert r.stdout.startswith("Output format is json.\n")
     assert r.stdout.split("\n", 1)[1].replace(" ", "").replace("\n", "") == (
         '[{"a":1,"n":2.50,"b":true,"c":null,"j":{"k":1},"arr":[1,2],"t":"x"}]')
+
+
+def test_json_format_is_valid_json_with_every_column(helios: Run) -> None:
+    r = helios(stdin="\\pset format json\nSELECT 1 AS a, 2 AS a, 'NaN'::float8 AS f, '-Infinity'::float8 AS g;\n")
+    assert (r.returncode, r.stderr) == (0, "")
+    doc = r.stdout.split("\n", 1)[1]
+    assert json.loads(doc, parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == [
+        {"a": 1, "a_2": 2, "f": "NaN", "g": "-Infinity"}]
 
 
 def test_variables_are_not_replaced_inside_dollar_quotes(helios: Run) -> None:
