@@ -603,6 +603,14 @@ def test_meta_command_arguments_interpolate_and_pset_null_shows(helios: Run) -> 
     assert r.stdout == 'hello 42\n42!\nNull display is "(nil)".\nNull display is "(nil)".\n'
 
 
+def test_meta_command_arguments_take_variable_values_as_they_are(helios: Run) -> None:
+    script = ("\\set name 'O''Brien'\n\\echo :name\n\\echo :'name'\n\\echo :\"name\"\n\\set v 'a  b'\n"
+              "\\echo :v\n\\set w :name!\n\\echo :w\n")
+    r = helios(stdin=script)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == "O'Brien\n'O''Brien'\n\"O'Brien\"\na  b\nO'Brien!\n"  # psql 15's output
+
+
 def test_ctrl_c_cancels_the_running_statement_and_stops(
     helios_instance: Instance, helios_data_dir: Path, cli_db: str
 ) -> None:

@@ -216,7 +216,7 @@ class Shell:
     # -- meta commands ------------------------------------------------------------------------------
     def run_meta(self, line: str) -> None:
         try:
-            parsed = parse(self.interpolate(line))  # psql replaces variables in meta-command arguments too
+            parsed = parse(self.interpolate(line, meta=True))  # psql replaces variables in meta-command arguments too
         except UsageError as exc:
             self.failed = True
             self._show_failure(str(exc))
@@ -292,8 +292,10 @@ class Shell:
         self.ctx.refresh()
 
     # -- SQL ----------------------------------------------------------------------------------------
-    def interpolate(self, stmt: str) -> str:
-        """psql variables: :name, :'name' (a literal), :"name" (an identifier); unknown names stay."""
+    def interpolate(self, stmt: str, *, meta: bool = False) -> str:
+        """psql variables: :name, :'name' (a literal), :"name" (an identifier); unknown names stay.
+        meta: a meta command's line, whose arguments are split and unquoted afterwards: a value is put in
+        single quotes there, so that it comes out as it is (O'Brien stays O'Brien), not read again as quoting."""
         variables = self.ctx.variables
         if ":" not in stmt or not variables:
             return stmt
@@ -304,10 +306,10 @@ class Shell:
                 return m.group(0)
             value, q = variables[name], m.group(1)
             if q == "'":
-                return "'" + value.replace("'", "''") + "'"
-            if q == '"':
+                value = "'" + value.replace("'", "''") + "'"
+            elif q == '"':
                 return '"' + value.replace('"', '""') + '"'
-            return value
+            return "'" + value.replace("'", "''") + "'" if meta else value
 
         return _VARIABLE.sub(sub, stmt)
 
