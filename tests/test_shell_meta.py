@@ -289,6 +289,23 @@ def test_lsn_echo(shell: tuple[Shell, object, object]) -> None:
     assert "LSN" not in take(out)
 
 
+def test_schema_qualified_names_and_patterns(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\d public.accounts")  # the branch's own schema: as the bare names
+    assert take(out).startswith('Table "accounts" on branch "main"\n')
+    sh.run_meta("\\pset format unaligned")
+    take(out)
+    sh.run_meta("\\dt public.acc*")
+    assert "\naccounts|table|main\n(1 row)\n" in take(out)
+    sh.run_meta("\\dv heliosdb.commits")
+    assert "\nheliosdb.commits|view|\n(1 row)\n" in take(out)
+    sh.run_meta("\\use fix")
+    take(out)
+    sh.run_meta("\\dt br_fix.*")
+    assert "\naccounts|table|main\nnotes|table|fix\n(2 rows)\n" in take(out)
+    assert take(err) == ""
+
+
 def test_returning_prints_the_rows_then_the_command_tag(shell: tuple[Shell, object, object]) -> None:
     sh, out, err = shell
     sh.run_meta("\\use fix")

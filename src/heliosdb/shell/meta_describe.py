@@ -44,6 +44,14 @@ WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')
 ORDER BY c.relname
 """
 
+_SCHEMA_RELATIONS = """
+SELECT n.nspname, c.relname, c.relkind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p') AND n.nspname !~ '^(pg_|hdb_|br_)'
+  AND n.nspname NOT IN ('information_schema', 'public')
+ORDER BY 1, 2
+"""
+
 _KINDS = {"r": "plain table", "v": "view", "m": "materialized view", "S": "sequence", "f": "foreign table",
           "p": "partitioned table"}
 
@@ -67,8 +75,22 @@ def _title(ctx: ShellContext, what: str) -> str:
 
 
 # -- listings --------------------------------------------------------------------------------------
+def split_qualified(text: str) -> tuple[str | None, str]:
+    """schema.name (or a pattern) -> (schema or None, name), at the last dot outside double quotes."""
+    quoted, dot = False, -1
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            dot = i
+    return (text[:dot], text[dot + 1:]) if dot >= 0 else (None, text)
+
+
 def _listing(ctx: ShellContext, pattern: str | None, kinds: set[str], what: str) -> Outcome:
-    regex = pattern_regex(pattern)
+    schema_pattern, name_pattern = split_qualified(pattern) if pattern else (None, None)
+    if schema_pattern is not None and not _match(pattern_regex(schema_pattern), _schema(ctx)):
+        return _other_schemas(ctx, schema_pattern, name_pattern, kinds, what, pattern)
+    regex = pattern_regex(name_pattern)  # the branch's own schema (public on main) is the bare names' schema
     tables = visible_tables(ctx)
     names = {t[1] for t in tables}
     rows: list[tuple[Any, ...]] = []
@@ -83,6 +105,20 @@ def _listing(ctx: ShellContext, pattern: str | None, kinds: set[str], what: str)
         return nothing_found(what, pattern)
     rows.sort()
     return Rows(["Name", "Type", "Created on branch"], rows, title=_title(ctx, f"List of {what}"))
+
+
+def _other_schemas(ctx: ShellContext, schema_pattern: str, name_pattern: str | None, kinds: set[str], what: str,
+                   pattern: str | None) -> Outcome:
+    """A listing for schemas other than the branch's (heliosdb.*): their relations, named with their schema;
+    never the internal hdb_* schemas nor other branches' br_* schemas."""
+    schema_regex, regex = pattern_regex(schema_pattern), pattern_regex(name_pattern)
+    rows = [(f"{schema}.{name}", _KINDS.get(kind, kind).replace("plain table", "table"), "")
+            for schema, name, kind in ctx.query(_SCHEMA_RELATIONS)
+            if _match(schema_regex, schema) and _match(regex, name) and _KINDS.get(kind, kind) in kinds | {"plain table"}
+            and ("table" in kinds or kind != "r")]
+    if not rows:
+        return nothing_found(what, pattern)
+    return Rows(["Name", "Type", "Created on branch"], sorted(rows), title=f"List of {what}")
 
 
 _P = [Arg("pattern", ArgKind.PATTERN, optional=True)]
@@ -238,8 +274,9 @@ def describe(ctx: ShellContext, args: dict[str, str]) -> Outcome:
         if name is not None and isinstance(found, Text):  # as psql: \d with a pattern fails when nothing matches
             return Failure(f'Did not find any relation named "{name}".')
         return found
-    if "." not in name.strip('"'):
-        wanted = object_name(name)
+    schema, rel = split_qualified(name)
+    if schema is None or object_name(schema) == _schema(ctx):  # public.t on main is t
+        wanted = object_name(rel)
         for t in visible_tables(ctx):
             if t[1] == wanted:
                 return _describe_table(ctx, t)
