@@ -512,6 +512,18 @@ def test_c_and_f_run_meta_commands(helios: Run, tmp_path: Path, name: Callable[[
     assert (r.returncode, r.stderr) == (1, "invalid command \\nosuch; try \\? for help\n")
 
 
+def test_describe_shows_foreign_keys_both_ways(helios: Run, name: Callable[[str], str]) -> None:
+    parent, child = name("parent"), name("child")
+    r = helios("-c", f"CREATE TABLE {parent} (id int PRIMARY KEY)",
+               "-c", f'CREATE TABLE {child} (id int, "Pid" int REFERENCES {parent}(id) ON DELETE CASCADE)')
+    assert r.returncode == 0, r.stderr
+    fk = f'FOREIGN KEY ("Pid") REFERENCES {parent}(id) ON DELETE CASCADE'  # as pg_get_constraintdef
+    r = helios("-c", f"\\d {child}")
+    assert f'\nForeign-key constraints:\n    "{child}_Pid_fkey" {fk}\nHeliosDB table' in r.stdout
+    r = helios("-c", f"\\d {parent}")
+    assert f'\nReferenced by:\n    TABLE "{child}" CONSTRAINT "{child}_Pid_fkey" {fk}\nHeliosDB table' in r.stdout
+
+
 def test_a_listing_that_matches_nothing_is_not_a_failure(helios: Run) -> None:
     r = helios("-c", "\\dt no_such_tbl*")  # as psql: a note on standard error, exit status 0
     assert (r.returncode, r.stdout, r.stderr) == (0, "", 'Did not find any tables named "no_such_tbl*".\n')

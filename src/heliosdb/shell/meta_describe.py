@@ -4,6 +4,7 @@ hdb_* schemas are never listed."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -209,7 +210,36 @@ def list_roles(ctx: ShellContext, args: dict[str, str]) -> Outcome:
 
 
 # -- \d --------------------------------------------------------------------------------------------
-def _describe_table(ctx: ShellContext, t: tuple[Any, ...]) -> Rows:
+_FK_ACTIONS = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}  # "a" (no action): not shown
+
+
+def _fk_target(c: dict[str, Any]) -> dict[str, Any]:
+    expr = c.get("expr")
+    return json.loads(expr) if isinstance(expr, str) else (expr or {})
+
+
+def _ident(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def foreign_key_def(c: dict[str, Any]) -> str:
+    """A foreign key from the catalog, as pg_get_constraintdef writes it (what psql's \\d shows)."""
+    ref = _fk_target(c)
+    cols, ref_cols = ", ".join(map(_ident, c["cols"])), ", ".join(map(_ident, ref.get("cols", [])))
+    text = f"FOREIGN KEY ({cols}) REFERENCES {_ident(str(ref.get('table')))}({ref_cols})"
+    if ref.get("match") == "f":
+        text += " MATCH FULL"
+    for event, key in (("UPDATE", "on_update"), ("DELETE", "on_delete")):
+        if ref.get(key) in _FK_ACTIONS:
+            text += f" ON {event} {_FK_ACTIONS[ref[key]]}"
+    if ref.get("deferrable"):
+        text += " DEFERRABLE" + (" INITIALLY DEFERRED" if ref.get("deferred") else "")
+    if not ref.get("valid", True):
+        text += " NOT VALID"
+    return text
+
+
+def _describe_table(ctx: ShellContext, t: tuple[Any, ...], tables: list[tuple[Any, ...]]) -> Rows:
     tid, name, cols, cons, _root_id, root_name, phys_schema, phys_name = t
     rows = [(c["name"], c["type"], "not null" if c.get("notnull") else "", c.get("default") or "") for c in cols]
     footer: list[str] = []
@@ -236,6 +266,15 @@ def _describe_table(ctx: ShellContext, t: tuple[Any, ...]) -> Rows:
     if checks:
         footer.append("Check constraints:")
         footer += [f'    "{c["name"]}" CHECK ({c["expr"]})' for c in checks]
+    fks = [c for c in cons if c["kind"] == "f"]
+    if fks:
+        footer.append("Foreign-key constraints:")
+        footer += [f'    "{c["name"]}" {foreign_key_def(c)}' for c in fks]
+    referencing = [(other[1], c) for other in tables for c in other[3]
+                   if c["kind"] == "f" and _fk_target(c).get("table") == name]
+    if referencing:
+        footer.append("Referenced by:")
+        footer += [f'    TABLE "{child}" CONSTRAINT "{c["name"]}" {foreign_key_def(c)}' for child, c in referencing]
     footer.append(f"HeliosDB table {tid}, created on branch {root_name}; storage {phys_schema}.{phys_name}")
     return Rows(["Column", "Type", "Nullable", "Default"], rows,
                 title=f'Table "{name}" on branch "{ctx.session.branch.name}"', footer=footer, count=False)
@@ -277,7 +316,8 @@ def describe(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     schema, rel = split_qualified(name)
     if schema is None or object_name(schema) == _schema(ctx):  # public.t on main is t
         wanted = object_name(rel)
-        for t in visible_tables(ctx):
+        tables = visible_tables(ctx)
+        for t in tables:
             if t[1] == wanted:
-                return _describe_table(ctx, t)
+                return _describe_table(ctx, t, tables)
     return _describe_relation(ctx, name)
