@@ -175,6 +175,28 @@ def test_dmv_shows_real_views(shell: tuple[Shell, object, object]) -> None:
         sh.session.execute("DROP MATERIALIZED VIEW big, by_owner")
 
 
+def test_materialized_views_are_listed_and_described_as_such(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.session.execute("CREATE MATERIALIZED VIEW per_owner AS SELECT owner, sum(balance) AS total FROM accounts "
+                       "GROUP BY owner")
+    try:
+        sh.run_meta("\\d per_owner")
+        described = take(out)
+        assert described.startswith('Materialized view "per_owner"\n')
+        assert described.endswith("View definition:\n  SELECT owner, sum(balance) AS total FROM accounts "
+                                  "GROUP BY owner;\n")  # the user's query, not the view over its storage
+        sh.run_meta("\\pset format unaligned")
+        take(out)
+        sh.run_meta("\\d per*")
+        assert "\nper_owner|materialized view|\n" in take(out)
+        sh.run_meta("\\dm")
+        assert "\nper_owner|materialized view|\n" in take(out)
+        sh.run_meta("\\dv per*")
+        assert take(err) == 'Did not find any views named "per*".\n'
+    finally:
+        sh.session.execute("DROP MATERIALIZED VIEW per_owner")
+
+
 def test_settings_commands(shell: tuple[Shell, object, object]) -> None:
     sh, out, err = shell
     st = sh.ctx.settings

@@ -57,6 +57,18 @@ _KINDS = {"r": "plain table", "v": "view", "m": "materialized view", "S": "seque
           "p": "partitioned table"}
 
 
+# HeliosDB materialized views of the branch (as \dmv lists them): views in its schema over internal storage
+_MVIEWS = """
+SELECT z.name, m.query FROM heliosdb._mv_staleness() z JOIN heliosdb._mviews m ON m.id = z.mv_id
+WHERE z.branch = heliosdb.current_branch()
+"""
+
+
+def helios_mviews(ctx: ShellContext) -> dict[str, str]:
+    """name -> the query the user wrote, of the branch's HeliosDB materialized views."""
+    return dict(ctx.query(_MVIEWS))
+
+
 def visible_tables(ctx: ShellContext) -> list[tuple[Any, ...]]:
     """(table_id, name, columns, constraints, root_branch_id, root_branch_name, phys_schema, phys_name)."""
     return ctx.query(VISIBLE_TABLES, {"branch": ctx.session.branch.id})
@@ -97,8 +109,9 @@ def _listing(ctx: ShellContext, pattern: str | None, kinds: set[str], what: str)
     rows: list[tuple[Any, ...]] = []
     if "table" in kinds:
         rows += [(t[1], "table", t[5]) for t in tables if _match(regex, t[1])]
+    mviews = helios_mviews(ctx) if kinds & {"view", "materialized view"} else {}
     for name, kind, _owner in ctx.query(_RELATIONS, (_schema(ctx),)):
-        label = _KINDS.get(kind, kind)
+        label = "materialized view" if kind == "v" and name in mviews else _KINDS.get(kind, kind)
         if name in names or not _match(regex, name) or label not in kinds:
             continue
         rows.append((name, label, ""))
@@ -135,7 +148,7 @@ def list_views(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     return _listing(ctx, args.get("pattern"), {"view"}, "views")
 
 
-@command("\\dm", "list (PostgreSQL) materialized views of the current branch", group=G, args=_P)
+@command("\\dm", "list materialized views of the current branch", group=G, args=_P)
 def list_matviews(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     return _listing(ctx, args.get("pattern"), {"materialized view"}, "materialized views")
 
@@ -289,16 +302,23 @@ def _describe_relation(ctx: ShellContext, name: str) -> Outcome:
         oid = ctx.scalar("SELECT to_regclass(%s)::oid", (ctx.ident(object_name(rel)),))
     if oid is None:
         return Failure(f'Did not find any relation named "{name}".')
-    kind, shown = ctx.query("SELECT relkind, %s::oid::regclass::text FROM pg_class WHERE oid = %s", (oid, oid))[0]
+    kind, shown, schema_name, rel_name = ctx.query(
+        """SELECT c.relkind, c.oid::regclass::text, n.nspname, c.relname
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s""", (oid,))[0]
     rows = ctx.query(
         """SELECT a.attname, format_type(a.atttypid, a.atttypmod),
                   CASE WHEN a.attnotnull THEN 'not null' ELSE '' END, coalesce(pg_get_expr(d.adbin, d.adrelid), '')
            FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
            WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""", (oid,))
     footer = []
+    mv_query = helios_mviews(ctx).get(rel_name) if kind == "v" and schema_name == _schema(ctx) else None
+    if mv_query is not None:  # a HeliosDB materialized view: the user's query, not the view over its storage
+        kind = "m"
+        definition = mv_query.rstrip().rstrip(";") + ";"
+    elif kind in ("v", "m"):
+        definition = ctx.scalar("SELECT pg_get_viewdef(%s::oid, true)", (oid,)) or ""
     if kind in ("v", "m"):
-        footer = ["View definition:", *("  " + ln for ln in (ctx.scalar("SELECT pg_get_viewdef(%s::oid, true)", (oid,))
-                                                           or "").rstrip().splitlines())]
+        footer = ["View definition:", *("  " + ln for ln in definition.rstrip().splitlines())]
     label = _KINDS.get(kind, "relation").capitalize().replace("Plain table", "Table")
     return Rows(["Column", "Type", "Nullable", "Default"], rows, title=f'{label} "{shown}"', footer=footer, count=False)
 
