@@ -623,16 +623,24 @@ def test_meta_command_arguments_take_variable_values_as_they_are(helios: Run) ->
     assert r.stdout == "O'Brien\n'O''Brien'\n\"O'Brien\"\na  b\nO'Brien!\n"  # psql 15's output
 
 
+@pytest.mark.parametrize("how", ["-c", "piped"])
 def test_ctrl_c_cancels_the_running_statement_and_stops(
-    helios_instance: Instance, helios_data_dir: Path, cli_db: str
+    helios_instance: Instance, helios_data_dir: Path, cli_db: str, how: str
 ) -> None:
-    cmd = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", cli_db,
-           "-c", "select pg_sleep(30) as ctrl_c_test", "-c", "select 2"]
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", cli_db]
+    tag = f"ctrl_c_test_{how.strip('-')}"
+    if how == "-c":
+        cmd += ["-c", f"select pg_sleep(30) as {tag}", "-c", "select 2"]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE if how == "piped" else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if how == "piped":  # as -f -: the same cancel, message and exit status
+        assert p.stdin is not None
+        p.stdin.write(f"select pg_sleep(30) as {tag};\nselect 2;\n")
+        p.stdin.flush()
     with psycopg.connect(**helios_instance.conninfo("postgres"), autocommit=True) as admin:  # type: ignore[arg-type]
         deadline = time.monotonic() + 60
         while not admin.execute("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE "
-                                "'%pg_sleep(30) as ctrl_c_test%' AND pid <> pg_backend_pid()").fetchone():
+                                f"'%pg_sleep(30) as {tag}%' AND pid <> pg_backend_pid()").fetchone():
             assert time.monotonic() < deadline and p.poll() is None, "the statement never started"
             time.sleep(0.05)
     time.sleep(0.2)

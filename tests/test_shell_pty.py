@@ -274,3 +274,26 @@ def test_an_unusable_history_file_falls_back_to_memory(spawn: Spawn, pty_db: str
     log = (tmp_path / "pty-0.log").read_text()
     assert "Traceback" not in log and "Unhandled exception" not in log
     assert log.count("cannot use history file") == 1
+
+
+def test_ctrl_c_stops_an_included_script(spawn: Spawn, pty_db: str, tmp_path: Path) -> None:
+    script, quick = tmp_path / "slow.sql", tmp_path / "quick.sql"
+    script.write_text("SELECT pg_sleep(30);\nSELECT 'after cancel' AS x;\nSELECT pg_sleep(30);\n")
+    quick.write_text("SELECT 'quick' AS y;\n")
+    c = spawn()
+    c.expect(prompt(pty_db))
+    c.send(f"\\i {script}\r")
+    c.expect(r"running \d+\.\d s \(Ctrl-C cancels\)")
+    started = time.monotonic()
+    c.sendintr()
+    c.expect("ERROR:  57014: canceling statement due to user request", timeout=10)
+    c.expect(prompt(pty_db))
+    assert time.monotonic() - started < 5  # as psql: the rest of the script does not run
+    assert "after cancel" not in screen(c)
+    c.send(f"\\i {quick}\r")  # the next script runs whole
+    c.expect("│ quick │")
+    c.expect(prompt(pty_db))
+    c.send("\\q\r")
+    c.expect(pexpect.EOF)
+    log = (tmp_path / "pty-0.log").read_text()
+    assert "after cancel" not in log

@@ -168,7 +168,7 @@ class Shell:
         data = it if copy_data else None
         buf = ""
         for line in it:
-            if self.quit:
+            if self.quit or self._stopped_by_cancel:
                 return True
             if not strip_comments(buf).strip() and line.lstrip().startswith("\\"):
                 buf = ""
@@ -189,7 +189,7 @@ class Shell:
             for stmt in stmts:
                 if not self.run_sql(stmt, data) and self.on_error_stop and not self.lost:
                     return False
-                if self.lost or (self.cancelled and not self.boxed):
+                if self.lost or self._stopped_by_cancel:
                     return True
             if buf.strip().startswith("\\"):  # "SELECT 1; \x": a meta command after the statement
                 meta, buf = buf.strip(), ""
@@ -198,6 +198,11 @@ class Shell:
             if not self.run_sql(buf.strip(), data) and self.on_error_stop:
                 return False
         return True
+
+    @property
+    def _stopped_by_cancel(self) -> bool:
+        """Ctrl-C cancelled a statement of a script (-f, piped input, \\i): as psql, the script stops there."""
+        return self.cancelled and (not self.boxed or self._depth > 0)
 
     @property
     def on_error_stop(self) -> bool:
