@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -382,6 +383,8 @@ SAME_QUERIES = [
     'SELECT 1 AS "Mixed Case", 2 AS "x"',
     "CREATE TEMP TABLE parity (a int); INSERT INTO parity VALUES (1), (2); UPDATE parity SET a = a + 1; "
     "DELETE FROM parity WHERE a = 3; SELECT * FROM parity",
+    "CREATE TEMP TABLE ret (a int); INSERT INTO ret VALUES (1), (2) RETURNING a; "
+    "UPDATE ret SET a = a + 1 WHERE a = 2 RETURNING a; DELETE FROM ret RETURNING a",
 ]
 SAME_FLAGS = {"aligned": [], "unaligned": ["-A"], "csv": ["--csv"], "qAt": ["-q", "-A", "-t"]}
 
@@ -403,6 +406,7 @@ SINGLE_CASES = {
     "tuples-only-trailing-blank-line": (["-t"], "SELECT 1 AS a, 'x' AS b"),
     "tuples-only-column-widths": (["-t"], "SELECT NULL::int AS nnnn, 'x' AS yyyyyy"),
     "tuples-only-command-tags": (["-t"], "CREATE TEMP TABLE tags_cli (a int)"),
+    "tuples-only-returning": (["-t"], "CREATE TEMP TABLE ret_t (a int); INSERT INTO ret_t VALUES (1) RETURNING a"),
     "infinite-dates": ([], "SELECT 'infinity'::date AS d, '-infinity'::timestamp AS t"),
     "tabs": ([], "SELECT E'a\\tb' AS t, 1 AS k"),
     "control-characters": ([], "SELECT E'a\\rb' AS cr, E'x\\x01y' AS ctl"),
@@ -508,6 +512,28 @@ def test_c_and_f_run_meta_commands(helios: Run, tmp_path: Path, name: Callable[[
     assert (r.returncode, r.stderr) == (1, "invalid command \\nosuch; try \\? for help\n")
 
 
+def test_describe_shows_foreign_keys_both_ways(helios: Run, name: Callable[[str], str]) -> None:
+    parent, child = name("parent"), name("child")
+    r = helios("-c", f"CREATE TABLE {parent} (id int PRIMARY KEY)",
+               "-c", f'CREATE TABLE {child} (id int, "Pid" int REFERENCES {parent}(id) ON DELETE CASCADE)')
+    assert r.returncode == 0, r.stderr
+    fk = f'FOREIGN KEY ("Pid") REFERENCES {parent}(id) ON DELETE CASCADE'  # as pg_get_constraintdef
+    r = helios("-c", f"\\d {child}")
+    assert f'\nForeign-key constraints:\n    "{child}_Pid_fkey" {fk}\nHeliosDB table' in r.stdout
+    r = helios("-c", f"\\d {parent}")
+    assert f'\nReferenced by:\n    TABLE "{child}" CONSTRAINT "{child}_Pid_fkey" {fk}\nHeliosDB table' in r.stdout
+
+
+def test_a_listing_that_matches_nothing_is_not_a_failure(helios: Run) -> None:
+    r = helios("-c", "\\dt no_such_tbl*")  # as psql: a note on standard error, exit status 0
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", 'Did not find any tables named "no_such_tbl*".\n')
+    r = helios("-v", "ON_ERROR_STOP=1", "-f", "-", stdin="\\dm\n\\di nope*\nSELECT 1 AS reached;\n")
+    assert (r.returncode, r.stdout) == (0, " reached \n---------\n       1\n(1 row)\n\n")
+    assert r.stderr == "Did not find any materialized views.\nDid not find any indexes named \"nope*\".\n"
+    r = helios("-c", "\\d no_such_tbl")  # describing a missing relation fails, as in psql
+    assert (r.returncode, r.stderr) == (1, 'Did not find any relation named "no_such_tbl".\n')
+
+
 def test_copy_from_stdin_in_c_reads_standard_input(
     helios: Run, db: heliosdb.Connection, name: Callable[[str], str]
 ) -> None:
@@ -537,6 +563,12 @@ def test_expanded_and_null_display_apply_to_script_results(helios: Run) -> None:
     )
 
 
+def test_csv_prints_the_null_string(helios: Run) -> None:
+    r = helios(stdin="\\pset null (nil)\n\\pset format csv\nSELECT 1 AS a, NULL AS b;\n")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == 'Null display is "(nil)".\nOutput format is csv.\na,b\n1,(nil)\n'  # psql 15's output
+
+
 def test_json_format_keeps_value_types(helios: Run) -> None:
     r = helios("-c", "\\pset format json",
                "-c", "SELECT 1 AS a, 2.50::numeric AS n, true AS b, NULL AS c, '{\"k\":1}'::jsonb AS j, "
@@ -547,9 +579,28 @@ def test_json_format_keeps_value_types(helios: Run) -> None:
         '[{"a":1,"n":2.50,"b":true,"c":null,"j":{"k":1},"arr":[1,2],"t":"x"}]')
 
 
+def test_json_format_is_valid_json_with_every_column(helios: Run) -> None:
+    r = helios(stdin="\\pset format json\nSELECT 1 AS a, 2 AS a, 'NaN'::float8 AS f, '-Infinity'::float8 AS g;\n")
+    assert (r.returncode, r.stderr) == (0, "")
+    doc = r.stdout.split("\n", 1)[1]
+    assert json.loads(doc, parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == [
+        {"a": 1, "a_2": 2, "f": "NaN", "g": "-Infinity"}]
+
+
 def test_variables_are_not_replaced_inside_dollar_quotes(helios: Run) -> None:
     r = helios("-A", "-t", stdin="\\set n 5\nSELECT $$ :n $$, :n, $f$ :n $$ :n $f$, :n;\n")
     assert (r.returncode, r.stdout, r.stderr) == (0, " :n |5| :n $$ :n |5\n", "")
+
+
+def test_variables_are_not_replaced_in_quoted_text_or_comments(helios: Run) -> None:
+    script = ("\\set v 7\nSELECT E'it\\'s :v' AS s, ':v' AS t, 'a''b :v' AS u, 1 AS \"x:v\", /* :v */ :v AS w,"
+              " $$ :v $$ AS d, e'\\\\' AS bs, :'v' AS q -- :v\n;\n")
+    r = helios(stdin=script)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == (  # psql 15's output for the same script
+        "    s    | t  |   u    | x:v | w |  d   | bs | q \n"
+        "---------+----+--------+-----+---+------+----+---\n"
+        " it's :v | :v | a'b :v |   1 | 7 |  :v  | \\  | 7\n(1 row)\n\n")
 
 
 def test_quit_in_piped_input_is_sql_not_the_end(helios: Run) -> None:
@@ -564,16 +615,32 @@ def test_meta_command_arguments_interpolate_and_pset_null_shows(helios: Run) -> 
     assert r.stdout == 'hello 42\n42!\nNull display is "(nil)".\nNull display is "(nil)".\n'
 
 
+def test_meta_command_arguments_take_variable_values_as_they_are(helios: Run) -> None:
+    script = ("\\set name 'O''Brien'\n\\echo :name\n\\echo :'name'\n\\echo :\"name\"\n\\set v 'a  b'\n"
+              "\\echo :v\n\\set w :name!\n\\echo :w\n")
+    r = helios(stdin=script)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == "O'Brien\n'O''Brien'\n\"O'Brien\"\na  b\nO'Brien!\n"  # psql 15's output
+
+
+@pytest.mark.parametrize("how", ["-c", "piped"])
 def test_ctrl_c_cancels_the_running_statement_and_stops(
-    helios_instance: Instance, helios_data_dir: Path, cli_db: str
+    helios_instance: Instance, helios_data_dir: Path, cli_db: str, how: str
 ) -> None:
-    cmd = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", cli_db,
-           "-c", "select pg_sleep(30) as ctrl_c_test", "-c", "select 2"]
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", cli_db]
+    tag = f"ctrl_c_test_{how.strip('-')}"
+    if how == "-c":
+        cmd += ["-c", f"select pg_sleep(30) as {tag}", "-c", "select 2"]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE if how == "piped" else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if how == "piped":  # as -f -: the same cancel, message and exit status
+        assert p.stdin is not None
+        p.stdin.write(f"select pg_sleep(30) as {tag};\nselect 2;\n")
+        p.stdin.flush()
     with psycopg.connect(**helios_instance.conninfo("postgres"), autocommit=True) as admin:  # type: ignore[arg-type]
         deadline = time.monotonic() + 60
         while not admin.execute("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE "
-                                "'%pg_sleep(30) as ctrl_c_test%' AND pid <> pg_backend_pid()").fetchone():
+                                f"'%pg_sleep(30) as {tag}%' AND pid <> pg_backend_pid()").fetchone():
             assert time.monotonic() < deadline and p.poll() is None, "the statement never started"
             time.sleep(0.05)
     time.sleep(0.2)

@@ -96,6 +96,22 @@ def test_word_and_statement_boundaries() -> None:
     assert suggest("SELECT * FROM \"My").word == '"My'
     assert kinds("SELECT 1;\nUSE BRANCH ") == [Kind.BRANCH]
     assert suggest("").suggestions[0].words[0] == "SELECT"
+    assert suggest("SELECT * FROM acc\n").word == ""  # a new line starts a new word
+    assert kinds("SELECT * FROM acc\n") == [Kind.KEYWORD]
+
+
+def test_no_menu_while_typing_on_a_new_line(completer: HeliosCompleter) -> None:
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    def texts(text: str, typing: bool) -> list[str]:
+        event = CompleteEvent(text_inserted=typing, completion_requested=not typing)
+        return [c.text for c in completer.get_completions(Document(text), event)]
+
+    assert texts("SELECT * FROM acc\n", typing=True) == []  # Enter started a line: no menu pops up
+    assert texts("SELECT * FROM acc\n", typing=False)[:1] == ["WHERE"]  # Tab there still completes
+    assert texts("SELECT * FROM\n", typing=False)[:1] == ["accounts"]
+    assert texts("SELECT * FROM\nno", typing=True) == ["notes"]
 
 
 # -- matchers over a catalog snapshot -------------------------------------------------------------------

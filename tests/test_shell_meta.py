@@ -175,6 +175,28 @@ def test_dmv_shows_real_views(shell: tuple[Shell, object, object]) -> None:
         sh.session.execute("DROP MATERIALIZED VIEW big, by_owner")
 
 
+def test_materialized_views_are_listed_and_described_as_such(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.session.execute("CREATE MATERIALIZED VIEW per_owner AS SELECT owner, sum(balance) AS total FROM accounts "
+                       "GROUP BY owner")
+    try:
+        sh.run_meta("\\d per_owner")
+        described = take(out)
+        assert described.startswith('Materialized view "per_owner"\n')
+        assert described.endswith("View definition:\n  SELECT owner, sum(balance) AS total FROM accounts "
+                                  "GROUP BY owner;\n")  # the user's query, not the view over its storage
+        sh.run_meta("\\pset format unaligned")
+        take(out)
+        sh.run_meta("\\d per*")
+        assert "\nper_owner|materialized view|\n" in take(out)
+        sh.run_meta("\\dm")
+        assert "\nper_owner|materialized view|\n" in take(out)
+        sh.run_meta("\\dv per*")
+        assert take(err) == 'Did not find any views named "per*".\n'
+    finally:
+        sh.session.execute("DROP MATERIALIZED VIEW per_owner")
+
+
 def test_settings_commands(shell: tuple[Shell, object, object]) -> None:
     sh, out, err = shell
     st = sh.ctx.settings
@@ -238,6 +260,16 @@ def test_output_redirect_and_include(shell: tuple[Shell, object, object], tmp_pa
     assert take(out) == "Output format is unaligned.\ndone\n"  # messages stay on the terminal
     with open(target) as f:
         assert f.read() == "answer\n42\n(1 row)\n"
+    sh.run_meta(f"\\o {target}")
+    sh.run_meta("\\timing on")
+    sh.run_meta("\\lsn on")
+    sh.run_sql("SELECT 7 AS seven")
+    sh.run_meta("\\o")
+    lines = take(out).splitlines()  # as psql: timing and LSN lines on the terminal, results in the file
+    assert lines[:2] == ["Timing is on.", "LSN display is on."] and len(lines) == 4
+    assert lines[2].startswith("Time: ") and lines[3].startswith("LSN: ")
+    with open(target) as f:
+        assert f.read() == "seven\n7\n(1 row)\n"
     sh.run_meta("\\i /nonexistent/file.sql")
     assert take(err) == "/nonexistent/file.sql: No such file or directory\n"
 
@@ -277,6 +309,35 @@ def test_lsn_echo(shell: tuple[Shell, object, object]) -> None:
     take(out)
     sh.run_sql("SELECT 1")
     assert "LSN" not in take(out)
+
+
+def test_schema_qualified_names_and_patterns(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\d public.accounts")  # the branch's own schema: as the bare names
+    assert take(out).startswith('Table "accounts" on branch "main"\n')
+    sh.run_meta("\\pset format unaligned")
+    take(out)
+    sh.run_meta("\\dt public.acc*")
+    assert "\naccounts|table|main\n(1 row)\n" in take(out)
+    sh.run_meta("\\dv heliosdb.commits")
+    assert "\nheliosdb.commits|view|\n(1 row)\n" in take(out)
+    sh.run_meta("\\use fix")
+    take(out)
+    sh.run_meta("\\dt br_fix.*")
+    assert "\naccounts|table|main\nnotes|table|fix\n(2 rows)\n" in take(out)
+    assert take(err) == ""
+
+
+def test_returning_prints_the_rows_then_the_command_tag(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\use fix")
+    take(out)
+    assert sh.run_sql("INSERT INTO notes VALUES (4, 'r') RETURNING id")
+    assert take(out).endswith("│  4 │\n└────┘\n(1 row)\nINSERT 0 1\n")  # as psql: rows, then the tag
+    sh.run_meta("\\pset format unaligned")
+    take(out)
+    assert sh.run_sql("DELETE FROM notes WHERE id = 4 RETURNING id")
+    assert take(out) == "id\n4\n(1 row)\nDELETE 1\n"
 
 
 def test_errors_show_sqlstate_hint_and_caret(shell: tuple[Shell, object, object]) -> None:

@@ -218,3 +218,82 @@ def test_exit_codes_of_c_and_f_are_unchanged(helios_data_dir: Path, pty_db: str,
     assert subprocess.run([*base, "-f", str(script)], capture_output=True, timeout=60).returncode == 0
     done = subprocess.run([*base, "-v", "ON_ERROR_STOP=1", "-f", str(script)], capture_output=True, timeout=60)
     assert done.returncode == 3
+
+
+def test_a_lost_connection_is_reset_on_the_same_branch(spawn: Spawn, pty_db: str) -> None:
+    c = spawn()
+    c.expect(prompt(pty_db))
+    c.send("\\use fix\r")
+    c.expect(prompt(pty_db, "fix"))
+    c.send("SET AS OF LSN 0/1;\r")
+    c.expect(prompt(pty_db, "fix@LSN:0/1"))
+    c.send("SELECT pg_terminate_backend(pg_backend_pid());\r")
+    c.expect("server closed the connection unexpectedly")
+    c.expect("The connection to the server was lost. Attempting reset: Succeeded.")
+    c.expect(r"The temporal context \(AS OF LSN 0/1\) is gone")
+    c.expect(prompt(pty_db, "fix"))  # no open transaction, no AS OF
+    c.send("SELECT 6 * 7 AS x;\r")
+    c.expect("│ 42 │")
+    c.send("\\dt\r")
+    c.expect(r"List of tables on branch \"fix\"")
+    c.send("BEGIN;\r")
+    c.expect(prompt(pty_db, "fix", "*="))
+    c.send("SELECT pg_terminate_backend(pg_backend_pid());\r")
+    c.expect("Attempting reset: Succeeded.")
+    c.expect(prompt(pty_db, "fix"))
+    c.send("\\q\r")  # the transaction went with the connection: no warning, \q quits
+    c.expect(pexpect.EOF)
+    c.close()
+    assert c.exitstatus == 0
+
+
+def test_a_lost_connection_stops_piped_input_and_scripts(helios_data_dir: Path, pty_db: str) -> None:
+    base = [sys.executable, "-m", "heliosdb.cli", "-D", str(helios_data_dir), "-d", pty_db]
+    script = "SELECT pg_terminate_backend(pg_backend_pid());\nSELECT 1 AS after;\n"
+    for args in ([], ["-f", "-"], ["-c", "SELECT pg_terminate_backend(pg_backend_pid())", "-c", "SELECT 1 AS after"]):
+        done = subprocess.run([*base, *args], input=script, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, args
+        assert done.stdout == ""
+        assert done.stderr.endswith("connection to server was lost\n")
+
+
+def test_an_unusable_history_file_falls_back_to_memory(spawn: Spawn, pty_db: str, tmp_path: Path) -> None:
+    c = spawn(history=tmp_path)  # a directory
+    c.expect(f"heliosdb: warning: cannot use history file {re.escape(str(tmp_path))}: Is a directory")
+    c.expect(prompt(pty_db))
+    c.send("SELECT 6 * 7 AS x;\r")
+    c.expect("│ 42 │")
+    c.expect(prompt(pty_db))
+    c.send("\x1b[A")  # Up: the statement is in the in-memory history
+    c.expect("SELECT 6 \\* 7 AS x;")
+    c.send("\r")
+    c.expect("│ 42 │")
+    c.expect(prompt(pty_db))
+    c.send("\\q\r")
+    c.expect(pexpect.EOF)
+    log = (tmp_path / "pty-0.log").read_text()
+    assert "Traceback" not in log and "Unhandled exception" not in log
+    assert log.count("cannot use history file") == 1
+
+
+def test_ctrl_c_stops_an_included_script(spawn: Spawn, pty_db: str, tmp_path: Path) -> None:
+    script, quick = tmp_path / "slow.sql", tmp_path / "quick.sql"
+    script.write_text("SELECT pg_sleep(30);\nSELECT 'after cancel' AS x;\nSELECT pg_sleep(30);\n")
+    quick.write_text("SELECT 'quick' AS y;\n")
+    c = spawn()
+    c.expect(prompt(pty_db))
+    c.send(f"\\i {script}\r")
+    c.expect(r"running \d+\.\d s \(Ctrl-C cancels\)")
+    started = time.monotonic()
+    c.sendintr()
+    c.expect("ERROR:  57014: canceling statement due to user request", timeout=10)
+    c.expect(prompt(pty_db))
+    assert time.monotonic() - started < 5  # as psql: the rest of the script does not run
+    assert "after cancel" not in screen(c)
+    c.send(f"\\i {quick}\r")  # the next script runs whole
+    c.expect("│ quick │")
+    c.expect(prompt(pty_db))
+    c.send("\\q\r")
+    c.expect(pexpect.EOF)
+    log = (tmp_path / "pty-0.log").read_text()
+    assert "after cancel" not in log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 
 import pytest
 
@@ -55,7 +56,12 @@ def test_other_formats() -> None:
     assert render(heads, rows, RenderOptions(format="csv")) == 'n,s,z,arr\n1,"a,b",,"{1,2}"\n'
     assert render(heads, rows, RenderOptions(format="unaligned")) == "n|s|z|arr\n1|a,b||{1,2}\n(1 row)\n"
     assert render(heads, rows, RenderOptions(format="csv", tuples_only=True)) == '1,"a,b",,"{1,2}"\n'
+    assert render(heads, rows, RenderOptions(format="csv", null="(nil)")) == 'n,s,z,arr\n1,"a,b",(nil),"{1,2}"\n'
+    assert render(heads, rows, RenderOptions(format="unaligned", null="-")) == "n|s|z|arr\n1|a,b|-|{1,2}\n(1 row)\n"
     assert render(["x"], [], RenderOptions(format="json")) == "[]\n"
+    doc = render(["a", "a", "f", "g", "a_2"], [(1, 2, float("nan"), [float("-inf"), 1.5], 3)], RenderOptions(format="json"))
+    assert json.loads(doc, parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == [  # valid JSON, every column
+        {"a": 1, "a_3": 2, "f": "NaN", "g": ["-Infinity", 1.5], "a_2": 3}]
     assert render(["x"], [(1,)], RenderOptions(tuples_only=True)) == "┌───┐\n│ 1 │\n└───┘\n"
 
 

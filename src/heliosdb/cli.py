@@ -16,7 +16,7 @@ from heliosdb.session import Result, Session  # noqa: E402
 from heliosdb.shell import output  # noqa: E402
 from heliosdb.storage.instance import DEFAULT_DATABASE  # noqa: E402
 
-EXIT_OK, EXIT_FAILED, EXIT_SCRIPT_STOPPED = 0, 1, 3
+EXIT_OK, EXIT_FAILED, EXIT_CONNECTION_LOST, EXIT_SCRIPT_STOPPED = 0, 1, 2, 3
 
 
 class _Action(argparse.Action):
@@ -69,6 +69,8 @@ class Runner:
             else:
                 text = output.aligned(table, self.args.tuples_only) + "\n"
             self.out.write(text)
+            if not self.args.quiet and (tag := output.returning_tag(result.status)):
+                self.out.write(tag + "\n")
         elif result.status and not self.args.quiet:
             self.out.write(result.status + "\n")
         self.out.flush()
@@ -137,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 code = EXIT_OK if shell.run_command(value) else EXIT_FAILED
             else:
                 code = shell.run_script(value)
+            if shell.lost:  # as psql: the server connection was lost
+                return EXIT_CONNECTION_LOST
             if shell.cancelled:  # Ctrl-C: psql reports the cancelled statement's error and runs nothing more
                 return EXIT_FAILED
             if code != EXIT_OK:

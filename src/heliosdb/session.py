@@ -735,6 +735,23 @@ class Session:
     def cancel(self) -> None:
         self.conn.cancel_safe()
 
+    @property
+    def connection_lost(self) -> bool:
+        """Whether the server closed the connection (terminated backend, restart): only reconnect() helps."""
+        return self.conn.broken
+
+    def reconnect(self) -> None:
+        """A new connection in place of a lost one, as psql's reset: on the same branch, outside any
+        transaction, without a temporal context."""
+        branch = self._session_branch.name
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
+        try:
+            self.conn = self.new_connection()
+            self._open(branch, background=False)
+        except psycopg.Error as exc:
+            raise errors.from_psycopg(exc) from None
+
     def close(self) -> None:
         if self.collector is not None:
             self.collector.stop()

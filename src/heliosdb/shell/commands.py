@@ -70,6 +70,12 @@ class Text:
     error: bool = False  # goes to the error stream
 
 
+def nothing_found(what: str, pattern: str | None) -> Text:
+    """psql's note for a listing that matches nothing: on standard error, yet not a failed command (a script
+    with ON_ERROR_STOP goes on, -c exits 0)."""
+    return Text(f"Did not find any {what}" + (f' named "{pattern}"' if pattern else "") + ".", error=True)
+
+
 @dataclass
 class Failure:
     """A one-line error (usage, unknown command, not available)."""

@@ -149,6 +149,8 @@ class HeliosCompleter(Completer):
         self.variables = variables if variables is not None else {}
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+        if complete_event.text_inserted and not document.current_line_before_cursor.strip():
+            return  # the menu that opens while typing stays shut after Enter (or indentation) on a new line
         ctx = suggest(document.text_before_cursor, document.text_after_cursor, self.registry)
         for c in self.candidates(ctx):
             yield Completion(c.text, start_position=-len(ctx.word), display=c.display, display_meta=c.meta)

@@ -264,7 +264,8 @@ def _unterminated(t: Tok) -> bool:
     return False
 
 
-_PARTIAL = re.compile(r'(?:(?P<q>[A-Za-z_][\w$]*|"(?:[^"]|"")*")\.)?(?P<w>"(?:[^"]|"")*|[A-Za-z_][\w$]*|\d[\w/]*)?$')
+# \Z, not $: $ also matches before a final newline, and would take the previous line's last word
+_PARTIAL = re.compile(r'(?:(?P<q>[A-Za-z_][\w$]*|"(?:[^"]|"")*")\.)?(?P<w>"(?:[^"]|"")*|[A-Za-z_][\w$]*|\d[\w/]*)?\Z')
 
 
 def suggest(before: str, after: str = "", registry: Registry = REGISTRY) -> Context:

@@ -29,6 +29,7 @@ from heliosdb.shell import (  # noqa: F401 - importing a meta module registers i
     output,
     render,
 )
+from heliosdb.shell import prompt as prompt_state
 from heliosdb.shell.commands import Failure, Prefill, Quit, Rows, RunScript, Text, UsageError, parse
 from heliosdb.shell.context import Settings, ShellContext
 from heliosdb.sql.classify import Kind, classify, head, is_stdio_copy
@@ -43,7 +44,9 @@ _REFRESH_AFTER = ("CREATE", "ALTER", "DROP", "COMMIT", "END", "ROLLBACK", "ABORT
 _NEW_LSN_AFTER = ("INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE", "FLASHBACK", "WITH")  # new commits only
 # Skipped as psql skips them: casts, quoted strings and names, comments, dollar-quoted bodies (function and DO
 # bodies keep their text); then a variable reference (groups 1 and 2).
-_VARIABLE = re.compile(r"""::|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|:(['"]?)([A-Za-z_]\w*)\1"""
+# E'...' strings first: a backslash escapes a quote there (E'it\'s :v' is one string).
+_VARIABLE = re.compile(r"""::|(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/"""
+                       r"""|:(['"]?)([A-Za-z_]\w*)\1"""
                        r"""|(?<![\w$])\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$""", re.DOTALL)
 HELP = """You are using heliosdb, the HeliosDB shell.
 Type:  \\? for help with meta commands (branches: \\branches, \\use, \\branch tree; time travel: \\timeline)
@@ -91,6 +94,7 @@ class Shell:
         self.prefill = ""
         self.warned_open_tx = False
         self.cancelled = False  # Ctrl-C cancelled a statement: psql stops a script or -c list there
+        self.lost = False  # the server connection was lost without a terminal to reset it: exit status 2
         self.width: int | None = None  # terminal width for tables (None: ask the terminal)
         self._depth = 0
 
@@ -102,6 +106,11 @@ class Shell:
     def write(self, text: str) -> None:
         self.stdout.write(text)
         self.stdout.flush()
+
+    def note(self, line: str) -> None:
+        """A message line (Time:, LSN:, meta command output): to the terminal, \\o redirects results only (as psql)."""
+        self.out.write(line + "\n")
+        self.out.flush()
 
     def write_err(self, text: str) -> None:
         self.err.write(text)
@@ -131,7 +140,7 @@ class Shell:
             s.execute("BEGIN")
         for stmt in stmts:
             if not self.run_sql(stmt, None, interpolate=False):
-                if wrap:
+                if wrap and not self.lost:
                     s.execute("ROLLBACK")
                 return False
         if wrap:
@@ -159,7 +168,7 @@ class Shell:
         data = it if copy_data else None
         buf = ""
         for line in it:
-            if self.quit:
+            if self.quit or self._stopped_by_cancel:
                 return True
             if not strip_comments(buf).strip() and line.lstrip().startswith("\\"):
                 buf = ""
@@ -178,9 +187,9 @@ class Shell:
             buf += line if line.endswith("\n") else line + "\n"
             stmts, buf, _ = Scanner.scan(buf)
             for stmt in stmts:
-                if not self.run_sql(stmt, data) and self.on_error_stop:
+                if not self.run_sql(stmt, data) and self.on_error_stop and not self.lost:
                     return False
-                if self.cancelled and not self.boxed:
+                if self.lost or self._stopped_by_cancel:
                     return True
             if buf.strip().startswith("\\"):  # "SELECT 1; \x": a meta command after the statement
                 meta, buf = buf.strip(), ""
@@ -191,12 +200,18 @@ class Shell:
         return True
 
     @property
+    def _stopped_by_cancel(self) -> bool:
+        """Ctrl-C cancelled a statement of a script (-f, piped input, \\i): as psql, the script stops there."""
+        return self.cancelled and (not self.boxed or self._depth > 0)
+
+    @property
     def on_error_stop(self) -> bool:
         return self.ctx.variables.get("ON_ERROR_STOP", "").lower() in ("1", "on", "true")
 
     def request_quit(self) -> None:
         """\\q, quit, Ctrl-D: inside an open transaction the first request only warns."""
-        if self.boxed and self.session.in_transaction and not self.warned_open_tx:
+        s = self.session
+        if self.boxed and s.in_transaction and not s.connection_lost and not self.warned_open_tx:
             self.warned_open_tx = True
             self.write_err("WARNING:  a transaction is open; quitting rolls it back. "
                            "Quit again (\\q or Ctrl-D) to roll back and leave, or COMMIT first.\n")
@@ -206,7 +221,7 @@ class Shell:
     # -- meta commands ------------------------------------------------------------------------------
     def run_meta(self, line: str) -> None:
         try:
-            parsed = parse(self.interpolate(line))  # psql replaces variables in meta-command arguments too
+            parsed = parse(self.interpolate(line, meta=True))  # psql replaces variables in meta-command arguments too
         except UsageError as exc:
             self.failed = True
             self._show_failure(str(exc))
@@ -215,14 +230,16 @@ class Shell:
             outcome = parsed.command.handler(self.ctx, parsed.args)
         except errors.Error as exc:
             self.failed = True
-            self.write_err(render.error_text(exc, None, self.colour))
+            if not self._connection_lost():
+                self.write_err(render.error_text(exc, None, self.colour))
             return
         except KeyboardInterrupt:
             self.write_err("Cancelled.\n")
             return
         except Exception as exc:  # noqa: BLE001 - a broken meta command must not end the shell
             self.failed = True
-            self._show_failure(f"{parsed.command.name}: internal error: {type(exc).__name__}: {exc}")
+            if not self._connection_lost():
+                self._show_failure(f"{parsed.command.name}: internal error: {type(exc).__name__}: {exc}")
             return
         self.show(outcome)
 
@@ -240,9 +257,8 @@ class Shell:
         elif isinstance(outcome, Text):
             if outcome.error:
                 self.write_err(outcome.text + "\n")
-            elif outcome.text:  # messages go to the terminal; \o redirects results only (as psql)
-                self.out.write(outcome.text + "\n")
-                self.out.flush()
+            elif outcome.text:
+                self.note(outcome.text)
         elif isinstance(outcome, Failure):
             self.failed = True
             self._show_failure(outcome.message)
@@ -281,8 +297,10 @@ class Shell:
         self.ctx.refresh()
 
     # -- SQL ----------------------------------------------------------------------------------------
-    def interpolate(self, stmt: str) -> str:
-        """psql variables: :name, :'name' (a literal), :"name" (an identifier); unknown names stay."""
+    def interpolate(self, stmt: str, *, meta: bool = False) -> str:
+        """psql variables: :name, :'name' (a literal), :"name" (an identifier); unknown names stay.
+        meta: a meta command's line, whose arguments are split and unquoted afterwards: a value is put in
+        single quotes there, so that it comes out as it is (O'Brien stays O'Brien), not read again as quoting."""
         variables = self.ctx.variables
         if ":" not in stmt or not variables:
             return stmt
@@ -293,10 +311,10 @@ class Shell:
                 return m.group(0)
             value, q = variables[name], m.group(1)
             if q == "'":
-                return "'" + value.replace("'", "''") + "'"
-            if q == '"':
+                value = "'" + value.replace("'", "''") + "'"
+            elif q == '"':
                 return '"' + value.replace('"', '""') + '"'
-            return value
+            return "'" + value.replace("'", "''") + "'" if meta else value
 
         return _VARIABLE.sub(sub, stmt)
 
@@ -323,22 +341,51 @@ class Shell:
                 self.write_err(render.error_text(exc, stmt, self.colour))
             else:
                 self.runner.print_error(exc)
+            self._connection_lost()
             return False
         if result is not None:
             self._print_result(result, rows)
         self._after(stmt, started, branch_before, lsn_before)
         return True
 
+    def _connection_lost(self) -> bool:
+        """After a failure: whether it lost the server connection. As psql: interactive, reconnect to the
+        same branch; otherwise stop (exit status 2)."""
+        s = self.session
+        if not s.connection_lost:
+            return False
+        self.write_err("server closed the connection unexpectedly\n"
+                       "\tThis probably means the server terminated abnormally\n"
+                       "\tbefore or while processing the request.\n")
+        if not self.boxed:
+            self.write_err("connection to server was lost\n")
+            self.lost = self.quit = True
+            return True
+        as_of = s.as_of
+        try:
+            s.reconnect()
+        except errors.Error as exc:
+            self.write_err(f"The connection to the server was lost. Attempting reset: Failed.\n{exc.message}\n")
+            return True
+        self.write_err("The connection to the server was lost. Attempting reset: Succeeded.\n")
+        if as_of is not None:
+            self.write_err(f"The temporal context (AS OF LSN {prompt_state.short_lsn(as_of.lsn)}) is gone: "
+                           f"the new session reads branch {s.branch.name} as of now.\n")
+        self.ctx.refresh()
+        return True
+
     def _after(self, stmt: str, started: float, branch_before: int, lsn_before: str | None) -> None:
         if self.ctx.settings.timing:
-            self.write(f"Time: {(time.perf_counter() - started) * 1000:.3f} ms\n")
+            self.note(f"Time: {(time.perf_counter() - started) * 1000:.3f} ms")
+        if self.session.connection_lost:
+            return
         if lsn_before is not None and not self.session.transaction_failed:
             now = self._lsn()
             if now is not None:
                 note = ""
                 if now != lsn_before:
                     note = " (this transaction)" if self.session.in_transaction else " (committed)"
-                self.write(f"LSN: {now}{note}\n")
+                self.note(f"LSN: {now}{note}")
         words = head(stmt).split()
         if (words and words[0] in _REFRESH_AFTER) or self.session.branch.id != branch_before:
             self.ctx.refresh()
@@ -431,6 +478,8 @@ class Shell:
                 self.write(render.render(headers, rows, self._opts(), types=types))
             else:
                 self.write(self._plain(headers, rows, types))
+            if not st.quiet and (tag := output.returning_tag(result.status)):
+                self.write(tag + "\n")
         elif result.status and not st.quiet:
             self.write(result.status + "\n")
 
@@ -439,7 +488,7 @@ class Shell:
         st = self.ctx.settings
         table = output.Table(headers, rows, [t in output._NUMERIC_OIDS for t in types])  # noqa: SLF001
         if st.format == "csv":
-            return output.as_csv(table, st.tuples_only)
+            return output.as_csv(table, st.tuples_only, st.null)
         if st.format == "json":
             return render.as_json(headers, rows, [t in (114, 3802) for t in types])
         if st.format == "unaligned":

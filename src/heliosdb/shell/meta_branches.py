@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg import sql
 
-from heliosdb.shell.commands import Arg, ArgKind, Failure, Outcome, Rows, Text, command
+from heliosdb.shell.commands import Arg, ArgKind, Failure, Outcome, Rows, Text, command, nothing_found
 from heliosdb.shell.context import ShellContext, human_size, object_name, pattern_regex
 from heliosdb.shell.render import cell_text
 
@@ -26,7 +26,7 @@ def branches(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     regex = pattern_regex(args.get("pattern"))
     rows = [r for r in ctx.query(_BRANCHES) if regex is None or re.match(regex, r[0])]
     if not rows:
-        return Failure(f'Did not find any branch named "{args["pattern"]}".')
+        return nothing_found("branch", args.get("pattern"))
     current = ctx.session.branch.name
     marked = [((f"{r[0]} *" if r[0] == current else r[0]), *r[1:]) for r in rows]
     return Rows(["Name", "Parent", "State", "Head LSN", "Fork LSN", "Storage node", "Created"], marked,

@@ -4,10 +4,11 @@ hdb_* schemas are never listed."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from heliosdb.shell.commands import Arg, ArgKind, Failure, Outcome, Rows, command
+from heliosdb.shell.commands import Arg, ArgKind, Failure, Outcome, Rows, Text, command, nothing_found
 from heliosdb.shell.context import ShellContext, object_name, pattern_regex
 
 G = "Informational"
@@ -44,8 +45,28 @@ WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')
 ORDER BY c.relname
 """
 
+_SCHEMA_RELATIONS = """
+SELECT n.nspname, c.relname, c.relkind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p') AND n.nspname !~ '^(pg_|hdb_|br_)'
+  AND n.nspname NOT IN ('information_schema', 'public')
+ORDER BY 1, 2
+"""
+
 _KINDS = {"r": "plain table", "v": "view", "m": "materialized view", "S": "sequence", "f": "foreign table",
           "p": "partitioned table"}
+
+
+# HeliosDB materialized views of the branch (as \dmv lists them): views in its schema over internal storage
+_MVIEWS = """
+SELECT z.name, m.query FROM heliosdb._mv_staleness() z JOIN heliosdb._mviews m ON m.id = z.mv_id
+WHERE z.branch = heliosdb.current_branch()
+"""
+
+
+def helios_mviews(ctx: ShellContext) -> dict[str, str]:
+    """name -> the query the user wrote, of the branch's HeliosDB materialized views."""
+    return dict(ctx.query(_MVIEWS))
 
 
 def visible_tables(ctx: ShellContext) -> list[tuple[Any, ...]]:
@@ -67,22 +88,51 @@ def _title(ctx: ShellContext, what: str) -> str:
 
 
 # -- listings --------------------------------------------------------------------------------------
+def split_qualified(text: str) -> tuple[str | None, str]:
+    """schema.name (or a pattern) -> (schema or None, name), at the last dot outside double quotes."""
+    quoted, dot = False, -1
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            dot = i
+    return (text[:dot], text[dot + 1:]) if dot >= 0 else (None, text)
+
+
 def _listing(ctx: ShellContext, pattern: str | None, kinds: set[str], what: str) -> Outcome:
-    regex = pattern_regex(pattern)
+    schema_pattern, name_pattern = split_qualified(pattern) if pattern else (None, None)
+    if schema_pattern is not None and not _match(pattern_regex(schema_pattern), _schema(ctx)):
+        return _other_schemas(ctx, schema_pattern, name_pattern, kinds, what, pattern)
+    regex = pattern_regex(name_pattern)  # the branch's own schema (public on main) is the bare names' schema
     tables = visible_tables(ctx)
     names = {t[1] for t in tables}
     rows: list[tuple[Any, ...]] = []
     if "table" in kinds:
         rows += [(t[1], "table", t[5]) for t in tables if _match(regex, t[1])]
+    mviews = helios_mviews(ctx) if kinds & {"view", "materialized view"} else {}
     for name, kind, _owner in ctx.query(_RELATIONS, (_schema(ctx),)):
-        label = _KINDS.get(kind, kind)
+        label = "materialized view" if kind == "v" and name in mviews else _KINDS.get(kind, kind)
         if name in names or not _match(regex, name) or label not in kinds:
             continue
         rows.append((name, label, ""))
     if not rows:
-        return Failure(f"Did not find any {what}" + (f' named "{pattern}"' if pattern else "") + ".")
+        return nothing_found(what, pattern)
     rows.sort()
     return Rows(["Name", "Type", "Created on branch"], rows, title=_title(ctx, f"List of {what}"))
+
+
+def _other_schemas(ctx: ShellContext, schema_pattern: str, name_pattern: str | None, kinds: set[str], what: str,
+                   pattern: str | None) -> Outcome:
+    """A listing for schemas other than the branch's (heliosdb.*): their relations, named with their schema;
+    never the internal hdb_* schemas nor other branches' br_* schemas."""
+    schema_regex, regex = pattern_regex(schema_pattern), pattern_regex(name_pattern)
+    rows = [(f"{schema}.{name}", _KINDS.get(kind, kind).replace("plain table", "table"), "")
+            for schema, name, kind in ctx.query(_SCHEMA_RELATIONS)
+            if _match(schema_regex, schema) and _match(regex, name) and _KINDS.get(kind, kind) in kinds | {"plain table"}
+            and ("table" in kinds or kind != "r")]
+    if not rows:
+        return nothing_found(what, pattern)
+    return Rows(["Name", "Type", "Created on branch"], sorted(rows), title=f"List of {what}")
 
 
 _P = [Arg("pattern", ArgKind.PATTERN, optional=True)]
@@ -98,7 +148,7 @@ def list_views(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     return _listing(ctx, args.get("pattern"), {"view"}, "views")
 
 
-@command("\\dm", "list (PostgreSQL) materialized views of the current branch", group=G, args=_P)
+@command("\\dm", "list materialized views of the current branch", group=G, args=_P)
 def list_matviews(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     return _listing(ctx, args.get("pattern"), {"materialized view"}, "materialized views")
 
@@ -136,7 +186,7 @@ def list_indexes(ctx: ShellContext, args: dict[str, str]) -> Outcome:
                 kind = "primary key" if primary else "unique" if unique else ""
                 rows.append((idx, table, kind, using, origin))
     if not rows:
-        return Failure("Did not find any indexes" + (f' named "{args["pattern"]}"' if args.get("pattern") else "") + ".")
+        return nothing_found("indexes", args.get("pattern"))
     return Rows(["Name", "Table", "Kind", "Definition", "Created on branch"], sorted(rows),
                 title=_title(ctx, "List of indexes"))
 
@@ -173,7 +223,36 @@ def list_roles(ctx: ShellContext, args: dict[str, str]) -> Outcome:
 
 
 # -- \d --------------------------------------------------------------------------------------------
-def _describe_table(ctx: ShellContext, t: tuple[Any, ...]) -> Rows:
+_FK_ACTIONS = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}  # "a" (no action): not shown
+
+
+def _fk_target(c: dict[str, Any]) -> dict[str, Any]:
+    expr = c.get("expr")
+    return json.loads(expr) if isinstance(expr, str) else (expr or {})
+
+
+def _ident(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def foreign_key_def(c: dict[str, Any]) -> str:
+    """A foreign key from the catalog, as pg_get_constraintdef writes it (what psql's \\d shows)."""
+    ref = _fk_target(c)
+    cols, ref_cols = ", ".join(map(_ident, c["cols"])), ", ".join(map(_ident, ref.get("cols", [])))
+    text = f"FOREIGN KEY ({cols}) REFERENCES {_ident(str(ref.get('table')))}({ref_cols})"
+    if ref.get("match") == "f":
+        text += " MATCH FULL"
+    for event, key in (("UPDATE", "on_update"), ("DELETE", "on_delete")):
+        if ref.get(key) in _FK_ACTIONS:
+            text += f" ON {event} {_FK_ACTIONS[ref[key]]}"
+    if ref.get("deferrable"):
+        text += " DEFERRABLE" + (" INITIALLY DEFERRED" if ref.get("deferred") else "")
+    if not ref.get("valid", True):
+        text += " NOT VALID"
+    return text
+
+
+def _describe_table(ctx: ShellContext, t: tuple[Any, ...], tables: list[tuple[Any, ...]]) -> Rows:
     tid, name, cols, cons, _root_id, root_name, phys_schema, phys_name = t
     rows = [(c["name"], c["type"], "not null" if c.get("notnull") else "", c.get("default") or "") for c in cols]
     footer: list[str] = []
@@ -200,6 +279,15 @@ def _describe_table(ctx: ShellContext, t: tuple[Any, ...]) -> Rows:
     if checks:
         footer.append("Check constraints:")
         footer += [f'    "{c["name"]}" CHECK ({c["expr"]})' for c in checks]
+    fks = [c for c in cons if c["kind"] == "f"]
+    if fks:
+        footer.append("Foreign-key constraints:")
+        footer += [f'    "{c["name"]}" {foreign_key_def(c)}' for c in fks]
+    referencing = [(other[1], c) for other in tables for c in other[3]
+                   if c["kind"] == "f" and _fk_target(c).get("table") == name]
+    if referencing:
+        footer.append("Referenced by:")
+        footer += [f'    TABLE "{child}" CONSTRAINT "{c["name"]}" {foreign_key_def(c)}' for child, c in referencing]
     footer.append(f"HeliosDB table {tid}, created on branch {root_name}; storage {phys_schema}.{phys_name}")
     return Rows(["Column", "Type", "Nullable", "Default"], rows,
                 title=f'Table "{name}" on branch "{ctx.session.branch.name}"', footer=footer, count=False)
@@ -214,16 +302,23 @@ def _describe_relation(ctx: ShellContext, name: str) -> Outcome:
         oid = ctx.scalar("SELECT to_regclass(%s)::oid", (ctx.ident(object_name(rel)),))
     if oid is None:
         return Failure(f'Did not find any relation named "{name}".')
-    kind, shown = ctx.query("SELECT relkind, %s::oid::regclass::text FROM pg_class WHERE oid = %s", (oid, oid))[0]
+    kind, shown, schema_name, rel_name = ctx.query(
+        """SELECT c.relkind, c.oid::regclass::text, n.nspname, c.relname
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s""", (oid,))[0]
     rows = ctx.query(
         """SELECT a.attname, format_type(a.atttypid, a.atttypmod),
                   CASE WHEN a.attnotnull THEN 'not null' ELSE '' END, coalesce(pg_get_expr(d.adbin, d.adrelid), '')
            FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
            WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""", (oid,))
     footer = []
+    mv_query = helios_mviews(ctx).get(rel_name) if kind == "v" and schema_name == _schema(ctx) else None
+    if mv_query is not None:  # a HeliosDB materialized view: the user's query, not the view over its storage
+        kind = "m"
+        definition = mv_query.rstrip().rstrip(";") + ";"
+    elif kind in ("v", "m"):
+        definition = ctx.scalar("SELECT pg_get_viewdef(%s::oid, true)", (oid,)) or ""
     if kind in ("v", "m"):
-        footer = ["View definition:", *("  " + ln for ln in (ctx.scalar("SELECT pg_get_viewdef(%s::oid, true)", (oid,))
-                                                           or "").rstrip().splitlines())]
+        footer = ["View definition:", *("  " + ln for ln in definition.rstrip().splitlines())]
     label = _KINDS.get(kind, "relation").capitalize().replace("Plain table", "Table")
     return Rows(["Column", "Type", "Nullable", "Default"], rows, title=f'{label} "{shown}"', footer=footer, count=False)
 
@@ -233,11 +328,16 @@ def _describe_relation(ctx: ShellContext, name: str) -> Outcome:
 def describe(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     name = args.get("name")
     if name is None or "*" in name or "?" in name:
-        return _listing(ctx, name, {"table", "view", "materialized view", "sequence", "plain table",
-                                    "foreign table", "partitioned table"}, "relations")
-    if "." not in name.strip('"'):
-        wanted = object_name(name)
-        for t in visible_tables(ctx):
+        found = _listing(ctx, name, {"table", "view", "materialized view", "sequence", "plain table",
+                                     "foreign table", "partitioned table"}, "relations")
+        if name is not None and isinstance(found, Text):  # as psql: \d with a pattern fails when nothing matches
+            return Failure(f'Did not find any relation named "{name}".')
+        return found
+    schema, rel = split_qualified(name)
+    if schema is None or object_name(schema) == _schema(ctx):  # public.t on main is t
+        wanted = object_name(rel)
+        tables = visible_tables(ctx)
+        for t in tables:
             if t[1] == wanted:
-                return _describe_table(ctx, t)
+                return _describe_table(ctx, t, tables)
     return _describe_relation(ctx, name)

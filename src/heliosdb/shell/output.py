@@ -26,6 +26,13 @@ class Table:
     numeric: list[bool]
 
 
+def returning_tag(status: str | None) -> str | None:
+    """The command tag psql prints after the rows of INSERT/UPDATE/DELETE ... RETURNING (None: not one)."""
+    if status and status.split(None, 1)[0] in ("INSERT", "UPDATE", "DELETE", "MERGE"):
+        return status
+    return None
+
+
 def cell(value: Any) -> str:
     """A value as psql prints it (text output of PostgreSQL's types)."""
     if value is None:
@@ -152,13 +159,14 @@ def unaligned(t: Table, tuples_only: bool = False, sep: str = "|", null: str = "
     return out.getvalue()
 
 
-def as_csv(t: Table, tuples_only: bool = False) -> str:
+def as_csv(t: Table, tuples_only: bool = False, null: str = "") -> str:
+    """psql's csv format; NULL prints as the \\pset null string (empty by default), as in psql."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     if not tuples_only:
         w.writerow(t.headers)
     for row in t.rows if t.headers else ():  # no columns: psql prints no row lines
-        w.writerow(["" if v is None else cell(v) for v in row])
+        w.writerow([null if v is None else cell(v) for v in row])
     return out.getvalue()
 
 

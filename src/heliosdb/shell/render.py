@@ -10,6 +10,7 @@ import datetime
 import decimal
 import io
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,11 +24,14 @@ _CTRL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 BOLD, DIM, RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
 
 
+BOX_NULL = "<null>"
+
+
 @dataclass
 class RenderOptions:
     format: str = "aligned"  # aligned (box-drawn), csv, json, unaligned
     expanded: str = "off"  # on, off, auto
-    null: str = "<null>"
+    null: str = BOX_NULL
     tuples_only: bool = False
     colour: bool = False
     width: int | None = None  # terminal width: wide tables wrap (or expand with \x auto)
@@ -122,10 +126,12 @@ def render(headers: list[str], rows: Sequence[Sequence[Any]], opts: RenderOption
         json_cols = [False] * ncol
         if numeric is None:
             numeric = numeric_flags(rows, ncol)
+    # <null> is the box-drawn tables' default: csv and unaligned print NULL as psql does, empty unless \pset null
+    plain_null = "" if opts.null == BOX_NULL else opts.null
     if opts.format == "csv":
-        return output.as_csv(_table(headers, rows, numeric, json_cols), opts.tuples_only)
+        return output.as_csv(_table(headers, rows, numeric, json_cols), opts.tuples_only, plain_null)
     if opts.format == "unaligned":
-        return output.unaligned(_table(headers, rows, numeric, json_cols), opts.tuples_only)
+        return output.unaligned(_table(headers, rows, numeric, json_cols), opts.tuples_only, null=plain_null)
     if opts.format == "json":
         return as_json(headers, rows, json_cols)
     null = f"{DIM}{opts.null}{RESET}" if opts.colour else opts.null
@@ -168,6 +174,8 @@ def _table(headers: list[str], rows: Sequence[Sequence[Any]], numeric: list[bool
 
 
 def _json_value(v: Any, json_col: bool, exact: list[str]) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):  # JSON has no NaN/Infinity: strings, as PostgreSQL's to_json
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
     if v is None or isinstance(v, bool | int | float | str):
         return v
     if isinstance(v, decimal.Decimal):
@@ -182,11 +190,25 @@ def _json_value(v: Any, json_col: bool, exact: list[str]) -> Any:
     return output.cell(v)
 
 
+def json_keys(headers: list[str]) -> list[str]:
+    """Object keys for the columns: a repeated name gets _2, _3... (the first that no column has), so no
+    column is lost."""
+    keys: list[str] = []
+    for h in headers:
+        key, n = h, 1
+        while key in keys or (n > 1 and key in headers):
+            n += 1
+            key = f"{h}_{n}"
+        keys.append(key)
+    return keys
+
+
 def as_json(headers: list[str], rows: Sequence[Sequence[Any]], json_cols: list[bool]) -> str:
     exact: list[str] = []
-    objs = [{h: _json_value(v, json_cols[i], exact) for i, (h, v) in enumerate(zip(headers, r, strict=False))}
+    keys = json_keys(headers)
+    objs = [{k: _json_value(v, json_cols[i], exact) for i, (k, v) in enumerate(zip(keys, r, strict=False))}
             for r in rows]
-    text = json.dumps(objs, indent=2, ensure_ascii=False)
+    text = json.dumps(objs, indent=2, ensure_ascii=False, allow_nan=False)
     if exact:
         text = re.sub(r'"\\u0000(\d+)\\u0000"', lambda m: exact[int(m.group(1))], text)
     return text + "\n"

@@ -22,7 +22,7 @@ from heliosdb.sql.split import Scanner, strip_comments
 if TYPE_CHECKING:
     from heliosdb.cli import Runner
 
-EXIT_OK, EXIT_SCRIPT_STOPPED = 0, 3
+EXIT_OK, EXIT_CANCELLED, EXIT_CONNECTION_LOST, EXIT_SCRIPT_STOPPED = 0, 1, 2, 3
 
 
 def history_path() -> Path:
@@ -59,9 +59,14 @@ def preload() -> None:
 def repl(runner: Runner) -> int:
     if sys.stdin.isatty() and sys.stdout.isatty():
         return Interactive(runner).run()
-    shell = Shell(runner, boxed=False)
+    # threaded: Ctrl-C cancels the running statement (57014) and stops, as -f - does
+    shell = Shell(runner, boxed=False, threaded=True)
     lines = iter(sys.stdin.readline, "")
     ok = shell.run_lines(lines)
+    if shell.lost:
+        return EXIT_CONNECTION_LOST
+    if shell.cancelled:
+        return EXIT_CANCELLED
     return EXIT_OK if ok else EXIT_SCRIPT_STOPPED
 
 
@@ -117,11 +122,14 @@ class Interactive:
                 buf.insert_text("\n")
 
         history: Any
+        path = history_path()
         try:
-            path = history_path()
-            path.touch(exist_ok=True)
+            with path.open("a", encoding="utf-8"):  # a directory or an unwritable file fails here, not at every prompt
+                pass
             history = FileHistory(str(path))
-        except OSError:
+        except OSError as exc:
+            self.shell.write_err(f"heliosdb: warning: cannot use history file {path}: {exc.strerror}; "
+                                 "history is kept in memory for this session\n")
             history = InMemoryHistory()
         kwargs: dict[str, Any] = {}
         if self.colour:
@@ -160,6 +168,7 @@ class Interactive:
                     shell.request_quit()
                     continue
                 shell.prefill = ""
+                shell.cancelled = False  # a Ctrl-C stops the \i script it interrupts, not later input
                 try:
                     shell.run_lines(text.splitlines(keepends=True), copy_data=False)
                 except KeyboardInterrupt:
