@@ -174,8 +174,6 @@ def requalified(session: Session, stmt: str) -> str:
     schema = ctx.branch.user_schema if ctx is not None else ""
     if ctx is None or schema.lower() not in stmt.lower():
         return stmt
-    from heliosdb.sql.names import tokenize
-
     try:
         toks = tokenize(stmt)
     except errors.Error:
