@@ -146,6 +146,13 @@ def test_a_branch_in_use_writes_on_after_main_renames_or_drops_a_column(conn: he
     assert rows(conn, "SELECT count(*) FROM t") == [(2,)]
 
 
+def test_a_branch_no_session_used_yet_is_reachable_by_its_schema(conn: heliosdb.Connection) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1), (2)", "CREATE DATABASE BRANCH dev",
+        'CREATE DATABASE BRANCH "Quoted"')
+    assert rows(conn, "SELECT count(*) FROM br_dev.t") == [(2,)]
+    assert rows(conn, 'SELECT count(*) FROM "br_Quoted".t') == [(2,)]
+
+
 def test_constraints_hold_over_inherited_rows(seeded: heliosdb.Connection, connect) -> None:
     run(seeded, "CREATE DATABASE BRANCH dev")
     dev = connect("dev")

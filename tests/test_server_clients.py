@@ -358,6 +358,16 @@ def test_bound_parameters_as_time_travel_points(server: ServerProcess, dbname: s
             assert conn.execute(sql, params).fetchall() == [("a",)], sql
 
 
+def test_a_branch_no_session_used_is_reachable_by_its_schema_through_the_endpoint(server: ServerProcess,
+                                                                                  dbname: str) -> None:
+    with server.connect(dbname, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO t VALUES (1), (2)")
+        conn.execute("CREATE DATABASE BRANCH fresh")
+        assert conn.execute("SELECT count(*) FROM br_fresh.t").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM br_fresh.t WHERE id = %s", (1,)).fetchone() == (1,)
+
+
 def test_group_by_a_primary_key_through_the_endpoint(server: ServerProcess, dbname: str) -> None:
     """Django's annotate() query (GROUP BY the key, other columns selected) through every way a client
     sends it: the simple protocol (repeated, so the endpoint's prepared fast path is tried) and bound

@@ -432,6 +432,8 @@ class Session:
                 from heliosdb.temporal.context import requalified
 
                 stmt = requalified(self, stmt)
+            if kind is Kind.PASSTHROUGH and "br_" in stmt.lower():
+                self._build_named_branches(stmt)
             if info.temporal and kind is Kind.PASSTHROUGH:
                 result = self._temporal(stmt, params, info, cursor)
             else:
@@ -479,6 +481,18 @@ class Session:
         cache = self.catalog
         cache.refresh(self.conn)
         return cache.snapshot(self.conn, cache.chain(self.conn, self.branch.id))
+
+    def _build_named_branches(self, stmt: str) -> None:
+        """Branches whose schema the statement names (`br_dev.t`) that no session used yet: their views
+        are made now (a branch's schema exists from its first use on)."""
+        from heliosdb.branching.branches import ensure_built
+
+        rows = self.conn.execute(
+            "SELECT id FROM heliosdb._branches WHERE NOT built AND state <> 'dropped' "
+            "AND (strpos(%s, user_schema || '.') > 0 OR strpos(%s, '\"' || user_schema || '\".') > 0)",
+            (stmt, stmt)).fetchall()
+        for (bid,) in rows:
+            ensure_built(self.conn, get_branch_by_id(self.conn, bid))
 
     def regrouped(self, stmt: str) -> str:
         """The statement with the columns that depend on a grouped primary key added to its GROUP BY

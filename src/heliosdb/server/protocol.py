@@ -136,11 +136,12 @@ def quick_plain_select(payload: bytes) -> bool:
 
 
 def _refused_words(low: str) -> bool:
-    """A comment, a word of a time-travel clause, set_config, what catalog_compat rewrites, or a
-    locking read (`for update`: on a branch the session takes the branch's lock first)."""
+    """A comment, a word of a time-travel clause, set_config, what catalog_compat rewrites, a locking
+    read (`for update`: on a branch the session takes the branch's lock first), or a branch's schema (the
+    session makes it at the branch's first use)."""
     return ("--" in low or "/*" in low or "of" in low or "system_time" in low or "versions" in low
             or "=>" in low or "set_config" in low or catalog_compat.touches(low)
-            or "for" in low or "group" in low or "serial_sequence" in low)
+            or "for" in low or "group" in low or "serial_sequence" in low or "br_" in low)
 
 
 _TRANSACTION_COMMANDS = {"begin", "begin work", "begin transaction", "start transaction", "commit", "commit work",
@@ -668,8 +669,8 @@ class Protocol:
 
     def is_plain_read(self, stmt: str) -> bool:
         """A read that Session.execute would hand to PostgreSQL unchanged (no HeliosDB syntax, no context)."""
-        if not head(stmt).startswith(_READ_HEADS) or self.s.as_of is not None:
-            return False
+        if not head(stmt).startswith(_READ_HEADS) or self.s.as_of is not None or "br_" in stmt.lower():
+            return False  # (a branch's schema: the session makes it at the branch's first use)
         info = statement_info(stmt)  # remembered per text, as the session classifies it
         return (info.kind is Kind.PASSTHROUGH and not info.temporal and not info.sequence
                 # a locking read on a branch takes the branch's lock first (Session._run_passthrough)
