@@ -156,6 +156,7 @@ class StatementInfo:
     write: bool  # may write rows
     resets: bool  # DISCARD ALL / RESET ...: the branch binding must be put back
     as_create: str | None = None  # SELECT ... INTO a table, as the CREATE TABLE ... AS it means
+    branch_schema: bool = False  # may name a branch's schema (br_<name>.t), made at the branch's first use
 
 
 _INFO: dict[str, StatementInfo] = {}
@@ -176,6 +177,7 @@ def statement_info(stmt: str) -> StatementInfo:
             is_write(stmt),
             _RESETS.match(stmt) is not None,
             select_into_as_create(stmt) if kind is Kind.PASSTHROUGH else None,
+            "br_" in stmt.lower(),
         )
         if len(stmt) <= _INFO_MAX_LEN:
             if len(_INFO) >= _INFO_MAX:
@@ -432,7 +434,7 @@ class Session:
                 from heliosdb.temporal.context import requalified
 
                 stmt = requalified(self, stmt)
-            if kind is Kind.PASSTHROUGH and "br_" in stmt.lower():
+            if kind is Kind.PASSTHROUGH and info.branch_schema:
                 self._build_named_branches(stmt)
             if info.temporal and kind is Kind.PASSTHROUGH:
                 result = self._temporal(stmt, params, info, cursor)

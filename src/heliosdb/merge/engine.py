@@ -730,7 +730,7 @@ PENDING_COLUMNS = (("merge_id", "bigint"), ("strategy", "text"), ("conflicts", "
 
 
 def values_query(columns: tuple[tuple[str, str], ...], nrows: int) -> str:
-    """SELECT of nrows rows of %s placeholders, typed and named as `columns`."""
+    """A SELECT of `nrows` rows of query parameters, typed and named as `columns`."""
     row = "(" + ", ".join(f"%s::{t}" for _n, t in columns) + ")"
     names = ", ".join(n for n, _t in columns)
     return f"SELECT * FROM (VALUES {', '.join([row] * nrows)}) AS m({names})"

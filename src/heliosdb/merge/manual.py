@@ -108,9 +108,11 @@ def _changed_since(conn: psycopg.Connection[Any], target: Branch, point: int) ->
         return True
     snap = Snapshot(conn, chain(conn, target.id))
     side = Side(target, point, head)
-    return any(conn.execute(sql.SQL("SELECT EXISTS ({})").format(changed_rows(conn, side, snap.info[tid]))
-                            ).fetchone()[0]  # type: ignore[index]
-               for tid in snap.tables)
+    if not snap.tables:
+        return False
+    changed = sql.SQL(" OR ").join(sql.SQL("EXISTS ({})").format(changed_rows(conn, side, snap.info[tid]))
+                                   for tid in snap.tables)
+    return bool(conn.execute(sql.SQL("SELECT ") + changed).fetchone()[0])  # type: ignore[index]
 
 
 def complete_merge(session: Session, merge_id: int) -> Result:

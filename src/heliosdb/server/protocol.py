@@ -669,10 +669,12 @@ class Protocol:
 
     def is_plain_read(self, stmt: str) -> bool:
         """A read that Session.execute would hand to PostgreSQL unchanged (no HeliosDB syntax, no context)."""
-        if not head(stmt).startswith(_READ_HEADS) or self.s.as_of is not None or "br_" in stmt.lower():
-            return False  # (a branch's schema: the session makes it at the branch's first use)
+        if not head(stmt).startswith(_READ_HEADS) or self.s.as_of is not None:
+            return False
         info = statement_info(stmt)  # remembered per text, as the session classifies it
         return (info.kind is Kind.PASSTHROUGH and not info.temporal and not info.sequence
+                # a branch's schema: the session makes it at the branch's first use
+                and not info.branch_schema
                 # a locking read on a branch takes the branch's lock first (Session._run_passthrough)
                 and (self.s.branch.parent_id is None or LOCKING_READ.search(stmt) is None)
                 # GROUP BY a table's key: the session adds the columns that depend on it
