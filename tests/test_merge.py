@@ -576,7 +576,7 @@ def _reference(base: dict, ours: dict, theirs: dict, prefer: str) -> dict:
             val = t
         elif o == t:
             val = o
-        elif o is None or t is None:
+        elif o is None or t is None or b is None:  # b None: both inserted the key (a key clash)
             val = t if prefer == "THEIRS" else o
         else:
             val = tuple((tv if prefer == "THEIRS" else ov) if (ov != bv and tv != bv and ov != tv)
@@ -586,12 +586,16 @@ def _reference(base: dict, ours: dict, theirs: dict, prefer: str) -> dict:
     return out
 
 
-def _edit(conn: heliosdb.Connection, rnd: random.Random, next_id: list[int]) -> None:
+def _edit(conn: heliosdb.Connection, rnd: random.Random, next_id: list[int], shared: range = range(0)) -> None:
+    """Random inserts, updates and deletes; an insert takes a key of `shared` (both sides may) when one is free."""
     cur = conn.cursor()
     for _ in range(rnd.randint(1, 6)):
         op = rnd.random()
         ids = [r[0] for r in rows(conn, "SELECT id FROM r")]
-        if op < 0.3 or not ids:
+        free = [k for k in shared if k not in ids]
+        if op < 0.3 and free and rnd.random() < 0.5:
+            cur.execute("INSERT INTO r VALUES (%s, %s, %s)", (rnd.choice(free), rnd.randint(0, 3), rnd.randint(0, 3)))
+        elif op < 0.3 or not ids:
             next_id[0] += 1
             cur.execute("INSERT INTO r VALUES (%s, %s, %s)", (next_id[0], rnd.randint(0, 3), rnd.randint(0, 3)))
         elif op < 0.8:
@@ -622,6 +626,54 @@ def test_random_histories_match_a_reference_merge(conn: heliosdb.Connection, con
         got = {r[0]: r[1:] for r in rows(conn, "SELECT * FROM r")}
         assert got == _reference(base, ours, theirs, strategy), (seed, rnd_round)
         child.close()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_merges_back_and_forth_match_a_reference_merge(conn: heliosdb.Connection, connect, seed: int) -> None:
+    """One branch merged into main and main into it, in turns: each merge's base is the state both hold
+    (the source as it was merged last), also for rows a merge kept out (OURS over a key both inserted)."""
+    rnd = random.Random(100 + seed)
+    run(conn, "CREATE TABLE r (id int PRIMARY KEY, a int, b int)",
+        "INSERT INTO r SELECT g, g % 3, g % 2 FROM generate_series(1, 8) g", "CREATE DATABASE BRANCH pp")
+    sides = {"main": conn, "pp": connect("pp")}
+
+    def state(c: heliosdb.Connection) -> dict:
+        return {r[0]: r[1:] for r in rows(c, "SELECT * FROM r")}
+
+    base = state(conn)
+    next_id = {"main": [1000], "pp": [2000]}
+    for rnd_round in range(6):
+        for name, c in sides.items():
+            _edit(c, rnd, next_id[name], shared=range(900, 904))
+        src, tgt = ("pp", "main") if rnd_round % 2 == 0 else ("main", "pp")
+        strategy = rnd.choice(["OURS", "THEIRS"])
+        theirs, ours = state(sides[src]), state(sides[tgt])
+        run(conn, f"MERGE DATABASE BRANCH {src} INTO {tgt} USING STRATEGY {strategy}")
+        assert state(sides[tgt]) == _reference(base, ours, theirs, strategy), (seed, rnd_round, src, strategy)
+        base = theirs
+
+
+def test_a_row_kept_out_by_ours_leaves_the_branch_when_the_target_merges_back(conn: heliosdb.Connection,
+                                                                           connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+        "CREATE DATABASE BRANCH f")
+    f = connect("f")
+    run(f, "DELETE FROM t WHERE id = 2", "INSERT INTO t VALUES (2, 'f2'), (3, 'f3')")
+    run(conn, "UPDATE t SET v = 'm2' WHERE id = 2", "MERGE DATABASE BRANCH f INTO main USING STRATEGY OURS")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "m2"), (3, "f3")]
+    cur = conn.cursor()
+    cur.execute("MERGE DATABASE BRANCH main INTO f DRY RUN")
+    preview = {r[0]: r[2] for r in cur.fetchall()}
+    assert (preview["conflicts"], preview["rows to merge"]) == ("0", "2")
+    run(conn, "MERGE DATABASE BRANCH main INTO f")  # was HD010: "insert insert" on id 2
+    assert rows(f, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "m2"), (3, "f3")]
+    cur.execute("MERGE DATABASE BRANCH f INTO main DRY RUN")
+    assert {r[0]: r[2] for r in cur.fetchall()}["rows to merge"] == "0"  # nothing left between them
+    # the other way round: the branch keeps its own row over main's, and main takes that decision back
+    run(conn, "INSERT INTO t VALUES (4, 'm4')")
+    run(f, "INSERT INTO t VALUES (4, 'f4')")
+    run(conn, "MERGE DATABASE BRANCH main INTO f USING STRATEGY OURS", "MERGE DATABASE BRANCH f INTO main")
+    assert rows(conn, "SELECT * FROM t WHERE id = 4") == [(4, "f4")]
 
 
 def test_foreign_key_conflicts(conn: heliosdb.Connection, connect) -> None:

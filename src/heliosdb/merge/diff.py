@@ -26,12 +26,26 @@ L = sql.Literal
 
 
 @dataclass
+class Received:
+    """The other branch's changes in (lo, hi] that this branch merged in last, at its commit `at`.
+
+    Since then the other branch at hi is the state both hold, also for the rows this branch kept as they
+    were (OURS) or never took: relative to it, this branch changed them.
+    """
+
+    lo: int
+    hi: int
+    at: int
+
+
+@dataclass
 class Side:
     """One branch of a merge: its base point, head, and the table as it sees it."""
 
     branch: Branch
     base: int
     head: int
+    received: Received | None = None
 
 
 def changed_rows(conn: psycopg.Connection[Any], side: Side, info: TableInfo) -> sql.Composable:
@@ -76,13 +90,16 @@ def build_diff(
     """Fill temporary table _hdb_diff for one table; returns its number of rows."""
     sv, si = s_table
     conn.execute("DROP TABLE IF EXISTS _hdb_cand; DROP TABLE IF EXISTS _hdb_diff")
-    parts = [sql.SQL("SELECT _hdb_rowid, l AS ls, NULL::bigint AS lt FROM ({})").format(changed_rows(conn, src, si))
-             + sql.SQL(" s")]
+    parts = [sql.SQL("SELECT _hdb_rowid, l AS ls, NULL::bigint AS lt, false AS rs, false AS rt FROM ({}) s").format(
+        changed_rows(conn, src, si))]
     if t_table is not None:
-        parts.append(sql.SQL("SELECT _hdb_rowid, NULL, l FROM ({}) t").format(changed_rows(conn, tgt, t_table[1])))
+        parts.append(sql.SQL("SELECT _hdb_rowid, NULL, l, false, false FROM ({}) t").format(
+            changed_rows(conn, tgt, t_table[1])))
+        parts += _received_rows(conn, src, tgt, t_table[1], source_side=True)
+        parts += _received_rows(conn, tgt, src, si, source_side=False)
     conn.execute(sql.SQL(
-        "CREATE TEMP TABLE _hdb_cand ON COMMIT DROP AS SELECT _hdb_rowid, max(ls) AS ls, max(lt) AS lt "
-        "FROM ({}) c GROUP BY _hdb_rowid"
+        "CREATE TEMP TABLE _hdb_cand ON COMMIT DROP AS SELECT _hdb_rowid, max(ls) AS ls, max(lt) AS lt, "
+        "bool_or(rs) AS rs, bool_or(rt) AS rt FROM ({}) c GROUP BY _hdb_rowid"
     ).format(sql.SQL(" UNION ALL ").join(parts)))
     conn.execute("CREATE INDEX ON _hdb_cand (_hdb_rowid)")
     # real statistics, so the planner probes the row-id indexes instead of guessing (and JIT-compiling)
@@ -98,7 +115,8 @@ def build_diff(
         bt = ht = empty
     cur = conn.execute(sql.SQL(
         """CREATE TEMP TABLE _hdb_diff ON COMMIT DROP AS
-SELECT c._hdb_rowid AS rowid, bs.j AS base_s, hs.j AS head_s, bt.j AS base_t, ht.j AS head_t,
+SELECT c._hdb_rowid AS rowid, CASE WHEN c.rs THEN bt.j ELSE bs.j END AS base_s, hs.j AS head_s,
+       CASE WHEN c.rt THEN bs.j ELSE bt.j END AS base_t, ht.j AS head_t,
        cs.committed_at AS time_s, ct.committed_at AS time_t, c.ls IS NOT NULL AS s_touched
 FROM _hdb_cand c
 LEFT JOIN ({bs}) bs ON bs._hdb_rowid = c._hdb_rowid
@@ -109,6 +127,19 @@ LEFT JOIN heliosdb._commits cs ON cs.lsn = c.ls
 LEFT JOIN heliosdb._commits ct ON ct.lsn = c.lt"""
     ).format(bs=bs, hs=hs, bt=bt, ht=ht))
     return cur.rowcount
+
+
+def _received_rows(conn: psycopg.Connection[Any], side: Side, other: Side, info: TableInfo, *,
+                   source_side: bool) -> list[sql.Composable]:
+    """The rows `side` last received from `other` (other's changes up to its base point), as candidates
+    whose base on both sides is `other` at that point: side's later merge decisions are its changes."""
+    r = side.received
+    if r is None:
+        return []
+    rows = changed_rows(conn, Side(other.branch, r.lo, r.hi), info)
+    shape = "SELECT _hdb_rowid, {at}, NULL, true, false FROM ({rows}) r" if source_side else \
+        "SELECT _hdb_rowid, NULL, {at}, false, true FROM ({rows}) r"
+    return [sql.SQL(shape).format(at=L(r.at), rows=rows)]
 
 
 @dataclass
@@ -122,17 +153,14 @@ class TableDiff:
 def summarize(session: Session, a: str, b: str) -> list[TableDiff]:
     """Per table: rows added, changed and deleted on branch b relative to branch a (their heads)."""
     from heliosdb.catalog.model import get_branch
-    from heliosdb.merge.engine import merge_base, side_tables
-    from heliosdb.temporal.resolver import head_lsn
+    from heliosdb.merge.engine import side_tables, sides
 
     conn = session.conn
     ba, bb = get_branch(conn, a), get_branch(conn, b)
     assert ba is not None and bb is not None
     out: list[TableDiff] = []
     with conn.transaction(force_rollback=True):
-        base_b, base_a = merge_base(conn, bb, ba)  # (bb's point, ba's point)
-        src = Side(bb, base_b, head_lsn(conn, bb))
-        tgt = Side(ba, base_a, head_lsn(conn, ba))
+        src, tgt = sides(conn, bb, ba)
         a_tables = side_tables(conn, ba)
         for name, (v, info) in sorted(side_tables(conn, bb).items()):
             other = a_tables.get(name)
@@ -153,20 +181,17 @@ def diff_rows(session: Session, a: str, b: str, table: str) -> Any:
     """The rows of `table` that differ between the heads of a and b: change, then each side's row."""
     from heliosdb.catalog.model import get_branch
     from heliosdb.errors import UndefinedTable
-    from heliosdb.merge.engine import merge_base, side_tables
+    from heliosdb.merge.engine import side_tables, sides
     from heliosdb.session import Result, _Rows
-    from heliosdb.temporal.resolver import head_lsn
 
     conn = session.conn
     ba, bb = get_branch(conn, a), get_branch(conn, b)
     assert ba is not None and bb is not None
     with conn.transaction(force_rollback=True):
-        base_b, base_a = merge_base(conn, bb, ba)  # (bb's point, ba's point)
         b_tables, a_tables = side_tables(conn, bb), side_tables(conn, ba)
         if table not in b_tables and table not in a_tables:
             raise UndefinedTable(f'relation "{table}" does not exist on "{a}" or "{b}"')
-        src = Side(bb, base_b, head_lsn(conn, bb))
-        tgt = Side(ba, base_a, head_lsn(conn, ba))
+        src, tgt = sides(conn, bb, ba)
         if table in b_tables:
             build_diff(conn, src, tgt, b_tables[table], a_tables.get(table))
         else:  # only on a: everything there is "deleted" as seen from b
@@ -181,4 +206,4 @@ def diff_rows(session: Session, a: str, b: str, table: str) -> Any:
     return Result(status=f"SELECT {len(rows)}", cursor=_Rows(desc, rows), rowcount=len(rows))  # type: ignore[arg-type]
 
 
-__all__ = ["diff_rows", "MAX_LSN", "Side", "TableDiff", "build_diff", "changed_rows", "summarize"]
+__all__ = ["diff_rows", "MAX_LSN", "Received", "Side", "TableDiff", "build_diff", "changed_rows", "summarize"]

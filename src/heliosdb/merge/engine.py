@@ -34,7 +34,7 @@ from heliosdb.catalog.model import (
     get_branch,
     table_info,
 )
-from heliosdb.merge.diff import Side, build_diff
+from heliosdb.merge.diff import Received, Side, build_diff
 from heliosdb.merge.schema import plan_schema, run_after, stored, unheld, unheld_constraints
 from heliosdb.sql import statements as st
 from heliosdb.sql.lsn import MAX_LSN, format_lsn
@@ -87,6 +87,23 @@ def merge_base(conn: psycopg.Connection[Any], source: Branch, target: Branch) ->
     """
     fork = _fork_point(conn, source, target)
     return _held_by(conn, source, target, fork), _held_by(conn, target, source, fork)
+
+
+def sides(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> tuple[Side, Side]:
+    """Both sides of a merge of `source` into `target`: base points, heads, and what each last received."""
+    base_s, base_t = merge_base(conn, source, target)
+    return (Side(source, base_s, head_lsn(conn, source), _received(conn, source, target, base_s)),
+            Side(target, base_t, head_lsn(conn, target), _received(conn, target, source, base_t)))
+
+
+def _received(conn: psycopg.Connection[Any], side: Branch, other: Branch, held: int) -> Received | None:
+    """The last merge of `other` into `side`, when it came after `other` last received `side` (at `held`)."""
+    row = conn.execute("SELECT base_source_lsn, source_lsn, result_lsn FROM heliosdb._merges WHERE state = 'completed' "
+                       "AND source_id = %s AND target_id = %s ORDER BY source_lsn DESC, result_lsn DESC LIMIT 1",
+                       (other.id, side.id)).fetchone()
+    if row is None or row[2] is None or int(row[2]) <= held:
+        return None
+    return Received(int(row[0]), int(row[1]), int(row[2]))
 
 
 def _held_by(conn: psycopg.Connection[Any], side: Branch, other: Branch, fork: int) -> int:
@@ -169,9 +186,8 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
         conn.execute("SET LOCAL jit = off")
         if not stmt.dry_run:  # waits for the target's writers; those of tables it changes first (ddl_locks)
             lock_for_ddl(conn, target.id, _reshaped(conn, source, target))
-        base_s, base_t = merge_base(conn, source, target)
-        src = Side(source, base_s, head_lsn(conn, source))
-        tgt = Side(target, base_t, head_lsn(conn, target))
+        src, tgt = sides(conn, source, target)
+        base_s, base_t = src.base, tgt.base
         conflicts: list[Conflict] = []
         plans: list[TablePlan] = []
         conn.execute("CREATE TEMP TABLE _hdb_mplan (table_name text, rowid bigint, action text, row_value jsonb, "
@@ -762,6 +778,15 @@ def _result(session: Session, merge_id: int, strategy: str, plans: list[TablePla
     return Result(status="MERGE", cursor=cur, rowcount=len(data))
 
 
+def _common_state(src: Side, tgt: Side) -> tuple[str, str | None, str]:
+    """The DRY RUN's "common ancestor": the fork, or the side a merge last brought in (git's merge base)."""
+    if src.received is not None:
+        return "common ancestor", tgt.branch.name, f"LSN {format_lsn(src.received.hi)}"
+    if tgt.received is not None:
+        return "common ancestor", src.branch.name, f"LSN {format_lsn(tgt.received.hi)}"
+    return "common ancestor", None, f"LSN {format_lsn(min(src.base, tgt.base))}"
+
+
 def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], plans: list[TablePlan],
              conflicts: list[Conflict], started: float) -> Result:
     from heliosdb.session import Result
@@ -772,7 +797,7 @@ def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], p
     items: list[tuple[str, str | None, str]] = [
         ("source", src.branch.name, f"head {format_lsn(src.head)}"),
         ("target", tgt.branch.name, f"head {format_lsn(tgt.head)}"),
-        ("common ancestor", None, f"LSN {format_lsn(min(src.base, tgt.base))}"),
+        _common_state(src, tgt),
         ("tables modified", None, ", ".join(tables) or "none"),
         ("rows to merge", None, str(rows_to_merge)),
         ("auto-resolvable", None, str(auto)),
@@ -794,4 +819,4 @@ def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], p
 
 
 __all__ = ["MAX_LSN", "Conflict", "MergeConflict", "MergeStateError", "TablePlan", "apply_all", "execute",
-           "merge", "merge_base", "side_tables"]
+           "merge", "merge_base", "side_tables", "sides"]
