@@ -55,8 +55,11 @@ def changed_rows(conn: psycopg.Connection[Any], side: Side, info: TableInfo) -> 
         if lv.upto <= side.base:
             continue
         b, lo, hi = L(lv.branch_id), L(side.base), L(lv.upto)
+        # a version that ended in the range, or began in it and ended later (the level's branch changed
+        # the row again after `hi`: an ancestor after the fork, or a side read up to an earlier point)
         parts.append(sql.SQL(
-            "SELECT _hdb_rowid, _hdb_end AS l FROM {h} WHERE _hdb_branch = {b} AND _hdb_end > {lo} AND _hdb_end <= {hi}"
+            "SELECT _hdb_rowid, CASE WHEN _hdb_end <= {hi} THEN _hdb_end ELSE _hdb_begin END AS l FROM {h} "
+            "WHERE _hdb_branch = {b} AND _hdb_end > {lo} AND (_hdb_end <= {hi} OR (_hdb_begin > {lo} AND _hdb_begin <= {hi}))"
         ).format(h=I(*info.hist), b=b, lo=lo, hi=hi))
         if lv.branch_id != info.root_branch:
             parts.append(sql.SQL(
