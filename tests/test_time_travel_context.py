@@ -116,3 +116,48 @@ def test_rollback_puts_the_views_context_back(conn: heliosdb.Connection, point: 
     assert views(conn) == THEN
     run(conn, "COMMIT", "SET AS OF NOW")
     assert views(conn) == NOW
+
+
+def test_context_in_read_only_transactions(conn: heliosdb.Connection, point: dict[str, str]) -> None:
+    """SET AS OF works in a read-only transaction (at its start: PostgreSQL allows the session's views to
+    be made only then) and with default_transaction_read_only; writes under it still get 25006."""
+    for begin in (("BEGIN READ ONLY",), ("BEGIN", "SET TRANSACTION READ ONLY")):
+        run(conn, *begin, f"SET AS OF {point['lsn']}")
+        assert views(conn) == THEN
+        assert rows(conn, "SELECT * FROM t ORDER BY id") == THEN["v"]
+        assert rows(conn, "SHOW transaction_read_only") == [("on",)]  # read-only again
+        assert error(conn, "UPDATE t SET v = 'x'").message.startswith("cannot write while the session reads")
+        run(conn, "ROLLBACK")
+        assert show_as_of(conn) == ("main", "NOW")
+        assert views(conn) == NOW
+    run(conn, "BEGIN READ ONLY", f"SET AS OF {point['scn']}", "COMMIT")
+    assert views(conn) == THEN
+    run(conn, "BEGIN READ ONLY", "SET AS OF NOW")
+    assert views(conn) == NOW
+    run(conn, "COMMIT")
+    assert show_as_of(conn) == ("main", "NOW")
+    # after the transaction's first query PostgreSQL refuses it: a clear error, the context as it was
+    run(conn, "BEGIN READ ONLY", "SELECT 1")
+    err = error(conn, f"SET AS OF {point['lsn']}")
+    assert (err.sqlstate, err.message) == ("25006", "SET AS OF in a read-only transaction must come before its "
+                                                    "first query")
+    run(conn, "ROLLBACK")
+    assert show_as_of(conn) == ("main", "NOW")
+    run(conn, "SET default_transaction_read_only = on", f"SET AS OF {point['timestamp']}")
+    assert views(conn) == THEN
+    assert error(conn, "DELETE FROM t").sqlstate == "25006"
+    run(conn, "SET AS OF NOW")
+    assert views(conn) == NOW
+    assert error(conn, "DELETE FROM t").sqlstate == "25006"  # PostgreSQL's: the transaction is read-only
+    run(conn, "RESET default_transaction_read_only")
+
+
+def test_prepare_as_of_in_a_read_only_transaction(conn: heliosdb.Connection, point: dict[str, str]) -> None:
+    run(conn, "BEGIN READ ONLY", "SELECT 1", f"PREPARE q AS SELECT id, v FROM t AS OF {point['lsn']} ORDER BY id")
+    assert rows(conn, "EXECUTE q") == THEN["v"]
+    run(conn, "COMMIT", "UPDATE t SET v = 'later'")
+    assert rows(conn, "EXECUTE q") == THEN["v"]
+    run(conn, "SET default_transaction_read_only = on",
+        f"PREPARE q2 AS SELECT id, v FROM t AS OF {point['lsn']} ORDER BY id")
+    assert rows(conn, "EXECUTE q2") == THEN["v"]
+    run(conn, "RESET default_transaction_read_only")

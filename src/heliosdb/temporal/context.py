@@ -14,10 +14,13 @@ the context are transactional; the session follows them (settle).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import psycopg
 from psycopg import sql
 
 from heliosdb import errors
@@ -82,9 +85,39 @@ def set_context(session: Session, branch: Branch, point: Point) -> None:
     nothing."""
     if point.kind == "NOW" and session.as_of is None:
         return
-    with session.conn.transaction():
+    with _writable(session):
         lsn = None if point.kind == "NOW" else resolve(session.conn, branch, point)
         switch_context(session, branch, lsn)
+
+
+@contextlib.contextmanager
+def _writable(session: Session) -> Iterator[None]:
+    """A transaction (a savepoint in the user's) in which the context's temporary views can be made or
+    dropped. They are the session's state, as a setting's value is, so a read-only transaction (where
+    PostgreSQL refuses CREATE VIEW, even a temporary one) is read-write while they change, and read-only
+    again after. PostgreSQL allows that only before the transaction's first query."""
+    conn = session.conn
+    row = conn.execute("SHOW transaction_read_only").fetchone()  # SHOW takes no snapshot
+    if not (row and row[0] == "on"):
+        with conn.transaction():
+            yield
+    elif not session.in_transaction:  # default_transaction_read_only: our own transaction
+        with conn.transaction():
+            conn.execute("SET TRANSACTION READ WRITE")
+            yield
+    else:
+        try:
+            conn.execute("SET LOCAL transaction_read_only = off")
+        except psycopg.Error:
+            raise errors.ReadOnlySqlTransaction(
+                "SET AS OF in a read-only transaction must come before its first query",
+                hint="Run it right after BEGIN READ ONLY, or outside the read-only transaction.") from None
+        try:
+            with conn.transaction():
+                yield
+        finally:
+            if not session.transaction_failed:
+                conn.execute("SET LOCAL transaction_read_only = on")
 
 
 _MISSING = """CREATE OR REPLACE FUNCTION pg_temp._hdb_missing(n text, l text, b text, h text) RETURNS boolean
