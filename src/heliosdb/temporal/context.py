@@ -2,7 +2,8 @@
 
 While a context is set, every read of the session sees that point: each table
 of the branch is shadowed by a temporary view of its state then (temporary
-relations are found before the branch's schema), and writes are refused with
+relations are found before the branch's schema), each plain view of the branch
+by a temporary copy that reads those, and writes are refused with
 SQLSTATE 25006 until SET AS OF NOW.
 
 A context behaves as PostgreSQL's SET: changed inside a transaction block, it
@@ -13,10 +14,13 @@ the context are transactional; the session follows them (settle).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import psycopg
 from psycopg import sql
 
 from heliosdb import errors
@@ -81,24 +85,88 @@ def set_context(session: Session, branch: Branch, point: Point) -> None:
     nothing."""
     if point.kind == "NOW" and session.as_of is None:
         return
-    with session.conn.transaction():
+    with _writable(session):
         lsn = None if point.kind == "NOW" else resolve(session.conn, branch, point)
         switch_context(session, branch, lsn)
 
 
-_MISSING = """CREATE OR REPLACE FUNCTION pg_temp._hdb_missing(n text, l text, b text) RETURNS boolean
+@contextlib.contextmanager
+def _writable(session: Session) -> Iterator[None]:
+    """A transaction (a savepoint in the user's) in which the context's temporary views can be made or
+    dropped. They are the session's state, as a setting's value is, so a read-only transaction (where
+    PostgreSQL refuses CREATE VIEW, even a temporary one) is read-write while they change, and read-only
+    again after. PostgreSQL allows that only before the transaction's first query."""
+    conn = session.conn
+    row = conn.execute("SHOW transaction_read_only").fetchone()  # SHOW takes no snapshot
+    if not (row and row[0] == "on"):
+        with conn.transaction():
+            yield
+    elif not session.in_transaction:  # default_transaction_read_only: our own transaction
+        with conn.transaction():
+            conn.execute("SET TRANSACTION READ WRITE")
+            yield
+    else:
+        try:
+            conn.execute("SET LOCAL transaction_read_only = off")
+        except psycopg.Error:
+            raise errors.ReadOnlySqlTransaction(
+                "SET AS OF in a read-only transaction must come before its first query",
+                hint="Run it right after BEGIN READ ONLY, or outside the read-only transaction.") from None
+        try:
+            with conn.transaction():
+                yield
+        finally:
+            if not session.transaction_failed:
+                conn.execute("SET LOCAL transaction_read_only = on")
+
+
+_MISSING = """CREATE OR REPLACE FUNCTION pg_temp._hdb_missing(n text, l text, b text, h text) RETURNS boolean
 LANGUAGE plpgsql AS $f$ BEGIN
-    RAISE EXCEPTION 'relation "%" does not exist at LSN % on branch "%"', n, l, b USING ERRCODE = '42P01',
-        HINT = 'The table did not exist at that point (or was dropped before it).';
+    RAISE EXCEPTION 'relation "%" does not exist at LSN % on branch "%"', n, l, b USING ERRCODE = '42P01', HINT = h;
 END $f$"""
+# A relation of the context that did not exist at its point: reading it is that error (the hint: why).
+_STUB = "CREATE TEMP VIEW {} AS SELECT NULL AS _hdb_missing WHERE pg_temp._hdb_missing({}, {}, {}, {})"
+_TABLE_HINT = "The table did not exist at that point (or was dropped before it)."
+_VIEW_HINT = "The view reads a table or column that did not exist at that point."
+# Makes a view's copy, or its stub where its query cannot be made over the relations of the point.
+_TRY_VIEW = """CREATE OR REPLACE FUNCTION pg_temp._hdb_view_at(q text, stub text) RETURNS void
+LANGUAGE plpgsql AS $f$ BEGIN
+    EXECUTE q;
+EXCEPTION WHEN undefined_table OR undefined_column OR undefined_function OR datatype_mismatch
+               OR ambiguous_column OR wrong_object_type THEN
+    EXECUTE stub;
+END $f$"""
+# The user's plain views on the branch (not its tables or materialized views, views to PostgreSQL too),
+# each after the views it reads, with its definition printed where the branch's names need no schema
+# and the options that change what it returns to its reader.
+_PLAIN_VIEWS = """
+WITH RECURSIVE mine AS (
+    SELECT c.oid FROM pg_class c
+    WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind = 'v' AND heliosdb._relkind(c.oid, c.relkind) = 'v'
+), reads AS (
+    SELECT DISTINCT r.ev_class AS oid, d.refobjid AS read FROM pg_rewrite r
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+    WHERE r.ev_class IN (SELECT oid FROM mine) AND d.refobjid IN (SELECT oid FROM mine) AND d.refobjid <> r.ev_class
+), depth(oid, n) AS (
+    SELECT oid, 0 FROM mine
+  UNION
+    SELECT r.oid, d.n + 1 FROM depth d JOIN reads r ON r.read = d.oid
+)
+SELECT c.relname, pg_get_viewdef(c.oid),
+       ARRAY(SELECT split_part(o, '=', 1) FROM unnest(c.reloptions) o
+             WHERE o ~ '^security_(barrier|invoker)=(true|on)$')
+FROM depth JOIN pg_class c ON c.oid = depth.oid GROUP BY c.oid ORDER BY max(depth.n), c.oid
+"""
 
 
 def switch_context(session: Session, branch: Branch, lsn: int | None) -> None:
     """Replace the session's context by (branch, lsn), or none: the temporary views and the
     heliosdb.as_of setting together, so a rollback puts both back (settle() follows them)."""
     conn = session.conn
-    stmts: list[sql.Composable] = [
-        sql.SQL("DROP VIEW IF EXISTS pg_temp.{}").format(sql.Identifier(n)) for n in session.as_of_views]
+    # views over the tables' views first: they depend on them
+    drops: list[sql.Composable] = [
+        sql.SQL("DROP VIEW IF EXISTS pg_temp.{}").format(sql.Identifier(n)) for n in reversed(session.as_of_views)]
+    stmts: list[sql.Composable] = []
     names: list[str] = []
     if lsn is not None:
         snap = Snapshot(conn, chain(conn, branch.id, lsn))
@@ -109,23 +177,49 @@ def switch_context(session: Session, branch: Branch, lsn: int | None) -> None:
         # tables made since the point: reading one is the error AS OF gives, not today's rows
         later = sorted({v.name for v in Snapshot(conn, chain(conn, branch.id)).tables.values() if not v.dropped}
                        - set(names))
-        if later:
-            stmts.append(sql.SQL(_MISSING))
+        stmts.append(sql.SQL(_MISSING))
         for name in later:
-            stmts.append(sql.SQL(
-                "CREATE TEMP VIEW {} AS SELECT NULL AS _hdb_missing WHERE pg_temp._hdb_missing({}, {}, {})").format(
-                sql.Identifier(name), sql.Literal(name), sql.Literal(format_lsn(lsn)), sql.Literal(branch.name)))
+            stmts.append(_stub(name, lsn, branch, _TABLE_HINT))
             names.append(name)
     ctx = Resolved(branch, lsn) if lsn is not None else None
-    stmts.append(sql.SQL("SELECT set_config('heliosdb.as_of', {}, false)").format(
-        sql.Literal(_setting(ctx, names))))
-    # statements prepared before read the tables they were planned with: planned again, they read the views
-    stmts.append(sql.SQL("DISCARD PLANS"))
     with conn.transaction():
+        if drops:
+            conn.execute(sql.SQL(";\n").join(drops))
+        if ctx is not None:  # after the drops: the tables' names print without their schema
+            stmts.extend(_view_copies(session, ctx, names))
+        stmts.append(sql.SQL("SELECT set_config('heliosdb.as_of', {}, false)").format(
+            sql.Literal(_setting(ctx, names))))
+        # statements prepared before read the tables they were planned with: planned again, they read the views
+        stmts.append(sql.SQL("DISCARD PLANS"))
         conn.execute(sql.SQL(";\n").join(stmts))
     session.as_of, session.as_of_views = ctx, names
     if session.in_transaction:
         session.branch_check = True  # a ROLLBACK (TO SAVEPOINT) may put the previous context back
+
+
+def _stub(name: str, lsn: int, branch: Branch, hint: str) -> sql.Composable:
+    return sql.SQL(_STUB).format(sql.Identifier(name), sql.Literal(name), sql.Literal(format_lsn(lsn)),
+                                 sql.Literal(branch.name), sql.Literal(hint))
+
+
+def _view_copies(session: Session, ctx: Resolved, names: list[str]) -> list[sql.Composable]:
+    """The statements that copy the branch's plain views over the context's views of its tables, so
+    they read the point too (their names are appended to `names`). A view whose query cannot be made
+    over the relations of the point is a relation that did not exist then."""
+    conn = session.conn
+    views = conn.execute(_PLAIN_VIEWS, (sql.Identifier(ctx.branch.user_schema).as_string(conn),)).fetchall()
+    if not views:
+        return []
+    stmts: list[sql.Composable] = [sql.SQL(_TRY_VIEW)]
+    for name, definition, options in views:
+        with_ = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(
+            sql.Identifier(o) for o in options)) if options else sql.SQL("")
+        create = sql.SQL("CREATE TEMP VIEW {}{} AS {}").format(
+            sql.Identifier(name), with_, sql.SQL(definition.rstrip().rstrip(";")))
+        stmts.append(sql.SQL("SELECT pg_temp._hdb_view_at({}, {})").format(
+            sql.Literal(create.as_string(conn)), sql.Literal(_stub(name, ctx.lsn, ctx.branch, _VIEW_HINT).as_string(conn))))
+        names.append(name)
+    return stmts
 
 
 def clear_context(session: Session) -> None:

@@ -295,6 +295,9 @@ def _as_temp_view(conn: psycopg.Connection[Any], piece: str) -> str:
     """A PREPAREd statement is planned again after DDL, from its text: storage columns named in it
     may have been renamed or replaced by then. A view binds them once, as CREATE VIEW over AS OF
     does; a temporary one lives as long as the prepared statement (the session, or DISCARD ALL)."""
+    row = conn.execute("SHOW transaction_read_only").fetchone()
+    if row and row[0] == "on":  # PostgreSQL makes no view there, not even a temporary one
+        return piece
     name = "_hdb_asof_" + hashlib.md5(piece.encode()).hexdigest()[:16]
     conn.execute(sql.SQL("CREATE OR REPLACE TEMP VIEW {} AS {}").format(  # type: ignore[arg-type]
         sql.Identifier(name), sql.SQL(piece[1:-1])))
