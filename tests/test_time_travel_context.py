@@ -161,3 +161,20 @@ def test_prepare_as_of_in_a_read_only_transaction(conn: heliosdb.Connection, poi
         f"PREPARE q2 AS SELECT id, v FROM t AS OF {point['lsn']} ORDER BY id")
     assert rows(conn, "EXECUTE q2") == THEN["v"]
     run(conn, "RESET default_transaction_read_only")
+
+
+def test_schema_changes_are_refused_under_the_context(conn: heliosdb.Connection, point: dict[str, str]) -> None:
+    """DDL is a write: under the context it would act on the context's temporary views (a view made
+    over them, the copy of a view dropped) and leave the session unable to SET AS OF NOW."""
+    from tests.test_branches import sqlstate
+
+    run(conn, f"SET AS OF {point['lsn']}")
+    for stmt in ("CREATE VIEW w AS SELECT * FROM t", "DROP VIEW v", "ALTER VIEW v RENAME TO v2",
+                 "COMMENT ON TABLE t IS 'c'", "GRANT SELECT ON t TO PUBLIC", "CREATE FUNCTION f() RETURNS int "
+                 "LANGUAGE sql AS 'SELECT 1'", "CREATE TEMP VIEW tv AS SELECT * FROM v"):
+        assert sqlstate(conn, stmt) == "25006", stmt
+    run(conn, "CREATE TEMP TABLE kept AS SELECT * FROM vv")  # copying the point's rows away is a read
+    run(conn, "SET AS OF NOW")
+    assert views(conn) == NOW
+    assert rows(conn, "SELECT * FROM kept ORDER BY 1") == THEN["vv"]
+    assert rows(conn, "SELECT count(*) FROM pg_class WHERE relname IN ('w', 'v2', 'tv')") == [(0,)]

@@ -24,7 +24,15 @@ from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import TYPES_SCHEMA, Branch, Snapshot, get_branch, get_branch_by_id
 from heliosdb.sql import groupby, sequences
-from heliosdb.sql.classify import LOCKING_READ, Kind, classify, has_temporal, head, select_into_as_create
+from heliosdb.sql.classify import (
+    LOCKING_READ,
+    Kind,
+    changes_schema,
+    classify,
+    has_temporal,
+    head,
+    select_into_as_create,
+)
 from heliosdb.sql.names import IDENT, QUALIFIED, quote_qualified, read_name, tokenize
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
@@ -425,8 +433,8 @@ class Session:
                                          "transaction block", sqlstate="25P02")
         try:
             if self.as_of is not None and kind not in (Kind.BRANCH, Kind.TEMPORAL, Kind.TRANSACTION,
-                                                       Kind.SET_CONSTRAINTS, Kind.VIEW_DDL) and (
-                    kind is not Kind.PASSTHROUGH or info.write):
+                                                       Kind.SET_CONSTRAINTS) and (
+                    kind is not Kind.PASSTHROUGH or info.write or changes_schema(stmt)):
                 from heliosdb.temporal.context import refuse_write
 
                 refuse_write(self)

@@ -108,6 +108,17 @@ def classify(sql: str) -> Kind:
     return Kind.PASSTHROUGH
 
 
+_SCHEMA_CHANGE = re.compile(r"^(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE|SECURITY\s+LABEL|IMPORT\s+FOREIGN|REASSIGN)\b")
+# a temporary table or sequence; not a temporary view, which would read what it reads now for good
+_TEMP_OBJECT = re.compile(r"^CREATE\s+(?:OR\s+REPLACE\s+)?(?:(?:GLOBAL|LOCAL)\s+)?(TEMP|TEMPORARY)\s+(?!VIEW\b)")
+
+
+def changes_schema(sql: str) -> bool:
+    """DDL, grants and comments: what a read-only transaction refuses (temporary tables aside)."""
+    words = head(sql)
+    return _SCHEMA_CHANGE.match(words) is not None and _TEMP_OBJECT.match(words) is None
+
+
 _DETECT = re.compile(
     r"\bAS\s+OF\b|\bFOR\s+SYSTEM_TIME\b|\bVERSIONS\s+BETWEEN\b|\b(?:AT|BEFORE)\s*\(\s*(?:TIMESTAMP|OFFSET|LSN)\s*=>",
     re.IGNORECASE,
