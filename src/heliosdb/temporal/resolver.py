@@ -232,13 +232,28 @@ def resolve_now_or_lsn(
 
 def retained_check(steps: list[tuple[int, int | None]], gc: dict[int, int], branch: Branch, lsn: int) -> None:
     """check_retained on gc horizons already read."""
-    for bid in read_at(steps, lsn):
-        oldest = gc.get(bid, 0)
-        if lsn < oldest:
-            raise errors.SnapshotTooOld(
-                f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
-                hint=f"The oldest available point is LSN {format_lsn(oldest)}.",
-            )
+    if any(lsn < gc.get(bid, 0) for bid in read_at(steps, lsn)):
+        raise errors.SnapshotTooOld(
+            f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
+            hint=f"The oldest available point is LSN {format_lsn(oldest_retained(steps, gc))}.",
+        )
+
+
+def oldest_retained(steps: list[tuple[int, int | None]], gc: dict[int, int]) -> int:
+    """The oldest LSN from which every read of the first step passes retained_check.
+
+    Below a fork, a read needs the parent's history at the point itself; from the fork on, the
+    parent is read at the fork, which the collector keeps. So the answer is the nearest fork the
+    horizons met so far are below, or those horizons. The catalog's heliosdb._retained_lsn is the
+    same walk (heliosdb.retention).
+    """
+    best, horizon = _MAX_BIGINT, 0
+    for bid, fork in steps:
+        horizon = max(horizon, gc.get(bid, 0))
+        if fork is None or fork <= horizon:
+            break
+        best = min(best, fork)
+    return min(best, horizon)
 
 
 # -- TIMESTAMP, SCN and TRANSACTION points: one round trip when they resolve --------------------

@@ -1,0 +1,85 @@
+"""Retention: the oldest available point of each branch, and what the garbage collector may not change."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import heliosdb
+from tests.test_branches import rows, run
+from tests.test_time_travel import error, lsn
+
+SHORT = "SET OPTIONS (retention_period = '100 milliseconds', gc_policy = aggressive)"
+
+
+def oldest(conn: heliosdb.Connection, branch: str) -> str:
+    return rows(conn, "SELECT oldest_lsn::text FROM heliosdb.retention WHERE branch = %s", (branch,))[0][0]
+
+
+def first_commit(conn: heliosdb.Connection) -> str:
+    return rows(conn, "SELECT min(lsn)::text FROM heliosdb.commits")[0][0]
+
+
+def test_retention_shows_the_first_commit_before_any_gc(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v int)", "INSERT INTO t VALUES (1, 0)",
+        "CREATE DATABASE BRANCH dev")
+    run(connect("dev"), "UPDATE t SET v = 1")
+    first = first_commit(conn)
+    assert first != "0/0"
+    got = rows(conn, "SELECT branch, oldest_lsn::text, oldest_time = (SELECT committed_at FROM heliosdb.commits "
+                     "WHERE lsn = oldest_lsn) FROM heliosdb.retention ORDER BY branch")
+    assert got == [("dev", first, True), ("main", first, True)]
+    assert rows(connect("dev"), f"SELECT count(*) FROM t AS OF LSN {first}") == [(0,)]  # the table, still empty
+
+
+def test_snapshot_too_old_on_a_child_names_a_point_of_the_child(conn: heliosdb.Connection, connect) -> None:
+    """The parent pruned its history past the child's fork: the child still reads its fork point (the
+    collector keeps it), so that is its oldest point, not the parent's horizon."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v int)", "INSERT INTO t VALUES (1, 0)")
+    before_fork = lsn(conn)
+    run(conn, "UPDATE t SET v = 1")
+    fork = lsn(conn)
+    run(conn, "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE t SET v = 10")
+    run(conn, "UPDATE t SET v = 2", f"ALTER DATABASE BRANCH main {SHORT}")
+    time.sleep(0.3)
+    run(conn, "UPDATE t SET v = 3")
+    assert rows(conn, "SELECT heliosdb.gc()")[0][0] >= 1
+    main_oldest = oldest(conn, "main")
+    assert rows(conn, f"SELECT '{main_oldest}'::pg_lsn > '{fork}'") == [(True,)]  # the horizon passed the fork
+    assert oldest(conn, "dev") == fork
+    err = error(dev, f"SELECT * FROM t AS OF LSN {before_fork}")
+    assert err.sqlstate == "72000"
+    assert err.hint == f"The oldest available point is LSN {fork}."
+    assert rows(dev, f"SELECT v FROM t AS OF LSN {fork}") == [(1,)]  # the named point works
+    err = error(conn, f"SELECT * FROM t AS OF LSN {before_fork}")
+    assert err.hint == f"The oldest available point is LSN {main_oldest}."
+    assert rows(conn, f"SELECT count(*) FROM t AS OF LSN {main_oldest}") == [(1,)]
+
+
+@pytest.mark.parametrize("pruned", ["child", "both"])
+def test_the_named_oldest_point_is_readable(conn: heliosdb.Connection, connect, pruned: str) -> None:
+    """Whatever was pruned, AS OF the point the hint and heliosdb.retention name reads, one before it does not."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v int)", "INSERT INTO t VALUES (1, 0), (2, 0)",
+        "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    for i in range(3):
+        run(dev, f"UPDATE t SET v = {i + 1} WHERE id = 1")
+        run(conn, f"UPDATE t SET v = {i + 1} WHERE id = 2")
+    run(conn, f"ALTER DATABASE BRANCH dev {SHORT}")
+    if pruned == "both":
+        run(conn, f"ALTER DATABASE BRANCH main {SHORT}")
+    time.sleep(0.3)
+    run(dev, "UPDATE t SET v = 9 WHERE id = 1")
+    run(conn, "UPDATE t SET v = 9 WHERE id = 2")
+    run(conn, "SELECT heliosdb.gc()")
+    for c, name in ((dev, "dev"), (conn, "main")):
+        point = oldest(conn, name)
+        unpruned = name == "main" and pruned == "child"  # main's oldest point is its first commit, CREATE TABLE
+        assert rows(c, f"SELECT count(*) FROM t AS OF LSN {point}") == [(0 if unpruned else 2,)], name
+        earlier = rows(conn, "SELECT max(lsn)::text FROM heliosdb.commits WHERE lsn < %s::pg_lsn", (point,))[0][0]
+        if earlier is not None:
+            err = error(c, f"SELECT * FROM t AS OF LSN {earlier}")
+            assert (err.sqlstate, err.hint) == ("72000", f"The oldest available point is LSN {point}."), name
