@@ -83,3 +83,36 @@ def test_the_named_oldest_point_is_readable(conn: heliosdb.Connection, connect, 
         if earlier is not None:
             err = error(c, f"SELECT * FROM t AS OF LSN {earlier}")
             assert (err.sqlstate, err.hint) == ("72000", f"The oldest available point is LSN {point}."), name
+
+
+def test_resolution_functions_refuse_future_points_as_as_of_does(conn: heliosdb.Connection, connect) -> None:
+    """A point whose state is not known yet is HD007 with a hint naming the newest point, for the
+    functions as for AS OF, instead of the latest commit (or NULL) that a later commit changes."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v int)", "INSERT INTO t VALUES (1, 0)",
+        "CREATE DATABASE BRANCH dev")
+    dev = connect("dev")
+    run(dev, "UPDATE t SET v = 1")
+    head, dev_head = lsn(conn), lsn(dev)
+    latest = rows(conn, "SELECT max(scn) FROM heliosdb.commits")[0][0]
+    after = f"{int(dev_head.split('/')[1], 16) + 1:X}"
+    for c, name, tip in ((conn, "main", head), (dev, "dev", dev_head)):
+        for func, as_of in ((f"heliosdb.lsn_to_scn('0/{after}')", f"LSN 0/{after}"),
+                            (f"heliosdb.scn_to_timestamp({latest + 1})", f"SCN {latest + 1}"),
+                            ("heliosdb.lsn_at(now() + interval '1 hour')", "TIMESTAMP now() + interval '1 hour'"),
+                            ("heliosdb.timestamp_to_scn('2999-01-01')", "TIMESTAMP '2999-01-01'")):
+            got, want = error(c, f"SELECT {func}"), error(c, f"SELECT * FROM t AS OF {as_of}")
+            assert got.sqlstate == want.sqlstate == "HD007", func
+            assert got.hint and want.hint and "\n" not in got.message, func
+            if "TIMESTAMP" not in as_of:  # a timestamp's text differs (Python's and PostgreSQL's)
+                assert (got.message, got.hint) == (want.message, want.hint), func
+            else:
+                assert got.message.endswith("is in the future") and got.hint.startswith(
+                    "The newest point is the current time, ") and f'last commit of "{name}"' in got.hint, func
+        assert error(c, f"SELECT heliosdb.lsn_to_scn('0/{after}')").hint == f"The head of {name} is {tip}."
+    assert error(conn, f"SELECT heliosdb.scn_to_timestamp({latest + 1})").hint == f"The newest point is SCN {latest}."
+    # the newest points themselves, and NULL, still answer
+    assert rows(conn, f"SELECT heliosdb.lsn_to_scn('{head}') <= {latest}, heliosdb.scn_to_timestamp({latest}) "
+                      f"IS NOT NULL, heliosdb.lsn_at(clock_timestamp())::text, "
+                      f"heliosdb.timestamp_to_scn(now()) IS NOT NULL") == [(True, True, head, True)]
+    assert rows(conn, "SELECT heliosdb.lsn_at(NULL), heliosdb.lsn_to_scn(NULL), heliosdb.scn_to_timestamp(NULL), "
+                      "heliosdb.timestamp_to_scn(NULL)") == [(None, None, None, None)]
