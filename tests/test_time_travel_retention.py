@@ -116,3 +116,63 @@ def test_resolution_functions_refuse_future_points_as_as_of_does(conn: heliosdb.
                       f"heliosdb.timestamp_to_scn(now()) IS NOT NULL") == [(True, True, head, True)]
     assert rows(conn, "SELECT heliosdb.lsn_at(NULL), heliosdb.lsn_to_scn(NULL), heliosdb.scn_to_timestamp(NULL), "
                       "heliosdb.timestamp_to_scn(NULL)") == [(None, None, None, None)]
+
+
+VERSIONS = ("SELECT id, v, versions_operation, versions_startlsn::text, versions_endlsn::text, versions_xid IS NULL "
+            "FROM t {} ORDER BY id, versions_startlsn NULLS FIRST, versions_operation")
+
+
+def test_gc_changes_no_versions_answer_inside_retention(conn: heliosdb.Connection) -> None:
+    """VERSIONS BETWEEN from the oldest retained point answers after GC what it answered before: the
+    update and the delete committed at that point keep their U and D, versions from before it show no
+    operation (as in Oracle); MINVALUE and ALL mean that point, so the versions kept for a child's fork
+    point add no rows (a D for a row that was updated, an I for its next version)."""
+    run(conn, f"ALTER DATABASE BRANCH main {SHORT}",
+        "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (2, 'b')",
+        "UPDATE t SET v = 'b2' WHERE id = 2", "CREATE DATABASE BRANCH pin",  # pins b2
+        "INSERT INTO t VALUES (1, 'a'), (3, 'c')",
+        "UPDATE t SET v = 'b3' WHERE id = 2", "UPDATE t SET v = 'b4' WHERE id = 2")
+    conn.autocommit = False
+    run(conn, "UPDATE t SET v = 'a2' WHERE id = 1", "DELETE FROM t WHERE id = 3")
+    conn.commit()
+    conn.autocommit = True
+    horizon = lsn(conn)
+    time.sleep(0.3)
+    run(conn, "UPDATE t SET v = 'a3' WHERE id = 1")
+    later = lsn(conn)
+    since = f"FOR SYSTEM_TIME BETWEEN heliosdb.scn_to_timestamp(heliosdb.lsn_to_scn('{horizon}')) AND now()"
+    before = rows(conn, VERSIONS.format(f"VERSIONS BETWEEN LSN {horizon} AND MAXVALUE"))
+    before_since = rows(conn, VERSIONS.format(since))
+    assert before == [
+        (1, "a2", "U", horizon, later, False), (1, "a3", "U", later, None, False),
+        (2, "b4", None, None, None, True),
+        (3, "c", "D", horizon, None, False)]
+    assert rows(conn, "SELECT heliosdb.gc()")[0][0] >= 1
+    assert oldest(conn, "main") == horizon
+    assert rows(conn, VERSIONS.format(f"VERSIONS BETWEEN LSN {horizon} AND MAXVALUE")) == before
+    assert rows(conn, VERSIONS.format("VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE")) == before
+    assert rows(conn, VERSIONS.format("VERSIONS BETWEEN SCN MINVALUE AND MAXVALUE")) == before
+    assert rows(conn, VERSIONS.format(since)) == rows(conn, VERSIONS.format("FOR SYSTEM_TIME ALL")) == before_since
+
+
+def test_gc_changes_no_versions_answer_of_a_child_from_its_fork_point(conn: heliosdb.Connection, connect) -> None:
+    """The parent pruned past the child's fork: from the fork point (the child's oldest point) on, the
+    child's VERSIONS BETWEEN answers as before, the parent's update and delete at the fork included."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    conn.autocommit = False
+    run(conn, "UPDATE t SET v = 'a2' WHERE id = 1", "DELETE FROM t WHERE id = 3")
+    conn.commit()
+    conn.autocommit = True
+    fork = lsn(conn)
+    run(conn, "CREATE DATABASE BRANCH dev", f"ALTER DATABASE BRANCH main {SHORT}")
+    dev = connect("dev")
+    run(dev, "UPDATE t SET v = 'b2' WHERE id = 2")
+    run(conn, "UPDATE t SET v = 'a3' WHERE id = 1", "UPDATE t SET v = 'b9' WHERE id = 2")
+    time.sleep(0.3)
+    run(conn, "UPDATE t SET v = 'a4' WHERE id = 1")
+    query = VERSIONS.format(f"VERSIONS BETWEEN LSN {fork} AND MAXVALUE")
+    before = rows(dev, query)
+    assert [r[:3] for r in before] == [(1, "a2", "U"), (2, "b", None), (2, "b2", "U"), (3, "c", "D")]
+    assert rows(conn, "SELECT heliosdb.gc()")[0][0] >= 1
+    assert oldest(conn, "dev") == fork
+    assert rows(dev, query) == rows(dev, VERSIONS.format("VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE")) == before

@@ -112,4 +112,75 @@ BEGIN
     RETURN (SELECT scn FROM heliosdb._commits WHERE lsn <= n ORDER BY lsn DESC LIMIT 1);
 END $$;
 
+-- Garbage collection that keeps what VERSIONS BETWEEN reads at a retained point: the versions that
+-- ended exactly at the horizon, or at a point a descendant or a merge reads, stay (as in retention.sql
+-- they went). A version that starts at such a point is then still an update ('U', its predecessor
+-- ends there) and a delete there keeps its 'D' row: GC changes no answer inside retention.
+CREATE OR REPLACE FUNCTION heliosdb.gc() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    br record;
+    t record;
+    v record;
+    horizon bigint;
+    keep bigint;
+    pruned bigint := 0;
+    n bigint;
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS _hdb_needed (branch_id integer, upto bigint) ON COMMIT DROP;
+    TRUNCATE _hdb_needed;
+    -- (ancestor, LSN) pairs that live branches read their ancestors at
+    INSERT INTO _hdb_needed
+    WITH RECURSIVE up AS (
+        SELECT b.id AS leaf, b.parent_id AS anc, b.fork_lsn AS upto
+        FROM heliosdb._branches b WHERE b.state <> 'dropped' AND b.parent_id IS NOT NULL
+        UNION ALL
+        SELECT up.leaf, p.parent_id, least(up.upto, p.fork_lsn)
+        FROM up JOIN heliosdb._branches p ON p.id = up.anc WHERE p.parent_id IS NOT NULL)
+    SELECT DISTINCT anc, upto FROM up;
+    -- the points merges start from: each side's head when it was last merged into a live branch
+    -- (merge/engine.py, merge_base): pruned, the next merge would diff against a wrong base
+    INSERT INTO _hdb_needed
+    SELECT m.source_id, max(m.source_lsn) FROM heliosdb._merges m
+    JOIN heliosdb._branches sb ON sb.id = m.source_id AND sb.state <> 'dropped'
+    JOIN heliosdb._branches tb ON tb.id = m.target_id AND tb.state <> 'dropped'
+    WHERE m.state = 'completed' GROUP BY m.source_id, m.target_id;
+    FOR br IN SELECT id, options FROM heliosdb._branches WHERE state <> 'dropped' LOOP
+        horizon := heliosdb._lsn_at(br.id, clock_timestamp() - (br.options->>'retention_period')::interval *
+            CASE br.options->>'gc_policy' WHEN 'aggressive' THEN 1 WHEN 'conservative' THEN 2 ELSE 1.25 END);
+        CONTINUE WHEN horizon IS NULL;
+        FOR t IN SELECT phys_schema, phys_name FROM heliosdb._tables LOOP
+            EXECUTE format(
+                'DELETE FROM %I.%I h WHERE h._hdb_branch = $1 AND h._hdb_end < $2
+                 AND NOT EXISTS (SELECT 1 FROM _hdb_needed k WHERE k.branch_id = $1
+                                 AND h._hdb_begin <= k.upto AND h._hdb_end >= k.upto)',
+                t.phys_schema, t.phys_name || '__hist') USING br.id, horizon;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            pruned := pruned + n;
+        END LOOP;
+        UPDATE heliosdb._branches SET gc_lsn = greatest(gc_lsn, horizon) WHERE id = br.id;
+        FOR v IN SELECT s.mv_id, s.history_from FROM heliosdb._mv_state s
+                 WHERE s.branch_id = br.id AND s.history_from IS NOT NULL AND s.history_from < horizon
+                   AND to_regclass(format('%I.%I', 'hdb_b' || br.id, 'mv' || s.mv_id || '__hist')) IS NOT NULL LOOP
+            keep := least(horizon,
+                (SELECT min(d.refreshed_lsn) FROM heliosdb._mv_deps dep
+                 JOIN heliosdb._mv_state d ON d.mv_id = dep.mv_id AND d.branch_id = br.id
+                 WHERE dep.kind = 'mv' AND dep.dep_id = v.mv_id),
+                (SELECT min(k.upto) FROM _hdb_needed k WHERE k.branch_id = br.id));
+            CONTINUE WHEN keep <= v.history_from;
+            EXECUTE format('DELETE FROM %I.%I WHERE _hdb_end <= $1', 'hdb_b' || br.id, 'mv' || v.mv_id || '__hist')
+                USING keep;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            pruned := pruned + n;
+            -- the refresh log: what a branch forked at or after `keep` looks up (the last refresh before it) stays
+            DELETE FROM heliosdb._mv_refreshes r
+            WHERE r.mv_id = v.mv_id AND r.branch_id = br.id
+              AND r.lsn < (SELECT max(r2.lsn) FROM heliosdb._mv_refreshes r2
+                           WHERE r2.mv_id = v.mv_id AND r2.branch_id = br.id AND r2.lsn <= keep);
+            UPDATE heliosdb._mv_state SET history_from = keep WHERE mv_id = v.mv_id AND branch_id = br.id;
+        END LOOP;
+    END LOOP;
+    RETURN pruned;
+END $$;
+
 UPDATE heliosdb._meta SET value = '18' WHERE key = 'catalog_version';

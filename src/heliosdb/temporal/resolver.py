@@ -44,11 +44,21 @@ def check_retained(conn: psycopg.Connection[Any], branch: Branch, lsn: int) -> N
     Ancestors are read at fork points, which the collector keeps; they only
     matter where the requested point itself reaches them (model.read_at).
     """
+    retained_check(*_horizons(conn, branch), branch, lsn)
+
+
+def retained_lsn(conn: psycopg.Connection[Any], branch: Branch) -> int:
+    """The oldest LSN whose reads of `branch` are all inside the retained history (oldest_retained)."""
+    return oldest_retained(*_horizons(conn, branch))
+
+
+def _horizons(conn: psycopg.Connection[Any], branch: Branch) -> tuple[list[tuple[int, int | None]], dict[int, int]]:
+    """The branch's ancestry and the garbage collector's horizon of each step."""
     steps = ancestry(conn, branch.id)
     rows = dict(conn.execute(
         "SELECT id, gc_lsn FROM heliosdb._branches WHERE id = ANY(%s)", ([bid for bid, _ in steps],)
     ).fetchall())
-    retained_check(steps, {int(b): int(g) for b, g in rows.items()}, branch, lsn)
+    return steps, {int(b): int(g) for b, g in rows.items()}
 
 
 _MAX_BIGINT = 2**63 - 1
