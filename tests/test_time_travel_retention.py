@@ -176,3 +176,39 @@ def test_gc_changes_no_versions_answer_of_a_child_from_its_fork_point(conn: heli
     assert rows(conn, "SELECT heliosdb.gc()")[0][0] >= 1
     assert oldest(conn, "dev") == fork
     assert rows(dev, query) == rows(dev, VERSIONS.format("VERSIONS BETWEEN LSN MINVALUE AND MAXVALUE")) == before
+
+
+def _definition(script: str, start: str) -> str:
+    """A CREATE statement of one of the catalog's scripts, as that script has it."""
+    from importlib import resources
+
+    text = resources.files("heliosdb.catalog").joinpath(script).read_text()
+    begin = text.index(start)
+    stop = text.index(";", begin)
+    end = text.index("$$;", begin) + 3 if "$$" in text[begin:stop] else stop + 1  # a function's body, or a view
+    return text[begin:end].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
+        "CREATE VIEW", "CREATE OR REPLACE VIEW")
+
+
+def test_catalog_version_17_is_upgraded(conn: heliosdb.Connection, connect, helios_instance, dbname) -> None:
+    """A database made at catalog version 17 gets the retained points, the functions that refuse future
+    points and the collector of version 18 when a session opens it."""
+    import psycopg
+
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1)")
+    first = first_commit(conn)
+    with psycopg.connect(**helios_instance.conninfo(dbname), autocommit=True) as raw:  # as version 17 had them
+        raw.execute(_definition("bootstrap.sql", "CREATE VIEW heliosdb.retention"))
+        for name in ("lsn_at", "timestamp_to_scn", "scn_to_timestamp", "lsn_to_scn"):
+            raw.execute(f"DROP FUNCTION heliosdb.{name}")
+            raw.execute(_definition("bootstrap.sql", f"CREATE FUNCTION heliosdb.{name}("))
+        raw.execute(_definition("retention.sql", "CREATE OR REPLACE FUNCTION heliosdb.gc()"))
+        raw.execute("DROP FUNCTION heliosdb._oldest_lsn, heliosdb._retained_lsn, heliosdb._future_timestamp")
+        raw.execute("UPDATE heliosdb._meta SET value = '17' WHERE key = 'catalog_version'")
+        assert raw.execute("SELECT oldest_lsn::text FROM heliosdb.retention").fetchall() == [("0/0",)]
+        assert raw.execute("SELECT heliosdb.lsn_at('2999-01-01') IS NOT NULL").fetchall() == [(True,)]
+    fresh = connect()  # upgrades the catalog
+    assert rows(fresh, "SELECT value FROM heliosdb._meta WHERE key = 'catalog_version'") == [("18",)]
+    assert oldest(fresh, "main") == first
+    assert error(fresh, "SELECT heliosdb.lsn_at('2999-01-01')").sqlstate == "HD007"
+    assert rows(fresh, "SELECT pg_get_functiondef('heliosdb.gc()'::regprocedure) LIKE '%h._hdb_end < $2%'") == [(True,)]
