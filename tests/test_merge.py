@@ -771,7 +771,7 @@ def test_gc_keeps_what_the_next_merge_starts_from(conn: heliosdb.Connection, con
     kid = connect("kid")
     kid.cursor().execute("UPDATE m SET a = 1 WHERE id = 1")
     cur.execute("MERGE DATABASE BRANCH kid INTO main")
-    for stmt in ("UPDATE m SET a = 2 WHERE id = 1", "UPDATE m SET a = 3 WHERE id = 1",
+    for stmt in ("UPDATE m SET a = 2 WHERE id = 1", "UPDATE m SET a = 3 WHERE id = 1", "UPDATE m SET a = 4 WHERE id = 1",
                  "ALTER DATABASE BRANCH kid SET OPTIONS (retention_period = '1 second', gc_policy = aggressive)"):
         kid.cursor().execute(stmt)
     time.sleep(1.2)
@@ -779,7 +779,7 @@ def test_gc_keeps_what_the_next_merge_starts_from(conn: heliosdb.Connection, con
     assert cur.fetchone()[0] >= 1
     cur.execute("MERGE DATABASE BRANCH kid INTO main")  # ABORT on any conflict: there is none
     cur.execute("SELECT id, a FROM m ORDER BY id")
-    assert cur.fetchall() == [(1, 3), (2, 0)]
+    assert cur.fetchall() == [(1, 4), (2, 0)]
 
 
 def test_a_table_merged_from_a_branch_keeps_its_sequences_after_the_branch_is_dropped(pair, connect) -> None:

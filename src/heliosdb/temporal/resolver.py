@@ -44,11 +44,21 @@ def check_retained(conn: psycopg.Connection[Any], branch: Branch, lsn: int) -> N
     Ancestors are read at fork points, which the collector keeps; they only
     matter where the requested point itself reaches them (model.read_at).
     """
+    retained_check(*_horizons(conn, branch), branch, lsn)
+
+
+def retained_lsn(conn: psycopg.Connection[Any], branch: Branch) -> int:
+    """The oldest LSN whose reads of `branch` are all inside the retained history (oldest_retained)."""
+    return oldest_retained(*_horizons(conn, branch))
+
+
+def _horizons(conn: psycopg.Connection[Any], branch: Branch) -> tuple[list[tuple[int, int | None]], dict[int, int]]:
+    """The branch's ancestry and the garbage collector's horizon of each step."""
     steps = ancestry(conn, branch.id)
     rows = dict(conn.execute(
         "SELECT id, gc_lsn FROM heliosdb._branches WHERE id = ANY(%s)", ([bid for bid, _ in steps],)
     ).fetchall())
-    retained_check(steps, {int(b): int(g) for b, g in rows.items()}, branch, lsn)
+    return steps, {int(b): int(g) for b, g in rows.items()}
 
 
 _MAX_BIGINT = 2**63 - 1
@@ -232,13 +242,28 @@ def resolve_now_or_lsn(
 
 def retained_check(steps: list[tuple[int, int | None]], gc: dict[int, int], branch: Branch, lsn: int) -> None:
     """check_retained on gc horizons already read."""
-    for bid in read_at(steps, lsn):
-        oldest = gc.get(bid, 0)
-        if lsn < oldest:
-            raise errors.SnapshotTooOld(
-                f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
-                hint=f"The oldest available point is LSN {format_lsn(oldest)}.",
-            )
+    if any(lsn < gc.get(bid, 0) for bid in read_at(steps, lsn)):
+        raise errors.SnapshotTooOld(
+            f'snapshot too old: LSN {format_lsn(lsn)} is older than the retained history of branch "{branch.name}"',
+            hint=f"The oldest available point is LSN {format_lsn(oldest_retained(steps, gc))}.",
+        )
+
+
+def oldest_retained(steps: list[tuple[int, int | None]], gc: dict[int, int]) -> int:
+    """The oldest LSN from which every read of the first step passes retained_check.
+
+    Below a fork, a read needs the parent's history at the point itself; from the fork on, the
+    parent is read at the fork, which the collector keeps. So the answer is the nearest fork the
+    horizons met so far are below, or those horizons. The catalog's heliosdb._retained_lsn is the
+    same walk (heliosdb.retention).
+    """
+    best, horizon = _MAX_BIGINT, 0
+    for bid, fork in steps:
+        horizon = max(horizon, gc.get(bid, 0))
+        if fork is None or fork <= horizon:
+            break
+        best = min(best, fork)
+    return min(best, horizon)
 
 
 # -- TIMESTAMP, SCN and TRANSACTION points: one round trip when they resolve --------------------

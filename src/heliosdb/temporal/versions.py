@@ -71,16 +71,20 @@ def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, 
                       pseudo: bool) -> sql.Composable:
     head = resolver.head_lsn(conn, branch)
     contained = rng.mode == "CONTAINED"
-    if rng.mode == "ALL":
-        low, first, high = -1, 0, head
+    if rng.mode == "ALL" or rng.low is None:
+        # MINVALUE and ALL start at the oldest retained point, as a bound there would: what the
+        # collector kept for descendants' fork points before it is not in the range
+        low = first = resolver.retained_lsn(conn, branch)
     else:
         low = _bound(conn, branch, rng.kind, rng.low, low=True)
         first = _first_inside(conn, branch, rng.kind, rng.low)
+        resolver.check_retained(conn, branch, max(low, 0))
+    if rng.mode == "ALL":
+        high = head
+    else:
         high = _bound(conn, branch, rng.kind, rng.high, low=False,
                       shift="- interval '1 microsecond'" if rng.mode == "FROM" else "")
         high = min(high, head)
-    if rng.mode != "ALL" and rng.low is not None:  # MINVALUE and ALL start at the oldest retained point
-        resolver.check_retained(conn, branch, max(low, 0))
     levels = chain(conn, branch.id, head)
     snap = Snapshot(conn, levels)
     version = next((v for v in snap.tables.values() if v.name == name), None)
@@ -153,7 +157,9 @@ _DELETES = sql.SQL("""
 
 
 def _pseudo(first: int) -> sql.Composable:
-    """first: the first LSN inside the range; versions that began earlier show NULL starts."""
+    """first: the first LSN inside the range. Versions that began earlier show NULL starts, and (as in
+    Oracle) NULL VERSIONS_XID and VERSIONS_OPERATION: the change that made them is outside the range,
+    possibly pruned (the garbage collector keeps what a retained lower bound reads, no more)."""
     lo, m = L(first), L(MAX_LSN)
     return sql.SQL(
         """,
@@ -163,8 +169,8 @@ def _pseudo(first: int) -> sql.Composable:
     CASE WHEN x._e = {m} THEN NULL ELSE ce.committed_at END AS versions_endtime,
     CASE WHEN x._b < {lo} THEN NULL ELSE heliosdb.format_lsn(x._b) END AS versions_startlsn,
     CASE WHEN x._e = {m} THEN NULL ELSE heliosdb.format_lsn(x._e) END AS versions_endlsn,
-    cs.txid AS versions_xid,
-    x._op AS versions_operation"""
+    CASE WHEN x._b < {lo} THEN NULL ELSE cs.txid END AS versions_xid,
+    CASE WHEN x._b < {lo} THEN NULL ELSE x._op END AS versions_operation"""
     ).format(lo=lo, m=m)
 
 
