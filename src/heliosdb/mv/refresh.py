@@ -644,21 +644,3 @@ def store_sql(conn: psycopg.Connection[Any], src: Sources, at: int, *, inherited
         (pending_sql(src), size_sql(src), f"SELECT {fn}($1, $2)" if immediate else None, revert_sql(mv, b.id),
          fn, at, mv.id, b.id),
     )
-
-
-def record_failure(conn: psycopg.Connection[Any], mv: MView, branch: Branch, error: str) -> None:
-    """Outside the failed transaction: FAILED with bounded exponential backoff; inputs of others mark them."""
-    conn.execute(
-        """UPDATE heliosdb._mv_state SET status = 'FAILED', failures = failures + 1, last_error = %s,
-               next_retry = clock_timestamp() + make_interval(secs => least(60, 2 ^ least(failures, 6)))
-           WHERE mv_id = %s AND branch_id = %s""",
-        (error, mv.id, branch.id),
-    )
-    for down in mvcat.dependents(conn, mv.id):
-        conn.execute(
-            "UPDATE heliosdb._mv_state SET status = 'UPSTREAM_FAILED', last_error = %s "
-            "WHERE mv_id = %s AND branch_id = %s",
-            (f'input view "{mv.name}" failed to refresh', down, branch.id),
-        )
-
-
