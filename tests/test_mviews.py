@@ -957,6 +957,45 @@ def test_sums_recover_from_nan_infinity_and_cancellation(conn: heliosdb.Connecti
     assert rows(conn, "SELECT sf FROM s ORDER BY g") == [(11.0,), (1.0,)]
 
 
+def as_text(conn: heliosdb.Connection, view: str, query: str, cols: str) -> tuple[list[tuple], list[tuple]]:
+    """The view's and its query's rows with every column as text (numeric scales show), sorted."""
+    casts = ", ".join(f"{c}::text" for c in cols.split(", "))
+    return (sorted(rows(conn, f"SELECT {casts} FROM {view}"), key=_key),
+            sorted(rows(conn, f"SELECT {casts} FROM ({query}) q"), key=_key))
+
+
+@pytest.mark.parametrize("strategy", ["on_demand", "immediate"])
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_numeric_sums_show_the_scale_of_the_values_left(conn: heliosdb.Connection, connect, strategy: str,
+                                                        branch: str) -> None:
+    """PostgreSQL shows a numeric sum with the largest scale among the values summed: after a delete the view
+    shows what its query shows, as text too (1.5, not 1.500)."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, g int, n numeric, d numeric(10,2))",
+        "INSERT INTO t VALUES (1, 1, 1.5, 1), (2, 1, 2.125, 2), (3, 2, 7, 3), (4, 2, 0.25, 4), (5, 3, 1.50, 5)")
+    if branch == "dev":
+        run(conn, "CREATE DATABASE BRANCH dev")
+        conn = connect("dev")
+    views = {"s": ("SELECT g, sum(n) AS sn, avg(n) AS an, sum(d) AS sd, count(*) AS c FROM t GROUP BY g",
+                   "g, sn, an, sd, c"),
+             "total": ("SELECT sum(n) AS sn, avg(n) AS an FROM t", "sn, an")}
+    for name, (query, _) in views.items():
+        run(conn, f"CREATE MATERIALIZED VIEW {name} AS {query} WITH (maintenance_strategy = {strategy})")
+    steps = ["DELETE FROM t WHERE id = 2",  # 1.5 + 2.125 -> 1.5
+             "UPDATE t SET n = 0.2 WHERE id = 3",  # 7 + 0.25 -> 0.2 + 0.25: scale 2 stays
+             "DELETE FROM t WHERE id = 4",  # -> 0.2
+             "INSERT INTO t VALUES (6, 3, 2.000, 6)",  # 1.50 + 2.000
+             "UPDATE t SET n = 2 WHERE id = 6",  # -> 1.50 + 2
+             "UPDATE t SET g = 1 WHERE id = 5"]  # 1.50 moves to 1.5's group: 3.00
+    for step in steps:
+        run(conn, step)
+        for name, (query, cols) in views.items():
+            if strategy == "on_demand":
+                run(conn, f"REFRESH MATERIALIZED VIEW {name} INCREMENTAL")
+                assert staleness(conn, name, "last_refresh_mode")[0] == "incremental"
+            got, want = as_text(conn, name, query, cols)
+            assert got == want, f"after {step}: {name}"
+
+
 def test_pending_changes_count_each_changed_row_once(base: heliosdb.Connection) -> None:
     conn = base
     run(conn, "CREATE MATERIALIZED VIEW self2 AS SELECT a.id, b.v FROM t a JOIN t b ON a.g = b.g "
