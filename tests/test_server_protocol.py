@@ -323,6 +323,37 @@ def test_a_named_statement_whose_result_ddl_changed_is_refused_as_postgresql_doe
     c.close()
 
 
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_a_named_write_whose_result_ddl_changed_is_refused_without_running(server: ServerProcess, dbname: str,
+                                                                           branch: str) -> None:
+    """INSERT ... RETURNING * prepared, then ADD COLUMN in another session: PostgreSQL's 0A000, and the row is
+    not inserted (the write does not run); a new Parse returns the new column."""
+    setup = ["CREATE TABLE r (id int PRIMARY KEY, v text)"]
+    if branch == "dev":
+        setup += ["CREATE DATABASE BRANCH dev", "USE BRANCH dev"]
+    c = _client(server, dbname, *setup)
+    _parse(c, "ins", "INSERT INTO r VALUES ($1, 'a') RETURNING *")
+    c.send(b"D", b"S" + cstr("ins"))
+    c.send(b"S")
+    assert [k for k, _ in c.until_ready()] == [b"1", b"t", b"T", b"Z"]
+    other = _client(server, dbname, *setup[1 + (branch == "dev"):], "ALTER TABLE r ADD COLUMN w int DEFAULT 5")
+    other.close()
+    _bind(c, "", "ins", [b"1"])
+    c.send(b"E", b"\0" + struct.pack("!i", 0))
+    c.send(b"S")
+    msgs = c.until_ready()
+    (err,) = errors_in(msgs)
+    assert (err["C"], err["M"], err["R"]) == ("0A000", "cached plan must not change result type",
+                                              "RevalidateCachedQuery")
+    assert data_rows(c.query("SELECT count(*) FROM r")) == [["0"]]
+    _parse(c, "ins2", "INSERT INTO r VALUES ($1, 'a') RETURNING *")
+    _bind(c, "", "ins2", [b"1"])
+    c.send(b"E", b"\0" + struct.pack("!i", 0))
+    c.send(b"S")
+    assert data_rows(c.until_ready()) == [["1", "a", "5"]]
+    c.close()
+
+
 def test_extended_protocol(server: ServerProcess, dbname: str) -> None:
     c = RawClient(server.port)
     c.startup(database=dbname)

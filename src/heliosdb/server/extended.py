@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 import psycopg
 from psycopg import pq
@@ -357,16 +358,15 @@ class ExtendedProtocol(Protocol):
         if self.begin_implicit(query, self._more_before_sync(at_describe)):
             portal.tag = "BEGIN"
             return
-        portal.rows, portal.tag = self.run_statement(query, Bound(portal.values, portal.prep.spans), portal.formats)
         described = portal.prep.described[1] if portal.prep.named and portal.prep.described else None
-        if described is not None and portal.rows is not None and not statement_info(query).write and (
-                _column_types(portal.rows.description) != _column_types(described)):
-            # DDL since the Describe changed the result (ADD COLUMN under SELECT *): PostgreSQL refuses to run
-            # the statement, and clients (asyncpg) prepare it again on this error. (Checked after a read only:
-            # a write would have run.)
-            portal.rows = None
-            raise error("0A000", "cached plan must not change result type",
-                        fields={"routine": "RevalidateCachedQuery"})  # PostgreSQL's, which clients look for
+        write = described is not None and statement_info(query).write
+        if write and _result_changed(self._describe_uncached(portal.prep)[1], described):
+            _refuse_changed_result()  # a write (RETURNING) is checked before it runs: it must not happen
+        portal.rows, portal.tag = self.run_statement(query, Bound(portal.values, portal.prep.spans), portal.formats)
+        if described is not None and portal.rows is not None and not write and (
+                _result_changed(portal.rows.description, described)):
+            portal.rows = None  # a read is checked after it ran (no second round trip): it changed nothing
+            _refuse_changed_result()
 
     def describe_statement(self, prep: Prepared) -> tuple[list[int], bytes | None]:
         if prep.described is None:
@@ -422,6 +422,16 @@ class ExtendedProtocol(Protocol):
         if res.status != pq.ExecStatus.COMMAND_OK:
             raise pgresult_error(res)
         self.send(codec.row_description(describe_fields(res)) if res.nfields else codec.NO_DATA)
+
+
+def _result_changed(now: bytes | None, described: bytes) -> bool:
+    return now is None or _column_types(now) != _column_types(described)
+
+
+def _refuse_changed_result() -> NoReturn:
+    """DDL since the Describe changed the result (ADD COLUMN under SELECT *): PostgreSQL refuses to run the
+    statement, and clients (asyncpg) prepare it again on this error, which they know by its routine field."""
+    raise error("0A000", "cached plan must not change result type", fields={"routine": "RevalidateCachedQuery"})
 
 
 def _column_types(description: bytes) -> list[int]:
