@@ -2,10 +2,11 @@
 
 Statements are kept as text with their placeholders; a Bind keeps the client's
 values as they came (bytes, format, type). Executing a portal runs the whole
-statement once and keeps its rows, so Describe of a portal (which needs the
-result's columns) runs it, and Execute hands out the rows in portions.
+statement once and keeps its rows, and Execute hands out the rows in portions.
 Describe of a statement asks PostgreSQL (an unnamed prepare on the session's
-storage connection) for parameter and column types.
+storage connection) for parameter and column types; so does Describe of a
+portal, unless an Execute of it follows before the next Sync (drivers' Bind,
+Describe, Execute), where the run answers both.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from heliosdb.server.protocol import (
     quick_plain_select,
 )
 from heliosdb.server.relay import Hider, frame
-from heliosdb.server.values import Rows, describe_fields
+from heliosdb.server.values import Rows, describe_fields, result_formats
 from heliosdb.session import statement_info
 from heliosdb.sql.classify import Kind, classify, head, is_stdio_copy
 from heliosdb.sql.split import split_statements
@@ -293,8 +294,14 @@ class ExtendedProtocol(Protocol):
         if portal is None:
             self._describe_sql_cursor(name)
             return
-        self._run_portal(portal, at_describe=True)
-        self.send(portal.rows.description if portal.rows is not None else codec.NO_DATA)
+        if portal.executed or portal.copy or not portal.prep.query:
+            self.send(portal.rows.description if portal.rows is not None else codec.NO_DATA)
+        elif self._executes_next(name):  # Bind, Describe, Execute: the run answers both
+            self._run_portal(portal, at_describe=True)
+            self.send(portal.rows.description if portal.rows is not None else codec.NO_DATA)
+        else:  # as PostgreSQL: described, not run (a write must not happen before its Execute)
+            description = self.describe_statement(portal.prep)[1]
+            self.send(codec.NO_DATA if description is None else _with_formats(description, portal.formats))
 
     def execute_portal(self, payload: bytes) -> None:
         name, max_rows = codec.decode_execute(payload)
@@ -337,6 +344,18 @@ class ExtendedProtocol(Protocol):
             self.portals.clear()
         self.emit_parameter_status()
         self.ready()
+
+    def _executes_next(self, portal: str) -> bool:
+        """Whether the next Execute among the messages already received, before a Sync, runs this portal."""
+        for kind, payload in self.peek_messages(64):
+            if kind == b"S":
+                return False
+            if kind == b"E":
+                try:
+                    return codec.decode_execute(payload)[0] == portal
+                except codec.ProtocolError:
+                    return False
+        return False
 
     def _more_before_sync(self, at_describe: bool) -> bool:
         """Whether another statement may follow before the next Sync (so: an implicit transaction)."""
@@ -432,6 +451,18 @@ def _refuse_changed_result() -> NoReturn:
     """DDL since the Describe changed the result (ADD COLUMN under SELECT *): PostgreSQL refuses to run the
     statement, and clients (asyncpg) prepare it again on this error, which they know by its routine field."""
     raise error("0A000", "cached plan must not change result type", fields={"routine": "RevalidateCachedQuery"})
+
+
+def _with_formats(description: bytes, formats: list[int]) -> bytes:
+    """A statement's RowDescription (text format) with a portal's result format codes."""
+    count = int.from_bytes(description[5:7], "big")
+    fmts = result_formats(formats, count)
+    out, pos = bytearray(description), 7
+    for fmt in fmts:
+        pos = description.index(b"\0", pos) + 1 + 16  # the name, then 16 bytes before the format code
+        out[pos : pos + 2] = fmt.to_bytes(2, "big")
+        pos += 2
+    return bytes(out)
 
 
 def _column_types(description: bytes) -> list[int]:
