@@ -957,6 +957,45 @@ def test_sums_recover_from_nan_infinity_and_cancellation(conn: heliosdb.Connecti
     assert rows(conn, "SELECT sf FROM s ORDER BY g") == [(11.0,), (1.0,)]
 
 
+def as_text(conn: heliosdb.Connection, view: str, query: str, cols: str) -> tuple[list[tuple], list[tuple]]:
+    """The view's and its query's rows with every column as text (numeric scales show), sorted."""
+    casts = ", ".join(f"{c}::text" for c in cols.split(", "))
+    return (sorted(rows(conn, f"SELECT {casts} FROM {view}"), key=_key),
+            sorted(rows(conn, f"SELECT {casts} FROM ({query}) q"), key=_key))
+
+
+@pytest.mark.parametrize("strategy", ["on_demand", "immediate"])
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_numeric_sums_show_the_scale_of_the_values_left(conn: heliosdb.Connection, connect, strategy: str,
+                                                        branch: str) -> None:
+    """PostgreSQL shows a numeric sum with the largest scale among the values summed: after a delete the view
+    shows what its query shows, as text too (1.5, not 1.500)."""
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, g int, n numeric, d numeric(10,2))",
+        "INSERT INTO t VALUES (1, 1, 1.5, 1), (2, 1, 2.125, 2), (3, 2, 7, 3), (4, 2, 0.25, 4), (5, 3, 1.50, 5)")
+    if branch == "dev":
+        run(conn, "CREATE DATABASE BRANCH dev")
+        conn = connect("dev")
+    views = {"s": ("SELECT g, sum(n) AS sn, avg(n) AS an, sum(d) AS sd, count(*) AS c FROM t GROUP BY g",
+                   "g, sn, an, sd, c"),
+             "total": ("SELECT sum(n) AS sn, avg(n) AS an FROM t", "sn, an")}
+    for name, (query, _) in views.items():
+        run(conn, f"CREATE MATERIALIZED VIEW {name} AS {query} WITH (maintenance_strategy = {strategy})")
+    steps = ["DELETE FROM t WHERE id = 2",  # 1.5 + 2.125 -> 1.5
+             "UPDATE t SET n = 0.2 WHERE id = 3",  # 7 + 0.25 -> 0.2 + 0.25: scale 2 stays
+             "DELETE FROM t WHERE id = 4",  # -> 0.2
+             "INSERT INTO t VALUES (6, 3, 2.000, 6)",  # 1.50 + 2.000
+             "UPDATE t SET n = 2 WHERE id = 6",  # -> 1.50 + 2
+             "UPDATE t SET g = 1 WHERE id = 5"]  # 1.50 moves to 1.5's group: 3.00
+    for step in steps:
+        run(conn, step)
+        for name, (query, cols) in views.items():
+            if strategy == "on_demand":
+                run(conn, f"REFRESH MATERIALIZED VIEW {name} INCREMENTAL")
+                assert staleness(conn, name, "last_refresh_mode")[0] == "incremental"
+            got, want = as_text(conn, name, query, cols)
+            assert got == want, f"after {step}: {name}"
+
+
 def test_pending_changes_count_each_changed_row_once(base: heliosdb.Connection) -> None:
     conn = base
     run(conn, "CREATE MATERIALIZED VIEW self2 AS SELECT a.id, b.v FROM t a JOIN t b ON a.g = b.g "
@@ -1051,3 +1090,84 @@ def test_refresh_inside_a_transaction_follows_it(base: heliosdb.Connection) -> N
     run(conn, "DELETE FROM t WHERE id = 3", "REFRESH MATERIALIZED VIEW a")
     assert_view_equals_query(conn, "a", Q_AGG, "after a refresh of its own")
     assert staleness(conn, "a", "last_refresh_mode")[0] == "incremental"
+
+
+def test_a_user_refresh_shows_refreshing_while_it_runs(base: heliosdb.Connection, connect) -> None:
+    """Another session sees REFRESHING while a REFRESH (its own transaction) runs, here waiting for another
+    refresher of the view (a session holding its refresh lock), and FRESH after it."""
+    import threading
+
+    conn = base
+    run(conn, f"CREATE MATERIALIZED VIEW a AS {Q_AGG} WITH (maintenance_strategy = on_demand)",
+        "INSERT INTO t VALUES (7, 3, 70)")
+    other, watcher = connect(), connect()
+    key = rows(other, "SELECT heliosdb._mv_lock_key(s.mv_id, s.branch_id) FROM heliosdb._mv_state s "
+                      "JOIN heliosdb._mviews m ON m.id = s.mv_id WHERE m.name = 'a'")[0][0]
+    run(other, f"SELECT pg_advisory_lock({int(key)})")
+    errors_seen: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            run(conn, "REFRESH MATERIALIZED VIEW a")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors_seen.append(exc)
+
+    worker = threading.Thread(target=refresh)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while staleness(watcher, "a", "status")[0] != "REFRESHING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert staleness(watcher, "a", "status")[0] == "REFRESHING"
+    finally:
+        run(other, f"SELECT pg_advisory_unlock({int(key)})")
+        worker.join(30)
+    assert not errors_seen, errors_seen
+    assert staleness(watcher, "a", "status")[0] == "FRESH"
+    assert_view_equals_query(watcher, "a", Q_AGG)
+    # a REFRESH that finds nothing to do ends FRESH too
+    run(conn, "REFRESH MATERIALIZED VIEW a")
+    assert staleness(watcher, "a", "status")[0] == "FRESH"
+
+
+@pytest.mark.parametrize("mode", ["", " FULL"])
+def test_a_failed_user_refresh_sets_failed_and_upstream_failed(base: heliosdb.Connection, connect,
+                                                               mode: str) -> None:
+    conn = base
+    frail = "SELECT id, 100 / v AS r FROM t"
+    run(conn, f"CREATE MATERIALIZED VIEW frail AS {frail} WITH (maintenance_strategy = on_demand)",
+        "CREATE MATERIALIZED VIEW reader AS SELECT count(*) AS c, sum(r) AS s FROM frail "
+        "WITH (maintenance_strategy = on_demand)",
+        "UPDATE t SET v = 0 WHERE id = 2")
+    before = multiset(conn, "SELECT * FROM frail")
+    lsn_before = staleness(conn, "frail", "last_refresh_lsn")[0]
+    err = error_of(conn, f"REFRESH MATERIALIZED VIEW frail{mode}")
+    assert err.sqlstate == "22012"
+    watcher = connect()
+    got = rows(watcher, "SELECT name, status, last_error FROM heliosdb.mv_staleness ORDER BY name")
+    assert got == [("frail", "FAILED", "division by zero"),
+                   ("reader", "UPSTREAM_FAILED", 'input view "frail" failed to refresh')]
+    # the failed refresh left nothing behind
+    assert multiset(watcher, "SELECT * FROM frail") == before
+    assert staleness(watcher, "frail", "last_refresh_lsn")[0] == lsn_before
+    run(conn, "UPDATE t SET v = 5 WHERE id = 2", f"REFRESH MATERIALIZED VIEW frail{mode}")
+    got = rows(watcher, "SELECT name, status, last_error FROM heliosdb.mv_staleness ORDER BY name")
+    assert got == [("frail", "FRESH", None), ("reader", "STALE", None)]
+    assert_view_equals_query(watcher, "frail", frail)
+
+
+def test_a_refresh_in_a_transaction_shows_its_status_at_commit(base: heliosdb.Connection, connect) -> None:
+    """Inside a transaction block the REFRESH is part of the transaction: other sessions see its outcome at
+    COMMIT and nothing of it before; a failure aborts the transaction and, like it, leaves nothing."""
+    conn, watcher = base, connect()
+    run(conn, "CREATE MATERIALIZED VIEW frail AS SELECT id, 100 / v AS r FROM t "
+              "WITH (maintenance_strategy = on_demand)", "UPDATE t SET v = 5 WHERE id = 2")
+    run(conn, "BEGIN", "REFRESH MATERIALIZED VIEW frail")
+    assert staleness(watcher, "frail", "status")[0] == "STALE"  # not committed yet
+    run(conn, "COMMIT")
+    assert staleness(watcher, "frail", "status")[0] == "FRESH"
+    run(conn, "UPDATE t SET v = 0 WHERE id = 2", "BEGIN")
+    assert error_of(conn, "REFRESH MATERIALIZED VIEW frail").sqlstate == "22012"
+    assert error_of(conn, "SELECT 1").sqlstate == "25P02"
+    run(conn, "ROLLBACK")
+    assert staleness(watcher, "frail", "status, last_error") == ("STALE", None)

@@ -250,15 +250,18 @@ def test_failures_retry_with_backoff_and_mark_downstream(conn: heliosdb.Connecti
                        "WHERE name = 'frail'")[0][0]
     assert wait < wait2 <= 60
     assert staleness(conn, "reader", "status")[0] == "UPSTREAM_FAILED"
-    # a manual refresh reports the error to the user as it is
+    # a manual refresh reports the error to the user as it is, and counts as a failure too
     try:
         conn.cursor().execute("REFRESH MATERIALIZED VIEW frail")
     except heliosdb.Error as exc:
         assert exc.sqlstate == "22012"
     else:
         raise AssertionError("REFRESH of a failing view succeeded")
+    wait3 = rows(conn, "SELECT extract(epoch FROM next_scheduled - clock_timestamp()) FROM heliosdb.mv_staleness "
+                       "WHERE name = 'frail'")[0][0]
+    assert wait2 < wait3 <= 60
     run(conn, "UPDATE t SET v = 1 WHERE id = 3")  # the data is fixed
-    time.sleep(float(wait2) + 0.1)
+    time.sleep(float(wait3) + 0.1)
     assert did(s.run_once()) == [("frail", "full")]
     assert staleness(conn, "frail", "status")[0] == "FRESH"
     assert staleness(conn, "reader", "status")[0] == "STALE"  # may run again

@@ -323,6 +323,89 @@ def test_a_named_statement_whose_result_ddl_changed_is_refused_as_postgresql_doe
     c.close()
 
 
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_a_named_write_whose_result_ddl_changed_is_refused_without_running(server: ServerProcess, dbname: str,
+                                                                           branch: str) -> None:
+    """INSERT ... RETURNING * prepared, then ADD COLUMN in another session: PostgreSQL's 0A000, and the row is
+    not inserted (the write does not run); a new Parse returns the new column."""
+    setup = ["CREATE TABLE r (id int PRIMARY KEY, v text)"]
+    if branch == "dev":
+        setup += ["CREATE DATABASE BRANCH dev", "USE BRANCH dev"]
+    c = _client(server, dbname, *setup)
+    _parse(c, "ins", "INSERT INTO r VALUES ($1, 'a') RETURNING *")
+    c.send(b"D", b"S" + cstr("ins"))
+    c.send(b"S")
+    assert [k for k, _ in c.until_ready()] == [b"1", b"t", b"T", b"Z"]
+    other = _client(server, dbname, *setup[1 + (branch == "dev"):], "ALTER TABLE r ADD COLUMN w int DEFAULT 5")
+    other.close()
+    _bind(c, "", "ins", [b"1"])
+    c.send(b"E", b"\0" + struct.pack("!i", 0))
+    c.send(b"S")
+    msgs = c.until_ready()
+    (err,) = errors_in(msgs)
+    assert (err["C"], err["M"], err["R"]) == ("0A000", "cached plan must not change result type",
+                                              "RevalidateCachedQuery")
+    assert data_rows(c.query("SELECT count(*) FROM r")) == [["0"]]
+    _parse(c, "ins2", "INSERT INTO r VALUES ($1, 'a') RETURNING *")
+    _bind(c, "", "ins2", [b"1"])
+    c.send(b"E", b"\0" + struct.pack("!i", 0))
+    c.send(b"S")
+    assert data_rows(c.until_ready()) == [["1", "a", "5"]]
+    c.close()
+
+
+def _row_description(payload: bytes) -> list[tuple[str, int, int]]:
+    """(name, type OID, format) of each column of a RowDescription."""
+    (n,), pos, out = struct.unpack("!h", payload[:2]), 2, []
+    for _ in range(n):
+        end = payload.index(b"\0", pos)
+        _table, _col, oid, _size, _mod, fmt = struct.unpack("!IhIhih", payload[end + 1 : end + 19])
+        out.append((payload[pos:end].decode(), oid, fmt))
+        pos = end + 19
+    return out
+
+
+@pytest.mark.parametrize("branch", ["main", "dev"])
+def test_describe_of_a_portal_does_not_run_it(server: ServerProcess, dbname: str, branch: str) -> None:
+    """Parse, Bind, Describe portal, Sync without Execute: the portal's columns (in its result formats), and the
+    write does not happen; Executed later in the same transaction, it runs once."""
+    setup = ["CREATE TABLE w (id int PRIMARY KEY, v text)"]
+    if branch == "dev":
+        setup += ["CREATE DATABASE BRANCH dev", "USE BRANCH dev"]
+    c = _client(server, dbname, *setup)
+    _parse(c, "", "INSERT INTO w VALUES ($1, 'x') RETURNING id, v")
+    _bind(c, "", "", [b"1"], [1, 0])
+    c.send(b"D", b"P\0")
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert [k for k, _ in msgs] == [b"1", b"2", b"T", b"Z"]
+    assert _row_description(msgs[2][1]) == [("id", 23, 1), ("v", 25, 0)]
+    assert data_rows(c.query("SELECT count(*) FROM w")) == [["0"]]
+    # a named portal in a transaction: described (Flush), then executed once
+    c.query("BEGIN")
+    _parse(c, "", "INSERT INTO w VALUES ($1, 'y') RETURNING v")
+    _bind(c, "p", "", [b"2"])
+    c.send(b"D", b"P" + cstr("p"))
+    c.send(b"H")
+    assert [k for k, _ in (c.read(), c.read(), c.read())] == [b"1", b"2", b"T"]
+    c.send(b"E", cstr("p") + struct.pack("!i", 0))
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert [k for k, _ in msgs] == [b"D", b"C", b"Z"] and data_rows(msgs) == [["y"]]
+    c.query("COMMIT")
+    assert data_rows(c.query("SELECT id, v FROM w")) == [["2", "y"]]
+    # Describe of a read portal: its columns, nothing run (a function with an effect is not called)
+    c.query("CREATE SEQUENCE w_seq")
+    _parse(c, "", "SELECT nextval('w_seq') AS n")
+    _bind(c, "", "", [])
+    c.send(b"D", b"P\0")
+    c.send(b"S")
+    msgs = c.until_ready()
+    assert _row_description(msgs[2][1]) == [("n", 20, 0)]
+    assert data_rows(c.query("SELECT nextval('w_seq')")) == [["1"]]
+    c.close()
+
+
 def test_extended_protocol(server: ServerProcess, dbname: str) -> None:
     c = RawClient(server.port)
     c.startup(database=dbname)

@@ -17,6 +17,7 @@ from heliosdb.mv import catalog as mvcat
 from heliosdb.mv import options as mvopts
 from heliosdb.mv import parse as mvparse
 from heliosdb.mv import refresh as mvrefresh
+from heliosdb.mv import status as mvstatus
 from heliosdb.mv import storage
 from heliosdb.mv.catalog import MView
 from heliosdb.mv.compile import compile_query
@@ -50,16 +51,8 @@ def on_branch_path(conn: psycopg.Connection[Any], branch: Branch) -> Iterator[No
 def execute(session: Session, text: str) -> Result:
     stmt = mvparse.parse(text)
     conn = session.conn
-    tried_fast = False
     if isinstance(stmt, mvparse.RefreshMV) and stmt.with_data and not session.in_transaction:
-        # the common case in one statement that is its own transaction
-        outcome, out = mvrefresh.fast_refresh(conn, session.branch.id, name=stmt.name.name, mode=stmt.mode,
-                                                 detached=True)
-        if outcome == "missing":
-            raise _undefined(stmt.name.name)
-        if out is not None:
-            return _refreshed(session, stmt.name.name, out)
-        tried_fast = outcome == "slow"
+        return _refresh_alone(session, stmt)
     alone = not session.in_transaction  # the statement is its own transaction: nothing follows it
     with conn.transaction():
         branch = session.branch
@@ -68,7 +61,7 @@ def execute(session: Session, text: str) -> Result:
         if isinstance(stmt, mvparse.AlterMV):
             return _alter(session, branch, stmt)
         if isinstance(stmt, mvparse.RefreshMV):
-            return _refresh(session, branch, stmt, try_fast=not tried_fast)
+            return _refreshed(session, stmt.name.name, _refresh(session, branch, stmt))
         if isinstance(stmt, mvparse.CommentMV):
             return _comment(session, branch, stmt)
         return _drop(session, branch, stmt)
@@ -384,7 +377,29 @@ def refuse_view_ddl(session: Session, text: str) -> None:
                      "Use ALTER MATERIALIZED VIEW to change a materialized view.")
 
 
-def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV, *, try_fast: bool = True) -> Result:
+def _refresh_alone(session: Session, stmt: mvparse.RefreshMV) -> Result:
+    """A REFRESH that is its own transaction: REFRESHING while it runs, FAILED after a failure (mv/status.py)."""
+    conn, branch, name = session.conn, session.branch, stmt.name.name
+    mv_id = mvstatus.mark_refreshing(conn, branch.id, name)
+    try:
+        # the common case in one statement that is its own transaction
+        outcome, out = mvrefresh.fast_refresh(conn, branch.id, name=name, mode=stmt.mode, detached=True)
+        if outcome == "missing":
+            raise _undefined(name)
+        if out is None:
+            with conn.transaction():
+                out = _refresh(session, branch, stmt, try_fast=outcome != "slow")
+    except Exception as exc:  # whatever ended it, the view must not stay REFRESHING
+        if mv_id is not None:
+            mvstatus.record_user_failure(conn, mv_id, branch, exc)
+        raise
+    if mv_id is not None and (out is None or out.mode == "none"):
+        mvstatus.mark_done(conn, mv_id, branch.id)
+    return _refreshed(session, name, out)
+
+
+def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV, *,
+             try_fast: bool = True) -> mvrefresh.Outcome | None:
     conn = session.conn
     mv = _get(session, branch, stmt.name.name)
     if mv is None:
@@ -398,13 +413,12 @@ def _refresh(session: Session, branch: Branch, stmt: mvparse.RefreshMV, *, try_f
                      "immediate_sql = NULL, pending_sql = NULL, inc_fn = NULL "
                      "WHERE mv_id = %s AND branch_id = %s", (mv.id, branch.id))
         storage.create_user_view(conn, branch, mv, populated=False, replace=True)
-        return _result("REFRESH MATERIALIZED VIEW")
+        return None
     # names in the query resolve on the branch (only queries refreshed in full run as written)
     path = on_branch_path(conn, branch) if mv.plan.mode == "full" or mv.plan.deps_mvs else contextlib.nullcontext()
     with path:
-        out = mvrefresh.refresh(conn, branch, mv, mode=stmt.mode, reason=None, progress=session.report_progress,
-                                try_fast=try_fast)
-    return _refreshed(session, mv.name, out)
+        return mvrefresh.refresh(conn, branch, mv, mode=stmt.mode, reason=None, progress=session.report_progress,
+                                 try_fast=try_fast)
 
 
 def _refreshed(session: Session, name: str, out: mvrefresh.Outcome | None) -> Result:

@@ -236,6 +236,8 @@ SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
         f"SELECT 1 AS _hdb_sign, x.* FROM ({a}) x" for a in new]
     gk = [f"_hdb_g{k}" for k in range(len(plan.groups))]
     g_items = list(gk) + ["coalesce(sum(_hdb_sign), 0) AS _hdb_dcnt"]
+    new_full = [src.state(j, h) for j in range(len(plan.sources))]
+    scaled = _scale_varies(src, new_full)
     for k, a in enumerate(plan.aggs):
         if a.arg is None:
             continue
@@ -244,6 +246,9 @@ SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
         if a.func in ("sum", "avg"):
             g_items += [f"sum({x}) FILTER (WHERE _hdb_sign > 0) AS _hdb_sp{k}",
                         f"sum({x}) FILTER (WHERE _hdb_sign < 0) AS _hdb_sm{k}"]
+        if k in scaled:  # the largest scales added and taken away
+            g_items += [f"max(scale({x})) FILTER (WHERE _hdb_sign > 0) AS _hdb_scp{k}",
+                        f"max(scale({x})) FILTER (WHERE _hdb_sign < 0) AS _hdb_scm{k}"]
         elif a.func in ("min", "max"):
             g_items += [f"{a.func}({x}) FILTER (WHERE _hdb_sign > 0) AS _hdb_ep{k}",
                         f"{a.func}({x}) FILTER (WHERE _hdb_sign < 0) AS _hdb_em{k}"]
@@ -257,7 +262,6 @@ SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
                  f"LEFT JOIN LATERAL (SELECT s2._hdb_rowid FROM {store} s2 WHERE ({any_null}) AND {nd} LIMIT 1) s2 ON true")
     else:
         match = f"SELECT g.*, s1._hdb_rowid AS _hdb_sid FROM _hdb_g g LEFT JOIN {store} s1 ON true"
-    new_full = [src.state(j, h) for j in range(len(plan.sources))]
     # _hdb_mr, _hdb_sr: names the user's FROM clause (in the MIN/MAX recompute) cannot shadow
     n_items = (["_hdb_mr._hdb_sid"] + [f"_hdb_mr.{k}" for k in gk]
                + ["coalesce(_hdb_sr._hdb_cnt, 0) + _hdb_mr._hdb_dcnt AS _hdb_cnt"])
@@ -279,6 +283,8 @@ SELECT (SELECT count(*) FROM _hdb_del) + (SELECT count(*) FROM _hdb_ins)"""
                    f"OR coalesce((_hdb_mr._hdb_sm{k} - _hdb_mr._hdb_sm{k}) <> '0', false)")
             if k in floats:  # what it takes away dwarfs what is left: the rounding would be all there is
                 odd += f" OR abs(coalesce(_hdb_mr._hdb_sm{k}, 0)) > 1e6 * abs({running})"
+            if k in scaled:
+                odd += f" OR {_scale_drops(plan, new_full, k, a.arg)}"
             n_items.append(f"CASE WHEN {nn} = 0 THEN NULL WHEN {odd} THEN {_group_again(plan, new_full, 'sum', a.arg)} "
                            f"ELSE {running} END AS _hdb_s{k}")
             n_items.append(f"{nn} AS _hdb_n{k}")
@@ -314,8 +320,47 @@ SELECT (SELECT count(*) FROM _hdb_upd) + (SELECT count(*) FROM _hdb_del) + (SELE
 
 def _group_again(plan: Plan, states: list[str], func: str, arg: str | None) -> str:
     """A scalar subquery: the aggregate of the current group (_hdb_mr's keys) computed from the base."""
-    same_group = " AND ".join(f"({g}) IS NOT DISTINCT FROM _hdb_mr._hdb_g{i}" for i, g in enumerate(plan.groups))
-    return f"(SELECT {func}({arg}) {_instantiate(plan, states)}{_where(plan, same_group or None)})"
+    return f"(SELECT {func}({arg}) {_in_group(plan, states)})"
+
+
+def _in_group(plan: Plan, states: list[str], extra: str | None = None) -> str:
+    """FROM ... WHERE of the base rows in the current group (_hdb_mr's keys) [that also meet `extra`]."""
+    same = [f"({g}) IS NOT DISTINCT FROM _hdb_mr._hdb_g{i}" for i, g in enumerate(plan.groups)]
+    cond = " AND ".join(same + ([f"({extra})"] if extra else []))
+    return f"{_instantiate(plan, states)}{_where(plan, cond or None)}"
+
+
+NUMERIC_OID = 1700
+
+
+def _scale_varies(src: Sources, states: list[str]) -> set[int]:
+    """The SUM/AVG arguments (by aggregate) that are numeric without a declared scale.
+
+    PostgreSQL shows a numeric sum with the largest scale among the values summed
+    (1.5 + 2.125 = 3.625; 1.5 alone: 1.5), so taking a value away may lower it,
+    which a running sum does not (3.625 - 2.125 = 1.500). With a declared scale
+    (numeric(10,2)) every value has that scale.
+    """
+    plan = src.plan
+    ks = [k for k, a in enumerate(plan.aggs) if a.func in ("sum", "avg")]
+    if not ks:
+        return set()
+    items = ", ".join(str(plan.aggs[k].arg) for k in ks)
+    cur = src.conn.execute(f"SELECT {items} {_instantiate(plan, states)}{_where(plan)} LIMIT 0")  # type: ignore[arg-type]
+    assert cur.description is not None
+    return {k for k, col in zip(ks, cur.description, strict=True) if col.type_code == NUMERIC_OID and col.scale is None}
+
+
+def _scale_drops(plan: Plan, states: list[str], k: int, arg: str | None) -> str:
+    """Whether the running sum k keeps a scale no value left in its group has: then it is summed again.
+
+    Only when the delta took away a value of the running sum's scale and added
+    none: a probe for a remaining value of that scale (usually the group's first
+    row) decides.
+    """
+    sc = f"scale(_hdb_sr._hdb_s{k})"
+    return (f"({sc} > 0 AND _hdb_mr._hdb_scm{k} >= {sc} AND coalesce(_hdb_mr._hdb_scp{k}, -1) < {sc} "
+            f"AND NOT EXISTS (SELECT 1 {_in_group(plan, states, f'scale({arg}) >= {sc}')}))")
 
 
 def full_select(src: Sources, h: int) -> str:
@@ -644,21 +689,3 @@ def store_sql(conn: psycopg.Connection[Any], src: Sources, at: int, *, inherited
         (pending_sql(src), size_sql(src), f"SELECT {fn}($1, $2)" if immediate else None, revert_sql(mv, b.id),
          fn, at, mv.id, b.id),
     )
-
-
-def record_failure(conn: psycopg.Connection[Any], mv: MView, branch: Branch, error: str) -> None:
-    """Outside the failed transaction: FAILED with bounded exponential backoff; inputs of others mark them."""
-    conn.execute(
-        """UPDATE heliosdb._mv_state SET status = 'FAILED', failures = failures + 1, last_error = %s,
-               next_retry = clock_timestamp() + make_interval(secs => least(60, 2 ^ least(failures, 6)))
-           WHERE mv_id = %s AND branch_id = %s""",
-        (error, mv.id, branch.id),
-    )
-    for down in mvcat.dependents(conn, mv.id):
-        conn.execute(
-            "UPDATE heliosdb._mv_state SET status = 'UPSTREAM_FAILED', last_error = %s "
-            "WHERE mv_id = %s AND branch_id = %s",
-            (f'input view "{mv.name}" failed to refresh', down, branch.id),
-        )
-
-

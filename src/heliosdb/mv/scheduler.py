@@ -35,7 +35,8 @@ from heliosdb.branching import images
 from heliosdb.catalog.model import get_branch_by_id
 from heliosdb.mv import catalog as mvcat
 from heliosdb.mv.options import PRIORITY_RANK
-from heliosdb.mv.refresh import Outcome, record_failure, refresh
+from heliosdb.mv.refresh import Outcome, refresh
+from heliosdb.mv.status import error_line, record_failure
 from heliosdb.storage.periodic import Periodic
 
 TICK_SECONDS = 0.5
@@ -155,9 +156,8 @@ class Scheduler(Periodic):
                              "AND status = 'REFRESHING'", (mv.id, branch.id))
             return "busy" if out is None else out.mode
         except (psycopg.Error, errors.Error) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             with conn.transaction():
-                record_failure(conn, mv, branch, message)
+                record_failure(conn, mv, branch, error_line(exc))
             return "failed"
 
     # -- thread ----------------------------------------------------------------------

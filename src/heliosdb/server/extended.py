@@ -2,16 +2,18 @@
 
 Statements are kept as text with their placeholders; a Bind keeps the client's
 values as they came (bytes, format, type). Executing a portal runs the whole
-statement once and keeps its rows, so Describe of a portal (which needs the
-result's columns) runs it, and Execute hands out the rows in portions.
+statement once and keeps its rows, and Execute hands out the rows in portions.
 Describe of a statement asks PostgreSQL (an unnamed prepare on the session's
-storage connection) for parameter and column types.
+storage connection) for parameter and column types; so does Describe of a
+portal, unless an Execute of it follows before the next Sync (drivers' Bind,
+Describe, Execute), where the run answers both.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 import psycopg
 from psycopg import pq
@@ -28,7 +30,7 @@ from heliosdb.server.protocol import (
     quick_plain_select,
 )
 from heliosdb.server.relay import Hider, frame
-from heliosdb.server.values import Rows, describe_fields
+from heliosdb.server.values import Rows, describe_fields, result_formats
 from heliosdb.session import statement_info
 from heliosdb.sql.classify import Kind, classify, head, is_stdio_copy
 from heliosdb.sql.split import split_statements
@@ -292,8 +294,14 @@ class ExtendedProtocol(Protocol):
         if portal is None:
             self._describe_sql_cursor(name)
             return
-        self._run_portal(portal, at_describe=True)
-        self.send(portal.rows.description if portal.rows is not None else codec.NO_DATA)
+        if portal.executed or portal.copy or not portal.prep.query:
+            self.send(portal.rows.description if portal.rows is not None else codec.NO_DATA)
+        elif self._executes_next(name):  # Bind, Describe, Execute: the run answers both
+            self._run_portal(portal, at_describe=True)
+            self.send(portal.rows.description if portal.rows is not None else codec.NO_DATA)
+        else:  # as PostgreSQL: described, not run (a write must not happen before its Execute)
+            description = self.describe_statement(portal.prep)[1]
+            self.send(codec.NO_DATA if description is None else _with_formats(description, portal.formats))
 
     def execute_portal(self, payload: bytes) -> None:
         name, max_rows = codec.decode_execute(payload)
@@ -337,6 +345,18 @@ class ExtendedProtocol(Protocol):
         self.emit_parameter_status()
         self.ready()
 
+    def _executes_next(self, portal: str) -> bool:
+        """Whether the next Execute among the messages already received, before a Sync, runs this portal."""
+        for kind, payload in self.peek_messages(64):
+            if kind == b"S":
+                return False
+            if kind == b"E":
+                try:
+                    return codec.decode_execute(payload)[0] == portal
+                except codec.ProtocolError:
+                    return False
+        return False
+
     def _more_before_sync(self, at_describe: bool) -> bool:
         """Whether another statement may follow before the next Sync (so: an implicit transaction)."""
         kinds = self.peek_kinds()
@@ -357,16 +377,15 @@ class ExtendedProtocol(Protocol):
         if self.begin_implicit(query, self._more_before_sync(at_describe)):
             portal.tag = "BEGIN"
             return
-        portal.rows, portal.tag = self.run_statement(query, Bound(portal.values, portal.prep.spans), portal.formats)
         described = portal.prep.described[1] if portal.prep.named and portal.prep.described else None
-        if described is not None and portal.rows is not None and not statement_info(query).write and (
-                _column_types(portal.rows.description) != _column_types(described)):
-            # DDL since the Describe changed the result (ADD COLUMN under SELECT *): PostgreSQL refuses to run
-            # the statement, and clients (asyncpg) prepare it again on this error. (Checked after a read only:
-            # a write would have run.)
-            portal.rows = None
-            raise error("0A000", "cached plan must not change result type",
-                        fields={"routine": "RevalidateCachedQuery"})  # PostgreSQL's, which clients look for
+        write = described is not None and statement_info(query).write
+        if write and _result_changed(self._describe_uncached(portal.prep)[1], described):
+            _refuse_changed_result()  # a write (RETURNING) is checked before it runs: it must not happen
+        portal.rows, portal.tag = self.run_statement(query, Bound(portal.values, portal.prep.spans), portal.formats)
+        if described is not None and portal.rows is not None and not write and (
+                _result_changed(portal.rows.description, described)):
+            portal.rows = None  # a read is checked after it ran (no second round trip): it changed nothing
+            _refuse_changed_result()
 
     def describe_statement(self, prep: Prepared) -> tuple[list[int], bytes | None]:
         if prep.described is None:
@@ -422,6 +441,28 @@ class ExtendedProtocol(Protocol):
         if res.status != pq.ExecStatus.COMMAND_OK:
             raise pgresult_error(res)
         self.send(codec.row_description(describe_fields(res)) if res.nfields else codec.NO_DATA)
+
+
+def _result_changed(now: bytes | None, described: bytes) -> bool:
+    return now is None or _column_types(now) != _column_types(described)
+
+
+def _refuse_changed_result() -> NoReturn:
+    """DDL since the Describe changed the result (ADD COLUMN under SELECT *): PostgreSQL refuses to run the
+    statement, and clients (asyncpg) prepare it again on this error, which they know by its routine field."""
+    raise error("0A000", "cached plan must not change result type", fields={"routine": "RevalidateCachedQuery"})
+
+
+def _with_formats(description: bytes, formats: list[int]) -> bytes:
+    """A statement's RowDescription (text format) with a portal's result format codes."""
+    count = int.from_bytes(description[5:7], "big")
+    fmts = result_formats(formats, count)
+    out, pos = bytearray(description), 7
+    for fmt in fmts:
+        pos = description.index(b"\0", pos) + 1 + 16  # the name, then 16 bytes before the format code
+        out[pos : pos + 2] = fmt.to_bytes(2, "big")
+        pos += 2
+    return bytes(out)
 
 
 def _column_types(description: bytes) -> list[int]:
