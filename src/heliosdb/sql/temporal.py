@@ -100,6 +100,10 @@ class _Scan:
         return self.t[self.i].start if self.i < len(self.t) else len(self.sql)
 
     def lsn(self) -> str:
+        if self.i + 1 < len(self.t) and self.t[self.i].token_type == TokenType.PARAMETER \
+                and self.sql[self.offset()] == "$":  # $n of a PREPAREd statement: its value comes at EXECUTE
+            self.i += 2
+            return self.sql[self.t[self.i - 2].start : self.t[self.i - 1].end + 1]
         typed = _TYPED_VALUE.match(self.sql, self.offset())
         if typed and _LSN_TEXT.fullmatch(typed.group(1)):
             while self.i < len(self.t) and self.t[self.i].start < typed.end():

@@ -1,0 +1,122 @@
+"""Time-travel clauses inside statements: PREPARE with point parameters, pseudo-columns, messages, FLASHBACK."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+import heliosdb
+from tests import test_server_support as support
+from tests.test_branches import rows, run, sqlstate
+from tests.test_server_support import ServerProcess
+
+server = support.server
+
+
+def error(conn: heliosdb.Connection, sql: str) -> heliosdb.Error:
+    with pytest.raises(heliosdb.Error) as info:
+        conn.cursor().execute(sql)
+    return info.value
+
+
+@pytest.fixture
+def marks(conn: heliosdb.Connection) -> dict[str, str]:
+    """t at two points: 'first' (one row 'a') and 'second' (its value 'b', a second row)."""
+    out: dict[str, str] = {}
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a')")
+    for name in ("first", "second"):
+        if name == "second":
+            run(conn, "BEGIN", "UPDATE t SET v = 'b'", "INSERT INTO t VALUES (2, 'c')", "COMMIT")
+        lsn, scn, txid, ts = rows(conn, "SELECT lsn::text, scn, txid::text, committed_at::text "
+                                        "FROM heliosdb._commits ORDER BY lsn DESC LIMIT 1")[0]
+        out |= {name: lsn, f"{name}_scn": str(scn), f"{name}_txid": txid, f"{name}_ts": ts}
+    run(conn, "DELETE FROM t")
+    return out
+
+
+FIRST, SECOND = [(1, "a")], [(1, "b"), (2, "c")]
+
+
+def test_prepare_with_a_parameter_as_the_point(conn: heliosdb.Connection, marks: dict[str, str]) -> None:
+    """Each EXECUTE resolves its own point, in every form of the clause."""
+    run(conn,
+        "PREPARE ts(timestamptz) AS SELECT * FROM t AS OF TIMESTAMP $1 ORDER BY id",
+        "PREPARE scn(bigint) AS SELECT * FROM t AS OF SCN $1 ORDER BY id",
+        "PREPARE lsn(pg_lsn) AS SELECT * FROM t AS OF LSN $1 ORDER BY id",
+        "PREPARE txn AS SELECT * FROM t AS OF TRANSACTION $1 ORDER BY id",
+        "PREPARE st AS SELECT * FROM t FOR SYSTEM_TIME AS OF $1 ORDER BY id",
+        'PREPARE "Ago"(interval) AS SELECT count(*) FROM t AS OF TIMESTAMP now() - $1')
+    for point, want in (("first", FIRST), ("second", SECOND)):
+        assert rows(conn, f"EXECUTE ts('{marks[point + '_ts']}')") == want
+        assert rows(conn, f"EXECUTE scn({marks[point + '_scn']})") == want
+        assert rows(conn, f"EXECUTE lsn('{marks[point]}')") == want
+        assert rows(conn, f"EXECUTE txn({marks[point + '_txid']})") == want
+        assert rows(conn, f"EXECUTE st('{marks[point + '_ts']}')") == want
+        assert rows(conn, "EXECUTE scn(%s)", (int(marks[point + "_scn"]),)) == want  # a driver's parameter
+    assert rows(conn, "EXECUTE \"Ago\"('1 microsecond')") == [(0,)]
+    assert rows(conn, "EXECUTE ts((SELECT committed_at FROM heliosdb._commits ORDER BY lsn LIMIT 1 OFFSET 1))") \
+        == FIRST  # an argument is any expression, evaluated once
+
+
+def test_prepare_with_parameters_in_ranges_and_elsewhere(conn: heliosdb.Connection, marks: dict[str, str]) -> None:
+    run(conn, "PREPARE vb(bigint, bigint) AS SELECT id, v, versions_operation FROM t "
+              "VERSIONS BETWEEN SCN $1 AND $2 ORDER BY id, versions_startscn",
+        "PREPARE two(bigint, int) AS SELECT v FROM t AS OF SCN $1 WHERE id = $2 AND $2 > 0")
+    s1, s2 = marks["first_scn"], marks["second_scn"]
+    assert rows(conn, f"EXECUTE vb({s1}, {s1})") == [(1, "a", "I")]
+    assert rows(conn, f"EXECUTE vb({s1}, {s2})") == [(1, "a", "I"), (1, "b", "U"), (2, "c", "I")]
+    assert rows(conn, f"EXECUTE two({s2}, 2)") == [("c",)]
+    assert rows(conn, f"EXECUTE two({s1}, 1)") == [("a",)]
+
+
+def test_prepare_with_point_parameters_errors(conn: heliosdb.Connection, marks: dict[str, str]) -> None:
+    """A bad value at EXECUTE fails as the same point written as a literal; DEALLOCATE drops the statement."""
+    run(conn, "PREPARE scn(bigint) AS SELECT * FROM t AS OF SCN $1",
+        "PREPARE ts(timestamptz) AS SELECT * FROM t AS OF TIMESTAMP $1")
+    for bad in ("'x'", "99999999", "NULL"):
+        err = error(conn, f"EXECUTE scn({bad})")
+        assert err.sqlstate == "HD007" == sqlstate(conn, f"SELECT * FROM t AS OF SCN {bad}"), bad
+        assert err.position is None
+    assert str(error(conn, "EXECUTE scn('x')")) == str(error(conn, "SELECT * FROM t AS OF SCN 'x'"))
+    assert str(error(conn, "EXECUTE ts('garbage')")) == str(error(conn, "SELECT * FROM t AS OF TIMESTAMP 'garbage'"))
+    assert sqlstate(conn, "EXECUTE ts(now() + interval '1 day')") == "HD007"
+    err = error(conn, "EXECUTE scn(1, 2)")
+    assert (err.sqlstate, str(err), err.detail) == (
+        "42601", 'wrong number of parameters for prepared statement "scn"', "Expected 1 parameters but got 2.")
+    assert sqlstate(conn, "PREPARE scn AS SELECT 1") == "42P05"
+    assert sqlstate(conn, "PREPARE bad(no_such_type) AS SELECT * FROM t AS OF SCN $1") == "42704"
+    run(conn, "PREPARE plain AS SELECT 1")
+    assert sqlstate(conn, "PREPARE plain(bigint) AS SELECT * FROM t AS OF SCN $1") == "42P05"
+    # in a transaction block, a failed EXECUTE fails the transaction as any statement does
+    run(conn, "BEGIN")
+    assert sqlstate(conn, "EXECUTE scn()") == "42601"
+    assert sqlstate(conn, f"EXECUTE scn({marks['first_scn']})") == "25P02"
+    run(conn, "ROLLBACK")
+    assert rows(conn, f"EXECUTE scn({marks['first_scn']})") == FIRST  # PREPARE is not transactional
+    run(conn, "DEALLOCATE scn")
+    assert sqlstate(conn, f"EXECUTE scn({marks['first_scn']})") == "26000"
+    assert sqlstate(conn, "DEALLOCATE scn") == "26000"
+    run(conn, "DEALLOCATE PREPARE ALL")
+    assert sqlstate(conn, "EXECUTE ts(now())") == "26000"
+    run(conn, "PREPARE ts(timestamptz) AS SELECT * FROM t AS OF TIMESTAMP $1", "DISCARD ALL")
+    assert sqlstate(conn, "EXECUTE ts(now())") == "26000"
+
+
+def test_prepare_with_point_parameters_through_the_endpoint(server: ServerProcess, dbname: str) -> None:
+    """psql's simple protocol and psycopg's extended protocol reach the session's prepared statement."""
+    with server.connect(dbname, autocommit=True) as pg:
+        pg.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        pg.execute("INSERT INTO t VALUES (1, 'a')")
+        first = pg.execute("SELECT heliosdb.current_scn()").fetchone()[0]  # type: ignore[index]
+        pg.execute("UPDATE t SET v = 'b'")
+        pg.execute("PREPARE q(bigint) AS SELECT v FROM t AS OF SCN $1")
+        assert pg.execute(f"EXECUTE q({first})").fetchall() == [("a",)]
+        assert pg.execute("EXECUTE q(%s)", (first + 1,)).fetchall() == [("b",)]
+        with psycopg.ClientCursor(pg) as cur:
+            assert cur.execute("EXECUTE q(%s)", (first,)).fetchall() == [("a",)]
+        with pytest.raises(psycopg.Error) as info:
+            pg.execute("EXECUTE q('x')")
+        assert info.value.sqlstate == "HD007"
+        pg.execute("DEALLOCATE q")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            pg.execute(f"EXECUTE q({first})")
