@@ -120,3 +120,26 @@ def test_prepare_with_point_parameters_through_the_endpoint(server: ServerProces
         pg.execute("DEALLOCATE q")
         with pytest.raises(psycopg.errors.InvalidSqlStatementName):
             pg.execute(f"EXECUTE q({first})")
+
+
+def test_star_over_versions_is_the_tables_columns(conn: heliosdb.Connection, marks: dict[str, str]) -> None:
+    """As in Oracle, `*` and `t.*` are the table's columns; a pseudo-column is there where it is named."""
+    rng = "VERSIONS BETWEEN SCN MINVALUE AND MAXVALUE"
+    run(conn, "CREATE TABLE u (id int, w text)", "INSERT INTO u VALUES (2, 'u')")
+    cases = {
+        f"SELECT *, versions_operation FROM t {rng} ORDER BY id, versions_startscn":
+            (["id", "v", "versions_operation"], [(1, "a", "I"), (1, "b", "U"), (1, "b", "D"), (2, "c", "I"),
+                                                 (2, "c", "D")]),
+        f"SELECT t.*, versions_xid IS NOT NULL AS x FROM t {rng} WHERE versions_operation = 'I' ORDER BY id":
+            (["id", "v", "x"], [(1, "a", True), (2, "c", True)]),
+        f'SELECT "V".* FROM t {rng} AS "V" WHERE "V".versions_operation = \'U\'': (["id", "v"], [(1, "b")]),
+        f"SELECT *, x.versions_operation FROM u, t {rng} x WHERE x.id = u.id AND x.versions_operation = 'I'":
+            (["id", "w", "id", "v", "versions_operation"], [(2, "u", 2, "c", "I")]),
+        f"SELECT * FROM (SELECT DISTINCT *, versions_operation AS op FROM t {rng}) s WHERE op = 'U'":
+            (["id", "v", "op"], [(1, "b", "U")]),
+    }
+    for query, (names, want) in cases.items():
+        cur = conn.cursor()
+        cur.execute(query)
+        assert [d[0] for d in cur.description] == names, query
+        assert cur.fetchall() == want, query

@@ -310,12 +310,18 @@ _BODY = re.compile(
 )
 
 
-def find_clauses(sql: str) -> list[Clause]:
-    """Every table reference in `sql` that carries a time-travel clause."""
+def searchable(sql: str) -> str:
+    """The text with the prefix of PREPARE, EXPLAIN and DECLARE blanked (see _BODY), newlines kept:
+    offsets, lines and columns stay the statement's own."""
     body = _BODY.match(sql)
     if body is not None:
-        # blank the prefix (keeping its newlines): offsets, lines and columns stay the statement's own
         sql = re.sub(r"[^\n]", " ", sql[: body.end()]) + sql[body.end():]
+    return sql
+
+
+def find_clauses(sql: str) -> list[Clause]:
+    """Every table reference in `sql` that carries a time-travel clause."""
+    sql = searchable(sql)
     tokens = tokenize(sql)
     scan = _Scan(sql, tokens)
     out: list[Clause] = []

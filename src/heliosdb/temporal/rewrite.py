@@ -25,6 +25,7 @@ from heliosdb.catalog.model import Branch, Level, Snapshot, TableInfo, TableVers
 from heliosdb.sql.classify import LOCKING_READ
 from heliosdb.sql.lsn import MAX_LSN, format_lsn
 from heliosdb.sql.names import quote_ident
+from heliosdb.sql.stars import Star, select_stars
 from heliosdb.sql.temporal import Clause, Point, Range, find_clauses
 from heliosdb.temporal import resolver
 
@@ -259,24 +260,32 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
         spans.append((0, 0, 0, len(_WRAP_HEAD)))  # an error there points at the start of the text
         seen = len(_WRAP_HEAD)
     gen: int | None = None  # the catalog generation the first point was checked at
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement) in the user's text
+    columns: dict[str, list[str]] = {}  # VERSIONS references with pseudo-columns: their table's columns
     for c in clauses:
-        between = text[pos : c.start]
-        if pos == 0 and (m := _TABLE_HEAD.fullmatch(between)) is not None:  # TABLE t AS OF ...: a SELECT
-            between = m.group(1) + "SELECT * FROM "
-            spans.append((0, len(m.group(0)), seen, seen + len(between)))
-        out.append(between)
-        seen += len(between)
-        piece = _replacement(session, conn, c, text, "outer" if outer else "guard" if guarded else kept)
+        piece, names = _replacement(session, conn, c, text, "outer" if outer else "guard" if guarded else kept)
         if gen is None and session.catalog.key is not None:
             gen = session.catalog.key[0]  # a later point checked at a newer one fails this guard: prepared again
         if kept and _PREPARE.match(text) and piece.startswith("(") and c.range is None:
             piece = _as_temp_view(conn, piece)
         if c.alias is None:
             piece += " AS " + quote_ident(c.name.name)
-        spans.append((c.start, c.end, seen, seen + len(piece)))
+        if names is not None:
+            columns[c.alias or c.name.name] = names
+        edits.append((c.start, c.end, piece))
+    if columns:
+        edits = sorted(edits + _star_edits(text, clauses, columns))
+    for start, end, piece in edits:
+        between = text[pos : start]
+        if pos == 0 and (m := _TABLE_HEAD.fullmatch(between)) is not None:  # TABLE t AS OF ...: a SELECT
+            between = m.group(1) + "SELECT * FROM "
+            spans.append((0, len(m.group(0)), seen, seen + len(between)))
+        out.append(between)
+        seen += len(between)
+        spans.append((start, end, seen, seen + len(piece)))
         seen += len(piece)
         out.append(piece.replace("%", "%%") if escape else piece)
-        pos = c.end
+        pos = end
     out.append(text[pos:])
     if outer:
         assert gen is not None
@@ -289,6 +298,27 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
             while len(_SPANS) > _MAX_SPANS:
                 _SPANS.popitem(last=False)  # the least recently made or used
     return result
+
+
+def _star_edits(text: str, clauses: list[Clause], columns: dict[str, list[str]]) -> list[tuple[int, int, str]]:
+    """`*` and `t.*` over a VERSIONS reference that carries pseudo-columns, written out as the table's
+    columns: as in Oracle, the pseudo-columns are there only where the query names them."""
+    spans = {c.start: c.end for c in clauses}
+    stars: dict[int, Star] = {}
+    for c in clauses:
+        if c.range is not None and (c.alias or c.name.name) in columns:
+            stars.update((star.start, star) for star in select_stars(text, c.start, spans))
+    edits = []
+    for star in stars.values():
+        if star.qualifier is not None:
+            if star.qualifier in columns:
+                q = text[star.start : star.end - 1].rstrip().rstrip(".").rstrip()  # as written
+                edits.append((star.start, star.end, ", ".join(f"{q}.{quote_ident(n)}" for n in columns[star.qualifier])))
+        elif star.items is not None:  # (USING and NATURAL joins merge columns: * stays)
+            edits.append((star.start, star.end, ", ".join(
+                ", ".join(f"{written}.{quote_ident(n)}" for n in columns[name]) if name in columns else f"{written}.*"
+                for name, written in star.items)))
+    return edits
 
 
 def _as_temp_view(conn: psycopg.Connection[Any], piece: str) -> str:
@@ -333,9 +363,10 @@ def original_position(rewritten: str, position: int) -> int | None:
 
 
 def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, text: str,
-                 mode: str | bool) -> str:
-    """One clause's subquery. mode: "guard" (checks the catalog generation itself), "outer" (the
-    statement checks it, see _assemble) or whether the SQL is kept to run later (unguarded)."""
+                 mode: str | bool) -> tuple[str, list[str] | None]:
+    """One clause's subquery, and for a VERSIONS reference with pseudo-columns its table's columns.
+    mode: "guard" (checks the catalog generation itself), "outer" (the statement checks it, see
+    _assemble) or whether the SQL is kept to run later (unguarded)."""
     if c.name.schema is not None and c.name.schema != session.branch.user_schema:
         raise errors.NotSupportedError(f'time travel on "{c.name.schema}.{c.name.name}" is not supported',
                                        hint="Time travel works on the tables of a branch.")
@@ -348,8 +379,9 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
     if c.range is not None:
         from heliosdb.temporal.versions import versions_subquery
 
-        return versions_subquery(conn, branch, c.name.name, c.range,
-                                 pseudo="VERSIONS_" in text.upper()).as_string(conn)
+        pseudo = "VERSIONS_" in text.upper()
+        query, names = versions_subquery(conn, branch, c.name.name, c.range, pseudo=pseudo)
+        return query.as_string(conn), names if pseudo else None
     lsn = _resolve_cached(conn, cache, branch, c.point or Point("NOW"))
     # the SQL of (branch, point, table) under the cache's key: the key was checked just now
     key = ("sql", branch.id, lsn, c.name.name, mode)
@@ -362,7 +394,7 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
         piece = point_subquery(conn, branch, lsn, c.name.name, cache, guard, kept=mode is True,
                                outer=mode == "outer").as_string(conn)
         cache.remember(key, piece)
-    return piece
+    return piece, None
 
 
 __all__ = ["Range", "Resolved", "forget", "original_position", "point_subquery", "prepare", "resolve", "rewrite"]

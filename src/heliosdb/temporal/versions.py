@@ -68,7 +68,8 @@ def _first_inside(conn: psycopg.Connection[Any], branch: Branch, kind: str, valu
 
 
 def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, rng: Range, *,
-                      pseudo: bool) -> sql.Composable:
+                      pseudo: bool) -> tuple[sql.Composable, list[str]]:
+    """The subquery of the range's versions, and the table's columns (the pseudo-columns follow them)."""
     head = resolver.head_lsn(conn, branch)
     contained = rng.mode == "CONTAINED"
     if rng.mode == "ALL":
@@ -141,7 +142,7 @@ WHERE {filter}"""
         deletes=sql.SQL("") if rng.system_time else _DELETES.format(vcols=vcols, m=L(MAX_LSN)),
         filter=_filter(low, first, high, contained),
     )
-    return sql.SQL("({})").format(query)
+    return sql.SQL("({})").format(query), [c.name for c in version.columns]
 
 
 # Oracle's 'D' rows (VERSIONS BETWEEN only): the row as it was before each delete, from the delete on
