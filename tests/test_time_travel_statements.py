@@ -143,3 +143,43 @@ def test_star_over_versions_is_the_tables_columns(conn: heliosdb.Connection, mar
         cur.execute(query)
         assert [d[0] for d in cur.description] == names, query
         assert cur.fetchall() == want, query
+
+
+def test_messages_name_what_the_user_wrote(conn: heliosdb.Connection, marks: dict[str, str]) -> None:
+    err = error(conn, "FLASHBACK TABLE t TO BRANCH main")
+    assert (err.sqlstate, str(err), err.position) == (
+        "42601", 'syntax error at or near "BRANCH": expected LSN, SCN, TIMESTAMP or TRANSACTION (line 1, column 22)',
+        22)
+    err = error(conn, "FLASHBACK TABLE t TO LSN 0/1 now")
+    assert (err.sqlstate, err.position) == ("42601", 30)
+    err = error(conn, "SELECT * FROM t AS OF BRANCH main AT BRANCH x")
+    assert "expected NOW, TIMESTAMP, LSN, SCN or TRANSACTION" in str(err)
+    for offset, why in (("'x'", 'invalid input syntax for type double precision: "x"'), ("1/0", "division by zero"),
+                        ("NULL", "the point is NULL")):
+        err = error(conn, f"SELECT * FROM t AT (OFFSET => {offset})")
+        assert (err.sqlstate, str(err)) == ("HD007", f'invalid offset "{offset}": {why}'), offset
+        assert "make_interval" not in (err.hint or "")
+    assert str(error(conn, "SELECT * FROM t AS OF TIMESTAMP NULL")) == 'invalid timestamp "NULL": the point is NULL'
+
+
+def test_time_travel_on_views_is_not_supported(conn: heliosdb.Connection, marks: dict[str, str]) -> None:
+    """A view or a materialized view has no history of its own: 0A000 with a hint, as a table outside the branch."""
+    run(conn, "CREATE VIEW vw AS SELECT * FROM t", "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t")
+    first = marks["first"]
+    for branch in ("main", "dev"):
+        if branch == "dev":
+            run(conn, "CREATE DATABASE BRANCH dev", "USE BRANCH dev")
+        for query, what in ((f"SELECT * FROM vw AS OF LSN {first}", 'view "vw"'),
+                            (f"SELECT * FROM mv AS OF LSN {first}", 'materialized view "mv"'),
+                            ("SELECT * FROM vw VERSIONS BETWEEN SCN MINVALUE AND MAXVALUE", 'view "vw"'),
+                            ("SELECT * FROM mv FOR SYSTEM_TIME ALL", 'materialized view "mv"'),
+                            (f"FLASHBACK TABLE vw TO LSN {first}", 'view "vw"')):
+            err = error(conn, query)
+            assert (err.sqlstate, str(err)) == ("0A000", f"time travel on {what} is not supported"), query
+            assert err.hint and "apply to tables" in err.hint
+        err = error(conn, f"SELECT * FROM pg_class AS OF LSN {first}")
+        assert (err.sqlstate, str(err)) == ("0A000", 'time travel on "pg_catalog.pg_class" is not supported')
+        # a table made after the point still says so
+        run(conn, f"CREATE TABLE later_{branch} (x int)")
+        err = error(conn, f"SELECT * FROM later_{branch} AS OF LSN {first}")
+        assert err.sqlstate == "42P01" and "at LSN" in str(err)

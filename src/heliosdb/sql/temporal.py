@@ -202,7 +202,8 @@ class _Scan:
                 return
         raise self.error("unbalanced parentheses")
 
-    def point(self) -> Point:
+    def point(self, expected: str = "NOW, TIMESTAMP, LSN, SCN, TRANSACTION, SYSTEM_TIME or BRANCH") -> Point:
+        """expected: the words the error lists where no point starts."""
         if self.accept("NOW"):
             return Point("NOW")
         if self.accept("LSN"):
@@ -213,7 +214,7 @@ class _Scan:
             return Point("SCN", self.expr())
         if self.accept("TRANSACTION"):
             return Point("TRANSACTION", self.expr())
-        raise self.error("expected NOW, TIMESTAMP, LSN, SCN, TRANSACTION, SYSTEM_TIME or BRANCH")
+        raise self.error("expected " + expected)
 
     def arrow_point(self, before: bool) -> Point:
         if not self.accept("("):
@@ -245,7 +246,7 @@ class _Scan:
                 tok = self.t[self.i]
                 branch = tok.text if tok.token_type in (TokenType.STRING, TokenType.IDENTIFIER) else tok.text.lower()
                 self.i += 1
-                point = self.point() if self.accept("AT") else None
+                point = self.point("NOW, TIMESTAMP, LSN, SCN or TRANSACTION") if self.accept("AT") else None
                 return branch, point, None
             return None, self.point(), None
         if self.accept("FOR", "SYSTEM_TIME"):
@@ -294,6 +295,18 @@ class _Scan:
             return None, None, Range(kind, first, last, "BETWEEN")
         self.i = save
         return None
+
+
+def read_point(sql: str, start: int, expected: str) -> Point:
+    """The point written from offset `start` to the end of the statement (FLASHBACK TABLE t TO ...);
+    errors give the statement's own line and column. expected: the words an error lists."""
+    tokens = tokenize(sql)
+    scan = _Scan(sql, tokens)
+    scan.i = next((k for k, t in enumerate(tokens) if t.start >= start), len(tokens))
+    point = scan.point(expected)
+    if scan.i < len(tokens):
+        raise scan.error("unexpected text after the point")
+    return point
 
 
 # Statements sqlglot's tokenizer reads as one command word and one string: what follows the match

@@ -45,6 +45,7 @@ def resolve(conn: psycopg.Connection[Any], branch: Branch, point: Point) -> int:
     """A written point to an LSN on `branch`, with retention enforced."""
     kind, value = point.kind, point.value
     if kind == "OFFSET":
+        check_offset(conn, value or "")
         kind, value = "TIMESTAMP", f"now() + make_interval(secs => ({value})::float8)"
     if point.before:
         if kind == "LSN":
@@ -57,6 +58,23 @@ def resolve(conn: psycopg.Connection[Any], branch: Branch, point: Point) -> int:
         lsn = resolver.resolve_point(conn, branch, kind, value)
     resolver.check_retained(conn, branch, lsn)
     return lsn
+
+
+def check_offset(conn: psycopg.Connection[Any], value: str) -> None:
+    """HD007 naming the offset as written (AT (OFFSET => x)) when it is no number of seconds."""
+    why = "the point is NULL"
+    try:
+        expr = resolver.timestamp_sql(value)
+        with conn.transaction():
+            row = conn.execute(sql.SQL("SELECT ({})::float8").format(sql.SQL(expr))).fetchone()  # type: ignore[arg-type]
+        if row is not None and row[0] is not None:
+            return
+    except errors.InvalidTemporalPoint:
+        why = "not an expression"
+    except psycopg.Error as exc:
+        why = errors.from_psycopg(exc).message
+    raise errors.InvalidTemporalPoint(f'invalid offset "{value}": {why}',
+                                      hint="OFFSET => takes a number of seconds from now (negative: the past).")
 
 
 def _resolve_cached(conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch, point: Point) -> int:
@@ -86,11 +104,35 @@ def _table_at(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str
         snap = cache.snapshot(conn, levels)
     version = next((v for v in snap.tables.values() if v.name == name), None)
     if version is None:
+        refuse_non_table(conn, branch, name)
         raise errors.UndefinedTable(
             f'relation "{name}" does not exist at LSN {format_lsn(lsn)} on branch "{branch.name}"',
             hint="The table did not exist at that point (or was dropped before it).",
         )
     return levels, snap, version, snap.info[version.table_id]
+
+
+# What a name that is no table of the branch at a point stands for now, as the query would resolve it
+_RELATION = """SELECT c.relkind::text, c.relnamespace::regnamespace::text,
+       EXISTS (SELECT 1 FROM heliosdb._mv_visible(%(b)s) m WHERE m.name = %(n)s),
+       EXISTS (SELECT 1 FROM heliosdb._visible_versions(%(b)s) v WHERE v.name = %(n)s)
+FROM pg_class c WHERE c.oid = to_regclass(%(q)s)"""
+
+
+def refuse_non_table(conn: psycopg.Connection[Any], branch: Branch, name: str) -> None:
+    """0A000 for time travel on a view, a materialized view or a relation outside the branch's tables
+    (as for a schema-qualified name outside the branch): they have no history."""
+    row = conn.execute(_RELATION, {"b": branch.id, "n": name, "q": quote_ident(name)}).fetchone()
+    if row is None or row[3]:
+        return  # no such relation, or a table of the branch made after the point: 42P01 names the point
+    kind, schema, mv = row[0], row[1], row[2]
+    if mv or kind in ("v", "m"):
+        raise errors.NotSupportedError(
+            f'time travel on {"materialized view" if mv or kind == "m" else "view"} "{name}" is not supported',
+            hint="AS OF, VERSIONS BETWEEN and FOR SYSTEM_TIME apply to tables: read the tables it reads at "
+                 "that point.")
+    raise errors.NotSupportedError(f'time travel on "{schema}.{name}" is not supported',
+                                   hint="Time travel works on the tables of a branch.")
 
 
 def point_subquery(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str,
@@ -397,4 +439,5 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
     return piece, None
 
 
-__all__ = ["Range", "Resolved", "forget", "original_position", "point_subquery", "prepare", "resolve", "rewrite"]
+__all__ = ["Range", "Resolved", "forget", "original_position", "point_subquery", "prepare", "refuse_non_table",
+           "resolve", "rewrite"]

@@ -86,6 +86,9 @@ def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, 
     snap = Snapshot(conn, levels)
     version = next((v for v in snap.tables.values() if v.name == name), None)
     if version is None:
+        from heliosdb.temporal.rewrite import refuse_non_table
+
+        refuse_non_table(conn, branch, name)
         raise errors.UndefinedTable(f'relation "{name}" does not exist')
     info = snap.info[version.table_id]
     names = snap.names[info.id]
