@@ -183,3 +183,70 @@ def test_time_travel_on_views_is_not_supported(conn: heliosdb.Connection, marks:
         run(conn, f"CREATE TABLE later_{branch} (x int)")
         err = error(conn, f"SELECT * FROM later_{branch} AS OF LSN {first}")
         assert err.sqlstate == "42P01" and "at LSN" in str(err)
+
+
+def head(conn: heliosdb.Connection) -> str:
+    return rows(conn, "SELECT heliosdb.current_lsn()::text")[0][0]
+
+
+def swap(conn: heliosdb.Connection, table: str, column: str, one: str, two: str, through: str) -> None:
+    """Rows 1 and 2 (holding one and two) swap their values of `column`, through a third value:
+    PostgreSQL checks a unique key row by row."""
+    run(conn, "BEGIN", f"UPDATE {table} SET {column} = {through} WHERE id = 1",
+        f"UPDATE {table} SET {column} = {one} WHERE id = 2", f"UPDATE {table} SET {column} = {two} WHERE id = 1",
+        "COMMIT")
+
+
+def test_flashback_restores_swapped_keys_on_the_root_branch(conn: heliosdb.Connection) -> None:
+    """Unique values and primary keys swapped after the point come back, as one new commit whose history
+    is an update of each row; foreign keys without ON DELETE actions are checked as usual."""
+    run(conn, "CREATE TABLE s (id int PRIMARY KEY, u text UNIQUE, n int)",
+        "CREATE TABLE c (id int PRIMARY KEY, su text REFERENCES s (u))",
+        "INSERT INTO s VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', 30)", "INSERT INTO c VALUES (1, 'a'), (2, 'b')")
+    point = head(conn)
+    run(conn, "BEGIN", "DELETE FROM c", "COMMIT")
+    swap(conn, "s", "u", "'a'", "'b'", "'tmp'")
+    run(conn, "UPDATE s SET n = 0 WHERE id = 3", "INSERT INTO s VALUES (4, 'd', 40)",
+        "INSERT INTO c VALUES (1, 'a'), (2, 'b')")
+    swapped = head(conn)
+    commits = rows(conn, "SELECT count(*) FROM heliosdb._commits")[0][0]
+    run(conn, f"FLASHBACK TABLE s TO LSN {point}")
+    then = [(1, "a", 10), (2, "b", 20), (3, "c", 30)]
+    assert rows(conn, "SELECT * FROM s ORDER BY id") == then
+    assert rows(conn, "SELECT count(*) FROM heliosdb._commits")[0][0] == commits + 1
+    back = head(conn)
+    assert rows(conn, f"SELECT * FROM s AS OF LSN {swapped} ORDER BY id") == [
+        (1, "b", 10), (2, "a", 20), (3, "c", 0), (4, "d", 40)]
+    assert rows(conn, f"SELECT * FROM s AS OF LSN {back} ORDER BY id") == then
+    assert rows(conn, f"SELECT id, u, versions_operation FROM s VERSIONS BETWEEN LSN {back} AND MAXVALUE "
+                      "WHERE versions_startlsn IS NOT NULL OR versions_operation = 'D' ORDER BY id") == [
+        (1, "a", "U"), (2, "b", "U"), (3, "c", "U"), (4, "d", "D")]
+    assert rows(conn, "SELECT * FROM c ORDER BY id") == [(1, "a"), (2, "b")]
+    # primary keys, and a DEFERRABLE unique constraint
+    run(conn, "CREATE TABLE k (id int PRIMARY KEY, v text)", "INSERT INTO k VALUES (1, 'a'), (2, 'b')",
+        "CREATE TABLE d (id int PRIMARY KEY, u int UNIQUE DEFERRABLE)", "INSERT INTO d VALUES (1, 1), (2, 2)")
+    point = head(conn)
+    run(conn, "BEGIN", "UPDATE k SET id = 3 WHERE id = 1", "UPDATE k SET id = 1 WHERE id = 2",
+        "UPDATE k SET id = 2 WHERE id = 3", "COMMIT")
+    run(conn, "UPDATE d SET u = 3 - u")
+    assert rows(conn, "SELECT * FROM k ORDER BY id") == [(1, "b"), (2, "a")]
+    run(conn, f"FLASHBACK TABLE k TO LSN {point}", f"FLASHBACK TABLE d TO LSN {point}")
+    assert rows(conn, "SELECT * FROM k ORDER BY id") == [(1, "a"), (2, "b")]
+    assert rows(conn, "SELECT * FROM d ORDER BY id") == [(1, 1), (2, 2)]
+
+
+def test_flashback_of_swapped_keys_refused_where_a_foreign_key_acts(conn: heliosdb.Connection) -> None:
+    """Rows written again would fire ON DELETE CASCADE: 23505 with a hint, and nothing changed."""
+    run(conn, "CREATE TABLE p (id int PRIMARY KEY, u text UNIQUE)",
+        "CREATE TABLE pc (id int PRIMARY KEY, pid int REFERENCES p (id) ON DELETE CASCADE)",
+        "INSERT INTO p VALUES (1, 'a'), (2, 'b')", "INSERT INTO pc VALUES (1, 1), (2, 2)")
+    point = head(conn)
+    swap(conn, "p", "u", "'a'", "'b'", "'tmp'")
+    err = error(conn, f"FLASHBACK TABLE p TO LSN {point}")
+    assert err.sqlstate == "23505" and err.hint and "pc_pid_fkey" in err.hint
+    assert rows(conn, "SELECT * FROM p ORDER BY id") == [(1, "b"), (2, "a")]
+    assert rows(conn, "SELECT * FROM pc ORDER BY id") == [(1, 1), (2, 2)]
+    run(conn, "BEGIN", "INSERT INTO pc VALUES (3, 1)")  # in a transaction block: it fails, nothing half done
+    assert sqlstate(conn, f"FLASHBACK TABLE p TO LSN {point}") == "23505"
+    run(conn, "ROLLBACK")
+    assert rows(conn, "SELECT * FROM pc ORDER BY id") == [(1, 1), (2, 2)]

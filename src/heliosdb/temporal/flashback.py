@@ -80,7 +80,8 @@ def flashback(session: Session, text: str) -> str:
         lsn_now = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch.id,)).fetchone()[0])  # type: ignore[index]
         conn.execute(plan)
         target = TableVersion(now.branch_id, now.table_id, now.name, now.valid_from, cols, now.constraints)
-        apply_plan(conn, branch, info, target, phys, snap_now.br_columns[info.id], "_hdb_plan", lsn_now)
+        apply_plan(conn, branch, info, target, phys, snap_now.br_columns[info.id], "_hdb_plan", lsn_now,
+                   move_keys=True)
         conn.execute("DROP TABLE _hdb_plan")
     return "FLASHBACK"
 
