@@ -112,6 +112,8 @@ def test_prepare_with_point_parameters_through_the_endpoint(server: ServerProces
         pg.execute("PREPARE q(bigint) AS SELECT v FROM t AS OF SCN $1")
         assert pg.execute(f"EXECUTE q({first})").fetchall() == [("a",)]
         assert pg.execute("EXECUTE q(%s)", (first + 1,)).fetchall() == [("b",)]
+        for k in range(8):  # psycopg prepares a query it runs often on the server: Parse, Describe
+            assert pg.execute("EXECUTE q(%s)", (first + k % 2,)).fetchall() == [("ab"[k % 2],)]
         with psycopg.ClientCursor(pg) as cur:
             assert cur.execute("EXECUTE q(%s)", (first,)).fetchall() == [("a",)]
         with pytest.raises(psycopg.Error) as info:
