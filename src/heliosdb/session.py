@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq, sql
@@ -30,6 +30,9 @@ from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 from heliosdb.storage.statements import execute_replanned, keep_users_statements
 from heliosdb.temporal import rewrite
+
+if TYPE_CHECKING:
+    from heliosdb.temporal.prepared import Held
 
 _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on their branch
 
@@ -255,7 +258,7 @@ class Session:
         self.as_of: Any = None  # temporal context (heliosdb.temporal.rewrite.Resolved) or None
         self.as_of_views: list[str] = []
         # PREPAREd statements with a parameter in a time-travel clause, by name (temporal/prepared.py)
-        self.held_statements: dict[str, Any] = {}
+        self.held_statements: dict[str, Held] = {}
         self.catalog = CatalogCache()  # time travel's catalog reads, checked against the catalog generation
         self.conn.add_notice_handler(self._on_notice)
         ensure_catalog(self.conn)
