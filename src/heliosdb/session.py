@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq, sql
@@ -38,6 +38,9 @@ from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 from heliosdb.storage.statements import execute_replanned, keep_users_statements
 from heliosdb.temporal import rewrite
+
+if TYPE_CHECKING:
+    from heliosdb.temporal.prepared import Held
 
 _BRANCH_LOCK_CLASS = 0x4844  # advisory lock class: sessions hold it shared on their branch
 
@@ -211,6 +214,9 @@ def refuse_engine_setting(stmt: str) -> None:
 _TEMPORAL_ATTEMPTS = 5
 
 
+_PREPARE = re.compile(r"\s*PREPARE\s", re.IGNORECASE)
+
+
 def _guard_failed(exc: Exception) -> bool:
     return getattr(exc, "sqlstate", None) == "HDC01"
 
@@ -259,6 +265,8 @@ class Session:
         self._internal = False
         self.as_of: Any = None  # temporal context (heliosdb.temporal.rewrite.Resolved) or None
         self.as_of_views: list[str] = []
+        # PREPAREd statements with a parameter in a time-travel clause, by name (temporal/prepared.py)
+        self.held_statements: dict[str, Held] = {}
         self.catalog = CatalogCache()  # time travel's catalog reads, checked against the catalog generation
         self.conn.add_notice_handler(self._on_notice)
         ensure_catalog(self.conn)
@@ -417,6 +425,10 @@ class Session:
     def execute(self, stmt: str, params: Sequence[Any] | dict[str, Any] | None = None,
                 cursor: psycopg.Cursor[Any] | None = None) -> Result:
         """Run one statement. `cursor`: a psycopg cursor to reuse for the result (its previous one is done)."""
+        if self.held_statements:
+            held = self._held(stmt, params, cursor)
+            if held is not None:
+                return held
         notices: list[str] = []
         self.notices = notices
         self.progress = None
@@ -485,6 +497,19 @@ class Session:
             self._settle_branch()  # this statement ended the transaction, or rolled back to a savepoint
         result.notices = notices
         return result
+
+    def _held(self, stmt: str, params: Any, cursor: psycopg.Cursor[Any] | None) -> Result | None:
+        """EXECUTE, DEALLOCATE... of a statement the session keeps (temporal/prepared.py), else None."""
+        from heliosdb.temporal import prepared
+
+        try:
+            return prepared.run(self, stmt, params, cursor)
+        except psycopg.Error as exc:
+            self._fail_transaction()
+            raise errors.from_psycopg(exc) from None
+        except errors.Error:
+            self._fail_transaction()
+            raise
 
     def _snapshot_now(self) -> Snapshot:
         """The branch's tables as the catalog has them now (checked in one round trip, then cached)."""
@@ -559,6 +584,12 @@ class Session:
         again from the catalog as it is now and run again (up to five times in all, while DDL
         keeps committing). Only in autocommit: a failed statement changed nothing.
         """
+        if _PREPARE.match(stmt) is not None:
+            from heliosdb.temporal import prepared
+
+            held = prepared.define(self, stmt)
+            if held is not None:
+                return held
         text, run_params, guarded = rewrite.prepare(self, stmt, params)
         if not guarded:
             return self._rewritten(text, run_params, info, cursor, stmt)

@@ -100,6 +100,10 @@ class _Scan:
         return self.t[self.i].start if self.i < len(self.t) else len(self.sql)
 
     def lsn(self) -> str:
+        if self.i + 1 < len(self.t) and self.t[self.i].token_type == TokenType.PARAMETER \
+                and self.sql[self.offset()] == "$":  # $n of a PREPAREd statement: its value comes at EXECUTE
+            self.i += 2
+            return self.sql[self.t[self.i - 2].start : self.t[self.i - 1].end + 1]
         typed = _TYPED_VALUE.match(self.sql, self.offset())
         if typed and _LSN_TEXT.fullmatch(typed.group(1)):
             while self.i < len(self.t) and self.t[self.i].start < typed.end():
@@ -198,7 +202,8 @@ class _Scan:
                 return
         raise self.error("unbalanced parentheses")
 
-    def point(self) -> Point:
+    def point(self, expected: str = "NOW, TIMESTAMP, LSN, SCN, TRANSACTION, SYSTEM_TIME or BRANCH") -> Point:
+        """expected: the words the error lists where no point starts."""
         if self.accept("NOW"):
             return Point("NOW")
         if self.accept("LSN"):
@@ -209,7 +214,7 @@ class _Scan:
             return Point("SCN", self.expr())
         if self.accept("TRANSACTION"):
             return Point("TRANSACTION", self.expr())
-        raise self.error("expected NOW, TIMESTAMP, LSN, SCN, TRANSACTION, SYSTEM_TIME or BRANCH")
+        raise self.error("expected " + expected)
 
     def arrow_point(self, before: bool) -> Point:
         if not self.accept("("):
@@ -241,7 +246,7 @@ class _Scan:
                 tok = self.t[self.i]
                 branch = tok.text if tok.token_type in (TokenType.STRING, TokenType.IDENTIFIER) else tok.text.lower()
                 self.i += 1
-                point = self.point() if self.accept("AT") else None
+                point = self.point("NOW, TIMESTAMP, LSN, SCN or TRANSACTION") if self.accept("AT") else None
                 return branch, point, None
             return None, self.point(), None
         if self.accept("FOR", "SYSTEM_TIME"):
@@ -292,6 +297,18 @@ class _Scan:
         return None
 
 
+def read_point(sql: str, start: int, expected: str) -> Point:
+    """The point written from offset `start` to the end of the statement (FLASHBACK TABLE t TO ...);
+    errors give the statement's own line and column. expected: the words an error lists."""
+    tokens = tokenize(sql)
+    scan = _Scan(sql, tokens)
+    scan.i = next((k for k, t in enumerate(tokens) if t.start >= start), len(tokens))
+    point = scan.point(expected)
+    if scan.i < len(tokens):
+        raise scan.error("unexpected text after the point")
+    return point
+
+
 # Statements sqlglot's tokenizer reads as one command word and one string: what follows the match
 # is a query of its own, searched like any statement (the prefix, names and types included, is not).
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
@@ -306,12 +323,18 @@ _BODY = re.compile(
 )
 
 
-def find_clauses(sql: str) -> list[Clause]:
-    """Every table reference in `sql` that carries a time-travel clause."""
+def searchable(sql: str) -> str:
+    """The text with the prefix of PREPARE, EXPLAIN and DECLARE blanked (see _BODY), newlines kept:
+    offsets, lines and columns stay the statement's own."""
     body = _BODY.match(sql)
     if body is not None:
-        # blank the prefix (keeping its newlines): offsets, lines and columns stay the statement's own
         sql = re.sub(r"[^\n]", " ", sql[: body.end()]) + sql[body.end():]
+    return sql
+
+
+def find_clauses(sql: str) -> list[Clause]:
+    """Every table reference in `sql` that carries a time-travel clause."""
+    sql = searchable(sql)
     tokens = tokenize(sql)
     scan = _Scan(sql, tokens)
     out: list[Clause] = []

@@ -17,8 +17,8 @@ from heliosdb.branching import layout
 from heliosdb.branching.writes import apply_plan
 from heliosdb.catalog.model import Snapshot, TableVersion, chain
 from heliosdb.sql.names import read_name, tokenize
-from heliosdb.temporal.context import parse_point
-from heliosdb.temporal.rewrite import _table_at, resolve
+from heliosdb.sql.temporal import read_point
+from heliosdb.temporal.rewrite import _table_at, refuse_non_table, resolve
 
 if TYPE_CHECKING:
     from heliosdb.session import Session
@@ -36,13 +36,14 @@ def flashback(session: Session, text: str) -> str:
     m = _TO.match(" " + rest)
     if not m:
         raise errors.SyntaxError("syntax error: expected FLASHBACK TABLE <name> TO <point>")
-    point = parse_point((" " + rest)[m.end():].rstrip().rstrip(";"))
+    point = read_point(text, toks[i].start + m.end() - 1, "LSN, SCN, TIMESTAMP or TRANSACTION")
     conn, branch = session.conn, session.branch
     with conn.transaction():
         levels_now = chain(conn, branch.id)
         snap_now = Snapshot(conn, levels_now)
         now = next((v for v in snap_now.tables.values() if v.name == name.name), None)
         if now is None:
+            refuse_non_table(conn, branch, name.name)  # a view: 0A000
             raise errors.UndefinedTable(f'relation "{name.name}" does not exist')
         lsn = resolve(conn, branch, point)
         levels = chain(conn, branch.id, lsn)
@@ -79,7 +80,8 @@ def flashback(session: Session, text: str) -> str:
         lsn_now = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (branch.id,)).fetchone()[0])  # type: ignore[index]
         conn.execute(plan)
         target = TableVersion(now.branch_id, now.table_id, now.name, now.valid_from, cols, now.constraints)
-        apply_plan(conn, branch, info, target, phys, snap_now.br_columns[info.id], "_hdb_plan", lsn_now)
+        apply_plan(conn, branch, info, target, phys, snap_now.br_columns[info.id], "_hdb_plan", lsn_now,
+                   move_keys=True)
         conn.execute("DROP TABLE _hdb_plan")
     return "FLASHBACK"
 

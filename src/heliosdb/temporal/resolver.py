@@ -190,7 +190,9 @@ def eval_timestamp(conn: psycopg.Connection[Any], expr: str) -> Any:
         raise errors.InvalidTemporalPoint(
             f'invalid timestamp "{expr}": {errors.from_psycopg(exc).message}'
         ) from None
-    return row[0]  # type: ignore[index]
+    if row is None or row[0] is None:  # a NULL point names no state
+        raise errors.InvalidTemporalPoint(f'invalid timestamp "{expr}": the point is NULL')
+    return row[0]
 
 
 

@@ -25,6 +25,7 @@ from heliosdb.catalog.model import Branch, Level, Snapshot, TableInfo, TableVers
 from heliosdb.sql.classify import LOCKING_READ
 from heliosdb.sql.lsn import MAX_LSN, format_lsn
 from heliosdb.sql.names import quote_ident
+from heliosdb.sql.stars import Star, select_stars
 from heliosdb.sql.temporal import Clause, Point, Range, find_clauses
 from heliosdb.temporal import resolver
 
@@ -44,6 +45,7 @@ def resolve(conn: psycopg.Connection[Any], branch: Branch, point: Point) -> int:
     """A written point to an LSN on `branch`, with retention enforced."""
     kind, value = point.kind, point.value
     if kind == "OFFSET":
+        check_offset(conn, value or "")
         kind, value = "TIMESTAMP", f"now() + make_interval(secs => ({value})::float8)"
     if point.before:
         if kind == "LSN":
@@ -56,6 +58,23 @@ def resolve(conn: psycopg.Connection[Any], branch: Branch, point: Point) -> int:
         lsn = resolver.resolve_point(conn, branch, kind, value)
     resolver.check_retained(conn, branch, lsn)
     return lsn
+
+
+def check_offset(conn: psycopg.Connection[Any], value: str) -> None:
+    """HD007 naming the offset as written (AT (OFFSET => x)) when it is no number of seconds."""
+    why = "the point is NULL"
+    try:
+        expr = resolver.timestamp_sql(value)
+        with conn.transaction():
+            row = conn.execute(sql.SQL("SELECT ({})::float8").format(sql.SQL(expr))).fetchone()  # type: ignore[arg-type]
+        if row is not None and row[0] is not None:
+            return
+    except errors.InvalidTemporalPoint:
+        why = "not an expression"
+    except psycopg.Error as exc:
+        why = errors.from_psycopg(exc).message
+    raise errors.InvalidTemporalPoint(f'invalid offset "{value}": {why}',
+                                      hint="OFFSET => takes a number of seconds from now (negative: the past).")
 
 
 def _resolve_cached(conn: psycopg.Connection[Any], cache: CatalogCache, branch: Branch, point: Point) -> int:
@@ -85,11 +104,35 @@ def _table_at(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str
         snap = cache.snapshot(conn, levels)
     version = next((v for v in snap.tables.values() if v.name == name), None)
     if version is None:
+        refuse_non_table(conn, branch, name)
         raise errors.UndefinedTable(
             f'relation "{name}" does not exist at LSN {format_lsn(lsn)} on branch "{branch.name}"',
             hint="The table did not exist at that point (or was dropped before it).",
         )
     return levels, snap, version, snap.info[version.table_id]
+
+
+# What a name that is no table of the branch at a point stands for now, as the query would resolve it
+_RELATION = """SELECT c.relkind::text, c.relnamespace::regnamespace::text,
+       EXISTS (SELECT 1 FROM heliosdb._mv_visible(%(b)s) m WHERE m.name = %(n)s),
+       EXISTS (SELECT 1 FROM heliosdb._visible_versions(%(b)s) v WHERE v.name = %(n)s)
+FROM pg_class c WHERE c.oid = to_regclass(%(q)s)"""
+
+
+def refuse_non_table(conn: psycopg.Connection[Any], branch: Branch, name: str) -> None:
+    """0A000 for time travel on a view, a materialized view or a relation outside the branch's tables
+    (as for a schema-qualified name outside the branch): they have no history."""
+    row = conn.execute(_RELATION, {"b": branch.id, "n": name, "q": quote_ident(name)}).fetchone()
+    if row is None or row[3]:
+        return  # no such relation, or a table of the branch made after the point: 42P01 names the point
+    kind, schema, mv = row[0], row[1], row[2]
+    if mv or kind in ("v", "m"):
+        raise errors.NotSupportedError(
+            f'time travel on {"materialized view" if mv or kind == "m" else "view"} "{name}" is not supported',
+            hint="AS OF, VERSIONS BETWEEN and FOR SYSTEM_TIME apply to tables: read the tables it reads at "
+                 "that point.")
+    raise errors.NotSupportedError(f'time travel on "{schema}.{name}" is not supported',
+                                   hint="Time travel works on the tables of a branch.")
 
 
 def point_subquery(conn: psycopg.Connection[Any], branch: Branch, lsn: int, name: str,
@@ -259,24 +302,32 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
         spans.append((0, 0, 0, len(_WRAP_HEAD)))  # an error there points at the start of the text
         seen = len(_WRAP_HEAD)
     gen: int | None = None  # the catalog generation the first point was checked at
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement) in the user's text
+    columns: dict[str, list[str]] = {}  # VERSIONS references with pseudo-columns: their table's columns
     for c in clauses:
-        between = text[pos : c.start]
-        if pos == 0 and (m := _TABLE_HEAD.fullmatch(between)) is not None:  # TABLE t AS OF ...: a SELECT
-            between = m.group(1) + "SELECT * FROM "
-            spans.append((0, len(m.group(0)), seen, seen + len(between)))
-        out.append(between)
-        seen += len(between)
-        piece = _replacement(session, conn, c, text, "outer" if outer else "guard" if guarded else kept)
+        piece, names = _replacement(session, conn, c, text, "outer" if outer else "guard" if guarded else kept)
         if gen is None and session.catalog.key is not None:
             gen = session.catalog.key[0]  # a later point checked at a newer one fails this guard: prepared again
         if kept and _PREPARE.match(text) and piece.startswith("(") and c.range is None:
             piece = _as_temp_view(conn, piece)
         if c.alias is None:
             piece += " AS " + quote_ident(c.name.name)
-        spans.append((c.start, c.end, seen, seen + len(piece)))
+        if names is not None:
+            columns[c.alias or c.name.name] = names
+        edits.append((c.start, c.end, piece))
+    if columns:
+        edits = sorted(edits + _star_edits(text, clauses, columns))
+    for start, end, piece in edits:
+        between = text[pos : start]
+        if pos == 0 and (m := _TABLE_HEAD.fullmatch(between)) is not None:  # TABLE t AS OF ...: a SELECT
+            between = m.group(1) + "SELECT * FROM "
+            spans.append((0, len(m.group(0)), seen, seen + len(between)))
+        out.append(between)
+        seen += len(between)
+        spans.append((start, end, seen, seen + len(piece)))
         seen += len(piece)
         out.append(piece.replace("%", "%%") if escape else piece)
-        pos = c.end
+        pos = end
     out.append(text[pos:])
     if outer:
         assert gen is not None
@@ -289,6 +340,27 @@ def _assemble(session: Session, text: str, clauses: list[Clause], escape: bool, 
             while len(_SPANS) > _MAX_SPANS:
                 _SPANS.popitem(last=False)  # the least recently made or used
     return result
+
+
+def _star_edits(text: str, clauses: list[Clause], columns: dict[str, list[str]]) -> list[tuple[int, int, str]]:
+    """`*` and `t.*` over a VERSIONS reference that carries pseudo-columns, written out as the table's
+    columns: as in Oracle, the pseudo-columns are there only where the query names them."""
+    spans = {c.start: c.end for c in clauses}
+    stars: dict[int, Star] = {}
+    for c in clauses:
+        if c.range is not None and (c.alias or c.name.name) in columns:
+            stars.update((star.start, star) for star in select_stars(text, c.start, spans))
+    edits = []
+    for star in stars.values():
+        if star.qualifier is not None:
+            if star.qualifier in columns:
+                q = text[star.start : star.end - 1].rstrip().rstrip(".").rstrip()  # as written
+                edits.append((star.start, star.end, ", ".join(f"{q}.{quote_ident(n)}" for n in columns[star.qualifier])))
+        elif star.items is not None:  # (USING and NATURAL joins merge columns: * stays)
+            edits.append((star.start, star.end, ", ".join(
+                ", ".join(f"{written}.{quote_ident(n)}" for n in columns[name]) if name in columns else f"{written}.*"
+                for name, written in star.items)))
+    return edits
 
 
 def _as_temp_view(conn: psycopg.Connection[Any], piece: str) -> str:
@@ -336,9 +408,10 @@ def original_position(rewritten: str, position: int) -> int | None:
 
 
 def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, text: str,
-                 mode: str | bool) -> str:
-    """One clause's subquery. mode: "guard" (checks the catalog generation itself), "outer" (the
-    statement checks it, see _assemble) or whether the SQL is kept to run later (unguarded)."""
+                 mode: str | bool) -> tuple[str, list[str] | None]:
+    """One clause's subquery, and for a VERSIONS reference with pseudo-columns its table's columns.
+    mode: "guard" (checks the catalog generation itself), "outer" (the statement checks it, see
+    _assemble) or whether the SQL is kept to run later (unguarded)."""
     if c.name.schema is not None and c.name.schema != session.branch.user_schema:
         raise errors.NotSupportedError(f'time travel on "{c.name.schema}.{c.name.name}" is not supported',
                                        hint="Time travel works on the tables of a branch.")
@@ -351,8 +424,9 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
     if c.range is not None:
         from heliosdb.temporal.versions import versions_subquery
 
-        return versions_subquery(conn, branch, c.name.name, c.range,
-                                 pseudo="VERSIONS_" in text.upper()).as_string(conn)
+        pseudo = "VERSIONS_" in text.upper()
+        query, names = versions_subquery(conn, branch, c.name.name, c.range, pseudo=pseudo)
+        return query.as_string(conn), names if pseudo else None
     lsn = _resolve_cached(conn, cache, branch, c.point or Point("NOW"))
     # the SQL of (branch, point, table) under the cache's key: the key was checked just now
     key = ("sql", branch.id, lsn, c.name.name, mode)
@@ -365,7 +439,8 @@ def _replacement(session: Session, conn: psycopg.Connection[Any], c: Clause, tex
         piece = point_subquery(conn, branch, lsn, c.name.name, cache, guard, kept=mode is True,
                                outer=mode == "outer").as_string(conn)
         cache.remember(key, piece)
-    return piece
+    return piece, None
 
 
-__all__ = ["Range", "Resolved", "forget", "original_position", "point_subquery", "prepare", "resolve", "rewrite"]
+__all__ = ["Range", "Resolved", "forget", "original_position", "point_subquery", "prepare", "refuse_non_table",
+           "resolve", "rewrite"]

@@ -68,7 +68,8 @@ def _first_inside(conn: psycopg.Connection[Any], branch: Branch, kind: str, valu
 
 
 def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, rng: Range, *,
-                      pseudo: bool) -> sql.Composable:
+                      pseudo: bool) -> tuple[sql.Composable, list[str]]:
+    """The subquery of the range's versions, and the table's columns (the pseudo-columns follow them)."""
     head = resolver.head_lsn(conn, branch)
     contained = rng.mode == "CONTAINED"
     if rng.mode == "ALL" or rng.low is None:
@@ -89,6 +90,9 @@ def versions_subquery(conn: psycopg.Connection[Any], branch: Branch, name: str, 
     snap = Snapshot(conn, levels)
     version = next((v for v in snap.tables.values() if v.name == name), None)
     if version is None:
+        from heliosdb.temporal.rewrite import refuse_non_table
+
+        refuse_non_table(conn, branch, name)
         raise errors.UndefinedTable(f'relation "{name}" does not exist')
     info = snap.info[version.table_id]
     names = snap.names[info.id]
@@ -145,7 +149,7 @@ WHERE {filter}"""
         deletes=sql.SQL("") if rng.system_time else _DELETES.format(vcols=vcols, m=L(MAX_LSN)),
         filter=_filter(low, first, high, contained),
     )
-    return sql.SQL("({})").format(query)
+    return sql.SQL("({})").format(query), [c.name for c in version.columns]
 
 
 # Oracle's 'D' rows (VERSIONS BETWEEN only): the row as it was before each delete, from the delete on
