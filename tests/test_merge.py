@@ -24,6 +24,18 @@ def acc(conn: heliosdb.Connection) -> list[tuple]:
     return rows(conn, "SELECT id, owner, bal, email, hits FROM acc ORDER BY id")
 
 
+def test_manual_without_conflicts_is_applied_at_once_in_the_pending_shape(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 11 WHERE id = 1", "DELETE FROM acc WHERE id = 3")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY MANUAL")
+    assert [d.name for d in cur.description] == ["merge_id", "strategy", "conflicts", "conflicts_table"]
+    merge_id, strategy, conflicts, table = cur.fetchall()[0]
+    assert (strategy, conflicts, table) == ("MANUAL", 0, None)
+    assert acc(main) == [(1, "ann", 11, "a@x", 0), (2, "bob", 20, "b@x", 0)]
+    assert rows(main, f"SELECT state FROM heliosdb.merges WHERE id = {merge_id}") == [("completed",)]
+
+
 def test_non_conflicting_changes_and_cell_level_auto_merge(pair) -> None:
     main, dev = pair
     run(dev, "UPDATE acc SET bal = 11 WHERE id = 1", "DELETE FROM acc WHERE id = 3",

@@ -441,7 +441,8 @@ def test_describe_of_heliosdb_statements_names_their_columns(server: ServerProce
         c.execute("USE BRANCH main")
         pg = c.pgconn
         for i, sql in enumerate(("SHOW BRANCHES", "SHOW AS OF", "MERGE DATABASE BRANCH dev INTO main DRY RUN",
-                                 "MERGE DATABASE BRANCH dev INTO main USING STRATEGY OURS")):
+                                 "MERGE DATABASE BRANCH dev INTO main USING STRATEGY OURS",
+                                 "MERGE DATABASE BRANCH dev INTO main USING STRATEGY MANUAL")):  # no conflict
             name = f"s{i}".encode()
             assert pg.prepare(name, sql.encode()).status == psycopg.pq.ExecStatus.COMMAND_OK, sql
             described = pg.describe_prepared(name)

@@ -237,6 +237,8 @@ def merge(session: Session, stmt: st.MergeBranch, text: str) -> Result:
             from heliosdb.branching.branches import drop_branch
 
             drop_branch(session, source.name, cascade=False)
+    if manual:
+        return _manual_applied(session, merge_id, plans, result_lsn)
     return _result(session, merge_id, stmt.strategy, plans, result_lsn)
 
 
@@ -754,7 +756,7 @@ def values_query(columns: tuple[tuple[str, str], ...], nrows: int) -> str:
 
 def result_columns(text: str) -> str | None:
     """A query with the columns a merge statement returns, no rows (None: it returns none). A MANUAL
-    merge returns the pending merge's, or a merge's when there was no conflict: it is described as pending."""
+    merge always returns the pending merge's (with no conflicts table when it was applied at once)."""
     stmt = st.parse_branch_statement(text)
     if isinstance(stmt, st.FinishMerge):
         columns = RESULT_COLUMNS if stmt.complete else None
@@ -776,6 +778,18 @@ def _result(session: Session, merge_id: int, strategy: str, plans: list[TablePla
         data = [(merge_id, strategy, None, 0, 0, format_lsn(lsn))]
     cur.execute(values_query(RESULT_COLUMNS, len(data)), [v for row in data for v in row])  # type: ignore[arg-type]
     return Result(status="MERGE", cursor=cur, rowcount=len(data))
+
+
+def _manual_applied(session: Session, merge_id: int, plans: list[TablePlan], lsn: int) -> Result:
+    """A MANUAL merge that found no conflict is applied at once; its result keeps the pending merge's
+    columns (what Describe promised: a client cannot know beforehand), with no conflicts table."""
+    from heliosdb.session import Result
+
+    cur = session.conn.cursor()
+    cur.execute(values_query(PENDING_COLUMNS, 1), (merge_id, "MANUAL", 0, None))  # type: ignore[arg-type]
+    session.notices.append(f"NOTICE:  merge {merge_id} has no conflicts: applied "
+                           f"{sum(p.applied for p in plans)} row(s) at LSN {format_lsn(lsn)}")
+    return Result(status="MERGE", cursor=cur, rowcount=1)
 
 
 def _common_state(src: Side, tgt: Side) -> tuple[str, str | None, str]:
