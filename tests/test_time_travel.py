@@ -684,3 +684,34 @@ def test_background_collector_runs(conn: heliosdb.Connection) -> None:
     assert collector.pruned >= 1
     assert sqlstate(conn, f"SELECT * FROM g AS OF LSN {first}") == "72000"
     assert rows(conn, "SELECT v FROM g") == [(2,)]
+
+
+def test_a_time_or_scn_read_while_a_commit_finishes_waits_for_it(conn: heliosdb.Connection, connect) -> None:
+    """A commit's time and SCN are stamped when COMMIT starts; its other commit-time work (here a
+    deferred trigger that sleeps) runs before it is visible. A point at or after the stamp, resolved
+    in that window, must read the commit, as the same point does once the commit landed."""
+    import threading
+
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1)",
+        "CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(0.8); RETURN NULL; END'")
+    writer, reader = connect(autocommit=False), connect()
+    run(writer, "CREATE TEMP TABLE slow (x int)",
+        "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON slow DEFERRABLE INITIALLY DEFERRED "
+        "FOR EACH ROW EXECUTE FUNCTION nap()")
+    writer.commit()
+
+    def in_the_window(key: int, read: str) -> tuple[list[tuple], str]:
+        run(writer, f"INSERT INTO t VALUES ({key})", "INSERT INTO slow VALUES (1)")
+        committing = threading.Thread(target=writer.commit)
+        committing.start()
+        time.sleep(0.4)  # COMMIT stamped the commit and sleeps in the deferred trigger
+        point = rows(reader, read)[0][0]
+        got = rows(reader, f"SELECT count(*) FROM t AS OF {point}")
+        committing.join()
+        assert rows(reader, f"SELECT count(*) FROM t AS OF {point}") == got, point  # the same, later
+        return got, point
+
+    assert in_the_window(2, "SELECT format('TIMESTAMP %L', clock_timestamp())")[0] == [(2,)]
+    got, point = in_the_window(3, "SELECT 'SCN ' || heliosdb._last_scn()")  # the finishing commit's SCN
+    assert got == [(3,)]
+    assert rows(reader, f"SELECT heliosdb.scn_to_timestamp({point.split()[1]}) IS NOT NULL") == [(True,)]

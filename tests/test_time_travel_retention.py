@@ -7,6 +7,7 @@ import time
 import pytest
 
 import heliosdb
+from heliosdb.catalog.bootstrap import CATALOG_VERSION
 from tests.test_branches import rows, run
 from tests.test_time_travel import error, lsn
 
@@ -208,7 +209,28 @@ def test_catalog_version_17_is_upgraded(conn: heliosdb.Connection, connect, heli
         assert raw.execute("SELECT oldest_lsn::text FROM heliosdb.retention").fetchall() == [("0/0",)]
         assert raw.execute("SELECT heliosdb.lsn_at('2999-01-01') IS NOT NULL").fetchall() == [(True,)]
     fresh = connect()  # upgrades the catalog
-    assert rows(fresh, "SELECT value FROM heliosdb._meta WHERE key = 'catalog_version'") == [("18",)]
+    assert rows(fresh, "SELECT value FROM heliosdb._meta WHERE key = 'catalog_version'") == [(CATALOG_VERSION,)]
     assert oldest(fresh, "main") == first
     assert error(fresh, "SELECT heliosdb.lsn_at('2999-01-01')").sqlstate == "HD007"
     assert rows(fresh, "SELECT pg_get_functiondef('heliosdb.gc()'::regprocedure) LIKE '%h._hdb_end < $2%'") == [(True,)]
+
+
+def test_catalog_version_18_is_upgraded(conn: heliosdb.Connection, connect, helios_instance, dbname) -> None:
+    """A database made at catalog version 18 gets the commit lock and the resolvers that wait for it."""
+    import psycopg
+
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1)")
+    with psycopg.connect(**helios_instance.conninfo(dbname), autocommit=True) as raw:  # as version 18 had them
+        raw.execute(_definition("writes.sql", "CREATE OR REPLACE FUNCTION heliosdb._record_commit()"))
+        for name in ("_lsn_at(", "_lsn_at_scn("):
+            raw.execute(_definition("bootstrap.sql", f"CREATE FUNCTION heliosdb.{name}"))
+        raw.execute("DROP FUNCTION heliosdb._commits_settled, heliosdb._last_scn")
+        raw.execute("UPDATE heliosdb._meta SET value = '18' WHERE key = 'catalog_version'")
+    fresh = connect()  # upgrades the catalog
+    assert rows(fresh, "SELECT value FROM heliosdb._meta WHERE key = 'catalog_version'") == [(CATALOG_VERSION,)]
+    assert rows(fresh, "SELECT provolatile FROM pg_proc WHERE oid = 'heliosdb._lsn_at'::regproc") == [("v",)]
+    assert rows(fresh, "SELECT pg_get_functiondef('heliosdb._record_commit'::regproc) LIKE '%pg_advisory_xact_lock%'") \
+        == [(True,)]
+    run(fresh, "INSERT INTO t VALUES (2)")
+    assert rows(fresh, "SELECT count(*) FROM t AS OF SCN %s", (rows(fresh, "SELECT heliosdb._last_scn()")[0][0],)) \
+        == [(2,)]

@@ -10,7 +10,7 @@ import psycopg
 from heliosdb import errors
 
 _LOCK_KEY = 0x48444231  # 'HDB1': serializes concurrent first opens
-CATALOG_VERSION = "18"  # bump with every change to the catalog scripts (and add a migration)
+CATALOG_VERSION = "19"  # bump with every change to the catalog scripts (and add a migration)
 # version -> the script that brings it to the next one (generation.sql: the catalog generation
 # that lets sessions cache catalog reads, see catalog/cache.py)
 # mv_upkeep.sql: the common refresh of a materialized view as one statement, GC of view history
@@ -22,14 +22,15 @@ CATALOG_VERSION = "18"  # bump with every change to the catalog scripts (and add
 # NOT NULL of HeliosDB tables in the catalogs clients read; client_information_schema.sql: information_schema
 # over those catalogs; images.sql: branch images (branching/images.py); write_lock.sql: writes on a
 # table's root branch take the branch's write lock before any row; retention_points.sql: each branch's oldest
-# available point, GC that keeps what VERSIONS BETWEEN reads at it, resolution functions that refuse the future
+# available point, GC that keeps what VERSIONS BETWEEN reads at it, resolution functions that refuse the future;
+# commit_window.sql: a time or SCN resolves only after the branch's commits stamped before it are visible
 _MIGRATIONS = {"1": "mv.sql", "2": "generation.sql", "3": "mv_upkeep.sql", "4": "writes.sql",
                "5": "clients.sql", "6": "retention.sql", "7": "types.sql",
                "8": "locks.sql", "9": "gc_generation.sql", "10": "fk_deferred.sql",
                "11": "client_catalog.sql", "12": "client_information_schema.sql",
                "13": "images.sql", "14": "write_lock.sql",
                "15": "mv_recompute.sql", "16": "snapshots.sql",
-               "17": "retention_points.sql"}
+               "17": "retention_points.sql", "18": "commit_window.sql"}
 
 
 def ensure_catalog(conn: psycopg.Connection[Any]) -> None:

@@ -136,7 +136,8 @@ def resolve_point(conn: psycopg.Connection[Any], parent: Branch, kind: str, valu
         )
     if kind == "SCN":
         scn = parse_scn(value)
-        row = conn.execute("SELECT heliosdb._lsn_at_scn(%s, %s::bigint), (SELECT max(scn) FROM heliosdb._commits)",
+        # the latest SCN handed out, not the latest visible: _lsn_at_scn waits for its commit
+        row = conn.execute("SELECT heliosdb._lsn_at_scn(%s, %s::bigint), heliosdb._last_scn()",
                            (parent.id, scn)).fetchone()
         assert row is not None
         latest = int(row[1] or 0)
@@ -327,7 +328,7 @@ def resolve_other(
         except errors.InvalidTemporalPoint:
             return None
         point = sql.SQL("heliosdb._lsn_at_scn(%s, p.a)")
-        future = sql.SQL("p.a > (SELECT coalesce(max(scn), 0) FROM heliosdb._commits)")
+        future = sql.SQL("p.a > heliosdb._last_scn()")
         params = [branch.id]
     elif kind == "TRANSACTION":
         try:
