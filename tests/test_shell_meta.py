@@ -8,6 +8,7 @@ HELIOSDB_UPDATE_GOLDEN=1 after an intended change, and read the diff.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 import psycopg
@@ -230,6 +231,16 @@ def test_settings_commands(shell: tuple[Shell, object, object]) -> None:
     take(out)
     sh.run_sql("SELECT NULL AS x")
     assert "│ (nil) │" in take(out)
+
+
+def test_timing_of_a_statement_over_a_second(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\timing on")
+    take(out)
+    sh.run_sql("SELECT pg_sleep(1.05)")
+    assert re.search(r"\nTime: 1\d{3}\.\d{3} ms \(00:01\.\d{3}\)\n$", take(out))
+    sh.run_sql("SELECT 1")
+    assert re.search(r"\nTime: \d{1,3}\.\d{3} ms\n$", take(out))
 
 
 def test_variables_and_echo(shell: tuple[Shell, object, object]) -> None:

@@ -12,7 +12,7 @@ from heliosdb import errors
 from heliosdb.shell import executor  # noqa: F401 - registers every meta command
 from heliosdb.shell.commands import REGISTRY, UsageError, parse, split_words
 from heliosdb.shell.prompt import PromptState, Tx, short_lsn, text
-from heliosdb.shell.render import RenderOptions, array_literal, error_text, render
+from heliosdb.shell.render import RenderOptions, array_literal, error_text, render, timing_text
 from tests.shell_support import check_golden
 
 HEADERS = ["id", "owner", "balance", "note", "at"]
@@ -161,3 +161,17 @@ def test_wide_columns_share_the_width() -> None:
     first = lines[3]  # the first row line: both columns wrapped to about half the width each
     a, b = first.count("a"), first.count("b")
     assert abs(a - b) <= 1 and a >= 44, first
+
+
+@pytest.mark.parametrize(("ms", "expected"), [  # psql's PrintTiming (common.c): the same printf formats
+    (12.3456, "Time: 12.346 ms"),
+    (999.9994, "Time: 999.999 ms"),
+    (1000.0, "Time: 1000.000 ms (00:01.000)"),
+    (1234.567, "Time: 1234.567 ms (00:01.235)"),
+    (61234.5678, "Time: 61234.568 ms (01:01.235)"),
+    (3600000.0, "Time: 3600000.000 ms (01:00:00.000)"),
+    (3723004.0, "Time: 3723004.000 ms (01:02:03.004)"),
+    (2 * 86400000 + 3723004.0, "Time: 176523004.000 ms (2 d 01:02:03.004)"),
+])
+def test_timing_adds_minutes_and_hours_from_a_second_on(ms: float, expected: str) -> None:
+    assert timing_text(ms) == expected

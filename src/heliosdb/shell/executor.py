@@ -376,7 +376,7 @@ class Shell:
 
     def _after(self, stmt: str, started: float, branch_before: int, lsn_before: str | None) -> None:
         if self.ctx.settings.timing:
-            self.note(f"Time: {(time.perf_counter() - started) * 1000:.3f} ms")
+            self.note(render.timing_text((time.perf_counter() - started) * 1000))
         if self.session.connection_lost:
             return
         if lsn_before is not None and not self.session.transaction_failed:

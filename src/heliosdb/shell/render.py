@@ -367,6 +367,23 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
     return out.getvalue()
 
 
+def timing_text(ms: float) -> str:
+    """`Time: ...` as psql's \\timing prints it: from a second on, also (mm:ss.fff), (hh:mm:ss.fff) from an
+    hour, (N d hh:mm:ss.fff) from a day."""
+    if ms < 1000.0:
+        return f"Time: {ms:.3f} ms"
+    seconds = ms / 1000.0
+    minutes = math.floor(seconds / 60.0)
+    seconds -= 60.0 * minutes
+    if minutes < 60:
+        return f"Time: {ms:.3f} ms ({minutes:02d}:{seconds:06.3f})"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"Time: {ms:.3f} ms ({hours:02d}:{minutes:02d}:{seconds:06.3f})"
+    days, hours = divmod(hours, 24)
+    return f"Time: {ms:.3f} ms ({days} d {hours:02d}:{minutes:02d}:{seconds:06.3f})"
+
+
 # -- errors ----------------------------------------------------------------------------------------
 def error_text(exc: Any, statement: str | None = None, colour: bool = False) -> str:
     """ERROR:  <SQLSTATE>: <message>, the statement line with a caret under the error position,
