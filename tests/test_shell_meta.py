@@ -233,6 +233,20 @@ def test_settings_commands(shell: tuple[Shell, object, object]) -> None:
     assert "│ (nil) │" in take(out)
 
 
+def test_snapshots_of_an_unknown_table_is_an_error(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\snapshots no_such_table")
+    assert take(out) == ""
+    assert take(err) == ('ERROR:  42P01: table "no_such_table" does not exist\n'
+                         "HINT:  \\snapshots takes a table that exists, or existed, on some branch.\n")
+    assert sh.failed
+    sh.failed = False
+    sh.run_meta('\\snapshots "NOTES"')  # quoted: case kept, so no such table either
+    assert "42P01" in take(err)
+    sh.run_meta("\\snapshots NOTES")  # notes exists on fix only: its commits are listed from main too
+    assert take(err) == "" and "(1 row)" in take(out)
+
+
 def test_timing_of_a_statement_over_a_second(shell: tuple[Shell, object, object]) -> None:
     sh, out, err = shell
     sh.run_meta("\\timing on")
