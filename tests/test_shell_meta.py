@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from heliosdb.session import Session
 from heliosdb.shell.executor import Shell
+from heliosdb.storage.binaries import binary
 from heliosdb.storage.instance import Instance
 from tests.shell_support import check_golden, make_shell, normalise_text, take
 
@@ -231,6 +235,45 @@ def test_settings_commands(shell: tuple[Shell, object, object]) -> None:
     take(out)
     sh.run_sql("SELECT NULL AS x")
     assert "│ (nil) │" in take(out)
+
+
+def psql_and_heliosdb(instance: Instance, database: str, script: str, tmp_path: Path) -> tuple[str, str]:
+    """(psql's output, heliosdb's output) of one script run with -f: standard output and error, as one text."""
+    path = tmp_path / "script.sql"
+    path.write_text(script)
+    psql = [binary("psql"), "-X", "-h", str(instance.socket_dir), "-p", "5432", "-U", "postgres", "-d", database]
+    helios = [sys.executable, "-m", "heliosdb.cli", "-D", str(instance.data_dir), "-d", database]
+    outs = [subprocess.run([*cmd, "-f", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=120).stdout for cmd in (psql, helios)]
+    return outs[0], outs[1]
+
+
+def test_rows_only_expanded_output_as_psql(helios_instance: Instance, meta_db: str, tmp_path: Path) -> None:
+    script = """\\x on
+\\t on
+SELECT * FROM (VALUES (1, 'a'), (22, 'bb')) v(id, name);
+SELECT 1 AS a WHERE false;
+SELECT 5 AS x;
+\\t
+\\t
+\\pset format unaligned
+SELECT * FROM (VALUES (1, 'a'), (22, 'bb')) v(id, name);
+SELECT 1 AS a WHERE false;
+\\pset tuples_only off
+SELECT 5 AS x;
+"""
+    theirs, mine = psql_and_heliosdb(helios_instance, meta_db, script, tmp_path)
+    assert "RECORD" not in theirs.split("Output format")[0] and "name | bb" in theirs
+    assert mine == theirs
+
+
+def test_rows_only_expanded_in_the_shell(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\x on")
+    sh.run_meta("\\t on")
+    take(out)
+    sh.run_sql("SELECT 1 AS id, 'a' AS name")
+    assert take(out) == "┌──────┬───┐\n│ id   │ 1 │\n│ name │ a │\n└──────┴───┘\n"
 
 
 def test_snapshots_of_an_unknown_table_is_an_error(shell: tuple[Shell, object, object]) -> None:

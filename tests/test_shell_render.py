@@ -44,6 +44,17 @@ def test_expanded_and_auto() -> None:
     assert "RECORD 1" not in render(["a", "b"], [(1, "x")], RenderOptions(expanded="auto", width=80))
 
 
+def test_expanded_rows_only_has_no_record_labels() -> None:
+    out = render(["id", "name"], [(1, "a"), (22, "bb")], RenderOptions(expanded="on", tuples_only=True))
+    assert out == ("┌──────┬────┐\n"  # as psql (border 2, unicode): a plain rule, as wide as the names
+                   "│ id   │ 1  │\n"
+                   "│ name │ a  │\n"
+                   "├──────┼────┤\n"
+                   "│ id   │ 22 │\n"
+                   "│ name │ bb │\n"
+                   "└──────┴────┘\n")
+
+
 def test_wide_tables_wrap_to_the_terminal() -> None:
     out = render(["id", "text"], [(1, "word " * 60)], RenderOptions(width=60))
     assert max(len(line) for line in out.splitlines()) <= 60

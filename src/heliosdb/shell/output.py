@@ -186,8 +186,8 @@ def _record_line(label: str, hwidth: int, dwidth: int) -> str:
 
 def expanded(t: Table, tuples_only: bool = False, null: str = "") -> str:
     """psql's expanded aligned output (`\\x`), byte for byte: one `name | value` line per column."""
-    if not t.rows:
-        return "" if tuples_only else "(0 rows)\n\n"
+    if not t.rows:  # psql ends an empty expanded result with a newline, tuples only too
+        return "\n" if tuples_only else "(0 rows)\n\n"
     cells = [[[_display(x) for x in (cell(v) if v is not None else null).split("\n")] for v in row]
              for row in t.rows]
     hwidth = max((_width(h) for h in t.headers), default=0)

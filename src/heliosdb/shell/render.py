@@ -335,7 +335,8 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
     """One block per record, as psql's \\x with unicode borders."""
     if not cells:
         return ""
-    hw = max([_width(h) for h in headers] + [_width(f"─[ RECORD {len(cells)} ]") - 1])
+    labels = not opts.tuples_only  # as psql: rows only, the records are apart by a plain rule
+    hw = max([_width(h) for h in headers] + ([_width(f"─[ RECORD {len(cells)} ]") - 1] if labels else []))
     vw = 0
     for row in cells:
         for v in row:
@@ -345,7 +346,7 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
         vw = min(vw, max(8, opts.width - hw - 7))
     out = io.StringIO()
     for n, row in enumerate(cells, 1):
-        label = f"─[ RECORD {n} ]"
+        label = f"─[ RECORD {n} ]" if labels else ""
         left = "┌" if n == 1 else "├"
         mid = "┬" if n == 1 else "┼"
         right = "┐" if n == 1 else "┤"
