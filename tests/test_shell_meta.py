@@ -237,14 +237,12 @@ def test_settings_commands(shell: tuple[Shell, object, object]) -> None:
     assert "│ (nil) │" in take(out)
 
 
-def psql_and_heliosdb(instance: Instance, database: str, script: str, tmp_path: Path) -> tuple[str, str]:
-    """(psql's output, heliosdb's output) of one script run with -f: standard output and error, as one text."""
-    path = tmp_path / "script.sql"
-    path.write_text(script)
+def psql_and_heliosdb(instance: Instance, database: str, args: list[str], stdin: str = "") -> tuple[str, str]:
+    """(psql's output, heliosdb's output) of one command line: standard output and error, as one text."""
     psql = [binary("psql"), "-X", "-h", str(instance.socket_dir), "-p", "5432", "-U", "postgres", "-d", database]
     helios = [sys.executable, "-m", "heliosdb.cli", "-D", str(instance.data_dir), "-d", database]
-    outs = [subprocess.run([*cmd, "-f", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=120).stdout for cmd in (psql, helios)]
+    outs = [subprocess.run([*cmd, *args], input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=120).stdout for cmd in (psql, helios)]
     return outs[0], outs[1]
 
 
@@ -262,9 +260,45 @@ SELECT 1 AS a WHERE false;
 \\pset tuples_only off
 SELECT 5 AS x;
 """
-    theirs, mine = psql_and_heliosdb(helios_instance, meta_db, script, tmp_path)
+    path = tmp_path / "script.sql"
+    path.write_text(script)
+    theirs, mine = psql_and_heliosdb(helios_instance, meta_db, ["-f", str(path)])
     assert "RECORD" not in theirs.split("Output format")[0] and "name | bb" in theirs
     assert mine == theirs
+
+
+def test_errors_show_their_context_as_psql(helios_instance: Instance, meta_db: str) -> None:
+    sql = [
+        "DO $$ BEGIN RAISE EXCEPTION 'oops %', 42 USING DETAIL = 'the detail', HINT = 'the hint'; END $$",
+        "DO $$ BEGIN PERFORM 1 / 0; END $$",  # nested: two lines of context
+        "CREATE TEMP TABLE ctx_copy (a int PRIMARY KEY)",
+        "COPY ctx_copy FROM STDIN",  # a data error: the line and column
+    ]
+    theirs, mine = psql_and_heliosdb(helios_instance, meta_db, [a for q in sql for a in ("-c", q)],
+                                     stdin="1\nzz\n\\.\n")
+    assert 'CONTEXT:  COPY ctx_copy, line 2, column a: "zz"' in theirs
+    assert "CONTEXT:  SQL statement" in theirs
+    assert re.sub(r"(?m)^ERROR:  [0-9A-Z]{5}: ", "ERROR:  ", mine) == theirs  # the shell adds the SQLSTATE
+
+
+def test_verbosity(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    raise_it = "DO $$ BEGIN RAISE EXCEPTION 'oops' USING DETAIL = 'd', HINT = 'h'; END $$"
+    sh.run_sql(raise_it)
+    assert take(err) == ("ERROR:  P0001: oops\nDETAIL:  d\nHINT:  h\n"
+                         "CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE\n")
+    sh.run_meta("\\set VERBOSITY terse")
+    sh.run_sql(raise_it)
+    assert take(err) == "ERROR:  P0001: oops\n"
+    sh.run_meta("\\set VERBOSITY sqlstate")
+    sh.run_sql(raise_it)
+    assert take(err) == "ERROR:  P0001\n"
+    sh.run_meta("\\set VERBOSITY verbose")
+    sh.run_sql("INSERT INTO accounts (owner) VALUES (NULL)")
+    text = take(err)
+    assert text.startswith('ERROR:  23502: null value in column "owner" of relation "accounts" violates not-null')
+    assert "\nCOLUMN NAME:  owner\n" in text
+    sh.run_meta("\\unset VERBOSITY")
 
 
 def test_rows_only_expanded_in_the_shell(shell: tuple[Shell, object, object]) -> None:

@@ -386,29 +386,50 @@ def timing_text(ms: float) -> str:
 
 
 # -- errors ----------------------------------------------------------------------------------------
-def error_text(exc: Any, statement: str | None = None, colour: bool = False) -> str:
+VERBOSITY = ("default", "verbose", "terse", "sqlstate")  # psql's \\set VERBOSITY values
+# what \\set VERBOSITY verbose adds, as libpq names PostgreSQL's error fields
+_VERBOSE_FIELDS = (("schema", "SCHEMA NAME"), ("table", "TABLE NAME"), ("column", "COLUMN NAME"),
+                   ("datatype", "DATATYPE NAME"), ("constraint", "CONSTRAINT NAME"))
+
+
+def error_text(exc: Any, statement: str | None = None, colour: bool = False, verbosity: str = "default") -> str:
     """ERROR:  <SQLSTATE>: <message>, the statement line with a caret under the error position,
-    then DETAIL and HINT, as psql prints them."""
-    code = f"{exc.sqlstate}: " if getattr(exc, "sqlstate", None) else ""
+    then DETAIL, HINT and CONTEXT, as psql prints them; verbosity as psql's \\set VERBOSITY
+    (terse: the first line only, sqlstate: the code only, verbose: also the error's named fields)."""
+    sqlstate = getattr(exc, "sqlstate", None)
     label = "\x1b[1;31mERROR:\x1b[0m" if colour else "ERROR:"
+    if verbosity == "sqlstate" and sqlstate:
+        return f"{label}  {sqlstate}\n"
+    code = f"{sqlstate}: " if sqlstate else ""
     lines = [f"{label}  {code}{exc.message}"]
     pos = getattr(exc, "position", None)
+    if verbosity == "terse":
+        return lines[0] + (f" at character {pos}" if statement and pos else "") + "\n"
     if statement and pos and 0 < pos <= len(statement) + 1:
-        before = statement[: pos - 1]
-        lineno = before.count("\n") + 1
-        start = before.rfind("\n") + 1
-        end = statement.find("\n", start)
-        text = statement[start:] if end < 0 else statement[start:end]
-        col = _width(before[start:])
-        if len(text) > 100:  # long lines: a window around the position, as psql does
-            lo = max(0, col - 50)
-            text = ("..." if lo else "") + text[lo:lo + 100] + ("..." if lo + 100 < len(text) else "")
-            col = col - lo + (3 if lo else 0)
-        prefix = f"LINE {lineno}: "
-        lines.append(prefix + text)
-        lines.append(" " * (len(prefix) + col) + "^")
+        lines += _caret(statement, pos)
     if getattr(exc, "detail", None):
         lines.append(f"DETAIL:  {exc.detail}")
     if getattr(exc, "hint", None):
         lines.append(f"HINT:  {exc.hint}")
+    fields = getattr(exc, "fields", None) or {}
+    if fields.get("where"):
+        lines.append(f"CONTEXT:  {fields['where']}")
+    if verbosity == "verbose":
+        lines += [f"{name}:  {fields[key]}" for key, name in _VERBOSE_FIELDS if fields.get(key)]
     return "\n".join(lines) + "\n"
+
+
+def _caret(statement: str, pos: int) -> list[str]:
+    """psql's `LINE n: ...` and the caret under character pos (1-based) of the statement."""
+    before = statement[: pos - 1]
+    lineno = before.count("\n") + 1
+    start = before.rfind("\n") + 1
+    end = statement.find("\n", start)
+    text = statement[start:] if end < 0 else statement[start:end]
+    col = _width(before[start:])
+    if len(text) > 100:  # long lines: a window around the position, as psql does
+        lo = max(0, col - 50)
+        text = ("..." if lo else "") + text[lo:lo + 100] + ("..." if lo + 100 < len(text) else "")
+        col = col - lo + (3 if lo else 0)
+    prefix = f"LINE {lineno}: "
+    return [prefix + text, " " * (len(prefix) + col) + "^"]
