@@ -267,6 +267,21 @@ SELECT 5 AS x;
     assert mine == theirs
 
 
+def test_column_names_with_newlines_as_psql(helios_instance: Instance, meta_db: str, tmp_path: Path) -> None:
+    queries = [
+        """SELECT 1 AS "a\nbc", 'x' AS "long\n z", 22 AS n""",  # `+` after each line but a name's last
+        "SELECT 'a\nb' AS \"x\nyy\"",  # the last column: a multi-line value is padded before its `+`
+        """SELECT 1 AS "a\nb", 'x' AS "c\nd\ne", 'p\nq\nr\ns' AS v""",
+        'SELECT 1 AS "tab\there\n日本"',
+    ]
+    script = "".join(f"{q};\n" for q in queries) + "\\x on\n" + "".join(f"{q};\n" for q in queries)
+    path = tmp_path / "script.sql"
+    path.write_text(script)
+    theirs, mine = psql_and_heliosdb(helios_instance, meta_db, ["-f", str(path)])
+    assert " a +| long+| n  \n bc |   z  |    \n" in theirs and "a   +| 1\nbc   |\n" in theirs
+    assert mine == theirs
+
+
 def test_errors_show_their_context_as_psql(helios_instance: Instance, meta_db: str) -> None:
     sql = [
         "DO $$ BEGIN RAISE EXCEPTION 'oops %', 42 USING DETAIL = 'the detail', HINT = 'the hint'; END $$",

@@ -55,6 +55,22 @@ def test_expanded_rows_only_has_no_record_labels() -> None:
                    "└──────┴────┘\n")
 
 
+def test_column_names_with_newlines_take_several_header_lines() -> None:
+    out = render(["a\nbc", "long\n z", "n"], [(1, "x\ny", 5)], RenderOptions())
+    assert out == ("┌────┬──────┬───┐\n"
+                   "│ a  │ long │ n │\n"
+                   "│ bc │   z  │   │\n"
+                   "├────┼──────┼───┤\n"
+                   "│  1 │ x    │ 5 │\n"
+                   "│    │ y    │   │\n"
+                   "└────┴──────┴───┘\n"
+                   "(1 row)\n")
+    out = render(["a\nbc", "n"], [(1, 5)], RenderOptions(expanded="on"))
+    assert "│ a            │ 1 │\n│ bc           │   │\n│ n            │ 5 │\n" in out
+    narrow = render(["a_rather_long_header_name", "b"], [("x " * 40, "y " * 30)], RenderOptions(width=50))
+    assert {len(line) for line in narrow.splitlines()[:-1]} == {50}  # a name wider than its column wraps
+
+
 def test_wide_tables_wrap_to_the_terminal() -> None:
     out = render(["id", "text"], [(1, "word " * 60)], RenderOptions(width=60))
     assert max(len(line) for line in out.splitlines()) <= 60

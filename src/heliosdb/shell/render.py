@@ -259,7 +259,8 @@ def box(headers: list[str], cells: list[list[str | None]], numeric: list[bool], 
     ncol = len(headers)
     if ncol == 0:
         return "" if opts.tuples_only else "┌┐\n└┘\n"
-    widths = [0 if opts.tuples_only else _width(h) for h in headers]
+    heads = [h.split("\n") for h in headers]  # a name with newlines: one header line each
+    widths = [0 if opts.tuples_only else max(map(_width, lines)) for lines in heads]
     multiline = False
     cols = [list(c) for c in zip(*cells, strict=True)] if cells else [[] for _ in headers]
     ascii_cols = []
@@ -287,13 +288,16 @@ def box(headers: list[str], cells: list[list[str | None]], numeric: list[bool], 
     out = io.StringIO()
     out.write(bar("┌", "┬", "┐"))
     if not opts.tuples_only:
-        heads = []
-        for i, h in enumerate(headers):
-            pad = widths[i] - _width(h)
-            left = pad // 2
-            text = " " * left + h + " " * (pad - left)
-            heads.append(f"{BOLD}{text}{RESET}" if opts.colour else text)
-        out.write("│ " + " │ ".join(heads) + " │\n")
+        # a name wider than its (narrowed) column wraps like the values do
+        heads = [[c for line in lines for c in _chunks(line, widths[i])] for i, lines in enumerate(heads)]
+        for k in range(max(len(lines) for lines in heads)):
+            parts = []
+            for i, lines in enumerate(heads):
+                h = lines[k] if k < len(lines) else ""
+                pad = widths[i] - _width(h)
+                text = " " * (pad // 2) + h + " " * (pad - pad // 2)
+                parts.append(f"{BOLD}{text}{RESET}" if opts.colour and h else text)
+            out.write("│ " + " │ ".join(parts) + " │\n")
         out.write(bar("├", "┼", "┤"))
     write = out.write
     if not multiline:
@@ -336,7 +340,9 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
     if not cells:
         return ""
     labels = not opts.tuples_only  # as psql: rows only, the records are apart by a plain rule
-    hw = max([_width(h) for h in headers] + ([_width(f"─[ RECORD {len(cells)} ]") - 1] if labels else []))
+    heads = [h.split("\n") for h in headers]
+    hw = max([_width(x) for lines in heads for x in lines]
+             + ([_width(f"─[ RECORD {len(cells)} ]") - 1] if labels else []))
     vw = 0
     for row in cells:
         for v in row:
@@ -352,16 +358,17 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
         right = "┐" if n == 1 else "┤"
         first = label + "─" * (hw + 2 - _width(label))
         out.write(left + first + mid + "─" * (vw + 2) + right + "\n")
-        for h, v in zip(headers, row, strict=False):
+        for hlines, v in zip(heads, row, strict=False):
             vals: list[str | None]
             if v is None:
                 vals = [None]
             else:
                 vals = [c for part in v.split("\n") for c in _chunks(part, vw)]
-            for k, val in enumerate(vals):
-                head = _pad(h if k == 0 else "", hw, False)
-                if opts.colour and k == 0:
+            for k in range(max(len(hlines), len(vals))):
+                head = _pad(hlines[k] if k < len(hlines) else "", hw, False)
+                if opts.colour and k < len(hlines):
                     head = f"{BOLD}{head}{RESET}"
+                val = vals[k] if k < len(vals) else ""
                 body = _pad(opts.null, vw, False).replace(opts.null, null) if val is None else _pad(val, vw, False)
                 out.write(f"│ {head} │ {body} │\n")
     out.write("└" + "─" * (hw + 2) + "┴" + "─" * (vw + 2) + "┘\n")
