@@ -89,6 +89,36 @@ def test_columns_of_the_statement_tables() -> None:
     assert timed.suggestions[0].tables == (TableRef(None, "accounts", "x"),)
 
 
+@pytest.mark.parametrize("clause", [
+    "AS OF NOW", "AS OF TIMESTAMP now() - interval '1 hour'", "AS OF TIMESTAMP '2026-01-01'::timestamptz",
+    "AS OF TIMESTAMP '2026-01-01 10:00'::timestamp with time zone AT TIME ZONE 'UTC'", "AS OF LSN 0/1A3F",
+    "AS OF LSN '0/1A3F'", "AS OF SCN 41 + 1", "AS OF TRANSACTION 4711", "AS OF SYSTEM_TIME now()",
+    "AS OF BRANCH fix", "AS OF BRANCH \"feature-x\" AT TIMESTAMP now() - interval '1 day'",
+    "AS OF BRANCH fix AT SCN 3", "FOR SYSTEM_TIME AS OF now()", "AT(TIMESTAMP => now() - interval '5 minutes')",
+    "BEFORE (OFFSET => -60)", "AT(LSN => '0/1A3F')", "VERSION AS OF 0/1A3F", "TIMESTAMP AS OF now()",
+    "AS OF TIMESTAMP CASE WHEN true THEN now() END", "AS OF TIMESTAMP (SELECT max(at) FROM x)",
+])
+def test_columns_after_a_time_travel_alias(completer: HeliosCompleter, clause: str) -> None:
+    for alias in ("a", "AS a"):
+        stmt = f"SELECT * FROM accounts {clause} {alias} WHERE a."
+        assert completer.complete(stmt) == ["id", "owner", "balance"], stmt
+        assert completer.complete("SELECT a.", f" FROM accounts {clause} {alias} JOIN notes n ON true") == \
+            ["id", "owner", "balance"], stmt
+
+
+@pytest.mark.parametrize("clause", [
+    "VERSIONS BETWEEN SCN MINVALUE AND MAXVALUE", "VERSIONS BETWEEN TIMESTAMP now() - interval '1 hour' AND now()",
+    "VERSIONS BETWEEN LSN 0/10 AND 0/20", "FOR SYSTEM_TIME ALL", "FOR SYSTEM_TIME FROM now() - interval '1 day' TO now()",
+    "FOR SYSTEM_TIME BETWEEN '2026-01-01' AND '2026-02-01'", "FOR SYSTEM_TIME CONTAINED IN (now() - interval '1 day', now())",
+])
+def test_version_pseudo_columns_after_a_range_alias(completer: HeliosCompleter, clause: str) -> None:
+    got = completer.complete(f"SELECT * FROM accounts {clause} v WHERE v.")
+    assert got == ["id", "owner", "balance", "versions_startscn", "versions_endscn", "versions_starttime",
+                   "versions_endtime", "versions_startlsn", "versions_endlsn", "versions_xid", "versions_operation"]
+    assert completer.complete("SELECT v.versions_op", f" FROM accounts {clause} v") == ["versions_operation"]
+    assert "versions_xid" not in completer.complete("SELECT a.", " FROM accounts AS OF LSN 0/2 a")
+
+
 def test_word_and_statement_boundaries() -> None:
     assert suggest("SELECT 1; SELECT * FROM acc").word == "acc"
     assert suggest("SELECT * FROM heliosdb.com").word == "com"

@@ -8,13 +8,18 @@ HELIOSDB_UPDATE_GOLDEN=1 after an intended change, and read the diff.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from heliosdb.session import Session
 from heliosdb.shell.executor import Shell
+from heliosdb.storage.binaries import binary
 from heliosdb.storage.instance import Instance
 from tests.shell_support import check_golden, make_shell, normalise_text, take
 
@@ -230,6 +235,118 @@ def test_settings_commands(shell: tuple[Shell, object, object]) -> None:
     take(out)
     sh.run_sql("SELECT NULL AS x")
     assert "│ (nil) │" in take(out)
+
+
+def psql_and_heliosdb(instance: Instance, database: str, args: list[str], stdin: str = "") -> tuple[str, str]:
+    """(psql's output, heliosdb's output) of one command line: standard output and error, as one text."""
+    psql = [binary("psql"), "-X", "-h", str(instance.socket_dir), "-p", "5432", "-U", "postgres", "-d", database]
+    helios = [sys.executable, "-m", "heliosdb.cli", "-D", str(instance.data_dir), "-d", database]
+    outs = [subprocess.run([*cmd, *args], input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=120).stdout for cmd in (psql, helios)]
+    return outs[0], outs[1]
+
+
+def test_rows_only_expanded_output_as_psql(helios_instance: Instance, meta_db: str, tmp_path: Path) -> None:
+    script = """\\x on
+\\t on
+SELECT * FROM (VALUES (1, 'a'), (22, 'bb')) v(id, name);
+SELECT 1 AS a WHERE false;
+SELECT 5 AS x;
+\\t
+\\t
+\\pset format unaligned
+SELECT * FROM (VALUES (1, 'a'), (22, 'bb')) v(id, name);
+SELECT 1 AS a WHERE false;
+\\pset tuples_only off
+SELECT 5 AS x;
+"""
+    path = tmp_path / "script.sql"
+    path.write_text(script)
+    theirs, mine = psql_and_heliosdb(helios_instance, meta_db, ["-f", str(path)])
+    assert "RECORD" not in theirs.split("Output format")[0] and "name | bb" in theirs
+    assert mine == theirs
+
+
+def test_column_names_with_newlines_as_psql(helios_instance: Instance, meta_db: str, tmp_path: Path) -> None:
+    queries = [
+        """SELECT 1 AS "a\nbc", 'x' AS "long\n z", 22 AS n""",  # `+` after each line but a name's last
+        "SELECT 'a\nb' AS \"x\nyy\"",  # the last column: a multi-line value is padded before its `+`
+        """SELECT 1 AS "a\nb", 'x' AS "c\nd\ne", 'p\nq\nr\ns' AS v""",
+        'SELECT 1 AS "tab\there\n日本"',
+    ]
+    script = "".join(f"{q};\n" for q in queries) + "\\x on\n" + "".join(f"{q};\n" for q in queries)
+    path = tmp_path / "script.sql"
+    path.write_text(script)
+    theirs, mine = psql_and_heliosdb(helios_instance, meta_db, ["-f", str(path)])
+    assert " a +| long+| n  \n bc |   z  |    \n" in theirs and "a   +| 1\nbc   |\n" in theirs
+    assert mine == theirs
+
+
+def test_errors_show_their_context_as_psql(helios_instance: Instance, meta_db: str) -> None:
+    sql = [
+        "DO $$ BEGIN RAISE EXCEPTION 'oops %', 42 USING DETAIL = 'the detail', HINT = 'the hint'; END $$",
+        "DO $$ BEGIN PERFORM 1 / 0; END $$",  # nested: two lines of context
+        "CREATE TEMP TABLE ctx_copy (a int PRIMARY KEY)",
+        "COPY ctx_copy FROM STDIN",  # a data error: the line and column
+    ]
+    theirs, mine = psql_and_heliosdb(helios_instance, meta_db, [a for q in sql for a in ("-c", q)],
+                                     stdin="1\nzz\n\\.\n")
+    assert 'CONTEXT:  COPY ctx_copy, line 2, column a: "zz"' in theirs
+    assert "CONTEXT:  SQL statement" in theirs
+    assert re.sub(r"(?m)^ERROR:  [0-9A-Z]{5}: ", "ERROR:  ", mine) == theirs  # the shell adds the SQLSTATE
+
+
+def test_verbosity(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    raise_it = "DO $$ BEGIN RAISE EXCEPTION 'oops' USING DETAIL = 'd', HINT = 'h'; END $$"
+    sh.run_sql(raise_it)
+    assert take(err) == ("ERROR:  P0001: oops\nDETAIL:  d\nHINT:  h\n"
+                         "CONTEXT:  PL/pgSQL function inline_code_block line 1 at RAISE\n")
+    sh.run_meta("\\set VERBOSITY terse")
+    sh.run_sql(raise_it)
+    assert take(err) == "ERROR:  P0001: oops\n"
+    sh.run_meta("\\set VERBOSITY sqlstate")
+    sh.run_sql(raise_it)
+    assert take(err) == "ERROR:  P0001\n"
+    sh.run_meta("\\set VERBOSITY verbose")
+    sh.run_sql("INSERT INTO accounts (owner) VALUES (NULL)")
+    text = take(err)
+    assert text.startswith('ERROR:  23502: null value in column "owner" of relation "accounts" violates not-null')
+    assert "\nCOLUMN NAME:  owner\n" in text
+    sh.run_meta("\\unset VERBOSITY")
+
+
+def test_rows_only_expanded_in_the_shell(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\x on")
+    sh.run_meta("\\t on")
+    take(out)
+    sh.run_sql("SELECT 1 AS id, 'a' AS name")
+    assert take(out) == "┌──────┬───┐\n│ id   │ 1 │\n│ name │ a │\n└──────┴───┘\n"
+
+
+def test_snapshots_of_an_unknown_table_is_an_error(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\snapshots no_such_table")
+    assert take(out) == ""
+    assert take(err) == ('ERROR:  42P01: table "no_such_table" does not exist\n'
+                         "HINT:  \\snapshots takes a table that exists, or existed, on some branch.\n")
+    assert sh.failed
+    sh.failed = False
+    sh.run_meta('\\snapshots "NOTES"')  # quoted: case kept, so no such table either
+    assert "42P01" in take(err)
+    sh.run_meta("\\snapshots NOTES")  # notes exists on fix only: its commits are listed from main too
+    assert take(err) == "" and "(1 row)" in take(out)
+
+
+def test_timing_of_a_statement_over_a_second(shell: tuple[Shell, object, object]) -> None:
+    sh, out, err = shell
+    sh.run_meta("\\timing on")
+    take(out)
+    sh.run_sql("SELECT pg_sleep(1.05)")
+    assert re.search(r"\nTime: 1\d{3}\.\d{3} ms \(00:01\.\d{3}\)\n$", take(out))
+    sh.run_sql("SELECT 1")
+    assert re.search(r"\nTime: \d{1,3}\.\d{3} ms\n$", take(out))
 
 
 def test_variables_and_echo(shell: tuple[Shell, object, object]) -> None:

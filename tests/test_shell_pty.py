@@ -102,6 +102,20 @@ def test_prompt_states_and_multi_line_input(spawn: Spawn, pty_db: str) -> None:
     assert c.exitstatus == 0
 
 
+def test_a_long_line_wraps_without_continuation_prompts(spawn: Spawn, pty_db: str) -> None:
+    c = spawn()  # 160 columns: the line below takes three screen rows
+    c.expect(prompt(pty_db))
+    c.send("SELECT length('" + "wrap " * 80 + "') AS n;\r")
+    c.expect(r"│ 400 │")
+    assert not re.search(prompt(pty_db, mark="-"), screen(c))  # only a real newline gets the -> prompt
+    c.send("SELECT 1 +\r")
+    c.expect(prompt(pty_db, mark="-"))
+    c.send("1 AS two;\r")
+    c.expect(r"│   2 │")
+    c.send("\\q\r")
+    c.expect(pexpect.EOF)
+
+
 def test_results_meta_commands_and_errors(spawn: Spawn, pty_db: str) -> None:
     c = spawn()
     c.expect(prompt(pty_db))

@@ -12,7 +12,7 @@ from heliosdb import errors
 from heliosdb.shell import executor  # noqa: F401 - registers every meta command
 from heliosdb.shell.commands import REGISTRY, UsageError, parse, split_words
 from heliosdb.shell.prompt import PromptState, Tx, short_lsn, text
-from heliosdb.shell.render import RenderOptions, array_literal, error_text, render
+from heliosdb.shell.render import RenderOptions, array_literal, error_text, render, timing_text
 from tests.shell_support import check_golden
 
 HEADERS = ["id", "owner", "balance", "note", "at"]
@@ -42,6 +42,33 @@ def test_expanded_and_auto() -> None:
     wide = [(1, "x" * 200)]
     assert "RECORD 1" in render(["a", "b"], wide, RenderOptions(expanded="auto", width=80))
     assert "RECORD 1" not in render(["a", "b"], [(1, "x")], RenderOptions(expanded="auto", width=80))
+
+
+def test_expanded_rows_only_has_no_record_labels() -> None:
+    out = render(["id", "name"], [(1, "a"), (22, "bb")], RenderOptions(expanded="on", tuples_only=True))
+    assert out == ("┌──────┬────┐\n"  # as psql (border 2, unicode): a plain rule, as wide as the names
+                   "│ id   │ 1  │\n"
+                   "│ name │ a  │\n"
+                   "├──────┼────┤\n"
+                   "│ id   │ 22 │\n"
+                   "│ name │ bb │\n"
+                   "└──────┴────┘\n")
+
+
+def test_column_names_with_newlines_take_several_header_lines() -> None:
+    out = render(["a\nbc", "long\n z", "n"], [(1, "x\ny", 5)], RenderOptions())
+    assert out == ("┌────┬──────┬───┐\n"
+                   "│ a  │ long │ n │\n"
+                   "│ bc │   z  │   │\n"
+                   "├────┼──────┼───┤\n"
+                   "│  1 │ x    │ 5 │\n"
+                   "│    │ y    │   │\n"
+                   "└────┴──────┴───┘\n"
+                   "(1 row)\n")
+    out = render(["a\nbc", "n"], [(1, 5)], RenderOptions(expanded="on"))
+    assert "│ a            │ 1 │\n│ bc           │   │\n│ n            │ 5 │\n" in out
+    narrow = render(["a_rather_long_header_name", "b"], [("x " * 40, "y " * 30)], RenderOptions(width=50))
+    assert {len(line) for line in narrow.splitlines()[:-1]} == {50}  # a name wider than its column wraps
 
 
 def test_wide_tables_wrap_to_the_terminal() -> None:
@@ -161,3 +188,17 @@ def test_wide_columns_share_the_width() -> None:
     first = lines[3]  # the first row line: both columns wrapped to about half the width each
     a, b = first.count("a"), first.count("b")
     assert abs(a - b) <= 1 and a >= 44, first
+
+
+@pytest.mark.parametrize(("ms", "expected"), [  # psql's PrintTiming (common.c): the same printf formats
+    (12.3456, "Time: 12.346 ms"),
+    (999.9994, "Time: 999.999 ms"),
+    (1000.0, "Time: 1000.000 ms (00:01.000)"),
+    (1234.567, "Time: 1234.567 ms (00:01.235)"),
+    (61234.5678, "Time: 61234.568 ms (01:01.235)"),
+    (3600000.0, "Time: 3600000.000 ms (01:00:00.000)"),
+    (3723004.0, "Time: 3723004.000 ms (01:02:03.004)"),
+    (2 * 86400000 + 3723004.0, "Time: 176523004.000 ms (2 d 01:02:03.004)"),
+])
+def test_timing_adds_minutes_and_hours_from_a_second_on(ms: float, expected: str) -> None:
+    assert timing_text(ms) == expected

@@ -75,15 +75,6 @@ class Runner:
             self.out.write(result.status + "\n")
         self.out.flush()
 
-    def print_error(self, exc: errors.Error) -> None:
-        code = f"{exc.sqlstate}: " if exc.sqlstate else ""
-        self.err.write(f"ERROR:  {code}{exc.message}\n")
-        if exc.detail:
-            self.err.write(f"DETAIL:  {exc.detail}\n")
-        if exc.hint:
-            self.err.write(f"HINT:  {exc.hint}\n")
-        self.err.flush()
-
 
 def _start_early(data_dir: str | None) -> None:
     """Interactive start: bring PostgreSQL up while the shell's modules import (first prompt sooner).

@@ -36,6 +36,11 @@ authorization binary collation concurrently cross current_schema freeze full ili
 natural notnull outer overlaps right similar tablesample verbose""".split())
 
 
+# What a range read (VERSIONS BETWEEN, FOR SYSTEM_TIME ranges) adds to a table's columns
+VERSIONS_PSEUDO = ["versions_startscn", "versions_endscn", "versions_starttime", "versions_endtime",
+                   "versions_startlsn", "versions_endlsn", "versions_xid", "versions_operation"]
+
+
 @dataclass(frozen=True)
 class Metadata:
     """Names the completer offers, as of one catalog read."""
@@ -193,6 +198,8 @@ class HeliosCompleter(Completer):
             for t in s.tables:
                 rel = md.qualified.get(t.schema, {}).get(t.name) if t.schema else md.relations.get(t.name)
                 cols += list(rel or ())
+                if t.versions:
+                    cols += VERSIONS_PSEUDO
             if not s.tables:
                 return []
             return match(word, list(dict.fromkeys(cols)), "column")

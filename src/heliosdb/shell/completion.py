@@ -38,6 +38,7 @@ class TableRef:
     schema: str | None
     name: str
     alias: str | None = None
+    versions: bool = False  # read through a range (VERSIONS BETWEEN): has the VERSIONS_* pseudo-columns
 
 
 @dataclass(frozen=True)
@@ -176,22 +177,138 @@ def referenced_tables(toks: list[Tok]) -> tuple[TableRef, ...]:
         schema, name = None, toks[j].name
         if j + 2 < n and toks[j + 1].text == "." and toks[j + 2].kind in ("word", "ident"):
             schema, name, j = name, toks[j + 2].name, j + 2
-        j += 1
-        if j + 1 < n and toks[j].up == "AS" and toks[j + 1].up == "OF":
-            j += 2
-            if j < n and toks[j].up == "BRANCH":
-                j += 2
-                if j < n and toks[j].up == "AT":
-                    j += 1
-            j += 2  # point kind and value
+        j, versions = skip_time_travel(toks, j + 1)
         alias = None
         if j < n and toks[j].up == "AS" and j + 1 < n and toks[j + 1].kind in ("word", "ident"):
             alias = toks[j + 1].name
         elif j < n and toks[j].kind in ("word", "ident") and toks[j].up not in _NOT_ALIAS:
             alias = toks[j].name
-        out.append(TableRef(schema, name, alias))
+        out.append(TableRef(schema, name, alias, versions))
         i = j
     return tuple(out)
+
+
+# -- time-travel clauses after a table name (the forms heliosdb.sql.temporal parses, read leniently:
+# the statement is still being typed, so nothing here may fail) ----------------------------------------
+_TYPE_PREFIX = {"INTERVAL", "TIMESTAMP", "TIMESTAMPTZ", "DATE", "TIME", "TIMETZ"}
+_EXPR_OPS = {"+", "-", "*", "/", "%", "||"}
+_POINT_WORDS = {"LSN", "TIMESTAMP", "SCN", "TRANSACTION", "SYSTEM_TIME"}
+
+
+def _word_at(toks: list[Tok], j: int) -> str:
+    return toks[j].up if j < len(toks) and toks[j].kind == "word" else ""
+
+
+def _skip_parens(toks: list[Tok], j: int) -> int:
+    """Past the parenthesised group opening at j (to the end when it is not closed yet)."""
+    depth = 0
+    while j < len(toks):
+        depth += (toks[j].text == "(") - (toks[j].text == ")")
+        j += 1
+        if depth == 0:
+            break
+    return j
+
+
+def _skip_operand(toks: list[Tok], j: int) -> int:
+    n = len(toks)
+    while j < n and toks[j].text in ("+", "-"):
+        j += 1
+    if j >= n:
+        return j
+    t = toks[j]
+    if t.up in _TYPE_PREFIX and j + 1 < n and toks[j + 1].kind == "string":  # interval '1 hour'
+        return j + 2
+    if t.text == "(":
+        return _skip_parens(toks, j)
+    if t.up == "CASE":
+        depth = 0
+        while j < n:
+            depth += (_word_at(toks, j) == "CASE") - (_word_at(toks, j) == "END")
+            j += 1
+            if depth == 0:
+                break
+        return j
+    j += 1
+    if t.kind in ("word", "ident"):
+        while j + 1 < n and toks[j].text == "." and toks[j + 1].kind in ("word", "ident"):
+            j += 2
+        if j < n and toks[j].text == "(":
+            j = _skip_parens(toks, j)
+    return j
+
+
+def _skip_type(toks: list[Tok], j: int) -> int:
+    """Past the type name after `::` (timestamp with time zone, numeric(10,2), int[])."""
+    j += 1
+    while j + 1 < len(toks) and toks[j].text == "." and toks[j + 1].kind in ("word", "ident"):
+        j += 2
+    if j < len(toks) and toks[j].text == "(":
+        j = _skip_parens(toks, j)
+    if _word_at(toks, j) in ("WITH", "WITHOUT") and _word_at(toks, j + 1) == "TIME" and _word_at(toks, j + 2) == "ZONE":
+        j += 3
+    while j + 1 < len(toks) and toks[j].text == "[" and toks[j + 1].text == "]":
+        j += 2
+    return j
+
+
+def _skip_expr(toks: list[Tok], j: int) -> int:
+    """Past one scalar expression (a point's value): operands joined by operators, casts, AT TIME ZONE."""
+    while j < len(toks):
+        j = _skip_operand(toks, j)
+        while j < len(toks) and toks[j].text == "::":
+            j = _skip_type(toks, j + 1)
+        if j < len(toks) and toks[j].text in _EXPR_OPS:
+            j += 1
+        elif _word_at(toks, j) == "AT" and _word_at(toks, j + 1) == "TIME" and _word_at(toks, j + 2) == "ZONE":
+            j += 3
+        else:
+            break
+    return j
+
+
+def _skip_point(toks: list[Tok], j: int) -> int:
+    if _word_at(toks, j) == "NOW":
+        return j + 1
+    if _word_at(toks, j) in _POINT_WORDS:
+        return _skip_expr(toks, j + 1)
+    return j
+
+
+def _skip_range_bound(toks: list[Tok], j: int, word: str) -> int:
+    return j + 1 if _word_at(toks, j) == word else _skip_expr(toks, j)
+
+
+def skip_time_travel(toks: list[Tok], j: int) -> tuple[int, bool]:
+    """Past a time-travel clause starting at j, if there is one: (index after it, whether it is a range
+    with the VERSIONS_* pseudo-columns)."""
+    w0, w1, w2 = _word_at(toks, j), _word_at(toks, j + 1), _word_at(toks, j + 2)
+    if (w0, w1) == ("AS", "OF"):
+        if w2 != "BRANCH":
+            return _skip_point(toks, j + 2), False
+        j += 4  # AS OF BRANCH name
+        return (_skip_point(toks, j + 1) if _word_at(toks, j) == "AT" else j), False
+    if (w0, w1) == ("FOR", "SYSTEM_TIME"):
+        j += 2
+        w = _word_at(toks, j)
+        if w == "AS" and _word_at(toks, j + 1) == "OF":
+            return _skip_expr(toks, j + 2), False
+        if w in ("FROM", "BETWEEN"):
+            j = _skip_expr(toks, j + 1)
+            return (_skip_expr(toks, j + 1) if _word_at(toks, j) in ("TO", "AND") else j), True
+        if w == "CONTAINED" and _word_at(toks, j + 1) == "IN":
+            return _skip_parens(toks, j + 2), True
+        return j + (w == "ALL"), True
+    if w0 in ("AT", "BEFORE") and j + 1 < len(toks) and toks[j + 1].text == "(":
+        return _skip_parens(toks, j + 1), False
+    if (w0, w1, w2) in (("VERSION", "AS", "OF"), ("TIMESTAMP", "AS", "OF")):
+        return _skip_expr(toks, j + 3), False
+    if (w0, w1) == ("VERSIONS", "BETWEEN"):
+        j = _skip_range_bound(toks, j + 3, "MINVALUE")  # past the bound kind (SCN, TIMESTAMP, LSN)
+        if _word_at(toks, j) == "AND":
+            j = _skip_range_bound(toks, j + 1, "MAXVALUE")
+        return j, True
+    return j, False
 
 
 def _clause(prev: list[Tok]) -> str | None:
@@ -268,6 +385,18 @@ def _unterminated(t: Tok) -> bool:
 _PARTIAL = re.compile(r'(?:(?P<q>[A-Za-z_][\w$]*|"(?:[^"]|"")*")\.)?(?P<w>"(?:[^"]|"")*|[A-Za-z_][\w$]*|\d[\w/]*)?\Z')
 
 
+def _partial(current: str) -> re.Match[str]:
+    """The (qualified) word at the end, starting at a token boundary: searched anywhere, a quote that
+    closes an identifier (`AS OF BRANCH "x" AT ...`) would look like one that opens a word."""
+    for pos in [m.start() for m in _TOKEN.finditer(current)][-3:]:
+        m = _PARTIAL.match(current, pos)
+        if m is not None:
+            return m
+    m = _PARTIAL.match(current, len(current))  # an empty word
+    assert m is not None
+    return m
+
+
 def suggest(before: str, after: str = "", registry: Registry = REGISTRY) -> Context:
     """What fits at the cursor, given the buffer text before and after it."""
     line = before.rsplit("\n", 1)[-1]
@@ -277,8 +406,7 @@ def suggest(before: str, after: str = "", registry: Registry = REGISTRY) -> Cont
     toks = tokens(current)
     if toks and _unterminated(toks[-1]):
         return Context("", ())
-    m = _PARTIAL.search(current)
-    assert m is not None
+    m = _partial(current)
     word = m.group("w") or ""
     qual_tok = m.group("q")
     head = current[: m.start()]

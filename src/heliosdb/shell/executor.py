@@ -112,6 +112,12 @@ class Shell:
         self.out.write(line + "\n")
         self.out.flush()
 
+    @property
+    def verbosity(self) -> str:
+        """psql's VERBOSITY variable (default, verbose, terse, sqlstate): how much of an error to print."""
+        value = self.ctx.variables.get("VERBOSITY", "default").lower()
+        return value if value in render.VERBOSITY else "default"
+
     def write_err(self, text: str) -> None:
         self.err.write(text)
         self.err.flush()
@@ -231,7 +237,7 @@ class Shell:
         except errors.Error as exc:
             self.failed = True
             if not self._connection_lost():
-                self.write_err(render.error_text(exc, None, self.colour))
+                self.write_err(render.error_text(exc, None, self.colour, self.verbosity))
             return
         except KeyboardInterrupt:
             self.write_err("Cancelled.\n")
@@ -337,10 +343,8 @@ class Shell:
         except errors.Error as exc:
             self.failed = True
             self._after(stmt, started, branch_before, None)
-            if self.boxed:
-                self.write_err(render.error_text(exc, stmt, self.colour))
-            else:
-                self.runner.print_error(exc)
+            # piped input and scripts: no statement line, as before (psql's would name the file and line)
+            self.write_err(render.error_text(exc, stmt if self.boxed else None, self.colour, self.verbosity))
             self._connection_lost()
             return False
         if result is not None:
@@ -376,7 +380,7 @@ class Shell:
 
     def _after(self, stmt: str, started: float, branch_before: int, lsn_before: str | None) -> None:
         if self.ctx.settings.timing:
-            self.note(f"Time: {(time.perf_counter() - started) * 1000:.3f} ms")
+            self.note(render.timing_text((time.perf_counter() - started) * 1000))
         if self.session.connection_lost:
             return
         if lsn_before is not None and not self.session.transaction_failed:

@@ -128,7 +128,7 @@ _PSET = ("format", "null", "expanded", "tuples_only")
 @command("\\pset", "set a table output option", group=B,
          args=[Arg("option", ArgKind.CHOICE, optional=True, choices=_PSET),
                Arg("value", ArgKind.TEXT, optional=True)])
-def pset(ctx: ShellContext, args: dict[str, str]) -> Outcome:
+def pset(ctx: ShellContext, args: dict[str, str]) -> Outcome | None:
     st = ctx.settings
     opt, value = args.get("option"), args.get("value")
     if opt is None:
@@ -153,7 +153,16 @@ def pset(ctx: ShellContext, args: dict[str, str]) -> Outcome:
         return expanded(ctx, {"mode": value.lower()} if value else {})
     if value is not None and value.lower() not in _ONOFF:
         return Failure("\\pset: tuples_only must be on or off")
-    st.tuples_only = _switch(value.lower() if value else None, st.tuples_only)
+    return tuples_only(ctx, {"mode": value.lower()} if value else {})
+
+
+@command("\\t", "rows only: no header, footer or record labels (as \\pset tuples_only)", group=B,
+         args=[Arg("mode", ArgKind.CHOICE, optional=True, choices=_ONOFF)])
+def tuples_only(ctx: ShellContext, args: dict[str, str]) -> Outcome | None:
+    st = ctx.settings
+    st.tuples_only = _switch(args.get("mode"), st.tuples_only)
+    if "mode" in args:  # as psql: only a toggle says what it did
+        return None
     return Text(f"Tuples only is {'on' if st.tuples_only else 'off'}.")
 
 

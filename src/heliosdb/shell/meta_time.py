@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from heliosdb import errors
 from heliosdb.shell.commands import Arg, ArgKind, Outcome, Rows, Text, command
 from heliosdb.shell.context import ShellContext, object_name
 from heliosdb.shell.prompt import short_lsn
@@ -13,6 +14,11 @@ G = "Time travel"
          args=[Arg("table", ArgKind.TABLE, optional=True)])
 def snapshots(ctx: ShellContext, args: dict[str, str]) -> Outcome:
     table = object_name(args["table"]) if "table" in args else None
+    # the snapshots of a table include those of its dropped or renamed past: any name it ever had counts
+    if table is not None and not ctx.scalar(
+            "SELECT EXISTS (SELECT 1 FROM heliosdb._table_versions WHERE name = %s)", (table,)):
+        raise errors.UndefinedTable(f'table "{table}" does not exist',
+                                    hint="\\snapshots takes a table that exists, or existed, on some branch.")
     rows = ctx.query(
         """SELECT lsn, scn, txid::text, committed_at, branch, array_to_string(tables_touched, ', '), rows_changed
            FROM heliosdb.snapshots(%s) ORDER BY scn""", (table,))

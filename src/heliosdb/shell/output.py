@@ -103,6 +103,20 @@ def _pad(text: str, width: int, right: bool) -> str:
     return fill + text if right else text + fill
 
 
+def _header(heads: list[list[str]], widths: list[int]) -> str:
+    """The header lines, each name centred; a name with newlines takes several lines, each but its last
+    marked `+` (psql's print_aligned_text)."""
+    out = []
+    for k in range(max(len(lines) for lines in heads)):
+        parts = []
+        for lines, w in zip(heads, widths, strict=True):
+            text = lines[k] if k < len(lines) else ""
+            pad = w - _width(text) if k < len(lines) else w
+            parts.append(" " + " " * (pad // 2) + text + " " * (pad - pad // 2) + ("+" if k < len(lines) - 1 else " "))
+        out.append("|".join(parts) + "\n")
+    return "".join(out)
+
+
 def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
     """psql's aligned format, byte for byte (multi-line values continue with '+')."""
     cells = [[[_display(x) for x in (cell(v) if v is not None else null).split("\n")] for v in row]
@@ -113,19 +127,15 @@ def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
             return ""
         n = len(t.rows)
         return f"--\n({n} row{'s' if n != 1 else ''})\n"
-    widths = [_width(h) for h in t.headers]
+    heads = [[_display(x) for x in h.split("\n")] for h in t.headers]
+    widths = [max(map(_width, lines)) for lines in heads]
     for row in cells:
         for i, lines in enumerate(row):
             for line in lines:
                 widths[i] = max(widths[i], _width(line))
     out = io.StringIO()
     if not tuples_only:
-        heads = []
-        for i, h in enumerate(t.headers):
-            pad = widths[i] - _width(h)
-            left = pad // 2
-            heads.append(" " * left + h + " " * (pad - left))
-        out.write(" " + " | ".join(heads) + " \n")
+        out.write(_header(heads, widths))
         out.write("-" + "-+-".join("-" * w for w in widths) + "-\n")
     for row in cells:
         height = max((len(lines) for lines in row), default=1)
@@ -137,7 +147,7 @@ def aligned(t: Table, tuples_only: bool = False, null: str = "") -> str:
                 last = i == ncol - 1
                 if t.numeric[i] and text:
                     text = _pad(text, widths[i], True)
-                elif not last:
+                elif not last or more:  # the last column too when a `+` follows, as psql
                     text = _pad(text, widths[i], False)
                 parts.append(" " + text + ("+" if more else ("" if last else " ")))
             out.write("|".join(parts) + "\n")
@@ -186,11 +196,12 @@ def _record_line(label: str, hwidth: int, dwidth: int) -> str:
 
 def expanded(t: Table, tuples_only: bool = False, null: str = "") -> str:
     """psql's expanded aligned output (`\\x`), byte for byte: one `name | value` line per column."""
-    if not t.rows:
-        return "" if tuples_only else "(0 rows)\n\n"
+    if not t.rows:  # psql ends an empty expanded result with a newline, tuples only too
+        return "\n" if tuples_only else "(0 rows)\n\n"
     cells = [[[_display(x) for x in (cell(v) if v is not None else null).split("\n")] for v in row]
              for row in t.rows]
-    hwidth = max((_width(h) for h in t.headers), default=0)
+    heads = [[_display(x) for x in h.split("\n")] for h in t.headers]
+    hwidth = max((_width(x) for lines in heads for x in lines), default=0)
     dwidth = max((_width(x) for row in cells for lines in row for x in lines), default=0)
     out = io.StringIO()
     for n, row in enumerate(cells, 1):
@@ -198,12 +209,23 @@ def expanded(t: Table, tuples_only: bool = False, null: str = "") -> str:
             out.write(_record_line(f"[ RECORD {n} ]", hwidth, dwidth))
         elif n > 1:
             out.write(_record_line("", hwidth, dwidth))
-        for h, lines in zip(t.headers, row, strict=False):
-            for k, line in enumerate(lines):
-                name = _pad(h if k == 0 else "", hwidth, False)
-                more = k < len(lines) - 1
-                out.write(f"{name} | {_pad(line, dwidth, False) + '+' if more else line}\n")
+        for head, lines in zip(heads, row, strict=False):
+            out.write(_vertical_field(head, lines, hwidth, dwidth))
     return out.getvalue() + "\n"
+
+
+def _vertical_field(head: list[str], lines: list[str], hwidth: int, dwidth: int) -> str:
+    """One column of an expanded record (print_aligned_vertical, border 1): the name's lines and the
+    value's side by side, each but their last marked `+`; a value shorter than its name leaves `|` alone."""
+    out = []
+    for k in range(max(len(head), len(lines))):
+        name = _pad(head[k], hwidth, False) + ("+" if k < len(head) - 1 else " ") if k < len(head) \
+            else " " * (hwidth + 1)
+        value = ""
+        if k < len(lines):
+            value = " " + (_pad(lines[k], dwidth, False) + "+" if k < len(lines) - 1 else lines[k])
+        out.append(f"{name}|{value}\n")
+    return "".join(out)
 
 
 def expanded_unaligned(t: Table, tuples_only: bool = False, null: str = "", sep: str = "|") -> str:

@@ -259,7 +259,8 @@ def box(headers: list[str], cells: list[list[str | None]], numeric: list[bool], 
     ncol = len(headers)
     if ncol == 0:
         return "" if opts.tuples_only else "┌┐\n└┘\n"
-    widths = [0 if opts.tuples_only else _width(h) for h in headers]
+    heads = [h.split("\n") for h in headers]  # a name with newlines: one header line each
+    widths = [0 if opts.tuples_only else max(map(_width, lines)) for lines in heads]
     multiline = False
     cols = [list(c) for c in zip(*cells, strict=True)] if cells else [[] for _ in headers]
     ascii_cols = []
@@ -287,13 +288,16 @@ def box(headers: list[str], cells: list[list[str | None]], numeric: list[bool], 
     out = io.StringIO()
     out.write(bar("┌", "┬", "┐"))
     if not opts.tuples_only:
-        heads = []
-        for i, h in enumerate(headers):
-            pad = widths[i] - _width(h)
-            left = pad // 2
-            text = " " * left + h + " " * (pad - left)
-            heads.append(f"{BOLD}{text}{RESET}" if opts.colour else text)
-        out.write("│ " + " │ ".join(heads) + " │\n")
+        # a name wider than its (narrowed) column wraps like the values do
+        heads = [[c for line in lines for c in _chunks(line, widths[i])] for i, lines in enumerate(heads)]
+        for k in range(max(len(lines) for lines in heads)):
+            parts = []
+            for i, lines in enumerate(heads):
+                h = lines[k] if k < len(lines) else ""
+                pad = widths[i] - _width(h)
+                text = " " * (pad // 2) + h + " " * (pad - pad // 2)
+                parts.append(f"{BOLD}{text}{RESET}" if opts.colour and h else text)
+            out.write("│ " + " │ ".join(parts) + " │\n")
         out.write(bar("├", "┼", "┤"))
     write = out.write
     if not multiline:
@@ -335,7 +339,10 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
     """One block per record, as psql's \\x with unicode borders."""
     if not cells:
         return ""
-    hw = max([_width(h) for h in headers] + [_width(f"─[ RECORD {len(cells)} ]") - 1])
+    labels = not opts.tuples_only  # as psql: rows only, the records are apart by a plain rule
+    heads = [h.split("\n") for h in headers]
+    hw = max([_width(x) for lines in heads for x in lines]
+             + ([_width(f"─[ RECORD {len(cells)} ]") - 1] if labels else []))
     vw = 0
     for row in cells:
         for v in row:
@@ -345,52 +352,91 @@ def expanded(headers: list[str], cells: list[list[str | None]], opts: RenderOpti
         vw = min(vw, max(8, opts.width - hw - 7))
     out = io.StringIO()
     for n, row in enumerate(cells, 1):
-        label = f"─[ RECORD {n} ]"
+        label = f"─[ RECORD {n} ]" if labels else ""
         left = "┌" if n == 1 else "├"
         mid = "┬" if n == 1 else "┼"
         right = "┐" if n == 1 else "┤"
         first = label + "─" * (hw + 2 - _width(label))
         out.write(left + first + mid + "─" * (vw + 2) + right + "\n")
-        for h, v in zip(headers, row, strict=False):
+        for hlines, v in zip(heads, row, strict=False):
             vals: list[str | None]
             if v is None:
                 vals = [None]
             else:
                 vals = [c for part in v.split("\n") for c in _chunks(part, vw)]
-            for k, val in enumerate(vals):
-                head = _pad(h if k == 0 else "", hw, False)
-                if opts.colour and k == 0:
+            for k in range(max(len(hlines), len(vals))):
+                head = _pad(hlines[k] if k < len(hlines) else "", hw, False)
+                if opts.colour and k < len(hlines):
                     head = f"{BOLD}{head}{RESET}"
+                val = vals[k] if k < len(vals) else ""
                 body = _pad(opts.null, vw, False).replace(opts.null, null) if val is None else _pad(val, vw, False)
                 out.write(f"│ {head} │ {body} │\n")
     out.write("└" + "─" * (hw + 2) + "┴" + "─" * (vw + 2) + "┘\n")
     return out.getvalue()
 
 
+def timing_text(ms: float) -> str:
+    """`Time: ...` as psql's \\timing prints it: from a second on, also (mm:ss.fff), (hh:mm:ss.fff) from an
+    hour, (N d hh:mm:ss.fff) from a day."""
+    if ms < 1000.0:
+        return f"Time: {ms:.3f} ms"
+    seconds = ms / 1000.0
+    minutes = math.floor(seconds / 60.0)
+    seconds -= 60.0 * minutes
+    if minutes < 60:
+        return f"Time: {ms:.3f} ms ({minutes:02d}:{seconds:06.3f})"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"Time: {ms:.3f} ms ({hours:02d}:{minutes:02d}:{seconds:06.3f})"
+    days, hours = divmod(hours, 24)
+    return f"Time: {ms:.3f} ms ({days} d {hours:02d}:{minutes:02d}:{seconds:06.3f})"
+
+
 # -- errors ----------------------------------------------------------------------------------------
-def error_text(exc: Any, statement: str | None = None, colour: bool = False) -> str:
+VERBOSITY = ("default", "verbose", "terse", "sqlstate")  # psql's \\set VERBOSITY values
+# what \\set VERBOSITY verbose adds, as libpq names PostgreSQL's error fields
+_VERBOSE_FIELDS = (("schema", "SCHEMA NAME"), ("table", "TABLE NAME"), ("column", "COLUMN NAME"),
+                   ("datatype", "DATATYPE NAME"), ("constraint", "CONSTRAINT NAME"))
+
+
+def error_text(exc: Any, statement: str | None = None, colour: bool = False, verbosity: str = "default") -> str:
     """ERROR:  <SQLSTATE>: <message>, the statement line with a caret under the error position,
-    then DETAIL and HINT, as psql prints them."""
-    code = f"{exc.sqlstate}: " if getattr(exc, "sqlstate", None) else ""
+    then DETAIL, HINT and CONTEXT, as psql prints them; verbosity as psql's \\set VERBOSITY
+    (terse: the first line only, sqlstate: the code only, verbose: also the error's named fields)."""
+    sqlstate = getattr(exc, "sqlstate", None)
     label = "\x1b[1;31mERROR:\x1b[0m" if colour else "ERROR:"
+    if verbosity == "sqlstate" and sqlstate:
+        return f"{label}  {sqlstate}\n"
+    code = f"{sqlstate}: " if sqlstate else ""
     lines = [f"{label}  {code}{exc.message}"]
     pos = getattr(exc, "position", None)
+    if verbosity == "terse":
+        return lines[0] + (f" at character {pos}" if statement and pos else "") + "\n"
     if statement and pos and 0 < pos <= len(statement) + 1:
-        before = statement[: pos - 1]
-        lineno = before.count("\n") + 1
-        start = before.rfind("\n") + 1
-        end = statement.find("\n", start)
-        text = statement[start:] if end < 0 else statement[start:end]
-        col = _width(before[start:])
-        if len(text) > 100:  # long lines: a window around the position, as psql does
-            lo = max(0, col - 50)
-            text = ("..." if lo else "") + text[lo:lo + 100] + ("..." if lo + 100 < len(text) else "")
-            col = col - lo + (3 if lo else 0)
-        prefix = f"LINE {lineno}: "
-        lines.append(prefix + text)
-        lines.append(" " * (len(prefix) + col) + "^")
+        lines += _caret(statement, pos)
     if getattr(exc, "detail", None):
         lines.append(f"DETAIL:  {exc.detail}")
     if getattr(exc, "hint", None):
         lines.append(f"HINT:  {exc.hint}")
+    fields = getattr(exc, "fields", None) or {}
+    if fields.get("where"):
+        lines.append(f"CONTEXT:  {fields['where']}")
+    if verbosity == "verbose":
+        lines += [f"{name}:  {fields[key]}" for key, name in _VERBOSE_FIELDS if fields.get(key)]
     return "\n".join(lines) + "\n"
+
+
+def _caret(statement: str, pos: int) -> list[str]:
+    """psql's `LINE n: ...` and the caret under character pos (1-based) of the statement."""
+    before = statement[: pos - 1]
+    lineno = before.count("\n") + 1
+    start = before.rfind("\n") + 1
+    end = statement.find("\n", start)
+    text = statement[start:] if end < 0 else statement[start:end]
+    col = _width(before[start:])
+    if len(text) > 100:  # long lines: a window around the position, as psql does
+        lo = max(0, col - 50)
+        text = ("..." if lo else "") + text[lo:lo + 100] + ("..." if lo + 100 < len(text) else "")
+        col = col - lo + (3 if lo else 0)
+    prefix = f"LINE {lineno}: "
+    return [prefix + text, " " * (len(prefix) + col) + "^"]

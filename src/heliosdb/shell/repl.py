@@ -147,6 +147,8 @@ class Interactive:
         )
 
     def _continuation(self, width: int, line: int, wrap: int) -> Any:
+        if wrap:  # a line wider than the terminal goes on in the next row as it is, as in psql
+            return []
         return prompt_state.fragments(self._state(), True)
 
     def _message(self) -> Any:
