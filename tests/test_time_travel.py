@@ -715,3 +715,14 @@ def test_a_time_or_scn_read_while_a_commit_finishes_waits_for_it(conn: heliosdb.
     got, point = in_the_window(3, "SELECT 'SCN ' || heliosdb._last_scn()")  # the finishing commit's SCN
     assert got == [(3,)]
     assert rows(reader, f"SELECT heliosdb.scn_to_timestamp({point.split()[1]}) IS NOT NULL") == [(True,)]
+
+
+def test_a_reversed_versions_range_holds_no_version(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a')")
+    first = lsn(conn)
+    run(conn, "CREATE DATABASE BRANCH b")
+    run(connect("b"), "INSERT INTO t VALUES (5, 'b')")  # an LSN main's history does not have
+    run(conn, "UPDATE t SET v = 'x'")
+    between = rows(conn, "SELECT lsn::text FROM heliosdb._commits WHERE branch_id <> 1 ORDER BY lsn LIMIT 1")[0][0]
+    assert rows(conn, f"SELECT * FROM t VERSIONS BETWEEN LSN '{between}' AND '{first}'") == []
+    assert len(rows(conn, f"SELECT * FROM t VERSIONS BETWEEN LSN '{first}' AND '{lsn(conn)}'")) == 2

@@ -182,6 +182,8 @@ def _filter(low: int, first: int, high: int, contained: bool) -> sql.Composable:
     """low: the state at the lower bound (versions visible there or later are in the range);
     first: the first LSN inside the range (deletes from there on get their D row)."""
     lo, fi, hi, m = L(low), L(first), L(high), L(MAX_LSN)
+    if low > high:  # a reversed range (BETWEEN LSN 0/5 AND 0/2) holds no version
+        return sql.SQL("false")
     if contained:
         return sql.SQL("x._op <> 'D' AND x._b >= {fi} AND x._e <= {hi}").format(fi=fi, hi=hi)
     return sql.SQL(
