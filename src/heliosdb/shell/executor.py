@@ -97,6 +97,7 @@ class Shell:
         self.lost = False  # the server connection was lost without a terminal to reset it: exit status 2
         self.width: int | None = None  # terminal width for tables (None: ask the terminal)
         self._depth = 0
+        self._tx_lsn: str | None = None  # the LSN the open transaction's writes took (\lsn on)
 
     # -- where text goes ----------------------------------------------------------------------------
     @property
@@ -387,8 +388,14 @@ class Shell:
             now = self._lsn()
             if now is not None:
                 note = ""
-                if now != lsn_before:
-                    note = " (this transaction)" if self.session.in_transaction else " (committed)"
+                if self.session.in_transaction:
+                    if now != lsn_before:
+                        note, self._tx_lsn = " (this transaction)", now
+                elif self._tx_lsn is not None:  # the transaction ended: committed with its LSN, or rolled back
+                    note = " (committed)" if now == self._tx_lsn else ""
+                    self._tx_lsn = None
+                elif now != lsn_before:
+                    note = " (committed)"
                 self.note(f"LSN: {now}{note}")
         words = head(stmt).split()
         if (words and words[0] in _REFRESH_AFTER) or self.session.branch.id != branch_before:
