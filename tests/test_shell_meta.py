@@ -422,14 +422,14 @@ def test_lsn_echo(shell: tuple[Shell, object, object]) -> None:
     lines = take(out).splitlines()
     assert lines[0] == "INSERT 0 1" and lines[1].startswith("LSN: ") and lines[1].endswith("(committed)")
     sh.run_sql("DELETE FROM notes WHERE id = 3")
-    for end, note in (("COMMIT", " (committed)"), ("ROLLBACK", "")):  # the commit a transaction made
+    for key, end, note in ((93, "COMMIT", " (committed)"), (94, "ROLLBACK", "")):  # a transaction's commit
         sh.run_sql("BEGIN")
-        sh.run_sql("INSERT INTO notes VALUES (4, 'y')")
+        sh.run_sql(f"INSERT INTO notes VALUES ({key}, 'y')")
         assert take(out).splitlines()[-1].endswith("(this transaction)")
         sh.run_sql(end)
         last = take(out).splitlines()[-1]
         assert last.startswith("LSN: ") and (last.endswith(note) if note else "(" not in last), (end, last)
-    sh.run_sql("DELETE FROM notes WHERE id = 4")
+    sh.run_sql("DELETE FROM notes WHERE id = 93")
     sh.run_meta("\\lsn off")
     take(out)
     sh.run_sql("SELECT 1")
