@@ -648,3 +648,14 @@ def test_ctrl_c_cancels_the_running_statement_and_stops(
     out, err = p.communicate(timeout=20)
     assert (p.returncode, out) == (1, "")  # as psql: the cancelled statement's error, nothing run after it
     assert err == "Cancel request sent\nERROR:  57014: canceling statement due to user request\n"
+
+
+def test_a_storage_url_names_the_database(helios_instance: Instance, cli_db: str) -> None:
+    """--storage postgresql://.../db opens db (not heliosdb) unless -d says otherwise; so does connect()."""
+    info = helios_instance.conninfo(cli_db)
+    url = f"postgresql://{info['user']}@/{cli_db}?host={info['host']}&port={info['port']}"
+    out = subprocess.run([sys.executable, "-m", "heliosdb.cli", "--storage", url, "-At", "-c",
+                          "SELECT current_database()"], capture_output=True, text=True, timeout=120)
+    assert (out.returncode, out.stdout.strip()) == (0, cli_db), out.stderr
+    with heliosdb.connect(storage=url) as c:
+        assert scalar(c, "SELECT current_database()") == cli_db

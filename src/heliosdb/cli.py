@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="heliosdb", description="HeliosDB: a branchable, time-travelling SQL database.")
     p.add_argument("-D", "--data-dir", help="data directory (default: $HELIOSDB_DATA or a per-user directory)")
     p.add_argument("--storage", help="use an existing PostgreSQL server (postgresql://...) instead of a managed one")
-    p.add_argument("-d", "--dbname", default=DEFAULT_DATABASE, help="database (default: heliosdb)")
+    p.add_argument("-d", "--dbname", default=None,
+                   help=f"database (default: the one --storage names, else {DEFAULT_DATABASE})")
     p.add_argument("-b", "--branch", default="main", help="branch to start on (default: main)")
     p.add_argument("-c", "--command", action=_Action, dest="actions", help="run SQL (repeatable)")
     p.add_argument("-f", "--file", action=_Action, dest="actions", help="run a script file (- reads stdin)")

@@ -15,7 +15,6 @@ from heliosdb import errors
 from heliosdb.session import Result, Session
 from heliosdb.sql.classify import is_stdio_copy
 from heliosdb.sql.split import split_statements
-from heliosdb.storage.instance import DEFAULT_DATABASE
 
 
 # -- PEP 249 type objects and constructors ---------------------------------------------
@@ -66,11 +65,12 @@ def Binary(data: bytes | bytearray | memoryview) -> bytes:  # noqa: N802 - PEP 2
 def connect(
     data_dir: str | os.PathLike[str] | None = None,
     storage: str | None = None,
-    database: str = DEFAULT_DATABASE,
+    database: str | None = None,
     branch: str = "main",
     background: bool = False,
 ) -> Connection:
-    """Open a session on `database` (managed data directory, or `storage` URL) at `branch`.
+    """Open a session on `database` (managed data directory, or `storage` URL) at `branch`. Without
+    `database`: the one the storage URL names, else `heliosdb`.
 
     background=True runs the history garbage collector, the materialized-view refresh scheduler and the
     branch images' upkeep in threads while the connection is open (``connection.session.scheduler``).

@@ -217,6 +217,15 @@ _TEMPORAL_ATTEMPTS = 5
 _PREPARE = re.compile(r"\s*PREPARE\s", re.IGNORECASE)
 
 
+def _url_database(storage: str | None) -> str | None:
+    if not storage:
+        return None
+    try:
+        return psycopg.conninfo.conninfo_to_dict(storage).get("dbname") or None  # type: ignore[return-value]
+    except psycopg.Error:
+        return None  # connecting reports the bad URL
+
+
 def _guard_failed(exc: Exception) -> bool:
     return getattr(exc, "sqlstate", None) == "HDC01"
 
@@ -228,11 +237,13 @@ class Session:
         self,
         data_dir: str | os.PathLike[str] | None = None,
         storage: str | None = None,
-        database: str = DEFAULT_DATABASE,
+        database: str | None = None,
         branch: str = "main",
         background: bool = False,
     ) -> None:
         self.instance: Instance | None = None
+        if database is None:  # the one a storage URL names, else the default
+            database = _url_database(storage) or DEFAULT_DATABASE
         self.database = database
         self.collector: Any = None
         self.scheduler: Any = None
