@@ -28,7 +28,9 @@ class _Action(argparse.Action):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="heliosdb", description="HeliosDB: a branchable, time-travelling SQL database.")
+    p = argparse.ArgumentParser(prog="heliosdb", description="HeliosDB: a branchable, time-travelling SQL database.",
+                                epilog="heliosdb serve [...] runs the PostgreSQL wire protocol endpoint "
+                                       "(heliosdb serve --help).")
     p.add_argument("-D", "--data-dir", help="data directory (default: $HELIOSDB_DATA or a per-user directory)")
     p.add_argument("--storage", help="use an existing PostgreSQL server (postgresql://...) instead of a managed one")
     p.add_argument("-d", "--dbname", default=None,
