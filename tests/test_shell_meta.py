@@ -176,6 +176,12 @@ def test_dmv_shows_real_views(shell: tuple[Shell, object, object]) -> None:
         assert "FRESH" in take(out)
         sh.run_meta("\\dmv nosuch")
         assert 'Did not find any materialized view named "nosuch"' in take(err)
+        sh.run_meta("\\pset format unaligned")
+        take(out)
+        sh.run_meta("\\dm")  # the branch each was created on, as \\dt shows for tables
+        assert "big|materialized view|main" in take(out).splitlines()
+        sh.run_meta("\\pset format aligned")
+        take(out)
     finally:
         sh.session.execute("DROP MATERIALIZED VIEW big, by_owner")
 

@@ -62,6 +62,11 @@ _MVIEWS = """
 SELECT z.name, m.query FROM heliosdb._mv_staleness() z JOIN heliosdb._mviews m ON m.id = z.mv_id
 WHERE z.branch = heliosdb.current_branch()
 """
+# the branch each of the branch's HeliosDB materialized views was created on
+_MVIEW_ORIGINS = """
+SELECT z.name, b.name FROM heliosdb._mv_staleness() z JOIN heliosdb._mviews m ON m.id = z.mv_id
+JOIN heliosdb._branches b ON b.id = m.branch_id WHERE z.branch = heliosdb.current_branch()
+"""
 
 
 def helios_mviews(ctx: ShellContext) -> dict[str, str]:
@@ -109,12 +114,12 @@ def _listing(ctx: ShellContext, pattern: str | None, kinds: set[str], what: str)
     rows: list[tuple[Any, ...]] = []
     if "table" in kinds:
         rows += [(t[1], "table", t[5]) for t in tables if _match(regex, t[1])]
-    mviews = helios_mviews(ctx) if kinds & {"view", "materialized view"} else {}
+    mviews = dict(ctx.query(_MVIEW_ORIGINS)) if kinds & {"view", "materialized view"} else {}
     for name, kind, _owner in ctx.query(_RELATIONS, (_schema(ctx),)):
         label = "materialized view" if kind == "v" and name in mviews else _KINDS.get(kind, kind)
         if name in names or not _match(regex, name) or label not in kinds:
             continue
-        rows.append((name, label, ""))
+        rows.append((name, label, mviews.get(name, "") if label == "materialized view" else ""))
     if not rows:
         return nothing_found(what, pattern)
     rows.sort()
