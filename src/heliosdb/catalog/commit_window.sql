@@ -46,4 +46,42 @@ BEGIN
     RETURN heliosdb._resolve_at(b, NULL, s);
 END $$;
 
+-- Their callers compute the LSN once (a VOLATILE call in a WHERE clause would run for every row of
+-- the commit log) and are VOLATILE themselves (a STABLE caller of a VOLATILE function is slower).
+CREATE OR REPLACE FUNCTION heliosdb._future_timestamp(ts timestamptz) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    now_ts timestamptz := clock_timestamp();
+    l bigint := heliosdb._lsn_at(heliosdb._current_branch_id(), now_ts);
+    last timestamptz := (SELECT c.committed_at FROM heliosdb._commits c WHERE c.lsn = l);
+BEGIN
+    RAISE EXCEPTION 'timestamp % is in the future', ts
+        USING ERRCODE = 'HD007',
+              HINT = format('The newest point is the current time, %s%s.', now_ts,
+                            CASE WHEN last IS NOT NULL
+                                 THEN format(' (the last commit of "%s" is at %s)', heliosdb.current_branch(), last)
+                                 ELSE '' END);
+END $$;
+
+CREATE OR REPLACE FUNCTION heliosdb.lsn_at(ts timestamptz) RETURNS pg_lsn
+LANGUAGE plpgsql VOLATILE STRICT AS $$
+BEGIN
+    IF ts > clock_timestamp() THEN
+        PERFORM heliosdb._future_timestamp(ts);
+    END IF;
+    RETURN heliosdb.format_lsn(heliosdb._lsn_at(heliosdb._current_branch_id(), ts));
+END $$;
+
+CREATE OR REPLACE FUNCTION heliosdb.timestamp_to_scn(ts timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT AS $$
+DECLARE
+    l bigint;
+BEGIN
+    IF ts > clock_timestamp() THEN
+        PERFORM heliosdb._future_timestamp(ts);
+    END IF;
+    l := heliosdb._lsn_at(heliosdb._current_branch_id(), ts);
+    RETURN (SELECT scn FROM heliosdb._commits WHERE lsn = l);
+END $$;
+
 UPDATE heliosdb._meta SET value = '19' WHERE key = 'catalog_version';
