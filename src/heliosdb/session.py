@@ -150,11 +150,17 @@ def is_write(stmt: str) -> bool:
 
 
 # The rows an INSERT ... ON CONFLICT DO UPDATE on an inherited table inserted or updated so far
-# (the branch's write trigger refuses a second one with 21000); emptied after each statement.
+# (the branch's write trigger refuses a second one with 21000), or an UPDATE ... FROM updated so far
+# (the trigger skips a row's later matches); emptied after each statement.
 _OC_ROWS = sql.SQL(
     "DO $$ BEGIN IF to_regclass('pg_temp._hdb_oc_rows') IS NULL THEN "
     "CREATE TEMP TABLE _hdb_oc_rows (rid bigint PRIMARY KEY); END IF; END $$;\n"
 )
+# An UPDATE that may join (UPDATE ... FROM, also in a WITH): a view's INSTEAD OF trigger runs once per
+# joined row, where PostgreSQL updates each row of a table once (by one of its matches)
+_UPDATE_FROM = re.compile(r"\bUPDATE\b.*\bFROM\b", re.IGNORECASE | re.DOTALL)
+_ONCE_ON = sql.SQL("SELECT set_config('heliosdb.update_once', 'on', true);\n") + _OC_ROWS
+_ONCE_OFF = sql.SQL(";\nDELETE FROM pg_temp._hdb_oc_rows;\nSELECT set_config('heliosdb.update_once', '', true)")
 
 @dataclass(frozen=True, slots=True)
 class StatementInfo:
@@ -691,13 +697,17 @@ class Session:
 
             lock = sql.SQL("SELECT heliosdb.txn_lsn({});\n").format(sql.Literal(self.branch.id))
             upsert = split_upsert(self, stmt)
-            if upsert is None:
+            if upsert is None and _UPDATE_FROM.search(stmt) is None:
                 self._prefixed(cur, lock, constraint_columns(self, stmt))
                 cur.nextset()
             else:
-                on = sql.SQL("SELECT set_config('heliosdb.on_conflict', {}, true);\n").format(sql.Literal(upsert[1]))
-                off = sql.SQL(";\nSELECT set_config('heliosdb.on_conflict', '', true)")
-                skip = 2  # the results in front of the statement's
+                if upsert is None:  # the trigger updates each row once (see _UPDATE_FROM)
+                    upsert, on, off, skip = (constraint_columns(self, stmt), ""), _ONCE_ON, _ONCE_OFF, 3
+                else:
+                    on = sql.SQL("SELECT set_config('heliosdb.on_conflict', {}, true);\n").format(
+                        sql.Literal(upsert[1]))
+                    off = sql.SQL(";\nSELECT set_config('heliosdb.on_conflict', '', true)")
+                    skip = 2  # the results in front of the statement's
                 if '"action": "update"' in upsert[1]:  # the rows it wrote, for the trigger's 21000 check
                     on, skip = on + _OC_ROWS, 3
                     off = sql.SQL(";\nDELETE FROM pg_temp._hdb_oc_rows") + off

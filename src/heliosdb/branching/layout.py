@@ -973,6 +973,12 @@ BEGIN
     IF TG_OP <> 'INSERT' THEN
         {lookup}
         IF _hdb_rid IS NULL THEN RETURN NULL; END IF;
+        -- UPDATE ... FROM runs this once per joined row: PostgreSQL updates a row once (by its first match)
+        IF TG_OP = 'UPDATE' AND current_setting('heliosdb.update_once', true) = 'on' AND pg_trigger_depth() = 1 THEN
+            INSERT INTO pg_temp._hdb_oc_rows VALUES (_hdb_rid) ON CONFLICT DO NOTHING;
+            GET DIAGNOSTICS _hdb_n = ROW_COUNT;
+            IF _hdb_n = 0 THEN RETURN NULL; END IF;
+        END IF;
     END IF;
     IF TG_OP <> 'DELETE' THEN
         {checks}
