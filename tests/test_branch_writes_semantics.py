@@ -33,3 +33,31 @@ UPDATE_FROM_SCRIPT = [
 def test_update_from_updates_each_row_once(plain, conn: heliosdb.Connection, connect) -> None:
     expected = assert_as_postgres(plain, conn, connect, UPDATE_FROM_SETUP, UPDATE_FROM_SCRIPT)
     assert expected[0] == ("ok", 2) and expected[3] == ("ok", [(2,)])
+
+EXCLUDE_SETUP = [
+    "CREATE TABLE e (id int PRIMARY KEY, r int4range, EXCLUDE USING gist (r WITH &&))",
+    "CREATE TABLE w (id int PRIMARY KEY, a int, b int, active bool, "
+    "CONSTRAINT w_span EXCLUDE USING gist (int4range(a, b) WITH &&) WHERE (active))",
+    "INSERT INTO e VALUES (1, '[1,5)')",
+    "INSERT INTO w VALUES (1, 1, 5, true), (2, 1, 5, false)",
+]
+EXCLUDE_SCRIPT = [
+    "INSERT INTO e VALUES (2, '[3,8)')",  # overlaps an inherited row
+    "INSERT INTO e VALUES (3, '[5,9)')",
+    "UPDATE e SET r = '[4,6)' WHERE id = 3",  # overlaps row 1
+    "UPDATE e SET r = '[6,7)' WHERE id = 3",  # overlaps only its own old value
+    "INSERT INTO e VALUES (4, '[8,10)'), (5, '[9,12)')",  # within one statement
+    "INSERT INTO e VALUES (6, NULL)",
+    "DELETE FROM e WHERE id = 1",
+    "INSERT INTO e VALUES (7, '[1,3)')",
+    "INSERT INTO w VALUES (3, 2, 3, true)",
+    "INSERT INTO w VALUES (4, 2, 3, false)",  # outside the predicate
+    "UPDATE w SET active = true WHERE id = 2",
+    "SELECT * FROM e ORDER BY id",
+    "SELECT * FROM w ORDER BY id",
+]
+
+
+def test_exclusion_constraints_hold_for_a_branchs_rows(plain, conn: heliosdb.Connection, connect) -> None:
+    expected = assert_as_postgres(plain, conn, connect, EXCLUDE_SETUP, EXCLUDE_SCRIPT)
+    assert [e[1] for e in expected if e[0] == "error"] == ["23P01"] * 5
