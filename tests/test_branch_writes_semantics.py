@@ -61,3 +61,24 @@ EXCLUDE_SCRIPT = [
 def test_exclusion_constraints_hold_for_a_branchs_rows(plain, conn: heliosdb.Connection, connect) -> None:
     expected = assert_as_postgres(plain, conn, connect, EXCLUDE_SETUP, EXCLUDE_SCRIPT)
     assert [e[1] for e in expected if e[0] == "error"] == ["23P01"] * 5
+
+GENERATED_SETUP = [
+    "CREATE TABLE s (id int PRIMARY KEY, v int, gen int GENERATED ALWAYS AS (v * 2) STORED)",
+    "INSERT INTO s (id, v) VALUES (1, 1)",
+]
+GENERATED_SCRIPT = [
+    "INSERT INTO s (id, v, gen) VALUES (2, 2, 1)",
+    "INSERT INTO s VALUES (3, 3, 7)",
+    "UPDATE s SET gen = 3",
+    "UPDATE s SET gen = 3, v = 4 WHERE id = 1",
+    "INSERT INTO s (id, v, gen) VALUES (4, 4, DEFAULT)",
+    "INSERT INTO s VALUES (5, 5)",
+    "UPDATE s SET v = 6 WHERE id = 1",
+    "UPDATE s SET v = v + 1 WHERE id = 4",
+    "SELECT * FROM s ORDER BY id",
+]
+
+
+def test_generated_columns_refuse_given_values_on_a_branch(plain, conn: heliosdb.Connection, connect) -> None:
+    expected = assert_as_postgres(plain, conn, connect, GENERATED_SETUP, GENERATED_SCRIPT)
+    assert [e[1] for e in expected if e[0] == "error"] == ["428C9"] * 4

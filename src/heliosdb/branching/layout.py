@@ -852,7 +852,17 @@ def write_function_sql(
             ).format(c=I(c.name), default=sql.SQL(c.default), d=L(f'Column "{c.name}" is an identity column defined as GENERATED ALWAYS.'),
                      mi=L(f'cannot insert a non-DEFAULT value into column "{c.name}"'),
                      mu=L(f'column "{c.name}" can only be updated to DEFAULT')))
-    for c in version.columns:  # stored generated columns: computed from the row, as PostgreSQL does
+    for c in version.columns:  # stored generated columns: a given value is refused (428C9), as PostgreSQL does;
+        if c.generated:  # no view default, so NULL is DEFAULT (or not given, in an UPDATE: OLD's value)
+            checks.append(sql.SQL(
+                "IF TG_OP = 'INSERT' AND NEW.{c} IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '428C9', "
+                "MESSAGE = {mi}, DETAIL = {d}; END IF;\n        "
+                "IF TG_OP = 'UPDATE' AND NEW.{c} IS DISTINCT FROM OLD.{c} AND NEW.{c} IS NOT NULL THEN "
+                "RAISE EXCEPTION USING ERRCODE = '428C9', MESSAGE = {mu}, DETAIL = {d}; END IF;"
+            ).format(c=I(c.name), d=L(f'Column "{c.name}" is a generated column.'),
+                     mi=L(f'cannot insert a non-DEFAULT value into column "{c.name}"'),
+                     mu=L(f'column "{c.name}" can only be updated to DEFAULT')))
+    for c in version.columns:  # then computed from the row, as PostgreSQL does
         if c.generated:
             checks.append(sql.SQL("NEW.{c} := (SELECT ({e})::{t} FROM (SELECT {row}) _r);").format(
                 c=I(c.name), e=sql.SQL(c.generated), t=sql.SQL(c.type), row=_new_row(version)))
