@@ -159,8 +159,34 @@ _OC_ROWS = sql.SQL(
 # An UPDATE that may join (UPDATE ... FROM, also in a WITH): a view's INSTEAD OF trigger runs once per
 # joined row, where PostgreSQL updates each row of a table once (by one of its matches)
 _UPDATE_FROM = re.compile(r"\bUPDATE\b.*\bFROM\b", re.IGNORECASE | re.DOTALL)
-_ONCE_ON = sql.SQL("SELECT set_config('heliosdb.update_once', 'on', true);\n") + _OC_ROWS
-_ONCE_OFF = sql.SQL(";\nDELETE FROM pg_temp._hdb_oc_rows;\nSELECT set_config('heliosdb.update_once', '', true)")
+_OC_ROWS_OFF = sql.SQL(";\nDELETE FROM pg_temp._hdb_oc_rows")
+# INSERT ... OVERRIDING USER VALUE: the trigger gives identity columns their next value
+_OVERRIDING_USER = re.compile(r"\bOVERRIDING\s+USER\s+VALUE\b", re.IGNORECASE)
+
+
+def _setting(name: str, value: str) -> tuple[sql.Composable, sql.Composable]:
+    """Statements that set a transaction-local setting for the branch's write triggers, and reset it."""
+    return (sql.SQL("SELECT set_config({}, {}, true);\n").format(sql.Literal(name), sql.Literal(value)),
+            sql.SQL(";\nSELECT set_config({}, '', true)").format(sql.Literal(name)))
+
+
+def _write_settings(stmt: str, upsert: tuple[str, str] | None) -> tuple[list[sql.Composable], list[sql.Composable]]:
+    """What a write on a branch's inherited tables tells their write triggers: the statements to run before it
+    (one result each) and after it (none: nothing to tell)."""
+    on: list[sql.Composable] = []
+    off: list[sql.Composable] = []
+    if upsert is not None:
+        setting = _setting("heliosdb.on_conflict", upsert[1])
+        on, off = [setting[0]], [setting[1]]
+        if '"action": "update"' in upsert[1]:  # the rows it wrote, for the trigger's 21000 check
+            on, off = [*on, _OC_ROWS], [_OC_ROWS_OFF, *off]
+    elif _UPDATE_FROM.search(stmt) is not None:  # the trigger updates each row once
+        setting = _setting("heliosdb.update_once", "on")
+        on, off = [setting[0], _OC_ROWS], [_OC_ROWS_OFF, setting[1]]
+    if _OVERRIDING_USER.search(stmt) is not None:
+        setting = _setting("heliosdb.overriding_user", "on")
+        on, off = [*on, setting[0]], [*off, setting[1]]
+    return on, off
 
 @dataclass(frozen=True, slots=True)
 class StatementInfo:
@@ -697,22 +723,14 @@ class Session:
 
             lock = sql.SQL("SELECT heliosdb.txn_lsn({});\n").format(sql.Literal(self.branch.id))
             upsert = split_upsert(self, stmt)
-            if upsert is None and _UPDATE_FROM.search(stmt) is None:
-                self._prefixed(cur, lock, constraint_columns(self, stmt))
+            text = upsert[0] if upsert is not None else constraint_columns(self, stmt)
+            on, off = _write_settings(stmt, upsert)
+            if not on:
+                self._prefixed(cur, lock, text)
                 cur.nextset()
             else:
-                if upsert is None:  # the trigger updates each row once (see _UPDATE_FROM)
-                    upsert, on, off, skip = (constraint_columns(self, stmt), ""), _ONCE_ON, _ONCE_OFF, 3
-                else:
-                    on = sql.SQL("SELECT set_config('heliosdb.on_conflict', {}, true);\n").format(
-                        sql.Literal(upsert[1]))
-                    off = sql.SQL(";\nSELECT set_config('heliosdb.on_conflict', '', true)")
-                    skip = 2  # the results in front of the statement's
-                if '"action": "update"' in upsert[1]:  # the rows it wrote, for the trigger's 21000 check
-                    on, skip = on + _OC_ROWS, 3
-                    off = sql.SQL(";\nDELETE FROM pg_temp._hdb_oc_rows") + off
-                self._prefixed(cur, lock + on, upsert[0], off)
-                for _ in range(skip):
+                self._prefixed(cur, lock + sql.SQL("").join(on), text, sql.SQL("").join(off))
+                for _ in range(1 + len(on)):  # the results in front of the statement's
                     cur.nextset()
                 status, rowcount = cur.statusmessage, cur.rowcount
                 held = _Rows.held(cur) if cur.description else None

@@ -841,6 +841,12 @@ def write_function_sql(
                 after = [sql.SQL("IF {} THEN {} END IF;").format(truncating, sql.SQL(" ").join(after))]
             fk_after[op] = after
     checks: list[sql.Composable] = []
+    for c in version.columns:  # INSERT ... OVERRIDING USER VALUE: an identity column takes its next value
+        if c.identity and c.default:  # (the session tells, see session._write_settings)
+            checks.append(sql.SQL(
+                "IF TG_OP = 'INSERT' AND current_setting('heliosdb.overriding_user', true) = 'on' "
+                "AND pg_trigger_depth() = 1 THEN NEW.{c} := {v}; END IF;"
+            ).format(c=I(c.name), v=sql.SQL("NULL" if c.identity == "a" else c.default)))  # 'a': below
     for c in version.columns:  # GENERATED ALWAYS AS IDENTITY: only the sequence writes it (PostgreSQL's 428C9)
         if c.identity == "a" and c.default:
             checks.append(sql.SQL(
