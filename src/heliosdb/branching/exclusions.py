@@ -79,9 +79,10 @@ def on_row(text: str, alias: str, logical: dict[str, str]) -> str | None:
 
 
 def check_sql(excl: Exclusion, version: TableVersion, names: dict[int, str], internal: sql.Identifier,
-              where: sql.Composable) -> sql.Composable | None:
+              where: sql.Composable, skip: sql.Composable) -> sql.Composable | None:
     """PL/pgSQL that refuses NEW when a row the branch sees (other than the one being updated, _hdb_rid)
-    conflicts with it; None when the constraint names a column the branch dropped."""
+    conflicts with it (`skip`: what runs first, ON CONFLICT DO NOTHING's skip); None when the constraint
+    names a column the branch dropped."""
     logical = {names[c.col]: c.name for c in version.columns}
     keys_s = [on_row(k, "s", logical) for k in excl.keys]
     keys_new = [on_row(k, "NEW", logical) for k in excl.keys]
@@ -101,10 +102,10 @@ def check_sql(excl: Exclusion, version: TableVersion, names: dict[int, str], int
         "  _hdb_x := NULL;\n"
         "  SELECT {olds} INTO _hdb_x FROM {iv} s WHERE {m} AND ({ws}) "
         "AND (_hdb_rid IS NULL OR s._hdb_rowid <> _hdb_rid) LIMIT 1;\n"
-        "  IF _hdb_x IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '23P01', MESSAGE = {msg}, "
+        "  IF _hdb_x IS NOT NULL THEN {skip} RAISE EXCEPTION USING ERRCODE = '23P01', MESSAGE = {msg}, "
         "DETAIL = 'Key (' || {kn} || ')=(' || {news} || ') conflicts with existing key (' || {kn} || ')=(' "
         "|| _hdb_x || ').', CONSTRAINT = {cn}, {where}; END IF;\n"
         "END IF;"
     ).format(wn=sql.SQL(where_new), olds=sql.SQL(shown(keys_s)), iv=internal, m=sql.SQL(match),
              ws=sql.SQL(where_s), msg=L(f'conflicting key value violates exclusion constraint "{excl.name}"'),
-             kn=L(names_text), news=sql.SQL(shown(keys_new)), cn=L(excl.name), where=where)
+             kn=L(names_text), news=sql.SQL(shown(keys_new)), cn=L(excl.name), where=where, skip=skip)

@@ -656,9 +656,9 @@ def view_statements(
         out = [sql.SQL("{c} {v} AS SELECT {s} FROM {t}").format(c=create, v=user_view, s=select, t=q(*info.cur))]
         # An INSERT through the view takes the table's defaults by itself, but UPDATE ... SET c = DEFAULT
         # takes the view's: without one it writes NULL. Identity columns keep theirs (a view default would
-        # be an explicit value, refused by GENERATED ALWAYS).
+        # be an explicit value, refused by GENERATED ALWAYS); BY DEFAULT ones take it (SET id = DEFAULT).
         for c in version.columns:
-            if c.default and not c.identity:
+            if c.default and c.identity != "a":
                 out.append(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} SET DEFAULT {d}").format(
                     v=user_view, c=I(c.name), d=sql.SQL(c.default)))
             elif or_replace:
@@ -718,6 +718,12 @@ def drop_views(conn: psycopg.Connection[Any], branch: Branch, name: str, cascade
     conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(q(branch.phys_schema, name + "__w")))
 
 
+# INSERT ... ON CONFLICT DO NOTHING without a conflict target: every unique index and exclusion constraint
+# is an arbiter, a conflict with any skips the row
+ANY_CONFLICT_SKIPS = ("IF _hdb_oc->>'action' = 'nothing' AND _hdb_oc->'keys' IS NULL AND _hdb_oc->'constraint' IS NULL "
+                      "THEN RETURN NULL; END IF;")
+
+
 def _expression_unique(con: Constraint, version: TableVersion, names: dict[int, str],
                        internal: sql.Identifier) -> list[sql.Composable]:
     """The check of a unique index on expressions or with a predicate, over what the branch sees.
@@ -740,6 +746,7 @@ def _expression_unique(con: Constraint, version: TableVersion, names: dict[int, 
     return [sql.SQL(
         "IF {present} AND ({wn}) AND EXISTS (SELECT 1 FROM {iv} s WHERE {m} AND ({ws}) "
         "AND (_hdb_rid IS NULL OR s._hdb_rowid <> _hdb_rid)) THEN\n"
+        "  " + ANY_CONFLICT_SKIPS + "\n"
         "  RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
         "DETAIL = 'Key (' || {keys} || ')=(' || {kt} || ') already exists.', CONSTRAINT = {cn}; END IF;"
     ).format(present=sql.SQL(present), wn=sql.SQL(where_new), iv=internal, m=sql.SQL(match), ws=sql.SQL(where_s),
@@ -952,7 +959,8 @@ def write_function_sql(
         if con.kind == "x" and con.keys:
             uniques.extend(_expression_unique(con, version, names, internal))
     for excl in excluding or []:
-        if (check := exclusions.check_sql(excl, version, names, internal, where)) is not None:
+        if (check := exclusions.check_sql(excl, version, names, internal, where,
+                                                 sql.SQL(ANY_CONFLICT_SKIPS))) is not None:
             uniques.append(check)
     pk = version.key_columns
     if pk:
