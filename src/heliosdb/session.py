@@ -150,11 +150,43 @@ def is_write(stmt: str) -> bool:
 
 
 # The rows an INSERT ... ON CONFLICT DO UPDATE on an inherited table inserted or updated so far
-# (the branch's write trigger refuses a second one with 21000); emptied after each statement.
+# (the branch's write trigger refuses a second one with 21000), or an UPDATE ... FROM updated so far
+# (the trigger skips a row's later matches); emptied after each statement.
 _OC_ROWS = sql.SQL(
     "DO $$ BEGIN IF to_regclass('pg_temp._hdb_oc_rows') IS NULL THEN "
     "CREATE TEMP TABLE _hdb_oc_rows (rid bigint PRIMARY KEY); END IF; END $$;\n"
 )
+# An UPDATE that may join (UPDATE ... FROM, also in a WITH): a view's INSTEAD OF trigger runs once per
+# joined row, where PostgreSQL updates each row of a table once (by one of its matches)
+_UPDATE_FROM = re.compile(r"\bUPDATE\b.*\bFROM\b", re.IGNORECASE | re.DOTALL)
+_OC_ROWS_OFF = sql.SQL(";\nDELETE FROM pg_temp._hdb_oc_rows")
+# INSERT ... OVERRIDING USER VALUE: the trigger gives identity columns their next value
+_OVERRIDING_USER = re.compile(r"\bOVERRIDING\s+USER\s+VALUE\b", re.IGNORECASE)
+
+
+def _setting(name: str, value: str) -> tuple[sql.Composable, sql.Composable]:
+    """Statements that set a transaction-local setting for the branch's write triggers, and reset it."""
+    return (sql.SQL("SELECT set_config({}, {}, true);\n").format(sql.Literal(name), sql.Literal(value)),
+            sql.SQL(";\nSELECT set_config({}, '', true)").format(sql.Literal(name)))
+
+
+def _write_settings(stmt: str, upsert: tuple[str, str] | None) -> tuple[list[sql.Composable], list[sql.Composable]]:
+    """What a write on a branch's inherited tables tells their write triggers: the statements to run before it
+    (one result each) and after it (none: nothing to tell)."""
+    on: list[sql.Composable] = []
+    off: list[sql.Composable] = []
+    if upsert is not None:
+        setting = _setting("heliosdb.on_conflict", upsert[1])
+        on, off = [setting[0]], [setting[1]]
+        if '"action": "update"' in upsert[1]:  # the rows it wrote, for the trigger's 21000 check
+            on, off = [*on, _OC_ROWS], [_OC_ROWS_OFF, *off]
+    elif _UPDATE_FROM.search(stmt) is not None:  # the trigger updates each row once
+        setting = _setting("heliosdb.update_once", "on")
+        on, off = [setting[0], _OC_ROWS], [_OC_ROWS_OFF, setting[1]]
+    if _OVERRIDING_USER.search(stmt) is not None:
+        setting = _setting("heliosdb.overriding_user", "on")
+        on, off = [*on, setting[0]], [*off, setting[1]]
+    return on, off
 
 @dataclass(frozen=True, slots=True)
 class StatementInfo:
@@ -702,18 +734,14 @@ class Session:
 
             lock = sql.SQL("SELECT heliosdb.txn_lsn({});\n").format(sql.Literal(self.branch.id))
             upsert = split_upsert(self, stmt)
-            if upsert is None:
-                self._prefixed(cur, lock, constraint_columns(self, stmt))
+            text = upsert[0] if upsert is not None else constraint_columns(self, stmt)
+            on, off = _write_settings(stmt, upsert)
+            if not on:
+                self._prefixed(cur, lock, text)
                 cur.nextset()
             else:
-                on = sql.SQL("SELECT set_config('heliosdb.on_conflict', {}, true);\n").format(sql.Literal(upsert[1]))
-                off = sql.SQL(";\nSELECT set_config('heliosdb.on_conflict', '', true)")
-                skip = 2  # the results in front of the statement's
-                if '"action": "update"' in upsert[1]:  # the rows it wrote, for the trigger's 21000 check
-                    on, skip = on + _OC_ROWS, 3
-                    off = sql.SQL(";\nDELETE FROM pg_temp._hdb_oc_rows") + off
-                self._prefixed(cur, lock + on, upsert[0], off)
-                for _ in range(skip):
+                self._prefixed(cur, lock + sql.SQL("").join(on), text, sql.SQL("").join(off))
+                for _ in range(1 + len(on)):  # the results in front of the statement's
                     cur.nextset()
                 status, rowcount = cur.statusmessage, cur.rowcount
                 held = _Rows.held(cur) if cur.description else None

@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import ddl_locks, layout
+from heliosdb.branching import ddl_locks, exclusions, layout
 from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch, get_branch_by_id
 from heliosdb.sql import statements as st
 from heliosdb.sql.names import quote_ident
@@ -232,8 +232,11 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
         sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.user_schema)),
         sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(branch.phys_schema)),
     ]
+    inherited = [snap.info[tid] for tid in snap.tables if snap.info[tid].root_branch != branch.id]
+    excluding = exclusions.read(conn, inherited)  # in one query: a branch sees many tables
     for tid, version in snap.tables.items():
-        stmts += layout.view_statements(snap, branch, levels, snap.info[tid], version, or_replace=False)
+        stmts += layout.view_statements(snap, branch, levels, snap.info[tid], version, or_replace=False,
+                                        excluding=excluding.get(tid, []))
     conn.execute(sql.SQL(";\n").join(stmts))
     if parent is not None:
         from heliosdb.mv.storage import inherit

@@ -24,12 +24,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import sqlglot
 from psycopg import sql
-from sqlglot import exp
 
 from heliosdb import errors
-from heliosdb.branching import foreign_keys, images, inherited_keys
+from heliosdb.branching import exclusions, foreign_keys, images, inherited_keys
 from heliosdb.catalog.model import (
     Branch,
     Column,
@@ -529,13 +527,19 @@ def build_views(
     """
     snap = snap or Snapshot(conn, levels, only=[info.id])
     if not replace:
-        conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
+        conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False,
+                                            excluding=_excluding(conn, branch, info))))
         return
     # the table's shape changed: a branch image of it goes (the next VACUUM makes it again)
     imaged = info.root_branch != branch.id and images.forget(conn, branch.id, info.id)
     _replace_views(conn, branch, levels, info, version, snap)
     if imaged:
         images.drop(conn, branch, info.id)
+
+
+def _excluding(conn: psycopg.Connection[Any], branch: Branch, info: TableInfo) -> list[exclusions.Exclusion]:
+    """The exclusion constraints a branch's write trigger of the table checks (none on its root branch)."""
+    return [] if info.root_branch == branch.id else exclusions.read(conn, [info]).get(info.id, [])
 
 
 def _replace_views(conn: psycopg.Connection[Any], branch: Branch, levels: list[Level], info: TableInfo,
@@ -547,16 +551,19 @@ def _replace_views(conn: psycopg.Connection[Any], branch: Branch, levels: list[L
         before = Snapshot(conn, chain(conn, branch.id, int(row[0]) - 1), only=[info.id]) if row and row[0] else snap
         related = set(related_tables(snap, info)) | set(related_tables(before, info))
         refresh_writes(conn, branch, levels, sorted(related), snap)
+    excluding = _excluding(conn, branch, info)
     try:
         with conn.transaction():
-            conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=True)))
+            conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=True,
+                                                excluding=excluding)))
         return
     except psycopg.Error:
         pass
     with keeping_comments(conn, branch.user_schema, version.name):
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(q(branch.user_schema, version.name)))
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(q(branch.phys_schema, version.name)))
-        conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False)))
+        conn.execute(_batch(view_statements(snap, branch, levels, info, version, or_replace=False,
+                                            excluding=excluding)))
 
 
 def put_comments(conn: psycopg.Connection[Any], schema: str, rows: list[tuple[str, str | None, str]]) -> None:
@@ -623,7 +630,8 @@ def refresh_writes(conn: psycopg.Connection[Any], branch: Branch, levels: list[L
             continue
         conn.execute(write_function_sql(
             q(branch.phys_schema, version.name + "__w"), branch, info, version, q(branch.phys_schema, version.name),
-            snap.names[tid], snap.br_columns[tid], inherited=_inherited_by_key(snap, levels, info, version), snap=snap))
+            snap.names[tid], snap.br_columns[tid], inherited=_inherited_by_key(snap, levels, info, version), snap=snap,
+            excluding=_excluding(conn, branch, info)))
 
 
 def _batch(stmts: list[sql.Composable]) -> sql.Composable:
@@ -633,9 +641,10 @@ def _batch(stmts: list[sql.Composable]) -> sql.Composable:
 
 def view_statements(
     snap: Snapshot, branch: Branch, levels: list[Level], info: TableInfo, version: TableVersion,
-    *, or_replace: bool,
+    *, or_replace: bool, excluding: list[exclusions.Exclusion],
 ) -> list[sql.Composable]:
-    """The statements that create a branch's views of one table."""
+    """The statements that create a branch's views of one table; `excluding`: the exclusion constraints of
+    its root relation (exclusions.read), which the write trigger of a branch that inherited it checks."""
     create = sql.SQL("CREATE OR REPLACE VIEW" if or_replace else "CREATE VIEW")
     user_view = q(branch.user_schema, version.name)
     cols = sql.SQL(", ").join(I(c.name) for c in version.columns)
@@ -647,9 +656,9 @@ def view_statements(
         out = [sql.SQL("{c} {v} AS SELECT {s} FROM {t}").format(c=create, v=user_view, s=select, t=q(*info.cur))]
         # An INSERT through the view takes the table's defaults by itself, but UPDATE ... SET c = DEFAULT
         # takes the view's: without one it writes NULL. Identity columns keep theirs (a view default would
-        # be an explicit value, refused by GENERATED ALWAYS).
+        # be an explicit value, refused by GENERATED ALWAYS); BY DEFAULT ones take it (SET id = DEFAULT).
         for c in version.columns:
-            if c.default and not c.identity:
+            if c.default and c.identity != "a":
                 out.append(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} SET DEFAULT {d}").format(
                     v=user_view, c=I(c.name), d=sql.SQL(c.default)))
             elif or_replace:
@@ -668,7 +677,8 @@ def view_statements(
             out.append(sql.SQL("ALTER VIEW {v} ALTER COLUMN {c} {d}").format(v=user_view, c=I(c.name), d=default))
     fn = q(branch.phys_schema, version.name + "__w")
     out.append(write_function_sql(fn, branch, info, version, internal, names, snap.br_columns[info.id],
-                                  inherited=_inherited_by_key(snap, levels, info, version), snap=snap))
+                                  inherited=_inherited_by_key(snap, levels, info, version), snap=snap,
+                                  excluding=excluding))
     if or_replace:
         out.append(sql.SQL("DROP TRIGGER IF EXISTS _hdb_write ON {}").format(user_view))
     out.append(
@@ -708,6 +718,12 @@ def drop_views(conn: psycopg.Connection[Any], branch: Branch, name: str, cascade
     conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(q(branch.phys_schema, name + "__w")))
 
 
+# INSERT ... ON CONFLICT DO NOTHING without a conflict target: every unique index and exclusion constraint
+# is an arbiter, a conflict with any skips the row
+ANY_CONFLICT_SKIPS = ("IF _hdb_oc->>'action' = 'nothing' AND _hdb_oc->'keys' IS NULL AND _hdb_oc->'constraint' IS NULL "
+                      "THEN RETURN NULL; END IF;")
+
+
 def _expression_unique(con: Constraint, version: TableVersion, names: dict[int, str],
                        internal: sql.Identifier) -> list[sql.Composable]:
     """The check of a unique index on expressions or with a predicate, over what the branch sees.
@@ -718,19 +734,7 @@ def _expression_unique(con: Constraint, version: TableVersion, names: dict[int, 
     logical = {names[c.col]: c.name for c in version.columns}
 
     def on(text: str, alias: str) -> str | None:
-        gone: list[str] = []
-
-        def put(node: exp.Expression) -> exp.Expression:
-            if not isinstance(node, exp.Column):
-                return node
-            if node.name not in logical:
-                gone.append(node.name)
-                return node
-            return exp.Column(this=exp.to_identifier(logical[node.name], quoted=True),
-                              table=exp.to_identifier(alias))  # NEW unquoted: plpgsql's record
-
-        out = sqlglot.parse_one(text, read="postgres").transform(put)  # the root itself may be the column
-        return None if gone else out.sql(dialect="postgres")
+        return exclusions.on_row(text, alias, logical)
 
     keys_s, keys_new = [on(k, "s") for k in con.keys], [on(k, "NEW") for k in con.keys]
     where_s, where_new = (on(con.where, "s"), on(con.where, "NEW")) if con.where else ("TRUE", "TRUE")
@@ -742,6 +746,7 @@ def _expression_unique(con: Constraint, version: TableVersion, names: dict[int, 
     return [sql.SQL(
         "IF {present} AND ({wn}) AND EXISTS (SELECT 1 FROM {iv} s WHERE {m} AND ({ws}) "
         "AND (_hdb_rid IS NULL OR s._hdb_rowid <> _hdb_rid)) THEN\n"
+        "  " + ANY_CONFLICT_SKIPS + "\n"
         "  RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = {msg}, "
         "DETAIL = 'Key (' || {keys} || ')=(' || {kt} || ') already exists.', CONSTRAINT = {cn}; END IF;"
     ).format(present=sql.SQL(present), wn=sql.SQL(where_new), iv=internal, m=sql.SQL(match), ws=sql.SQL(where_s),
@@ -814,7 +819,7 @@ def _row_lookup(b: sql.Composable, info: TableInfo, version: TableVersion, inter
 def write_function_sql(
     fn: sql.Identifier, branch: Branch, info: TableInfo, version: TableVersion, internal: sql.Identifier,
     names: dict[int, str], br_columns: list[str], *, inherited: sql.Composable | None = None,
-    snap: Snapshot | None = None,
+    snap: Snapshot | None = None, excluding: list[exclusions.Exclusion] | None = None,
 ) -> sql.Composable:
     """The INSTEAD OF trigger function of a branch view: PostgreSQL's checks, then versioned writes."""
     b = L(branch.id)
@@ -843,6 +848,12 @@ def write_function_sql(
                 after = [sql.SQL("IF {} THEN {} END IF;").format(truncating, sql.SQL(" ").join(after))]
             fk_after[op] = after
     checks: list[sql.Composable] = []
+    for c in version.columns:  # INSERT ... OVERRIDING USER VALUE: an identity column takes its next value
+        if c.identity and c.default:  # (the session tells, see session._write_settings)
+            checks.append(sql.SQL(
+                "IF TG_OP = 'INSERT' AND current_setting('heliosdb.overriding_user', true) = 'on' "
+                "AND pg_trigger_depth() = 1 THEN NEW.{c} := {v}; END IF;"
+            ).format(c=I(c.name), v=sql.SQL("NULL" if c.identity == "a" else c.default)))  # 'a': below
     for c in version.columns:  # GENERATED ALWAYS AS IDENTITY: only the sequence writes it (PostgreSQL's 428C9)
         if c.identity == "a" and c.default:
             checks.append(sql.SQL(
@@ -854,7 +865,17 @@ def write_function_sql(
             ).format(c=I(c.name), default=sql.SQL(c.default), d=L(f'Column "{c.name}" is an identity column defined as GENERATED ALWAYS.'),
                      mi=L(f'cannot insert a non-DEFAULT value into column "{c.name}"'),
                      mu=L(f'column "{c.name}" can only be updated to DEFAULT')))
-    for c in version.columns:  # stored generated columns: computed from the row, as PostgreSQL does
+    for c in version.columns:  # stored generated columns: a given value is refused (428C9), as PostgreSQL does;
+        if c.generated:  # no view default, so NULL is DEFAULT (or not given, in an UPDATE: OLD's value)
+            checks.append(sql.SQL(
+                "IF TG_OP = 'INSERT' AND NEW.{c} IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '428C9', "
+                "MESSAGE = {mi}, DETAIL = {d}; END IF;\n        "
+                "IF TG_OP = 'UPDATE' AND NEW.{c} IS DISTINCT FROM OLD.{c} AND NEW.{c} IS NOT NULL THEN "
+                "RAISE EXCEPTION USING ERRCODE = '428C9', MESSAGE = {mu}, DETAIL = {d}; END IF;"
+            ).format(c=I(c.name), d=L(f'Column "{c.name}" is a generated column.'),
+                     mi=L(f'cannot insert a non-DEFAULT value into column "{c.name}"'),
+                     mu=L(f'column "{c.name}" can only be updated to DEFAULT')))
+    for c in version.columns:  # then computed from the row, as PostgreSQL does
         if c.generated:
             checks.append(sql.SQL("NEW.{c} := (SELECT ({e})::{t} FROM (SELECT {row}) _r);").format(
                 c=I(c.name), e=sql.SQL(c.generated), t=sql.SQL(c.type), row=_new_row(version)))
@@ -937,6 +958,10 @@ def write_function_sql(
     for con in version.constraints:
         if con.kind == "x" and con.keys:
             uniques.extend(_expression_unique(con, version, names, internal))
+    for excl in excluding or []:
+        if (check := exclusions.check_sql(excl, version, names, internal, where,
+                                                 sql.SQL(ANY_CONFLICT_SKIPS))) is not None:
+            uniques.append(check)
     pk = version.key_columns
     if pk:
         find = sql.SQL(" AND ").join(sql.SQL("s.{c} = OLD.{c}").format(c=I(c)) for c in pk)
@@ -969,10 +994,17 @@ DECLARE
     _hdb_oc jsonb;
     _hdb_hit bigint;
     _hdb_n bigint;
+    _hdb_x text;
 BEGIN
     IF TG_OP <> 'INSERT' THEN
         {lookup}
         IF _hdb_rid IS NULL THEN RETURN NULL; END IF;
+        -- UPDATE ... FROM runs this once per joined row: PostgreSQL updates a row once (by its first match)
+        IF TG_OP = 'UPDATE' AND current_setting('heliosdb.update_once', true) = 'on' AND pg_trigger_depth() = 1 THEN
+            INSERT INTO pg_temp._hdb_oc_rows VALUES (_hdb_rid) ON CONFLICT DO NOTHING;
+            GET DIAGNOSTICS _hdb_n = ROW_COUNT;
+            IF _hdb_n = 0 THEN RETURN NULL; END IF;
+        END IF;
     END IF;
     IF TG_OP <> 'DELETE' THEN
         {checks}
