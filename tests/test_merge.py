@@ -531,6 +531,19 @@ def test_parent_into_child_after_a_no_op_merge_brings_the_parents_resolution(pai
     assert acc(dev) == acc(main) == [(1, "ann", 100, "a@x", 0), (2, "bob", 22, "b@x", 0), (3, "cat", 30, "c@x", 0)]
 
 
+@pytest.mark.parametrize("source, target", [("dev", "main"), ("main", "dev")])
+def test_a_delete_or_revert_after_a_repeated_merge_is_merged(pair, source: str, target: str) -> None:
+    main, dev = pair
+    conns = {"main": main, "dev": dev}
+    src, tgt = conns[source], conns[target]
+    run(src, "INSERT INTO acc VALUES (4, 'dan', 40, 'd@x', 0)", "UPDATE acc SET bal = 99 WHERE id = 1")
+    run(main, f"MERGE DATABASE BRANCH {source} INTO {target}",
+        f"MERGE DATABASE BRANCH {source} INTO {target}")  # nothing new: a no-op
+    run(src, "DELETE FROM acc WHERE id = 4", "UPDATE acc SET bal = 10 WHERE id = 1")  # the insert gone, bal back
+    run(main, f"MERGE DATABASE BRANCH {source} INTO {target}")  # was: row 4 and bal 99 stayed
+    assert acc(tgt) == acc(src) == [(1, "ann", 10, "a@x", 0), (2, "bob", 20, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+
+
 def test_target_change_between_merges_still_conflicts(pair) -> None:
     main, dev = pair
     run(dev, "UPDATE acc SET bal = 11 WHERE id = 1")

@@ -97,11 +97,13 @@ def sides(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> tupl
 
 
 def _received(conn: psycopg.Connection[Any], side: Branch, other: Branch, held: int) -> Received | None:
-    """The last merge of `other` into `side`, when it came after `other` last received `side` (at `held`)."""
-    row = conn.execute("SELECT base_source_lsn, source_lsn, result_lsn FROM heliosdb._merges WHERE state = 'completed' "
-                       "AND source_id = %s AND target_id = %s ORDER BY source_lsn DESC, result_lsn DESC LIMIT 1",
-                       (other.id, side.id)).fetchone()
-    if row is None or row[2] is None or int(row[2]) <= held:
+    """What `side` received of `other` since `other` last received `side` (at `held`): the union of the
+    ranges of those merges. Each starts where the one before ended, and a repeated merge that found
+    nothing new has an empty range: the last one alone would forget what the first one brought."""
+    row = conn.execute("SELECT min(base_source_lsn), max(source_lsn), max(result_lsn) FROM heliosdb._merges "
+                       "WHERE state = 'completed' AND source_id = %s AND target_id = %s AND result_lsn > %s",
+                       (other.id, side.id, held)).fetchone()
+    if row is None or row[2] is None:
         return None
     return Received(int(row[0]), int(row[1]), int(row[2]))
 
