@@ -717,6 +717,38 @@ def test_a_grandchild_carries_its_parents_change_that_the_parent_changed_again_l
     assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "c1")]
 
 
+def test_a_parents_merge_counts_for_a_child_forked_before_it(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a')",
+        "CREATE DATABASE BRANCH c")
+    c = connect("c")
+    run(c, "INSERT INTO t VALUES (2, 'x'), (3, 'y')", "CREATE TABLE n (id int PRIMARY KEY, a text)",
+        "INSERT INTO n VALUES (1, 'c')", "CREATE DATABASE BRANCH d")
+    run(conn, "MERGE DATABASE BRANCH c INTO main")
+    d = connect("d")
+    run(d, "DELETE FROM t WHERE id = 2", "UPDATE t SET v = 'dy' WHERE id = 3", "UPDATE n SET a = 'd' WHERE id = 1")
+    cur = conn.cursor()
+    cur.execute("MERGE DATABASE BRANCH d INTO main DRY RUN")
+    assert {r[0]: r[2] for r in cur.fetchall()}["conflicts"] == "0"
+    run(conn, "MERGE DATABASE BRANCH d INTO main")  # was HD010 on t 3 and n 1; THEIRS kept row 2
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (3, "dy")]
+    assert rows(conn, "SELECT * FROM n") == [(1, "d")]
+
+
+def test_a_parents_merge_counts_for_a_child_forked_after_it(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a')",
+        "CREATE TABLE u (id int PRIMARY KEY)", "INSERT INTO u VALUES (1)", "CREATE DATABASE BRANCH c")
+    c = connect("c")
+    run(c, "INSERT INTO t VALUES (2, 'x')", "ALTER TABLE u ADD COLUMN w int")
+    run(conn, "MERGE DATABASE BRANCH c INTO main")
+    run(c, "DELETE FROM t WHERE id = 2", "ALTER TABLE u DROP COLUMN w", "CREATE DATABASE BRANCH d")
+    run(conn, "MERGE DATABASE BRANCH main INTO d")  # main has nothing d lacks but what c removed later
+    d = connect("d")
+    assert rows(d, "SELECT * FROM t ORDER BY id") == [(1, "a")]  # was: row 2 came back
+    assert rows(d, "SELECT * FROM u") == [(1,)]  # was: column w came back
+    run(conn, "MERGE DATABASE BRANCH d INTO main")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a")]
+
+
 def test_foreign_key_conflicts(conn: heliosdb.Connection, connect) -> None:
     run(conn, "CREATE TABLE cust (id int PRIMARY KEY, name text)",
         "CREATE TABLE orders (id int PRIMARY KEY, cust int REFERENCES cust(id))",

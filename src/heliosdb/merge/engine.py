@@ -83,7 +83,9 @@ def merge_base(conn: psycopg.Connection[Any], source: Branch, target: Branch) ->
     Each side's point is the latest of its states the other side already holds: the fork point, or that
     side's head when it was last merged into the other. A merge's result is never a base point: it also
     holds the target's own changes and resolutions (OURS), which the source has not received, and a
-    no-op merge must not make them look shared.
+    no-op merge must not make them look shared. A branch's history is its ancestors' up to its fork
+    points: an ancestor's merge into the other side (or into one of its ancestors, before the other
+    forked from it) counts as the branch's, up to the point the branch sees the ancestor at.
     """
     fork = _fork_point(conn, source, target)
     return _held_by(conn, source, target, fork), _held_by(conn, target, source, fork)
@@ -96,23 +98,37 @@ def sides(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> tupl
             Side(target, base_t, head_lsn(conn, target), _received(conn, target, source, base_t)))
 
 
+def _merges_into(conn: psycopg.Connection[Any], side: Branch, other: Branch) -> list[Received]:
+    """The completed merges of `other`'s history into `side`'s, as ranges of `other`'s points.
+
+    A merge of a level of `other`'s chain (the branch or an ancestor, seen up to `upto`) into a level of
+    `side`'s chain that `side` sees (its result no later than that level's `upto`) brought `other`'s
+    changes in (base_source_lsn, min(source_lsn, upto)]: an ancestor's later changes are not `other`'s.
+    """
+    from_levels = {lv.branch_id: lv.upto for lv in chain(conn, other.id)}
+    into_levels = {lv.branch_id: lv.upto for lv in chain(conn, side.id)}
+    rows = conn.execute(
+        "SELECT source_id, target_id, base_source_lsn, source_lsn, result_lsn FROM heliosdb._merges "
+        "WHERE state = 'completed' AND source_id = ANY(%s) AND target_id = ANY(%s) AND result_lsn IS NOT NULL",
+        (list(from_levels), list(into_levels))).fetchall()
+    return [Received(int(lo), min(int(hi), from_levels[src]), int(at))
+            for src, dst, lo, hi, at in rows if int(at) <= into_levels[dst]]
+
+
 def _received(conn: psycopg.Connection[Any], side: Branch, other: Branch, held: int) -> Received | None:
     """What `side` received of `other` since `other` last received `side` (at `held`): the union of the
     ranges of those merges. Each starts where the one before ended, and a repeated merge that found
     nothing new has an empty range: the last one alone would forget what the first one brought."""
-    row = conn.execute("SELECT min(base_source_lsn), max(source_lsn), max(result_lsn) FROM heliosdb._merges "
-                       "WHERE state = 'completed' AND source_id = %s AND target_id = %s AND result_lsn > %s",
-                       (other.id, side.id, held)).fetchone()
-    if row is None or row[2] is None:
+    got = [r for r in _merges_into(conn, side, other) if r.at > held]
+    if not got:
         return None
-    return Received(int(row[0]), int(row[1]), int(row[2]))
+    hi = max(r.hi for r in got)
+    return Received(min((r.lo for r in got if r.hi > r.lo), default=hi), hi, max(r.at for r in got))
 
 
 def _held_by(conn: psycopg.Connection[Any], side: Branch, other: Branch, fork: int) -> int:
     """The latest point of `side` that `other` holds: its head when last merged into `other`, else the fork."""
-    row = conn.execute("SELECT max(source_lsn) FROM heliosdb._merges WHERE state = 'completed' "
-                       "AND source_id = %s AND target_id = %s", (side.id, other.id)).fetchone()
-    return fork if row is None or row[0] is None else max(fork, int(row[0]))
+    return max([fork, *(r.hi for r in _merges_into(conn, other, side))])
 
 
 def _fork_point(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> int:
