@@ -140,6 +140,22 @@ def test_custom_resolver_function(pair) -> None:
     assert rows(main, "SELECT bal FROM acc WHERE id = 1") == [(3,)]
 
 
+def test_custom_gets_sql_null_for_a_deleted_side_and_decides_keys_both_inserted(pair) -> None:
+    main, dev = pair
+    # records what it was given in the row it returns: `theirs IS NULL` is SQL NULL, not JSON null
+    run(main, """CREATE FUNCTION seen(t text, base jsonb, ours jsonb, theirs jsonb) RETURNS jsonb LANGUAGE sql AS $$
+                 SELECT coalesce(ours, theirs) || jsonb_build_object('owner', format('ours %s theirs %s base %s',
+                     ours IS NULL, theirs IS NULL, base IS NULL)) $$""")
+    run(dev, "DELETE FROM acc WHERE id = 3", "UPDATE acc SET bal = 200 WHERE id = 2",
+        "INSERT INTO acc VALUES (7, 'dev7', 1, 'd7@x', 0)")
+    run(main, "UPDATE acc SET owner = 'CAT' WHERE id = 3", "DELETE FROM acc WHERE id = 2",
+        "INSERT INTO acc VALUES (7, 'main7', 2, 'm7@x', 0)")
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY CUSTOM seen")  # was HD010 on key 7
+    assert rows(main, "SELECT id, owner, bal FROM acc WHERE id > 1 ORDER BY id") == [
+        (2, "ours t theirs f base f", 200), (3, "ours f theirs t base f", 30), (7, "ours f theirs f base t", 2)]
+    assert rows(main, "SELECT counts -> 'acc' ->> 'conflicts_resolved' FROM heliosdb.merges") == [("3",)]
+
+
 def test_constraint_and_insert_insert_conflicts(pair) -> None:
     main, dev = pair
     run(dev, "INSERT INTO acc VALUES (7, 'dev7', 1, 'seven@x', 0)", "UPDATE acc SET email = 'shared@x' WHERE id = 1",

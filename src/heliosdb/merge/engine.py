@@ -306,7 +306,7 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     for name in shared:
         _fill_defaults(conn, name, s_tables[name][0], t_tables[name][0])
     first = len(conflicts)
-    _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts, schema.keys)
+    _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts, schema.keys, stmt.function)
     by_table = {p.table: p for p in plans}
     for c in conflicts[first:]:  # the row conflicts were counted as they were resolved
         if not c.kind.endswith("!") and stmt.strategy != "MANUAL" and c.table in by_table:
@@ -541,7 +541,7 @@ def _custom(conn: psycopg.Connection[Any], function: str, table: str, base: Any,
     try:
         with conn.transaction():
             row = conn.execute(sql.SQL("SELECT {}(%s::text, %s::jsonb, %s::jsonb, %s::jsonb)").format(I(*parts)),
-                               (table, json.dumps(base), json.dumps(ours), json.dumps(theirs))).fetchone()
+                               (table, *(None if v is None else json.dumps(v) for v in (base, ours, theirs)))).fetchone()
     except psycopg.Error as exc:
         raise errors.from_psycopg(exc) from None
     return row[0] if row else None
@@ -555,9 +555,11 @@ def _typed(version_view: sql.Composable) -> sql.Composable:
 def _constraint_conflicts(
     conn: psycopg.Connection[Any], target: Branch, t_tables: dict[str, tuple[TableVersion, TableInfo]],
     strategy: str, conflicts: list[Conflict], added_keys: dict[str, list[Constraint]] | None = None,
+    function: str | None = None,
 ) -> None:
     """PRIMARY KEY / UNIQUE collisions and NOT NULL / CHECK / FOREIGN KEY failures the plan would create on the
-    target. added_keys: the foreign keys of tables the merge creates, which it adds once the rows are in."""
+    target. added_keys: the foreign keys of tables the merge creates, which it adds once the rows are in.
+    function: CUSTOM's, which decides the row of a key both sides hold."""
     _referenced_deletes(conn, target, t_tables, strategy, conflicts)
     names = [r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan WHERE action = 'upsert'")]
     for name in names:
@@ -584,7 +586,9 @@ def _constraint_conflicts(
                 c = Conflict(name, rowid, kind, key, row_value, other_value, None, list(con.cols), other)
                 source_wins = strategy == "THEIRS" or (strategy == "LAST_WRITE_WINS"
                                                        and _source_newer(conn, name, rowid, other))
-                if strategy == "OURS" or (strategy == "LAST_WRITE_WINS" and not source_wins):
+                if strategy == "CUSTOM":
+                    _custom_clash(conn, function or "", name, rowid, other, row_value, other_value)
+                elif strategy == "OURS" or (strategy == "LAST_WRITE_WINS" and not source_wins):
                     conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s", (name, rowid))
                 elif source_wins:
                     conn.execute("INSERT INTO _hdb_mplan (table_name, rowid, action) VALUES (%s, %s, 'delete')",
@@ -613,6 +617,21 @@ def _constraint_conflicts(
                 for rowid, value in bad:
                     conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
                                               {"check": con.name}, value, None, None, []))
+
+
+def _custom_clash(conn: psycopg.Connection[Any], function: str, name: str, rowid: int, other: int,
+                  theirs: Any, ours: Any) -> None:
+    """CUSTOM over a key both sides hold (no base): the function's row takes the key (the target's row as it
+    is, or the source's row with the returned value); NULL leaves neither."""
+    outcome = _custom(conn, function, name, None, ours, theirs)
+    if outcome != ours:
+        conn.execute("INSERT INTO _hdb_mplan (table_name, rowid, action) VALUES (%s, %s, 'delete')", (name, other))
+    if outcome is None or outcome == ours:
+        conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s AND action = 'upsert'",
+                     (name, rowid))
+    else:
+        conn.execute("UPDATE _hdb_mplan SET row_value = %s WHERE table_name = %s AND rowid = %s AND action = 'upsert'",
+                     (json.dumps(outcome), name, rowid))
 
 
 def _source_newer(conn: psycopg.Connection[Any], name: str, rowid: int, other: int) -> bool:
