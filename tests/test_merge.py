@@ -175,6 +175,25 @@ def test_constraint_and_insert_insert_conflicts(pair) -> None:
     ]
 
 
+def test_keys_swapped_on_the_source_merge_into_the_root(pair, connect) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET id = -1 WHERE id = 1", "UPDATE acc SET id = 1 WHERE id = 2", "UPDATE acc SET id = 2 WHERE id = -1",
+        "UPDATE acc SET email = 'tmp' WHERE id = 1", "UPDATE acc SET email = 'b@x' WHERE id = 2",
+        "UPDATE acc SET email = 'a@x' WHERE id = 1")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")  # was a raw 23505
+    assert acc(main) == acc(dev) == [(1, "bob", 20, "a@x", 0), (2, "ann", 10, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+    # rows written again would fire a foreign key's ON DELETE action: a merge conflict, nothing changed
+    run(main, "CREATE TABLE o (id int PRIMARY KEY, acc int REFERENCES acc (id) ON DELETE CASCADE)",
+        "INSERT INTO o VALUES (1, 1)", "CREATE DATABASE BRANCH d2")
+    d2 = connect("d2")
+    run(d2, "UPDATE acc SET id = -1 WHERE id = 2", "UPDATE acc SET id = 2 WHERE id = 3", "UPDATE acc SET id = 3 WHERE id = -1")
+    with pytest.raises(heliosdb.Error) as exc:
+        main.cursor().execute("MERGE DATABASE BRANCH d2 INTO main")
+    assert exc.value.sqlstate == "HD010" and "o_acc_fkey" in exc.value.hint
+    assert acc(main)[1:] == [(2, "ann", 10, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+    assert rows(main, "SELECT * FROM o") == [(1, 1)]
+
+
 def test_last_write_wins_on_insert_insert_compares_commit_times(pair) -> None:
     main, dev = pair
     run(dev, "INSERT INTO acc VALUES (7, 'dev7', 1, 'd7@x', 0)")

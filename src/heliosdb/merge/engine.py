@@ -773,7 +773,21 @@ def apply_all(conn: psycopg.Connection[Any], target: Branch, plans: list[TablePl
             "jsonb_populate_record(NULL::{v}, CASE WHEN p.action = 'delete' THEN NULL ELSE p.row_value END) r "
             "WHERE p.table_name = {n} ORDER BY p.rowid, (p.action = 'delete') DESC"
         ).format(src=I(source), v=view, n=L(p.table)))
-        apply_plan(conn, target, info, version, snap.names[tid], snap.br_columns[tid], "_hdb_plan", lsn)
+        # values of a unique key swapped between rows (through a third value on the source) collide in the
+        # root relation, which checks them row by row: those rows are written again (move_keys)
+        try:
+            apply_plan(conn, target, info, version, snap.names[tid], snap.br_columns[tid], "_hdb_plan", lsn,
+                       move_keys=True)
+        except errors.Error as exc:
+            if exc.sqlstate != "23505":
+                raise
+            # with a hint: move_keys refused, a foreign key would act (ON DELETE) on rows written again
+            raise MergeConflict(
+                f'merge into "{target.name}" breaks a unique key of "{p.table}"', detail=exc.detail or exc.message,
+                hint=(f'{exc.hint.split(". ")[0]}. Make the same change on "{target.name}" (through a third value), '
+                      "then merge again." if exc.hint else
+                      "Change the rows on one branch so that their keys agree, then merge again."),
+            ) from None
 
 
 # -- results ------------------------------------------------------------------------------------------------
