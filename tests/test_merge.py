@@ -531,6 +531,19 @@ def test_incompatible_schema_changes_stop_the_merge(pair) -> None:
     assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD011"
 
 
+def test_dry_run_previews_a_schema_conflict(pair) -> None:
+    main, dev = pair
+    run(dev, "ALTER TABLE acc ADD COLUMN extra int")
+    run(main, "ALTER TABLE acc ADD COLUMN extra text")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main DRY RUN")  # was HD011
+    preview = cur.fetchall()
+    assert ("conflicts", None, "1") in preview
+    assert ("conflict", "acc", 'schema: column "extra" of "acc" was added on both branches with different types '
+            "(integer on dev, text on main)") in preview
+    assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD011"
+
+
 def test_table_dropped_on_source_with_rows_changed_on_target_stops_the_merge(pair) -> None:
     main, dev = pair
     run(dev, "DROP TABLE acc")

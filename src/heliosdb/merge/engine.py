@@ -35,7 +35,15 @@ from heliosdb.catalog.model import (
     table_info,
 )
 from heliosdb.merge.diff import Received, Side, build_diff
-from heliosdb.merge.schema import plan_schema, run_after, stored, unheld, unheld_constraints
+from heliosdb.merge.schema import (
+    SchemaConflict,
+    SchemaPlan,
+    plan_schema,
+    run_after,
+    stored,
+    unheld,
+    unheld_constraints,
+)
 from heliosdb.sql import statements as st
 from heliosdb.sql.lsn import MAX_LSN, format_lsn
 from heliosdb.temporal.resolver import head_lsn
@@ -278,7 +286,15 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     from heliosdb.sql.classify import classify
 
     conn = session.conn
-    schema = plan_schema(conn, src.branch, tgt.branch, src.base, tgt.base)
+    try:
+        schema = plan_schema(conn, src.branch, tgt.branch, src.base, tgt.base)
+    except SchemaConflict as exc:  # a DRY RUN previews it; with no schema to merge to, no rows are planned
+        if not stmt.dry_run:
+            raise
+        table = re.search(r'(?:^table|of) "((?:[^"]|"")+)"', exc.message)
+        conflicts.append(Conflict(table.group(1) if table else "", 0, "schema", {"schema": exc.message},
+                                  None, None, None))
+        return SchemaPlan()
     with session.acting_on(tgt.branch):
         for ddl in schema.statements:
             try:
@@ -869,6 +885,9 @@ def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], p
         ("conflicts", None, str(len(conflicts))),
     ]
     for c in conflicts[:20]:
+        if c.kind == "schema":  # the merge would stop with HD011
+            items.append(("conflict", c.table or None, f"schema: {c.key['schema']}"))
+            continue
         detail = c.kind.rstrip("!").replace("_", " ")
         if c.columns:
             detail += f" ({', '.join(c.columns)})"
