@@ -130,6 +130,35 @@ def test_concatenate_min_and_newer(pair) -> None:
     assert rows(main, "SELECT owner, bal, email FROM acc WHERE id = 2") == [("+main+dev", 1, "new@main")]
 
 
+@pytest.mark.parametrize("rule, value", [("MIN", 5), ("MAX", 5)])
+def test_min_and_max_ignore_a_null_side(pair, rule: str, value: int) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = NULL WHERE id = 1")
+    run(main, "UPDATE acc SET bal = 5 WHERE id = 1")
+    run(main, f"CREATE CONFLICT RESOLUTION r (ON 'acc'.'bal' {rule})")
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY RULE_BASED WITH CONFLICT RESOLUTION r")
+    assert rows(main, "SELECT bal FROM acc WHERE id = 1") == [(value,)]  # MIN was NULL
+
+
+def test_results_name_tables_whose_conflicts_kept_the_targets_rows(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 100 WHERE id = 1")
+    run(main, "UPDATE acc SET bal = 111 WHERE id = 1")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main DRY RUN")
+    assert ("tables modified", None, "acc") in cur.fetchall()  # was "none"
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY MANUAL")
+    merge_id = cur.fetchall()[0][0]
+    run(main, f"UPDATE _merge_conflicts_{merge_id} SET resolution = 'target'")
+    cur.execute(f"COMPLETE MERGE {merge_id}")
+    assert [r[1:5] for r in cur.fetchall()] == [("MANUAL", "acc", 0, 1)]  # was table NULL, 0 resolved
+    run(dev, "UPDATE acc SET bal = 7 WHERE id = 2")
+    run(main, "UPDATE acc SET bal = 8 WHERE id = 2")
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY OURS")
+    assert [r[1:5] for r in cur.fetchall()] == [("OURS", "acc", 0, 1)]
+    assert rows(main, "SELECT bal FROM acc WHERE id < 3 ORDER BY id") == [(111,), (8,)]
+
+
 def test_custom_resolver_function(pair) -> None:
     main, dev = pair
     run(main, """CREATE FUNCTION pick(t text, base jsonb, ours jsonb, theirs jsonb) RETURNS jsonb

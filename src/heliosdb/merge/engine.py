@@ -386,8 +386,9 @@ def _rule_value(action: str) -> str:
         "CONCATENATE": "CASE WHEN jsonb_typeof(t) = 'array' AND jsonb_typeof(s) = 'array' THEN t || s "
                        "ELSE to_jsonb(coalesce(t #>> '{}', '') || coalesce(s #>> '{}', '')) END",
         "SUM": "to_jsonb((s #>> '{}')::numeric + (t #>> '{}')::numeric - coalesce((b #>> '{}')::numeric, 0))",
-        "MAX": "CASE WHEN s > t THEN s ELSE t END",
-        "MIN": "CASE WHEN s < t THEN s ELSE t END",
+        # as GREATEST and LEAST: a NULL (JSON null: the lowest jsonb) only when both are
+        "MAX": "CASE WHEN coalesce(t, 'null') = 'null' OR (coalesce(s, 'null') <> 'null' AND s > t) THEN s ELSE t END",
+        "MIN": "CASE WHEN coalesce(t, 'null') = 'null' OR (coalesce(s, 'null') <> 'null' AND s < t) THEN s ELSE t END",
     }[action]
 
 
@@ -840,7 +841,8 @@ def _result(session: Session, merge_id: int, strategy: str, plans: list[TablePla
     from heliosdb.session import Result
 
     cur = session.conn.cursor()
-    data = [(merge_id, strategy, p.table, p.applied, p.resolved, format_lsn(lsn)) for p in plans if p.applied]
+    data = [(merge_id, strategy, p.table, p.applied, p.resolved, format_lsn(lsn)) for p in plans
+            if p.applied or p.resolved]
     if not data:
         data = [(merge_id, strategy, None, 0, 0, format_lsn(lsn))]
     cur.execute(values_query(RESULT_COLUMNS, len(data)), [v for row in data for v in row])  # type: ignore[arg-type]
@@ -874,7 +876,7 @@ def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], p
 
     rows_to_merge = sum(p.applied for p in plans)
     auto = sum(p.auto for p in plans)
-    tables = sorted({p.table for p in plans if p.applied} | set(schema_tables))
+    tables = sorted({p.table for p in plans if p.applied} | set(schema_tables) | {c.table for c in conflicts if c.table})
     items: list[tuple[str, str | None, str]] = [
         ("source", src.branch.name, f"head {format_lsn(src.head)}"),
         ("target", tgt.branch.name, f"head {format_lsn(tgt.head)}"),
