@@ -130,6 +130,35 @@ def test_concatenate_min_and_newer(pair) -> None:
     assert rows(main, "SELECT owner, bal, email FROM acc WHERE id = 2") == [("+main+dev", 1, "new@main")]
 
 
+@pytest.mark.parametrize("rule, value", [("MIN", 5), ("MAX", 5)])
+def test_min_and_max_ignore_a_null_side(pair, rule: str, value: int) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = NULL WHERE id = 1")
+    run(main, "UPDATE acc SET bal = 5 WHERE id = 1")
+    run(main, f"CREATE CONFLICT RESOLUTION r (ON 'acc'.'bal' {rule})")
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY RULE_BASED WITH CONFLICT RESOLUTION r")
+    assert rows(main, "SELECT bal FROM acc WHERE id = 1") == [(value,)]  # MIN was NULL
+
+
+def test_results_name_tables_whose_conflicts_kept_the_targets_rows(pair) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET bal = 100 WHERE id = 1")
+    run(main, "UPDATE acc SET bal = 111 WHERE id = 1")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main DRY RUN")
+    assert ("tables modified", None, "acc") in cur.fetchall()  # was "none"
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY MANUAL")
+    merge_id = cur.fetchall()[0][0]
+    run(main, f"UPDATE _merge_conflicts_{merge_id} SET resolution = 'target'")
+    cur.execute(f"COMPLETE MERGE {merge_id}")
+    assert [r[1:5] for r in cur.fetchall()] == [("MANUAL", "acc", 0, 1)]  # was table NULL, 0 resolved
+    run(dev, "UPDATE acc SET bal = 7 WHERE id = 2")
+    run(main, "UPDATE acc SET bal = 8 WHERE id = 2")
+    cur.execute("MERGE DATABASE BRANCH dev INTO main USING STRATEGY OURS")
+    assert [r[1:5] for r in cur.fetchall()] == [("OURS", "acc", 0, 1)]
+    assert rows(main, "SELECT bal FROM acc WHERE id < 3 ORDER BY id") == [(111,), (8,)]
+
+
 def test_custom_resolver_function(pair) -> None:
     main, dev = pair
     run(main, """CREATE FUNCTION pick(t text, base jsonb, ours jsonb, theirs jsonb) RETURNS jsonb
@@ -138,6 +167,22 @@ def test_custom_resolver_function(pair) -> None:
     run(main, "UPDATE acc SET bal = 2 WHERE id = 1")
     run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY CUSTOM public.pick")
     assert rows(main, "SELECT bal FROM acc WHERE id = 1") == [(3,)]
+
+
+def test_custom_gets_sql_null_for_a_deleted_side_and_decides_keys_both_inserted(pair) -> None:
+    main, dev = pair
+    # records what it was given in the row it returns: `theirs IS NULL` is SQL NULL, not JSON null
+    run(main, """CREATE FUNCTION seen(t text, base jsonb, ours jsonb, theirs jsonb) RETURNS jsonb LANGUAGE sql AS $$
+                 SELECT coalesce(ours, theirs) || jsonb_build_object('owner', format('ours %s theirs %s base %s',
+                     ours IS NULL, theirs IS NULL, base IS NULL)) $$""")
+    run(dev, "DELETE FROM acc WHERE id = 3", "UPDATE acc SET bal = 200 WHERE id = 2",
+        "INSERT INTO acc VALUES (7, 'dev7', 1, 'd7@x', 0)")
+    run(main, "UPDATE acc SET owner = 'CAT' WHERE id = 3", "DELETE FROM acc WHERE id = 2",
+        "INSERT INTO acc VALUES (7, 'main7', 2, 'm7@x', 0)")
+    run(main, "MERGE DATABASE BRANCH dev INTO main USING STRATEGY CUSTOM seen")  # was HD010 on key 7
+    assert rows(main, "SELECT id, owner, bal FROM acc WHERE id > 1 ORDER BY id") == [
+        (2, "ours t theirs f base f", 200), (3, "ours f theirs t base f", 30), (7, "ours f theirs f base t", 2)]
+    assert rows(main, "SELECT counts -> 'acc' ->> 'conflicts_resolved' FROM heliosdb.merges") == [("3",)]
 
 
 def test_constraint_and_insert_insert_conflicts(pair) -> None:
@@ -157,6 +202,25 @@ def test_constraint_and_insert_insert_conflicts(pair) -> None:
     assert rows(main, "SELECT id, owner, email FROM acc WHERE id IN (1, 2, 7, 8) ORDER BY id") == [
         (1, "ann", "shared@x"), (7, "dev7", "seven@x"), (8, "same", "eight@x")
     ]
+
+
+def test_keys_swapped_on_the_source_merge_into_the_root(pair, connect) -> None:
+    main, dev = pair
+    run(dev, "UPDATE acc SET id = -1 WHERE id = 1", "UPDATE acc SET id = 1 WHERE id = 2", "UPDATE acc SET id = 2 WHERE id = -1",
+        "UPDATE acc SET email = 'tmp' WHERE id = 1", "UPDATE acc SET email = 'b@x' WHERE id = 2",
+        "UPDATE acc SET email = 'a@x' WHERE id = 1")
+    run(main, "MERGE DATABASE BRANCH dev INTO main")  # was a raw 23505
+    assert acc(main) == acc(dev) == [(1, "bob", 20, "a@x", 0), (2, "ann", 10, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+    # rows written again would fire a foreign key's ON DELETE action: a merge conflict, nothing changed
+    run(main, "CREATE TABLE o (id int PRIMARY KEY, acc int REFERENCES acc (id) ON DELETE CASCADE)",
+        "INSERT INTO o VALUES (1, 1)", "CREATE DATABASE BRANCH d2")
+    d2 = connect("d2")
+    run(d2, "UPDATE acc SET id = -1 WHERE id = 2", "UPDATE acc SET id = 2 WHERE id = 3", "UPDATE acc SET id = 3 WHERE id = -1")
+    with pytest.raises(heliosdb.Error) as exc:
+        main.cursor().execute("MERGE DATABASE BRANCH d2 INTO main")
+    assert exc.value.sqlstate == "HD010" and "o_acc_fkey" in exc.value.hint
+    assert acc(main)[1:] == [(2, "ann", 10, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+    assert rows(main, "SELECT * FROM o") == [(1, 1)]
 
 
 def test_last_write_wins_on_insert_insert_compares_commit_times(pair) -> None:
@@ -496,6 +560,19 @@ def test_incompatible_schema_changes_stop_the_merge(pair) -> None:
     assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD011"
 
 
+def test_dry_run_previews_a_schema_conflict(pair) -> None:
+    main, dev = pair
+    run(dev, "ALTER TABLE acc ADD COLUMN extra int")
+    run(main, "ALTER TABLE acc ADD COLUMN extra text")
+    cur = main.cursor()
+    cur.execute("MERGE DATABASE BRANCH dev INTO main DRY RUN")  # was HD011
+    preview = cur.fetchall()
+    assert ("conflicts", None, "1") in preview
+    assert ("conflict", "acc", 'schema: column "extra" of "acc" was added on both branches with different types '
+            "(integer on dev, text on main)") in preview
+    assert sqlstate(main, "MERGE DATABASE BRANCH dev INTO main") == "HD011"
+
+
 def test_table_dropped_on_source_with_rows_changed_on_target_stops_the_merge(pair) -> None:
     main, dev = pair
     run(dev, "DROP TABLE acc")
@@ -529,6 +606,19 @@ def test_parent_into_child_after_a_no_op_merge_brings_the_parents_resolution(pai
         "MERGE DATABASE BRANCH dev INTO main")  # nothing new: a no-op merge must not move the base
     run(main, "MERGE DATABASE BRANCH main INTO dev")
     assert acc(dev) == acc(main) == [(1, "ann", 100, "a@x", 0), (2, "bob", 22, "b@x", 0), (3, "cat", 30, "c@x", 0)]
+
+
+@pytest.mark.parametrize("source, target", [("dev", "main"), ("main", "dev")])
+def test_a_delete_or_revert_after_a_repeated_merge_is_merged(pair, source: str, target: str) -> None:
+    main, dev = pair
+    conns = {"main": main, "dev": dev}
+    src, tgt = conns[source], conns[target]
+    run(src, "INSERT INTO acc VALUES (4, 'dan', 40, 'd@x', 0)", "UPDATE acc SET bal = 99 WHERE id = 1")
+    run(main, f"MERGE DATABASE BRANCH {source} INTO {target}",
+        f"MERGE DATABASE BRANCH {source} INTO {target}")  # nothing new: a no-op
+    run(src, "DELETE FROM acc WHERE id = 4", "UPDATE acc SET bal = 10 WHERE id = 1")  # the insert gone, bal back
+    run(main, f"MERGE DATABASE BRANCH {source} INTO {target}")  # was: row 4 and bal 99 stayed
+    assert acc(tgt) == acc(src) == [(1, "ann", 10, "a@x", 0), (2, "bob", 20, "b@x", 0), (3, "cat", 30, "c@x", 0)]
 
 
 def test_target_change_between_merges_still_conflicts(pair) -> None:
@@ -702,6 +792,38 @@ def test_a_grandchild_carries_its_parents_change_that_the_parent_changed_again_l
     assert rows(connect("gc"), "SELECT * FROM t ORDER BY id") == [(1, "c1")]
     run(conn, "MERGE DATABASE BRANCH gc INTO main")  # was a silent no-op: c's later versions hid the changes
     assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "c1")]
+
+
+def test_a_parents_merge_counts_for_a_child_forked_before_it(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a')",
+        "CREATE DATABASE BRANCH c")
+    c = connect("c")
+    run(c, "INSERT INTO t VALUES (2, 'x'), (3, 'y')", "CREATE TABLE n (id int PRIMARY KEY, a text)",
+        "INSERT INTO n VALUES (1, 'c')", "CREATE DATABASE BRANCH d")
+    run(conn, "MERGE DATABASE BRANCH c INTO main")
+    d = connect("d")
+    run(d, "DELETE FROM t WHERE id = 2", "UPDATE t SET v = 'dy' WHERE id = 3", "UPDATE n SET a = 'd' WHERE id = 1")
+    cur = conn.cursor()
+    cur.execute("MERGE DATABASE BRANCH d INTO main DRY RUN")
+    assert {r[0]: r[2] for r in cur.fetchall()}["conflicts"] == "0"
+    run(conn, "MERGE DATABASE BRANCH d INTO main")  # was HD010 on t 3 and n 1; THEIRS kept row 2
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a"), (3, "dy")]
+    assert rows(conn, "SELECT * FROM n") == [(1, "d")]
+
+
+def test_a_parents_merge_counts_for_a_child_forked_after_it(conn: heliosdb.Connection, connect) -> None:
+    run(conn, "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (1, 'a')",
+        "CREATE TABLE u (id int PRIMARY KEY)", "INSERT INTO u VALUES (1)", "CREATE DATABASE BRANCH c")
+    c = connect("c")
+    run(c, "INSERT INTO t VALUES (2, 'x')", "ALTER TABLE u ADD COLUMN w int")
+    run(conn, "MERGE DATABASE BRANCH c INTO main")
+    run(c, "DELETE FROM t WHERE id = 2", "ALTER TABLE u DROP COLUMN w", "CREATE DATABASE BRANCH d")
+    run(conn, "MERGE DATABASE BRANCH main INTO d")  # main has nothing d lacks but what c removed later
+    d = connect("d")
+    assert rows(d, "SELECT * FROM t ORDER BY id") == [(1, "a")]  # was: row 2 came back
+    assert rows(d, "SELECT * FROM u") == [(1,)]  # was: column w came back
+    run(conn, "MERGE DATABASE BRANCH d INTO main")
+    assert rows(conn, "SELECT * FROM t ORDER BY id") == [(1, "a")]
 
 
 def test_foreign_key_conflicts(conn: heliosdb.Connection, connect) -> None:

@@ -35,7 +35,15 @@ from heliosdb.catalog.model import (
     table_info,
 )
 from heliosdb.merge.diff import Received, Side, build_diff
-from heliosdb.merge.schema import plan_schema, run_after, stored, unheld, unheld_constraints
+from heliosdb.merge.schema import (
+    SchemaConflict,
+    SchemaPlan,
+    plan_schema,
+    run_after,
+    stored,
+    unheld,
+    unheld_constraints,
+)
 from heliosdb.sql import statements as st
 from heliosdb.sql.lsn import MAX_LSN, format_lsn
 from heliosdb.temporal.resolver import head_lsn
@@ -83,7 +91,9 @@ def merge_base(conn: psycopg.Connection[Any], source: Branch, target: Branch) ->
     Each side's point is the latest of its states the other side already holds: the fork point, or that
     side's head when it was last merged into the other. A merge's result is never a base point: it also
     holds the target's own changes and resolutions (OURS), which the source has not received, and a
-    no-op merge must not make them look shared.
+    no-op merge must not make them look shared. A branch's history is its ancestors' up to its fork
+    points: an ancestor's merge into the other side (or into one of its ancestors, before the other
+    forked from it) counts as the branch's, up to the point the branch sees the ancestor at.
     """
     fork = _fork_point(conn, source, target)
     return _held_by(conn, source, target, fork), _held_by(conn, target, source, fork)
@@ -96,21 +106,37 @@ def sides(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> tupl
             Side(target, base_t, head_lsn(conn, target), _received(conn, target, source, base_t)))
 
 
+def _merges_into(conn: psycopg.Connection[Any], side: Branch, other: Branch) -> list[Received]:
+    """The completed merges of `other`'s history into `side`'s, as ranges of `other`'s points.
+
+    A merge of a level of `other`'s chain (the branch or an ancestor, seen up to `upto`) into a level of
+    `side`'s chain that `side` sees (its result no later than that level's `upto`) brought `other`'s
+    changes in (base_source_lsn, min(source_lsn, upto)]: an ancestor's later changes are not `other`'s.
+    """
+    from_levels = {lv.branch_id: lv.upto for lv in chain(conn, other.id)}
+    into_levels = {lv.branch_id: lv.upto for lv in chain(conn, side.id)}
+    rows = conn.execute(
+        "SELECT source_id, target_id, base_source_lsn, source_lsn, result_lsn FROM heliosdb._merges "
+        "WHERE state = 'completed' AND source_id = ANY(%s) AND target_id = ANY(%s) AND result_lsn IS NOT NULL",
+        (list(from_levels), list(into_levels))).fetchall()
+    return [Received(int(lo), min(int(hi), from_levels[src]), int(at))
+            for src, dst, lo, hi, at in rows if int(at) <= into_levels[dst]]
+
+
 def _received(conn: psycopg.Connection[Any], side: Branch, other: Branch, held: int) -> Received | None:
-    """The last merge of `other` into `side`, when it came after `other` last received `side` (at `held`)."""
-    row = conn.execute("SELECT base_source_lsn, source_lsn, result_lsn FROM heliosdb._merges WHERE state = 'completed' "
-                       "AND source_id = %s AND target_id = %s ORDER BY source_lsn DESC, result_lsn DESC LIMIT 1",
-                       (other.id, side.id)).fetchone()
-    if row is None or row[2] is None or int(row[2]) <= held:
+    """What `side` received of `other` since `other` last received `side` (at `held`): the union of the
+    ranges of those merges. Each starts where the one before ended, and a repeated merge that found
+    nothing new has an empty range: the last one alone would forget what the first one brought."""
+    got = [r for r in _merges_into(conn, side, other) if r.at > held]
+    if not got:
         return None
-    return Received(int(row[0]), int(row[1]), int(row[2]))
+    hi = max(r.hi for r in got)
+    return Received(min((r.lo for r in got if r.hi > r.lo), default=hi), hi, max(r.at for r in got))
 
 
 def _held_by(conn: psycopg.Connection[Any], side: Branch, other: Branch, fork: int) -> int:
     """The latest point of `side` that `other` holds: its head when last merged into `other`, else the fork."""
-    row = conn.execute("SELECT max(source_lsn) FROM heliosdb._merges WHERE state = 'completed' "
-                       "AND source_id = %s AND target_id = %s", (side.id, other.id)).fetchone()
-    return fork if row is None or row[0] is None else max(fork, int(row[0]))
+    return max([fork, *(r.hi for r in _merges_into(conn, other, side))])
 
 
 def _fork_point(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> int:
@@ -260,7 +286,15 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     from heliosdb.sql.classify import classify
 
     conn = session.conn
-    schema = plan_schema(conn, src.branch, tgt.branch, src.base, tgt.base)
+    try:
+        schema = plan_schema(conn, src.branch, tgt.branch, src.base, tgt.base)
+    except SchemaConflict as exc:  # a DRY RUN previews it; with no schema to merge to, no rows are planned
+        if not stmt.dry_run:
+            raise
+        table = re.search(r'(?:^table|of) "((?:[^"]|"")+)"', exc.message)
+        conflicts.append(Conflict(table.group(1) if table else "", 0, "schema", {"schema": exc.message},
+                                  None, None, None))
+        return SchemaPlan()
     with session.acting_on(tgt.branch):
         for ddl in schema.statements:
             try:
@@ -288,7 +322,7 @@ def _plan(session: Session, stmt: st.MergeBranch, rules: list[dict[str, str]], s
     for name in shared:
         _fill_defaults(conn, name, s_tables[name][0], t_tables[name][0])
     first = len(conflicts)
-    _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts, schema.keys)
+    _constraint_conflicts(conn, tgt.branch, t_tables, stmt.strategy, conflicts, schema.keys, stmt.function)
     by_table = {p.table: p for p in plans}
     for c in conflicts[first:]:  # the row conflicts were counted as they were resolved
         if not c.kind.endswith("!") and stmt.strategy != "MANUAL" and c.table in by_table:
@@ -352,8 +386,9 @@ def _rule_value(action: str) -> str:
         "CONCATENATE": "CASE WHEN jsonb_typeof(t) = 'array' AND jsonb_typeof(s) = 'array' THEN t || s "
                        "ELSE to_jsonb(coalesce(t #>> '{}', '') || coalesce(s #>> '{}', '')) END",
         "SUM": "to_jsonb((s #>> '{}')::numeric + (t #>> '{}')::numeric - coalesce((b #>> '{}')::numeric, 0))",
-        "MAX": "CASE WHEN s > t THEN s ELSE t END",
-        "MIN": "CASE WHEN s < t THEN s ELSE t END",
+        # as GREATEST and LEAST: a NULL (JSON null: the lowest jsonb) only when both are
+        "MAX": "CASE WHEN coalesce(t, 'null') = 'null' OR (coalesce(s, 'null') <> 'null' AND s > t) THEN s ELSE t END",
+        "MIN": "CASE WHEN coalesce(t, 'null') = 'null' OR (coalesce(s, 'null') <> 'null' AND s < t) THEN s ELSE t END",
     }[action]
 
 
@@ -523,7 +558,7 @@ def _custom(conn: psycopg.Connection[Any], function: str, table: str, base: Any,
     try:
         with conn.transaction():
             row = conn.execute(sql.SQL("SELECT {}(%s::text, %s::jsonb, %s::jsonb, %s::jsonb)").format(I(*parts)),
-                               (table, json.dumps(base), json.dumps(ours), json.dumps(theirs))).fetchone()
+                               (table, *(None if v is None else json.dumps(v) for v in (base, ours, theirs)))).fetchone()
     except psycopg.Error as exc:
         raise errors.from_psycopg(exc) from None
     return row[0] if row else None
@@ -537,9 +572,11 @@ def _typed(version_view: sql.Composable) -> sql.Composable:
 def _constraint_conflicts(
     conn: psycopg.Connection[Any], target: Branch, t_tables: dict[str, tuple[TableVersion, TableInfo]],
     strategy: str, conflicts: list[Conflict], added_keys: dict[str, list[Constraint]] | None = None,
+    function: str | None = None,
 ) -> None:
     """PRIMARY KEY / UNIQUE collisions and NOT NULL / CHECK / FOREIGN KEY failures the plan would create on the
-    target. added_keys: the foreign keys of tables the merge creates, which it adds once the rows are in."""
+    target. added_keys: the foreign keys of tables the merge creates, which it adds once the rows are in.
+    function: CUSTOM's, which decides the row of a key both sides hold."""
     _referenced_deletes(conn, target, t_tables, strategy, conflicts)
     names = [r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan WHERE action = 'upsert'")]
     for name in names:
@@ -566,7 +603,9 @@ def _constraint_conflicts(
                 c = Conflict(name, rowid, kind, key, row_value, other_value, None, list(con.cols), other)
                 source_wins = strategy == "THEIRS" or (strategy == "LAST_WRITE_WINS"
                                                        and _source_newer(conn, name, rowid, other))
-                if strategy == "OURS" or (strategy == "LAST_WRITE_WINS" and not source_wins):
+                if strategy == "CUSTOM":
+                    _custom_clash(conn, function or "", name, rowid, other, row_value, other_value)
+                elif strategy == "OURS" or (strategy == "LAST_WRITE_WINS" and not source_wins):
                     conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s", (name, rowid))
                 elif source_wins:
                     conn.execute("INSERT INTO _hdb_mplan (table_name, rowid, action) VALUES (%s, %s, 'delete')",
@@ -595,6 +634,21 @@ def _constraint_conflicts(
                 for rowid, value in bad:
                     conflicts.append(Conflict(name, rowid, "constraint" + ("" if strategy == "MANUAL" else "!"),
                                               {"check": con.name}, value, None, None, []))
+
+
+def _custom_clash(conn: psycopg.Connection[Any], function: str, name: str, rowid: int, other: int,
+                  theirs: Any, ours: Any) -> None:
+    """CUSTOM over a key both sides hold (no base): the function's row takes the key (the target's row as it
+    is, or the source's row with the returned value); NULL leaves neither."""
+    outcome = _custom(conn, function, name, None, ours, theirs)
+    if outcome != ours:
+        conn.execute("INSERT INTO _hdb_mplan (table_name, rowid, action) VALUES (%s, %s, 'delete')", (name, other))
+    if outcome is None or outcome == ours:
+        conn.execute("DELETE FROM _hdb_mplan WHERE table_name = %s AND rowid = %s AND action = 'upsert'",
+                     (name, rowid))
+    else:
+        conn.execute("UPDATE _hdb_mplan SET row_value = %s WHERE table_name = %s AND rowid = %s AND action = 'upsert'",
+                     (json.dumps(outcome), name, rowid))
 
 
 def _source_newer(conn: psycopg.Connection[Any], name: str, rowid: int, other: int) -> bool:
@@ -736,7 +790,21 @@ def apply_all(conn: psycopg.Connection[Any], target: Branch, plans: list[TablePl
             "jsonb_populate_record(NULL::{v}, CASE WHEN p.action = 'delete' THEN NULL ELSE p.row_value END) r "
             "WHERE p.table_name = {n} ORDER BY p.rowid, (p.action = 'delete') DESC"
         ).format(src=I(source), v=view, n=L(p.table)))
-        apply_plan(conn, target, info, version, snap.names[tid], snap.br_columns[tid], "_hdb_plan", lsn)
+        # values of a unique key swapped between rows (through a third value on the source) collide in the
+        # root relation, which checks them row by row: those rows are written again (move_keys)
+        try:
+            apply_plan(conn, target, info, version, snap.names[tid], snap.br_columns[tid], "_hdb_plan", lsn,
+                       move_keys=True)
+        except errors.Error as exc:
+            if exc.sqlstate != "23505":
+                raise
+            # with a hint: move_keys refused, a foreign key would act (ON DELETE) on rows written again
+            raise MergeConflict(
+                f'merge into "{target.name}" breaks a unique key of "{p.table}"', detail=exc.detail or exc.message,
+                hint=(f'{exc.hint.split(". ")[0]}. Make the same change on "{target.name}" (through a third value), '
+                      "then merge again." if exc.hint else
+                      "Change the rows on one branch so that their keys agree, then merge again."),
+            ) from None
 
 
 # -- results ------------------------------------------------------------------------------------------------
@@ -773,7 +841,8 @@ def _result(session: Session, merge_id: int, strategy: str, plans: list[TablePla
     from heliosdb.session import Result
 
     cur = session.conn.cursor()
-    data = [(merge_id, strategy, p.table, p.applied, p.resolved, format_lsn(lsn)) for p in plans if p.applied]
+    data = [(merge_id, strategy, p.table, p.applied, p.resolved, format_lsn(lsn)) for p in plans
+            if p.applied or p.resolved]
     if not data:
         data = [(merge_id, strategy, None, 0, 0, format_lsn(lsn))]
     cur.execute(values_query(RESULT_COLUMNS, len(data)), [v for row in data for v in row])  # type: ignore[arg-type]
@@ -807,7 +876,7 @@ def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], p
 
     rows_to_merge = sum(p.applied for p in plans)
     auto = sum(p.auto for p in plans)
-    tables = sorted({p.table for p in plans if p.applied} | set(schema_tables))
+    tables = sorted({p.table for p in plans if p.applied} | set(schema_tables) | {c.table for c in conflicts if c.table})
     items: list[tuple[str, str | None, str]] = [
         ("source", src.branch.name, f"head {format_lsn(src.head)}"),
         ("target", tgt.branch.name, f"head {format_lsn(tgt.head)}"),
@@ -818,6 +887,9 @@ def _preview(session: Session, src: Side, tgt: Side, schema_tables: list[str], p
         ("conflicts", None, str(len(conflicts))),
     ]
     for c in conflicts[:20]:
+        if c.kind == "schema":  # the merge would stop with HD011
+            items.append(("conflict", c.table or None, f"schema: {c.key['schema']}"))
+            continue
         detail = c.kind.rstrip("!").replace("_", " ")
         if c.columns:
             detail += f" ({', '.join(c.columns)})"

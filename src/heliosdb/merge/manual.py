@@ -167,15 +167,16 @@ UNION ALL
 SELECT c.table_name, (p.row_value ->> 'other')::bigint, 'delete', NULL
 FROM {t} c JOIN heliosdb._merge_plan p ON p.merge_id = %s AND p.conflict_id = c.conflict_id
 WHERE c.resolution <> 'target' AND p.row_value ? 'other'""").format(t=table), (merge_id, merge_id))
-        tables = [r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan")]
-        plans = [TablePlan(t) for t in tables]
+        per_table = dict(conn.execute(sql.SQL("SELECT table_name, count(*) FROM {} GROUP BY 1").format(table)).fetchall())
+        # a table whose conflicts all kept the target's rows has nothing to write, and is in the result still
+        tables = {r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _hdb_mplan")} | set(per_table)
+        plans = [TablePlan(t) for t in sorted(tables)]
         for p in plans:
             p.applied = int(conn.execute("SELECT count(*) FROM _hdb_mplan WHERE table_name = %s", (p.table,)
                                          ).fetchone()[0])  # type: ignore[index]
         result_lsn = int(conn.execute("SELECT heliosdb.txn_lsn(%s)", (target.id,)).fetchone()[0])  # type: ignore[index]
         apply_all(conn, target, plans, progress=session.report_progress)
         run_after(session, target, after)
-        per_table = dict(conn.execute(sql.SQL("SELECT table_name, count(*) FROM {} GROUP BY 1").format(table)).fetchall())
         for p in plans:
             p.resolved = int(per_table.get(p.table, 0))
         conn.execute("UPDATE heliosdb._merges SET state = 'completed', result_lsn = %s, target_lsn = %s "

@@ -329,6 +329,8 @@ def _plan_columns(
             continue
         if col not in old:  # added on the source
             have = t_cols.get(c.name)
+            if have is None and tb is not None and any(b.name == c.name and b.type == c.type for b in tb.columns):
+                continue  # the source has it from the target (a merge), which dropped it since
             if have is None:
                 plan.statements += _add_column(table, c)
                 touched = True
