@@ -137,6 +137,10 @@ _COMMENT_ON_TABLE = re.compile(rf"\s*COMMENT\s+ON\s+(TABLE)\s+({QUALIFIED})\s+IS
 _QUALIFIED_TYPE = re.compile(r'type "(?!' + TYPES_SCHEMA + r'\.)[^".]+\.([^".]+)" does not exist')
 # CREATE TYPE / CREATE DOMAIN with an unqualified name (group 2)
 _CREATE_TYPE = re.compile(rf'\s*CREATE\s+(TYPE|DOMAIN)\s+({IDENT})(?![\w$"]|\s*\.)', re.IGNORECASE)
+# CREATE [UNLOGGED] SEQUENCE [IF NOT EXISTS] with an unqualified name (group 2); not TEMP ones
+_CREATE_SEQUENCE = re.compile(
+    rf'\s*CREATE\s+(?:UNLOGGED\s+)?(SEQUENCE)\s+(?:IF\s+NOT\s+EXISTS\s+)?(?!IF\s+NOT\b)({IDENT})(?![\w$"]|\s*\.)',
+    re.IGNORECASE)
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path))\b", re.IGNORECASE)
 _WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
@@ -671,7 +675,8 @@ class Session:
                          cursor: psycopg.Cursor[Any] | None = None) -> Result:
         cur = cursor if cursor is not None else self.result_cursor()
         if stmt.lstrip()[:1] in _DDL_INITIALS:  # not on the path of reads and writes
-            if (m := _CREATE_TYPE.match(stmt)) is not None:  # the types every branch shares (TYPES_SCHEMA)
+            if (m := _CREATE_TYPE.match(stmt) or _CREATE_SEQUENCE.match(stmt)) is not None:
+                # the types and sequences every branch shares (TYPES_SCHEMA)
                 stmt = stmt[: m.start(2)] + TYPES_SCHEMA + "." + stmt[m.start(2) :]
             elif (m := DROP_TYPE.match(stmt)) is not None:
                 from heliosdb.branching.types import drop_type

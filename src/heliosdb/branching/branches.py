@@ -12,7 +12,15 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.branching import ddl_locks, layout
-from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch, get_branch_by_id
+from heliosdb.catalog.model import (
+    TYPES_SCHEMA,
+    Branch,
+    Snapshot,
+    ancestry,
+    chain,
+    get_branch,
+    get_branch_by_id,
+)
 from heliosdb.sql import statements as st
 from heliosdb.sql.names import quote_ident
 from heliosdb.temporal.resolver import resolve_point
@@ -234,7 +242,8 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
     ]
     for tid, version in snap.tables.items():
         stmts += layout.view_statements(snap, branch, levels, snap.info[tid], version, or_replace=False)
-    conn.execute(sql.SQL(";\n").join(stmts))
+    with _search_path(conn, _build_path(conn, branch)):
+        conn.execute(sql.SQL(";\n").join(stmts))
     if parent is not None:
         from heliosdb.mv.storage import inherit
 
@@ -242,6 +251,14 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
         _copy_user_functions(conn, parent, branch)  # before the views: a view may call one
         _copy_user_views(conn, parent, branch, {v.name for v in snap.tables.values()} | {m.name for m in views})
         _copy_comments(conn, parent, branch, {v.name for v in snap.tables.values()} | {m.name for m in views})
+
+
+def _build_path(conn: psycopg.Connection[Any], branch: Branch) -> str:
+    """The branch's schema, then its ancestors', then the shared one: the names in its tables' defaults
+    resolve as they did where the tables were made (a sequence in main's schema, made before sequences
+    were shared), whichever branch the session that first uses the branch is on."""
+    schemas = [b.user_schema for b in (get_branch_by_id(conn, bid) for bid, _ in ancestry(conn, branch.id))]
+    return ", ".join([quote_ident(s) for s in schemas] + [TYPES_SCHEMA])
 
 
 @contextlib.contextmanager
