@@ -47,5 +47,7 @@ def test_a_grandchild_of_a_table_whose_default_reads_a_sequence_of_mains_schema_
     main("CREATE SEQUENCE public.ps START 5")  # named with main's schema: main's own
     main("CREATE TABLE p (id int DEFAULT nextval('ps') PRIMARY KEY, v text)")
     main("CREATE DATABASE BRANCH c1")
-    helios_executor(connect("c1"))("CREATE DATABASE BRANCH c2")
-    assert helios_executor(connect("c2"))("INSERT INTO p (v) VALUES ('x') RETURNING id") == [(5,)]
+    c1 = helios_executor(connect("c1"))
+    c1("CREATE DATABASE BRANCH c2")
+    c1("USE BRANCH c2")  # first used from c1: was 42P01, relation "ps" does not exist
+    assert c1("INSERT INTO p (v) VALUES ('x') RETURNING id") == [(5,)]
