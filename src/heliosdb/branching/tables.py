@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import ddl_locks, foreign_keys, images, inherited_keys, layout, retype
+from heliosdb.branching import ddl_locks, foreign_keys, images, inherited_keys, layout, like, retype
 from heliosdb.branching.retype import RETYPE
 from heliosdb.catalog.model import (
     Column,
@@ -121,7 +121,11 @@ def _create_table(session: Session, text: str) -> Result:
         info = TableInfo(tid, branch.id, f"hdb_t{tid}", name.name)
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(I(info.phys_schema)))
         target = quote_ident(info.phys_schema) + "." + quote_ident(name.name)
-        cur = conn.execute(rewrite_references(session, replace(text, name, target), creating=(name.name, target)))  # type: ignore[arg-type]
+        likes = like.expand(session, text)  # LIKE of a HeliosDB table (a view to PostgreSQL), written out
+        cur = conn.execute(rewrite_references(session, replace(likes.text, name, target),  # type: ignore[arg-type]
+                                              creating=(name.name, target)))
+        for index in likes.indexes:
+            conn.execute(index.replace("{}", target, 1))  # type: ignore[arg-type]
         rowcount = cur.rowcount
         status = cur.statusmessage or "CREATE TABLE"
         inherited = inherited_keys.adopt(conn, info)  # keys to tables this branch inherited
