@@ -86,3 +86,26 @@ def test_create_table_like_a_table_copies_what_postgresql_copies(plain: psycopg.
     expected = assert_as_postgres(plain, conn, connect, setup, script, same=_same_but_detail)
     assert [o[1] for o in expected if o[0] == "error"] == ["23505", "23505", "23514", "23505", "23514", "23502",
                                                            "23505", "23502"]
+
+
+def test_views_over_a_table_stay_through_drop_column_and_type_changes_of_columns_they_do_not_use(
+        plain: psycopg.Connection[Any], conn: heliosdb.Connection, connect) -> None:
+    setup = ["CREATE TABLE a (id int PRIMARY KEY, x int, z numeric, w int)",
+             "INSERT INTO a VALUES (1, 10, 1.5, 3)",
+             "CREATE VIEW av AS SELECT id FROM a",
+             "CREATE VIEW aw AS SELECT id, w FROM a WHERE w > 0 WITH CHECK OPTION",
+             "CREATE VIEW aww AS SELECT w FROM aw",
+             "COMMENT ON VIEW av IS 'ids'"]
+    script = [
+        "ALTER TABLE a ALTER COLUMN z TYPE int",  # was 2BP01: cannot drop view a
+        "ALTER TABLE a DROP COLUMN x",
+        "SELECT * FROM av", "SELECT * FROM aww", "SELECT * FROM a",
+        "SELECT obj_description('av'::regclass, 'pg_class'), "
+        "(SELECT reloptions FROM pg_class WHERE oid = 'aw'::regclass)",
+        "ALTER TABLE a ALTER COLUMN w TYPE bigint",  # 0A000, as PostgreSQL: aw uses w
+        "ALTER TABLE a DROP COLUMN w",  # 2BP01 naming the column
+        "ALTER TABLE a DROP COLUMN w CASCADE",  # drops aw and aww, keeps av
+        "SELECT * FROM av", "SELECT * FROM aw", "SELECT * FROM aww", "SELECT * FROM a",
+    ]
+    expected = assert_as_postgres(plain, conn, connect, setup, script)
+    assert [o[1] for o in expected if o[0] == "error"] == ["0A000", "2BP01", "42P01", "42P01"]

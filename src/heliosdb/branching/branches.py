@@ -319,22 +319,29 @@ def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Bran
     parent = _built_parent(conn, parent)
     with _search_path(conn, parent.search_path):
         views = conn.execute(
-            """SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c
+            """SELECT c.relname, pg_get_viewdef(c.oid), coalesce(c.reloptions, '{}'),
+                      ARRAY(SELECT ARRAY[a.attname, d.description] FROM pg_description d
+                            LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
+                            WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass)
+               FROM pg_class c
                WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind = 'v'
                  AND heliosdb._relkind(c.oid, c.relkind) = 'v' ORDER BY c.oid""",
             (sql.Identifier(parent.user_schema).as_string(conn),),
         ).fetchall()
     with _search_path(conn, branch.search_path):
-        for name, definition in views:
+        for name, definition, options, comments in views:
             if name in table_names:
                 continue
+            view = sql.Identifier(branch.user_schema, name)
             try:
                 with conn.transaction():
-                    conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(
-                        sql.Identifier(branch.user_schema, name), sql.SQL(definition)))
+                    conn.execute(sql.SQL("CREATE VIEW {}{} AS {}").format(  # CHECK OPTION, security_barrier
+                        view, sql.SQL(" WITH ({})").format(sql.SQL(", ").join(map(sql.SQL, options)))
+                        if options else sql.SQL(""), sql.SQL(definition)))
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
                     psycopg.errors.UndefinedFunction, psycopg.errors.DuplicateTable):
-                pass  # it reads what the child does not have
+                continue  # it reads what the child does not have
+            layout.put_comments(conn, branch.user_schema, [(name, column, text) for column, text in comments])
 
 
 def _copy_comments(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, names: set[str]) -> None:

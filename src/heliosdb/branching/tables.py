@@ -16,7 +16,16 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import ddl_locks, foreign_keys, images, inherited_keys, layout, like, retype
+from heliosdb.branching import (
+    ddl_locks,
+    dependent_views,
+    foreign_keys,
+    images,
+    inherited_keys,
+    layout,
+    like,
+    retype,
+)
 from heliosdb.branching.retype import RETYPE
 from heliosdb.catalog.model import (
     Column,
@@ -332,7 +341,9 @@ def _alter_table(session: Session, text: str) -> Result:
         _guard_views(session, version, toks, i)
         children, parents = _related(session, info, rest)
         lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info], referencing=children, referenced=parents)
-        result = _alter_actions(session, text, toks, i, version, info, rest, lsn)
+        # DROP COLUMN and type changes make the table's view again: the user's views over it wait outside
+        with dependent_views.kept(session, branch.user_schema, version.name, dependent_views.changes(toks, i)):
+            result = _alter_actions(session, text, toks, i, version, info, rest, lsn)
         # the stored SQL of materialized views over the table names its columns: made again
         from heliosdb.mv.ddl import resync_sql
 
