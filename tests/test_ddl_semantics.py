@@ -109,3 +109,43 @@ def test_views_over_a_table_stay_through_drop_column_and_type_changes_of_columns
     ]
     expected = assert_as_postgres(plain, conn, connect, setup, script)
     assert [o[1] for o in expected if o[0] == "error"] == ["0A000", "2BP01", "42P01", "42P01"]
+
+
+def _copy_out(cursor: Any, stmt: str) -> tuple[Any, ...]:
+    try:
+        with cursor.copy(stmt) as cp:
+            return ("ok", b"".join(bytes(b) for b in cp).decode())
+    except (psycopg.Error, heliosdb.Error) as exc:
+        return ("error", exc.sqlstate)
+
+
+def _copy_in(cursor: Any, stmt: str, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    try:
+        with cursor.copy(stmt) as cp:
+            for row in rows:
+                cp.write_row(row)
+        return ("ok",)
+    except (psycopg.Error, heliosdb.Error) as exc:
+        return ("error", exc.sqlstate)
+
+
+def test_copy_leaves_out_stored_generated_columns_as_postgresql(plain: psycopg.Connection[Any],
+                                                                 conn: heliosdb.Connection, connect) -> None:
+    setup = ["CREATE TABLE cc (id int PRIMARY KEY, v int, g int GENERATED ALWAYS AS (v * 2) STORED)",
+             "INSERT INTO cc (id, v) VALUES (1, 5)"]
+    for stmt in setup:
+        plain.execute(stmt)
+        conn.cursor().execute(stmt)
+    conn.cursor().execute("CREATE DATABASE BRANCH b")
+
+    def run(cursor: Any) -> list[tuple[Any, ...]]:
+        return [_copy_out(cursor, "COPY cc TO STDOUT"),  # was "1\t5\t10"
+                _copy_out(cursor, "COPY cc (id, g) TO STDOUT"),  # 42P10
+                _copy_in(cursor, "COPY cc FROM STDIN", [(2, 7)]),  # the generated column is not read
+                _copy_in(cursor, "COPY cc (id, g) FROM STDIN", [(3, 7)]),  # 42P10
+                _copy_out(cursor, "COPY (SELECT * FROM cc ORDER BY id) TO STDOUT WITH (FORMAT csv)")]
+
+    expected = run(plain.cursor())
+    assert expected == [("ok", "1\t5\n"), ("error", "42P10"), ("ok",), ("error", "42P10"), ("ok", "1,5,10\n2,7,14\n")]
+    for name in ("b", "main"):
+        assert run(connect(name).cursor()) == expected, name

@@ -880,14 +880,37 @@ def copy_statement(session: Session, text: str) -> str:
         i = j + 1
     direction = toks[i].text.upper() if i < len(toks) else ""
     tail = text[toks[i].start :] if i < len(toks) else ""
+    cols = _copy_columns(session, name.name, hit, view, cols)
     if direction == "TO" or hit is None:
         select = cols[1:-1] if cols else "*"
         return f"COPY (SELECT {select} FROM {view}) {tail}"
     version, info = hit
     if session.branch.id == info.root_branch:
-        col_list = cols or "(" + ", ".join(quote_ident(c.name) for c in version.columns) + ")"
-        return f"COPY {quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)} {col_list} {tail}"
-    return text
+        return f"COPY {quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)} {cols} {tail}"
+    return f"COPY {view} {cols} {tail}"
+
+
+def _copy_columns(session: Session, name: str, hit: tuple[TableVersion, TableInfo] | None, view: str,
+                  cols: str) -> str:
+    """COPY's column list, as PostgreSQL takes it: without one, every column but the stored generated ones;
+    one that names a generated column is 42P10."""
+    version = hit[0] if hit is not None else (_find(session, name) or (None,))[0]
+    generated = {c.name for c in version.columns if c.generated is not None} if version is not None else set()
+    if cols:
+        toks = tokenize(cols[1:-1])
+        for k in [-1, *top_level_commas(toks)]:
+            column = read_name(toks, k + 1)[0].name
+            if column in generated:
+                raise errors.lookup("42P10")(f'column "{column}" is a generated column', sqlstate="42P10",
+                                             detail="Generated columns cannot be used in COPY.")
+        return cols
+    if hit is not None:
+        names = [c.name for c in hit[0].columns if c.name not in generated]
+    else:  # the point's columns (a temporal context's view)
+        names = [r[0] for r in session.conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum", (view,)).fetchall() if r[0] not in generated]
+    return "(" + ", ".join(quote_ident(c) for c in names) + ")"
 
 
 def _copy(session: Session, text: str) -> Result:
