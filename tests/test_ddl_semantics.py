@@ -149,3 +149,16 @@ def test_copy_leaves_out_stored_generated_columns_as_postgresql(plain: psycopg.C
     assert expected == [("ok", "1\t5\n"), ("error", "42P10"), ("ok",), ("error", "42P10"), ("ok", "1,5,10\n2,7,14\n")]
     for name in ("b", "main"):
         assert run(connect(name).cursor()) == expected, name
+
+
+def test_select_star_grouped_by_the_primary_key(plain: psycopg.Connection[Any], conn: heliosdb.Connection,
+                                                connect) -> None:
+    setup = ["CREATE TABLE g (id int PRIMARY KEY, a int, b text)", "INSERT INTO g VALUES (1, 1, 'x'), (2, 1, 'y')",
+             "CREATE TABLE h (gid int, n int)", "INSERT INTO h VALUES (1, 5), (1, 6)"]
+    script = ["SELECT * FROM g GROUP BY id ORDER BY id",  # was 42803: column g.a must appear in the GROUP BY
+              "SELECT g.*, count(*) FROM g GROUP BY g.id ORDER BY 1",
+              "SELECT g.*, count(h.n) FROM g LEFT JOIN h ON h.gid = g.id GROUP BY g.id ORDER BY 1",
+              "SELECT x.* FROM g x GROUP BY x.id ORDER BY 1",
+              "SELECT * FROM g JOIN h ON h.gid = g.id GROUP BY g.id"]  # 42803 in PostgreSQL too: h.gid
+    expected = assert_as_postgres(plain, conn, connect, setup, script)
+    assert [o[0] for o in expected] == ["ok", "ok", "ok", "ok", "error"]
