@@ -162,3 +162,34 @@ def test_select_star_grouped_by_the_primary_key(plain: psycopg.Connection[Any], 
               "SELECT * FROM g JOIN h ON h.gid = g.id GROUP BY g.id"]  # 42803 in PostgreSQL too: h.gid
     expected = assert_as_postgres(plain, conn, connect, setup, script)
     assert [o[0] for o in expected] == ["ok", "ok", "ok", "ok", "error"]
+
+
+def test_tablesample_on_the_tables_own_branch_and_a_clear_refusal_on_branches_that_inherited_it(
+        plain: psycopg.Connection[Any], conn: heliosdb.Connection, connect) -> None:
+    setup = ["CREATE TABLE g (id int PRIMARY KEY, a int, b text)",
+             "INSERT INTO g SELECT i, i % 3, 'x' FROM generate_series(1, 50) i",
+             "ALTER TABLE g RENAME COLUMN a TO aa", "ALTER TABLE g DROP COLUMN b"]
+    script = ["SELECT count(*) FROM g TABLESAMPLE SYSTEM (100)",  # was 0A000 (a view to PostgreSQL)
+              "SELECT count(*), sum(x.aa) FROM g AS x TABLESAMPLE BERNOULLI (100) REPEATABLE (7) WHERE x.id > 10",
+              "SELECT * FROM g t(p, q) TABLESAMPLE SYSTEM (100) ORDER BY p LIMIT 2",
+              "SELECT count(*) FROM g TABLESAMPLE BERNOULLI (0)"]
+    reference = psycopg_executor(plain)
+    for stmt in setup:
+        reference(stmt)
+    expected = outcomes(reference, script)
+    main = helios_executor(conn)
+    for stmt in setup:
+        main(stmt)
+    assert outcomes(main, script) == expected
+    main("CREATE DATABASE BRANCH b")
+    b = connect("b")
+    with_hint = b.cursor()
+    try:
+        with_hint.execute("SELECT count(*) FROM g TABLESAMPLE SYSTEM (10)")
+    except heliosdb.Error as exc:
+        assert exc.sqlstate == "0A000" and "inherited" in exc.message and "random()" in exc.hint
+    else:
+        raise AssertionError("TABLESAMPLE of an inherited table answered")
+    helios_executor(b)("CREATE TABLE own (k int)")  # a table the branch created: its own storage
+    helios_executor(b)("INSERT INTO own VALUES (1), (2)")
+    assert helios_executor(b)("SELECT count(*) FROM own TABLESAMPLE SYSTEM (100)") == [(2,)]
