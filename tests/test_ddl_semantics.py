@@ -193,3 +193,13 @@ def test_tablesample_on_the_tables_own_branch_and_a_clear_refusal_on_branches_th
     helios_executor(b)("CREATE TABLE own (k int)")  # a table the branch created: its own storage
     helios_executor(b)("INSERT INTO own VALUES (1), (2)")
     assert helios_executor(b)("SELECT count(*) FROM own TABLESAMPLE SYSTEM (100)") == [(2,)]
+
+
+def test_create_table_as_with_no_data_has_postgresqls_tag(plain: psycopg.Connection[Any],
+                                                          conn: heliosdb.Connection) -> None:
+    tags = []
+    for cur in (plain.cursor(), conn.cursor()):
+        cur.execute("CREATE TABLE cp (id int PRIMARY KEY, v text)")
+        cur.execute("CREATE TABLE cp2 AS SELECT * FROM cp WITH NO DATA")
+        tags.append(cur.statusmessage)
+    assert tags == ["CREATE TABLE AS", "CREATE TABLE AS"]  # was CREATE TABLE

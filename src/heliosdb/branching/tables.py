@@ -166,7 +166,7 @@ def _create_table(session: Session, text: str) -> Result:
             inherited_keys.after_ddl(session, info, version)
     if status.startswith("SELECT"):
         return _result(status, rowcount=rowcount)
-    return _result("CREATE TABLE")
+    return _result("CREATE TABLE AS" if status == "CREATE TABLE AS" else "CREATE TABLE")  # AS ... WITH NO DATA
 
 
 def rewrite_references(session: Session, text: str, creating: tuple[str, str] | None = None) -> str:
