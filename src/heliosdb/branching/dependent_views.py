@@ -44,7 +44,7 @@ SELECT c.oid, n.nspname, c.relname, max(dep.depth), pg_get_viewdef(c.oid), c.rel
              FROM aclexplode(c.relacl) x WHERE x.grantee <> c.relowner)
 FROM dep JOIN pg_class c ON c.oid = dep.oid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'v' AND heliosdb._relkind(c.oid, c.relkind) = 'v'
-  AND n.nspname !~ '^(hdb_|heliosdb|pg_)' AND n.nspname <> 'information_schema'
+  AND n.nspname !~ '^(hdb_|heliosdb|pg_catalog|pg_toast)' AND n.nspname <> 'information_schema'
 GROUP BY c.oid, n.nspname, c.relname
 ORDER BY max(dep.depth), c.oid
 """
