@@ -203,3 +203,15 @@ def test_create_table_as_with_no_data_has_postgresqls_tag(plain: psycopg.Connect
         cur.execute("CREATE TABLE cp2 AS SELECT * FROM cp WITH NO DATA")
         tags.append(cur.statusmessage)
     assert tags == ["CREATE TABLE AS", "CREATE TABLE AS"]  # was CREATE TABLE
+
+
+def test_drop_table_with_views_over_it_is_postgresqls_2bp01(plain: psycopg.Connection[Any],
+                                                            conn: heliosdb.Connection, connect) -> None:
+    setup = ["CREATE TABLE d1 (id int PRIMARY KEY)", "CREATE TABLE d2 (id int PRIMARY KEY, d1 int REFERENCES d1)",
+             "CREATE VIEW dv AS SELECT d1.id FROM d1 JOIN d2 ON d2.d1 = d1.id", "CREATE VIEW dvv AS SELECT * FROM dv",
+             "CREATE TABLE d3 (id int)", "CREATE VIEW d3v AS SELECT id FROM d3"]
+    script = ["DROP TABLE d1",  # the detail lists the views too
+              "DROP TABLE d3",  # was "cannot drop view d3"
+              "DROP TABLE d3 CASCADE", "SELECT * FROM d3v"]
+    expected = assert_as_postgres(plain, conn, connect, setup, script)
+    assert expected[0][3].count("\n") == 2 and expected[1][2] == "cannot drop table d3 because other objects depend on it"

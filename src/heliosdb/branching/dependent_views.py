@@ -129,6 +129,23 @@ def kept(session: Session, schema: str, table: str, todo: list[Change]) -> Itera
             _create(conn, view)
 
 
+def over_table(session: Session, schema: str, table: str) -> list[str]:
+    """PostgreSQL's DETAIL lines for the views that depend on the table (DROP TABLE without CASCADE)."""
+    conn = session.conn
+    rel = sql.Identifier(schema, table).as_string(conn)
+    if not _has_dependents(conn, rel):
+        return []
+    views = {v.oid: v for v in (_View(*row) for row in conn.execute(_DEPENDENTS, {"table": rel}).fetchall())}  # type: ignore[arg-type]
+    direct = {int(r[0]) for r in conn.execute(
+        """SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+           WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass
+             AND r.ev_class <> d.refobjid""", (rel,)).fetchall()}
+    return [f"view {views[o].name} depends on table {table}" if via is None
+            else f"view {views[o].name} depends on view {views[via].name}"
+            for o, via in _with_views_over(session, direct & set(views)).items()
+            if o in views and (via is None or via in views)]
+
+
 def _has_dependents(conn: psycopg.Connection[Any], rel: str) -> bool:
     row = conn.execute(
         """SELECT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid

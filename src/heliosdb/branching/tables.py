@@ -246,11 +246,15 @@ def _drop_table(session: Session, text: str) -> Result:
         dropping = {v.table_id for v, _info in found}
         referencing = [fk for v, _info in found for fk in foreign_keys.incoming(snap, v)
                        if fk.child.table_id not in dropping]
-        if referencing and not cascade:  # as PostgreSQL: the foreign key depends on the table
+        views = [] if cascade else [line for v, _info in found
+                                    for line in dependent_views.over_table(session, branch.user_schema, v.name)]
+        if (referencing or views) and not cascade:  # as PostgreSQL: the keys and views depend on the table
+            table = referencing[0].parent.name if referencing else next(
+                v.name for v, _info in found if dependent_views.over_table(session, branch.user_schema, v.name))
             raise errors.DependentObjectsStillExist(
-                f"cannot drop table {referencing[0].parent.name} because other objects depend on it",
-                detail="\n".join(f"constraint {fk.con.name} on table {fk.child.name} depends on table {fk.parent.name}"
-                                  for fk in referencing),
+                f"cannot drop table {table} because other objects depend on it",
+                detail="\n".join([f"constraint {fk.con.name} on table {fk.child.name} depends on table "
+                                   f"{fk.parent.name}" for fk in referencing] + views),
                 hint="Use DROP ... CASCADE to drop the dependent objects too.")
         for fk in referencing:
             _drop_foreign_key(session, snap, fk, lsn)
