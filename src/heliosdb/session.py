@@ -23,7 +23,7 @@ from heliosdb.branching.types import DROP_TYPE
 from heliosdb.catalog.bootstrap import ensure_catalog
 from heliosdb.catalog.cache import CatalogCache
 from heliosdb.catalog.model import TYPES_SCHEMA, Branch, Snapshot, get_branch, get_branch_by_id
-from heliosdb.sql import groupby, sequences
+from heliosdb.sql import groupby, sequences, tablesample
 from heliosdb.sql.classify import (
     LOCKING_READ,
     Kind,
@@ -33,7 +33,7 @@ from heliosdb.sql.classify import (
     head,
     select_into_as_create,
 )
-from heliosdb.sql.names import IDENT, QUALIFIED, quote_qualified, read_name, tokenize
+from heliosdb.sql.names import IDENT, QUALIFIED, Name, quote_ident, quote_qualified, read_name, tokenize
 from heliosdb.sql.split import split_statements, strip_comments
 from heliosdb.storage.instance import DEFAULT_DATABASE, Instance
 from heliosdb.storage.statements import execute_replanned, keep_users_statements
@@ -137,6 +137,10 @@ _COMMENT_ON_TABLE = re.compile(rf"\s*COMMENT\s+ON\s+(TABLE)\s+({QUALIFIED})\s+IS
 _QUALIFIED_TYPE = re.compile(r'type "(?!' + TYPES_SCHEMA + r'\.)[^".]+\.([^".]+)" does not exist')
 # CREATE TYPE / CREATE DOMAIN with an unqualified name (group 2)
 _CREATE_TYPE = re.compile(rf'\s*CREATE\s+(TYPE|DOMAIN)\s+({IDENT})(?![\w$"]|\s*\.)', re.IGNORECASE)
+# CREATE [UNLOGGED] SEQUENCE [IF NOT EXISTS] with an unqualified name (group 2); not TEMP ones
+_CREATE_SEQUENCE = re.compile(
+    rf'\s*CREATE\s+(?:UNLOGGED\s+)?(SEQUENCE)\s+(?:IF\s+NOT\s+EXISTS\s+)?(?!IF\s+NOT\b)({IDENT})(?![\w$"]|\s*\.)',
+    re.IGNORECASE)
 _RESETS = re.compile(r"\s*(DISCARD\s+ALL|RESET\s+(ALL|search_path))\b", re.IGNORECASE)
 _WRITE_IN_CTE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
@@ -200,6 +204,7 @@ class StatementInfo:
     resets: bool  # DISCARD ALL / RESET ...: the branch binding must be put back
     as_create: str | None = None  # SELECT ... INTO a table, as the CREATE TABLE ... AS it means
     branch_schema: bool = False  # may name a branch's schema (br_<name>.t), made at the branch's first use
+    sampled: bool = False  # may have a TABLESAMPLE (sql/tablesample.py)
 
 
 _INFO: dict[str, StatementInfo] = {}
@@ -221,6 +226,7 @@ def statement_info(stmt: str) -> StatementInfo:
             _RESETS.match(stmt) is not None,
             select_into_as_create(stmt) if kind is Kind.PASSTHROUGH else None,
             "br_" in stmt.lower(),
+            tablesample.needs_look(stmt),
         )
         if len(stmt) <= _INFO_MAX_LEN:
             if len(_INFO) >= _INFO_MAX:
@@ -510,6 +516,8 @@ class Session:
                 if kind is Kind.PASSTHROUGH or kind is Kind.TRANSACTION:
                     if info.grouped and not info.temporal:
                         stmt = self.regrouped(stmt)
+                    if info.sampled:
+                        stmt = self.sampled(stmt)
                     if info.sequence:
                         if params and sequences.PARAMETER_CALL.search(stmt):  # its arguments as literals
                             stmt, params = psycopg.ClientCursor(self.conn).mogrify(stmt, params), None
@@ -601,6 +609,29 @@ class Session:
         row = self.conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s "
                                 "AND NOT attisdropped", (quote_qualified(*info.cur), phys)).fetchone()
         return (quote_qualified(*info.cur), phys) if row else ""  # a column the branch added has no sequence
+
+    def sampled(self, stmt: str) -> str:
+        """The statement with TABLESAMPLE of the branch's tables reading their storage (sql/tablesample.py)."""
+        return stmt if self.as_of is not None else tablesample.sampled(stmt, self._sample_source)
+
+    def _sample_source(self, name: Name) -> tuple[str, str] | None:
+        """TABLESAMPLE of a HeliosDB table (sql/tablesample.py): its columns on its storage relation."""
+        if name.schema is not None and name.schema != self.branch.user_schema:
+            return None
+        snap = self._snapshot_now()
+        version = next((v for v in snap.tables.values() if v.name == name.name and not v.dropped), None)
+        if version is None:
+            return None
+        info = snap.info[version.table_id]
+        if info.root_branch != self.branch.id:  # the rows are the branch's and its ancestors': no one relation
+            raise errors.NotSupportedError(
+                f'TABLESAMPLE is not supported on table "{name.name}": this branch inherited it',
+                hint="Sample it on the branch that created it, or filter with WHERE random() < <fraction>.")
+        phys = snap.names[version.table_id]
+        select = ", ".join(f"r.{quote_ident(phys[c.col])} AS {quote_ident(c.name)}" if c.col in phys
+                           else f"CAST({c.missing or 'NULL'} AS {c.type}) AS {quote_ident(c.name)}"
+                           for c in version.columns)
+        return select, quote_qualified(*info.cur) + " r"
 
     def _keyed_tables(self) -> dict[str, tuple[list[str], list[str]]]:
         """The branch's tables: their columns and primary key columns, by name."""
@@ -714,7 +745,8 @@ class Session:
                          cursor: psycopg.Cursor[Any] | None = None) -> Result:
         cur = cursor if cursor is not None else self.result_cursor()
         if stmt.lstrip()[:1] in _DDL_INITIALS:  # not on the path of reads and writes
-            if (m := _CREATE_TYPE.match(stmt)) is not None:  # the types every branch shares (TYPES_SCHEMA)
+            if (m := _CREATE_TYPE.match(stmt) or _CREATE_SEQUENCE.match(stmt)) is not None:
+                # the types and sequences every branch shares (TYPES_SCHEMA)
                 stmt = stmt[: m.start(2)] + TYPES_SCHEMA + "." + stmt[m.start(2) :]
             elif (m := DROP_TYPE.match(stmt)) is not None:
                 from heliosdb.branching.types import drop_type

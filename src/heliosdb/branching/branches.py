@@ -12,7 +12,15 @@ from psycopg import sql
 
 from heliosdb import errors
 from heliosdb.branching import ddl_locks, exclusions, layout
-from heliosdb.catalog.model import Branch, Snapshot, chain, get_branch, get_branch_by_id
+from heliosdb.catalog.model import (
+    TYPES_SCHEMA,
+    Branch,
+    Snapshot,
+    ancestry,
+    chain,
+    get_branch,
+    get_branch_by_id,
+)
 from heliosdb.sql import statements as st
 from heliosdb.sql.names import quote_ident
 from heliosdb.temporal.resolver import resolve_point
@@ -237,7 +245,8 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
     for tid, version in snap.tables.items():
         stmts += layout.view_statements(snap, branch, levels, snap.info[tid], version, or_replace=False,
                                         excluding=excluding.get(tid, []))
-    conn.execute(sql.SQL(";\n").join(stmts))
+    with _search_path(conn, _build_path(conn, branch)):
+        conn.execute(sql.SQL(";\n").join(stmts))
     if parent is not None:
         from heliosdb.mv.storage import inherit
 
@@ -245,6 +254,14 @@ def build_schema(conn: psycopg.Connection[Any], branch: Branch, parent: Branch |
         _copy_user_functions(conn, parent, branch)  # before the views: a view may call one
         _copy_user_views(conn, parent, branch, {v.name for v in snap.tables.values()} | {m.name for m in views})
         _copy_comments(conn, parent, branch, {v.name for v in snap.tables.values()} | {m.name for m in views})
+
+
+def _build_path(conn: psycopg.Connection[Any], branch: Branch) -> str:
+    """The branch's schema, then its ancestors', then the shared one: the names in its tables' defaults
+    resolve as they did where the tables were made (a sequence in main's schema, made before sequences
+    were shared), whichever branch the session that first uses the branch is on."""
+    schemas = [b.user_schema for b in (get_branch_by_id(conn, bid) for bid, _ in ancestry(conn, branch.id))]
+    return ", ".join([quote_ident(s) for s in schemas] + [TYPES_SCHEMA])
 
 
 @contextlib.contextmanager
@@ -305,22 +322,29 @@ def _copy_user_views(conn: psycopg.Connection[Any], parent: Branch, branch: Bran
     parent = _built_parent(conn, parent)
     with _search_path(conn, parent.search_path):
         views = conn.execute(
-            """SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c
+            """SELECT c.relname, pg_get_viewdef(c.oid), coalesce(c.reloptions, '{}'),
+                      ARRAY(SELECT ARRAY[a.attname, d.description] FROM pg_description d
+                            LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
+                            WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass)
+               FROM pg_class c
                WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind = 'v'
                  AND heliosdb._relkind(c.oid, c.relkind) = 'v' ORDER BY c.oid""",
             (sql.Identifier(parent.user_schema).as_string(conn),),
         ).fetchall()
     with _search_path(conn, branch.search_path):
-        for name, definition in views:
+        for name, definition, options, comments in views:
             if name in table_names:
                 continue
+            view = sql.Identifier(branch.user_schema, name)
             try:
                 with conn.transaction():
-                    conn.execute(sql.SQL("CREATE VIEW {} AS {}").format(
-                        sql.Identifier(branch.user_schema, name), sql.SQL(definition)))
+                    conn.execute(sql.SQL("CREATE VIEW {}{} AS {}").format(  # CHECK OPTION, security_barrier
+                        view, sql.SQL(" WITH ({})").format(sql.SQL(", ").join(map(sql.SQL, options)))
+                        if options else sql.SQL(""), sql.SQL(definition)))
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
                     psycopg.errors.UndefinedFunction, psycopg.errors.DuplicateTable):
-                pass  # it reads what the child does not have
+                continue  # it reads what the child does not have
+            layout.put_comments(conn, branch.user_schema, [(name, column, text) for column, text in comments])
 
 
 def _copy_comments(conn: psycopg.Connection[Any], parent: Branch, branch: Branch, names: set[str]) -> None:

@@ -16,7 +16,16 @@ import psycopg
 from psycopg import sql
 
 from heliosdb import errors
-from heliosdb.branching import ddl_locks, foreign_keys, images, inherited_keys, layout, retype
+from heliosdb.branching import (
+    ddl_locks,
+    dependent_views,
+    foreign_keys,
+    images,
+    inherited_keys,
+    layout,
+    like,
+    retype,
+)
 from heliosdb.branching.retype import RETYPE
 from heliosdb.catalog.model import (
     Column,
@@ -121,7 +130,11 @@ def _create_table(session: Session, text: str) -> Result:
         info = TableInfo(tid, branch.id, f"hdb_t{tid}", name.name)
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(I(info.phys_schema)))
         target = quote_ident(info.phys_schema) + "." + quote_ident(name.name)
-        cur = conn.execute(rewrite_references(session, replace(text, name, target), creating=(name.name, target)))  # type: ignore[arg-type]
+        likes = like.expand(session, text)  # LIKE of a HeliosDB table (a view to PostgreSQL), written out
+        cur = conn.execute(rewrite_references(session, replace(likes.text, name, target),  # type: ignore[arg-type]
+                                              creating=(name.name, target)))
+        for index in likes.indexes:
+            conn.execute(index.replace("{}", target, 1))  # type: ignore[arg-type]
         rowcount = cur.rowcount
         status = cur.statusmessage or "CREATE TABLE"
         inherited = inherited_keys.adopt(conn, info)  # keys to tables this branch inherited
@@ -153,7 +166,7 @@ def _create_table(session: Session, text: str) -> Result:
             inherited_keys.after_ddl(session, info, version)
     if status.startswith("SELECT"):
         return _result(status, rowcount=rowcount)
-    return _result("CREATE TABLE")
+    return _result("CREATE TABLE AS" if status == "CREATE TABLE AS" else "CREATE TABLE")  # AS ... WITH NO DATA
 
 
 def rewrite_references(session: Session, text: str, creating: tuple[str, str] | None = None) -> str:
@@ -233,11 +246,15 @@ def _drop_table(session: Session, text: str) -> Result:
         dropping = {v.table_id for v, _info in found}
         referencing = [fk for v, _info in found for fk in foreign_keys.incoming(snap, v)
                        if fk.child.table_id not in dropping]
-        if referencing and not cascade:  # as PostgreSQL: the foreign key depends on the table
+        views = [] if cascade else [line for v, _info in found
+                                    for line in dependent_views.over_table(session, branch.user_schema, v.name)]
+        if (referencing or views) and not cascade:  # as PostgreSQL: the keys and views depend on the table
+            table = referencing[0].parent.name if referencing else next(
+                v.name for v, _info in found if dependent_views.over_table(session, branch.user_schema, v.name))
             raise errors.DependentObjectsStillExist(
-                f"cannot drop table {referencing[0].parent.name} because other objects depend on it",
-                detail="\n".join(f"constraint {fk.con.name} on table {fk.child.name} depends on table {fk.parent.name}"
-                                  for fk in referencing),
+                f"cannot drop table {table} because other objects depend on it",
+                detail="\n".join([f"constraint {fk.con.name} on table {fk.child.name} depends on table "
+                                   f"{fk.parent.name}" for fk in referencing] + views),
                 hint="Use DROP ... CASCADE to drop the dependent objects too.")
         for fk in referencing:
             _drop_foreign_key(session, snap, fk, lsn)
@@ -328,7 +345,9 @@ def _alter_table(session: Session, text: str) -> Result:
         _guard_views(session, version, toks, i)
         children, parents = _related(session, info, rest)
         lsn = ddl_locks.lock_for_ddl(conn, branch.id, [info], referencing=children, referenced=parents)
-        result = _alter_actions(session, text, toks, i, version, info, rest, lsn)
+        # DROP COLUMN and type changes make the table's view again: the user's views over it wait outside
+        with dependent_views.kept(session, branch.user_schema, version.name, dependent_views.changes(toks, i)):
+            result = _alter_actions(session, text, toks, i, version, info, rest, lsn)
         # the stored SQL of materialized views over the table names its columns: made again
         from heliosdb.mv.ddl import resync_sql
 
@@ -865,14 +884,37 @@ def copy_statement(session: Session, text: str) -> str:
         i = j + 1
     direction = toks[i].text.upper() if i < len(toks) else ""
     tail = text[toks[i].start :] if i < len(toks) else ""
+    cols = _copy_columns(session, name.name, hit, view, cols)
     if direction == "TO" or hit is None:
         select = cols[1:-1] if cols else "*"
         return f"COPY (SELECT {select} FROM {view}) {tail}"
     version, info = hit
     if session.branch.id == info.root_branch:
-        col_list = cols or "(" + ", ".join(quote_ident(c.name) for c in version.columns) + ")"
-        return f"COPY {quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)} {col_list} {tail}"
-    return text
+        return f"COPY {quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)} {cols} {tail}"
+    return f"COPY {view} {cols} {tail}"
+
+
+def _copy_columns(session: Session, name: str, hit: tuple[TableVersion, TableInfo] | None, view: str,
+                  cols: str) -> str:
+    """COPY's column list, as PostgreSQL takes it: without one, every column but the stored generated ones;
+    one that names a generated column is 42P10."""
+    version = hit[0] if hit is not None else (_find(session, name) or (None,))[0]
+    generated = {c.name for c in version.columns if c.generated is not None} if version is not None else set()
+    if cols:
+        toks = tokenize(cols[1:-1])
+        for k in [-1, *top_level_commas(toks)]:
+            column = read_name(toks, k + 1)[0].name
+            if column in generated:
+                raise errors.lookup("42P10")(f'column "{column}" is a generated column', sqlstate="42P10",
+                                             detail="Generated columns cannot be used in COPY.")
+        return cols
+    if hit is not None:
+        names = [c.name for c in hit[0].columns if c.name not in generated]
+    else:  # the point's columns (a temporal context's view)
+        names = [r[0] for r in session.conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum", (view,)).fetchall() if r[0] not in generated]
+    return "(" + ", ".join(quote_ident(c) for c in names) + ")"
 
 
 def _copy(session: Session, text: str) -> Result:

@@ -402,6 +402,7 @@ class ExtendedProtocol(Protocol):
         if kind in (Kind.PASSTHROUGH, Kind.TRANSACTION):
             info = statement_info(q)
             text = self.s.regrouped(q) if info.grouped and not info.temporal else q
+            text = self.s.sampled(text) if info.sampled and not info.temporal else text
             if info.temporal:
                 from heliosdb.temporal.rewrite import rewrite
 

@@ -678,7 +678,7 @@ class Protocol:
                 # a locking read on a branch takes the branch's lock first (Session._run_passthrough)
                 and (self.s.branch.parent_id is None or LOCKING_READ.search(stmt) is None)
                 # GROUP BY a table's key: the session adds the columns that depend on it
-                and (not info.grouped or self.s.regrouped(stmt) == stmt))
+                and (not info.grouped or self.s.regrouped(stmt) == stmt) and not info.sampled)
 
     def _plain_read(self, stmt: str, bound: Bound | None, formats: list[int]) -> tuple[Rows | None, str]:
         """Run a plain read on the session's storage connection directly (no cursor object needed)."""

@@ -48,10 +48,14 @@ def add_dependent_columns(text: str, tables: Tables) -> str:
         sources = _sources(select)
         grouped = {_qualify(c, sources) for c in group.expressions if isinstance(c, exp.Column)}
         wanted = [q for c in _outside_aggregates(select) if (q := _qualify(c, sources)) not in grouped]
-        if not wanted:
+        stars = _stars(select, sources)
+        if not wanted and not stars:
             continue
         if known is None:
             known = tables()
+        for alias in stars:  # `*` and `t.*` stand for the table's columns
+            table = known.get(sources[alias])
+            wanted += [(alias, c) for c in (table[0] if table else []) if (alias, c) not in grouped]
         added: list[str] = []
         for alias, name in dict.fromkeys(wanted):
             table = sources.get(alias or "")
@@ -77,6 +81,17 @@ def _sources(select: exp.Select) -> dict[str, str]:
         if isinstance(item, exp.Table) and isinstance(item.this, exp.Identifier) and not item.db:
             out[item.alias_or_name] = item.name
     return out
+
+
+def _stars(select: exp.Select, sources: dict[str, str]) -> list[str]:
+    """The aliases of the sources that `*` (all of them) and `alias.*` in the select list stand for."""
+    out: list[str] = []
+    for item in select.expressions:
+        if isinstance(item, exp.Star):
+            out += list(sources)
+        elif isinstance(item, exp.Column) and isinstance(item.this, exp.Star) and item.table in sources:
+            out.append(item.table)
+    return list(dict.fromkeys(out))
 
 
 def _qualify(col: exp.Column, sources: dict[str, str]) -> tuple[str | None, str]:
