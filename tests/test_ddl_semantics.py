@@ -215,3 +215,24 @@ def test_drop_table_with_views_over_it_is_postgresqls_2bp01(plain: psycopg.Conne
               "DROP TABLE d3 CASCADE", "SELECT * FROM d3v"]
     expected = assert_as_postgres(plain, conn, connect, setup, script)
     assert expected[0][3].count("\n") == 2 and expected[1][2] == "cannot drop table d3 because other objects depend on it"
+
+
+DOMAIN_SETUP = [
+    "CREATE DOMAIN email AS text CHECK (VALUE ~ '@') NOT NULL",
+    "CREATE TABLE dm (id int PRIMARY KEY, e email, n text)",
+    "INSERT INTO dm VALUES (1, 'a@b', 'x'), (2, 'c@d', 'y')",
+]
+DOMAIN_SCRIPT = [
+    "INSERT INTO dm VALUES (3, 'e@f', 'z')",
+    "INSERT INTO dm VALUES (4, NULL, 'z')",  # the domain refuses NULL
+    "UPDATE dm SET n = 'w' WHERE id = 1",
+    "DELETE FROM dm WHERE id = 2",  # an inherited row: its tombstone
+    "DELETE FROM dm WHERE id = 3",  # the branch's own row
+    "SELECT * FROM dm ORDER BY id",
+]
+
+
+def test_a_not_null_domain_column(plain, conn: heliosdb.Connection, connect) -> None:
+    """A column of a NOT NULL domain: the history's insert markers and a branch's tombstones carry the
+    row's value (a NULL there was refused: every INSERT on the table's branch, every DELETE on others)."""
+    assert_as_postgres(plain, conn, connect, DOMAIN_SETUP, DOMAIN_SCRIPT)

@@ -236,18 +236,27 @@ def mirror_index(conn: psycopg.Connection[Any], info: TableInfo, cols: list[str]
     conn.execute(sql.SQL("CREATE INDEX ON {} (_hdb_branch, {})").format(q(*info.hist), keys))
 
 
+# The root relation's columns (not HeliosDB's), and whether each one's type is a domain that is NOT NULL
+# (itself or a domain it is made from)
+_ROOT_COLUMNS = """
+SELECT a.attname, EXISTS (
+    WITH RECURSIVE d(oid, base, nn) AS (
+        SELECT t.oid, t.typbasetype, t.typnotnull FROM pg_type t WHERE t.oid = a.atttypid AND t.typtype = 'd'
+      UNION ALL
+        SELECT t.oid, t.typbasetype, t.typnotnull FROM pg_type t JOIN d ON t.oid = d.base WHERE t.typtype = 'd')
+    SELECT FROM d WHERE d.nn)
+FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+  AND a.attname NOT IN ('_hdb_rowid', '_hdb_lsn') ORDER BY a.attnum"""
+
+
 def install_root_triggers(conn: psycopg.Connection[Any], info: TableInfo) -> None:
     """(Re)create the triggers that version the root relation's rows."""
     rel = q(*info.cur)
     schema = info.phys_schema
-    phys = [
-        r[0]
-        for r in conn.execute(
-            """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
-               AND NOT attisdropped AND attname NOT IN ('_hdb_rowid', '_hdb_lsn') ORDER BY attnum""",
-            (f"{quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)}",),
-        ).fetchall()
-    ]
+    rows = conn.execute(_ROOT_COLUMNS, (f"{quote_ident(info.phys_schema)}.{quote_ident(info.phys_name)}",)).fetchall()
+    phys = [r[0] for r in rows]
+    # an insert marker's columns are NULL, which a NOT NULL domain refuses: those carry the row's value
+    marked = [r[0] for r in rows if r[1]]
     cols = sql.SQL("").join(sql.SQL("{}, ").format(I(c)) for c in phys)
     old_cols = sql.SQL("").join(sql.SQL("o.{}, ").format(I(c)) for c in phys)
     b = L(info.root_branch)
@@ -297,11 +306,12 @@ END $f$"""
 DECLARE _hdb_l bigint := heliosdb.held_lsn({b});
 BEGIN
     IF _hdb_l IS NULL THEN RETURN NULL; END IF;
-    INSERT INTO {hist} (_hdb_branch, _hdb_rowid, _hdb_begin, _hdb_end, _hdb_del)
-    SELECT {b}, n._hdb_rowid, _hdb_l, _hdb_l, true FROM _hdb_new n;
+    INSERT INTO {hist} (_hdb_branch, {mcols}_hdb_rowid, _hdb_begin, _hdb_end, _hdb_del)
+    SELECT {b}, {new_cols}n._hdb_rowid, _hdb_l, _hdb_l, true FROM _hdb_new n;
     RETURN NULL;
 END $f$"""
-        ).format(mark=mark, b=b, hist=hist)
+        ).format(mark=mark, b=b, hist=hist, mcols=sql.SQL("").join(sql.SQL("{}, ").format(I(c)) for c in marked),
+                 new_cols=sql.SQL("").join(sql.SQL("n.{}, ").format(I(c)) for c in marked))
     )
     exists = conn.execute(
         "SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = '_hdb_stamp'",
@@ -973,6 +983,7 @@ def write_function_sql(
     all_cols = [c for c in version.columns]
     phys_cols = sql.SQL("").join(sql.SQL("{}, ").format(I(names[c.col])) for c in all_cols)
     new_vals = sql.SQL("").join(sql.SQL("NEW.{}, ").format(I(c.name)) for c in all_cols)
+    old_vals = sql.SQL("").join(sql.SQL("OLD.{}, ").format(I(c.name)) for c in all_cols)
     set_cols = sql.SQL("").join(sql.SQL("{c} = EXCLUDED.{c}, ").format(c=I(names[c.col])) for c in all_cols)
     # The lookups below are planned once per session (generic plans), typically while the branch's
     # __br is still empty: the planner then scans, hashes or materializes the branch's rows, which
@@ -1027,7 +1038,9 @@ BEGIN
     SELECT _hdb_branch, {arch_cols}_hdb_rowid, _hdb_lsn, _hdb_l, _hdb_del FROM {br}
     WHERE _hdb_rowid = _hdb_rid AND _hdb_branch + 0 = {b} AND _hdb_lsn <> _hdb_l;
     IF TG_OP = 'DELETE' THEN
-        INSERT INTO {br} (_hdb_branch, _hdb_rowid, _hdb_lsn, _hdb_del) VALUES ({b}, _hdb_rid, _hdb_l, true)
+        -- the tombstone carries the row's values: NULL there would break a NOT NULL domain column
+        INSERT INTO {br} (_hdb_branch, {phys_cols}_hdb_rowid, _hdb_lsn, _hdb_del)
+        VALUES ({b}, {old_vals}_hdb_rid, _hdb_l, true)
         ON CONFLICT (_hdb_branch, _hdb_rowid) DO UPDATE SET _hdb_lsn = _hdb_l, _hdb_del = true;
         {fk_after_delete}
         RETURN OLD;
@@ -1050,5 +1063,5 @@ END $f$"""
         fk_after_update=sql.SQL("\n    ").join(fk_after["UPDATE"]),
         br=q(*info.br), hist=q(*info.hist),
         arch_cols=sql.SQL("").join(sql.SQL("{}, ").format(I(c)) for c in br_columns),
-        phys_cols=phys_cols, new_vals=new_vals, set_cols=set_cols,
+        phys_cols=phys_cols, new_vals=new_vals, old_vals=old_vals, set_cols=set_cols,
     )
