@@ -199,9 +199,9 @@ def test_materialized_views_are_listed_and_described_as_such(shell: tuple[Shell,
         sh.run_meta("\\pset format unaligned")
         take(out)
         sh.run_meta("\\d per*")
-        assert "\nper_owner|materialized view|\n" in take(out)
+        assert "\nper_owner|materialized view|main\n" in take(out)
         sh.run_meta("\\dm")
-        assert "\nper_owner|materialized view|\n" in take(out)
+        assert "\nper_owner|materialized view|main\n" in take(out)
         sh.run_meta("\\dv per*")
         assert take(err) == 'Did not find any views named "per*".\n'
     finally:
