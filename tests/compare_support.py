@@ -44,6 +44,14 @@ def psycopg_executor(conn: psycopg.Connection[Any]) -> Execute:
     return execute
 
 
+def postgres_outcomes(plain: Any, setup: list[str], script: list[str]) -> list[tuple[Any, ...]]:
+    """`setup`, then `script` on plain PostgreSQL: the script's outcomes."""
+    reference = psycopg_executor(plain)
+    for stmt in setup:
+        reference(stmt)
+    return outcomes(reference, script)
+
+
 def assert_as_postgres(plain: psycopg.Connection[Any], conn: heliosdb.Connection, connect: Callable[..., Any],
                        setup: list[str], script: list[str], *,
                        same: Callable[[tuple[Any, ...], tuple[Any, ...]], bool] | None = None,
@@ -54,10 +62,7 @@ def assert_as_postgres(plain: psycopg.Connection[Any], conn: heliosdb.Connection
     same: compares one outcome (default: equality); after(branch): called after each branch's run.
     Returns PostgreSQL's outcomes, for the caller to check the script exercises what it claims.
     """
-    reference = psycopg_executor(plain)
-    for stmt in setup:
-        reference(stmt)
-    expected = outcomes(reference, script)
+    expected = postgres_outcomes(plain, setup, script)
     main = helios_executor(conn)
     for stmt in setup:
         main(stmt)

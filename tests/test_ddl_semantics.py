@@ -7,7 +7,13 @@ from typing import Any
 import psycopg
 
 import heliosdb
-from tests.compare_support import assert_as_postgres, helios_executor, outcomes, psycopg_executor
+from tests.compare_support import (
+    assert_as_postgres,
+    helios_executor,
+    outcomes,
+    postgres_outcomes,
+    psycopg_executor,
+)
 
 
 def test_a_users_sequence_is_shared_by_every_branch_as_one_database_has_one(
@@ -173,10 +179,7 @@ def test_tablesample_on_the_tables_own_branch_and_a_clear_refusal_on_branches_th
               "SELECT count(*), sum(x.aa) FROM g AS x TABLESAMPLE BERNOULLI (100) REPEATABLE (7) WHERE x.id > 10",
               "SELECT * FROM g t(p, q) TABLESAMPLE SYSTEM (100) ORDER BY p LIMIT 2",
               "SELECT count(*) FROM g TABLESAMPLE BERNOULLI (0)"]
-    reference = psycopg_executor(plain)
-    for stmt in setup:
-        reference(stmt)
-    expected = outcomes(reference, script)
+    expected = postgres_outcomes(plain, setup, script)
     main = helios_executor(conn)
     for stmt in setup:
         main(stmt)

@@ -95,15 +95,24 @@ def merge_base(conn: psycopg.Connection[Any], source: Branch, target: Branch) ->
     points: an ancestor's merge into the other side (or into one of its ancestors, before the other
     forked from it) counts as the branch's, up to the point the branch sees the ancestor at.
     """
-    fork = _fork_point(conn, source, target)
-    return _held_by(conn, source, target, fork), _held_by(conn, target, source, fork)
+    base_s, base_t, _, _ = _bases(conn, source, target)
+    return base_s, base_t
 
 
 def sides(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> tuple[Side, Side]:
     """Both sides of a merge of `source` into `target`: base points, heads, and what each last received."""
-    base_s, base_t = merge_base(conn, source, target)
-    return (Side(source, base_s, head_lsn(conn, source), _received(conn, source, target, base_s)),
-            Side(target, base_t, head_lsn(conn, target), _received(conn, target, source, base_t)))
+    base_s, base_t, into_s, into_t = _bases(conn, source, target)
+    return (Side(source, base_s, head_lsn(conn, source), _received(into_s, base_s)),
+            Side(target, base_t, head_lsn(conn, target), _received(into_t, base_t)))
+
+
+def _bases(conn: psycopg.Connection[Any], source: Branch, target: Branch
+           ) -> tuple[int, int, list[Received], list[Received]]:
+    """Each side's base point (the latest of its points the other holds, else the fork), and the merges
+    into each side of the other's history, read once for both."""
+    fork = _fork_point(conn, source, target)
+    into_s, into_t = _merges_into(conn, source, target), _merges_into(conn, target, source)
+    return max([fork, *(r.hi for r in into_t)]), max([fork, *(r.hi for r in into_s)]), into_s, into_t
 
 
 def _merges_into(conn: psycopg.Connection[Any], side: Branch, other: Branch) -> list[Received]:
@@ -123,20 +132,16 @@ def _merges_into(conn: psycopg.Connection[Any], side: Branch, other: Branch) -> 
             for src, dst, lo, hi, at in rows if int(at) <= into_levels[dst]]
 
 
-def _received(conn: psycopg.Connection[Any], side: Branch, other: Branch, held: int) -> Received | None:
-    """What `side` received of `other` since `other` last received `side` (at `held`): the union of the
-    ranges of those merges. Each starts where the one before ended, and a repeated merge that found
-    nothing new has an empty range: the last one alone would forget what the first one brought."""
-    got = [r for r in _merges_into(conn, side, other) if r.at > held]
+def _received(merges: list[Received], held: int) -> Received | None:
+    """What a side received of the other (`merges`: _merges_into) since the other last received it (at
+    `held`): the union of the ranges of those merges. Each starts where the one before ended, and a
+    repeated merge that found nothing new has an empty range: the last one alone would forget what the
+    first one brought."""
+    got = [r for r in merges if r.at > held]
     if not got:
         return None
     hi = max(r.hi for r in got)
     return Received(min((r.lo for r in got if r.hi > r.lo), default=hi), hi, max(r.at for r in got))
-
-
-def _held_by(conn: psycopg.Connection[Any], side: Branch, other: Branch, fork: int) -> int:
-    """The latest point of `side` that `other` holds: its head when last merged into `other`, else the fork."""
-    return max([fork, *(r.hi for r in _merges_into(conn, other, side))])
 
 
 def _fork_point(conn: psycopg.Connection[Any], source: Branch, target: Branch) -> int:

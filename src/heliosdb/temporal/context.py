@@ -124,17 +124,19 @@ _MISSING = """CREATE OR REPLACE FUNCTION pg_temp._hdb_missing(n text, l text, b 
 LANGUAGE plpgsql AS $f$ BEGIN
     RAISE EXCEPTION 'relation "%" does not exist at LSN % on branch "%"', n, l, b USING ERRCODE = '42P01', HINT = h;
 END $f$"""
-# A relation of the context that did not exist at its point: reading it is that error (the hint: why).
-_STUB = "CREATE TEMP VIEW {} AS SELECT NULL AS _hdb_missing WHERE pg_temp._hdb_missing({}, {}, {}, {})"
+# A relation of the context that did not exist at its point: a view whose reading is that error (the hint
+# says why).
+_ABSENT = "CREATE TEMP VIEW {} AS SELECT NULL AS _hdb_missing WHERE pg_temp._hdb_missing({}, {}, {}, {})"
 _TABLE_HINT = "The table did not exist at that point (or was dropped before it)."
 _VIEW_HINT = "The view reads a table or column that did not exist at that point."
-# Makes a view's copy, or its stub where its query cannot be made over the relations of the point.
-_TRY_VIEW = """CREATE OR REPLACE FUNCTION pg_temp._hdb_view_at(q text, stub text) RETURNS void
+# Makes a view's copy, or its absent-relation view (_ABSENT) where its query cannot be made over the
+# relations of the point.
+_TRY_VIEW = """CREATE OR REPLACE FUNCTION pg_temp._hdb_view_at(q text, absent text) RETURNS void
 LANGUAGE plpgsql AS $f$ BEGIN
     EXECUTE q;
 EXCEPTION WHEN undefined_table OR undefined_column OR undefined_function OR datatype_mismatch
                OR ambiguous_column OR wrong_object_type THEN
-    EXECUTE stub;
+    EXECUTE absent;
 END $f$"""
 # The user's plain views on the branch (not its tables or materialized views, views to PostgreSQL too),
 # each after the views it reads, with its definition printed where the branch's names need no schema
@@ -179,7 +181,7 @@ def switch_context(session: Session, branch: Branch, lsn: int | None) -> None:
                        - set(names))
         stmts.append(sql.SQL(_MISSING))
         for name in later:
-            stmts.append(_stub(name, lsn, branch, _TABLE_HINT))
+            stmts.append(_absent(name, lsn, branch, _TABLE_HINT))
             names.append(name)
     ctx = Resolved(branch, lsn) if lsn is not None else None
     with conn.transaction():
@@ -197,8 +199,9 @@ def switch_context(session: Session, branch: Branch, lsn: int | None) -> None:
         session.branch_check = True  # a ROLLBACK (TO SAVEPOINT) may put the previous context back
 
 
-def _stub(name: str, lsn: int, branch: Branch, hint: str) -> sql.Composable:
-    return sql.SQL(_STUB).format(sql.Identifier(name), sql.Literal(name), sql.Literal(format_lsn(lsn)),
+def _absent(name: str, lsn: int, branch: Branch, hint: str) -> sql.Composable:
+    """The view that stands for relation `name`, absent at `lsn`: reading it raises 42P01 with `hint`."""
+    return sql.SQL(_ABSENT).format(sql.Identifier(name), sql.Literal(name), sql.Literal(format_lsn(lsn)),
                                  sql.Literal(branch.name), sql.Literal(hint))
 
 
@@ -216,8 +219,9 @@ def _view_copies(session: Session, ctx: Resolved, names: list[str]) -> list[sql.
             sql.Identifier(o) for o in options)) if options else sql.SQL("")
         create = sql.SQL("CREATE TEMP VIEW {}{} AS {}").format(
             sql.Identifier(name), with_, sql.SQL(definition.rstrip().rstrip(";")))
+        absent = _absent(name, ctx.lsn, ctx.branch, _VIEW_HINT)
         stmts.append(sql.SQL("SELECT pg_temp._hdb_view_at({}, {})").format(
-            sql.Literal(create.as_string(conn)), sql.Literal(_stub(name, ctx.lsn, ctx.branch, _VIEW_HINT).as_string(conn))))
+            sql.Literal(create.as_string(conn)), sql.Literal(absent.as_string(conn))))
         names.append(name)
     return stmts
 

@@ -133,7 +133,8 @@ def run(session: Session, stmt: str, params: Any, cursor: psycopg.Cursor[Any] | 
 
 def _execute(session: Session, name: str, held: Held, args: list[str], params: Any,
              cursor: psycopg.Cursor[Any] | None) -> Result:
-    """params: the driver's or the wire protocol's, for placeholders in the arguments."""
+    """EXECUTE of a kept statement: its arguments as literals in its text, then that text run as a statement.
+    `params` are the driver's or the wire protocol's values for placeholders inside the arguments."""
     if len(args) != len(held.types):
         raise errors.SyntaxError(f'wrong number of parameters for prepared statement "{name}"',
                                  detail=f"Expected {len(held.types)} parameters but got {len(args)}.")
